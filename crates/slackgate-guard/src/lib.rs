@@ -1,0 +1,364 @@
+//! The decision pipeline of slackgate over one immutable policy snapshot.
+//!
+//! Given a route, the client address and the raw request (headers that matter and the
+//! whole body), [`Guard::decide`] runs the checks of the request pipeline in order —
+//! source IP, `ssl_check`, signature with every live secret, replay, facts, app pin,
+//! scope, rate limits — and returns a [`Decision`]: a value, not a side effect.
+//!
+//! The guard owns the state that must outlive policy reloads: the replay cache and
+//! the rate-limit buckets. Time comes from an injected [`Clock`].
+//!
+//! This crate must not depend on pingora, tokio or any I/O: `slackgate explain` runs it
+//! with no network, and the proxy runs it inside pingora.
+
+mod client_ip;
+mod clock;
+mod ratelimit;
+mod reason;
+mod replay;
+mod scope;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slackgate_policy::{LimitKey, Mode, OnDeny, Route};
+use slackgate_slack::{Facts, Lifecycle, SignatureError};
+
+pub use client_ip::{canonical, client_ip, parse_entry};
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use ratelimit::{BucketKey, RateLimiter, Take};
+pub use reason::Reason;
+pub use replay::{ReplayCache, ReplayCheck};
+
+/// The rule that decided a request, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// A fixed part of the pipeline or policy, e.g. `source_ips.deny` or `allow.teams`.
+    Static(&'static str),
+    /// A rate-limit rule, by its label from the policy.
+    RateLimit(Arc<str>),
+}
+
+impl Rule {
+    /// The rule as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Rule::Static(s) => s,
+            Rule::RateLimit(s) => s,
+        }
+    }
+}
+
+/// What the gateway does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send it to the route's upstream.
+    Forward,
+    /// Answer it at the gateway with [`Decision::status`].
+    Respond,
+}
+
+/// The outcome of the pipeline for one request.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    /// Why.
+    pub reason: Reason,
+    /// Forward or answer.
+    pub action: Action,
+    /// The status the gateway answers with when `action` is `Respond`.
+    pub status: u16,
+    /// True when the route is in shadow mode and the request would have been denied.
+    pub shadow: bool,
+    /// Which rule decided, when one did.
+    pub rule: Option<Rule>,
+    /// The id of the secret whose signature matched.
+    pub secret_id: Option<Arc<str>>,
+    /// Facts of the verified body, when it got that far.
+    pub facts: Option<Facts<'a>>,
+    /// Seconds for `Retry-After`, set on `rate_limited`.
+    pub retry_after: Option<u32>,
+    /// Whether the answer carries `X-Slack-No-Retry: 1`.
+    pub no_retry: bool,
+}
+
+impl Decision<'_> {
+    fn respond(reason: Reason) -> Self {
+        Decision {
+            reason,
+            action: Action::Respond,
+            status: reason.status(),
+            shadow: false,
+            rule: None,
+            secret_id: None,
+            facts: None,
+            retry_after: None,
+            no_retry: false,
+        }
+    }
+
+    /// Whether the body of a gateway answer should be the `url_verification` challenge.
+    pub fn challenge(&self) -> Option<&str> {
+        if self.reason == Reason::UrlVerification {
+            self.facts.as_ref().and_then(|f| f.challenge.as_deref())
+        } else {
+            None
+        }
+    }
+
+    /// The lifecycle event this request carries, if any.
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        self.facts.as_ref().and_then(|f| f.lifecycle)
+    }
+}
+
+/// The parts of a request the pipeline reads. Header values are raw bytes as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    /// The client address (see [`client_ip`]).
+    pub client_ip: IpAddr,
+    /// `X-Slack-Signature`.
+    pub signature: Option<&'a [u8]>,
+    /// `X-Slack-Request-Timestamp`.
+    pub timestamp: Option<&'a [u8]>,
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// Settings of the pipeline that come from the server config, not the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardSettings {
+    /// The largest allowed difference between the request timestamp and now, either way.
+    pub max_clock_skew: Duration,
+}
+
+/// The decision pipeline with its long-lived state.
+#[derive(Debug)]
+pub struct Guard<C: Clock = SystemClock> {
+    replay: ReplayCache,
+    limiter: RateLimiter,
+    clock: C,
+}
+
+impl<C: Clock> Guard<C> {
+    /// A guard whose replay cache and rate limiter hold at most the given number of entries.
+    pub fn new(clock: C, max_replay_entries: usize, max_rate_limit_keys: usize) -> Self {
+        Self {
+            replay: ReplayCache::new(max_replay_entries),
+            limiter: RateLimiter::new(max_rate_limit_keys),
+            clock,
+        }
+    }
+
+    /// The guard's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The replay cache.
+    pub fn replay_cache(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// The rate limiter.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Checks the client address against the route's `source_ips`.
+    ///
+    /// This runs before the body is read, so it is a separate step; [`Guard::decide`]
+    /// does not repeat it. In shadow mode a denial is marked and the request goes on.
+    pub fn check_source_ip(&self, route: &Route, ip: IpAddr) -> Option<Decision<'static>> {
+        if route.source_ips.permits(canonical(ip)) {
+            return None;
+        }
+        let mut d = Decision::respond(Reason::IpDenied);
+        d.rule = Some(Rule::Static("source_ips"));
+        Some(d)
+    }
+
+    /// Runs steps 4 to 9 of the pipeline (`ssl_check` to rate limits) on a fully read body.
+    ///
+    /// A route in shadow mode gets the would-be denial with `shadow: true` and
+    /// `action: Forward`, except that verification failures stay enforced unless the
+    /// route sets `allow_unverified_shadow`. Gateway answers (`ssl_check`,
+    /// `url_verification`) are always answered.
+    pub fn decide<'a>(
+        &self,
+        route: &Route,
+        req: &Inbound<'a>,
+        settings: &GuardSettings,
+    ) -> Decision<'a> {
+        let d = self.evaluate(route, req, settings);
+        apply_mode(route, d)
+    }
+
+    fn evaluate<'a>(&self, route: &Route, req: &Inbound<'a>, settings: &GuardSettings) -> Decision<'a> {
+        // Slack's certificate probe carries no event and reaches no bot; it is answered
+        // before signature checks, as Slack's own SDKs do.
+        if slackgate_slack::is_ssl_check(req.content_type, req.body) {
+            return Decision::respond(Reason::SslCheck);
+        }
+
+        let now = self.clock.now();
+        let now_unix = clock::unix_secs(now);
+        let skew = settings.max_clock_skew.as_secs();
+        let verified = match slackgate_slack::verify(
+            route.app.live_keys(now),
+            req.signature,
+            req.timestamp,
+            req.body,
+            now_unix,
+            skew,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                let mut d = Decision::respond(signature_reason(e));
+                d.rule = Some(Rule::Static("signature"));
+                return d;
+            }
+        };
+        let secret_id = Some(Arc::clone(verified.key.id_arc()));
+
+        let expires = verified
+            .timestamp
+            .saturating_add(i64::try_from(skew).unwrap_or(i64::MAX));
+        if self
+            .replay
+            .check_and_insert(&verified.signature, expires, now_unix)
+            == ReplayCheck::Replayed
+        {
+            let mut d = Decision::respond(Reason::Replayed);
+            d.rule = Some(Rule::Static("replay"));
+            d.secret_id = secret_id;
+            return d;
+        }
+
+        let facts = match slackgate_slack::parse_facts(req.content_type, req.body) {
+            Ok(f) => f,
+            Err(_) => {
+                let mut d = Decision::respond(Reason::MalformedPayload);
+                d.secret_id = secret_id;
+                return d;
+            }
+        };
+
+        let mut d = Decision::respond(Reason::Allowed);
+        d.secret_id = secret_id;
+
+        if facts.kind == slackgate_slack::RequestKind::UrlVerification {
+            d.reason = Reason::UrlVerification;
+            d.status = Reason::UrlVerification.status();
+            d.facts = Some(facts);
+            return d;
+        }
+
+        if let Some(pin) = route.app.api_app_id.as_deref() {
+            if facts.api_app_id.as_deref() != Some(pin) {
+                d.reason = Reason::AppMismatch;
+                d.status = Reason::AppMismatch.status();
+                d.rule = Some(Rule::Static("app.api_app_id"));
+                d.facts = Some(facts);
+                return d;
+            }
+        }
+
+        if let Some(rule) = scope::denied_by(route, &facts) {
+            d.reason = Reason::ScopeDenied;
+            d.rule = Some(Rule::Static(rule));
+            match route.on_deny {
+                OnDeny::Reject => d.status = Reason::ScopeDenied.status(),
+                OnDeny::Ack => {
+                    d.status = 200;
+                    d.no_retry = true;
+                }
+            }
+            d.facts = Some(facts);
+            return d;
+        }
+
+        let now_f = clock::unix_secs_f64(now);
+        let ip_text;
+        for (index, rule) in route.rate_limits.iter().enumerate() {
+            let value: &str = match rule.per {
+                LimitKey::Team => facts
+                    .team_id
+                    .as_deref()
+                    .or(facts.enterprise_id.as_deref())
+                    .unwrap_or(""),
+                LimitKey::Enterprise => facts.enterprise_id.as_deref().unwrap_or(""),
+                LimitKey::User => facts.user_id.as_deref().unwrap_or(""),
+                LimitKey::Channel => facts.channel_id.as_deref().unwrap_or(""),
+                LimitKey::App => facts.api_app_id.as_deref().unwrap_or(""),
+                LimitKey::Route => "",
+                LimitKey::Ip => {
+                    ip_text = req.client_ip.to_string();
+                    ip_text.as_str()
+                }
+            };
+            let key = BucketKey {
+                route: &route.name,
+                rule: index,
+                per: rule.per.as_str(),
+                value,
+            };
+            if let Take::Limited { retry_after_secs } =
+                self.limiter
+                    .take(&key, rule.rate.tokens_per_sec, rule.burst.get(), now_f)
+            {
+                d.reason = Reason::RateLimited;
+                d.status = Reason::RateLimited.status();
+                d.rule = Some(Rule::RateLimit(Arc::clone(&rule.label)));
+                d.retry_after = Some(retry_after_secs);
+                d.no_retry = true;
+                d.facts = Some(facts);
+                return d;
+            }
+        }
+
+        d.action = Action::Forward;
+        d.facts = Some(facts);
+        d
+    }
+}
+
+/// Turns a would-be denial on a shadow route into a logged, forwarded request.
+pub fn apply_mode<'a>(route: &Route, mut d: Decision<'a>) -> Decision<'a> {
+    if route.mode != Mode::Shadow || d.action == Action::Forward {
+        return d;
+    }
+    let shadowable = match d.reason {
+        Reason::SslCheck | Reason::UrlVerification => false,
+        r if r.is_verification_failure() => route.allow_unverified_shadow,
+        Reason::IpDenied
+        | Reason::MalformedPayload
+        | Reason::AppMismatch
+        | Reason::ScopeDenied
+        | Reason::RateLimited => true,
+        _ => false,
+    };
+    if shadowable {
+        d.shadow = true;
+        d.action = Action::Forward;
+        d.no_retry = false;
+        d.retry_after = None;
+    }
+    d
+}
+
+fn signature_reason(e: SignatureError) -> Reason {
+    match e {
+        SignatureError::MissingSignature | SignatureError::MissingTimestamp => {
+            Reason::MissingSignature
+        }
+        SignatureError::StaleTimestamp { .. } => Reason::StaleTimestamp,
+        SignatureError::MalformedSignature
+        | SignatureError::MalformedTimestamp
+        | SignatureError::BadSignature
+        | SignatureError::NoKeys
+        | SignatureError::EmptySecret => Reason::BadSignature,
+    }
+}

@@ -1,0 +1,116 @@
+//! Route scope: `allow` (every listed dimension must match) and `deny` (any match denies).
+//!
+//! Identity dimensions (enterprises, teams, channels, users) apply to every request; a
+//! request without that fact does not match it, so an `allow` on it fails closed.
+//! Kind dimensions apply only to the requests that carry them: `events` to Events API
+//! callbacks, `commands` to slash commands, `actions` to interactivity (action ids,
+//! else callback id). A slash command is therefore not denied by an `events` list.
+
+use slackgate_policy::{GlobSet, IdSet, Route, Scope};
+use slackgate_slack::{Facts, RequestKind};
+
+/// The first rule that denies the request, or `None` when the scope admits it.
+pub(crate) fn denied_by(route: &Route, facts: &Facts<'_>) -> Option<&'static str> {
+    if let Some(rule) = deny_match(&route.deny, facts) {
+        return Some(rule);
+    }
+    allow_miss(&route.allow, facts)
+}
+
+fn id_hit(set: &Option<IdSet>, value: Option<&str>) -> Option<bool> {
+    set.as_ref().map(|s| value.is_some_and(|v| s.contains(v)))
+}
+
+fn team_value<'f>(facts: &'f Facts<'_>) -> Option<&'f str> {
+    facts.team_id.as_deref()
+}
+
+fn applies_events(facts: &Facts<'_>) -> bool {
+    facts.kind == RequestKind::EventCallback
+}
+
+fn applies_commands(facts: &Facts<'_>) -> bool {
+    facts.kind == RequestKind::SlashCommand
+}
+
+fn applies_actions(facts: &Facts<'_>) -> bool {
+    matches!(
+        facts.kind,
+        RequestKind::BlockActions
+            | RequestKind::BlockSuggestion
+            | RequestKind::ViewSubmission
+            | RequestKind::ViewClosed
+            | RequestKind::Shortcut
+            | RequestKind::MessageAction
+            | RequestKind::InteractiveMessage
+            | RequestKind::DialogSubmission
+    )
+}
+
+/// The action identifiers of an interactivity request: its action ids, else its callback id.
+fn action_names<'f>(facts: &'f Facts<'_>) -> Vec<&'f str> {
+    if facts.action_ids.is_empty() {
+        facts.callback_id.as_deref().into_iter().collect()
+    } else {
+        facts.action_ids.iter().map(|a| a.as_ref()).collect()
+    }
+}
+
+fn actions_all_match(set: &GlobSet, facts: &Facts<'_>) -> bool {
+    let names = action_names(facts);
+    !names.is_empty() && names.iter().all(|n| set.matches(n))
+}
+
+fn actions_any_match(set: &GlobSet, facts: &Facts<'_>) -> bool {
+    action_names(facts).iter().any(|n| set.matches(n))
+}
+
+fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
+    if id_hit(&deny.enterprises, f.enterprise_id.as_deref()) == Some(true) {
+        return Some("deny.enterprises");
+    }
+    if id_hit(&deny.teams, team_value(f)) == Some(true) {
+        return Some("deny.teams");
+    }
+    if id_hit(&deny.channels, f.channel_id.as_deref()) == Some(true) {
+        return Some("deny.channels");
+    }
+    if id_hit(&deny.users, f.user_id.as_deref()) == Some(true) {
+        return Some("deny.users");
+    }
+    if applies_events(f) && id_hit(&deny.events, f.event_type.as_deref()) == Some(true) {
+        return Some("deny.events");
+    }
+    if applies_commands(f) && id_hit(&deny.commands, f.command.as_deref()) == Some(true) {
+        return Some("deny.commands");
+    }
+    if applies_actions(f) && deny.actions.as_ref().is_some_and(|s| actions_any_match(s, f)) {
+        return Some("deny.actions");
+    }
+    None
+}
+
+fn allow_miss(allow: &Scope, f: &Facts<'_>) -> Option<&'static str> {
+    if id_hit(&allow.enterprises, f.enterprise_id.as_deref()) == Some(false) {
+        return Some("allow.enterprises");
+    }
+    if id_hit(&allow.teams, team_value(f)) == Some(false) {
+        return Some("allow.teams");
+    }
+    if id_hit(&allow.channels, f.channel_id.as_deref()) == Some(false) {
+        return Some("allow.channels");
+    }
+    if id_hit(&allow.users, f.user_id.as_deref()) == Some(false) {
+        return Some("allow.users");
+    }
+    if applies_events(f) && id_hit(&allow.events, f.event_type.as_deref()) == Some(false) {
+        return Some("allow.events");
+    }
+    if applies_commands(f) && id_hit(&allow.commands, f.command.as_deref()) == Some(false) {
+        return Some("allow.commands");
+    }
+    if applies_actions(f) && allow.actions.as_ref().is_some_and(|s| !actions_all_match(s, f)) {
+        return Some("allow.actions");
+    }
+    None
+}
