@@ -1,0 +1,22 @@
+//! `parse_facts` and `is_ssl_check` on arbitrary bytes, as JSON, as a form and sniffed.
+//! Neither may panic; facts that parse must be consistent with the body's encoding.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use slackgate_slack::{is_ssl_check, parse_facts, RequestKind};
+
+fuzz_target!(|body: &[u8]| {
+    for content_type in [
+        None,
+        Some("application/json"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let ssl = is_ssl_check(content_type, body);
+        if let Ok(facts) = parse_facts(content_type, body) {
+            // The cheap check and the full parse agree on ssl_check bodies.
+            assert_eq!(ssl, facts.kind == RequestKind::SslCheck);
+            let _ = facts.into_owned();
+        }
+    }
+});
