@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use slackgate_slack::{
@@ -51,6 +52,9 @@ fn check(name: &str, kind: RequestKind, e: Expect) {
     let facts =
         parse_facts(Some(content_type(name)), &body).unwrap_or_else(|err| panic!("{name}: {err}"));
     assert_facts(name, &facts, kind, &e);
+    if name.ends_with(".json") || name == "command_ticket.form" {
+        assert_borrowed(name, &facts);
+    }
     // Sniffing without a content type gives the same answer.
     let sniffed = parse_facts(None, &body).unwrap();
     assert_eq!(sniffed, facts, "{name} sniffed");
@@ -59,6 +63,28 @@ fn check(name: &str, kind: RequestKind, e: Expect) {
         kind == RequestKind::SslCheck,
         "{name} ssl_check"
     );
+}
+
+/// Ids without escapes borrow from the body (the command is percent-encoded, so it is owned).
+fn assert_borrowed(name: &str, f: &Facts<'_>) {
+    for value in [
+        &f.api_app_id,
+        &f.enterprise_id,
+        &f.team_id,
+        &f.user_id,
+        &f.channel_id,
+        &f.event_type,
+        &f.event_id,
+        &f.challenge,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(
+            matches!(value, Cow::Borrowed(_)),
+            "{name}: {value} is owned"
+        );
+    }
 }
 
 fn assert_facts(name: &str, f: &Facts<'_>, kind: RequestKind, e: &Expect) {
