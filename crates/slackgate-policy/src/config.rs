@@ -1,0 +1,491 @@
+//! Server settings: listeners, admin listener, trusted proxies, limits, audit
+//! sink and the policy path. Built from a [`ConfigSpec`](crate::spec::ConfigSpec).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use marked_yaml::{Node, Spanned};
+
+use crate::error::{Errors, LoadErrors};
+use crate::matcher::IpSet;
+use crate::policy::parse_cidrs;
+use crate::spec::{AdminSpec, AuditSpec, ConfigSpec, LimitsSpec, ListenerSpec, TlsSpec};
+use crate::units::{parse_duration, DurationError};
+use crate::yaml;
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file this was loaded from.
+    pub source: PathBuf,
+    /// Public listeners; at least one.
+    pub listen: Vec<Listener>,
+    /// The admin listener (metrics, health, reload), if any.
+    pub admin: Option<Admin>,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: IpSet,
+    /// Size, time and memory limits.
+    pub limits: Limits,
+    /// Where audit records go.
+    pub audit: Audit,
+    /// The policy file, resolved against the config file's directory.
+    pub policy_path: PathBuf,
+}
+
+/// One public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// The socket address to bind.
+    pub addr: SocketAddr,
+    /// TLS files; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and private key in PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, resolved against the config file's directory.
+    pub cert: PathBuf,
+    /// The private key, resolved against the config file's directory.
+    pub key: PathBuf,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// The socket address to bind.
+    pub addr: SocketAddr,
+}
+
+/// Limits; every duration except `shutdown_grace` is above zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest request body read (413 above). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Time allowed to read a whole body (408 after). Default 5 s.
+    pub body_read_timeout: Duration,
+    /// Time allowed for the upstream to answer (504 after). Default 2800 ms,
+    /// under Slack's 3 s deadline.
+    pub upstream_timeout: Duration,
+    /// Accepted distance between the signed timestamp and now, both directions. Default 300 s.
+    pub max_clock_skew: Duration,
+    /// The most rate-limit buckets kept before evicting. Default 1,000,000.
+    pub max_rate_limit_keys: usize,
+    /// The most signatures remembered for replay detection. Default 1,000,000.
+    pub max_replay_entries: usize,
+    /// How long in-flight requests may finish on shutdown. Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            body_read_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_millis(2800),
+            max_clock_skew: Duration::from_secs(300),
+            max_rate_limit_keys: 1_000_000,
+            max_replay_entries: 1_000_000,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The audit sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// Where JSON lines are written.
+    pub path: AuditPath,
+}
+
+/// An audit destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditPath {
+    /// Standard output (`"-"`, the default).
+    Stdout,
+    /// A file, appended to; resolved against the config file's directory.
+    File(PathBuf),
+}
+
+/// The longest accepted `max_clock_skew`: a longer window makes replay
+/// protection need more memory and lets captured requests live longer.
+const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The top-level keys of a config, as in [`ConfigSpec`].
+const CONFIG_KEYS: &[&str] = &[
+    "listen",
+    "admin",
+    "trusted_proxies",
+    "limits",
+    "audit",
+    "policy",
+];
+
+/// Builds as much of a [`ConfigSpec`] as deserializes, reporting every
+/// structural error, so that semantic checks still run on the valid parts.
+fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors) -> ConfigSpec {
+    let before = errs.len();
+    yaml::check_top_level(node, CONFIG_KEYS, &["listen", "policy"], errs);
+    let listen = node
+        .as_mapping()
+        .and_then(|m| m.get_node("listen"))
+        .map(|n| yaml::probe_items::<ListenerSpec>(n, "listen", errs))
+        .unwrap_or_else(|| Spanned::new(*node.span(), Vec::new()));
+    let spec = ConfigSpec {
+        listen,
+        admin: yaml::probe_key(node, "admin", errs),
+        trusted_proxies: yaml::probe_key(node, "trusted_proxies", errs),
+        limits: yaml::probe_key(node, "limits", errs),
+        audit: yaml::probe_key(node, "audit", errs),
+        policy: yaml::probe_key(node, "policy", errs)
+            .unwrap_or_else(|| Spanned::new(*node.span(), "-".to_string())),
+    };
+    if errs.len() == before {
+        yaml::report_from_node(err, "", errs);
+    }
+    spec
+}
+
+/// Reads and validates a config file. Relative paths in it (TLS files, audit
+/// file, policy) are resolved against the config file's directory.
+pub fn load_config(path: &Path) -> Result<Config, LoadErrors> {
+    let text = crate::read_text(path)?;
+    compile_config(path, &text)
+}
+
+/// Validates config text that was read from `source`.
+pub fn compile_config(source: &Path, text: &str) -> Result<Config, LoadErrors> {
+    let mut errs = Errors::new(source);
+    let config = yaml::parse(text, &mut errs).and_then(|node| {
+        let (spec, partial) = match marked_yaml::from_node::<ConfigSpec>(&node) {
+            Ok(spec) => (spec, false),
+            Err(e) => (partial_spec(&node, &e, &mut errs), true),
+        };
+        let base = source.parent().unwrap_or_else(|| Path::new(""));
+        config(spec, partial, source, base, &mut errs)
+    });
+    errs.finish(config)
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    base.join(p.trim())
+}
+
+fn socket_addr(s: &Spanned<String>, what: &str, errs: &mut Errors) -> Option<SocketAddr> {
+    match s.trim().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.at(
+                s.span(),
+                format!("`{what}` is not an IP:port socket address"),
+                "write an IP address and port, e.g. 0.0.0.0:8443, 127.0.0.1:9090 or [::]:8443 (host names are not resolved)",
+            );
+            None
+        }
+    }
+}
+
+fn non_empty_path(s: &Spanned<String>, what: &str, errs: &mut Errors) -> bool {
+    if s.trim().is_empty() {
+        errs.at(s.span(), format!("`{what}` is empty"), "write a file path");
+        false
+    } else {
+        true
+    }
+}
+
+fn config(
+    spec: ConfigSpec,
+    partial: bool,
+    source: &Path,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<Config> {
+    let ConfigSpec {
+        listen,
+        admin,
+        trusted_proxies,
+        limits,
+        audit,
+        policy,
+    } = spec;
+    let start = errs.len();
+    let mut bound: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut check_unique = |addr: SocketAddr, at: &Spanned<String>, errs: &mut Errors| {
+        let line = at.span().start().map_or(0, |m| m.line());
+        if let Some(first) = bound.insert(addr, line) {
+            errs.at(
+                at.span(),
+                format!("address {addr} is already used by the listener on line {first}"),
+                "give every listener and the admin listener its own address",
+            );
+        }
+    };
+
+    if listen.is_empty() && !partial {
+        errs.at(
+            listen.span(),
+            "no listeners: the gateway would accept no requests",
+            "add at least one listener, e.g. `- addr: 0.0.0.0:8443` with `tls: { cert: ..., key: ... }`",
+        );
+    }
+    let mut listeners = Vec::new();
+    for l in listen.iter() {
+        let ListenerSpec { addr, tls } = l;
+        let parsed = socket_addr(addr, "listen.addr", errs);
+        if let Some(a) = parsed {
+            check_unique(a, addr, errs);
+        }
+        let tls = tls.as_ref().and_then(|t| {
+            let TlsSpec { cert, key } = t;
+            let ok = non_empty_path(cert, "tls.cert", errs) & non_empty_path(key, "tls.key", errs);
+            ok.then(|| TlsFiles {
+                cert: resolve(base, cert),
+                key: resolve(base, key),
+            })
+        });
+        if let Some(addr) = parsed {
+            listeners.push(Listener { addr, tls });
+        }
+    }
+
+    let admin = admin.and_then(|a| {
+        let AdminSpec { addr } = a;
+        let parsed = socket_addr(&addr, "admin.addr", errs)?;
+        check_unique(parsed, &addr, errs);
+        Some(Admin { addr: parsed })
+    });
+
+    let trusted_proxies = trusted_proxies
+        .map(|l| parse_cidrs(&l, errs))
+        .unwrap_or_default();
+
+    let limits = limits.map(|l| self::limits(l, errs)).unwrap_or_default();
+
+    let audit = match audit {
+        None => Audit {
+            path: AuditPath::Stdout,
+        },
+        Some(AuditSpec { path }) => {
+            non_empty_path(&path, "audit.path", errs);
+            Audit {
+                path: if path.trim() == "-" {
+                    AuditPath::Stdout
+                } else {
+                    AuditPath::File(resolve(base, &path))
+                },
+            }
+        }
+    };
+
+    non_empty_path(&policy, "policy", errs);
+    let policy_path = resolve(base, &policy);
+
+    (errs.len() == start).then(|| Config {
+        source: source.to_path_buf(),
+        listen: listeners,
+        admin,
+        trusted_proxies,
+        limits,
+        audit,
+        policy_path,
+    })
+}
+
+/// Formats a duration the way the config writes it: `2800ms`, `5s`.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
+    let LimitsSpec {
+        max_body_bytes,
+        body_read_timeout,
+        upstream_timeout,
+        max_clock_skew,
+        max_rate_limit_keys,
+        max_replay_entries,
+        shutdown_grace,
+    } = spec;
+    let d = Limits::default();
+    let count = |v: Option<Spanned<u64>>, key: &str, default: usize, errs: &mut Errors| -> usize {
+        let Some(v) = v else { return default };
+        match usize::try_from(*v) {
+            Ok(0) => {
+                errs.at(
+                    v.span(),
+                    format!("`limits.{key}` is 0"),
+                    format!("set a value above 0, or omit it for the default {default}"),
+                );
+                default
+            }
+            Ok(n) => n,
+            Err(_) => {
+                errs.at(
+                    v.span(),
+                    format!("`limits.{key}` is too large for this platform"),
+                    format!("set a smaller value, or omit it for the default {default}"),
+                );
+                default
+            }
+        }
+    };
+    let duration = |v: Option<Spanned<String>>,
+                    key: &str,
+                    default: Duration,
+                    zero_ok: bool,
+                    errs: &mut Errors|
+     -> Duration {
+        let Some(v) = v else { return default };
+        match parse_duration(&v) {
+            Ok(x) if x.is_zero() && !zero_ok => {
+                errs.at(
+                    v.span(),
+                    format!("`limits.{key}` is zero"),
+                    format!(
+                        "set a duration above zero, or omit it for the default {}",
+                        show_duration(default)
+                    ),
+                );
+                default
+            }
+            Ok(x) => x,
+            Err(e) => {
+                let problem = match e {
+                    DurationError::Empty => "is empty",
+                    DurationError::MissingUnit => "has no unit",
+                    DurationError::BadNumber => "does not start with a whole number",
+                    DurationError::BadUnit => "has an unknown unit",
+                    DurationError::Overflow => "is too large",
+                };
+                errs.at(
+                    v.span(),
+                    format!("duration `limits.{key}` {problem}"),
+                    "write a whole number followed by ms, s, m or h, e.g. 5s, 2800ms, 1m or 2h",
+                );
+                default
+            }
+        }
+    };
+    let skew_span = max_clock_skew.as_ref().map(|s| *s.span());
+    let limits = Limits {
+        max_body_bytes: count(max_body_bytes, "max_body_bytes", d.max_body_bytes, errs),
+        body_read_timeout: duration(
+            body_read_timeout,
+            "body_read_timeout",
+            d.body_read_timeout,
+            false,
+            errs,
+        ),
+        upstream_timeout: duration(
+            upstream_timeout,
+            "upstream_timeout",
+            d.upstream_timeout,
+            false,
+            errs,
+        ),
+        max_clock_skew: duration(
+            max_clock_skew,
+            "max_clock_skew",
+            d.max_clock_skew,
+            false,
+            errs,
+        ),
+        max_rate_limit_keys: count(
+            max_rate_limit_keys,
+            "max_rate_limit_keys",
+            d.max_rate_limit_keys,
+            errs,
+        ),
+        max_replay_entries: count(
+            max_replay_entries,
+            "max_replay_entries",
+            d.max_replay_entries,
+            errs,
+        ),
+        shutdown_grace: duration(
+            shutdown_grace,
+            "shutdown_grace",
+            d.shutdown_grace,
+            true,
+            errs,
+        ),
+    };
+    if let Some(span) = skew_span {
+        if limits.max_clock_skew > MAX_CLOCK_SKEW_LIMIT {
+            errs.at(
+                &span,
+                "`limits.max_clock_skew` is longer than 1h",
+                "use Slack's recommended 300s; a long window keeps captured requests replayable longer",
+            );
+        }
+    }
+    limits
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_keys_match_the_spec() {
+        assert_eq!(yaml::serde_keys::<ConfigSpec>(), CONFIG_KEYS);
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = compile_config(
+            Path::new("/etc/slackgate/config.yaml"),
+            "listen: [{ addr: 0.0.0.0:8443, tls: { cert: tls/crt.pem, key: /abs/key.pem } }]\naudit: { path: audit.log }\npolicy: p.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.policy_path, Path::new("/etc/slackgate/p.yaml"));
+        assert_eq!(
+            c.audit.path,
+            AuditPath::File("/etc/slackgate/audit.log".into())
+        );
+        let tls = c.listen[0].tls.clone().unwrap();
+        assert_eq!(tls.cert, Path::new("/etc/slackgate/tls/crt.pem"));
+        assert_eq!(tls.key, Path::new("/abs/key.pem"));
+        assert!(c.admin.is_none());
+    }
+
+    #[test]
+    fn limits_parse() {
+        let c = compile_config(
+            Path::new("c.yaml"),
+            "listen: [{ addr: 127.0.0.1:1 }]\nadmin: { addr: 127.0.0.1:2 }\ntrusted_proxies: [10.0.0.0/8]\nlimits: { max_body_bytes: 2048, body_read_timeout: 1m, upstream_timeout: 2h, max_clock_skew: 60s, max_rate_limit_keys: 5, max_replay_entries: 6, shutdown_grace: 0s }\npolicy: p.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_body_bytes, 2048);
+        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.upstream_timeout, Duration::from_secs(7200));
+        assert_eq!(c.limits.max_clock_skew, Duration::from_secs(60));
+        assert_eq!(c.limits.max_rate_limit_keys, 5);
+        assert_eq!(c.limits.max_replay_entries, 6);
+        assert_eq!(c.limits.shutdown_grace, Duration::ZERO);
+        assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn duplicate_addresses_are_errors() {
+        let e = compile_config(
+            Path::new("c.yaml"),
+            "listen: [{ addr: 127.0.0.1:1 }]\nadmin: { addr: 127.0.0.1:1 }\npolicy: p.yaml\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("already used by the listener on line 1"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! slackgate-policy: the config and policy model of slackgate.
+//!
+//! It turns the two YAML files an operator writes (the server config and the
+//! hot-reloaded policy) into validated, compiled, immutable values that the
+//! guard evaluates per request without allocating.
+//!
+//! It must not depend on pingora, tokio or any other I/O runtime: it reads
+//! files and environment variables only through [`load_config`],
+//! [`load_policy`] and a [`SecretSource`], so it builds fast, fuzzes easily and
+//! is testable with an in-memory secret source and an explicit `now`.
+//! Dependency direction: `slackgate-slack <- slackgate-policy <- slackgate-guard`.
+//!
+//! # Pipeline
+//!
+//! ```text
+//! file -> marked-yaml nodes (positions) -> *Spec (serde, deny_unknown_fields, Spanned)
+//!      -> validate + compile (all errors collected, each with file:line:column and a fix)
+//!      -> Config / Policy
+//! ```
+//!
+//! * Parsing keeps a position for every value; duplicate keys are errors.
+//! * `*Spec` structs in `spec` mirror the YAML exactly. When serde rejects the
+//!   document, each section and entry is deserialized again on its own so
+//!   every structural error is reported, not just the first.
+//! * Validation destructures every spec struct, so a new key cannot be added
+//!   without being handled. It resolves references (route -> app, upstream,
+//!   `@group`), reads secrets through the [`SecretSource`], and compiles
+//!   matchers ([`IdSet`], [`GlobSet`], [`IpSet`]).
+//! * Errors never contain a secret: secret values are only ever read from env
+//!   or files, scalars that fail a type check are described by kind, and a
+//!   secret pasted into the policy is reported without its value.
+
+mod config;
+mod error;
+mod matcher;
+mod policy;
+mod secrets;
+mod spec;
+mod units;
+mod yaml;
+
+use std::path::Path;
+
+pub use config::{
+    compile_config, load_config, Admin, Audit, AuditPath, Config, Limits, Listener, TlsFiles,
+};
+pub use error::{LoadError, LoadErrors};
+pub use matcher::{GlobSet, IdSet, IpSet};
+pub use policy::{
+    compile_policy, load_policy, policy_hash, App, AppSecret, LimitKey, Mode, OnDeny, Policy,
+    RateLimitRule, Route, RouteTable, Scope, SourceIpRule, Upstream,
+};
+pub use secrets::{SecretRef, SecretSource, SystemSecrets};
+pub use units::{parse_duration, DurationError, Rate, RateError};
+
+/// Reads a whole file as UTF-8, mapping failures to a positionless [`LoadError`].
+fn read_text(path: &Path) -> Result<String, LoadErrors> {
+    let bytes = std::fs::read(path).map_err(|e| policy::unreadable(path, &e))?;
+    String::from_utf8(bytes).map_err(|_| {
+        LoadError::whole_file(
+            path,
+            "the file is not valid UTF-8",
+            "save the file as UTF-8 text",
+        )
+        .into()
+    })
+}

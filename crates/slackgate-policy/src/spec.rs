@@ -1,0 +1,180 @@
+//! Raw serde shapes of the config and policy files (`*Spec`).
+//!
+//! These mirror the YAML exactly: unknown keys are errors, every value a later
+//! check may complain about keeps its position (`Spanned`), and nothing here is
+//! validated. `config.rs` and `policy.rs` turn them into the compiled types,
+//! destructuring every field so that a new key cannot be forgotten.
+
+use marked_yaml::Spanned;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::yaml::NamedMap;
+
+/// A list of scalars with the list's own position (for "empty list" errors).
+pub(crate) type SpannedList = Spanned<Vec<Spanned<String>>>;
+
+// === config ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigSpec {
+    pub(crate) listen: Spanned<Vec<ListenerSpec>>,
+    pub(crate) admin: Option<AdminSpec>,
+    pub(crate) trusted_proxies: Option<SpannedList>,
+    pub(crate) limits: Option<LimitsSpec>,
+    pub(crate) audit: Option<AuditSpec>,
+    pub(crate) policy: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListenerSpec {
+    pub(crate) addr: Spanned<String>,
+    pub(crate) tls: Option<TlsSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSpec {
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminSpec {
+    pub(crate) addr: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsSpec {
+    pub(crate) max_body_bytes: Option<Spanned<u64>>,
+    pub(crate) body_read_timeout: Option<Spanned<String>>,
+    pub(crate) upstream_timeout: Option<Spanned<String>>,
+    pub(crate) max_clock_skew: Option<Spanned<String>>,
+    pub(crate) max_rate_limit_keys: Option<Spanned<u64>>,
+    pub(crate) max_replay_entries: Option<Spanned<u64>>,
+    pub(crate) shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditSpec {
+    pub(crate) path: Spanned<String>,
+}
+
+// === policy ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicySpec {
+    pub(crate) version: Spanned<u32>,
+    #[serde(default)]
+    pub(crate) apps: NamedMap<AppSpec>,
+    #[serde(default)]
+    pub(crate) upstreams: NamedMap<UpstreamSpec>,
+    #[serde(default)]
+    pub(crate) groups: NamedMap<SpannedList>,
+    pub(crate) routes: Spanned<Vec<RouteSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppSpec {
+    pub(crate) api_app_id: Option<Spanned<String>>,
+    pub(crate) signing_secrets: Spanned<Vec<SecretRefSpec>>,
+}
+
+/// A secret reference. The literal-secret keys exist only so that a pasted
+/// secret gets its own error message; their values are never kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretRefSpec {
+    pub(crate) id: Option<Spanned<String>>,
+    pub(crate) env: Option<Spanned<String>>,
+    pub(crate) file: Option<Spanned<String>>,
+    pub(crate) expires: Option<Spanned<String>>,
+    pub(crate) secret: Option<Spanned<IgnoredAny>>,
+    pub(crate) value: Option<Spanned<IgnoredAny>>,
+    pub(crate) signing_secret: Option<Spanned<IgnoredAny>>,
+    pub(crate) token: Option<Spanned<IgnoredAny>>,
+    pub(crate) password: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamSpec {
+    pub(crate) targets: SpannedList,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteSpec {
+    pub(crate) name: Spanned<String>,
+    pub(crate) path: Spanned<String>,
+    pub(crate) host: Option<Spanned<String>>,
+    pub(crate) app: Spanned<String>,
+    pub(crate) upstream: Spanned<String>,
+    pub(crate) mode: Option<Spanned<ModeSpec>>,
+    pub(crate) on_deny: Option<Spanned<OnDenySpec>>,
+    pub(crate) allow_unverified_shadow: Option<Spanned<bool>>,
+    pub(crate) source_ips: Option<SourceIpsSpec>,
+    pub(crate) allow: Option<ScopeSpec>,
+    pub(crate) deny: Option<ScopeSpec>,
+    pub(crate) rate_limits: Option<Vec<RateLimitSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ModeSpec {
+    Enforce,
+    Shadow,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnDenySpec {
+    Reject,
+    Ack,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceIpsSpec {
+    pub(crate) allow: Option<SpannedList>,
+    pub(crate) deny: Option<SpannedList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScopeSpec {
+    pub(crate) enterprises: Option<SpannedList>,
+    pub(crate) teams: Option<SpannedList>,
+    pub(crate) channels: Option<SpannedList>,
+    pub(crate) users: Option<SpannedList>,
+    pub(crate) events: Option<SpannedList>,
+    pub(crate) commands: Option<SpannedList>,
+    pub(crate) actions: Option<SpannedList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitSpec {
+    pub(crate) per: Spanned<LimitKeySpec>,
+    pub(crate) rate: Spanned<String>,
+    pub(crate) burst: Spanned<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LimitKeySpec {
+    Team,
+    Enterprise,
+    User,
+    Channel,
+    App,
+    Ip,
+    Route,
+}
