@@ -783,6 +783,14 @@ impl Compiler<'_> {
                 return None;
             }
             (Some(var), None) => {
+                if matches!(var.trim(), "" | "~" | "null") {
+                    self.errs.at(
+                        var.span(),
+                        format!("`env` of {what} is empty"),
+                        "write the name of the environment variable that holds the secret, e.g. `env: HELPDESK_SIGNING_SECRET`",
+                    );
+                    return None;
+                }
                 if !is_env_name(var) {
                     self.errs.at(
                         var.span(),

@@ -24,6 +24,16 @@ pub(crate) const LITERAL_SECRET_KEYS: &[&str] =
 /// keep only the last one, silently dropping the first (for example a route's
 /// first `allow`).
 pub(crate) fn parse(text: &str, errs: &mut Errors) -> Option<Node> {
+    // Editors on Windows may save a byte order mark; it is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(line) = second_document_line(text) {
+        errs.at_mark(
+            Some(&marked_yaml::Marker::new(0, 0, line, 1)),
+            "a second YAML document starts here; only one document per file is read",
+            "remove this `---` line and merge the documents, or split them into separate files",
+        );
+        return None;
+    }
     let opts = LoaderOptions::default().error_on_duplicate_keys(true);
     match marked_yaml::parse_yaml_with_options(0, text, opts) {
         Ok(node) => Some(node),
@@ -32,6 +42,30 @@ pub(crate) fn parse(text: &str, errs: &mut Errors) -> Option<Node> {
             None
         }
     }
+}
+
+/// The 1-based line of a `---` (or `...`) document marker that follows content,
+/// which would start a second document that the loader silently ignores.
+fn second_document_line(text: &str) -> Option<usize> {
+    let mut seen_content = false;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line.trim_end();
+        let is_marker = marker == "---"
+            || marker == "..."
+            || marker.starts_with("--- ")
+            || marker.starts_with("---\t");
+        if is_marker {
+            if seen_content {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let t = line.trim_start();
+        if !t.is_empty() && !t.starts_with('#') && !t.starts_with('%') {
+            seen_content = true;
+        }
+    }
+    None
 }
 
 fn report_yaml_error(e: &YamlLoadError, errs: &mut Errors) {
