@@ -52,7 +52,7 @@ impl Clock for FakeClock {
     }
 }
 
-impl<C: Clock> Clock for std::sync::Arc<C> {
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     fn now(&self) -> SystemTime {
         (**self).now()
     }

@@ -281,7 +281,12 @@ impl<C: Clock> Guard<C> {
         }
 
         let now_f = clock::unix_secs_f64(now);
-        let ip_text;
+        // Only a per-ip rule needs the address as text; build it once if so.
+        let ip_text = route
+            .rate_limits
+            .iter()
+            .any(|r| matches!(r.per, LimitKey::Ip))
+            .then(|| req.client_ip.to_string());
         for (index, rule) in route.rate_limits.iter().enumerate() {
             let value: &str = match rule.per {
                 LimitKey::Team => facts
@@ -294,10 +299,7 @@ impl<C: Clock> Guard<C> {
                 LimitKey::Channel => facts.channel_id.as_deref().unwrap_or(""),
                 LimitKey::App => facts.api_app_id.as_deref().unwrap_or(""),
                 LimitKey::Route => "",
-                LimitKey::Ip => {
-                    ip_text = req.client_ip.to_string();
-                    ip_text.as_str()
-                }
+                LimitKey::Ip => ip_text.as_deref().unwrap_or(""),
             };
             let key = BucketKey {
                 route: &route.name,

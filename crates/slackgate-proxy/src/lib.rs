@@ -1,1 +1,19 @@
-//! slackgate-proxy
+//! pingora glue for slackgate: the `ProxyHttp` gateway, TLS listeners, the admin and
+//! metrics service, policy reloads and the audit sink.
+//!
+//! Decisions are made by `slackgate-guard`; this crate only moves bytes, keeps the
+//! running snapshot in an `ArcSwap`, and reports what happened. It is the only crate
+//! besides the binary that depends on pingora.
+
+pub mod admin;
+pub mod audit;
+pub mod gateway;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;
+
+pub use audit::{AuditRecord, AuditTarget};
+pub use server::{build, run, start, Options, RunningGateway, StartError};
+pub use state::{ReloadOutcome, Shared, Snapshot};

@@ -1,0 +1,177 @@
+//! The admin listener: `GET /metrics /healthz /readyz /status`, `POST /reload`.
+//!
+//! It binds to its own address (loopback by default) and never serves Slack traffic.
+//! `/status` lists secret ids, sources and expiries, never secret values.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use slackgate_policy::{Mode, OnDeny, SecretRef};
+
+use crate::audit::rfc3339;
+use crate::state::Shared;
+
+/// The admin HTTP application.
+#[derive(Debug, Clone)]
+pub struct AdminApp {
+    shared: Arc<Shared>,
+}
+
+impl AdminApp {
+    /// An admin app over the gateway's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The `/status` document.
+    pub fn status(&self) -> serde_json::Value {
+        let snap = self.shared.current();
+        let reload = self.shared.reload_status();
+        let routes: Vec<_> = snap
+            .policy
+            .routes
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name.as_ref(),
+                    "path": r.path.as_ref(),
+                    "host": r.host.as_deref(),
+                    "app": r.app.name.as_ref(),
+                    "upstream": r.upstream.name.as_ref(),
+                    "mode": match r.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
+                    "on_deny": match r.on_deny { OnDeny::Reject => "reject", OnDeny::Ack => "ack" },
+                })
+            })
+            .collect();
+        let now = SystemTime::now();
+        let secrets: Vec<_> = snap
+            .policy
+            .apps
+            .values()
+            .flat_map(|app| {
+                app.secrets.iter().map(move |s| {
+                    json!({
+                        "app": app.name.as_ref(),
+                        "id": s.key.id(),
+                        "source": match &s.source {
+                            SecretRef::Env(name) => format!("env:{name}"),
+                            SecretRef::File(path) => format!("file:{}", path.display()),
+                        },
+                        "expires": s.expires.map(rfc3339),
+                        "live": s.expires.is_none_or(|e| e > now),
+                    })
+                })
+            })
+            .collect();
+        let upstreams: Vec<_> = snap
+            .pools
+            .values()
+            .map(|p| {
+                json!({
+                    "name": p.name.as_ref(),
+                    "targets": p.targets.iter().map(|t| json!({
+                        "target": t.spec.as_ref(),
+                        "healthy": t.is_healthy(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "ready": self.shared.is_ready(),
+            "generation": snap.generation,
+            "hash": snap.policy.hash,
+            "loaded_at": rfc3339(snap.loaded_at),
+            "config": self.shared.config_path.display().to_string(),
+            "policy": snap.config.policy_path.display().to_string(),
+            "last_reload_attempt": reload.last_attempt,
+            "last_reload_error": reload.last_error,
+            "routes": routes,
+            "secrets": secrets,
+            "upstreams": upstreams,
+        })
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = resp.body().len();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    resp
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    respond(status, "application/json", body)
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, http: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = http.req_header().method.clone();
+        let path = http.req_header().uri.path().to_owned();
+        match (method, path.as_str()) {
+            (Method::GET, "/metrics") => {
+                let limiter = self.shared.guard.rate_limiter();
+                let m = &self.shared.metrics;
+                m.rate_limit_keys
+                    .set(i64::try_from(limiter.len()).unwrap_or(i64::MAX));
+                m.replay_entries.set(
+                    i64::try_from(self.shared.guard.replay_cache().len()).unwrap_or(i64::MAX),
+                );
+                respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    m.render(),
+                )
+            }
+            (Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            (Method::GET, "/readyz") => {
+                if self.shared.is_ready() {
+                    respond(StatusCode::OK, "text/plain", b"ready\n".to_vec())
+                } else {
+                    respond(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        b"not ready\n".to_vec(),
+                    )
+                }
+            }
+            (Method::GET, "/status") => json_response(StatusCode::OK, &self.status()),
+            (Method::POST, "/reload") => {
+                let shared = Arc::clone(&self.shared);
+                match tokio::task::spawn_blocking(move || shared.reload()).await {
+                    Ok(outcome) => {
+                        let status = if outcome.ok {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::UNPROCESSABLE_ENTITY
+                        };
+                        json_response(status, &json!(outcome))
+                    }
+                    Err(_) => json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &json!({"ok": false, "errors": ["reload task failed"]}),
+                    ),
+                }
+            }
+            (_, "/metrics" | "/healthz" | "/readyz" | "/status" | "/reload") => respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"method not allowed\n".to_vec(),
+            ),
+            _ => respond(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}

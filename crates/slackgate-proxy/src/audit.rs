@@ -1,0 +1,256 @@
+//! The audit trail: one JSON line per request, written off the hot path.
+//!
+//! Requests hand records to a bounded queue; one thread writes them out. When the
+//! queue is full the record is dropped, counted in `slackgate_audit_dropped_total`
+//! and logged (at most once per second), never silently. A file sink is reopened on
+//! request (SIGUSR1) so logrotate can move it away.
+//!
+//! A record never holds a secret, a signature, a token field or a body: it is built
+//! only from the fields listed in DESIGN.md.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus::IntCounter;
+use serde::Serialize;
+
+/// How many records may wait for the writer.
+pub const DEFAULT_QUEUE: usize = 65_536;
+
+/// One audit record, field for field as DESIGN.md lists them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AuditRecord {
+    /// RFC 3339 time the request arrived.
+    pub ts: String,
+    /// Route name, if a route matched.
+    pub route: Option<String>,
+    /// Reason code.
+    pub reason: &'static str,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Whether a shadow route let a would-be denial through.
+    pub shadow: bool,
+    /// Client address after the trusted-proxy walk.
+    pub client_ip: Option<String>,
+    /// App name of the route.
+    pub app: Option<String>,
+    /// Id of the secret that verified the signature.
+    pub secret_id: Option<String>,
+    /// Request kind.
+    pub kind: Option<&'static str>,
+    /// Payload `api_app_id`.
+    pub api_app_id: Option<String>,
+    /// Enterprise id.
+    pub enterprise_id: Option<String>,
+    /// Team id.
+    pub team_id: Option<String>,
+    /// User id.
+    pub user_id: Option<String>,
+    /// Channel id.
+    pub channel_id: Option<String>,
+    /// Event type of an Events API callback.
+    pub event_type: Option<String>,
+    /// Slash command.
+    pub command: Option<String>,
+    /// Events API event id.
+    pub event_id: Option<String>,
+    /// `X-Slack-Retry-Num`, when Slack is retrying.
+    pub retry_num: Option<u32>,
+    /// The allow/deny/limit rule that decided.
+    pub rule: Option<String>,
+    /// Upstream name.
+    pub upstream: Option<String>,
+    /// Status the upstream answered with.
+    pub upstream_status: Option<u16>,
+    /// Total time in the gateway, upstream included, in microseconds.
+    pub duration_us: u64,
+    /// Set on `app_uninstalled`, `tokens_revoked` and `app_rate_limited`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lifecycle: bool,
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone)]
+pub enum AuditTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to and reopened on request.
+    File(PathBuf),
+    /// Memory; for tests.
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// The sending side of the audit queue.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    tx: SyncSender<AuditRecord>,
+    dropped: IntCounter,
+    reopen: Arc<AtomicBool>,
+    last_drop_log: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl AuditSink {
+    /// Starts the writer thread for `target` with a queue of `capacity` records.
+    pub fn start(target: AuditTarget, capacity: usize, dropped: IntCounter) -> io::Result<Self> {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer::open(target)?;
+        let thread_reopen = Arc::clone(&reopen);
+        let thread_dropped = dropped.clone();
+        std::thread::Builder::new()
+            .name("slackgate-audit".into())
+            .spawn(move || writer.run(rx, &thread_reopen, &thread_dropped))?;
+        Ok(Self {
+            tx,
+            dropped,
+            reopen,
+            last_drop_log: Arc::new(AtomicU64::new(0)),
+            started: Instant::now(),
+        })
+    }
+
+    /// Queues a record; a full queue drops it, counts it and logs.
+    pub fn record(&self, record: AuditRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.inc();
+                let now = self.started.elapsed().as_secs() + 1;
+                let last = self.last_drop_log.load(Ordering::Relaxed);
+                if now > last
+                    && self
+                        .last_drop_log
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    log::error!(
+                        "audit queue full or writer gone: records are being dropped (see slackgate_audit_dropped_total={})",
+                        self.dropped.get()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Asks the writer to reopen its file before the next record (logrotate).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::SeqCst);
+    }
+}
+
+enum Out {
+    Stdout(io::Stdout),
+    File(PathBuf, BufWriter<File>),
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+struct Writer {
+    out: Out,
+}
+
+impl Writer {
+    fn open(target: AuditTarget) -> io::Result<Self> {
+        let out = match target {
+            AuditTarget::Stdout => Out::Stdout(io::stdout()),
+            AuditTarget::File(path) => {
+                let f = open_append(&path)?;
+                Out::File(path, BufWriter::new(f))
+            }
+            AuditTarget::Memory(buf) => Out::Memory(buf),
+        };
+        Ok(Self { out })
+    }
+
+    fn run(mut self, rx: Receiver<AuditRecord>, reopen: &AtomicBool, dropped: &IntCounter) {
+        loop {
+            let record = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(r) => Some(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return;
+                }
+            };
+            if reopen.swap(false, Ordering::SeqCst) {
+                self.reopen();
+            }
+            let Some(first) = record else {
+                self.flush();
+                continue;
+            };
+            // Write what is queued in one batch, then flush once: lines appear promptly
+            // without a syscall per record under load.
+            self.write_record(&first, dropped);
+            for _ in 0..4096 {
+                match rx.try_recv() {
+                    Ok(r) => self.write_record(&r, dropped),
+                    Err(_) => break,
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn write_record(&mut self, record: &AuditRecord, dropped: &IntCounter) {
+        let ok = serde_json::to_string(record)
+            .ok()
+            .is_some_and(|line| self.write_line(&line).is_ok());
+        if !ok {
+            dropped.inc();
+        }
+    }
+
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        match &mut self.out {
+            Out::Stdout(s) => {
+                let mut lock = s.lock();
+                lock.write_all(line.as_bytes())?;
+                lock.write_all(b"\n")
+            }
+            Out::File(_, w) => {
+                w.write_all(line.as_bytes())?;
+                w.write_all(b"\n")
+            }
+            Out::Memory(buf) => {
+                match buf.lock() {
+                    Ok(mut g) => g.push(line.to_owned()),
+                    Err(p) => p.into_inner().push(line.to_owned()),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let _ = match &mut self.out {
+            Out::Stdout(s) => s.flush(),
+            Out::File(_, w) => w.flush(),
+            Out::Memory(_) => Ok(()),
+        };
+    }
+
+    fn reopen(&mut self) {
+        if let Out::File(path, w) = &mut self.out {
+            let _ = w.flush();
+            match open_append(path) {
+                Ok(f) => *w = BufWriter::new(f),
+                Err(e) => log::error!("audit: cannot reopen {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+fn open_append(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// RFC 3339 time with microseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}

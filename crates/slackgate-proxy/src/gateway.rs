@@ -1,0 +1,630 @@
+//! The request pipeline on pingora's `ProxyHttp`.
+//!
+//! Everything happens in `request_filter`: the route, the client address, the whole
+//! body (capped and timed), the guard's decision, and then either the gateway's own
+//! answer or the upstream round trip. The upstream leg is driven here with pingora's
+//! HTTP connector instead of pingora's proxy loop, for one reason: pingora 0.9 replays
+//! a body read in `request_filter` from a retry buffer that holds only 64 KiB and
+//! silently sends nothing beyond it, and its `request_body_filter` runs only after the
+//! upstream already got the headers. Driving the leg ourselves keeps the rule "no byte
+//! reaches a bot before every check passed" and forwards bodies up to
+//! `max_body_bytes` byte for byte. `logging` writes the one audit record and metrics.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use pingora::connectors::http::v1::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+
+use slackgate_guard::{apply_mode, client_ip, Action, Decision, GuardSettings, Inbound, Reason};
+use slackgate_policy::Route;
+use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+use crate::audit::{rfc3339, AuditRecord};
+use crate::state::{Shared, Snapshot};
+use crate::upstream::{Pool, Target};
+
+/// Largest upstream response the gateway relays; Slack bots answer with small bodies.
+const MAX_UPSTREAM_RESPONSE: usize = 8 * 1024 * 1024;
+/// How long an idle upstream connection stays pooled.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Headers that describe one hop, not the message; they are not forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The gateway's `ProxyHttp` implementation.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    connector: Connector,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("shared", &self.shared).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RequestCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCtx")
+            .field("reason", &self.reason)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Facts kept for the audit record, owned because they outlive the body.
+#[derive(Debug, Default)]
+struct AuditFacts {
+    kind: Option<&'static str>,
+    api_app_id: Option<String>,
+    enterprise_id: Option<String>,
+    team_id: Option<String>,
+    user_id: Option<String>,
+    channel_id: Option<String>,
+    event_type: Option<String>,
+    command: Option<String>,
+    event_id: Option<String>,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    arrived: SystemTime,
+    route: Option<Arc<Route>>,
+    client_ip: Option<IpAddr>,
+    reason: Option<Reason>,
+    status: u16,
+    shadow: bool,
+    rule: Option<String>,
+    secret_id: Option<Arc<str>>,
+    facts: AuditFacts,
+    retry_num: Option<u32>,
+    lifecycle: Option<Lifecycle>,
+    upstream_status: Option<u16>,
+    upstream_time: Option<Duration>,
+}
+
+impl Gateway {
+    /// A gateway over shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            connector: Connector::new(None),
+        }
+    }
+
+    async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+        let snap = self.shared.current();
+        let req = session.req_header();
+        ctx.retry_num = header_str(req, RETRY_NUM_HEADER).and_then(|v| v.parse().ok());
+
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let xff: Vec<&[u8]> = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let ip = client_ip(peer, xff, &snap.config.trusted_proxies);
+        ctx.client_ip = Some(ip);
+
+        let host = req
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .map(strip_port);
+        let Some(route) = snap.policy.routes.find(host, req.uri.path()).cloned() else {
+            return self.answer(session, ctx, Reason::NoRoute, &[]).await;
+        };
+        ctx.route = Some(Arc::clone(&route));
+
+        let mut shadow_denial: Option<Decision<'static>> = None;
+        if let Some(d) = self.shared.guard.check_source_ip(&route, ip) {
+            let d = apply_mode(&route, d);
+            if d.action == Action::Respond {
+                ctx.rule = d.rule.as_ref().map(|r| r.as_str().to_owned());
+                return self.answer(session, ctx, d.reason, &[]).await;
+            }
+            shadow_denial = Some(d);
+        }
+
+        let limits = &snap.config.limits;
+        let body = match read_body(session, limits.max_body_bytes, limits.body_read_timeout).await
+        {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                session.set_keepalive(None);
+                return self.answer(session, ctx, Reason::BodyTooLarge, &[]).await;
+            }
+            Err(BodyError::Timeout) => {
+                session.set_keepalive(None);
+                return self.answer(session, ctx, Reason::BodyTimeout, &[]).await;
+            }
+            Err(BodyError::Downstream(e)) => {
+                ctx.reason = Some(Reason::BodyTimeout);
+                ctx.status = Reason::BodyTimeout.status();
+                return Err(e);
+            }
+        };
+
+        let req = session.req_header();
+        let inbound = Inbound {
+            client_ip: ip,
+            signature: req.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
+            timestamp: req.headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
+            content_type: header_str(req, CONTENT_TYPE.as_str()),
+            body: &body,
+        };
+        let settings = GuardSettings {
+            max_clock_skew: limits.max_clock_skew,
+        };
+        let decision = self.shared.guard.decide(&route, &inbound, &settings);
+        ctx.secret_id = decision.secret_id.clone();
+        ctx.lifecycle = decision.lifecycle();
+        ctx.rule = decision.rule.as_ref().map(|r| r.as_str().to_owned());
+        if let Some(f) = &decision.facts {
+            ctx.facts = AuditFacts {
+                kind: Some(f.kind.as_str()),
+                api_app_id: f.api_app_id.as_deref().map(str::to_owned),
+                enterprise_id: f.enterprise_id.as_deref().map(str::to_owned),
+                team_id: f.team_id.as_deref().map(str::to_owned),
+                user_id: f.user_id.as_deref().map(str::to_owned),
+                channel_id: f.channel_id.as_deref().map(str::to_owned),
+                event_type: f.event_type.as_deref().map(str::to_owned),
+                command: f.command.as_deref().map(str::to_owned),
+                event_id: f.event_id.as_deref().map(str::to_owned),
+            };
+        }
+        ctx.shadow = decision.shadow;
+
+        match decision.action {
+            Action::Respond => {
+                let mut extra: Vec<(&'static str, String)> = Vec::new();
+                if decision.no_retry {
+                    extra.push(("x-slack-no-retry", "1".into()));
+                }
+                if let Some(secs) = decision.retry_after {
+                    extra.push(("retry-after", secs.to_string()));
+                }
+                if decision.reason == Reason::UrlVerification {
+                    let challenge = decision.challenge().unwrap_or_default();
+                    let body = serde_json::json!({ "challenge": challenge }).to_string();
+                    return self
+                        .write(session, ctx, decision.reason, 200, &extra, Bytes::from(body))
+                        .await;
+                }
+                if decision.status == 200 {
+                    // ssl_check and `on_deny: ack`: Slack wants a plain 200.
+                    return self
+                        .write(session, ctx, decision.reason, 200, &extra, Bytes::new())
+                        .await;
+                }
+                self.answer(session, ctx, decision.reason, &extra).await
+            }
+            Action::Forward => {
+                let reason = match &shadow_denial {
+                    Some(d) => {
+                        ctx.shadow = true;
+                        ctx.rule = d.rule.as_ref().map(|r| r.as_str().to_owned());
+                        d.reason
+                    }
+                    None => decision.reason,
+                };
+                let team = ctx.facts.team_id.clone().or(ctx.facts.enterprise_id.clone());
+                let user = ctx.facts.user_id.clone();
+                self.forward(session, ctx, &snap, &route, body, reason, team, user)
+                    .await
+            }
+        }
+    }
+
+    /// Answers with the reason's status and fixed public message.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reason: Reason,
+        extra: &[(&'static str, String)],
+    ) -> pingora::Result<()> {
+        let body = serde_json::json!({
+            "ok": false,
+            "reason": reason.as_str(),
+            "message": reason.public_message(),
+        })
+        .to_string();
+        self.write(session, ctx, reason, reason.status(), extra, Bytes::from(body))
+            .await
+    }
+
+    async fn write(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reason: Reason,
+        status: u16,
+        extra: &[(&'static str, String)],
+        body: Bytes,
+    ) -> pingora::Result<()> {
+        ctx.reason = Some(reason);
+        ctx.status = status;
+        let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+        if !body.is_empty() {
+            resp.insert_header(CONTENT_TYPE, "application/json")?;
+        }
+        resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        for (name, value) in extra {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        session.write_response_header(Box::new(resp), body.is_empty()).await?;
+        if !body.is_empty() {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+        route: &Route,
+        body: Bytes,
+        reason: Reason,
+        team: Option<String>,
+        user: Option<String>,
+    ) -> pingora::Result<()> {
+        let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
+            return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
+        };
+        let mut req = session.req_header().clone();
+        for name in HOP_BY_HOP {
+            req.remove_header(*name);
+        }
+        let own: Vec<_> = req
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-slackgate-"))
+            .cloned()
+            .collect();
+        for name in own {
+            req.remove_header(&name);
+        }
+        req.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        req.insert_header("x-slackgate-route", route.name.as_ref())?;
+        if let Some(team) = team.as_deref().filter(|t| is_header_safe(t)) {
+            req.insert_header("x-slackgate-team", team)?;
+        }
+        if let Some(user) = user.as_deref().filter(|u| is_header_safe(u)) {
+            req.insert_header("x-slackgate-user", user)?;
+        }
+        if let Some(id) = ctx.secret_id.as_deref() {
+            req.insert_header("x-slackgate-secret-id", id)?;
+        }
+
+        let timeout = snap.config.limits.upstream_timeout;
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, self.round_trip(&pool, req, &body)).await;
+        ctx.upstream_time = Some(started.elapsed());
+        match result {
+            Err(_) => self.answer(session, ctx, Reason::UpstreamTimeout, &[]).await,
+            Ok(Err(e)) => {
+                log::warn!("route {}: upstream {} failed: {e}", route.name, pool.name);
+                self.answer(session, ctx, Reason::UpstreamError, &[]).await
+            }
+            Ok(Ok((mut resp, resp_body))) => {
+                ctx.upstream_status = Some(resp.status.as_u16());
+                for name in HOP_BY_HOP {
+                    resp.remove_header(*name);
+                }
+                resp.insert_header(CONTENT_LENGTH, resp_body.len().to_string())?;
+                ctx.reason = Some(reason);
+                ctx.status = resp.status.as_u16();
+                let empty = resp_body.is_empty();
+                session.write_response_header(resp, empty).await?;
+                if !empty {
+                    session.write_response_body(Some(resp_body), true).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the request to a healthy target and reads the whole response.
+    ///
+    /// A target that refuses the connection is marked down and one other target is
+    /// tried: nothing was sent, so this cannot deliver a request twice. A pooled
+    /// connection the target closed meanwhile is retried once on a fresh connection.
+    async fn round_trip(
+        &self,
+        pool: &Pool,
+        req: RequestHeader,
+        body: &Bytes,
+    ) -> pingora::Result<(Box<ResponseHeader>, Bytes)> {
+        let mut tried: Option<Arc<Target>> = None;
+        let mut last_err = None;
+        for _attempt in 0..2 {
+            let Some(target) = pool.pick(tried.as_ref()) else {
+                break;
+            };
+            let Some(addr) = target.addr() else {
+                target.mark_down();
+                tried = Some(target);
+                continue;
+            };
+            let peer = HttpPeer::new(addr, false, String::new());
+            let (mut up, reused) = match self.connector.get_http_session(&peer).await {
+                Ok(s) => s,
+                Err(e) => {
+                    target.mark_down();
+                    last_err = Some(e);
+                    tried = Some(target);
+                    continue;
+                }
+            };
+            match exchange(&mut up, &req, body).await {
+                Ok((resp, resp_body)) => {
+                    if up.is_body_done() {
+                        self.connector
+                            .release_http_session(up, &peer, Some(UPSTREAM_IDLE))
+                            .await;
+                    }
+                    return Ok((resp, resp_body));
+                }
+                Err((e, before_response)) if reused && before_response => {
+                    // A stale pooled connection: retry once on a fresh one.
+                    let (mut fresh, _) = self.connector.get_http_session(&peer).await?;
+                    let (resp, resp_body) = exchange(&mut fresh, &req, body)
+                        .await
+                        .map_err(|(e2, _)| e2)?;
+                    drop(e);
+                    if fresh.is_body_done() {
+                        self.connector
+                            .release_http_session(fresh, &peer, Some(UPSTREAM_IDLE))
+                            .await;
+                    }
+                    return Ok((resp, resp_body));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            pingora::Error::explain(
+                pingora::ErrorType::ConnectNoRoute,
+                "no upstream target could be resolved",
+            )
+        }))
+    }
+}
+
+type ExchangeError = (Box<pingora::Error>, bool);
+
+/// One request/response exchange on a connection. The flag on error says whether it
+/// happened before any response byte arrived.
+async fn exchange(
+    up: &mut pingora::protocols::http::v1::client::HttpSession,
+    req: &RequestHeader,
+    body: &Bytes,
+) -> Result<(Box<ResponseHeader>, Bytes), ExchangeError> {
+    up.write_request_header(Box::new(req.clone()))
+        .await
+        .map_err(|e| (e, true))?;
+    if !body.is_empty() {
+        up.write_body(body).await.map_err(|e| (e, true))?;
+    }
+    up.finish_body().await.map_err(|e| (e, true))?;
+    up.read_response().await.map_err(|e| (e, true))?;
+    let resp = match up.resp_header() {
+        Some(h) => Box::new(h.clone()),
+        None => {
+            return Err((
+                pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "no response header"),
+                false,
+            ))
+        }
+    };
+    let mut out = BytesMut::new();
+    while let Some(chunk) = up.read_body_bytes().await.map_err(|e| (e, false))? {
+        if out.len() + chunk.len() > MAX_UPSTREAM_RESPONSE {
+            return Err((
+                pingora::Error::explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "upstream response too large",
+                ),
+                false,
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((resp, out.freeze()))
+}
+
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Downstream(Box<pingora::Error>),
+}
+
+/// Reads the whole request body within `max` bytes and `timeout`.
+async fn read_body(session: &mut Session, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max));
+    let mut buf = BytesMut::with_capacity(capacity);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(Err(e)) => return Err(BodyError::Downstream(e)),
+            Ok(Ok(None)) => return Ok(buf.freeze()),
+            Ok(Ok(Some(chunk))) => {
+                if buf.len() + chunk.len() > max {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+fn header_str<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// Slack ids are short ASCII; anything else is not put into a header.
+fn is_header_safe(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            start: Instant::now(),
+            arrived: SystemTime::now(),
+            route: None,
+            client_ip: None,
+            reason: None,
+            status: 0,
+            shadow: false,
+            rule: None,
+            secret_id: None,
+            facts: AuditFacts::default(),
+            retry_num: None,
+            lifecycle: None,
+            upstream_status: None,
+            upstream_time: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+        ctx.start = Instant::now();
+        ctx.arrived = SystemTime::now();
+        self.handle(session, ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        // Every request is answered or forwarded in request_filter.
+        Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "slackgate forwards in request_filter",
+        ))
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Self::CTX) {
+        let Some(reason) = ctx.reason else {
+            return;
+        };
+        let total = ctx.start.elapsed();
+        let m = &self.shared.metrics;
+        let route_label = ctx.route.as_ref().map_or("", |r| r.name.as_ref());
+        m.requests
+            .with_label_values(&[route_label, reason.as_str()])
+            .inc();
+        let gateway_time = total.saturating_sub(ctx.upstream_time.unwrap_or_default());
+        m.request_duration
+            .with_label_values(&[route_label])
+            .observe(gateway_time.as_secs_f64());
+        if let Some(t) = ctx.upstream_time {
+            m.upstream_duration
+                .with_label_values(&[route_label])
+                .observe(t.as_secs_f64());
+        }
+        if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
+            m.secret_matches
+                .with_label_values(&[route.app.name.as_ref(), id.as_ref()])
+                .inc();
+        }
+        if let Some(l) = ctx.lifecycle {
+            m.lifecycle.with_label_values(&[l.as_str()]).inc();
+        }
+        let limiter = self.shared.guard.rate_limiter();
+        m.rate_limit_keys
+            .set(i64::try_from(limiter.len()).unwrap_or(i64::MAX));
+        let evicted = limiter.evictions();
+        let seen = m.rate_limit_evictions.get();
+        if evicted > seen {
+            m.rate_limit_evictions.inc_by(evicted - seen);
+        }
+        let replay = self.shared.guard.replay_cache();
+        let evicted = replay.evictions();
+        let seen = m.replay_evictions.get();
+        if evicted > seen {
+            m.replay_evictions.inc_by(evicted - seen);
+        }
+
+        let f = std::mem::take(&mut ctx.facts);
+        let route = ctx.route.as_ref();
+        self.shared.audit.record(AuditRecord {
+            ts: rfc3339(ctx.arrived),
+            route: route.map(|r| r.name.to_string()),
+            reason: reason.as_str(),
+            status: ctx.status,
+            shadow: ctx.shadow,
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            app: route.map(|r| r.app.name.to_string()),
+            secret_id: ctx.secret_id.as_deref().map(str::to_owned),
+            kind: f.kind,
+            api_app_id: f.api_app_id,
+            enterprise_id: f.enterprise_id,
+            team_id: f.team_id,
+            user_id: f.user_id,
+            channel_id: f.channel_id,
+            event_type: f.event_type,
+            command: f.command,
+            event_id: f.event_id,
+            retry_num: ctx.retry_num,
+            rule: ctx.rule.take(),
+            upstream: route.map(|r| r.upstream.name.to_string()),
+            upstream_status: ctx.upstream_status,
+            duration_us: u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
+            lifecycle: ctx.lifecycle.is_some(),
+        });
+    }
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics of one gateway instance.
+//!
+//! Every instance owns its registry, so several gateways in one process (tests) do not
+//! share counters. Label values are closed sets (reasons, results) or config names
+//! (routes, apps, secret ids), never request data.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
+};
+
+use slackgate_guard::Reason;
+
+/// Buckets for gateway time: the work is sub-millisecond, so the low end is fine-grained.
+const GATEWAY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Buckets for upstream time: bots answer in milliseconds to seconds (Slack waits 3 s).
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
+];
+
+/// The metrics of one gateway.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `slackgate_requests_total{route,reason}`.
+    pub requests: IntCounterVec,
+    /// `slackgate_request_duration_seconds{route}`: time spent in the gateway itself.
+    pub request_duration: HistogramVec,
+    /// `slackgate_upstream_duration_seconds{route}`.
+    pub upstream_duration: HistogramVec,
+    /// `slackgate_policy_reloads_total{result}`.
+    pub reloads: IntCounterVec,
+    /// `slackgate_policy_generation`.
+    pub generation: IntGauge,
+    /// `slackgate_policy_last_reload_success_timestamp_seconds`.
+    pub last_reload_success: Gauge,
+    /// `slackgate_secret_matches_total{app,secret_id}`.
+    pub secret_matches: IntCounterVec,
+    /// `slackgate_secret_expiry_timestamp_seconds{app,secret_id}`.
+    pub secret_expiry: GaugeVec,
+    /// `slackgate_rate_limit_keys`.
+    pub rate_limit_keys: IntGauge,
+    /// `slackgate_rate_limit_evictions_total`.
+    pub rate_limit_evictions: IntCounter,
+    /// `slackgate_replay_cache_entries`.
+    pub replay_entries: IntGauge,
+    /// `slackgate_replay_cache_evictions_total`.
+    pub replay_evictions: IntCounter,
+    /// `slackgate_lifecycle_events_total{type}`.
+    pub lifecycle: IntCounterVec,
+    /// `slackgate_audit_dropped_total`.
+    pub audit_dropped: IntCounter,
+    /// `slackgate_upstream_healthy{upstream,target}`: 1 when the target passes health checks.
+    pub upstream_healthy: GaugeVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("slackgate_requests_total", "Requests by route and reason code."),
+            &["route", "reason"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "slackgate_request_duration_seconds",
+                "Time spent in the gateway per request, upstream time excluded.",
+            )
+            .buckets(GATEWAY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "slackgate_upstream_duration_seconds",
+                "Time from sending a request upstream to receiving the whole response.",
+            )
+            .buckets(UPSTREAM_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("slackgate_policy_reloads_total", "Policy reloads by result."),
+            &["result"],
+        )?;
+        let generation = IntGauge::new(
+            "slackgate_policy_generation",
+            "Generation of the running policy; bumped by every successful load.",
+        )?;
+        let last_reload_success = Gauge::new(
+            "slackgate_policy_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful policy load.",
+        )?;
+        let secret_matches = IntCounterVec::new(
+            Opts::new(
+                "slackgate_secret_matches_total",
+                "Verified requests by the signing secret that matched.",
+            ),
+            &["app", "secret_id"],
+        )?;
+        let secret_expiry = GaugeVec::new(
+            Opts::new(
+                "slackgate_secret_expiry_timestamp_seconds",
+                "Unix time at which a signing secret stops matching (secrets with an expiry only).",
+            ),
+            &["app", "secret_id"],
+        )?;
+        let rate_limit_keys = IntGauge::new(
+            "slackgate_rate_limit_keys",
+            "Rate-limit buckets held in memory.",
+        )?;
+        let rate_limit_evictions = IntCounter::new(
+            "slackgate_rate_limit_evictions_total",
+            "Rate-limit buckets evicted to stay within max_rate_limit_keys.",
+        )?;
+        let replay_entries = IntGauge::new(
+            "slackgate_replay_cache_entries",
+            "Signatures held by the replay cache.",
+        )?;
+        let replay_evictions = IntCounter::new(
+            "slackgate_replay_cache_evictions_total",
+            "Live replay-cache entries evicted to stay within max_replay_entries.",
+        )?;
+        let lifecycle = IntCounterVec::new(
+            Opts::new(
+                "slackgate_lifecycle_events_total",
+                "Verified lifecycle events (app_uninstalled, tokens_revoked, app_rate_limited).",
+            ),
+            &["type"],
+        )?;
+        let audit_dropped = IntCounter::new(
+            "slackgate_audit_dropped_total",
+            "Audit records lost because the audit queue was full or the sink failed.",
+        )?;
+        let upstream_healthy = GaugeVec::new(
+            Opts::new(
+                "slackgate_upstream_healthy",
+                "1 when an upstream target passes health checks, else 0.",
+            ),
+            &["upstream", "target"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(generation.clone()))?;
+        registry.register(Box::new(last_reload_success.clone()))?;
+        registry.register(Box::new(secret_matches.clone()))?;
+        registry.register(Box::new(secret_expiry.clone()))?;
+        registry.register(Box::new(rate_limit_keys.clone()))?;
+        registry.register(Box::new(rate_limit_evictions.clone()))?;
+        registry.register(Box::new(replay_entries.clone()))?;
+        registry.register(Box::new(replay_evictions.clone()))?;
+        registry.register(Box::new(lifecycle.clone()))?;
+        registry.register(Box::new(audit_dropped.clone()))?;
+        registry.register(Box::new(upstream_healthy.clone()))?;
+        for result in ["success", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        for t in ["app_uninstalled", "tokens_revoked", "app_rate_limited"] {
+            lifecycle.with_label_values(&[t]);
+        }
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            reloads,
+            generation,
+            last_reload_success,
+            secret_matches,
+            secret_expiry,
+            rate_limit_keys,
+            rate_limit_evictions,
+            replay_entries,
+            replay_evictions,
+            lifecycle,
+            audit_dropped,
+            upstream_healthy,
+        })
+    }
+
+    /// Pre-creates the request counters of a route so dashboards see zeros, not gaps.
+    pub fn register_route(&self, route: &str) {
+        for reason in Reason::ALL {
+            self.requests.with_label_values(&[route, reason.as_str()]);
+        }
+        self.request_duration.with_label_values(&[route]);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut out).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

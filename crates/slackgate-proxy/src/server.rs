@@ -1,0 +1,445 @@
+//! Assembling and running a gateway: listeners, admin service, background tasks.
+//!
+//! [`start`] builds a pingora [`Server`] from a config file and runs it on a thread of
+//! its own, returning a [`RunningGateway`] handle; the binary calls [`run`], which
+//! blocks and honours pingora's signals (SIGQUIT + `--upgrade` for zero-downtime
+//! upgrades, SIGTERM for a graceful drain, SIGINT for a fast stop) plus SIGHUP (reload)
+//! and SIGUSR1 (reopen the audit file).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use pingora::apps::http_app::HttpServer;
+
+use slackgate_guard::{Clock, Guard, SystemClock};
+use slackgate_policy::{AuditPath, LoadErrors, SecretSource, SystemSecrets};
+
+use crate::admin::AdminApp;
+use crate::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::state::{load_snapshot, Shared, SharedClock};
+use crate::tls::{CertResolver, ReloadingCert};
+
+/// How often upstream targets are probed.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Config or policy did not validate.
+    #[error("{0}")]
+    Load(LoadErrors),
+    /// A TLS certificate could not be loaded.
+    #[error(transparent)]
+    Cert(#[from] crate::tls::CertError),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The audit sink could not be opened.
+    #[error("audit sink: {0}; check audit.path is writable")]
+    Audit(std::io::Error),
+    /// pingora refused the setup.
+    #[error("server: {0}")]
+    Server(String),
+}
+
+/// How to start a gateway.
+pub struct Options {
+    /// The config file.
+    pub config: PathBuf,
+    /// Where secrets come from.
+    pub secrets: Arc<dyn SecretSource + Send + Sync>,
+    /// The clock of the guard.
+    pub clock: SharedClock,
+    /// Overrides `audit.path` (tests capture records in memory).
+    pub audit: Option<AuditTarget>,
+    /// Take over the listeners of a running old process (`run --upgrade`).
+    pub upgrade: bool,
+    /// Worker threads per service; 0 means one per core.
+    pub threads: usize,
+    /// Install SIGHUP/SIGUSR1 handlers (the binary does; tests do not).
+    pub signals: bool,
+    /// pingora's upgrade socket (where the old process hands over its listeners).
+    pub upgrade_sock: Option<PathBuf>,
+    /// pingora's pid file.
+    pub pid_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .field("upgrade", &self.upgrade)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Options for serving `config` with system secrets and the system clock.
+    pub fn new(config: impl Into<PathBuf>) -> Self {
+        Self {
+            config: config.into(),
+            secrets: Arc::new(SystemSecrets),
+            clock: Arc::new(SystemClock),
+            audit: None,
+            upgrade: false,
+            threads: 0,
+            signals: false,
+            upgrade_sock: None,
+            pid_file: None,
+        }
+    }
+}
+
+/// A gateway running on its own thread.
+pub struct RunningGateway {
+    /// The shared state (snapshot, metrics, reload).
+    pub shared: Arc<Shared>,
+    stop: Arc<StopSignal>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningGateway").finish_non_exhaustive()
+    }
+}
+
+impl RunningGateway {
+    /// Stops the gateway at once (pingora's fast shutdown) and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_now(ShutdownKind::Fast);
+    }
+
+    /// Stops the gateway like SIGTERM does: stop accepting, drain for
+    /// `limits.shutdown_grace`, then exit; waits for its thread.
+    pub fn shutdown_graceful(mut self) {
+        self.stop_now(ShutdownKind::Graceful);
+    }
+
+    fn stop_now(&mut self, kind: ShutdownKind) {
+        self.stop.fire(kind);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.stop_now(ShutdownKind::Fast);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ShutdownKind {
+    Graceful,
+    Fast,
+}
+
+#[derive(Debug, Default)]
+struct StopSignal {
+    notify: tokio::sync::Notify,
+    fired: Mutex<Option<ShutdownKind>>,
+}
+
+impl StopSignal {
+    fn fire(&self, kind: ShutdownKind) {
+        if let Ok(mut g) = self.fired.lock() {
+            *g = Some(kind);
+        }
+        self.notify.notify_one();
+    }
+}
+
+struct StopWatch(Arc<StopSignal>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        loop {
+            if let Ok(g) = self.0.fired.lock() {
+                match *g {
+                    Some(ShutdownKind::Graceful) => return ShutdownSignal::GracefulTerminate,
+                    Some(ShutdownKind::Fast) => return ShutdownSignal::FastShutdown,
+                    None => {}
+                }
+            }
+            self.0.notify.notified().await;
+        }
+    }
+}
+
+/// Builds the pingora server for `opts`.
+pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
+    let now = opts.clock.now();
+    let first = load_snapshot(&opts.config, opts.secrets.as_ref(), now, 1).map_err(StartError::Load)?;
+    let config = Arc::clone(&first.config);
+
+    let metrics = Metrics::new()?;
+    metrics.reloads.with_label_values(&["success"]).inc();
+    let target = match &opts.audit {
+        Some(t) => t.clone(),
+        None => match &config.audit.path {
+            AuditPath::Stdout => AuditTarget::Stdout,
+            AuditPath::File(p) => AuditTarget::File(p.clone()),
+        },
+    };
+    let audit = AuditSink::start(target, DEFAULT_QUEUE, metrics.audit_dropped.clone())
+        .map_err(StartError::Audit)?;
+    let guard = Guard::new(
+        Arc::clone(&opts.clock),
+        config.limits.max_replay_entries,
+        config.limits.max_rate_limit_keys,
+    );
+    let shared = Arc::new(Shared::new(
+        opts.config.clone(),
+        first,
+        guard,
+        metrics,
+        audit,
+        Arc::clone(&opts.secrets),
+    ));
+
+    let mut conf = ServerConf::default();
+    conf.threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    };
+    conf.grace_period_seconds = Some(config.limits.shutdown_grace.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(5);
+    if let Some(sock) = &opts.upgrade_sock {
+        conf.upgrade_sock = sock.display().to_string();
+    }
+    if let Some(pid) = &opts.pid_file {
+        conf.pid_file = pid.display().to_string();
+    }
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: false,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(Arc::clone(&shared)), "slackgate");
+    let mut probe_addrs: Vec<SocketAddr> = Vec::new();
+    for listener in &config.listen {
+        let addr = listener.addr.to_string();
+        probe_addrs.push(listener.addr);
+        match &listener.tls {
+            None => proxy.add_tcp(&addr),
+            Some(tls) => {
+                let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key)?);
+                let mut settings = TlsSettings::intermediate("", "")
+                    .map_err(|e| StartError::Server(e.to_string()))?;
+                settings.set_cert_resolver(Arc::new(CertResolver(Arc::clone(&cert))));
+                proxy.add_tls_with_settings(&addr, None, settings);
+                server.add_service(background_service(
+                    "cert reload",
+                    CertWatcher { cert },
+                ));
+            }
+        }
+    }
+    server.add_service(proxy);
+
+    if let Some(admin) = &config.admin {
+        let mut svc = Service::new(
+            "slackgate admin".to_owned(),
+            HttpServer::new_app(AdminApp::new(Arc::clone(&shared))),
+        );
+        svc.add_tcp(&admin.addr.to_string());
+        server.add_service(svc);
+        probe_addrs.push(admin.addr);
+    }
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker {
+            shared: Arc::clone(&shared),
+        },
+    ));
+    server.add_service(background_service(
+        "readiness",
+        ReadinessProbe {
+            shared: Arc::clone(&shared),
+            addrs: probe_addrs,
+        },
+    ));
+    if opts.signals {
+        server.add_service(background_service(
+            "signals",
+            SignalHandler {
+                shared: Arc::clone(&shared),
+            },
+        ));
+    }
+    Ok((server, shared))
+}
+
+/// Starts a gateway on a thread of its own.
+pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
+    let (server, shared) = build(&opts)?;
+    let stop = Arc::new(StopSignal::default());
+    let watch = StopWatch(Arc::clone(&stop));
+    let thread = std::thread::Builder::new()
+        .name("slackgate-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(watch),
+            })
+        })
+        .map_err(|e| StartError::Server(e.to_string()))?;
+    Ok(RunningGateway {
+        shared,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Runs a gateway in the foreground until a signal stops it.
+pub fn run(opts: Options) -> Result<(), StartError> {
+    let (server, _shared) = build(&opts)?;
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+/// The listen addresses a config declares, for callers that wait for readiness.
+pub fn config_addrs(config: &Path) -> Result<Vec<SocketAddr>, LoadErrors> {
+    let c = slackgate_policy::load_config(config)?;
+    Ok(c.listen.iter().map(|l| l.addr).collect())
+}
+
+struct HealthChecker {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let snap = self.shared.current();
+            for pool in snap.pools.values() {
+                for target in pool.targets.iter() {
+                    let ok = target.check(Duration::from_secs(1)).await;
+                    self.shared
+                        .metrics
+                        .upstream_healthy
+                        .with_label_values(&[pool.name.as_ref(), target.spec.as_ref()])
+                        .set(if ok { 1.0 } else { 0.0 });
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+struct ReadinessProbe {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+}
+
+#[async_trait]
+impl BackgroundService for ReadinessProbe {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut pending = self.addrs.clone();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for addr in pending {
+                let probe = if addr.ip().is_unspecified() {
+                    SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+                } else {
+                    addr
+                };
+                if tokio::net::TcpStream::connect(probe).await.is_err() {
+                    still.push(addr);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        self.shared.listeners_ready.store(true, Ordering::SeqCst);
+        let _ = shutdown.changed().await;
+        self.shared.listeners_ready.store(false, Ordering::SeqCst);
+    }
+}
+
+struct CertWatcher {
+    cert: Arc<ReloadingCert>,
+}
+
+#[async_trait]
+impl BackgroundService for CertWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (cert_path, key_path) = self.cert.paths();
+        let mut last = (mtime(cert_path), mtime(key_path));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            let now = (mtime(cert_path), mtime(key_path));
+            if now != last {
+                match self.cert.reload() {
+                    Ok(()) => {
+                        log::info!("TLS certificate reloaded from {}", cert_path.display());
+                        last = now;
+                    }
+                    Err(e) => log::error!("TLS certificate reload failed, old one keeps serving: {e}"),
+                }
+            }
+        }
+    }
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+struct SignalHandler {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for SignalHandler {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut hup), Ok(mut usr1)) = (signal(SignalKind::hangup()), signal(SignalKind::user_defined1())) else {
+            log::error!("cannot install SIGHUP/SIGUSR1 handlers; use POST /reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = hup.recv() => {
+                    let shared = Arc::clone(&self.shared);
+                    let _ = tokio::task::spawn_blocking(move || shared.reload()).await;
+                }
+                _ = usr1.recv() => self.shared.audit.reopen(),
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Upstream pools: round robin over healthy targets, with active TCP health checks.
+//!
+//! Targets are `host:port` strings from the policy. They are resolved when the pool is
+//! built and again by every health check, so a Kubernetes Service that moves is
+//! followed without a reload. A target that refuses a connection is marked down at
+//! once (passive check) and comes back when an active check succeeds.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slackgate_policy::Upstream;
+
+/// One target of an upstream.
+#[derive(Debug)]
+pub struct Target {
+    /// The target as written in the policy.
+    pub spec: Arc<str>,
+    addr: Mutex<Option<SocketAddr>>,
+    healthy: AtomicBool,
+}
+
+impl Target {
+    fn new(spec: Arc<str>) -> Self {
+        let addr = resolve(&spec);
+        Self {
+            spec,
+            addr: Mutex::new(addr),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// The last resolved address.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self.addr.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    /// Whether the last check passed.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Marks the target down after a failed connection.
+    pub fn mark_down(&self) {
+        self.healthy.store(false, Ordering::Relaxed);
+    }
+
+    /// Resolves the target again and probes it with a TCP connect.
+    pub async fn check(&self, timeout: Duration) -> bool {
+        let spec = Arc::clone(&self.spec);
+        let resolved = tokio::task::spawn_blocking(move || resolve(&spec))
+            .await
+            .ok()
+            .flatten();
+        if let Some(addr) = resolved {
+            match self.addr.lock() {
+                Ok(mut g) => *g = Some(addr),
+                Err(p) => *p.into_inner() = Some(addr),
+            }
+        }
+        let ok = match self.addr() {
+            Some(addr) => matches!(
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+                Ok(Ok(_))
+            ),
+            None => false,
+        };
+        self.healthy.store(ok, Ordering::Relaxed);
+        ok
+    }
+}
+
+fn resolve(spec: &str) -> Option<SocketAddr> {
+    spec.to_socket_addrs().ok()?.next()
+}
+
+/// The targets of one upstream with a round-robin cursor.
+#[derive(Debug)]
+pub struct Pool {
+    /// Upstream name.
+    pub name: Arc<str>,
+    /// Its targets.
+    pub targets: Box<[Arc<Target>]>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// Builds the pool, resolving each target once.
+    pub fn new(upstream: &Upstream) -> Self {
+        let targets = upstream
+            .targets
+            .iter()
+            .map(|t| Arc::new(Target::new(Arc::clone(t))))
+            .collect();
+        Self {
+            name: Arc::clone(&upstream.name),
+            targets,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next healthy target in round-robin order, skipping `exclude`; when none is
+    /// healthy, the next target at all (a dead pool still gets a try, then a 502).
+    pub fn pick(&self, exclude: Option<&Arc<Target>>) -> Option<Arc<Target>> {
+        let n = self.targets.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let excluded = |t: &Arc<Target>| exclude.is_some_and(|e| Arc::ptr_eq(e, t));
+        let candidates = (0..n).filter_map(|i| self.targets.get((start + i) % n));
+        let mut fallback = None;
+        for t in candidates {
+            if excluded(t) {
+                continue;
+            }
+            if t.is_healthy() {
+                return Some(Arc::clone(t));
+            }
+            if fallback.is_none() {
+                fallback = Some(Arc::clone(t));
+            }
+        }
+        fallback
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(specs: &[&str]) -> Pool {
+        let targets = specs
+            .iter()
+            .map(|s| Arc::new(Target::new(Arc::from(*s))))
+            .collect();
+        Pool {
+            name: Arc::from("p"),
+            targets,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy() {
+        let p = pool(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        p.targets[1].mark_down();
+        let picks: Vec<_> = (0..4)
+            .map(|_| p.pick(None).map(|t| t.spec.to_string()))
+            .collect();
+        assert!(picks.iter().all(|s| s.as_deref() != Some("127.0.0.1:2")));
+        assert!(picks.contains(&Some("127.0.0.1:1".into())));
+        assert!(picks.contains(&Some("127.0.0.1:3".into())));
+    }
+
+    #[test]
+    fn all_down_still_yields_a_target_but_not_the_excluded_one() {
+        let p = pool(&["127.0.0.1:1", "127.0.0.1:2"]);
+        for t in p.targets.iter() {
+            t.mark_down();
+        }
+        let first = p.pick(None);
+        assert!(first.is_some());
+        let second = p.pick(first.as_ref());
+        assert!(second.is_some());
+        assert!(!Arc::ptr_eq(first.as_ref().unwrap(), second.as_ref().unwrap()));
+    }
+}

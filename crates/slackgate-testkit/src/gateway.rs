@@ -1,0 +1,281 @@
+//! An in-process gateway on free `127.0.0.1` ports, with its files in a temp dir.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slackgate_guard::Clock;
+use slackgate_policy::SecretSource;
+use slackgate_proxy::{AuditTarget, Options, RunningGateway};
+
+use crate::certs::TestCerts;
+use crate::client::Client;
+use crate::{free_port, wait_until};
+
+/// Secrets from a map (env) and the file system (files).
+#[derive(Debug, Clone, Default)]
+pub struct MapSecrets {
+    env: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl MapSecrets {
+    /// A source with these env values.
+    pub fn new(pairs: &[(&str, &str)]) -> Self {
+        let s = Self::default();
+        for (k, v) in pairs {
+            s.set(k, v);
+        }
+        s
+    }
+
+    /// Sets (or replaces) an env value; the next reload sees it.
+    pub fn set(&self, k: &str, v: &str) {
+        self.env.lock().unwrap().insert(k.to_owned(), v.to_owned());
+    }
+
+    /// Removes an env value.
+    pub fn remove(&self, k: &str) {
+        self.env.lock().unwrap().remove(k);
+    }
+}
+
+impl SecretSource for MapSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.lock().unwrap().get(name).cloned()
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+/// Builds a [`TestGateway`].
+pub struct TestGatewayBuilder {
+    policy: String,
+    config_extra: String,
+    secrets: MapSecrets,
+    tls: Option<TestCerts>,
+    clock: Option<Arc<dyn Clock>>,
+    plain: bool,
+}
+
+impl std::fmt::Debug for TestGatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestGatewayBuilder").finish_non_exhaustive()
+    }
+}
+
+/// A running gateway with its temp dir, ports and captured audit lines.
+pub struct TestGateway {
+    /// The running server.
+    pub running: Option<RunningGateway>,
+    /// Plain listener address (if any).
+    pub addr: SocketAddr,
+    /// TLS listener address (if any).
+    pub tls_addr: Option<SocketAddr>,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// The TLS certificate in use.
+    pub certs: Option<TestCerts>,
+    /// Where config.yaml and policy.yaml live.
+    pub dir: tempfile::TempDir,
+    /// The secrets the gateway reads.
+    pub secrets: MapSecrets,
+    audit: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for TestGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestGateway")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestGatewayBuilder {
+    /// A gateway with this policy YAML.
+    pub fn new(policy: &str) -> Self {
+        Self {
+            policy: policy.to_owned(),
+            config_extra: String::new(),
+            secrets: MapSecrets::default(),
+            tls: None,
+            clock: None,
+            plain: true,
+        }
+    }
+
+    /// Sets an env secret.
+    pub fn secret(self, name: &str, value: &str) -> Self {
+        self.secrets.set(name, value);
+        self
+    }
+
+    /// Appends raw YAML to the config (e.g. `trusted_proxies: [127.0.0.0/8]`).
+    pub fn config(mut self, yaml: &str) -> Self {
+        self.config_extra.push_str(yaml);
+        self.config_extra.push('\n');
+        self
+    }
+
+    /// Adds a TLS listener with a fresh certificate.
+    pub fn tls(mut self) -> Self {
+        self.tls = Some(TestCerts::generate());
+        self
+    }
+
+    /// Only the TLS listener, no plain one.
+    pub fn tls_only(mut self) -> Self {
+        self.tls = Some(TestCerts::generate());
+        self.plain = false;
+        self
+    }
+
+    /// Uses this clock for signatures and buckets.
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = Some(c);
+        self
+    }
+
+    /// Writes the files, starts the gateway and waits until it is ready.
+    pub fn start(self) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_port();
+        let admin = free_port();
+        let tls_addr = self.tls.as_ref().map(|_| free_port());
+        std::fs::write(dir.path().join("policy.yaml"), &self.policy).unwrap();
+        let mut config = String::from("listen:\n");
+        if self.plain {
+            config.push_str(&format!("  - addr: {addr}\n"));
+        }
+        if let (Some(t), Some(a)) = (&self.tls, tls_addr) {
+            config.push_str(&format!(
+                "  - addr: {a}\n    tls: {{ cert: {}, key: {} }}\n",
+                t.cert.display(),
+                t.key.display()
+            ));
+        }
+        config.push_str(&format!("admin: {{ addr: {admin} }}\npolicy: policy.yaml\n"));
+        config.push_str(&self.config_extra);
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).unwrap();
+
+        let audit = Arc::new(Mutex::new(Vec::new()));
+        let mut opts = Options::new(config_path);
+        opts.secrets = Arc::new(self.secrets.clone());
+        if let Some(c) = self.clock {
+            opts.clock = c;
+        }
+        opts.audit = Some(AuditTarget::Memory(Arc::clone(&audit)));
+        opts.threads = 2;
+        opts.upgrade_sock = Some(dir.path().join("upgrade.sock"));
+        opts.pid_file = Some(dir.path().join("slackgate.pid"));
+        let running = slackgate_proxy::start(opts).unwrap_or_else(|e| panic!("gateway start: {e}"));
+        let shared = Arc::clone(&running.shared);
+        assert!(
+            wait_until(Duration::from_secs(20), || shared.is_ready()),
+            "gateway did not become ready"
+        );
+        TestGateway {
+            running: Some(running),
+            addr,
+            tls_addr,
+            admin,
+            certs: self.tls,
+            dir,
+            secrets: self.secrets,
+            audit,
+        }
+    }
+}
+
+impl TestGateway {
+    /// A client for the plain listener.
+    pub fn client(&self) -> Client {
+        Client::plain(self.addr)
+    }
+
+    /// A client for the TLS listener, trusting the test certificate.
+    pub fn tls_client(&self) -> Client {
+        let certs = self.certs.as_ref().expect("tls gateway");
+        Client::tls(self.tls_addr.expect("tls gateway"), &certs.der)
+    }
+
+    /// A client for the admin listener.
+    pub fn admin_client(&self) -> Client {
+        Client::plain(self.admin)
+    }
+
+    /// The policy file path.
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.yaml")
+    }
+
+    /// Replaces the policy file (atomically, by rename).
+    pub fn write_policy(&self, yaml: &str) {
+        let tmp = self.dir.path().join(".policy.yaml.tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.policy_path()).unwrap();
+    }
+
+    /// The shared state of the running gateway.
+    pub fn shared(&self) -> &Arc<slackgate_proxy::Shared> {
+        &self.running.as_ref().expect("running").shared
+    }
+
+    /// Audit lines written so far, waiting until at least `n` arrived.
+    pub fn audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        wait_until(Duration::from_secs(5), || self.audit.lock().unwrap().len() >= n);
+        self.audit
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Raw audit lines written so far.
+    pub fn audit_raw(&self) -> Vec<String> {
+        self.audit.lock().unwrap().clone()
+    }
+
+    /// The latest audit record, waiting for the `n`-th.
+    pub fn audit_nth(&self, n: usize) -> serde_json::Value {
+        let lines = self.audit_lines(n);
+        lines
+            .get(n - 1)
+            .cloned()
+            .unwrap_or_else(|| panic!("only {} audit lines, wanted {n}", lines.len()))
+    }
+
+    /// The metrics text from the admin listener.
+    pub fn metrics(&self) -> String {
+        let r = self.admin_client().get("/metrics").unwrap();
+        String::from_utf8(r.body).unwrap()
+    }
+
+    /// Value of one metric sample line (exact name with labels), or 0.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics(), sample)
+    }
+}
+
+/// Finds `sample` (e.g. `slackgate_requests_total{route="r",reason="allowed"}`) in a scrape.
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+    }
+}
