@@ -30,6 +30,8 @@
 //!   or files, scalars that fail a type check are described by kind, and a
 //!   secret pasted into the policy is reported without its value.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod matcher;

@@ -16,7 +16,9 @@ use slackgate_slack::SigningKey;
 
 use crate::error::{Errors, LoadError, LoadErrors};
 use crate::matcher::{GlobSet, IdSet, IpSet};
-use crate::secrets::{describe_io, is_env_name, trim_secret, SecretRef, SecretSource};
+use crate::secrets::{
+    describe_io, is_env_name, looks_secret, trim_secret, SecretRef, SecretSource,
+};
 use crate::spec::{
     AppSpec, LimitKeySpec, ModeSpec, OnDenySpec, PolicySpec, RateLimitSpec, RouteSpec, ScopeSpec,
     SecretRefSpec, SourceIpsSpec, SpannedList, UpstreamSpec,
@@ -444,10 +446,21 @@ struct Compiler<'a> {
 /// Names of apps, upstreams, groups, routes and secret ids: they become metric
 /// labels and audit fields, so they are kept short and plain.
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
+    !looks_secret(s)
+        && !s.is_empty()
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// A name as shown in messages: names that fail [`is_name`] (and so might be a
+/// pasted secret) are not echoed.
+fn shown(s: &str) -> String {
+    if is_name(s) {
+        s.to_string()
+    } else {
+        "(name not shown)".to_string()
+    }
 }
 
 /// A Slack id: starts with one of `prefixes`, then upper-case letters and digits.
@@ -647,6 +660,7 @@ impl Compiler<'_> {
         let start = self.errs.len();
         self.check_name("app", name);
         let app_name: Arc<str> = Arc::from(name.as_str());
+        let app_label = shown(name);
 
         let api_app_id = api_app_id.and_then(|id| {
             if is_slack_id(&id, b"A") {
@@ -654,7 +668,7 @@ impl Compiler<'_> {
             } else {
                 self.errs.at(
                     id.span(),
-                    format!("`api_app_id` of app `{app_name}` is not a Slack app id"),
+                    format!("`api_app_id` of app `{app_label}` is not a Slack app id"),
                     "write the app id from the app's Basic Information page, e.g. A0123ABCDEF (starts with A), or omit the key",
                 );
                 None
@@ -664,7 +678,7 @@ impl Compiler<'_> {
         if signing_secrets.is_empty() {
             self.errs.at(
                 signing_secrets.span(),
-                format!("app `{app_name}` has no signing secrets: its routes could never verify a request"),
+                format!("app `{app_label}` has no signing secrets: its routes could never verify a request"),
                 "add at least one entry such as `- { id: current, env: MY_APP_SIGNING_SECRET }`",
             );
         }
@@ -672,14 +686,14 @@ impl Compiler<'_> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut secrets = Vec::new();
         for spec in signing_secrets.iter() {
-            if let Some(s) = self.secret(&app_name, spec, list_span, &mut seen) {
+            if let Some(s) = self.secret(&app_label, spec, list_span, &mut seen) {
                 secrets.push(s);
             }
         }
         if self.errs.len() == start && secrets.iter().all(|s| !s.is_live(self.now)) {
             self.errs.at(
                 &list_span,
-                format!("every signing secret of app `{app_name}` has expired"),
+                format!("every signing secret of app `{app_label}` has expired"),
                 "add the app's current signing secret (Slack app settings, Basic Information) or move `expires` into the future",
             );
         }
@@ -762,7 +776,7 @@ impl Compiler<'_> {
                     }
                 });
 
-        let what = format!("secret `{}` of app `{app}`", id.as_str());
+        let what = format!("secret `{}` of app `{app}`", shown(id));
         let (source, bytes) = match (env, file) {
             (Some(_), Some(f)) => {
                 self.errs.at(
@@ -791,7 +805,7 @@ impl Compiler<'_> {
                     );
                     return None;
                 }
-                if !is_env_name(var) {
+                if !is_env_name(var) || looks_secret(var) {
                     self.errs.at(
                         var.span(),
                         format!("`env` of {what} looks like a literal secret, not an environment variable name"),
@@ -828,6 +842,14 @@ impl Compiler<'_> {
                         f.span(),
                         format!("`file` of {what} is empty"),
                         "write the path of the file that holds the secret",
+                    );
+                    return None;
+                }
+                if looks_secret(f) {
+                    self.errs.at(
+                        f.span(),
+                        format!("`file` of {what} looks like a literal secret, not a path"),
+                        "write the path of the file that holds the secret, e.g. `file: /run/secrets/helpdesk-signing-secret`; if this was the secret itself, rotate it",
                     );
                     return None;
                 }
@@ -882,7 +904,7 @@ impl Compiler<'_> {
         if targets.is_empty() {
             self.errs.at(
                 targets.span(),
-                format!("upstream `{}` has no targets", name.as_str()),
+                format!("upstream `{}` has no targets", shown(&name)),
                 "add at least one `host:port` target",
             );
         }
@@ -892,7 +914,7 @@ impl Compiler<'_> {
                 Ok(()) => out.push(Arc::<str>::from(t.trim())),
                 Err(fix) => self.errs.at(
                     t.span(),
-                    format!("invalid target in upstream `{}`", name.as_str()),
+                    format!("invalid target in upstream `{}`", shown(&name)),
                     fix,
                 ),
             }
@@ -911,7 +933,7 @@ impl Compiler<'_> {
             if members.is_empty() {
                 self.errs.at(
                     members.span(),
-                    format!("group `{}` is empty", name.as_str()),
+                    format!("group `{}` is empty", shown(&name)),
                     "add user ids, or remove the group and its references",
                 );
             }
@@ -921,14 +943,14 @@ impl Compiler<'_> {
                         m.span(),
                         format!(
                             "group `{}` contains a group reference; groups cannot be nested",
-                            name.as_str()
+                            shown(&name)
                         ),
                         "list the user ids directly",
                     );
                 } else if let Err((problem, fix)) = Dim::Users.check(m) {
                     self.errs.at(
                         m.span(),
-                        format!("member of group `{}` {problem}", name.as_str()),
+                        format!("member of group `{}` {problem}", shown(&name)),
                         fix,
                     );
                 }
@@ -980,7 +1002,8 @@ impl Compiler<'_> {
                 );
             }
         }
-        let rname = name.as_str();
+        let rname_shown = shown(name);
+        let rname = rname_shown.as_str();
 
         let path_ok = if !path.starts_with('/') {
             self.errs.at(
@@ -1006,6 +1029,7 @@ impl Compiler<'_> {
         let host_norm = host.as_ref().and_then(|h| {
             let lower = h.trim().to_ascii_lowercase();
             let ok = !lower.is_empty()
+                && !looks_secret(&lower)
                 && lower.len() <= 253
                 && lower
                     .bytes()
@@ -1048,7 +1072,7 @@ impl Compiler<'_> {
                 if !self.declared.apps.contains(app.as_str()) {
                     self.errs.at(
                         app.span(),
-                        format!("route `{rname}` references unknown app `{}`", app.as_str()),
+                        format!("route `{rname}` references unknown app `{}`", shown(app)),
                         format!(
                             "define it under `apps:` or use one of: {}",
                             names(refs.apps.keys().map(|k| &**k))
@@ -1066,7 +1090,7 @@ impl Compiler<'_> {
                         upstream.span(),
                         format!(
                             "route `{rname}` references unknown upstream `{}`",
-                            upstream.as_str()
+                            shown(upstream)
                         ),
                         format!(
                             "define it under `upstreams:` or use one of: {}",
@@ -1108,7 +1132,7 @@ impl Compiler<'_> {
             return None;
         }
         Some(Route {
-            name: Arc::from(rname),
+            name: Arc::from(name.as_str()),
             path: Arc::from(path.as_str()),
             host: host_norm.map(Arc::from),
             app: app_ref?,
@@ -1222,7 +1246,10 @@ impl Compiler<'_> {
                     None if self.declared.groups.contains(group) => {}
                     None => self.errs.at(
                         entry.span(),
-                        format!("`{key}` of route `{route}` references unknown group `@{group}`"),
+                        format!(
+                            "`{key}` of route `{route}` references unknown group `@{}`",
+                            shown(group)
+                        ),
                         format!(
                             "define it under `groups:` or use one of: {}",
                             names(refs.groups.keys().map(String::as_str))

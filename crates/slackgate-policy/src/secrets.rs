@@ -41,6 +41,17 @@ pub(crate) fn is_env_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// True for a value shaped like a credential rather than a name: a Slack token
+/// (`xox…`), or a long run of letters and digits (hex or base64 style) without
+/// the `_`/`-` separators that names use. Such values are never echoed.
+pub(crate) fn looks_secret(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("xox")
+        || (s.len() >= 20
+            && !s.contains(['_', '-', '.', '/', ' '])
+            && s.bytes().filter(u8::is_ascii_digit).count() >= 5)
+}
+
 /// Trims ASCII whitespace at both ends: secret files from Kubernetes or
 /// `echo` usually end with a newline that is not part of the secret.
 pub(crate) fn trim_secret(bytes: &[u8]) -> &[u8] {
@@ -70,6 +81,17 @@ mod tests {
         assert!(!is_env_name("8f14e45fceea167a5a36dedd4bea2543"));
         assert!(!is_env_name("A-B"));
         assert!(!is_env_name("$VAR"));
+    }
+
+    #[test]
+    fn secret_shapes() {
+        assert!(looks_secret("8f14e45fceea167a5a36dedd4bea2543"));
+        assert!(looks_secret("ABCDEF0123456789ABCDEF0123456789"));
+        assert!(looks_secret("xoxb-123-456-abc"));
+        assert!(!looks_secret("HELPDESK_SIGNING_SECRET"));
+        assert!(!looks_secret("SLACK_SIGNING_SECRET_20240101_V2"));
+        assert!(!looks_secret("helpdesk2"));
+        assert!(!looks_secret("/run/secrets/helpdesk-2024"));
     }
 
     #[test]

@@ -280,7 +280,7 @@ pub(crate) fn show_key(key: &str) -> String {
         && key.len() <= 40
         && key
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
     {
         format!("`{key}`")
     } else {
@@ -320,7 +320,10 @@ fn parent_path(path: &str, field: &str) -> String {
 
 /// Formats a child path for messages: `apps.helpdesk`, `routes[2]`.
 pub(crate) fn child_path(prefix: &str, key: &str) -> String {
-    let key = if sanitize_path(key).is_empty() || key.contains(['.', '[', ']']) {
+    let key = if sanitize_path(key).is_empty()
+        || key.contains(['.', '[', ']'])
+        || crate::secrets::looks_secret(key)
+    {
         "?"
     } else {
         key

@@ -310,6 +310,10 @@ fn no_error_output_contains_a_planted_secret() {
         format!("version: 1\nroutes: [\"{p}\"\n"),
         format!("version: 1\napps:\n  a:\n    signing_secrets: [{{ id: x, env: HELPDESK_SIGNING_SECRET }}]\n    {p}: 1\n"),
         "version: 1\napps:\n  a:\n    signing_secrets: [{ id: x, env: OTHER_SECRET }, { id: x, file: helpdesk.secret }]\n".to_string(),
+        format!("version: 1\napps:\n  {p}:\n    signing_secrets: [{{ id: x, envv: A }}]\n  {p}x:\n    signing_secrets: []\n"),
+        format!("version: 1\napps:\n  a:\n    signing_secrets: [{{ id: {p}, env: {} }}, {{ id: {p}, file: {p} }}]\n", p.to_uppercase()),
+        format!("version: 1\nupstreams:\n  {p}: {{ targets: [] }}\ngroups:\n  {p}: [\"@{p}\"]\nroutes: [{{ name: {p}, path: /r, host: {p}, app: {p}, upstream: {p}, allow: {{ users: [\"@{p}\"] }} }}]\n"),
+        format!("version: 1\nroutes: [{{ name: {p}, path: /r, rate_limits: [{{ per: team, rate: 0/s, burst: 0 }}] }}]\n"),
     ];
     for input in &placements {
         let got = output(Kind::Policy, input);
