@@ -904,7 +904,7 @@ impl Compiler<'_> {
         if targets.is_empty() {
             self.errs.at(
                 targets.span(),
-                format!("upstream `{}` has no targets", shown(&name)),
+                format!("upstream `{}` has no targets", shown(name)),
                 "add at least one `host:port` target",
             );
         }
@@ -914,7 +914,7 @@ impl Compiler<'_> {
                 Ok(()) => out.push(Arc::<str>::from(t.trim())),
                 Err(fix) => self.errs.at(
                     t.span(),
-                    format!("invalid target in upstream `{}`", shown(&name)),
+                    format!("invalid target in upstream `{}`", shown(name)),
                     fix,
                 ),
             }
