@@ -13,6 +13,7 @@ pub mod server;
 pub mod state;
 pub mod tls;
 pub mod upstream;
+pub mod watch;
 
 pub use audit::{AuditRecord, AuditTarget};
 pub use server::{build, run, start, Options, RunningGateway, StartError};

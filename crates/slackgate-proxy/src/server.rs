@@ -73,6 +73,8 @@ pub struct Options {
     pub upgrade_sock: Option<PathBuf>,
     /// pingora's pid file.
     pub pid_file: Option<PathBuf>,
+    /// How often config, policy and secret files are polled for changes; `None` disables.
+    pub watch_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for Options {
@@ -97,6 +99,7 @@ impl Options {
             signals: false,
             upgrade_sock: None,
             pid_file: None,
+            watch_interval: Some(crate::watch::DEFAULT_INTERVAL),
         }
     }
 }
@@ -280,6 +283,12 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
             addrs: probe_addrs,
         },
     ));
+    if let Some(interval) = opts.watch_interval {
+        server.add_service(background_service(
+            "file watcher",
+            crate::watch::FileWatcher::new(Arc::clone(&shared), interval),
+        ));
+    }
     if opts.signals {
         server.add_service(background_service(
             "signals",

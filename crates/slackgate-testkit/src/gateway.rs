@@ -172,6 +172,7 @@ impl TestGatewayBuilder {
         opts.threads = 2;
         opts.upgrade_sock = Some(dir.path().join("upgrade.sock"));
         opts.pid_file = Some(dir.path().join("slackgate.pid"));
+        opts.watch_interval = Some(Duration::from_millis(50));
         let running = slackgate_proxy::start(opts).unwrap_or_else(|e| panic!("gateway start: {e}"));
         let shared = Arc::clone(&running.shared);
         assert!(

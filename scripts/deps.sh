@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine with Rust lacks for building and testing slackgate:
+#   cmake       pingora's zlib-ng build
+#   prometheus  promtool, which checks /metrics and the alert rules
+#   redis       redis-server for the shared-state tests
+#   Python      slack_bolt (compatibility tests), yamllint + kubernetes-validate (manifests)
+# Idempotent; installs only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import slack_bolt, yamllint, kubernetes_validate' 2>/dev/null; then
+  echo "deps: pip install -r scripts/python-requirements.txt"
+  python3 -m pip install --quiet --disable-pip-version-check -r scripts/python-requirements.txt
+fi
