@@ -1,0 +1,350 @@
+//! Compatibility with a real Slack bot: Slack Bolt for Python (`tests/bolt/bot.py`) behind
+//! the gateway, verifying every request's signature itself with the same signing secret.
+//!
+//! A 200 from the gateway proves the request passed the gateway *and* Bolt's own
+//! verification (Bolt answers 401 otherwise, and the gateway passes the bot's status on);
+//! the bot's `/ran` records prove each Bolt handler ran. Requests the gateway rejects must
+//! never reach Bolt at all, which the bot's `/requests` log shows.
+//!
+//! Needs `python3` with `slack_bolt` (scripts/deps.sh installs it; CI runs that first). A
+//! missing interpreter or package fails these tests with a message saying so; they never skip.
+//! `SLACKGATE_PYTHON` overrides the interpreter.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use slackgate_testkit::{
+    fixture, now_unix, wait_until, Client, SignedRequest, TestGateway, TestGatewayBuilder,
+};
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-bolt-compat";
+const PATH: &str = "/slack/events";
+
+fn python() -> String {
+    std::env::var("SLACKGATE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+fn bot_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bolt/bot.py")
+}
+
+/// Fails (never skips) with an actionable message when Python or slack_bolt is missing.
+fn require_bolt() {
+    let py = python();
+    let out = Command::new(&py)
+        .args([
+            "-c",
+            "import slack_bolt, sys; print(slack_bolt.version.__version__)",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `{py}` ({e}): the Bolt compatibility tests need Python 3 with \
+                 slack_bolt; install them with scripts/deps.sh (CI does)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "`{py}` cannot import slack_bolt: run scripts/deps.sh (pip install -r \
+         scripts/python-requirements.txt); python said:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Bolt app in a child process, killed when dropped.
+struct BoltBot {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl BoltBot {
+    fn start(secret: &str) -> Self {
+        require_bolt();
+        let mut child = Command::new(python())
+            .arg(bot_script())
+            .args(["--port", "0", "--path", PATH])
+            .env("SLACK_SIGNING_SECRET", secret)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bot_script().display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The port line is read on a thread so a hung interpreter cannot hang the test.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut bot = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let Some(addr) = line.trim().strip_prefix("listening ") else {
+            let status = bot.child.try_wait().ok().flatten();
+            panic!(
+                "bot.py did not report its port (exit status {status:?}, first line {line:?}); \
+                 see its stderr above"
+            );
+        };
+        bot.addr = addr.parse().expect("bot.py printed host:port");
+        let client = bot.client();
+        assert!(
+            wait_until(Duration::from_secs(30), || client
+                .get("/ran")
+                .is_ok_and(|r| r.status == 200)),
+            "bot.py on {} never answered GET /ran",
+            bot.addr
+        );
+        bot
+    }
+
+    fn client(&self) -> Client {
+        Client::plain(self.addr)
+    }
+
+    fn get_json(&self, path: &str) -> Vec<Value> {
+        let r = self.client().get(path).expect("GET from bot.py");
+        assert_eq!(r.status, 200, "GET {path} from bot.py");
+        serde_json::from_slice::<Vec<Value>>(&r.body).expect("JSON list from bot.py")
+    }
+
+    /// Handler records, in the order the handlers ran.
+    fn ran(&self) -> Vec<Value> {
+        self.get_json("/ran")
+    }
+
+    /// `{path, status}` of every POST Bolt answered.
+    fn requests(&self) -> Vec<Value> {
+        self.get_json("/requests")
+    }
+}
+
+impl Drop for BoltBot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy(bot: SocketAddr) -> String {
+    format!(
+        r#"version: 1
+apps:
+  helpdesk:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - {{ id: current, env: HELPDESK_SIGNING_SECRET }}
+upstreams:
+  bolt: {{ targets: ["{bot}"] }}
+routes:
+  - name: helpdesk
+    path: {PATH}
+    app: helpdesk
+    upstream: bolt
+    allow:
+      teams: [T0ACME]
+      channels: [C0HELP]
+      events: [app_mention]
+      commands: [/ticket]
+      actions: ["ticket_*"]
+    deny:
+      users: [U0BAD]
+"#
+    )
+}
+
+/// Bolt behind a gateway, both sharing one signing secret.
+struct Rig {
+    // Field order: the gateway stops before the bot does.
+    gw: TestGateway,
+    bot: BoltBot,
+}
+
+fn rig() -> Rig {
+    let bot = BoltBot::start(SECRET);
+    let gw = TestGatewayBuilder::new(&policy(bot.addr))
+        .secret("HELPDESK_SIGNING_SECRET", SECRET)
+        .start();
+    Rig { gw, bot }
+}
+
+/// Sends `req` through the gateway and asserts both the gateway and Bolt answered 200.
+fn send_allowed(rig: &Rig, req: &SignedRequest) {
+    let resp = rig.gw.client().send(req).unwrap();
+    assert_eq!(
+        resp.status,
+        200,
+        "gateway answer (a 401 with Bolt's body means Bolt rejected the forwarded signature): {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    let seen = rig.bot.requests();
+    assert_eq!(seen.len(), 1, "Bolt answered exactly one request: {seen:?}");
+    assert_eq!(seen[0]["path"], PATH);
+    assert_eq!(
+        seen[0]["status"], 200,
+        "Bolt's own signature and timestamp verification passed"
+    );
+    let audit = rig.gw.audit_nth(1);
+    assert_eq!(audit["reason"], "allowed");
+    assert_eq!(audit["upstream_status"], 200);
+}
+
+fn only_record(rig: &Rig) -> Value {
+    let ran = rig.bot.ran();
+    assert_eq!(ran.len(), 1, "exactly one Bolt handler ran: {ran:?}");
+    ran[0].clone()
+}
+
+#[test]
+fn app_mention_event_reaches_bolt_handler() {
+    let rig = rig();
+    let req = SignedRequest::fixture(PATH, "event_app_mention.json").sign(SECRET);
+    assert_eq!(req.content_type, "application/json");
+    send_allowed(&rig, &req);
+    let r = only_record(&rig);
+    assert_eq!(r["handler"], "app_mention");
+    assert_eq!(r["user"], "U0333");
+    assert_eq!(r["channel"], "C0HELP");
+    assert_eq!(r["text"], "<@U0BOT> open a ticket: printer on fire");
+}
+
+#[test]
+fn ticket_command_reaches_bolt_handler() {
+    let rig = rig();
+    let req = SignedRequest::fixture(PATH, "command_ticket.form").sign(SECRET);
+    assert_eq!(req.content_type, "application/x-www-form-urlencoded");
+    send_allowed(&rig, &req);
+    let r = only_record(&rig);
+    assert_eq!(r["handler"], "ticket");
+    assert_eq!(r["user"], "U0333");
+    assert_eq!(r["team"], "T0ACME");
+    // The form decoding survived the trip byte for byte ("+" and "%26").
+    assert_eq!(r["text"], "printer on fire & smoke");
+}
+
+#[test]
+fn ticket_close_block_action_reaches_bolt_handler() {
+    let rig = rig();
+    let req = SignedRequest::fixture(PATH, "block_actions.form").sign(SECRET);
+    send_allowed(&rig, &req);
+    let r = only_record(&rig);
+    assert_eq!(r["handler"], "ticket_close");
+    assert_eq!(r["user"], "U0333");
+    assert_eq!(r["team"], "T0ACME");
+    assert_eq!(r["channel"], "C0HELP");
+    assert_eq!(r["api_app_id"], "A0HELPDESK");
+    assert_eq!(r["value"], "T-42");
+}
+
+#[test]
+fn three_kinds_in_a_row_reach_their_handlers() {
+    // The three kinds back to back through one gateway: Bolt sees each once, in order.
+    let rig = rig();
+    let ts = now_unix();
+    let client = rig.gw.client();
+    for name in [
+        "event_app_mention.json",
+        "command_ticket.form",
+        "block_actions.form",
+    ] {
+        let req = SignedRequest::fixture(PATH, name).sign_at(SECRET, ts);
+        let resp = client.send(&req).unwrap();
+        assert_eq!(
+            resp.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    let handlers: Vec<_> = rig.bot.ran().iter().map(|r| r["handler"].clone()).collect();
+    assert_eq!(handlers, ["app_mention", "ticket", "ticket_close"]);
+    assert!(rig.bot.requests().iter().all(|r| r["status"] == 200));
+}
+
+#[test]
+fn forged_requests_never_reach_bolt() {
+    let rig = rig();
+    let body = fixture("command_ticket.form");
+    let forged = [
+        (
+            "wrong secret",
+            SignedRequest::new(PATH, body.clone()).sign("not-the-signing-secret"),
+            "bad_signature",
+        ),
+        (
+            "tampered body",
+            {
+                let mut r = SignedRequest::new(PATH, body.clone()).sign(SECRET);
+                r.body = String::from_utf8(body.clone())
+                    .unwrap()
+                    .replace("U0333", "U0111")
+                    .into_bytes();
+                r
+            },
+            "bad_signature",
+        ),
+        (
+            "no signature",
+            SignedRequest::new(PATH, body.clone()),
+            "missing_signature",
+        ),
+        (
+            "stale timestamp",
+            SignedRequest::new(PATH, body.clone()).sign_at(SECRET, now_unix() - 3600),
+            "stale_timestamp",
+        ),
+    ];
+    for (what, req, reason) in &forged {
+        let resp = rig.gw.client().send(req).unwrap();
+        assert_eq!(resp.status, 401, "{what}");
+        assert_eq!(resp.reason().as_deref(), Some(*reason), "{what}");
+    }
+    assert!(rig.bot.requests().is_empty(), "Bolt saw a forged request");
+    assert!(
+        rig.bot.ran().is_empty(),
+        "a Bolt handler ran for a forged request"
+    );
+
+    // Control: Bolt's own verification is on, so the 200s above are meaningful.
+    let direct = rig.bot.client().send(&forged[0].1).unwrap();
+    assert_eq!(
+        direct.status, 401,
+        "Bolt must reject a forged request sent to it directly"
+    );
+    assert!(rig.bot.ran().is_empty());
+}
+
+#[test]
+fn denied_and_replayed_requests_never_reach_bolt() {
+    let rig = rig();
+    let mention = String::from_utf8(fixture("event_app_mention.json")).unwrap();
+    let bad_user = SignedRequest::new(PATH, mention.replace("U0333", "U0BAD")).sign(SECRET);
+    let resp = rig.gw.client().send(&bad_user).unwrap();
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.reason().as_deref(), Some("scope_denied"));
+
+    let ok = SignedRequest::fixture(PATH, "command_ticket.form").sign(SECRET);
+    assert_eq!(rig.gw.client().send(&ok).unwrap().status, 200);
+    let replay = rig.gw.client().send(&ok).unwrap();
+    assert_eq!(replay.status, 401);
+    assert_eq!(replay.reason().as_deref(), Some("replayed"));
+
+    let seen = rig.bot.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the allowed request reached Bolt: {seen:?}"
+    );
+    let handlers: Vec<_> = rig.bot.ran().iter().map(|r| r["handler"].clone()).collect();
+    assert_eq!(handlers, ["ticket"]);
+}
