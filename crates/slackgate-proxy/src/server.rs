@@ -225,7 +225,12 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     if let Some(sock) = &opts.upgrade_sock {
         conf.upgrade_sock = sock.display().to_string();
     }
-    if let Some(pid) = &opts.pid_file {
+    // Two gateways on one host must not share pingora's default /tmp/pingora.pid.
+    let pid_file = opts
+        .pid_file
+        .clone()
+        .or_else(|| opts.upgrade_sock.as_ref().map(|s| s.with_extension("pid")));
+    if let Some(pid) = pid_file {
         conf.pid_file = pid.display().to_string();
     }
     let opt = Opt {
