@@ -196,7 +196,12 @@ impl<C: Clock> Guard<C> {
         apply_mode(route, d)
     }
 
-    fn evaluate<'a>(&self, route: &Route, req: &Inbound<'a>, settings: &GuardSettings) -> Decision<'a> {
+    fn evaluate<'a>(
+        &self,
+        route: &Route,
+        req: &Inbound<'a>,
+        settings: &GuardSettings,
+    ) -> Decision<'a> {
         // Slack's certificate probe carries no event and reaches no bot; it is answered
         // before signature checks, as Slack's own SDKs do.
         if slackgate_slack::is_ssl_check(req.content_type, req.body) {

@@ -2,7 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -78,9 +78,7 @@ impl RateLimiter {
 
     /// Takes one token from the bucket for `key`, created full (`burst` tokens) if new.
     pub fn take(&self, key: &BucketKey<'_>, rate_per_sec: f64, burst: u32, now: f64) -> Take {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let hash = h.finish();
+        let hash = self.hasher.hash_one(key);
         let idx = (hash as usize) % self.shards.len();
         let Some(shard) = self.shards.get(idx) else {
             return Take::Allowed;

@@ -161,7 +161,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in Reason::ALL {
             assert!(seen.insert(r.as_str()));
-            assert!(r.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(r
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
         }
         assert_eq!(seen.len(), 17);
     }

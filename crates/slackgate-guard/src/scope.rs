@@ -84,7 +84,12 @@ fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
     if applies_commands(f) && id_hit(&deny.commands, f.command.as_deref()) == Some(true) {
         return Some("deny.commands");
     }
-    if applies_actions(f) && deny.actions.as_ref().is_some_and(|s| actions_any_match(s, f)) {
+    if applies_actions(f)
+        && deny
+            .actions
+            .as_ref()
+            .is_some_and(|s| actions_any_match(s, f))
+    {
         return Some("deny.actions");
     }
     None
@@ -109,7 +114,12 @@ fn allow_miss(allow: &Scope, f: &Facts<'_>) -> Option<&'static str> {
     if applies_commands(f) && id_hit(&allow.commands, f.command.as_deref()) == Some(false) {
         return Some("allow.commands");
     }
-    if applies_actions(f) && allow.actions.as_ref().is_some_and(|s| !actions_all_match(s, f)) {
+    if applies_actions(f)
+        && allow
+            .actions
+            .as_ref()
+            .is_some_and(|s| !actions_all_match(s, f))
+    {
         return Some("allow.actions");
     }
     None

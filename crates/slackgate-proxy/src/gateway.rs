@@ -56,7 +56,9 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("shared", &self.shared).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,8 +153,7 @@ impl Gateway {
         }
 
         let limits = &snap.config.limits;
-        let body = match read_body(session, limits.max_body_bytes, limits.body_read_timeout).await
-        {
+        let body = match read_body(session, limits.max_body_bytes, limits.body_read_timeout).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
                 session.set_keepalive(None);
@@ -212,7 +213,14 @@ impl Gateway {
                     let challenge = decision.challenge().unwrap_or_default();
                     let body = serde_json::json!({ "challenge": challenge }).to_string();
                     return self
-                        .write(session, ctx, decision.reason, 200, &extra, Bytes::from(body))
+                        .write(
+                            session,
+                            ctx,
+                            decision.reason,
+                            200,
+                            &extra,
+                            Bytes::from(body),
+                        )
                         .await;
                 }
                 if decision.status == 200 {
@@ -232,7 +240,11 @@ impl Gateway {
                     }
                     None => decision.reason,
                 };
-                let team = ctx.facts.team_id.clone().or(ctx.facts.enterprise_id.clone());
+                let team = ctx
+                    .facts
+                    .team_id
+                    .clone()
+                    .or(ctx.facts.enterprise_id.clone());
                 let user = ctx.facts.user_id.clone();
                 self.forward(session, ctx, &snap, &route, body, reason, team, user)
                     .await
@@ -254,8 +266,15 @@ impl Gateway {
             "message": reason.public_message(),
         })
         .to_string();
-        self.write(session, ctx, reason, reason.status(), extra, Bytes::from(body))
-            .await
+        self.write(
+            session,
+            ctx,
+            reason,
+            reason.status(),
+            extra,
+            Bytes::from(body),
+        )
+        .await
     }
 
     async fn write(
@@ -277,7 +296,9 @@ impl Gateway {
         for (name, value) in extra {
             resp.insert_header(*name, value.as_str())?;
         }
-        session.write_response_header(Box::new(resp), body.is_empty()).await?;
+        session
+            .write_response_header(Box::new(resp), body.is_empty())
+            .await?;
         if !body.is_empty() {
             session.write_response_body(Some(body), true).await?;
         }
@@ -329,7 +350,10 @@ impl Gateway {
         let result = tokio::time::timeout(timeout, self.round_trip(&pool, req, &body)).await;
         ctx.upstream_time = Some(started.elapsed());
         match result {
-            Err(_) => self.answer(session, ctx, Reason::UpstreamTimeout, &[]).await,
+            Err(_) => {
+                self.answer(session, ctx, Reason::UpstreamTimeout, &[])
+                    .await
+            }
             Ok(Err(e)) => {
                 log::warn!("route {}: upstream {} failed: {e}", route.name, pool.name);
                 self.answer(session, ctx, Reason::UpstreamError, &[]).await
@@ -440,7 +464,10 @@ async fn exchange(
         Some(h) => Box::new(h.clone()),
         None => {
             return Err((
-                pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "no response header"),
+                pingora::Error::explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "no response header",
+                ),
                 false,
             ))
         }
@@ -468,7 +495,11 @@ enum BodyError {
 }
 
 /// Reads the whole request body within `max` bytes and `timeout`.
-async fn read_body(session: &mut Session, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+async fn read_body(
+    session: &mut Session,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
     let declared = session
         .req_header()
         .headers
@@ -512,7 +543,10 @@ fn strip_port(host: &str) -> &str {
 
 /// Slack ids are short ASCII; anything else is not put into a header.
 fn is_header_safe(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 #[async_trait]
@@ -538,7 +572,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
         ctx.start = Instant::now();
         ctx.arrived = SystemTime::now();
         self.handle(session, ctx).await?;
@@ -557,7 +595,12 @@ impl ProxyHttp for Gateway {
         ))
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Self::CTX) {
+    async fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut Self::CTX,
+    ) {
         let Some(reason) = ctx.reason else {
             return;
         };

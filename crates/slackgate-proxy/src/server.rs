@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
-use pingora::apps::http_app::HttpServer;
 
 use slackgate_guard::{Clock, Guard, SystemClock};
 use slackgate_policy::{AuditPath, LoadErrors, SecretSource, SystemSecrets};
@@ -186,7 +186,8 @@ impl ShutdownSignalWatch for StopWatch {
 /// Builds the pingora server for `opts`.
 pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     let now = opts.clock.now();
-    let first = load_snapshot(&opts.config, opts.secrets.as_ref(), now, 1).map_err(StartError::Load)?;
+    let first =
+        load_snapshot(&opts.config, opts.secrets.as_ref(), now, 1).map_err(StartError::Load)?;
     let config = Arc::clone(&first.config);
 
     let metrics = Metrics::new()?;
@@ -214,14 +215,16 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         Arc::clone(&opts.secrets),
     ));
 
-    let mut conf = ServerConf::default();
-    conf.threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        opts.threads
+    let mut conf = ServerConf {
+        threads: if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            opts.threads
+        },
+        grace_period_seconds: Some(config.limits.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
     };
-    conf.grace_period_seconds = Some(config.limits.shutdown_grace.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(5);
     if let Some(sock) = &opts.upgrade_sock {
         conf.upgrade_sock = sock.display().to_string();
     }
@@ -243,8 +246,11 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, Gateway::new(Arc::clone(&shared)), "slackgate");
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(Arc::clone(&shared)),
+        "slackgate",
+    );
     let mut probe_addrs: Vec<SocketAddr> = Vec::new();
     for listener in &config.listen {
         let addr = listener.addr.to_string();
@@ -257,10 +263,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
                     .map_err(|e| StartError::Server(e.to_string()))?;
                 settings.set_cert_resolver(Arc::new(CertResolver(Arc::clone(&cert))));
                 proxy.add_tls_with_settings(&addr, None, settings);
-                server.add_service(background_service(
-                    "cert reload",
-                    CertWatcher { cert },
-                ));
+                server.add_service(background_service("cert reload", CertWatcher { cert }));
             }
         }
     }
@@ -422,7 +425,9 @@ impl BackgroundService for CertWatcher {
                         log::info!("TLS certificate reloaded from {}", cert_path.display());
                         last = now;
                     }
-                    Err(e) => log::error!("TLS certificate reload failed, old one keeps serving: {e}"),
+                    Err(e) => {
+                        log::error!("TLS certificate reload failed, old one keeps serving: {e}")
+                    }
                 }
             }
         }
@@ -441,7 +446,10 @@ struct SignalHandler {
 impl BackgroundService for SignalHandler {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut usr1)) = (signal(SignalKind::hangup()), signal(SignalKind::user_defined1())) else {
+        let (Ok(mut hup), Ok(mut usr1)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+        ) else {
             log::error!("cannot install SIGHUP/SIGUSR1 handlers; use POST /reload");
             return;
         };

@@ -99,7 +99,12 @@ pub fn load_snapshot(
 ) -> Result<Snapshot, LoadErrors> {
     let config = slackgate_policy::load_config(config_path)?;
     let policy = slackgate_policy::load_policy(&config.policy_path, secrets, now)?;
-    Ok(build_snapshot(Arc::new(config), Arc::new(policy), generation, now))
+    Ok(build_snapshot(
+        Arc::new(config),
+        Arc::new(policy),
+        generation,
+        now,
+    ))
 }
 
 /// Builds the upstream pools for a compiled policy.

@@ -167,6 +167,9 @@ mod tests {
         assert!(first.is_some());
         let second = p.pick(first.as_ref());
         assert!(second.is_some());
-        assert!(!Arc::ptr_eq(first.as_ref().unwrap(), second.as_ref().unwrap()));
+        assert!(!Arc::ptr_eq(
+            first.as_ref().unwrap(),
+            second.as_ref().unwrap()
+        ));
     }
 }

@@ -11,9 +11,18 @@ use common::*;
 use slackgate_testkit::{now_unix, SignedRequest};
 
 fn assert_denied(rig: &Rig, resp: &slackgate_testkit::Response, status: u16, reason: &str) {
-    assert_eq!(resp.status, status, "status for {reason}: {:?}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.status,
+        status,
+        "status for {reason}: {:?}",
+        String::from_utf8_lossy(&resp.body)
+    );
     assert_eq!(resp.reason().as_deref(), Some(reason));
-    assert_eq!(rig.bot.bytes_received(), 0, "bot must receive nothing for {reason}");
+    assert_eq!(
+        rig.bot.bytes_received(),
+        0,
+        "bot must receive nothing for {reason}"
+    );
     let audit = rig.gw.audit_nth(1);
     assert_eq!(audit["reason"], reason);
     assert_eq!(audit["status"], status);
@@ -37,7 +46,10 @@ fn allowed_is_forwarded_byte_for_byte_with_gateway_headers() {
     assert_eq!(r.body, req.body);
     assert_eq!(r.target, "/slack/events");
     assert_eq!(r.header("x-slack-signature"), req.signature.as_deref());
-    assert_eq!(r.header("x-slack-request-timestamp"), req.timestamp.as_deref());
+    assert_eq!(
+        r.header("x-slack-request-timestamp"),
+        req.timestamp.as_deref()
+    );
     assert_eq!(r.header("x-slackgate-route"), Some("helpdesk"));
     assert_eq!(r.header("x-slackgate-team"), Some("T0ACME"));
     assert_eq!(r.header("x-slackgate-user"), Some("U0333"));
@@ -58,7 +70,8 @@ fn allowed_is_forwarded_byte_for_byte_with_gateway_headers() {
     assert_eq!(a["shadow"], false);
     assert_eq!(counter(&rig, "helpdesk", "allowed"), 1.0);
     assert_eq!(
-        rig.gw.metric("slackgate_secret_matches_total{app=\"helpdesk\",secret_id=\"current\"}"),
+        rig.gw
+            .metric("slackgate_secret_matches_total{app=\"helpdesk\",secret_id=\"current\"}"),
         1.0
     );
 }
@@ -72,7 +85,11 @@ fn client_supplied_gateway_headers_are_replaced() {
         .header("X-Slackgate-Secret-Id", "forged");
     assert_eq!(rig.gw.client().send(&req).unwrap().status, 200);
     let r = &rig.bot.requests()[0];
-    let users: Vec<_> = r.headers.iter().filter(|(k, _)| k == "x-slackgate-user").collect();
+    let users: Vec<_> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-slackgate-user")
+        .collect();
     assert_eq!(users.len(), 1);
     assert_eq!(r.header("x-slackgate-user"), Some("U0333"));
     assert_eq!(r.header("x-slackgate-secret-id"), Some("current"));
@@ -81,16 +98,27 @@ fn client_supplied_gateway_headers_are_replaced() {
 #[test]
 fn previous_secret_still_verifies_and_is_recorded() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/events").sign(OLD_SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/events").sign(OLD_SECRET))
+        .unwrap();
     assert_eq!(resp.status, 200);
-    assert_eq!(rig.bot.requests()[0].header("x-slackgate-secret-id"), Some("previous"));
+    assert_eq!(
+        rig.bot.requests()[0].header("x-slackgate-secret-id"),
+        Some("previous")
+    );
     assert_eq!(rig.gw.audit_nth(1)["secret_id"], "previous");
 }
 
 #[test]
 fn no_route() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/nope").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/nope").sign(SECRET))
+        .unwrap();
     assert_denied(&rig, &resp, 404, "no_route");
     assert_eq!(counter(&rig, "", "no_route"), 1.0);
 }
@@ -98,7 +126,11 @@ fn no_route() {
 #[test]
 fn ip_denied() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/office").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/office").sign(SECRET))
+        .unwrap();
     assert_denied(&rig, &resp, 403, "ip_denied");
     assert_eq!(rig.gw.audit_nth(1)["client_ip"], "127.0.0.1");
     assert_eq!(counter(&rig, "office-only", "ip_denied"), 1.0);
@@ -117,7 +149,8 @@ fn body_too_large_by_content_length() {
 fn body_too_large_when_chunked() {
     let rig = rig();
     let chunk = vec![b'a'; 600 * 1024];
-    let mut raw = b"POST /slack/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..2 {
         raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         raw.extend_from_slice(&chunk);
@@ -163,14 +196,21 @@ fn missing_signature() {
     // Only the timestamp present: still missing.
     let mut req = mention("/slack/events").sign(SECRET);
     req.signature = None;
-    assert_eq!(rig.gw.client().send(&req).unwrap().reason().as_deref(), Some("missing_signature"));
+    assert_eq!(
+        rig.gw.client().send(&req).unwrap().reason().as_deref(),
+        Some("missing_signature")
+    );
     assert_eq!(counter(&rig, "helpdesk", "missing_signature"), 2.0);
 }
 
 #[test]
 fn bad_signature() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/events").sign("wrong-secret")).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/events").sign("wrong-secret"))
+        .unwrap();
     assert_denied(&rig, &resp, 401, "bad_signature");
     let mut req = mention("/slack/events").sign(SECRET);
     req.body.push(b' ');
@@ -214,11 +254,15 @@ fn replayed() {
 #[test]
 fn malformed_payload() {
     let rig = rig();
-    let req = SignedRequest::new("/slack/events", &b"{\"type\": \"event_callback\", "[..]).sign(SECRET);
+    let req =
+        SignedRequest::new("/slack/events", &b"{\"type\": \"event_callback\", "[..]).sign(SECRET);
     let resp = rig.gw.client().send(&req).unwrap();
     assert_denied(&rig, &resp, 400, "malformed_payload");
     let req = SignedRequest::new("/slack/events", &b"payload=not-json"[..]).sign(SECRET);
-    assert_eq!(rig.gw.client().send(&req).unwrap().reason().as_deref(), Some("malformed_payload"));
+    assert_eq!(
+        rig.gw.client().send(&req).unwrap().reason().as_deref(),
+        Some("malformed_payload")
+    );
 }
 
 #[test]
@@ -238,7 +282,11 @@ fn url_verification_is_answered_with_the_challenge() {
 #[test]
 fn app_mismatch() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/pinned").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/pinned").sign(SECRET))
+        .unwrap();
     assert_denied(&rig, &resp, 403, "app_mismatch");
     assert_eq!(rig.gw.audit_nth(1)["rule"], "app.api_app_id");
 }
@@ -257,7 +305,11 @@ fn scope_denied_reject_and_ack() {
     assert_denied(&rig, &resp, 403, "scope_denied");
     assert_eq!(rig.gw.audit_nth(1)["rule"], "deny.users");
 
-    let resp = rig.gw.client().send(&mention("/slack/ack").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/ack").sign(SECRET))
+        .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("x-slack-no-retry"), Some("1"));
     assert_eq!(rig.bot.bytes_received(), 0);
@@ -314,7 +366,11 @@ fn rate_limited() {
 #[test]
 fn shadow_route_forwards_would_be_denials() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/shadow").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/shadow").sign(SECRET))
+        .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(rig.bot.requests().len(), 1);
     let a = rig.gw.audit_nth(1);
@@ -322,7 +378,11 @@ fn shadow_route_forwards_would_be_denials() {
     assert_eq!(a["reason"], "scope_denied");
     // Signatures are never shadowed without allow_unverified_shadow.
     rig.bot.clear();
-    let resp = rig.gw.client().send(&mention("/slack/shadow").sign("wrong")).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/shadow").sign("wrong"))
+        .unwrap();
     assert_eq!(resp.status, 401);
     assert_eq!(rig.bot.bytes_received(), 0);
 }
@@ -330,7 +390,11 @@ fn shadow_route_forwards_would_be_denials() {
 #[test]
 fn upstream_error() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/dead").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/dead").sign(SECRET))
+        .unwrap();
     assert_eq!(resp.status, 502);
     assert_eq!(resp.reason().as_deref(), Some("upstream_error"));
     assert_eq!(rig.gw.audit_nth(1)["reason"], "upstream_error");
@@ -340,7 +404,11 @@ fn upstream_error() {
 #[test]
 fn upstream_timeout() {
     let rig = rig();
-    let resp = rig.gw.client().send(&mention("/slack/slow").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .client()
+        .send(&mention("/slack/slow").sign(SECRET))
+        .unwrap();
     assert_eq!(resp.status, 504);
     assert_eq!(resp.reason().as_deref(), Some("upstream_timeout"));
     assert_eq!(rig.slow.requests().len(), 1);
@@ -356,7 +424,8 @@ fn lifecycle_events_are_flagged_and_counted() {
     let a = rig.gw.audit_nth(1);
     assert_eq!(a["lifecycle"], true);
     assert_eq!(
-        rig.gw.metric("slackgate_lifecycle_events_total{type=\"app_uninstalled\"}"),
+        rig.gw
+            .metric("slackgate_lifecycle_events_total{type=\"app_uninstalled\"}"),
         1.0
     );
 }

@@ -55,7 +55,9 @@ routes:
 }
 
 fn start(p: &str) -> TestGateway {
-    TestGatewayBuilder::new(p).secret("SECRET_A", SECRET).start()
+    TestGatewayBuilder::new(p)
+        .secret("SECRET_A", SECRET)
+        .start()
 }
 
 fn send(gw: &TestGateway, event_id: &str) -> slackgate_testkit::Response {
@@ -81,7 +83,10 @@ fn file_change_is_picked_up_by_the_watcher() {
     assert_eq!(send(&gw, "Ev1").status, 200);
     assert_eq!(bot.requests()[0].header("x-slackgate-route"), Some("beta"));
     assert_eq!(gw.metric("slackgate_policy_generation"), 2.0);
-    assert_eq!(gw.metric("slackgate_policy_reloads_total{result=\"success\"}"), 2.0);
+    assert_eq!(
+        gw.metric("slackgate_policy_reloads_total{result=\"success\"}"),
+        2.0
+    );
 }
 
 #[test]
@@ -128,7 +133,10 @@ fn configmap_symlink_swap_is_picked_up() {
     }));
     assert!(generation(&gw) > g);
     assert_eq!(send(&gw, "Ev2").status, 200);
-    assert_eq!(bot.requests()[0].header("x-slackgate-route"), Some("swapped"));
+    assert_eq!(
+        bot.requests()[0].header("x-slackgate-route"),
+        Some("swapped")
+    );
 }
 
 #[test]
@@ -153,12 +161,27 @@ routes:
     );
     let gw = TestGatewayBuilder::new(&p).start();
     let req = |s: &str| SignedRequest::fixture("/slack/events", "event_message.json").sign(s);
-    assert_eq!(gw.client().send(&req("first-secret-value-aaaaaaaaaaaaa")).unwrap().status, 200);
+    assert_eq!(
+        gw.client()
+            .send(&req("first-secret-value-aaaaaaaaaaaaa"))
+            .unwrap()
+            .status,
+        200
+    );
     std::fs::write(&secret_file, "second-secret-value-bbbbbbbbbbbb\n").unwrap();
     assert!(wait_until(Duration::from_secs(10), || generation(&gw) == 2));
-    assert_eq!(gw.client().send(&req("second-secret-value-bbbbbbbbbbbb")).unwrap().status, 200);
     assert_eq!(
-        gw.client().send(&req("first-secret-value-aaaaaaaaaaaaa")).unwrap().status,
+        gw.client()
+            .send(&req("second-secret-value-bbbbbbbbbbbb"))
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.client()
+            .send(&req("first-secret-value-aaaaaaaaaaaaa"))
+            .unwrap()
+            .status,
         401
     );
 }
@@ -171,13 +194,17 @@ fn rotation_by_adding_then_removing_a_secret() {
         "      - { id: current, env: SECRET_A }\n      - { id: next, env: SECRET_B }\n",
     );
     let gw = start(&policy("r", &bot, ""));
-    gw.secrets.set("SECRET_B", "the-next-secret-0123456789abcdef");
+    gw.secrets
+        .set("SECRET_B", "the-next-secret-0123456789abcdef");
     gw.write_policy(&two);
     assert!(wait_until(Duration::from_secs(10), || generation(&gw) == 2));
     let new = SignedRequest::fixture("/slack/events", "event_message.json")
         .sign("the-next-secret-0123456789abcdef");
     assert_eq!(gw.client().send(&new).unwrap().status, 200);
-    assert_eq!(bot.requests()[0].header("x-slackgate-secret-id"), Some("next"));
+    assert_eq!(
+        bot.requests()[0].header("x-slackgate-secret-id"),
+        Some("next")
+    );
     // Slack switched over; drop the old one.
     gw.write_policy(&two.replace("      - { id: current, env: SECRET_A }\n", ""));
     assert!(wait_until(Duration::from_secs(10), || generation(&gw) == 3));
@@ -225,8 +252,14 @@ fn assert_rejected_reload(gw: &TestGateway, bad: &str, expect: &str) {
     assert_eq!(j["ok"], false);
     assert_eq!(j["generation"], before);
     let errs = j["errors"].to_string();
-    assert!(errs.contains(expect), "errors {errs} should mention {expect}");
-    assert!(errs.contains("policy.yaml:"), "errors name the file: {errs}");
+    assert!(
+        errs.contains(expect),
+        "errors {errs} should mention {expect}"
+    );
+    assert!(
+        errs.contains("policy.yaml:"),
+        "errors name the file: {errs}"
+    );
     // Channel 2: /status.
     let status = gw.admin_client().get("/status").unwrap().json();
     assert!(status["last_reload_error"].to_string().contains(expect));
@@ -250,20 +283,37 @@ fn invalid_policies_keep_the_old_one_serving() {
     let bot = MockBot::start();
     let gw = start(&policy("alpha", &bot, ""));
     let good = policy("alpha", &bot, "");
-    assert_rejected_reload(&gw, &format!("{good}  - name: [oops\n"), "YAML syntax error");
-    assert_rejected_reload(&gw, &good.replace("upstream: bot", "upstream: nowhere"), "unknown upstream");
     assert_rejected_reload(
         &gw,
-        &good.replace("{ id: current, env: SECRET_A }", "{ id: current, secret: hunter2hunter2hunter2 }"),
+        &format!("{good}  - name: [oops\n"),
+        "YAML syntax error",
+    );
+    assert_rejected_reload(
+        &gw,
+        &good.replace("upstream: bot", "upstream: nowhere"),
+        "unknown upstream",
+    );
+    assert_rejected_reload(
+        &gw,
+        &good.replace(
+            "{ id: current, env: SECRET_A }",
+            "{ id: current, secret: hunter2hunter2hunter2 }",
+        ),
         "literal secrets are not allowed",
     );
     assert_rejected_reload(
         &gw,
-        &good.replace("{ id: current, env: SECRET_A }", "{ id: current, file: /nonexistent/secret }"),
+        &good.replace(
+            "{ id: current, env: SECRET_A }",
+            "{ id: current, file: /nonexistent/secret }",
+        ),
         "cannot read secret file",
     );
     let all = logs().0.lock().unwrap().join("\n");
-    assert!(!all.contains("hunter2hunter2hunter2"), "a literal secret was logged");
+    assert!(
+        !all.contains("hunter2hunter2hunter2"),
+        "a literal secret was logged"
+    );
     let status = gw.admin_client().get("/status").unwrap();
     assert!(!String::from_utf8_lossy(&status.body).contains("hunter2"));
 }
@@ -282,7 +332,11 @@ fn rate_limits_and_replay_cache_survive_reloads() {
     let r = send(&gw, "Ev3");
     assert_eq!(r.status, 429, "a reload must not reset rate limits");
     let r = gw.client().send(&replay).unwrap();
-    assert_eq!(r.reason().as_deref(), Some("replayed"), "a reload must not re-open replays");
+    assert_eq!(
+        r.reason().as_deref(),
+        Some("replayed"),
+        "a reload must not re-open replays"
+    );
 }
 
 /// A client sends signed requests without pause while the policy flips between two
@@ -334,8 +388,7 @@ routes:
     // (bounded in time so the test stops by itself).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut flips = 0;
-    while (flips < 300 || sent.load(Ordering::SeqCst) < 600)
-        && std::time::Instant::now() < deadline
+    while (flips < 300 || sent.load(Ordering::SeqCst) < 600) && std::time::Instant::now() < deadline
     {
         let p = if flips % 2 == 0 { &pb } else { &pa };
         std::fs::write(gw.policy_path(), p).unwrap();
@@ -350,13 +403,29 @@ routes:
         c.join().unwrap();
     }
     let sent = sent.load(Ordering::SeqCst);
-    assert!(failures.lock().unwrap().is_empty(), "failed responses: {:?}", failures.lock().unwrap());
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "failed responses: {:?}",
+        failures.lock().unwrap()
+    );
     let a = bot_a.requests();
     let b = bot_b.requests();
-    assert!(a.iter().all(|r| r.header("x-slackgate-route") == Some("alpha")));
-    assert!(b.iter().all(|r| r.header("x-slackgate-route") == Some("beta")));
-    assert_eq!(a.len() + b.len(), sent, "every request reached exactly one bot");
+    assert!(a
+        .iter()
+        .all(|r| r.header("x-slackgate-route") == Some("alpha")));
+    assert!(b
+        .iter()
+        .all(|r| r.header("x-slackgate-route") == Some("beta")));
+    assert_eq!(
+        a.len() + b.len(),
+        sent,
+        "every request reached exactly one bot"
+    );
     assert!(generation(&gw) >= flips as u64);
     assert!(sent >= 600, "only {sent} requests during the storm");
-    eprintln!("reload storm: {flips} reloads, {sent} requests, {} to alpha, {} to beta", a.len(), b.len());
+    eprintln!(
+        "reload storm: {flips} reloads, {sent} requests, {} to alpha, {} to beta",
+        a.len(),
+        b.len()
+    );
 }

@@ -8,7 +8,11 @@ use common::*;
 #[test]
 fn https_end_to_end() {
     let rig = rig_with(|b| b.tls_only());
-    let resp = rig.gw.tls_client().send(&mention("/slack/events").sign(SECRET)).unwrap();
+    let resp = rig
+        .gw
+        .tls_client()
+        .send(&mention("/slack/events").sign(SECRET))
+        .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(rig.bot.requests().len(), 1);
 }
@@ -29,7 +33,10 @@ fn forwarded_for_is_ignored_from_untrusted_peers() {
         .sign(SECRET)
         .header("X-Forwarded-For", "203.0.113.9");
     let resp = rig.gw.client().send(&req).unwrap();
-    assert_eq!(resp.status, 200, "spoofed XFF from an untrusted peer must be ignored");
+    assert_eq!(
+        resp.status, 200,
+        "spoofed XFF from an untrusted peer must be ignored"
+    );
     assert_eq!(rig.gw.audit_nth(1)["client_ip"], "127.0.0.1");
 }
 

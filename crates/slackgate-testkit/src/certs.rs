@@ -37,8 +37,8 @@ impl TestCerts {
 }
 
 fn write_pair(stem: &std::path::Path) -> (PathBuf, PathBuf, Vec<u8>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = stem.with_extension("crt");
     let key = stem.with_extension("key");
     std::fs::write(&cert, ck.cert.pem()).unwrap();

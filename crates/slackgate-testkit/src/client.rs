@@ -129,7 +129,10 @@ impl Client {
 
     /// GET a path.
     pub fn get(&self, path: &str) -> std::io::Result<Response> {
-        self.raw(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        self.raw(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
     }
 
     /// POST an empty body to a path.

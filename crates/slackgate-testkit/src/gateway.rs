@@ -157,7 +157,9 @@ impl TestGatewayBuilder {
                 t.key.display()
             ));
         }
-        config.push_str(&format!("admin: {{ addr: {admin} }}\npolicy: policy.yaml\n"));
+        config.push_str(&format!(
+            "admin: {{ addr: {admin} }}\npolicy: policy.yaml\n"
+        ));
         config.push_str(&self.config_extra);
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -228,7 +230,9 @@ impl TestGateway {
 
     /// Audit lines written so far, waiting until at least `n` arrived.
     pub fn audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
-        wait_until(Duration::from_secs(5), || self.audit.lock().unwrap().len() >= n);
+        wait_until(Duration::from_secs(5), || {
+            self.audit.lock().unwrap().len() >= n
+        });
         self.audit
             .lock()
             .unwrap()

@@ -50,7 +50,14 @@ fn spawn(dir: &std::path::Path, upgrade: bool) -> Proc {
     Proc(cmd.spawn().unwrap())
 }
 
-fn setup(bot: &MockBot, slow: &MockBot) -> (tempfile::TempDir, std::net::SocketAddr, std::net::SocketAddr) {
+fn setup(
+    bot: &MockBot,
+    slow: &MockBot,
+) -> (
+    tempfile::TempDir,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin) = (free_port(), free_port());
     std::fs::write(
@@ -93,7 +100,10 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
     let slow = MockBot::with(BotBehavior::Delay(Duration::from_millis(1500)));
     let (dir, listen, admin) = setup(&bot, &slow);
     let old = spawn(dir.path(), false);
-    assert!(wait_until(Duration::from_secs(30), || ready(admin)), "old process not ready");
+    assert!(
+        wait_until(Duration::from_secs(30), || ready(admin)),
+        "old process not ready"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
@@ -107,30 +117,43 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
                 i += 1;
                 match client.send(&request(i, "/slack/events")) {
                     Ok(r) if r.status == 200 => {}
-                    Ok(r) => failures.lock().unwrap().push(format!("status {}", r.status)),
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", r.status)),
                     Err(e) => failures.lock().unwrap().push(format!("io: {e}")),
                 }
                 sent.fetch_add(1, Ordering::SeqCst);
             }
         })
     };
-    assert!(wait_until(Duration::from_secs(10), || sent.load(Ordering::SeqCst) >= 50));
+    assert!(wait_until(Duration::from_secs(10), || sent
+        .load(Ordering::SeqCst)
+        >= 50));
 
     let mut new = spawn(dir.path(), true);
     // The new process waits for the listeners on the upgrade socket.
-    assert!(wait_until(Duration::from_secs(30), || dir.path().join("upgrade.sock").exists()));
+    assert!(wait_until(Duration::from_secs(30), || dir
+        .path()
+        .join("upgrade.sock")
+        .exists()));
     let before = sent.load(Ordering::SeqCst);
     let mut old = old;
     signal(&old.0, "QUIT");
     let deadline = Instant::now() + Duration::from_secs(30);
     while old.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "old process did not exit after SIGQUIT");
+        assert!(
+            Instant::now() < deadline,
+            "old process did not exit after SIGQUIT"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(new.0.try_wait().unwrap().is_none(), "new process died");
     // Keep the load on the new process for a while.
     let after_old_exit = sent.load(Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(30), || sent.load(Ordering::SeqCst) >= after_old_exit + 200));
+    assert!(wait_until(Duration::from_secs(30), || sent
+        .load(Ordering::SeqCst)
+        >= after_old_exit + 200));
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap();
     let total = sent.load(Ordering::SeqCst);
@@ -144,14 +167,23 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
     assert!(ready(admin), "the new process serves the admin listener");
 
     // Graceful drain: an in-flight request to the slow bot completes after SIGTERM.
-    let inflight = std::thread::spawn(move || Client::plain(listen).send(&request(0, "/slack/slow")));
-    assert!(wait_until(Duration::from_secs(10), || !slow.requests().is_empty()));
+    let inflight =
+        std::thread::spawn(move || Client::plain(listen).send(&request(0, "/slack/slow")));
+    assert!(wait_until(Duration::from_secs(10), || !slow
+        .requests()
+        .is_empty()));
     signal(&new.0, "TERM");
-    let resp = inflight.join().unwrap().expect("in-flight request completes during drain");
+    let resp = inflight
+        .join()
+        .unwrap()
+        .expect("in-flight request completes during drain");
     assert_eq!(resp.status, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     while new.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "new process did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "new process did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
