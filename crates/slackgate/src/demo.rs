@@ -121,11 +121,24 @@ fn send(listen: &str, ts: &str, sig: &str, body: &str) -> anyhow::Result<(u16, S
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
+/// Fails early, with the flag to change, when an address cannot be bound: pingora would
+/// otherwise retry in the background while the demo talks to whoever holds the port.
+fn ensure_bindable(flag: &str, addr: &str) -> anyhow::Result<()> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .with_context(|| format!("{flag} {addr} cannot be bound (in use?); pass another {flag}"))
+}
+
 pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCode> {
+    ensure_bindable("--listen", listen)?;
+    ensure_bindable("--admin", admin)?;
     let bot = start_echo_bot()?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let policy = POLICY.replace("{BOT}", &bot.to_string());
@@ -155,13 +168,17 @@ pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCod
         .duration_since(SystemTime::UNIX_EPOCH)?
         .as_secs()
         .to_string();
-    eprintln!("slackgate demo: gateway on http://{listen}, admin on http://{admin}, echo bot on {bot}");
+    eprintln!(
+        "slackgate demo: gateway on http://{listen}, admin on http://{admin}, echo bot on {bot}"
+    );
     eprintln!("demo signing secret: in memory only (export it with `slackgate sign` if you need more requests)");
     eprintln!("signatures below are valid for 5 minutes (max_clock_skew).\n");
     let a = curl(listen, &key, &ts, ALLOWED);
     let d = curl(listen, &key, &ts, DENIED);
     println!("# 1. allowed: an app_mention from U0333 in T0ACME reaches the echo bot\n{a}\n");
-    println!("# 2. denied by scope: the same from U0BAD (group @blocked) gets 403 scope_denied\n{d}\n");
+    println!(
+        "# 2. denied by scope: the same from U0BAD (group @blocked) gets 403 scope_denied\n{d}\n"
+    );
     println!("# 3. replayed: run command 1 again; the gateway answers 401 replayed\n");
     println!("# metrics: curl -s http://{admin}/metrics | grep slackgate_requests_total");
     println!("# status:  curl -s http://{admin}/status\n");
@@ -169,17 +186,33 @@ pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCod
     if self_test {
         let sig_a = key.sign(&ts, ALLOWED.as_bytes());
         let sig_d = key.sign(&ts, DENIED.as_bytes());
-        let results = [
-            ("allowed", send(listen, &ts, &sig_a, ALLOWED)?),
-            ("denied", send(listen, &ts, &sig_d, DENIED)?),
-            ("replayed", send(listen, &ts, &sig_a, ALLOWED)?),
-        ];
+        let mut results = Vec::new();
+        for (name, sig, body) in [
+            ("allowed", &sig_a, ALLOWED),
+            ("denied", &sig_d, DENIED),
+            ("replayed", &sig_a, ALLOWED),
+        ] {
+            match send(listen, &ts, sig, body) {
+                Ok(answer) => results.push((name, answer)),
+                Err(e) => {
+                    running.shutdown();
+                    return Err(e.context(format!("self-test {name}: sending to {listen}")));
+                }
+            }
+        }
         for (name, (status, body)) in &results {
             println!("self-test {name}: {status} {body}");
         }
         running.shutdown();
-        let ok = results[0].1 .0 == 200 && results[1].1 .0 == 403 && results[2].1 .0 == 401;
-        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        let ok = results
+            .iter()
+            .map(|(_, (status, _))| *status)
+            .eq([200, 403, 401]);
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     eprintln!("press Ctrl-C to stop");
     loop {

@@ -7,7 +7,7 @@ mod demo;
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,7 +20,11 @@ use slackgate_policy::{SecretSource, SystemSecrets};
 use slackgate_slack::{SigningKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 #[derive(Debug, Parser)]
-#[command(name = "slackgate", version, about = "A security gateway for Slack apps")]
+#[command(
+    name = "slackgate",
+    version,
+    about = "A security gateway for Slack apps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +50,7 @@ enum Command {
     },
     /// Validate config, policy and secret references; exit 1 listing every error.
     Check {
-        /// The config file.
+        /// The config file (checked with the policy it names), or a policy file alone.
         config: PathBuf,
     },
     /// Print the two Slack signature headers for the body on standard input.
@@ -60,7 +64,7 @@ enum Command {
     },
     /// Show the decision for the request body on standard input, without any network.
     Explain {
-        /// The config file.
+        /// The config file, or a policy file alone (with the default limits).
         #[arg(short, long)]
         config: PathBuf,
         /// Request path.
@@ -127,7 +131,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: PathBuf, upgrade: bool, upgrade_sock: PathBuf, threads: usize) -> anyhow::Result<ExitCode> {
+fn run(
+    config: PathBuf,
+    upgrade: bool,
+    upgrade_sock: PathBuf,
+    threads: usize,
+) -> anyhow::Result<ExitCode> {
     let mut opts = slackgate_proxy::Options::new(config);
     opts.upgrade = upgrade;
     opts.upgrade_sock = Some(upgrade_sock);
@@ -137,23 +146,31 @@ fn run(config: PathBuf, upgrade: bool, upgrade_sock: PathBuf, threads: usize) ->
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(config: &std::path::Path) -> ExitCode {
+fn check(file: &Path) -> ExitCode {
     let now = SystemTime::now();
-    let cfg = match slackgate_policy::load_config(config) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("{} error(s)", errors.0.len());
-            return ExitCode::FAILURE;
+    // A policy file is checked on its own (policies/ holds both kinds); anything else is
+    // a server config, checked together with the policy it references.
+    let is_policy = std::fs::read_to_string(file).is_ok_and(|text| looks_like_policy(&text));
+    let (config, policy_path) = if is_policy {
+        (None, file.to_path_buf())
+    } else {
+        match slackgate_policy::load_config(file) {
+            Ok(c) => {
+                let p = c.policy_path.clone();
+                (Some(c), p)
+            }
+            Err(errors) => return report_errors(&errors),
         }
     };
-    match slackgate_policy::load_policy(&cfg.policy_path, &SystemSecrets, now) {
+    match slackgate_policy::load_policy(&policy_path, &SystemSecrets, now) {
         Ok(policy) => {
             let secrets: usize = policy.apps.values().map(|a| a.secrets.len()).sum();
+            let what = match &config {
+                Some(_) => format!("{} and {}", file.display(), policy_path.display()),
+                None => format!("{} (policy)", policy_path.display()),
+            };
             println!(
-                "ok: {} and {}: {} route(s), {} app(s), {} secret(s), {} upstream(s), policy hash {}",
-                config.display(),
-                cfg.policy_path.display(),
+                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), policy hash {}",
                 policy.routes.len(),
                 policy.apps.len(),
                 secrets,
@@ -162,12 +179,36 @@ fn check(config: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("{} error(s)", errors.0.len());
-            ExitCode::FAILURE
+        Err(errors) => report_errors(&errors),
+    }
+}
+
+fn report_errors(errors: &slackgate_policy::LoadErrors) -> ExitCode {
+    eprintln!("{errors}");
+    eprintln!("{} error(s)", errors.len());
+    ExitCode::FAILURE
+}
+
+/// Whether a YAML text is a policy rather than a server config: judged by its top-level
+/// keys (`version`, `apps`, `routes`, ... versus `listen`, `policy`, ...), without parsing
+/// values, so a broken file is still routed to the loader that reports its errors.
+fn looks_like_policy(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut policy_keys = 0;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t', '#', '-']) {
+            continue;
+        }
+        let Some((key, _)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim().trim_matches(['"', '\'']) {
+            "listen" | "admin" | "trusted_proxies" | "limits" | "audit" | "policy" => return false,
+            "version" | "apps" | "upstreams" | "groups" | "routes" => policy_keys += 1,
+            _ => {}
         }
     }
+    policy_keys > 0
 }
 
 fn sign(secret_env: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
@@ -175,8 +216,7 @@ fn sign(secret_env: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
     if secret.is_empty() {
         bail!("environment variable {secret_env} is not set or empty; export the signing secret in it");
     }
-    let key = SigningKey::new("cli", secret.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = SigningKey::new("cli", secret.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut body = Vec::new();
     std::io::stdin()
         .read_to_end(&mut body)
@@ -195,15 +235,22 @@ fn sign(secret_env: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
 }
 
 fn explain(
-    config: &std::path::Path,
+    config: &Path,
     path: &str,
     headers: &[String],
     host: Option<&str>,
     client_ip: IpAddr,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = slackgate_policy::load_config(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Like `check`, a policy file alone is accepted too; limits are then the defaults.
+    let is_policy = std::fs::read_to_string(config).is_ok_and(|text| looks_like_policy(&text));
+    let (limits, policy_path) = if is_policy {
+        (slackgate_policy::Limits::default(), config.to_path_buf())
+    } else {
+        let cfg = slackgate_policy::load_config(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        (cfg.limits, cfg.policy_path)
+    };
     let secrets: Arc<dyn SecretSource> = Arc::new(SystemSecrets);
-    let policy = slackgate_policy::load_policy(&cfg.policy_path, secrets.as_ref(), SystemTime::now())
+    let policy = slackgate_policy::load_policy(&policy_path, secrets.as_ref(), SystemTime::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut body = Vec::new();
     std::io::stdin()
@@ -212,6 +259,7 @@ fn explain(
     let mut sig = None;
     let mut ts = None;
     let mut content_type = None;
+    let mut host_header = None;
     for h in headers {
         let Some((k, v)) = h.split_once(':') else {
             bail!("--header {h:?}: expected Name:value");
@@ -221,14 +269,20 @@ fn explain(
             k if k == SIGNATURE_HEADER => sig = Some(v),
             k if k == TIMESTAMP_HEADER => ts = Some(v),
             "content-type" => content_type = Some(v),
+            "host" => host_header = Some(v),
             _ => {}
         }
     }
+    let host = host.or(host_header.as_deref());
     let Some(route) = policy.routes.find(host, path) else {
-        println!(
-            "{}",
-            serde_json::json!({"reason": "no_route", "status": 404, "action": "respond"})
-        );
+        let out = serde_json::json!({
+            "route": null,
+            "reason": "no_route",
+            "status": 404,
+            "action": "respond",
+            "rule": null,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     };
     let guard = Guard::new(SystemClock, 1024, 1024);
@@ -246,7 +300,7 @@ fn explain(
                 route,
                 &inbound,
                 &GuardSettings {
-                    max_clock_skew: cfg.limits.max_clock_skew,
+                    max_clock_skew: limits.max_clock_skew,
                 },
             )
         }

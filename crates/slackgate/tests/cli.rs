@@ -1,0 +1,707 @@
+//! The built `slackgate` binary, run as an operator would: `sign`, `check`, `explain`, `demo`.
+//!
+//! Signatures are cross-checked against Python's `hmac` module (an independent
+//! implementation) and Slack's documented test vector. Nothing here uses the network
+//! beyond loopback; the demo binds ports from `free_port()`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use slackgate_testkit::{fixture, free_port, SignedRequest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slackgate");
+
+/// Environment variables the tests set; removed from the inherited environment first so
+/// a developer's shell cannot change the outcome.
+const TEST_VARS: &[&str] = &[
+    "SG_SIGN_SECRET",
+    "SG_EMPTY",
+    "SG_UNSET",
+    "HELPDESK_SIGNING_SECRET",
+    "HELPDESK_SIGNING_SECRET_PREVIOUS",
+];
+
+/// Runs the binary with `args`, extra `env` and `stdin`, and waits (polling, bounded) for it.
+fn slackgate(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "warn");
+    for v in TEST_VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn slackgate");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("slackgate {args:?} did not exit within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    writer.join().unwrap();
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The value of `X-Slack-Signature` in `slackgate sign` output.
+fn signature_of(out: &Output) -> String {
+    assert!(out.status.success(), "sign failed: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "two header lines: {stdout:?}");
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("X-Slack-Signature: "))
+        .unwrap_or_else(|| panic!("no signature line in {stdout:?}"))
+        .to_owned()
+}
+
+// === sign ===
+
+/// HMAC-SHA256 computed by Python's standard library from the same secret, timestamp and body.
+fn python_hmac(secret: &str, ts: &str, body: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let body_path = dir.path().join("body");
+    std::fs::write(&body_path, body).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib, hmac, os, sys\n\
+             body = open(sys.argv[2], 'rb').read()\n\
+             base = b'v0:' + sys.argv[1].encode() + b':' + body\n\
+             print('v0=' + hmac.new(os.environ['SG_SIGN_SECRET'].encode(), base, hashlib.sha256).hexdigest())",
+            ts,
+        ])
+        .arg(&body_path)
+        .env("SG_SIGN_SECRET", secret)
+        .output()
+        .expect("python3 is needed to cross-check signatures (scripts/deps.sh)");
+    assert!(out.status.success(), "python3: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn sign_agrees_with_python_hmac() {
+    let secret = "e3b0c44298fc1c149afbf4c8996fb924-sign-test";
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("event json", fixture("event_app_mention.json")),
+        ("command form", fixture("command_ticket.form")),
+        ("block_actions form", fixture("block_actions.form")),
+        (
+            "utf-8, newlines, CRLF and a trailing newline",
+            "caf\u{e9} \u{1f525}\r\nline two\n&%=+\n"
+                .as_bytes()
+                .to_vec(),
+        ),
+        ("binary", (0u8..=255).collect()),
+    ];
+    for (ts, (what, body)) in ["1531420618", "1764377000", "0"].iter().cycle().zip(bodies) {
+        let out = slackgate(
+            &["sign", "--secret-env", "SG_SIGN_SECRET", "--timestamp", ts],
+            &[("SG_SIGN_SECRET", secret)],
+            &body,
+        );
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("X-Slack-Request-Timestamp: {ts}\n")),
+            "{what}: {stdout:?}"
+        );
+        let ours = signature_of(&out);
+        assert_eq!(ours, python_hmac(secret, ts, &body), "{what}");
+        assert!(!stdout.contains(secret) && !text(&out.stderr).contains(secret));
+    }
+}
+
+#[test]
+fn sign_reproduces_slacks_documented_vector() {
+    let out = slackgate(
+        &[
+            "sign",
+            "--secret-env",
+            "SG_SIGN_SECRET",
+            "--timestamp",
+            "1531420618",
+        ],
+        &[("SG_SIGN_SECRET", "8f742231b10e8888abcd99yyyzzz85a5")],
+        &fixture("signature_vector.form"),
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "X-Slack-Request-Timestamp: 1531420618\n\
+         X-Slack-Signature: v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503\n"
+    );
+}
+
+#[test]
+fn sign_without_timestamp_uses_now() {
+    let before = slackgate_testkit::now_unix();
+    let out = slackgate(
+        &["sign", "--secret-env", "SG_SIGN_SECRET"],
+        &[("SG_SIGN_SECRET", "now-secret")],
+        b"body",
+    );
+    let stdout = text(&out.stdout);
+    let ts: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Slack-Request-Timestamp: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((before..=slackgate_testkit::now_unix()).contains(&ts));
+    assert_eq!(
+        signature_of(&out),
+        python_hmac("now-secret", &ts.to_string(), b"body")
+    );
+}
+
+#[test]
+fn sign_without_a_secret_fails_clearly_and_echoes_nothing() {
+    // Another variable holds a secret and the body holds one: neither may be printed.
+    let planted = "PLANTED-0ther-5ecret-value";
+    for (var, env) in [
+        ("SG_UNSET", vec![("HELPDESK_SIGNING_SECRET", planted)]),
+        (
+            "SG_EMPTY",
+            vec![("SG_EMPTY", ""), ("HELPDESK_SIGNING_SECRET", planted)],
+        ),
+    ] {
+        let out = slackgate(
+            &["sign", "--secret-env", var, "--timestamp", "1531420618"],
+            &env,
+            format!("text={planted}").as_bytes(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        assert!(
+            out.stdout.is_empty(),
+            "no headers without a secret: {}",
+            text(&out.stdout)
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(var) && stderr.contains("not set or empty"),
+            "the message names the variable: {stderr}"
+        );
+        assert!(!stderr.contains(planted), "{stderr}");
+    }
+}
+
+// === check ===
+
+/// Every `env: NAME` a YAML file references outside comments.
+fn env_refs(yaml: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in yaml.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut rest = line;
+        while let Some(i) = rest.find("env:") {
+            let boundary = i == 0 || !rest.as_bytes()[i - 1].is_ascii_alphanumeric();
+            rest = &rest[i + 4..];
+            let name: String = rest
+                .trim_start()
+                .trim_start_matches(['"', '\''])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if boundary && !name.is_empty() {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn check_accepts_every_shipped_policy_and_config() {
+    let dir = repo_root().join("policies");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "policies/ holds the examples: {files:?}");
+
+    // The env vars every shipped file references, each with a distinct dummy value.
+    let mut vars = Vec::new();
+    for f in &files {
+        vars.extend(env_refs(&std::fs::read_to_string(f).unwrap()));
+    }
+    vars.sort();
+    vars.dedup();
+    assert!(
+        vars.iter().any(|v| v == "HELPDESK_SIGNING_SECRET"),
+        "{vars:?}"
+    );
+    let values: Vec<(String, String)> = vars
+        .iter()
+        .map(|v| (v.clone(), format!("dummy-secret-for-{}", v.to_lowercase())))
+        .collect();
+    let env: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
+    let tmp = tempfile::tempdir().unwrap();
+    for f in &files {
+        let path = f.to_str().unwrap();
+        let out = slackgate(&["check", path], &env, b"");
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "check {path}: {}{}",
+            stdout,
+            text(&out.stderr)
+        );
+        assert!(stdout.starts_with("ok: "), "{stdout}");
+        for (_, value) in &values {
+            assert!(
+                !stdout.contains(value.as_str()) && !text(&out.stderr).contains(value.as_str())
+            );
+        }
+
+        // A policy must also pass when a server config names it.
+        let is_config = std::fs::read_to_string(f).unwrap().contains("\npolicy:");
+        if !is_config {
+            let config = tmp.path().join("config.yaml");
+            std::fs::write(
+                &config,
+                format!("listen:\n  - addr: 127.0.0.1:8080\npolicy: {path}\n"),
+            )
+            .unwrap();
+            let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+            assert!(
+                out.status.success(),
+                "config naming {path}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+
+    // Without the secrets the same files fail, naming each missing variable.
+    let out = slackgate(
+        &["check", dir.join("multi-bot.yaml").to_str().unwrap()],
+        &[],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for v in env_refs(&std::fs::read_to_string(dir.join("multi-bot.yaml")).unwrap()) {
+        assert!(stderr.contains(&v), "{v} missing from: {stderr}");
+    }
+}
+
+/// `file:line:column: error:` prefixes of a check's stderr, as (file, line).
+fn error_positions(stderr: &str) -> Vec<(String, usize)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let (head, _) = l.split_once(": error: ")?;
+            let mut parts = head.rsplitn(3, ':');
+            let col: usize = parts.next()?.parse().ok()?;
+            let line: usize = parts.next()?.parse().ok()?;
+            let file = parts.next()?;
+            assert!(col >= 1, "{l}");
+            Some((file.to_owned(), line))
+        })
+        .collect()
+}
+
+const PLANTED_LITERAL: &str = "PLANTED-literal-5ecret-7a1c";
+const PLANTED_TOKEN: &str = "xoxb-1111-2222-PLANTEDt0ken";
+const PLANTED_ENV: &str = "PLANTED-env-5ecret-93be";
+
+#[test]
+fn check_lists_every_policy_error_with_positions_and_never_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("config.yaml"),
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n",
+    )
+    .unwrap();
+    let policy = format!(
+        "version: 1
+apps:
+  helpdesk:
+    signing_secrets:
+      - {{ id: current, secret: \"{PLANTED_LITERAL}\" }}
+      - {{ id: pasted, env: \"{PLANTED_TOKEN}\" }}
+      - {{ id: ok, env: HELPDESK_SIGNING_SECRET }}
+upstreams:
+  bot: {{ targets: [127.0.0.1:99999] }}
+routes:
+  - name: r
+    path: /slack/events
+    app: helpdesk
+    upstream: bot
+    colour: blue
+  - name: r2
+    path: /slack/other
+    app: helpdesk
+    upstream: bot
+    rate_limits:
+      - {{ per: planet, rate: 1/s, burst: 1 }}
+"
+    );
+    std::fs::write(tmp.path().join("policy.yaml"), policy).unwrap();
+    let config = tmp.path().join("config.yaml");
+    let out = slackgate(
+        &["check", config.to_str().unwrap()],
+        &[("HELPDESK_SIGNING_SECRET", PLANTED_ENV)],
+        b"",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("ok:"), "{stdout}");
+
+    let positions = error_positions(&stderr);
+    let lines: Vec<usize> = positions.iter().map(|(_, l)| *l).collect();
+    // (Each route holds one error: within one mapping, slackgate-policy reports a structural
+    // error such as an unknown key without also validating that mapping's values.)
+    assert!(positions.len() >= 5, "every error is listed: {stderr}");
+    assert!(
+        positions.iter().all(|(f, _)| f.ends_with("policy.yaml")),
+        "{stderr}"
+    );
+    for (line, what) in [
+        (5, "literal secret"),
+        (6, "token pasted as a variable name"),
+        (9, "bad port"),
+        (15, "unknown key"),
+        (21, "unknown rate limit key"),
+    ] {
+        assert!(lines.contains(&line), "{what} at line {line}: {stderr}");
+    }
+    assert!(
+        stderr.contains("fix: "),
+        "each error says the fix: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{} error(s)", positions.len())),
+        "{stderr}"
+    );
+    for planted in [PLANTED_LITERAL, PLANTED_TOKEN, PLANTED_ENV, "PLANTED"] {
+        assert!(!stderr.contains(planted), "{planted} echoed: {stderr}");
+        assert!(!stdout.contains(planted), "{planted} echoed: {stdout}");
+    }
+
+    // The same policy checked on its own reports the same errors.
+    let alone = slackgate(
+        &["check", tmp.path().join("policy.yaml").to_str().unwrap()],
+        &[("HELPDESK_SIGNING_SECRET", PLANTED_ENV)],
+        b"",
+    );
+    assert_eq!(alone.status.code(), Some(1));
+    assert_eq!(error_positions(&text(&alone.stderr)).len(), positions.len());
+    assert!(!text(&alone.stderr).contains("PLANTED"));
+}
+
+#[test]
+fn check_lists_every_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:notaport\nadmn: { addr: 127.0.0.1:9090 }\nlimits: { max_body_bytes: lots }\npolicy: policy.yaml\n",
+    )
+    .unwrap();
+    let out = slackgate(&["check", config.to_str().unwrap()], &[], b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<usize> = error_positions(&stderr).iter().map(|(_, l)| *l).collect();
+    for line in [2, 3, 4] {
+        assert!(lines.contains(&line), "error at line {line}: {stderr}");
+    }
+
+    let missing = slackgate(&["check", "/nonexistent/slackgate.yaml"], &[], b"");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("/nonexistent/slackgate.yaml"));
+}
+
+// === explain ===
+
+const EXPLAIN_SECRET: &str = "explain-5ecret-c0ffee";
+
+/// A config + policy whose upstream is a socket the test holds, to prove nothing connects.
+struct ExplainRig {
+    dir: tempfile::TempDir,
+    upstream: TcpListener,
+}
+
+impl ExplainRig {
+    fn new() -> Self {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        upstream.set_nonblocking(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            format!(
+                "version: 1
+apps:
+  helpdesk:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - {{ id: current, env: HELPDESK_SIGNING_SECRET }}
+upstreams:
+  bot: {{ targets: [\"{}\"] }}
+groups:
+  blocked: [U0BAD]
+routes:
+  - name: helpdesk
+    path: /slack/events
+    app: helpdesk
+    upstream: bot
+    allow:
+      teams: [T0ACME]
+      events: [app_mention]
+    deny:
+      users: [\"@blocked\"]
+",
+                upstream.local_addr().unwrap()
+            ),
+        )
+        .unwrap();
+        Self { dir, upstream }
+    }
+
+    fn explain(&self, req: &SignedRequest) -> Value {
+        let config = self.dir.path().join("config.yaml");
+        let mut args = vec![
+            "explain".to_owned(),
+            "-c".to_owned(),
+            config.to_str().unwrap().to_owned(),
+            "--path".to_owned(),
+            req.path.clone(),
+            "--header".to_owned(),
+            format!("Content-Type: {}", req.content_type),
+        ];
+        if let Some(ts) = &req.timestamp {
+            args.extend([
+                "--header".to_owned(),
+                format!("X-Slack-Request-Timestamp: {ts}"),
+            ]);
+        }
+        if let Some(sig) = &req.signature {
+            args.extend(["--header".to_owned(), format!("X-Slack-Signature:{sig}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = slackgate(
+            &args,
+            &[("HELPDESK_SIGNING_SECRET", EXPLAIN_SECRET)],
+            &req.body,
+        );
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "explain: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert!(!stdout.contains(EXPLAIN_SECRET) && !text(&out.stderr).contains(EXPLAIN_SECRET));
+        if let Some(sig) = &req.signature {
+            assert!(
+                !stdout.contains(sig.as_str()),
+                "the signature is not echoed"
+            );
+        }
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("JSON from explain ({e}): {stdout}"))
+    }
+
+    fn assert_no_connection(&self) {
+        match self.upstream.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("explain must not contact the upstream: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn explain_prints_the_decision_for_allowed_and_denied_requests() {
+    let rig = ExplainRig::new();
+
+    let allowed = rig.explain(
+        &SignedRequest::fixture("/slack/events", "event_app_mention.json").sign(EXPLAIN_SECRET),
+    );
+    assert_eq!(allowed["reason"], "allowed", "{allowed:#}");
+    assert_eq!(allowed["rule"], Value::Null);
+    assert_eq!(allowed["status"], 200);
+    assert_eq!(allowed["action"], "forward");
+    assert_eq!(allowed["route"], "helpdesk");
+    assert_eq!(allowed["upstream"], "bot");
+    assert_eq!(allowed["secret_id"], "current");
+    assert_eq!(allowed["facts"]["kind"], "event_callback");
+    assert_eq!(allowed["facts"]["event_type"], "app_mention");
+    assert_eq!(allowed["facts"]["user_id"], "U0333");
+    assert_eq!(allowed["facts"]["team_id"], "T0ACME");
+
+    let mention = text(&fixture("event_app_mention.json"));
+    let denied = rig.explain(
+        &SignedRequest::new("/slack/events", mention.replace("U0333", "U0BAD"))
+            .sign(EXPLAIN_SECRET),
+    );
+    assert_eq!(denied["reason"], "scope_denied", "{denied:#}");
+    assert_eq!(denied["rule"], "deny.users");
+    assert_eq!(denied["status"], 403);
+    assert_eq!(denied["action"], "respond");
+    assert_eq!(denied["facts"]["user_id"], "U0BAD");
+
+    let forged = rig.explain(
+        &SignedRequest::fixture("/slack/events", "event_app_mention.json").sign("wrong-secret"),
+    );
+    assert_eq!(forged["reason"], "bad_signature", "{forged:#}");
+    assert_eq!(forged["status"], 401);
+    assert_eq!(
+        forged["facts"],
+        Value::Null,
+        "no facts from an unverified body"
+    );
+
+    let unsigned = rig.explain(&SignedRequest::fixture(
+        "/slack/events",
+        "event_app_mention.json",
+    ));
+    assert_eq!(unsigned["reason"], "missing_signature");
+
+    let nowhere = rig.explain(&SignedRequest::fixture(
+        "/slack/nowhere",
+        "event_app_mention.json",
+    ));
+    assert_eq!(nowhere["reason"], "no_route");
+    assert_eq!(nowhere["status"], 404);
+    assert_eq!(nowhere["rule"], Value::Null);
+
+    rig.assert_no_connection();
+}
+
+// === demo ===
+
+#[test]
+fn demo_self_test_prints_allowed_denied_replayed() {
+    let listen = free_port().to_string();
+    let admin = free_port().to_string();
+    let out = slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+        ],
+        &[],
+        b"",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo --self-test failed:\n{stdout}\n{stderr}"
+    );
+    let results: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("self-test "))
+        .collect();
+    assert_eq!(results.len(), 3, "{stdout}");
+    assert!(
+        results[0].starts_with("self-test allowed: 200 "),
+        "{}",
+        results[0]
+    );
+    assert!(
+        results[1].starts_with("self-test denied: 403 "),
+        "{}",
+        results[1]
+    );
+    assert!(results[1].contains("scope_denied"), "{}", results[1]);
+    assert!(
+        results[2].starts_with("self-test replayed: 401 "),
+        "{}",
+        results[2]
+    );
+    assert!(results[2].contains("replayed"), "{}", results[2]);
+    // The printed curl commands point at the chosen listener.
+    assert!(
+        stdout.contains(&format!("curl -sS -i http://{listen}/slack/events")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let admin = free_port().to_string();
+    let started = Instant::now();
+    let out = slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--listen") && stderr.contains(&listen),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "fails before starting the gateway"
+    );
+}
