@@ -15,6 +15,7 @@ use serde_json::json;
 use slackgate_policy::{Mode, OnDeny, SecretRef};
 
 use crate::audit::rfc3339;
+use crate::metrics::GuardLevels;
 use crate::state::Shared;
 
 /// The admin HTTP application.
@@ -124,12 +125,14 @@ impl ServeHttp for AdminApp {
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => {
                 let limiter = self.shared.guard.rate_limiter();
+                let replay = self.shared.guard.replay_cache();
                 let m = &self.shared.metrics;
-                m.rate_limit_keys
-                    .set(i64::try_from(limiter.len()).unwrap_or(i64::MAX));
-                m.replay_entries.set(
-                    i64::try_from(self.shared.guard.replay_cache().len()).unwrap_or(i64::MAX),
-                );
+                m.observe_guard(GuardLevels {
+                    rate_limit_keys: limiter.len(),
+                    rate_limit_evictions: limiter.evictions(),
+                    replay_entries: replay.len(),
+                    replay_evictions: replay.evictions(),
+                });
                 respond(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

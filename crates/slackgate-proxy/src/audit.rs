@@ -254,3 +254,126 @@ fn open_append(path: &PathBuf) -> io::Result<File> {
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cond()
+    }
+
+    fn record(n: u64) -> AuditRecord {
+        AuditRecord {
+            ts: rfc3339(SystemTime::now()),
+            reason: "allowed",
+            status: 200,
+            duration_us: n,
+            ..AuditRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_blocked_writer_makes_drops_counted_and_exported() {
+        let metrics = Metrics::new().unwrap();
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = AuditSink::start(
+            AuditTarget::Memory(Arc::clone(&buf)),
+            1,
+            metrics.audit_dropped.clone(),
+        )
+        .unwrap();
+        let sent = 10;
+        {
+            // Holding the buffer blocks the writer on its first record: the queue holds
+            // one more, every other record must be dropped and counted.
+            let _held = buf.lock().unwrap();
+            for n in 0..sent {
+                sink.record(record(n));
+            }
+            assert!(
+                metrics.audit_dropped.get() >= sent - 2,
+                "dropped {}",
+                metrics.audit_dropped.get()
+            );
+            let text = String::from_utf8(metrics.render()).unwrap();
+            let exported = text
+                .lines()
+                .find_map(|l| l.strip_prefix("slackgate_audit_dropped_total "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap();
+            assert_eq!(exported, metrics.audit_dropped.get());
+        }
+        // Released: every record is either written or counted, none vanished.
+        assert!(wait_until(|| {
+            buf.lock().unwrap().len() as u64 + metrics.audit_dropped.get() == sent
+        }));
+    }
+
+    #[test]
+    fn reopen_follows_a_file_renamed_by_logrotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let rotated = dir.path().join("audit.log.1");
+        let dropped = IntCounter::new("t_dropped_total", "t").unwrap();
+        let sink = AuditSink::start(AuditTarget::File(path.clone()), 16, dropped.clone()).unwrap();
+        let lines = |p: &PathBuf| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+
+        sink.record(record(1));
+        assert!(wait_until(|| lines(&path).len() == 1));
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.reopen();
+        sink.record(record(2));
+        sink.record(record(3));
+        assert!(
+            wait_until(|| lines(&path).len() == 2),
+            "no new file after reopen"
+        );
+        let old = lines(&rotated);
+        let new = lines(&path);
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0]["duration_us"], 1);
+        assert_eq!(new[0]["duration_us"], 2);
+        assert_eq!(new[1]["duration_us"], 3);
+        assert_eq!(dropped.get(), 0);
+    }
+
+    #[test]
+    fn without_reopen_a_renamed_file_keeps_receiving() {
+        // The reason reopen exists: an open descriptor follows the rename.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let rotated = dir.path().join("audit.log.1");
+        let dropped = IntCounter::new("t_dropped_total", "t").unwrap();
+        let sink = AuditSink::start(AuditTarget::File(path.clone()), 16, dropped).unwrap();
+        sink.record(record(1));
+        assert!(wait_until(|| std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 1));
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.record(record(2));
+        assert!(wait_until(|| std::fs::read_to_string(&rotated)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2));
+        assert!(!path.exists());
+    }
+}

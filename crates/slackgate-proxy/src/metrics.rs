@@ -4,17 +4,19 @@
 //! share counters. Label values are closed sets (reasons, results) or config names
 //! (routes, apps, secret ids), never request data.
 
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use slackgate_guard::Reason;
 
 /// Buckets for gateway time: the work is sub-millisecond, so the low end is fine-grained.
 const GATEWAY_BUCKETS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// Buckets for upstream time: bots answer in milliseconds to seconds (Slack waits 3 s).
@@ -56,6 +58,22 @@ pub struct Metrics {
     pub audit_dropped: IntCounter,
     /// `slackgate_upstream_healthy{upstream,target}`: 1 when the target passes health checks.
     pub upstream_healthy: GaugeVec,
+    /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
+    /// a read-then-add, which concurrent callers would otherwise count twice.
+    guard_sync: Arc<Mutex<()>>,
+}
+
+/// What the guard's replay cache and rate limiter hold, read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuardLevels {
+    /// Rate-limit buckets held.
+    pub rate_limit_keys: usize,
+    /// Rate-limit evictions since start (the limiter's own monotonic total).
+    pub rate_limit_evictions: u64,
+    /// Signatures held by the replay cache.
+    pub replay_entries: usize,
+    /// Replay-cache evictions since start (the cache's own monotonic total).
+    pub replay_evictions: u64,
 }
 
 impl Metrics {
@@ -63,7 +81,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("slackgate_requests_total", "Requests by route and reason code."),
+            Opts::new(
+                "slackgate_requests_total",
+                "Requests by route and reason code.",
+            ),
             &["route", "reason"],
         )?;
         let request_duration = HistogramVec::new(
@@ -83,7 +104,10 @@ impl Metrics {
             &["route"],
         )?;
         let reloads = IntCounterVec::new(
-            Opts::new("slackgate_policy_reloads_total", "Policy reloads by result."),
+            Opts::new(
+                "slackgate_policy_reloads_total",
+                "Policy reloads by result.",
+            ),
             &["result"],
         )?;
         let generation = IntGauge::new(
@@ -180,7 +204,26 @@ impl Metrics {
             lifecycle,
             audit_dropped,
             upstream_healthy,
+            guard_sync: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Mirrors the guard's sizes into the gauges and its eviction totals into the counters.
+    ///
+    /// The guard keeps its own monotonic eviction totals; the counters are caught up to
+    /// them under a lock, so calls from many threads (requests, scrapes) never count an
+    /// eviction twice.
+    pub fn observe_guard(&self, levels: GuardLevels) {
+        let _serial = match self.guard_sync.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.rate_limit_keys
+            .set(i64::try_from(levels.rate_limit_keys).unwrap_or(i64::MAX));
+        self.replay_entries
+            .set(i64::try_from(levels.replay_entries).unwrap_or(i64::MAX));
+        catch_up(&self.rate_limit_evictions, levels.rate_limit_evictions);
+        catch_up(&self.replay_evictions, levels.replay_evictions);
     }
 
     /// Pre-creates the request counters of a route so dashboards see zeros, not gaps.
@@ -199,5 +242,65 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Raises `counter` to `total`; a lower total (a guard that was replaced) changes nothing.
+fn catch_up(counter: &IntCounter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_guard_observations_count_each_eviction_once() {
+        let m = Metrics::new().unwrap();
+        let levels = GuardLevels {
+            rate_limit_keys: 3,
+            rate_limit_evictions: 7,
+            replay_entries: 2,
+            replay_evictions: 5,
+        };
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        m.observe_guard(levels);
+                    }
+                });
+            }
+        });
+        assert_eq!(m.rate_limit_evictions.get(), 7);
+        assert_eq!(m.replay_evictions.get(), 5);
+        assert_eq!(m.rate_limit_keys.get(), 3);
+        assert_eq!(m.replay_entries.get(), 2);
+        // A lower total (a fresh guard) never makes a counter go backwards.
+        m.observe_guard(GuardLevels::default());
+        assert_eq!(m.rate_limit_evictions.get(), 7);
+    }
+
+    #[test]
+    fn exposition_names_every_counter_with_total_and_has_help() {
+        let m = Metrics::new().unwrap();
+        m.register_route("r");
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(name.starts_with("slackgate_"), "{name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no help"
+            );
+        }
     }
 }
