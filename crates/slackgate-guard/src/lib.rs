@@ -262,7 +262,16 @@ impl<C: Clock> Guard<C> {
         }
 
         if let Some(pin) = route.app.api_app_id.as_deref() {
-            if facts.api_app_id.as_deref() != Some(pin) {
+            // Slack leaves `api_app_id` out of global and message shortcuts; for those the
+            // verified signature alone ties the request to the app. Every other kind must
+            // carry the pinned id.
+            let exempt = facts.api_app_id.is_none()
+                && matches!(
+                    facts.kind,
+                    slackgate_slack::RequestKind::Shortcut
+                        | slackgate_slack::RequestKind::MessageAction
+                );
+            if !exempt && facts.api_app_id.as_deref() != Some(pin) {
                 d.reason = Reason::AppMismatch;
                 d.status = Reason::AppMismatch.status();
                 d.rule = Some(Rule::Static("app.api_app_id"));

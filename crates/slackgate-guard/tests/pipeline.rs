@@ -1,0 +1,383 @@
+//! The guard pipeline on compiled policies, with a fake clock: order of checks,
+//! shadow semantics, scope dimensions, rate-limit keys and the client-IP walk.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proptest::prelude::*;
+use slackgate_guard::{client_ip, Action, FakeClock, Guard, GuardSettings, Inbound, Reason};
+use slackgate_policy::{compile_policy, IpSet, Policy, SecretSource};
+use slackgate_slack::SigningKey;
+
+const NOW: u64 = 1_800_000_000;
+const SECRET: &str = "guard-test-secret-0123456789abcdef";
+
+struct Env(HashMap<&'static str, &'static str>);
+
+impl SecretSource for Env {
+    fn env(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|s| s.to_string())
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+fn policy(routes: &str) -> Policy {
+    let text = format!(
+        r#"version: 1
+apps:
+  app:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - {{ id: current, env: S1 }}
+upstreams:
+  bot: {{ targets: ["127.0.0.1:3000"] }}
+groups:
+  oncall: [U0333]
+routes:
+{routes}"#
+    );
+    let env = Env(HashMap::from([("S1", SECRET)]));
+    compile_policy(
+        Path::new("p.yaml"),
+        &text,
+        &env,
+        UNIX_EPOCH + Duration::from_secs(NOW),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../slackgate-testkit/data")
+            .join(name),
+    )
+    .unwrap()
+}
+
+struct Req {
+    body: Vec<u8>,
+    ts: String,
+    sig: String,
+    ct: &'static str,
+}
+
+fn signed(body: Vec<u8>, ts: u64) -> Req {
+    let key = SigningKey::new("k", SECRET.as_bytes()).unwrap();
+    let ts = ts.to_string();
+    let sig = key.sign(&ts, &body);
+    let ct = if body.first() == Some(&b'{') {
+        "application/json"
+    } else {
+        "application/x-www-form-urlencoded"
+    };
+    Req { body, ts, sig, ct }
+}
+
+fn decide(
+    guard: &Guard<Arc<FakeClock>>,
+    p: &Policy,
+    path: &str,
+    r: &Req,
+) -> (Reason, Action, bool, Option<String>) {
+    let route = p.routes.find(None, path).unwrap();
+    let inbound = Inbound {
+        client_ip: "127.0.0.1".parse().unwrap(),
+        signature: Some(r.sig.as_bytes()),
+        timestamp: Some(r.ts.as_bytes()),
+        content_type: Some(r.ct),
+        body: &r.body,
+    };
+    let d = guard.decide(
+        route,
+        &inbound,
+        &GuardSettings {
+            max_clock_skew: Duration::from_secs(300),
+        },
+    );
+    (
+        d.reason,
+        d.action,
+        d.shadow,
+        d.rule.map(|r| r.as_str().to_owned()),
+    )
+}
+
+fn guard() -> Guard<Arc<FakeClock>> {
+    Guard::new(Arc::new(FakeClock::at(NOW)), 10_000, 10_000)
+}
+
+#[test]
+fn every_fixture_kind_passes_an_open_route() {
+    let p = policy("  - { name: r, path: /s, app: app, upstream: bot }\n");
+    let g = guard();
+    for f in [
+        "event_app_mention.json",
+        "event_message.json",
+        "command_ticket.form",
+        "block_actions.form",
+        "view_submission.form",
+        "shortcut.form",
+        "message_action.form",
+        "block_suggestion.form",
+        "event_enterprise_org_install.json",
+    ] {
+        let (reason, action, _, _) = decide(&g, &p, "/s", &signed(fixture(f), NOW));
+        assert_eq!((reason, action), (Reason::Allowed, Action::Forward), "{f}");
+    }
+}
+
+#[test]
+fn kind_dimensions_apply_only_to_their_kind() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { events: [app_mention], commands: [/ticket], actions: [\"ticket_*\"] }\n");
+    let g = guard();
+    assert_eq!(
+        decide(&g, &p, "/s", &signed(fixture("command_ticket.form"), NOW)).0,
+        Reason::Allowed
+    );
+    assert_eq!(
+        decide(&g, &p, "/s", &signed(fixture("block_actions.form"), NOW)).0,
+        Reason::Allowed
+    );
+    assert_eq!(
+        decide(
+            &g,
+            &p,
+            "/s",
+            &signed(fixture("event_app_mention.json"), NOW)
+        )
+        .0,
+        Reason::Allowed
+    );
+    let (r, _, _, rule) = decide(&g, &p, "/s", &signed(fixture("event_message.json"), NOW));
+    assert_eq!(
+        (r, rule.as_deref()),
+        (Reason::ScopeDenied, Some("allow.events"))
+    );
+}
+
+#[test]
+fn identity_dimension_missing_from_the_request_fails_closed() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { channels: [C0HELP] }\n");
+    let g = guard();
+    // A global shortcut has no channel.
+    let (r, _, _, rule) = decide(&g, &p, "/s", &signed(fixture("shortcut.form"), NOW));
+    assert_eq!(
+        (r, rule.as_deref()),
+        (Reason::ScopeDenied, Some("allow.channels"))
+    );
+}
+
+#[test]
+fn groups_and_enterprise_installs() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { enterprises: [E0ACME], users: [\"@oncall\"] }\n");
+    let g = guard();
+    // Org-wide install: team null, enterprise E0ACME, user U0333 (in @oncall).
+    assert_eq!(
+        decide(
+            &g,
+            &p,
+            "/s",
+            &signed(fixture("event_enterprise_org_install.json"), NOW)
+        )
+        .0,
+        Reason::Allowed
+    );
+    // Not an enterprise request.
+    assert_eq!(
+        decide(&g, &p, "/s", &signed(fixture("event_message.json"), NOW)).0,
+        Reason::ScopeDenied
+    );
+}
+
+#[test]
+fn deny_wins_over_allow() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { teams: [T0ACME] }\n    deny: { users: [\"@oncall\"] }\n");
+    let (r, _, _, rule) = decide(
+        &guard(),
+        &p,
+        "/s",
+        &signed(fixture("event_app_mention.json"), NOW),
+    );
+    assert_eq!(
+        (r, rule.as_deref()),
+        (Reason::ScopeDenied, Some("deny.users"))
+    );
+}
+
+#[test]
+fn shadow_forwards_denials_but_not_bad_signatures() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    mode: shadow\n    allow: { teams: [T0OTHER] }\n");
+    let g = guard();
+    let (r, a, shadow, _) = decide(
+        &g,
+        &p,
+        "/s",
+        &signed(fixture("event_app_mention.json"), NOW),
+    );
+    assert_eq!((r, a, shadow), (Reason::ScopeDenied, Action::Forward, true));
+    let mut bad = signed(fixture("event_message.json"), NOW);
+    bad.body.push(b' ');
+    let (r, a, shadow, _) = decide(&g, &p, "/s", &bad);
+    assert_eq!(
+        (r, a, shadow),
+        (Reason::BadSignature, Action::Respond, false)
+    );
+}
+
+#[test]
+fn unverified_shadow_forwards_bad_signatures_when_allowed() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    mode: shadow\n    allow_unverified_shadow: true\n");
+    let mut bad = signed(fixture("event_message.json"), NOW);
+    bad.body.push(b' ');
+    let (r, a, shadow, _) = decide(&guard(), &p, "/s", &bad);
+    assert_eq!(
+        (r, a, shadow),
+        (Reason::BadSignature, Action::Forward, true)
+    );
+}
+
+#[test]
+fn window_replay_and_expiry_with_a_fake_clock() {
+    let p = policy("  - { name: r, path: /s, app: app, upstream: bot }\n");
+    let clock = Arc::new(FakeClock::at(NOW));
+    let g = Guard::new(clock.clone(), 10_000, 10_000);
+    let req = signed(fixture("event_message.json"), NOW);
+    assert_eq!(decide(&g, &p, "/s", &req).0, Reason::Allowed);
+    assert_eq!(decide(&g, &p, "/s", &req).0, Reason::Replayed);
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(decide(&g, &p, "/s", &req).0, Reason::StaleTimestamp);
+    // From the future, too.
+    assert_eq!(
+        decide(
+            &g,
+            &p,
+            "/s",
+            &signed(fixture("event_message.json"), NOW + 301 + 301)
+        )
+        .0,
+        Reason::StaleTimestamp
+    );
+}
+
+#[test]
+fn rate_limit_per_user_with_refill() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    rate_limits: [{ per: user, rate: 1/s, burst: 2 }]\n");
+    let clock = Arc::new(FakeClock::at(NOW));
+    let g = Guard::new(clock.clone(), 10_000, 10_000);
+    let mk = |i: u32, ts: u64| {
+        let body = String::from_utf8(fixture("event_message.json"))
+            .unwrap()
+            .replace("Ev0MESSAGE01", &format!("Ev{i}"));
+        signed(body.into_bytes(), ts)
+    };
+    assert_eq!(decide(&g, &p, "/s", &mk(1, NOW)).0, Reason::Allowed);
+    assert_eq!(decide(&g, &p, "/s", &mk(2, NOW)).0, Reason::Allowed);
+    let (r, _, _, rule) = decide(&g, &p, "/s", &mk(3, NOW));
+    assert_eq!(r, Reason::RateLimited);
+    assert!(rule.unwrap().contains("user"));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(decide(&g, &p, "/s", &mk(4, NOW + 1)).0, Reason::Allowed);
+    // Another user has a bucket of its own.
+    assert_eq!(
+        decide(
+            &g,
+            &p,
+            "/s",
+            &signed(fixture("event_app_mention.json"), NOW + 1)
+        )
+        .0,
+        Reason::Allowed
+    );
+}
+
+#[test]
+fn app_pin_and_url_verification() {
+    let p = policy("  - { name: r, path: /s, app: app, upstream: bot }\n");
+    let g = guard();
+    let other = String::from_utf8(fixture("event_message.json"))
+        .unwrap()
+        .replace("A0HELPDESK", "A0EVIL");
+    assert_eq!(
+        decide(&g, &p, "/s", &signed(other.into_bytes(), NOW)).0,
+        Reason::AppMismatch
+    );
+    // url_verification carries no api_app_id and is answered, not pinned.
+    let (r, a, _, _) = decide(&g, &p, "/s", &signed(fixture("url_verification.json"), NOW));
+    assert_eq!((r, a), (Reason::UrlVerification, Action::Respond));
+}
+
+fn ipset(cidrs: &[&str]) -> IpSet {
+    IpSet::from_cidrs(cidrs.iter().map(|c| c.parse().unwrap()))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn forwarded_for_walk() {
+    let trusted = ipset(&["10.0.0.0/8", "127.0.0.0/8"]);
+    let xff = |v: &'static str| vec![v.as_bytes()];
+    // Untrusted peer: header ignored.
+    assert_eq!(
+        client_ip(ip("198.51.100.1"), xff("1.2.3.4"), &trusted),
+        ip("198.51.100.1")
+    );
+    // Trusted peer: rightmost untrusted entry wins; trusted hops are skipped.
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), xff("6.6.6.6, 1.2.3.4, 10.0.0.9"), &trusted),
+        ip("1.2.3.4")
+    );
+    // Several headers are one list in arrival order.
+    assert_eq!(
+        client_ip(
+            ip("10.0.0.1"),
+            vec![&b"1.2.3.4"[..], &b"10.1.1.1"[..]],
+            &trusted
+        ),
+        ip("1.2.3.4")
+    );
+    // Ports and brackets.
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), xff("[2001:db8::1]:443"), &trusted),
+        ip("2001:db8::1")
+    );
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), xff("1.2.3.4:5678"), &trusted),
+        ip("1.2.3.4")
+    );
+    // Garbage stops the walk at the last address seen.
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), xff("1.2.3.4, garbage, 10.0.0.2"), &trusted),
+        ip("10.0.0.2")
+    );
+    // All trusted: the leftmost.
+    assert_eq!(
+        client_ip(ip("10.0.0.1"), xff("10.0.0.3, 10.0.0.2"), &trusted),
+        ip("10.0.0.3")
+    );
+    // IPv4-mapped peers count as IPv4.
+    assert_eq!(
+        client_ip(ip("::ffff:10.0.0.1"), xff("1.2.3.4"), &trusted),
+        ip("1.2.3.4")
+    );
+}
+
+proptest! {
+    #[test]
+    fn forwarded_for_never_panics_and_untrusted_peers_win(header in proptest::collection::vec(any::<u8>(), 0..200), a in any::<u32>()) {
+        let trusted = ipset(&["10.0.0.0/8"]);
+        let peer = IpAddr::V4(std::net::Ipv4Addr::from(a | 0x0100_0000).to_owned());
+        let got = client_ip(peer, vec![&header[..]], &trusted);
+        if !trusted.contains(peer) {
+            prop_assert_eq!(got, peer);
+        }
+        let _ = client_ip(ip("10.0.0.1"), vec![&header[..]], &trusted);
+    }
+}
