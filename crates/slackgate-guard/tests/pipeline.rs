@@ -1,4 +1,5 @@
 //! The guard pipeline on compiled policies, with a fake clock: order of checks,
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! shadow semantics, scope dimensions, rate-limit keys and the client-IP walk.
 
 use std::collections::HashMap;
