@@ -1,6 +1,6 @@
 //! The guard pipeline on compiled policies, with a fake clock: order of checks,
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! shadow semantics, scope dimensions, rate-limit keys and the client-IP walk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::net::IpAddr;
