@@ -152,6 +152,8 @@ enum Out {
 
 struct Writer {
     out: Out,
+    /// Whether the last flush failed, so a failing sink is logged once, not per batch.
+    flush_failing: bool,
 }
 
 impl Writer {
@@ -164,7 +166,10 @@ impl Writer {
             }
             AuditTarget::Memory(buf) => Out::Memory(buf),
         };
-        Ok(Self { out })
+        Ok(Self {
+            out,
+            flush_failing: false,
+        })
     }
 
     fn run(mut self, rx: Receiver<AuditRecord>, reopen: &AtomicBool, dropped: &IntCounter) {
@@ -228,11 +233,21 @@ impl Writer {
     }
 
     fn flush(&mut self) {
-        let _ = match &mut self.out {
+        let result = match &mut self.out {
             Out::Stdout(s) => s.flush(),
             Out::File(_, w) => w.flush(),
             Out::Memory(_) => Ok(()),
         };
+        // Unflushed lines stay buffered and are retried; once the buffer is full, new
+        // records fail to write and are counted as dropped. Say so now, once per episode.
+        match result {
+            Ok(()) => self.flush_failing = false,
+            Err(e) if !self.flush_failing => {
+                self.flush_failing = true;
+                log::error!("audit: cannot write audit records ({e}); they are held, then dropped and counted in slackgate_audit_dropped_total");
+            }
+            Err(_) => {}
+        }
     }
 
     fn reopen(&mut self) {

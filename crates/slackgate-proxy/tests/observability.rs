@@ -738,12 +738,36 @@ fn secrets_signatures_tokens_and_bodies_never_leak() {
     ] {
         assert!(reasons.contains(r), "{r} not exercised: {reasons:?}");
     }
+
+    // A policy with the secret pasted in is rejected without echoing it, in the reload
+    // answer and in /status's last_reload_error.
+    let pasted = std::fs::read_to_string(rig.gw.policy_path())
+        .unwrap()
+        .replace(
+            &format!("{{ id: previous, env: HELPDESK_SECRET_OLD, expires: \"{EXPIRES}\" }}"),
+            &format!("{{ id: previous, secret: \"{OLD_SECRET}\" }}"),
+        );
+    assert!(pasted.contains(OLD_SECRET));
+    rig.gw.write_policy(&pasted);
+    let reload = rig.gw.admin_client().post("/reload").unwrap();
+    assert_eq!(
+        reload.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&reload.body)
+    );
     let status = rig.gw.admin_client().get("/status").unwrap();
     assert_eq!(status.status, 200);
+    let status = String::from_utf8(status.body).unwrap();
+    assert!(
+        status.contains("last_reload_error") && status.contains("literal"),
+        "{status}"
+    );
     let outputs = [
         ("audit", audit.join("\n")),
         ("/metrics", rig.gw.metrics()),
-        ("/status", String::from_utf8(status.body).unwrap()),
+        ("/status", status),
+        ("/reload", String::from_utf8(reload.body).unwrap()),
     ];
     let mut needles: Vec<(&str, String)> = vec![
         ("signing secret", SECRET.to_owned()),
