@@ -173,8 +173,8 @@ impl Gateway {
         let req = session.req_header();
         let inbound = Inbound {
             client_ip: ip,
-            signature: req.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
-            timestamp: req.headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
+            signature: single_header(req, SIGNATURE_HEADER),
+            timestamp: single_header(req, TIMESTAMP_HEADER),
             content_type: header_str(req, CONTENT_TYPE.as_str()),
             body: &body,
         };
@@ -527,6 +527,18 @@ async fn read_body(
     }
 }
 
+/// The one value of a header. A repeated signature or timestamp header is ambiguous
+/// (the gateway and the bot could read different ones), so it reads as malformed: an
+/// empty value, which fails verification as `bad_signature`.
+fn single_header<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r [u8]> {
+    let mut values = req.headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(b"");
+    }
+    Some(first.as_bytes())
+}
+
 fn header_str<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -627,20 +639,8 @@ impl ProxyHttp for Gateway {
         if let Some(l) = ctx.lifecycle {
             m.lifecycle.with_label_values(&[l.as_str()]).inc();
         }
-        let limiter = self.shared.guard.rate_limiter();
-        m.rate_limit_keys
-            .set(i64::try_from(limiter.len()).unwrap_or(i64::MAX));
-        let evicted = limiter.evictions();
-        let seen = m.rate_limit_evictions.get();
-        if evicted > seen {
-            m.rate_limit_evictions.inc_by(evicted - seen);
-        }
-        let replay = self.shared.guard.replay_cache();
-        let evicted = replay.evictions();
-        let seen = m.replay_evictions.get();
-        if evicted > seen {
-            m.replay_evictions.inc_by(evicted - seen);
-        }
+        // Guard levels (bucket and replay counts, evictions) are read at scrape time by
+        // the admin service, not per request: counting them locks every shard.
 
         let f = std::mem::take(&mut ctx.facts);
         let route = ctx.route.as_ref();
