@@ -1,0 +1,8 @@
+//! Tests for `deploy/`: the container image and the Kubernetes manifests.
+//!
+//! The library is empty on purpose; everything lives in `tests/deploy.rs`. The
+//! tests need `kubectl` (for `kubectl kustomize`; a standalone `kustomize` works
+//! too), `yamllint` and `kubernetes-validate` (`scripts/deps.sh` installs the
+//! Python ones) and fail with a message naming the missing tool.
+//! This crate depends on slackgate-policy only, to load the shipped config and
+//! policy exactly as `slackgate check` does.
