@@ -75,6 +75,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
     /// How often config, policy and secret files are polled for changes; `None` disables.
     pub watch_interval: Option<Duration>,
+    /// How many audit records may wait for the writer before new ones are dropped (and counted).
+    pub audit_queue: usize,
 }
 
 impl std::fmt::Debug for Options {
@@ -100,6 +102,7 @@ impl Options {
             upgrade_sock: None,
             pid_file: None,
             watch_interval: Some(crate::watch::DEFAULT_INTERVAL),
+            audit_queue: DEFAULT_QUEUE,
         }
     }
 }
@@ -199,7 +202,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
             AuditPath::File(p) => AuditTarget::File(p.clone()),
         },
     };
-    let audit = AuditSink::start(target, DEFAULT_QUEUE, metrics.audit_dropped.clone())
+    let audit = AuditSink::start(target, opts.audit_queue, metrics.audit_dropped.clone())
         .map_err(StartError::Audit)?;
     let guard = Guard::new(
         Arc::clone(&opts.clock),
@@ -380,12 +383,7 @@ impl BackgroundService for ReadinessProbe {
         while !pending.is_empty() {
             let mut still = Vec::new();
             for addr in pending {
-                let probe = if addr.ip().is_unspecified() {
-                    SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-                } else {
-                    addr
-                };
-                if tokio::net::TcpStream::connect(probe).await.is_err() {
+                if !listening_here(addr).await {
                     still.push(addr);
                 }
             }
@@ -402,6 +400,59 @@ impl BackgroundService for ReadinessProbe {
         let _ = shutdown.changed().await;
         self.shared.listeners_ready.store(false, Ordering::SeqCst);
     }
+}
+
+/// Whether this process listens on `addr`.
+///
+/// A successful connect alone is not proof: another process may hold the port while
+/// pingora keeps retrying its bind. On Linux the listening socket's inode is looked up
+/// in /proc/net/tcp{,6} and must be one of this process's file descriptors; elsewhere
+/// a connect is the best evidence available.
+async fn listening_here(addr: SocketAddr) -> bool {
+    let probe = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    if tokio::net::TcpStream::connect(probe).await.is_err() {
+        return false;
+    }
+    tokio::task::spawn_blocking(move || owns_listener(addr.port()).unwrap_or(true))
+        .await
+        .unwrap_or(false)
+}
+
+/// `Some(true)` when a LISTEN socket on `port` belongs to this process, `None` when
+/// /proc is not there to tell.
+fn owns_listener(port: u16) -> Option<bool> {
+    let mut ours = std::collections::HashSet::new();
+    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                ours.insert(inode.to_owned());
+            }
+        }
+    }
+    let port_hex = format!("{port:04X}");
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let same_port = local.rsplit(':').next() == Some(port_hex.as_str());
+            if listening && same_port && ours.contains(*inode) {
+                return Some(true);
+            }
+        }
+    }
+    Some(false)
 }
 
 struct CertWatcher {

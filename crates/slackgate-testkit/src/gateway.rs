@@ -59,6 +59,7 @@ pub struct TestGatewayBuilder {
     tls: Option<TestCerts>,
     clock: Option<Arc<dyn Clock>>,
     plain: bool,
+    audit_queue: Option<usize>,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -104,6 +105,7 @@ impl TestGatewayBuilder {
             tls: None,
             clock: None,
             plain: true,
+            audit_queue: None,
         }
     }
 
@@ -136,6 +138,12 @@ impl TestGatewayBuilder {
     /// Uses this clock for signatures and buckets.
     pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
         self.clock = Some(c);
+        self
+    }
+
+    /// Caps the audit queue (to test what happens when the audit sink stalls).
+    pub fn audit_queue(mut self, n: usize) -> Self {
+        self.audit_queue = Some(n);
         self
     }
 
@@ -175,6 +183,9 @@ impl TestGatewayBuilder {
         opts.upgrade_sock = Some(dir.path().join("upgrade.sock"));
         opts.pid_file = Some(dir.path().join("slackgate.pid"));
         opts.watch_interval = Some(Duration::from_millis(50));
+        if let Some(n) = self.audit_queue {
+            opts.audit_queue = n;
+        }
         let running = slackgate_proxy::start(opts).unwrap_or_else(|e| panic!("gateway start: {e}"));
         let shared = Arc::clone(&running.shared);
         assert!(
@@ -239,6 +250,11 @@ impl TestGateway {
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// Blocks the audit writer until the guard is dropped (a stalled log pipeline).
+    pub fn block_audit(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.audit.lock().unwrap()
     }
 
     /// Raw audit lines written so far.
