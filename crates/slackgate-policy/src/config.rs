@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use marked_yaml::{Node, Spanned};
+use marked_yaml::{Node, Span, Spanned};
 
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::IpSet;
 use crate::policy::parse_cidrs;
-use crate::spec::{AdminSpec, AuditSpec, ConfigSpec, LimitsSpec, ListenerSpec, TlsSpec};
+use crate::spec::{
+    AdminSpec, AuditSpec, BackendSpec, ConfigSpec, LimitsSpec, ListenerSpec, RedisSpec, StateSpec,
+    TlsSpec,
+};
 use crate::units::{parse_duration, DurationError};
 use crate::yaml;
 
@@ -32,6 +35,41 @@ pub struct Config {
     pub audit: Audit,
     /// The policy file, resolved against the config file's directory.
     pub policy_path: PathBuf,
+    /// Where replay cache, rate-limit buckets and delivered event ids live.
+    pub state: State,
+}
+
+/// Shared-state settings: per replica in memory, or in Redis for many replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    /// The backend.
+    pub backend: StateBackend,
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StateBackend {
+    /// In this process only (the default).
+    #[default]
+    Local,
+    /// In Redis, shared by every replica pointing at it.
+    Redis(RedisSettings),
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `host:port` of the server.
+    pub addr: String,
+    /// Database number (`/N` in the URL), 0 by default.
+    pub db: u32,
+    /// Prefix of every key the gateway writes. Default `slackgate:`.
+    pub key_prefix: String,
+    /// The most a Redis round trip may take before the route's `state_failure`
+    /// policy applies. Default 50 ms.
+    pub timeout: Duration,
+    /// Environment variable holding the Redis password (AUTH), if any.
+    pub password_env: Option<String>,
 }
 
 /// One public listener.
@@ -121,6 +159,7 @@ const CONFIG_KEYS: &[&str] = &[
     "limits",
     "audit",
     "policy",
+    "state",
 ];
 
 /// Builds as much of a [`ConfigSpec`] as deserializes, reporting every
@@ -141,6 +180,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
         audit: yaml::probe_key(node, "audit", errs),
         policy: yaml::probe_key(node, "policy", errs)
             .unwrap_or_else(|| Spanned::new(*node.span(), "-".to_string())),
+        state: yaml::probe_key(node, "state", errs),
     };
     if errs.len() == before {
         yaml::report_from_node(err, "", errs);
@@ -210,6 +250,7 @@ fn config(
         limits,
         audit,
         policy,
+        state,
     } = spec;
     let start = errs.len();
     let mut bound: HashMap<SocketAddr, usize> = HashMap::new();
@@ -282,6 +323,7 @@ fn config(
 
     non_empty_path(&policy, "policy", errs);
     let policy_path = resolve(base, &policy);
+    let state = state.map(|s| self::state(s, errs)).unwrap_or_default();
 
     (errs.len() == start).then(|| Config {
         source: source.to_path_buf(),
@@ -291,6 +333,124 @@ fn config(
         limits,
         audit,
         policy_path,
+        state,
+    })
+}
+
+fn state(spec: StateSpec, errs: &mut Errors) -> State {
+    let StateSpec { backend, redis } = spec;
+    let wants_redis = matches!(backend.as_deref(), Some(BackendSpec::Redis));
+    match (wants_redis, redis) {
+        (false, None) => State::default(),
+        (false, Some(r)) => {
+            errs.at(
+                r.url.span(),
+                "`state.redis` is set but `state.backend` is not `redis`",
+                "set `backend: redis` to share state through Redis, or remove `redis:`",
+            );
+            State::default()
+        }
+        (true, None) => {
+            let at = backend
+                .as_ref()
+                .map(|b| *b.span())
+                .unwrap_or_else(Span::new_blank);
+            errs.at(
+                &at,
+                "`state.backend: redis` needs a `redis:` section",
+                "add `redis: { url: redis://HOST:6379 }`",
+            );
+            State::default()
+        }
+        (true, Some(r)) => match redis_settings(r, errs) {
+            Some(settings) => State {
+                backend: StateBackend::Redis(settings),
+            },
+            None => State::default(),
+        },
+    }
+}
+
+fn redis_settings(spec: RedisSpec, errs: &mut Errors) -> Option<RedisSettings> {
+    let RedisSpec {
+        url,
+        key_prefix,
+        timeout,
+        password_env,
+    } = spec;
+    let text = url.trim();
+    let Some(rest) = text.strip_prefix("redis://") else {
+        errs.at(
+            url.span(),
+            "`state.redis.url` must start with redis://",
+            "write redis://HOST:PORT or redis://HOST:PORT/DB (TLS to Redis is not supported yet)",
+        );
+        return None;
+    };
+    if rest.contains('@') {
+        errs.at(
+            url.span(),
+            "`state.redis.url` contains credentials: a literal secret in the config",
+            "remove user:password@ from the URL and name an environment variable in `password_env`",
+        );
+        return None;
+    }
+    let (hostport, db) = match rest.split_once('/') {
+        None => (rest, Some(0)),
+        Some((hp, "")) => (hp, Some(0)),
+        Some((hp, db)) => (hp, db.parse::<u32>().ok()),
+    };
+    let port_ok = hostport
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    let Some(db) = db.filter(|_| port_ok) else {
+        errs.at(
+            url.span(),
+            "`state.redis.url` is not redis://HOST:PORT[/DB]",
+            "write e.g. redis://127.0.0.1:6379 or redis://redis.slackgate.svc:6379/1",
+        );
+        return None;
+    };
+    let key_prefix = key_prefix.map_or_else(|| "slackgate:".to_owned(), |p| p.to_string());
+    let timeout = match timeout {
+        None => Duration::from_millis(50),
+        Some(t) => match parse_duration(&t) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                errs.at(
+                    t.span(),
+                    "`state.redis.timeout` is zero",
+                    "set a timeout above zero, e.g. 50ms",
+                );
+                return None;
+            }
+            Err(_) => {
+                errs.at(
+                    t.span(),
+                    "`state.redis.timeout` is not a duration",
+                    "write a duration such as 50ms or 1s",
+                );
+                return None;
+            }
+        },
+    };
+    let password_env = match password_env {
+        Some(v) if !crate::secrets::is_env_name(v.trim()) => {
+            errs.at(
+                v.span(),
+                "`state.redis.password_env` is not an environment variable name",
+                "name the environment variable that holds the password, e.g. REDIS_PASSWORD",
+            );
+            return None;
+        }
+        other => other.map(|v| v.trim().to_owned()),
+    };
+    Some(RedisSettings {
+        addr: hostport.to_owned(),
+        db,
+        key_prefix,
+        timeout,
+        password_env,
     })
 }
 
@@ -437,6 +597,43 @@ mod tests {
     #[test]
     fn top_level_keys_match_the_spec() {
         assert_eq!(yaml::serde_keys::<ConfigSpec>(), CONFIG_KEYS);
+    }
+
+    #[test]
+    fn redis_state_settings() {
+        let c = compile_config(
+            Path::new("c.yaml"),
+            "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate:\n  backend: redis\n  redis: { url: redis://10.0.0.5:6380/2, key_prefix: \"sg:\", timeout: 20ms, password_env: REDIS_PASSWORD }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.state.backend,
+            StateBackend::Redis(RedisSettings {
+                addr: "10.0.0.5:6380".into(),
+                db: 2,
+                key_prefix: "sg:".into(),
+                timeout: Duration::from_millis(20),
+                password_env: Some("REDIS_PASSWORD".into()),
+            })
+        );
+        let d = compile_config(
+            Path::new("c.yaml"),
+            "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate: { backend: redis, redis: { url: \"redis://r:6379\" } }\n",
+        )
+        .unwrap();
+        let StateBackend::Redis(r) = d.state.backend else {
+            panic!("redis expected")
+        };
+        assert_eq!(
+            (r.db, r.key_prefix.as_str(), r.timeout),
+            (0, "slackgate:", Duration::from_millis(50))
+        );
+        let local = compile_config(
+            Path::new("c.yaml"),
+            "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(local.state.backend, StateBackend::Local);
     }
 
     #[test]

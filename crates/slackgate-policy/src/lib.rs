@@ -44,13 +44,14 @@ mod yaml;
 use std::path::Path;
 
 pub use config::{
-    compile_config, load_config, Admin, Audit, AuditPath, Config, Limits, Listener, TlsFiles,
+    compile_config, load_config, Admin, Audit, AuditPath, Config, Limits, Listener, RedisSettings,
+    State, StateBackend, TlsFiles,
 };
 pub use error::{LoadError, LoadErrors};
 pub use matcher::{GlobSet, IdSet, IpSet};
 pub use policy::{
-    compile_policy, load_policy, policy_hash, App, AppSecret, LimitKey, Mode, OnDeny, Policy,
-    RateLimitRule, Route, RouteTable, Scope, SourceIpRule, Upstream,
+    compile_policy, load_policy, policy_hash, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny,
+    Policy, RateLimitRule, Route, RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};

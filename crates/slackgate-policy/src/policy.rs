@@ -20,8 +20,8 @@ use crate::secrets::{
     describe_io, is_env_name, looks_secret, trim_secret, SecretRef, SecretSource,
 };
 use crate::spec::{
-    AppSpec, LimitKeySpec, ModeSpec, OnDenySpec, PolicySpec, RateLimitSpec, RouteSpec, ScopeSpec,
-    SecretRefSpec, SourceIpsSpec, SpannedList, UpstreamSpec,
+    AppSpec, DedupeSpec, LimitKeySpec, ModeSpec, OnDenySpec, PolicySpec, RateLimitSpec, RouteSpec,
+    ScopeSpec, SecretRefSpec, SourceIpsSpec, SpannedList, StateFailureSpec, UpstreamSpec,
 };
 use crate::units::{Rate, RateError};
 use crate::yaml::{self, NamedMap, LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
@@ -261,6 +261,38 @@ pub struct Route {
     pub deny: Scope,
     /// Rate limits, in policy order.
     pub rate_limits: Arc<[RateLimitRule]>,
+    /// Slack retries of an event already delivered with a 2xx are answered 200 and
+    /// not forwarded again.
+    pub dedupe: Option<Dedupe>,
+    /// What happens when the shared state (Redis) is slow or down.
+    pub state_failure: StateFailure,
+}
+
+/// What identifies a redelivery to absorb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedupe {
+    /// The Events API `event_id`.
+    EventId,
+}
+
+/// The answer when the shared-state backend fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateFailure {
+    /// Fall back to this replica's own state (counted and alerted); the default.
+    #[default]
+    FailOpen,
+    /// Answer 503 `state_unavailable`.
+    FailClosed,
+}
+
+impl StateFailure {
+    /// The policy spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateFailure::FailOpen => "fail_open",
+            StateFailure::FailClosed => "fail_closed",
+        }
+    }
 }
 
 /// Routes indexed by exact path.
@@ -987,6 +1019,8 @@ impl Compiler<'_> {
             allow,
             deny,
             rate_limits,
+            dedupe,
+            state_failure,
         } = spec;
         let start = self.errs.len();
 
@@ -1127,6 +1161,13 @@ impl Compiler<'_> {
         let allow = self.scope(rname, "allow", allow.as_ref(), refs, true);
         let deny = self.scope(rname, "deny", deny.as_ref(), refs, false);
         let rate_limits = self.rate_limits(rname, rate_limits.as_deref().unwrap_or_default());
+        let dedupe = dedupe.as_ref().map(|d| match **d {
+            DedupeSpec::EventId => Dedupe::EventId,
+        });
+        let state_failure = match state_failure.as_ref().map(|f| **f) {
+            None | Some(StateFailureSpec::FailOpen) => StateFailure::FailOpen,
+            Some(StateFailureSpec::FailClosed) => StateFailure::FailClosed,
+        };
 
         if self.errs.len() != start {
             return None;
@@ -1144,6 +1185,8 @@ impl Compiler<'_> {
             allow,
             deny,
             rate_limits: rate_limits.into(),
+            dedupe,
+            state_failure,
         })
     }
 

@@ -25,6 +25,30 @@ pub(crate) struct ConfigSpec {
     pub(crate) limits: Option<LimitsSpec>,
     pub(crate) audit: Option<AuditSpec>,
     pub(crate) policy: Spanned<String>,
+    pub(crate) state: Option<StateSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StateSpec {
+    pub(crate) backend: Option<Spanned<BackendSpec>>,
+    pub(crate) redis: Option<RedisSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BackendSpec {
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisSpec {
+    pub(crate) url: Spanned<String>,
+    pub(crate) key_prefix: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) password_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +148,21 @@ pub(crate) struct RouteSpec {
     pub(crate) allow: Option<ScopeSpec>,
     pub(crate) deny: Option<ScopeSpec>,
     pub(crate) rate_limits: Option<Vec<RateLimitSpec>>,
+    pub(crate) dedupe: Option<Spanned<DedupeSpec>>,
+    pub(crate) state_failure: Option<Spanned<StateFailureSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DedupeSpec {
+    EventId,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StateFailureSpec {
+    FailOpen,
+    FailClosed,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

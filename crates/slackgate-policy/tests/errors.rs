@@ -94,7 +94,7 @@ cases! {
         "policy.yaml:12:5: error: duplicate key `path` (first defined on line 9)\n  fix: remove or rename one of them; YAML would silently keep only the last one";
     unknown_key: "unknown key", Policy,
         concat!(head!(), route!(), "    on_denied: ack\n") =>
-        "policy.yaml:12:5: error: unknown key `on_denied` in `routes[0]`\n  fix: remove it or correct the spelling; allowed keys here: `name`, `path`, `host`, `app`, `upstream`, `mode`, `on_deny`, `allow_unverified_shadow`, `source_ips`, `allow`, `deny`, `rate_limits`";
+        "policy.yaml:12:5: error: unknown key `on_denied` in `routes[0]`\n  fix: remove it or correct the spelling; allowed keys here: `name`, `path`, `host`, `app`, `upstream`, `mode`, `on_deny`, `allow_unverified_shadow`, `source_ips`, `allow`, `deny`, `rate_limits`, `dedupe`, `state_failure`";
     unknown_top_level_key: "unknown top-level key", Policy,
         concat!(head!(), route!(), "route: []\n") =>
         "policy.yaml:12:1: error: unknown key `route` at the top level\n  fix: remove it or correct the spelling; allowed keys here: `version`, `apps`, `upstreams`, `groups`, `routes`";
@@ -242,6 +242,21 @@ cases! {
     config_missing_policy: "config without policy", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\n" =>
         "config.yaml:1:1: error: missing required key `policy` at the top level\n  fix: add `policy: ...` here";
+    config_redis_without_section: "redis backend without settings", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis }\n" =>
+        "config.yaml:3:19: error: `state.backend: redis` needs a `redis:` section\n  fix: add `redis: { url: redis://HOST:6379 }`";
+    config_redis_bad_url: "redis url not redis://", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"http://r:6379\" } }\n" =>
+        "config.yaml:3:40: error: `state.redis.url` must start with redis://\n  fix: write redis://HOST:PORT or redis://HOST:PORT/DB (TLS to Redis is not supported yet)";
+    config_redis_credentials: "redis url with a password", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://u:hunter2@r:6379\" } }\n" =>
+        "config.yaml:3:40: error: `state.redis.url` contains credentials: a literal secret in the config\n  fix: remove user:password@ from the URL and name an environment variable in `password_env`";
+    config_redis_on_local: "redis settings with the local backend", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { redis: { url: \"redis://r:6379\" } }\n" =>
+        "config.yaml:3:24: error: `state.redis` is set but `state.backend` is not `redis`\n  fix: set `backend: redis` to share state through Redis, or remove `redis:`";
+    route_bad_state_failure: "bad state_failure value", Policy,
+        concat!(head!(), route!(), "    state_failure: maybe\n") =>
+        "policy.yaml:12:20: error: invalid value for `routes[0].state_failure`\n  fix: use one of: `fail_open`, `fail_closed`";
 }
 
 /// Every error is reported, in file order, not just the first.
