@@ -15,6 +15,7 @@ mod client_ip;
 mod clock;
 mod ratelimit;
 mod reason;
+mod remote;
 mod replay;
 mod scope;
 
@@ -22,14 +23,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use slackgate_policy::{LimitKey, Mode, OnDeny, Route};
+use slackgate_policy::{Dedupe, LimitKey, Mode, OnDeny, Route, StateFailure};
 use slackgate_slack::{Facts, Lifecycle, SignatureError};
 
 pub use client_ip::{canonical, client_ip, parse_entry};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
+pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
 pub use replay::{ReplayCache, ReplayCheck};
+
+/// How long a delivered event id is remembered for `dedupe: event_id`: Slack retries
+/// within minutes (three times: at once, after 1 and after 5 minutes).
+pub const DEDUPE_TTL: Duration = Duration::from_secs(3600);
 
 /// The rule that decided a request, for the audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +86,10 @@ pub struct Decision<'a> {
     pub retry_after: Option<u32>,
     /// Whether the answer carries `X-Slack-No-Retry: 1`.
     pub no_retry: bool,
+    /// Shared-state operations that failed and fell back to this replica's state.
+    pub degraded: Vec<StateOp>,
+    /// Whether a 2xx from the upstream should be recorded for `dedupe: event_id`.
+    pub mark_delivered: bool,
 }
 
 impl Decision<'_> {
@@ -94,6 +104,8 @@ impl Decision<'_> {
             facts: None,
             retry_after: None,
             no_retry: false,
+            degraded: Vec::new(),
+            mark_delivered: false,
         }
     }
 
@@ -139,6 +151,8 @@ pub struct GuardSettings {
 pub struct Guard<C: Clock = SystemClock> {
     replay: ReplayCache,
     limiter: RateLimiter,
+    delivered: ReplayCache,
+    dedupe_keys: std::collections::hash_map::RandomState,
     clock: C,
 }
 
@@ -148,7 +162,48 @@ impl<C: Clock> Guard<C> {
         Self {
             replay: ReplayCache::new(max_replay_entries),
             limiter: RateLimiter::new(max_rate_limit_keys),
+            delivered: ReplayCache::new(max_replay_entries),
+            dedupe_keys: std::collections::hash_map::RandomState::new(),
             clock,
+        }
+    }
+
+    fn dedupe_key(&self, app: &str, event_id: &str) -> [u8; 32] {
+        use std::hash::BuildHasher;
+        let mut key = [0u8; 32];
+        for (i, chunk) in key.chunks_mut(8).enumerate() {
+            let h = self.dedupe_keys.hash_one((app, event_id, i));
+            chunk.copy_from_slice(&h.to_le_bytes());
+        }
+        key
+    }
+
+    /// Records locally that `event_id` of `app` was delivered with a 2xx.
+    pub fn mark_delivered_local(&self, app: &str, event_id: &str) {
+        let now = clock::unix_secs(self.clock.now());
+        let ttl = i64::try_from(DEDUPE_TTL.as_secs()).unwrap_or(i64::MAX);
+        let key = self.dedupe_key(app, event_id);
+        self.delivered
+            .check_and_insert(&key, now.saturating_add(ttl), now);
+    }
+
+    /// Records that `event_id` of `app` was delivered with a 2xx: in the shared state
+    /// when there is one (falling back to this replica on failure), else locally.
+    /// Returns the failed operation when the fallback was used.
+    pub async fn mark_delivered<R: RemoteState>(
+        &self,
+        remote: Option<&R>,
+        app: &str,
+        event_id: &str,
+    ) -> Option<StateOp> {
+        self.mark_delivered_local(app, event_id);
+        match remote {
+            None => None,
+            Some(r) => r
+                .mark_delivered(app, event_id, DEDUPE_TTL.as_secs())
+                .await
+                .err()
+                .map(|_| StateOp::Dedupe),
         }
     }
 
@@ -192,16 +247,30 @@ impl<C: Clock> Guard<C> {
         req: &Inbound<'a>,
         settings: &GuardSettings,
     ) -> Decision<'a> {
-        let d = self.evaluate(route, req, settings);
-        apply_mode(route, d)
+        remote::run_ready(self.decide_with::<LocalOnly>(None, route, req, settings))
     }
 
-    fn evaluate<'a>(
+    /// [`Guard::decide`] with shared state: the replay cache, rate-limit buckets and
+    /// delivered events live in `remote` when it is given.
+    pub async fn decide_with<'a, R: RemoteState>(
         &self,
+        remote: Option<&R>,
         route: &Route,
         req: &Inbound<'a>,
         settings: &GuardSettings,
     ) -> Decision<'a> {
+        let d = self.evaluate(remote, route, req, settings).await;
+        apply_mode(route, d)
+    }
+
+    async fn evaluate<'a, R: RemoteState>(
+        &self,
+        remote: Option<&R>,
+        route: &Route,
+        req: &Inbound<'a>,
+        settings: &GuardSettings,
+    ) -> Decision<'a> {
+        let mut degraded = Vec::new();
         // Slack's certificate probe carries no event and reaches no bot; it is answered
         // before signature checks, as Slack's own SDKs do.
         if slackgate_slack::is_ssl_check(req.content_type, req.body) {
@@ -231,14 +300,34 @@ impl<C: Clock> Guard<C> {
         let expires = verified
             .timestamp
             .saturating_add(i64::try_from(skew).unwrap_or(i64::MAX));
-        if self
-            .replay
-            .check_and_insert(&verified.signature, expires, now_unix)
-            == ReplayCheck::Replayed
-        {
+        let replay = match remote {
+            None => self
+                .replay
+                .check_and_insert(&verified.signature, expires, now_unix),
+            Some(r) => {
+                let ttl = u64::try_from(expires.saturating_sub(now_unix)).unwrap_or(0) + 1;
+                match r.check_replay(&verified.signature, ttl).await {
+                    Ok(check) => {
+                        // Keep the local cache warm too, so a fallback later still
+                        // knows what this replica saw.
+                        self.replay
+                            .check_and_insert(&verified.signature, expires, now_unix);
+                        check
+                    }
+                    Err(_) if route.state_failure == StateFailure::FailOpen => {
+                        degraded.push(StateOp::Replay);
+                        self.replay
+                            .check_and_insert(&verified.signature, expires, now_unix)
+                    }
+                    Err(_) => return state_unavailable(secret_id, StateOp::Replay),
+                }
+            }
+        };
+        if replay == ReplayCheck::Replayed {
             let mut d = Decision::respond(Reason::Replayed);
             d.rule = Some(Rule::Static("replay"));
             d.secret_id = secret_id;
+            d.degraded = degraded;
             return d;
         }
 
@@ -253,6 +342,7 @@ impl<C: Clock> Guard<C> {
 
         let mut d = Decision::respond(Reason::Allowed);
         d.secret_id = secret_id;
+        d.degraded = degraded;
 
         if facts.kind == slackgate_slack::RequestKind::UrlVerification {
             d.reason = Reason::UrlVerification;
@@ -294,6 +384,39 @@ impl<C: Clock> Guard<C> {
             return d;
         }
 
+        if route.dedupe == Some(Dedupe::EventId) {
+            if let Some(event_id) = facts.event_id.as_deref() {
+                let app = route.app.name.as_ref();
+                let local = || {
+                    self.delivered
+                        .contains(&self.dedupe_key(app, event_id), now_unix)
+                };
+                let seen = match remote {
+                    None => local(),
+                    Some(r) => match r.was_delivered(app, event_id).await {
+                        Ok(seen) => seen || local(),
+                        Err(_) if route.state_failure == StateFailure::FailOpen => {
+                            d.degraded.push(StateOp::Dedupe);
+                            local()
+                        }
+                        Err(_) => {
+                            let mut u = state_unavailable(d.secret_id, StateOp::Dedupe);
+                            u.facts = Some(facts);
+                            return u;
+                        }
+                    },
+                };
+                if seen {
+                    d.reason = Reason::Deduplicated;
+                    d.status = Reason::Deduplicated.status();
+                    d.rule = Some(Rule::Static("dedupe.event_id"));
+                    d.facts = Some(facts);
+                    return d;
+                }
+                d.mark_delivered = true;
+            }
+        }
+
         let now_f = clock::unix_secs_f64(now);
         // Only a per-ip rule needs the address as text; build it once if so.
         let ip_text = route
@@ -321,10 +444,31 @@ impl<C: Clock> Guard<C> {
                 per: rule.per.as_str(),
                 value,
             };
-            if let Take::Limited { retry_after_secs } =
+            let local = || {
                 self.limiter
                     .take(&key, rule.rate.tokens_per_sec, rule.burst.get(), now_f)
-            {
+            };
+            let taken = match remote {
+                None => local(),
+                Some(r) => match r
+                    .take(&key, rule.rate.tokens_per_sec, rule.burst.get())
+                    .await
+                {
+                    Ok(t) => t,
+                    Err(_) if route.state_failure == StateFailure::FailOpen => {
+                        if !d.degraded.contains(&StateOp::RateLimit) {
+                            d.degraded.push(StateOp::RateLimit);
+                        }
+                        local()
+                    }
+                    Err(_) => {
+                        let mut u = state_unavailable(d.secret_id, StateOp::RateLimit);
+                        u.facts = Some(facts);
+                        return u;
+                    }
+                },
+            };
+            if let Take::Limited { retry_after_secs } = taken {
                 d.reason = Reason::RateLimited;
                 d.status = Reason::RateLimited.status();
                 d.rule = Some(Rule::RateLimit(Arc::clone(&rule.label)));
@@ -362,6 +506,18 @@ pub fn apply_mode<'a>(route: &Route, mut d: Decision<'a>) -> Decision<'a> {
         d.no_retry = false;
         d.retry_after = None;
     }
+    d
+}
+
+/// The answer of a `fail_closed` route whose shared state failed.
+fn state_unavailable<'a>(secret_id: Option<Arc<str>>, op: StateOp) -> Decision<'a> {
+    let mut d = Decision::respond(Reason::StateUnavailable);
+    d.rule = Some(Rule::Static(match op {
+        StateOp::Replay => "state.replay",
+        StateOp::RateLimit => "state.rate_limit",
+        StateOp::Dedupe => "state.dedupe",
+    }));
+    d.secret_id = secret_id;
     d
 }
 

@@ -40,11 +40,16 @@ pub enum Reason {
     UpstreamError,
     /// The upstream did not answer within `limits.upstream_timeout`.
     UpstreamTimeout,
+    /// A Slack retry of an event already delivered with a 2xx, answered 200 and not
+    /// forwarded again (`dedupe: event_id`).
+    Deduplicated,
+    /// The shared-state backend failed on a `state_failure: fail_closed` route.
+    StateUnavailable,
 }
 
 impl Reason {
     /// Every reason, in contract order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Allowed,
         Reason::NoRoute,
         Reason::IpDenied,
@@ -62,6 +67,8 @@ impl Reason {
         Reason::RateLimited,
         Reason::UpstreamError,
         Reason::UpstreamTimeout,
+        Reason::Deduplicated,
+        Reason::StateUnavailable,
     ];
 
     /// The reason code as it appears in audit records and metric labels.
@@ -84,6 +91,8 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::UpstreamError => "upstream_error",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::Deduplicated => "deduplicated",
+            Reason::StateUnavailable => "state_unavailable",
         }
     }
 
@@ -93,7 +102,10 @@ impl Reason {
     /// `scope_denied` under `on_deny: ack` is answered 200 instead (see [`crate::Decision`]).
     pub const fn status(self) -> u16 {
         match self {
-            Reason::Allowed | Reason::SslCheck | Reason::UrlVerification => 200,
+            Reason::Allowed | Reason::SslCheck | Reason::UrlVerification | Reason::Deduplicated => {
+                200
+            }
+            Reason::StateUnavailable => 503,
             Reason::NoRoute => 404,
             Reason::IpDenied | Reason::AppMismatch | Reason::ScopeDenied => 403,
             Reason::BodyTooLarge => 413,
@@ -142,6 +154,8 @@ impl Reason {
             Reason::RateLimited => "rate limited",
             Reason::UpstreamError => "upstream error",
             Reason::UpstreamTimeout => "upstream timeout",
+            Reason::Deduplicated => "ok",
+            Reason::StateUnavailable => "shared state unavailable, retry later",
         }
     }
 }
@@ -166,7 +180,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c == '_'));
         }
-        assert_eq!(seen.len(), 17);
+        assert_eq!(seen.len(), 19);
     }
 
     #[test]

@@ -85,6 +85,22 @@ impl ReplayCache {
         ReplayCheck::Fresh
     }
 
+    /// Whether `key` is remembered and still live at `now_unix`, without recording it.
+    pub fn contains(&self, key: &[u8; 32], now_unix: i64) -> bool {
+        let idx = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        let Some(shard) = self.shards.get(idx) else {
+            return false;
+        };
+        let shard = match shard.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        shard
+            .expiry_by_sig
+            .get(key)
+            .is_some_and(|&expiry| expiry >= now_unix)
+    }
+
     /// How many live entries were evicted to make room.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)

@@ -95,6 +95,10 @@ impl AdminApp {
             "routes": routes,
             "secrets": secrets,
             "upstreams": upstreams,
+            "state": {
+                "backend": if self.shared.remote.is_some() { "redis" } else { "local" },
+                "circuit_open": self.shared.remote.as_ref().is_some_and(|r| r.circuit_open()),
+            },
         })
     }
 }
@@ -133,6 +137,12 @@ impl ServeHttp for AdminApp {
                     replay_entries: replay.len(),
                     replay_evictions: replay.evictions(),
                 });
+                let open = self
+                    .shared
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| r.circuit_open());
+                m.state_circuit_open.set(i64::from(open));
                 respond(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

@@ -101,6 +101,7 @@ pub struct RequestCtx {
     lifecycle: Option<Lifecycle>,
     upstream_status: Option<u16>,
     upstream_time: Option<Duration>,
+    mark_delivered: bool,
 }
 
 impl Gateway {
@@ -181,7 +182,19 @@ impl Gateway {
         let settings = GuardSettings {
             max_clock_skew: limits.max_clock_skew,
         };
-        let decision = self.shared.guard.decide(&route, &inbound, &settings);
+        let decision = self
+            .shared
+            .guard
+            .decide_with(self.shared.remote.as_deref(), &route, &inbound, &settings)
+            .await;
+        for op in &decision.degraded {
+            self.shared
+                .metrics
+                .state_fallbacks
+                .with_label_values(&[op.as_str()])
+                .inc();
+        }
+        ctx.mark_delivered = decision.mark_delivered;
         ctx.secret_id = decision.secret_id.clone();
         ctx.lifecycle = decision.lifecycle();
         ctx.rule = decision.rule.as_ref().map(|r| r.as_str().to_owned());
@@ -360,6 +373,26 @@ impl Gateway {
             }
             Ok(Ok((mut resp, resp_body))) => {
                 ctx.upstream_status = Some(resp.status.as_u16());
+                if ctx.mark_delivered && resp.status.is_success() {
+                    if let Some(event_id) = ctx.facts.event_id.as_deref() {
+                        let failed = self
+                            .shared
+                            .guard
+                            .mark_delivered(
+                                self.shared.remote.as_deref(),
+                                &route.app.name,
+                                event_id,
+                            )
+                            .await;
+                        if let Some(op) = failed {
+                            self.shared
+                                .metrics
+                                .state_fallbacks
+                                .with_label_values(&[op.as_str()])
+                                .inc();
+                        }
+                    }
+                }
                 for name in HOP_BY_HOP {
                     resp.remove_header(*name);
                 }
@@ -581,6 +614,7 @@ impl ProxyHttp for Gateway {
             lifecycle: None,
             upstream_status: None,
             upstream_time: None,
+            mark_delivered: false,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod gateway;
 pub mod metrics;
+pub mod redis;
 pub mod server;
 pub mod state;
 pub mod tls;

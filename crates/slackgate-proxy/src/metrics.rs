@@ -58,6 +58,11 @@ pub struct Metrics {
     pub audit_dropped: IntCounter,
     /// `slackgate_upstream_healthy{upstream,target}`: 1 when the target passes health checks.
     pub upstream_healthy: GaugeVec,
+    /// `slackgate_state_fallbacks_total{op}`: shared-state failures answered from this
+    /// replica's own state (`state_failure: fail_open`).
+    pub state_fallbacks: IntCounterVec,
+    /// `slackgate_state_circuit_open`: 1 while the shared-state circuit breaker is open.
+    pub state_circuit_open: IntGauge,
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
@@ -166,6 +171,22 @@ impl Metrics {
             ),
             &["upstream", "target"],
         )?;
+        let state_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "slackgate_state_fallbacks_total",
+                "Shared-state (Redis) failures answered from this replica's own state, by operation.",
+            ),
+            &["op"],
+        )?;
+        let state_circuit_open = IntGauge::new(
+            "slackgate_state_circuit_open",
+            "1 while the shared-state circuit breaker is open (Redis calls skipped), else 0.",
+        )?;
+        registry.register(Box::new(state_fallbacks.clone()))?;
+        registry.register(Box::new(state_circuit_open.clone()))?;
+        for op in ["replay", "rate_limit", "dedupe"] {
+            state_fallbacks.with_label_values(&[op]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -204,6 +225,8 @@ impl Metrics {
             lifecycle,
             audit_dropped,
             upstream_healthy,
+            state_fallbacks,
+            state_circuit_open,
             guard_sync: Arc::new(Mutex::new(())),
         })
     }

@@ -21,7 +21,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use slackgate_guard::{Clock, Guard, SystemClock};
-use slackgate_policy::{AuditPath, LoadErrors, SecretSource, SystemSecrets};
+use slackgate_policy::{AuditPath, LoadErrors, SecretSource, StateBackend, SystemSecrets};
 
 use crate::admin::AdminApp;
 use crate::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
@@ -209,14 +209,37 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         config.limits.max_replay_entries,
         config.limits.max_rate_limit_keys,
     );
-    let shared = Arc::new(Shared::new(
+    let remote = match &config.state.backend {
+        StateBackend::Local => None,
+        StateBackend::Redis(settings) => {
+            let password = match &settings.password_env {
+                None => None,
+                Some(var) => match opts.secrets.env(var).filter(|v| !v.is_empty()) {
+                    Some(pw) => Some(pw),
+                    None => {
+                        return Err(StartError::Server(format!(
+                            "{}: state.redis.password_env names {var}, which is not set or empty; export the Redis password in it",
+                            opts.config.display()
+                        )))
+                    }
+                },
+            };
+            Some(Arc::new(crate::redis::RedisState::new(
+                settings.clone(),
+                password,
+            )))
+        }
+    };
+    let mut shared = Shared::new(
         opts.config.clone(),
         first,
         guard,
         metrics,
         audit,
         Arc::clone(&opts.secrets),
-    ));
+    );
+    shared.remote = remote;
+    let shared = Arc::new(shared);
 
     let mut conf = ServerConf {
         threads: if opts.threads == 0 {

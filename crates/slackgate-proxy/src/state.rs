@@ -77,6 +77,8 @@ pub struct Shared {
     pub secrets: Arc<dyn SecretSource + Send + Sync>,
     /// Whether every listener accepted a connection.
     pub listeners_ready: AtomicBool,
+    /// Shared state in Redis (`state.backend: redis`); `None` keeps state in this replica.
+    pub remote: Option<Arc<crate::redis::RedisState>>,
     reload_status: Mutex<ReloadStatus>,
     reload_lock: Mutex<()>,
 }
@@ -146,6 +148,7 @@ impl Shared {
             audit,
             secrets,
             listeners_ready: AtomicBool::new(false),
+            remote: None,
             reload_status: Mutex::new(ReloadStatus::default()),
             reload_lock: Mutex::new(()),
         };
@@ -180,9 +183,10 @@ impl Shared {
             Ok(next) => {
                 if next.config.listen != running.config.listen
                     || next.config.admin != running.config.admin
+                    || next.config.state != running.config.state
                 {
                     log::warn!(
-                        "{}: listener or admin addresses changed; they take effect after a restart or upgrade",
+                        "{}: listener, admin or state settings changed; they take effect after a restart or upgrade",
                         self.config_path.display()
                     );
                 }
