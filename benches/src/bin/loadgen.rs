@@ -1,0 +1,394 @@
+//! Closed-loop HTTP/1.1 load generator for the end-to-end comparison.
+//!
+//! Every request is an Events API callback with a unique `event_id`, signed with the
+//! current timestamp, so it has a unique signature: slackgate's replay cache stays on
+//! and never rejects one. A fixed number of keep-alive connections each send the next
+//! request as soon as the previous answer arrived, for a warm-up and then a fixed
+//! measured duration; then it stops by itself. Latency is measured per request from
+//! the first written byte to the last read byte, into an HdrHistogram.
+//!
+//! Closed loop means coordinated omission: while the server stalls, no new requests
+//! are sent, so tail percentiles are those of the achieved load, not of a fixed rate.
+//!
+//! ```text
+//! loadgen run  --addr 127.0.0.1:P [--path /slack/events] [--conns 64] [--duration 10]
+//!              [--warmup 2] [--body-len 1024] [--label NAME] [--threads 1]
+//! loadgen idle --addr 127.0.0.1:P [--path ...] --conns 1000 --watch-pid PID [--hold 2]
+//! ```
+//! The signing secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
+//! `run` prints one `RESULT key=value ...` line on stdout; `idle` prints `IDLE ...`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use slackgate_benches::http::message_len;
+use slackgate_benches::{event_body, now_unix, rss_kib, Signer, ROUTE_PATH, SECRET, SECRET_ENV};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+struct Opts {
+    addr: SocketAddr,
+    path: String,
+    conns: usize,
+    duration: Duration,
+    warmup: Duration,
+    body_len: usize,
+    label: String,
+    threads: usize,
+    watch_pid: Option<String>,
+    hold: Duration,
+}
+
+fn parse_opts(args: &[String]) -> Opts {
+    let mut o = Opts {
+        addr: "127.0.0.1:8080".parse().unwrap(),
+        path: ROUTE_PATH.into(),
+        conns: 64,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        body_len: 1024,
+        label: "target".into(),
+        threads: 1,
+        watch_pid: None,
+        hold: Duration::from_secs(2),
+    };
+    let mut it = args.iter();
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        let secs = |v: &str| Duration::from_secs_f64(v.parse().expect("seconds"));
+        match k.as_str() {
+            "--addr" => o.addr = v.parse().expect("--addr host:port"),
+            "--path" => o.path = v.clone(),
+            "--conns" => o.conns = v.parse().expect("--conns"),
+            "--duration" => o.duration = secs(v),
+            "--warmup" => o.warmup = secs(v),
+            "--body-len" => o.body_len = v.parse().expect("--body-len"),
+            "--label" => o.label = v.clone(),
+            "--threads" => o.threads = v.parse().expect("--threads"),
+            "--watch-pid" => o.watch_pid = Some(v.clone()),
+            "--hold" => o.hold = secs(v),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    assert!(
+        o.addr.ip().is_loopback(),
+        "load goes to 127.0.0.1 only, not {}",
+        o.addr
+    );
+    o
+}
+
+/// Builds signed requests whose bodies differ only in the event id.
+struct RequestMaker {
+    signer: Signer,
+    template: Vec<u8>,
+    id_at: usize,
+    head_prefix: String,
+    counter: Arc<AtomicU64>,
+}
+
+impl RequestMaker {
+    fn new(o: &Opts, counter: Arc<AtomicU64>) -> Self {
+        let secret = std::env::var(SECRET_ENV).unwrap_or_else(|_| SECRET.to_owned());
+        let template = event_body(0, o.body_len);
+        let marker = b"\"event_id\":\"Ev";
+        let id_at = template
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .expect("event_id in body")
+            + marker.len();
+        Self {
+            signer: Signer::new(&secret),
+            template,
+            id_at,
+            head_prefix: format!(
+                "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nUser-Agent: slackgate-loadgen\r\n",
+                o.path
+            ),
+            counter,
+        }
+    }
+
+    /// Writes the next unique, freshly signed request into `out`.
+    fn next(&mut self, out: &mut Vec<u8>, sig: &mut String) {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for (i, slot) in self.template[self.id_at..self.id_at + 16]
+            .iter_mut()
+            .enumerate()
+        {
+            *slot = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
+        }
+        let ts = now_unix().to_string();
+        self.signer.sign_into(&ts, &self.template, sig);
+        out.clear();
+        out.extend_from_slice(self.head_prefix.as_bytes());
+        out.extend_from_slice(b"X-Slack-Request-Timestamp: ");
+        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(b"\r\nX-Slack-Signature: ");
+        out.extend_from_slice(sig.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(self.template.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&self.template);
+    }
+}
+
+/// A keep-alive connection with its read buffer.
+struct Conn {
+    sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let sock = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        sock.set_nodelay(true)?;
+        Ok(Self {
+            sock,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends one request and reads its answer: (status, server closes).
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<(u16, bool)> {
+        let fut = async {
+            self.sock.write_all(req).await?;
+            let mut chunk = [0u8; 8192];
+            loop {
+                if let Some((head, len)) = message_len(&self.buf) {
+                    self.buf.drain(..len);
+                    return Ok((head.status, head.close));
+                }
+                let n = self.sock.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(IO_TIMEOUT, fut)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    statuses: BTreeMap<u16, u64>,
+    errors: u64,
+    reconnects: u64,
+}
+
+async fn worker(
+    o: Arc<Opts>,
+    counter: Arc<AtomicU64>,
+    warm_end: Instant,
+    end: Instant,
+) -> (Histogram<u64>, Tally) {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut tally = Tally::default();
+    let mut maker = RequestMaker::new(&o, counter);
+    let mut req = Vec::with_capacity(o.body_len + 512);
+    let mut sig = String::with_capacity(67);
+    let mut conn: Option<Conn> = None;
+    while Instant::now() < end {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match Conn::open(o.addr).await {
+                Ok(c) => {
+                    tally.reconnects += 1;
+                    conn.insert(c)
+                }
+                Err(_) => {
+                    tally.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        maker.next(&mut req, &mut sig);
+        let t0 = Instant::now();
+        let result = c.exchange(&req).await;
+        let took = t0.elapsed();
+        let measured = t0 >= warm_end && Instant::now() <= end;
+        match result {
+            Ok((status, close)) => {
+                if measured {
+                    if status == 200 {
+                        tally.ok += 1;
+                        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+                        hist.saturating_record(us);
+                    } else {
+                        *tally.statuses.entry(status).or_default() += 1;
+                    }
+                }
+                if close {
+                    conn = None;
+                }
+            }
+            Err(_) => {
+                if measured {
+                    tally.errors += 1;
+                }
+                conn = None;
+            }
+        }
+    }
+    (hist, tally)
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime")
+}
+
+fn start_counter() -> u64 {
+    // Distinct across runs, so a long-lived gateway never sees an id twice.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        << 8
+}
+
+fn run(o: Opts) {
+    let o = Arc::new(o);
+    let counter = Arc::new(AtomicU64::new(start_counter()));
+    let rt = runtime(o.threads);
+    let (hist, tally) = rt.block_on(async {
+        let start = Instant::now();
+        let warm_end = start + o.warmup;
+        let end = warm_end + o.duration;
+        let tasks: Vec<_> = (0..o.conns)
+            .map(|_| tokio::spawn(worker(o.clone(), counter.clone(), warm_end, end)))
+            .collect();
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        let mut tally = Tally::default();
+        for t in tasks {
+            let (h, t) = t.await.expect("worker");
+            hist.add(&h).unwrap();
+            tally.ok += t.ok;
+            tally.errors += t.errors;
+            tally.reconnects += t.reconnects;
+            for (s, n) in t.statuses {
+                *tally.statuses.entry(s).or_default() += n;
+            }
+        }
+        (hist, tally)
+    });
+    let secs = o.duration.as_secs_f64();
+    let rps = tally.ok as f64 / secs;
+    let non200: u64 = tally.statuses.values().sum();
+    eprintln!(
+        "{:<12} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  (ok {}, non-200 {:?}, errors {}, connections {})",
+        o.label,
+        rps,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        tally.ok,
+        tally.statuses,
+        tally.errors,
+        tally.reconnects
+    );
+    println!(
+        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={}",
+        o.label,
+        rps,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        tally.ok,
+        non200,
+        tally.errors,
+        o.conns,
+        secs
+    );
+}
+
+/// Opens `conns` keep-alive connections, sends one signed request on each, keeps them
+/// all open and idle, then reads the watched process's memory.
+fn idle(o: Opts) {
+    let pid = o.watch_pid.clone().expect("--watch-pid PID");
+    let counter = Arc::new(AtomicU64::new(start_counter()));
+    let rt = runtime(1);
+    rt.block_on(async {
+        let before = rss_kib(&pid);
+        let mut maker = RequestMaker::new(&o, counter);
+        let mut req = Vec::new();
+        let mut sig = String::new();
+        let mut open = Vec::with_capacity(o.conns);
+        let mut ok = 0u64;
+        let mut failed = 0u64;
+        for _ in 0..o.conns {
+            match Conn::open(o.addr).await {
+                Ok(mut c) => {
+                    maker.next(&mut req, &mut sig);
+                    match c.exchange(&req).await {
+                        Ok((200, false)) => ok += 1,
+                        _ => failed += 1,
+                    }
+                    open.push(c);
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        tokio::time::sleep(o.hold).await;
+        let after = rss_kib(&pid);
+        let (rss, hwm) = after.unwrap_or((0, 0));
+        let (rss0, _) = before.unwrap_or((0, 0));
+        eprintln!(
+            "{} idle keep-alive connections ({} answered 200, {} failed): VmRSS {:.1} MiB (before {:.1} MiB), VmHWM {:.1} MiB",
+            open.len(),
+            ok,
+            failed,
+            rss as f64 / 1024.0,
+            rss0 as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+        println!(
+            "IDLE conns={} ok={} failed={} rss_before_kib={} rss_kib={} hwm_kib={}",
+            open.len(),
+            ok,
+            failed,
+            rss0,
+            rss,
+            hwm
+        );
+        drop(open);
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, rest) = args
+        .split_first()
+        .expect("usage: loadgen run|idle [options]");
+    let o = parse_opts(rest);
+    match mode.as_str() {
+        "run" => run(o),
+        "idle" => idle(o),
+        other => panic!("unknown mode {other}; use run or idle"),
+    }
+}

@@ -1,0 +1,230 @@
+//! Shared pieces of slackgate's benchmarks: request bodies with unique event ids,
+//! signing, generated large policies, and reading the resident set size of a process.
+//!
+//! The criterion benchmarks live in `benches/micro.rs`; the binaries are the load
+//! generator (`loadgen`), the upstream echo bot (`echobot`) and the in-process memory
+//! probe (`memprobe`). `compare.sh` drives them against the real gateway, nginx and
+//! HAProxy on 127.0.0.1 only. Nothing here is part of the gateway itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod http;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The signing secret used by every benchmark (never a real one).
+pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+/// The environment variable the generated policies name for [`SECRET`].
+pub const SECRET_ENV: &str = "BENCH_SIGNING_SECRET";
+/// The route path of the load-test policy.
+pub const ROUTE_PATH: &str = "/slack/events";
+
+/// The directory of the testkit's request fixtures.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/slackgate-testkit/data")
+}
+
+/// Every request fixture (name, content type, body), the signature vector excluded.
+pub fn fixtures() -> Vec<(String, &'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let content_type = if name.ends_with(".json") {
+            "application/json"
+        } else if name.ends_with(".form") && name != "signature_vector.form" {
+            "application/x-www-form-urlencoded"
+        } else {
+            continue;
+        };
+        out.push((name, content_type, std::fs::read(&path).expect("fixture")));
+    }
+    out
+}
+
+/// An Events API `message` callback of exactly `len` bytes (at least about 400) whose
+/// `event_id` is unique per `n`, so its signature is unique too and the replay cache
+/// never rejects it.
+///
+/// Team `T0ACME`, user `U0444`, channel `C0HELP`, app `A0HELPDESK`.
+pub fn event_body(n: u64, len: usize) -> Vec<u8> {
+    let head = "{\"token\":\"ZZZZZZWSxiZZZ2yIvs3peJ\",\"team_id\":\"T0ACME\",\"api_app_id\":\"A0HELPDESK\",\
+\"event\":{\"type\":\"message\",\"channel\":\"C0HELP\",\"user\":\"U0444\",\"text\":\"";
+    let tail = format!(
+        "\",\"ts\":\"1764377001.000200\",\"channel_type\":\"channel\"}},\"type\":\"event_callback\",\
+\"event_id\":\"Ev{n:016X}\",\"event_time\":1764377001,\"authorizations\":[{{\"enterprise_id\":null,\
+\"team_id\":\"T0ACME\",\"user_id\":\"U0BOT\",\"is_bot\":true,\"is_enterprise_install\":false}}]}}"
+    );
+    let pad = len.saturating_sub(head.len() + tail.len());
+    let mut body = Vec::with_capacity(head.len() + pad + tail.len());
+    body.extend_from_slice(head.as_bytes());
+    body.extend(std::iter::repeat_n(b'x', pad));
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+/// A prepared HMAC-SHA256 key for signing many requests.
+#[derive(Clone)]
+pub struct Signer(Hmac<Sha256>);
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer")
+    }
+}
+
+impl Signer {
+    /// A signer for `secret`.
+    pub fn new(secret: &str) -> Self {
+        Self(Hmac::new_from_slice(secret.as_bytes()).expect("any key length"))
+    }
+
+    /// `v0=<hex>` for `v0:{ts}:{body}`, written into `out` (cleared first).
+    pub fn sign_into(&self, ts: &str, body: &[u8], out: &mut String) {
+        let mut mac = self.0.clone();
+        mac.update(b"v0:");
+        mac.update(ts.as_bytes());
+        mac.update(b":");
+        mac.update(body);
+        let tag = mac.finalize().into_bytes();
+        out.clear();
+        out.push_str("v0=");
+        for b in tag {
+            let _ = write!(out, "{b:02x}");
+        }
+    }
+
+    /// `v0=<hex>` for `v0:{ts}:{body}`.
+    pub fn sign(&self, ts: &str, body: &[u8]) -> String {
+        let mut s = String::with_capacity(67);
+        self.sign_into(ts, body, &mut s);
+        s
+    }
+}
+
+/// The current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The `n`-th of a sequence of distinct IPv4 /24 networks outside 127/8.
+pub fn nth_cidr(n: u32) -> String {
+    let x = 0x0B00_0000u32 + (n << 8); // from 11.0.0.0/24 upwards
+    let [a, b, c, _] = x.to_be_bytes();
+    format!("{a}.{b}.{c}.0/24")
+}
+
+/// The `n`-th synthetic user id.
+pub fn nth_user(n: u32) -> String {
+    format!("U{n:08X}")
+}
+
+/// A policy with one app, one upstream and one route whose `allow.users` names
+/// `users` users through a group, and whose `source_ips.allow` lists `cidrs` networks
+/// (plus 127.0.0.0/8 so the route still accepts loopback clients).
+///
+/// The secret is referenced as [`SECRET_ENV`]. Ids and networks are distinct.
+pub fn large_policy(users: u32, cidrs: u32, upstream: &str) -> String {
+    let mut y = String::with_capacity(32 * (users as usize + cidrs as usize) + 1024);
+    y.push_str("version: 1\napps:\n  bench:\n    api_app_id: A0HELPDESK\n    signing_secrets:\n");
+    let _ = writeln!(y, "      - {{ id: current, env: {SECRET_ENV} }}");
+    let _ = writeln!(y, "upstreams:\n  bot: {{ targets: [{upstream}] }}");
+    y.push_str("groups:\n  everyone:\n");
+    for n in 0..users {
+        let _ = writeln!(y, "    - {}", nth_user(n));
+    }
+    y.push_str("routes:\n  - name: events\n");
+    let _ = writeln!(y, "    path: {ROUTE_PATH}");
+    y.push_str(
+        "    app: bench\n    upstream: bot\n    source_ips:\n      allow:\n        - 127.0.0.0/8\n",
+    );
+    for n in 0..cidrs {
+        let _ = writeln!(y, "        - {}", nth_cidr(n));
+    }
+    y.push_str("      deny: [192.0.2.0/24]\n    allow:\n      teams: [T0ACME]\n");
+    y.push_str("      users: [U0444, \"@everyone\"]\n      events: [message, app_mention]\n");
+    y.push_str("    deny: { users: [U0BAD] }\n    rate_limits:\n");
+    y.push_str("      - { per: team, rate: 1000000/s, burst: 1000000 }\n");
+    y.push_str("      - { per: user, rate: 1000000/s, burst: 1000000 }\n");
+    y
+}
+
+/// Secrets for compiling generated policies in process: [`SECRET_ENV`] = [`SECRET`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BenchSecrets;
+
+impl slackgate_policy::SecretSource for BenchSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        (name == SECRET_ENV).then(|| SECRET.to_owned())
+    }
+
+    fn read_file(&self, _path: &Path) -> std::io::Result<Vec<u8>> {
+        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+/// Resident set size now and its peak (`VmRSS`, `VmHWM`) in KiB for `pid` ("self" works).
+pub fn rss_kib(pid: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_body_has_the_requested_length_and_parses() {
+        let b = event_body(7, 1024);
+        assert_eq!(b.len(), 1024);
+        let f = slackgate_slack::parse_facts(Some("application/json"), &b).unwrap();
+        assert_eq!(f.event_id.as_deref(), Some("Ev0000000000000007"));
+        assert_eq!(f.user_id.as_deref(), Some("U0444"));
+    }
+
+    #[test]
+    fn signer_matches_the_slack_vector() {
+        let body = std::fs::read(fixtures_dir().join("signature_vector.form")).unwrap();
+        assert_eq!(
+            Signer::new(SECRET).sign("1531420618", &body),
+            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+        );
+    }
+
+    #[test]
+    fn large_policy_compiles() {
+        let text = large_policy(1000, 1000, "127.0.0.1:9");
+        let p = slackgate_policy::compile_policy(
+            Path::new("bench.yaml"),
+            &text,
+            &BenchSecrets,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let r = p.routes.find(None, ROUTE_PATH).unwrap();
+        assert_eq!(r.source_ips.allow.as_ref().unwrap().len(), 1001);
+        assert_eq!(r.allow.users.as_ref().unwrap().len(), 1001);
+    }
+}
