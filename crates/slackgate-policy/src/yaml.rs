@@ -48,7 +48,7 @@ pub(crate) fn parse(text: &str, errs: &mut Errors) -> Option<Node> {
 /// which would start a second document that the loader silently ignores.
 fn second_document_line(text: &str) -> Option<usize> {
     let mut seen_content = false;
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in yaml_lines(text).enumerate() {
         let marker = line.trim_end();
         let is_marker = marker == "---"
             || marker == "..."
@@ -66,6 +66,32 @@ fn second_document_line(text: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The lines of `text` as YAML counts them: a line ends at `\r\n`, `\n` or a lone
+/// `\r`. `str::lines` does not split on a lone `\r`, so a file saved with old Mac
+/// line endings would hide its `---` markers from the check above while the YAML
+/// parser still saw them and dropped every document after the first.
+fn yaml_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text).filter(|t| !t.is_empty());
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match t.find(['\r', '\n']) {
+            Some(i) => {
+                let next = if t[i..].starts_with("\r\n") {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                rest = Some(&t[next..]).filter(|r| !r.is_empty());
+                Some(&t[..i])
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
 }
 
 fn report_yaml_error(e: &YamlLoadError, errs: &mut Errors) {
@@ -481,5 +507,29 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NamedMap<T> {
             }
         }
         d.deserialize_map(V(PhantomData))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_like_yaml() {
+        let split = |t| yaml_lines(t).collect::<Vec<_>>();
+        assert_eq!(split(""), Vec::<&str>::new());
+        assert_eq!(split("a"), ["a"]);
+        assert_eq!(split("a\n"), ["a"]);
+        assert_eq!(split("a\r\nb\rc\n\nd"), ["a", "b", "c", "", "d"]);
+        assert_eq!(split("\r["), ["", "["]);
+    }
+
+    #[test]
+    fn second_documents_are_found_whatever_the_line_endings() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let text = ["version: 1", "routes: []", "---", "version: 2", ""].join(eol);
+            assert_eq!(second_document_line(&text), Some(3), "{eol:?}");
+        }
     }
 }

@@ -90,6 +90,29 @@ fn document_markers_bom_and_null_env() {
     );
 }
 
+/// Found by the `policy_yaml` fuzz target (fuzz/regressions/policy_yaml): with lone `\r`
+/// line endings the `---` check missed the second document, which the YAML parser
+/// then dropped silently.
+#[test]
+fn second_documents_are_errors_with_any_line_ending() {
+    for eol in ["\n", "\r\n", "\r"] {
+        let text = [
+            "# policy",
+            "version: 1",
+            "routes: []",
+            "---",
+            "routes: [{ name: r }]",
+            "",
+        ]
+        .join(eol);
+        assert_eq!(
+            policy_out(&text),
+            "p.yaml:4:1: error: a second YAML document starts here; only one document per file is read\n  fix: remove this `---` line and merge the documents, or split them into separate files",
+            "{eol:?}"
+        );
+    }
+}
+
 #[test]
 fn system_secrets_read_relative_files_and_trim_newlines() {
     let dir = tempfile::tempdir().unwrap();
