@@ -4,6 +4,8 @@
 #   prometheus  promtool, which checks /metrics and the alert rules
 #   redis       redis-server for the shared-state tests
 #   Python      slack_bolt (compatibility tests), yamllint + kubernetes-validate (manifests)
+#   cargo-deny  license/ban/source checks of the dependency graph (deny.toml); from
+#               crates.io, about 3 minutes to build on 2 cores
 # Idempotent; installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +27,9 @@ fi
 if ! python3 -c 'import slack_bolt, yamllint, kubernetes_validate' 2>/dev/null; then
   echo "deps: pip install -r scripts/python-requirements.txt"
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/python-requirements.txt
+fi
+
+if ! command -v cargo-deny >/dev/null; then
+  echo "deps: cargo install --locked cargo-deny@0.20.2"
+  cargo install --quiet --locked cargo-deny@0.20.2
 fi
