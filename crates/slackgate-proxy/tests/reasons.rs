@@ -28,10 +28,14 @@ fn assert_denied(rig: &Rig, resp: &slackgate_testkit::Response, status: u16, rea
     assert_eq!(audit["status"], status);
 }
 
-fn counter(rig: &Rig, route: &str, reason: &str) -> f64 {
-    rig.gw.metric(&format!(
-        "slackgate_requests_total{{reason=\"{reason}\",route=\"{route}\"}}"
-    ))
+/// Metrics are recorded after the response is written, so a scrape is polled until
+/// the counter reaches `expected` (or the wait gives up and the assertion shows it).
+fn assert_counter(rig: &Rig, route: &str, reason: &str, expected: f64) {
+    let sample = format!("slackgate_requests_total{{reason=\"{reason}\",route=\"{route}\"}}");
+    slackgate_testkit::wait_until(std::time::Duration::from_secs(5), || {
+        rig.gw.metric(&sample) >= expected
+    });
+    assert_eq!(rig.gw.metric(&sample), expected, "{sample}");
 }
 
 #[test]
@@ -68,7 +72,7 @@ fn allowed_is_forwarded_byte_for_byte_with_gateway_headers() {
     assert_eq!(a["upstream"], "bot");
     assert_eq!(a["upstream_status"], 200);
     assert_eq!(a["shadow"], false);
-    assert_eq!(counter(&rig, "helpdesk", "allowed"), 1.0);
+    assert_counter(&rig, "helpdesk", "allowed", 1.0);
     assert_eq!(
         rig.gw
             .metric("slackgate_secret_matches_total{app=\"helpdesk\",secret_id=\"current\"}"),
@@ -120,7 +124,7 @@ fn no_route() {
         .send(&mention("/nope").sign(SECRET))
         .unwrap();
     assert_denied(&rig, &resp, 404, "no_route");
-    assert_eq!(counter(&rig, "", "no_route"), 1.0);
+    assert_counter(&rig, "", "no_route", 1.0);
 }
 
 #[test]
@@ -133,7 +137,7 @@ fn ip_denied() {
         .unwrap();
     assert_denied(&rig, &resp, 403, "ip_denied");
     assert_eq!(rig.gw.audit_nth(1)["client_ip"], "127.0.0.1");
-    assert_eq!(counter(&rig, "office-only", "ip_denied"), 1.0);
+    assert_counter(&rig, "office-only", "ip_denied", 1.0);
 }
 
 #[test]
@@ -142,7 +146,7 @@ fn body_too_large_by_content_length() {
     let req = SignedRequest::new("/slack/events", mention_of_size(1024 * 1024 + 1)).sign(SECRET);
     let resp = rig.gw.client().send(&req).unwrap();
     assert_denied(&rig, &resp, 413, "body_too_large");
-    assert_eq!(counter(&rig, "helpdesk", "body_too_large"), 1.0);
+    assert_counter(&rig, "helpdesk", "body_too_large", 1.0);
 }
 
 #[test]
@@ -185,7 +189,7 @@ fn ssl_check_is_answered_by_the_gateway() {
     assert_eq!(resp.status, 200);
     assert_eq!(rig.bot.bytes_received(), 0);
     assert_eq!(rig.gw.audit_nth(1)["reason"], "ssl_check");
-    assert_eq!(counter(&rig, "helpdesk", "ssl_check"), 1.0);
+    assert_counter(&rig, "helpdesk", "ssl_check", 1.0);
 }
 
 #[test]
@@ -200,7 +204,7 @@ fn missing_signature() {
         rig.gw.client().send(&req).unwrap().reason().as_deref(),
         Some("missing_signature")
     );
-    assert_eq!(counter(&rig, "helpdesk", "missing_signature"), 2.0);
+    assert_counter(&rig, "helpdesk", "missing_signature", 2.0);
 }
 
 #[test]
@@ -248,7 +252,7 @@ fn replayed() {
     assert_eq!(resp.reason().as_deref(), Some("replayed"));
     assert_eq!(rig.bot.bytes_received(), 0);
     assert_eq!(rig.gw.audit_nth(2)["reason"], "replayed");
-    assert_eq!(counter(&rig, "open", "replayed"), 1.0);
+    assert_counter(&rig, "open", "replayed", 1.0);
 }
 
 #[test]
@@ -360,7 +364,7 @@ fn rate_limited() {
     let a = rig.gw.audit_nth(4);
     assert_eq!(a["reason"], "rate_limited");
     assert!(a["rule"].as_str().unwrap().contains("user"));
-    assert_eq!(counter(&rig, "helpdesk", "rate_limited"), 1.0);
+    assert_counter(&rig, "helpdesk", "rate_limited", 1.0);
 }
 
 #[test]
@@ -398,7 +402,7 @@ fn upstream_error() {
     assert_eq!(resp.status, 502);
     assert_eq!(resp.reason().as_deref(), Some("upstream_error"));
     assert_eq!(rig.gw.audit_nth(1)["reason"], "upstream_error");
-    assert_eq!(counter(&rig, "dead", "upstream_error"), 1.0);
+    assert_counter(&rig, "dead", "upstream_error", 1.0);
 }
 
 #[test]
@@ -413,7 +417,7 @@ fn upstream_timeout() {
     assert_eq!(resp.reason().as_deref(), Some("upstream_timeout"));
     assert_eq!(rig.slow.requests().len(), 1);
     assert_eq!(rig.gw.audit_nth(1)["reason"], "upstream_timeout");
-    assert_eq!(counter(&rig, "slow", "upstream_timeout"), 1.0);
+    assert_counter(&rig, "slow", "upstream_timeout", 1.0);
 }
 
 #[test]
