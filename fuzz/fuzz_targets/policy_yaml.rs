@@ -110,7 +110,10 @@ fn check_errors(text: &str, errs: &LoadErrors, what: &str) {
     assert!(!errs.is_empty(), "{what}: an Err with no errors");
     let bound = yaml_line_bound(text);
     for e in errs.iter() {
-        assert!(e.line <= bound, "{what}: error past the end of the text: {e}");
+        assert!(
+            e.line <= bound,
+            "{what}: error past the end of the text: {e}"
+        );
     }
 }
 

@@ -106,7 +106,11 @@ fuzz_target!(|input: Input| {
         .chain(entries.iter().copied())
         .chain(nets.iter().map(IpNet::addr))
     {
-        assert_eq!(set.contains(ip), model_contains(&nets, ip), "{ip} in {nets:?}");
+        assert_eq!(
+            set.contains(ip),
+            model_contains(&nets, ip),
+            "{ip} in {nets:?}"
+        );
     }
 
     let got = client_ip(peer, headers.iter().map(Vec::as_slice), &set);
