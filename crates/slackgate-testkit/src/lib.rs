@@ -30,6 +30,14 @@ pub fn free_port() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
+/// The first value of header `name` (any case) in a list whose names are lowercased.
+fn first_header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Polls `cond` every few milliseconds until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
