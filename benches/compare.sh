@@ -3,6 +3,7 @@
 # proxy, no checks) and HAProxy (the closest equivalent of slackgate's checks), in one run.
 #
 #   benches/compare.sh                 # RUNS=3 DURATION=10 WARMUP=2 CONNS=64 THREADS=1
+#   SLACKGATE_BIN=/path/to/slackgate benches/compare.sh   # A/B: a gateway built elsewhere
 #
 # Installs nginx and haproxy from Debian packages if missing (apt-get; needs root or sudo),
 # builds slackgate and the bench binaries in release mode, starts everything on 127.0.0.1
@@ -61,9 +62,15 @@ NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*nginx/||')
 
 # --- build -------------------------------------------------------------------------------
 log "building release binaries (slackgate, loadgen, echobot, memprobe)"
-cargo build --release -q -p slackgate -p slackgate-benches --bins
+if [ -n "${SLACKGATE_BIN:-}" ]; then
+    # A/B runs of a gateway built elsewhere (e.g. a branch with a proxy change).
+    cargo build --release -q -p slackgate-benches --bins
+else
+    cargo build --release -q -p slackgate -p slackgate-benches --bins
+fi
 BIN=$ROOT/target/release
-for b in slackgate loadgen echobot memprobe; do [ -x "$BIN/$b" ] || die "missing $BIN/$b"; done
+SLACKGATE_BIN=${SLACKGATE_BIN:-$BIN/slackgate}
+for b in "$SLACKGATE_BIN" "$BIN/loadgen" "$BIN/echobot" "$BIN/memprobe"; do [ -x "$b" ] || die "missing $b"; done
 
 # --- scratch dir, ports, cleanup -----------------------------------------------------------
 TMP=$(mktemp -d /tmp/slackgate-compare.XXXXXX)
@@ -184,8 +191,8 @@ routes:
       - { per: team, rate: 1000000/s, burst: 1000000 }
       - { per: user, rate: 1000000/s, burst: 1000000 }
 EOF
-"$BIN/slackgate" check "$TMP/slackgate/config.yaml" >/dev/null
-RUST_LOG=warn taskset -c "$PROXY_CPU" "$BIN/slackgate" run -c "$TMP/slackgate/config.yaml" \
+"$SLACKGATE_BIN" check "$TMP/slackgate/config.yaml" >/dev/null
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$SLACKGATE_BIN" run -c "$TMP/slackgate/config.yaml" \
     --threads "$THREADS" --upgrade-sock "$TMP/slackgate/upgrade.sock" >"$TMP/slackgate/stdout.log" 2>&1 &
 SG_PID=$!
 PIDS+=("$SG_PID")
@@ -218,7 +225,7 @@ for run in $(seq 1 "$RUNS"); do
         esac
     done
 done
-SG_MEM_AFTER=$(awk '/^VmRSS:|^VmHWM:/ {printf "%s=%s ", $1, $2}' "/proc/$SG_PID/status")
+SG_MEM_AFTER=$(awk '/^VmRSS:|^VmHWM:/ {sub(":", "", $1); printf "%s=%s ", $1, $2}' "/proc/$SG_PID/status")
 
 # --- memory: 1M rate-limit keys, in process ---------------------------------------------
 log "in-process: 1M rate-limit keys and 1M replay entries"
@@ -232,7 +239,7 @@ field() { # field LABEL KEY -> median over runs
 echo
 echo "slackgate load comparison — $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $NCPU CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "nginx $NGINX_VERSION, HAProxy $HAPROXY_VERSION, slackgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "nginx $NGINX_VERSION, HAProxy $HAPROXY_VERSION, slackgate $SLACKGATE_BIN (repo at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "each proxy: $THREADS worker thread(s)/process(es) pinned to CPU $PROXY_CPU; load generator (1 thread) + echo bot (1 thread) pinned to CPU $CLIENT_CPU"
 echo "load: $CONNS keep-alive connections, closed loop, ${WARMUP}s warm-up + ${DURATION}s measured, median of $RUNS run(s); every request uniquely signed ($BODY_LEN-byte body)"
 echo
