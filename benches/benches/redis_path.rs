@@ -65,6 +65,17 @@ fn start_redis() -> (Redis, String) {
     (Redis(child), addr)
 }
 
+/// A signed JSON request from loopback.
+fn inbound<'a>(body: &'a [u8], ts: &'a str, sig: &'a str) -> Inbound<'a> {
+    Inbound {
+        client_ip: "127.0.0.1".parse().unwrap(),
+        signature: Some(sig.as_bytes()),
+        timestamp: Some(ts.as_bytes()),
+        content_type: Some("application/json"),
+        body,
+    }
+}
+
 fn redis_path(c: &mut Criterion) {
     let (_redis, addr) = start_redis();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -107,13 +118,7 @@ fn redis_path(c: &mut Criterion) {
         b.iter_batched(
             fresh,
             |(body, ts, sig)| {
-                let req = Inbound {
-                    client_ip: "127.0.0.1".parse().unwrap(),
-                    signature: Some(sig.as_bytes()),
-                    timestamp: Some(ts.as_bytes()),
-                    content_type: Some("application/json"),
-                    body: &body,
-                };
+                let req = inbound(&body, &ts, &sig);
                 let d = guard.decide(&route, &req, &settings);
                 assert_eq!(d.reason.as_str(), "allowed");
             },
@@ -124,13 +129,7 @@ fn redis_path(c: &mut Criterion) {
         b.iter_batched(
             fresh,
             |(body, ts, sig)| {
-                let req = Inbound {
-                    client_ip: "127.0.0.1".parse().unwrap(),
-                    signature: Some(sig.as_bytes()),
-                    timestamp: Some(ts.as_bytes()),
-                    content_type: Some("application/json"),
-                    body: &body,
-                };
+                let req = inbound(&body, &ts, &sig);
                 let d = rt.block_on(guard.decide_with(Some(&remote), &route, &req, &settings));
                 assert_eq!(d.reason.as_str(), "allowed");
                 assert!(d.degraded.is_empty(), "redis failed during the benchmark");

@@ -347,22 +347,7 @@ fn rate_limits_and_replay_cache_survive_reloads() {
 fn reload_storm_drops_and_tears_nothing() {
     let bot_a = MockBot::start();
     let bot_b = MockBot::start();
-    let version = |name: &str, bot: &MockBot| {
-        format!(
-            r#"version: 1
-apps:
-  app:
-    signing_secrets:
-      - {{ id: current, env: SECRET_A }}
-upstreams:
-  bot: {{ targets: ["{}"] }}
-routes:
-  - {{ name: {name}, path: /slack/events, app: app, upstream: bot }}
-"#,
-            bot.addr()
-        )
-    };
-    let (pa, pb) = (version("alpha", &bot_a), version("beta", &bot_b));
+    let (pa, pb) = (policy("alpha", &bot_a, ""), policy("beta", &bot_b, ""));
     let gw = Arc::new(start(&pa));
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
