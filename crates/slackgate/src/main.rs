@@ -95,7 +95,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pingora_core=warn,pingora_proxy=warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,pingora_core=warn,pingora_proxy=warn"),
+    )
+    .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
