@@ -188,11 +188,7 @@ impl Gateway {
             .decide_with(self.shared.remote.as_deref(), &route, &inbound, &settings)
             .await;
         for op in &decision.degraded {
-            self.shared
-                .metrics
-                .state_fallbacks
-                .with_label_values(&[op.as_str()])
-                .inc();
+            self.shared.metrics.count_fallback(*op);
         }
         ctx.mark_delivered = decision.mark_delivered;
         ctx.secret_id = decision.secret_id.clone();
@@ -385,11 +381,7 @@ impl Gateway {
                             )
                             .await;
                         if let Some(op) = failed {
-                            self.shared
-                                .metrics
-                                .state_fallbacks
-                                .with_label_values(&[op.as_str()])
-                                .inc();
+                            self.shared.metrics.count_fallback(op);
                         }
                     }
                 }

@@ -249,6 +249,11 @@ impl Metrics {
         catch_up(&self.replay_evictions, levels.replay_evictions);
     }
 
+    /// Counts a shared-state failure that fell back to this replica's own state.
+    pub fn count_fallback(&self, op: slackgate_guard::StateOp) {
+        self.state_fallbacks.with_label_values(&[op.as_str()]).inc();
+    }
+
     /// Pre-creates the request counters of a route so dashboards see zeros, not gaps.
     pub fn register_route(&self, route: &str) {
         for reason in Reason::ALL {

@@ -376,12 +376,6 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The listen addresses a config declares, for callers that wait for readiness.
-pub fn config_addrs(config: &Path) -> Result<Vec<SocketAddr>, LoadErrors> {
-    let c = slackgate_policy::load_config(config)?;
-    Ok(c.listen.iter().map(|l| l.addr).collect())
-}
-
 struct HealthChecker {
     shared: Arc<Shared>,
 }
