@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use pingora::connectors::http::v1::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
@@ -27,6 +26,7 @@ use slackgate_policy::Route;
 use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::audit::{rfc3339, AuditRecord};
+use crate::client::{self, Conn};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{Pool, Target};
 
@@ -51,7 +51,6 @@ const HOP_BY_HOP: &[&str] = &[
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
     shared: Arc<Shared>,
-    connector: Connector,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -107,10 +106,7 @@ pub struct RequestCtx {
 impl Gateway {
     /// A gateway over shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            connector: Connector::new(None),
-        }
+        Self { shared }
     }
 
     async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
@@ -329,34 +325,20 @@ impl Gateway {
         let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
             return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
         };
-        let mut req = session.req_header().clone();
-        for name in HOP_BY_HOP {
-            req.remove_header(*name);
-        }
-        let own: Vec<_> = req
-            .headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-slackgate-"))
-            .cloned()
-            .collect();
-        for name in own {
-            req.remove_header(&name);
-        }
-        req.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-        req.insert_header("x-slackgate-route", route.name.as_ref())?;
-        if let Some(team) = team.as_deref().filter(|t| is_header_safe(t)) {
-            req.insert_header("x-slackgate-team", team)?;
-        }
-        if let Some(user) = user.as_deref().filter(|u| is_header_safe(u)) {
-            req.insert_header("x-slackgate-user", user)?;
-        }
-        if let Some(id) = ctx.secret_id.as_deref() {
-            req.insert_header("x-slackgate-secret-id", id)?;
-        }
+        let req = session.req_header();
+        let head = request_head(
+            req,
+            body.len(),
+            &route.name,
+            team.as_deref(),
+            user.as_deref(),
+            ctx.secret_id.as_deref(),
+        );
+        let is_head = req.method == http::Method::HEAD;
 
         let timeout = snap.config.limits.upstream_timeout;
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, self.round_trip(&pool, req, &body)).await;
+        let result = tokio::time::timeout(timeout, round_trip(&pool, &head, &body, is_head)).await;
         ctx.upstream_time = Some(started.elapsed());
         match result {
             Err(_) => {
@@ -367,9 +349,10 @@ impl Gateway {
                 log::warn!("route {}: upstream {} failed: {e}", route.name, pool.name);
                 self.answer(session, ctx, Reason::UpstreamError, &[]).await
             }
-            Ok(Ok((mut resp, resp_body))) => {
-                ctx.upstream_status = Some(resp.status.as_u16());
-                if ctx.mark_delivered && resp.status.is_success() {
+            Ok(Ok(answer)) => {
+                ctx.upstream_status = Some(answer.status);
+                let success = (200..300).contains(&answer.status);
+                if ctx.mark_delivered && success {
                     if let Some(event_id) = ctx.facts.event_id.as_deref() {
                         let failed = self
                             .shared
@@ -385,132 +368,170 @@ impl Gateway {
                         }
                     }
                 }
-                for name in HOP_BY_HOP {
-                    resp.remove_header(*name);
-                }
-                resp.insert_header(CONTENT_LENGTH, resp_body.len().to_string())?;
+                let resp = match response_header(&answer) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log::warn!(
+                            "route {}: upstream {} sent an unusable header: {e}",
+                            route.name,
+                            pool.name
+                        );
+                        ctx.upstream_status = None;
+                        return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
+                    }
+                };
                 ctx.reason = Some(reason);
-                ctx.status = resp.status.as_u16();
-                let empty = resp_body.is_empty();
+                ctx.status = answer.status;
+                let empty = answer.body.is_empty();
                 session.write_response_header(resp, empty).await?;
                 if !empty {
-                    session.write_response_body(Some(resp_body), true).await?;
+                    session.write_response_body(Some(answer.body), true).await?;
                 }
                 Ok(())
             }
         }
     }
+}
 
-    /// Sends the request to a healthy target and reads the whole response.
-    ///
-    /// A target that refuses the connection is marked down and one other target is
-    /// tried: nothing was sent, so this cannot deliver a request twice. A pooled
-    /// connection the target closed meanwhile is retried once on a fresh connection.
-    async fn round_trip(
-        &self,
-        pool: &Pool,
-        req: RequestHeader,
-        body: &Bytes,
-    ) -> pingora::Result<(Box<ResponseHeader>, Bytes)> {
-        let mut tried: Option<Arc<Target>> = None;
-        let mut last_err = None;
-        for _attempt in 0..2 {
-            let Some(target) = pool.pick(tried.as_ref()) else {
-                break;
-            };
-            let Some(addr) = target.addr() else {
-                target.mark_down();
-                tried = Some(target);
-                continue;
-            };
-            let peer = HttpPeer::new(addr, false, String::new());
-            let (mut up, reused) = match self.connector.get_http_session(&peer).await {
-                Ok(s) => s,
+/// The request head sent to the bot: the client's request line and headers (names in
+/// their original case) minus hop-by-hop headers and any `x-slackgate-*` a client sent,
+/// with the body's `Content-Length` and the gateway's own headers.
+fn request_head(
+    req: &RequestHeader,
+    body_len: usize,
+    route: &str,
+    team: Option<&str>,
+    user: Option<&str>,
+    secret_id: Option<&str>,
+) -> Vec<u8> {
+    fn forwarded(name: &[u8]) -> bool {
+        const OWN: &[u8] = b"x-slackgate-";
+        !(name.eq_ignore_ascii_case(b"content-length")
+            || HOP_BY_HOP
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || (name.len() >= OWN.len() && name[..OWN.len()].eq_ignore_ascii_case(OWN)))
+    }
+    fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.raw_path());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if req.has_case() {
+        for (name, value) in req.case_header_iter() {
+            if forwarded(name.as_slice()) {
+                put(&mut out, name.as_slice(), value.as_bytes());
+            }
+        }
+    } else {
+        for (name, value) in &req.headers {
+            if forwarded(name.as_str().as_bytes()) {
+                put(&mut out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+    }
+    put(&mut out, b"Content-Length", body_len.to_string().as_bytes());
+    put(&mut out, b"x-slackgate-route", route.as_bytes());
+    if let Some(team) = team.filter(|t| is_header_safe(t)) {
+        put(&mut out, b"x-slackgate-team", team.as_bytes());
+    }
+    if let Some(user) = user.filter(|u| is_header_safe(u)) {
+        put(&mut out, b"x-slackgate-user", user.as_bytes());
+    }
+    if let Some(id) = secret_id.filter(|i| is_header_safe(i)) {
+        put(&mut out, b"x-slackgate-secret-id", id.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The header relayed to the client: the bot's status and headers minus hop-by-hop ones,
+/// with the length of the (decoded) body.
+fn response_header(answer: &client::Response) -> pingora::Result<Box<ResponseHeader>> {
+    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 1))?;
+    for (name, value) in &answer.headers {
+        let hop = name.eq_ignore_ascii_case(b"content-length")
+            || HOP_BY_HOP
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+        if !hop {
+            resp.append_header(name.clone(), value.as_ref())?;
+        }
+    }
+    resp.insert_header(CONTENT_LENGTH, answer.body.len().to_string())?;
+    if let Some(reason) = answer.reason.as_deref() {
+        resp.set_reason_phrase(Some(reason))?;
+    }
+    Ok(Box::new(resp))
+}
+
+/// Sends the request to a healthy target and reads the whole response.
+///
+/// A target that refuses the connection is marked down and one other target is tried:
+/// nothing was sent, so this cannot deliver a request twice. A pooled connection the
+/// target closed meanwhile (it fails before any response byte) is retried once on a
+/// fresh connection.
+async fn round_trip(
+    pool: &Pool,
+    head: &[u8],
+    body: &[u8],
+    is_head: bool,
+) -> Result<client::Response, String> {
+    let mut tried: Option<Arc<Target>> = None;
+    let mut last_err = None;
+    for _attempt in 0..2 {
+        let Some(target) = pool.pick(tried.as_ref()) else {
+            break;
+        };
+        let Some(addr) = target.addr() else {
+            target.mark_down();
+            last_err = Some(format!("{}: not resolved", target.spec));
+            tried = Some(target);
+            continue;
+        };
+        let (mut conn, reused) = match target.checkout(UPSTREAM_IDLE) {
+            Some(c) => (c, true),
+            None => match Conn::connect(addr).await {
+                Ok(c) => (c, false),
                 Err(e) => {
                     target.mark_down();
-                    last_err = Some(e);
+                    last_err = Some(format!("{}: connect: {e}", target.spec));
                     tried = Some(target);
                     continue;
                 }
-            };
-            match exchange(&mut up, &req, body).await {
-                Ok((resp, resp_body)) => {
-                    if up.is_body_done() {
-                        self.connector
-                            .release_http_session(up, &peer, Some(UPSTREAM_IDLE))
-                            .await;
-                    }
-                    return Ok((resp, resp_body));
-                }
-                Err((e, before_response)) if reused && before_response => {
-                    // A stale pooled connection: retry once on a fresh one.
-                    let (mut fresh, _) = self.connector.get_http_session(&peer).await?;
-                    let (resp, resp_body) = exchange(&mut fresh, &req, body)
-                        .await
-                        .map_err(|(e2, _)| e2)?;
-                    drop(e);
-                    if fresh.is_body_done() {
-                        self.connector
-                            .release_http_session(fresh, &peer, Some(UPSTREAM_IDLE))
-                            .await;
-                    }
-                    return Ok((resp, resp_body));
-                }
-                Err((e, _)) => return Err(e),
+            },
+        };
+        let result = match conn
+            .exchange(head, body, is_head, MAX_UPSTREAM_RESPONSE)
+            .await
+        {
+            Err(e) if reused && e.before_response => {
+                // A stale pooled connection: retry once on a fresh one.
+                conn = Conn::connect(addr)
+                    .await
+                    .map_err(|e| format!("{}: connect: {e}", target.spec))?;
+                conn.exchange(head, body, is_head, MAX_UPSTREAM_RESPONSE)
+                    .await
             }
-        }
-        Err(last_err.unwrap_or_else(|| {
-            pingora::Error::explain(
-                pingora::ErrorType::ConnectNoRoute,
-                "no upstream target could be resolved",
-            )
-        }))
+            other => other,
+        };
+        return match result {
+            Ok((answer, reusable)) => {
+                if reusable {
+                    target.checkin(conn);
+                }
+                Ok(answer)
+            }
+            Err(e) => Err(format!("{}: {e}", target.spec)),
+        };
     }
-}
-
-type ExchangeError = (Box<pingora::Error>, bool);
-
-/// One request/response exchange on a connection. The flag on error says whether it
-/// happened before any response byte arrived.
-async fn exchange(
-    up: &mut pingora::protocols::http::v1::client::HttpSession,
-    req: &RequestHeader,
-    body: &Bytes,
-) -> Result<(Box<ResponseHeader>, Bytes), ExchangeError> {
-    up.write_request_header(Box::new(req.clone()))
-        .await
-        .map_err(|e| (e, true))?;
-    if !body.is_empty() {
-        up.write_body(body).await.map_err(|e| (e, true))?;
-    }
-    up.finish_body().await.map_err(|e| (e, true))?;
-    up.read_response().await.map_err(|e| (e, true))?;
-    let resp = match up.resp_header() {
-        Some(h) => Box::new(h.clone()),
-        None => {
-            return Err((
-                pingora::Error::explain(
-                    pingora::ErrorType::InvalidHTTPHeader,
-                    "no response header",
-                ),
-                false,
-            ))
-        }
-    };
-    let mut out = BytesMut::new();
-    while let Some(chunk) = up.read_body_bytes().await.map_err(|e| (e, false))? {
-        if out.len() + chunk.len() > MAX_UPSTREAM_RESPONSE {
-            return Err((
-                pingora::Error::explain(
-                    pingora::ErrorType::InvalidHTTPHeader,
-                    "upstream response too large",
-                ),
-                false,
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok((resp, out.freeze()))
+    Err(last_err.unwrap_or_else(|| "no upstream target could be resolved".to_owned()))
 }
 
 enum BodyError {

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod client;
 pub mod gateway;
 pub mod metrics;
 pub mod redis;

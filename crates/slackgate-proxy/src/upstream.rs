@@ -12,6 +12,11 @@ use std::time::Duration;
 
 use slackgate_policy::Upstream;
 
+use crate::client::Conn;
+
+/// Most idle keep-alive connections kept per target.
+const MAX_IDLE_PER_TARGET: usize = 256;
+
 /// One target of an upstream.
 #[derive(Debug)]
 pub struct Target {
@@ -19,6 +24,7 @@ pub struct Target {
     pub spec: Arc<str>,
     addr: Mutex<Option<SocketAddr>>,
     healthy: AtomicBool,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl Target {
@@ -28,6 +34,32 @@ impl Target {
             spec,
             addr: Mutex::new(addr),
             healthy: AtomicBool::new(true),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The most recently used idle connection that was idle at most `max_idle`.
+    pub fn checkout(&self, max_idle: Duration) -> Option<Conn> {
+        let mut idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        while let Some(conn) = idle.pop() {
+            if !conn.idle_longer_than(max_idle) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection that can carry another request to the pool.
+    pub fn checkin(&self, conn: Conn) {
+        let mut idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if idle.len() < MAX_IDLE_PER_TARGET {
+            idle.push(conn);
         }
     }
 

@@ -1,0 +1,513 @@
+//! The upstream leg: a small HTTP/1.1 client over pooled TCP connections.
+//!
+//! The gateway has the whole request (head and body) in memory before it contacts a bot,
+//! so a request goes out in one `write` and the bot's whole answer is read back before
+//! anything is relayed. pingora's client flushes the head and the body separately (two
+//! segments, two wake-ups of the bot) and checks every pooled socket with `getpeername`;
+//! on loopback those syscalls were a third of the gateway's CPU time.
+//!
+//! Response framing follows RFC 9112 section 6.3: no body for `HEAD`, 1xx, 204 and 304;
+//! `Transfer-Encoding` ending in `chunked` is decoded; any other transfer coding, or no
+//! length at all, reads to the end of the connection; otherwise `Content-Length`, where
+//! several differing values are an error. A connection goes back to the pool only when
+//! the response ended exactly at its framing and both sides keep it alive.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Most headers accepted in an upstream response.
+const MAX_HEADERS: usize = 100;
+/// Largest upstream response head.
+const MAX_HEAD: usize = 64 * 1024;
+/// Read granularity.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Why an exchange failed; `before_response` says no response byte had arrived, so the
+/// bot cannot have answered (used to retry a stale pooled connection once).
+#[derive(Debug)]
+pub struct ExchangeError {
+    /// What went wrong, for the log (never holds body bytes).
+    pub what: String,
+    /// No byte of the response had been read.
+    pub before_response: bool,
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl ExchangeError {
+    fn early(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            before_response: true,
+        }
+    }
+
+    fn late(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            before_response: false,
+        }
+    }
+}
+
+/// A bot's whole answer.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase as sent, when it is not the canonical one.
+    pub reason: Option<String>,
+    /// Header names (case as sent) and values, in order.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// The decoded body.
+    pub body: Bytes,
+}
+
+/// One upstream connection.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// Connects to `addr` with `TCP_NODELAY` set.
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Whether the connection sat idle longer than `max`.
+    pub fn idle_longer_than(&self, max: Duration) -> bool {
+        self.idle_since.elapsed() > max
+    }
+
+    /// Sends `head` and `body` in one write and reads the whole response, at most
+    /// `max_response` bytes of body. Returns the response and whether the connection
+    /// can carry another request.
+    pub async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        is_head_request: bool,
+        max_response: usize,
+    ) -> Result<(Response, bool), ExchangeError> {
+        let mut out = Vec::with_capacity(head.len() + body.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(body);
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| ExchangeError::early(format!("write: {e}")))?;
+        drop(out);
+
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let head = loop {
+            match parse_head(&buf)? {
+                Some(h) if h.status == 101 => {
+                    return Err(ExchangeError::late("upstream switched protocols"))
+                }
+                Some(h) if (100..200).contains(&h.status) => {
+                    // An interim answer (100 Continue, 103 Early Hints): skip it.
+                    buf.advance(h.len);
+                    continue;
+                }
+                Some(h) => break h,
+                None if buf.len() > MAX_HEAD => {
+                    return Err(ExchangeError::late("response head too large"))
+                }
+                None => {}
+            }
+            let early = buf.is_empty();
+            let n = self.fill(&mut buf).await.map_err(|e| ExchangeError {
+                what: e,
+                before_response: early,
+            })?;
+            if n == 0 {
+                return Err(if early {
+                    ExchangeError::early("connection closed before a response")
+                } else {
+                    ExchangeError::late("connection closed inside the response head")
+                });
+            }
+        };
+        buf.advance(head.len);
+
+        let no_body = is_head_request || head.status == 204 || head.status == 304;
+        let (body, framed) = if no_body {
+            (Bytes::new(), true)
+        } else {
+            match head.framing {
+                Framing::Length(n) => {
+                    if n > max_response as u64 {
+                        return Err(ExchangeError::late("upstream response too large"));
+                    }
+                    let n = n as usize;
+                    while buf.len() < n {
+                        if self.fill(&mut buf).await.map_err(ExchangeError::late)? == 0 {
+                            return Err(ExchangeError::late("connection closed inside the body"));
+                        }
+                    }
+                    (buf.split_to(n).freeze(), true)
+                }
+                Framing::Chunked => (self.read_chunked(&mut buf, max_response).await?, true),
+                Framing::Close => {
+                    while self.fill(&mut buf).await.map_err(ExchangeError::late)? > 0 {
+                        if buf.len() > max_response {
+                            return Err(ExchangeError::late("upstream response too large"));
+                        }
+                    }
+                    (buf.split().freeze(), false)
+                }
+            }
+        };
+        // Bytes beyond the response mean the bot and the gateway disagree on framing:
+        // never reuse such a connection.
+        let reusable = framed && head.keep_alive && buf.is_empty();
+        if reusable {
+            self.idle_since = Instant::now();
+        }
+        Ok((
+            Response {
+                status: head.status,
+                reason: head.reason,
+                headers: head.headers,
+                body,
+            },
+            reusable,
+        ))
+    }
+
+    async fn fill(&mut self, buf: &mut BytesMut) -> Result<usize, String> {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK);
+        }
+        self.stream
+            .read_buf(buf)
+            .await
+            .map_err(|e| format!("read: {e}"))
+    }
+
+    async fn read_chunked(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Result<Bytes, ExchangeError> {
+        let mut body = BytesMut::new();
+        loop {
+            // chunk-size [; extensions] CRLF
+            let (size, used) = loop {
+                match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => break (size, used),
+                    Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                        return Err(ExchangeError::late("bad chunk size line"))
+                    }
+                    Ok(httparse::Status::Partial) => self.more(buf).await?,
+                    Err(_) => return Err(ExchangeError::late("bad chunk size line")),
+                }
+            };
+            buf.advance(used);
+            if size == 0 {
+                break;
+            }
+            if body.len() as u64 + size > max as u64 {
+                return Err(ExchangeError::late("upstream response too large"));
+            }
+            let size = size as usize;
+            while buf.len() < size + 2 {
+                self.more(buf).await?;
+            }
+            body.extend_from_slice(&buf[..size]);
+            if &buf[size..size + 2] != b"\r\n" {
+                return Err(ExchangeError::late("chunk not followed by CRLF"));
+            }
+            buf.advance(size + 2);
+        }
+        // Trailer section: header lines up to an empty line; trailers are dropped.
+        loop {
+            match buf.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    buf.advance(2);
+                    return Ok(body.freeze());
+                }
+                Some(i) => buf.advance(i + 2),
+                None if buf.len() > MAX_HEAD => {
+                    return Err(ExchangeError::late("trailers too large"))
+                }
+                None => self.more(buf).await?,
+            }
+        }
+    }
+
+    async fn more(&mut self, buf: &mut BytesMut) -> Result<(), ExchangeError> {
+        if self.fill(buf).await.map_err(ExchangeError::late)? == 0 {
+            return Err(ExchangeError::late("connection closed inside the body"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+#[derive(Debug)]
+struct Head {
+    len: usize,
+    status: u16,
+    reason: Option<String>,
+    headers: Vec<(Bytes, Bytes)>,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Parses a complete response head at the start of `buf`, or `None` when more bytes
+/// are needed.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ExchangeError::late(format!("bad response head: {e}"))),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http11 = resp.version == Some(1);
+    let reason = resp
+        .reason
+        .filter(|r| {
+            http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                != Some(*r)
+        })
+        .map(str::to_owned);
+
+    let mut headers = Vec::with_capacity(resp.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut close = !http11;
+    for h in resp.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_length(h.value)
+                .ok_or_else(|| ExchangeError::late("bad Content-Length in the response"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ExchangeError::late("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // The last coding decides (RFC 9112 6.3 item 4).
+            chunked = last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                    close = false;
+                }
+            }
+        }
+        headers.push((
+            Bytes::copy_from_slice(name.as_bytes()),
+            Bytes::copy_from_slice(h.value),
+        ));
+    }
+    let framing = if transfer_encoding {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    Ok(Some(Head {
+        len,
+        status,
+        reason,
+        headers,
+        framing,
+        keep_alive: !close,
+    }))
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn last_token(v: &[u8]) -> Option<&[u8]> {
+    v.rsplit(|&b| b == b',')
+        .next()
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// Serves `answers` (raw bytes, one per request read) on one connection and returns
+    /// what it received.
+    async fn exchange_with(
+        answers: Vec<&'static [u8]>,
+        head_req: bool,
+    ) -> Vec<Result<(Response, bool), String>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let n = answers.len();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for a in answers {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(a).await.unwrap();
+            }
+        });
+        let mut conn = Conn::connect(addr).await.unwrap();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let r = conn
+                .exchange(
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n",
+                    b"{}",
+                    head_req,
+                    1024,
+                )
+                .await
+                .map_err(|e| e.what);
+            let stop = r.is_err();
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        server.abort();
+        out
+    }
+
+    #[tokio::test]
+    async fn content_length_keep_alive_twice() {
+        let r = exchange_with(
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok",
+                b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+            ],
+            false,
+        )
+        .await;
+        let (a, reuse_a) = r[0].as_ref().unwrap();
+        assert_eq!((a.status, &a.body[..], *reuse_a), (200, &b"ok"[..], true));
+        assert_eq!(a.headers[1], (Bytes::from("X-A"), Bytes::from("1")));
+        let (b, _) = r[1].as_ref().unwrap();
+        assert_eq!((b.status, b.body.len()), (201, 0));
+    }
+
+    #[tokio::test]
+    async fn chunked_is_decoded_with_trailers() {
+        let r = exchange_with(
+            vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n"],
+            false,
+        )
+        .await;
+        let (a, reuse) = r[0].as_ref().unwrap();
+        assert_eq!((&a.body[..], *reuse), (&b"abcde"[..], true));
+    }
+
+    #[tokio::test]
+    async fn interim_response_is_skipped() {
+        let r = exchange_with(
+            vec![b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"],
+            false,
+        )
+        .await;
+        assert_eq!(r[0].as_ref().unwrap().0.status, 200);
+    }
+
+    #[tokio::test]
+    async fn close_delimited_body_is_not_reused() {
+        let r = exchange_with(vec![b"HTTP/1.0 200 OK\r\n\r\nuntil close"], false).await;
+        // The server task is aborted after the answer, closing the connection.
+        let (a, reuse) = r[0].as_ref().unwrap();
+        assert_eq!((&a.body[..], *reuse), (&b"until close"[..], false));
+    }
+
+    #[tokio::test]
+    async fn framing_errors() {
+        let r = exchange_with(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"],
+            false,
+        )
+        .await;
+        assert!(r[0].as_ref().unwrap_err().contains("conflicting"));
+        let r = exchange_with(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"],
+            false,
+        )
+        .await;
+        assert!(r[0].as_ref().unwrap_err().contains("too large"));
+        let r = exchange_with(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"],
+            false,
+        )
+        .await;
+        assert!(r[0].as_ref().unwrap_err().contains("Content-Length"));
+        let r = exchange_with(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxEXTRA"],
+            false,
+        )
+        .await;
+        assert!(!r[0].as_ref().unwrap().1, "extra bytes: not reused");
+    }
+
+    #[tokio::test]
+    async fn head_request_reads_no_body() {
+        let r = exchange_with(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"], true).await;
+        let (a, reuse) = r[0].as_ref().unwrap();
+        assert_eq!((a.body.len(), *reuse), (0, true));
+    }
+
+    #[tokio::test]
+    async fn closed_before_response_is_early() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            drop(s);
+        });
+        let mut conn = Conn::connect(addr).await.unwrap();
+        server.await.unwrap();
+        let e = conn
+            .exchange(b"GET / HTTP/1.1\r\n\r\n", b"", false, 10)
+            .await
+            .unwrap_err();
+        assert!(e.before_response, "{e}");
+    }
+}
