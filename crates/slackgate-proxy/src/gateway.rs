@@ -245,13 +245,7 @@ impl Gateway {
                     }
                     None => decision.reason,
                 };
-                let team = ctx
-                    .facts
-                    .team_id
-                    .clone()
-                    .or(ctx.facts.enterprise_id.clone());
-                let user = ctx.facts.user_id.clone();
-                self.forward(session, ctx, &snap, &route, body, reason, team, user)
+                self.forward(session, ctx, &snap, &route, body, reason)
                     .await
             }
         }
@@ -310,7 +304,6 @@ impl Gateway {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         session: &mut Session,
@@ -319,19 +312,18 @@ impl Gateway {
         route: &Route,
         body: Bytes,
         reason: Reason,
-        team: Option<String>,
-        user: Option<String>,
     ) -> pingora::Result<()> {
         let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
             return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
         };
         let req = session.req_header();
+        let facts = &ctx.facts;
         let head = request_head(
             req,
             body.len(),
             &route.name,
-            team.as_deref(),
-            user.as_deref(),
+            facts.team_id.as_deref().or(facts.enterprise_id.as_deref()),
+            facts.user_id.as_deref(),
             ctx.secret_id.as_deref(),
         );
         let is_head = req.method == http::Method::HEAD;

@@ -242,12 +242,16 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     shared.remote = remote;
     let shared = Arc::new(shared);
 
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    };
     let mut conf = ServerConf {
-        threads: if opts.threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            opts.threads
-        },
+        threads,
+        // One worker has nobody to steal from: a current-thread runtime skips the
+        // multi-thread scheduler's cross-thread bookkeeping.
+        work_stealing: threads > 1,
         grace_period_seconds: Some(config.limits.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()

@@ -58,3 +58,27 @@ fn forwarded_for_is_honoured_from_trusted_proxies() {
     let resp = rig.gw.client().send(&req).unwrap();
     assert_eq!(resp.reason().as_deref(), Some("ip_denied"));
 }
+
+#[test]
+fn one_worker_thread_serves_plain_and_tls_over_reused_upstream_connections() {
+    // `--threads 1` runs pingora's current-thread (no work stealing) runtime.
+    let rig = rig_with(|b| b.tls().threads(1));
+    let unique = |i: usize| {
+        let body = mention_of_size(600 + i);
+        slackgate_testkit::SignedRequest::new("/slack/open", body).sign(SECRET)
+    };
+    for i in 0..5 {
+        let resp = rig.gw.client().send(&unique(i)).unwrap();
+        assert_eq!(resp.status, 200);
+    }
+    let resp = rig.gw.tls_client().send(&unique(5)).unwrap();
+    assert_eq!(resp.status, 200);
+    let seen = rig.bot.requests();
+    assert_eq!(seen.len(), 6);
+    // Requests one after another share one pooled upstream connection.
+    assert!(
+        seen.iter().all(|r| r.conn == seen[0].conn),
+        "upstream connections: {:?}",
+        seen.iter().map(|r| r.conn).collect::<Vec<_>>()
+    );
+}

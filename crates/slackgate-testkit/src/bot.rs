@@ -20,6 +20,9 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// Which of the bot's connections carried it (numbered from 1 in accept order), to
+    /// see keep-alive reuse.
+    pub conn: u64,
 }
 
 impl Recorded {
@@ -46,6 +49,7 @@ pub enum BotBehavior {
 struct Inner {
     requests: Mutex<Vec<Recorded>>,
     bytes: AtomicU64,
+    conns: AtomicU64,
     behavior: Mutex<BotBehavior>,
     stop: AtomicBool,
 }
@@ -70,6 +74,7 @@ impl MockBot {
         let inner = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
             bytes: AtomicU64::new(0),
+            conns: AtomicU64::new(0),
             behavior: Mutex::new(behavior),
             stop: AtomicBool::new(false),
         });
@@ -135,6 +140,7 @@ impl Read for Counting<'_> {
 }
 
 fn serve(stream: TcpStream, inner: &Inner) {
+    let conn = inner.conns.fetch_add(1, Ordering::SeqCst) + 1;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(Counting {
         stream: &stream,
@@ -180,6 +186,7 @@ fn serve(stream: TcpStream, inner: &Inner) {
             target,
             headers,
             body,
+            conn,
         });
         let behavior = inner.behavior.lock().unwrap().clone();
         let (status, resp_body) = match behavior {

@@ -60,6 +60,7 @@ pub struct TestGatewayBuilder {
     clock: Option<Arc<dyn Clock>>,
     plain: bool,
     audit_queue: Option<usize>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -106,7 +107,14 @@ impl TestGatewayBuilder {
             clock: None,
             plain: true,
             audit_queue: None,
+            threads: 2,
         }
+    }
+
+    /// Worker threads (default 2; 1 runs pingora's single-thread, no-steal runtime).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
     }
 
     /// Sets an env secret.
@@ -179,7 +187,7 @@ impl TestGatewayBuilder {
             opts.clock = c;
         }
         opts.audit = Some(AuditTarget::Memory(Arc::clone(&audit)));
-        opts.threads = 2;
+        opts.threads = self.threads;
         opts.upgrade_sock = Some(dir.path().join("upgrade.sock"));
         opts.pid_file = Some(dir.path().join("slackgate.pid"));
         opts.watch_interval = Some(Duration::from_millis(50));
