@@ -26,7 +26,7 @@ use std::time::Duration;
 use slackgate_policy::{Dedupe, LimitKey, Mode, OnDeny, Route, StateFailure};
 use slackgate_slack::{Facts, Lifecycle, SignatureError};
 
-pub use client_ip::{canonical, client_ip, parse_entry};
+pub use client_ip::{canonical, client_ip, parse_entry, IpText};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
@@ -423,7 +423,7 @@ impl<C: Clock> Guard<C> {
             .rate_limits
             .iter()
             .any(|r| matches!(r.per, LimitKey::Ip))
-            .then(|| req.client_ip.to_string());
+            .then(|| IpText::new(req.client_ip));
         for (index, rule) in route.rate_limits.iter().enumerate() {
             let value: &str = match rule.per {
                 LimitKey::Team => facts
@@ -436,7 +436,7 @@ impl<C: Clock> Guard<C> {
                 LimitKey::Channel => facts.channel_id.as_deref().unwrap_or(""),
                 LimitKey::App => facts.api_app_id.as_deref().unwrap_or(""),
                 LimitKey::Route => "",
-                LimitKey::Ip => ip_text.as_deref().unwrap_or(""),
+                LimitKey::Ip => ip_text.as_ref().map_or("", IpText::as_str),
             };
             let key = BucketKey {
                 route: &route.name,

@@ -21,7 +21,9 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 
-use slackgate_guard::{apply_mode, client_ip, Action, Decision, GuardSettings, Inbound, Reason};
+use slackgate_guard::{
+    apply_mode, client_ip, Action, Decision, GuardSettings, Inbound, IpText, Reason,
+};
 use slackgate_policy::Route;
 use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -689,7 +691,7 @@ impl ProxyHttp for Gateway {
             reason: reason.as_str(),
             status: ctx.status,
             shadow: ctx.shadow,
-            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            client_ip: ctx.client_ip.map(|ip| IpText::new(ip).as_str().to_owned()),
             app: route.map(|r| r.app.name.to_string()),
             secret_id: ctx.secret_id.as_deref().map(str::to_owned),
             kind: f.kind,
