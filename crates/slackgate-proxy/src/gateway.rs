@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 
@@ -111,32 +111,25 @@ impl Gateway {
         Self { shared }
     }
 
-    async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    /// Runs the pipeline for one request and answers it through `session`.
+    pub(crate) async fn handle<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
         let snap = self.shared.current();
-        let req = session.req_header();
-        ctx.retry_num = header_str(req, RETRY_NUM_HEADER).and_then(|v| v.parse().ok());
+        ctx.retry_num = session
+            .header(RETRY_NUM_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok());
 
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let xff: Vec<&[u8]> = req
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
+        let peer = session.peer_ip();
+        let xff = session.header_all("x-forwarded-for");
         let ip = client_ip(peer, xff, &snap.config.trusted_proxies);
         ctx.client_ip = Some(ip);
 
-        let host = req
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host())
-            .map(strip_port);
-        let Some(route) = snap.policy.routes.find(host, req.uri.path()).cloned() else {
+        let host = session.host().map(strip_port);
+        let Some(route) = snap.policy.routes.find(host, session.path()).cloned() else {
             return self.answer(session, ctx, Reason::NoRoute, &[]).await;
         };
         ctx.route = Some(Arc::clone(&route));
@@ -152,14 +145,17 @@ impl Gateway {
         }
 
         let limits = &snap.config.limits;
-        let body = match read_body(session, limits.max_body_bytes, limits.body_read_timeout).await {
+        let body = match session
+            .read_body(limits.max_body_bytes, limits.body_read_timeout)
+            .await
+        {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                session.set_keepalive(None);
+                session.close_after();
                 return self.answer(session, ctx, Reason::BodyTooLarge, &[]).await;
             }
             Err(BodyError::Timeout) => {
-                session.set_keepalive(None);
+                session.close_after();
                 return self.answer(session, ctx, Reason::BodyTimeout, &[]).await;
             }
             Err(BodyError::Downstream(e)) => {
@@ -169,12 +165,13 @@ impl Gateway {
             }
         };
 
-        let req = session.req_header();
         let inbound = Inbound {
             client_ip: ip,
-            signature: single_header(req, SIGNATURE_HEADER),
-            timestamp: single_header(req, TIMESTAMP_HEADER),
-            content_type: header_str(req, CONTENT_TYPE.as_str()),
+            signature: session.single_header(SIGNATURE_HEADER),
+            timestamp: session.single_header(TIMESTAMP_HEADER),
+            content_type: session
+                .header(CONTENT_TYPE.as_str())
+                .and_then(|v| std::str::from_utf8(v).ok()),
             body: &body,
         };
         let settings = GuardSettings {
@@ -254,9 +251,9 @@ impl Gateway {
     }
 
     /// Answers with the reason's status and fixed public message.
-    async fn answer(
+    async fn answer<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut RequestCtx,
         reason: Reason,
         extra: &[(&'static str, String)],
@@ -278,9 +275,9 @@ impl Gateway {
         .await
     }
 
-    async fn write(
+    async fn write<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut RequestCtx,
         reason: Reason,
         status: u16,
@@ -289,26 +286,19 @@ impl Gateway {
     ) -> pingora::Result<()> {
         ctx.reason = Some(reason);
         ctx.status = status;
-        let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+        let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(1 + extra.len());
         if !body.is_empty() {
-            resp.insert_header(CONTENT_TYPE, "application/json")?;
+            headers.push((b"Content-Type", b"application/json"));
         }
-        resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
         for (name, value) in extra {
-            resp.insert_header(*name, value.as_str())?;
+            headers.push((name.as_bytes(), value.as_bytes()));
         }
-        session
-            .write_response_header(Box::new(resp), body.is_empty())
-            .await?;
-        if !body.is_empty() {
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(())
+        session.respond(status, None, &headers, body).await
     }
 
-    async fn forward(
+    async fn forward<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut RequestCtx,
         snap: &Snapshot,
         route: &Route,
@@ -318,17 +308,15 @@ impl Gateway {
         let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
             return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
         };
-        let req = session.req_header();
         let facts = &ctx.facts;
-        let head = request_head(
-            req,
-            body.len(),
-            &route.name,
-            facts.team_id.as_deref().or(facts.enterprise_id.as_deref()),
-            facts.user_id.as_deref(),
-            ctx.secret_id.as_deref(),
-        );
-        let is_head = req.method == http::Method::HEAD;
+        let head = session.upstream_head(&Forwarded {
+            body_len: body.len(),
+            route: &route.name,
+            team: facts.team_id.as_deref().or(facts.enterprise_id.as_deref()),
+            user: facts.user_id.as_deref(),
+            secret_id: ctx.secret_id.as_deref(),
+        });
+        let is_head = session.is_head();
 
         let timeout = snap.config.limits.upstream_timeout;
         let started = Instant::now();
@@ -362,9 +350,25 @@ impl Gateway {
                         }
                     }
                 }
-                let resp = match response_header(&answer) {
-                    Ok(r) => r,
-                    Err(e) => {
+                ctx.reason = Some(reason);
+                ctx.status = answer.status;
+                let headers: Vec<(&[u8], &[u8])> = answer
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| !is_hop_by_hop(name))
+                    .map(|(n, v)| (n.as_ref(), v.as_ref()))
+                    .collect();
+                if let Err(e) = session
+                    .respond(
+                        answer.status,
+                        answer.reason.as_deref(),
+                        &headers,
+                        answer.body.clone(),
+                    )
+                    .await
+                {
+                    if e.etype() == &pingora::ErrorType::InvalidHTTPHeader {
+                        // The bot's header cannot be relayed; nothing was written yet.
                         log::warn!(
                             "route {}: upstream {} sent an unusable header: {e}",
                             route.name,
@@ -373,13 +377,7 @@ impl Gateway {
                         ctx.upstream_status = None;
                         return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
                     }
-                };
-                ctx.reason = Some(reason);
-                ctx.status = answer.status;
-                let empty = answer.body.is_empty();
-                session.write_response_header(resp, empty).await?;
-                if !empty {
-                    session.write_response_body(Some(answer.body), true).await?;
+                    return Err(e);
                 }
                 Ok(())
             }
@@ -387,82 +385,207 @@ impl Gateway {
     }
 }
 
+/// What the gateway adds to the head it sends upstream.
+pub(crate) struct Forwarded<'a> {
+    /// Length of the (whole, verified) body.
+    pub body_len: usize,
+    /// Route name.
+    pub route: &'a str,
+    /// Verified team (or enterprise) id.
+    pub team: Option<&'a str>,
+    /// Verified user id.
+    pub user: Option<&'a str>,
+    /// Id of the secret that verified the signature.
+    pub secret_id: Option<&'a str>,
+}
+
 /// The request head sent to the bot: the client's request line and headers (names in
 /// their original case) minus hop-by-hop headers and any `x-slackgate-*` a client sent,
 /// with the body's `Content-Length` and the gateway's own headers.
-fn request_head(
-    req: &RequestHeader,
-    body_len: usize,
-    route: &str,
-    team: Option<&str>,
-    user: Option<&str>,
-    secret_id: Option<&str>,
+pub(crate) fn request_head<'h>(
+    method: &[u8],
+    target: &[u8],
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    add: &Forwarded<'_>,
 ) -> Vec<u8> {
-    fn forwarded(name: &[u8]) -> bool {
-        const OWN: &[u8] = b"x-slackgate-";
-        !(name.eq_ignore_ascii_case(b"content-length")
-            || HOP_BY_HOP
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-            || (name.len() >= OWN.len() && name[..OWN.len()].eq_ignore_ascii_case(OWN)))
-    }
     fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
+    const OWN: &[u8] = b"x-slackgate-";
     let mut out = Vec::with_capacity(1024);
-    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.extend_from_slice(method);
     out.push(b' ');
-    out.extend_from_slice(req.raw_path());
+    out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if req.has_case() {
-        for (name, value) in req.case_header_iter() {
-            if forwarded(name.as_slice()) {
-                put(&mut out, name.as_slice(), value.as_bytes());
-            }
-        }
-    } else {
-        for (name, value) in &req.headers {
-            if forwarded(name.as_str().as_bytes()) {
-                put(&mut out, name.as_str().as_bytes(), value.as_bytes());
-            }
+    for (name, value) in headers {
+        let own = name.len() >= OWN.len() && name[..OWN.len()].eq_ignore_ascii_case(OWN);
+        if !(own || is_hop_by_hop(name)) {
+            put(&mut out, name, value);
         }
     }
-    put(&mut out, b"Content-Length", body_len.to_string().as_bytes());
-    put(&mut out, b"x-slackgate-route", route.as_bytes());
-    if let Some(team) = team.filter(|t| is_header_safe(t)) {
+    put(
+        &mut out,
+        b"Content-Length",
+        add.body_len.to_string().as_bytes(),
+    );
+    put(&mut out, b"x-slackgate-route", add.route.as_bytes());
+    if let Some(team) = add.team.filter(|t| is_header_safe(t)) {
         put(&mut out, b"x-slackgate-team", team.as_bytes());
     }
-    if let Some(user) = user.filter(|u| is_header_safe(u)) {
+    if let Some(user) = add.user.filter(|u| is_header_safe(u)) {
         put(&mut out, b"x-slackgate-user", user.as_bytes());
     }
-    if let Some(id) = secret_id.filter(|i| is_header_safe(i)) {
+    if let Some(id) = add.secret_id.filter(|i| is_header_safe(i)) {
         put(&mut out, b"x-slackgate-secret-id", id.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out
 }
 
-/// The header relayed to the client: the bot's status and headers minus hop-by-hop ones,
-/// with the length of the (decoded) body.
-fn response_header(answer: &client::Response) -> pingora::Result<Box<ResponseHeader>> {
-    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 1))?;
-    for (name, value) in &answer.headers {
-        let hop = name.eq_ignore_ascii_case(b"content-length")
-            || HOP_BY_HOP
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
-        if !hop {
-            resp.append_header(name.clone(), value.as_ref())?;
+/// Hop-by-hop headers and `Content-Length` (the gateway sets its own) are not relayed.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+}
+
+/// The client side of one request as the pipeline needs it: pingora's session
+/// ([`PingoraDownstream`]), or the fast path's own parsed request (`front.rs`).
+#[async_trait]
+pub(crate) trait Downstream: Send {
+    /// The first value of a header.
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// Every value of a header, in order.
+    fn header_all(&self, name: &str) -> Vec<&[u8]>;
+    /// The one value of a header. A repeated signature or timestamp header is ambiguous
+    /// (the gateway and the bot could read different ones), so it reads as malformed: an
+    /// empty value, which fails verification as `bad_signature`.
+    fn single_header(&self, name: &str) -> Option<&[u8]> {
+        match self.header_all(name).as_slice() {
+            [] => None,
+            [one] => Some(one),
+            _ => Some(b""),
         }
     }
-    resp.insert_header(CONTENT_LENGTH, answer.body.len().to_string())?;
-    if let Some(reason) = answer.reason.as_deref() {
-        resp.set_reason_phrase(Some(reason))?;
+    /// The `Host` header, else the authority of an absolute-form target.
+    fn host(&self) -> Option<&str>;
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    /// Whether the method is `HEAD` (the answer then has no body).
+    fn is_head(&self) -> bool;
+    /// The connected peer's address.
+    fn peer_ip(&self) -> IpAddr;
+    /// The head to send upstream (see [`request_head`]).
+    fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8>;
+    /// The whole body within `max` bytes and `timeout`.
+    async fn read_body(&mut self, max: usize, timeout: Duration) -> Result<Bytes, BodyError>;
+    /// Do not keep the connection after this request.
+    fn close_after(&mut self);
+    /// Writes the answer; the implementation adds `Content-Length`. An
+    /// `InvalidHTTPHeader` error means nothing was written.
+    async fn respond(
+        &mut self,
+        status: u16,
+        reason: Option<&str>,
+        headers: &[(&[u8], &[u8])],
+        body: Bytes,
+    ) -> pingora::Result<()>;
+}
+
+/// pingora's downstream session.
+pub(crate) struct PingoraDownstream<'s>(pub &'s mut Session);
+
+#[async_trait]
+impl Downstream for PingoraDownstream<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0.req_header().headers.get(name).map(|v| v.as_bytes())
     }
-    Ok(Box::new(resp))
+
+    fn header_all(&self, name: &str) -> Vec<&[u8]> {
+        self.0
+            .req_header()
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    }
+
+    fn host(&self) -> Option<&str> {
+        let req = self.0.req_header();
+        req.headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+    }
+
+    fn path(&self) -> &str {
+        self.0.req_header().uri.path()
+    }
+
+    fn is_head(&self) -> bool {
+        self.0.req_header().method == http::Method::HEAD
+    }
+
+    fn peer_ip(&self) -> IpAddr {
+        self.0
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8> {
+        let req = self.0.req_header();
+        let method = req.method.as_str().as_bytes();
+        if req.has_case() {
+            let headers = req
+                .case_header_iter()
+                .map(|(n, v)| (n.as_slice(), v.as_bytes()));
+            request_head(method, req.raw_path(), headers, add)
+        } else {
+            let headers = req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+            request_head(method, req.raw_path(), headers, add)
+        }
+    }
+
+    async fn read_body(&mut self, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+        read_body(self.0, max, timeout).await
+    }
+
+    fn close_after(&mut self) {
+        self.0.set_keepalive(None);
+    }
+
+    async fn respond(
+        &mut self,
+        status: u16,
+        reason: Option<&str>,
+        headers: &[(&[u8], &[u8])],
+        body: Bytes,
+    ) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+        for (name, value) in headers {
+            resp.append_header(Bytes::copy_from_slice(name), *value)?;
+        }
+        resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        if let Some(reason) = reason {
+            resp.set_reason_phrase(Some(reason))?;
+        }
+        let empty = body.is_empty();
+        self.0.write_response_header(Box::new(resp), empty).await?;
+        if !empty {
+            self.0.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Sends the request to a healthy target and reads the whole response.
@@ -528,9 +651,13 @@ async fn round_trip(
     Err(last_err.unwrap_or_else(|| "no upstream target could be resolved".to_owned()))
 }
 
-enum BodyError {
+/// Why a request body could not be read.
+pub(crate) enum BodyError {
+    /// Over `max_body_bytes`.
     TooLarge,
+    /// Not complete within `body_read_timeout`.
     Timeout,
+    /// The client connection failed.
     Downstream(Box<pingora::Error>),
 }
 
@@ -567,22 +694,6 @@ async fn read_body(
     }
 }
 
-/// The one value of a header. A repeated signature or timestamp header is ambiguous
-/// (the gateway and the bot could read different ones), so it reads as malformed: an
-/// empty value, which fails verification as `bad_signature`.
-fn single_header<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r [u8]> {
-    let mut values = req.headers.get_all(name).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return Some(b"");
-    }
-    Some(first.as_bytes())
-}
-
-fn header_str<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    req.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
@@ -606,23 +717,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestCtx {
-            start: Instant::now(),
-            arrived: SystemTime::now(),
-            route: None,
-            client_ip: None,
-            reason: None,
-            status: 0,
-            shadow: false,
-            rule: None,
-            secret_id: None,
-            facts: AuditFacts::default(),
-            retry_num: None,
-            lifecycle: None,
-            upstream_status: None,
-            upstream_time: None,
-            mark_delivered: false,
-        }
+        self.context()
     }
 
     async fn request_filter(
@@ -632,7 +727,7 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         ctx.start = Instant::now();
         ctx.arrived = SystemTime::now();
-        self.handle(session, ctx).await?;
+        self.handle(&mut PingoraDownstream(session), ctx).await?;
         Ok(true)
     }
 
@@ -654,6 +749,34 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora::Error>,
         ctx: &mut Self::CTX,
     ) {
+        self.record(ctx);
+    }
+}
+
+impl Gateway {
+    /// A fresh per-request context.
+    pub(crate) fn context(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            arrived: SystemTime::now(),
+            route: None,
+            client_ip: None,
+            reason: None,
+            status: 0,
+            shadow: false,
+            rule: None,
+            secret_id: None,
+            facts: AuditFacts::default(),
+            retry_num: None,
+            lifecycle: None,
+            upstream_status: None,
+            upstream_time: None,
+            mark_delivered: false,
+        }
+    }
+
+    /// The request's metrics and its one audit record (nothing if no answer was decided).
+    pub(crate) fn record(&self, ctx: &mut RequestCtx) {
         let Some(reason) = ctx.reason else {
             return;
         };
