@@ -754,6 +754,11 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// The running `limits.max_body_bytes`.
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.shared.current().config.limits.max_body_bytes
+    }
+
     /// A fresh per-request context.
     pub(crate) fn context(&self) -> RequestCtx {
         RequestCtx {

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod audit;
 pub mod client;
+pub mod front;
 pub mod gateway;
 pub mod metrics;
 pub mod redis;

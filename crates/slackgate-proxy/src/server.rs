@@ -26,6 +26,7 @@ use slackgate_policy::{AuditPath, LoadErrors, SecretSource, StateBackend, System
 
 use crate::admin::AdminApp;
 use crate::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
+use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::state::{load_snapshot, Shared, SharedClock};
@@ -277,10 +278,14 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    // The fast path and pingora's proxy (for every other request) share one state.
+    let fallback = Arc::new(pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(Arc::clone(&shared)),
-        "slackgate",
+    ));
+    let mut proxy = Service::new(
+        "slackgate".to_owned(),
+        Front::new(Gateway::new(Arc::clone(&shared)), fallback),
     );
     let mut probe_addrs: Vec<SocketAddr> = Vec::new();
     for listener in &config.listen {
