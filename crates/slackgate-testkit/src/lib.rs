@@ -14,7 +14,7 @@ pub mod signing;
 
 pub use bot::{BotBehavior, MockBot, Recorded};
 pub use certs::TestCerts;
-pub use client::{Client, Response};
+pub use client::{read_response, Client, Response};
 pub use gateway::{MapSecrets, TestGateway, TestGatewayBuilder};
 pub use signing::{fixture, now_unix, SignedRequest};
 
