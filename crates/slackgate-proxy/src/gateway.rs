@@ -1,14 +1,15 @@
-//! The request pipeline on pingora's `ProxyHttp`.
+//! The request pipeline, over any `Downstream`: the fast path in `front.rs` or
+//! pingora's `ProxyHttp` session (this file's `request_filter`).
 //!
-//! Everything happens in `request_filter`: the route, the client address, the whole
-//! body (capped and timed), the guard's decision, and then either the gateway's own
-//! answer or the upstream round trip. The upstream leg is driven here with pingora's
-//! HTTP connector instead of pingora's proxy loop, for one reason: pingora 0.9 replays
-//! a body read in `request_filter` from a retry buffer that holds only 64 KiB and
-//! silently sends nothing beyond it, and its `request_body_filter` runs only after the
-//! upstream already got the headers. Driving the leg ourselves keeps the rule "no byte
-//! reaches a bot before every check passed" and forwards bodies up to
-//! `max_body_bytes` byte for byte. `logging` writes the one audit record and metrics.
+//! `Gateway::handle` does everything: the route, the client address, the whole body
+//! (capped and timed), the guard's decision, and then either the gateway's own answer or
+//! the upstream round trip over `client.rs`. The upstream leg is never pingora's proxy
+//! loop, for one reason: pingora 0.9 replays a body read in `request_filter` from a retry
+//! buffer that holds only 64 KiB and silently sends nothing beyond it, and its
+//! `request_body_filter` runs only after the upstream already got the headers. Driving
+//! the leg ourselves keeps the rule "no byte reaches a bot before every check passed" and
+//! forwards bodies up to `max_body_bytes` byte for byte. `Gateway::record` writes the
+//! one audit record and the metrics.
 
 use std::net::IpAddr;
 use std::sync::Arc;

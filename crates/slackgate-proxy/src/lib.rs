@@ -1,5 +1,6 @@
-//! pingora glue for slackgate: the `ProxyHttp` gateway, TLS listeners, the admin and
-//! metrics service, policy reloads and the audit sink.
+//! pingora glue for slackgate: the front (fast path, pingora's `ProxyHttp` for the rest),
+//! the pipeline, the upstream client, TLS listeners, the admin and metrics service,
+//! policy reloads and the audit sink.
 //!
 //! Decisions are made by `slackgate-guard`; this crate only moves bytes, keeps the
 //! running snapshot in an `ArcSwap`, and reports what happened. It is the only crate
