@@ -82,6 +82,155 @@ pub struct AuditRecord {
     pub lifecycle: bool,
 }
 
+impl AuditRecord {
+    /// The record as a borrowed view (what the sink serializes).
+    pub fn view(&self) -> AuditView<'_> {
+        AuditView {
+            ts: &self.ts,
+            route: self.route.as_deref(),
+            reason: self.reason,
+            status: self.status,
+            shadow: self.shadow,
+            client_ip: self.client_ip.as_deref(),
+            app: self.app.as_deref(),
+            secret_id: self.secret_id.as_deref(),
+            kind: self.kind,
+            api_app_id: self.api_app_id.as_deref(),
+            enterprise_id: self.enterprise_id.as_deref(),
+            team_id: self.team_id.as_deref(),
+            user_id: self.user_id.as_deref(),
+            channel_id: self.channel_id.as_deref(),
+            event_type: self.event_type.as_deref(),
+            command: self.command.as_deref(),
+            event_id: self.event_id.as_deref(),
+            retry_num: self.retry_num,
+            rule: self.rule.as_deref(),
+            upstream: self.upstream.as_deref(),
+            upstream_status: self.upstream_status,
+            duration_us: self.duration_us,
+            lifecycle: self.lifecycle,
+        }
+    }
+}
+
+/// An audit record borrowing its strings: the gateway builds one per request without
+/// copying a field, and [`AuditView::write_json`] writes exactly the line `serde_json`
+/// writes for the equivalent [`AuditRecord`] (same keys, order, escapes).
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct AuditView<'a> {
+    pub ts: &'a str,
+    pub route: Option<&'a str>,
+    pub reason: &'static str,
+    pub status: u16,
+    pub shadow: bool,
+    pub client_ip: Option<&'a str>,
+    pub app: Option<&'a str>,
+    pub secret_id: Option<&'a str>,
+    pub kind: Option<&'static str>,
+    pub api_app_id: Option<&'a str>,
+    pub enterprise_id: Option<&'a str>,
+    pub team_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub channel_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub command: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub retry_num: Option<u32>,
+    pub rule: Option<&'a str>,
+    pub upstream: Option<&'a str>,
+    pub upstream_status: Option<u16>,
+    pub duration_us: u64,
+    pub lifecycle: bool,
+}
+
+impl AuditView<'_> {
+    /// Appends the record as one JSON object (no newline).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        fn key(out: &mut Vec<u8>, k: &str) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+        }
+        fn text(out: &mut Vec<u8>, k: &str, v: Option<&str>) {
+            key(out, k);
+            match v {
+                Some(v) => json_string(out, v),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        fn number(out: &mut Vec<u8>, k: &str, v: Option<u64>) {
+            key(out, k);
+            match v {
+                Some(v) => out.extend_from_slice(v.to_string().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.extend_from_slice(b"{\"ts\":");
+        json_string(out, self.ts);
+        text(out, "route", self.route);
+        text(out, "reason", Some(self.reason));
+        number(out, "status", Some(u64::from(self.status)));
+        key(out, "shadow");
+        out.extend_from_slice(if self.shadow { b"true" } else { b"false" });
+        text(out, "client_ip", self.client_ip);
+        text(out, "app", self.app);
+        text(out, "secret_id", self.secret_id);
+        text(out, "kind", self.kind);
+        text(out, "api_app_id", self.api_app_id);
+        text(out, "enterprise_id", self.enterprise_id);
+        text(out, "team_id", self.team_id);
+        text(out, "user_id", self.user_id);
+        text(out, "channel_id", self.channel_id);
+        text(out, "event_type", self.event_type);
+        text(out, "command", self.command);
+        text(out, "event_id", self.event_id);
+        number(out, "retry_num", self.retry_num.map(u64::from));
+        text(out, "rule", self.rule);
+        text(out, "upstream", self.upstream);
+        number(out, "upstream_status", self.upstream_status.map(u64::from));
+        number(out, "duration_us", Some(self.duration_us));
+        if self.lifecycle {
+            key(out, "lifecycle");
+            out.extend_from_slice(b"true");
+        }
+        out.push(b'}');
+    }
+}
+
+/// A JSON string with `serde_json`'s escapes: `\"`, `\\`, the short forms of
+/// `\b \f \n \r \t`, `\u00XX` for other control bytes; everything else verbatim.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// Where audit lines go.
 #[derive(Debug, Clone)]
 pub enum AuditTarget {
@@ -96,7 +245,7 @@ pub enum AuditTarget {
 /// The sending side of the audit queue.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
-    tx: SyncSender<AuditRecord>,
+    tx: SyncSender<Vec<u8>>,
     dropped: IntCounter,
     reopen: Arc<AtomicBool>,
     last_drop_log: Arc<AtomicU64>,
@@ -124,8 +273,15 @@ impl AuditSink {
     }
 
     /// Queues a record; a full queue drops it, counts it and logs.
-    pub fn record(&self, record: AuditRecord) {
-        match self.tx.try_send(record) {
+    pub fn record(&self, record: &AuditRecord) {
+        self.record_view(&record.view());
+    }
+
+    /// Queues a record given as a view: serialized here, written by the writer thread.
+    pub fn record_view(&self, record: &AuditView<'_>) {
+        let mut line = Vec::with_capacity(512);
+        record.write_json(&mut line);
+        match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.inc();
@@ -180,7 +336,7 @@ impl Writer {
         })
     }
 
-    fn run(mut self, rx: Receiver<AuditRecord>, reopen: &AtomicBool, dropped: &IntCounter) {
+    fn run(mut self, rx: Receiver<Vec<u8>>, reopen: &AtomicBool, dropped: &IntCounter) {
         loop {
             let record = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(r) => Some(r),
@@ -215,26 +371,25 @@ impl Writer {
         }
     }
 
-    fn write_record(&mut self, record: &AuditRecord, dropped: &IntCounter) {
-        if self.write_line(record).is_err() {
+    fn write_record(&mut self, line: &[u8], dropped: &IntCounter) {
+        if self.write_line(line).is_err() {
             dropped.inc();
         }
     }
 
-    /// Serializes straight into the buffered sink: no line is built in between.
-    fn write_line(&mut self, record: &AuditRecord) -> io::Result<()> {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         match &mut self.out {
             Out::Stdout(s) => {
                 let mut lock = s.lock();
-                serde_json::to_writer(&mut lock, record)?;
+                lock.write_all(line)?;
                 lock.write_all(b"\n")
             }
             Out::File(_, w) => {
-                serde_json::to_writer(&mut *w, record)?;
+                w.write_all(line)?;
                 w.write_all(b"\n")
             }
             Out::Memory(buf) => {
-                let line = serde_json::to_string(record)?;
+                let line = String::from_utf8_lossy(line).into_owned();
                 match buf.lock() {
                     Ok(mut g) => g.push(line),
                     Err(p) => p.into_inner().push(line),
@@ -279,7 +434,70 @@ fn open_append(path: &PathBuf) -> io::Result<File> {
 
 /// RFC 3339 time with microseconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
+    use std::fmt::Write;
+    if let Some(text) = TsText::new(t) {
+        return text.as_str().to_owned();
+    }
+    // Outside 1970..=9999 (a broken clock): humantime's Display fails there, and
+    // `to_string` would panic; say what it is instead.
+    let mut out = String::new();
+    if write!(out, "{}", humantime::format_rfc3339_micros(t)).is_err() || out.is_empty() {
+        out = format!("{t:?}");
+    }
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` without an allocation or `fmt`, for times from 1970
+/// through 9999 (what `humantime::format_rfc3339_micros` writes for them).
+#[derive(Clone, Copy)]
+pub struct TsText([u8; 27]);
+
+impl std::fmt::Debug for TsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TsText {
+    /// The text of `t`, or `None` outside 1970..=9999.
+    pub fn new(t: SystemTime) -> Option<Self> {
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+        let secs = since.as_secs();
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = i64::try_from(days).ok()? + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        if !(1970..=9999).contains(&year) {
+            return None;
+        }
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year as u64);
+        put(5, 2, month as u64);
+        put(8, 2, day as u64);
+        put(11, 2, rem / 3_600);
+        put(14, 2, rem / 60 % 60);
+        put(17, 2, rem % 60);
+        put(20, 6, u64::from(since.subsec_micros()));
+        Some(Self(b))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -310,6 +528,75 @@ mod tests {
     }
 
     #[test]
+    fn ts_text_matches_humantime() {
+        let mut t = 0u64;
+        let mut checked = 0;
+        // Every day boundary of 1970..2110 region in coarse steps, plus odd offsets.
+        while t < 4_400_000_000 {
+            for off in [0u64, 1, 59, 86_399] {
+                let at = SystemTime::UNIX_EPOCH + Duration::new(t + off, 123_456_789);
+                let want = humantime::format_rfc3339_micros(at).to_string();
+                assert_eq!(TsText::new(at).unwrap().as_str(), want);
+                checked += 1;
+            }
+            t += 86_400 * 7 + 3_601;
+        }
+        assert!(checked > 25_000);
+        for s in [
+            "2000-02-29T23:59:59.999999Z",
+            "2100-03-01T00:00:00.000001Z",
+            "9999-12-31T23:59:59.000000Z",
+        ] {
+            let at = humantime::parse_rfc3339(s).unwrap();
+            assert_eq!(TsText::new(at).unwrap().as_str(), s);
+        }
+        let far =
+            humantime::parse_rfc3339("9999-12-31T23:59:59Z").unwrap() + Duration::from_secs(1);
+        assert!(TsText::new(far).is_none());
+        assert!(!rfc3339(far).is_empty(), "falls back to humantime");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert!(TsText::new(before).is_none());
+    }
+
+    #[test]
+    fn the_hand_written_line_is_byte_for_byte_serde_json() {
+        let nasty = "q\"b\\s/\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}é🦀\u{2028}";
+        let full = AuditRecord {
+            ts: rfc3339(SystemTime::now()),
+            route: Some(nasty.into()),
+            reason: "allowed",
+            status: 200,
+            shadow: true,
+            client_ip: Some("::ffff:1.2.3.4".into()),
+            app: Some("a".into()),
+            secret_id: Some(nasty.into()),
+            kind: Some("event"),
+            api_app_id: Some("A1".into()),
+            enterprise_id: Some("E1".into()),
+            team_id: Some(nasty.into()),
+            user_id: Some("U1".into()),
+            channel_id: Some("C1".into()),
+            event_type: Some("message".into()),
+            command: Some("/x".into()),
+            event_id: Some("Ev1".into()),
+            retry_num: Some(3),
+            rule: Some("allow.users".into()),
+            upstream: Some("bot".into()),
+            upstream_status: Some(502),
+            duration_us: u64::MAX,
+            lifecycle: true,
+        };
+        for r in [full, AuditRecord::default(), record(7)] {
+            let mut line = Vec::new();
+            r.view().write_json(&mut line);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                serde_json::to_string(&r).unwrap()
+            );
+        }
+    }
+
+    #[test]
     fn a_blocked_writer_makes_drops_counted_and_exported() {
         let metrics = Metrics::new().unwrap();
         let buf = Arc::new(Mutex::new(Vec::new()));
@@ -325,7 +612,7 @@ mod tests {
             // one more, every other record must be dropped and counted.
             let _held = buf.lock().unwrap();
             for n in 0..sent {
-                sink.record(record(n));
+                sink.record(&record(n));
             }
             assert!(
                 metrics.audit_dropped.get() >= sent - 2,
@@ -361,12 +648,12 @@ mod tests {
                 .collect()
         };
 
-        sink.record(record(1));
+        sink.record(&record(1));
         assert!(wait_until(|| lines(&path).len() == 1));
         std::fs::rename(&path, &rotated).unwrap();
         sink.reopen();
-        sink.record(record(2));
-        sink.record(record(3));
+        sink.record(&record(2));
+        sink.record(&record(3));
         assert!(
             wait_until(|| lines(&path).len() == 2),
             "no new file after reopen"
@@ -388,14 +675,14 @@ mod tests {
         let rotated = dir.path().join("audit.log.1");
         let dropped = IntCounter::new("t_dropped_total", "t").unwrap();
         let sink = AuditSink::start(AuditTarget::File(path.clone()), 16, dropped).unwrap();
-        sink.record(record(1));
+        sink.record(&record(1));
         assert!(wait_until(|| std::fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()
             .count()
             == 1));
         std::fs::rename(&path, &rotated).unwrap();
-        sink.record(record(2));
+        sink.record(&record(2));
         assert!(wait_until(|| std::fs::read_to_string(&rotated)
             .unwrap_or_default()
             .lines()

@@ -28,7 +28,7 @@ use slackgate_guard::{
 use slackgate_policy::Route;
 use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
-use crate::audit::{rfc3339, AuditRecord};
+use crate::audit::{rfc3339, AuditView, TsText};
 use crate::client::{self, Conn};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{Pool, Target};
@@ -812,29 +812,39 @@ impl Gateway {
         // Guard levels (bucket and replay counts, evictions) are read at scrape time by
         // the admin service, not per request: counting them locks every shard.
 
-        let f = std::mem::take(&mut ctx.facts);
-        let route = ctx.route.as_ref();
-        self.shared.audit.record(AuditRecord {
-            ts: rfc3339(ctx.arrived),
-            route: route.map(|r| r.name.to_string()),
+        let ts_text = TsText::new(ctx.arrived);
+        let ts_slow;
+        let ts = match &ts_text {
+            Some(t) => t.as_str(),
+            None => {
+                ts_slow = rfc3339(ctx.arrived);
+                ts_slow.as_str()
+            }
+        };
+        let ip_text = ctx.client_ip.map(IpText::new);
+        let f = &ctx.facts;
+        let route = ctx.route.as_deref();
+        self.shared.audit.record_view(&AuditView {
+            ts,
+            route: route.map(|r| r.name.as_ref()),
             reason: reason.as_str(),
             status: ctx.status,
             shadow: ctx.shadow,
-            client_ip: ctx.client_ip.map(|ip| IpText::new(ip).as_str().to_owned()),
-            app: route.map(|r| r.app.name.to_string()),
-            secret_id: ctx.secret_id.as_deref().map(str::to_owned),
+            client_ip: ip_text.as_ref().map(IpText::as_str),
+            app: route.map(|r| r.app.name.as_ref()),
+            secret_id: ctx.secret_id.as_deref(),
             kind: f.kind,
-            api_app_id: f.api_app_id,
-            enterprise_id: f.enterprise_id,
-            team_id: f.team_id,
-            user_id: f.user_id,
-            channel_id: f.channel_id,
-            event_type: f.event_type,
-            command: f.command,
-            event_id: f.event_id,
+            api_app_id: f.api_app_id.as_deref(),
+            enterprise_id: f.enterprise_id.as_deref(),
+            team_id: f.team_id.as_deref(),
+            user_id: f.user_id.as_deref(),
+            channel_id: f.channel_id.as_deref(),
+            event_type: f.event_type.as_deref(),
+            command: f.command.as_deref(),
+            event_id: f.event_id.as_deref(),
             retry_num: ctx.retry_num,
-            rule: ctx.rule.take(),
-            upstream: route.map(|r| r.upstream.name.to_string()),
+            rule: ctx.rule.as_deref(),
+            upstream: route.map(|r| r.upstream.name.as_ref()),
             upstream_status: ctx.upstream_status,
             duration_us: u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
             lifecycle: ctx.lifecycle.is_some(),

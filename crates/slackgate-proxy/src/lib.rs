@@ -19,6 +19,6 @@ pub mod tls;
 pub mod upstream;
 pub mod watch;
 
-pub use audit::{AuditRecord, AuditTarget};
+pub use audit::{AuditRecord, AuditTarget, AuditView};
 pub use server::{build, run, start, Options, RunningGateway, StartError};
 pub use state::{ReloadOutcome, Shared, Snapshot};
