@@ -3,7 +3,9 @@
 # proxy, no checks) and HAProxy (the closest equivalent of slackgate's checks), in one run.
 #
 #   benches/compare.sh                 # RUNS=3 DURATION=10 WARMUP=2 CONNS=64 THREADS=1
-#   SLACKGATE_BIN=/path/to/slackgate benches/compare.sh   # A/B: a gateway built elsewhere
+#   SLACKGATE_BIN=/path/to/slackgate benches/compare.sh   # a gateway built elsewhere
+#   SLACKGATE_BIN_B=/path/to/other benches/compare.sh     # A/B: adds target slackgate_b,
+#                                                         # same config, interleaved
 #
 # Installs nginx and haproxy from Debian packages if missing (apt-get; needs root or sudo),
 # builds slackgate and the bench binaries in release mode, starts everything on 127.0.0.1
@@ -202,6 +204,21 @@ for _ in $(seq 1 200); do
     sleep 0.05
 done
 
+# --- optional second gateway (A/B of two builds in one run) -------------------------------
+if [ -n "${SLACKGATE_BIN_B:-}" ]; then
+    [ -x "$SLACKGATE_BIN_B" ] || die "missing $SLACKGATE_BIN_B"
+    SGB_PORT=$(free_port); SGB_ADMIN=$(free_port)
+    mkdir -p "$TMP/slackgate_b"
+    cp "$TMP/slackgate/policy.yaml" "$TMP/slackgate_b/policy.yaml"
+    sed -e "s|127.0.0.1:$SG_PORT|127.0.0.1:$SGB_PORT|" -e "s|127.0.0.1:$SG_ADMIN|127.0.0.1:$SGB_ADMIN|" \
+        -e "s|$TMP/slackgate/audit.log|$TMP/slackgate_b/audit.log|" \
+        "$TMP/slackgate/config.yaml" >"$TMP/slackgate_b/config.yaml"
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$SLACKGATE_BIN_B" run -c "$TMP/slackgate_b/config.yaml" \
+        --threads "$THREADS" --upgrade-sock "$TMP/slackgate_b/upgrade.sock" >"$TMP/slackgate_b/stdout.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$SGB_PORT" slackgate_b
+fi
+
 # --- memory: idle keep-alive connections on a fresh gateway -------------------------------
 log "slackgate: $IDLE_CONNS idle keep-alive connections (one signed request each)"
 IDLE_LINE=$(taskset -c "$CLIENT_CPU" "$BIN/loadgen" idle --addr "127.0.0.1:$SG_PORT" \
@@ -211,6 +228,11 @@ IDLE_LINE=$(taskset -c "$CLIENT_CPU" "$BIN/loadgen" idle --addr "127.0.0.1:$SG_P
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
 TARGETS=("bot:$BOT_PORT" "nginx:$NGINX_PORT" "haproxy:$HAPROXY_PORT" "slackgate:$SG_PORT")
+NAMES=(bot nginx haproxy slackgate)
+if [ -n "${SGB_PORT:-}" ]; then
+    TARGETS+=("slackgate_b:$SGB_PORT")
+    NAMES+=(slackgate_b)
+fi
 log "load: $RUNS run(s) x ${#TARGETS[@]} targets x (${WARMUP}s warm-up + ${DURATION}s), $CONNS connections, ${BODY_LEN}-byte signed bodies"
 for run in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
@@ -244,7 +266,7 @@ echo "each proxy: $THREADS worker thread(s)/process(es) pinned to CPU $PROXY_CPU
 echo "load: $CONNS keep-alive connections, closed loop, ${WARMUP}s warm-up + ${DURATION}s measured, median of $RUNS run(s); every request uniquely signed ($BODY_LEN-byte body)"
 echo
 printf '%-10s %10s %9s %9s %10s\n' target req/s p50_us p99_us p99.9_us
-for name in bot nginx haproxy slackgate; do
+for name in "${NAMES[@]}"; do
     printf '%-10s %10s %9s %9s %10s\n' "$name" "$(field "$name" rps)" "$(field "$name" p50_us)" \
         "$(field "$name" p99_us)" "$(field "$name" p999_us)"
 done
@@ -256,6 +278,10 @@ awk -v sg="$SG" -v ha="$HA" -v ng="$NG" -v s99="$SG99" -v h99="$HA99" 'BEGIN {
     printf "slackgate/nginx   throughput: %.2fx (target >= 0.8x)\n", (ng>0? sg/ng : 0)
     printf "p99 slackgate %d us vs HAProxy %d us (target: <=)\n", s99, h99
 }'
+if [ -n "${SGB_PORT:-}" ]; then
+    awk -v a="$SG" -v b="$(field slackgate_b rps)" 'BEGIN {
+        printf "A/B: slackgate_b/slackgate throughput %.3fx (B = %s)\n", (a>0? b/a : 0), ENVIRON["SLACKGATE_BIN_B"] }'
+fi
 echo
 echo "$IDLE_LINE" | awk '{for (i=2;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}
     printf "slackgate, %d idle keep-alive connections (%d answered 200): VmRSS %.1f MiB, VmHWM %.1f MiB (target < 64 MiB); before them %.1f MiB\n",
