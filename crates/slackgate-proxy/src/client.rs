@@ -494,6 +494,25 @@ mod tests {
         assert_eq!((a.body.len(), *reuse), (0, true));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_response_heads_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Ok(Some(h)) = parse_head(&raw) {
+                proptest::prop_assert!(h.len <= raw.len());
+                proptest::prop_assert!((100..1000).contains(&h.status));
+            }
+        }
+
+        #[test]
+        fn chunk_and_length_fields_never_panic(v in "[0-9a-fA-F ,;=a-z+-]{0,24}") {
+            let _ = parse_length(v.as_bytes());
+            let _ = last_token(v.as_bytes());
+            let _ = httparse::parse_chunk_size(v.as_bytes());
+        }
+    }
+
     #[tokio::test]
     async fn closed_before_response_is_early() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -668,6 +668,64 @@ mod tests {
         assert!(matches!(parse(&huge, 1024), Parsed::Other));
     }
 
+    const VALID: &[u8] = b"POST /slack/events HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Slack-Signature: v0=ab\r\nX-Slack-Request-Timestamp: 1\r\n\r\n{}";
+
+    /// What the fast path may assume about a head it accepted.
+    fn check_invariants(raw: &[u8], h: &Head) {
+        assert!(h.len <= raw.len() && h.len <= MAX_HEAD);
+        assert!(raw[..h.len].ends_with(b"\r\n\r\n"));
+        assert!(h.content_length <= 1024);
+        let at = |r: &Range<usize>| &raw[r.clone()];
+        assert!(at(&h.target).starts_with(b"/"));
+        assert!(at(&h.target).starts_with(at(&h.path)));
+        assert!(!at(&h.path).contains(&b'?'));
+        let named = |n: &[u8]| {
+            h.headers
+                .iter()
+                .filter(|(k, _)| at(k).eq_ignore_ascii_case(n))
+                .count()
+        };
+        assert_eq!(named(b"content-length"), 1);
+        assert_eq!(named(b"transfer-encoding"), 0);
+        assert!(named(b"host") <= 1);
+        for (k, v) in &h.headers {
+            assert!(k.end <= h.len && v.end <= h.len);
+            assert!(!at(v).contains(&b'\r') && !at(v).contains(&b'\n'));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_accepted_heads_hold(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Parsed::Simple(h) = parse(&raw, 1024) {
+                check_invariants(&raw, &h);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_requests_never_panic_and_accepted_heads_hold(
+            edits in proptest::collection::vec((0..VALID.len(), proptest::prelude::any::<u8>()), 1..6),
+            cut in 0..VALID.len() + 1,
+        ) {
+            let mut raw = VALID.to_vec();
+            for (at, b) in edits {
+                raw[at] = b;
+            }
+            raw.truncate(cut);
+            if let Parsed::Simple(h) = parse(&raw, 1024) {
+                check_invariants(&raw, &h);
+            }
+        }
+    }
+
+    #[test]
+    fn the_valid_sample_is_simple() {
+        let h = simple(VALID).unwrap();
+        check_invariants(VALID, &h);
+    }
+
     #[test]
     fn connection_close_is_honoured() {
         let h =
