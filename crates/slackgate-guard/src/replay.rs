@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -18,14 +18,90 @@ const SHARDS: usize = 16;
 pub struct ReplayCache {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
-    hasher: RandomState,
+    hasher: KeyHash,
     evictions: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Shard {
-    expiry_by_sig: HashMap<[u8; 32], i64>,
+    expiry_by_sig: HashMap<[u8; 32], i64, KeyHash>,
     order: VecDeque<([u8; 32], i64)>,
+}
+
+/// Hashing for the cache's keys. Keys are verified HMAC-SHA256 signatures or keyed
+/// (`RandomState`) hashes of event ids, i.e. bytes nobody without a secret can choose,
+/// so a seeded mix of the 32 bytes is enough (no SipHash needed against flooding): it is
+/// computed three times per fresh request (shard, lookup, insert) plus once per eviction.
+#[derive(Debug, Clone, Copy)]
+struct KeyHash {
+    seed: u64,
+}
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        Self {
+            seed: RandomState::new().hash_one(0u8),
+        }
+    }
+}
+
+impl KeyHash {
+    fn of(&self, key: &[u8; 32]) -> u64 {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&key[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let mut x = self.seed
+            ^ word(0)
+            ^ word(1).rotate_left(16)
+            ^ word(2).rotate_left(32)
+            ^ word(3).rotate_left(48);
+        // splitmix64's finalizer: every input bit moves every output bit.
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            hash: *self,
+            value: 0,
+        }
+    }
+}
+
+/// Hashes one `[u8; 32]` key (the only type the cache stores).
+#[derive(Debug)]
+struct KeyHasher {
+    hash: KeyHash,
+    value: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        match <&[u8; 32]>::try_from(bytes) {
+            Ok(key) => self.value = self.hash.of(key),
+            // Not reached for [u8; 32] keys; anything else still hashes, just slower.
+            Err(_) => {
+                for &b in bytes {
+                    self.value = (self.value ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The slice length prefix of an array key is always 32.
+    }
+
+    fn finish(&self) -> u64 {
+        self.value
+    }
 }
 
 /// What the replay cache said about a signature.
@@ -41,11 +117,19 @@ impl ReplayCache {
     /// A cache holding at most `capacity` signatures (at least one per shard).
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
-        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
+        let hasher = KeyHash::default();
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    expiry_by_sig: HashMap::with_hasher(hasher),
+                    order: VecDeque::new(),
+                })
+            })
+            .collect();
         Self {
             shards,
             per_shard,
-            hasher: RandomState::new(),
+            hasher,
             evictions: AtomicU64::new(0),
         }
     }
@@ -59,7 +143,7 @@ impl ReplayCache {
         expires_unix: i64,
         now_unix: i64,
     ) -> ReplayCheck {
-        let idx = (self.hasher.hash_one(signature) as usize) % self.shards.len();
+        let idx = self.shard_of(signature);
         let Some(shard) = self.shards.get(idx) else {
             return ReplayCheck::Fresh;
         };
@@ -87,7 +171,7 @@ impl ReplayCache {
 
     /// Whether `key` is remembered and still live at `now_unix`, without recording it.
     pub fn contains(&self, key: &[u8; 32], now_unix: i64) -> bool {
-        let idx = (self.hasher.hash_one(key) as usize) % self.shards.len();
+        let idx = self.shard_of(key);
         let Some(shard) = self.shards.get(idx) else {
             return false;
         };
@@ -99,6 +183,12 @@ impl ReplayCache {
             .expiry_by_sig
             .get(key)
             .is_some_and(|&expiry| expiry >= now_unix)
+    }
+
+    /// Bits 32..36 of the key's hash: apart from the bits the shard's table uses (its
+    /// index from the low bits, its tags from the top seven).
+    fn shard_of(&self, key: &[u8; 32]) -> usize {
+        ((self.hasher.of(key) >> 32) as usize) % self.shards.len()
     }
 
     /// How many live entries were evicted to make room.
@@ -181,6 +271,23 @@ mod tests {
         }
         assert!(c.len() <= 32 + SHARDS);
         assert!(c.evictions() > 0);
+    }
+
+    #[test]
+    fn keys_differing_in_any_byte_spread_over_shards_and_hash_differently() {
+        let c = ReplayCache::new(1 << 16);
+        for byte in 0..32 {
+            let mut shards = std::collections::HashSet::new();
+            let mut hashes = std::collections::HashSet::new();
+            for v in 0..=255u8 {
+                let mut k = [7u8; 32];
+                k[byte] = v;
+                shards.insert(c.shard_of(&k));
+                hashes.insert(c.hasher.of(&k));
+            }
+            assert_eq!(shards.len(), SHARDS, "byte {byte}");
+            assert_eq!(hashes.len(), 256, "byte {byte}");
+        }
     }
 
     #[test]

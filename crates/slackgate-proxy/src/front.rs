@@ -39,7 +39,7 @@ const MAX_HEADERS: usize = 64;
 /// Largest head the fast path reads; a longer one goes to pingora (which refuses it).
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a connection may wait for (the rest of) a request head, like pingora's
-/// downstream read timeout.
+/// downstream read timeout (give or take the one second the deadline may lag).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The service's app: the fast path in front of pingora's proxy.
@@ -79,6 +79,10 @@ impl ServerApp for Front {
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let mut buf = BytesMut::with_capacity(4096);
         let mut shutdown_rx = shutdown.clone();
+        // One timer per connection, moved forward at most once a second: arming and
+        // cancelling a timer for every read showed up in profiles (~1.5 % of the CPU).
+        let idle = tokio::time::sleep(HEAD_TIMEOUT);
+        tokio::pin!(idle);
         loop {
             // Wait for a complete head (or proof that this request is not for the fast path).
             let max_body = self.gateway.max_body_bytes();
@@ -97,9 +101,14 @@ impl ServerApp for Front {
                 if *shutdown_rx.borrow() && buf.is_empty() {
                     return None;
                 }
+                let now = tokio::time::Instant::now();
+                if idle.deadline() < now + HEAD_TIMEOUT - Duration::from_secs(1) {
+                    idle.as_mut().reset(now + HEAD_TIMEOUT);
+                }
                 let read = tokio::select! {
                     biased;
-                    r = tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(&mut buf)) => r,
+                    r = stream.read_buf(&mut buf) => Ok(r),
+                    () = &mut idle => Err(()),
                     _ = shutdown_rx.changed(), if buf.is_empty() => return None,
                 };
                 match read {
