@@ -73,18 +73,62 @@ impl std::fmt::Debug for RequestCtx {
     }
 }
 
-/// Facts kept for the audit record, owned because they outlive the body.
+/// Facts kept for the upstream headers and the audit record. They outlive the guard's
+/// borrow of the body, so each is kept as its place in the (reference-counted) body, or
+/// as its own text when the body held it escaped or encoded: no copy per fact.
 #[derive(Debug, Default)]
 struct AuditFacts {
+    body: Bytes,
     kind: Option<&'static str>,
-    api_app_id: Option<String>,
-    enterprise_id: Option<String>,
-    team_id: Option<String>,
-    user_id: Option<String>,
-    channel_id: Option<String>,
-    event_type: Option<String>,
-    command: Option<String>,
-    event_id: Option<String>,
+    api_app_id: Option<Fact>,
+    enterprise_id: Option<Fact>,
+    team_id: Option<Fact>,
+    user_id: Option<Fact>,
+    channel_id: Option<Fact>,
+    event_type: Option<Fact>,
+    command: Option<Fact>,
+    event_id: Option<Fact>,
+}
+
+#[derive(Debug)]
+enum Fact {
+    At(std::ops::Range<usize>),
+    Own(Box<str>),
+}
+
+impl AuditFacts {
+    fn new(body: &Bytes, f: &slackgate_slack::Facts<'_>) -> Self {
+        let keep = |v: &Option<std::borrow::Cow<'_, str>>| {
+            let v = v.as_deref()?;
+            let start = (v.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+            Some(match body.get(start..start.wrapping_add(v.len())) {
+                Some(at) if at.as_ptr() == v.as_ptr() => Fact::At(start..start + v.len()),
+                _ => Fact::Own(v.into()),
+            })
+        };
+        Self {
+            body: body.clone(),
+            kind: Some(f.kind.as_str()),
+            api_app_id: keep(&f.api_app_id),
+            enterprise_id: keep(&f.enterprise_id),
+            team_id: keep(&f.team_id),
+            user_id: keep(&f.user_id),
+            channel_id: keep(&f.channel_id),
+            event_type: keep(&f.event_type),
+            command: keep(&f.command),
+            event_id: keep(&f.event_id),
+        }
+    }
+
+    fn text<'s>(&'s self, fact: &'s Option<Fact>) -> Option<&'s str> {
+        match fact.as_ref()? {
+            Fact::At(r) => self
+                .body
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok()),
+            Fact::Own(s) => Some(s),
+        }
+    }
 }
 
 /// Per-request state.
@@ -191,17 +235,7 @@ impl Gateway {
         ctx.lifecycle = decision.lifecycle();
         ctx.rule = decision.rule.as_ref().map(|r| r.as_str().to_owned());
         if let Some(f) = &decision.facts {
-            ctx.facts = AuditFacts {
-                kind: Some(f.kind.as_str()),
-                api_app_id: f.api_app_id.as_deref().map(str::to_owned),
-                enterprise_id: f.enterprise_id.as_deref().map(str::to_owned),
-                team_id: f.team_id.as_deref().map(str::to_owned),
-                user_id: f.user_id.as_deref().map(str::to_owned),
-                channel_id: f.channel_id.as_deref().map(str::to_owned),
-                event_type: f.event_type.as_deref().map(str::to_owned),
-                command: f.command.as_deref().map(str::to_owned),
-                event_id: f.event_id.as_deref().map(str::to_owned),
-            };
+            ctx.facts = AuditFacts::new(&body, f);
         }
         ctx.shadow = decision.shadow;
 
@@ -313,8 +347,10 @@ impl Gateway {
         let head = session.upstream_head(&Forwarded {
             body_len: body.len(),
             route: &route.name,
-            team: facts.team_id.as_deref().or(facts.enterprise_id.as_deref()),
-            user: facts.user_id.as_deref(),
+            team: facts
+                .text(&facts.team_id)
+                .or(facts.text(&facts.enterprise_id)),
+            user: facts.text(&facts.user_id),
             secret_id: ctx.secret_id.as_deref(),
         });
         let is_head = session.is_head();
@@ -336,7 +372,7 @@ impl Gateway {
                 ctx.upstream_status = Some(answer.status);
                 let success = (200..300).contains(&answer.status);
                 if ctx.mark_delivered && success {
-                    if let Some(event_id) = ctx.facts.event_id.as_deref() {
+                    if let Some(event_id) = ctx.facts.text(&ctx.facts.event_id) {
                         let failed = self
                             .shared
                             .guard
@@ -834,14 +870,14 @@ impl Gateway {
             app: route.map(|r| r.app.name.as_ref()),
             secret_id: ctx.secret_id.as_deref(),
             kind: f.kind,
-            api_app_id: f.api_app_id.as_deref(),
-            enterprise_id: f.enterprise_id.as_deref(),
-            team_id: f.team_id.as_deref(),
-            user_id: f.user_id.as_deref(),
-            channel_id: f.channel_id.as_deref(),
-            event_type: f.event_type.as_deref(),
-            command: f.command.as_deref(),
-            event_id: f.event_id.as_deref(),
+            api_app_id: f.text(&f.api_app_id),
+            enterprise_id: f.text(&f.enterprise_id),
+            team_id: f.text(&f.team_id),
+            user_id: f.text(&f.user_id),
+            channel_id: f.text(&f.channel_id),
+            event_type: f.text(&f.event_type),
+            command: f.text(&f.command),
+            event_id: f.text(&f.event_id),
             retry_num: ctx.retry_num,
             rule: ctx.rule.as_deref(),
             upstream: route.map(|r| r.upstream.name.as_ref()),
@@ -849,5 +885,40 @@ impl Gateway {
             duration_us: u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
             lifecycle: ctx.lifecycle.is_some(),
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_are_kept_in_place_or_owned_when_escaped_or_decoded() {
+        let body = Bytes::from_static(
+            br#"{"type":"event_callback","team_id":"T0\u0041CME","api_app_id":"A0HELPDESK","event_id":"Ev1","event":{"type":"app_mention","user":"U0333","channel":"C0HELP"}}"#,
+        );
+        let f = slackgate_slack::parse_facts(Some("application/json"), &body).unwrap();
+        let kept = AuditFacts::new(&body, &f);
+        assert!(matches!(kept.user_id, Some(Fact::At(_))));
+        assert!(
+            matches!(kept.team_id, Some(Fact::Own(_))),
+            "escaped in the body"
+        );
+        assert_eq!(kept.text(&kept.team_id), Some("T0ACME"));
+        assert_eq!(kept.text(&kept.user_id), Some("U0333"));
+        assert_eq!(kept.text(&kept.event_id), Some("Ev1"));
+        assert_eq!(kept.text(&kept.command), None);
+        drop(f);
+        drop(body);
+        // The kept facts hold their own reference to the body.
+        assert_eq!(kept.text(&kept.channel_id), Some("C0HELP"));
+
+        let form = Bytes::from_static(b"command=%2Fticket&team_id=T0ACME&user_id=U0333&api_app_id=A0HELPDESK&channel_id=C0HELP");
+        let f =
+            slackgate_slack::parse_facts(Some("application/x-www-form-urlencoded"), &form).unwrap();
+        let kept = AuditFacts::new(&form, &f);
+        assert_eq!(kept.text(&kept.command), Some("/ticket"));
+        assert_eq!(kept.text(&kept.user_id), Some("U0333"));
     }
 }
