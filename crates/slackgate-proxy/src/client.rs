@@ -13,6 +13,7 @@
 //! the response ended exactly at its framing and both sides keep it alive.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -65,10 +66,20 @@ pub struct Response {
     pub status: u16,
     /// Reason phrase as sent, when it is not the canonical one.
     pub reason: Option<String>,
-    /// Header names (case as sent) and values, in order.
-    pub headers: Vec<(Bytes, Bytes)>,
+    /// The response head as received; `headers` index into it.
+    pub head: Bytes,
+    /// Header name and value ranges in `head`, in order.
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
     /// The decoded body.
     pub body: Bytes,
+}
+
+impl Response {
+    /// Header names (case as sent) and values, in order.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let at = |r: &Range<usize>| self.head.get(r.clone()).unwrap_or_default();
+        self.headers.iter().map(move |(n, v)| (at(n), at(v)))
+    }
 }
 
 /// One upstream connection.
@@ -104,14 +115,12 @@ impl Conn {
         is_head_request: bool,
         max_response: usize,
     ) -> Result<(Response, bool), ExchangeError> {
-        let mut out = Vec::with_capacity(head.len() + body.len());
-        out.extend_from_slice(head);
-        out.extend_from_slice(body);
+        // One `writev` of head and body: no copy of the body.
+        let mut out = Buf::chain(head, body);
         self.stream
-            .write_all(&out)
+            .write_all_buf(&mut out)
             .await
             .map_err(|e| ExchangeError::early(format!("write: {e}")))?;
-        drop(out);
 
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let head = loop {
@@ -143,7 +152,7 @@ impl Conn {
                 });
             }
         };
-        buf.advance(head.len);
+        let head_bytes = buf.split_to(head.len).freeze();
 
         let no_body = is_head_request || head.status == 204 || head.status == 304;
         let (body, framed) = if no_body {
@@ -183,6 +192,7 @@ impl Conn {
             Response {
                 status: head.status,
                 reason: head.reason,
+                head: head_bytes,
                 headers: head.headers,
                 body,
             },
@@ -271,7 +281,7 @@ struct Head {
     len: usize,
     status: u16,
     reason: Option<String>,
-    headers: Vec<(Bytes, Bytes)>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
     framing: Framing,
     keep_alive: bool,
 }
@@ -326,10 +336,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
                 }
             }
         }
-        headers.push((
-            Bytes::copy_from_slice(name.as_bytes()),
-            Bytes::copy_from_slice(h.value),
-        ));
+        let base = buf.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        headers.push((range(name.as_bytes()), range(h.value)));
     }
     let framing = if transfer_encoding {
         if chunked {
@@ -425,7 +437,7 @@ mod tests {
         .await;
         let (a, reuse_a) = r[0].as_ref().unwrap();
         assert_eq!((a.status, &a.body[..], *reuse_a), (200, &b"ok"[..], true));
-        assert_eq!(a.headers[1], (Bytes::from("X-A"), Bytes::from("1")));
+        assert_eq!(a.header_pairs().nth(1), Some((&b"X-A"[..], &b"1"[..])));
         let (b, _) = r[1].as_ref().unwrap();
         assert_eq!((b.status, b.body.len()), (201, 0));
     }

@@ -32,7 +32,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::gateway::{request_head, BodyError, Downstream, Forwarded, Gateway};
+use crate::gateway::{push_decimal, request_head, BodyError, Downstream, Forwarded, Gateway};
 
 /// Most headers the fast path parses; more go to pingora.
 const MAX_HEADERS: usize = 64;
@@ -394,7 +394,7 @@ impl Downstream for FastDownstream<'_> {
         }
         let mut out = Vec::with_capacity(128 + headers.len() * 32 + body.len());
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.to_string().as_bytes());
+        push_decimal(&mut out, u64::from(status));
         out.push(b' ');
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -412,7 +412,7 @@ impl Downstream for FastDownstream<'_> {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        push_decimal(&mut out, body.len() as u64);
         out.extend_from_slice(b"\r\n");
         if self.close || self.head.close {
             self.close = true;

@@ -390,10 +390,8 @@ impl Gateway {
                 ctx.reason = Some(reason);
                 ctx.status = answer.status;
                 let headers: Vec<(&[u8], &[u8])> = answer
-                    .headers
-                    .iter()
+                    .header_pairs()
                     .filter(|(name, _)| !is_hop_by_hop(name))
-                    .map(|(n, v)| (n.as_ref(), v.as_ref()))
                     .collect();
                 if let Err(e) = session
                     .respond(
@@ -480,6 +478,22 @@ pub(crate) fn request_head<'h>(
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Appends `n` in decimal (no `fmt`, no allocation).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Hop-by-hop headers and `Content-Length` (the gateway sets its own) are not relayed.
@@ -892,6 +906,15 @@ impl Gateway {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_decimal_matches_to_string() {
+        for n in [0, 1, 9, 10, 99, 100, 65_535, 1_048_576, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 
     #[test]
     fn facts_are_kept_in_place_or_owned_when_escaped_or_decoded() {
