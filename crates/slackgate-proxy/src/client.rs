@@ -20,6 +20,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::wire::{parse_decimal, span_in};
+
 /// Most headers accepted in an upstream response.
 const MAX_HEADERS: usize = 100;
 /// Largest upstream response head.
@@ -316,7 +318,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_length(h.value)
+            let n = parse_decimal(h.value.trim_ascii())
                 .ok_or_else(|| ExchangeError::late("bad Content-Length in the response"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(ExchangeError::late("conflicting Content-Length values"));
@@ -336,12 +338,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
                 }
             }
         }
-        let base = buf.as_ptr() as usize;
-        let range = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
+        let (Some(n), Some(v)) = (span_in(buf, name.as_bytes()), span_in(buf, h.value)) else {
+            return Err(ExchangeError::late("bad response head"));
         };
-        headers.push((range(name.as_bytes()), range(h.value)));
+        headers.push((n, v));
     }
     let framing = if transfer_encoding {
         if chunked {
@@ -363,14 +363,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
         framing,
         keep_alive: !close,
     }))
-}
-
-fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 fn last_token(v: &[u8]) -> Option<&[u8]> {
@@ -519,7 +511,7 @@ mod tests {
 
         #[test]
         fn chunk_and_length_fields_never_panic(v in "[0-9a-fA-F ,;=a-z+-]{0,24}") {
-            let _ = parse_length(v.as_bytes());
+            let _ = parse_decimal(v.as_bytes().trim_ascii());
             let _ = last_token(v.as_bytes());
             let _ = httparse::parse_chunk_size(v.as_bytes());
         }

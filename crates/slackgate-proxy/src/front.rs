@@ -32,7 +32,8 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::gateway::{push_decimal, request_head, BodyError, Downstream, Forwarded, Gateway};
+use crate::gateway::{request_head, BodyError, Downstream, Forwarded, Gateway};
+use crate::wire::{parse_decimal, push_decimal, push_header, span_in};
 
 /// Most headers the fast path parses; more go to pingora.
 const MAX_HEADERS: usize = 64;
@@ -69,7 +70,7 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let mut stream = unwrap_drained(stream);
+        let mut stream = unwrap_drained(stream)?;
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
@@ -147,23 +148,21 @@ impl ServerApp for Front {
 
 /// A stream handed back by pingora after a fallback: once its prefix is used up, the
 /// wrapper is dropped so wrappers do not pile up on a long connection.
-fn unwrap_drained(stream: Stream) -> Stream {
+fn unwrap_drained(stream: Stream) -> Option<Stream> {
     let drained = stream
         .as_any()
         .downcast_ref::<Prefixed>()
         .is_some_and(|p| p.prefix.is_empty());
     if !drained {
-        return stream;
+        return Some(stream);
     }
-    match stream.into_any().downcast::<Prefixed>() {
-        Ok(p) => p.inner,
-        // Unreachable: checked above. A stream cannot be rebuilt from `Any`, so the
-        // connection is dropped rather than served wrongly.
-        Err(_) => Box::new(Prefixed {
-            prefix: Bytes::new(),
-            inner: Box::new(Closed),
-        }),
-    }
+    // Cannot fail (checked above); if it did, the stream could not be rebuilt from
+    // `Any` and the connection is dropped rather than served wrongly.
+    stream
+        .into_any()
+        .downcast::<Prefixed>()
+        .ok()
+        .map(|p| p.inner)
 }
 
 /// The parsed head of a fast-path request; ranges index the head bytes.
@@ -202,11 +201,6 @@ fn parse(buf: &[u8], max_body: usize) -> Parsed {
     let Some(target) = req.path.filter(|p| p.starts_with('/')) else {
         return Parsed::Other;
     };
-    let base = buf.as_ptr() as usize;
-    let range = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
     let mut content_length = None;
     let mut hosts = 0;
     let mut close = false;
@@ -217,7 +211,7 @@ fn parse(buf: &[u8], max_body: usize) -> Parsed {
             if content_length.is_some() {
                 return Parsed::Other;
             }
-            match parse_length(h.value) {
+            match parse_decimal(h.value).and_then(|n| usize::try_from(n).ok()) {
                 Some(n) if n <= max_body => content_length = Some(n),
                 _ => return Parsed::Other,
             }
@@ -239,12 +233,17 @@ fn parse(buf: &[u8], max_body: usize) -> Parsed {
                 return Parsed::Other;
             }
         }
-        headers.push((range(name), range(h.value)));
+        let (Some(n), Some(v)) = (span_in(buf, name), span_in(buf, h.value)) else {
+            return Parsed::Other;
+        };
+        headers.push((n, v));
     }
     let Some(content_length) = content_length else {
         return Parsed::Other;
     };
-    let target_range = range(target.as_bytes());
+    let Some(target_range) = span_in(buf, target.as_bytes()) else {
+        return Parsed::Other;
+    };
     let path_len = target.find('?').unwrap_or(target.len());
     Parsed::Simple(Head {
         len,
@@ -254,13 +253,6 @@ fn parse(buf: &[u8], max_body: usize) -> Parsed {
         content_length,
         close,
     })
-}
-
-fn parse_length(v: &[u8]) -> Option<usize> {
-    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// One fast-path request on its connection.
@@ -406,10 +398,7 @@ impl Downstream for FastDownstream<'_> {
             {
                 return Err(invalid("upstream header not relayable"));
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            push_header(&mut out, name, value);
         }
         out.extend_from_slice(b"Content-Length: ");
         push_decimal(&mut out, body.len() as u64);
@@ -548,72 +537,6 @@ impl Peek for Prefixed {
         Ok(true)
     }
 }
-
-/// A stream that is already closed (only used on an impossible path).
-#[derive(Debug)]
-struct Closed;
-
-impl AsyncRead for Closed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _out: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Closed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-#[async_trait]
-impl Shutdown for Closed {
-    async fn shutdown(&mut self) {}
-}
-
-impl UniqueID for Closed {
-    fn id(&self) -> UniqueIDType {
-        -1
-    }
-}
-
-impl Ssl for Closed {}
-
-impl GetTimingDigest for Closed {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        Vec::new()
-    }
-}
-
-impl GetProxyDigest for Closed {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        None
-    }
-}
-
-impl GetSocketDigest for Closed {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        None
-    }
-}
-
-#[async_trait]
-impl Peek for Closed {}
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,7 @@ use crate::audit::{rfc3339, AuditView, TsText};
 use crate::client::{self, Conn};
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{Pool, Target};
+use crate::wire::{push_decimal, push_header, span_in};
 
 /// Largest upstream response the gateway relays; Slack bots answer with small bodies.
 const MAX_UPSTREAM_RESPONSE: usize = 8 * 1024 * 1024;
@@ -100,10 +101,9 @@ impl AuditFacts {
     fn new(body: &Bytes, f: &slackgate_slack::Facts<'_>) -> Self {
         let keep = |v: &Option<std::borrow::Cow<'_, str>>| {
             let v = v.as_deref()?;
-            let start = (v.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-            Some(match body.get(start..start.wrapping_add(v.len())) {
-                Some(at) if at.as_ptr() == v.as_ptr() => Fact::At(start..start + v.len()),
-                _ => Fact::Own(v.into()),
+            Some(match span_in(body, v.as_bytes()) {
+                Some(at) => Fact::At(at),
+                None => Fact::Own(v.into()),
             })
         };
         Self {
@@ -443,12 +443,6 @@ pub(crate) fn request_head<'h>(
     headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
     add: &Forwarded<'_>,
 ) -> Vec<u8> {
-    fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
     const OWN: &[u8] = b"x-slackgate-";
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(method);
@@ -458,42 +452,24 @@ pub(crate) fn request_head<'h>(
     for (name, value) in headers {
         let own = name.len() >= OWN.len() && name[..OWN.len()].eq_ignore_ascii_case(OWN);
         if !(own || is_hop_by_hop(name)) {
-            put(&mut out, name, value);
+            push_header(&mut out, name, value);
         }
     }
-    put(
-        &mut out,
-        b"Content-Length",
-        add.body_len.to_string().as_bytes(),
-    );
-    put(&mut out, b"x-slackgate-route", add.route.as_bytes());
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(&mut out, add.body_len as u64);
+    out.extend_from_slice(b"\r\n");
+    push_header(&mut out, b"x-slackgate-route", add.route.as_bytes());
     if let Some(team) = add.team.filter(|t| is_header_safe(t)) {
-        put(&mut out, b"x-slackgate-team", team.as_bytes());
+        push_header(&mut out, b"x-slackgate-team", team.as_bytes());
     }
     if let Some(user) = add.user.filter(|u| is_header_safe(u)) {
-        put(&mut out, b"x-slackgate-user", user.as_bytes());
+        push_header(&mut out, b"x-slackgate-user", user.as_bytes());
     }
     if let Some(id) = add.secret_id.filter(|i| is_header_safe(i)) {
-        put(&mut out, b"x-slackgate-secret-id", id.as_bytes());
+        push_header(&mut out, b"x-slackgate-secret-id", id.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out
-}
-
-/// Appends `n` in decimal (no `fmt`, no allocation).
-pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Hop-by-hop headers and `Content-Length` (the gateway sets its own) are not relayed.
@@ -906,15 +882,6 @@ impl Gateway {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn push_decimal_matches_to_string() {
-        for n in [0, 1, 9, 10, 99, 100, 65_535, 1_048_576, u64::MAX] {
-            let mut out = b"x".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
-        }
-    }
 
     #[test]
     fn facts_are_kept_in_place_or_owned_when_escaped_or_decoded() {

@@ -18,6 +18,7 @@ pub mod state;
 pub mod tls;
 pub mod upstream;
 pub mod watch;
+mod wire;
 
 pub use audit::{AuditRecord, AuditTarget, AuditView};
 pub use server::{build, run, start, Options, RunningGateway, StartError};
