@@ -2,7 +2,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -22,10 +22,35 @@ const EVICTION_SAMPLE: usize = 16;
 /// bucket evicted. Both kinds are counted in [`RateLimiter::evictions`].
 #[derive(Debug)]
 pub struct RateLimiter {
-    shards: Box<[Mutex<HashMap<u64, Bucket>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     hasher: RandomState,
     evictions: AtomicU64,
+}
+
+/// A shard's buckets by key hash. The keys already are SipHash outputs under a secret
+/// seed, so the map uses them as they are instead of hashing them a second time.
+type Shard = HashMap<u64, Bucket, BuildHasherDefault<SeededKey>>;
+
+/// Passes a 64-bit key hash through unchanged (see [`Shard`]).
+#[derive(Debug, Default)]
+struct SeededKey(u64);
+
+impl Hasher for SeededKey {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else rather than ignore it.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +91,12 @@ impl RateLimiter {
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(HashMap::with_capacity(per_shard.min(1024))))
+            .map(|_| {
+                Mutex::new(HashMap::with_capacity_and_hasher(
+                    per_shard.min(1024),
+                    BuildHasherDefault::default(),
+                ))
+            })
             .collect();
         Self {
             shards,
@@ -79,7 +109,8 @@ impl RateLimiter {
     /// Takes one token from the bucket for `key`, created full (`burst` tokens) if new.
     pub fn take(&self, key: &BucketKey<'_>, rate_per_sec: f64, burst: u32, now: f64) -> Take {
         let hash = self.hasher.hash_one(key);
-        let idx = (hash as usize) % self.shards.len();
+        // The shard comes from the high half; the shard's table indexes by the low bits.
+        let idx = ((hash >> 32) as usize) % self.shards.len();
         let Some(shard) = self.shards.get(idx) else {
             return Take::Allowed;
         };
@@ -119,7 +150,7 @@ impl RateLimiter {
         }
     }
 
-    fn evict_one(&self, map: &mut HashMap<u64, Bucket>, now: f64) {
+    fn evict_one(&self, map: &mut Shard, now: f64) {
         let mut victim: Option<(u64, f64)> = None;
         for (&k, b) in map.iter().take(EVICTION_SAMPLE) {
             if now - b.last >= b.refill_secs {

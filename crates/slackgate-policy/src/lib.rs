@@ -51,7 +51,8 @@ pub use error::{LoadError, LoadErrors};
 pub use matcher::{GlobSet, IdSet, IpSet};
 pub use policy::{
     compile_policy, load_policy, policy_hash, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny,
-    Policy, RateLimitRule, Route, RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
+    Policy, RateLimitRule, Route, RouteRuntime, RouteTable, Scope, SourceIpRule, StateFailure,
+    Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};

@@ -162,7 +162,7 @@ impl AuditView<'_> {
         fn number(out: &mut Vec<u8>, k: &str, v: Option<u64>) {
             key(out, k);
             match v {
-                Some(v) => out.extend_from_slice(v.to_string().as_bytes()),
+                Some(v) => crate::wire::push_decimal(out, v),
                 None => out.extend_from_slice(b"null"),
             }
         }

@@ -102,9 +102,16 @@ impl Conn {
         })
     }
 
-    /// Whether the connection sat idle longer than `max`.
-    pub fn idle_longer_than(&self, max: Duration) -> bool {
-        self.idle_since.elapsed() > max
+    /// Whether the connection, idle since it was last marked, is idle longer than `max`
+    /// at `now`.
+    pub fn idle_longer_than(&self, max: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.idle_since) > max
+    }
+
+    /// Marks the connection idle from `since` on (callers pass a time they already read,
+    /// at or before the end of the last exchange, which only makes it expire sooner).
+    pub fn mark_idle(&mut self, since: Instant) {
+        self.idle_since = since;
     }
 
     /// Sends `head` and `body` in one write and reads the whole response, at most
@@ -187,9 +194,6 @@ impl Conn {
         // Bytes beyond the response mean the bot and the gateway disagree on framing:
         // never reuse such a connection.
         let reusable = framed && head.keep_alive && buf.is_empty();
-        if reusable {
-            self.idle_since = Instant::now();
-        }
         Ok((
             Response {
                 status: head.status,

@@ -357,7 +357,11 @@ impl Gateway {
 
         let timeout = snap.config.limits.upstream_timeout;
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, round_trip(&pool, &head, &body, is_head)).await;
+        let result = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started) + timeout,
+            round_trip(&pool, &head, &body, is_head, started),
+        )
+        .await;
         ctx.upstream_time = Some(started.elapsed());
         match result {
             Err(_) => {
@@ -626,6 +630,7 @@ async fn round_trip(
     head: &[u8],
     body: &[u8],
     is_head: bool,
+    started: Instant,
 ) -> Result<client::Response, String> {
     let mut tried: Option<Arc<Target>> = None;
     let mut last_err = None;
@@ -639,7 +644,7 @@ async fn round_trip(
             tried = Some(target);
             continue;
         };
-        let (mut conn, reused) = match target.checkout(UPSTREAM_IDLE) {
+        let (mut conn, reused) = match target.checkout(UPSTREAM_IDLE, started) {
             Some(c) => (c, true),
             None => match Conn::connect(addr).await {
                 Ok(c) => (c, false),
@@ -668,7 +673,7 @@ async fn round_trip(
         return match result {
             Ok((answer, reusable)) => {
                 if reusable {
-                    target.checkin(conn);
+                    target.checkin(conn, started);
                 }
                 Ok(answer)
             }
@@ -815,22 +820,50 @@ impl Gateway {
         let total = ctx.start.elapsed();
         let m = &self.shared.metrics;
         let route_label = ctx.route.as_ref().map_or("", |r| r.name.as_ref());
-        m.requests
-            .with_label_values(&[route_label, reason.as_str()])
-            .inc();
         let gateway_time = total.saturating_sub(ctx.upstream_time.unwrap_or_default());
-        m.request_duration
-            .with_label_values(&[route_label])
-            .observe(gateway_time.as_secs_f64());
-        if let Some(t) = ctx.upstream_time {
-            m.upstream_duration
-                .with_label_values(&[route_label])
-                .observe(t.as_secs_f64());
-        }
-        if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
-            m.secret_matches
-                .with_label_values(&[route.app.name.as_ref(), id.as_ref()])
-                .inc();
+        match ctx.route.as_deref().and_then(|r| m.route(r)) {
+            Some(rm) => {
+                match rm.requests(m, route_label, reason) {
+                    Some(c) => c.inc(),
+                    None => m
+                        .requests
+                        .with_label_values(&[route_label, reason.as_str()])
+                        .inc(),
+                }
+                rm.request_duration(m, route_label)
+                    .observe(gateway_time.as_secs_f64());
+                if let Some(t) = ctx.upstream_time {
+                    rm.upstream_duration(m, route_label)
+                        .observe(t.as_secs_f64());
+                }
+                if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
+                    match rm.secret_matches(m, &route.app.name, id) {
+                        Some(c) => c.inc(),
+                        None => m
+                            .secret_matches
+                            .with_label_values(&[route.app.name.as_ref(), id.as_ref()])
+                            .inc(),
+                    }
+                }
+            }
+            None => {
+                m.requests
+                    .with_label_values(&[route_label, reason.as_str()])
+                    .inc();
+                m.request_duration
+                    .with_label_values(&[route_label])
+                    .observe(gateway_time.as_secs_f64());
+                if let Some(t) = ctx.upstream_time {
+                    m.upstream_duration
+                        .with_label_values(&[route_label])
+                        .observe(t.as_secs_f64());
+                }
+                if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
+                    m.secret_matches
+                        .with_label_values(&[route.app.name.as_ref(), id.as_ref()])
+                        .inc();
+                }
+            }
         }
         if let Some(l) = ctx.lifecycle {
             m.lifecycle.with_label_values(&[l.as_str()]).inc();

@@ -4,14 +4,20 @@
 //! share counters. Label values are closed sets (reasons, results) or config names
 //! (routes, apps, secret ids), never request data.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 use slackgate_guard::Reason;
+use slackgate_policy::Route;
+
+/// Numbers the [`Metrics`] instances of this process, so a route's cached handles are
+/// only ever used with the registry they came from.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 /// Buckets for gateway time: the work is sub-millisecond, so the low end is fine-grained.
 const GATEWAY_BUCKETS: &[f64] = &[
@@ -66,6 +72,69 @@ pub struct Metrics {
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
+    /// Which instance this is (clones share it): the owner tag of [`RouteMetrics`].
+    instance: u64,
+}
+
+/// One route's handles into the per-request metrics. Each handle is created on first use,
+/// so the exported series are exactly those the label lookups would have created.
+#[derive(Debug)]
+pub(crate) struct RouteMetrics {
+    instance: u64,
+    requests: [OnceLock<IntCounter>; Reason::ALL.len()],
+    request_duration: OnceLock<Histogram>,
+    upstream_duration: OnceLock<Histogram>,
+    /// By the app's secret ids, in policy order.
+    secret_matches: Box<[(Arc<str>, OnceLock<IntCounter>)]>,
+}
+
+impl RouteMetrics {
+    fn new(instance: u64, route: &Route) -> Self {
+        Self {
+            instance,
+            requests: std::array::from_fn(|_| OnceLock::new()),
+            request_duration: OnceLock::new(),
+            upstream_duration: OnceLock::new(),
+            secret_matches: route
+                .app
+                .secrets
+                .iter()
+                .map(|s| (s.key.id_arc().clone(), OnceLock::new()))
+                .collect(),
+        }
+    }
+
+    /// `slackgate_requests_total{route,reason}` of this route.
+    pub(crate) fn requests(&self, m: &Metrics, route: &str, reason: Reason) -> Option<&IntCounter> {
+        let slot = self.requests.get(reason as usize)?;
+        Some(slot.get_or_init(|| m.requests.with_label_values(&[route, reason.as_str()])))
+    }
+
+    /// `slackgate_request_duration_seconds{route}` of this route.
+    pub(crate) fn request_duration(&self, m: &Metrics, route: &str) -> &Histogram {
+        self.request_duration
+            .get_or_init(|| m.request_duration.with_label_values(&[route]))
+    }
+
+    /// `slackgate_upstream_duration_seconds{route}` of this route.
+    pub(crate) fn upstream_duration(&self, m: &Metrics, route: &str) -> &Histogram {
+        self.upstream_duration
+            .get_or_init(|| m.upstream_duration.with_label_values(&[route]))
+    }
+
+    /// `slackgate_secret_matches_total{app,secret_id}` for one of the app's secrets.
+    pub(crate) fn secret_matches(
+        &self,
+        m: &Metrics,
+        app: &str,
+        id: &Arc<str>,
+    ) -> Option<&IntCounter> {
+        let (_, slot) = self
+            .secret_matches
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, id) || known == id)?;
+        Some(slot.get_or_init(|| m.secret_matches.with_label_values(&[app, id.as_ref()])))
+    }
 }
 
 /// What the guard's replay cache and rate limiter hold, read at one moment.
@@ -228,7 +297,18 @@ impl Metrics {
             state_fallbacks,
             state_circuit_open,
             guard_sync: Arc::new(Mutex::new(())),
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// The per-request metric handles of `route`, looked up once and kept in the compiled
+    /// route (a reload starts afresh). `None` when another instance's handles are there
+    /// (several gateways sharing one policy in a test); callers then use the label lookup.
+    pub(crate) fn route<'r>(&self, route: &'r Route) -> Option<&'r RouteMetrics> {
+        route
+            .runtime
+            .get_or_init(|| RouteMetrics::new(self.instance, route))
+            .filter(|m| m.instance == self.instance)
     }
 
     /// Mirrors the guard's sizes into the gauges and its eviction totals into the counters.
@@ -285,6 +365,67 @@ fn catch_up(counter: &IntCounter, total: u64) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn one_route() -> slackgate_policy::Policy {
+        let text = "version: 1
+apps:
+  helpdesk:
+    signing_secrets:
+      - { id: current, env: S1 }
+      - { id: previous, env: S2 }
+upstreams:
+  bot: { targets: [127.0.0.1:9] }
+routes:
+  - { name: events, path: /slack/events, app: helpdesk, upstream: bot }
+";
+        let secrets = slackgate_testkit::MapSecrets::new(&[("S1", "one"), ("S2", "two")]);
+        slackgate_policy::compile_policy(
+            std::path::Path::new("policy.yaml"),
+            text,
+            &secrets,
+            std::time::SystemTime::now(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cached_route_handles_count_like_label_lookups_and_stay_with_their_registry() {
+        let policy = one_route();
+        let route = policy.routes.iter().next().unwrap();
+        let (a, b) = (Metrics::new().unwrap(), Metrics::new().unwrap());
+        let ra = a.route(route).unwrap();
+        // The slot is taken by the first instance; the second must use label lookups.
+        assert!(b.route(route).is_none());
+        for _ in 0..3 {
+            ra.requests(&a, "events", Reason::Allowed).unwrap().inc();
+        }
+        ra.request_duration(&a, "events").observe(0.001);
+        let previous = route.app.secrets[1].key.id_arc().clone();
+        ra.secret_matches(&a, "helpdesk", &previous).unwrap().inc();
+        // An id the route's app does not have finds no handle.
+        assert!(ra
+            .secret_matches(&a, "helpdesk", &Arc::from("other"))
+            .is_none());
+        assert_eq!(
+            a.requests.with_label_values(&["events", "allowed"]).get(),
+            3
+        );
+        assert_eq!(
+            a.secret_matches
+                .with_label_values(&["helpdesk", "previous"])
+                .get(),
+            1
+        );
+        let text = String::from_utf8(a.render()).unwrap();
+        // Series appear only once used, exactly as with label lookups.
+        assert!(text.contains("slackgate_request_duration_seconds_count{route=\"events\"} 1"));
+        assert!(!text.contains("slackgate_upstream_duration_seconds_count{route=\"events\"}"));
+        assert!(!text.contains("secret_id=\"current\""));
+        assert_eq!(
+            b.requests.with_label_values(&["events", "allowed"]).get(),
+            0
+        );
+    }
 
     #[test]
     fn concurrent_guard_observations_count_each_eviction_once() {

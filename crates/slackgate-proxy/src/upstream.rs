@@ -8,7 +8,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slackgate_policy::Upstream;
 
@@ -38,22 +38,23 @@ impl Target {
         }
     }
 
-    /// The most recently used idle connection that was idle at most `max_idle`.
-    pub fn checkout(&self, max_idle: Duration) -> Option<Conn> {
+    /// The most recently used connection that is idle at most `max_idle` at `now`.
+    pub fn checkout(&self, max_idle: Duration, now: Instant) -> Option<Conn> {
         let mut idle = match self.idle.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         while let Some(conn) = idle.pop() {
-            if !conn.idle_longer_than(max_idle) {
+            if !conn.idle_longer_than(max_idle, now) {
                 return Some(conn);
             }
         }
         None
     }
 
-    /// Returns a connection that can carry another request to the pool.
-    pub fn checkin(&self, conn: Conn) {
+    /// Returns a connection that can carry another request to the pool, idle from `since`.
+    pub fn checkin(&self, mut conn: Conn, since: Instant) {
+        conn.mark_idle(since);
         let mut idle = match self.idle.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -222,9 +222,36 @@ pub fn parse_signature(raw: &[u8]) -> Result<[u8; MAC_LEN], SignatureError> {
         .filter(|rest| rest.len() == 2 * MAC_LEN)
         .ok_or(SignatureError::MalformedSignature)?;
     let mut out = [0u8; MAC_LEN];
-    hex::decode_to_slice(hex_digits, &mut out).map_err(|_| SignatureError::MalformedSignature)?;
+    // OR-ing every nibble lookup lets one check at the end catch any non-hex digit.
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(hex_digits.chunks_exact(2)) {
+        let hi = HEX_VALUE[usize::from(pair[0])];
+        let lo = HEX_VALUE[usize::from(pair[1])];
+        invalid |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0f);
+    }
+    if invalid & 0xf0 != 0 {
+        return Err(SignatureError::MalformedSignature);
+    }
     Ok(out)
 }
+
+/// The value of each hex digit of either case; `0xff` for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Fails with [`SignatureError::StaleTimestamp`] when `|now - timestamp| > max_skew_secs`.
 pub fn check_window(
@@ -413,6 +440,24 @@ mod tests {
             .unwrap_err(),
             SignatureError::MalformedSignature
         );
+    }
+
+    #[test]
+    fn signature_digits_decode_like_the_hex_crate_for_every_byte_at_every_position() {
+        let valid = &VECTOR_SIG.as_bytes()[3..];
+        for pos in 0..valid.len() {
+            for b in 0..=255u8 {
+                let mut digits = valid.to_vec();
+                digits[pos] = b;
+                let mut expected = [0u8; MAC_LEN];
+                let expected = hex::decode_to_slice(&digits, &mut expected)
+                    .map(|()| expected)
+                    .map_err(|_| SignatureError::MalformedSignature);
+                let mut raw = b"v0=".to_vec();
+                raw.extend_from_slice(&digits);
+                assert_eq!(parse_signature(&raw), expected, "byte {b:#04x} at {pos}");
+            }
+        }
     }
 
     #[test]
