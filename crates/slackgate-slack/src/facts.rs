@@ -359,14 +359,23 @@ pub fn parse_retry_num(raw: &[u8]) -> Option<u32> {
 }
 
 /// Decodes a JSON object, refusing arrays and scalars at the top level.
-fn json_object<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, FactsError> {
+pub(crate) fn json_object<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, FactsError> {
     serde_json::from_str::<Obj<T>>(text)
         .map(|o| o.0)
         .map_err(|_| FactsError::BadJson)
 }
 
 fn events_facts(text: &str) -> Result<Facts<'_>, FactsError> {
-    let env: EventsEnvelope<'_> = json_object(text)?;
+    // The quick reader answers for plain bodies; everything else is serde_json's to decide.
+    let env = match crate::fast::events_envelope(text) {
+        Some(env) => env,
+        None => json_object(text)?,
+    };
+    envelope_facts(env)
+}
+
+/// The facts of a decoded Events API envelope.
+pub(crate) fn envelope_facts(env: EventsEnvelope<'_>) -> Result<Facts<'_>, FactsError> {
     let kind = wire::text(env.kind).ok_or(FactsError::MissingField("type"))?;
     match kind.as_ref() {
         "url_verification" => {

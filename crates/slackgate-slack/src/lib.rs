@@ -11,6 +11,7 @@
 //! [`SigningKey`] of the app, then [`parse_facts`] on the verified body.
 
 mod facts;
+mod fast;
 mod signature;
 mod wire;
 

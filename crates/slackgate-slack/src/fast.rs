@@ -1,0 +1,631 @@
+//! A quick reader for the usual shape of an Events API body, tried before `serde_json`.
+//!
+//! It reads the same fields as [`EventsEnvelope`] and validates the whole document as
+//! strict JSON, but it only answers when the answer is plain: every string it keeps is
+//! free of escapes, every field it reads appears once with the expected type, objects and
+//! arrays nest at most [`MAX_DEPTH`] deep, and nothing but whitespace follows the body.
+//! Anything else, valid or not, makes it return `None`, and the caller asks `serde_json`,
+//! whose answer (value or error) is then the only one. So it never accepts what `serde_json`
+//! rejects, and where both accept they read the same values (a differential property test
+//! holds it to that).
+//!
+//! It exists because the serde reader was about a fifth of the gateway's own instructions
+//! per request (callgrind); most of a Slack body is text nobody reads, which this skips with
+//! `memchr` instead of byte by byte.
+
+use std::borrow::Cow;
+
+use crate::wire::{Authorization, Event, EventItem, EventsEnvelope, Obj, Ref, Str};
+
+/// The deepest nesting of objects and arrays the quick reader follows.
+pub(crate) const MAX_DEPTH: u32 = 64;
+
+/// Reads an Events API envelope, or `None` when the body is not plain (see the module docs).
+pub(crate) fn events_envelope(text: &str) -> Option<EventsEnvelope<'_>> {
+    let mut scan = Scan {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+        depth: 0,
+    };
+    let env = scan.envelope()?;
+    scan.ws();
+    (scan.i == scan.s.len()).then_some(env)
+}
+
+/// How many 8-byte words of a string are checked in place before searching with `memchr`.
+const SHORT_WORDS: usize = 4;
+
+/// The high bit of each byte of `word` that is a quote, a backslash or a control byte (below
+/// 0x20).
+/// A lane above a flagged one may be flagged falsely (a borrow), never one below it.
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    (zero(quote) | zero(backslash) | (word.wrapping_sub(ONES * 0x20) & !word)) & HIGH
+}
+
+/// A key of an object: its text when it has no escapes; `None` for an escaped key, which
+/// the quick reader cannot compare with field names.
+type Key<'a> = Option<&'a str>;
+
+struct Scan<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    i: usize,
+    depth: u32,
+}
+
+/// Stores a field's value unless the field was seen before (then the quick reader gives up,
+/// as `serde_json` would fail on the duplicate).
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.i).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        (self.peek()? == b).then(|| self.i += 1)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(word.len())?;
+        (self.s.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// A JSON number, checked against the grammar and skipped.
+    fn number(&mut self) -> Option<()> {
+        let digits = |scan: &mut Self| {
+            let start = scan.i;
+            while scan.s.get(scan.i).is_some_and(u8::is_ascii_digit) {
+                scan.i += 1;
+            }
+            (scan.i > start).then_some(())
+        };
+        if self.s.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.s.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => digits(self)?,
+            _ => return None,
+        }
+        if self.s.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            digits(self)?;
+        }
+        if let Some(b'e' | b'E') = self.s.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.s.get(self.i) {
+                self.i += 1;
+            }
+            digits(self)?;
+        }
+        Some(())
+    }
+
+    /// A string starting at the next non-whitespace byte. Returns its text when it has no
+    /// escapes, `Some(None)` when it has valid ones; `None` for anything invalid.
+    fn string(&mut self) -> Option<Key<'a>> {
+        self.eat(b'"')?;
+        let start = self.i;
+        // Keys and ids are short: look at the first words eight bytes at a time before
+        // calling memchr. A word with a quote, a backslash or a control byte stops the scan
+        // at the first such byte (the lowest flagged lane is always a true match).
+        for _ in 0..SHORT_WORDS {
+            let Some(word) = self.s.get(self.i..self.i + 8) else {
+                break;
+            };
+            let mut lanes = [0u8; 8];
+            lanes.copy_from_slice(word);
+            let flags = special_bytes(u64::from_le_bytes(lanes));
+            if flags == 0 {
+                self.i += 8;
+                continue;
+            }
+            self.i += (flags.trailing_zeros() / 8) as usize;
+            break;
+        }
+        if self.s.get(self.i) == Some(&b'"') {
+            self.i += 1;
+            return Some(Some(self.text.get(start..self.i - 1)?));
+        }
+        let mut escaped = false;
+        loop {
+            let rest = self.s.get(self.i..)?;
+            let at = memchr::memchr2(b'"', b'\\', rest)?;
+            let end = self.i + at;
+            // Raw control characters are not allowed inside JSON strings. (A fold without
+            // an early exit, so the compiler checks many bytes per instruction.)
+            let span = self.s.get(self.i..end)?;
+            if span.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20)) != 0 {
+                return None;
+            }
+            self.i = end + 1;
+            if self.s.get(end) == Some(&b'"') {
+                break;
+            }
+            escaped = true;
+            match self.s.get(self.i)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                b'u' => {
+                    let hex = self.s.get(self.i + 1..self.i + 5)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    self.i += 5;
+                }
+                _ => return None,
+            }
+        }
+        if escaped {
+            return Some(None);
+        }
+        // The quotes are ASCII, so the slice between them lies on character boundaries.
+        Some(Some(self.text.get(start..self.i - 1)?))
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    /// An object; `field` reads (or skips) the value of each key.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, Key<'a>) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.enter()?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+        } else {
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                field(self, key)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// An array; `item` reads (or skips) each element.
+    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.enter()?;
+        if self.peek()? == b']' {
+            self.i += 1;
+        } else {
+            loop {
+                item(self)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// Any value, validated and skipped.
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => self.object(|scan, _| scan.skip()),
+            b'[' => self.array(Self::skip),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// `null` (then `Some(false)`), or nothing consumed (`Some(true)`: a value follows).
+    fn not_null(&mut self) -> Option<bool> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// An optional string without escapes, as `Option<Str>` reads it.
+    fn opt_str(&mut self) -> Option<Option<Str<'a>>> {
+        if !self.not_null()? {
+            return Some(None);
+        }
+        let text = self.string()??;
+        Some(Some(Str(Cow::Borrowed(text))))
+    }
+
+    /// An optional boolean.
+    fn opt_bool(&mut self) -> Option<Option<bool>> {
+        match self.peek()? {
+            b'n' => self.literal(b"null").map(|()| None),
+            b't' => self.literal(b"true").map(|()| Some(true)),
+            b'f' => self.literal(b"false").map(|()| Some(false)),
+            _ => None,
+        }
+    }
+
+    /// An optional entity reference: an id string or an object with `id`, `team_id` and
+    /// `enterprise_id` (each empty string counting as absent, as [`Ref`] reads them).
+    fn opt_ref(&mut self) -> Option<Option<Ref<'a>>> {
+        if !self.not_null()? {
+            return Some(None);
+        }
+        let non_empty = |s: Option<Str<'a>>| s.map(|s| s.0).filter(|s| !s.is_empty());
+        if self.peek()? == b'"' {
+            let id = self.opt_str()?;
+            return Some(Some(Ref {
+                id: non_empty(id),
+                ..Ref::default()
+            }));
+        }
+        let (mut id, mut team_id, mut enterprise_id) = (None, None, None);
+        self.object(|scan, key| match key? {
+            "id" => once(&mut id, scan.opt_str()?),
+            "team_id" => once(&mut team_id, scan.opt_str()?),
+            "enterprise_id" => once(&mut enterprise_id, scan.opt_str()?),
+            _ => scan.skip(),
+        })?;
+        Some(Some(Ref {
+            id: non_empty(id.flatten()),
+            team_id: non_empty(team_id.flatten()),
+            enterprise_id: non_empty(enterprise_id.flatten()),
+        }))
+    }
+
+    fn event(&mut self) -> Option<Event<'a>> {
+        let (mut kind, mut user, mut channel, mut channel_id, mut item) =
+            (None, None, None, None, None);
+        self.object(|scan, key| match key? {
+            "type" => once(&mut kind, scan.opt_str()?),
+            "user" => once(&mut user, scan.opt_ref()?),
+            "channel" => once(&mut channel, scan.opt_ref()?),
+            "channel_id" => once(&mut channel_id, scan.opt_str()?),
+            "item" => {
+                let value = if scan.not_null()? {
+                    let mut item_channel = None;
+                    scan.object(|scan, key| match key? {
+                        "channel" => once(&mut item_channel, scan.opt_ref()?),
+                        _ => scan.skip(),
+                    })?;
+                    Some(Obj(EventItem {
+                        channel: item_channel.flatten(),
+                    }))
+                } else {
+                    None
+                };
+                once(&mut item, value)
+            }
+            _ => scan.skip(),
+        })?;
+        Some(Event {
+            kind: kind.flatten(),
+            user: user.flatten(),
+            channel: channel.flatten(),
+            channel_id: channel_id.flatten(),
+            item: item.flatten(),
+        })
+    }
+
+    fn authorization(&mut self) -> Option<Authorization<'a>> {
+        let (mut enterprise_id, mut team_id, mut is_enterprise_install) = (None, None, None);
+        self.object(|scan, key| match key? {
+            "enterprise_id" => once(&mut enterprise_id, scan.opt_str()?),
+            "team_id" => once(&mut team_id, scan.opt_str()?),
+            "is_enterprise_install" => once(&mut is_enterprise_install, scan.opt_bool()?),
+            _ => scan.skip(),
+        })?;
+        Some(Authorization {
+            enterprise_id: enterprise_id.flatten(),
+            team_id: team_id.flatten(),
+            is_enterprise_install: is_enterprise_install.flatten(),
+        })
+    }
+
+    fn envelope(&mut self) -> Option<EventsEnvelope<'a>> {
+        let mut kind = None;
+        let mut challenge = None;
+        let mut api_app_id = None;
+        let mut team_id = None;
+        let mut enterprise_id = None;
+        let mut context_team_id = None;
+        let mut context_enterprise_id = None;
+        let mut event_id = None;
+        let mut is_enterprise_install = None;
+        let mut authorizations = None;
+        let mut event = None;
+        self.object(|scan, key| match key? {
+            "type" => once(&mut kind, scan.opt_str()?),
+            "challenge" => once(&mut challenge, scan.opt_str()?),
+            "api_app_id" => once(&mut api_app_id, scan.opt_str()?),
+            "team_id" => once(&mut team_id, scan.opt_str()?),
+            "enterprise_id" => once(&mut enterprise_id, scan.opt_str()?),
+            "context_team_id" => once(&mut context_team_id, scan.opt_str()?),
+            "context_enterprise_id" => once(&mut context_enterprise_id, scan.opt_str()?),
+            "event_id" => once(&mut event_id, scan.opt_str()?),
+            "is_enterprise_install" => once(&mut is_enterprise_install, scan.opt_bool()?),
+            "authorizations" => {
+                let value = if scan.not_null()? {
+                    // Only the first entry is used, but every entry is read and checked.
+                    let mut list = Vec::with_capacity(1);
+                    scan.array(|scan| {
+                        let auth = scan.authorization()?;
+                        if list.is_empty() {
+                            list.push(Obj(auth));
+                        }
+                        Some(())
+                    })?;
+                    Some(list)
+                } else {
+                    None
+                };
+                once(&mut authorizations, value)
+            }
+            "event" => {
+                let value = if scan.not_null()? {
+                    Some(Obj(scan.event()?))
+                } else {
+                    None
+                };
+                once(&mut event, value)
+            }
+            _ => scan.skip(),
+        })?;
+        Some(EventsEnvelope {
+            kind: kind.flatten(),
+            challenge: challenge.flatten(),
+            api_app_id: api_app_id.flatten(),
+            team_id: team_id.flatten(),
+            enterprise_id: enterprise_id.flatten(),
+            context_team_id: context_team_id.flatten(),
+            context_enterprise_id: context_enterprise_id.flatten(),
+            event_id: event_id.flatten(),
+            is_enterprise_install: is_enterprise_install.flatten(),
+            authorizations: authorizations.flatten(),
+            event: event.flatten(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::facts::{envelope_facts, json_object};
+
+    /// What the gateway would conclude with serde_json alone.
+    fn by_serde(text: &str) -> Result<crate::Facts<'_>, crate::FactsError> {
+        json_object::<EventsEnvelope<'_>>(text).and_then(envelope_facts)
+    }
+
+    /// The quick reader must never accept what serde rejects, nor read other values.
+    fn agrees(text: &str) -> bool {
+        let Some(env) = events_envelope(text) else {
+            return false;
+        };
+        let quick = envelope_facts(env);
+        assert_eq!(quick, by_serde(text), "{text}");
+        assert!(json_object::<EventsEnvelope<'_>>(text).is_ok(), "{text}");
+        true
+    }
+
+    #[test]
+    fn the_first_flagged_lane_is_the_first_special_byte() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..200_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Mostly bytes near the interesting values, so matches and borrows are common.
+            let lanes = rng.to_le_bytes().map(|r| match r % 8 {
+                0 => b'"',
+                1 => b'\\',
+                2 => r % 0x20,
+                3 => 0x20,
+                4 => b'"' + 1,
+                5 => 0x80 | r,
+                _ => b'a' + r % 26,
+            });
+            let flags = special_bytes(u64::from_le_bytes(lanes));
+            let first = lanes.iter().position(|&b| special(b));
+            match first {
+                None => assert_eq!(flags, 0, "{lanes:?}"),
+                Some(i) => assert_eq!((flags.trailing_zeros() / 8) as usize, i, "{lanes:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_events_fixture_takes_the_quick_path_with_serde_s_facts() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(agrees(&text), "{} fell back to serde", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 6, "{seen} fixtures");
+        let bench = r#"{"token":"Z","team_id":"T0ACME","api_app_id":"A0HELPDESK","event":{"type":"message","channel":"C0HELP","user":"U0444","text":"xxxx","ts":"1.2","channel_type":"channel"},"type":"event_callback","event_id":"Ev1","event_time":1764377001,"authorizations":[{"enterprise_id":null,"team_id":"T0ACME","user_id":"U0BOT","is_bot":true,"is_enterprise_install":false}]}"#;
+        assert!(agrees(bench));
+    }
+
+    #[test]
+    fn unusual_but_valid_bodies_fall_back_and_still_get_serde_s_answer() {
+        let deep = format!(
+            r#"{{"type":"event_callback","x":{}1{},"event":{{"type":"message"}}}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        let cases = [
+            // An escaped key may spell a field name.
+            r#"{"type":"event_callback","t\u0065am_id":"T1","event":{"type":"message"}}"#
+                .to_owned(),
+            // An escaped value the gateway reads is decoded by serde.
+            r#"{"type":"event_callback","team_id":"T\u0031","event":{"type":"message"}}"#
+                .to_owned(),
+            deep,
+        ];
+        for text in &cases {
+            assert!(events_envelope(text).is_none(), "{text}");
+            assert!(by_serde(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn invalid_or_ambiguous_bodies_are_never_answered_by_the_quick_reader() {
+        let cases = [
+            r#"{"type":"event_callback","type":"url_verification","challenge":"c"}"#,
+            r#"{"type":"event_callback","event":{"type":"message",}}"#,
+            r#"{"type":"event_callback","event":{"type":"message"}} x"#,
+            r#"{"type":"event_callback","event":{"type":"message"},"n":01}"#,
+            r#"{"type":"event_callback","event":{"type":"message"},"n":1.}"#,
+            r#"{"type":"event_callback","event":{"type":"message"},"n":-}"#,
+            r#"{"type":"event_callback","event":{"type":"message"},"s":"a\x"}"#,
+            "{\"type\":\"event_callback\",\"event\":{\"type\":\"message\"},\"s\":\"a\u{1}\"}",
+            r#"{"type":"event_callback","event":{"type":"message"},"b":tru}"#,
+            r#"{"type":"event_callback","event":{"type":"message"},"u":"\u12"}"#,
+            r#"{"type":"event_callback","team_id":5,"event":{"type":"message"}}"#,
+            r#"{"type":"event_callback","event":{"type":"message","user":[1]}}"#,
+            r#"{"type":"event_callback","authorizations":[null],"event":{"type":"m"}}"#,
+            r#"{"type":"event_callback","is_enterprise_install":"yes","event":{"type":"m"}}"#,
+            r#"["type","event_callback"]"#,
+            r#"{"type":"event_callback""#,
+            "",
+        ];
+        for text in cases {
+            assert!(events_envelope(text).is_none(), "{text}");
+        }
+    }
+
+    /// JSON-ish text built from the field names and value shapes the reader cares about,
+    /// valid and invalid, with random whitespace.
+    fn value(depth: u32) -> BoxedStrategy<String> {
+        let leaf = prop_oneof![
+            6 => Just("null".to_owned()),
+            2 => Just("true".to_owned()),
+            2 => Just("false".to_owned()),
+            2 => Just("0".to_owned()),
+            2 => Just("-12.5e+3".to_owned()),
+            8 => prop::sample::select(vec![
+                "T1", "", "E1", "U1", "C1", "event_callback", "url_verification",
+                "app_rate_limited", "message", "app_mention", "tokens_revoked", "ok",
+            ])
+            .prop_map(|s| format!("\"{s}\"")),
+            4 => prop::sample::select(vec![
+                r#""a\nb""#, r#""\u00e9t\u00e9""#, r#""\ud800""#, r#""https:\/\/x""#,
+                r#""\"q\"""#, "\"ünïcødé\"",
+            ])
+            .prop_map(str::to_owned),
+            // Longer than the byte-by-byte start, so the memchr part is exercised too.
+            3 => (
+                24usize..80,
+                prop::sample::select(vec!["", r"\n", r"\u00e9", r#"\""#, "\u{1}", r"\x", r"\u12"]),
+            )
+                .prop_map(|(n, mid)| format!("\"{}{mid}{}\"", "x".repeat(n), "y".repeat(n % 7))),
+            1 => prop::sample::select(vec![
+                "01", "1.", "-", "1e", "nul", "tru", r#""bad\x""#, "\"ctl\u{1}\"",
+                r#""\u12""#, r#""open"#, "", ",",
+            ])
+            .prop_map(str::to_owned),
+        ];
+        if depth == 0 {
+            return leaf.boxed();
+        }
+        let key = prop::sample::select(vec![
+            "type",
+            "event",
+            "team_id",
+            "enterprise_id",
+            "api_app_id",
+            "challenge",
+            "context_team_id",
+            "context_enterprise_id",
+            "event_id",
+            "is_enterprise_install",
+            "authorizations",
+            "user",
+            "channel",
+            "channel_id",
+            "item",
+            "id",
+            "text",
+            r"t\u0065am_id",
+            "x",
+        ]);
+        let ws = prop::sample::select(vec!["", "", "", " ", "\n", "\t "]);
+        let entry = (key, ws.clone(), value(depth - 1))
+            .prop_map(|(k, w, v)| format!("{w}\"{k}\"{w}:{w}{v}"));
+        let object =
+            (prop::collection::vec(entry, 0..6), any::<bool>()).prop_map(|(entries, trailing)| {
+                let comma = if trailing && !entries.is_empty() {
+                    ","
+                } else {
+                    ""
+                };
+                format!("{{{}{comma}}}", entries.join(","))
+            });
+        let array = prop::collection::vec(value(depth - 1), 0..4)
+            .prop_map(|items| format!("[{}]", items.join(", ")));
+        prop_oneof![4 => leaf, 4 => object, 1 => array].boxed()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn quick_answers_are_serde_s_answers(text in value(4)) {
+            agrees(&text);
+        }
+
+        #[test]
+        fn quick_answers_on_event_shaped_bodies_are_serde_s_answers(
+            kind in prop::sample::select(vec!["event_callback", "url_verification", "app_rate_limited"]),
+            event in value(3),
+            extra in value(3),
+            tail in prop::sample::select(vec!["", " ", "\n", "x", "}"]),
+        ) {
+            let text = format!(
+                r#"{{"type":"{kind}","challenge":"c","team_id":"T1","event":{event},"extra":{extra},"authorizations":[{{"team_id":"T2","is_enterprise_install":true}}]}}{tail}"#
+            );
+            agrees(&text);
+        }
+    }
+}
