@@ -189,41 +189,35 @@ impl<'a> Scan<'a> {
 
     /// An object; `field` reads (or skips) the value of each key.
     fn object(&mut self, mut field: impl FnMut(&mut Self, Key<'a>) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        self.enter()?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-        } else {
-            loop {
-                let key = self.string()?;
-                self.eat(b':')?;
-                field(self, key)?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        self.depth -= 1;
-        Some(())
+        self.container(b'{', b'}', |scan| {
+            let key = scan.string()?;
+            scan.eat(b':')?;
+            field(scan, key)
+        })
     }
 
     /// An array; `item` reads (or skips) each element.
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
+    fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.container(b'[', b']', item)
+    }
+
+    /// `open`, members separated by commas (no trailing one), `close`.
+    fn container(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut member: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
         self.enter()?;
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
         } else {
             loop {
-                item(self)?;
+                member(self)?;
                 match self.peek()? {
                     b',' => self.i += 1,
-                    b']' => {
+                    b if b == close => {
                         self.i += 1;
                         break;
                     }
