@@ -337,8 +337,10 @@ impl Downstream for FastDownstream<'_> {
         if want > max {
             return Err(BodyError::TooLarge);
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        // The clock is read only when the body is not all here yet (rarely, for small bodies).
+        let mut deadline = None;
         while self.buf.len() < want {
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
             self.buf.reserve(want - self.buf.len());
             match tokio::time::timeout_at(deadline, self.stream.read_buf(self.buf)).await {
                 Err(_) => return Err(BodyError::Timeout),

@@ -337,7 +337,9 @@ pub fn parse_facts<'a>(
     content_type: Option<&str>,
     body: &'a [u8],
 ) -> Result<Facts<'a>, FactsError> {
-    let text = std::str::from_utf8(body).map_err(|_| FactsError::NotUtf8)?;
+    // simdutf8 checks many bytes per instruction (std's check was ~4 % of the gateway's
+    // own instructions per request); it accepts and rejects exactly what std does.
+    let text = simdutf8::basic::from_utf8(body).map_err(|_| FactsError::NotUtf8)?;
     match BodyEncoding::detect(content_type, body) {
         BodyEncoding::Json => events_facts(text),
         BodyEncoding::Form => form_facts(text),
@@ -551,6 +553,27 @@ mod tests {
 
     fn form(body: &str) -> Result<Facts<'_>, FactsError> {
         parse_facts(Some("application/x-www-form-urlencoded"), body.as_bytes())
+    }
+
+    proptest::proptest! {
+        /// The body check refuses exactly the bodies std's UTF-8 check refuses.
+        #[test]
+        fn not_utf8_exactly_when_std_says_so(
+            text in "\\PC{0,80}",
+            cuts in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..3),
+        ) {
+            let mut body = format!(r#"{{"type":"url_verification","challenge":"{}"}}"#, text.replace(['"', '\\'], ""))
+                .into_bytes();
+            for (at, byte) in cuts {
+                let at = at % body.len();
+                body[at] = byte;
+            }
+            let ours = parse_facts(Some("application/json"), &body);
+            proptest::prop_assert_eq!(
+                matches!(ours, Err(FactsError::NotUtf8)),
+                std::str::from_utf8(&body).is_err()
+            );
+        }
     }
 
     fn payload(p: &str) -> String {
