@@ -1,10 +1,11 @@
 //! `parse_facts` and `is_ssl_check` on arbitrary bytes, as JSON, as a form and sniffed.
-//! Neither may panic; facts that parse must be consistent with the body's encoding.
+//! Neither may panic; facts that parse must be consistent with the body's encoding, and
+//! the quick JSON reader must give exactly what `serde_json` alone gives (value or error).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slackgate_slack::{is_ssl_check, parse_facts, RequestKind};
+use slackgate_slack::{is_ssl_check, parse_facts, parse_facts_with_serde_only, RequestKind};
 
 fuzz_target!(|body: &[u8]| {
     for content_type in [
@@ -13,7 +14,9 @@ fuzz_target!(|body: &[u8]| {
         Some("application/x-www-form-urlencoded"),
     ] {
         let ssl = is_ssl_check(content_type, body);
-        if let Ok(facts) = parse_facts(content_type, body) {
+        let facts = parse_facts(content_type, body);
+        assert_eq!(facts, parse_facts_with_serde_only(content_type, body));
+        if let Ok(facts) = facts {
             // The cheap check and the full parse agree on ssl_check bodies.
             assert_eq!(ssl, facts.kind == RequestKind::SslCheck);
             let _ = facts.into_owned();
