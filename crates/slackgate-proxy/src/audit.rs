@@ -172,18 +172,23 @@ impl AuditView<'_> {
         } else {
             b",\"shadow\":false"
         });
-        text(out, b",\"client_ip\":", self.client_ip);
-        text(out, b",\"app\":", self.app);
-        text(out, b",\"secret_id\":", self.secret_id);
-        text(out, b",\"kind\":", self.kind);
-        text(out, b",\"api_app_id\":", self.api_app_id);
-        text(out, b",\"enterprise_id\":", self.enterprise_id);
-        text(out, b",\"team_id\":", self.team_id);
-        text(out, b",\"user_id\":", self.user_id);
-        text(out, b",\"channel_id\":", self.channel_id);
-        text(out, b",\"event_type\":", self.event_type);
-        text(out, b",\"command\":", self.command);
-        text(out, b",\"event_id\":", self.event_id);
+        let texts: [(&[u8], Option<&str>); 12] = [
+            (b",\"client_ip\":", self.client_ip),
+            (b",\"app\":", self.app),
+            (b",\"secret_id\":", self.secret_id),
+            (b",\"kind\":", self.kind),
+            (b",\"api_app_id\":", self.api_app_id),
+            (b",\"enterprise_id\":", self.enterprise_id),
+            (b",\"team_id\":", self.team_id),
+            (b",\"user_id\":", self.user_id),
+            (b",\"channel_id\":", self.channel_id),
+            (b",\"event_type\":", self.event_type),
+            (b",\"command\":", self.command),
+            (b",\"event_id\":", self.event_id),
+        ];
+        for (key, value) in texts {
+            text(out, key, value);
+        }
         number(out, b",\"retry_num\":", self.retry_num.map(u64::from));
         text(out, b",\"rule\":", self.rule);
         text(out, b",\"upstream\":", self.upstream);
