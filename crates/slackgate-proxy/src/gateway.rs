@@ -30,6 +30,7 @@ use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_H
 
 use crate::audit::{rfc3339, AuditView, TsText};
 use crate::client::{self, Conn};
+use crate::metrics;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{Pool, Target};
 use crate::wire::{push_decimal, push_header, span_in};
@@ -821,49 +822,34 @@ impl Gateway {
         let m = &self.shared.metrics;
         let route_label = ctx.route.as_ref().map_or("", |r| r.name.as_ref());
         let gateway_time = total.saturating_sub(ctx.upstream_time.unwrap_or_default());
-        match ctx.route.as_deref().and_then(|r| m.route(r)) {
-            Some(rm) => {
-                match rm.requests(m, route_label, reason) {
-                    Some(c) => c.inc(),
-                    None => m
-                        .requests
-                        .with_label_values(&[route_label, reason.as_str()])
-                        .inc(),
-                }
-                rm.request_duration(m, route_label)
-                    .observe(gateway_time.as_secs_f64());
-                if let Some(t) = ctx.upstream_time {
-                    rm.upstream_duration(m, route_label)
-                        .observe(t.as_secs_f64());
-                }
-                if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
-                    match rm.secret_matches(m, &route.app.name, id) {
-                        Some(c) => c.inc(),
-                        None => m
-                            .secret_matches
-                            .with_label_values(&[route.app.name.as_ref(), id.as_ref()])
-                            .inc(),
-                    }
-                }
-            }
-            None => {
-                m.requests
-                    .with_label_values(&[route_label, reason.as_str()])
-                    .inc();
-                m.request_duration
-                    .with_label_values(&[route_label])
-                    .observe(gateway_time.as_secs_f64());
-                if let Some(t) = ctx.upstream_time {
-                    m.upstream_duration
-                        .with_label_values(&[route_label])
-                        .observe(t.as_secs_f64());
-                }
-                if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
-                    m.secret_matches
-                        .with_label_values(&[route.app.name.as_ref(), id.as_ref()])
-                        .inc();
-                }
-            }
+        // The route's cached handles when it has them, the label lookup otherwise (no route,
+        // or handles of another gateway instance).
+        let cached = ctx.route.as_deref().and_then(|r| m.route(r));
+        metrics::inc(
+            cached.and_then(|c| c.requests(m, route_label, reason)),
+            &m.requests,
+            &[route_label, reason.as_str()],
+        );
+        metrics::observe(
+            cached.map(|c| c.request_duration(m, route_label)),
+            &m.request_duration,
+            &[route_label],
+            gateway_time.as_secs_f64(),
+        );
+        if let Some(t) = ctx.upstream_time {
+            metrics::observe(
+                cached.map(|c| c.upstream_duration(m, route_label)),
+                &m.upstream_duration,
+                &[route_label],
+                t.as_secs_f64(),
+            );
+        }
+        if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
+            metrics::inc(
+                cached.and_then(|c| c.secret_matches(m, &route.app.name, id)),
+                &m.secret_matches,
+                &[route.app.name.as_ref(), id.as_ref()],
+            );
         }
         if let Some(l) = ctx.lifecycle {
             m.lifecycle.with_label_values(&[l.as_str()]).inc();

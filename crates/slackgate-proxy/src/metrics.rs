@@ -76,6 +76,22 @@ pub struct Metrics {
     instance: u64,
 }
 
+/// Increments `cached`, or the series of `vec` with `labels` when there is no cached handle.
+pub(crate) fn inc(cached: Option<&IntCounter>, vec: &IntCounterVec, labels: &[&str]) {
+    match cached {
+        Some(c) => c.inc(),
+        None => vec.with_label_values(labels).inc(),
+    }
+}
+
+/// Observes `v` on `cached`, or on the series of `vec` with `labels` when there is none.
+pub(crate) fn observe(cached: Option<&Histogram>, vec: &HistogramVec, labels: &[&str], v: f64) {
+    match cached {
+        Some(h) => h.observe(v),
+        None => vec.with_label_values(labels).observe(v),
+    }
+}
+
 /// One route's handles into the per-request metrics. Each handle is created on first use,
 /// so the exported series are exactly those the label lookups would have created.
 #[derive(Debug)]
