@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::wire::{Authorization, Event, EventItem, EventsEnvelope, Obj, Ref, Str};
+use crate::wire::{text, Authorization, Event, EventItem, EventsEnvelope, Obj, Ref, Str};
 
 /// The deepest nesting of objects and arrays the quick reader follows.
 pub(crate) const MAX_DEPTH: u32 = 64;
@@ -243,22 +243,18 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// `null` (then `Some(false)`), or nothing consumed (`Some(true)`: a value follows).
-    fn not_null(&mut self) -> Option<bool> {
+    /// `null` (then `Some(None)`), or the value `read` reads, as serde reads an `Option`.
+    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
-            return Some(false);
+            return Some(None);
         }
-        Some(true)
+        read(self).map(Some)
     }
 
     /// An optional string without escapes, as `Option<Str>` reads it.
     fn opt_str(&mut self) -> Option<Option<Str<'a>>> {
-        if !self.not_null()? {
-            return Some(None);
-        }
-        let text = self.string()??;
-        Some(Some(Str(Cow::Borrowed(text))))
+        self.nullable(|scan| Some(Str(Cow::Borrowed(scan.string()??))))
     }
 
     /// An optional boolean.
@@ -274,29 +270,26 @@ impl<'a> Scan<'a> {
     /// An optional entity reference: an id string or an object with `id`, `team_id` and
     /// `enterprise_id` (each empty string counting as absent, as [`Ref`] reads them).
     fn opt_ref(&mut self) -> Option<Option<Ref<'a>>> {
-        if !self.not_null()? {
-            return Some(None);
-        }
-        let non_empty = |s: Option<Str<'a>>| s.map(|s| s.0).filter(|s| !s.is_empty());
-        if self.peek()? == b'"' {
-            let id = self.opt_str()?;
-            return Some(Some(Ref {
-                id: non_empty(id),
-                ..Ref::default()
-            }));
-        }
-        let (mut id, mut team_id, mut enterprise_id) = (None, None, None);
-        self.object(|scan, key| match key? {
-            "id" => once(&mut id, scan.opt_str()?),
-            "team_id" => once(&mut team_id, scan.opt_str()?),
-            "enterprise_id" => once(&mut enterprise_id, scan.opt_str()?),
-            _ => scan.skip(),
-        })?;
-        Some(Some(Ref {
-            id: non_empty(id.flatten()),
-            team_id: non_empty(team_id.flatten()),
-            enterprise_id: non_empty(enterprise_id.flatten()),
-        }))
+        self.nullable(|scan| {
+            if scan.peek()? == b'"' {
+                return Some(Ref {
+                    id: text(scan.opt_str()?),
+                    ..Ref::default()
+                });
+            }
+            let (mut id, mut team_id, mut enterprise_id) = (None, None, None);
+            scan.object(|scan, key| match key? {
+                "id" => once(&mut id, scan.opt_str()?),
+                "team_id" => once(&mut team_id, scan.opt_str()?),
+                "enterprise_id" => once(&mut enterprise_id, scan.opt_str()?),
+                _ => scan.skip(),
+            })?;
+            Some(Ref {
+                id: text(id.flatten()),
+                team_id: text(team_id.flatten()),
+                enterprise_id: text(enterprise_id.flatten()),
+            })
+        })
     }
 
     fn event(&mut self) -> Option<Event<'a>> {
@@ -308,18 +301,16 @@ impl<'a> Scan<'a> {
             "channel" => once(&mut channel, scan.opt_ref()?),
             "channel_id" => once(&mut channel_id, scan.opt_str()?),
             "item" => {
-                let value = if scan.not_null()? {
-                    let mut item_channel = None;
+                let value = scan.nullable(|scan| {
+                    let mut channel = None;
                     scan.object(|scan, key| match key? {
-                        "channel" => once(&mut item_channel, scan.opt_ref()?),
+                        "channel" => once(&mut channel, scan.opt_ref()?),
                         _ => scan.skip(),
                     })?;
                     Some(Obj(EventItem {
-                        channel: item_channel.flatten(),
+                        channel: channel.flatten(),
                     }))
-                } else {
-                    None
-                };
+                })?;
                 once(&mut item, value)
             }
             _ => scan.skip(),
@@ -371,7 +362,7 @@ impl<'a> Scan<'a> {
             "event_id" => once(&mut event_id, scan.opt_str()?),
             "is_enterprise_install" => once(&mut is_enterprise_install, scan.opt_bool()?),
             "authorizations" => {
-                let value = if scan.not_null()? {
+                let value = scan.nullable(|scan| {
                     // Only the first entry is used, but every entry is read and checked.
                     let mut list = Vec::with_capacity(1);
                     scan.array(|scan| {
@@ -382,17 +373,11 @@ impl<'a> Scan<'a> {
                         Some(())
                     })?;
                     Some(list)
-                } else {
-                    None
-                };
+                })?;
                 once(&mut authorizations, value)
             }
             "event" => {
-                let value = if scan.not_null()? {
-                    Some(Obj(scan.event()?))
-                } else {
-                    None
-                };
+                let value = scan.nullable(|scan| scan.event().map(Obj))?;
                 once(&mut event, value)
             }
             _ => scan.skip(),
