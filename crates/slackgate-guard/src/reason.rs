@@ -45,11 +45,19 @@ pub enum Reason {
     Deduplicated,
     /// The shared-state backend failed on a `state_failure: fail_closed` route.
     StateUnavailable,
+    /// The request's HTTP framing or head is invalid or ambiguous (either path).
+    BadRequest,
+    /// The request head exceeds `limits.max_head_bytes` (or has too many headers).
+    HeadTooLarge,
+    /// The request head did not arrive within `limits.head_read_timeout`.
+    HeadTimeout,
+    /// The body uses a transfer coding other than `chunked`.
+    UnsupportedTransferCoding,
 }
 
 impl Reason {
     /// Every reason, in contract order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Allowed,
         Reason::NoRoute,
         Reason::IpDenied,
@@ -69,6 +77,10 @@ impl Reason {
         Reason::UpstreamTimeout,
         Reason::Deduplicated,
         Reason::StateUnavailable,
+        Reason::BadRequest,
+        Reason::HeadTooLarge,
+        Reason::HeadTimeout,
+        Reason::UnsupportedTransferCoding,
     ];
 
     /// The reason code as it appears in audit records and metric labels.
@@ -93,6 +105,10 @@ impl Reason {
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::Deduplicated => "deduplicated",
             Reason::StateUnavailable => "state_unavailable",
+            Reason::BadRequest => "bad_request",
+            Reason::HeadTooLarge => "head_too_large",
+            Reason::HeadTimeout => "head_timeout",
+            Reason::UnsupportedTransferCoding => "unsupported_transfer_coding",
         }
     }
 
@@ -109,7 +125,10 @@ impl Reason {
             Reason::NoRoute => 404,
             Reason::IpDenied | Reason::AppMismatch | Reason::ScopeDenied => 403,
             Reason::BodyTooLarge => 413,
-            Reason::BodyTimeout => 408,
+            Reason::BodyTimeout | Reason::HeadTimeout => 408,
+            Reason::BadRequest => 400,
+            Reason::HeadTooLarge => 431,
+            Reason::UnsupportedTransferCoding => 501,
             Reason::MissingSignature
             | Reason::BadSignature
             | Reason::StaleTimestamp
@@ -156,6 +175,10 @@ impl Reason {
             Reason::UpstreamTimeout => "upstream timeout",
             Reason::Deduplicated => "ok",
             Reason::StateUnavailable => "shared state unavailable, retry later",
+            Reason::BadRequest => "malformed HTTP request",
+            Reason::HeadTooLarge => "request head too large",
+            Reason::HeadTimeout => "request head not received in time",
+            Reason::UnsupportedTransferCoding => "transfer coding not supported",
         }
     }
 }
@@ -180,7 +203,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c == '_'));
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), Reason::ALL.len());
     }
 
     #[test]

@@ -115,6 +115,12 @@ pub struct Limits {
     pub max_replay_entries: usize,
     /// How long in-flight requests may finish on shutdown. Default 10 s.
     pub shutdown_grace: Duration,
+    /// The largest request head (request line and headers) read; a longer one is
+    /// refused with 431 as soon as it is exceeded, never buffered past it. Default 16 KiB.
+    pub max_head_bytes: usize,
+    /// Time allowed for a whole request head, from its first byte (from the accept for a
+    /// connection's first request); not reset by reads. 408 after. Default 10 s.
+    pub head_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -127,6 +133,8 @@ impl Default for Limits {
             max_rate_limit_keys: 1_000_000,
             max_replay_entries: 1_000_000,
             shutdown_grace: Duration::from_secs(10),
+            max_head_bytes: 16 * 1024,
+            head_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -150,6 +158,10 @@ pub enum AuditPath {
 /// The longest accepted `max_clock_skew`: a longer window makes replay
 /// protection need more memory and lets captured requests live longer.
 const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(3600);
+/// Bounds of `limits.max_head_bytes`: below 1 KiB no real client fits, above 1 MiB one
+/// unfinished head per connection is a memory lever for an attacker.
+const MIN_HEAD_BYTES: usize = 1024;
+const MAX_HEAD_BYTES: usize = 1024 * 1024;
 
 /// The top-level keys of a config, as in [`ConfigSpec`].
 const CONFIG_KEYS: &[&str] = &[
@@ -472,6 +484,8 @@ fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
         max_rate_limit_keys,
         max_replay_entries,
         shutdown_grace,
+        max_head_bytes,
+        head_read_timeout,
     } = spec;
     let d = Limits::default();
     let count = |v: Option<Spanned<u64>>, key: &str, default: usize, errs: &mut Errors| -> usize {
@@ -534,6 +548,7 @@ fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
         }
     };
     let skew_span = max_clock_skew.as_ref().map(|s| *s.span());
+    let head_span = max_head_bytes.as_ref().map(|s| *s.span());
     let limits = Limits {
         max_body_bytes: count(max_body_bytes, "max_body_bytes", d.max_body_bytes, errs),
         body_read_timeout: duration(
@@ -576,7 +591,24 @@ fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
             true,
             errs,
         ),
+        max_head_bytes: count(max_head_bytes, "max_head_bytes", d.max_head_bytes, errs),
+        head_read_timeout: duration(
+            head_read_timeout,
+            "head_read_timeout",
+            d.head_read_timeout,
+            false,
+            errs,
+        ),
     };
+    if let Some(span) = head_span {
+        if !(MIN_HEAD_BYTES..=MAX_HEAD_BYTES).contains(&limits.max_head_bytes) {
+            errs.at(
+                &span,
+                "`limits.max_head_bytes` is outside 1024..=1048576",
+                "Slack's request heads are under 2 KiB; the default 16384 fits every client",
+            );
+        }
+    }
     if let Some(span) = skew_span {
         if limits.max_clock_skew > MAX_CLOCK_SKEW_LIMIT {
             errs.at(

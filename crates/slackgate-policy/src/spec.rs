@@ -81,6 +81,8 @@ pub(crate) struct LimitsSpec {
     pub(crate) max_rate_limit_keys: Option<Spanned<u64>>,
     pub(crate) max_replay_entries: Option<Spanned<u64>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
+    pub(crate) max_head_bytes: Option<Spanned<u64>>,
+    pub(crate) head_read_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,14 @@
 //! `Transfer-Encoding` ending in `chunked` is decoded; any other transfer coding, or no
 //! length at all, reads to the end of the connection; otherwise `Content-Length`, where
 //! several differing values are an error. A connection goes back to the pool only when
-//! the response ended exactly at its framing and both sides keep it alive.
+//! the response ended exactly at its framing and both sides keep it alive, and a pooled
+//! connection is used again only when it is clean: nothing unread arrived on it and the
+//! bot did not close it while it was idle ([`Conn::is_clean`]).
+//!
+//! A request is sent at most once: [`ExchangeError::may_have_reached`] is false only
+//! when not one byte of it left, and only then may the caller try again (the same rule
+//! as nginx's for non-idempotent requests; Slack's requests are all `POST`s, and a slash
+//! command that runs twice is worse than one that fails).
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -29,35 +36,37 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Read granularity.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Why an exchange failed; `before_response` says no response byte had arrived, so the
-/// bot cannot have answered (used to retry a stale pooled connection once).
-#[derive(Debug)]
-pub struct ExchangeError {
-    /// What went wrong, for the log (never holds body bytes).
-    pub what: String,
-    /// No byte of the response had been read.
-    pub before_response: bool,
-}
-
-impl std::fmt::Display for ExchangeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.what)
-    }
+/// Why an exchange failed. The texts never hold request or response bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The write failed before one byte of the request left: the bot has nothing.
+    #[error("write failed before the request left: {0}")]
+    NotSent(#[source] std::io::Error),
+    /// The write failed part way.
+    #[error("write failed: {0}")]
+    Write(#[source] std::io::Error),
+    /// Reading the answer failed (reset, for one).
+    #[error("read failed: {0}")]
+    Read(#[source] std::io::Error),
+    /// The bot closed the connection before the answer was whole.
+    #[error("connection closed {0}")]
+    Closed(&'static str),
+    /// The answer's framing is broken or ambiguous.
+    #[error("bad response framing: {0}")]
+    Framing(&'static str),
+    /// The answer is over a limit.
+    #[error("response too large: {0}")]
+    TooLarge(&'static str),
+    /// The bot answered 101.
+    #[error("upstream switched protocols")]
+    Switched,
 }
 
 impl ExchangeError {
-    fn early(what: impl Into<String>) -> Self {
-        Self {
-            what: what.into(),
-            before_response: true,
-        }
-    }
-
-    fn late(what: impl Into<String>) -> Self {
-        Self {
-            what: what.into(),
-            before_response: false,
-        }
+    /// Whether any byte of the request may have reached the bot; when it may, the
+    /// request must not be sent again.
+    pub fn may_have_reached(&self) -> bool {
+        !matches!(self, ExchangeError::NotSent(_))
     }
 }
 
@@ -102,6 +111,18 @@ impl Conn {
         })
     }
 
+    /// Whether a pooled connection can carry a request: no byte arrived on it while it
+    /// was idle (a bot that sends unasked bytes would have them taken as the next
+    /// request's answer) and it is not closed or failed. Costs one non-blocking read
+    /// only when the connection has signalled readiness since its last use.
+    pub fn is_clean(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Whether the connection, idle since it was last marked, is idle longer than `max`
     /// at `now`.
     pub fn idle_longer_than(&self, max: Duration, now: Instant) -> bool {
@@ -125,18 +146,23 @@ impl Conn {
         max_response: usize,
     ) -> Result<(Response, bool), ExchangeError> {
         // One `writev` of head and body: no copy of the body.
+        let total = head.len() + body.len();
         let mut out = Buf::chain(head, body);
-        self.stream
-            .write_all_buf(&mut out)
-            .await
-            .map_err(|e| ExchangeError::early(format!("write: {e}")))?;
+        if let Err(e) = self.stream.write_all_buf(&mut out).await {
+            return Err(if out.remaining() == total {
+                ExchangeError::NotSent(e)
+            } else {
+                ExchangeError::Write(e)
+            });
+        }
 
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let head = loop {
             match parse_head(&buf)? {
-                Some(h) if h.status == 101 => {
-                    return Err(ExchangeError::late("upstream switched protocols"))
+                Some(h) if h.len > MAX_HEAD => {
+                    return Err(ExchangeError::TooLarge("response head over 64 KiB"))
                 }
+                Some(h) if h.status == 101 => return Err(ExchangeError::Switched),
                 Some(h) if (100..200).contains(&h.status) => {
                     // An interim answer (100 Continue, 103 Early Hints): skip it.
                     buf.advance(h.len);
@@ -144,21 +170,17 @@ impl Conn {
                 }
                 Some(h) => break h,
                 None if buf.len() > MAX_HEAD => {
-                    return Err(ExchangeError::late("response head too large"))
+                    return Err(ExchangeError::TooLarge("response head over 64 KiB"))
                 }
                 None => {}
             }
             let early = buf.is_empty();
-            let n = self.fill(&mut buf).await.map_err(|e| ExchangeError {
-                what: e,
-                before_response: early,
-            })?;
-            if n == 0 {
-                return Err(if early {
-                    ExchangeError::early("connection closed before a response")
+            if self.fill(&mut buf).await? == 0 {
+                return Err(ExchangeError::Closed(if early {
+                    "before a response"
                 } else {
-                    ExchangeError::late("connection closed inside the response head")
-                });
+                    "inside the response head"
+                }));
             }
         };
         let head_bytes = buf.split_to(head.len).freeze();
@@ -170,21 +192,19 @@ impl Conn {
             match head.framing {
                 Framing::Length(n) => {
                     if n > max_response as u64 {
-                        return Err(ExchangeError::late("upstream response too large"));
+                        return Err(ExchangeError::TooLarge("body over the answer limit"));
                     }
                     let n = n as usize;
                     while buf.len() < n {
-                        if self.fill(&mut buf).await.map_err(ExchangeError::late)? == 0 {
-                            return Err(ExchangeError::late("connection closed inside the body"));
-                        }
+                        self.more(&mut buf).await?;
                     }
                     (buf.split_to(n).freeze(), true)
                 }
                 Framing::Chunked => (self.read_chunked(&mut buf, max_response).await?, true),
                 Framing::Close => {
-                    while self.fill(&mut buf).await.map_err(ExchangeError::late)? > 0 {
+                    while self.fill(&mut buf).await? > 0 {
                         if buf.len() > max_response {
-                            return Err(ExchangeError::late("upstream response too large"));
+                            return Err(ExchangeError::TooLarge("body over the answer limit"));
                         }
                     }
                     (buf.split().freeze(), false)
@@ -206,14 +226,11 @@ impl Conn {
         ))
     }
 
-    async fn fill(&mut self, buf: &mut BytesMut) -> Result<usize, String> {
+    async fn fill(&mut self, buf: &mut BytesMut) -> Result<usize, ExchangeError> {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
-        self.stream
-            .read_buf(buf)
-            .await
-            .map_err(|e| format!("read: {e}"))
+        self.stream.read_buf(buf).await.map_err(ExchangeError::Read)
     }
 
     async fn read_chunked(
@@ -228,10 +245,10 @@ impl Conn {
                 match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => break (size, used),
                     Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                        return Err(ExchangeError::late("bad chunk size line"))
+                        return Err(ExchangeError::Framing("chunk size line too long"))
                     }
                     Ok(httparse::Status::Partial) => self.more(buf).await?,
-                    Err(_) => return Err(ExchangeError::late("bad chunk size line")),
+                    Err(_) => return Err(ExchangeError::Framing("bad chunk size line")),
                 }
             };
             buf.advance(used);
@@ -239,7 +256,7 @@ impl Conn {
                 break;
             }
             if body.len() as u64 + size > max as u64 {
-                return Err(ExchangeError::late("upstream response too large"));
+                return Err(ExchangeError::TooLarge("body over the answer limit"));
             }
             let size = size as usize;
             while buf.len() < size + 2 {
@@ -247,7 +264,7 @@ impl Conn {
             }
             body.extend_from_slice(&buf[..size]);
             if &buf[size..size + 2] != b"\r\n" {
-                return Err(ExchangeError::late("chunk not followed by CRLF"));
+                return Err(ExchangeError::Framing("chunk not followed by CRLF"));
             }
             buf.advance(size + 2);
         }
@@ -260,7 +277,7 @@ impl Conn {
                 }
                 Some(i) => buf.advance(i + 2),
                 None if buf.len() > MAX_HEAD => {
-                    return Err(ExchangeError::late("trailers too large"))
+                    return Err(ExchangeError::TooLarge("trailers over 64 KiB"))
                 }
                 None => self.more(buf).await?,
             }
@@ -268,8 +285,8 @@ impl Conn {
     }
 
     async fn more(&mut self, buf: &mut BytesMut) -> Result<(), ExchangeError> {
-        if self.fill(buf).await.map_err(ExchangeError::late)? == 0 {
-            return Err(ExchangeError::late("connection closed inside the body"));
+        if self.fill(buf).await? == 0 {
+            return Err(ExchangeError::Closed("inside the body"));
         }
         Ok(())
     }
@@ -300,7 +317,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ExchangeError::late(format!("bad response head: {e}"))),
+        Err(_) => return Err(ExchangeError::Framing("malformed response head")),
     };
     let status = resp.code.unwrap_or(0);
     let http11 = resp.version == Some(1);
@@ -323,9 +340,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
             let n = parse_decimal(h.value.trim_ascii())
-                .ok_or_else(|| ExchangeError::late("bad Content-Length in the response"))?;
+                .ok_or(ExchangeError::Framing("bad Content-Length in the response"))?;
             if length.is_some_and(|l| l != n) {
-                return Err(ExchangeError::late("conflicting Content-Length values"));
+                return Err(ExchangeError::Framing("conflicting Content-Length values"));
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -343,7 +360,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
             }
         }
         let (Some(n), Some(v)) = (span_in(buf, name.as_bytes()), span_in(buf, h.value)) else {
-            return Err(ExchangeError::late("bad response head"));
+            return Err(ExchangeError::Framing("malformed response head"));
         };
         headers.push((n, v));
     }
@@ -410,7 +427,7 @@ mod tests {
                     1024,
                 )
                 .await
-                .map_err(|e| e.what);
+                .map_err(|e| e.to_string());
             let stop = r.is_err();
             out.push(r);
             if stop {
@@ -535,6 +552,13 @@ mod tests {
             .exchange(b"GET / HTTP/1.1\r\n\r\n", b"", false, 10)
             .await
             .unwrap_err();
-        assert!(e.before_response, "{e}");
+        assert!(
+            matches!(e, ExchangeError::Closed("before a response")),
+            "{e}"
+        );
+        assert!(
+            e.may_have_reached(),
+            "the request was written: never sent again"
+        );
     }
 }

@@ -1,16 +1,21 @@
-//! The front door: a fast path for the requests Slack actually sends, pingora for the rest.
+//! The front door: every HTTP/1 request head is read and judged here, then served on a
+//! fast path or handed to pingora.
 //!
 //! Every connection (after pingora's listener did the TLS handshake) starts here. The
-//! request head is read and parsed with `httparse`. A request that is plainly well formed
-//! (`POST`, HTTP/1.1, origin-form target, exactly one decimal `Content-Length` within
-//! `max_body_bytes`, no `Transfer-Encoding`, `Expect` or `Upgrade`, at most one `Host`,
-//! `Connection` only `keep-alive` or `close`) runs the pipeline right here: body read by
-//! its length, guard, upstream, one write of the answer. Anything else (chunked bodies,
-//! other methods or versions, oversized or odd heads, HTTP/2) is handed with the bytes
-//! already read to pingora's HTTP proxy, which answers it exactly as before. Both paths run
-//! the same `Gateway::handle`; the split only saves pingora's per-request header maps,
-//! session objects and response serialization on the hot path (about a tenth of the CPU
-//! per request, see `benches/README.md`).
+//! request head is read within `limits.max_head_bytes` and `limits.head_read_timeout`
+//! (a deadline for the whole head, not reset by reads) and judged by `http1.rs`, the one
+//! definition of a valid request for both paths; a refused head is answered here
+//! (400/431/501, or 408 when the deadline passes), recorded, and the connection closed.
+//! A plain request (`POST`, HTTP/1.1, origin-form, `Content-Length` body, no
+//! `Expect`) runs the pipeline right here: body read by its length, guard, upstream, one
+//! write of the answer. Anything else the checks accept (chunked bodies, `Expect:
+//! 100-continue`, other methods, HTTP/1.0) is handed, one request at a time and with the
+//! bytes already read, to pingora's HTTP session and proxy, which run the same
+//! `Gateway::handle`; the connection comes back here for its next request, so every
+//! head on it is judged by the same rules. HTTP/2 (by ALPN) goes to pingora whole.
+//! The split only saves pingora's per-request header maps, session objects and response
+//! serialization on the hot path (about a tenth of the CPU per request, see
+//! `benches/README.md`).
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -20,8 +25,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
-use pingora::apps::ServerApp;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
@@ -30,23 +36,27 @@ use pingora::protocols::{
 };
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use slackgate_guard::Reason;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 
-use crate::gateway::{request_head, BodyError, Downstream, Forwarded, Gateway};
-use crate::wire::{parse_decimal, push_decimal, push_header, span_in};
+use crate::gateway::{answer_body, request_head, BodyError, Downstream, Forwarded, Gateway};
+use crate::http1::{self, Framing, Parsed, RequestHead};
+use crate::wire::{push_decimal, push_header};
 
-/// Most headers the fast path parses; more go to pingora.
-const MAX_HEADERS: usize = 64;
-/// Largest head the fast path reads; a longer one goes to pingora (which refuses it).
-const MAX_HEAD: usize = 16 * 1024;
-/// How long a connection may wait for (the rest of) a request head, like pingora's
-/// downstream read timeout (give or take the one second the deadline may lag).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a keep-alive connection may wait for the first byte of its next request.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// After a refusal, how long and how much the front keeps reading (and discarding) what
+/// the client still sends, so that closing does not reset the connection under the
+/// answer before the client read it (a "lingering close", as nginx does).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
 
-/// The service's app: the fast path in front of pingora's proxy.
+/// The service's app: the head checks and the fast path in front of pingora's proxy.
 pub struct Front {
     gateway: Gateway,
     proxy: Arc<HttpProxy<Gateway>>,
+    fast_path: bool,
 }
 
 impl std::fmt::Debug for Front {
@@ -57,10 +67,23 @@ impl std::fmt::Debug for Front {
 
 impl Front {
     /// A front over `gateway` that hands other requests to `proxy` (built on the same
-    /// shared state).
-    pub fn new(gateway: Gateway, proxy: Arc<HttpProxy<Gateway>>) -> Self {
-        Self { gateway, proxy }
+    /// shared state); with `fast_path` off, every request goes to `proxy`.
+    pub fn new(gateway: Gateway, proxy: Arc<HttpProxy<Gateway>>, fast_path: bool) -> Self {
+        Self {
+            gateway,
+            proxy,
+            fast_path,
+        }
     }
+}
+
+/// Why no head could be had.
+enum NoHead {
+    /// The connection closed, failed, stayed idle, or the server is shutting down:
+    /// nothing to answer.
+    Gone,
+    /// A head was refused (or timed out): answer with this reason and close.
+    Refused(Reason),
 }
 
 #[async_trait]
@@ -70,54 +93,43 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let mut stream = unwrap_drained(stream)?;
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut stream = unwrap_prefixed(stream, &mut buf)?;
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let mut buf = BytesMut::with_capacity(4096);
         let mut shutdown_rx = shutdown.clone();
-        // One timer per connection, moved forward at most once a second: arming and
-        // cancelling a timer for every read showed up in profiles (~1.5 % of the CPU).
-        let idle = tokio::time::sleep(HEAD_TIMEOUT);
-        tokio::pin!(idle);
+        let mut first = true;
         loop {
-            // Wait for a complete head (or proof that this request is not for the fast path).
-            let max_body = self.gateway.max_body_bytes();
-            let head = loop {
-                match parse(&buf, max_body) {
-                    Parsed::Simple(head) => break head,
-                    Parsed::Other => {
-                        let prefixed: Stream = Box::new(Prefixed {
-                            prefix: buf.split().freeze(),
-                            inner: stream,
-                        });
-                        return ServerApp::process_new(&self.proxy, prefixed, shutdown).await;
+            let limits = self.gateway.head_limits();
+            let head =
+                match read_head(&mut stream, &mut buf, &limits, first, &mut shutdown_rx).await {
+                    Ok(head) => head,
+                    Err(NoHead::Gone) => return None,
+                    Err(NoHead::Refused(reason)) => {
+                        self.refuse(&mut stream, peer, reason).await;
+                        return None;
                     }
-                    Parsed::Partial => {}
-                }
-                if *shutdown_rx.borrow() && buf.is_empty() {
-                    return None;
-                }
-                let now = tokio::time::Instant::now();
-                if idle.deadline() < now + HEAD_TIMEOUT - Duration::from_secs(1) {
-                    idle.as_mut().reset(now + HEAD_TIMEOUT);
-                }
-                let read = tokio::select! {
-                    biased;
-                    r = stream.read_buf(&mut buf) => Ok(r),
-                    () = &mut idle => Err(()),
-                    _ = shutdown_rx.changed(), if buf.is_empty() => return None,
                 };
-                match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    // Closed, failed or idle too long: nothing to answer.
-                    _ => return None,
-                }
-            };
+            first = false;
+            if !(self.fast_path && head.is_simple(&buf)) {
+                // pingora answers this one request; the connection comes back for the next.
+                let prefixed: Stream = Box::new(Prefixed {
+                    prefix: buf.split().freeze(),
+                    inner: stream,
+                });
+                let mut session = ServerSession::new_http1(prefixed);
+                session.set_keepalive((!*shutdown_rx.borrow()).then_some(60));
+                let reused =
+                    HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
+                let (returned, _settings) = reused.consume();
+                stream = unwrap_prefixed(returned, &mut buf)?;
+                continue;
+            }
             let head_bytes = buf.split_to(head.len).freeze();
             let mut down = FastDownstream {
                 stream: &mut stream,
@@ -125,14 +137,11 @@ impl ServerApp for Front {
                 head_bytes,
                 head,
                 peer,
-                close: false,
+                close: *shutdown_rx.borrow(),
             };
-            if *shutdown_rx.borrow() {
-                down.close = true;
-            }
             let mut ctx = self.gateway.context();
             let result = self.gateway.handle(&mut down, &mut ctx).await;
-            let close = down.close;
+            let close = down.close || !down.head.keep_alive;
             self.gateway.record(&mut ctx);
             if result.is_err() || close {
                 Shutdown::shutdown(stream.as_mut()).await;
@@ -146,113 +155,123 @@ impl ServerApp for Front {
     }
 }
 
-/// A stream handed back by pingora after a fallback: once its prefix is used up, the
-/// wrapper is dropped so wrappers do not pile up on a long connection.
-fn unwrap_drained(stream: Stream) -> Option<Stream> {
-    let drained = stream
-        .as_any()
-        .downcast_ref::<Prefixed>()
-        .is_some_and(|p| p.prefix.is_empty());
-    if !drained {
+impl Front {
+    /// Answers a refused head (`Connection: close`), records it, and closes gently.
+    async fn refuse(&self, stream: &mut Stream, peer: IpAddr, reason: Reason) {
+        let body = answer_body(reason);
+        let headers: [(&[u8], &[u8]); 1] = [(b"Content-Type", b"application/json")];
+        if let Ok(out) = answer_bytes(reason.status(), None, &headers, &body, true) {
+            let _ = stream.write_all(&out).await;
+            let _ = stream.flush().await;
+        }
+        self.gateway.record_refusal(peer, reason);
+        linger(stream).await;
+    }
+}
+
+/// Reads until `buf` starts with a complete head the checks accept, within the limits.
+/// Absolute-form targets are rewritten to origin-form in `buf`.
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    first: bool,
+    shutdown: &mut ShutdownWatch,
+) -> Result<RequestHead, NoHead> {
+    // A connection's first request has its whole head deadline from the accept; a later
+    // one waits up to KEEPALIVE_IDLE for its first byte, then has the deadline from there.
+    let now = Instant::now();
+    let mut deadline = if first || !buf.is_empty() {
+        Some(now + limits.timeout)
+    } else {
+        None
+    };
+    let idle = tokio::time::sleep_until(deadline.unwrap_or(now + KEEPALIVE_IDLE));
+    tokio::pin!(idle);
+    loop {
+        match http1::parse(buf, limits.max_bytes) {
+            Parsed::Complete(head) => {
+                let Some(rewritten) = http1::to_origin_form(buf, &head) else {
+                    return Ok(head);
+                };
+                *buf = BytesMut::from(&rewritten[..]);
+                return match http1::parse(buf, limits.max_bytes) {
+                    Parsed::Complete(h) if h.origin_form.is_none() => Ok(h),
+                    Parsed::Refused(r) => Err(NoHead::Refused(r.reason)),
+                    _ => Err(NoHead::Refused(Reason::BadRequest)),
+                };
+            }
+            Parsed::Refused(r) => {
+                log::debug!("request head refused: {}", r.detail);
+                return Err(NoHead::Refused(r.reason));
+            }
+            Parsed::Partial => {}
+        }
+        if buf.is_empty() && *shutdown.borrow() {
+            return Err(NoHead::Gone);
+        }
+        // Never buffer past the limit: `parse` refuses a full window that is still partial.
+        let room = limits.max_bytes.saturating_sub(buf.len()).max(1);
+        buf.reserve(room.min(8192));
+        let was_empty = buf.is_empty();
+        let mut window = (&mut *buf).limit(room);
+        let read = tokio::select! {
+            biased;
+            r = stream.read_buf(&mut window) => Some(r),
+            () = &mut idle => None,
+            _ = shutdown.changed(), if was_empty => return Err(NoHead::Gone),
+        };
+        drop(window);
+        match read {
+            Some(Ok(n)) if n > 0 => {
+                if was_empty && deadline.is_none() {
+                    let d = Instant::now() + limits.timeout;
+                    deadline = Some(d);
+                    idle.as_mut().reset(d);
+                }
+            }
+            // Closed or failed: nothing to answer.
+            Some(_) => return Err(NoHead::Gone),
+            None if buf.is_empty() => return Err(NoHead::Gone),
+            None => return Err(NoHead::Refused(Reason::HeadTimeout)),
+        }
+    }
+}
+
+/// Reads and discards what the client still sends, within bounds, then lets it go.
+async fn linger(stream: &mut Stream) {
+    let mut scratch = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let until = Instant::now() + LINGER_TIME;
+    while left > 0 {
+        match tokio::time::timeout_at(until, stream.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+    Shutdown::shutdown(stream.as_mut()).await;
+}
+
+/// The head limits in force.
+pub(crate) struct HeadLimits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
+
+/// A stream handed back by pingora after a request: its unread prefix (if pingora did
+/// not read all of it) goes back into `buf`, and the wrapper is dropped so wrappers do
+/// not pile up on a long connection.
+fn unwrap_prefixed(stream: Stream, buf: &mut BytesMut) -> Option<Stream> {
+    if stream.as_any().downcast_ref::<Prefixed>().is_none() {
         return Some(stream);
     }
     // Cannot fail (checked above); if it did, the stream could not be rebuilt from
     // `Any` and the connection is dropped rather than served wrongly.
-    stream
-        .into_any()
-        .downcast::<Prefixed>()
-        .ok()
-        .map(|p| p.inner)
-}
-
-/// The parsed head of a fast-path request; ranges index the head bytes.
-#[derive(Debug)]
-struct Head {
-    len: usize,
-    target: Range<usize>,
-    path: Range<usize>,
-    headers: Vec<(Range<usize>, Range<usize>)>,
-    content_length: usize,
-    close: bool,
-}
-
-enum Parsed {
-    Simple(Head),
-    Other,
-    Partial,
-}
-
-fn parse(buf: &[u8], max_body: usize) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
-        _ => return Parsed::Other,
-    };
-    // Bare-LF line ends are legal for a lenient parser but never sent by Slack: pingora's.
-    if len > MAX_HEAD
-        || req.version != Some(1)
-        || req.method != Some("POST")
-        || !buf[..len].ends_with(b"\r\n\r\n")
-    {
-        return Parsed::Other;
-    }
-    let Some(target) = req.path.filter(|p| p.starts_with('/')) else {
-        return Parsed::Other;
-    };
-    let mut content_length = None;
-    let mut hosts = 0;
-    let mut close = false;
-    let mut headers = Vec::with_capacity(req.headers.len());
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if content_length.is_some() {
-                return Parsed::Other;
-            }
-            match parse_decimal(h.value).and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if n <= max_body => content_length = Some(n),
-                _ => return Parsed::Other,
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"upgrade")
-        {
-            return Parsed::Other;
-        } else if name.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-            if hosts > 1 {
-                return Parsed::Other;
-            }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            let value = h.value.trim_ascii();
-            if value.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if !value.eq_ignore_ascii_case(b"keep-alive") {
-                return Parsed::Other;
-            }
-        }
-        let (Some(n), Some(v)) = (span_in(buf, name), span_in(buf, h.value)) else {
-            return Parsed::Other;
-        };
-        headers.push((n, v));
-    }
-    let Some(content_length) = content_length else {
-        return Parsed::Other;
-    };
-    let Some(target_range) = span_in(buf, target.as_bytes()) else {
-        return Parsed::Other;
-    };
-    let path_len = target.find('?').unwrap_or(target.len());
-    Parsed::Simple(Head {
-        len,
-        path: target_range.start..target_range.start + path_len,
-        target: target_range,
-        headers,
-        content_length,
-        close,
-    })
+    let p = stream.into_any().downcast::<Prefixed>().ok()?;
+    let mut rest = BytesMut::from(&p.prefix[..]);
+    rest.unsplit(buf.split());
+    *buf = rest;
+    Some(p.inner)
 }
 
 /// One fast-path request on its connection.
@@ -261,7 +280,7 @@ struct FastDownstream<'a> {
     /// Bytes read after the head (body, then possibly pipelined requests).
     buf: &'a mut BytesMut,
     head_bytes: Bytes,
-    head: Head,
+    head: RequestHead,
     peer: IpAddr,
     close: bool,
 }
@@ -283,6 +302,14 @@ impl FastDownstream<'_> {
             .iter()
             .filter(move |(n, _)| at(n).eq_ignore_ascii_case(name.as_bytes()))
             .map(move |(_, v)| at(v))
+    }
+
+    fn declared(&self) -> u64 {
+        match self.head.framing {
+            Framing::Length(n) => n,
+            // The fast path serves Content-Length bodies only.
+            Framing::Chunked => u64::MAX,
+        }
     }
 }
 
@@ -322,6 +349,18 @@ impl Downstream for FastDownstream<'_> {
         self.peer
     }
 
+    fn declared_length(&self) -> Option<u64> {
+        Some(self.declared())
+    }
+
+    fn expects_continue(&self) -> bool {
+        false
+    }
+
+    async fn send_continue(&mut self) -> pingora::Result<()> {
+        Ok(())
+    }
+
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8> {
         let headers = self
             .head
@@ -332,32 +371,20 @@ impl Downstream for FastDownstream<'_> {
     }
 
     async fn read_body(&mut self, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
-        // Checked when the head was parsed too; a reload in between may have lowered it.
-        let want = self.head.content_length;
-        if want > max {
-            return Err(BodyError::TooLarge);
-        }
+        let want = match usize::try_from(self.declared()) {
+            Ok(n) if n <= max => n,
+            _ => return Err(BodyError::TooLarge),
+        };
         // The clock is read only when the body is not all here yet (rarely, for small bodies).
         let mut deadline = None;
         while self.buf.len() < want {
-            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
             self.buf.reserve(want - self.buf.len());
             match tokio::time::timeout_at(deadline, self.stream.read_buf(self.buf)).await {
                 Err(_) => return Err(BodyError::Timeout),
-                Ok(Ok(0)) => {
-                    return Err(BodyError::Downstream(pingora::Error::explain(
-                        pingora::ErrorType::ConnectionClosed,
-                        "client closed inside the body",
-                    )))
-                }
+                Ok(Ok(0)) => return Err(BodyError::Closed),
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(BodyError::Downstream(pingora::Error::because(
-                        pingora::ErrorType::ReadError,
-                        "reading the body",
-                        e,
-                    )))
-                }
+                Ok(Err(_)) => return Err(BodyError::Closed),
             }
         }
         Ok(self.buf.split_to(want).freeze())
@@ -374,43 +401,8 @@ impl Downstream for FastDownstream<'_> {
         headers: &[(&[u8], &[u8])],
         body: Bytes,
     ) -> pingora::Result<()> {
-        let invalid = |what: &'static str| {
-            pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, what)
-        };
-        let reason = reason.unwrap_or_else(|| {
-            http::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("")
-        });
-        if !(100..1000).contains(&status) || reason.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err(invalid("bad status line"));
-        }
-        let mut out = Vec::with_capacity(128 + headers.len() * 32 + body.len());
-        out.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(&mut out, u64::from(status));
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in headers {
-            // The same rules pingora applies when it builds a header: a token for the
-            // name, no CR/LF/NUL in the value (a bot cannot split the answer).
-            if http::HeaderName::from_bytes(name).is_err()
-                || http::HeaderValue::from_bytes(value).is_err()
-            {
-                return Err(invalid("upstream header not relayable"));
-            }
-            push_header(&mut out, name, value);
-        }
-        out.extend_from_slice(b"Content-Length: ");
-        push_decimal(&mut out, body.len() as u64);
-        out.extend_from_slice(b"\r\n");
-        if self.close || self.head.close {
-            self.close = true;
-            out.extend_from_slice(b"Connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body);
+        self.close |= !self.head.keep_alive;
+        let out = answer_bytes(status, reason, headers, &body, self.close)?;
         let write = async {
             self.stream.write_all(&out).await?;
             self.stream.flush().await
@@ -420,6 +412,63 @@ impl Downstream for FastDownstream<'_> {
             pingora::Error::because(pingora::ErrorType::WriteError, "writing the answer", e)
         })
     }
+}
+
+/// The bytes of a whole HTTP/1.1 answer. 1xx, 204 and 304 answers carry no body and
+/// no `Content-Length` (RFC 9110 8.6); every other answer carries its length.
+fn answer_bytes(
+    status: u16,
+    reason: Option<&str>,
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+    close: bool,
+) -> pingora::Result<Vec<u8>> {
+    let invalid =
+        |what: &'static str| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, what);
+    let reason = reason.unwrap_or_else(|| {
+        http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+    });
+    if !(100..1000).contains(&status) || reason.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err(invalid("bad status line"));
+    }
+    let bodyless = is_bodyless(status);
+    let mut out = Vec::with_capacity(128 + headers.len() * 32 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        // The same rules pingora applies when it builds a header: a token for the
+        // name, no CR/LF/NUL in the value (a bot cannot split the answer).
+        if http::HeaderName::from_bytes(name).is_err()
+            || http::HeaderValue::from_bytes(value).is_err()
+        {
+            return Err(invalid("upstream header not relayable"));
+        }
+        push_header(&mut out, name, value);
+    }
+    if !bodyless {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodyless {
+        out.extend_from_slice(body);
+    }
+    Ok(out)
+}
+
+/// Statuses whose answers never have a body (RFC 9110 6.4.1).
+pub(crate) fn is_bodyless(status: u16) -> bool {
+    matches!(status, 100..=199 | 204 | 304)
 }
 
 /// A stream that first yields bytes already read from it.
@@ -544,126 +593,24 @@ impl Peek for Prefixed {
 mod tests {
     use super::*;
 
-    fn simple(raw: &[u8]) -> Option<Head> {
-        match parse(raw, 1024) {
-            Parsed::Simple(h) => Some(h),
-            _ => None,
-        }
-    }
-
     #[test]
-    fn the_common_slack_request_is_simple() {
-        let raw = b"POST /slack/events?x=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nX-Slack-Signature: v0=ab\r\n\r\n{}";
-        let h = simple(raw).unwrap();
-        assert_eq!(&raw[h.path.clone()], b"/slack/events");
-        assert_eq!(&raw[h.target.clone()], b"/slack/events?x=1");
-        assert_eq!((h.content_length, h.close, h.headers.len()), (2, false, 3));
-        assert_eq!(h.len, raw.len() - 2);
-    }
-
-    #[test]
-    fn everything_unusual_goes_to_pingora() {
-        let others: &[&[u8]] = &[
-            b"GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n",
-            b"POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
-            b"POST http://gw/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
-            b"POST / HTTP/1.1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nUpgrade: h2c\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nHost: a\r\nHost: b\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nConnection: upgrade\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\n folded\r\n\r\n",
-            b"POST / HTTP/1.1\nContent-Length: 1\n\n",
-            b"\x16\x03\x01\x02\x00",
-        ];
-        for raw in others {
+    fn bodyless_answers_have_no_length_and_no_body() {
+        for status in [100, 204, 304] {
+            let out = answer_bytes(status, None, &[], b"ignored", false).unwrap();
+            let text = String::from_utf8(out).unwrap();
             assert!(
-                matches!(parse(raw, 1024), Parsed::Other),
-                "{}",
-                String::from_utf8_lossy(raw)
+                !text.to_ascii_lowercase().contains("content-length"),
+                "{text}"
             );
+            assert!(text.ends_with("\r\n\r\n"), "{text}");
         }
-    }
-
-    #[test]
-    fn partial_heads_wait_and_oversized_ones_go_to_pingora() {
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nHost", 1024),
-            Parsed::Partial
-        ));
-        assert!(matches!(parse(b"", 1024), Parsed::Partial));
-        let mut huge = b"POST / HTTP/1.1\r\nX: ".to_vec();
-        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD + 1));
-        assert!(matches!(parse(&huge, 1024), Parsed::Other));
-    }
-
-    const VALID: &[u8] = b"POST /slack/events HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Slack-Signature: v0=ab\r\nX-Slack-Request-Timestamp: 1\r\n\r\n{}";
-
-    /// What the fast path may assume about a head it accepted.
-    fn check_invariants(raw: &[u8], h: &Head) {
-        assert!(h.len <= raw.len() && h.len <= MAX_HEAD);
-        assert!(raw[..h.len].ends_with(b"\r\n\r\n"));
-        assert!(h.content_length <= 1024);
-        let at = |r: &Range<usize>| &raw[r.clone()];
-        assert!(at(&h.target).starts_with(b"/"));
-        assert!(at(&h.target).starts_with(at(&h.path)));
-        assert!(!at(&h.path).contains(&b'?'));
-        let named = |n: &[u8]| {
-            h.headers
-                .iter()
-                .filter(|(k, _)| at(k).eq_ignore_ascii_case(n))
-                .count()
-        };
-        assert_eq!(named(b"content-length"), 1);
-        assert_eq!(named(b"transfer-encoding"), 0);
-        assert!(named(b"host") <= 1);
-        for (k, v) in &h.headers {
-            assert!(k.end <= h.len && v.end <= h.len);
-            assert!(!at(v).contains(&b'\r') && !at(v).contains(&b'\n'));
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
-
-        #[test]
-        fn arbitrary_bytes_never_panic_and_accepted_heads_hold(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
-            if let Parsed::Simple(h) = parse(&raw, 1024) {
-                check_invariants(&raw, &h);
-            }
-        }
-
-        #[test]
-        fn mutated_valid_requests_never_panic_and_accepted_heads_hold(
-            edits in proptest::collection::vec((0..VALID.len(), proptest::prelude::any::<u8>()), 1..6),
-            cut in 0..VALID.len() + 1,
-        ) {
-            let mut raw = VALID.to_vec();
-            for (at, b) in edits {
-                raw[at] = b;
-            }
-            raw.truncate(cut);
-            if let Parsed::Simple(h) = parse(&raw, 1024) {
-                check_invariants(&raw, &h);
-            }
-        }
-    }
-
-    #[test]
-    fn the_valid_sample_is_simple() {
-        let h = simple(VALID).unwrap();
-        check_invariants(VALID, &h);
-    }
-
-    #[test]
-    fn connection_close_is_honoured() {
-        let h =
-            simple(b"POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
-        assert!(h.close);
+        let out = answer_bytes(200, None, &[], b"ok", true).unwrap();
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        );
+        assert!(answer_bytes(200, Some("a\r\nb"), &[], b"", false).is_err());
+        let bad: [(&[u8], &[u8]); 1] = [(b"X", b"a\r\nInjected: 1")];
+        assert!(answer_bytes(200, None, &bad, b"", false).is_err());
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
@@ -29,7 +29,9 @@ use slackgate_policy::Route;
 use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::audit::{rfc3339, AuditView, TsText};
-use crate::client::{self, Conn};
+use crate::client::{self, Conn, ExchangeError};
+use crate::front::{is_bodyless, HeadLimits};
+use crate::http1::{connection_tokens, is_hop_by_hop, is_not_forwarded};
 use crate::metrics;
 use crate::state::{Shared, Snapshot};
 use crate::upstream::{Pool, Target};
@@ -39,19 +41,6 @@ use crate::wire::{push_decimal, push_header, span_in};
 const MAX_UPSTREAM_RESPONSE: usize = 8 * 1024 * 1024;
 /// How long an idle upstream connection stays pooled.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
-
-/// Headers that describe one hop, not the message; they are not forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
@@ -174,9 +163,12 @@ impl Gateway {
         let ip = client_ip(peer, xff, &snap.config.trusted_proxies);
         ctx.client_ip = Some(ip);
 
+        let limits = &snap.config.limits;
         let host = session.host().map(strip_port);
         let Some(route) = snap.policy.routes.find(host, session.path()).cloned() else {
-            return self.answer(session, ctx, Reason::NoRoute, &[]).await;
+            return self
+                .answer_before_body(session, ctx, Reason::NoRoute, limits)
+                .await;
         };
         ctx.route = Some(Arc::clone(&route));
 
@@ -185,29 +177,34 @@ impl Gateway {
             let d = apply_mode(&route, d);
             if d.action == Action::Respond {
                 ctx.rule = d.rule.as_ref().map(|r| r.as_str().to_owned());
-                return self.answer(session, ctx, d.reason, &[]).await;
+                return self
+                    .answer_before_body(session, ctx, d.reason, limits)
+                    .await;
             }
             shadow_denial = Some(d);
         }
 
-        let limits = &snap.config.limits;
+        if session
+            .declared_length()
+            .is_some_and(|n| n > limits.max_body_bytes as u64)
+        {
+            // Refused before the client sends it (and before any `100 Continue`).
+            session.close_after();
+            return self.answer(session, ctx, Reason::BodyTooLarge, &[]).await;
+        }
+        if session.expects_continue() {
+            // Every check that needs no body passed: the client may send it now.
+            session.send_continue().await?;
+        }
         let body = match session
             .read_body(limits.max_body_bytes, limits.body_read_timeout)
             .await
         {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => {
+            Err(e) => {
+                // The rest of the connection cannot be trusted to start a request.
                 session.close_after();
-                return self.answer(session, ctx, Reason::BodyTooLarge, &[]).await;
-            }
-            Err(BodyError::Timeout) => {
-                session.close_after();
-                return self.answer(session, ctx, Reason::BodyTimeout, &[]).await;
-            }
-            Err(BodyError::Downstream(e)) => {
-                ctx.reason = Some(Reason::BodyTimeout);
-                ctx.status = Reason::BodyTimeout.status();
-                return Err(e);
+                return self.answer(session, ctx, e.reason(), &[]).await;
             }
         };
 
@@ -294,21 +291,38 @@ impl Gateway {
         reason: Reason,
         extra: &[(&'static str, String)],
     ) -> pingora::Result<()> {
-        let body = serde_json::json!({
-            "ok": false,
-            "reason": reason.as_str(),
-            "message": reason.public_message(),
-        })
-        .to_string();
         self.write(
             session,
             ctx,
             reason,
             reason.status(),
             extra,
-            Bytes::from(body),
+            answer_body(reason),
         )
         .await
+    }
+
+    /// Answers a request refused before its body was read. The body is drained first
+    /// (within `max_body_bytes` and `body_read_timeout`) so that the connection can carry
+    /// the next request and no byte of this one is ever read as a request; when that is
+    /// not possible (too large, too slow, chunked framing broken, or a client waiting for
+    /// `100 Continue` that will now never come) the connection is closed after the answer.
+    async fn answer_before_body<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &mut RequestCtx,
+        reason: Reason,
+        limits: &slackgate_policy::Limits,
+    ) -> pingora::Result<()> {
+        let drained = !session.expects_continue()
+            && session
+                .read_body(limits.max_body_bytes, limits.body_read_timeout)
+                .await
+                .is_ok();
+        if !drained {
+            session.close_after();
+        }
+        self.answer(session, ctx, reason, &[]).await
     }
 
     async fn write<D: Downstream>(
@@ -394,9 +408,10 @@ impl Gateway {
                 }
                 ctx.reason = Some(reason);
                 ctx.status = answer.status;
+                let named = connection_tokens(answer.header_pairs());
                 let headers: Vec<(&[u8], &[u8])> = answer
                     .header_pairs()
-                    .filter(|(name, _)| !is_hop_by_hop(name))
+                    .filter(|(name, _)| !is_not_relayed(name, &named))
                     .collect();
                 if let Err(e) = session
                     .respond(
@@ -440,23 +455,24 @@ pub(crate) struct Forwarded<'a> {
 }
 
 /// The request head sent to the bot: the client's request line and headers (names in
-/// their original case) minus hop-by-hop headers and any `x-slackgate-*` a client sent,
-/// with the body's `Content-Length` and the gateway's own headers.
+/// their original case) minus what [`is_not_forwarded`] names (hop-by-hop headers,
+/// headers the client's `Connection` lists, `Expect`, and any `x-slackgate-*` or
+/// `x_slackgate_*` a client sent), with the body's `Content-Length` and the gateway's
+/// own headers.
 pub(crate) fn request_head<'h>(
     method: &[u8],
     target: &[u8],
-    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
     add: &Forwarded<'_>,
 ) -> Vec<u8> {
-    const OWN: &[u8] = b"x-slackgate-";
+    let named = connection_tokens(headers.clone());
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(method);
     out.push(b' ');
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
-        let own = name.len() >= OWN.len() && name[..OWN.len()].eq_ignore_ascii_case(OWN);
-        if !(own || is_hop_by_hop(name)) {
+        if !is_not_forwarded(name, &named) {
             push_header(&mut out, name, value);
         }
     }
@@ -477,12 +493,21 @@ pub(crate) fn request_head<'h>(
     out
 }
 
-/// Hop-by-hop headers and `Content-Length` (the gateway sets its own) are not relayed.
-pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"content-length")
-        || HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+/// A header of the bot's answer that is not relayed: hop-by-hop headers,
+/// `Content-Length` (the gateway frames the answer itself), and the headers the bot's
+/// `Connection` lists.
+fn is_not_relayed(name: &[u8], named: &[&[u8]]) -> bool {
+    is_hop_by_hop(name) || named.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
+/// The JSON body of a gateway answer: the reason and its fixed public message.
+pub(crate) fn answer_body(reason: Reason) -> Bytes {
+    let body = serde_json::json!({
+        "ok": false,
+        "reason": reason.as_str(),
+        "message": reason.public_message(),
+    });
+    Bytes::from(body.to_string())
 }
 
 /// The client side of one request as the pipeline needs it: pingora's session
@@ -511,6 +536,12 @@ pub(crate) trait Downstream: Send {
     fn is_head(&self) -> bool;
     /// The connected peer's address.
     fn peer_ip(&self) -> IpAddr;
+    /// The body's declared length (`None` for a chunked body).
+    fn declared_length(&self) -> Option<u64>;
+    /// Whether the client waits for `100 Continue` before it sends the body.
+    fn expects_continue(&self) -> bool;
+    /// Sends `100 Continue`.
+    async fn send_continue(&mut self) -> pingora::Result<()>;
     /// The head to send upstream (see [`request_head`]).
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8>;
     /// The whole body within `max` bytes and `timeout`.
@@ -571,21 +602,46 @@ impl Downstream for PingoraDownstream<'_> {
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
+    fn declared_length(&self) -> Option<u64> {
+        if self.0.req_header().headers.contains_key(TRANSFER_ENCODING) {
+            return None;
+        }
+        // The head checks allowed one plain decimal Content-Length at most.
+        Some(
+            self.0
+                .req_header()
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| crate::wire::parse_decimal(v.as_bytes().trim_ascii()))
+                .unwrap_or(0),
+        )
+    }
+
+    fn expects_continue(&self) -> bool {
+        let req = self.0.req_header();
+        // The head checks allowed no other expectation; HTTP/1.0 ones are ignored.
+        req.version == http::Version::HTTP_11 && req.headers.contains_key(http::header::EXPECT)
+    }
+
+    async fn send_continue(&mut self) -> pingora::Result<()> {
+        self.0.write_continue_response().await
+    }
+
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8> {
         let req = self.0.req_header();
         let method = req.method.as_str().as_bytes();
-        if req.has_case() {
-            let headers = req
-                .case_header_iter()
-                .map(|(n, v)| (n.as_slice(), v.as_bytes()));
-            request_head(method, req.raw_path(), headers, add)
+        // Not the hot path: the pairs are collected so the head can be read twice.
+        let headers: Vec<(&[u8], &[u8])> = if req.has_case() {
+            req.case_header_iter()
+                .map(|(n, v)| (n.as_slice(), v.as_bytes()))
+                .collect()
         } else {
-            let headers = req
-                .headers
+            req.headers
                 .iter()
-                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-            request_head(method, req.raw_path(), headers, add)
-        }
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+                .collect()
+        };
+        request_head(method, req.raw_path(), headers.iter().copied(), add)
     }
 
     async fn read_body(&mut self, max: usize, timeout: Duration) -> Result<Bytes, BodyError> {
@@ -607,7 +663,11 @@ impl Downstream for PingoraDownstream<'_> {
         for (name, value) in headers {
             resp.append_header(Bytes::copy_from_slice(name), *value)?;
         }
-        resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        let bodyless = is_bodyless(status);
+        let body = if bodyless { Bytes::new() } else { body };
+        if !bodyless {
+            resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        }
         if let Some(reason) = reason {
             resp.set_reason_phrase(Some(reason))?;
         }
@@ -620,19 +680,60 @@ impl Downstream for PingoraDownstream<'_> {
     }
 }
 
+/// Why the upstream leg failed, for the log; `may_have_reached` says whether any byte
+/// of the request may be at the bot.
+#[derive(Debug)]
+pub(crate) struct UpstreamFailure {
+    target: Option<Arc<str>>,
+    what: UpstreamFailureKind,
+    may_have_reached: bool,
+}
+
+#[derive(Debug)]
+enum UpstreamFailureKind {
+    NotResolved,
+    Connect(std::io::Error),
+    Exchange(ExchangeError),
+    NoTarget,
+}
+
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(t) = &self.target {
+            write!(f, "{t}: ")?;
+        }
+        match &self.what {
+            UpstreamFailureKind::NotResolved => f.write_str("not resolved"),
+            UpstreamFailureKind::Connect(e) => write!(f, "connect: {e}"),
+            UpstreamFailureKind::Exchange(e) => write!(f, "{e}"),
+            UpstreamFailureKind::NoTarget => f.write_str("no upstream target could be resolved"),
+        }?;
+        if self.may_have_reached {
+            f.write_str(" (the request may have reached the bot: not sent again)")?;
+        }
+        Ok(())
+    }
+}
+
 /// Sends the request to a healthy target and reads the whole response.
 ///
-/// A target that refuses the connection is marked down and one other target is tried:
-/// nothing was sent, so this cannot deliver a request twice. A pooled connection the
-/// target closed meanwhile (it fails before any response byte) is retried once on a
-/// fresh connection.
+/// A request is sent at most once. A target that refuses the connection is marked down
+/// and one other target is tried: nothing was sent. A pooled connection is used only
+/// when it is clean ([`Conn::is_clean`]); if its write still fails before one byte left,
+/// the request goes once more on a fresh connection. Once any byte may have reached the
+/// bot, a failure is final (502), as nginx does for non-idempotent requests.
 async fn round_trip(
     pool: &Pool,
     head: &[u8],
     body: &[u8],
     is_head: bool,
     started: Instant,
-) -> Result<client::Response, String> {
+) -> Result<client::Response, UpstreamFailure> {
+    let fail = |target: &Target, what, may_have_reached| UpstreamFailure {
+        target: Some(Arc::clone(&target.spec)),
+        what,
+        may_have_reached,
+    };
     let mut tried: Option<Arc<Target>> = None;
     let mut last_err = None;
     for _attempt in 0..2 {
@@ -641,7 +742,7 @@ async fn round_trip(
         };
         let Some(addr) = target.addr() else {
             target.mark_down();
-            last_err = Some(format!("{}: not resolved", target.spec));
+            last_err = Some(fail(&target, UpstreamFailureKind::NotResolved, false));
             tried = Some(target);
             continue;
         };
@@ -651,7 +752,7 @@ async fn round_trip(
                 Ok(c) => (c, false),
                 Err(e) => {
                     target.mark_down();
-                    last_err = Some(format!("{}: connect: {e}", target.spec));
+                    last_err = Some(fail(&target, UpstreamFailureKind::Connect(e), false));
                     tried = Some(target);
                     continue;
                 }
@@ -661,11 +762,11 @@ async fn round_trip(
             .exchange(head, body, is_head, MAX_UPSTREAM_RESPONSE)
             .await
         {
-            Err(e) if reused && e.before_response => {
-                // A stale pooled connection: retry once on a fresh one.
+            Err(e) if reused && !e.may_have_reached() => {
+                // Not one byte left on the pooled connection: send it on a fresh one.
                 conn = Conn::connect(addr)
                     .await
-                    .map_err(|e| format!("{}: connect: {e}", target.spec))?;
+                    .map_err(|e| fail(&target, UpstreamFailureKind::Connect(e), false))?;
                 conn.exchange(head, body, is_head, MAX_UPSTREAM_RESPONSE)
                     .await
             }
@@ -678,10 +779,17 @@ async fn round_trip(
                 }
                 Ok(answer)
             }
-            Err(e) => Err(format!("{}: {e}", target.spec)),
+            Err(e) => {
+                let reached = e.may_have_reached();
+                Err(fail(&target, UpstreamFailureKind::Exchange(e), reached))
+            }
         };
     }
-    Err(last_err.unwrap_or_else(|| "no upstream target could be resolved".to_owned()))
+    Err(last_err.unwrap_or(UpstreamFailure {
+        target: None,
+        what: UpstreamFailureKind::NoTarget,
+        may_have_reached: false,
+    }))
 }
 
 /// Why a request body could not be read.
@@ -690,8 +798,23 @@ pub(crate) enum BodyError {
     TooLarge,
     /// Not complete within `body_read_timeout`.
     Timeout,
-    /// The client connection failed.
-    Downstream(Box<pingora::Error>),
+    /// The client closed (or reset) the connection inside the body.
+    Closed,
+    /// The chunked framing is broken.
+    Framing,
+}
+
+impl BodyError {
+    /// The answer: 413; 408 for a body that did not arrive whole, in time or at all
+    /// (nobody may read the answer to a closed one, but its record says why); 400 for
+    /// broken chunked framing.
+    fn reason(&self) -> Reason {
+        match self {
+            BodyError::TooLarge => Reason::BodyTooLarge,
+            BodyError::Timeout | BodyError::Closed => Reason::BodyTimeout,
+            BodyError::Framing => Reason::BadRequest,
+        }
+    }
 }
 
 /// Reads the whole request body within `max` bytes and `timeout`.
@@ -715,7 +838,15 @@ async fn read_body(
     loop {
         match tokio::time::timeout_at(deadline, session.read_request_body()).await {
             Err(_) => return Err(BodyError::Timeout),
-            Ok(Err(e)) => return Err(BodyError::Downstream(e)),
+            Ok(Err(e)) => {
+                return Err(match e.etype() {
+                    pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError => {
+                        BodyError::Closed
+                    }
+                    pingora::ErrorType::ReadTimedout => BodyError::Timeout,
+                    _ => BodyError::Framing,
+                })
+            }
             Ok(Ok(None)) => return Ok(buf.freeze()),
             Ok(Ok(Some(chunk))) => {
                 if buf.len() + chunk.len() > max {
@@ -787,9 +918,22 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// The running `limits.max_body_bytes`.
-    pub(crate) fn max_body_bytes(&self) -> usize {
-        self.shared.current().config.limits.max_body_bytes
+    /// The running head limits.
+    pub(crate) fn head_limits(&self) -> HeadLimits {
+        let limits = &self.shared.current().config.limits;
+        HeadLimits {
+            max_bytes: limits.max_head_bytes,
+            timeout: limits.head_read_timeout,
+        }
+    }
+
+    /// Records a request whose head the front refused (it has no route yet).
+    pub(crate) fn record_refusal(&self, peer: IpAddr, reason: Reason) {
+        let mut ctx = self.context();
+        ctx.client_ip = Some(peer);
+        ctx.reason = Some(reason);
+        ctx.status = reason.status();
+        self.record(&mut ctx);
     }
 
     /// A fresh per-request context.

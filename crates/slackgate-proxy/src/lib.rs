@@ -1,4 +1,5 @@
-//! pingora glue for slackgate: the front (fast path, pingora's `ProxyHttp` for the rest),
+//! pingora glue for slackgate: the front (head checks in `http1`, the fast path, pingora's
+//! `ProxyHttp` for the rest),
 //! the pipeline, the upstream client, TLS listeners, the admin and metrics service,
 //! policy reloads and the audit sink.
 //!
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod client;
 pub mod front;
 pub mod gateway;
+mod http1;
 pub mod metrics;
 pub mod redis;
 pub mod server;

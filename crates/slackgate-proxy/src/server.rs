@@ -79,6 +79,10 @@ pub struct Options {
     pub watch_interval: Option<Duration>,
     /// How many audit records may wait for the writer before new ones are dropped (and counted).
     pub audit_queue: usize,
+    /// Serve simple requests on the fast path (the default). Off, every HTTP/1 request
+    /// that passes the head checks goes to pingora's proxy: the differential tests use
+    /// this to hold the two paths to the same answers.
+    pub fast_path: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -105,6 +109,7 @@ impl Options {
             pid_file: None,
             watch_interval: Some(crate::watch::DEFAULT_INTERVAL),
             audit_queue: DEFAULT_QUEUE,
+            fast_path: true,
         }
     }
 }
@@ -285,7 +290,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     ));
     let mut proxy = Service::new(
         "slackgate".to_owned(),
-        Front::new(Gateway::new(Arc::clone(&shared)), fallback),
+        Front::new(Gateway::new(Arc::clone(&shared)), fallback, opts.fast_path),
     );
     let mut probe_addrs: Vec<SocketAddr> = Vec::new();
     for listener in &config.listen {

@@ -38,18 +38,23 @@ impl Target {
         }
     }
 
-    /// The most recently used connection that is idle at most `max_idle` at `now`.
+    /// The most recently used connection that is idle at most `max_idle` at `now` and
+    /// clean (see [`Conn::is_clean`]).
     pub fn checkout(&self, max_idle: Duration, now: Instant) -> Option<Conn> {
-        let mut idle = match self.idle.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        while let Some(conn) = idle.pop() {
-            if !conn.idle_longer_than(max_idle, now) {
+        loop {
+            let conn = {
+                let mut idle = match self.idle.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                idle.pop()?
+            };
+            // An expired connection, or one the bot closed or wrote to while it was idle,
+            // is dropped, never used.
+            if !conn.idle_longer_than(max_idle, now) && conn.is_clean() {
                 return Some(conn);
             }
         }
-        None
     }
 
     /// Returns a connection that can carry another request to the pool, idle from `since`.

@@ -61,6 +61,7 @@ pub struct TestGatewayBuilder {
     plain: bool,
     audit_queue: Option<usize>,
     threads: usize,
+    fast_path: bool,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -108,7 +109,15 @@ impl TestGatewayBuilder {
             plain: true,
             audit_queue: None,
             threads: 2,
+            fast_path: true,
         }
+    }
+
+    /// Whether simple requests take the fast path (default on); off, every HTTP/1
+    /// request goes to pingora's proxy after the head checks.
+    pub fn fast_path(mut self, on: bool) -> Self {
+        self.fast_path = on;
+        self
     }
 
     /// Worker threads (default 2; 1 runs pingora's single-thread, no-steal runtime).
@@ -188,6 +197,7 @@ impl TestGatewayBuilder {
         }
         opts.audit = Some(AuditTarget::Memory(Arc::clone(&audit)));
         opts.threads = self.threads;
+        opts.fast_path = self.fast_path;
         opts.upgrade_sock = Some(dir.path().join("upgrade.sock"));
         opts.pid_file = Some(dir.path().join("slackgate.pid"));
         opts.watch_interval = Some(Duration::from_millis(50));

@@ -1,0 +1,660 @@
+//! The one definition of a valid HTTP/1.x request head, for both paths.
+//!
+//! Every HTTP/1 request head is read by the front (`front.rs`) and judged here before
+//! either path sees it: the fast path serves what this module accepts and calls simple,
+//! pingora's HTTP proxy gets the rest of what it accepts, byte for byte as the client
+//! sent it (absolute-form targets excepted, which are rewritten to origin-form first).
+//! pingora's own parser is lenient in places (bare LF line ends, URI bytes it escapes,
+//! `Transfer-Encoding` that overrides `Content-Length`); nothing it would read
+//! differently from us ever reaches it. A refused head is answered by the front and the
+//! connection closed: after a framing error nothing that follows on the connection can
+//! be trusted to start a request.
+//!
+//! The rules, from RFC 9112 and RFC 9110, as a hardened proxy applies them:
+//! - CRLF line ends only; no obsolete line folding; at most [`MAX_HEADERS`] headers and
+//!   `limits.max_head_bytes` bytes, refused as soon as either is exceeded.
+//! - HTTP/1.1 requires exactly one `Host`; HTTP/1.0 allows at most one.
+//! - The target is origin-form (`/path?query`) of visible ASCII, without a fragment;
+//!   an absolute-form target (`http://host/path`) whose authority is the `Host` is
+//!   normalized to origin-form, any other form is refused. `CONNECT` is refused.
+//! - Framing: at most one `Content-Length` of plain digits; `Transfer-Encoding` only
+//!   on HTTP/1.1, only without `Content-Length`, and only `chunked` (another coding is
+//!   501, a list whose final coding is not `chunked` is 400).
+//! - `Expect` may only be `100-continue` (ignored on HTTP/1.0, as RFC 9110 says).
+//! - `Connection` is a list of tokens; `close` and `keep-alive` set persistence, the
+//!   others name headers that are removed before forwarding.
+
+use std::ops::Range;
+
+use slackgate_guard::Reason;
+
+use crate::wire::{parse_decimal, span_in};
+
+/// The most headers a request may have (431 above).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length` bytes (0 when there was no length and no coding).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A head this module accepted; ranges index the buffer it was parsed from.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestHead {
+    /// Bytes of the head, including leading empty lines and the final empty line.
+    pub len: usize,
+    /// The method.
+    pub method: Range<usize>,
+    /// The request target as sent (origin-form, or absolute-form before rewriting).
+    pub target: Range<usize>,
+    /// The part of an absolute-form target that is its origin-form (`/path?query`;
+    /// empty for `http://host`); `None` for an origin-form target.
+    pub origin_form: Option<Range<usize>>,
+    /// The path of an origin-form target, without the query.
+    pub path: Range<usize>,
+    /// HTTP/1.1 (else 1.0).
+    pub http11: bool,
+    /// Header names and values, in order.
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
+    /// How the body is framed.
+    pub framing: Framing,
+    /// The client waits for `100 Continue` before it sends the body.
+    pub expect_continue: bool,
+    /// The connection may carry another request after this one.
+    pub keep_alive: bool,
+}
+
+impl RequestHead {
+    /// Whether the fast path serves this request itself: a `POST` over HTTP/1.1 with an
+    /// origin-form target and a `Content-Length` body, not waiting for `100 Continue`.
+    /// Everything else goes to pingora (which answers it through the same pipeline).
+    pub(crate) fn is_simple(&self, buf: &[u8]) -> bool {
+        self.http11
+            && self.origin_form.is_none()
+            && !self.expect_continue
+            && matches!(self.framing, Framing::Length(_))
+            && buf.get(self.method.clone()) == Some(b"POST")
+    }
+}
+
+/// Why a head was refused: the answer's reason (and so its status) and what was wrong,
+/// for the log (never request bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// `bad_request`, `head_too_large` or `unsupported_transfer_coding`.
+    pub reason: Reason,
+    /// What was wrong, a fixed text.
+    pub detail: &'static str,
+}
+
+/// What the buffer holds.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// A complete head the gateway accepts.
+    Complete(RequestHead),
+    /// Not complete yet (and within the limits): read more.
+    Partial,
+    /// A head the gateway refuses.
+    Refused(Refusal),
+}
+
+fn bad(detail: &'static str) -> Parsed {
+    Parsed::Refused(Refusal {
+        reason: Reason::BadRequest,
+        detail,
+    })
+}
+
+fn too_large(detail: &'static str) -> Parsed {
+    Parsed::Refused(Refusal {
+        reason: Reason::HeadTooLarge,
+        detail,
+    })
+}
+
+/// Judges the request head at the start of `buf`: at most `max_head` bytes of it count.
+pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let window = &buf[..buf.len().min(max_head)];
+    let len = match req.parse(window) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return too_large("request head longer than limits.max_head_bytes")
+        }
+        Ok(httparse::Status::Partial) => {
+            // Refuse a bare LF as soon as it is seen, not only once the head is whole.
+            return if has_bare_lf(window) {
+                bad("bare LF line end")
+            } else {
+                Parsed::Partial
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return too_large("more than 100 headers"),
+        Err(_) => return bad("malformed request line or header"),
+    };
+    let head = &buf[..len];
+    if has_bare_lf(head) {
+        return bad("bare LF line end");
+    }
+    let http11 = match req.version {
+        Some(1) => true,
+        Some(0) => false,
+        _ => return bad("unsupported HTTP version"),
+    };
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return bad("malformed request line");
+    };
+    if method == "CONNECT" {
+        return bad("CONNECT is not served");
+    }
+
+    let mut hosts: Vec<&[u8]> = Vec::with_capacity(1);
+    let mut content_length: Option<u64> = None;
+    let mut codings: Vec<&[u8]> = Vec::new();
+    let mut transfer_encoding = false;
+    let mut expect_continue = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts.push(value);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            if content_length.is_some() {
+                return bad("more than one Content-Length");
+            }
+            match parse_decimal(value) {
+                Some(n) => content_length = Some(n),
+                None => return bad("Content-Length is not a plain number"),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+            codings.extend(list(value));
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return bad("Expect other than 100-continue");
+            }
+            // RFC 9110 10.1.1: an HTTP/1.0 expectation is ignored.
+            expect_continue = http11;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in list(value) {
+                if !is_token(token) {
+                    return bad("Connection is not a list of tokens");
+                }
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                }
+            }
+        }
+        let (Some(n), Some(v)) = (span_in(buf, name), span_in(buf, h.value)) else {
+            return bad("malformed header");
+        };
+        headers.push((n, v));
+    }
+
+    let host = match hosts.as_slice() {
+        [] if http11 => return bad("HTTP/1.1 request without Host"),
+        [] => None,
+        [one] => Some(*one),
+        _ => return bad("more than one Host"),
+    };
+    if host.is_some_and(|h| !is_host(h)) {
+        return bad("malformed Host");
+    }
+
+    let framing = if transfer_encoding {
+        if !http11 {
+            return bad("Transfer-Encoding on HTTP/1.0");
+        }
+        if content_length.is_some() {
+            return bad("both Transfer-Encoding and Content-Length");
+        }
+        match codings.as_slice() {
+            [] => return bad("empty Transfer-Encoding"),
+            [.., last] if !last.eq_ignore_ascii_case(b"chunked") => {
+                return bad("final transfer coding is not chunked")
+            }
+            [_] => Framing::Chunked,
+            [init @ .., _] if init.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")) => {
+                return bad("chunked applied more than once")
+            }
+            _ => {
+                return Parsed::Refused(Refusal {
+                    reason: Reason::UnsupportedTransferCoding,
+                    detail: "transfer coding other than chunked",
+                })
+            }
+        }
+    } else {
+        Framing::Length(content_length.unwrap_or(0))
+    };
+
+    let Some(target_range) = span_in(buf, target.as_bytes()) else {
+        return bad("malformed request target");
+    };
+    let t = target.as_bytes();
+    if !t.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b'#') {
+        return bad("request target with a fragment or a byte outside visible ASCII");
+    }
+    let (origin_form, path) = if t.starts_with(b"/") {
+        let path_len = t.iter().position(|&b| b == b'?').unwrap_or(t.len());
+        (None, target_range.start..target_range.start + path_len)
+    } else {
+        let Some((authority, origin)) = split_absolute(t) else {
+            return bad("request target is neither origin-form nor absolute-form");
+        };
+        if !host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+            return bad("absolute-form authority differs from Host");
+        }
+        let start = target_range.start + (t.len() - origin.len());
+        (Some(start..target_range.end), start..start)
+    };
+
+    let keep_alive = !close && (http11 || keep_alive_token);
+    Parsed::Complete(RequestHead {
+        len,
+        method: span_in(buf, method.as_bytes()).unwrap_or(0..0),
+        target: target_range,
+        origin_form,
+        path,
+        http11,
+        headers,
+        framing,
+        expect_continue,
+        keep_alive,
+    })
+}
+
+/// `buf` with an absolute-form target replaced by its origin-form (`/` when it has no
+/// path), so that both paths, and the bot, see the origin-form only.
+pub(crate) fn to_origin_form(buf: &[u8], head: &RequestHead) -> Option<Vec<u8>> {
+    let origin = head.origin_form.clone()?;
+    let mut out = Vec::with_capacity(buf.len() + 1);
+    out.extend_from_slice(buf.get(..head.target.start)?);
+    match buf.get(origin)? {
+        [] => out.push(b'/'),
+        o if o.starts_with(b"?") => {
+            out.push(b'/');
+            out.extend_from_slice(o);
+        }
+        o => out.extend_from_slice(o),
+    }
+    out.extend_from_slice(buf.get(head.target.end..)?);
+    Some(out)
+}
+
+/// `http://authority[/path?query]` (or https): the authority and the rest.
+fn split_absolute(t: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = t.iter().position(|&b| b == b':')?;
+    let scheme = &t[..colon];
+    if !(scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https")) {
+        return None;
+    }
+    let rest = t[colon..].strip_prefix(b"://")?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, origin) = rest.split_at(end);
+    if authority.is_empty() || authority.contains(&b'@') || !is_host(authority) {
+        return None;
+    }
+    Some((authority, origin))
+}
+
+/// The non-empty elements of a comma-separated list, trimmed.
+pub(crate) fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// An RFC 9110 token.
+fn is_token(t: &[u8]) -> bool {
+    !t.is_empty()
+        && t.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `uri-host [":" port]` characters (reg-name, IPv4, bracketed IPv6); may be empty.
+fn is_host(h: &[u8]) -> bool {
+    h.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+}
+
+fn has_bare_lf(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\n' && (i == 0 || b[i - 1] != b'\r'))
+}
+
+/// Whether a header must not be forwarded to the bot: hop-by-hop headers, the headers
+/// the gateway sets itself (`Content-Length`, `X-Slackgate-*`, and their `_` twins,
+/// which CGI and WSGI bots read as the same variable), `Expect` (answered here), and
+/// every header the client's `Connection` names.
+pub(crate) fn is_not_forwarded(name: &[u8], connection_tokens: &[&[u8]]) -> bool {
+    const OWN: &[u8] = b"x-slackgate-";
+    let own = name.len() >= OWN.len()
+        && name[..OWN.len()]
+            .iter()
+            .zip(OWN)
+            .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'));
+    own || name.eq_ignore_ascii_case(b"expect")
+        || is_hop_by_hop(name)
+        || connection_tokens
+            .iter()
+            .any(|t| name.eq_ignore_ascii_case(t))
+}
+
+/// Headers that describe one hop, not the message, plus `Content-Length` (the gateway
+/// frames what it sends itself): never relayed in either direction.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP_BY_HOP: &[&[u8]] = &[
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// The header names a message's `Connection` headers list (other than `close` and
+/// `keep-alive`, which are hop-by-hop anyway).
+pub(crate) fn connection_tokens<'a>(
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Vec<&'a [u8]> {
+    headers
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, v)| list(v))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 16 * 1024;
+
+    fn ok(raw: &[u8]) -> RequestHead {
+        match parse(raw, MAX) {
+            Parsed::Complete(h) => h,
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    fn refused(raw: &[u8]) -> Reason {
+        match parse(raw, MAX) {
+            Parsed::Refused(r) => r.reason,
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn the_common_slack_request_is_simple() {
+        let raw = b"POST /slack/events?x=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nX-Slack-Signature: v0=ab\r\n\r\n{}";
+        let h = ok(raw);
+        assert!(h.is_simple(raw));
+        assert_eq!(&raw[h.path.clone()], b"/slack/events");
+        assert_eq!(&raw[h.target.clone()], b"/slack/events?x=1");
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(h.keep_alive);
+        assert_eq!((h.headers.len(), h.len), (3, raw.len() - 2));
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[(&[u8], Reason)] = &[
+            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"POST /a#b HTTP/1.1\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"POST http://b/x HTTP/1.1\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"POST ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"POST http://u@a/x HTTP/1.1\r\nHost: u@a\r\n\r\n", Reason::BadRequest),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", Reason::BadRequest),
+            (b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,1\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reason::UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", Reason::UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nConnection: a b\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a b\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a/b\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\nHost: a\n\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost : a\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/2.0\r\nHost: a\r\n\r\n", Reason::BadRequest),
+            (b"\x16\x03\x01\x02\x00", Reason::BadRequest),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(refused(raw), *want, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn what_goes_to_pingora_and_what_stays() {
+        let pingora: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n",
+            b"POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+            b"POST http://a/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
+        ];
+        for raw in pingora {
+            assert!(!ok(raw).is_simple(raw), "{}", String::from_utf8_lossy(raw));
+        }
+        let simple: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+            b"\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost:\r\nContent-Length: 1\r\n\r\n",
+        ];
+        for raw in simple {
+            assert!(ok(raw).is_simple(raw), "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn persistence_and_expectations() {
+        let h = ok(b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = ok(b"POST / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert!(h.keep_alive && !h.http11);
+        let h = ok(b"POST / HTTP/1.0\r\n\r\n");
+        assert!(!h.keep_alive);
+        let h = ok(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n");
+        assert!(!h.expect_continue, "ignored on HTTP/1.0");
+        let h = ok(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n\r\n");
+        assert!(h.expect_continue);
+    }
+
+    #[test]
+    fn absolute_form_is_rewritten_to_origin_form() {
+        for (raw, want) in [
+            (
+                &b"POST http://GW:8080/slack/events?x=1 HTTP/1.1\r\nHost: gw:8080\r\n\r\n"[..],
+                &b"POST /slack/events?x=1 HTTP/1.1\r\nHost: gw:8080\r\n\r\n"[..],
+            ),
+            (
+                b"POST https://gw HTTP/1.1\r\nHost: gw\r\n\r\nbody",
+                b"POST / HTTP/1.1\r\nHost: gw\r\n\r\nbody",
+            ),
+            (
+                b"POST http://gw?q HTTP/1.1\r\nHost: gw\r\n\r\n",
+                b"POST /?q HTTP/1.1\r\nHost: gw\r\n\r\n",
+            ),
+        ] {
+            let h = ok(raw);
+            let rewritten = to_origin_form(raw, &h).unwrap();
+            assert_eq!(rewritten, want);
+            assert!(ok(&rewritten).origin_form.is_none());
+        }
+    }
+
+    #[test]
+    fn limits_refuse_as_soon_as_exceeded() {
+        let mut raw = b"POST / HTTP/1.1\r\nX: ".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', 100));
+        assert!(matches!(parse(&raw, 200), Parsed::Partial));
+        raw.extend(std::iter::repeat_n(b'a', 100));
+        assert!(matches!(
+            parse(&raw, 200),
+            Parsed::Refused(Refusal {
+                reason: Reason::HeadTooLarge,
+                ..
+            })
+        ));
+        let mut many = b"POST / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for _ in 0..MAX_HEADERS {
+            many.extend_from_slice(b"X: 1\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(refused(&many), Reason::HeadTooLarge);
+        // A complete head right at the limit is fine; one byte over is refused.
+        let exact = b"POST / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(matches!(parse(exact, exact.len()), Parsed::Complete(_)));
+        assert!(matches!(
+            parse(exact, exact.len() - 1),
+            Parsed::Refused(Refusal {
+                reason: Reason::HeadTooLarge,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nHost", MAX),
+            Parsed::Partial
+        ));
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\nHost", MAX),
+            Parsed::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn forwarding_filter() {
+        let conn: &[&[u8]] = &[b"x-secret-hop"];
+        for name in [
+            &b"X-Slackgate-User"[..],
+            b"X_Slackgate_User",
+            b"x_slackgate-route",
+            b"Expect",
+            b"Content-Length",
+            b"Connection",
+            b"Transfer-Encoding",
+            b"X-Secret-Hop",
+        ] {
+            assert!(
+                is_not_forwarded(name, conn),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        for name in [
+            &b"X-Slack-Signature"[..],
+            b"Content-Type",
+            b"X-Slackgate",
+            b"User-Agent",
+        ] {
+            assert!(
+                !is_not_forwarded(name, conn),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        let headers: Vec<(&[u8], &[u8])> = vec![
+            (b"Connection", b"close, X-A"),
+            (b"connection", b" x-b ,"),
+            (b"Host", b"x-c"),
+        ];
+        assert_eq!(
+            connection_tokens(headers.into_iter()),
+            vec![&b"close"[..], b"X-A", b"x-b"]
+        );
+    }
+
+    fn check_invariants(raw: &[u8], h: &RequestHead) {
+        assert!(h.len <= raw.len() && h.len <= MAX);
+        assert!(raw[..h.len].ends_with(b"\r\n\r\n"));
+        assert!(!has_bare_lf(&raw[..h.len]));
+        let at = |r: &Range<usize>| &raw[r.clone()];
+        let named = |n: &[u8]| {
+            h.headers
+                .iter()
+                .filter(|(k, _)| at(k).eq_ignore_ascii_case(n))
+                .count()
+        };
+        assert!(named(b"content-length") <= 1);
+        assert!(named(b"host") <= 1);
+        if h.http11 {
+            assert_eq!(named(b"host"), 1);
+        }
+        match h.framing {
+            Framing::Chunked => assert_eq!(named(b"content-length"), 0),
+            Framing::Length(_) => assert_eq!(named(b"transfer-encoding"), 0),
+        }
+        assert!(!at(&h.target).contains(&b'#'));
+        if h.origin_form.is_none() {
+            assert!(at(&h.target).starts_with(b"/"));
+            assert!(at(&h.target).starts_with(at(&h.path)));
+            assert!(!at(&h.path).contains(&b'?'));
+        }
+        for (k, v) in &h.headers {
+            assert!(k.end <= h.len && v.end <= h.len);
+            assert!(!at(v).contains(&b'\r') && !at(v).contains(&b'\n'));
+        }
+    }
+
+    const VALID: &[u8] = b"POST /slack/events HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Slack-Signature: v0=ab\r\nX-Slack-Request-Timestamp: 1\r\n\r\n{}";
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_accepted_heads_hold(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Parsed::Complete(h) = parse(&raw, MAX) {
+                check_invariants(&raw, &h);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_requests_never_panic_and_accepted_heads_hold(
+            edits in proptest::collection::vec((0..VALID.len(), proptest::prelude::any::<u8>()), 1..6),
+            cut in 0..VALID.len() + 1,
+        ) {
+            let mut raw = VALID.to_vec();
+            for (at, b) in edits {
+                raw[at] = b;
+            }
+            raw.truncate(cut);
+            if let Parsed::Complete(h) = parse(&raw, MAX) {
+                check_invariants(&raw, &h);
+            }
+        }
+    }
+}
