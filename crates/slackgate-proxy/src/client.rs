@@ -113,12 +113,13 @@ impl Conn {
 
     /// Whether a pooled connection can carry a request: no byte arrived on it while it
     /// was idle (a bot that sends unasked bytes would have them taken as the next
-    /// request's answer) and it is not closed or failed. Costs one non-blocking read
-    /// only when the connection has signalled readiness since its last use.
+    /// request's answer) and it is not closed or failed. One non-blocking `MSG_PEEK`
+    /// read, asked of the kernel itself: tokio's readiness flags may not have seen the
+    /// bytes or the FIN yet.
     pub fn is_clean(&self) -> bool {
-        let mut probe = [0u8; 1];
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         matches!(
-            self.stream.try_read(&mut probe),
+            socket2::SockRef::from(&self.stream).peek(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         )
     }

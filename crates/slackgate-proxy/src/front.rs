@@ -118,9 +118,19 @@ impl ServerApp for Front {
             first = false;
             if !(self.fast_path && head.is_simple(&buf)) {
                 // pingora answers this one request; the connection comes back for the next.
+                // pingora may read exactly this request's bytes: with a Content-Length it
+                // can then never read (and drop, or serve) what follows on the connection.
+                let budget = match head.framing {
+                    Framing::Length(n) => usize::try_from(n)
+                        .ok()
+                        .and_then(|n| n.checked_add(head.len)),
+                    Framing::Chunked => None,
+                };
                 let prefixed: Stream = Box::new(Prefixed {
                     prefix: buf.split().freeze(),
                     inner: stream,
+                    budget,
+                    scratch: Vec::new(),
                 });
                 let mut session = ServerSession::new_http1(prefixed);
                 session.set_keepalive((!*shutdown_rx.borrow()).then_some(60));
@@ -471,11 +481,23 @@ pub(crate) fn is_bodyless(status: u16) -> bool {
     matches!(status, 100..=199 | 204 | 304)
 }
 
-/// A stream that first yields bytes already read from it.
+/// A stream that first yields bytes already read from it, and at most `budget` bytes in
+/// all (then end of stream) when a budget is set.
 #[derive(Debug)]
 struct Prefixed {
     prefix: Bytes,
     inner: Stream,
+    budget: Option<usize>,
+    /// Where a read smaller than the caller's buffer lands first.
+    scratch: Vec<u8>,
+}
+
+impl Prefixed {
+    fn spend(&mut self, n: usize) {
+        if let Some(b) = self.budget.as_mut() {
+            *b = b.saturating_sub(n);
+        }
+    }
 }
 
 impl AsyncRead for Prefixed {
@@ -484,13 +506,36 @@ impl AsyncRead for Prefixed {
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(out.remaining());
-            out.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
+        let me = &mut *self;
+        let allowed = me
+            .budget
+            .map_or(out.remaining(), |b| b.min(out.remaining()));
+        if allowed == 0 {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, out)
+        if !me.prefix.is_empty() {
+            let n = me.prefix.len().min(allowed);
+            out.put_slice(&me.prefix[..n]);
+            me.prefix.advance(n);
+            me.spend(n);
+            return Poll::Ready(Ok(()));
+        }
+        if allowed == out.remaining() {
+            let before = out.filled().len();
+            std::task::ready!(Pin::new(&mut me.inner).poll_read(cx, out))?;
+            let n = out.filled().len() - before;
+            me.spend(n);
+            return Poll::Ready(Ok(()));
+        }
+        if me.scratch.len() < allowed {
+            me.scratch.resize(allowed, 0);
+        }
+        let mut tmp = ReadBuf::new(&mut me.scratch[..allowed]);
+        std::task::ready!(Pin::new(&mut me.inner).poll_read(cx, &mut tmp))?;
+        let n = tmp.filled().len();
+        out.put_slice(tmp.filled());
+        me.spend(n);
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -191,7 +191,7 @@ pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
     } else if let Some(n) = len {
         body.resize(n, 0);
         r.read_exact(&mut body)?;
-    } else if status != 204 && status != 304 {
+    } else if !(100..200).contains(&status) && status != 204 && status != 304 {
         let _ = r.read_to_end(&mut body);
     }
     Ok(Response {

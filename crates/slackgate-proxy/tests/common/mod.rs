@@ -86,12 +86,22 @@ routes:
 }
 
 pub fn rig_with(f: impl FnOnce(TestGatewayBuilder) -> TestGatewayBuilder) -> Rig {
+    rig_with_limits("", f)
+}
+
+/// [`rig_with`] with more `limits` keys (`extra` starts with ", ").
+pub fn rig_with_limits(
+    extra: &str,
+    f: impl FnOnce(TestGatewayBuilder) -> TestGatewayBuilder,
+) -> Rig {
     let bot = MockBot::start();
     let slow = MockBot::with(BotBehavior::Delay(std::time::Duration::from_secs(3)));
     let builder = TestGatewayBuilder::new(&policy(&bot, &slow))
         .secret("HELPDESK_SECRET", SECRET)
         .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
-        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }");
+        .config(&format!(
+            "limits: {{ upstream_timeout: 500ms, body_read_timeout: 1s{extra} }}"
+        ));
     let gw = f(builder).start();
     Rig { gw, bot, slow }
 }
