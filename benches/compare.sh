@@ -224,6 +224,12 @@ log "slackgate: $IDLE_CONNS idle keep-alive connections (one signed request each
 IDLE_LINE=$(taskset -c "$CLIENT_CPU" "$BIN/loadgen" idle --addr "127.0.0.1:$SG_PORT" \
     --conns "$IDLE_CONNS" --watch-pid "$SG_PID" --hold 2 | grep '^IDLE')
 
+# --- memory: unfinished max-size heads (what an attacker can pin per connection) -----------
+PARTIAL_BYTES=${PARTIAL_BYTES:-16000}
+log "slackgate: $IDLE_CONNS connections each holding an unfinished ${PARTIAL_BYTES}-byte head"
+PARTIAL_LINE=$(taskset -c "$CLIENT_CPU" "$BIN/loadgen" partial --addr "127.0.0.1:$SG_PORT" \
+    --conns "$IDLE_CONNS" --head-bytes "$PARTIAL_BYTES" --watch-pid "$SG_PID" --hold 2 | grep '^PARTIAL')
+
 # --- load ---------------------------------------------------------------------------------
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
@@ -286,6 +292,10 @@ echo
 echo "$IDLE_LINE" | awk '{for (i=2;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}
     printf "slackgate, %d idle keep-alive connections (%d answered 200): VmRSS %.1f MiB, VmHWM %.1f MiB (target < 64 MiB); before them %.1f MiB\n",
         v["conns"], v["ok"], v["rss_kib"]/1024, v["hwm_kib"]/1024, v["rss_before_kib"]/1024}'
+echo "$PARTIAL_LINE" | awk '{for (i=2;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}
+    printf "slackgate, %d connections holding an unfinished %d-byte head (%d still open): VmRSS %.1f MiB (+%.1f MiB, %.1f KiB/conn), VmHWM %.1f MiB\n",
+        v["conns"], v["head_bytes"], v["still_open"], v["rss_kib"]/1024, (v["rss_kib"]-v["rss_before_kib"])/1024,
+        (v["conns"]>0 ? (v["rss_kib"]-v["rss_before_kib"])/v["conns"] : 0), v["hwm_kib"]/1024}'
 echo "slackgate after the load runs: $SG_MEM_AFTER(KiB)"
 echo "$MEM_LINES" | awk '{for (i=2;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}
     printf "in-process %s: %d unique keys -> +%.1f MiB RSS (%.0f bytes/key), %.2f s\n",

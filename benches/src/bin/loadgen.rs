@@ -14,7 +14,10 @@
 //! loadgen run  --addr 127.0.0.1:P [--path /slack/events] [--conns 64] [--duration 10]
 //!              [--warmup 2] [--body-len 1024] [--label NAME] [--threads 1]
 //! loadgen idle --addr 127.0.0.1:P [--path ...] --conns 1000 --watch-pid PID [--hold 2]
+//! loadgen partial --addr 127.0.0.1:P --conns 1000 --head-bytes 16000 --watch-pid PID [--hold 2]
 //! ```
+//! `partial` holds every connection on an unfinished request head of `--head-bytes`
+//! (no final empty line), the memory an attacker can pin per connection.
 //! The signing secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
 //! `run` prints one `RESULT key=value ...` line on stdout; `idle` prints `IDLE ...`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -45,6 +48,7 @@ struct Opts {
     threads: usize,
     watch_pid: Option<String>,
     hold: Duration,
+    head_bytes: usize,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -59,6 +63,7 @@ fn parse_opts(args: &[String]) -> Opts {
         threads: 1,
         watch_pid: None,
         hold: Duration::from_secs(2),
+        head_bytes: 16_000,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
@@ -75,6 +80,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--threads" => o.threads = v.parse().expect("--threads"),
             "--watch-pid" => o.watch_pid = Some(v.clone()),
             "--hold" => o.hold = secs(v),
+            "--head-bytes" => o.head_bytes = v.parse().expect("--head-bytes"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -380,6 +386,56 @@ fn idle(o: Opts) {
     });
 }
 
+/// Opens `conns` connections, writes an unfinished head of `head_bytes` on each, holds
+/// them, then reads the watched process's memory (the head deadline is 10 s by default:
+/// the measurement is taken well within it).
+fn partial(o: Opts) {
+    let pid = o.watch_pid.clone().expect("--watch-pid PID");
+    let rt = runtime(1);
+    rt.block_on(async {
+        let before = rss_kib(&pid);
+        let mut head = format!("POST {} HTTP/1.1\r\nHost: bench\r\nX-Pad: ", o.path).into_bytes();
+        head.resize(o.head_bytes.max(head.len()), b'a');
+        let mut open = Vec::with_capacity(o.conns);
+        let mut failed = 0u64;
+        for _ in 0..o.conns {
+            match Conn::open(o.addr).await {
+                Ok(mut c) => {
+                    if c.sock.write_all(&head).await.is_err() {
+                        failed += 1;
+                    }
+                    open.push(c);
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        tokio::time::sleep(o.hold).await;
+        let (rss, hwm) = rss_kib(&pid).unwrap_or((0, 0));
+        let (rss0, _) = before.unwrap_or((0, 0));
+        // Every connection must still be open (no answer yet): a refused or closed one
+        // would not be holding its head.
+        let mut still_open = 0u64;
+        for c in &mut open {
+            let mut b = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(1), c.sock.read(&mut b)).await {
+                Err(_) => still_open += 1,
+                Ok(_) => {}
+            }
+        }
+        println!(
+            "PARTIAL conns={} head_bytes={} failed={} still_open={} rss_before_kib={} rss_kib={} hwm_kib={}",
+            open.len(),
+            head.len(),
+            failed,
+            still_open,
+            rss0,
+            rss,
+            hwm
+        );
+        drop(open);
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, rest) = args
@@ -389,6 +445,7 @@ fn main() {
     match mode.as_str() {
         "run" => run(o),
         "idle" => idle(o),
-        other => panic!("unknown mode {other}; use run or idle"),
+        "partial" => partial(o),
+        other => panic!("unknown mode {other}; use run, idle or partial"),
     }
 }
