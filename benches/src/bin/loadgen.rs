@@ -417,9 +417,9 @@ fn partial(o: Opts) {
         let mut still_open = 0u64;
         for c in &mut open {
             let mut b = [0u8; 1];
-            match tokio::time::timeout(Duration::from_millis(1), c.sock.read(&mut b)).await {
-                Err(_) => still_open += 1,
-                Ok(_) => {}
+            let read = tokio::time::timeout(Duration::from_millis(1), c.sock.read(&mut b)).await;
+            if read.is_err() {
+                still_open += 1;
             }
         }
         println!(

@@ -231,7 +231,6 @@ async fn read_head(
             () = &mut idle => None,
             _ = shutdown.changed(), if was_empty => return Err(NoHead::Gone),
         };
-        drop(window);
         match read {
             Some(Ok(n)) if n > 0 => {
                 if was_empty && deadline.is_none() {
