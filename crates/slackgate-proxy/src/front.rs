@@ -198,8 +198,17 @@ async fn read_head(
     };
     let idle = tokio::time::sleep_until(deadline.unwrap_or(now + KEEPALIVE_IDLE));
     tokio::pin!(idle);
+    // A head can only end, or go wrong, at a line end: parsing again only when a read
+    // brought a LF (or filled the window) bounds the work on a dribbled head to one parse
+    // per line, and a head has at most `MAX_HEADERS` + 1 lines before it is refused.
+    let mut need_parse = true;
     loop {
-        match http1::parse(buf, limits.max_bytes) {
+        let parsed = if need_parse || buf.len() >= limits.max_bytes {
+            http1::parse(buf, limits.max_bytes)
+        } else {
+            Parsed::Partial
+        };
+        match parsed {
             Parsed::Complete(head) => {
                 let Some(rewritten) = http1::to_origin_form(buf, &head) else {
                     return Ok(head);
@@ -224,6 +233,7 @@ async fn read_head(
         let room = limits.max_bytes.saturating_sub(buf.len()).max(1);
         buf.reserve(room.min(8192));
         let was_empty = buf.is_empty();
+        let before = buf.len();
         let mut window = (&mut *buf).limit(room);
         let read = tokio::select! {
             biased;
@@ -233,6 +243,7 @@ async fn read_head(
         };
         match read {
             Some(Ok(n)) if n > 0 => {
+                need_parse = buf[before..].contains(&b'\n');
                 if was_empty && deadline.is_none() {
                     let d = Instant::now() + limits.timeout;
                     deadline = Some(d);

@@ -534,6 +534,11 @@ mod tests {
         for _ in 0..MAX_HEADERS {
             many.extend_from_slice(b"X: 1\r\n");
         }
+        assert_eq!(
+            refused(&many),
+            Reason::HeadTooLarge,
+            "refused before the head ends: the lines a dribbled head may send are bounded"
+        );
         many.extend_from_slice(b"\r\n");
         assert_eq!(refused(&many), Reason::HeadTooLarge);
         // A complete head right at the limit is fine; one byte over is refused.
