@@ -174,6 +174,140 @@ fn identity_dimension_missing_from_the_request_fails_closed() {
     );
 }
 
+/// A route that restricts every identity dimension, as operators write them.
+const IDENTITY_ROUTE: &str = "  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { teams: [T0ACME], users: [U0333], channels: [C0HELP] }\n    deny: { users: [U0BAD], channels: [C0BAD] }\n";
+
+/// A fixture with every `from` replaced by `to`.
+fn fixture_with(name: &str, from: &str, to: &str) -> Vec<u8> {
+    String::from_utf8(fixture(name))
+        .unwrap()
+        .replace(from, to)
+        .into_bytes()
+}
+
+fn rule_of(guard: &Guard<Arc<FakeClock>>, p: &Policy, body: Vec<u8>) -> (Reason, Option<String>) {
+    let (reason, _, _, rule) = decide(guard, p, "/s", &signed(body, NOW));
+    (reason, rule)
+}
+
+#[test]
+fn lifecycle_requests_are_not_subject_to_user_and_channel_rules() {
+    let p = policy(IDENTITY_ROUTE);
+    let g = guard();
+    for f in [
+        "event_app_uninstalled.json",
+        "event_tokens_revoked.json",
+        "app_rate_limited.json",
+    ] {
+        assert_eq!(rule_of(&g, &p, fixture(f)), (Reason::Allowed, None), "{f}");
+    }
+    for t in [
+        "grid_migration_started",
+        "team_rename",
+        "team_domain_change",
+        "team_access_revoked",
+    ] {
+        let body = format!(
+            r#"{{"type":"event_callback","team_id":"T0ACME","api_app_id":"A0HELPDESK","event_id":"Ev{t}","event":{{"type":"{t}"}}}}"#
+        );
+        assert_eq!(
+            rule_of(&g, &p, body.into_bytes()),
+            (Reason::Allowed, None),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn lifecycle_requests_still_meet_team_enterprise_and_event_rules() {
+    let g = guard();
+    let p = policy(IDENTITY_ROUTE);
+    // From a team the route does not allow.
+    assert_eq!(
+        rule_of(
+            &g,
+            &p,
+            fixture_with("event_app_uninstalled.json", "T0ACME", "T0OTHER")
+        ),
+        (Reason::ScopeDenied, Some("allow.teams".into()))
+    );
+    // With no team at all (fail closed).
+    let no_team = r#"{"type":"event_callback","team_id":null,"enterprise_id":"E0ACME","api_app_id":"A0HELPDESK","event":{"type":"team_access_granted","team_ids":["T0ACME"]}}"#;
+    assert_eq!(
+        rule_of(&g, &p, no_team.as_bytes().to_vec()),
+        (Reason::ScopeDenied, Some("allow.teams".into()))
+    );
+    // `enterprises` applies too: these workspaces are in no organization.
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { enterprises: [E0ACME], users: [U0333] }\n");
+    assert_eq!(
+        rule_of(&g, &p, fixture("event_tokens_revoked.json")),
+        (Reason::ScopeDenied, Some("allow.enterprises".into()))
+    );
+    // So do `deny.teams` and `events`.
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    deny: { teams: [T0ACME] }\n");
+    assert_eq!(
+        rule_of(&g, &p, fixture("app_rate_limited.json")),
+        (Reason::ScopeDenied, Some("deny.teams".into()))
+    );
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { users: [U0333], events: [app_mention] }\n");
+    assert_eq!(
+        rule_of(&g, &p, fixture("event_app_uninstalled.json")),
+        (Reason::ScopeDenied, Some("allow.events".into()))
+    );
+}
+
+#[test]
+fn events_that_can_carry_a_user_or_channel_still_fail_closed_without_one() {
+    let p = policy(IDENTITY_ROUTE);
+    let g = guard();
+    // A message from a bot: no user.
+    let bot_message = r#"{"type":"event_callback","team_id":"T0ACME","api_app_id":"A0HELPDESK","event_id":"Ev0BOTMSG","event":{"type":"message","subtype":"bot_message","channel":"C0HELP","bot_id":"B1"}}"#;
+    assert_eq!(
+        rule_of(&g, &p, bot_message.as_bytes().to_vec()),
+        (Reason::ScopeDenied, Some("allow.users".into()))
+    );
+    // An app mention without a channel.
+    let no_channel = r#"{"type":"event_callback","team_id":"T0ACME","api_app_id":"A0HELPDESK","event_id":"Ev0NOCHAN","event":{"type":"app_mention","user":"U0333"}}"#;
+    assert_eq!(
+        rule_of(&g, &p, no_channel.as_bytes().to_vec()),
+        (Reason::ScopeDenied, Some("allow.channels".into()))
+    );
+    // An event type outside the lifecycle table (an admin event naming its actor in
+    // `event.user_id`) is judged like any other event.
+    let admin = r#"{"type":"event_callback","team_id":"T0ACME","api_app_id":"A0HELPDESK","event_id":"Ev0ADMIN","event":{"type":"app_uninstalled_team","user_id":"U0333","team_id":"T0ACME"}}"#;
+    assert_eq!(
+        rule_of(&g, &p, admin.as_bytes().to_vec()),
+        (Reason::ScopeDenied, Some("allow.channels".into()))
+    );
+    // And the route's users still decide for everything else.
+    assert_eq!(
+        rule_of(&g, &p, fixture("event_app_mention.json")),
+        (Reason::Allowed, None)
+    );
+    assert_eq!(
+        rule_of(
+            &g,
+            &p,
+            fixture_with("event_app_mention.json", "U0333", "U0BAD")
+        ),
+        (Reason::ScopeDenied, Some("deny.users".into()))
+    );
+}
+
+#[test]
+fn the_scope_docs_name_every_lifecycle_request() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for doc in ["README.md", "docs/EXTENSIONS.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for l in slackgate_slack::Lifecycle::ALL {
+            assert!(
+                text.contains(&format!("`{l}`")),
+                "{doc} does not name `{l}`"
+            );
+        }
+    }
+}
+
 #[test]
 fn groups_and_enterprise_installs() {
     let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { enterprises: [E0ACME], users: [\"@oncall\"] }\n");
