@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use slackgate_guard::{client_ip, Action, FakeClock, Guard, GuardSettings, Inbound, Reason};
+use slackgate_guard::{
+    client_ip, Action, Decision, FakeClock, Guard, GuardSettings, Inbound, Reason,
+};
 use slackgate_policy::{compile_policy, IpSet, Policy, SecretSource};
 use slackgate_slack::SigningKey;
 
@@ -80,33 +82,35 @@ fn signed(body: Vec<u8>, ts: u64) -> Req {
     Req { body, ts, sig, ct }
 }
 
-fn decide(
-    guard: &Guard<Arc<FakeClock>>,
-    p: &Policy,
-    path: &str,
-    r: &Req,
-) -> (Reason, Action, bool, Option<String>) {
-    let route = p.routes.find(None, path).unwrap();
-    let inbound = Inbound {
-        client_ip: "127.0.0.1".parse().unwrap(),
-        signature: Some(r.sig.as_bytes()),
-        timestamp: Some(r.ts.as_bytes()),
-        content_type: Some(r.ct),
-        body: &r.body,
-    };
-    let d = guard.decide(
-        route,
-        &inbound,
-        &GuardSettings {
-            max_clock_skew: Duration::from_secs(300),
-        },
-    );
+/// What a test compares of a decision: reason, action, shadow and rule.
+type Outcome = (Reason, Action, bool, Option<String>);
+
+fn outcome(d: Decision<'_>) -> Outcome {
     (
         d.reason,
         d.action,
         d.shadow,
         d.rule.map(|r| r.as_str().to_owned()),
     )
+}
+
+const SETTINGS: GuardSettings = GuardSettings {
+    max_clock_skew: Duration::from_secs(300),
+};
+
+fn inbound<'r>(r: &'r Req, client_ip: &str) -> Inbound<'r> {
+    Inbound {
+        client_ip: client_ip.parse().unwrap(),
+        signature: Some(r.sig.as_bytes()),
+        timestamp: Some(r.ts.as_bytes()),
+        content_type: Some(r.ct),
+        body: &r.body,
+    }
+}
+
+fn decide(guard: &Guard<Arc<FakeClock>>, p: &Policy, path: &str, r: &Req) -> Outcome {
+    let route = p.routes.find(None, path).unwrap();
+    outcome(guard.decide(route, &inbound(r, "127.0.0.1"), &SETTINGS))
 }
 
 fn guard() -> Guard<Arc<FakeClock>> {
@@ -363,6 +367,105 @@ fn shadow_forwards_denials_but_not_bad_signatures() {
         (r, a, shadow),
         (Reason::BadSignature, Action::Respond, false)
     );
+}
+
+/// Both stages, as the gateway and `explain` run them, from `peer`.
+fn run(guard: &Guard<Arc<FakeClock>>, p: &Policy, peer: &str, r: &Req) -> Outcome {
+    let route = p.routes.find(None, "/s").unwrap();
+    outcome(match guard.admit(route, ip(peer)) {
+        Err(d) => *d,
+        Ok(admitted) => {
+            assert_eq!(admitted.client_ip(), ip(peer));
+            // The inbound address is not read: the admitted one is the client's.
+            guard.decide_admitted(admitted, route, &inbound(r, "0.0.0.0"), &SETTINGS)
+        }
+    })
+}
+
+#[test]
+fn admit_answers_an_enforced_ip_denial_before_the_body() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    source_ips: { deny: [192.0.2.0/24] }\n");
+    let g = guard();
+    let route = p.routes.find(None, "/s").unwrap();
+    let d = g.admit(route, ip("192.0.2.7")).unwrap_err();
+    assert_eq!(
+        (d.reason, d.action, d.status, d.shadow),
+        (Reason::IpDenied, Action::Respond, 403, false)
+    );
+    assert_eq!(d.rule.as_ref().map(|r| r.as_str()), Some("source_ips"));
+    let ok = g.admit(route, ip("198.51.100.1")).unwrap();
+    assert!(ok.shadowed().is_none());
+    let req = signed(fixture("event_app_mention.json"), NOW);
+    assert_eq!(
+        run(&g, &p, "198.51.100.1", &req),
+        (Reason::Allowed, Action::Forward, false, None)
+    );
+}
+
+#[test]
+fn a_shadowed_ip_denial_is_the_first_denial_and_wins() {
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    mode: shadow\n    source_ips: { deny: [192.0.2.0/24] }\n    allow: { users: [U0NOBODY] }\n    rate_limits: [{ per: ip, rate: 1/min, burst: 1 }]\n");
+    let g = guard();
+    let route = p.routes.find(None, "/s").unwrap();
+    let admitted = g.admit(route, ip("192.0.2.7")).unwrap();
+    assert_eq!(
+        admitted.shadowed().map(|d| d.reason),
+        Some(Reason::IpDenied)
+    );
+    let ip_first = (
+        Reason::IpDenied,
+        Action::Forward,
+        true,
+        Some("source_ips".to_owned()),
+    );
+    // Denied by source IP and by scope: the source IP is reported, as the gateway does.
+    let mention = |n: u64| signed(fixture("event_app_mention.json"), NOW - n);
+    assert_eq!(run(&g, &p, "192.0.2.7", &mention(0)), ip_first);
+    // Also over a rate limit, and with an allowed user.
+    assert_eq!(run(&g, &p, "192.0.2.7", &mention(1)), ip_first);
+    let allowed_user = fixture_with("event_app_mention.json", "U0333", "U0NOBODY");
+    assert_eq!(
+        run(&g, &p, "192.0.2.8", &signed(allowed_user, NOW)).0,
+        Reason::IpDenied
+    );
+    // From an address that is not denied, the scope denial is the first.
+    assert_eq!(
+        run(&g, &p, "198.51.100.1", &mention(2)),
+        (
+            Reason::ScopeDenied,
+            Action::Forward,
+            true,
+            Some("allow.users".to_owned())
+        )
+    );
+    // A step that answers still answers: a bad signature (enforced), ssl_check,
+    // url_verification.
+    let mut bad = mention(3);
+    bad.body.push(b' ');
+    assert_eq!(
+        run(&g, &p, "192.0.2.7", &bad),
+        (
+            Reason::BadSignature,
+            Action::Respond,
+            false,
+            Some("signature".to_owned())
+        )
+    );
+    let (r, a, shadow, _) = run(&g, &p, "192.0.2.7", &signed(fixture("ssl_check.form"), NOW));
+    assert_eq!((r, a, shadow), (Reason::SslCheck, Action::Respond, false));
+    let (r, a, _, _) = run(
+        &g,
+        &p,
+        "192.0.2.7",
+        &signed(fixture("url_verification.json"), NOW),
+    );
+    assert_eq!((r, a), (Reason::UrlVerification, Action::Respond));
+    // With allow_unverified_shadow the bad signature is forwarded, and the IP denial,
+    // first, is reported.
+    let p = policy("  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    mode: shadow\n    allow_unverified_shadow: true\n    source_ips: { deny: [192.0.2.0/24] }\n");
+    let mut bad = mention(4);
+    bad.body.push(b' ');
+    assert_eq!(run(&guard(), &p, "192.0.2.7", &bad), ip_first);
 }
 
 #[test]
