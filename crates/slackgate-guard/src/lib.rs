@@ -1,9 +1,16 @@
 //! The decision pipeline of slackgate over one immutable policy snapshot.
 //!
 //! Given a route, the client address and the raw request (headers that matter and the
-//! whole body), [`Guard::decide`] runs the checks of the request pipeline in order —
-//! source IP, `ssl_check`, signature with every live secret, replay, facts, app pin,
-//! scope, rate limits — and returns a [`Decision`]: a value, not a side effect.
+//! whole body), the guard runs the checks of the request pipeline in order — source IP,
+//! `ssl_check`, signature with every live secret, replay, facts, app pin, scope, rate
+//! limits — and returns a [`Decision`]: a value, not a side effect.
+//!
+//! The pipeline has two typed stages, because the body is read between them:
+//! [`Guard::admit`] checks the client address before any body byte is read and yields an
+//! [`Admitted`] request (or the answer), and [`Guard::decide_admitted_with`] runs the rest
+//! on the whole body and merges a shadowed source-IP denial into the decision. The gateway
+//! (`slackgate run`) and `slackgate explain` both call exactly these two, so they cannot
+//! disagree.
 //!
 //! The guard owns the state that must outlive policy reloads: the replay cache and
 //! the rate-limit buckets. Time comes from an injected [`Clock`].
@@ -93,7 +100,9 @@ pub struct Decision<'a> {
 }
 
 impl Decision<'_> {
-    fn respond(reason: Reason) -> Self {
+    /// The gateway's own answer for `reason`, with the reason's status and nothing else set
+    /// (also for answers decided outside the guard, such as `body_too_large`).
+    pub fn respond(reason: Reason) -> Self {
         Decision {
             reason,
             action: Action::Respond,
@@ -121,6 +130,30 @@ impl Decision<'_> {
     /// The lifecycle event this request carries, if any.
     pub fn lifecycle(&self) -> Option<Lifecycle> {
         self.facts.as_ref().and_then(|f| f.lifecycle)
+    }
+}
+
+/// A request whose client address the route's `source_ips` admitted, or denied on a shadow
+/// route (the denial is then carried along and reported if nothing else answers).
+///
+/// Only [`Guard::admit`] makes one, so holding it proves step 2 ran.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    client_ip: IpAddr,
+    // Boxed (as `admit`'s answer is) so that the common case, an address admitted
+    // outright, stays small.
+    shadowed: Option<Box<Decision<'static>>>,
+}
+
+impl Admitted {
+    /// The client address that was checked.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// The would-be `ip_denied` of a shadow route, if the address was denied.
+    pub fn shadowed(&self) -> Option<&Decision<'static>> {
+        self.shadowed.as_deref()
     }
 }
 
@@ -222,10 +255,75 @@ impl<C: Clock> Guard<C> {
         &self.limiter
     }
 
-    /// Checks the client address against the route's `source_ips`.
+    /// Step 2 of the pipeline: admits the client address by the route's `source_ips`.
     ///
-    /// This runs before the body is read, so it is a separate step; [`Guard::decide`]
-    /// does not repeat it. In shadow mode a denial is marked and the request goes on.
+    /// Runs before the body is read. `Err` is the answer to send (an enforced
+    /// `ip_denied`); on a shadow route a denial is kept in the [`Admitted`] request and
+    /// the request goes on.
+    pub fn admit(&self, route: &Route, ip: IpAddr) -> Result<Admitted, Box<Decision<'static>>> {
+        let shadowed = match self.check_source_ip(route, ip) {
+            None => None,
+            Some(d) => {
+                let d = Box::new(apply_mode(route, d));
+                if d.action == Action::Respond {
+                    return Err(d);
+                }
+                Some(d)
+            }
+        };
+        Ok(Admitted {
+            client_ip: ip,
+            shadowed,
+        })
+    }
+
+    /// Steps 4 to 9 for an [`Admitted`] request, without shared state: see
+    /// [`Guard::decide_admitted_with`].
+    pub fn decide_admitted<'a>(
+        &self,
+        admitted: Admitted,
+        route: &Route,
+        req: &Inbound<'a>,
+        settings: &GuardSettings,
+    ) -> Decision<'a> {
+        remote::run_ready(
+            self.decide_admitted_with::<LocalOnly>(None, admitted, route, req, settings),
+        )
+    }
+
+    /// Steps 4 to 9 of the pipeline for an [`Admitted`] request on its fully read body:
+    /// the decision the gateway acts on and records, and `explain` prints.
+    ///
+    /// The first denial wins: when the request is forwarded and step 2 was a shadowed
+    /// `ip_denied`, that is the decision's reason and rule (with `shadow: true`), whatever
+    /// the later steps would have said. When a later step answers (an enforced signature
+    /// failure, `ssl_check`, `url_verification`, `deduplicated`, `state_unavailable`),
+    /// that answer is the decision.
+    /// The client address is the admitted one; `req.client_ip` is not read.
+    pub async fn decide_admitted_with<'a, R: RemoteState>(
+        &self,
+        remote: Option<&R>,
+        admitted: Admitted,
+        route: &Route,
+        req: &Inbound<'a>,
+        settings: &GuardSettings,
+    ) -> Decision<'a> {
+        let req = Inbound {
+            client_ip: admitted.client_ip,
+            ..*req
+        };
+        let mut d = self.decide_with(remote, route, &req, settings).await;
+        if let (Some(first), Action::Forward) = (admitted.shadowed, d.action) {
+            d.reason = first.reason;
+            d.status = first.status;
+            d.rule = first.rule;
+            d.shadow = true;
+        }
+        d
+    }
+
+    /// Checks the client address against the route's `source_ips`, ignoring the route's
+    /// mode ([`Guard::admit`] is the pipeline step).
     pub fn check_source_ip(&self, route: &Route, ip: IpAddr) -> Option<Decision<'static>> {
         if route.source_ips.permits(canonical(ip)) {
             return None;
@@ -235,7 +333,9 @@ impl<C: Clock> Guard<C> {
         Some(d)
     }
 
-    /// Runs steps 4 to 9 of the pipeline (`ssl_check` to rate limits) on a fully read body.
+    /// Runs steps 4 to 9 of the pipeline (`ssl_check` to rate limits) on a fully read body,
+    /// for a request whose client address was not checked here; the gateway and `explain`
+    /// use [`Guard::decide_admitted`] instead.
     ///
     /// A route in shadow mode gets the would-be denial with `shadow: true` and
     /// `action: Forward`, except that verification failures stay enforced unless the

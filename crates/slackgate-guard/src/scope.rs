@@ -1,7 +1,15 @@
 //! Route scope: `allow` (every listed dimension must match) and `deny` (any match denies).
 //!
-//! Identity dimensions (enterprises, teams, channels, users) apply to every request; a
-//! request without that fact does not match it, so an `allow` on it fails closed.
+//! Identity dimensions apply to every request whose kind can carry them; a request
+//! without the fact does not match it, so an `allow` on it fails closed. `enterprises` and
+//! `teams` apply to every request. `users` and `channels`, in `allow` and in `deny`, do not
+//! apply to a kind that cannot carry a user or a channel: Slack's lifecycle requests, such
+//! as `app_uninstalled` and `tokens_revoked` (the one list of them, with what each lacks,
+//! is [`slackgate_slack::Lifecycle`]). So a route restricted to some users still hears
+//! that it was uninstalled or lost its tokens, from the teams it allows. A kind that
+//! can carry a user or a channel but arrives without one (a `message` from a bot, a global
+//! shortcut) still fails closed.
+//!
 //! Kind dimensions apply only to the requests that carry them: `events` to Events API
 //! callbacks, `commands` to slash commands, `actions` to interactivity (action ids,
 //! else callback id). A slash command is therefore not denied by an `events` list.
@@ -66,16 +74,17 @@ fn actions_any_match(set: &GlobSet, facts: &Facts<'_>) -> bool {
 }
 
 fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
+    let carries = f.carries();
     if id_hit(&deny.enterprises, f.enterprise_id.as_deref()) == Some(true) {
         return Some("deny.enterprises");
     }
     if id_hit(&deny.teams, team_value(f)) == Some(true) {
         return Some("deny.teams");
     }
-    if id_hit(&deny.channels, f.channel_id.as_deref()) == Some(true) {
+    if carries.channel && id_hit(&deny.channels, f.channel_id.as_deref()) == Some(true) {
         return Some("deny.channels");
     }
-    if id_hit(&deny.users, f.user_id.as_deref()) == Some(true) {
+    if carries.user && id_hit(&deny.users, f.user_id.as_deref()) == Some(true) {
         return Some("deny.users");
     }
     if applies_events(f) && id_hit(&deny.events, f.event_type.as_deref()) == Some(true) {
@@ -96,16 +105,17 @@ fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
 }
 
 fn allow_miss(allow: &Scope, f: &Facts<'_>) -> Option<&'static str> {
+    let carries = f.carries();
     if id_hit(&allow.enterprises, f.enterprise_id.as_deref()) == Some(false) {
         return Some("allow.enterprises");
     }
     if id_hit(&allow.teams, team_value(f)) == Some(false) {
         return Some("allow.teams");
     }
-    if id_hit(&allow.channels, f.channel_id.as_deref()) == Some(false) {
+    if carries.channel && id_hit(&allow.channels, f.channel_id.as_deref()) == Some(false) {
         return Some("allow.channels");
     }
-    if id_hit(&allow.users, f.user_id.as_deref()) == Some(false) {
+    if carries.user && id_hit(&allow.users, f.user_id.as_deref()) == Some(false) {
         return Some("allow.users");
     }
     if applies_events(f) && id_hit(&allow.events, f.event_type.as_deref()) == Some(false) {

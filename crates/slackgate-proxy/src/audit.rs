@@ -77,7 +77,8 @@ pub struct AuditRecord {
     pub upstream_status: Option<u16>,
     /// Total time in the gateway, upstream included, in microseconds.
     pub duration_us: u64,
-    /// Set on `app_uninstalled`, `tokens_revoked` and `app_rate_limited`.
+    /// Set on lifecycle requests: `app_uninstalled`, `tokens_revoked`, `app_rate_limited`
+    /// and the others of `slackgate_slack::Lifecycle`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lifecycle: bool,
 }

@@ -22,9 +22,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 
-use slackgate_guard::{
-    apply_mode, client_ip, Action, Decision, GuardSettings, Inbound, IpText, Reason,
-};
+use slackgate_guard::{client_ip, Action, GuardSettings, Inbound, IpText, Reason};
 use slackgate_policy::Route;
 use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -172,17 +170,15 @@ impl Gateway {
         };
         ctx.route = Some(Arc::clone(&route));
 
-        let mut shadow_denial: Option<Decision<'static>> = None;
-        if let Some(d) = self.shared.guard.check_source_ip(&route, ip) {
-            let d = apply_mode(&route, d);
-            if d.action == Action::Respond {
+        let admitted = match self.shared.guard.admit(&route, ip) {
+            Ok(a) => a,
+            Err(d) => {
                 ctx.rule = d.rule.as_ref().map(|r| r.as_str().to_owned());
                 return self
                     .answer_before_body(session, ctx, d.reason, limits)
                     .await;
             }
-            shadow_denial = Some(d);
-        }
+        };
 
         if session
             .declared_length()
@@ -223,7 +219,13 @@ impl Gateway {
         let decision = self
             .shared
             .guard
-            .decide_with(self.shared.remote.as_deref(), &route, &inbound, &settings)
+            .decide_admitted_with(
+                self.shared.remote.as_deref(),
+                admitted,
+                &route,
+                &inbound,
+                &settings,
+            )
             .await;
         for op in &decision.degraded {
             self.shared.metrics.count_fallback(*op);
@@ -269,14 +271,7 @@ impl Gateway {
                 self.answer(session, ctx, decision.reason, &extra).await
             }
             Action::Forward => {
-                let reason = match &shadow_denial {
-                    Some(d) => {
-                        ctx.shadow = true;
-                        ctx.rule = d.rule.as_ref().map(|r| r.as_str().to_owned());
-                        d.reason
-                    }
-                    None => decision.reason,
-                };
+                let reason = decision.reason;
                 self.forward(session, ctx, &snap, &route, body, reason)
                     .await
             }

@@ -241,7 +241,7 @@ impl Metrics {
         let lifecycle = IntCounterVec::new(
             Opts::new(
                 "slackgate_lifecycle_events_total",
-                "Verified lifecycle events (app_uninstalled, tokens_revoked, app_rate_limited).",
+                "Verified lifecycle requests (app_uninstalled, tokens_revoked, app_rate_limited, ...), by type.",
             ),
             &["type"],
         )?;
@@ -290,8 +290,8 @@ impl Metrics {
         for result in ["success", "error"] {
             reloads.with_label_values(&[result]);
         }
-        for t in ["app_uninstalled", "tokens_revoked", "app_rate_limited"] {
-            lifecycle.with_label_values(&[t]);
+        for t in slackgate_slack::Lifecycle::ALL {
+            lifecycle.with_label_values(&[t.as_str()]);
         }
         Ok(Self {
             registry,

@@ -433,3 +433,65 @@ fn lifecycle_events_are_flagged_and_counted() {
         1.0
     );
 }
+
+/// Lifecycle requests carry no user and no channel, so a route's `users` and `channels` do
+/// not apply to them; its `teams` still do, and a request that could carry a user but does
+/// not is still denied.
+#[test]
+fn lifecycle_events_reach_a_bot_whose_route_restricts_users_and_channels() {
+    let rig = rig();
+    let mut n = 0;
+    for (i, fixture) in ["event_app_uninstalled.json", "event_tokens_revoked.json"]
+        .into_iter()
+        .enumerate()
+    {
+        let req = SignedRequest::fixture("/slack/identity", fixture).sign(SECRET);
+        let resp = rig.gw.client().send(&req).unwrap();
+        assert_eq!(resp.status, 200, "{fixture}");
+        let got = rig.bot.requests();
+        assert_eq!(got.len(), i + 1, "{fixture} reached the bot");
+        assert_eq!(got[i].body, req.body, "{fixture} byte for byte");
+        n += 1;
+        let a = rig.gw.audit_nth(n);
+        assert_eq!(a["reason"], "allowed", "{fixture}: {a}");
+        assert_eq!(a["rule"], serde_json::Value::Null, "{fixture}");
+        assert_eq!(a["lifecycle"], true, "{fixture}");
+        assert_eq!(a["route"], "identity");
+    }
+    assert_counter(&rig, "identity", "allowed", 2.0);
+
+    // Sends `body` to the route and returns its audit record, which must be a 403 denial.
+    let denied = |n: usize, body: String| {
+        let resp = rig
+            .gw
+            .client()
+            .send(&SignedRequest::new("/slack/identity", body).sign(SECRET))
+            .unwrap();
+        assert_eq!(resp.status, 403);
+        assert_eq!(resp.reason().as_deref(), Some("scope_denied"));
+        let a = rig.gw.audit_nth(n);
+        assert_eq!(a["reason"], "scope_denied");
+        a
+    };
+    let before = rig.bot.bytes_received();
+
+    // From a team the route does not allow: still denied.
+    let other = String::from_utf8(slackgate_testkit::fixture("event_app_uninstalled.json"))
+        .unwrap()
+        .replace("T0ACME", "T0OTHER");
+    let a = denied(n + 1, other);
+    assert_eq!(a["rule"], "allow.teams");
+    assert_eq!(a["lifecycle"], true);
+
+    // A message without a user (posted by a bot) can carry one, so it still fails closed.
+    let bot_message = r#"{"type":"event_callback","team_id":"T0ACME","api_app_id":"A0HELPDESK","event_id":"Ev0BOTMSG","event":{"type":"message","subtype":"bot_message","bot_id":"B0BOT","channel":"C0HELP","text":"done"}}"#;
+    let a = denied(n + 2, bot_message.to_owned());
+    assert_eq!(a["rule"], "allow.users");
+    assert_eq!(a.get("lifecycle"), None);
+    assert_eq!(rig.bot.bytes_received(), before, "denials reach no bot");
+    assert_eq!(
+        rig.gw
+            .metric("slackgate_lifecycle_events_total{type=\"tokens_revoked\"}"),
+        1.0
+    );
+}

@@ -117,40 +117,133 @@ impl fmt::Display for RequestKind {
 
 // === Lifecycle ===
 
-/// A request that reports a change to the app's installation or delivery rather than user activity.
+/// The identity facts a kind of request can carry besides its workspace and organization.
+///
+/// Scope rules on `users` and `channels` apply only to requests whose kind can carry a user
+/// or a channel; a request that could carry one but does not still fails closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lifecycle {
-    /// The `app_uninstalled` event.
-    AppUninstalled,
-    /// The `tokens_revoked` event.
-    TokensRevoked,
-    /// The `app_rate_limited` notice.
-    AppRateLimited,
+pub struct Carries {
+    /// An acting user (`user_id`).
+    pub user: bool,
+    /// A channel (`channel_id`).
+    pub channel: bool,
+}
+
+impl Carries {
+    /// A user and a channel: every request outside the lifecycle table.
+    pub const USER_AND_CHANNEL: Carries = Carries {
+        user: true,
+        channel: true,
+    };
+    /// Neither a user nor a channel.
+    pub const NEITHER: Carries = Carries {
+        user: false,
+        channel: false,
+    };
+}
+
+/// Where Slack names a lifecycle request's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `event.type` of an `event_callback`.
+    Event,
+    /// The top-level `type` of the body.
+    Envelope,
+}
+
+/// Declares [`Lifecycle`] from one table. Each row is a variant with its doc comment (what
+/// Slack's reference says the request holds and lacks), Slack's type name, where Slack puts
+/// that name, and the identity facts the request can carry.
+macro_rules! lifecycle_table {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, $via:ident, $carries:ident; )+) => {
+        /// A request that reports a change to the app's installation, its tokens, its event
+        /// delivery, or the identity of the workspace or organization it is installed in,
+        /// rather than someone's activity.
+        ///
+        /// This is the one list of them. Slack documents none of them with an acting user or a
+        /// channel, so `users` and `channels` scope rules do not apply to them (see
+        /// [`Lifecycle::carries`]); `teams` and `enterprises` do. Events that name a user or a
+        /// channel (`app_home_opened`, `member_joined_channel`, ...) are not lifecycle
+        /// events, and neither are the admin events about any app of an organization
+        /// (`app_installed`, `app_uninstalled_team`, `app_deleted`, which need
+        /// `admin.apps:read` and name the admin who acted in `event.user_id`).
+        /// Sources: Slack's event reference, `docs.slack.dev/reference/events/<type>`, and
+        /// the event types of `@slack/types`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Lifecycle {
+            $( $(#[doc = $doc])* $variant, )+
+        }
+
+        impl Lifecycle {
+            /// Every lifecycle kind, in table order.
+            pub const ALL: [Lifecycle; [$($name),+].len()] = [$(Lifecycle::$variant),+];
+
+            /// Returns Slack's snake_case type name, as used for the `type` metric label.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Lifecycle::$variant => $name,)+
+                }
+            }
+
+            /// The identity facts this kind of request can carry besides team and enterprise.
+            pub fn carries(self) -> Carries {
+                match self {
+                    $(Lifecycle::$variant => Carries::$carries,)+
+                }
+            }
+
+            fn via(self) -> Via {
+                match self {
+                    $(Lifecycle::$variant => Via::$via,)+
+                }
+            }
+
+            fn from_name(t: &str) -> Option<Self> {
+                match t {
+                    $($name => Some(Lifecycle::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+lifecycle_table! {
+    /// `app_uninstalled`: the app was uninstalled from the workspace named by the envelope's
+    /// `team_id`. `event` holds only `type` (and `event_ts`): no user, no channel.
+    AppUninstalled = "app_uninstalled", Event, NEITHER;
+    /// `tokens_revoked`: `event.tokens` lists the user ids (`oauth`) and bot ids (`bot`)
+    /// whose tokens were revoked; they are the tokens' owners, not someone acting, and
+    /// `event` has no `user` and no channel.
+    TokensRevoked = "tokens_revoked", Event, NEITHER;
+    /// `app_rate_limited`: not an event but a whole body of its own (`type`, `team_id`,
+    /// `api_app_id`, `minute_rate_limited`): no user, no channel.
+    AppRateLimited = "app_rate_limited", Envelope, NEITHER;
+    /// `grid_migration_started`: the workspace began migrating into an Enterprise Grid
+    /// organization; `event` holds `enterprise_id`: no user, no channel.
+    GridMigrationStarted = "grid_migration_started", Event, NEITHER;
+    /// `grid_migration_finished`: the migration finished; `event` holds `enterprise_id`:
+    /// no user, no channel.
+    GridMigrationFinished = "grid_migration_finished", Event, NEITHER;
+    /// `team_rename`: an admin renamed the workspace; `event` holds `name` and `team_id`:
+    /// no user (the admin is not named), no channel.
+    TeamRename = "team_rename", Event, NEITHER;
+    /// `team_domain_change`: the workspace domain changed; `event` holds `url`, `domain`
+    /// and `team_id`: no user, no channel.
+    TeamDomainChange = "team_domain_change", Event, NEITHER;
+    /// `team_access_granted`: an organization-wide app's token was given access to the
+    /// workspaces in `event.team_ids` (the envelope's `team_id` may be null): no user, no
+    /// channel.
+    TeamAccessGranted = "team_access_granted", Event, NEITHER;
+    /// `team_access_revoked`: the token lost access to the workspaces in `event.team_ids`
+    /// (the app was uninstalled from them): no user, no channel.
+    TeamAccessRevoked = "team_access_revoked", Event, NEITHER;
 }
 
 impl Lifecycle {
-    /// Every lifecycle kind, in declaration order.
-    pub const ALL: [Lifecycle; 3] = [
-        Lifecycle::AppUninstalled,
-        Lifecycle::TokensRevoked,
-        Lifecycle::AppRateLimited,
-    ];
-
-    /// Returns the snake_case name, as used for the `type` metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::AppUninstalled => "app_uninstalled",
-            Lifecycle::TokensRevoked => "tokens_revoked",
-            Lifecycle::AppRateLimited => "app_rate_limited",
-        }
-    }
-
+    /// The lifecycle kind named by an `event_callback`'s `event.type`.
     fn from_event_type(t: &str) -> Option<Self> {
-        match t {
-            "app_uninstalled" => Some(Lifecycle::AppUninstalled),
-            "tokens_revoked" => Some(Lifecycle::TokensRevoked),
-            _ => None,
-        }
+        Lifecycle::from_name(t).filter(|l| l.via() == Via::Event)
     }
 }
 
@@ -196,7 +289,8 @@ pub struct Facts<'a> {
     pub challenge: Option<Cow<'a, str>>,
     /// True when the app is installed org-wide on Enterprise Grid.
     pub is_enterprise_install: bool,
-    /// Set for lifecycle requests: `app_uninstalled`, `tokens_revoked`, `app_rate_limited`.
+    /// Set for lifecycle requests (see [`Lifecycle`]): `app_uninstalled`, `tokens_revoked`,
+    /// `app_rate_limited` and the others of its table.
     pub lifecycle: Option<Lifecycle>,
 }
 
@@ -219,6 +313,13 @@ impl<'a> Facts<'a> {
             is_enterprise_install: false,
             lifecycle: None,
         }
+    }
+
+    /// The identity facts this kind of request can carry besides team and enterprise: a
+    /// lifecycle request's row of the [`Lifecycle`] table, else a user and a channel.
+    pub fn carries(&self) -> Carries {
+        self.lifecycle
+            .map_or(Carries::USER_AND_CHANNEL, Lifecycle::carries)
     }
 
     /// Returns a copy that owns all its strings, detached from the body.
@@ -613,6 +714,37 @@ mod tests {
         }
         for l in Lifecycle::ALL {
             assert_eq!(l.to_string(), l.as_str());
+        }
+    }
+
+    #[test]
+    fn lifecycle_table_names_event_types_and_what_they_carry() {
+        for l in Lifecycle::ALL {
+            let body =
+                format!(r#"{{"type":"event_callback","team_id":"T1","event":{{"type":"{l}"}}}}"#);
+            let f = json(&body).unwrap();
+            // `app_rate_limited` is a body type of its own, never an event type.
+            let expected = (l.via() == Via::Event).then_some(l);
+            assert_eq!(f.lifecycle, expected, "{l}");
+            assert_eq!(Lifecycle::from_name(l.as_str()), Some(l));
+            assert_eq!(l.carries(), Carries::NEITHER, "{l}");
+        }
+        let f =
+            json(r#"{"type":"app_rate_limited","team_id":"T1","minute_rate_limited":1}"#).unwrap();
+        assert_eq!(f.lifecycle, Some(Lifecycle::AppRateLimited));
+        assert_eq!(f.carries(), Carries::NEITHER);
+        // Events that name a user or a channel, and the admin events about any app, are not
+        // lifecycle requests: both dimensions apply to them.
+        for t in [
+            "message",
+            "app_home_opened",
+            "app_uninstalled_team",
+            "app_installed",
+        ] {
+            let body = format!(r#"{{"type":"event_callback","event":{{"type":"{t}"}}}}"#);
+            let f = json(&body).unwrap();
+            assert_eq!(f.lifecycle, None, "{t}");
+            assert_eq!(f.carries(), Carries::USER_AND_CHANNEL, "{t}");
         }
     }
 

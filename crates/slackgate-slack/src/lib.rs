@@ -16,8 +16,8 @@ mod signature;
 mod wire;
 
 pub use facts::{
-    is_ssl_check, parse_facts, parse_facts_with_serde_only, parse_retry_num, BodyEncoding, Facts,
-    FactsError, Lifecycle, RequestKind,
+    is_ssl_check, parse_facts, parse_facts_with_serde_only, parse_retry_num, BodyEncoding, Carries,
+    Facts, FactsError, Lifecycle, RequestKind,
 };
 pub use signature::{
     check_window, parse_signature, parse_timestamp, verify, SignatureError, SigningKey, Verified,

@@ -15,7 +15,9 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use slackgate_guard::{apply_mode, Action, Clock, Guard, GuardSettings, Inbound, SystemClock};
+use slackgate_guard::{
+    Action, Clock, Decision, Guard, GuardSettings, Inbound, Reason, SystemClock,
+};
 use slackgate_policy::{SecretSource, SystemSecrets};
 use slackgate_slack::{SigningKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -280,18 +282,22 @@ fn explain(
     let Some(route) = policy.routes.find(host, path) else {
         let out = serde_json::json!({
             "route": null,
-            "reason": "no_route",
-            "status": 404,
+            "reason": Reason::NoRoute.as_str(),
+            "status": Reason::NoRoute.status(),
             "action": "respond",
+            "shadow": false,
             "rule": null,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     };
+    // The pipeline `run` runs, in its order: the two guard stages with the body read
+    // between them (here: its size checked against the same cap).
     let guard = Guard::new(SystemClock, 1024, 1024);
-    let decision = match guard.check_source_ip(route, client_ip) {
-        Some(d) if apply_mode(route, d.clone()).action == Action::Respond => apply_mode(route, d),
-        _ => {
+    let decision = match guard.admit(route, client_ip) {
+        Err(d) => *d,
+        Ok(_) if body.len() > limits.max_body_bytes => Decision::respond(Reason::BodyTooLarge),
+        Ok(admitted) => {
             let inbound = Inbound {
                 client_ip,
                 signature: sig.as_deref().map(str::as_bytes),
@@ -299,7 +305,8 @@ fn explain(
                 content_type: content_type.as_deref(),
                 body: &body,
             };
-            guard.decide(
+            guard.decide_admitted(
+                admitted,
                 route,
                 &inbound,
                 &GuardSettings {

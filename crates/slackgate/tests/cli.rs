@@ -5,82 +5,16 @@
 //! beyond loopback; the demo binds ports from `free_port()`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use slackgate_testkit::{fixture, free_port, SignedRequest};
-
-const BIN: &str = env!("CARGO_BIN_EXE_slackgate");
-
-/// Environment variables the tests set; removed from the inherited environment first so
-/// a developer's shell cannot change the outcome.
-const TEST_VARS: &[&str] = &[
-    "SG_SIGN_SECRET",
-    "SG_EMPTY",
-    "SG_UNSET",
-    "HELPDESK_SIGNING_SECRET",
-    "HELPDESK_SIGNING_SECRET_PREVIOUS",
-];
-
-/// Runs the binary with `args`, extra `env` and `stdin`, and waits (polling, bounded) for it.
-fn slackgate(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("RUST_LOG", "warn");
-    for v in TEST_VARS {
-        cmd.env_remove(v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn slackgate");
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("slackgate {args:?} did not exit within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    writer.join().unwrap();
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{explain, slackgate, text};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -516,46 +450,12 @@ routes:
     }
 
     fn explain(&self, req: &SignedRequest) -> Value {
-        let config = self.dir.path().join("config.yaml");
-        let mut args = vec![
-            "explain".to_owned(),
-            "-c".to_owned(),
-            config.to_str().unwrap().to_owned(),
-            "--path".to_owned(),
-            req.path.clone(),
-            "--header".to_owned(),
-            format!("Content-Type: {}", req.content_type),
-        ];
-        if let Some(ts) = &req.timestamp {
-            args.extend([
-                "--header".to_owned(),
-                format!("X-Slack-Request-Timestamp: {ts}"),
-            ]);
-        }
-        if let Some(sig) = &req.signature {
-            args.extend(["--header".to_owned(), format!("X-Slack-Signature:{sig}")]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = slackgate(
-            &args,
-            &[("HELPDESK_SIGNING_SECRET", EXPLAIN_SECRET)],
-            &req.body,
-        );
-        let stdout = text(&out.stdout);
-        assert!(
-            out.status.success(),
-            "explain: {stdout}{}",
-            text(&out.stderr)
-        );
-        assert!(!stdout.contains(EXPLAIN_SECRET) && !text(&out.stderr).contains(EXPLAIN_SECRET));
-        if let Some(sig) = &req.signature {
-            assert!(
-                !stdout.contains(sig.as_str()),
-                "the signature is not echoed"
-            );
-        }
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("JSON from explain ({e}): {stdout}"))
+        explain(
+            &self.dir.path().join("config.yaml"),
+            req,
+            &[],
+            ("HELPDESK_SIGNING_SECRET", EXPLAIN_SECRET),
+        )
     }
 
     fn assert_no_connection(&self) {

@@ -71,6 +71,12 @@ routes:
     upstream: bot
     mode: shadow
     allow: {{ teams: [T0OTHER] }}
+  - name: identity
+    path: /slack/identity
+    app: helpdesk
+    upstream: bot
+    allow: {{ teams: [T0ACME], users: [U0333], channels: [C0HELP] }}
+    deny: {{ users: ["@blocked"] }}
   - name: dead
     path: /slack/dead
     app: helpdesk

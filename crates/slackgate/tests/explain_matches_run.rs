@@ -1,0 +1,386 @@
+//! `slackgate explain` decides exactly as `slackgate run` does: a corpus of requests that
+//! covers every reason explain can give is sent to a running gateway and run through the
+//! built binary's `explain` with the same config and policy files, and for each request
+//! the reason, rule, shadow flag and status of explain's JSON equal the gateway's audit
+//! record.
+//!
+//! `replayed` and `rate_limited` are left out: they depend on what the gateway saw before,
+//! and explain starts with an empty replay cache and full buckets on every run (the
+//! gateway's answers to them are covered by the proxy's reason tests). Nothing here uses
+//! the network beyond loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use slackgate_testkit::{fixture, now_unix, MockBot, SignedRequest, TestGatewayBuilder};
+
+const SECRET: &str = "explain-matches-run-5ecret-0123456789";
+const SECRET_ENV: &str = "HELPDESK_SIGNING_SECRET";
+/// The client address of most requests, and one the routes' `source_ips` deny.
+const CLIENT: &str = "198.51.100.20";
+const DENIED: &str = "192.0.2.7";
+const MAX_BODY: usize = 4096;
+
+fn policy(bot: &MockBot) -> String {
+    format!(
+        r#"version: 1
+apps:
+  helpdesk:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - {{ id: current, env: {SECRET_ENV} }}
+upstreams:
+  bot: {{ targets: ["{bot}"] }}
+routes:
+  - name: enforced
+    path: /slack/events
+    app: helpdesk
+    upstream: bot
+    source_ips: {{ deny: [192.0.2.0/24] }}
+    allow: {{ teams: [T0ACME], users: [U0333], channels: [C0HELP] }}
+    deny: {{ users: [U0BAD] }}
+  - name: acked
+    path: /slack/ack
+    app: helpdesk
+    upstream: bot
+    on_deny: ack
+    allow: {{ teams: [T0OTHER] }}
+  - name: shadowed
+    path: /slack/shadow
+    app: helpdesk
+    upstream: bot
+    mode: shadow
+    source_ips: {{ deny: [192.0.2.0/24] }}
+    allow: {{ users: [U0NOBODY] }}
+  - name: unverified
+    path: /slack/unverified
+    app: helpdesk
+    upstream: bot
+    mode: shadow
+    allow_unverified_shadow: true
+    source_ips: {{ deny: [192.0.2.0/24] }}
+"#,
+        bot = bot.addr()
+    )
+}
+
+/// How a case is signed.
+enum Sign {
+    /// With the app's secret, `age` seconds ago.
+    Good { age: i64 },
+    /// With another secret.
+    Wrong,
+    /// Not at all.
+    Unsigned,
+}
+
+/// One request of the corpus and the reason both must give (so the corpus provably
+/// covers what it claims).
+struct Case {
+    what: &'static str,
+    path: &'static str,
+    body: Vec<u8>,
+    sign: Sign,
+    ip: &'static str,
+    reason: &'static str,
+}
+
+fn case(
+    what: &'static str,
+    path: &'static str,
+    body: impl Into<Vec<u8>>,
+    sign: Sign,
+    ip: &'static str,
+    reason: &'static str,
+) -> Case {
+    Case {
+        what,
+        path,
+        body: body.into(),
+        sign,
+        ip,
+        reason,
+    }
+}
+
+fn fixture_with(name: &str, from: &str, to: &str) -> Vec<u8> {
+    String::from_utf8(fixture(name))
+        .unwrap()
+        .replace(from, to)
+        .into_bytes()
+}
+
+fn corpus() -> Vec<Case> {
+    use Sign::*;
+    let mention = || fixture("event_app_mention.json");
+    let mut oversized = mention();
+    oversized.resize(MAX_BODY + 1, b' ');
+    vec![
+        case(
+            "unknown path",
+            "/slack/nowhere",
+            mention(),
+            Good { age: 0 },
+            CLIENT,
+            "no_route",
+        ),
+        case(
+            "denied address",
+            "/slack/events",
+            mention(),
+            Good { age: 0 },
+            DENIED,
+            "ip_denied",
+        ),
+        case(
+            "body over the cap",
+            "/slack/events",
+            oversized,
+            Good { age: 0 },
+            CLIENT,
+            "body_too_large",
+        ),
+        case(
+            "ssl_check",
+            "/slack/events",
+            fixture("ssl_check.form"),
+            Unsigned,
+            CLIENT,
+            "ssl_check",
+        ),
+        case(
+            "unsigned",
+            "/slack/events",
+            mention(),
+            Unsigned,
+            CLIENT,
+            "missing_signature",
+        ),
+        case(
+            "wrong secret",
+            "/slack/events",
+            mention(),
+            Wrong,
+            CLIENT,
+            "bad_signature",
+        ),
+        case(
+            "old timestamp",
+            "/slack/events",
+            mention(),
+            Good { age: 1000 },
+            CLIENT,
+            "stale_timestamp",
+        ),
+        case(
+            "no event",
+            "/slack/events",
+            r#"{"type":"event_callback","team_id":"T0ACME","api_app_id":"A0HELPDESK"}"#,
+            Good { age: 1 },
+            CLIENT,
+            "malformed_payload",
+        ),
+        case(
+            "challenge",
+            "/slack/events",
+            fixture("url_verification.json"),
+            Good { age: 2 },
+            CLIENT,
+            "url_verification",
+        ),
+        case(
+            "another app",
+            "/slack/events",
+            fixture_with("event_app_mention.json", "A0HELPDESK", "A0EVIL"),
+            Good { age: 3 },
+            CLIENT,
+            "app_mismatch",
+        ),
+        case(
+            "user not allowed (reject)",
+            "/slack/events",
+            fixture_with("event_app_mention.json", "U0333", "U0999"),
+            Good { age: 4 },
+            CLIENT,
+            "scope_denied",
+        ),
+        case(
+            "user denied (reject)",
+            "/slack/events",
+            fixture_with("event_app_mention.json", "U0333", "U0BAD"),
+            Good { age: 5 },
+            CLIENT,
+            "scope_denied",
+        ),
+        case(
+            "team not allowed (ack)",
+            "/slack/ack",
+            mention(),
+            Good { age: 6 },
+            CLIENT,
+            "scope_denied",
+        ),
+        case(
+            "allowed",
+            "/slack/events",
+            mention(),
+            Good { age: 7 },
+            CLIENT,
+            "allowed",
+        ),
+        case(
+            "lifecycle on a users and channels route",
+            "/slack/events",
+            fixture("event_app_uninstalled.json"),
+            Good { age: 8 },
+            CLIENT,
+            "allowed",
+        ),
+        case(
+            "shadow: address and scope denied",
+            "/slack/shadow",
+            mention(),
+            Good { age: 9 },
+            DENIED,
+            "ip_denied",
+        ),
+        case(
+            "shadow: scope denied",
+            "/slack/shadow",
+            mention(),
+            Good { age: 10 },
+            CLIENT,
+            "scope_denied",
+        ),
+        case(
+            "shadow: address denied, bad signature",
+            "/slack/shadow",
+            mention(),
+            Wrong,
+            DENIED,
+            "bad_signature",
+        ),
+        case(
+            "shadow: address denied, ssl_check",
+            "/slack/shadow",
+            fixture("ssl_check.form"),
+            Unsigned,
+            DENIED,
+            "ssl_check",
+        ),
+        case(
+            "shadow: address denied, challenge",
+            "/slack/shadow",
+            fixture("url_verification.json"),
+            Good { age: 12 },
+            DENIED,
+            "url_verification",
+        ),
+        case(
+            "unverified shadow: address denied, bad signature",
+            "/slack/unverified",
+            mention(),
+            Wrong,
+            DENIED,
+            "ip_denied",
+        ),
+        case(
+            "unverified shadow: unsigned",
+            "/slack/unverified",
+            mention(),
+            Unsigned,
+            CLIENT,
+            "missing_signature",
+        ),
+    ]
+}
+
+fn request(c: &Case, now: i64) -> SignedRequest {
+    let req = SignedRequest::new(c.path, c.body.clone());
+    match c.sign {
+        Sign::Good { age } => req.sign_at(SECRET, now - age),
+        Sign::Wrong => req.sign_at("not-the-app-secret", now),
+        Sign::Unsigned => req,
+    }
+}
+
+/// What both must agree on.
+fn verdict(v: &Value) -> (Value, Value, Value, Value) {
+    let field = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    (
+        field("reason"),
+        field("rule"),
+        field("shadow"),
+        field("status"),
+    )
+}
+
+#[test]
+fn explain_gives_the_gateways_decision_for_every_reason() {
+    let bot = MockBot::start();
+    let gw = TestGatewayBuilder::new(&policy(&bot))
+        .secret(SECRET_ENV, SECRET)
+        // Client addresses come from X-Forwarded-For, so each case picks its own.
+        .config(&format!(
+            "trusted_proxies: [127.0.0.1/32]\nlimits: {{ max_body_bytes: {MAX_BODY} }}"
+        ))
+        .start();
+    let config = gw.dir.path().join("config.yaml");
+    let now = now_unix();
+    let corpus = corpus();
+    let mut covered = BTreeSet::new();
+    let mut disagreements = Vec::new();
+    for (i, c) in corpus.iter().enumerate() {
+        let req = request(c, now);
+        gw.client()
+            .send(&req.clone().header("X-Forwarded-For", c.ip))
+            .unwrap();
+        let audit = gw.audit_nth(i + 1);
+        let explained =
+            support::explain(&config, &req, &["--client-ip", c.ip], (SECRET_ENV, SECRET));
+        if verdict(&explained) != verdict(&audit) || explained["reason"] != c.reason {
+            disagreements.push(format!(
+                "{} (expected {}):\n  explain: {:?}\n  run:     {:?}",
+                c.what,
+                c.reason,
+                verdict(&explained),
+                verdict(&audit)
+            ));
+        }
+        covered.insert(c.reason);
+    }
+    assert!(
+        disagreements.is_empty(),
+        "(reason, rule, shadow, status) differ:\n{}",
+        disagreements.join("\n")
+    );
+    let expected: BTreeSet<&str> = [
+        "no_route",
+        "ip_denied",
+        "body_too_large",
+        "ssl_check",
+        "missing_signature",
+        "bad_signature",
+        "stale_timestamp",
+        "malformed_payload",
+        "url_verification",
+        "app_mismatch",
+        "scope_denied",
+        "allowed",
+    ]
+    .into();
+    assert_eq!(covered, expected);
+    // The shadow route denied by address and by scope: the address, first, is reported.
+    let shadow = corpus
+        .iter()
+        .position(|c| c.what == "shadow: address and scope denied")
+        .unwrap();
+    let a = gw.audit_nth(shadow + 1);
+    assert_eq!(
+        (&a["reason"], &a["rule"], &a["shadow"]),
+        (&"ip_denied".into(), &"source_ips".into(), &true.into())
+    );
+}
