@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use crate::gateway::{answer_body, request_head, BodyError, Downstream, Forwarded, Gateway};
-use crate::http1::{self, Framing, Parsed, RequestHead};
+use crate::http1::{self, ChunkedEnd, Framing, Parsed, RequestHead};
 use crate::wire::{push_decimal, push_header};
 
 /// How long a keep-alive connection may wait for the first byte of its next request.
@@ -118,19 +118,20 @@ impl ServerApp for Front {
             first = false;
             if !(self.fast_path && head.is_simple(&buf)) {
                 // pingora answers this one request; the connection comes back for the next.
-                // pingora may read exactly this request's bytes: with a Content-Length it
-                // can then never read (and drop, or serve) what follows on the connection.
-                let budget = match head.framing {
-                    Framing::Length(n) => usize::try_from(n)
-                        .ok()
-                        .and_then(|n| n.checked_add(head.len)),
-                    Framing::Chunked => None,
+                // pingora reads exactly this request's bytes: it can never read (and
+                // drop, or serve) what follows on the connection.
+                let limit = ReadLimit::for_request(&head);
+                let pending = buf.split();
+                let handed = HandedHead {
+                    bytes: Bytes::copy_from_slice(&pending[..head.len]),
+                    head,
                 };
                 let prefixed: Stream = Box::new(Prefixed {
-                    prefix: buf.split().freeze(),
+                    pending,
                     inner: stream,
-                    budget,
+                    limit,
                     scratch: Vec::new(),
+                    handed: Some(handed),
                 });
                 let mut session = ServerSession::new_http1(prefixed);
                 session.set_keepalive((!*shutdown_rx.borrow()).then_some(60));
@@ -278,9 +279,11 @@ pub(crate) struct HeadLimits {
     pub timeout: Duration,
 }
 
-/// A stream handed back by pingora after a request: its unread prefix (if pingora did
-/// not read all of it) goes back into `buf`, and the wrapper is dropped so wrappers do
-/// not pile up on a long connection.
+/// A stream handed back by pingora after a request: what it did not read goes back
+/// into `buf`, and the wrapper is dropped so wrappers do not pile up on a long
+/// connection. A request pingora did not read to its exact end (it would only give the
+/// connection back after draining the body) means the two disagree on the framing: the
+/// connection is dropped rather than its next bytes read as a request.
 fn unwrap_prefixed(stream: Stream, buf: &mut BytesMut) -> Option<Stream> {
     if stream.as_any().downcast_ref::<Prefixed>().is_none() {
         return Some(stream);
@@ -288,7 +291,11 @@ fn unwrap_prefixed(stream: Stream, buf: &mut BytesMut) -> Option<Stream> {
     // Cannot fail (checked above); if it did, the stream could not be rebuilt from
     // `Any` and the connection is dropped rather than served wrongly.
     let p = stream.into_any().downcast::<Prefixed>().ok()?;
-    let mut rest = BytesMut::from(&p.prefix[..]);
+    if p.handed.is_some() && !p.limit.complete() {
+        log::debug!("pingora gave back a request it did not read to its end; closing");
+        return None;
+    }
+    let mut rest = p.pending;
     rest.unsplit(buf.split());
     *buf = rest;
     Some(p.inner)
@@ -491,23 +498,139 @@ pub(crate) fn is_bodyless(status: u16) -> bool {
     matches!(status, 100..=199 | 204 | 304)
 }
 
-/// A stream that first yields bytes already read from it, and at most `budget` bytes in
-/// all (then end of stream) when a budget is set.
+/// The head the front judged, handed to pingora with the request: the pipeline reads
+/// the request's headers, framing and persistence from it on pingora's path too, so both
+/// paths forward the very same bytes (pingora's header map groups repeated names and
+/// reads only the first `Connection` header).
 #[derive(Debug)]
-struct Prefixed {
-    prefix: Bytes,
-    inner: Stream,
-    budget: Option<usize>,
-    /// Where a read smaller than the caller's buffer lands first.
-    scratch: Vec<u8>,
+pub(crate) struct HandedHead {
+    bytes: Bytes,
+    head: RequestHead,
 }
 
-impl Prefixed {
-    fn spend(&mut self, n: usize) {
-        if let Some(b) = self.budget.as_mut() {
-            *b = b.saturating_sub(n);
+impl HandedHead {
+    fn at(&self, r: &Range<usize>) -> &[u8] {
+        self.bytes.get(r.clone()).unwrap_or_default()
+    }
+
+    /// The header pairs in arrival order.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.head
+            .headers
+            .iter()
+            .map(|(n, v)| (self.at(n), self.at(v)))
+    }
+
+    /// The head to send upstream: method and origin-form target as received.
+    pub(crate) fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8> {
+        request_head(
+            self.at(&self.head.method),
+            self.at(&self.head.target),
+            self.headers(),
+            add,
+        )
+    }
+
+    /// The declared body length (`None` for chunked).
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        match self.head.framing {
+            Framing::Length(n) => Some(n),
+            Framing::Chunked => None,
         }
     }
+
+    /// Whether the client waits for `100 Continue`.
+    pub(crate) fn expects_continue(&self) -> bool {
+        self.head.expect_continue
+    }
+
+    /// Whether the connection may carry another request.
+    pub(crate) fn keep_alive(&self) -> bool {
+        self.head.keep_alive
+    }
+}
+
+/// The head the front handed over with `stream`, when it is one of the front's.
+pub(crate) fn handed_head(stream: &Stream) -> Option<&HandedHead> {
+    stream
+        .as_any()
+        .downcast_ref::<Prefixed>()
+        .and_then(|p| p.handed.as_ref())
+}
+
+/// How much of the connection pingora may read for the one request it is handed.
+#[derive(Debug)]
+enum ReadLimit {
+    /// Head and `Content-Length` body: this many bytes are left.
+    Exactly(usize),
+    /// Head (this many bytes left of it), then a chunked body up to its end.
+    Chunked { head_left: usize, scan: ChunkedEnd },
+}
+
+impl ReadLimit {
+    fn for_request(head: &RequestHead) -> Self {
+        match head.framing {
+            Framing::Length(n) => ReadLimit::Exactly(
+                usize::try_from(n)
+                    .ok()
+                    .and_then(|n| n.checked_add(head.len))
+                    .unwrap_or(usize::MAX),
+            ),
+            Framing::Chunked => ReadLimit::Chunked {
+                head_left: head.len,
+                scan: ChunkedEnd::default(),
+            },
+        }
+    }
+
+    /// How many of `avail` (the next bytes of the connection) belong to the request;
+    /// they count as delivered. Broken chunked framing lets everything through: pingora
+    /// then refuses the same bytes itself, and the connection is not kept.
+    fn take(&mut self, avail: &[u8]) -> usize {
+        match self {
+            ReadLimit::Exactly(left) => {
+                let n = (*left).min(avail.len());
+                *left -= n;
+                n
+            }
+            ReadLimit::Chunked { head_left, scan } => {
+                let head = (*head_left).min(avail.len());
+                *head_left -= head;
+                if scan.broken() {
+                    return avail.len();
+                }
+                let body = scan.feed(&avail[head..]);
+                if scan.broken() {
+                    return avail.len();
+                }
+                head + body
+            }
+        }
+    }
+
+    /// Whether the request's last byte was delivered.
+    fn complete(&self) -> bool {
+        match self {
+            ReadLimit::Exactly(left) => *left == 0,
+            ReadLimit::Chunked { head_left, scan } => *head_left == 0 && scan.done(),
+        }
+    }
+}
+
+/// The connection as pingora sees it for one request: the bytes the front already read
+/// first, then the socket, and never a byte past the request's end (pingora then reads
+/// end of stream). What it did not read, a pipelined request included, goes back to
+/// the front with the connection ([`unwrap_prefixed`]).
+#[derive(Debug)]
+struct Prefixed {
+    /// Bytes of the connection read but not yet given to pingora.
+    pending: BytesMut,
+    inner: Stream,
+    limit: ReadLimit,
+    /// Where reads from the socket land first.
+    scratch: Vec<u8>,
+    /// The judged head of the request this stream carries to pingora.
+    handed: Option<HandedHead>,
 }
 
 impl AsyncRead for Prefixed {
@@ -517,34 +640,24 @@ impl AsyncRead for Prefixed {
         out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let me = &mut *self;
-        let allowed = me
-            .budget
-            .map_or(out.remaining(), |b| b.min(out.remaining()));
-        if allowed == 0 {
+        if me.limit.complete() || out.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if !me.prefix.is_empty() {
-            let n = me.prefix.len().min(allowed);
-            out.put_slice(&me.prefix[..n]);
-            me.prefix.advance(n);
-            me.spend(n);
-            return Poll::Ready(Ok(()));
+        if me.pending.is_empty() {
+            if me.scratch.is_empty() {
+                me.scratch = vec![0; 8192];
+            }
+            let mut tmp = ReadBuf::new(&mut me.scratch);
+            std::task::ready!(Pin::new(&mut me.inner).poll_read(cx, &mut tmp))?;
+            if tmp.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            me.pending.extend_from_slice(tmp.filled());
         }
-        if allowed == out.remaining() {
-            let before = out.filled().len();
-            std::task::ready!(Pin::new(&mut me.inner).poll_read(cx, out))?;
-            let n = out.filled().len() - before;
-            me.spend(n);
-            return Poll::Ready(Ok(()));
-        }
-        if me.scratch.len() < allowed {
-            me.scratch.resize(allowed, 0);
-        }
-        let mut tmp = ReadBuf::new(&mut me.scratch[..allowed]);
-        std::task::ready!(Pin::new(&mut me.inner).poll_read(cx, &mut tmp))?;
-        let n = tmp.filled().len();
-        out.put_slice(tmp.filled());
-        me.spend(n);
+        let avail = me.pending.len().min(out.remaining());
+        let n = me.limit.take(&me.pending[..avail]);
+        out.put_slice(&me.pending[..n]);
+        me.pending.advance(n);
         Poll::Ready(Ok(()))
     }
 }
@@ -635,11 +748,11 @@ impl GetSocketDigest for Prefixed {
 #[async_trait]
 impl Peek for Prefixed {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        if self.prefix.is_empty() {
+        if self.pending.is_empty() {
             return self.inner.try_peek(buf).await;
         }
-        let n = self.prefix.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.prefix[..n]);
+        let n = self.pending.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
         Ok(true)
     }
 }

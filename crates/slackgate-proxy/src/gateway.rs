@@ -28,7 +28,7 @@ use slackgate_slack::{Lifecycle, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_H
 
 use crate::audit::{rfc3339, AuditView, TsText};
 use crate::client::{self, Conn, ExchangeError};
-use crate::front::{is_bodyless, HeadLimits};
+use crate::front::{handed_head, is_bodyless, HandedHead, HeadLimits};
 use crate::http1::{connection_tokens, is_hop_by_hop, is_not_forwarded};
 use crate::metrics;
 use crate::state::{Shared, Snapshot};
@@ -554,8 +554,16 @@ pub(crate) trait Downstream: Send {
     ) -> pingora::Result<()>;
 }
 
-/// pingora's downstream session.
-pub(crate) struct PingoraDownstream<'s>(pub &'s mut Session);
+/// pingora's downstream session, and whether the connection closes after this request.
+pub(crate) struct PingoraDownstream<'s>(pub &'s mut Session, pub bool);
+
+impl PingoraDownstream<'_> {
+    /// The head the front judged and handed over with this request (every HTTP/1
+    /// request has one).
+    fn handed(&self) -> Option<&HandedHead> {
+        self.0.stream().and_then(handed_head)
+    }
+}
 
 #[async_trait]
 impl Downstream for PingoraDownstream<'_> {
@@ -598,6 +606,9 @@ impl Downstream for PingoraDownstream<'_> {
     }
 
     fn declared_length(&self) -> Option<u64> {
+        if let Some(h) = self.handed() {
+            return h.declared_length();
+        }
         if self.0.req_header().headers.contains_key(TRANSFER_ENCODING) {
             return None;
         }
@@ -613,6 +624,9 @@ impl Downstream for PingoraDownstream<'_> {
     }
 
     fn expects_continue(&self) -> bool {
+        if let Some(h) = self.handed() {
+            return h.expects_continue();
+        }
         let req = self.0.req_header();
         // The head checks allowed no other expectation; HTTP/1.0 ones are ignored.
         req.version == http::Version::HTTP_11 && req.headers.contains_key(http::header::EXPECT)
@@ -623,6 +637,9 @@ impl Downstream for PingoraDownstream<'_> {
     }
 
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8> {
+        if let Some(h) = self.handed() {
+            return h.upstream_head(add);
+        }
         let req = self.0.req_header();
         let method = req.method.as_str().as_bytes();
         // Not the hot path: the pairs are collected so the head can be read twice.
@@ -644,6 +661,7 @@ impl Downstream for PingoraDownstream<'_> {
     }
 
     fn close_after(&mut self) {
+        self.1 = true;
         self.0.set_keepalive(None);
     }
 
@@ -654,14 +672,22 @@ impl Downstream for PingoraDownstream<'_> {
         headers: &[(&[u8], &[u8])],
         body: Bytes,
     ) -> pingora::Result<()> {
-        let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+        let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
         for (name, value) in headers {
             resp.append_header(Bytes::copy_from_slice(name), *value)?;
+        }
+        // Persistence as the front judged it (every `Connection` header counts), said
+        // to the client as the fast path says it.
+        if self.handed().is_some_and(|h| !h.keep_alive()) {
+            self.close_after();
         }
         let bodyless = is_bodyless(status);
         let body = if bodyless { Bytes::new() } else { body };
         if !bodyless {
             resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+        }
+        if self.1 {
+            resp.insert_header(http::header::CONNECTION, "close")?;
         }
         if let Some(reason) = reason {
             resp.set_reason_phrase(Some(reason))?;
@@ -886,7 +912,8 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         ctx.start = Instant::now();
         ctx.arrived = SystemTime::now();
-        self.handle(&mut PingoraDownstream(session), ctx).await?;
+        self.handle(&mut PingoraDownstream(session, false), ctx)
+            .await?;
         Ok(true)
     }
 

@@ -292,6 +292,133 @@ pub(crate) fn to_origin_form(buf: &[u8], head: &RequestHead) -> Option<Vec<u8>> 
     Some(out)
 }
 
+/// Longest chunk-size line (with extensions) and trailer section the scanner follows.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+
+/// Finds where a chunked request body ends, fed the bytes as they arrive, so that the
+/// front hands pingora exactly one request and keeps what follows (a pipelined request)
+/// for itself. Chunk-size lines are read by `httparse::parse_chunk_size`, the parser
+/// pingora's body reader uses; data must be followed by CRLF; the trailer section ends
+/// at an empty line. Anything else is [`ChunkedEnd::broken`]: the caller then lets
+/// pingora see the bytes (it refuses them itself) and closes the connection afterwards.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkedEnd {
+    state: ChunkState,
+    /// The current size or trailer line, up to its LF.
+    line: Vec<u8>,
+    trailers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataCr,
+    DataLf,
+    Trailer,
+    Done,
+    Broken,
+}
+
+impl Default for ChunkedEnd {
+    fn default() -> Self {
+        Self {
+            state: ChunkState::Size,
+            line: Vec::new(),
+            trailers: 0,
+        }
+    }
+}
+
+impl ChunkedEnd {
+    /// Whether the body's last byte was seen.
+    pub(crate) fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Whether the framing is broken (no end can be found).
+    pub(crate) fn broken(&self) -> bool {
+        self.state == ChunkState::Broken
+    }
+
+    /// Feeds `bytes`; returns how many of them belong to the body (all of them unless
+    /// the body ends inside `bytes`, or the framing broke there).
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> usize {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                ChunkState::Done | ChunkState::Broken => return i,
+                ChunkState::Data(left) => {
+                    let take = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len() - i);
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataCr | ChunkState::DataLf => {
+                    let want = if self.state == ChunkState::DataCr {
+                        b'\r'
+                    } else {
+                        b'\n'
+                    };
+                    if bytes[i] != want {
+                        self.state = ChunkState::Broken;
+                        return i;
+                    }
+                    i += 1;
+                    self.state = if want == b'\r' {
+                        ChunkState::DataLf
+                    } else {
+                        ChunkState::Size
+                    };
+                }
+                ChunkState::Size | ChunkState::Trailer => {
+                    let b = bytes[i];
+                    i += 1;
+                    self.line.push(b);
+                    if self.state == ChunkState::Trailer {
+                        self.trailers += 1;
+                    }
+                    if self.line.len() > MAX_CHUNK_LINE || self.trailers > MAX_TRAILERS {
+                        self.state = ChunkState::Broken;
+                        return i;
+                    }
+                    if b == b'\n' {
+                        self.end_line();
+                        if self.broken() {
+                            return i;
+                        }
+                    }
+                }
+            }
+        }
+        i
+    }
+
+    fn end_line(&mut self) {
+        let line = std::mem::take(&mut self.line);
+        if self.state == ChunkState::Trailer {
+            if line == b"\r\n" {
+                self.state = ChunkState::Done;
+            } else if !line.ends_with(b"\r\n") {
+                self.state = ChunkState::Broken;
+            }
+            return;
+        }
+        self.state = match httparse::parse_chunk_size(&line) {
+            Ok(httparse::Status::Complete((used, 0))) if used == line.len() => ChunkState::Trailer,
+            Ok(httparse::Status::Complete((used, n))) if used == line.len() => ChunkState::Data(n),
+            _ => ChunkState::Broken,
+        };
+    }
+}
+
 /// `http://authority[/path?query]` (or https): the authority and the rest.
 fn split_absolute(t: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = t.iter().position(|&b| b == b':')?;
@@ -601,6 +728,78 @@ mod tests {
             connection_tokens(headers.into_iter()),
             vec![&b"close"[..], b"X-A", b"x-b"]
         );
+    }
+
+    #[test]
+    fn chunked_end_is_found_wherever_the_bytes_split() {
+        let body: &[u8] =
+            b"3;ext=\"a\"\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: 1\r\n\r\n";
+        let next: &[u8] = b"POST / HTTP/1.1\r\n";
+        let whole = [body, next].concat();
+        for split in 0..=whole.len() {
+            let mut scan = ChunkedEnd::default();
+            let a = scan.feed(&whole[..split]);
+            let b = if scan.done() {
+                0
+            } else {
+                scan.feed(&whole[split..])
+            };
+            assert!(scan.done(), "split at {split}");
+            assert_eq!(a + b, body.len(), "split at {split}");
+        }
+        let mut plain = ChunkedEnd::default();
+        assert_eq!(plain.feed(b"0\r\n\r\nGET"), 5);
+        assert!(plain.done());
+    }
+
+    #[test]
+    fn broken_chunked_framing_is_seen() {
+        for bad in [
+            &b"zz\r\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabcX\r\n",
+            b"3\r\nabc\rX",
+            b"-1\r\n",
+            b"0\r\nTrailer: 1\n\r\n",
+        ] {
+            let mut scan = ChunkedEnd::default();
+            scan.feed(bad);
+            assert!(scan.broken(), "{}", String::from_utf8_lossy(bad));
+        }
+        let mut long = ChunkedEnd::default();
+        long.feed(&[b'1'; MAX_CHUNK_LINE + 1]);
+        assert!(long.broken());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn chunked_end_agrees_with_a_whole_body_decoder(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40), 0..6),
+            splits in proptest::collection::vec(0usize..200, 0..4),
+        ) {
+            let mut body = Vec::new();
+            for c in &chunks {
+                body.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                body.extend_from_slice(c);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            let len = body.len();
+            body.extend_from_slice(b"NEXT");
+            let mut scan = ChunkedEnd::default();
+            let mut at = 0;
+            let mut cuts: Vec<usize> = splits.iter().map(|s| s % (body.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(body.len());
+            for cut in cuts {
+                if cut > at && !scan.done() {
+                    at += scan.feed(&body[at..cut]);
+                }
+            }
+            proptest::prop_assert!(scan.done());
+            proptest::prop_assert_eq!(at, len);
+        }
     }
 
     fn check_invariants(raw: &[u8], h: &RequestHead) {
