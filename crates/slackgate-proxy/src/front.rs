@@ -46,6 +46,8 @@ use crate::wire::{push_decimal, push_header};
 
 /// How long a keep-alive connection may wait for the first byte of its next request.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// The longest a keep-alive connection stays open, idle, once the server drains.
+const DRAIN_IDLE_MAX: Duration = Duration::from_secs(5);
 /// After a refusal, how long and how much the front keeps reading (and discarding) what
 /// the client still sends, so that closing does not reset the connection under the
 /// answer before the client read it (a "lingering close", as nginx does).
@@ -203,6 +205,7 @@ async fn read_head(
     // brought a LF (or filled the window) bounds the work on a dribbled head to one parse
     // per line, and a head has at most `MAX_HEADERS` + 1 lines before it is refused.
     let mut need_parse = true;
+    let mut draining = false;
     loop {
         let parsed = if need_parse || buf.len() >= limits.max_bytes {
             http1::parse(buf, limits.max_bytes)
@@ -227,8 +230,16 @@ async fn read_head(
             }
             Parsed::Partial => {}
         }
-        if buf.is_empty() && *shutdown.borrow() {
-            return Err(NoHead::Gone);
+        if buf.is_empty() && *shutdown.borrow() && !draining {
+            // Draining (an upgrade or SIGTERM): closing an idle keep-alive connection
+            // now would lose a request its client may be writing at this instant. It
+            // stays open a little longer; a request on it is served with
+            // `Connection: close`, and only one that stays idle is closed.
+            draining = true;
+            let d = Instant::now() + limits.drain_idle;
+            if d < idle.deadline() {
+                idle.as_mut().reset(d);
+            }
         }
         // Never buffer past the limit: `parse` refuses a full window that is still partial.
         let room = limits.max_bytes.saturating_sub(buf.len()).max(1);
@@ -240,7 +251,13 @@ async fn read_head(
             biased;
             r = stream.read_buf(&mut window) => Some(r),
             () = &mut idle => None,
-            _ = shutdown.changed(), if was_empty => return Err(NoHead::Gone),
+            changed = shutdown.changed(), if was_empty && !draining => {
+                if changed.is_err() {
+                    // The server is gone: nobody will say when to stop.
+                    return Err(NoHead::Gone);
+                }
+                continue;
+            }
         };
         match read {
             Some(Ok(n)) if n > 0 => {
@@ -277,6 +294,15 @@ async fn linger(stream: &mut Stream) {
 pub(crate) struct HeadLimits {
     pub max_bytes: usize,
     pub timeout: Duration,
+    /// How long an idle keep-alive connection stays open once the server drains: half
+    /// of `limits.shutdown_grace`, at most [`DRAIN_IDLE_MAX`].
+    pub drain_idle: Duration,
+}
+
+impl HeadLimits {
+    pub(crate) fn drain_idle_for(shutdown_grace: Duration) -> Duration {
+        (shutdown_grace / 2).min(DRAIN_IDLE_MAX)
+    }
 }
 
 /// A stream handed back by pingora after a request: what it did not read goes back

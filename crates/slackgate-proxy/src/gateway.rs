@@ -946,6 +946,7 @@ impl Gateway {
         HeadLimits {
             max_bytes: limits.max_head_bytes,
             timeout: limits.head_read_timeout,
+            drain_idle: HeadLimits::drain_idle_for(limits.shutdown_grace),
         }
     }
 

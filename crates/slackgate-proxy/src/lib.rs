@@ -16,6 +16,7 @@ mod http1;
 pub mod metrics;
 pub mod redis;
 pub mod server;
+pub mod signals;
 pub mod state;
 pub mod tls;
 pub mod upstream;

@@ -18,6 +18,8 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+
+use crate::signals::OperatorSignals;
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -281,7 +283,17 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         conf: None,
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if opts.upgrade {
+        log::info!(
+            "upgrade: waiting for the running process's listening sockets on {}: send it \
+             SIGQUIT now (this process gives up after about 6 s)",
+            server.configuration.upgrade_sock
+        );
+    }
     server.bootstrap();
+    if opts.upgrade {
+        log::info!("upgrade: took over the listening sockets; the old process now drains");
+    }
 
     // The fast path and pingora's proxy (for every other request) share one state.
     let fallback = Arc::new(pingora::proxy::http_proxy(
@@ -383,10 +395,16 @@ pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
     })
 }
 
-/// Runs a gateway in the foreground until a signal stops it.
+/// Runs a gateway in the foreground until a signal stops it (see [`OperatorSignals`]).
 pub fn run(opts: Options) -> Result<(), StartError> {
-    let (server, _shared) = build(&opts)?;
-    server.run(RunArgs::default());
+    let (server, shared) = build(&opts)?;
+    let signals = OperatorSignals {
+        upgrade_sock: PathBuf::from(&server.configuration.upgrade_sock),
+        grace: shared.current().config.limits.shutdown_grace,
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
     Ok(())
 }
 
