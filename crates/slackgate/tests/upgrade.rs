@@ -140,14 +140,7 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
     let before = sent.load(Ordering::SeqCst);
     let mut old = old;
     signal(&old.0, "QUIT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while old.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "old process did not exit after SIGQUIT"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_exit(&mut old, "old process after SIGQUIT");
     assert!(new.0.try_wait().unwrap().is_none(), "new process died");
     // Keep the load on the new process for a while.
     let after_old_exit = sent.load(Ordering::SeqCst);
@@ -167,25 +160,24 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
     assert!(ready(admin), "the new process serves the admin listener");
 
     // Graceful drain: an in-flight request to the slow bot completes after SIGTERM.
+    drain_with_one_in_flight(&mut new, listen, &slow);
+}
+
+/// SIGTERM while a request to the slow bot is in flight: it completes, then the
+/// process exits.
+fn drain_with_one_in_flight(p: &mut Proc, listen: std::net::SocketAddr, slow: &MockBot) {
     let inflight =
         std::thread::spawn(move || Client::plain(listen).send(&request(0, "/slack/slow")));
     assert!(wait_until(Duration::from_secs(10), || !slow
         .requests()
         .is_empty()));
-    signal(&new.0, "TERM");
+    signal(&p.0, "TERM");
     let resp = inflight
         .join()
         .unwrap()
         .expect("in-flight request completes during drain");
     assert_eq!(resp.status, 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while new.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "new process did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_exit(p, "process after SIGTERM");
 }
 
 /// What the keep-alive clients saw.
@@ -325,18 +317,7 @@ fn keep_alive_clients_lose_nothing_across_an_upgrade_and_a_drain() {
     // Drain: the load balancer stops sending new connections; open ones keep being
     // used until the server closes them.
     no_new.store(true, Ordering::SeqCst);
-    let inflight =
-        std::thread::spawn(move || Client::plain(listen).send(&request(0, "/slack/slow")));
-    assert!(wait_until(Duration::from_secs(10), || !slow
-        .requests()
-        .is_empty()));
-    signal(&new.0, "TERM");
-    let resp = inflight
-        .join()
-        .unwrap()
-        .expect("in-flight request completes");
-    assert_eq!(resp.status, 200);
-    wait_exit(&mut new, "new process after SIGTERM");
+    drain_with_one_in_flight(&mut new, listen, &slow);
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.join().unwrap();
