@@ -254,7 +254,7 @@ fn keep_alive_client(
                 }
             }
             // Every few requests the connection sits idle, as a pooled one does.
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 std::thread::sleep(Duration::from_millis(20 + (i % 5) as u64 * 30));
             }
         }
