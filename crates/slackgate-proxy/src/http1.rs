@@ -19,7 +19,8 @@
 //!   normalized to origin-form, any other form is refused. `CONNECT` is refused.
 //! - Framing: at most one `Content-Length` of plain digits; `Transfer-Encoding` only
 //!   on HTTP/1.1, only without `Content-Length`, and only `chunked` (another coding is
-//!   501, a list whose final coding is not `chunked` is 400).
+//!   501, a list whose final coding is not `chunked`, or with an empty element, is 400:
+//!   pingora refuses those itself, and what pingora refuses we must refuse first).
 //! - `Expect` may only be `100-continue` (ignored on HTTP/1.0, as RFC 9110 says).
 //! - `Connection` is a list of tokens; `close` and `keep-alive` set persistence, the
 //!   others name headers that are removed before forwarding.
@@ -176,7 +177,8 @@ pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
-            codings.extend(list(value));
+            // Empty elements are kept: pingora refuses them, so we must too.
+            codings.extend(value.split(|&b| b == b',').map(<[u8]>::trim_ascii));
         } else if name.eq_ignore_ascii_case(b"expect") {
             if !value.eq_ignore_ascii_case(b"100-continue") {
                 return bad("Expect other than 100-continue");
@@ -220,6 +222,9 @@ pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
         }
         match codings.as_slice() {
             [] => return bad("empty Transfer-Encoding"),
+            c if c.iter().any(|t| t.is_empty()) => {
+                return bad("empty element in Transfer-Encoding")
+            }
             [.., last] if !last.eq_ignore_ascii_case(b"chunked") => {
                 return bad("final transfer coding is not chunked")
             }
@@ -568,6 +573,9 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", Reason::BadRequest),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", Reason::BadRequest),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n", Reason::BadRequest),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", Reason::BadRequest),
             (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", Reason::BadRequest),
             (b"POST / HTTP/1.1\r\nHost: a\r\nConnection: a b\r\n\r\n", Reason::BadRequest),
             (b"POST / HTTP/1.1\r\nHost: a b\r\n\r\n", Reason::BadRequest),
