@@ -10,10 +10,13 @@
 pub mod admin;
 pub mod audit;
 pub mod client;
+mod downstream;
 pub mod front;
 pub mod gateway;
+mod handover;
 mod http1;
 pub mod metrics;
+mod record;
 pub mod redis;
 pub mod server;
 pub mod signals;

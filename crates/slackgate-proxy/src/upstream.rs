@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use slackgate_policy::Upstream;
 
-use crate::client::Conn;
+use crate::client::{self, Conn, ExchangeError};
 
 /// Most idle keep-alive connections kept per target.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -210,4 +210,121 @@ mod tests {
             second.as_ref().unwrap()
         ));
     }
+}
+
+/// Largest upstream response the gateway relays; Slack bots answer with small bodies.
+const MAX_UPSTREAM_RESPONSE: usize = 8 * 1024 * 1024;
+/// How long an idle upstream connection stays pooled.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Why the upstream leg failed, for the log; `may_have_reached` says whether any byte
+/// of the request may be at the bot.
+#[derive(Debug)]
+pub(crate) struct UpstreamFailure {
+    target: Option<Arc<str>>,
+    what: UpstreamFailureKind,
+    may_have_reached: bool,
+}
+
+#[derive(Debug)]
+enum UpstreamFailureKind {
+    NotResolved,
+    Connect(std::io::Error),
+    Exchange(ExchangeError),
+    NoTarget,
+}
+
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(t) = &self.target {
+            write!(f, "{t}: ")?;
+        }
+        match &self.what {
+            UpstreamFailureKind::NotResolved => f.write_str("not resolved"),
+            UpstreamFailureKind::Connect(e) => write!(f, "connect: {e}"),
+            UpstreamFailureKind::Exchange(e) => write!(f, "{e}"),
+            UpstreamFailureKind::NoTarget => f.write_str("no upstream target could be resolved"),
+        }?;
+        if self.may_have_reached {
+            f.write_str(" (the request may have reached the bot: not sent again)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends the request to a healthy target and reads the whole response.
+///
+/// A request is sent at most once. A target that refuses the connection is marked down
+/// and one other target is tried: nothing was sent. A pooled connection is used only
+/// when it is clean ([`Conn::is_clean`]); if its write still fails before one byte left,
+/// the request goes once more on a fresh connection. Once any byte may have reached the
+/// bot, a failure is final (502), as nginx does for non-idempotent requests.
+pub(crate) async fn round_trip(
+    pool: &Pool,
+    head: &[u8],
+    body: &[u8],
+    is_head: bool,
+    started: Instant,
+) -> Result<client::Response, UpstreamFailure> {
+    let fail = |target: &Target, what, may_have_reached| UpstreamFailure {
+        target: Some(Arc::clone(&target.spec)),
+        what,
+        may_have_reached,
+    };
+    let mut tried: Option<Arc<Target>> = None;
+    let mut last_err = None;
+    for _attempt in 0..2 {
+        let Some(target) = pool.pick(tried.as_ref()) else {
+            break;
+        };
+        let Some(addr) = target.addr() else {
+            target.mark_down();
+            last_err = Some(fail(&target, UpstreamFailureKind::NotResolved, false));
+            tried = Some(target);
+            continue;
+        };
+        let (mut conn, reused) = match target.checkout(UPSTREAM_IDLE, started) {
+            Some(c) => (c, true),
+            None => match Conn::connect(addr).await {
+                Ok(c) => (c, false),
+                Err(e) => {
+                    target.mark_down();
+                    last_err = Some(fail(&target, UpstreamFailureKind::Connect(e), false));
+                    tried = Some(target);
+                    continue;
+                }
+            },
+        };
+        let result = match conn
+            .exchange(head, body, is_head, MAX_UPSTREAM_RESPONSE)
+            .await
+        {
+            Err(e) if reused && !e.may_have_reached() => {
+                // Not one byte left on the pooled connection: send it on a fresh one.
+                conn = Conn::connect(addr)
+                    .await
+                    .map_err(|e| fail(&target, UpstreamFailureKind::Connect(e), false))?;
+                conn.exchange(head, body, is_head, MAX_UPSTREAM_RESPONSE)
+                    .await
+            }
+            other => other,
+        };
+        return match result {
+            Ok((answer, reusable)) => {
+                if reusable {
+                    target.checkin(conn, started);
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                let reached = e.may_have_reached();
+                Err(fail(&target, UpstreamFailureKind::Exchange(e), reached))
+            }
+        };
+    }
+    Err(last_err.unwrap_or(UpstreamFailure {
+        target: None,
+        what: UpstreamFailureKind::NoTarget,
+        may_have_reached: false,
+    }))
 }

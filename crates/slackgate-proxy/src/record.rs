@@ -1,0 +1,262 @@
+//! Per-request state and its one audit record and metric updates.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use slackgate_guard::{IpText, Reason};
+use slackgate_policy::Route;
+use slackgate_slack::Lifecycle;
+
+use crate::audit::{rfc3339, AuditView, TsText};
+use crate::front::HeadLimits;
+use crate::gateway::Gateway;
+use crate::metrics;
+use crate::wire::span_in;
+
+impl std::fmt::Debug for RequestCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCtx")
+            .field("reason", &self.reason)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Facts kept for the upstream headers and the audit record. They outlive the guard's
+/// borrow of the body, so each is kept as its place in the (reference-counted) body, or
+/// as its own text when the body held it escaped or encoded: no copy per fact.
+#[derive(Debug, Default)]
+pub(crate) struct AuditFacts {
+    pub(crate) body: Bytes,
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) api_app_id: Option<Fact>,
+    pub(crate) enterprise_id: Option<Fact>,
+    pub(crate) team_id: Option<Fact>,
+    pub(crate) user_id: Option<Fact>,
+    pub(crate) channel_id: Option<Fact>,
+    pub(crate) event_type: Option<Fact>,
+    pub(crate) command: Option<Fact>,
+    pub(crate) event_id: Option<Fact>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Fact {
+    At(std::ops::Range<usize>),
+    Own(Box<str>),
+}
+
+impl AuditFacts {
+    pub(crate) fn new(body: &Bytes, f: &slackgate_slack::Facts<'_>) -> Self {
+        let keep = |v: &Option<std::borrow::Cow<'_, str>>| {
+            let v = v.as_deref()?;
+            Some(match span_in(body, v.as_bytes()) {
+                Some(at) => Fact::At(at),
+                None => Fact::Own(v.into()),
+            })
+        };
+        Self {
+            body: body.clone(),
+            kind: Some(f.kind.as_str()),
+            api_app_id: keep(&f.api_app_id),
+            enterprise_id: keep(&f.enterprise_id),
+            team_id: keep(&f.team_id),
+            user_id: keep(&f.user_id),
+            channel_id: keep(&f.channel_id),
+            event_type: keep(&f.event_type),
+            command: keep(&f.command),
+            event_id: keep(&f.event_id),
+        }
+    }
+
+    pub(crate) fn text<'s>(&'s self, fact: &'s Option<Fact>) -> Option<&'s str> {
+        match fact.as_ref()? {
+            Fact::At(r) => self
+                .body
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok()),
+            Fact::Own(s) => Some(s),
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    pub(crate) start: Instant,
+    pub(crate) arrived: SystemTime,
+    pub(crate) route: Option<Arc<Route>>,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) reason: Option<Reason>,
+    pub(crate) status: u16,
+    pub(crate) shadow: bool,
+    pub(crate) rule: Option<String>,
+    pub(crate) secret_id: Option<Arc<str>>,
+    pub(crate) facts: AuditFacts,
+    pub(crate) retry_num: Option<u32>,
+    pub(crate) lifecycle: Option<Lifecycle>,
+    pub(crate) upstream_status: Option<u16>,
+    pub(crate) upstream_time: Option<Duration>,
+    pub(crate) mark_delivered: bool,
+}
+
+impl Gateway {
+    /// The running head limits.
+    pub(crate) fn head_limits(&self) -> HeadLimits {
+        let limits = &self.shared.current().config.limits;
+        HeadLimits {
+            max_bytes: limits.max_head_bytes,
+            timeout: limits.head_read_timeout,
+            drain_idle: HeadLimits::drain_idle_for(limits.shutdown_grace),
+        }
+    }
+
+    /// Records a request whose head the front refused (it has no route yet).
+    pub(crate) fn record_refusal(&self, peer: IpAddr, reason: Reason) {
+        let mut ctx = self.context();
+        ctx.client_ip = Some(peer);
+        ctx.reason = Some(reason);
+        ctx.status = reason.status();
+        self.record(&mut ctx);
+    }
+
+    /// A fresh per-request context.
+    pub(crate) fn context(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            arrived: SystemTime::now(),
+            route: None,
+            client_ip: None,
+            reason: None,
+            status: 0,
+            shadow: false,
+            rule: None,
+            secret_id: None,
+            facts: AuditFacts::default(),
+            retry_num: None,
+            lifecycle: None,
+            upstream_status: None,
+            upstream_time: None,
+            mark_delivered: false,
+        }
+    }
+
+    /// The request's metrics and its one audit record (nothing if no answer was decided).
+    pub(crate) fn record(&self, ctx: &mut RequestCtx) {
+        let Some(reason) = ctx.reason else {
+            return;
+        };
+        let total = ctx.start.elapsed();
+        let m = &self.shared.metrics;
+        let route_label = ctx.route.as_ref().map_or("", |r| r.name.as_ref());
+        let gateway_time = total.saturating_sub(ctx.upstream_time.unwrap_or_default());
+        // The route's cached handles when it has them, the label lookup otherwise (no route,
+        // or handles of another gateway instance).
+        let cached = ctx.route.as_deref().and_then(|r| m.route(r));
+        metrics::inc(
+            cached.and_then(|c| c.requests(m, route_label, reason)),
+            &m.requests,
+            &[route_label, reason.as_str()],
+        );
+        metrics::observe(
+            cached.map(|c| c.request_duration(m, route_label)),
+            &m.request_duration,
+            &[route_label],
+            gateway_time.as_secs_f64(),
+        );
+        if let Some(t) = ctx.upstream_time {
+            metrics::observe(
+                cached.map(|c| c.upstream_duration(m, route_label)),
+                &m.upstream_duration,
+                &[route_label],
+                t.as_secs_f64(),
+            );
+        }
+        if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
+            metrics::inc(
+                cached.and_then(|c| c.secret_matches(m, &route.app.name, id)),
+                &m.secret_matches,
+                &[route.app.name.as_ref(), id.as_ref()],
+            );
+        }
+        if let Some(l) = ctx.lifecycle {
+            m.lifecycle.with_label_values(&[l.as_str()]).inc();
+        }
+        // Guard levels (bucket and replay counts, evictions) are read at scrape time by
+        // the admin service, not per request: counting them locks every shard.
+
+        let ts_text = TsText::new(ctx.arrived);
+        let ts_slow;
+        let ts = match &ts_text {
+            Some(t) => t.as_str(),
+            None => {
+                ts_slow = rfc3339(ctx.arrived);
+                ts_slow.as_str()
+            }
+        };
+        let ip_text = ctx.client_ip.map(IpText::new);
+        let f = &ctx.facts;
+        let route = ctx.route.as_deref();
+        self.shared.audit.record_view(&AuditView {
+            ts,
+            route: route.map(|r| r.name.as_ref()),
+            reason: reason.as_str(),
+            status: ctx.status,
+            shadow: ctx.shadow,
+            client_ip: ip_text.as_ref().map(IpText::as_str),
+            app: route.map(|r| r.app.name.as_ref()),
+            secret_id: ctx.secret_id.as_deref(),
+            kind: f.kind,
+            api_app_id: f.text(&f.api_app_id),
+            enterprise_id: f.text(&f.enterprise_id),
+            team_id: f.text(&f.team_id),
+            user_id: f.text(&f.user_id),
+            channel_id: f.text(&f.channel_id),
+            event_type: f.text(&f.event_type),
+            command: f.text(&f.command),
+            event_id: f.text(&f.event_id),
+            retry_num: ctx.retry_num,
+            rule: ctx.rule.as_deref(),
+            upstream: route.map(|r| r.upstream.name.as_ref()),
+            upstream_status: ctx.upstream_status,
+            duration_us: u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
+            lifecycle: ctx.lifecycle.is_some(),
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_are_kept_in_place_or_owned_when_escaped_or_decoded() {
+        let body = Bytes::from_static(
+            br#"{"type":"event_callback","team_id":"T0\u0041CME","api_app_id":"A0HELPDESK","event_id":"Ev1","event":{"type":"app_mention","user":"U0333","channel":"C0HELP"}}"#,
+        );
+        let f = slackgate_slack::parse_facts(Some("application/json"), &body).unwrap();
+        let kept = AuditFacts::new(&body, &f);
+        assert!(matches!(kept.user_id, Some(Fact::At(_))));
+        assert!(
+            matches!(kept.team_id, Some(Fact::Own(_))),
+            "escaped in the body"
+        );
+        assert_eq!(kept.text(&kept.team_id), Some("T0ACME"));
+        assert_eq!(kept.text(&kept.user_id), Some("U0333"));
+        assert_eq!(kept.text(&kept.event_id), Some("Ev1"));
+        assert_eq!(kept.text(&kept.command), None);
+        drop(f);
+        drop(body);
+        // The kept facts hold their own reference to the body.
+        assert_eq!(kept.text(&kept.channel_id), Some("C0HELP"));
+
+        let form = Bytes::from_static(b"command=%2Fticket&team_id=T0ACME&user_id=U0333&api_app_id=A0HELPDESK&channel_id=C0HELP");
+        let f =
+            slackgate_slack::parse_facts(Some("application/x-www-form-urlencoded"), &form).unwrap();
+        let kept = AuditFacts::new(&form, &f);
+        assert_eq!(kept.text(&kept.command), Some("/ticket"));
+        assert_eq!(kept.text(&kept.user_id), Some("U0333"));
+    }
+}
