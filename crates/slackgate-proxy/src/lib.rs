@@ -19,6 +19,7 @@ pub mod metrics;
 mod record;
 pub mod redis;
 pub mod server;
+mod services;
 pub mod signals;
 pub mod state;
 pub mod tls;

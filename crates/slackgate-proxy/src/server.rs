@@ -7,24 +7,27 @@
 //! and SIGUSR1 (reopen the audit file).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
+use crate::services::{CertWatcher, HealthChecker, ReadinessProbe, SignalHandler};
 use crate::signals::OperatorSignals;
-use pingora::services::background::{background_service, BackgroundService};
+
+/// How often listener certificates are checked for a change.
+const CERT_INTERVAL: Duration = Duration::from_secs(2);
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use slackgate_guard::{Clock, Guard, SystemClock};
-use slackgate_policy::{AuditPath, LoadErrors, SecretSource, StateBackend, SystemSecrets};
+use slackgate_policy::{AuditPath, Config, LoadErrors, SecretSource, StateBackend, SystemSecrets};
 
 use crate::admin::AdminApp;
 use crate::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
@@ -33,9 +36,6 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::state::{load_snapshot, Shared, SharedClock};
 use crate::tls::{CertResolver, ReloadingCert};
-
-/// How often upstream targets are probed.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +52,20 @@ pub enum StartError {
     /// The audit sink could not be opened.
     #[error("audit sink: {0}; check audit.path is writable")]
     Audit(std::io::Error),
-    /// pingora refused the setup.
-    #[error("server: {0}")]
-    Server(String),
+    /// `state.redis.password_env` names a variable that is not set or empty.
+    #[error("{config}: state.redis.password_env names {var}, which is not set or empty; export the Redis password in it")]
+    RedisPassword {
+        /// The config file.
+        config: PathBuf,
+        /// The variable it names.
+        var: String,
+    },
+    /// The server thread could not be started.
+    #[error("cannot start the server thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// pingora refused the TLS settings of a listener.
+    #[error("TLS settings: {0}")]
+    Tls(#[source] Box<pingora::Error>),
 }
 
 /// How to start a gateway.
@@ -195,8 +206,28 @@ impl ShutdownSignalWatch for StopWatch {
     }
 }
 
-/// Builds the pingora server for `opts`.
+/// Builds the pingora server for `opts`: the shared state, the server, the proxy
+/// service on every listener, the admin service and the background services.
 pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
+    let shared = shared_state(opts)?;
+    let config = Arc::clone(&shared.current().config);
+    let mut server = pingora_server(opts, &config);
+    let mut probe_addrs = add_proxy(&mut server, opts, &shared, &config)?;
+    if let Some(admin) = &config.admin {
+        let mut svc = Service::new(
+            "slackgate admin".to_owned(),
+            HttpServer::new_app(AdminApp::new(Arc::clone(&shared))),
+        );
+        svc.add_tcp(&admin.addr.to_string());
+        server.add_service(svc);
+        probe_addrs.push(admin.addr);
+    }
+    add_background(&mut server, opts, &shared, probe_addrs);
+    Ok((server, shared))
+}
+
+/// The first snapshot, metrics, audit sink, guard and shared-state backend.
+fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
     let now = opts.clock.now();
     let first =
         load_snapshot(&opts.config, opts.secrets.as_ref(), now, 1).map_err(StartError::Load)?;
@@ -226,10 +257,10 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
                 Some(var) => match opts.secrets.env(var).filter(|v| !v.is_empty()) {
                     Some(pw) => Some(pw),
                     None => {
-                        return Err(StartError::Server(format!(
-                            "{}: state.redis.password_env names {var}, which is not set or empty; export the Redis password in it",
-                            opts.config.display()
-                        )))
+                        return Err(StartError::RedisPassword {
+                            config: opts.config.clone(),
+                            var: var.clone(),
+                        })
                     }
                 },
             };
@@ -248,8 +279,12 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         Arc::clone(&opts.secrets),
     );
     shared.remote = remote;
-    let shared = Arc::new(shared);
+    Ok(Arc::new(shared))
+}
 
+/// pingora's server with our settings, bootstrapped (for `--upgrade`: with the old
+/// process's listening sockets).
+fn pingora_server(opts: &Options, config: &Config) -> Server {
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -294,15 +329,25 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     if opts.upgrade {
         log::info!("upgrade: took over the listening sockets; the old process now drains");
     }
+    server
+}
 
+/// The proxy service (the front, with pingora's proxy behind it) on every listener;
+/// returns the addresses the readiness probe waits for.
+fn add_proxy(
+    server: &mut Server,
+    opts: &Options,
+    shared: &Arc<Shared>,
+    config: &Config,
+) -> Result<Vec<SocketAddr>, StartError> {
     // The fast path and pingora's proxy (for every other request) share one state.
     let fallback = Arc::new(pingora::proxy::http_proxy(
         &server.configuration,
-        Gateway::new(Arc::clone(&shared)),
+        Gateway::new(Arc::clone(shared)),
     ));
     let mut proxy = Service::new(
         "slackgate".to_owned(),
-        Front::new(Gateway::new(Arc::clone(&shared)), fallback, opts.fast_path),
+        Front::new(Gateway::new(Arc::clone(shared)), fallback, opts.fast_path),
     );
     let mut probe_addrs: Vec<SocketAddr> = Vec::new();
     for listener in &config.listen {
@@ -317,57 +362,61 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
             }
             Some(tls) => {
                 let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key)?);
-                let mut settings = TlsSettings::intermediate("", "")
-                    .map_err(|e| StartError::Server(e.to_string()))?;
+                let mut settings = TlsSettings::intermediate("", "").map_err(StartError::Tls)?;
                 settings.set_cert_resolver(Arc::new(CertResolver(Arc::clone(&cert))));
                 proxy.add_listener(
                     ListenerConfig::tcp(addr.clone())
                         .tls(settings)
                         .l4_buffer(small_buffers()),
                 );
-                server.add_service(background_service("cert reload", CertWatcher { cert }));
+                server.add_service(background_service(
+                    "cert reload",
+                    CertWatcher {
+                        cert,
+                        interval: CERT_INTERVAL,
+                    },
+                ));
             }
         }
     }
     server.add_service(proxy);
+    Ok(probe_addrs)
+}
 
-    if let Some(admin) = &config.admin {
-        let mut svc = Service::new(
-            "slackgate admin".to_owned(),
-            HttpServer::new_app(AdminApp::new(Arc::clone(&shared))),
-        );
-        svc.add_tcp(&admin.addr.to_string());
-        server.add_service(svc);
-        probe_addrs.push(admin.addr);
-    }
+/// Health checks, readiness, the file watcher and (for `run`) SIGHUP/SIGUSR1.
+fn add_background(
+    server: &mut Server,
+    opts: &Options,
+    shared: &Arc<Shared>,
+    probe_addrs: Vec<SocketAddr>,
+) {
     server.add_service(background_service(
         "health checks",
         HealthChecker {
-            shared: Arc::clone(&shared),
+            shared: Arc::clone(shared),
         },
     ));
     server.add_service(background_service(
         "readiness",
         ReadinessProbe {
-            shared: Arc::clone(&shared),
+            shared: Arc::clone(shared),
             addrs: probe_addrs,
         },
     ));
     if let Some(interval) = opts.watch_interval {
         server.add_service(background_service(
             "file watcher",
-            crate::watch::FileWatcher::new(Arc::clone(&shared), interval),
+            crate::watch::FileWatcher::new(Arc::clone(shared), interval),
         ));
     }
     if opts.signals {
         server.add_service(background_service(
             "signals",
             SignalHandler {
-                shared: Arc::clone(&shared),
+                shared: Arc::clone(shared),
             },
         ));
     }
-    Ok((server, shared))
 }
 
 /// Per-connection read and write buffers of the public listeners.
@@ -387,7 +436,7 @@ pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
                 shutdown_signal: Box::new(watch),
             })
         })
-        .map_err(|e| StartError::Server(e.to_string()))?;
+        .map_err(StartError::Thread)?;
     Ok(RunningGateway {
         shared,
         stop,
@@ -406,177 +455,4 @@ pub fn run(opts: Options) -> Result<(), StartError> {
         shutdown_signal: Box::new(signals),
     });
     Ok(())
-}
-
-struct HealthChecker {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let snap = self.shared.current();
-            for pool in snap.pools.values() {
-                for target in pool.targets.iter() {
-                    let ok = target.check(Duration::from_secs(1)).await;
-                    self.shared
-                        .metrics
-                        .upstream_healthy
-                        .with_label_values(&[pool.name.as_ref(), target.spec.as_ref()])
-                        .set(if ok { 1.0 } else { 0.0 });
-                }
-            }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
-            }
-        }
-    }
-}
-
-struct ReadinessProbe {
-    shared: Arc<Shared>,
-    addrs: Vec<SocketAddr>,
-}
-
-#[async_trait]
-impl BackgroundService for ReadinessProbe {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut pending = self.addrs.clone();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for addr in pending {
-                if !listening_here(addr).await {
-                    still.push(addr);
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-        }
-        self.shared.listeners_ready.store(true, Ordering::SeqCst);
-        let _ = shutdown.changed().await;
-        self.shared.listeners_ready.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Whether this process listens on `addr`.
-///
-/// A successful connect alone is not proof: another process may hold the port while
-/// pingora keeps retrying its bind. On Linux the listening socket's inode is looked up
-/// in /proc/net/tcp{,6} and must be one of this process's file descriptors; elsewhere
-/// a connect is the best evidence available.
-async fn listening_here(addr: SocketAddr) -> bool {
-    let probe = if addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
-    };
-    if tokio::net::TcpStream::connect(probe).await.is_err() {
-        return false;
-    }
-    tokio::task::spawn_blocking(move || owns_listener(addr.port()).unwrap_or(true))
-        .await
-        .unwrap_or(false)
-}
-
-/// `Some(true)` when a LISTEN socket on `port` belongs to this process, `None` when
-/// /proc is not there to tell.
-fn owns_listener(port: u16) -> Option<bool> {
-    let mut ours = std::collections::HashSet::new();
-    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        if let Ok(target) = std::fs::read_link(fd.path()) {
-            let t = target.to_string_lossy();
-            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                ours.insert(inode.to_owned());
-            }
-        }
-    }
-    let port_hex = format!("{port:04X}");
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
-            else {
-                continue;
-            };
-            let listening = *state == "0A";
-            let same_port = local.rsplit(':').next() == Some(port_hex.as_str());
-            if listening && same_port && ours.contains(*inode) {
-                return Some(true);
-            }
-        }
-    }
-    Some(false)
-}
-
-struct CertWatcher {
-    cert: Arc<ReloadingCert>,
-}
-
-#[async_trait]
-impl BackgroundService for CertWatcher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (cert_path, key_path) = self.cert.paths();
-        let mut last = (mtime(cert_path), mtime(key_path));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            let now = (mtime(cert_path), mtime(key_path));
-            if now != last {
-                match self.cert.reload() {
-                    Ok(()) => {
-                        log::info!("TLS certificate reloaded from {}", cert_path.display());
-                        last = now;
-                    }
-                    Err(e) => {
-                        log::error!("TLS certificate reload failed, old one keeps serving: {e}")
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-struct SignalHandler {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl BackgroundService for SignalHandler {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut usr1)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-        ) else {
-            log::error!("cannot install SIGHUP/SIGUSR1 handlers; use POST /reload");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = hup.recv() => {
-                    let shared = Arc::clone(&self.shared);
-                    let _ = tokio::task::spawn_blocking(move || shared.reload()).await;
-                }
-                _ = usr1.recv() => self.shared.audit.reopen(),
-            }
-        }
-    }
 }
