@@ -77,6 +77,7 @@ impl Gateway {
                 .await;
         };
         ctx.route = Some(Arc::clone(&route));
+        ctx.snap = Some(Arc::clone(&snap));
 
         let admitted = match self.shared.guard.admit(&route, ip) {
             Ok(a) => a,

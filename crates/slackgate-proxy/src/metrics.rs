@@ -4,7 +4,6 @@
 //! share counters. Label values are closed sets (reasons, results) or config names
 //! (routes, apps, secret ids), never request data.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
@@ -13,11 +12,7 @@ use prometheus::{
 };
 
 use slackgate_guard::Reason;
-use slackgate_policy::Route;
-
-/// Numbers the [`Metrics`] instances of this process, so a route's cached handles are
-/// only ever used with the registry they came from.
-static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+use slackgate_policy::{Policy, Route};
 
 /// Buckets for gateway time: the work is sub-millisecond, so the low end is fine-grained.
 const GATEWAY_BUCKETS: &[f64] = &[
@@ -72,8 +67,6 @@ pub struct Metrics {
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
-    /// Which instance this is (clones share it): the owner tag of [`RouteMetrics`].
-    instance: u64,
 }
 
 /// Increments `cached`, or the series of `vec` with `labels` when there is no cached handle.
@@ -92,11 +85,37 @@ pub(crate) fn observe(cached: Option<&Histogram>, vec: &HistogramVec, labels: &[
     }
 }
 
+/// The per-request metric handles of every route of one policy snapshot, looked up once
+/// per route instead of per request; a reload builds a new table with its snapshot.
+/// Kept by the proxy's [`Snapshot`](crate::state::Snapshot), not in the policy model.
+#[derive(Debug, Default)]
+pub(crate) struct RouteMetricsTable(Box<[(usize, RouteMetrics)]>);
+
+impl RouteMetricsTable {
+    /// A table for every route of `policy`.
+    pub(crate) fn new(policy: &Policy) -> Self {
+        let mut routes: Vec<(usize, RouteMetrics)> = policy
+            .routes
+            .iter()
+            .map(|r| (Arc::as_ptr(r) as usize, RouteMetrics::new(r)))
+            .collect();
+        routes.sort_unstable_by_key(|(at, _)| *at);
+        Self(routes.into())
+    }
+
+    /// The handles of `route`, when it is one of this snapshot's routes (a request that
+    /// started under an older snapshot finds none; its record then uses label lookups).
+    pub(crate) fn get(&self, route: &Arc<Route>) -> Option<&RouteMetrics> {
+        let at = Arc::as_ptr(route) as usize;
+        let i = self.0.binary_search_by_key(&at, |(a, _)| *a).ok()?;
+        self.0.get(i).map(|(_, m)| m)
+    }
+}
+
 /// One route's handles into the per-request metrics. Each handle is created on first use,
 /// so the exported series are exactly those the label lookups would have created.
 #[derive(Debug)]
 pub(crate) struct RouteMetrics {
-    instance: u64,
     requests: [OnceLock<IntCounter>; Reason::ALL.len()],
     request_duration: OnceLock<Histogram>,
     upstream_duration: OnceLock<Histogram>,
@@ -105,9 +124,8 @@ pub(crate) struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    fn new(instance: u64, route: &Route) -> Self {
+    fn new(route: &Route) -> Self {
         Self {
-            instance,
             requests: std::array::from_fn(|_| OnceLock::new()),
             request_duration: OnceLock::new(),
             upstream_duration: OnceLock::new(),
@@ -313,18 +331,7 @@ impl Metrics {
             state_fallbacks,
             state_circuit_open,
             guard_sync: Arc::new(Mutex::new(())),
-            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
         })
-    }
-
-    /// The per-request metric handles of `route`, looked up once and kept in the compiled
-    /// route (a reload starts afresh). `None` when another instance's handles are there
-    /// (several gateways sharing one policy in a test); callers then use the label lookup.
-    pub(crate) fn route<'r>(&self, route: &'r Route) -> Option<&'r RouteMetrics> {
-        route
-            .runtime
-            .get_or_init(|| RouteMetrics::new(self.instance, route))
-            .filter(|m| m.instance == self.instance)
     }
 
     /// Mirrors the guard's sizes into the gauges and its eviction totals into the counters.
@@ -409,9 +416,11 @@ routes:
         let policy = one_route();
         let route = policy.routes.iter().next().unwrap();
         let (a, b) = (Metrics::new().unwrap(), Metrics::new().unwrap());
-        let ra = a.route(route).unwrap();
-        // The slot is taken by the first instance; the second must use label lookups.
-        assert!(b.route(route).is_none());
+        let table = RouteMetricsTable::new(&policy);
+        let ra = table.get(route).unwrap();
+        // A route of another policy (an older snapshot) has no handles here.
+        let other = one_route();
+        assert!(table.get(other.routes.iter().next().unwrap()).is_none());
         for _ in 0..3 {
             ra.requests(&a, "events", Reason::Allowed).unwrap().inc();
         }

@@ -14,6 +14,7 @@ use crate::audit::{rfc3339, AuditView, TsText};
 use crate::front::HeadLimits;
 use crate::gateway::Gateway;
 use crate::metrics;
+use crate::state::Snapshot;
 use crate::wire::span_in;
 
 impl std::fmt::Debug for RequestCtx {
@@ -87,6 +88,8 @@ pub struct RequestCtx {
     pub(crate) start: Instant,
     pub(crate) arrived: SystemTime,
     pub(crate) route: Option<Arc<Route>>,
+    /// The snapshot the request was decided under (its route metric handles).
+    pub(crate) snap: Option<Arc<Snapshot>>,
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) reason: Option<Reason>,
     pub(crate) status: u16,
@@ -127,6 +130,7 @@ impl Gateway {
             start: Instant::now(),
             arrived: SystemTime::now(),
             route: None,
+            snap: None,
             client_ip: None,
             reason: None,
             status: 0,
@@ -151,9 +155,13 @@ impl Gateway {
         let m = &self.shared.metrics;
         let route_label = ctx.route.as_ref().map_or("", |r| r.name.as_ref());
         let gateway_time = total.saturating_sub(ctx.upstream_time.unwrap_or_default());
-        // The route's cached handles when it has them, the label lookup otherwise (no route,
-        // or handles of another gateway instance).
-        let cached = ctx.route.as_deref().and_then(|r| m.route(r));
+        // The route's cached handles in the request's snapshot, the label lookup otherwise
+        // (no route).
+        let cached = ctx
+            .snap
+            .as_ref()
+            .zip(ctx.route.as_ref())
+            .and_then(|(snap, r)| snap.route_metrics.get(r));
         metrics::inc(
             cached.and_then(|c| c.requests(m, route_label, reason)),
             &m.requests,

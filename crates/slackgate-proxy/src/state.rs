@@ -19,6 +19,7 @@ use slackgate_policy::{Config, LoadErrors, Policy, SecretSource};
 
 use crate::audit::AuditSink;
 use crate::metrics::Metrics;
+use crate::metrics::RouteMetricsTable;
 use crate::upstream::Pool;
 
 /// The clock type the gateway runs its guard with.
@@ -37,6 +38,8 @@ pub struct Snapshot {
     pub pools: HashMap<Arc<str>, Arc<Pool>>,
     /// When this generation was loaded.
     pub loaded_at: SystemTime,
+    /// The per-request metric handles of this generation's routes.
+    pub(crate) route_metrics: RouteMetricsTable,
 }
 
 /// The outcome of a reload, as `POST /reload` reports it.
@@ -123,6 +126,7 @@ pub fn build_snapshot(
         .collect();
     Snapshot {
         generation,
+        route_metrics: RouteMetricsTable::new(&policy),
         config,
         policy,
         pools,
