@@ -1,11 +1,23 @@
-//! pingora glue for slackgate: the front (head checks in `http1`, the fast path, pingora's
-//! `ProxyHttp` for the rest),
-//! the pipeline, the upstream client, TLS listeners, the admin and metrics service,
-//! policy reloads and the audit sink.
+//! pingora glue for slackgate: the front and the pipeline, the upstream client, TLS
+//! listeners, the admin and metrics service, policy reloads and the audit sink.
 //!
 //! Decisions are made by `slackgate-guard`; this crate only moves bytes, keeps the
 //! running snapshot in an `ArcSwap`, and reports what happened. It is the only crate
 //! besides the binary that depends on pingora.
+//!
+//! Where things are, in the order a request meets them:
+//! - [`front`]: every HTTP/1 connection; reads each head within the limits, has `http1`
+//!   judge it (the one definition of a valid head, for both paths), serves plain Slack
+//!   requests on the fast path and hands the rest, one at a time, to pingora's session
+//!   (`handover`).
+//! - [`gateway`]: the pipeline over any `Downstream` (`downstream`: the fast path's
+//!   request or pingora's session), from route to answer; `record`: the request's
+//!   state, its audit record and metrics.
+//! - [`upstream`] and [`client`]: pools, health and the round trip to a bot.
+//! - [`server`]: builds the pingora server; `services`: its background services;
+//!   [`signals`]: the operator's signals; [`watch`]: file-change reloads;
+//!   [`state`]: the running snapshot; [`admin`], [`metrics`], [`audit`], [`tls`],
+//!   [`redis`].
 
 pub mod admin;
 pub mod audit;
