@@ -10,7 +10,7 @@
 //! the leg ourselves keeps the rule "no byte reaches a bot before every check passed" and
 //! forwards bodies up to `max_body_bytes` byte for byte. `Gateway::record` writes the
 //! one audit record and the metrics (`record.rs`). The client side of a request is a
-//! [`Downstream`](crate::downstream::Downstream) (`downstream.rs`); the upstream leg is
+//! `Downstream` (`downstream.rs`); the upstream leg is
 //! `upstream.rs` over `client.rs`.
 
 use std::sync::Arc;
