@@ -445,8 +445,16 @@ pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
 }
 
 /// Runs a gateway in the foreground until a signal stops it (see [`OperatorSignals`]).
+///
+/// The pid file (pingora's `pid_file`: `--upgrade-sock` with `.pid`) is written once this
+/// process serves, which for `--upgrade` is after it took over the listeners: until then
+/// the file still names the old process, the one to send SIGQUIT.
 pub fn run(opts: Options) -> Result<(), StartError> {
     let (server, shared) = build(&opts)?;
+    let pid_file = PathBuf::from(&server.configuration.pid_file);
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        log::warn!("cannot write the pid file {}: {e}", pid_file.display());
+    }
     let signals = OperatorSignals {
         upgrade_sock: PathBuf::from(&server.configuration.upgrade_sock),
         grace: shared.current().config.limits.shutdown_grace,
@@ -454,5 +462,11 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
+    // Remove the pid file only while it still names this process (after an upgrade it
+    // names the new one).
+    let ours = format!("{}\n", std::process::id());
+    if std::fs::read_to_string(&pid_file).is_ok_and(|p| p == ours) {
+        let _ = std::fs::remove_file(&pid_file);
+    }
     Ok(())
 }

@@ -97,9 +97,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,pingora_core=warn,pingora_proxy=warn"),
-    )
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(
+        // transfer_fd logs an ERROR for every second a new process waits for the
+        // listeners, even in a correct upgrade; slackgate says what happens instead.
+        "info,pingora_core=warn,pingora_proxy=warn,pingora_core::server::transfer_fd=off",
+    ))
     .init();
     let cli = Cli::parse();
     let result = match cli.command {

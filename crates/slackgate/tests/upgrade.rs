@@ -305,10 +305,24 @@ fn keep_alive_clients_lose_nothing_across_an_upgrade_and_a_drain() {
     assert!(wait_until(Duration::from_secs(30), || {
         slackgate_proxy::signals::is_listening(&sock)
     }));
+    // `kill -QUIT "$(cat "${S%.sock}.pid")"`: until the new process took over, the pid
+    // file names the old one.
+    let pid_file = dir.path().join("upgrade.pid");
+    let named = || std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert_eq!(
+        named().trim(),
+        old.0.id().to_string(),
+        "the pid file names the old process"
+    );
     let quit_at = Instant::now();
     signal(&old.0, "QUIT");
     wait_exit(&mut old, "old process after SIGQUIT");
     let old_gone = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || named().trim()
+            == new.0.id().to_string()),
+        "the pid file names the new process once it serves"
+    );
     let at_exit = served();
     assert!(wait_until(Duration::from_secs(20), || served() >= at_exit + 300));
     assert!(new.0.try_wait().unwrap().is_none(), "new process died");
