@@ -1,9 +1,10 @@
-//! The `slackgate` command: `run`, `check`, `sign`, `explain`, `demo`.
+//! The `slackgate` command: `run`, `check`, `sign`, `explain`, `test`, `demo`.
 //!
 //! Thin by design: argument parsing and output formatting only; the work happens in
 //! the library crates.
 
 mod demo;
+mod policy_test;
 mod probe;
 
 use std::io::Read;
@@ -82,6 +83,21 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         client_ip: IpAddr,
     },
+    /// Run policy tests: each case of a tests file is a request and the decision expected
+    /// for it, decided by the pipeline `explain` runs on the config, policy and secrets
+    /// `run` would load. Exit 0 when every case passed, 1 when one failed, 2 when the
+    /// config, the policy or a tests file could not be loaded.
+    #[command(long_about = TEST_LONG_ABOUT)]
+    Test {
+        /// The config file, or a policy file alone (with the default limits).
+        config: PathBuf,
+        /// Tests files (YAML), run in order.
+        #[arg(required = true, value_name = "TESTS")]
+        tests: Vec<PathBuf>,
+        /// Also list the cases that passed.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Gateway + built-in echo bot on an embedded example policy; prints signed curl commands.
     Demo {
         /// Public listener.
@@ -95,6 +111,46 @@ enum Command {
         self_test: bool,
     },
 }
+
+/// `slackgate test --help`: the format of a tests file.
+const TEST_LONG_ABOUT: &str = "\
+Run policy tests, like `opa test`: each case of a tests file is a request and the decision
+expected for it. Every case runs through the pipeline `explain` runs (route, source IP, body
+cap, signature, replay, payload, app pin, scope, rate limits), on the config, policy and
+secrets `run` would load. Requests are signed with the route's app's secret as loaded (any
+value works, so CI can export a dummy); no secret or signature is ever printed.
+
+A tests file:
+
+  state: fresh            # fresh (default): every case on a new guard (empty replay cache,
+                          # full rate-limit buckets); shared: one guard, cases in order
+  cases:
+    - name: a mention in the help channel is forwarded
+      request:
+        path: /slack/helpdesk
+        event: { type: app_mention, enterprise: E0ACME, team: T0ACME, user: U0333,
+                 channel: C0HELP }
+      expect: { reason: allowed }
+    - name: a denied user is refused
+      request:
+        path: /slack/helpdesk
+        client_ip: 198.51.100.7
+        command: { command: /ticket, enterprise: E0ACME, team: T0ACME, user: U0BAD,
+                   channel: C0HELP }
+      expect: { reason: scope_denied, rule: deny.users, status: 403 }
+
+request: path (required), host, client_ip (default 127.0.0.1), headers (a map, sent after
+the generated ones), one body: body (literal) | event {type, team, enterprise, user,
+channel, app, event_id} | command {command, text, team, enterprise, user, channel, app} |
+action {type, action_id, callback_id, team, enterprise, user, channel, app};
+signature: valid (default) | bad | none; secret: ID (sign with that secret of the app);
+timestamp: now (default) | -10m | +6m | UNIX-SECONDS.
+expect: reason (required), rule, shadow, status (200 when forwarded), route, secret_id.
+
+The whole run sees one instant: timestamps default to it and rate-limit buckets do not
+refill. Failures print the expected and the actual decision; the last line is
+`N passed, M failed`. Exit 0: all passed; 1: a case failed; 2: the config, the policy or a
+tests file could not be loaded (errors as file:line:column, with the fix).";
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(
@@ -121,6 +177,11 @@ fn main() -> ExitCode {
             host,
             client_ip,
         } => explain(&config, &path, &headers, host.as_deref(), client_ip),
+        Command::Test {
+            config,
+            tests,
+            verbose,
+        } => return policy_test::run(&config, &tests, verbose),
         Command::Demo {
             listen,
             admin,
