@@ -92,6 +92,20 @@ pub struct PipelineHeaders {
 }
 
 impl PipelineHeaders {
+    /// The pipeline's headers among `pairs` (name, value), later values winning.
+    pub fn from_pairs<'h>(pairs: impl IntoIterator<Item = &'h (String, String)>) -> Self {
+        let mut headers = Self::default();
+        headers.extend(pairs);
+        headers
+    }
+
+    /// Sets every pair (name, value) with [`PipelineHeaders::set`], in order.
+    pub fn extend<'h>(&mut self, pairs: impl IntoIterator<Item = &'h (String, String)>) {
+        for (name, value) in pairs {
+            self.set(name, value);
+        }
+    }
+
     /// Sets the header `name` (any case) when the pipeline reads it; a later value of the
     /// same header replaces an earlier one.
     pub fn set(&mut self, name: &str, value: &str) {
@@ -121,13 +135,16 @@ pub struct Probe<'a> {
     pub body: &'a [u8],
 }
 
-impl Probe<'_> {
-    /// The route the request matches: by exact path and the Host (given apart, else the
-    /// `Host` header).
-    pub fn route<'p>(&self, loaded: &'p Loaded) -> Option<&'p Route> {
-        let host = self.host.or(self.headers.host.as_deref());
-        loaded.policy.routes.find(host, self.path).map(|r| &**r)
-    }
+/// The route a request matches: by exact path and the Host (`host` when given apart, else
+/// the `Host` header).
+pub fn route<'p>(
+    loaded: &'p Loaded,
+    host: Option<&str>,
+    path: &str,
+    headers: &PipelineHeaders,
+) -> Option<&'p Route> {
+    let host = host.or(headers.host.as_deref());
+    loaded.policy.routes.find(host, path).map(|r| &**r)
 }
 
 /// What the pipeline decided for a [`Probe`].
@@ -152,7 +169,7 @@ pub fn decide<'p, 'a, C: Clock>(
     guard: &Guard<C>,
     req: &Probe<'a>,
 ) -> Verdict<'p, 'a> {
-    let Some(route) = req.route(loaded) else {
+    let Some(route) = route(loaded, req.host, req.path, req.headers) else {
         return Verdict::NoRoute;
     };
     // The gateway reads the body between the two guard stages; here its size is checked

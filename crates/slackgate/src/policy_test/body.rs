@@ -52,7 +52,7 @@ pub struct CommandSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
-    /// The payload type (default `block_actions`); see [`ACTION_KINDS`].
+    /// The payload type (default `block_actions`); see [`action_kinds`].
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// The `action_id` of the (first) action.
@@ -71,15 +71,17 @@ pub struct ActionSpec {
     pub app: Option<String>,
 }
 
-/// The interactivity payload types the `action:` shorthand shapes.
-pub const ACTION_KINDS: [RequestKind; 6] = [
-    RequestKind::BlockActions,
-    RequestKind::ViewSubmission,
-    RequestKind::ViewClosed,
-    RequestKind::Shortcut,
-    RequestKind::MessageAction,
-    RequestKind::BlockSuggestion,
-];
+/// The interactivity payload types the `action:` shorthand shapes (the older
+/// `interactive_message` and `dialog_submission` are left to literal bodies).
+pub fn action_kinds() -> impl Iterator<Item = RequestKind> {
+    use RequestKind::*;
+    RequestKind::ALL.into_iter().filter(|k| {
+        matches!(
+            k,
+            BlockActions | ViewSubmission | ViewClosed | Shortcut | MessageAction | BlockSuggestion
+        )
+    })
+}
 
 /// The verification token field every Slack body still carries (deprecated, never read).
 const TOKEN: &str = "slackgate-test-token";
@@ -160,7 +162,7 @@ pub fn command(c: &CommandSpec, app_pin: Option<&str>) -> Vec<u8> {
     form.finish().into_bytes()
 }
 
-/// The form body of `a` (kind already checked against [`ACTION_KINDS`]); `app_pin` is the
+/// The form body of `a` (kind one of [`action_kinds`]); `app_pin` is the
 /// route's `api_app_id`.
 pub fn action(a: &ActionSpec, kind: RequestKind, app_pin: Option<&str>) -> Vec<u8> {
     let mut p = Map::new();
@@ -302,7 +304,7 @@ mod tests {
 
     #[test]
     fn every_action_kind_yields_its_facts() {
-        for kind in ACTION_KINDS {
+        for kind in action_kinds() {
             let [enterprise, team, user, channel] = ids(
                 Some("E0ACME"),
                 Some("T0ACME"),

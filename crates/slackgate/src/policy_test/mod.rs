@@ -218,18 +218,8 @@ fn mismatches(e: &Expect, o: &Outcome) -> Option<Vec<&'static str>> {
 /// Builds the case's request (body, signature, headers) and decides it.
 fn run_case(case: &Case, loaded: &Loaded, guard: &Guard<FakeClock>, now: i64) -> Outcome {
     let req = &case.request;
-    let mut given = PipelineHeaders::default();
-    for (name, value) in &req.headers {
-        given.set(name, value);
-    }
-    let route = Probe {
-        host: req.host.as_deref(),
-        path: &req.path,
-        client_ip: req.client_ip,
-        headers: &given,
-        body: &[],
-    }
-    .route(loaded);
+    let given = PipelineHeaders::from_pairs(&req.headers);
+    let route = probe::route(loaded, req.host.as_deref(), &req.path, &given);
     let app_pin = route.and_then(|r| r.app.api_app_id.as_deref());
     let signed_at = match req.timestamp {
         Timestamp::Offset(secs) => now.saturating_add(secs),
@@ -257,9 +247,7 @@ fn run_case(case: &Case, loaded: &Loaded, guard: &Guard<FakeClock>, now: i64) ->
         headers.set(TIMESTAMP_HEADER, &ts);
         headers.set(SIGNATURE_HEADER, &signature);
     }
-    for (name, value) in &req.headers {
-        headers.set(name, value);
-    }
+    headers.extend(&req.headers);
     let probe = Probe {
         host: req.host.as_deref(),
         path: &req.path,

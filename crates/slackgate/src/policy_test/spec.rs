@@ -20,8 +20,8 @@ use slackgate_guard::Reason;
 use slackgate_policy::{LoadError, LoadErrors};
 use slackgate_slack::RequestKind;
 
-use super::body::{ActionSpec, CommandSpec, EventSpec, ACTION_KINDS};
-use crate::probe::{Loaded, PipelineHeaders, Probe};
+use super::body::{action_kinds, ActionSpec, CommandSpec, EventSpec};
+use crate::probe::{self, Loaded, PipelineHeaders};
 
 /// Where the format is documented, for the fixes.
 const FORMAT_DOC: &str = "README.md, section \"Policy tests\"";
@@ -505,11 +505,10 @@ fn validate_request(
             .kind
             .as_deref()
             .unwrap_or(RequestKind::BlockActions.as_str());
-        match ACTION_KINDS.into_iter().find(|k| k.as_str() == kind) {
+        match action_kinds().find(|k| k.as_str() == kind) {
             Some(kind) => bodies.push((span, Body::Action(a, kind))),
             None => {
-                let known: Vec<String> = ACTION_KINDS
-                    .iter()
+                let known: Vec<String> = action_kinds()
                     .map(|k| format!("`{}`", k.as_str()))
                     .collect();
                 errs.at(
@@ -532,18 +531,8 @@ fn validate_request(
         .map_or(Body::Literal(Vec::new()), |(_, body)| body);
 
     let headers: Vec<(String, String)> = headers.unwrap_or_default().into_iter().collect();
-    let mut given = PipelineHeaders::default();
-    for (name, value) in &headers {
-        given.set(name, value);
-    }
-    let route = Probe {
-        host: host.as_deref(),
-        path: &path,
-        client_ip,
-        headers: &given,
-        body: &[],
-    }
-    .route(loaded);
+    let given = PipelineHeaders::from_pairs(&headers);
+    let route = probe::route(loaded, host.as_deref(), &path, &given);
     let valid = || Signing::Valid {
         secret: secret.as_ref().map(|s| s.to_string()),
     };
