@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use sha2::{Digest, Sha256};
 use slackgate_benches::{
-    event_body, fixtures, large_policy, nth_cidr, nth_user, BenchSecrets, Signer, ROUTE_PATH,
+    bench_secrets, event_body, fixtures, large_policy, nth_cidr, nth_user, Signer, ROUTE_PATH,
     SECRET,
 };
 use slackgate_guard::{BucketKey, FakeClock, Guard, GuardSettings, Inbound, RateLimiter};
@@ -101,7 +101,7 @@ fn facts(c: &mut Criterion) {
 fn guard(c: &mut Criterion) {
     let text = large_policy(100_000, 10, "127.0.0.1:9");
     let now = UNIX_EPOCH + Duration::from_secs(NOW as u64);
-    let policy = compile_policy(Path::new("bench.yaml"), &text, &BenchSecrets, now).unwrap();
+    let policy = compile_policy(Path::new("bench.yaml"), &text, &bench_secrets(), now).unwrap();
     let route = policy.routes.find(None, ROUTE_PATH).unwrap().clone();
     let guard = Guard::new(FakeClock::at(NOW as u64), 1_000_000, 1_000_000);
     let settings = GuardSettings {
@@ -263,13 +263,14 @@ fn policy_compile(c: &mut Criterion) {
         ("100k_users_100k_cidrs", 100_000, 100_000),
     ] {
         let text = large_policy(users, cidrs, "127.0.0.1:9");
+        let secrets = bench_secrets();
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
                 compile_policy(
                     Path::new("bench.yaml"),
                     black_box(&text),
-                    &BenchSecrets,
+                    &secrets,
                     SystemTime::now(),
                 )
                 .unwrap()

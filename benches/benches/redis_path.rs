@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use slackgate_benches::{
-    event_body, large_policy, now_unix, BenchSecrets, Signer, ROUTE_PATH, SECRET,
+    bench_secrets, event_body, large_policy, now_unix, Signer, ROUTE_PATH, SECRET,
 };
 use slackgate_guard::{Guard, GuardSettings, Inbound, RemoteState, SystemClock};
 use slackgate_policy::{compile_policy, RedisSettings};
@@ -95,7 +95,7 @@ fn redis_path(c: &mut Criterion) {
     let policy = compile_policy(
         Path::new("bench.yaml"),
         &large_policy(10, 10, "127.0.0.1:9"),
-        &BenchSecrets,
+        &bench_secrets(),
         UNIX_EPOCH + Duration::from_secs(now_unix() as u64),
     )
     .unwrap();

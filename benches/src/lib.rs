@@ -10,10 +10,8 @@
 pub mod http;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use slackgate_fixtures::MapSecrets;
 
 /// The signing secret used by every benchmark (never a real one).
 pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -22,37 +20,9 @@ pub const SECRET_ENV: &str = "BENCH_SIGNING_SECRET";
 /// The route path of the load-test policy.
 pub const ROUTE_PATH: &str = "/slack/events";
 
-/// The directory of the testkit's request fixtures.
-pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/slackgate-testkit/data")
-}
-
 /// Every request fixture (name, content type, body), the signature vector excluded.
-pub fn fixtures() -> Vec<(String, &'static str, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        let content_type = if name.ends_with(".json") {
-            "application/json"
-        } else if name.ends_with(".form") && name != "signature_vector.form" {
-            "application/x-www-form-urlencoded"
-        } else {
-            continue;
-        };
-        out.push((name, content_type, std::fs::read(&path).expect("fixture")));
-    }
-    out
-}
+pub use slackgate_fixtures::all_fixtures as fixtures;
+pub use slackgate_fixtures::{now_unix, Signer};
 
 /// An Events API `message` callback of exactly `len` bytes (at least about 400) whose
 /// `event_id` is unique per `n`, so its signature is unique too and the replay cache
@@ -73,53 +43,6 @@ pub fn event_body(n: u64, len: usize) -> Vec<u8> {
     body.extend(std::iter::repeat_n(b'x', pad));
     body.extend_from_slice(tail.as_bytes());
     body
-}
-
-/// A prepared HMAC-SHA256 key for signing many requests.
-#[derive(Clone)]
-pub struct Signer(Hmac<Sha256>);
-
-impl std::fmt::Debug for Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Signer")
-    }
-}
-
-impl Signer {
-    /// A signer for `secret`.
-    pub fn new(secret: &str) -> Self {
-        Self(Hmac::new_from_slice(secret.as_bytes()).expect("any key length"))
-    }
-
-    /// `v0=<hex>` for `v0:{ts}:{body}`, written into `out` (cleared first).
-    pub fn sign_into(&self, ts: &str, body: &[u8], out: &mut String) {
-        let mut mac = self.0.clone();
-        mac.update(b"v0:");
-        mac.update(ts.as_bytes());
-        mac.update(b":");
-        mac.update(body);
-        let tag = mac.finalize().into_bytes();
-        out.clear();
-        out.push_str("v0=");
-        for b in tag {
-            let _ = write!(out, "{b:02x}");
-        }
-    }
-
-    /// `v0=<hex>` for `v0:{ts}:{body}`.
-    pub fn sign(&self, ts: &str, body: &[u8]) -> String {
-        let mut s = String::with_capacity(67);
-        self.sign_into(ts, body, &mut s);
-        s
-    }
-}
-
-/// The current Unix time in seconds.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The `n`-th of a sequence of distinct IPv4 /24 networks outside 127/8.
@@ -165,17 +88,8 @@ pub fn large_policy(users: u32, cidrs: u32, upstream: &str) -> String {
 }
 
 /// Secrets for compiling generated policies in process: [`SECRET_ENV`] = [`SECRET`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BenchSecrets;
-
-impl slackgate_policy::SecretSource for BenchSecrets {
-    fn env(&self, name: &str) -> Option<String> {
-        (name == SECRET_ENV).then(|| SECRET.to_owned())
-    }
-
-    fn read_file(&self, _path: &Path) -> std::io::Result<Vec<u8>> {
-        Err(std::io::Error::from(std::io::ErrorKind::NotFound))
-    }
+pub fn bench_secrets() -> MapSecrets {
+    MapSecrets::in_memory(&[(SECRET_ENV, SECRET)])
 }
 
 /// Resident set size now and its peak (`VmRSS`, `VmHWM`) in KiB for `pid` ("self" works).
@@ -194,6 +108,7 @@ pub fn rss_kib(pid: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn event_body_has_the_requested_length_and_parses() {
@@ -205,21 +120,12 @@ mod tests {
     }
 
     #[test]
-    fn signer_matches_the_slack_vector() {
-        let body = std::fs::read(fixtures_dir().join("signature_vector.form")).unwrap();
-        assert_eq!(
-            Signer::new(SECRET).sign("1531420618", &body),
-            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
-        );
-    }
-
-    #[test]
     fn large_policy_compiles() {
         let text = large_policy(1000, 1000, "127.0.0.1:9");
         let p = slackgate_policy::compile_policy(
             Path::new("bench.yaml"),
             &text,
-            &BenchSecrets,
+            &bench_secrets(),
             std::time::SystemTime::now(),
         )
         .unwrap();

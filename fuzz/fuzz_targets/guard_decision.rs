@@ -96,21 +96,21 @@ routes:
 "#;
 
 const FIXTURES: [&[u8]; 15] = [
-    include_bytes!("../../crates/slackgate-testkit/data/app_rate_limited.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/block_actions.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/block_suggestion.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/command_ticket.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/event_app_mention.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/event_app_uninstalled.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/event_enterprise_org_install.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/event_message.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/event_tokens_revoked.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/message_action.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/shortcut.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/signature_vector.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/ssl_check.form"),
-    include_bytes!("../../crates/slackgate-testkit/data/url_verification.json"),
-    include_bytes!("../../crates/slackgate-testkit/data/view_submission.form"),
+    include_bytes!("../../testdata/slack/app_rate_limited.json"),
+    include_bytes!("../../testdata/slack/block_actions.form"),
+    include_bytes!("../../testdata/slack/block_suggestion.form"),
+    include_bytes!("../../testdata/slack/command_ticket.form"),
+    include_bytes!("../../testdata/slack/event_app_mention.json"),
+    include_bytes!("../../testdata/slack/event_app_uninstalled.json"),
+    include_bytes!("../../testdata/slack/event_enterprise_org_install.json"),
+    include_bytes!("../../testdata/slack/event_message.json"),
+    include_bytes!("../../testdata/slack/event_tokens_revoked.json"),
+    include_bytes!("../../testdata/slack/message_action.form"),
+    include_bytes!("../../testdata/slack/shortcut.form"),
+    include_bytes!("../../testdata/slack/signature_vector.form"),
+    include_bytes!("../../testdata/slack/ssl_check.form"),
+    include_bytes!("../../testdata/slack/url_verification.json"),
+    include_bytes!("../../testdata/slack/view_submission.form"),
 ];
 
 const ROUTES: [&str; 4] = ["/strict", "/ack", "/shadow", "/shadow-unverified"];

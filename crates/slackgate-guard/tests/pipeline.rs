@@ -2,32 +2,20 @@
 //! shadow semantics, scope dimensions, rate-limit keys and the client-IP walk.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proptest::prelude::*;
+use slackgate_fixtures::{content_type_for, fixture, fixture_with, MapSecrets, Signer};
 use slackgate_guard::{
     client_ip, Action, Decision, FakeClock, Guard, GuardSettings, Inbound, Reason,
 };
-use slackgate_policy::{compile_policy, IpSet, Policy, SecretSource};
-use slackgate_slack::SigningKey;
+use slackgate_policy::{compile_policy, IpSet, Policy};
 
 const NOW: u64 = 1_800_000_000;
 const SECRET: &str = "guard-test-secret-0123456789abcdef";
-
-struct Env(HashMap<&'static str, &'static str>);
-
-impl SecretSource for Env {
-    fn env(&self, name: &str) -> Option<String> {
-        self.0.get(name).map(|s| s.to_string())
-    }
-    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
-    }
-}
 
 fn policy(routes: &str) -> Policy {
     let text = format!(
@@ -44,7 +32,7 @@ groups:
 routes:
 {routes}"#
     );
-    let env = Env(HashMap::from([("S1", SECRET)]));
+    let env = MapSecrets::new(&[("S1", SECRET)]);
     compile_policy(
         Path::new("p.yaml"),
         &text,
@@ -52,15 +40,6 @@ routes:
         UNIX_EPOCH + Duration::from_secs(NOW),
     )
     .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../slackgate-testkit/data")
-            .join(name),
-    )
-    .unwrap()
 }
 
 struct Req {
@@ -71,14 +50,9 @@ struct Req {
 }
 
 fn signed(body: Vec<u8>, ts: u64) -> Req {
-    let key = SigningKey::new("k", SECRET.as_bytes()).unwrap();
     let ts = ts.to_string();
-    let sig = key.sign(&ts, &body);
-    let ct = if body.first() == Some(&b'{') {
-        "application/json"
-    } else {
-        "application/x-www-form-urlencoded"
-    };
+    let sig = Signer::new(SECRET).sign(&ts, &body);
+    let ct = content_type_for(&body);
     Req { body, ts, sig, ct }
 }
 
@@ -180,14 +154,6 @@ fn identity_dimension_missing_from_the_request_fails_closed() {
 
 /// A route that restricts every identity dimension, as operators write them.
 const IDENTITY_ROUTE: &str = "  - name: r\n    path: /s\n    app: app\n    upstream: bot\n    allow: { teams: [T0ACME], users: [U0333], channels: [C0HELP] }\n    deny: { users: [U0BAD], channels: [C0BAD] }\n";
-
-/// A fixture with every `from` replaced by `to`.
-fn fixture_with(name: &str, from: &str, to: &str) -> Vec<u8> {
-    String::from_utf8(fixture(name))
-        .unwrap()
-        .replace(from, to)
-        .into_bytes()
-}
 
 fn rule_of(guard: &Guard<Arc<FakeClock>>, p: &Policy, body: Vec<u8>) -> (Reason, Option<String>) {
     let (reason, _, _, rule) = decide(guard, p, "/s", &signed(body, NOW));

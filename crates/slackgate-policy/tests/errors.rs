@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use slackgate_policy::{compile_config, compile_policy, LoadErrors};
-use support::{now, FakeSecrets, PLANTED};
+use support::{now, standard_secrets, PLANTED};
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -27,7 +27,7 @@ struct Case {
 }
 
 fn output(kind: Kind, input: &str) -> String {
-    let secrets = FakeSecrets::standard();
+    let secrets = standard_secrets();
     let res: Result<(), LoadErrors> = match kind {
         Kind::Policy => {
             compile_policy(Path::new("policy.yaml"), input, &secrets, now()).map(|_| ())

@@ -8,8 +8,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use slackgate_fixtures::MapSecrets;
 use slackgate_policy::{load_config, load_policy, AuditPath, LimitKey, Mode, OnDeny};
-use support::{now, FakeSecrets};
+use support::now;
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
@@ -17,7 +18,7 @@ fn policies_dir() -> PathBuf {
 
 #[test]
 fn every_example_loads() {
-    let secrets = FakeSecrets::any();
+    let secrets = MapSecrets::any_env();
     let mut files: Vec<PathBuf> = std::fs::read_dir(policies_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -51,7 +52,7 @@ fn example_config_matches_the_design() {
 
 #[test]
 fn example_policy_compiles_to_the_expected_model() {
-    let secrets = FakeSecrets::any();
+    let secrets = MapSecrets::any_env();
     let p = load_policy(&policies_dir().join("example.yaml"), &secrets, now()).unwrap();
     assert_eq!(p.hash.len(), 16);
     assert_eq!(p.routes.len(), 1);
@@ -92,7 +93,7 @@ fn example_policy_compiles_to_the_expected_model() {
 
 #[test]
 fn multi_bot_policy_routes_by_host_and_path() {
-    let secrets = FakeSecrets::any();
+    let secrets = MapSecrets::any_env();
     let p = load_policy(&policies_dir().join("multi-bot.yaml"), &secrets, now()).unwrap();
     assert_eq!(p.apps.len(), 3);
     assert_eq!(p.routes.len(), 4);

@@ -9,11 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use slackgate_fixtures::MapSecrets;
 use slackgate_policy::{compile_config, compile_policy, load_policy, SecretRef, SystemSecrets};
-use support::{now, FakeSecrets};
+use support::now;
 
 fn policy_out(input: &str) -> String {
-    match compile_policy(Path::new("p.yaml"), input, &FakeSecrets::any(), now()) {
+    match compile_policy(Path::new("p.yaml"), input, &MapSecrets::any_env(), now()) {
         Ok(_) => "ok".into(),
         Err(e) => e.to_string(),
     }
@@ -174,7 +175,7 @@ fn unreadable_and_non_utf8_files_are_whole_file_errors() {
 #[test]
 fn expired_secrets_are_kept_but_not_live() {
     let input = "version: 1\napps:\n  a:\n    signing_secrets:\n      - { id: old, env: A, expires: 2030-01-01T00:00:00Z }\n      - { id: new, env: B }\nupstreams:\n  u: { targets: [127.0.0.1:1] }\nroutes: [{ name: r, path: /r, app: a, upstream: u }]\n";
-    let p = compile_policy(Path::new("p.yaml"), input, &FakeSecrets::any(), now()).unwrap();
+    let p = compile_policy(Path::new("p.yaml"), input, &MapSecrets::any_env(), now()).unwrap();
     let app = &p.apps["a"];
     assert_eq!(app.secrets.len(), 2);
     let live: Vec<&str> = app.live_keys(now()).map(|k| k.id()).collect();
@@ -187,7 +188,7 @@ fn expired_secrets_are_kept_but_not_live() {
 #[test]
 fn host_routes_win_over_hostless_routes_on_the_same_path() {
     let input = "version: 1\napps:\n  a: { signing_secrets: [{ id: k, env: A }] }\nupstreams:\n  u: { targets: [127.0.0.1:1] }\nroutes:\n  - { name: any, path: /s, app: a, upstream: u }\n  - { name: one, path: /s, host: one.example, app: a, upstream: u }\n";
-    let p = compile_policy(Path::new("p.yaml"), input, &FakeSecrets::any(), now()).unwrap();
+    let p = compile_policy(Path::new("p.yaml"), input, &MapSecrets::any_env(), now()).unwrap();
     assert_eq!(
         &*p.routes.find(Some("one.example"), "/s").unwrap().name,
         "one"

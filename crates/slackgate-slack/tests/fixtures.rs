@@ -1,5 +1,5 @@
 //! Every fixture in `tests/data/` yields the expected facts, and the official signature vector
-//! verifies. The fixtures are a copy of the team's shared Slack fixtures, kept in the repo.
+//! verifies. `tests/data` links to `testdata/slack/`, the repository's one copy of the fixtures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::signing::SignedRequest;
+use slackgate_fixtures::SignedRequest;
 
 /// A parsed response.
 #[derive(Debug, Clone)]

@@ -1,55 +1,17 @@
 //! An in-process gateway on free `127.0.0.1` ports, with its files in a temp dir.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slackgate_fixtures::MapSecrets;
 use slackgate_guard::Clock;
-use slackgate_policy::SecretSource;
 use slackgate_proxy::{AuditTarget, Options, RunningGateway};
 
 use crate::certs::TestCerts;
 use crate::client::Client;
 use crate::{free_port, wait_until};
-
-/// Secrets from a map (env) and the file system (files).
-#[derive(Debug, Clone, Default)]
-pub struct MapSecrets {
-    env: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl MapSecrets {
-    /// A source with these env values.
-    pub fn new(pairs: &[(&str, &str)]) -> Self {
-        let s = Self::default();
-        for (k, v) in pairs {
-            s.set(k, v);
-        }
-        s
-    }
-
-    /// Sets (or replaces) an env value; the next reload sees it.
-    pub fn set(&self, k: &str, v: &str) {
-        self.env.lock().unwrap().insert(k.to_owned(), v.to_owned());
-    }
-
-    /// Removes an env value.
-    pub fn remove(&self, k: &str) {
-        self.env.lock().unwrap().remove(k);
-    }
-}
-
-impl SecretSource for MapSecrets {
-    fn env(&self, name: &str) -> Option<String> {
-        self.env.lock().unwrap().get(name).cloned()
-    }
-
-    fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
-    }
-}
 
 /// Builds a [`TestGateway`].
 pub struct TestGatewayBuilder {

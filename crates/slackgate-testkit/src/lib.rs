@@ -1,6 +1,10 @@
-//! Test support for slackgate: a signed-request builder, a recording mock bot, a
-//! blocking HTTP/1.1 client (plain and TLS), temporary certificates, free ports, and
-//! an in-process gateway that starts on `127.0.0.1` ports and stops when dropped.
+//! The gateway harness of slackgate's tests: a recording mock bot, a blocking HTTP/1.1
+//! client (plain and TLS), temporary certificates, free ports, and an in-process gateway
+//! that starts on `127.0.0.1` ports and stops when dropped.
+//!
+//! It sits on `slackgate-proxy` (so on pingora). The pure part (fixtures, signed requests,
+//! the in-memory secret source) is `slackgate-fixtures`, re-exported here so tests of the
+//! gateway need one import; the pure crates use `slackgate-fixtures` directly.
 //!
 //! Tests wait for readiness by polling, never by sleeping a fixed time. Nothing here
 //! talks to anything but loopback.
@@ -10,13 +14,15 @@ pub mod bot;
 pub mod certs;
 pub mod client;
 pub mod gateway;
-pub mod signing;
 
 pub use bot::{BotBehavior, MockBot, Recorded};
 pub use certs::TestCerts;
 pub use client::{read_response, Client, Response};
-pub use gateway::{MapSecrets, TestGateway, TestGatewayBuilder};
-pub use signing::{fixture, now_unix, SignedRequest};
+pub use gateway::{TestGateway, TestGatewayBuilder};
+pub use slackgate_fixtures::{
+    self as fixtures, all_fixtures, content_type_for, fixture, fixture_with, fixtures_dir,
+    now_unix, MapSecrets, SignedRequest, Signer,
+};
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};

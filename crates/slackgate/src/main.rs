@@ -1,25 +1,26 @@
-//! The `slackgate` command: `run`, `check`, `sign`, `explain`, `demo`.
+//! The `slackgate` command: `run`, `check`, `sign`, `explain`, `test`, `demo`.
 //!
 //! Thin by design: argument parsing and output formatting only; the work happens in
 //! the library crates.
 
 mod demo;
+mod policy_test;
+mod probe;
 
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use slackgate_guard::{
-    Action, Clock, Decision, Guard, GuardSettings, Inbound, Reason, SystemClock,
-};
-use slackgate_policy::{SecretSource, SystemSecrets};
-use slackgate_slack::{SigningKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use slackgate_guard::{Clock, SystemClock};
+use slackgate_policy::SystemSecrets;
+use slackgate_slack::SigningKey;
+
+use probe::{PipelineHeaders, Probe, Verdict};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +83,21 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         client_ip: IpAddr,
     },
+    /// Run policy tests: each case of a tests file is a request and the decision expected
+    /// for it, decided by the pipeline `explain` runs on the config, policy and secrets
+    /// `run` would load. Exit 0 when every case passed, 1 when one failed, 2 when the
+    /// config, the policy or a tests file could not be loaded.
+    #[command(long_about = TEST_LONG_ABOUT)]
+    Test {
+        /// The config file, or a policy file alone (with the default limits).
+        config: PathBuf,
+        /// Tests files (YAML), run in order.
+        #[arg(required = true, value_name = "TESTS")]
+        tests: Vec<PathBuf>,
+        /// Also list the cases that passed.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Gateway + built-in echo bot on an embedded example policy; prints signed curl commands.
     Demo {
         /// Public listener.
@@ -95,6 +111,46 @@ enum Command {
         self_test: bool,
     },
 }
+
+/// `slackgate test --help`: the format of a tests file.
+const TEST_LONG_ABOUT: &str = "\
+Run policy tests, like `opa test`: each case of a tests file is a request and the decision
+expected for it. Every case runs through the pipeline `explain` runs (route, source IP, body
+cap, signature, replay, payload, app pin, scope, rate limits), on the config, policy and
+secrets `run` would load. Requests are signed with the route's app's secret as loaded (any
+value works, so CI can export a dummy); no secret or signature is ever printed.
+
+A tests file:
+
+  state: fresh            # fresh (default): every case on a new guard (empty replay cache,
+                          # full rate-limit buckets); shared: one guard, cases in order
+  cases:
+    - name: a mention in the help channel is forwarded
+      request:
+        path: /slack/helpdesk
+        event: { type: app_mention, enterprise: E0ACME, team: T0ACME, user: U0333,
+                 channel: C0HELP }
+      expect: { reason: allowed }
+    - name: a denied user is refused
+      request:
+        path: /slack/helpdesk
+        client_ip: 198.51.100.7
+        command: { command: /ticket, enterprise: E0ACME, team: T0ACME, user: U0BAD,
+                   channel: C0HELP }
+      expect: { reason: scope_denied, rule: deny.users, status: 403 }
+
+request: path (required), host, client_ip (default 127.0.0.1), headers (a map, sent after
+the generated ones), one body: body (literal) | event {type, team, enterprise, user,
+channel, app, event_id} | command {command, text, team, enterprise, user, channel, app} |
+action {type, action_id, callback_id, team, enterprise, user, channel, app};
+signature: valid (default) | bad | none; secret: ID (sign with that secret of the app);
+timestamp: now (default) | -10m | +6m | UNIX-SECONDS.
+expect: reason (required), rule, shadow, status (200 when forwarded), route, secret_id.
+
+The whole run sees one instant: timestamps default to it and rate-limit buckets do not
+refill. Failures print the expected and the actual decision; the last line is
+`N passed, M failed`. Exit 0: all passed; 1: a case failed; 2: the config, the policy or a
+tests file could not be loaded (errors as file:line:column, with the fix).";
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(
@@ -123,6 +179,11 @@ fn main() -> ExitCode {
             host,
             client_ip,
         } => explain(&config, &path, &headers, host.as_deref(), client_ip),
+        Command::Test {
+            config,
+            tests,
+            verbose,
+        } => return policy_test::run(&config, &tests, verbose),
         Command::Demo {
             listen,
             admin,
@@ -157,7 +218,7 @@ fn check(file: &Path) -> ExitCode {
     let now = SystemTime::now();
     // A policy file is checked on its own (policies/ holds both kinds); anything else is
     // a server config, checked together with the policy it references.
-    let is_policy = std::fs::read_to_string(file).is_ok_and(|text| looks_like_policy(&text));
+    let is_policy = std::fs::read_to_string(file).is_ok_and(|text| probe::looks_like_policy(&text));
     let (config, policy_path) = if is_policy {
         (None, file.to_path_buf())
     } else {
@@ -196,28 +257,6 @@ fn report_errors(errors: &slackgate_policy::LoadErrors) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Whether a YAML text is a policy rather than a server config: judged by its top-level
-/// keys (`version`, `apps`, `routes`, ... versus `listen`, `policy`, ...), without parsing
-/// values, so a broken file is still routed to the loader that reports its errors.
-fn looks_like_policy(text: &str) -> bool {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut policy_keys = 0;
-    for line in text.lines() {
-        if line.starts_with([' ', '\t', '#', '-']) {
-            continue;
-        }
-        let Some((key, _)) = line.split_once(':') else {
-            continue;
-        };
-        match key.trim().trim_matches(['"', '\'']) {
-            "listen" | "admin" | "trusted_proxies" | "limits" | "audit" | "policy" => return false,
-            "version" | "apps" | "upstreams" | "groups" | "routes" => policy_keys += 1,
-            _ => {}
-        }
-    }
-    policy_keys > 0
-}
-
 fn sign(secret_env: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
     let secret = std::env::var(secret_env).unwrap_or_default();
     if secret.is_empty() {
@@ -248,74 +287,39 @@ fn explain(
     host: Option<&str>,
     client_ip: IpAddr,
 ) -> anyhow::Result<ExitCode> {
-    // Like `check`, a policy file alone is accepted too; limits are then the defaults.
-    let is_policy = std::fs::read_to_string(config).is_ok_and(|text| looks_like_policy(&text));
-    let (limits, policy_path) = if is_policy {
-        (slackgate_policy::Limits::default(), config.to_path_buf())
-    } else {
-        let cfg = slackgate_policy::load_config(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        (cfg.limits, cfg.policy_path)
-    };
-    let secrets: Arc<dyn SecretSource> = Arc::new(SystemSecrets);
-    let policy = slackgate_policy::load_policy(&policy_path, secrets.as_ref(), SystemTime::now())
+    let loaded = probe::load(config, &SystemSecrets, SystemTime::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut body = Vec::new();
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from standard input")?;
-    let mut sig = None;
-    let mut ts = None;
-    let mut content_type = None;
-    let mut host_header = None;
+    let mut pipeline_headers = PipelineHeaders::default();
     for h in headers {
         let Some((k, v)) = h.split_once(':') else {
             bail!("--header {h:?}: expected Name:value");
         };
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        match k.as_str() {
-            k if k == SIGNATURE_HEADER => sig = Some(v),
-            k if k == TIMESTAMP_HEADER => ts = Some(v),
-            "content-type" => content_type = Some(v),
-            "host" => host_header = Some(v),
-            _ => {}
-        }
+        pipeline_headers.set(k, v);
     }
-    let host = host.or(host_header.as_deref());
-    let Some(route) = policy.routes.find(host, path) else {
+    let req = Probe {
+        host,
+        path,
+        client_ip,
+        headers: &pipeline_headers,
+        body: &body,
+    };
+    let guard = probe::offline_guard(SystemClock);
+    let verdict = probe::decide(&loaded, &guard, &req);
+    let Verdict::Routed { route, decision } = &verdict else {
         let out = serde_json::json!({
             "route": null,
-            "reason": Reason::NoRoute.as_str(),
-            "status": Reason::NoRoute.status(),
+            "reason": verdict.reason().as_str(),
+            "status": verdict.status(),
             "action": "respond",
             "shadow": false,
             "rule": null,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
-    };
-    // The pipeline `run` runs, in its order: the two guard stages with the body read
-    // between them (here: its size checked against the same cap).
-    let guard = Guard::new(SystemClock, 1024, 1024);
-    let decision = match guard.admit(route, client_ip) {
-        Err(d) => *d,
-        Ok(_) if body.len() > limits.max_body_bytes => Decision::respond(Reason::BodyTooLarge),
-        Ok(admitted) => {
-            let inbound = Inbound {
-                client_ip,
-                signature: sig.as_deref().map(str::as_bytes),
-                timestamp: ts.as_deref().map(str::as_bytes),
-                content_type: content_type.as_deref(),
-                body: &body,
-            };
-            guard.decide_admitted(
-                admitted,
-                route,
-                &inbound,
-                &GuardSettings {
-                    max_clock_skew: limits.max_clock_skew,
-                },
-            )
-        }
     };
     let facts = decision.facts.as_ref().map(|f| {
         serde_json::json!({
@@ -334,12 +338,12 @@ fn explain(
     });
     let out = serde_json::json!({
         "route": route.name.as_ref(),
-        "reason": decision.reason.as_str(),
-        "status": if decision.action == Action::Forward { 200 } else { decision.status },
-        "action": match decision.action { Action::Forward => "forward", Action::Respond => "respond" },
-        "shadow": decision.shadow,
-        "rule": decision.rule.as_ref().map(|r| r.as_str().to_owned()),
-        "secret_id": decision.secret_id.as_deref(),
+        "reason": verdict.reason().as_str(),
+        "status": verdict.status(),
+        "action": if verdict.forwards() { "forward" } else { "respond" },
+        "shadow": verdict.shadow(),
+        "rule": verdict.rule(),
+        "secret_id": verdict.secret_id(),
         "upstream": route.upstream.name.as_ref(),
         "facts": facts,
         "now": SystemClock.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),

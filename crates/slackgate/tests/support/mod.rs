@@ -19,6 +19,9 @@ pub const TEST_VARS: &[&str] = &[
     "SG_UNSET",
     "HELPDESK_SIGNING_SECRET",
     "HELPDESK_SIGNING_SECRET_PREVIOUS",
+    "DEPLOYBOT_SIGNING_SECRET",
+    "DEPLOYBOT_SIGNING_SECRET_PREVIOUS",
+    "STANDUP_SIGNING_SECRET",
 ];
 
 /// Runs the binary with `args`, extra `env` and `stdin`, and waits (polling, bounded) for it.

@@ -1,0 +1,652 @@
+//! The tests file, loaded the way the policy crate loads a policy:
+//!
+//! ```text
+//! file -> marked-yaml nodes (positions, duplicate keys refused)
+//!      -> CaseSpec per case (serde, deny_unknown_fields, Spanned)
+//!      -> validated Case (reason known, one body, secret ids resolved against the policy)
+//! ```
+//!
+//! Every case is deserialized on its own, so every broken case is reported, each error with
+//! file:line:column and the fix. Errors describe values by kind and never quote them, so a
+//! value pasted into the wrong place (a secret) is never echoed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use marked_yaml::{LoaderOptions, Node, Span, Spanned};
+use serde::Deserialize;
+use slackgate_guard::Reason;
+use slackgate_policy::{LoadError, LoadErrors};
+use slackgate_slack::RequestKind;
+
+use super::body::{action_kinds, ActionSpec, CommandSpec, EventSpec};
+use crate::probe::{self, Loaded, PipelineHeaders};
+
+/// Where the format is documented, for the fixes.
+const FORMAT_DOC: &str = "README.md, section \"Policy tests\"";
+
+// === raw specs ===
+
+/// One `cases:` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSpec {
+    name: Spanned<String>,
+    request: RequestSpec,
+    expect: ExpectSpec,
+}
+
+/// `request:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestSpec {
+    path: String,
+    host: Option<String>,
+    client_ip: Option<Spanned<String>>,
+    headers: Option<BTreeMap<String, String>>,
+    body: Option<Spanned<String>>,
+    event: Option<Spanned<EventSpec>>,
+    command: Option<Spanned<CommandSpec>>,
+    action: Option<Spanned<ActionSpec>>,
+    signature: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    timestamp: Option<Spanned<String>>,
+}
+
+/// `expect:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectSpec {
+    reason: Spanned<String>,
+    rule: Option<String>,
+    shadow: Option<bool>,
+    status: Option<u16>,
+    route: Option<String>,
+    secret_id: Option<String>,
+}
+
+// === validated model ===
+
+/// A loaded tests file.
+#[derive(Debug)]
+pub struct TestFile {
+    /// Whether the cases share one replay cache and one set of rate-limit buckets.
+    pub state: StateScope,
+    /// The cases, in file order.
+    pub cases: Vec<Case>,
+}
+
+/// `state:` what the cases of a file share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateScope {
+    /// `fresh` (default): every case starts with an empty replay cache and full buckets.
+    Fresh,
+    /// `shared`: the cases run in order on one guard, so replays and rate limits carry over.
+    Shared,
+}
+
+/// One test case.
+#[derive(Debug)]
+pub struct Case {
+    /// The case's name.
+    pub name: String,
+    /// 1-based line and column of the case's name.
+    pub at: (usize, usize),
+    /// The request to decide.
+    pub request: Request,
+    /// The decision expected.
+    pub expect: Expect,
+}
+
+/// The request of a case.
+#[derive(Debug)]
+pub struct Request {
+    /// The request path.
+    pub path: String,
+    /// The Host, when the route table should be asked with one.
+    pub host: Option<String>,
+    /// The client address (default 127.0.0.1).
+    pub client_ip: IpAddr,
+    /// Headers sent as given, after the generated ones (so they replace them).
+    pub headers: Vec<(String, String)>,
+    /// What the body is.
+    pub body: Body,
+    /// How the request is signed.
+    pub signing: Signing,
+    /// When it was signed.
+    pub timestamp: Timestamp,
+}
+
+/// The body of a request.
+#[derive(Debug)]
+pub enum Body {
+    /// `body:` these bytes (none given: empty).
+    Literal(Vec<u8>),
+    /// `event:`.
+    Event(EventSpec),
+    /// `command:`.
+    Command(CommandSpec),
+    /// `action:` with its payload type.
+    Action(ActionSpec, RequestKind),
+}
+
+/// `signature:` how a request is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    /// `valid` (default): with the route's app's first live secret, or the one `secret:` names.
+    Valid {
+        /// `secret:` the id of the app's secret to sign with.
+        secret: Option<String>,
+    },
+    /// `bad`: a well-formed signature that matches no secret.
+    Bad,
+    /// `none`: neither signature nor timestamp header.
+    None,
+}
+
+/// `timestamp:` the signing time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timestamp {
+    /// This many seconds from the run's start (`now`, `-10m`, `+6m`).
+    Offset(i64),
+    /// This Unix time.
+    At(i64),
+}
+
+/// The decision a case expects; an unset field is not compared.
+#[derive(Debug)]
+pub struct Expect {
+    /// The reason code.
+    pub reason: Reason,
+    /// The rule that decided.
+    pub rule: Option<String>,
+    /// Whether the decision is a shadowed denial.
+    pub shadow: Option<bool>,
+    /// The status the client gets (200 for a forwarded request).
+    pub status: Option<u16>,
+    /// The matched route.
+    pub route: Option<String>,
+    /// The id of the secret whose signature matched.
+    pub secret_id: Option<String>,
+}
+
+// === loading ===
+
+/// Collects the errors of one tests file.
+struct Errors<'f> {
+    file: &'f Path,
+    list: Vec<LoadError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, span: &Span, message: impl Into<String>, fix: impl Into<String>) {
+        let (line, column) = position(span);
+        self.list
+            .push(LoadError::new(self.file, line, column, message, fix));
+    }
+}
+
+/// The 1-based (line, column) where `span` starts, or (1, 1) when unknown.
+fn position(span: &Span) -> (usize, usize) {
+    span.start().map_or((1, 1), |m| (m.line(), m.column()))
+}
+
+/// Loads tests file `file` with text `text`, resolving `secret:` ids against the policy.
+pub fn load(file: &Path, text: &str, loaded: &Loaded) -> Result<TestFile, LoadErrors> {
+    let mut errs = Errors {
+        file,
+        list: Vec::new(),
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let opts = LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = match marked_yaml::parse_yaml_with_options(0, text, opts) {
+        Ok(root) => root,
+        Err(e) => {
+            let (message, mark) = yaml_error(&e);
+            let (line, column) = mark.map_or((1, 1), |m| (m.line(), m.column()));
+            return Err(LoadError::new(
+                file,
+                line,
+                column,
+                message,
+                "fix the YAML syntax here (indentation, `key: value` colons, quotes, brackets)",
+            )
+            .into());
+        }
+    };
+    let file_spec = top_level(&root, &mut errs);
+    let mut cases = Vec::new();
+    let mut names = HashSet::new();
+    for (i, node) in file_spec.cases.iter().enumerate() {
+        match marked_yaml::from_node::<CaseSpec>(node) {
+            Ok(spec) => {
+                let prefix = format!("cases[{i}]");
+                if let Some(case) = validate(spec, &prefix, loaded, &mut names, &mut errs) {
+                    cases.push(case);
+                }
+            }
+            Err(e) => structural(&e, &format!("cases[{i}]"), node.span(), &mut errs),
+        }
+    }
+    if errs.list.is_empty() {
+        return Ok(TestFile {
+            state: file_spec.state,
+            cases,
+        });
+    }
+    errs.list.sort_by_key(|e| (e.line, e.column));
+    Err(LoadErrors(errs.list))
+}
+
+/// The top-level keys, checked by hand so that each case can be deserialized on its own.
+struct FileSpec<'n> {
+    state: StateScope,
+    cases: Vec<&'n Node>,
+}
+
+fn top_level<'n>(root: &'n Node, errs: &mut Errors<'_>) -> FileSpec<'n> {
+    let mut spec = FileSpec {
+        state: StateScope::Fresh,
+        cases: Vec::new(),
+    };
+    let Some(map) = root.as_mapping() else {
+        errs.at(
+            root.span(),
+            "a tests file is a mapping with the keys `cases` and, optionally, `state`",
+            format!("start the file with `cases:` (see {FORMAT_DOC})"),
+        );
+        return spec;
+    };
+    let mut saw_cases = false;
+    for (key, value) in map.iter() {
+        match key.as_str() {
+            "state" => match value.as_scalar().map(|s| s.as_str()) {
+                Some("fresh") => spec.state = StateScope::Fresh,
+                Some("shared") => spec.state = StateScope::Shared,
+                _ => errs.at(
+                    value.span(),
+                    "invalid value for `state`",
+                    "use one of: `fresh` (each case on a new guard, the default), `shared` (one guard for the whole file, in order)",
+                ),
+            },
+            "cases" => {
+                saw_cases = true;
+                match value.as_sequence() {
+                    Some(seq) if !seq.is_empty() => spec.cases = seq.iter().collect(),
+                    _ => errs.at(
+                        value.span(),
+                        "`cases` must be a non-empty list of test cases",
+                        format!("list the cases as `- name: ...` entries (see {FORMAT_DOC})"),
+                    ),
+                }
+            }
+            other => errs.at(
+                key.span(),
+                format!("unknown key `{other}` at the top level"),
+                "remove it or correct the spelling; allowed keys here: `state`, `cases`",
+            ),
+        }
+    }
+    if !saw_cases {
+        errs.at(
+            root.span(),
+            "the file has no `cases`",
+            format!("add `cases:` with at least one case (see {FORMAT_DOC})"),
+        );
+    }
+    spec
+}
+
+/// A description of a YAML parse error and where it is.
+fn yaml_error(e: &marked_yaml::LoadError) -> (String, Option<marked_yaml::Marker>) {
+    use marked_yaml::LoadError as E;
+    match e {
+        E::ScanError(mark, scan) => (format!("YAML syntax error: {}", scan.info()), Some(*mark)),
+        E::TopLevelMustBeMapping(mark) | E::TopLevelMustBeSequence(mark) => (
+            "a tests file is a mapping with the keys `cases` and, optionally, `state`".into(),
+            Some(*mark),
+        ),
+        E::UnexpectedAnchor(mark) => (
+            "YAML anchors and aliases are not supported".into(),
+            Some(*mark),
+        ),
+        E::MappingKeyMustBeScalar(mark) => {
+            ("a mapping key must be a plain string".into(), Some(*mark))
+        }
+        E::UnexpectedTag(mark) => ("YAML tags (!tag) are not supported".into(), Some(*mark)),
+        E::DuplicateKey(inner) => (
+            format!(
+                "duplicate key `{}`; YAML would silently keep only the last one",
+                inner.key.as_str()
+            ),
+            inner.key.span().start().copied(),
+        ),
+    }
+}
+
+/// Reports a serde error of case `prefix` with its position and the key path.
+fn structural(
+    err: &marked_yaml::FromNodeError,
+    prefix: &str,
+    fallback: &Span,
+    errs: &mut Errors<'_>,
+) {
+    let rel = err.path().unwrap_or_default();
+    let path = if rel.is_empty() || rel == "." {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}.{}", rel.trim_start_matches('.'))
+    };
+    let span = err
+        .start_mark()
+        .map_or(*fallback, marked_yaml::Span::new_start);
+    let inner: &marked_yaml::Error = err;
+    let (message, fix) = match inner {
+        marked_yaml::Error::UnknownFieldError(field, expected, _) => {
+            let parent = path
+                .strip_suffix(field.as_str())
+                .map_or(path.as_str(), |p| p.trim_end_matches('.'));
+            let allowed: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+            (
+                format!("unknown key `{field}` in `{parent}`"),
+                format!(
+                    "remove it or correct the spelling; allowed keys here: {}",
+                    allowed.join(", ")
+                ),
+            )
+        }
+        marked_yaml::Error::NotBoolean(_) => (
+            format!("wrong type for `{path}`: expected true or false"),
+            "write true or false".into(),
+        ),
+        marked_yaml::Error::IntegerParseFailure(_, _) => (
+            format!("wrong type for `{path}`: expected a whole number"),
+            "write a whole number without quotes, e.g. 403".into(),
+        ),
+        marked_yaml::Error::FloatParseFailure(_, _) => (
+            format!("wrong type for `{path}`: expected a number"),
+            "write a number without quotes".into(),
+        ),
+        marked_yaml::Error::Other(msg, _) => match between(msg, "missing field `", "`") {
+            Some(field) => (
+                format!("`{path}` is missing the required key `{field}`"),
+                format!("add `{field}:` (see {FORMAT_DOC})"),
+            ),
+            // serde's "invalid type: string \"...\", expected ..." quotes the value: keep
+            // only what was expected.
+            None => match msg.split_once(", expected ") {
+                Some((_, expected)) => (
+                    format!("wrong type for `{path}`: expected {}", kind_of(expected)),
+                    format!("write it as documented in {FORMAT_DOC}"),
+                ),
+                None => (
+                    format!("invalid value for `{path}`"),
+                    format!("write it as documented in {FORMAT_DOC}"),
+                ),
+            },
+        },
+    };
+    errs.at(&span, message, fix);
+}
+
+/// serde's name for what it expected, in the operator's words.
+fn kind_of(expected: &str) -> &str {
+    if expected.starts_with("struct ") || expected == "a map" {
+        "a mapping of `key: value` pairs"
+    } else if expected.starts_with("a sequence") {
+        "a list"
+    } else {
+        expected
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &s[s.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// Validates one deserialized case; `None` when it had errors (recorded in `errs`).
+fn validate(
+    spec: CaseSpec,
+    prefix: &str,
+    loaded: &Loaded,
+    names: &mut HashSet<String>,
+    errs: &mut Errors<'_>,
+) -> Option<Case> {
+    let before = errs.list.len();
+    let CaseSpec {
+        name,
+        request,
+        expect,
+    } = spec;
+    if name.trim().is_empty() {
+        errs.at(
+            name.span(),
+            "a case's `name` is empty",
+            "name what the case shows",
+        );
+    } else if !names.insert(name.to_string()) {
+        errs.at(
+            name.span(),
+            format!("a second case is named `{}`", name.as_str()),
+            "give every case its own name, so a failure points at one case",
+        );
+    }
+    let request = validate_request(request, prefix, loaded, errs);
+    let expect = validate_expect(expect, prefix, errs);
+    match (request, expect) {
+        (Some(request), Some(expect)) if errs.list.len() == before => Some(Case {
+            at: position(name.span()),
+            name: name.to_string(),
+            request,
+            expect,
+        }),
+        _ => None,
+    }
+}
+
+fn validate_request(
+    spec: RequestSpec,
+    prefix: &str,
+    loaded: &Loaded,
+    errs: &mut Errors<'_>,
+) -> Option<Request> {
+    let RequestSpec {
+        path,
+        host,
+        client_ip,
+        headers,
+        body,
+        event,
+        command,
+        action,
+        signature,
+        secret,
+        timestamp,
+    } = spec;
+    let before = errs.list.len();
+    let client_ip = match client_ip {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some(ip) => ip.trim().parse().unwrap_or_else(|_| {
+            errs.at(
+                ip.span(),
+                format!("`{prefix}.request.client_ip` is not an IP address"),
+                "write an IPv4 or IPv6 address without a port, e.g. 198.51.100.7 or 2001:db8::7",
+            );
+            IpAddr::from([127, 0, 0, 1])
+        }),
+    };
+    let mut bodies: Vec<(Span, Body)> = Vec::new();
+    if let Some(b) = body {
+        bodies.push((*b.span(), Body::Literal(b.as_bytes().to_vec())));
+    }
+    if let Some(e) = event {
+        let span = *e.span();
+        let e = EventSpec::clone(&e);
+        if e.kind == RequestKind::AppRateLimited.as_str()
+            && (e.user.is_some() || e.channel.is_some())
+        {
+            errs.at(
+                &span,
+                "`app_rate_limited` carries no user or channel",
+                "remove `user` and `channel` from this event",
+            );
+        }
+        bodies.push((span, Body::Event(e)));
+    }
+    if let Some(c) = command {
+        bodies.push((*c.span(), Body::Command(CommandSpec::clone(&c))));
+    }
+    if let Some(a) = action {
+        let span = *a.span();
+        let a = ActionSpec::clone(&a);
+        let kind = a
+            .kind
+            .as_deref()
+            .unwrap_or(RequestKind::BlockActions.as_str());
+        match action_kinds().find(|k| k.as_str() == kind) {
+            Some(kind) => bodies.push((span, Body::Action(a, kind))),
+            None => {
+                let known: Vec<String> = action_kinds()
+                    .map(|k| format!("`{}`", k.as_str()))
+                    .collect();
+                errs.at(
+                    &span,
+                    format!("unknown `{prefix}.request.action.type`"),
+                    format!("use one of: {}", known.join(", ")),
+                );
+            }
+        }
+    }
+    if bodies.len() > 1 {
+        errs.at(
+            &bodies[1].0,
+            "a request has one body: `body`, `event`, `command` or `action`",
+            "keep one of them; write another case for the other body",
+        );
+    }
+    let body = bodies
+        .pop()
+        .map_or(Body::Literal(Vec::new()), |(_, body)| body);
+
+    let headers: Vec<(String, String)> = headers.unwrap_or_default().into_iter().collect();
+    let given = PipelineHeaders::from_pairs(&headers);
+    let route = probe::route(loaded, host.as_deref(), &path, &given);
+    let valid = || Signing::Valid {
+        secret: secret.as_ref().map(|s| s.to_string()),
+    };
+    let signing = match &signature {
+        None => valid(),
+        Some(s) => match s.as_str() {
+            "valid" => valid(),
+            "bad" => Signing::Bad,
+            "none" => Signing::None,
+            _ => {
+                errs.at(
+                    s.span(),
+                    format!("invalid value for `{prefix}.request.signature`"),
+                    "use one of: `valid` (the default), `bad`, `none`",
+                );
+                Signing::None
+            }
+        },
+    };
+    if let Some(secret) = &secret {
+        match (&signing, route) {
+            (Signing::Valid { .. }, Some(route)) => {
+                if !route.app.secrets.iter().any(|s| s.key.id() == secret.as_str()) {
+                    let ids: Vec<String> =
+                        route.app.secrets.iter().map(|s| format!("`{}`", s.key.id())).collect();
+                    errs.at(
+                        secret.span(),
+                        format!(
+                            "app `{}` of route `{}` has no secret `{}`",
+                            route.app.name,
+                            route.name,
+                            secret.as_str()
+                        ),
+                        format!("use one of its secret ids: {}", ids.join(", ")),
+                    );
+                }
+            }
+            (Signing::Valid { .. }, None) => errs.at(
+                secret.span(),
+                format!("`{prefix}.request.secret` names a secret, but no route matches this path (and host)"),
+                "remove `secret`, or correct `path` and `host`",
+            ),
+            _ => errs.at(
+                secret.span(),
+                format!("`{prefix}.request.secret` is only used with `signature: valid`"),
+                "remove `secret`, or remove `signature`",
+            ),
+        }
+    }
+    let timestamp = match &timestamp {
+        None => Timestamp::Offset(0),
+        Some(t) => parse_timestamp(t).unwrap_or_else(|| {
+            errs.at(
+                t.span(),
+                format!("invalid value for `{prefix}.request.timestamp`"),
+                "write `now`, an offset from now such as `-10m` or `+6m`, or a Unix time in seconds",
+            );
+            Timestamp::Offset(0)
+        }),
+    };
+    (errs.list.len() == before).then_some(Request {
+        path,
+        host,
+        client_ip,
+        headers,
+        body,
+        signing,
+        timestamp,
+    })
+}
+
+fn parse_timestamp(t: &str) -> Option<Timestamp> {
+    let t = t.trim();
+    if t == "now" {
+        return Some(Timestamp::Offset(0));
+    }
+    if let Some(rest) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) {
+        let secs = i64::try_from(slackgate_policy::parse_duration(rest).ok()?.as_secs()).ok()?;
+        return Some(Timestamp::Offset(if t.starts_with('-') {
+            -secs
+        } else {
+            secs
+        }));
+    }
+    t.parse().ok().map(Timestamp::At)
+}
+
+fn validate_expect(spec: ExpectSpec, prefix: &str, errs: &mut Errors<'_>) -> Option<Expect> {
+    let ExpectSpec {
+        reason,
+        rule,
+        shadow,
+        status,
+        route,
+        secret_id,
+    } = spec;
+    let Some(code) = Reason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason.as_str())
+    else {
+        let known: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        errs.at(
+            reason.span(),
+            format!("unknown `{prefix}.expect.reason`"),
+            format!("use one of the reason codes: {}", known.join(", ")),
+        );
+        return None;
+    };
+    Some(Expect {
+        reason: code,
+        rule,
+        shadow,
+        status,
+        route,
+        secret_id,
+    })
+}

@@ -1,0 +1,276 @@
+//! One request decided as `run` decides it, without a network: the loading and the
+//! pipeline that `explain` and `test` share, so neither can drift from the gateway or from
+//! the other.
+//!
+//! ```text
+//! CONFIG (or a policy alone) -> Loaded { limits, policy }     same loaders and secrets as `run`
+//! Probe (path, host, client IP, the headers the pipeline reads, body)
+//!   -> route (exact path, optional host)                      404 no_route
+//!   -> Guard::admit (source IP, before the body)
+//!   -> body cap (limits.max_body_bytes)                       413 body_too_large
+//!   -> Guard::decide_admitted (ssl_check .. rate limits)
+//!   -> Verdict
+//! ```
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::SystemTime;
+
+use slackgate_guard::{Action, Clock, Decision, Guard, GuardSettings, Inbound, Reason};
+use slackgate_policy::{Limits, LoadErrors, Policy, Route, SecretSource};
+use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+/// The replay cache and rate-limit buckets of an offline guard hold this many entries: a
+/// run of `explain` or `test` sees a handful of requests, never a production volume.
+const OFFLINE_STATE_ENTRIES: usize = 1024;
+
+/// What `run` would serve with: the server limits and the compiled policy.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The config's limits (the defaults when a policy file was given alone).
+    pub limits: Limits,
+    /// The policy, its secrets read through the given source.
+    pub policy: Policy,
+}
+
+/// Loads `file` as `run` does: a server config and the policy it names, or, when `file`
+/// is a policy, that policy alone with the default limits.
+pub fn load(
+    file: &Path,
+    secrets: &dyn SecretSource,
+    now: SystemTime,
+) -> Result<Loaded, LoadErrors> {
+    let is_policy = std::fs::read_to_string(file).is_ok_and(|text| looks_like_policy(&text));
+    let (limits, policy_path) = if is_policy {
+        (Limits::default(), file.to_path_buf())
+    } else {
+        let config = slackgate_policy::load_config(file)?;
+        (config.limits, config.policy_path)
+    };
+    let policy = slackgate_policy::load_policy(&policy_path, secrets, now)?;
+    Ok(Loaded { limits, policy })
+}
+
+/// Whether a YAML text is a policy rather than a server config: judged by its top-level
+/// keys (`version`, `apps`, `routes`, ... versus `listen`, `policy`, ...), without parsing
+/// values, so a broken file is still routed to the loader that reports its errors.
+pub fn looks_like_policy(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut policy_keys = 0;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t', '#', '-']) {
+            continue;
+        }
+        let Some((key, _)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim().trim_matches(['"', '\'']) {
+            "listen" | "admin" | "trusted_proxies" | "limits" | "audit" | "policy" => return false,
+            "version" | "apps" | "upstreams" | "groups" | "routes" => policy_keys += 1,
+            _ => {}
+        }
+    }
+    policy_keys > 0
+}
+
+/// A guard for offline decisions: empty replay cache, full buckets, time from `clock`.
+pub fn offline_guard<C: Clock>(clock: C) -> Guard<C> {
+    Guard::new(clock, OFFLINE_STATE_ENTRIES, OFFLINE_STATE_ENTRIES)
+}
+
+/// The request headers the pipeline reads; every other header is ignored by it.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineHeaders {
+    /// `X-Slack-Signature`.
+    pub signature: Option<String>,
+    /// `X-Slack-Request-Timestamp`.
+    pub timestamp: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Host`.
+    pub host: Option<String>,
+}
+
+impl PipelineHeaders {
+    /// The pipeline's headers among `pairs` (name, value), later values winning.
+    pub fn from_pairs<'h>(pairs: impl IntoIterator<Item = &'h (String, String)>) -> Self {
+        let mut headers = Self::default();
+        headers.extend(pairs);
+        headers
+    }
+
+    /// Sets every pair (name, value) with [`PipelineHeaders::set`], in order.
+    pub fn extend<'h>(&mut self, pairs: impl IntoIterator<Item = &'h (String, String)>) {
+        for (name, value) in pairs {
+            self.set(name, value);
+        }
+    }
+
+    /// Sets the header `name` (any case) when the pipeline reads it; a later value of the
+    /// same header replaces an earlier one.
+    pub fn set(&mut self, name: &str, value: &str) {
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            n if n == SIGNATURE_HEADER => &mut self.signature,
+            n if n == TIMESTAMP_HEADER => &mut self.timestamp,
+            "content-type" => &mut self.content_type,
+            "host" => &mut self.host,
+            _ => return,
+        };
+        *slot = Some(value.trim().to_owned());
+    }
+}
+
+/// One request as the gateway would receive it, after its head was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe<'a> {
+    /// The Host the route table is asked with (the `Host` header when not given apart).
+    pub host: Option<&'a str>,
+    /// The request path.
+    pub path: &'a str,
+    /// The client address, as step 2 resolves it.
+    pub client_ip: IpAddr,
+    /// The headers the pipeline reads.
+    pub headers: &'a PipelineHeaders,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// The route a request matches: by exact path and the Host (`host` when given apart, else
+/// the `Host` header).
+pub fn route<'p>(
+    loaded: &'p Loaded,
+    host: Option<&str>,
+    path: &str,
+    headers: &PipelineHeaders,
+) -> Option<&'p Route> {
+    let host = host.or(headers.host.as_deref());
+    loaded.policy.routes.find(host, path).map(|r| &**r)
+}
+
+/// What the pipeline decided for a [`Probe`].
+// One is made per offline request and matched at once; boxing the decision buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Verdict<'p, 'a> {
+    /// No route matches the path (and host).
+    NoRoute,
+    /// The route the request matched and the decision on it.
+    Routed {
+        /// The matched route.
+        route: &'p Route,
+        /// The decision, as the gateway would act on it and record it.
+        decision: Decision<'a>,
+    },
+}
+
+/// Runs `req` through the pipeline `run` runs, in its order.
+pub fn decide<'p, 'a, C: Clock>(
+    loaded: &'p Loaded,
+    guard: &Guard<C>,
+    req: &Probe<'a>,
+) -> Verdict<'p, 'a> {
+    let Some(route) = route(loaded, req.host, req.path, req.headers) else {
+        return Verdict::NoRoute;
+    };
+    // The gateway reads the body between the two guard stages; here its size is checked
+    // against the same cap.
+    let decision = match guard.admit(route, req.client_ip) {
+        Err(d) => *d,
+        Ok(_) if req.body.len() > loaded.limits.max_body_bytes => {
+            Decision::respond(Reason::BodyTooLarge)
+        }
+        Ok(admitted) => {
+            let inbound = Inbound {
+                client_ip: req.client_ip,
+                signature: req.headers.signature.as_deref().map(str::as_bytes),
+                timestamp: req.headers.timestamp.as_deref().map(str::as_bytes),
+                content_type: req.headers.content_type.as_deref(),
+                body: req.body,
+            };
+            let settings = GuardSettings {
+                max_clock_skew: loaded.limits.max_clock_skew,
+            };
+            guard.decide_admitted(admitted, route, &inbound, &settings)
+        }
+    };
+    Verdict::Routed { route, decision }
+}
+
+impl Verdict<'_, '_> {
+    /// The matched route, if any.
+    pub fn route(&self) -> Option<&Route> {
+        match self {
+            Verdict::NoRoute => None,
+            Verdict::Routed { route, .. } => Some(route),
+        }
+    }
+
+    /// The decision, when a route matched.
+    pub fn decision(&self) -> Option<&Decision<'_>> {
+        match self {
+            Verdict::NoRoute => None,
+            Verdict::Routed { decision, .. } => Some(decision),
+        }
+    }
+
+    /// The reason code of the audit record.
+    pub fn reason(&self) -> Reason {
+        self.decision().map_or(Reason::NoRoute, |d| d.reason)
+    }
+
+    /// The rule that decided, if one did.
+    pub fn rule(&self) -> Option<&str> {
+        self.decision()?.rule.as_ref().map(|r| r.as_str())
+    }
+
+    /// Whether the decision is a shadowed denial.
+    pub fn shadow(&self) -> bool {
+        self.decision().is_some_and(|d| d.shadow)
+    }
+
+    /// Whether the request would be forwarded to the route's upstream.
+    pub fn forwards(&self) -> bool {
+        self.decision().is_some_and(|d| d.action == Action::Forward)
+    }
+
+    /// The status the client gets: the gateway's own answer, or 200 for a forwarded
+    /// request (standing for the bot's answer, which is not known offline).
+    pub fn status(&self) -> u16 {
+        match self.decision() {
+            None => Reason::NoRoute.status(),
+            Some(d) if d.action == Action::Forward => 200,
+            Some(d) => d.status,
+        }
+    }
+
+    /// The id of the secret whose signature matched.
+    pub fn secret_id(&self) -> Option<&str> {
+        self.decision()?.secret_id.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_headers_are_matched_in_any_case_and_later_values_win() {
+        let mut h = PipelineHeaders::default();
+        h.set("X-Slack-Signature", " v0=aa ");
+        h.set("x-slack-request-timestamp", "1");
+        h.set("CONTENT-TYPE", "application/json");
+        h.set("X-Other", "ignored");
+        h.set("x-slack-signature", "v0=bb");
+        assert_eq!(h.signature.as_deref(), Some("v0=bb"));
+        assert_eq!(h.timestamp.as_deref(), Some("1"));
+        assert_eq!(h.content_type.as_deref(), Some("application/json"));
+        assert_eq!(h.host, None);
+    }
+
+    #[test]
+    fn a_policy_is_told_from_a_config_by_its_top_level_keys() {
+        assert!(looks_like_policy("version: 1\nroutes: []\n"));
+        assert!(!looks_like_policy("listen: []\npolicy: p.yaml\n"));
+        assert!(!looks_like_policy("# only a comment\n"));
+    }
+}
