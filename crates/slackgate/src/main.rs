@@ -197,8 +197,8 @@ fn report_errors(errors: &slackgate_policy::LoadErrors) -> ExitCode {
 }
 
 /// Whether a YAML text is a policy rather than a server config: judged by its top-level
-/// keys (`version`, `apps`, `routes`, ... versus `listen`, `policy`, ...), without parsing
-/// values, so a broken file is still routed to the loader that reports its errors.
+/// keys (`slackgate_policy::POLICY_KEYS` versus `CONFIG_KEYS`), without parsing values, so
+/// a broken file is still routed to the loader that reports its errors.
 fn looks_like_policy(text: &str) -> bool {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut policy_keys = 0;
@@ -209,10 +209,12 @@ fn looks_like_policy(text: &str) -> bool {
         let Some((key, _)) = line.split_once(':') else {
             continue;
         };
-        match key.trim().trim_matches(['"', '\'']) {
-            "listen" | "admin" | "trusted_proxies" | "limits" | "audit" | "policy" => return false,
-            "version" | "apps" | "upstreams" | "groups" | "routes" => policy_keys += 1,
-            _ => {}
+        let key = key.trim().trim_matches(['"', '\'']);
+        if slackgate_policy::CONFIG_KEYS.contains(&key) {
+            return false;
+        }
+        if slackgate_policy::POLICY_KEYS.contains(&key) {
+            policy_keys += 1;
         }
     }
     policy_keys > 0
@@ -346,4 +348,23 @@ fn explain(
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_policy;
+
+    #[test]
+    fn every_config_key_marks_a_config() {
+        // `state:` was missing from this binary's own copy of the list.
+        for key in slackgate_policy::CONFIG_KEYS {
+            assert!(
+                !looks_like_policy(&format!("{key}: x\nroutes: []\n")),
+                "{key}"
+            );
+        }
+        for key in slackgate_policy::POLICY_KEYS {
+            assert!(looks_like_policy(&format!("{key}: x\n")), "{key}");
+        }
+    }
 }
