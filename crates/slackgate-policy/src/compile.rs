@@ -77,7 +77,7 @@ pub fn policy_hash(bytes: &[u8]) -> String {
     hex::encode(&digest[..8])
 }
 
-/// The top-level keys of a policy file, as in [`PolicySpec`] (the one list of them: the
+/// The top-level keys of a policy file, as in `PolicySpec` (the one list of them: the
 /// binary tells a policy from a server config by these).
 pub const POLICY_KEYS: &[&str] = &["version", "apps", "upstreams", "groups", "routes"];
 

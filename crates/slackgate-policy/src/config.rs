@@ -163,7 +163,7 @@ const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(3600);
 const MIN_HEAD_BYTES: usize = 1024;
 const MAX_HEAD_BYTES: usize = 1024 * 1024;
 
-/// The top-level keys of a server config file, as in [`ConfigSpec`] (the one list of them:
+/// The top-level keys of a server config file, as in `ConfigSpec` (the one list of them:
 /// the binary tells a policy from a server config by these).
 pub const CONFIG_KEYS: &[&str] = &[
     "listen",
