@@ -9,6 +9,8 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use slackgate_policy::StateFailure;
+
 use crate::ratelimit::{BucketKey, Take};
 use crate::replay::ReplayCheck;
 
@@ -38,12 +40,24 @@ pub enum StateOp {
 }
 
 impl StateOp {
+    /// Every operation: the closed set of the `op` metric label.
+    pub const ALL: [StateOp; 3] = [StateOp::Replay, StateOp::RateLimit, StateOp::Dedupe];
+
     /// The metric label.
     pub const fn as_str(self) -> &'static str {
         match self {
             StateOp::Replay => "replay",
             StateOp::RateLimit => "rate_limit",
             StateOp::Dedupe => "dedupe",
+        }
+    }
+
+    /// The audit `rule` of a `state_unavailable` answer caused by this operation.
+    pub const fn rule(self) -> &'static str {
+        match self {
+            StateOp::Replay => "state.replay",
+            StateOp::RateLimit => "state.rate_limit",
+            StateOp::Dedupe => "state.dedupe",
         }
     }
 }
@@ -100,6 +114,42 @@ impl RemoteState for LocalOnly {
     }
 }
 
+/// Who answers a question about shared state: see [`ask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer<T> {
+    /// The shared state answered.
+    Shared(T),
+    /// This replica's own state answers: there is no shared state, or it failed on a
+    /// `fail_open` route.
+    Local,
+}
+
+/// Asks the shared state `op` (`call` is `None` without shared state), and decides who
+/// answers: the shared state when it did; this replica's own state when there is none or
+/// when it failed on a `fail_open` route (the failure is recorded in `degraded`, once per
+/// operation); nobody when it failed on a `fail_closed` route, which is `Err(op)`: the
+/// request is answered `state_unavailable`.
+pub(crate) async fn ask<T>(
+    call: Option<impl Future<Output = Result<T, StateError>>>,
+    op: StateOp,
+    failure: StateFailure,
+    degraded: &mut Vec<StateOp>,
+) -> Result<Answer<T>, StateOp> {
+    let Some(call) = call else {
+        return Ok(Answer::Local);
+    };
+    match call.await {
+        Ok(v) => Ok(Answer::Shared(v)),
+        Err(_) if failure == StateFailure::FailOpen => {
+            if !degraded.contains(&op) {
+                degraded.push(op);
+            }
+            Ok(Answer::Local)
+        }
+        Err(_) => Err(op),
+    }
+}
+
 /// Runs a future that never waits (the guard without remote state) to completion.
 pub(crate) fn run_ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -109,5 +159,59 @@ pub(crate) fn run_ready<F: Future>(f: F) -> F::Output {
             return v;
         }
         std::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Call = std::future::Ready<Result<u8, StateError>>;
+
+    fn fails() -> Option<Call> {
+        Some(std::future::ready(Err(StateError::Timeout)))
+    }
+
+    fn answers() -> Option<Call> {
+        Some(std::future::ready(Ok(7)))
+    }
+
+    #[test]
+    fn who_answers() {
+        use StateFailure::{FailClosed, FailOpen};
+        for failure in [FailOpen, FailClosed] {
+            let mut degraded = Vec::new();
+            let ask_ = |call, degraded: &mut Vec<StateOp>| {
+                run_ready(ask(call, StateOp::Dedupe, failure, degraded))
+            };
+            assert_eq!(ask_(answers(), &mut degraded), Ok(Answer::Shared(7)));
+            assert!(degraded.is_empty());
+            let fallback = match failure {
+                FailOpen => Ok(Answer::Local),
+                FailClosed => Err(StateOp::Dedupe),
+            };
+            assert_eq!(ask_(fails(), &mut degraded), fallback);
+            assert_eq!(ask_(fails(), &mut degraded), fallback);
+            let recorded: &[StateOp] = match failure {
+                FailOpen => &[StateOp::Dedupe],
+                FailClosed => &[],
+            };
+            assert_eq!(degraded, recorded, "each operation is recorded once");
+            let mut untouched = Vec::new();
+            assert_eq!(
+                run_ready(ask(None::<Call>, StateOp::Replay, failure, &mut untouched)),
+                Ok(Answer::Local)
+            );
+            assert!(untouched.is_empty());
+        }
+    }
+
+    #[test]
+    fn labels_and_rules_are_one_closed_set() {
+        let labels: Vec<&str> = StateOp::ALL.iter().map(|op| op.as_str()).collect();
+        assert_eq!(labels, ["replay", "rate_limit", "dedupe"]);
+        for op in StateOp::ALL {
+            assert_eq!(op.rule(), format!("state.{}", op.as_str()));
+        }
     }
 }

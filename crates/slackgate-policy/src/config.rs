@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use marked_yaml::{Node, Span, Spanned};
 
+use crate::compile::parse_cidrs;
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::IpSet;
-use crate::policy::parse_cidrs;
 use crate::spec::{
     AdminSpec, AuditSpec, BackendSpec, ConfigSpec, LimitsSpec, ListenerSpec, RedisSpec, StateSpec,
     TlsSpec,
@@ -163,8 +163,9 @@ const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(3600);
 const MIN_HEAD_BYTES: usize = 1024;
 const MAX_HEAD_BYTES: usize = 1024 * 1024;
 
-/// The top-level keys of a config, as in [`ConfigSpec`].
-const CONFIG_KEYS: &[&str] = &[
+/// The top-level keys of a server config file, as in `ConfigSpec` (the one list of them:
+/// the binary tells a policy from a server config by these).
+pub const CONFIG_KEYS: &[&str] = &[
     "listen",
     "admin",
     "trusted_proxies",
@@ -623,98 +624,4 @@ fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn top_level_keys_match_the_spec() {
-        assert_eq!(yaml::serde_keys::<ConfigSpec>(), CONFIG_KEYS);
-    }
-
-    #[test]
-    fn redis_state_settings() {
-        let c = compile_config(
-            Path::new("c.yaml"),
-            "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate:\n  backend: redis\n  redis: { url: redis://10.0.0.5:6380/2, key_prefix: \"sg:\", timeout: 20ms, password_env: REDIS_PASSWORD }\n",
-        )
-        .unwrap();
-        assert_eq!(
-            c.state.backend,
-            StateBackend::Redis(RedisSettings {
-                addr: "10.0.0.5:6380".into(),
-                db: 2,
-                key_prefix: "sg:".into(),
-                timeout: Duration::from_millis(20),
-                password_env: Some("REDIS_PASSWORD".into()),
-            })
-        );
-        let d = compile_config(
-            Path::new("c.yaml"),
-            "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate: { backend: redis, redis: { url: \"redis://r:6379\" } }\n",
-        )
-        .unwrap();
-        let StateBackend::Redis(r) = d.state.backend else {
-            panic!("redis expected")
-        };
-        assert_eq!(
-            (r.db, r.key_prefix.as_str(), r.timeout),
-            (0, "slackgate:", Duration::from_millis(50))
-        );
-        let local = compile_config(
-            Path::new("c.yaml"),
-            "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\n",
-        )
-        .unwrap();
-        assert_eq!(local.state.backend, StateBackend::Local);
-    }
-
-    #[test]
-    fn defaults_and_relative_paths() {
-        let c = compile_config(
-            Path::new("/etc/slackgate/config.yaml"),
-            "listen: [{ addr: 0.0.0.0:8443, tls: { cert: tls/crt.pem, key: /abs/key.pem } }]\naudit: { path: audit.log }\npolicy: p.yaml\n",
-        )
-        .unwrap();
-        assert_eq!(c.limits, Limits::default());
-        assert_eq!(c.policy_path, Path::new("/etc/slackgate/p.yaml"));
-        assert_eq!(
-            c.audit.path,
-            AuditPath::File("/etc/slackgate/audit.log".into())
-        );
-        let tls = c.listen[0].tls.clone().unwrap();
-        assert_eq!(tls.cert, Path::new("/etc/slackgate/tls/crt.pem"));
-        assert_eq!(tls.key, Path::new("/abs/key.pem"));
-        assert!(c.admin.is_none());
-    }
-
-    #[test]
-    fn limits_parse() {
-        let c = compile_config(
-            Path::new("c.yaml"),
-            "listen: [{ addr: 127.0.0.1:1 }]\nadmin: { addr: 127.0.0.1:2 }\ntrusted_proxies: [10.0.0.0/8]\nlimits: { max_body_bytes: 2048, body_read_timeout: 1m, upstream_timeout: 2h, max_clock_skew: 60s, max_rate_limit_keys: 5, max_replay_entries: 6, shutdown_grace: 0s }\npolicy: p.yaml\n",
-        )
-        .unwrap();
-        assert_eq!(c.limits.max_body_bytes, 2048);
-        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(60));
-        assert_eq!(c.limits.upstream_timeout, Duration::from_secs(7200));
-        assert_eq!(c.limits.max_clock_skew, Duration::from_secs(60));
-        assert_eq!(c.limits.max_rate_limit_keys, 5);
-        assert_eq!(c.limits.max_replay_entries, 6);
-        assert_eq!(c.limits.shutdown_grace, Duration::ZERO);
-        assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
-    }
-
-    #[test]
-    fn duplicate_addresses_are_errors() {
-        let e = compile_config(
-            Path::new("c.yaml"),
-            "listen: [{ addr: 127.0.0.1:1 }]\nadmin: { addr: 127.0.0.1:1 }\npolicy: p.yaml\n",
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("already used by the listener on line 1"),
-            "{e}"
-        );
-    }
-}
+mod tests;

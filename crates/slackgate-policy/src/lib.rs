@@ -29,13 +29,28 @@
 //! * Errors never contain a secret: secret values are only ever read from env
 //!   or files, scalars that fail a type check are described by kind, and a
 //!   secret pasted into the policy is reported without its value.
+//!
+//! # Where things are
+//!
+//! | module | what |
+//! |---|---|
+//! | `yaml` | YAML text -> positioned nodes; probing a broken document entry by entry |
+//! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
+//! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
+//! | `compile` | spec -> [`Policy`]: [`load_policy`], [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
+//! | `config` | the server config, its types and its compiler: [`Config`], [`load_config`] |
+//! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`] |
+//! | `secrets` | [`SecretSource`] and what a secret may look like |
+//! | `units` | durations and rates ([`parse_duration`], [`Rate`]) |
+//! | `error` | [`LoadError`], [`LoadErrors`]: every error with its position and fix |
 
 #![warn(missing_docs)]
 
+mod compile;
 mod config;
 mod error;
 mod matcher;
-mod policy;
+mod model;
 mod secrets;
 mod spec;
 mod units;
@@ -43,23 +58,23 @@ mod yaml;
 
 use std::path::Path;
 
+pub use compile::{compile_policy, load_policy, policy_hash, POLICY_KEYS};
 pub use config::{
     compile_config, load_config, Admin, Audit, AuditPath, Config, Limits, Listener, RedisSettings,
-    State, StateBackend, TlsFiles,
+    State, StateBackend, TlsFiles, CONFIG_KEYS,
 };
 pub use error::{LoadError, LoadErrors};
 pub use matcher::{GlobSet, IdSet, IpSet};
-pub use policy::{
-    compile_policy, load_policy, policy_hash, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny,
-    Policy, RateLimitRule, Route, RouteRuntime, RouteTable, Scope, SourceIpRule, StateFailure,
-    Upstream,
+pub use model::{
+    strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,
+    RouteRuntime, RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};
 
 /// Reads a whole file as UTF-8, mapping failures to a positionless [`LoadError`].
 fn read_text(path: &Path) -> Result<String, LoadErrors> {
-    let bytes = std::fs::read(path).map_err(|e| policy::unreadable(path, &e))?;
+    let bytes = std::fs::read(path).map_err(|e| compile::unreadable(path, &e))?;
     String::from_utf8(bytes).map_err(|_| {
         LoadError::whole_file(
             path,

@@ -2,7 +2,7 @@
 //!
 //! These mirror the YAML exactly: unknown keys are errors, every value a later
 //! check may complain about keeps its position (`Spanned`), and nothing here is
-//! validated. `config.rs` and `policy.rs` turn them into the compiled types,
+//! validated. `config.rs` and `compile.rs` turn them into the compiled types,
 //! destructuring every field so that a new key cannot be forgotten.
 
 use marked_yaml::Spanned;

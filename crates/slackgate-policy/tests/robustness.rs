@@ -203,6 +203,15 @@ fn host_routes_win_over_hostless_routes_on_the_same_path() {
     );
     assert_eq!(&*p.routes.find(None, "/s").unwrap().name, "any");
     assert!(p.routes.find(None, "/s/").is_none());
+    // An IPv6 literal cannot be a route's host, so it routes like any other unknown host,
+    // with or without a port (`strip_port` never turns `::1` into `::`).
+    for h in ["[::1]:8443", "[::1]", "::1"] {
+        assert_eq!(&*p.routes.find(Some(h), "/s").unwrap().name, "any", "{h}");
+    }
+    for h in ["\"[::1]\"", "\"::1\""] {
+        let text = input.replace("host: one.example", &format!("host: {h}"));
+        assert!(policy_out(&text).contains("is not a host name"), "{h}");
+    }
     assert_eq!(
         p.routes.iter().map(|r| &*r.name).collect::<Vec<_>>(),
         ["any", "one"]

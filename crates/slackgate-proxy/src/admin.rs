@@ -12,7 +12,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
-use slackgate_policy::{Mode, OnDeny, SecretRef};
+use slackgate_policy::SecretRef;
 
 use crate::audit::rfc3339;
 use crate::metrics::GuardLevels;
@@ -45,8 +45,8 @@ impl AdminApp {
                     "host": r.host.as_deref(),
                     "app": r.app.name.as_ref(),
                     "upstream": r.upstream.name.as_ref(),
-                    "mode": match r.mode { Mode::Enforce => "enforce", Mode::Shadow => "shadow" },
-                    "on_deny": match r.on_deny { OnDeny::Reject => "reject", OnDeny::Ack => "ack" },
+                    "mode": r.mode.as_str(),
+                    "on_deny": r.on_deny.as_str(),
                 })
             })
             .collect();

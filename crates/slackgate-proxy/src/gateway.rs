@@ -24,7 +24,9 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use slackgate_guard::{client_ip, Action, GuardSettings, Inbound, Reason};
 use slackgate_policy::Route;
-use slackgate_slack::{RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use slackgate_slack::{
+    parse_retry_num, NO_RETRY_HEADER, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 
 use crate::downstream::{answer_body, is_not_relayed, Downstream, Forwarded, PingoraDownstream};
 use crate::http1::connection_tokens;
@@ -59,10 +61,7 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let snap = self.shared.current();
-        ctx.retry_num = session
-            .header(RETRY_NUM_HEADER)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse().ok());
+        ctx.retry_num = session.header(RETRY_NUM_HEADER).and_then(parse_retry_num);
 
         let peer = session.peer_ip();
         let xff = session.header_all("x-forwarded-for");
@@ -70,7 +69,9 @@ impl Gateway {
         ctx.client_ip = Some(ip);
 
         let limits = &snap.config.limits;
-        let host = session.host().map(strip_port);
+        // As in `explain`, the Host goes to `find` as sent: it ignores the port itself
+        // (`slackgate_policy::strip_port`, the one definition of that).
+        let host = session.host();
         let Some(route) = snap.policy.routes.find(host, session.path()).cloned() else {
             return self
                 .answer_before_body(session, ctx, Reason::NoRoute, limits)
@@ -152,7 +153,7 @@ impl Gateway {
             Action::Respond => {
                 let mut extra: Vec<(&'static str, String)> = Vec::new();
                 if decision.no_retry {
-                    extra.push(("x-slack-no-retry", "1".into()));
+                    extra.push((NO_RETRY_HEADER, "1".into()));
                 }
                 if let Some(secs) = decision.retry_after {
                     extra.push(("retry-after", secs.to_string()));
@@ -341,16 +342,6 @@ impl Gateway {
                 Ok(())
             }
         }
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
     }
 }
 

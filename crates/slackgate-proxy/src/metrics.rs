@@ -287,8 +287,8 @@ impl Metrics {
         )?;
         registry.register(Box::new(state_fallbacks.clone()))?;
         registry.register(Box::new(state_circuit_open.clone()))?;
-        for op in ["replay", "rate_limit", "dedupe"] {
-            state_fallbacks.with_label_values(&[op]);
+        for op in slackgate_guard::StateOp::ALL {
+            state_fallbacks.with_label_values(&[op.as_str()]);
         }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;

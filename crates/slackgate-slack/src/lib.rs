@@ -9,32 +9,37 @@
 //! A request is handled in this order: [`is_ssl_check`] on the raw body, [`verify`] with the
 //! raw `X-Slack-Signature` and `X-Slack-Request-Timestamp` values and every live
 //! [`SigningKey`] of the app, then [`parse_facts`] on the verified body.
+//!
+//! # Where things are
+//!
+//! | module | what |
+//! |---|---|
+//! | `headers` | the Slack header names ([`SIGNATURE_HEADER`], [`NO_RETRY_HEADER`], ...) and [`parse_retry_num`] |
+//! | `signature` | v0 signatures: [`SigningKey`], [`verify`], [`check_window`] |
+//! | `kind` | [`RequestKind`]: what Slack's `type` field or the form shape names |
+//! | `lifecycle` | the lifecycle table: [`Lifecycle`] and what each one [`Carries`] |
+//! | `facts` | [`Facts`], [`parse_facts`], [`is_ssl_check`], [`BodyEncoding`] (tests in `facts/tests.rs`) |
+//! | `wire` | the serde shapes of Slack's JSON bodies, read by `facts` |
+//! | `fast` | the quick reader for plain Events API bodies, held to serde's answers |
 
 mod facts;
 mod fast;
+mod headers;
+mod kind;
+mod lifecycle;
 mod signature;
 mod wire;
 
 pub use facts::{
-    is_ssl_check, parse_facts, parse_facts_with_serde_only, parse_retry_num, BodyEncoding, Carries,
-    Facts, FactsError, Lifecycle, RequestKind,
+    is_ssl_check, parse_facts, parse_facts_with_serde_only, BodyEncoding, Facts, FactsError,
 };
+pub use headers::{
+    parse_retry_num, NO_RETRY_HEADER, RETRY_NUM_HEADER, RETRY_REASON_HEADER, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+};
+pub use kind::RequestKind;
+pub use lifecycle::{Carries, Lifecycle};
 pub use signature::{
     check_window, parse_signature, parse_timestamp, verify, SignatureError, SigningKey, Verified,
     MAC_LEN, SIGNATURE_HEADER_LEN,
 };
-
-/// The header carrying Slack's request signature, `v0=<64 hex digits>` (lowercase, as HTTP/2 sends it).
-pub const SIGNATURE_HEADER: &str = "x-slack-signature";
-
-/// The header carrying the unix time, in seconds, at which Slack signed the request.
-pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
-
-/// The header carrying the delivery attempt of a retried Events API request (1, 2, 3).
-pub const RETRY_NUM_HEADER: &str = "x-slack-retry-num";
-
-/// The header carrying why Slack retried an Events API request (for example `http_timeout`).
-pub const RETRY_REASON_HEADER: &str = "x-slack-retry-reason";
-
-/// The response header that tells Slack not to retry an event delivery.
-pub const NO_RETRY_HEADER: &str = "x-slack-no-retry";

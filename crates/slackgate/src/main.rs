@@ -351,3 +351,22 @@ fn explain(
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::looks_like_policy;
+
+    #[test]
+    fn every_config_key_marks_a_config() {
+        // `state:` was missing from this binary's own copy of the list.
+        for key in slackgate_policy::CONFIG_KEYS {
+            assert!(
+                !looks_like_policy(&format!("{key}: x\nroutes: []\n")),
+                "{key}"
+            );
+        }
+        for key in slackgate_policy::POLICY_KEYS {
+            assert!(looks_like_policy(&format!("{key}: x\n")), "{key}");
+        }
+    }
+}

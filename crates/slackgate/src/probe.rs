@@ -64,10 +64,13 @@ pub fn looks_like_policy(text: &str) -> bool {
         let Some((key, _)) = line.split_once(':') else {
             continue;
         };
-        match key.trim().trim_matches(['"', '\'']) {
-            "listen" | "admin" | "trusted_proxies" | "limits" | "audit" | "policy" => return false,
-            "version" | "apps" | "upstreams" | "groups" | "routes" => policy_keys += 1,
-            _ => {}
+        // The key lists of slackgate-policy, the one definition of each.
+        let key = key.trim().trim_matches(['"', '\'']);
+        if slackgate_policy::CONFIG_KEYS.contains(&key) {
+            return false;
+        }
+        if slackgate_policy::POLICY_KEYS.contains(&key) {
+            policy_keys += 1;
         }
     }
     policy_keys > 0

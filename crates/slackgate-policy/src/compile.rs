@@ -1,0 +1,449 @@
+//! The policy compiler: policy text -> [`PolicySpec`] -> validated [`Policy`].
+//!
+//! Every error is collected (with its file:line:column and the fix) rather than stopping
+//! at the first; a spec that did not deserialize whole is compiled from its valid parts
+//! (`partial_spec`) so semantic checks still run on them. Apps and their secrets are
+//! compiled in `compile/apps.rs`, routes (scopes, IP rules, rate limits) in
+//! `compile/routes.rs`; this file drives them and compiles upstreams and groups.
+
+mod apps;
+mod routes;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+use marked_yaml::{Node, Span, Spanned};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Errors, LoadError, LoadErrors};
+use crate::matcher::IpSet;
+use crate::model::{App, Policy, RouteTable, Upstream};
+use crate::secrets::{describe_io, looks_secret, SecretSource};
+use crate::spec::{AppSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec};
+use crate::yaml::{self, NamedMap};
+
+use routes::Dim;
+
+/// Reads and compiles a policy file, reading secrets from `secrets`.
+/// Relative secret `file:` paths are resolved against the policy file's directory.
+pub fn load_policy(
+    path: &Path,
+    secrets: &dyn SecretSource,
+    now: SystemTime,
+) -> Result<Policy, LoadErrors> {
+    let text = crate::read_text(path)?;
+    compile_policy(path, &text, secrets, now)
+}
+
+/// Compiles policy text that was read from `source`.
+pub fn compile_policy(
+    source: &Path,
+    text: &str,
+    secrets: &dyn SecretSource,
+    now: SystemTime,
+) -> Result<Policy, LoadErrors> {
+    let mut errs = Errors::new(source);
+    let policy = yaml::parse(text, &mut errs).and_then(|node| {
+        let (spec, partial) = match marked_yaml::from_node::<PolicySpec>(&node) {
+            Ok(spec) => (spec, false),
+            Err(e) => (partial_spec(&node, &e, &mut errs), true),
+        };
+        let declared = Declared {
+            apps: yaml::key_names(&node, "apps"),
+            upstreams: yaml::key_names(&node, "upstreams"),
+            groups: yaml::key_names(&node, "groups"),
+        };
+        let base = source.parent().unwrap_or_else(|| Path::new(""));
+        Compiler {
+            errs: &mut errs,
+            secrets,
+            now,
+            base,
+            partial,
+            declared,
+        }
+        .policy(spec, source, policy_hash(text.as_bytes()))
+    });
+    errs.finish(policy)
+}
+
+/// The first 16 hex characters of the SHA-256 of `bytes`.
+pub fn policy_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    hex::encode(&digest[..8])
+}
+
+/// The top-level keys of a policy file, as in `PolicySpec` (the one list of them: the
+/// binary tells a policy from a server config by these).
+pub const POLICY_KEYS: &[&str] = &["version", "apps", "upstreams", "groups", "routes"];
+
+/// Builds as much of a [`PolicySpec`] as deserializes, reporting every
+/// structural error, so that semantic checks still run on the valid parts.
+fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors) -> PolicySpec {
+    let before = errs.len();
+    yaml::check_top_level(node, POLICY_KEYS, &["version", "routes"], errs);
+    let get = |key: &str| node.as_mapping().and_then(|m| m.get_node(key));
+    let version = yaml::probe_key::<Spanned<u32>>(node, "version", errs)
+        .unwrap_or_else(|| Spanned::new(*node.span(), 1));
+    let apps = get("apps")
+        .map(|n| yaml::probe_named::<AppSpec>(n, "apps", errs))
+        .unwrap_or_default();
+    let upstreams = get("upstreams")
+        .map(|n| yaml::probe_named::<UpstreamSpec>(n, "upstreams", errs))
+        .unwrap_or_default();
+    let groups = get("groups")
+        .map(|n| yaml::probe_named::<SpannedList>(n, "groups", errs))
+        .unwrap_or_default();
+    let routes = get("routes")
+        .map(|n| yaml::probe_items::<RouteSpec>(n, "routes", errs))
+        .unwrap_or_else(|| Spanned::new(*node.span(), Vec::new()));
+    if errs.len() == before {
+        yaml::report_from_node(err, "", errs);
+    }
+    PolicySpec {
+        version,
+        apps,
+        upstreams,
+        groups,
+        routes,
+    }
+}
+
+/// Every name declared under `apps`, `upstreams` and `groups`, valid or not:
+/// a reference to an invalid entry is not also reported as dangling.
+struct Declared {
+    apps: HashSet<String>,
+    upstreams: HashSet<String>,
+    groups: HashSet<String>,
+}
+
+struct Compiler<'a> {
+    errs: &'a mut Errors,
+    secrets: &'a dyn SecretSource,
+    now: SystemTime,
+    base: &'a Path,
+    /// The spec holds only the parts that deserialized; structural errors were reported.
+    partial: bool,
+    declared: Declared,
+}
+
+/// Names of apps, upstreams, groups, routes and secret ids: they become metric
+/// labels and audit fields, so they are kept short and plain.
+fn is_name(s: &str) -> bool {
+    !looks_secret(s)
+        && !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// A name as shown in messages: names that fail [`is_name`] (and so might be a
+/// pasted secret) are not echoed.
+fn shown(s: &str) -> String {
+    if is_name(s) {
+        s.to_string()
+    } else {
+        "(name not shown)".to_string()
+    }
+}
+
+/// A Slack id: starts with one of `prefixes`, then upper-case letters and digits.
+fn is_slack_id(s: &str, prefixes: &[u8]) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2
+        && b.len() <= 32
+        && prefixes.contains(&b[0])
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+fn line_of(span: &Span) -> usize {
+    span.start().map_or(0, |m| m.line())
+}
+
+fn names<'k>(keys: impl Iterator<Item = &'k str>) -> String {
+    let v: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
+    if v.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Groups by name: (position of the name, expanded members).
+type Groups = HashMap<String, Vec<String>>;
+
+impl Compiler<'_> {
+    fn policy(&mut self, spec: PolicySpec, source: &Path, hash: String) -> Option<Policy> {
+        let PolicySpec {
+            version,
+            apps,
+            upstreams,
+            groups,
+            routes,
+        } = spec;
+        let start = self.errs.len();
+
+        if *version != 1 {
+            self.errs.at(
+                version.span(),
+                format!("unsupported policy version {}", *version),
+                "set `version: 1` (the only version this slackgate understands)",
+            );
+        }
+
+        let mut compiled_apps: BTreeMap<Arc<str>, Arc<App>> = BTreeMap::new();
+        for (name, spec) in apps.0 {
+            if let Some(app) = self.app(&name, spec) {
+                compiled_apps.insert(Arc::clone(&app.name), Arc::new(app));
+            }
+        }
+
+        let mut compiled_upstreams: BTreeMap<Arc<str>, Arc<Upstream>> = BTreeMap::new();
+        for (name, spec) in upstreams.0 {
+            if let Some(u) = self.upstream(&name, spec) {
+                compiled_upstreams.insert(Arc::clone(&u.name), Arc::new(u));
+            }
+        }
+
+        let groups = self.groups(groups);
+
+        if routes.is_empty() && !self.partial {
+            self.errs.at(
+                routes.span(),
+                "the policy has no routes: every request would be answered 404 no_route",
+                "add at least one route under `routes:`",
+            );
+        }
+        let mut compiled_routes = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut by_path: HashMap<(Option<String>, String), (String, usize)> = HashMap::new();
+        let refs = Refs {
+            apps: &compiled_apps,
+            upstreams: &compiled_upstreams,
+            groups: &groups,
+        };
+        for spec in routes.iter() {
+            if let Some(r) = self.route(spec, &refs, &mut by_name, &mut by_path) {
+                compiled_routes.push(Arc::new(r));
+            }
+        }
+
+        (self.errs.len() == start).then(|| Policy {
+            source: source.to_path_buf(),
+            hash,
+            apps: compiled_apps,
+            upstreams: compiled_upstreams,
+            routes: RouteTable::from_routes(compiled_routes),
+        })
+    }
+
+    fn check_name(&mut self, what: &str, name: &Spanned<String>) -> bool {
+        if is_name(name) {
+            return true;
+        }
+        self.errs.at(
+            name.span(),
+            format!("invalid {what} name"),
+            "use 1-64 letters, digits, '_', '-' or '.'",
+        );
+        false
+    }
+
+    fn upstream(&mut self, name: &Spanned<String>, spec: UpstreamSpec) -> Option<Upstream> {
+        let UpstreamSpec { targets } = spec;
+        let start = self.errs.len();
+        self.check_name("upstream", name);
+        if targets.is_empty() {
+            self.errs.at(
+                targets.span(),
+                format!("upstream `{}` has no targets", shown(name)),
+                "add at least one `host:port` target",
+            );
+        }
+        let mut out = Vec::new();
+        for t in targets.iter() {
+            match check_target(t) {
+                Ok(()) => out.push(Arc::<str>::from(t.trim())),
+                Err(fix) => self.errs.at(
+                    t.span(),
+                    format!("invalid target in upstream `{}`", shown(name)),
+                    fix,
+                ),
+            }
+        }
+        (self.errs.len() == start).then(|| Upstream {
+            name: Arc::from(name.as_str()),
+            targets: out.into(),
+        })
+    }
+
+    fn groups(&mut self, groups: NamedMap<SpannedList>) -> Groups {
+        let mut out = Groups::new();
+        for (name, members) in groups.0 {
+            let start = self.errs.len();
+            self.check_name("group", &name);
+            if members.is_empty() {
+                self.errs.at(
+                    members.span(),
+                    format!("group `{}` is empty", shown(&name)),
+                    "add user ids, or remove the group and its references",
+                );
+            }
+            for m in members.iter() {
+                if m.starts_with('@') {
+                    self.errs.at(
+                        m.span(),
+                        format!(
+                            "group `{}` contains a group reference; groups cannot be nested",
+                            shown(&name)
+                        ),
+                        "list the user ids directly",
+                    );
+                } else if let Err((problem, fix)) = Dim::Users.check(m) {
+                    self.errs.at(
+                        m.span(),
+                        format!("member of group `{}` {problem}", shown(&name)),
+                        fix,
+                    );
+                }
+            }
+            if self.errs.len() == start {
+                out.insert(
+                    name.to_string(),
+                    members.iter().map(|m| m.to_string()).collect(),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// What routes may reference.
+struct Refs<'a> {
+    apps: &'a BTreeMap<Arc<str>, Arc<App>>,
+    upstreams: &'a BTreeMap<Arc<str>, Arc<Upstream>>,
+    groups: &'a Groups,
+}
+
+/// Parses a list of IPs and CIDRs, reporting each bad entry. A CIDR with host
+/// bits set is an error: `10.0.0.1/8` is ambiguous between a typo and `10.0.0.0/8`.
+pub(crate) fn parse_cidrs(list: &SpannedList, errs: &mut Errors) -> IpSet {
+    let mut nets = Vec::with_capacity(list.len());
+    for entry in list.iter() {
+        let s = entry.trim();
+        if let Ok(net) = s.parse::<IpNet>() {
+            if net.trunc() == net {
+                nets.push(net);
+            } else {
+                errs.at(
+                    entry.span(),
+                    "CIDR has bits set after the prefix length",
+                    format!("write the network address, {}", net.trunc()),
+                );
+            }
+        } else if let Ok(ip) = s.parse::<IpAddr>() {
+            nets.push(IpNet::from(ip));
+        } else {
+            errs.at(
+                entry.span(),
+                "not an IP address or CIDR",
+                "write an address or network such as 192.0.2.7, 10.0.0.0/8 or 2001:db8::/32",
+            );
+        }
+    }
+    IpSet::from_cidrs(nets)
+}
+
+/// Checks a `host:port` target; returns the fix on failure.
+fn check_target(t: &str) -> Result<(), &'static str> {
+    let t = t.trim();
+    if t.contains("://") {
+        return Err("write host:port without a scheme, e.g. 127.0.0.1:3000");
+    }
+    if t.contains('/') {
+        return Err("write host:port without a path, e.g. 127.0.0.1:3000");
+    }
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let Some((h, p)) = rest.split_once("]:") else {
+            return Err("write an IPv6 target as [addr]:port, e.g. [::1]:3000");
+        };
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("write an IPv6 target as [addr]:port, e.g. [::1]:3000");
+        }
+        (h, p)
+    } else {
+        let Some((h, p)) = t.rsplit_once(':') else {
+            return Err("add the port: host:port, e.g. 127.0.0.1:3000");
+        };
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
+            return Err(
+                "write a host name or IPv4 address before the port, e.g. bot.internal:3000",
+            );
+        }
+        (h, p)
+    };
+    let _ = host;
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(()),
+        _ => Err("use a port between 1 and 65535, e.g. 127.0.0.1:3000"),
+    }
+}
+
+/// Used by the crate root for whole-file errors.
+pub(crate) fn unreadable(path: &Path, e: &std::io::Error) -> LoadErrors {
+    LoadError::whole_file(
+        path,
+        format!("cannot read the file: {}", describe_io(e)),
+        "check the path and the gateway's permissions",
+    )
+    .into()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert!(check_target("127.0.0.1:3000").is_ok());
+        assert!(check_target("bot.internal:80").is_ok());
+        assert!(check_target("[::1]:3000").is_ok());
+        assert!(check_target("127.0.0.1").is_err());
+        assert!(check_target("127.0.0.1:0").is_err());
+        assert!(check_target("127.0.0.1:70000").is_err());
+        assert!(check_target("http://bot:80").is_err());
+        assert!(check_target(":80").is_err());
+        assert!(check_target("[zz]:80").is_err());
+    }
+
+    #[test]
+    fn hash_is_16_hex() {
+        let h = policy_hash(b"version: 1\n");
+        assert_eq!(h.len(), 16);
+        assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn top_level_keys_match_the_spec() {
+        assert_eq!(yaml::serde_keys::<PolicySpec>(), POLICY_KEYS);
+    }
+
+    #[test]
+    fn slack_ids() {
+        assert!(is_slack_id("T0ACME", b"T"));
+        assert!(!is_slack_id("T", b"T"));
+        assert!(!is_slack_id("t0acme", b"T"));
+        assert!(!is_slack_id("C0ACME", b"T"));
+    }
+}
