@@ -67,7 +67,7 @@ pub use error::{LoadError, LoadErrors};
 pub use matcher::{GlobSet, IdSet, IpSet};
 pub use model::{
     strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,
-    RouteRuntime, RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
+    RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};

@@ -256,36 +256,6 @@ pub struct Route {
     pub dedupe: Option<Dedupe>,
     /// What happens when the shared state (Redis) is slow or down.
     pub state_failure: StateFailure,
-    /// Runtime state the proxy keeps per route (its metric handles), built on first use.
-    pub runtime: RouteRuntime,
-}
-
-/// A slot for per-route state a runtime builds on first use, for example metric handles
-/// looked up once instead of on every request. It lives and dies with the compiled route,
-/// so every reload starts with an empty slot. The first type stored wins; asking for
-/// another type returns `None`.
-#[derive(Default)]
-pub struct RouteRuntime(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
-
-impl RouteRuntime {
-    /// The stored value, built by `init` if the slot is empty; `None` when the slot holds
-    /// a value of another type.
-    pub fn get_or_init<T: std::any::Any + Send + Sync>(
-        &self,
-        init: impl FnOnce() -> T,
-    ) -> Option<&T> {
-        self.0.get_or_init(|| Box::new(init())).downcast_ref()
-    }
-}
-
-impl std::fmt::Debug for RouteRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
-            "RouteRuntime(set)"
-        } else {
-            "RouteRuntime(empty)"
-        })
-    }
 }
 
 /// What identifies a redelivery to absorb.

@@ -10,8 +10,7 @@ use marked_yaml::Span;
 use super::{is_slack_id, line_of, names, parse_cidrs, shown, Compiler, Refs};
 use crate::matcher::{GlobSet, IdSet, IpSet};
 use crate::model::{
-    Dedupe, LimitKey, Mode, OnDeny, RateLimitRule, Route, RouteRuntime, Scope, SourceIpRule,
-    StateFailure,
+    Dedupe, LimitKey, Mode, OnDeny, RateLimitRule, Route, Scope, SourceIpRule, StateFailure,
 };
 use crate::secrets::looks_secret;
 use crate::spec::{
@@ -292,7 +291,6 @@ impl Compiler<'_> {
             rate_limits: rate_limits.into(),
             dedupe,
             state_failure,
-            runtime: RouteRuntime::default(),
         })
     }
 
