@@ -89,11 +89,7 @@ struct Req {
 }
 
 fn event() -> Req {
-    let body = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../slackgate-testkit/data/event_app_mention.json"),
-    )
-    .unwrap();
+    let body = slackgate_fixtures::fixture("event_app_mention.json");
     let ts = NOW.to_string();
     let sig = SigningKey::new("k", SECRET.as_bytes())
         .unwrap()
