@@ -6,14 +6,17 @@
 //! ends there (a denial or a gateway answer):
 //!
 //! ```text
-//! Inbound -ssl_check-> . -verify-> Signed -replay-> Fresh -facts-> Parsed -app_pin-> Pinned
-//!         -scope-> InScope -dedupe-> Undelivered -rate_limits-> Permit -> forward
+//! Inbound -ssl_check-> -verify-> Signed -replay-> Fresh -facts-> Parsed
+//! Parsed: -app_pin-> Pinned -scope-> InScope -dedupe-> Undelivered -rate_limits-> Permit
 //! ```
 //!
-//! `Stages::checks` chains them with `?`: the order of the checks is the order of its
-//! lines, and no step can run without the proof of the ones before it. Shadow mode is not
-//! a stage; it changes the finished decision ([`apply_mode`]). The model is
-//! linkerd2-proxy's inbound policy, whose authorization yields a typed permit or a denial.
+//! `Stages::checks` and `Stages::admission` chain them with `?`: the order of the checks
+//! is the order of their lines, and no step can run without the proof of the one before
+//! it. From `Parsed` on, the request's data (secret, facts, fallbacks) stays in one place
+//! and the stages read it by reference, so it is not copied from stage to stage; their
+//! decisions get it attached once. Shadow mode is not a stage; it changes the finished
+//! decision ([`apply_mode`]). The model is linkerd2-proxy's inbound policy, whose
+//! authorization yields a typed permit or a denial.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -128,7 +131,8 @@ struct Fresh {
     degraded: Vec<StateOp>,
 }
 
-/// The verified body's facts were read, and it is no `url_verification` (step 6).
+/// The verified body's facts were read, and it is no `url_verification` (step 6). The
+/// later stages read it by reference and prove their step with a token.
 struct Parsed<'a> {
     secret_id: Arc<str>,
     degraded: Vec<StateOp>,
@@ -136,52 +140,37 @@ struct Parsed<'a> {
 }
 
 /// The payload is for the route's app, when the app is pinned (step 7).
-struct Pinned<'a>(Parsed<'a>);
+struct Pinned(());
 
 /// The route's scope admits the request (step 8).
-struct InScope<'a>(Parsed<'a>);
+struct InScope(());
 
 /// The event was not delivered before, on a route with `dedupe: event_id`.
-struct Undelivered<'a> {
-    parsed: Parsed<'a>,
+struct Undelivered {
     /// Whether a 2xx from the upstream is to be recorded as a delivery.
     mark_delivered: bool,
 }
 
 /// Every rate limit of the route had a token (step 9): the request may be forwarded.
-struct Permit<'a>(Undelivered<'a>);
+struct Permit {
+    mark_delivered: bool,
+}
 
 impl<'a> Parsed<'a> {
-    /// `d` for a request that got as far as its facts: with its secret, fallbacks and facts.
-    fn decision(self, d: Decision<'a>) -> Decision<'a> {
-        Decision {
-            secret_id: Some(self.secret_id),
-            degraded: self.degraded,
-            facts: Some(self.facts),
-            ..d
-        }
-    }
-
-    fn ends(self, d: Decision<'a>) -> End<'a> {
-        Box::new(self.decision(d))
+    /// Gives `d` what the request has gathered: its secret, fallbacks and facts.
+    fn attach(self, d: &mut Decision<'a>) {
+        d.secret_id = Some(self.secret_id);
+        d.degraded = self.degraded;
+        d.facts = Some(self.facts);
     }
 }
 
-impl<'a> Undelivered<'a> {
-    /// `d` for a request that passed the dedupe check: as [`Parsed::decision`], and
-    /// marked for delivery when it is an event to remember (a shadowed `rate_limited` is
-    /// forwarded too).
-    fn decision(self, d: Decision<'a>) -> Decision<'a> {
+impl Permit {
+    fn forward<'a>(self) -> Decision<'a> {
         Decision {
             mark_delivered: self.mark_delivered,
-            ..self.parsed.decision(d)
+            ..Decision::forward()
         }
-    }
-}
-
-impl<'a> Permit<'a> {
-    fn forward(self) -> Decision<'a> {
-        self.0.decision(Decision::forward())
     }
 }
 
@@ -221,20 +210,35 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
     /// The decision of steps 4 to 9, before the route's mode is applied.
     pub(crate) async fn run(self) -> Decision<'a> {
         match self.checks().await {
-            Ok(permit) => permit.forward(),
+            Ok(forward) => forward,
             Err(end) => *end,
         }
     }
 
-    async fn checks(&self) -> Result<Permit<'a>, End<'a>> {
+    async fn checks(&self) -> Result<Decision<'a>, End<'a>> {
         self.ssl_check()?;
         let signed = self.verify()?;
         let fresh = self.replay(signed).await?;
-        let parsed = self.facts(fresh)?;
+        let mut parsed = self.facts(fresh)?;
+        match self.admission(&mut parsed).await {
+            Ok(permit) => {
+                let mut d = permit.forward();
+                parsed.attach(&mut d);
+                Ok(d)
+            }
+            Err(mut end) => {
+                parsed.attach(&mut end);
+                Err(end)
+            }
+        }
+    }
+
+    /// Steps 7 to 9 on the parsed request; their decisions get its data in `checks`.
+    async fn admission(&self, parsed: &mut Parsed<'a>) -> Result<Permit, End<'a>> {
         let pinned = self.app_pin(parsed)?;
-        let in_scope = self.scope(pinned)?;
-        let undelivered = self.dedupe(in_scope).await?;
-        self.rate_limits(undelivered).await
+        let in_scope = self.scope(parsed, pinned)?;
+        let undelivered = self.dedupe(parsed, in_scope).await?;
+        self.rate_limits(parsed, undelivered).await
     }
 
     /// Step 4. Slack's certificate probe carries no event and reaches no bot; it is
@@ -341,15 +345,17 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
             facts,
         };
         if parsed.facts.kind == RequestKind::UrlVerification {
-            return Err(parsed.ends(Decision::respond(Reason::UrlVerification)));
+            let mut answer = Box::new(Decision::respond(Reason::UrlVerification));
+            parsed.attach(&mut answer);
+            return Err(answer);
         }
         Ok(parsed)
     }
 
     /// Step 7: a pinned app's `api_app_id`.
-    fn app_pin(&self, parsed: Parsed<'a>) -> Result<Pinned<'a>, End<'a>> {
+    fn app_pin(&self, parsed: &Parsed<'a>) -> Result<Pinned, End<'a>> {
         let Some(pin) = self.route.app.api_app_id.as_deref() else {
-            return Ok(Pinned(parsed));
+            return Ok(Pinned(()));
         };
         let facts = &parsed.facts;
         // Slack leaves `api_app_id` out of global and message shortcuts; for those the
@@ -361,30 +367,29 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
                 RequestKind::Shortcut | RequestKind::MessageAction
             );
         if !exempt && facts.api_app_id.as_deref() != Some(pin) {
-            return Err(parsed.ends(Decision::respond_by(
+            return Err(Box::new(Decision::respond_by(
                 Reason::AppMismatch,
                 Rule::Static("app.api_app_id"),
             )));
         }
-        Ok(Pinned(parsed))
+        Ok(Pinned(()))
     }
 
     /// Step 8: the route's `deny` and `allow`, answered as its `on_deny` says.
-    fn scope(&self, Pinned(parsed): Pinned<'a>) -> Result<InScope<'a>, End<'a>> {
+    fn scope(&self, parsed: &Parsed<'a>, _: Pinned) -> Result<InScope, End<'a>> {
         match scope::denied_by(self.route, &parsed.facts) {
-            Some(rule) => Err(parsed.ends(Decision::scope_denied(rule, self.route.on_deny))),
-            None => Ok(InScope(parsed)),
+            Some(rule) => Err(Box::new(Decision::scope_denied(rule, self.route.on_deny))),
+            None => Ok(InScope(())),
         }
     }
 
     /// `dedupe: event_id`: a Slack retry of an event delivered with a 2xx is answered
     /// `deduplicated` and not forwarded again.
-    async fn dedupe(&self, InScope(mut parsed): InScope<'a>) -> Result<Undelivered<'a>, End<'a>> {
+    async fn dedupe(&self, parsed: &mut Parsed<'a>, _: InScope) -> Result<Undelivered, End<'a>> {
         let event_id = match (self.route.dedupe, parsed.facts.event_id.as_deref()) {
             (Some(Dedupe::EventId), Some(id)) => id,
             _ => {
                 return Ok(Undelivered {
-                    parsed,
                     mark_delivered: false,
                 })
             }
@@ -402,22 +407,25 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
         let seen = match answer {
             Ok(Answer::Shared(seen)) => seen || local(),
             Ok(Answer::Local) => local(),
-            Err(op) => return Err(parsed.ends(Decision::state_unavailable(op))),
+            Err(op) => return Err(Box::new(Decision::state_unavailable(op))),
         };
         if seen {
-            return Err(parsed.ends(Decision::respond_by(
+            return Err(Box::new(Decision::respond_by(
                 Reason::Deduplicated,
                 Rule::Static("dedupe.event_id"),
             )));
         }
         Ok(Undelivered {
-            parsed,
             mark_delivered: true,
         })
     }
 
     /// Step 9: one token from every rate limit of the route, keyed on verified facts.
-    async fn rate_limits(&self, mut undelivered: Undelivered<'a>) -> Result<Permit<'a>, End<'a>> {
+    async fn rate_limits(
+        &self,
+        parsed: &mut Parsed<'a>,
+        undelivered: Undelivered,
+    ) -> Result<Permit, End<'a>> {
         let route = self.route;
         let now = clock::unix_secs_f64(self.now);
         // Only a per-ip rule needs the address as text; build it once if so.
@@ -431,7 +439,7 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
                 route: &route.name,
                 rule: index,
                 per: rule.per.as_str(),
-                value: limit_value(rule.per, &undelivered.parsed.facts, ip_text.as_ref()),
+                value: limit_value(rule.per, &parsed.facts, ip_text.as_ref()),
             };
             let (rate, burst) = (rule.rate.tokens_per_sec, rule.burst.get());
             let local = || self.guard.limiter.take(&key, rate, burst, now);
@@ -440,22 +448,25 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
                 shared,
                 StateOp::RateLimit,
                 route.state_failure,
-                &mut undelivered.parsed.degraded,
+                &mut parsed.degraded,
             )
             .await;
             let taken = match answer {
                 Ok(Answer::Shared(taken)) => taken,
                 Ok(Answer::Local) => local(),
-                Err(op) => return Err(undelivered.parsed.ends(Decision::state_unavailable(op))),
+                Err(op) => return Err(Box::new(Decision::state_unavailable(op))),
             };
             if let Take::Limited { retry_after_secs } = taken {
-                return Err(Box::new(undelivered.decision(Decision::rate_limited(
-                    Arc::clone(&rule.label),
-                    retry_after_secs,
-                ))));
+                // Marked like a forwarded request: on a shadow route it is forwarded.
+                return Err(Box::new(Decision {
+                    mark_delivered: undelivered.mark_delivered,
+                    ..Decision::rate_limited(Arc::clone(&rule.label), retry_after_secs)
+                }));
             }
         }
-        Ok(Permit(undelivered))
+        Ok(Permit {
+            mark_delivered: undelivered.mark_delivered,
+        })
     }
 }
 
