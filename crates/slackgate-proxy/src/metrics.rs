@@ -305,7 +305,7 @@ impl Metrics {
         registry.register(Box::new(lifecycle.clone()))?;
         registry.register(Box::new(audit_dropped.clone()))?;
         registry.register(Box::new(upstream_healthy.clone()))?;
-        for result in ["success", "error"] {
+        for result in crate::state::ReloadResult::ALL.map(crate::state::ReloadResult::as_str) {
             reloads.with_label_values(&[result]);
         }
         for t in slackgate_slack::Lifecycle::ALL {

@@ -234,7 +234,10 @@ fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
     let config = Arc::clone(&first.config);
 
     let metrics = Metrics::new()?;
-    metrics.reloads.with_label_values(&["success"]).inc();
+    metrics
+        .reloads
+        .with_label_values(&[crate::state::ReloadResult::Success.as_str()])
+        .inc();
     let target = match &opts.audit {
         Some(t) => t.clone(),
         None => match &config.audit.path {

@@ -42,6 +42,28 @@ pub struct Snapshot {
     pub(crate) route_metrics: RouteMetricsTable,
 }
 
+/// The `result` label of `slackgate_policy_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new files replaced the running ones (the first load counts as one).
+    Success,
+    /// The new files were invalid; the running policy stays.
+    Error,
+}
+
+impl ReloadResult {
+    /// Every result, for pre-registering the series.
+    pub const ALL: [ReloadResult; 2] = [ReloadResult::Success, ReloadResult::Error];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Error => "error",
+        }
+    }
+}
+
 /// The outcome of a reload, as `POST /reload` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadOutcome {
@@ -197,7 +219,10 @@ impl Shared {
                 let generation = next.generation;
                 let hash = next.policy.hash.clone();
                 self.snapshot.store(Arc::new(next));
-                self.metrics.reloads.with_label_values(&["success"]).inc();
+                self.metrics
+                    .reloads
+                    .with_label_values(&[ReloadResult::Success.as_str()])
+                    .inc();
                 self.on_loaded();
                 self.set_status(|s| s.last_error = None);
                 log::info!("policy reloaded: generation {generation}, hash {hash}");
@@ -213,7 +238,10 @@ impl Shared {
                 for line in &lines {
                     log::error!("policy reload rejected, previous policy keeps serving: {line}");
                 }
-                self.metrics.reloads.with_label_values(&["error"]).inc();
+                self.metrics
+                    .reloads
+                    .with_label_values(&[ReloadResult::Error.as_str()])
+                    .inc();
                 self.set_status(|s| s.last_error = Some(lines.clone()));
                 ReloadOutcome {
                     ok: false,
