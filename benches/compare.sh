@@ -28,39 +28,12 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 BODY_LEN=${BODY_LEN:-1024}
 IDLE_CONNS=${IDLE_CONNS:-1000}
-MAX_SKEW=300
-NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ]; then
-    PROXY_CPU=${PROXY_CPU:-1}
-    CLIENT_CPU=${CLIENT_CPU:-0}
-else
-    PROXY_CPU=${PROXY_CPU:-0}
-    CLIENT_CPU=${CLIENT_CPU:-0}
-fi
-export BENCH_SIGNING_SECRET=${BENCH_SIGNING_SECRET:-8f742231b10e8888abcd99yyyzzz85a5}
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
-
-# --- tools -------------------------------------------------------------------------------
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-missing=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]} (apt-get)"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
-HAPROXY_VERSION=$(haproxy -v | awk 'NR==1 {print $3}')
+SCRIPT=compare.sh
+# shellcheck source=benches/common.sh
+. benches/common.sh
 case "$HAPROXY_VERSION" in
     1.*|2.[0-5]|2.[0-5].*) die "HAProxy $HAPROXY_VERSION found; the hmac converter needs 2.6+ (apt-cache policy haproxy)";;
 esac
-NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*nginx/||')
 
 # --- build -------------------------------------------------------------------------------
 log "building release binaries (slackgate, loadgen, echobot, memprobe)"

@@ -41,37 +41,9 @@ AFTER=${AFTER:-7}
 BODY_LEN=${BODY_LEN:-1024}
 TARGETS=${TARGETS:-"slackgate-upgrade slackgate-drain nginx haproxy haproxy-icor${SLACKGATE_BIN_B:+ slackgate_b-upgrade}"}
 THREADS=1
-MAX_SKEW=300
-NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ]; then
-    PROXY_CPU=${PROXY_CPU:-1}
-    CLIENT_CPU=${CLIENT_CPU:-0}
-else
-    PROXY_CPU=${PROXY_CPU:-0}
-    CLIENT_CPU=${CLIENT_CPU:-0}
-fi
-export BENCH_SIGNING_SECRET=${BENCH_SIGNING_SECRET:-8f742231b10e8888abcd99yyyzzz85a5}
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'reload.sh: %s\n' "$*" >&2; exit 1; }
-
-# --- tools (as compare.sh) -------------------------------------------------------------------
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-missing=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]} (apt-get)"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
-HAPROXY_VERSION=$(haproxy -v | awk 'NR==1 {print $3}')
-NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+SCRIPT=reload.sh
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 # --- build --------------------------------------------------------------------------------------
 BIN=$ROOT/target/release
