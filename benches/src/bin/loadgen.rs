@@ -24,13 +24,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use slackgate_benches::http::message_len;
-use slackgate_benches::{event_body, now_unix, rss_kib, Signer, ROUTE_PATH, SECRET, SECRET_ENV};
+use slackgate_benches::{rss_kib, RequestMaker, ROUTE_PATH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -92,62 +92,6 @@ fn parse_opts(args: &[String]) -> Opts {
     o
 }
 
-/// Builds signed requests whose bodies differ only in the event id.
-struct RequestMaker {
-    signer: Signer,
-    template: Vec<u8>,
-    id_at: usize,
-    head_prefix: String,
-    counter: Arc<AtomicU64>,
-}
-
-impl RequestMaker {
-    fn new(o: &Opts, counter: Arc<AtomicU64>) -> Self {
-        let secret = std::env::var(SECRET_ENV).unwrap_or_else(|_| SECRET.to_owned());
-        let template = event_body(0, o.body_len);
-        let marker = b"\"event_id\":\"Ev";
-        let id_at = template
-            .windows(marker.len())
-            .position(|w| w == marker)
-            .expect("event_id in body")
-            + marker.len();
-        Self {
-            signer: Signer::new(&secret),
-            template,
-            id_at,
-            head_prefix: format!(
-                "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nUser-Agent: slackgate-loadgen\r\n",
-                o.path
-            ),
-            counter,
-        }
-    }
-
-    /// Writes the next unique, freshly signed request into `out`.
-    fn next(&mut self, out: &mut Vec<u8>, sig: &mut String) {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        for (i, slot) in self.template[self.id_at..self.id_at + 16]
-            .iter_mut()
-            .enumerate()
-        {
-            *slot = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
-        }
-        let ts = now_unix().to_string();
-        self.signer.sign_into(&ts, &self.template, sig);
-        out.clear();
-        out.extend_from_slice(self.head_prefix.as_bytes());
-        out.extend_from_slice(b"X-Slack-Request-Timestamp: ");
-        out.extend_from_slice(ts.as_bytes());
-        out.extend_from_slice(b"\r\nX-Slack-Signature: ");
-        out.extend_from_slice(sig.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        out.extend_from_slice(self.template.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(&self.template);
-    }
-}
-
 /// A keep-alive connection with its read buffer.
 struct Conn {
     sock: TcpStream,
@@ -205,7 +149,7 @@ async fn worker(
 ) -> (Histogram<u64>, Tally) {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut tally = Tally::default();
-    let mut maker = RequestMaker::new(&o, counter);
+    let mut maker = RequestMaker::new(&o.path, o.body_len, "slackgate-loadgen", counter);
     let mut req = Vec::with_capacity(o.body_len + 512);
     let mut sig = String::with_capacity(67);
     let mut conn: Option<Conn> = None;
@@ -341,7 +285,7 @@ fn idle(o: Opts) {
     let rt = runtime(1);
     rt.block_on(async {
         let before = rss_kib(&pid);
-        let mut maker = RequestMaker::new(&o, counter);
+        let mut maker = RequestMaker::new(&o.path, o.body_len, "slackgate-loadgen", counter);
         let mut req = Vec::new();
         let mut sig = String::new();
         let mut open = Vec::with_capacity(o.conns);

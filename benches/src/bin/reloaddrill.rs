@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use slackgate_benches::http::message_len;
-use slackgate_benches::{event_body, now_unix, Signer, ROUTE_PATH, SECRET, SECRET_ENV};
+use slackgate_benches::{RequestMaker, ROUTE_PATH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -105,63 +105,6 @@ fn parse_opts() -> Opts {
     );
     assert!(!o.reload_cmd.is_empty(), "--reload-cmd CMD is required");
     o
-}
-
-/// Unique, freshly signed requests (the bodies and signing of `loadgen`).
-struct Requests {
-    signer: Signer,
-    template: Vec<u8>,
-    id_at: usize,
-    head_prefix: String,
-    counter: Arc<AtomicU64>,
-    sig: String,
-}
-
-impl Requests {
-    fn new(o: &Opts, counter: Arc<AtomicU64>) -> Self {
-        let secret = std::env::var(SECRET_ENV).unwrap_or_else(|_| SECRET.to_owned());
-        let template = event_body(0, o.body_len);
-        let marker = b"\"event_id\":\"Ev";
-        let id_at = template
-            .windows(marker.len())
-            .position(|w| w == marker)
-            .expect("event_id in body")
-            + marker.len();
-        Self {
-            signer: Signer::new(&secret),
-            template,
-            id_at,
-            head_prefix: format!(
-                "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nUser-Agent: slackgate-reloaddrill\r\n",
-                o.path
-            ),
-            counter,
-            sig: String::with_capacity(67),
-        }
-    }
-
-    fn next(&mut self, out: &mut Vec<u8>) {
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        for (i, slot) in self.template[self.id_at..self.id_at + 16]
-            .iter_mut()
-            .enumerate()
-        {
-            *slot = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
-        }
-        let ts = now_unix().to_string();
-        self.signer.sign_into(&ts, &self.template, &mut self.sig);
-        out.clear();
-        out.extend_from_slice(self.head_prefix.as_bytes());
-        out.extend_from_slice(b"X-Slack-Request-Timestamp: ");
-        out.extend_from_slice(ts.as_bytes());
-        out.extend_from_slice(b"\r\nX-Slack-Signature: ");
-        out.extend_from_slice(self.sig.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        out.extend_from_slice(self.template.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(&self.template);
-    }
 }
 
 /// What a request's exchange came to.
@@ -307,7 +250,8 @@ async fn worker(
     let mut t = Tally::default();
     let mut all = histogram();
     let mut window = histogram();
-    let mut reqs = Requests::new(&o, counter);
+    let mut reqs = RequestMaker::new(&o.path, o.body_len, "slackgate-reloaddrill", counter);
+    let mut sig = String::with_capacity(67);
     let mut req = Vec::with_capacity(o.body_len + 512);
     let mut conn: Option<Conn> = None;
     // Requests on the current connection.
@@ -334,7 +278,7 @@ async fn worker(
                 }
             }
         };
-        reqs.next(&mut req);
+        reqs.next(&mut req, &mut sig);
         on_conn += 1;
         let sent = clock.now();
         let t0 = Instant::now();
