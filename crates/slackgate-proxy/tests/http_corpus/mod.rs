@@ -8,6 +8,11 @@
 //! target's model of the gateway is the one the differential test checks.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use slackgate_testkit::{fixture, SignedRequest};
 
 /// The signing secret of the app every route uses.
@@ -79,6 +84,129 @@ routes:
     upstream: bot
 "#
     )
+}
+
+// === A bot that records every request byte for byte ===
+
+/// One request as it arrived at the bot: its head exactly as sent, and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtBot {
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// A bot that keeps the raw bytes of every request. It answers 200 with a small JSON
+/// body, or, when the target asks for it, `204` or an answer with hop-by-hop headers
+/// (to compare how both paths relay them).
+#[derive(Debug)]
+pub struct RawBot {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<AtBot>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawBot {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log2, stop2) = (Arc::clone(&log), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let log = Arc::clone(&log2);
+                std::thread::spawn(move || bot_serve(conn, &log));
+            }
+        });
+        RawBot { addr, log, stop }
+    }
+
+    /// Every request recorded since the last call.
+    pub fn take(&self) -> Vec<AtBot> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl Drop for RawBot {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn bot_serve(mut s: TcpStream, log: &Mutex<Vec<AtBot>>) {
+    // No idle timeout of its own: the gateway closes idle pooled connections, so a
+    // request is never sent on a connection the bot is closing at that moment.
+    let _ = s.set_read_timeout(None);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let (head_len, length, target, head) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 256];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let length = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let target = req.path.unwrap_or_default().to_owned();
+                    let head = req.method == Some("HEAD");
+                    break (n, length, target, head);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(_) => {
+                    // Recorded as it is: a head the bot cannot parse is a finding.
+                    log.lock().unwrap().push(AtBot {
+                        head: std::mem::take(&mut buf),
+                        body: b"<unparsable head>".to_vec(),
+                    });
+                    return;
+                }
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        while buf.len() < head_len + length {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let rest = buf.split_off(head_len + length);
+        let body = buf.split_off(head_len);
+        log.lock().unwrap().push(AtBot {
+            head: std::mem::replace(&mut buf, rest),
+            body: body.clone(),
+        });
+        let json = format!("{{\"ok\":true,\"len\":{}}}", body.len());
+        let mut out = if target.contains("answer=204") {
+            "HTTP/1.1 204 No Content\r\nX-Bot: 1\r\n\r\n".to_owned()
+        } else if target.contains("answer=hop") {
+            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Bot: 1\r\nContent-Length: {}\r\n\r\n", json.len())
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                json.len()
+            )
+        }
+        .into_bytes();
+        if !head && !target.contains("answer=204") {
+            out.extend_from_slice(json.as_bytes());
+        }
+        if s.write_all(&out).is_err() {
+            return;
+        }
+    }
 }
 
 // === Choices ===
@@ -176,12 +304,16 @@ pub struct Req {
     pub route: Route,
     /// The body it starts with.
     pub kind: BodyKind,
+    /// What makes its body unique; mutations that replace the body derive from it, so
+    /// that no two requests of a corpus or a fuzz run ever share a signature.
+    pub id: u64,
 }
 
 impl Req {
-    /// A request signed with the app's secret at [`NOW`], the headers in Slack's order.
-    pub fn signed(route: Route, kind: BodyKind, body: Vec<u8>) -> Self {
-        let s = SignedRequest::new(route.path(), body).sign_at(SECRET, NOW);
+    /// A request with body `kind` made unique by `id`, signed with the app's secret at
+    /// [`NOW`], the headers in Slack's order.
+    pub fn signed(route: Route, kind: BodyKind, id: u64) -> Self {
+        let s = SignedRequest::new(route.path(), kind.body(id)).sign_at(SECRET, NOW);
         let mut r = Req {
             lead: Vec::new(),
             method: "POST".into(),
@@ -196,6 +328,7 @@ impl Req {
             tail: Vec::new(),
             route,
             kind,
+            id,
         };
         r.push("Host", HOST);
         r.push("User-Agent", "Slackbot 1.0 (+https://api.slack.com/robots)");
@@ -239,6 +372,18 @@ impl Req {
         let line = &self.lines[self.find(name)?];
         let v = &line.text[Self::name_of(line).len() + 1..];
         Some(String::from_utf8_lossy(v).trim().to_owned())
+    }
+
+    /// The values of every header called `name`, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.lines
+            .iter()
+            .filter(|l| Self::name_of(l).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|l| {
+                let v = l.text.get(Self::name_of(l).len() + 1..).unwrap_or_default();
+                String::from_utf8_lossy(v).trim().to_owned()
+            })
+            .collect()
     }
 
     /// Sets the first header called `name` (or appends it).
@@ -941,10 +1086,9 @@ impl Mut {
             SmuggleInBody | SmuggleInChunks if route == Route::Shadow => Fate::of(Kind::Forward),
             SmuggleInBody | SmuggleInChunks => Fate::of(Kind::Gateway),
             QueryAnswer204 => base,
-            // `chunked` followed by empty list elements: served as chunked or refused by
-            // the front, either is fine; what is not is pingora refusing it on its own
-            // (its 400 has no audit record, which `check_model` catches).
-            TeTrailingComma | TeEmptySecond => Fate::UNKNOWN,
+            // `chunked` followed by an empty list element: refused by the front (pingora
+            // would refuse it itself, without the gateway's record).
+            TeTrailingComma | TeEmptySecond => Fate::REFUSE,
             _ => Fate::UNKNOWN,
         }
     }
@@ -965,7 +1109,7 @@ impl Mut {
                 );
             }
             ChunkedOversize => {
-                r.body = BodyKind::Sized(MAX_BODY + 1 + c.below(50)).body(c.below(1 << 30) as u64);
+                r.body = BodyKind::Sized(MAX_BODY + 1 + c.below(50)).body(r.id);
                 r.resign(SECRET, NOW);
                 r.chunk(c, false, false);
             }
@@ -1040,12 +1184,12 @@ impl Mut {
             }
             ClSigned => r.set("Content-Length", &format!("{len};v0=ab")),
             BodyOversize => {
-                r.body = BodyKind::Sized(MAX_BODY + 1 + c.below(50)).body(c.below(1 << 30) as u64);
+                r.body = BodyKind::Sized(MAX_BODY + 1 + c.below(50)).body(r.id);
                 r.resign(SECRET, NOW);
             }
             BodyAt64KiB => {
                 let size = c.choose(&[65_535, 65_536, 65_537, MAX_BODY]);
-                r.body = BodyKind::Sized(size).body(c.below(1 << 30) as u64);
+                r.body = BodyKind::Sized(size).body(r.id);
                 r.kind = BodyKind::Sized(size);
                 r.set("Content-Type", "application/json");
                 r.resign(SECRET, NOW);
@@ -1386,20 +1530,12 @@ impl Mut {
             SmuggleInBody => {
                 // A complete signed request as the (signed) body of this one: it must
                 // never be read as a request of its own.
-                let inner = Req::signed(
-                    Route::Open,
-                    BodyKind::Mention,
-                    BodyKind::Mention.body(c.below(1 << 30) as u64 + (1 << 40)),
-                );
+                let inner = Req::signed(Route::Open, BodyKind::Mention, r.id + (1 << 50));
                 r.body = inner.to_bytes();
                 r.resign(SECRET, NOW);
             }
             SmuggleInChunks => {
-                let inner = Req::signed(
-                    Route::Open,
-                    BodyKind::Mention,
-                    BodyKind::Mention.body(c.below(1 << 30) as u64 + (1 << 41)),
-                );
+                let inner = Req::signed(Route::Open, BodyKind::Mention, r.id + (1 << 51));
                 r.body = inner.to_bytes();
                 r.resign(SECRET, NOW);
                 let ext = c.coin();
