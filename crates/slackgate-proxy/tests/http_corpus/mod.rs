@@ -1031,6 +1031,8 @@ impl Mut {
             | HostEmpty | HostPort | HostRouted | HostRoutedUpper | NamesLowercase
             | NamesUppercase | HeadAtLimit | MethodGet | MethodPut | MethodLowercase
             | MethodOptions | BodyAt64KiB => base,
+            // Answered without a body (and forwarded as HEAD, body and all).
+            MethodHead => base,
             // pingora ends the connection after any request it wrote `100 Continue` to
             // (its close_on_response_before_downstream_finish fires on the 100, the body
             // being unread then); before a pre-body denial no 100 is sent and the
