@@ -993,10 +993,8 @@ impl Mut {
             | OwnHeaders
             | ConnectionNamesHeader
             | ConnectionNamesSignature
-            | ConnectionNamesContentType
             | ConnectionNamesOwn
             | ConnectionNamesHost
-            | ConnectionKeepAlive
             | HopHeaders
             | Query
             | QueryAnswerHop
@@ -1033,6 +1031,9 @@ impl Mut {
             | MethodOptions | BodyAt64KiB => base,
             // Answered without a body (and forwarded as HEAD, body and all).
             MethodHead => base,
+            // `keep-alive` changes nothing on HTTP/1.1 (but keeps an HTTP/1.0 connection,
+            // hence not neutral).
+            ConnectionKeepAlive | ConnectionNamesContentType => base,
             // pingora ends the connection after any request it wrote `100 Continue` to
             // (its close_on_response_before_downstream_finish fires on the 100, the body
             // being unread then); before a pre-body denial no 100 is sent and the
