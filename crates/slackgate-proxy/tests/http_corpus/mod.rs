@@ -1471,7 +1471,10 @@ impl Mut {
                 r.push("Connection", "Upgrade");
                 r.push("Upgrade", c.choose(&["h2c", "websocket"]));
             }
-            XffDenied => r.push("X-Forwarded-For", "203.0.113.7"),
+            XffDenied => r.push(
+                "X-Forwarded-For",
+                c.choose(&["203.0.113.7", "203.0.113.7:80", "198.51.100.1, 203.0.113.7"]),
+            ),
             XffAllowed => r.push("X-Forwarded-For", "198.51.100.1"),
             XffChain => r.push("X-Forwarded-For", "203.0.113.7, 127.0.0.1"),
             XffTwice => {
@@ -1480,7 +1483,7 @@ impl Mut {
             }
             XffGarbage => r.push(
                 "X-Forwarded-For",
-                c.choose(&["not-an-ip", "", "203.0.113.7:80", "[::1]"]),
+                c.choose(&["not-an-ip", "", "[::1]", "198.51.100.1:x"]),
             ),
             MethodGet => r.method = "GET".into(),
             MethodPut => r.method = (c.choose(&["PUT", "PATCH", "DELETE"])).into(),
