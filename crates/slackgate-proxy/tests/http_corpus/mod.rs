@@ -370,7 +370,7 @@ impl Req {
     /// The value of the first header called `name`.
     pub fn value(&self, name: &str) -> Option<String> {
         let line = &self.lines[self.find(name)?];
-        let v = &line.text[Self::name_of(line).len() + 1..];
+        let v = line.text.get(Self::name_of(line).len() + 1..)?;
         Some(String::from_utf8_lossy(v).trim().to_owned())
     }
 
@@ -1294,7 +1294,7 @@ impl Mut {
             QueryAnswer204 => r.target.extend_from_slice(b"?answer=204"),
             QueryAnswerHop => r.target.extend_from_slice(b"?answer=hop"),
             TargetStar => r.target = b"*".to_vec(),
-            TargetNoSlash => r.target = r.target[1..].to_vec(),
+            TargetNoSlash => r.target = r.target.get(1..).unwrap_or_default().to_vec(),
             TargetNonAscii => {
                 r.target
                     .extend_from_slice(c.choose(&[&b"?x=\xff"[..], b"?x=\x7f", b"\xc3\xa9"]))
@@ -1320,10 +1320,10 @@ impl Mut {
             HostRoutedUpper => r.set("Host", c.choose(&["BOTS.EXAMPLE", "bots.example:80"])),
             HostSpace => r.set("Host", "gw example"),
             HostSlash => r.set("Host", "gw.example/x"),
-            BareLfHeader => {
-                let i = c.below(r.lines.len());
-                r.lines[i].eol = b"\n";
-            }
+            BareLfHeader => match r.lines.len() {
+                0 => r.end = b"\n",
+                n => r.lines[c.below(n)].eol = b"\n",
+            },
             BareLfEnd => r.end = b"\n",
             BareLfRequestLine => r.line_eol = b"\n",
             LeadingCrlf => {
@@ -1335,6 +1335,9 @@ impl Mut {
             }
             LeadingLf => r.lead = b"\n".to_vec(),
             ObsFold | ObsFoldTab => {
+                if r.lines.is_empty() {
+                    r.push("X-Foo", "bar");
+                }
                 let i = c.below(r.lines.len());
                 let fold: &[u8] = if self == ObsFold {
                     b" folded"
@@ -1370,6 +1373,9 @@ impl Mut {
             ),
             ValueObsText => r.push_raw(b"X-Foo: caf\xc3\xa9 \xff".to_vec()),
             ValueOws => {
+                if r.find("Content-Type").is_none() {
+                    r.push("Content-Type", "application/json");
+                }
                 let i = r.find("Content-Type").unwrap_or(0);
                 let name = String::from_utf8_lossy(Req::name_of(&r.lines[i])).into_owned();
                 let v = r.value(&name).unwrap_or_default();
