@@ -7,6 +7,7 @@
 //! `compile/routes.rs`; this file drives them and compiles upstreams and groups.
 
 mod apps;
+mod bots;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,11 +20,12 @@ use ipnet::IpNet;
 use marked_yaml::{Node, Span, Spanned};
 use sha2::{Digest, Sha256};
 
+use crate::bots::BotTable;
 use crate::error::{Errors, LoadError, LoadErrors};
 use crate::matcher::IpSet;
 use crate::model::{App, Policy, RouteTable, Upstream};
 use crate::secrets::{describe_io, looks_secret, SecretSource};
-use crate::spec::{AppSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec};
+use crate::spec::{AppSpec, BotSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec};
 use crate::yaml::{self, NamedMap};
 
 use routes::Dim;
@@ -79,7 +81,7 @@ pub fn policy_hash(bytes: &[u8]) -> String {
 
 /// The top-level keys of a policy file, as in `PolicySpec` (the one list of them: the
 /// binary tells a policy from a server config by these).
-pub const POLICY_KEYS: &[&str] = &["version", "apps", "upstreams", "groups", "routes"];
+pub const POLICY_KEYS: &[&str] = &["version", "apps", "upstreams", "groups", "routes", "bots"];
 
 /// Builds as much of a [`PolicySpec`] as deserializes, reporting every
 /// structural error, so that semantic checks still run on the valid parts.
@@ -101,6 +103,9 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
     let routes = get("routes")
         .map(|n| yaml::probe_items::<RouteSpec>(n, "routes", errs))
         .unwrap_or_else(|| Spanned::new(*node.span(), Vec::new()));
+    let bots = get("bots")
+        .map(|n| yaml::probe_named::<BotSpec>(n, "bots", errs))
+        .unwrap_or_default();
     if errs.len() == before {
         yaml::report_from_node(err, "", errs);
     }
@@ -110,6 +115,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
         upstreams,
         groups,
         routes,
+        bots,
     }
 }
 
@@ -186,6 +192,7 @@ impl Compiler<'_> {
             upstreams,
             groups,
             routes,
+            bots,
         } = spec;
         let start = self.errs.len();
 
@@ -213,11 +220,11 @@ impl Compiler<'_> {
 
         let groups = self.groups(groups);
 
-        if routes.is_empty() && !self.partial {
+        if routes.is_empty() && bots.0.is_empty() && !self.partial {
             self.errs.at(
                 routes.span(),
-                "the policy has no routes: every request would be answered 404 no_route",
-                "add at least one route under `routes:`",
+                "the policy has no routes and no bots: every request would be answered 404 no_route",
+                "add at least one route under `routes:` (or a bot under `bots:`)",
             );
         }
         let mut compiled_routes = Vec::new();
@@ -234,12 +241,15 @@ impl Compiler<'_> {
             }
         }
 
+        let compiled_bots = self.bots(bots.0, &compiled_apps);
+
         (self.errs.len() == start).then(|| Policy {
             source: source.to_path_buf(),
             hash,
             apps: compiled_apps,
             upstreams: compiled_upstreams,
             routes: RouteTable::from_routes(compiled_routes),
+            bots: BotTable::new(compiled_bots),
         })
     }
 

@@ -12,8 +12,8 @@ use crate::compile::parse_cidrs;
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::IpSet;
 use crate::spec::{
-    AdminSpec, AuditSpec, BackendSpec, ConfigSpec, LimitsSpec, ListenerSpec, RedisSpec, StateSpec,
-    TlsSpec,
+    AdminSpec, AuditSpec, BackendSpec, ConfigSpec, EgressSpec, LimitsSpec, ListenerSpec, RedisSpec,
+    StateSpec, TlsSpec,
 };
 use crate::units::{parse_duration, DurationError};
 use crate::yaml;
@@ -37,6 +37,111 @@ pub struct Config {
     pub policy_path: PathBuf,
     /// Where replay cache, rate-limit buckets and delivered event ids live.
     pub state: State,
+    /// The egress door (bots -> Slack Web API), when configured.
+    pub egress: Option<Egress>,
+}
+
+/// The egress door: where bots send Web API calls and where allowed calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// The listener bots call (plain or TLS).
+    pub listen: Listener,
+    /// The Slack Web API base.
+    pub slack_api: SlackApi,
+    /// An extra CA to trust for `slack_api`, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The most one call to Slack may take. Default 10 s.
+    pub timeout: Duration,
+}
+
+/// The Slack Web API base URL, split: `https://slack.com/api/` by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackApi {
+    /// `https` (always, except for a loopback stand-in, which may be `http`).
+    pub tls: bool,
+    /// The host name or IP address (also the TLS server name and `Host`).
+    pub host: String,
+    /// The port (443 by default for https).
+    pub port: u16,
+    /// The path prefix, starting and ending with `/`, e.g. `/api/`.
+    pub path: String,
+}
+
+impl SlackApi {
+    /// Splits a base URL. `http` is accepted only for a loopback host (a local
+    /// stand-in in tests and benchmarks): tokens never travel in plain text.
+    pub fn parse(url: &str) -> Result<SlackApi, &'static str> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("write an https:// URL such as https://slack.com/api/");
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if path.contains(['?', '#']) || !path.ends_with('/') {
+            return Err("write the base URL ending in `/`, without query or fragment, e.g. https://slack.com/api/");
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let Some((h, p)) = v6.split_once(']') else {
+                return Err("write an IPv6 host in brackets, e.g. https://[::1]:8443/api/");
+            };
+            (format!("[{h}]"), p.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        if host.is_empty()
+            || host.contains('@')
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        {
+            return Err("write a host name or IP address, e.g. https://slack.com/api/");
+        }
+        let port = match port {
+            None => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p != 0 => p,
+                _ => return Err("use a port between 1 and 65535"),
+            },
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = bare == "localhost"
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            return Err("use https://: the gateway sends real tokens there (http:// is accepted only for a loopback stand-in)");
+        }
+        Ok(SlackApi {
+            tls,
+            host: host.to_ascii_lowercase(),
+            port,
+            path: path.to_string(),
+        })
+    }
+
+    /// The `Host` header value: the host, with the port when it is not the scheme's.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Shared-state settings: per replica in memory, or in Redis for many replicas.
@@ -173,6 +278,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "audit",
     "policy",
     "state",
+    "egress",
 ];
 
 /// Builds as much of a [`ConfigSpec`] as deserializes, reporting every
@@ -194,6 +300,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
         policy: yaml::probe_key(node, "policy", errs)
             .unwrap_or_else(|| Spanned::new(*node.span(), "-".to_string())),
         state: yaml::probe_key(node, "state", errs),
+        egress: yaml::probe_key(node, "egress", errs),
     };
     if errs.len() == before {
         yaml::report_from_node(err, "", errs);
@@ -264,6 +371,7 @@ fn config(
         audit,
         policy,
         state,
+        egress,
     } = spec;
     let start = errs.len();
     let mut bound: HashMap<SocketAddr, usize> = HashMap::new();
@@ -338,6 +446,65 @@ fn config(
     let policy_path = resolve(base, &policy);
     let state = state.map(|s| self::state(s, errs)).unwrap_or_default();
 
+    let egress = egress.and_then(|e| {
+        let EgressSpec {
+            listen,
+            slack_api,
+            ca_file,
+            timeout,
+        } = e;
+        let ListenerSpec { addr, tls } = listen;
+        let parsed = socket_addr(&addr, "egress.listen.addr", errs);
+        if let Some(a) = parsed {
+            check_unique(a, &addr, errs);
+        }
+        let tls = tls.as_ref().and_then(|t| {
+            let TlsSpec { cert, key } = t;
+            let ok = non_empty_path(cert, "egress.listen.tls.cert", errs)
+                & non_empty_path(key, "egress.listen.tls.key", errs);
+            ok.then(|| TlsFiles {
+                cert: resolve(base, cert),
+                key: resolve(base, key),
+            })
+        });
+        let api = match &slack_api {
+            None => SlackApi::parse("https://slack.com/api/").ok(),
+            Some(url) => match SlackApi::parse(url.trim()) {
+                Ok(a) => Some(a),
+                Err(fix) => {
+                    errs.at(
+                        url.span(),
+                        "`egress.slack_api` is not a usable Web API base URL",
+                        fix,
+                    );
+                    None
+                }
+            },
+        };
+        let ca_file = ca_file
+            .and_then(|c| non_empty_path(&c, "egress.ca_file", errs).then(|| resolve(base, &c)));
+        let timeout = match &timeout {
+            None => Some(Duration::from_secs(10)),
+            Some(t) => match parse_duration(t) {
+                Ok(d) if !d.is_zero() => Some(d),
+                _ => {
+                    errs.at(
+                        t.span(),
+                        "`egress.timeout` is not a duration above zero",
+                        "write a duration such as 10s or 2500ms",
+                    );
+                    None
+                }
+            },
+        };
+        Some(Egress {
+            listen: Listener { addr: parsed?, tls },
+            slack_api: api?,
+            ca_file,
+            timeout: timeout?,
+        })
+    });
+
     (errs.len() == start).then(|| Config {
         source: source.to_path_buf(),
         listen: listeners,
@@ -347,6 +514,7 @@ fn config(
         audit,
         policy_path,
         state,
+        egress,
     })
 }
 

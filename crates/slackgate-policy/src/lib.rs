@@ -36,6 +36,7 @@
 //! |---|---|
 //! | `yaml` | YAML text -> positioned nodes; probing a broken document entry by entry |
 //! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
+//! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
 //! | `compile` | spec -> [`Policy`]: [`load_policy`], [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
 //! | `config` | the server config, its types and its compiler: [`Config`], [`load_config`] |
@@ -46,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+mod bots;
 mod compile;
 mod config;
 mod error;
@@ -58,10 +60,11 @@ mod yaml;
 
 use std::path::Path;
 
+pub use bots::{Bot, BotTable, Credential, EgressLimitKey, EgressLimitRule, MethodRule};
 pub use compile::{compile_policy, load_policy, policy_hash, POLICY_KEYS};
 pub use config::{
-    compile_config, load_config, Admin, Audit, AuditPath, Config, Limits, Listener, RedisSettings,
-    State, StateBackend, TlsFiles, CONFIG_KEYS,
+    compile_config, load_config, Admin, Audit, AuditPath, Config, Egress, Limits, Listener,
+    RedisSettings, SlackApi, State, StateBackend, TlsFiles, CONFIG_KEYS,
 };
 pub use error::{LoadError, LoadErrors};
 pub use matcher::{GlobSet, IdSet, IpSet};

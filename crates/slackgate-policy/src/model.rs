@@ -31,6 +31,8 @@ pub struct Policy {
     pub upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
     /// The routes, looked up by path (and host).
     pub routes: RouteTable,
+    /// The bots of the egress door, looked up by key.
+    pub bots: crate::bots::BotTable,
 }
 
 /// A Slack app: its optional app id pin and its signing secrets.

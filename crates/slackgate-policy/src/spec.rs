@@ -26,6 +26,17 @@ pub(crate) struct ConfigSpec {
     pub(crate) audit: Option<AuditSpec>,
     pub(crate) policy: Spanned<String>,
     pub(crate) state: Option<StateSpec>,
+    pub(crate) egress: Option<EgressSpec>,
+}
+
+/// `egress:`: the listener bots call the Web API on, and where allowed calls go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EgressSpec {
+    pub(crate) listen: ListenerSpec,
+    pub(crate) slack_api: Option<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +115,52 @@ pub(crate) struct PolicySpec {
     #[serde(default)]
     pub(crate) groups: NamedMap<SpannedList>,
     pub(crate) routes: Spanned<Vec<RouteSpec>>,
+    #[serde(default)]
+    pub(crate) bots: NamedMap<BotSpec>,
+}
+
+/// A bot that calls the Slack Web API through the egress door.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BotSpec {
+    pub(crate) app: Option<Spanned<String>>,
+    pub(crate) key: Spanned<CredentialSpec>,
+    pub(crate) token: Spanned<CredentialSpec>,
+    pub(crate) team: Option<Spanned<String>>,
+    pub(crate) methods: SpannedList,
+    pub(crate) channels: Option<SpannedList>,
+    pub(crate) deny_args: Option<SpannedList>,
+    pub(crate) rate_limits: Option<Vec<EgressLimitSpec>>,
+}
+
+/// A reference to a credential (a gateway key or a token): `env:` or `file:`. As with
+/// signing secrets, the literal-value keys exist only to get their own error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CredentialSpec {
+    pub(crate) env: Option<Spanned<String>>,
+    pub(crate) file: Option<Spanned<String>>,
+    pub(crate) secret: Option<Spanned<IgnoredAny>>,
+    pub(crate) value: Option<Spanned<IgnoredAny>>,
+    pub(crate) token: Option<Spanned<IgnoredAny>>,
+    pub(crate) key: Option<Spanned<IgnoredAny>>,
+    pub(crate) password: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EgressLimitSpec {
+    pub(crate) per: Spanned<EgressLimitKeySpec>,
+    pub(crate) rate: Spanned<String>,
+    pub(crate) burst: Spanned<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum EgressLimitKeySpec {
+    Bot,
+    Method,
+    Channel,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,8 +15,14 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use crate::error::Errors;
 
 /// Keys whose presence in a secret reference means somebody pasted a secret.
-pub(crate) const LITERAL_SECRET_KEYS: &[&str] =
-    &["secret", "value", "signing_secret", "token", "password"];
+pub(crate) const LITERAL_SECRET_KEYS: &[&str] = &[
+    "secret",
+    "value",
+    "signing_secret",
+    "token",
+    "password",
+    "key",
+];
 
 // === parse ===
 
@@ -162,13 +168,18 @@ pub(crate) fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, e
             } else {
                 format!("in `{parent}`")
             };
-            if LITERAL_SECRET_KEYS.contains(&field.as_str()) && parent.starts_with("apps.") {
+            // A secret reference (it has `env`) lists the literal-value keys only to
+            // give a pasted secret its own message; they are not offered as keys.
+            let secret_ref = expected.contains(&"env");
+            if LITERAL_SECRET_KEYS.contains(&field.as_str())
+                && (parent.starts_with("apps.") || parent.starts_with("bots."))
+            {
                 errs.at_mark(mark.as_ref(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
                 return;
             }
             let allowed: Vec<String> = expected
                 .iter()
-                .filter(|k| !LITERAL_SECRET_KEYS.contains(k))
+                .filter(|k| !secret_ref || !LITERAL_SECRET_KEYS.contains(k))
                 .map(|k| format!("`{k}`"))
                 .collect();
             errs.at_mark(
@@ -202,6 +213,12 @@ pub(crate) fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, e
                     format!("missing required key `{field}` in {shown}"),
                     format!("add `{field}: ...` here"),
                 );
+            } else if msg.starts_with("invalid type: string")
+                && path.starts_with("bots.")
+                && (path.ends_with(".key") || path.ends_with(".token"))
+            {
+                // `key: xoxb-...`: a credential written into the policy.
+                errs.at_mark(mark.as_ref(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
             } else if let Some(rest) = msg.strip_prefix("invalid type: ") {
                 let (found, expected) = split_expected(rest);
                 let expected = describe_expected(expected);

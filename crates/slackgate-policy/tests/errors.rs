@@ -97,7 +97,7 @@ cases! {
         "policy.yaml:12:5: error: unknown key `on_denied` in `routes[0]`\n  fix: remove it or correct the spelling; allowed keys here: `name`, `path`, `host`, `app`, `upstream`, `mode`, `on_deny`, `allow_unverified_shadow`, `source_ips`, `allow`, `deny`, `rate_limits`, `dedupe`, `state_failure`";
     unknown_top_level_key: "unknown top-level key", Policy,
         concat!(head!(), route!(), "route: []\n") =>
-        "policy.yaml:12:1: error: unknown key `route` at the top level\n  fix: remove it or correct the spelling; allowed keys here: `version`, `apps`, `upstreams`, `groups`, `routes`";
+        "policy.yaml:12:1: error: unknown key `route` at the top level\n  fix: remove it or correct the spelling; allowed keys here: `version`, `apps`, `upstreams`, `groups`, `routes`, `bots`";
     missing_key: "missing required key", Policy,
         concat!(head!(), "routes:\n  - { name: helpdesk, path: /slack/helpdesk, app: helpdesk }\n") =>
         "policy.yaml:8:5: error: missing required key `upstream` in `routes[0]`\n  fix: add `upstream: ...` here";
@@ -118,7 +118,7 @@ cases! {
         "policy.yaml:1:10: error: unsupported policy version 2\n  fix: set `version: 1` (the only version this slackgate understands)";
     no_routes: "no routes", Policy,
         concat!(head!(), "routes: []\n") =>
-        "policy.yaml:7:9: error: the policy has no routes: every request would be answered 404 no_route\n  fix: add at least one route under `routes:`";
+        "policy.yaml:7:9: error: the policy has no routes and no bots: every request would be answered 404 no_route\n  fix: add at least one route under `routes:` (or a bot under `bots:`)";
     dangling_app: "route references unknown app", Policy,
         concat!(head!(), "routes:\n  - { name: helpdesk, path: /slack/helpdesk, app: helpdessk, upstream: helpdesk }\n") =>
         "policy.yaml:8:51: error: route `helpdesk` references unknown app `helpdessk`\n  fix: define it under `apps:` or use one of: `helpdesk`";

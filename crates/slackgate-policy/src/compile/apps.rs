@@ -138,8 +138,54 @@ impl Compiler<'_> {
                     }
                 });
 
+        if self.errs.len() != start && env.is_none() && file.is_none() {
+            return None;
+        }
         let what = format!("secret `{}` of app `{app}`", shown(id));
-        let (source, bytes) = match (env, file) {
+        let (source, bytes) = self.reference(
+            &what,
+            env.as_ref(),
+            file.as_ref(),
+            id.span(),
+            &Hints {
+                env_example: "HELPDESK_SIGNING_SECRET",
+                file_example: "/run/secrets/helpdesk-signing-secret",
+                content: "the app's signing secret",
+            },
+        )?;
+        if self.errs.len() != start {
+            return None;
+        }
+        match SigningKey::new(id.as_str(), &bytes) {
+            Ok(key) => Some(AppSecret {
+                key,
+                expires,
+                source,
+            }),
+            Err(_) => {
+                self.errs.at(
+                    id.span(),
+                    format!("{what} cannot be used as a signing key"),
+                    "check the secret's value",
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a secret reference (`env:` or `file:`, exactly one) for `what`, reporting
+    /// every problem without the value. `anchor` is where a reference with neither is
+    /// reported.
+    pub(super) fn reference(
+        &mut self,
+        what: &str,
+        env: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+        anchor: &Span,
+        hints: &Hints,
+    ) -> Option<(SecretRef, Vec<u8>)> {
+        let start = self.errs.len();
+        let out = match (env, file) {
             (Some(_), Some(f)) => {
                 self.errs.at(
                     f.span(),
@@ -151,7 +197,7 @@ impl Compiler<'_> {
             (None, None) => {
                 if self.errs.len() == start {
                     self.errs.at(
-                        id.span(),
+                        anchor,
                         format!("{what} has neither `env` nor `file`"),
                         "add `env: VAR_NAME` or `file: /path/to/secret`",
                     );
@@ -163,7 +209,7 @@ impl Compiler<'_> {
                     self.errs.at(
                         var.span(),
                         format!("`env` of {what} is empty"),
-                        "write the name of the environment variable that holds the secret, e.g. `env: HELPDESK_SIGNING_SECRET`",
+                        format!("write the name of the environment variable that holds the secret, e.g. `env: {}`", hints.env_example),
                     );
                     return None;
                 }
@@ -171,7 +217,7 @@ impl Compiler<'_> {
                     self.errs.at(
                         var.span(),
                         format!("`env` of {what} looks like a literal secret, not an environment variable name"),
-                        "write the NAME of the variable that holds the secret, e.g. `env: HELPDESK_SIGNING_SECRET` (letters, digits and _); if this was the secret itself, rotate it",
+                        format!("write the NAME of the variable that holds the secret, e.g. `env: {}` (letters, digits and _); if this was the secret itself, rotate it", hints.env_example),
                     );
                     return None;
                 }
@@ -188,7 +234,7 @@ impl Compiler<'_> {
                         self.errs.at(
                             var.span(),
                             format!("environment variable {} ({what}) is empty", var.as_str()),
-                            format!("put the app's signing secret in {}", var.as_str()),
+                            format!("put {} in {}", hints.content, var.as_str()),
                         );
                         return None;
                     }
@@ -211,7 +257,7 @@ impl Compiler<'_> {
                     self.errs.at(
                         f.span(),
                         format!("`file` of {what} looks like a literal secret, not a path"),
-                        "write the path of the file that holds the secret, e.g. `file: /run/secrets/helpdesk-signing-secret`; if this was the secret itself, rotate it",
+                        format!("write the path of the file that holds the secret, e.g. `file: {}`; if this was the secret itself, rotate it", hints.file_example),
                     );
                     return None;
                 }
@@ -229,7 +275,7 @@ impl Compiler<'_> {
                         self.errs.at(
                             f.span(),
                             format!("secret file {} ({what}) is empty", path.display()),
-                            "put the app's signing secret in the file",
+                            format!("put {} in the file", hints.content),
                         );
                         return None;
                     }
@@ -237,23 +283,16 @@ impl Compiler<'_> {
                 }
             }
         };
-        if self.errs.len() != start {
-            return None;
-        }
-        match SigningKey::new(id.as_str(), &bytes) {
-            Ok(key) => Some(AppSecret {
-                key,
-                expires,
-                source,
-            }),
-            Err(_) => {
-                self.errs.at(
-                    id.span(),
-                    format!("{what} cannot be used as a signing key"),
-                    "check the secret's value",
-                );
-                None
-            }
-        }
+        (self.errs.len() == start).then_some(out)
     }
+}
+
+/// Examples and wording for a reference's error messages.
+pub(super) struct Hints {
+    /// An environment variable name, e.g. `HELPDESK_SIGNING_SECRET`.
+    pub(super) env_example: &'static str,
+    /// A file path, e.g. `/run/secrets/helpdesk-signing-secret`.
+    pub(super) file_example: &'static str,
+    /// What the value is, e.g. "the app's signing secret".
+    pub(super) content: &'static str,
 }

@@ -1,0 +1,357 @@
+//! Bots (the egress door): their key and token references (never literal values), team
+//! pin, methods, channels, denied arguments and rate limits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use marked_yaml::Spanned;
+
+use super::apps::Hints;
+use super::routes::Dim;
+use super::{is_slack_id, names, shown, Compiler};
+use crate::bots::{Bot, Credential, EgressLimitKey, EgressLimitRule, MethodRule};
+use crate::matcher::{GlobSet, IdSet};
+use crate::model::App;
+use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec};
+use crate::units::{Rate, RateError};
+use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
+
+/// The shortest gateway key accepted: a key is a random string, and one this short
+/// could be guessed.
+const MIN_KEY_LEN: usize = 20;
+
+/// A Web API method name or pattern as the policy may write it.
+fn is_method_pattern(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'*')
+}
+
+/// An argument name as `deny_args` may write it.
+fn is_arg_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+impl Compiler<'_> {
+    /// Compiles every bot; two bots sharing a key, or a key equal to a token, is an error.
+    pub(super) fn bots(
+        &mut self,
+        specs: Vec<(Spanned<String>, BotSpec)>,
+        apps: &BTreeMap<Arc<str>, Arc<App>>,
+    ) -> Vec<Arc<Bot>> {
+        let mut out: Vec<Arc<Bot>> = Vec::new();
+        let mut keys: HashMap<String, String> = HashMap::new();
+        for (name, spec) in specs {
+            let key_span = *spec.key.span();
+            let Some(bot) = self.bot(&name, spec, apps) else {
+                continue;
+            };
+            if let Some(other) = keys.insert(bot.key.expose().to_owned(), bot.name.to_string()) {
+                self.errs.at(
+                    &key_span,
+                    format!("bots `{other}` and `{}` have the same gateway key", bot.name),
+                    "give every bot its own random key (e.g. `openssl rand -hex 24`): the key is how the gateway tells bots apart",
+                );
+                continue;
+            }
+            out.push(Arc::new(bot));
+        }
+        out
+    }
+
+    fn bot(
+        &mut self,
+        name: &Spanned<String>,
+        spec: BotSpec,
+        apps: &BTreeMap<Arc<str>, Arc<App>>,
+    ) -> Option<Bot> {
+        let BotSpec {
+            app,
+            key,
+            token,
+            team,
+            methods,
+            channels,
+            deny_args,
+            rate_limits,
+        } = spec;
+        let start = self.errs.len();
+        self.check_name("bot", name);
+        let label = shown(name);
+
+        let app = app.and_then(|a| match apps.get(a.as_str()) {
+            Some(app) => Some(Arc::clone(app)),
+            None => {
+                if !self.declared.apps.contains(a.as_str()) {
+                    self.errs.at(
+                        a.span(),
+                        format!(
+                            "bot `{label}` names app `{}`, which is not defined",
+                            shown(&a)
+                        ),
+                        format!(
+                            "use one of the apps under `apps:` ({}) or remove `app`",
+                            names(apps.keys().map(|k| &**k))
+                        ),
+                    );
+                }
+                None
+            }
+        });
+
+        let key = self.credential(
+            &format!("key of bot `{label}`"),
+            &key,
+            &Hints {
+                env_example: "HELPDESK_GATEWAY_KEY",
+                file_example: "/run/secrets/helpdesk-gateway-key",
+                content: "the bot's gateway key",
+            },
+        );
+        let token = self.credential(
+            &format!("token of bot `{label}`"),
+            &token,
+            &Hints {
+                env_example: "HELPDESK_BOT_TOKEN",
+                file_example: "/run/secrets/helpdesk-bot-token",
+                content: "the bot's Slack token",
+            },
+        );
+        if let (Some((k, k_span)), Some((t, t_span))) = (&key, &token) {
+            if k.expose() == t.expose() {
+                self.errs.at(
+                    k_span,
+                    format!("the key of bot `{label}` is its Slack token"),
+                    "the key must be a new random string that is worth nothing outside the gateway; rotate the token, which the bot has held",
+                );
+            } else if !t.expose().starts_with("xox") {
+                self.errs.at(
+                    t_span,
+                    format!("the token of bot `{label}` is not a Slack token"),
+                    "point `token` at the bot's token from the app's OAuth & Permissions page (it starts with xoxb-, xoxp- or xoxe.)",
+                );
+            }
+            if k.expose().starts_with("xox") {
+                self.errs.at(
+                    k_span,
+                    format!("the key of bot `{label}` looks like a Slack token"),
+                    "the key must be a new random string (e.g. `openssl rand -hex 24`), not a token; if it is one, rotate it",
+                );
+            } else if k.expose().len() < MIN_KEY_LEN {
+                self.errs.at(
+                    k_span,
+                    format!("the key of bot `{label}` is shorter than {MIN_KEY_LEN} characters"),
+                    "use a random key of at least 20 characters, e.g. `openssl rand -hex 24`",
+                );
+            }
+        }
+
+        let team = team.and_then(|t| {
+            if is_slack_id(&t, b"T") {
+                Some(Arc::<str>::from(t.as_str()))
+            } else {
+                self.errs.at(
+                    t.span(),
+                    format!("`team` of bot `{label}` is not a Slack team id"),
+                    "write the workspace id, e.g. T0123ABCDEF (starts with T), or omit the key",
+                );
+                None
+            }
+        });
+
+        if methods.is_empty() {
+            self.errs.at(
+                methods.span(),
+                format!("bot `{label}` has no methods: every call would be denied"),
+                "list the Web API methods the bot calls, e.g. [chat.postMessage, \"reactions.*\"]",
+            );
+        }
+        let mut exact = Vec::new();
+        for m in methods.iter() {
+            if !is_method_pattern(m) {
+                self.errs.at(
+                    m.span(),
+                    format!("`methods` of bot `{label}` has an entry that is not a Web API method name"),
+                    "write a method name such as chat.postMessage, or a pattern such as reactions.* (letters, digits, '.', '*')",
+                );
+            } else if !m.contains('*') {
+                exact.push(m.as_str());
+            }
+        }
+        let method_rule = MethodRule {
+            exact: exact.iter().copied().collect(),
+            patterns: methods.iter().map(|m| m.as_str()).collect::<GlobSet>(),
+        };
+
+        let channels = channels.and_then(|list| {
+            if list.is_empty() {
+                self.errs.at(
+                    list.span(),
+                    format!("`channels` of bot `{label}` is empty: every call naming a channel would be denied"),
+                    "list channel ids, or remove `channels` to allow any",
+                );
+                return None;
+            }
+            for c in list.iter() {
+                if let Err((problem, fix)) = Dim::Channels.check(c) {
+                    self.errs.at(c.span(), format!("channel of bot `{label}` {problem}"), fix);
+                }
+            }
+            Some(list.iter().map(|c| c.as_str()).collect::<IdSet>())
+        });
+
+        let deny_args = deny_args.map_or_else(IdSet::default, |list| {
+            for a in list.iter() {
+                if !is_arg_name(a) {
+                    self.errs.at(
+                        a.span(),
+                        format!("`deny_args` of bot `{label}` has an entry that is not an argument name"),
+                        "write a Web API argument name such as username or icon_url",
+                    );
+                } else if matches!(a.as_str(), "token" | "channel" | "channel_id" | "channels" | "team_id") {
+                    self.errs.at(
+                        a.span(),
+                        format!("`deny_args` of bot `{label}` lists `{}`, which the gateway rules on itself", a.as_str()),
+                        "use `channels` or `team` for channel and team rules; `token` is always replaced",
+                    );
+                }
+            }
+            list.iter().map(|a| a.as_str()).collect()
+        });
+
+        let rate_limits = self.egress_limits(&label, rate_limits.as_deref().unwrap_or_default());
+
+        let (key, token) = match (key, token) {
+            (Some((k, _)), Some((t, _))) if self.errs.len() == start => (k, t),
+            _ => return None,
+        };
+        Some(Bot {
+            name: Arc::from(name.as_str()),
+            app,
+            key,
+            token,
+            team,
+            methods: method_rule,
+            channels,
+            deny_args,
+            rate_limits: rate_limits.into(),
+        })
+    }
+
+    /// Reads a key or token reference; literal values are errors and never echoed.
+    fn credential(
+        &mut self,
+        what: &str,
+        spec: &Spanned<CredentialSpec>,
+        hints: &Hints,
+    ) -> Option<(Credential, marked_yaml::Span)> {
+        let CredentialSpec {
+            env,
+            file,
+            secret,
+            value,
+            token,
+            key,
+            password,
+        } = &**spec;
+        let start = self.errs.len();
+        for literal in [secret, value, token, key, password].into_iter().flatten() {
+            self.errs
+                .at(literal.span(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
+        }
+        if self.errs.len() != start && env.is_none() && file.is_none() {
+            return None;
+        }
+        let (source, bytes) =
+            self.reference(what, env.as_ref(), file.as_ref(), spec.span(), hints)?;
+        if self.errs.len() != start {
+            return None;
+        }
+        let span = env
+            .as_ref()
+            .or(file.as_ref())
+            .map_or(*spec.span(), |s| *s.span());
+        match String::from_utf8(bytes) {
+            Ok(v) if v.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some((Credential::new(v, source), span))
+            }
+            _ => {
+                self.errs.at(
+                    &span,
+                    format!("the {what} holds characters that cannot travel in an HTTP header"),
+                    "the value must be printable ASCII without spaces (tokens and keys are)",
+                );
+                None
+            }
+        }
+    }
+
+    fn egress_limits(&mut self, bot: &str, specs: &[EgressLimitSpec]) -> Vec<EgressLimitRule> {
+        let mut out = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let EgressLimitSpec { per, rate, burst } = spec;
+            let per = match **per {
+                EgressLimitKeySpec::Bot => EgressLimitKey::Bot,
+                EgressLimitKeySpec::Method => EgressLimitKey::Method,
+                EgressLimitKeySpec::Channel => EgressLimitKey::Channel,
+            };
+            let parsed = match Rate::parse(rate) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let problem = match e {
+                        RateError::MissingUnit => "has no time unit",
+                        RateError::BadCount => "does not start with a whole number",
+                        RateError::Zero => "is zero: nothing would ever be allowed",
+                        RateError::BadUnit => "has an unknown time unit",
+                    };
+                    self.errs.at(
+                        rate.span(),
+                        format!("rate of `rate_limits[{i}]` in bot `{bot}` {problem}"),
+                        "write COUNT/UNIT with a count above 0 and unit s, min or h, e.g. 1/s or 50/min",
+                    );
+                    None
+                }
+            };
+            let nz_burst = NonZeroU32::new(**burst);
+            if nz_burst.is_none() {
+                self.errs.at(
+                    burst.span(),
+                    format!("burst of `rate_limits[{i}]` in bot `{bot}` is 0: every call would be limited"),
+                    "set burst to at least 1 (the number of calls allowed at once)",
+                );
+            }
+            if let (Some(rate_v), Some(b)) = (parsed, nz_burst) {
+                out.push(EgressLimitRule {
+                    per,
+                    rate: rate_v,
+                    burst: b,
+                    label: Arc::from(format!(
+                        "rate_limits[{i}] per {} {} burst {b}",
+                        per.as_str(),
+                        rate.trim()
+                    )),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_patterns() {
+        assert!(is_method_pattern("chat.postMessage"));
+        assert!(is_method_pattern("reactions.*"));
+        assert!(!is_method_pattern(""));
+        assert!(!is_method_pattern("chat postMessage"));
+        assert!(!is_method_pattern("/api/chat.postMessage"));
+    }
+}

@@ -1,0 +1,297 @@
+//! The `bots:` section (the egress door): what compiles, what is an error, and that no
+//! error shows a key or a token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use slackgate_fixtures::MapSecrets;
+use slackgate_policy::{compile_config, compile_policy, EgressLimitKey, Policy, SlackApi};
+use support::now;
+
+const KEY: &str = "gk_3f9a1c7e5b2d4068a9e1f3c5";
+const TOKEN: &str = "xoxb-1111-2222-planted0token0value";
+
+fn secrets() -> MapSecrets {
+    let s = MapSecrets::in_memory(&[
+        ("HELPDESK_GATEWAY_KEY", KEY),
+        ("OTHER_KEY", "gk_0000aaaa1111bbbb2222cccc"),
+        ("HELPDESK_BOT_TOKEN", TOKEN),
+        ("SHORT_KEY", "short"),
+        ("NOT_A_TOKEN", "hunter2-not-a-slack-token"),
+        ("EMPTY", ""),
+    ]);
+    s.set_file("bot.token", format!("{TOKEN}\n"));
+    s
+}
+
+fn load(bots: &str) -> Result<Policy, String> {
+    let text = format!("version: 1\nroutes: []\nbots:\n{bots}");
+    compile_policy(Path::new("policy.yaml"), &text, &secrets(), now()).map_err(|e| {
+        let out = e.to_string();
+        assert!(!out.contains(KEY), "an error shows the key:\n{out}");
+        assert!(
+            !out.contains("planted0token0value"),
+            "an error shows the token:\n{out}"
+        );
+        out
+    })
+}
+
+fn err(bots: &str) -> String {
+    match load(bots) {
+        Ok(_) => panic!("loaded without error:\n{bots}"),
+        Err(e) => e,
+    }
+}
+
+const HELPDESK: &str = "  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { file: bot.token }
+    team: T0ACME
+    methods: [chat.postMessage, \"reactions.*\", admin.conversations.invite]
+    channels: [C0HELP, C0OPS]
+    deny_args: [username, icon_url]
+    rate_limits:
+      - { per: method, rate: 1/s, burst: 5 }
+";
+
+#[test]
+fn a_bot_compiles_and_is_found_by_its_key() {
+    let p = load(HELPDESK).unwrap();
+    assert_eq!(p.bots.len(), 1);
+    let bot = p.bots.by_key(KEY.as_bytes()).expect("found by key");
+    assert_eq!(&*bot.name, "helpdesk");
+    assert_eq!(bot.token.expose(), TOKEN);
+    assert_eq!(bot.team.as_deref(), Some("T0ACME"));
+    assert!(bot.channels.as_ref().unwrap().contains("C0OPS"));
+    assert!(bot.deny_args.contains("icon_url"));
+    assert_eq!(bot.rate_limits[0].per, EgressLimitKey::Method);
+    assert_eq!(
+        &*bot.rate_limits[0].label,
+        "rate_limits[0] per method 1/s burst 5"
+    );
+    assert!(p.bots.by_key(b"gk_3f9a1c7e5b2d4068a9e1f3c4").is_none());
+    assert!(p.bots.by_key(b"").is_none());
+    assert!(p.bots.by_key(TOKEN.as_bytes()).is_none());
+    // Debug output never shows a credential.
+    let debug = format!("{p:?}");
+    assert!(!debug.contains(KEY) && !debug.contains(TOKEN));
+}
+
+#[test]
+fn privileged_methods_need_their_exact_name() {
+    let p = load(HELPDESK).unwrap();
+    let m = &p.bots.by_name("helpdesk").unwrap().methods;
+    assert!(m.permits("chat.postMessage", false));
+    assert!(m.permits("reactions.add", false));
+    assert!(!m.permits("chat.delete", false));
+    // Listed exactly: allowed even though privileged.
+    assert!(m.permits("admin.conversations.invite", true));
+    // A pattern never reaches a privileged method.
+    let p = load(
+        "  b:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [\"*\"]
+",
+    )
+    .unwrap();
+    let m = &p.bots.by_name("b").unwrap().methods;
+    assert!(m.permits("users.info", false));
+    assert!(!m.permits("admin.users.list", true));
+}
+
+#[test]
+fn literal_keys_and_tokens_are_errors() {
+    let e = err("  b:
+    key: gk_3f9a1c7e5b2d4068a9e1f3c5
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+");
+    assert!(
+        e.contains("policy.yaml:5:10") && e.contains("literal secrets are not allowed"),
+        "{e}"
+    );
+    let e = err("  b:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { value: xoxb-1111-2222-planted0token0value }
+    methods: [chat.postMessage]
+");
+    assert!(e.contains("literal secrets are not allowed"), "{e}");
+    let e = err("  b:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: xoxb-1111-2222-planted0token0value }
+    methods: [chat.postMessage]
+");
+    assert!(e.contains("looks like a literal secret"), "{e}");
+}
+
+#[test]
+fn credential_problems_are_named_with_their_fix() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "key: { env: MISSING_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "environment variable MISSING_KEY (key of bot `b`) is not set",
+        ),
+        (
+            "key: { env: EMPTY }\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "is empty",
+        ),
+        (
+            "key: { env: SHORT_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "shorter than 20 characters",
+        ),
+        (
+            "key: { env: HELPDESK_BOT_TOKEN }\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "the key of bot `b` is its Slack token",
+        ),
+        (
+            "key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: NOT_A_TOKEN }",
+            "is not a Slack token",
+        ),
+        (
+            "key: { env: HELPDESK_GATEWAY_KEY, file: k }\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "has both `env` and `file`",
+        ),
+        (
+            "key: {}\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "has neither `env` nor `file`",
+        ),
+    ];
+    for (creds, expected) in cases {
+        let e = err(&format!(
+            "  b:\n    {creds}\n    methods: [chat.postMessage]\n"
+        ));
+        assert!(e.contains(expected), "{creds}: {e}");
+        assert!(e.contains("policy.yaml:"), "{e}");
+    }
+}
+
+#[test]
+fn two_bots_with_one_key_are_an_error() {
+    let e = err("  a:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+  b:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+");
+    assert!(
+        e.contains("bots `a` and `b` have the same gateway key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rule_problems_are_errors() {
+    let base =
+        "  b:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n";
+    let cases: &[(&str, &str)] = &[
+        ("methods: []", "has no methods"),
+        (
+            "methods: [/api/chat.postMessage]",
+            "not a Web API method name",
+        ),
+        (
+            "methods: [chat.postMessage]\n    team: acme",
+            "is not a Slack team id",
+        ),
+        (
+            "methods: [chat.postMessage]\n    channels: []",
+            "`channels` of bot `b` is empty",
+        ),
+        (
+            "methods: [chat.postMessage]\n    channels: [general]",
+            "channel of bot `b`",
+        ),
+        (
+            "methods: [chat.postMessage]\n    deny_args: [channel]",
+            "which the gateway rules on itself",
+        ),
+        (
+            "methods: [chat.postMessage]\n    rate_limits: [{ per: user, rate: 1/s, burst: 1 }]",
+            "invalid value",
+        ),
+        (
+            "methods: [chat.postMessage]\n    rate_limits: [{ per: bot, rate: 0/s, burst: 1 }]",
+            "is zero",
+        ),
+        (
+            "methods: [chat.postMessage]\n    app: nosuch",
+            "names app `nosuch`, which is not defined",
+        ),
+        (
+            "methods: [chat.postMessage]\n    metods: [x]",
+            "unknown key `metods`",
+        ),
+    ];
+    for (rest, expected) in cases {
+        let e = err(&format!("{base}    {rest}\n"));
+        assert!(e.contains(expected), "{rest}: {e}");
+    }
+}
+
+#[test]
+fn unknown_keys_in_a_bot_list_the_real_ones() {
+    let e = err("  b:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n    chanels: [C0HELP]\n");
+    assert!(
+        e.contains("`key`") && e.contains("`token`") && e.contains("`channels`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn egress_config() {
+    let c = compile_config(
+        Path::new("config.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n  ca_file: ca.pem\n  timeout: 2s\n",
+    )
+    .unwrap();
+    let e = c.egress.unwrap();
+    assert_eq!(e.listen.addr.port(), 8081);
+    assert_eq!(
+        e.slack_api,
+        SlackApi::parse("https://slack.com/api/").unwrap()
+    );
+    assert_eq!(e.slack_api.port, 443);
+    assert_eq!(e.timeout.as_secs(), 2);
+    let bad = compile_config(
+        Path::new("config.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\negress:\n  listen: { addr: 127.0.0.1:8080 }\n  slack_api: http://slack.com/api/\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("already used"), "{bad}");
+    assert!(
+        bad.contains("config.yaml:5:14") && bad.contains("use https://"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn slack_api_urls() {
+    let a = SlackApi::parse("https://127.0.0.1:8443/api/").unwrap();
+    assert_eq!(
+        (a.tls, a.host.as_str(), a.port, a.path.as_str()),
+        (true, "127.0.0.1", 8443, "/api/")
+    );
+    assert_eq!(a.authority(), "127.0.0.1:8443");
+    assert!(SlackApi::parse("http://127.0.0.1:9/api/").is_ok());
+    assert!(SlackApi::parse("http://[::1]:9/api/").is_ok());
+    for bad in [
+        "slack.com/api/",
+        "https://slack.com/api",
+        "https://slack.com/api/?x=1",
+        "https://user@slack.com/api/",
+        "https://slack.com:0/api/",
+        "http://slack.com/api/",
+        "ftp://slack.com/api/",
+    ] {
+        assert!(SlackApi::parse(bad).is_err(), "{bad}");
+    }
+}
