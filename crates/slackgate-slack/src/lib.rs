@@ -1,5 +1,6 @@
 //! The Slack protocol as slackgate needs it: v0 request signatures, request kinds and the
-//! facts (app, enterprise, team, user, channel, event, command, action) that policy decides on.
+//! facts (app, enterprise, team, user, channel, event, command, action) that policy decides on;
+//! and, for the egress door, bots' Web API calls read the way Slack reads them.
 //!
 //! This crate is pure. It performs no I/O and never reads the clock: the current time is an
 //! argument of [`verify`]. It must not depend on pingora, tokio or any other slackgate crate,
@@ -21,6 +22,7 @@
 //! | `facts` | [`Facts`], [`parse_facts`], [`is_ssl_check`], [`BodyEncoding`] (tests in `facts/tests.rs`) |
 //! | `wire` | the serde shapes of Slack's JSON bodies, read by `facts` |
 //! | `fast` | the quick reader for plain Events API bodies, held to serde's answers |
+//! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
 
 mod facts;
 mod fast;
@@ -28,6 +30,7 @@ mod headers;
 mod kind;
 mod lifecycle;
 mod signature;
+mod webapi;
 mod wire;
 
 pub use facts::{
@@ -42,4 +45,8 @@ pub use lifecycle::{Carries, Lifecycle};
 pub use signature::{
     check_window, parse_signature, parse_timestamp, verify, SignatureError, SigningKey, Verified,
     MAC_LEN, SIGNATURE_HEADER_LEN,
+};
+pub use webapi::{
+    is_privileged_method, method_from_path, read_call, strip_body_token, CallArgs, CallEncoding,
+    CallError,
 };
