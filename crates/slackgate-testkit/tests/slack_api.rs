@@ -493,6 +493,18 @@ fn success_shapes() {
         ),
         json!({"ok": true})
     );
+    let e = post(
+        "chat.postEphemeral",
+        json!({"channel": "C0HELP", "user": "U1", "text": "psst"}),
+    );
+    assert!(e["message_ts"].is_string(), "{e}");
+    assert_eq!(
+        post(
+            "chat.postEphemeral",
+            json!({"channel": "C0HELP", "user": "U1"})
+        )["error"],
+        "no_text"
+    );
     assert_eq!(
         post("users.info", json!({"user": "U1"}))["user"]["id"],
         "U1"
@@ -822,6 +834,54 @@ fn refresh_tokens_work_exactly_once() {
         rec[2].answer.error.as_deref(),
         Some("invalid_refresh_token")
     );
+}
+
+#[test]
+fn rotated_tokens_expire() {
+    // A lifetime of 0 s expires the minted token at once: no waiting needed.
+    let slack = SlackApi::builder()
+        .token(TOKEN, "T0ACME", SCOPES)
+        .rotation("1234.5678", "client-secret", "xoxe-1-first", 0)
+        .start();
+    let body = "grant_type=refresh_token&refresh_token=xoxe-1-first";
+    let basic = "Basic MTIzNC41Njc4OmNsaWVudC1zZWNyZXQ="; // 1234.5678:client-secret
+    let r = call(
+        &slack,
+        &request(
+            "POST",
+            "/api/oauth.v2.access",
+            &[
+                ("Authorization", basic),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        ),
+    )
+    .json();
+    assert_eq!(r["ok"], true, "{r}");
+    let access = r["access_token"].as_str().unwrap();
+    let r = call(&slack, &form_post("auth.test", Some(access), ""));
+    assert_eq!(error(&r).as_deref(), Some("token_expired"));
+}
+
+#[test]
+fn unrecorded_only_counts() {
+    let slack = SlackApi::builder()
+        .token(TOKEN, "T0ACME", SCOPES)
+        .unrecorded()
+        .plain()
+        .start();
+    let mut conn = Conn::open(&slack);
+    for _ in 0..3 {
+        assert_eq!(
+            conn.send(&form_post("auth.test", Some(TOKEN), "")).status,
+            200
+        );
+    }
+    assert_eq!(slack.count(), 3);
+    assert!(slack.received().is_empty());
+    assert!(slack.take().is_empty());
+    assert_eq!(slack.count(), 0);
 }
 
 #[test]
