@@ -368,8 +368,8 @@ impl SlackApi {
             .window(method, Instant::now() + window);
     }
 
-    /// Revokes a token (and, if it came from rotation, nothing else): its calls answer
-    /// `token_revoked` from now on.
+    /// Revokes a token: its calls answer `token_revoked` from now on (a token it never
+    /// knew is then known, and revoked). [`Self::grant`] undoes it.
     pub fn revoke(&self, token: &str) {
         lock(&self.shared.workspace).revoke(token);
     }
