@@ -25,6 +25,7 @@
 //! | module | what |
 //! |---|---|
 //! | `stages` | the pipeline as typed stages: [`Inbound`], [`Admitted`], steps 4 to 9 chained with `?` |
+//! | `egress` | the egress decision: [`EgressCall`] -> [`EgressDecision`] with an [`EgressReason`]; Slack's 429s ([`SlackLimits`]) |
 //! | `decision` | [`Decision`] and its constructors, [`Rule`], [`Action`], [`apply_mode`] (shadow) |
 //! | `reason` | [`Reason`]: every outcome with its status, label and public message |
 //! | `scope` | the route's `allow` and `deny` on a request's facts |
@@ -39,6 +40,7 @@ mod client_ip;
 mod clock;
 mod decision;
 mod dedupe;
+mod egress;
 mod ratelimit;
 mod reason;
 mod remote;
@@ -54,6 +56,7 @@ pub use client_ip::{canonical, client_ip, parse_entry, IpText};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
+pub use egress::{EgressCall, EgressDecision, EgressReason, SlackLimits};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
 pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
@@ -69,6 +72,7 @@ pub struct Guard<C: Clock = SystemClock> {
     replay: ReplayCache,
     limiter: RateLimiter,
     delivered: Delivered,
+    slack_limits: SlackLimits,
     clock: C,
 }
 
@@ -79,8 +83,32 @@ impl<C: Clock> Guard<C> {
             replay: ReplayCache::new(max_replay_entries),
             limiter: RateLimiter::new(max_rate_limit_keys),
             delivered: Delivered::new(max_replay_entries),
+            slack_limits: SlackLimits::default(),
             clock,
         }
+    }
+
+    /// The egress decision for one Web API call (see the `egress` module for the
+    /// stages), over `policy` at the guard's clock.
+    pub fn decide_egress(
+        &self,
+        policy: &slackgate_policy::Policy,
+        call: &EgressCall<'_>,
+    ) -> EgressDecision {
+        let now = clock::unix_secs_f64(self.clock.now());
+        egress::decide_egress(policy, call, &self.limiter, &self.slack_limits, now)
+    }
+
+    /// Records that Slack answered `bot`'s call to `method` 429 with `Retry-After:
+    /// retry_after_secs`: its further calls to that method are answered locally until then.
+    pub fn note_slack_rate_limit(
+        &self,
+        bot: &std::sync::Arc<str>,
+        method: &str,
+        retry_after_secs: u32,
+    ) {
+        let now = clock::unix_secs_f64(self.clock.now());
+        self.slack_limits.note(bot, method, retry_after_secs, now);
     }
 
     /// Records locally that `event_id` of `app` was delivered with a 2xx.

@@ -83,6 +83,45 @@ impl AdminApp {
                 })
             })
             .collect();
+        let source = |r: &SecretRef| match r {
+            SecretRef::Env(name) => format!("env:{name}"),
+            SecretRef::File(path) => format!("file:{}", path.display()),
+        };
+        // Per bot: where its key and token come from (never their values) and what its
+        // calls showed of its scopes.
+        let scopes = self.shared.scopes.all();
+        let bots: serde_json::Map<String, serde_json::Value> = snap
+            .policy
+            .bots
+            .iter()
+            .map(|b| {
+                let seen = scopes.get(&*b.name).cloned().unwrap_or_default();
+                (
+                    b.name.to_string(),
+                    json!({
+                        "key": source(&b.key.source),
+                        "token": source(&b.token.source),
+                        "team": b.team.as_deref(),
+                        "calls_with_scopes": seen.calls,
+                        "granted_scopes": seen.granted,
+                        "needed_scopes": seen.needed,
+                        "unused_scopes": seen.unused(),
+                    }),
+                )
+            })
+            .collect();
+        let egress = snap.config.egress.as_ref().map(|e| {
+            json!({
+                "listen": e.listen.addr.to_string(),
+                "slack_api": format!(
+                    "{}://{}{}",
+                    if e.slack_api.tls { "https" } else { "http" },
+                    e.slack_api.authority(),
+                    e.slack_api.path
+                ),
+                "bots": bots,
+            })
+        });
         json!({
             "ready": self.shared.is_ready(),
             "generation": snap.generation,
@@ -95,6 +134,7 @@ impl AdminApp {
             "routes": routes,
             "secrets": secrets,
             "upstreams": upstreams,
+            "egress": egress,
             "state": {
                 "backend": if self.shared.remote.is_some() { "redis" } else { "local" },
                 "circuit_open": self.shared.remote.as_ref().is_some_and(|r| r.circuit_open()),

@@ -30,11 +30,34 @@ const FILE_BUFFER: usize = 256 * 1024;
 /// The writer's pause between batches.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
 
+/// Which door a record is about: requests from Slack to a bot, or a bot's Web API calls.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Slack -> bot (the inbound door).
+    #[default]
+    Inbound,
+    /// Bot -> Slack Web API (the egress door).
+    Egress,
+}
+
+impl Direction {
+    /// The audit spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
 /// One audit record, field for field as DESIGN.md lists them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct AuditRecord {
     /// RFC 3339 time the request arrived.
     pub ts: String,
+    /// Always `inbound` here; egress calls are [`EgressRecord`]s.
+    pub direction: Direction,
     /// Route name, if a route matched.
     pub route: Option<String>,
     /// Reason code.
@@ -88,6 +111,7 @@ impl AuditRecord {
     pub fn view(&self) -> AuditView<'_> {
         AuditView {
             ts: &self.ts,
+            direction: self.direction,
             route: self.route.as_deref(),
             reason: self.reason,
             status: self.status,
@@ -114,6 +138,39 @@ impl AuditRecord {
     }
 }
 
+/// The audit record of one egress call (`"direction":"egress"`), field for field as
+/// DESIGN.md lists them. Never a token, a key, an argument value or message text:
+/// `slack_error` is Slack's error code, kept only when it looks like one.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EgressRecord<'a> {
+    /// RFC 3339 time the call arrived.
+    pub ts: &'a str,
+    /// Always `egress`.
+    pub direction: Direction,
+    /// The bot, once identified by its key.
+    pub bot: Option<&'a str>,
+    /// The Web API method.
+    pub method: Option<&'a str>,
+    /// The call's `team_id`.
+    pub team_id: Option<&'a str>,
+    /// The first channel the call names.
+    pub channel_id: Option<&'a str>,
+    /// Reason code.
+    pub reason: &'static str,
+    /// Status sent to the bot.
+    pub status: u16,
+    /// The rule that decided.
+    pub rule: Option<&'a str>,
+    /// Slack's `ok`, when Slack answered with JSON.
+    pub slack_ok: Option<bool>,
+    /// Slack's `error` code, when it answered `ok: false`.
+    pub slack_error: Option<&'a str>,
+    /// The status Slack answered with.
+    pub upstream_status: Option<u16>,
+    /// Total time in the gateway, Slack included, in microseconds.
+    pub duration_us: u64,
+}
+
 /// An audit record borrowing its strings: the gateway builds one per request without
 /// copying a field, and [`AuditView::write_json`] writes exactly the line `serde_json`
 /// writes for the equivalent [`AuditRecord`] (same keys, order, escapes).
@@ -121,6 +178,7 @@ impl AuditRecord {
 #[allow(missing_docs)]
 pub struct AuditView<'a> {
     pub ts: &'a str,
+    pub direction: Direction,
     pub route: Option<&'a str>,
     pub reason: &'static str,
     pub status: u16,
@@ -165,6 +223,9 @@ impl AuditView<'_> {
         }
         out.extend_from_slice(b"{\"ts\":");
         json_string(out, self.ts);
+        out.extend_from_slice(b",\"direction\":\"");
+        out.extend_from_slice(self.direction.as_str().as_bytes());
+        out.push(b'"');
         text(out, b",\"route\":", self.route);
         text(out, b",\"reason\":", Some(self.reason));
         number(out, b",\"status\":", Some(u64::from(self.status)));
@@ -299,6 +360,10 @@ impl AuditSink {
     pub fn record_view(&self, record: &AuditView<'_>) {
         let mut line = Vec::with_capacity(512);
         record.write_json(&mut line);
+        self.queue(line);
+    }
+
+    fn queue(&self, line: Vec<u8>) {
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -317,6 +382,14 @@ impl AuditSink {
                     );
                 }
             }
+        }
+    }
+
+    /// Queues the record of one egress call.
+    pub fn record_egress(&self, record: &EgressRecord<'_>) {
+        let mut line = Vec::with_capacity(320);
+        if serde_json::to_writer(&mut line, record).is_ok() {
+            self.queue(line);
         }
     }
 

@@ -93,10 +93,34 @@ impl Response {
     }
 }
 
+/// A connection's byte stream: plain TCP (bots) or TLS over TCP (Slack).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Plain",
+            Stream::Tls(_) => "Tls",
+        })
+    }
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
 /// One upstream connection.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     idle_since: Instant,
 }
 
@@ -106,7 +130,23 @@ impl Conn {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Self {
-            stream,
+            stream: Stream::Plain(stream),
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Connects to `addr` with `TCP_NODELAY` set and completes a TLS handshake for
+    /// `server_name` with `tls`.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        tls: &tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> std::io::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = tls.connect(server_name, tcp).await?;
+        Ok(Self {
+            stream: Stream::Tls(Box::new(stream)),
             idle_since: Instant::now(),
         })
     }
@@ -119,7 +159,7 @@ impl Conn {
     pub fn is_clean(&self) -> bool {
         let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         matches!(
-            socket2::SockRef::from(&self.stream).peek(&mut probe),
+            socket2::SockRef::from(self.stream.tcp()).peek(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         )
     }
@@ -149,7 +189,15 @@ impl Conn {
         // One `writev` of head and body: no copy of the body.
         let total = head.len() + body.len();
         let mut out = Buf::chain(head, body);
-        if let Err(e) = self.stream.write_all_buf(&mut out).await {
+        let written = match &mut self.stream {
+            Stream::Plain(s) => s.write_all_buf(&mut out).await,
+            Stream::Tls(s) => match s.write_all_buf(&mut out).await {
+                // rustls buffers what it encrypts: flush it onto the socket.
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = written {
             return Err(if out.remaining() == total {
                 ExchangeError::NotSent(e)
             } else {
@@ -231,7 +279,11 @@ impl Conn {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
         }
-        self.stream.read_buf(buf).await.map_err(ExchangeError::Read)
+        match &mut self.stream {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+        }
+        .map_err(ExchangeError::Read)
     }
 
     async fn read_chunked(

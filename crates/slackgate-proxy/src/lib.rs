@@ -14,6 +14,8 @@
 //!   request or pingora's session), from route to answer; `record`: the request's
 //!   state, its audit record and metrics.
 //! - [`upstream`] and [`client`]: pools, health and the round trip to a bot.
+//! - [`egress`]: the egress door (bots -> Slack Web API): the listener's app, the TLS
+//!   client to Slack, the scope ledger.
 //! - [`server`]: builds the pingora server; `services`: its background services;
 //!   [`signals`]: the operator's signals; [`watch`]: file-change reloads;
 //!   [`state`]: the running snapshot; [`admin`], [`metrics`], [`audit`], [`tls`],
@@ -23,6 +25,7 @@ pub mod admin;
 pub mod audit;
 pub mod client;
 mod downstream;
+pub mod egress;
 pub mod front;
 pub mod gateway;
 mod handover;

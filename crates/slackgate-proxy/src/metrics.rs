@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use slackgate_guard::Reason;
@@ -64,6 +64,14 @@ pub struct Metrics {
     pub state_fallbacks: IntCounterVec,
     /// `slackgate_state_circuit_open`: 1 while the shared-state circuit breaker is open.
     pub state_circuit_open: IntGauge,
+    /// `slackgate_egress_requests_total{bot,method,reason}`.
+    pub egress_requests: IntCounterVec,
+    /// `slackgate_egress_duration_seconds{bot}`.
+    pub egress_duration: HistogramVec,
+    /// `slackgate_egress_unused_scopes{bot}`.
+    pub egress_unused_scopes: IntGaugeVec,
+    /// `slackgate_egress_slack_rate_limits_total{bot}`: Slack's own 429s.
+    pub egress_slack_429: IntCounterVec,
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
@@ -285,6 +293,39 @@ impl Metrics {
             "slackgate_state_circuit_open",
             "1 while the shared-state circuit breaker is open (Redis calls skipped), else 0.",
         )?;
+        let egress_requests = IntCounterVec::new(
+            Opts::new(
+                "slackgate_egress_requests_total",
+                "Web API calls through the egress door by bot, method (named in the policy, else other) and reason code.",
+            ),
+            &["bot", "method", "reason"],
+        )?;
+        let egress_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "slackgate_egress_duration_seconds",
+                "Time from a bot's call arriving to its answer, Slack's time included.",
+            )
+            .buckets(UPSTREAM_BUCKETS.to_vec()),
+            &["bot"],
+        )?;
+        let egress_unused_scopes = IntGaugeVec::new(
+            Opts::new(
+                "slackgate_egress_unused_scopes",
+                "Scopes granted to a bot's token that none of its calls so far needed (x-oauth-scopes minus x-accepted-oauth-scopes seen).",
+            ),
+            &["bot"],
+        )?;
+        let egress_slack_429 = IntCounterVec::new(
+            Opts::new(
+                "slackgate_egress_slack_rate_limits_total",
+                "429 answers from Slack to a bot's calls (its Retry-After is then honoured locally).",
+            ),
+            &["bot"],
+        )?;
+        registry.register(Box::new(egress_requests.clone()))?;
+        registry.register(Box::new(egress_duration.clone()))?;
+        registry.register(Box::new(egress_unused_scopes.clone()))?;
+        registry.register(Box::new(egress_slack_429.clone()))?;
         registry.register(Box::new(state_fallbacks.clone()))?;
         registry.register(Box::new(state_circuit_open.clone()))?;
         for op in slackgate_guard::StateOp::ALL {
@@ -330,6 +371,10 @@ impl Metrics {
             upstream_healthy,
             state_fallbacks,
             state_circuit_open,
+            egress_requests,
+            egress_duration,
+            egress_unused_scopes,
+            egress_slack_429,
             guard_sync: Arc::new(Mutex::new(())),
         })
     }

@@ -208,6 +208,7 @@ impl Gateway {
         let route = ctx.route.as_deref();
         self.shared.audit.record_view(&AuditView {
             ts,
+            direction: crate::audit::Direction::Inbound,
             route: route.map(|r| r.name.as_ref()),
             reason: reason.as_str(),
             status: ctx.status,

@@ -66,6 +66,9 @@ pub enum StartError {
     /// pingora refused the TLS settings of a listener.
     #[error("TLS settings: {0}")]
     Tls(#[source] Box<pingora::Error>),
+    /// The egress door's client to Slack could not be set up.
+    #[error("egress: {0}")]
+    Egress(#[from] crate::egress::SlackClientError),
 }
 
 /// How to start a gateway.
@@ -213,6 +216,15 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     let config = Arc::clone(&shared.current().config);
     let mut server = pingora_server(opts, &config);
     let mut probe_addrs = add_proxy(&mut server, opts, &shared, &config)?;
+    if let Some(egress) = &config.egress {
+        let mut svc = Service::new(
+            "slackgate egress".to_owned(),
+            crate::egress::EgressApp::new(Arc::clone(&shared))?,
+        );
+        add_listener(&mut server, &mut svc, &egress.listen)?;
+        server.add_service(svc);
+        probe_addrs.push(egress.listen.addr);
+    }
     if let Some(admin) = &config.admin {
         let mut svc = Service::new(
             "slackgate admin".to_owned(),
@@ -354,36 +366,44 @@ fn add_proxy(
     );
     let mut probe_addrs: Vec<SocketAddr> = Vec::new();
     for listener in &config.listen {
-        let addr = listener.addr.to_string();
         probe_addrs.push(listener.addr);
-        match &listener.tls {
-            // pingora's default 64 KiB read buffer per connection costs ~64 MiB per
-            // 1,000 idle keep-alive clients; Slack requests are small and bodies are
-            // read in a loop anyway (measured: 99 -> 39 MiB for 1,000 idle connections).
-            None => {
-                proxy.add_listener(ListenerConfig::tcp(addr.clone()).l4_buffer(small_buffers()))
-            }
-            Some(tls) => {
-                let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key)?);
-                let mut settings = TlsSettings::intermediate("", "").map_err(StartError::Tls)?;
-                settings.set_cert_resolver(Arc::new(CertResolver(Arc::clone(&cert))));
-                proxy.add_listener(
-                    ListenerConfig::tcp(addr.clone())
-                        .tls(settings)
-                        .l4_buffer(small_buffers()),
-                );
-                server.add_service(background_service(
-                    "cert reload",
-                    CertWatcher {
-                        cert,
-                        interval: CERT_INTERVAL,
-                    },
-                ));
-            }
-        }
+        add_listener(server, &mut proxy, listener)?;
     }
     server.add_service(proxy);
     Ok(probe_addrs)
+}
+
+/// Adds `listener` (plain or TLS, with its certificate reloaded on change) to `svc`.
+fn add_listener<A>(
+    server: &mut Server,
+    svc: &mut Service<A>,
+    listener: &slackgate_policy::Listener,
+) -> Result<(), StartError> {
+    let addr = listener.addr.to_string();
+    match &listener.tls {
+        // pingora's default 64 KiB read buffer per connection costs ~64 MiB per
+        // 1,000 idle keep-alive clients; Slack requests are small and bodies are
+        // read in a loop anyway (measured: 99 -> 39 MiB for 1,000 idle connections).
+        None => svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(small_buffers())),
+        Some(tls) => {
+            let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key)?);
+            let mut settings = TlsSettings::intermediate("", "").map_err(StartError::Tls)?;
+            settings.set_cert_resolver(Arc::new(CertResolver(Arc::clone(&cert))));
+            svc.add_listener(
+                ListenerConfig::tcp(addr)
+                    .tls(settings)
+                    .l4_buffer(small_buffers()),
+            );
+            server.add_service(background_service(
+                "cert reload",
+                CertWatcher {
+                    cert,
+                    interval: CERT_INTERVAL,
+                },
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Health checks, readiness, the file watcher and (for `run`) SIGHUP/SIGUSR1.

@@ -104,6 +104,8 @@ pub struct Shared {
     pub listeners_ready: AtomicBool,
     /// Shared state in Redis (`state.backend: redis`); `None` keeps state in this replica.
     pub remote: Option<Arc<crate::redis::RedisState>>,
+    /// The scopes the bots' calls needed (the egress door), kept across reloads.
+    pub scopes: crate::egress::ScopeLedger,
     reload_status: Mutex<ReloadStatus>,
     reload_lock: Mutex<()>,
 }
@@ -175,6 +177,7 @@ impl Shared {
             secrets,
             listeners_ready: AtomicBool::new(false),
             remote: None,
+            scopes: crate::egress::ScopeLedger::default(),
             reload_status: Mutex::new(ReloadStatus::default()),
             reload_lock: Mutex::new(()),
         };

@@ -24,6 +24,8 @@ pub struct TestGatewayBuilder {
     audit_queue: Option<usize>,
     threads: usize,
     fast_path: bool,
+    /// `egress.slack_api` and `egress.ca_file`, when the egress door is on.
+    egress: Option<(String, Option<PathBuf>)>,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -40,6 +42,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// TLS listener address (if any).
     pub tls_addr: Option<SocketAddr>,
+    /// The egress listener's address (if the egress door is on).
+    pub egress_addr: Option<SocketAddr>,
     /// Admin address.
     pub admin: SocketAddr,
     /// The TLS certificate in use.
@@ -72,7 +76,16 @@ impl TestGatewayBuilder {
             audit_queue: None,
             threads: 2,
             fast_path: true,
+            egress: None,
         }
+    }
+
+    /// Turns the egress door on: a plain egress listener on a free port whose allowed
+    /// calls go to `slack_api` (a stand-in's URL), trusting `ca_file` besides the
+    /// system roots.
+    pub fn egress(mut self, slack_api: &str, ca_file: Option<&std::path::Path>) -> Self {
+        self.egress = Some((slack_api.to_owned(), ca_file.map(PathBuf::from)));
+        self
     }
 
     /// Whether simple requests take the fast path (default on); off, every HTTP/1
@@ -147,6 +160,15 @@ impl TestGatewayBuilder {
         config.push_str(&format!(
             "admin: {{ addr: {admin} }}\npolicy: policy.yaml\n"
         ));
+        let egress_addr = self.egress.as_ref().map(|_| free_port());
+        if let (Some((api, ca)), Some(a)) = (&self.egress, egress_addr) {
+            config.push_str(&format!(
+                "egress:\n  listen: {{ addr: {a} }}\n  slack_api: {api}\n  timeout: 5s\n"
+            ));
+            if let Some(ca) = ca {
+                config.push_str(&format!("  ca_file: {}\n", ca.display()));
+            }
+        }
         config.push_str(&self.config_extra);
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -176,6 +198,7 @@ impl TestGatewayBuilder {
             running: Some(running),
             addr,
             tls_addr,
+            egress_addr,
             admin,
             certs: self.tls,
             dir,
@@ -195,6 +218,11 @@ impl TestGateway {
     pub fn tls_client(&self) -> Client {
         let certs = self.certs.as_ref().expect("tls gateway");
         Client::tls(self.tls_addr.expect("tls gateway"), &certs.der)
+    }
+
+    /// A client for the egress listener.
+    pub fn egress_client(&self) -> Client {
+        Client::plain(self.egress_addr.expect("egress gateway"))
     }
 
     /// A client for the admin listener.

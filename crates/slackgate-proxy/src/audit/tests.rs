@@ -69,6 +69,7 @@ fn the_hand_written_line_is_byte_for_byte_serde_json() {
     let nasty = "q\"b\\s/\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}é🦀\u{2028}";
     let full = AuditRecord {
         ts: rfc3339(SystemTime::now()),
+        direction: Direction::Inbound,
         route: Some(nasty.into()),
         reason: "allowed",
         status: 200,

@@ -1,0 +1,399 @@
+//! The egress decision: one Web API call from a bot, checked against the bot's policy.
+//!
+//! The stages run in this order, each a function returning the next stage or the
+//! decision, so that a call is refused by the first rule it breaks:
+//! 1. read the call the way Slack reads it (query, form or JSON body);
+//! 2. a token in the query string is refused (`token_in_url`): URLs end up in logs;
+//! 3. identify the bot by its key (`Authorization: Bearer`, or a `token` argument of the
+//!    body), every key compared in constant time (`unknown_bot`);
+//! 4. the method from the path, then the bot's `methods` (`method_denied`), where a
+//!    privileged method must be listed by its exact name;
+//! 5. `team` (`team_denied`), `channels` (`channel_denied`), `deny_args` (`argument_denied`);
+//! 6. Slack's own 429s, remembered per bot and method (`slack_rate_limited`);
+//! 7. the bot's `rate_limits` (`rate_limited`).
+//!
+//! A call that passes is [`EgressReason::Allowed`]: the proxy swaps the key for the
+//! bot's token and sends it on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use slackgate_policy::{Bot, EgressLimitKey, Policy};
+use slackgate_slack::{is_privileged_method, method_from_path, read_call, CallArgs, CallEncoding};
+
+use crate::ratelimit::{BucketKey, RateLimiter, Take};
+
+/// Why the gateway answered or forwarded a Web API call the way it did.
+///
+/// The single source of the egress reason codes (audit `reason`, metric label, the
+/// `error` of the answer) and of the status each is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EgressReason {
+    /// Every check passed and the call was sent to Slack.
+    Allowed,
+    /// No bot has the key presented (or none was presented).
+    UnknownBot,
+    /// The method is not in the bot's `methods` (or is privileged and not listed exactly).
+    MethodDenied,
+    /// The call names a channel outside the bot's `channels`.
+    ChannelDenied,
+    /// The call sends an argument in the bot's `deny_args`.
+    ArgumentDenied,
+    /// The call names a `team_id` other than the bot's `team`.
+    TeamDenied,
+    /// A token was sent in the query string.
+    TokenInUrl,
+    /// The call cannot be read: no method in the path, a body that is not a readable
+    /// form or JSON object, an argument given twice with different values, two
+    /// different keys.
+    MalformedCall,
+    /// A rate limit of the bot is exhausted.
+    RateLimited,
+    /// Slack answered this bot's calls to this method 429, and its `Retry-After` has not
+    /// passed.
+    SlackRateLimited,
+    /// The bot's token was revoked.
+    TokenRevoked,
+    /// Slack could not be reached, or its answer was broken.
+    UpstreamError,
+    /// Slack did not answer within `egress.timeout`.
+    UpstreamTimeout,
+}
+
+impl EgressReason {
+    /// Every egress reason, in contract order.
+    pub const ALL: [EgressReason; 13] = [
+        EgressReason::Allowed,
+        EgressReason::UnknownBot,
+        EgressReason::MethodDenied,
+        EgressReason::ChannelDenied,
+        EgressReason::ArgumentDenied,
+        EgressReason::TeamDenied,
+        EgressReason::TokenInUrl,
+        EgressReason::MalformedCall,
+        EgressReason::RateLimited,
+        EgressReason::SlackRateLimited,
+        EgressReason::TokenRevoked,
+        EgressReason::UpstreamError,
+        EgressReason::UpstreamTimeout,
+    ];
+
+    /// The reason code of audit records, metric labels and answers.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EgressReason::Allowed => "allowed",
+            EgressReason::UnknownBot => "unknown_bot",
+            EgressReason::MethodDenied => "method_denied",
+            EgressReason::ChannelDenied => "channel_denied",
+            EgressReason::ArgumentDenied => "argument_denied",
+            EgressReason::TeamDenied => "team_denied",
+            EgressReason::TokenInUrl => "token_in_url",
+            EgressReason::MalformedCall => "malformed_call",
+            EgressReason::RateLimited => "rate_limited",
+            EgressReason::SlackRateLimited => "slack_rate_limited",
+            EgressReason::TokenRevoked => "token_revoked",
+            EgressReason::UpstreamError => "upstream_error",
+            EgressReason::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The HTTP status the gateway answers with itself. A denial is answered the way
+    /// Slack answers a failed call (200 with `ok: false`), so SDKs raise their usual API
+    /// error; rate limits are 429 as Slack's are; the gateway's own failures to reach
+    /// Slack are 502 and 504. `Allowed` is Slack's own status (200 here).
+    pub const fn status(self) -> u16 {
+        match self {
+            EgressReason::RateLimited | EgressReason::SlackRateLimited => 429,
+            EgressReason::UpstreamError => 502,
+            EgressReason::UpstreamTimeout => 504,
+            _ => 200,
+        }
+    }
+}
+
+impl std::fmt::Display for EgressReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Web API call as it arrived: the raw parts the decision reads.
+#[derive(Debug, Clone, Copy)]
+pub struct EgressCall<'a> {
+    /// The request path, without the query.
+    pub path: &'a str,
+    /// The raw query string (after `?`), if any.
+    pub query: Option<&'a [u8]>,
+    /// The raw `Authorization` value, if any.
+    pub authorization: Option<&'a [u8]>,
+    /// The raw `Content-Type` value, if any.
+    pub content_type: Option<&'a [u8]>,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// The outcome of one call: a value the proxy acts on, audits and counts.
+#[derive(Debug, Clone)]
+pub struct EgressDecision {
+    /// Why.
+    pub reason: EgressReason,
+    /// The bot, once identified.
+    pub bot: Option<Arc<Bot>>,
+    /// The method, once read from the path.
+    pub method: Option<Box<str>>,
+    /// The call's `team_id`, if any.
+    pub team_id: Option<Box<str>>,
+    /// The first channel the call names, if any.
+    pub channel_id: Option<Box<str>>,
+    /// Which rule decided (`methods`, `channels`, `deny_args: username`, a rate limit's
+    /// label, ...), for audit `rule`.
+    pub rule: Option<Arc<str>>,
+    /// For 429s: seconds until a call may succeed.
+    pub retry_after_secs: Option<u32>,
+    /// The body's encoding, when it was read.
+    pub encoding: Option<CallEncoding>,
+    /// The body carries a `token` argument, which must not be forwarded.
+    pub body_token: bool,
+}
+
+impl EgressDecision {
+    /// A decision made before the call could be read (the proxy's own refusals: a head
+    /// pingora's parser refused, a body over the limits), with the rule that decided.
+    pub fn refused(reason: EgressReason, rule: &str) -> Self {
+        Self::new(reason).rule(rule)
+    }
+
+    fn new(reason: EgressReason) -> Self {
+        EgressDecision {
+            reason,
+            bot: None,
+            method: None,
+            team_id: None,
+            channel_id: None,
+            rule: None,
+            retry_after_secs: None,
+            encoding: None,
+            body_token: false,
+        }
+    }
+
+    fn rule(mut self, rule: &str) -> Self {
+        self.rule = Some(Arc::from(rule));
+        self
+    }
+}
+
+/// The most (bot, method) pairs remembered as limited by Slack; the oldest deadline is
+/// dropped first beyond it. Bots x methods is small in practice.
+const MAX_SLACK_LIMITS: usize = 10_000;
+
+/// Slack's 429s, per bot and method: until when calls are answered locally.
+#[derive(Debug, Default)]
+pub struct SlackLimits {
+    until: Mutex<HashMap<(Arc<str>, Box<str>), f64>>,
+}
+
+impl SlackLimits {
+    /// Records that Slack answered `bot`'s call to `method` 429 with `retry_after_secs`
+    /// at `now` (seconds).
+    pub fn note(&self, bot: &Arc<str>, method: &str, retry_after_secs: u32, now: f64) {
+        let mut map = match self.until.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if map.len() >= MAX_SLACK_LIMITS {
+            map.retain(|_, until| *until > now);
+            if map.len() >= MAX_SLACK_LIMITS {
+                if let Some(k) = map
+                    .iter()
+                    .min_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(k, _)| k.clone())
+                {
+                    map.remove(&k);
+                }
+            }
+        }
+        let until = now + f64::from(retry_after_secs.max(1));
+        let entry = map
+            .entry((Arc::clone(bot), Box::from(method)))
+            .or_insert(until);
+        *entry = entry.max(until);
+    }
+
+    /// Seconds left (rounded up, at least 1) while `bot`'s calls to `method` are limited.
+    pub fn remaining(&self, bot: &Arc<str>, method: &str, now: f64) -> Option<u32> {
+        let mut map = match self.until.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let key = (Arc::clone(bot), Box::from(method));
+        let until = *map.get(&key)?;
+        if until <= now {
+            map.remove(&key);
+            return None;
+        }
+        Some(((until - now).ceil() as u32).max(1))
+    }
+}
+
+/// The key a call presents: `Authorization: Bearer KEY` (scheme case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+        .filter(|k| !k.is_empty())
+}
+
+/// Runs the egress stages over one call. `limiter` holds the bots' buckets (shared with
+/// the inbound limits, in their own key space), `slack` Slack's 429s, `now` is seconds.
+pub fn decide_egress(
+    policy: &Policy,
+    call: &EgressCall<'_>,
+    limiter: &RateLimiter,
+    slack: &SlackLimits,
+    now: f64,
+) -> EgressDecision {
+    let header_key = call.authorization.and_then(bearer);
+    let args = read_call(call.query, call.content_type, call.body);
+
+    // Who is calling: needed for the audit record of every later refusal.
+    let presented: Option<&[u8]> = match (&args, header_key) {
+        (_, Some(k)) => Some(k),
+        (Ok(a), None) => a.body_token.as_deref().map(str::as_bytes),
+        (Err(_), None) => None,
+    };
+    let bot = presented.and_then(|k| policy.bots.by_key(k)).cloned();
+    let had_key = presented.is_some();
+    let with_bot = |d: EgressDecision| EgressDecision {
+        bot: bot.clone(),
+        ..d
+    };
+
+    let args: CallArgs = match args {
+        Ok(a) => a,
+        Err(e) => {
+            let mut d = with_bot(EgressDecision::new(EgressReason::MalformedCall));
+            d.rule = Some(Arc::from(e.to_string()));
+            return d;
+        }
+    };
+    if args.token_in_query {
+        return with_bot(EgressDecision::new(EgressReason::TokenInUrl).rule("query"));
+    }
+    if let (Some(h), Some(b)) = (header_key, args.body_token.as_deref()) {
+        if h != b.as_bytes() {
+            return with_bot(
+                EgressDecision::new(EgressReason::MalformedCall)
+                    .rule("Authorization and the token argument differ"),
+            );
+        }
+    }
+    let Some(bot) = bot else {
+        return EgressDecision::new(EgressReason::UnknownBot).rule(if had_key {
+            "key"
+        } else {
+            "no key"
+        });
+    };
+
+    let mut d = EgressDecision::new(EgressReason::Allowed);
+    d.bot = Some(Arc::clone(&bot));
+    d.encoding = Some(args.encoding);
+    d.body_token = args.body_token.is_some();
+    d.team_id = args.team_id.as_deref().map(Box::from);
+    d.channel_id = args.channels.first().map(|c| Box::from(c.as_str()));
+
+    let Some(method) = method_from_path(call.path) else {
+        d.reason = EgressReason::MalformedCall;
+        return d.rule("path");
+    };
+    d.method = Some(Box::from(method));
+    if !bot.methods.permits(method, is_privileged_method(method)) {
+        d.reason = EgressReason::MethodDenied;
+        return d.rule("methods");
+    }
+    if let (Some(pin), Some(team)) = (&bot.team, &args.team_id) {
+        if **pin != **team {
+            d.reason = EgressReason::TeamDenied;
+            return d.rule("team");
+        }
+    }
+    if let Some(allowed) = &bot.channels {
+        if let Some(c) = args.channels.iter().find(|c| !allowed.contains(c)) {
+            d.channel_id = Some(Box::from(c.as_str()));
+            d.reason = EgressReason::ChannelDenied;
+            return d.rule("channels");
+        }
+    }
+    if let Some(name) = args.names.iter().find(|n| bot.deny_args.contains(n)) {
+        d.reason = EgressReason::ArgumentDenied;
+        let rule = format!("deny_args: {name}");
+        return d.rule(&rule);
+    }
+    if let Some(secs) = slack.remaining(&bot.name, method, now) {
+        d.reason = EgressReason::SlackRateLimited;
+        d.retry_after_secs = Some(secs);
+        return d.rule("slack retry_after");
+    }
+    let channel = args.channels.first().map_or("", String::as_str);
+    for (i, rule) in bot.rate_limits.iter().enumerate() {
+        let value = match rule.per {
+            EgressLimitKey::Bot => "",
+            EgressLimitKey::Method => method,
+            EgressLimitKey::Channel => channel,
+        };
+        let key = BucketKey {
+            route: &bot.name,
+            rule: i,
+            per: match rule.per {
+                EgressLimitKey::Bot => "egress.bot",
+                EgressLimitKey::Method => "egress.method",
+                EgressLimitKey::Channel => "egress.channel",
+            },
+            value,
+        };
+        if let Take::Limited { retry_after_secs } =
+            limiter.take(&key, rule.rate.tokens_per_sec, rule.burst.get(), now)
+        {
+            d.reason = EgressReason::RateLimited;
+            d.retry_after_secs = Some(retry_after_secs);
+            d.rule = Some(Arc::clone(&rule.label));
+            return d;
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_keys() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bear"), None);
+    }
+
+    #[test]
+    fn statuses() {
+        for r in EgressReason::ALL {
+            let s = r.status();
+            assert!([200, 429, 502, 504].contains(&s), "{r}");
+        }
+        assert_eq!(EgressReason::SlackRateLimited.status(), 429);
+    }
+
+    #[test]
+    fn slack_limits_expire() {
+        let s = SlackLimits::default();
+        let bot: Arc<str> = Arc::from("b");
+        s.note(&bot, "chat.postMessage", 30, 100.0);
+        assert_eq!(s.remaining(&bot, "chat.postMessage", 100.5), Some(30));
+        assert_eq!(s.remaining(&bot, "chat.update", 100.5), None);
+        assert_eq!(s.remaining(&bot, "chat.postMessage", 130.0), None);
+    }
+}

@@ -1,0 +1,502 @@
+//! The egress door: bots call the Slack Web API here with a gateway key; allowed calls
+//! go to Slack with the bot's real token.
+//!
+//! Per call: pingora's HTTP/1 server reads the head (its parser, its limits), the body is
+//! read whole (within `limits.max_body_bytes` and `limits.body_read_timeout`), the guard
+//! decides ([`slackgate_guard::Guard::decide_egress`]), and then either the gateway
+//! answers itself the way Slack answers a failed call (`200 {"ok":false,"error":REASON}`
+//! with `X-Slackgate-Reason`; 429 with `Retry-After` for rate limits), or the call goes
+//! to `egress.slack_api` with a head the gateway writes itself: the method's path, the
+//! bot's query, `Authorization: Bearer TOKEN`, the bot's `Content-Type` and
+//! `User-Agent`, and the body byte for byte (minus a `token` argument). Nothing else of
+//! the bot's head travels: no cookie, no proxy header, no second credential. Slack's
+//! answer is relayed unchanged but for its framing and hop-by-hop headers.
+//!
+//! Every call gets one audit record (`"direction":"egress"`) and one count in
+//! `slackgate_egress_requests_total`; Slack's 429s are remembered per bot and method
+//! (`slack_rate_limited`), and its scope headers feed the [`ScopeLedger`].
+
+mod scopes;
+mod slack;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use slackgate_guard::{EgressCall, EgressDecision, EgressReason};
+use slackgate_policy::Bot;
+use slackgate_slack::strip_body_token;
+
+pub use scopes::{BotScopes, ScopeLedger};
+pub use slack::SlackClientError;
+
+use crate::audit::{Direction, EgressRecord};
+use crate::client::Response;
+use crate::state::Shared;
+use slack::{CallFailure, SlackClient};
+
+/// The egress listener's application.
+pub struct EgressApp {
+    shared: Arc<Shared>,
+    slack: SlackClient,
+}
+
+impl std::fmt::Debug for EgressApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressApp")
+            .field("slack", &self.slack)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the call's head said, copied out of pingora's session.
+struct CallHead {
+    method: http::Method,
+    path: String,
+    query: Option<String>,
+    authorization: Option<Vec<u8>>,
+    content_type: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+    /// A header the decision reads was sent twice.
+    duplicated: bool,
+}
+
+impl CallHead {
+    fn of(session: &ServerSession) -> Self {
+        let req = session.req_header();
+        let headers = &req.headers;
+        let one = |name: &str| -> (Option<Vec<u8>>, bool) {
+            let mut all = headers.get_all(name).iter();
+            let first = all.next().map(|v| v.as_bytes().to_vec());
+            (first, all.next().is_some())
+        };
+        let (authorization, dup_auth) = one("authorization");
+        let (content_type, dup_ct) = one("content-type");
+        let (user_agent, _) = one("user-agent");
+        CallHead {
+            method: req.method.clone(),
+            path: req.uri.path().to_owned(),
+            query: req.uri.query().map(str::to_owned),
+            authorization,
+            content_type,
+            user_agent,
+            duplicated: dup_auth || dup_ct,
+        }
+    }
+}
+
+/// A header value the gateway may copy into its own head: visible ASCII and spaces.
+fn clean_value(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.iter()
+            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+}
+
+/// Hop-by-hop and framing headers of Slack's answer, which the gateway's own framing
+/// replaces.
+fn is_not_relayed(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+    )
+}
+
+/// Slack's `ok` and `error` of a JSON answer (for the audit record only).
+#[derive(serde::Deserialize)]
+struct SlackOutcome<'a> {
+    ok: Option<bool>,
+    #[serde(borrow)]
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// An error code as Slack writes them (`channel_not_found`), else not recorded.
+fn error_code(s: &str) -> Option<&str> {
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(s)
+}
+
+/// What happened to one call, for its record and metrics.
+struct Outcome {
+    decision: EgressDecision,
+    status: u16,
+    upstream_status: Option<u16>,
+    slack_ok: Option<bool>,
+    slack_error: Option<String>,
+}
+
+impl EgressApp {
+    /// The app for `shared`'s egress config.
+    pub fn new(shared: Arc<Shared>) -> Result<Self, SlackClientError> {
+        let snap = shared.current();
+        let egress = snap
+            .config
+            .egress
+            .as_ref()
+            .ok_or(SlackClientError::Tls("egress is not configured".to_owned()))?;
+        let slack = SlackClient::new(egress)?;
+        Ok(Self { shared, slack })
+    }
+
+    /// Reads the whole body within the limits; `Err` is the rule that failed.
+    async fn read_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, &'static str> {
+        let limits = &self.shared.current().config.limits;
+        let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
+        let read = async {
+            let mut body = Vec::new();
+            loop {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => {
+                        if body.len() + chunk.len() > max {
+                            return Err("body over limits.max_body_bytes");
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => return Ok(body),
+                    Err(_) => return Err("body framing"),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err("body not read within limits.body_read_timeout"),
+        }
+    }
+
+    /// The gateway's own answer for a decision that is not `allowed` (`None` only if
+    /// pingora refused one of the reason's fixed statuses).
+    fn local_answer(decision: &EgressDecision) -> Option<(ResponseHeader, Bytes)> {
+        let reason = decision.reason;
+        let body = format!("{{\"ok\":false,\"error\":\"{}\"}}", reason.as_str());
+        let mut h = ResponseHeader::build(reason.status(), Some(4)).ok()?;
+        let _ = h.insert_header("content-type", "application/json; charset=utf-8");
+        let _ = h.insert_header("content-length", body.len().to_string());
+        let _ = h.insert_header("x-slackgate-reason", reason.as_str());
+        if let Some(secs) = decision.retry_after_secs {
+            let _ = h.insert_header("retry-after", secs.to_string());
+        }
+        Some((h, Bytes::from(body)))
+    }
+
+    /// The head of the call as the gateway sends it to Slack.
+    fn slack_head(&self, head: &CallHead, method: &str, bot: &Bot, body_len: usize) -> Vec<u8> {
+        let api = self.slack.api();
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(head.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(api.path.as_bytes());
+        out.extend_from_slice(method.as_bytes());
+        if let Some(q) = &head.query {
+            out.push(b'?');
+            out.extend_from_slice(q.as_bytes());
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        out.extend_from_slice(api.authority().as_bytes());
+        out.extend_from_slice(b"\r\nAuthorization: Bearer ");
+        out.extend_from_slice(bot.token.expose().as_bytes());
+        if let Some(ct) = head.content_type.as_deref().filter(|v| clean_value(v)) {
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ct);
+        }
+        if let Some(ua) = head.user_agent.as_deref().filter(|v| clean_value(v)) {
+            out.extend_from_slice(b"\r\nUser-Agent: ");
+            out.extend_from_slice(ua);
+        }
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out
+    }
+
+    /// Slack's answer as the bot gets it (`None` for a status pingora cannot write).
+    fn relayed(resp: &Response) -> Option<(ResponseHeader, Bytes)> {
+        let mut h =
+            ResponseHeader::build_no_case(resp.status, Some(resp.headers.len() + 1)).ok()?;
+        let connection_named: Vec<String> = resp
+            .header_pairs()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, v)| {
+                String::from_utf8_lossy(v)
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (name, value) in resp.header_pairs() {
+            let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+            if is_not_relayed(&lower) || connection_named.contains(&lower) {
+                continue;
+            }
+            let _ = h.append_header(lower, value);
+        }
+        let _ = h.insert_header("content-length", resp.body.len().to_string());
+        Some((h, resp.body.clone()))
+    }
+
+    /// Forwards an allowed call; Slack's answer and that answer as the bot gets it.
+    async fn forward(
+        &self,
+        head: &CallHead,
+        body: &[u8],
+        decision: &EgressDecision,
+        bot: &Arc<Bot>,
+        method: &str,
+    ) -> Result<(Response, (ResponseHeader, Bytes)), CallFailure> {
+        let out_body = match (decision.body_token, decision.encoding) {
+            (true, Some(enc)) => strip_body_token(enc, body).map_err(|_| {
+                CallFailure::Failed("the token argument could not be removed".to_owned())
+            })?,
+            _ => std::borrow::Cow::Borrowed(body),
+        };
+        let slack_head = self.slack_head(head, method, bot, out_body.len());
+        let is_head = head.method == http::Method::HEAD;
+        let resp = self.slack.call(&slack_head, &out_body, is_head).await?;
+        let answer = Self::relayed(&resp)
+            .ok_or_else(|| CallFailure::Failed(format!("unusable status {}", resp.status)))?;
+        Ok((resp, answer))
+    }
+
+    /// What Slack's answer tells: its `ok`/`error`, its scopes, its 429.
+    fn note_answer(&self, bot: &Arc<Bot>, method: &str, resp: &Response, o: &mut Outcome) {
+        o.upstream_status = Some(resp.status);
+        let header = |name: &str| {
+            resp.header_pairs()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| v)
+        };
+        if let Ok(outcome) = serde_json::from_slice::<SlackOutcome<'_>>(&resp.body) {
+            o.slack_ok = outcome.ok;
+            o.slack_error = outcome
+                .error
+                .as_deref()
+                .and_then(error_code)
+                .map(str::to_owned);
+        }
+        self.shared.scopes.note(
+            &bot.name,
+            header("x-oauth-scopes"),
+            header("x-accepted-oauth-scopes"),
+        );
+        if resp.status == 429 {
+            // Slack's Retry-After is whole seconds; without one, a minute (Slack's own
+            // advice for the Web API's per-minute tiers).
+            let secs = header("retry-after")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
+                .unwrap_or(60);
+            self.shared
+                .guard
+                .note_slack_rate_limit(&bot.name, method, secs);
+            self.shared
+                .metrics
+                .egress_slack_429
+                .with_label_values(&[&bot.name])
+                .inc();
+        }
+        self.shared
+            .metrics
+            .egress_unused_scopes
+            .with_label_values(&[&bot.name])
+            .set(
+                self.shared
+                    .scopes
+                    .get(&bot.name)
+                    .map_or(0, |s| s.unused().len() as i64),
+            );
+    }
+
+    fn record(&self, ts: SystemTime, started: Instant, o: &Outcome) {
+        let d = &o.decision;
+        let bot = d.bot.as_ref().map(|b| &*b.name);
+        let elapsed = started.elapsed();
+        let ts = crate::audit::rfc3339(ts);
+        self.shared.audit.record_egress(&EgressRecord {
+            ts: &ts,
+            direction: Direction::Egress,
+            bot,
+            method: d.method.as_deref(),
+            team_id: d.team_id.as_deref(),
+            channel_id: d.channel_id.as_deref(),
+            reason: d.reason.as_str(),
+            status: o.status,
+            rule: d.rule.as_deref(),
+            slack_ok: o.slack_ok,
+            slack_error: o.slack_error.as_deref(),
+            upstream_status: o.upstream_status,
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        });
+        // The method label: a name the bot's policy lists, else `other`.
+        let method = match (&d.bot, d.method.as_deref()) {
+            (Some(b), Some(m)) if b.methods.exact.contains(m) => m,
+            _ => "other",
+        };
+        let bot_label = bot.unwrap_or("unknown");
+        let m = &self.shared.metrics;
+        m.egress_requests
+            .with_label_values(&[bot_label, method, d.reason.as_str()])
+            .inc();
+        m.egress_duration
+            .with_label_values(&[bot_label])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One call, from its head to its answer. Returns the answer and whether the
+    /// connection may carry another call.
+    async fn handle(&self, session: &mut ServerSession) -> (Option<(ResponseHeader, Bytes)>, bool) {
+        let started = Instant::now();
+        let ts = SystemTime::now();
+        let head = CallHead::of(session);
+        let body = self.read_body(session).await;
+        let body_ok = body.is_ok();
+        let body_rule = body.as_ref().err().copied();
+        let body = body.unwrap_or_default();
+
+        let snap = self.shared.current();
+        let mut decision = self.shared.guard.decide_egress(
+            &snap.policy,
+            &EgressCall {
+                path: &head.path,
+                query: head.query.as_deref().map(str::as_bytes),
+                authorization: head.authorization.as_deref(),
+                content_type: head.content_type.as_deref(),
+                body: &body,
+            },
+        );
+        // A body that could not be read whole, or a decision header sent twice, is a
+        // call the gateway cannot read, whoever sent it.
+        if !body_ok || head.duplicated {
+            decision.reason = EgressReason::MalformedCall;
+            decision.retry_after_secs = None;
+            decision.rule = Some(Arc::from(body_rule.unwrap_or("a header sent twice")));
+        }
+
+        let mut outcome = Outcome {
+            status: decision.reason.status(),
+            decision,
+            upstream_status: None,
+            slack_ok: None,
+            slack_error: None,
+        };
+        let answer = match (
+            outcome.decision.reason,
+            outcome.decision.bot.clone(),
+            outcome.decision.method.clone(),
+        ) {
+            (EgressReason::Allowed, Some(bot), Some(method)) => {
+                match self
+                    .forward(&head, &body, &outcome.decision, &bot, &method)
+                    .await
+                {
+                    Ok((resp, answer)) => {
+                        self.note_answer(&bot, &method, &resp, &mut outcome);
+                        outcome.status = resp.status;
+                        Some(answer)
+                    }
+                    Err(failure) => {
+                        log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
+                        outcome.decision.reason = match failure {
+                            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
+                            CallFailure::Failed(_) => EgressReason::UpstreamError,
+                        };
+                        outcome.status = outcome.decision.reason.status();
+                        Self::local_answer(&outcome.decision)
+                    }
+                }
+            }
+            _ => Self::local_answer(&outcome.decision),
+        };
+        self.record(ts, started, &outcome);
+        (answer, body_ok)
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for EgressApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            // The client closed, or sent no request.
+            Ok(false) => return None,
+            Err(e) => {
+                // pingora's parser refused the head: answer once and close.
+                log::debug!("egress: unreadable request head: {e}");
+                let d = EgressDecision::refused(EgressReason::MalformedCall, "request head");
+                if let Some((h, b)) = Self::local_answer(&d) {
+                    let _ = session.write_response_header(Box::new(h)).await;
+                    let _ = session.write_response_body(b, true).await;
+                }
+                self.record(
+                    SystemTime::now(),
+                    Instant::now(),
+                    &Outcome {
+                        status: d.reason.status(),
+                        decision: d,
+                        upstream_status: None,
+                        slack_ok: None,
+                        slack_error: None,
+                    },
+                );
+                return None;
+            }
+        }
+        let (answer, reusable) = self.handle(&mut session).await;
+        let (header, body) = answer?;
+        if *shutdown.borrow() || !reusable {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(60));
+        }
+        if session
+            .write_response_header(Box::new(header))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        if !body.is_empty() && session.write_response_body(body, true).await.is_err() {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_only() {
+        assert_eq!(error_code("channel_not_found"), Some("channel_not_found"));
+        assert_eq!(error_code("Some message text"), None);
+        assert_eq!(error_code(""), None);
+    }
+
+    #[test]
+    fn hop_by_hop_is_not_relayed() {
+        assert!(is_not_relayed("transfer-encoding"));
+        assert!(is_not_relayed("content-length"));
+        assert!(!is_not_relayed("x-oauth-scopes"));
+        assert!(!is_not_relayed("retry-after"));
+    }
+}

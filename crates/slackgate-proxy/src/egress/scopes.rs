@@ -1,0 +1,127 @@
+//! Minimal scopes made measurable: per bot, the scopes its token was granted
+//! (`x-oauth-scopes` on Slack's answers) and those its calls needed
+//! (`x-accepted-oauth-scopes`: the scopes the method accepts, of which the token must
+//! hold one). A granted scope that no call needed so far is a candidate to remove from
+//! the app's manifest.
+//!
+//! "Needed" errs on the side of keeping scopes: when a method accepts several scopes
+//! (`conversations.info` accepts `channels:read`, `groups:read`, `im:read` and
+//! `mpim:read`), every accepted scope the token holds counts as needed, so a scope is
+//! reported unused only when no call could have depended on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+/// What one bot's calls showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotScopes {
+    /// The scopes on the last answer's `x-oauth-scopes`.
+    pub granted: BTreeSet<String>,
+    /// The granted scopes some call accepted.
+    pub needed: BTreeSet<String>,
+    /// Answers that carried scope headers.
+    pub calls: u64,
+}
+
+impl BotScopes {
+    /// Granted scopes no call needed, sorted.
+    pub fn unused(&self) -> Vec<&str> {
+        self.granted
+            .difference(&self.needed)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// The scope use of every bot, kept across policy reloads.
+#[derive(Debug, Default)]
+pub struct ScopeLedger {
+    bots: Mutex<BTreeMap<String, BotScopes>>,
+}
+
+/// A comma-separated scope list, trimmed, empty entries dropped. Only scope-shaped
+/// entries are kept (`chat:write`, `channels:read`, `users.profile:read`, ...).
+fn scope_list(header: &[u8]) -> impl Iterator<Item = &str> {
+    std::str::from_utf8(header)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b))
+        })
+}
+
+impl ScopeLedger {
+    /// Notes the scope headers of one answer to `bot`'s call. Either may be absent
+    /// (Slack omits them on some errors); an answer without `x-oauth-scopes` changes
+    /// nothing.
+    pub fn note(&self, bot: &str, granted: Option<&[u8]>, accepted: Option<&[u8]>) {
+        let Some(granted) = granted else {
+            return;
+        };
+        let granted: BTreeSet<String> = scope_list(granted).map(str::to_owned).collect();
+        let mut bots = match self.bots.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let entry = bots.entry(bot.to_owned()).or_default();
+        entry.calls += 1;
+        for s in accepted.into_iter().flat_map(scope_list) {
+            if granted.contains(s) {
+                entry.needed.insert(s.to_owned());
+            }
+        }
+        entry.granted = granted;
+    }
+
+    /// What `bot`'s calls showed so far.
+    pub fn get(&self, bot: &str) -> Option<BotScopes> {
+        let bots = match self.bots.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        bots.get(bot).cloned()
+    }
+
+    /// Every bot seen, by name.
+    pub fn all(&self) -> BTreeMap<String, BotScopes> {
+        match self.bots.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unused_scopes_are_granted_minus_accepted() {
+        let l = ScopeLedger::default();
+        let granted = b"chat:write,channels:read, reactions:write,users:read";
+        l.note("b", Some(granted), Some(b"chat:write"));
+        l.note(
+            "b",
+            Some(granted),
+            Some(b"channels:read,groups:read,im:read"),
+        );
+        l.note("b", Some(granted), None);
+        let s = l.get("b").unwrap_or_default();
+        assert_eq!(s.unused(), ["reactions:write", "users:read"]);
+        assert_eq!(s.calls, 3);
+        // An answer without the granted header changes nothing.
+        l.note("b", None, Some(b"users:read"));
+        assert_eq!(l.get("b").unwrap_or_default().unused().len(), 2);
+        assert!(l.get("other").is_none());
+    }
+
+    #[test]
+    fn odd_entries_are_dropped() {
+        let got: Vec<&str> = scope_list(b" a:b ,,c d, \xff,e.f:g").collect();
+        assert_eq!(got, ["a:b", "e.f:g"]);
+    }
+}
