@@ -187,10 +187,13 @@ impl EgressDecision {
 /// dropped first beyond it. Bots x methods is small in practice.
 const MAX_SLACK_LIMITS: usize = 10_000;
 
+/// A bot and one of its methods.
+type BotMethod = (Arc<str>, Box<str>);
+
 /// Slack's 429s, per bot and method: until when calls are answered locally.
 #[derive(Debug, Default)]
 pub struct SlackLimits {
-    until: Mutex<HashMap<(Arc<str>, Box<str>), f64>>,
+    until: Mutex<HashMap<BotMethod, f64>>,
 }
 
 impl SlackLimits {

@@ -26,6 +26,7 @@ pub struct TestGatewayBuilder {
     fast_path: bool,
     /// `egress.slack_api` and `egress.ca_file`, when the egress door is on.
     egress: Option<(String, Option<PathBuf>)>,
+    egress_timeout: String,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -77,6 +78,7 @@ impl TestGatewayBuilder {
             threads: 2,
             fast_path: true,
             egress: None,
+            egress_timeout: "5s".to_owned(),
         }
     }
 
@@ -133,6 +135,12 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// `egress.timeout` (default 5s).
+    pub fn egress_timeout(mut self, t: &str) -> Self {
+        self.egress_timeout = t.to_owned();
+        self
+    }
+
     /// Caps the audit queue (to test what happens when the audit sink stalls).
     pub fn audit_queue(mut self, n: usize) -> Self {
         self.audit_queue = Some(n);
@@ -163,7 +171,8 @@ impl TestGatewayBuilder {
         let egress_addr = self.egress.as_ref().map(|_| free_port());
         if let (Some((api, ca)), Some(a)) = (&self.egress, egress_addr) {
             config.push_str(&format!(
-                "egress:\n  listen: {{ addr: {a} }}\n  slack_api: {api}\n  timeout: 5s\n"
+                "egress:\n  listen: {{ addr: {a} }}\n  slack_api: {api}\n  timeout: {}\n",
+                self.egress_timeout
             ));
             if let Some(ca) = ca {
                 config.push_str(&format!("  ca_file: {}\n", ca.display()));
