@@ -13,11 +13,15 @@
 //! ```text
 //! loadgen run  --addr 127.0.0.1:P [--path /slack/events] [--conns 64] [--duration 10]
 //!              [--warmup 2] [--body-len 1024] [--label NAME] [--threads 1]
+//! loadgen run  --addr 127.0.0.1:P --egress-key KEY [--path /api/chat.postMessage] ...
 //! loadgen idle --addr 127.0.0.1:P [--path ...] --conns 1000 --watch-pid PID [--hold 2]
 //! loadgen partial --addr 127.0.0.1:P --conns 1000 --head-bytes 16000 --watch-pid PID [--hold 2]
 //! ```
 //! `partial` holds every connection on an unfinished request head of `--head-bytes`
 //! (no final empty line), the memory an attacker can pin per connection.
+//! With `--egress-key`, every request is instead the same Web API call, the way
+//! `slack_sdk` sends `chat.postMessage`: `Authorization: Bearer KEY` and a JSON body
+//! (`{"channel":"C0BENCH","text":...}` of about `--body-len` bytes).
 //! The signing secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
 //! `run` prints one `RESULT key=value ...` line on stdout; `idle` prints `IDLE ...`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,6 +53,7 @@ struct Opts {
     watch_pid: Option<String>,
     hold: Duration,
     head_bytes: usize,
+    egress_key: Option<String>,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -64,6 +69,7 @@ fn parse_opts(args: &[String]) -> Opts {
         watch_pid: None,
         hold: Duration::from_secs(2),
         head_bytes: 16_000,
+        egress_key: None,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
@@ -81,6 +87,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--watch-pid" => o.watch_pid = Some(v.clone()),
             "--hold" => o.hold = secs(v),
             "--head-bytes" => o.head_bytes = v.parse().expect("--head-bytes"),
+            "--egress-key" => o.egress_key = Some(v.clone()),
             other => panic!("unknown option {other}"),
         }
     }
@@ -168,7 +175,14 @@ async fn worker(
                 }
             },
         };
-        maker.next(&mut req, &mut sig);
+        match &o.egress_key {
+            Some(key) => {
+                if req.is_empty() {
+                    web_api_call(&mut req, &o.path, key, o.body_len);
+                }
+            }
+            None => maker.next(&mut req, &mut sig),
+        }
         let t0 = Instant::now();
         let result = c.exchange(&req).await;
         let took = t0.elapsed();
@@ -197,6 +211,20 @@ async fn worker(
         }
     }
     (hist, tally)
+}
+
+/// One Web API call as `slack_sdk` sends `chat.postMessage`.
+fn web_api_call(out: &mut Vec<u8>, path: &str, key: &str, body_len: usize) {
+    let text = "x".repeat(body_len.saturating_sub(40).max(1));
+    let body = format!("{{\"channel\":\"C0BENCH\",\"text\":\"{text}\"}}");
+    out.clear();
+    out.extend_from_slice(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: slack.com\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json; charset=utf-8\r\nUser-Agent: slackgate-loadgen\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
