@@ -702,3 +702,28 @@ fn pooled_connections_to_slack_and_a_policy_reload_applies_at_once() {
             == "method_denied"
     }));
 }
+
+#[test]
+fn the_key_in_a_json_field_and_an_egress_listener_over_tls() {
+    let slack = slack();
+    let clock = Arc::new(FakeClock::at(NOW));
+    let gw = TestGatewayBuilder::new(POLICY)
+        .secret("HELPDESK_GATEWAY_KEY", KEY)
+        .secret("HELPDESK_BOT_TOKEN", TOKEN)
+        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
+        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
+        .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
+        .egress(&slack.url(), Some(slack.ca_file()))
+        .egress_tls()
+        .start();
+    // A real TLS handshake with the egress listener; the key as a JSON member.
+    let body = format!(r#"{{"token":"{KEY}","channel":"C0HELP","text":"hi"}}"#);
+    let a = call(&gw, "/api/chat.postMessage", &[JSON], &body);
+    assert_eq!(a.json()["ok"], true, "{}", String::from_utf8_lossy(&a.body));
+    let got = slack.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].token.as_deref(), Some(TOKEN));
+    // The member is cut out, every other byte as sent.
+    assert_eq!(got[0].body, br#"{"channel":"C0HELP","text":"hi"}"#);
+    assert!(!String::from_utf8_lossy(&got[0].head).contains(KEY));
+}

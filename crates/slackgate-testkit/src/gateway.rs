@@ -27,6 +27,7 @@ pub struct TestGatewayBuilder {
     /// `egress.slack_api` and `egress.ca_file`, when the egress door is on.
     egress: Option<(String, Option<PathBuf>)>,
     egress_timeout: String,
+    egress_tls: Option<TestCerts>,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -45,6 +46,8 @@ pub struct TestGateway {
     pub tls_addr: Option<SocketAddr>,
     /// The egress listener's address (if the egress door is on).
     pub egress_addr: Option<SocketAddr>,
+    /// The egress listener's certificate, when it serves TLS.
+    pub egress_certs: Option<TestCerts>,
     /// Admin address.
     pub admin: SocketAddr,
     /// The TLS certificate in use.
@@ -79,6 +82,7 @@ impl TestGatewayBuilder {
             fast_path: true,
             egress: None,
             egress_timeout: "5s".to_owned(),
+            egress_tls: None,
         }
     }
 
@@ -135,6 +139,12 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// Serves the egress listener over TLS with a fresh certificate.
+    pub fn egress_tls(mut self) -> Self {
+        self.egress_tls = Some(TestCerts::generate());
+        self
+    }
+
     /// `egress.timeout` (default 5s).
     pub fn egress_timeout(mut self, t: &str) -> Self {
         self.egress_timeout = t.to_owned();
@@ -170,8 +180,15 @@ impl TestGatewayBuilder {
         ));
         let egress_addr = self.egress.as_ref().map(|_| free_port());
         if let (Some((api, ca)), Some(a)) = (&self.egress, egress_addr) {
+            let tls = self.egress_tls.as_ref().map_or(String::new(), |t| {
+                format!(
+                    ", tls: {{ cert: {}, key: {} }}",
+                    t.cert.display(),
+                    t.key.display()
+                )
+            });
             config.push_str(&format!(
-                "egress:\n  listen: {{ addr: {a} }}\n  slack_api: {api}\n  timeout: {}\n",
+                "egress:\n  listen: {{ addr: {a}{tls} }}\n  slack_api: {api}\n  timeout: {}\n",
                 self.egress_timeout
             ));
             if let Some(ca) = ca {
@@ -208,6 +225,7 @@ impl TestGatewayBuilder {
             addr,
             tls_addr,
             egress_addr,
+            egress_certs: self.egress_tls,
             admin,
             certs: self.tls,
             dir,
@@ -229,9 +247,14 @@ impl TestGateway {
         Client::tls(self.tls_addr.expect("tls gateway"), &certs.der)
     }
 
-    /// A client for the egress listener.
+    /// A client for the egress listener (TLS, trusting its test certificate, when it
+    /// was built with `egress_tls`).
     pub fn egress_client(&self) -> Client {
-        Client::plain(self.egress_addr.expect("egress gateway"))
+        let addr = self.egress_addr.expect("egress gateway");
+        match &self.egress_certs {
+            Some(c) => Client::tls(addr, &c.der),
+            None => Client::plain(addr),
+        }
     }
 
     /// A client for the admin listener.
