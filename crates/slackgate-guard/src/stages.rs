@@ -334,8 +334,10 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
             degraded,
         } = fresh;
         let Ok(facts) = slackgate_slack::parse_facts(self.req.content_type, self.req.body) else {
+            // The replay check may have fallen back to local state: that is counted too.
             return Err(Box::new(Decision {
                 secret_id: Some(secret_id),
+                degraded,
                 ..Decision::respond(Reason::MalformedPayload)
             }));
         };

@@ -142,6 +142,27 @@ fn fail_open_answers_from_this_replica_and_says_so() {
     );
 }
 
+/// A signed body that cannot be decoded still reports that its replay check fell back
+/// to this replica (it was once dropped, so the fallback went uncounted).
+#[test]
+fn a_malformed_payload_keeps_the_replay_fallback() {
+    let p = policy("fail_open");
+    let g = guard();
+    let body = b"{not json".to_vec();
+    let ts = NOW.to_string();
+    let sig = SigningKey::new("k", SECRET.as_bytes())
+        .unwrap()
+        .sign(&ts, &body);
+    let r = Req { body, ts, sig };
+    let down = Scripted::default();
+    down.fail_replay.store(true, Ordering::SeqCst);
+    let d = decide(&g, &down, &p, &r);
+    assert_eq!(
+        (d.reason, d.degraded),
+        (Reason::MalformedPayload, vec![StateOp::Replay])
+    );
+}
+
 #[test]
 fn fail_closed_answers_state_unavailable_where_the_shared_state_failed() {
     let p = policy("fail_closed");
