@@ -185,10 +185,15 @@ fn encodings_come_from_the_content_type() {
             "{ct}"
         );
     }
-    assert_eq!(
-        CallEncoding::detect(Some(b"application/\xffjson"), b"x"),
-        Err(CallError::UnsupportedEncoding)
-    );
+    for ct in [
+        &b"application/\xffjson"[..],
+        b"application/json; charset=\xff",
+    ] {
+        assert_eq!(
+            CallEncoding::detect(Some(ct), b"x"),
+            Err(CallError::UnsupportedEncoding)
+        );
+    }
 }
 
 #[test]
