@@ -1131,3 +1131,19 @@ fn check_reread(
     prop_assert_eq!(again, expected);
     Ok(())
 }
+
+proptest! {
+    /// Nothing panics on arbitrary bytes, whatever the encoding claimed.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        query in prop::collection::vec(any::<u8>(), 0..40),
+        body in prop::collection::vec(any::<u8>(), 0..80),
+    ) {
+        for ct in [None, FORM, JSON] {
+            let _ = read_call(Some(&query), ct, &body);
+        }
+        for encoding in [CallEncoding::None, CallEncoding::Form, CallEncoding::Json] {
+            let _ = strip_body_token(encoding, &body);
+        }
+    }
+}
