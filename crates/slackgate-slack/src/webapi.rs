@@ -117,6 +117,9 @@ impl CallEncoding {
         let Some(value) = content_type else {
             return Ok(CallEncoding::Form);
         };
+        if simdutf8::basic::from_utf8(value).is_err() {
+            return Err(CallError::UnsupportedEncoding);
+        }
         let essence = value.split(|&b| b == b';').next().unwrap_or_default();
         let essence = essence.trim_ascii();
         if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
