@@ -53,11 +53,25 @@ pub fn method_from_path(path: &str) -> Option<&str> {
 
 /// Method families that mint, revoke or widen access: the name itself and every
 /// `<family>.<more>`.
-const PRIVILEGED_FAMILIES: [&str; 4] = ["admin", "apps.manifest", "oauth", "users.admin"];
+/// Beyond DESIGN.md's list: `apps.permissions.*` (requests wider scopes), `openid.*`
+/// (mints tokens for Sign in with Slack) and `tooling.tokens.*` (rotates configuration
+/// tokens).
+const PRIVILEGED_FAMILIES: [&str; 7] = [
+    "admin",
+    "apps.manifest",
+    "apps.permissions",
+    "oauth",
+    "openid",
+    "tooling.tokens",
+    "users.admin",
+];
 
 /// Single methods that mint, revoke or widen access.
-const PRIVILEGED_METHODS: [&str; 4] = [
+/// `migration.exchange` is beyond DESIGN.md's list: it maps ids across an Enterprise Grid
+/// migration with the org's authority.
+const PRIVILEGED_METHODS: [&str; 5] = [
     "auth.revoke",
+    "migration.exchange",
     "apps.uninstall",
     "apps.connections.open",
     "files.sharedPublicURL",
@@ -66,7 +80,8 @@ const PRIVILEGED_METHODS: [&str; 4] = [
 /// Whether a method mints, revokes or widens access and therefore must be listed by its exact
 /// name to be allowed: `admin.*`, `auth.revoke`, `apps.uninstall`, `apps.manifest.*`,
 /// `oauth.*` (including `oauth.v2.*`), `apps.connections.open`, `files.sharedPublicURL` and
-/// `users.admin.*`.
+/// `users.admin.*`; and, beyond DESIGN.md's list, `apps.permissions.*`, `openid.*`,
+/// `tooling.tokens.*` and `migration.exchange`.
 ///
 /// Slack compares method names case-sensitively, but this test ignores ASCII case so that it
 /// fails closed: `Admin.users.list` is privileged too. A family's bare name (`oauth`) counts

@@ -100,6 +100,11 @@ fn access_changing_methods_are_privileged() {
         "files.sharedPublicURL",
         "users.admin.invite",
         "users.admin.setInactive",
+        "apps.permissions.request",
+        "apps.permissions.users.request",
+        "openid.connect.token",
+        "tooling.tokens.rotate",
+        "migration.exchange",
     ] {
         assert!(is_privileged_method(method), "{method}");
     }
