@@ -431,9 +431,6 @@ fn assert_slack_saw(rig: &Rig, plan: &[Call], encoding: &str) -> Vec<Received> {
             assert!(r.answer.ok, "{what}: the stand-in answered {:?}", r.answer);
         }
     }
-    let post = &got[0];
-    assert_eq!(post.arg("channel").as_deref(), Some("C0HELP"));
-    assert_eq!(post.arg("text").as_deref(), Some(TEXT));
     got
 }
 
@@ -448,21 +445,23 @@ fn assert_audit_follows(rig: &Rig, plan: &[Call]) {
     assert_eq!(reasons, want, "egress audit reasons, call by call");
     for (r, c) in records.iter().zip(plan) {
         // A call with an unknown key is refused before its method is read.
-        let (bot, method) = match c.key {
-            Key::Good => (json!("helpdesk"), json!(c.method)),
-            Key::Wrong => (Value::Null, Value::Null),
+        let (bot, method) = match c.expect {
+            Expect::Denied("unknown_bot") => (Value::Null, Value::Null),
+            _ => (json!("helpdesk"), json!(c.method)),
         };
         assert_eq!(r["bot"], bot, "audit of {}", c.id);
         assert_eq!(r["method"], method, "audit of {}", c.id);
     }
-    let slack_429 = records
-        .iter()
-        .zip(plan)
-        .find(|(_, c)| c.expect == Expect::SlackLimited)
-        .map(|(r, _)| r)
-        .expect("the plan has Slack's 429");
-    assert_eq!(slack_429["upstream_status"], 429);
-    assert_eq!(slack_429["slack_error"], "ratelimited");
+    for (r, c) in records.iter().zip(plan) {
+        match c.expect {
+            Expect::Allowed => assert_eq!(r["upstream_status"], 200, "audit of {}", c.id),
+            Expect::SlackLimited => {
+                assert_eq!(r["upstream_status"], 429, "audit of {}", c.id);
+                assert_eq!(r["slack_error"], "ratelimited", "audit of {}", c.id);
+            }
+            Expect::Denied(_) => assert_eq!(r["upstream_status"], Value::Null, "audit of {}", c.id),
+        }
+    }
     rig.assert_audit_clean();
 }
 
@@ -525,6 +524,57 @@ fn script_env(cmd: &mut Command, rig: &Rig) {
         .env("SLACKGATE_WRONG_KEY", WRONG_KEY);
 }
 
+/// The SDK a plan runs through.
+#[derive(Clone, Copy, Debug)]
+enum Sdk {
+    Python,
+    Node,
+}
+
+impl Sdk {
+    fn require(self) {
+        match self {
+            Sdk::Python => require_python_sdk(),
+            Sdk::Node => require_node_sdk(),
+        }
+    }
+
+    /// Runs `plan` through this SDK's script against `rig`, checking each call's result.
+    fn run(self, rig: &Rig, plan: &[Call]) -> Vec<Value> {
+        let (mut cmd, what) = match self {
+            Sdk::Python => {
+                let mut cmd = Command::new(python());
+                cmd.arg(sdk_dir().join("python_client.py"))
+                    .env("PYTHONUNBUFFERED", "1");
+                (cmd, "python_client.py")
+            }
+            Sdk::Node => {
+                let mut cmd = Command::new(node());
+                cmd.arg(sdk_dir().join("node/client.js"))
+                    .current_dir(sdk_dir().join("node"));
+                (cmd, "client.js")
+            }
+        };
+        script_env(&mut cmd, rig);
+        let lines = run_plan(cmd, what, plan);
+        for (c, got) in plan.iter().zip(&lines) {
+            match self {
+                Sdk::Python => check_python(c, got),
+                Sdk::Node => check_node(c, got),
+            }
+        }
+        lines
+    }
+
+    /// How this SDK encodes a call's body (`chat.postMessage` is JSON in slack_sdk).
+    fn encoding(self) -> &'static str {
+        match self {
+            Sdk::Python => "json-post",
+            Sdk::Node => "form",
+        }
+    }
+}
+
 // === slack_sdk (Python) ===
 
 /// What `slack_sdk` must have handed back for `c`.
@@ -570,29 +620,7 @@ fn check_python(c: &Call, got: &Value) {
 
 #[test]
 fn python_slack_sdk_calls_through_the_door() {
-    require_python_sdk();
-    let started = Instant::now();
-    let rig = Rig::start(None);
-    rig.slack.rate_limit("reactions.remove", SLACK_RETRY_AFTER);
-    let plan = plan();
-    let mut cmd = Command::new(python());
-    cmd.arg(sdk_dir().join("python_client.py"))
-        .env("PYTHONUNBUFFERED", "1");
-    script_env(&mut cmd, &rig);
-    let lines = run_plan(cmd, "python_client.py", &plan);
-    for (c, got) in plan.iter().zip(&lines) {
-        check_python(c, got);
-    }
-    // What the SDK saw of the allowed calls is Slack's answer, relayed.
-    assert_eq!(lines[0]["data"]["channel"], "C0HELP");
-    assert_eq!(lines[0]["data"]["message"]["text"], TEXT);
-    assert_eq!(lines[1]["data"]["channel"]["id"], "C0HELP");
-    assert_eq!(lines[2]["data"]["team_id"], TEAM);
-    assert_eq!(lines[2]["data"]["user_id"], "U0BOT");
-
-    assert_slack_saw(&rig, &plan, "json-post");
-    assert_audit_follows(&rig, &plan);
-    eprintln!("slack_sdk through the door: {:?}", started.elapsed());
+    calls_through_the_door(Sdk::Python);
 }
 
 // === @slack/web-api (Node) ===
@@ -632,35 +660,124 @@ fn check_node(c: &Call, got: &Value) {
 
 #[test]
 fn node_web_api_calls_through_the_door() {
-    require_node_sdk();
+    calls_through_the_door(Sdk::Node);
+}
+
+// === Both SDKs ===
+
+/// The plan through `sdk`: allowed calls reach Slack with the token, each denial is the
+/// SDK's ordinary API error, and no denied call reaches Slack.
+fn calls_through_the_door(sdk: Sdk) {
+    sdk.require();
     let started = Instant::now();
     let rig = Rig::start(None);
     rig.slack.rate_limit("reactions.remove", SLACK_RETRY_AFTER);
     let plan = plan();
-    let mut cmd = Command::new(node());
-    cmd.arg(sdk_dir().join("node/client.js"))
-        .current_dir(sdk_dir().join("node"));
-    script_env(&mut cmd, &rig);
-    let lines = run_plan(cmd, "client.js", &plan);
-    for (c, got) in plan.iter().zip(&lines) {
-        check_node(c, got);
-    }
+    let lines = sdk.run(&rig, &plan);
+    // What the SDK saw of the allowed calls is Slack's answer, relayed.
     assert_eq!(lines[0]["data"]["channel"], "C0HELP");
     assert_eq!(lines[0]["data"]["message"]["text"], TEXT);
     assert_eq!(lines[1]["data"]["channel"]["id"], "C0HELP");
     assert_eq!(lines[2]["data"]["team_id"], TEAM);
-    // The SDK read the scope headers of Slack's answer through the door.
-    let scopes = &lines[0]["data"]["response_metadata"]["scopes"];
-    assert!(
-        scopes
-            .as_array()
-            .is_some_and(|s| s.iter().any(|x| x == "chat:write")),
-        "x-oauth-scopes relayed to the SDK: {scopes}"
-    );
+    assert_eq!(lines[2]["data"]["user_id"], "U0BOT");
+    if let Sdk::Node = sdk {
+        // The SDK read the scope headers of Slack's answer through the door.
+        let scopes = &lines[0]["data"]["response_metadata"]["scopes"];
+        assert!(
+            scopes
+                .as_array()
+                .is_some_and(|s| s.iter().any(|x| x == "chat:write")),
+            "x-oauth-scopes relayed to the SDK: {scopes}"
+        );
+    }
 
-    assert_slack_saw(&rig, &plan, "form");
+    let got = assert_slack_saw(&rig, &plan, sdk.encoding());
+    assert_eq!(got[0].arg("channel").as_deref(), Some("C0HELP"));
+    assert_eq!(got[0].arg("text").as_deref(), Some(TEXT));
     assert_audit_follows(&rig, &plan);
-    eprintln!("@slack/web-api through the door: {:?}", started.elapsed());
+    eprintln!("{sdk:?} SDK through the door: {:?}", started.elapsed());
+}
+
+/// Call shapes beyond the plain ones: the key also given as a `token` argument (which
+/// slack_sdk moves to the header and @slack/web-api sends in both places), non-ASCII text,
+/// nested `channel` and `username` members (which are not arguments), booleans.
+fn shapes() -> Vec<Call> {
+    let metadata = json!({
+        "event_type": "ticket_opened",
+        "event_payload": {"channel": "C0OTHER", "username": "The CEO", "team_id": "T0EVIL"},
+    });
+    vec![
+        Call {
+            id: "post_token_arg",
+            key: Key::Good,
+            method: "chat.postMessage",
+            args: json!({
+                "token": KEY,
+                "channel": "C0HELP",
+                "text": UNICODE_TEXT,
+                "metadata": metadata,
+                "unfurl_links": false,
+            }),
+            expect: Expect::Allowed,
+        },
+        Call {
+            id: "info_bool",
+            key: Key::Good,
+            method: "conversations.info",
+            args: json!({"token": KEY, "channel": "C0HELP", "include_num_members": true}),
+            expect: Expect::Allowed,
+        },
+        Call {
+            id: "auth_token_only",
+            key: Key::Good,
+            method: "auth.test",
+            args: json!({"token": KEY}),
+            expect: Expect::Allowed,
+        },
+        Call {
+            id: "wrong_token_arg",
+            key: Key::Good,
+            method: "reactions.add",
+            args: json!({"token": WRONG_KEY, "channel": "C0HELP", "timestamp": "1.2", "name": "eyes"}),
+            expect: Expect::Denied("unknown_bot"),
+        },
+    ]
+}
+
+/// Text with characters outside ASCII (JSON `\u` escapes in slack_sdk, percent-encoded UTF-8
+/// in @slack/web-api).
+const UNICODE_TEXT: &str = "printer on fire \u{1f525} \u{2014} caf\u{e9} & 100% <done>";
+
+fn shapes_through_the_door(sdk: Sdk) {
+    sdk.require();
+    let rig = Rig::start(None);
+    let plan = shapes();
+    let lines = sdk.run(&rig, &plan);
+    assert_eq!(lines[0]["data"]["message"]["text"], UNICODE_TEXT);
+    let got = assert_slack_saw(&rig, &plan, sdk.encoding());
+    let post = &got[0];
+    assert_eq!(post.arg("channel").as_deref(), Some("C0HELP"));
+    assert_eq!(post.arg("text").as_deref(), Some(UNICODE_TEXT));
+    let metadata: Value = serde_json::from_str(&post.arg("metadata").unwrap()).unwrap();
+    assert_eq!(metadata["event_payload"]["channel"], "C0OTHER");
+    assert_eq!(
+        got[1]
+            .arg("include_num_members")
+            .as_deref()
+            .map(|v| v == "1" || v == "true"),
+        Some(true)
+    );
+    assert_audit_follows(&rig, &plan);
+}
+
+#[test]
+fn python_slack_sdk_call_shapes_through_the_door() {
+    shapes_through_the_door(Sdk::Python);
+}
+
+#[test]
+fn node_web_api_call_shapes_through_the_door() {
+    shapes_through_the_door(Sdk::Node);
 }
 
 // === Bolt for Python, both doors ===
