@@ -3,7 +3,9 @@
 #   cmake       pingora's zlib-ng build
 #   prometheus  promtool, which checks /metrics and the alert rules
 #   redis       redis-server for the shared-state tests
-#   Python      slack_bolt (compatibility tests), yamllint + kubernetes-validate (manifests)
+#   Python      slack_bolt + slack_sdk (compatibility tests), yamllint + kubernetes-validate (manifests)
+#   Node.js     npm, and @slack/web-api from crates/slackgate/tests/sdk/node/package-lock.json
+#               (the egress SDK compatibility test); needs Node 20 or later
 #   cargo-deny  license/ban/source checks of the dependency graph (deny.toml); from
 #               crates.io, about 3 minutes to build on 2 cores
 # Idempotent; installs only what is missing. Needs root (or sudo) for apt-get.
@@ -17,6 +19,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +31,12 @@ fi
 if ! python3 -c 'import slack_bolt, yamllint, kubernetes_validate' 2>/dev/null; then
   echo "deps: pip install -r scripts/python-requirements.txt"
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/python-requirements.txt
+fi
+
+NODE_SDK=crates/slackgate/tests/sdk/node
+if [ ! -f "$NODE_SDK/node_modules/@slack/web-api/package.json" ]; then
+  echo "deps: npm ci in $NODE_SDK"
+  (cd "$NODE_SDK" && npm ci --silent --no-audit --no-fund)
 fi
 
 if ! command -v cargo-deny >/dev/null; then
