@@ -292,26 +292,25 @@ pub fn decide_egress(
             );
         }
     }
-    let Some(bot) = bot else {
-        return EgressDecision::new(EgressReason::UnknownBot).rule(if had_key {
-            "key"
-        } else {
-            "no key"
-        });
-    };
-
+    // What the call names, recorded whoever made it (an unknown caller's attempt too).
     let mut d = EgressDecision::new(EgressReason::Allowed);
-    d.bot = Some(Arc::clone(&bot));
     d.encoding = Some(args.encoding);
     d.body_token = args.body_token.is_some();
     d.team_id = args.team_id.as_deref().map(Box::from);
     d.channel_id = args.channels.first().map(|c| Box::from(c.as_str()));
+    let method = method_from_path(call.path);
+    d.method = method.map(Box::from);
 
-    let Some(method) = method_from_path(call.path) else {
+    let Some(bot) = bot else {
+        d.reason = EgressReason::UnknownBot;
+        return d.rule(if had_key { "key" } else { "no key" });
+    };
+    d.bot = Some(Arc::clone(&bot));
+
+    let Some(method) = method else {
         d.reason = EgressReason::MalformedCall;
         return d.rule("path");
     };
-    d.method = Some(Box::from(method));
     if !bot.methods.permits(method, is_privileged_method(method)) {
         d.reason = EgressReason::MethodDenied;
         return d.rule("methods");

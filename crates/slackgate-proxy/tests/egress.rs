@@ -264,6 +264,8 @@ fn unknown_bot() {
     let r = record(gw, 3);
     assert_eq!(r["reason"], "unknown_bot");
     assert_eq!(r["bot"], serde_json::Value::Null);
+    // What an unknown caller tried is recorded.
+    assert_eq!(r["method"], "auth.test");
     assert_eq!(egress_metric(gw, "unknown", "other", "unknown_bot"), 3.0);
     assert_eq!(rig.slack.count(), 0, "Slack got a call from an unknown bot");
     assert_no_leaks(&rig, &[&wrong, &token, &none]);
