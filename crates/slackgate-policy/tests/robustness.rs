@@ -87,7 +87,7 @@ fn document_markers_bom_and_null_env() {
     assert_eq!(
         policy_out(with_bom),
         "p.yaml:3:40: error: `env` of secret `k` of app `a` is empty\n  fix: write the name of the environment variable that holds the secret, e.g. `env: HELPDESK_SIGNING_SECRET`\n\
-         p.yaml:4:9: error: the policy has no routes: every request would be answered 404 no_route\n  fix: add at least one route under `routes:`"
+         p.yaml:4:9: error: the policy has no routes and no bots: every request would be answered 404 no_route\n  fix: add at least one route under `routes:` (or a bot under `bots:`)"
     );
 }
 

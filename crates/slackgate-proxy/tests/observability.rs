@@ -338,7 +338,7 @@ fn metric_name_extraction() {
 // === every reason code: a complete audit record and its counter ===
 
 /// The audit keys DESIGN.md lists, in its order; `lifecycle` is added only when true.
-const AUDIT_KEYS: [&str; 22] = [
+const AUDIT_KEYS: [&str; 23] = [
     "ts",
     "route",
     "reason",
@@ -361,6 +361,7 @@ const AUDIT_KEYS: [&str; 22] = [
     "upstream",
     "upstream_status",
     "duration_us",
+    "direction",
 ];
 
 /// Fields parsed from the payload; a request that failed before its payload was
@@ -385,6 +386,7 @@ fn assert_complete(a: &Value) {
     }
     let want: BTreeSet<&str> = AUDIT_KEYS.into_iter().collect();
     assert_eq!(keys, want, "audit keys of {a}");
+    assert_eq!(a["direction"], "inbound", "{a}");
     let ts = a["ts"].as_str().unwrap();
     let t =
         humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("ts {ts:?} is not RFC 3339: {e}"));

@@ -42,9 +42,9 @@ pub struct ScopeLedger {
 /// A comma-separated scope list, trimmed, empty entries dropped. Only scope-shaped
 /// entries are kept (`chat:write`, `channels:read`, `users.profile:read`, ...).
 fn scope_list(header: &[u8]) -> impl Iterator<Item = &str> {
-    std::str::from_utf8(header)
-        .unwrap_or_default()
-        .split(',')
+    header
+        .split(|&b| b == b',')
+        .filter_map(|s| std::str::from_utf8(s).ok())
         .map(str::trim)
         .filter(|s| {
             !s.is_empty()
