@@ -259,13 +259,30 @@ fn check(file: &Path) -> ExitCode {
                 None => format!("{} (policy)", policy_path.display()),
             };
             println!(
-                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), policy hash {}",
+                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), {} bot(s), policy hash {}",
                 policy.routes.len(),
                 policy.apps.len(),
                 secrets,
                 policy.upstreams.len(),
+                policy.bots.len(),
                 policy.hash
             );
+            if let Some(e) = config.as_ref().and_then(|c| c.egress.as_ref()) {
+                println!(
+                    "egress: bots call {}://{}/api/, allowed calls go to {}://{}{}",
+                    if e.listen.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    },
+                    e.listen.addr,
+                    if e.slack_api.tls { "https" } else { "http" },
+                    e.slack_api.authority(),
+                    e.slack_api.path
+                );
+            } else if !policy.bots.is_empty() && config.is_some() {
+                println!("note: the policy has bots but the config has no `egress:` section; `run` opens no egress door");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => report_errors(&errors),

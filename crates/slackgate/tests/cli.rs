@@ -398,6 +398,196 @@ fn check_lists_every_config_error() {
     assert!(text(&missing.stderr).contains("/nonexistent/slackgate.yaml"));
 }
 
+#[test]
+fn check_reports_bot_errors_with_positions_and_never_a_key_or_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n",
+    )
+    .unwrap();
+    let planted_value = "xoxb-3333-4444-PLANTEDvalue";
+    let planted_env = "xoxb-5555-6666-PLANTEDenv";
+    // Structural errors: a literal key, a literal token value, an unknown key, a bad `per`.
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        format!(
+            "version: 1
+routes: []
+bots:
+  helpdesk:
+    key: {PLANTED_TOKEN}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage]
+  deploy:
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ value: \"{planted_value}\" }}
+    methods: [chat.postMessage]
+  standup:
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage]
+    colour: blue
+  ops:
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage]
+    rate_limits:
+      - {{ per: planet, rate: 1/s, burst: 1 }}
+"
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("HELPDESK_BOT_TOKEN", planted_env),
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let positions = error_positions(&stderr);
+    assert!(
+        positions.iter().all(|(f, _)| f.ends_with("policy.yaml")),
+        "{stderr}"
+    );
+    let lines: Vec<usize> = positions.iter().map(|(_, l)| *l).collect();
+    for (line, what) in [
+        (5, "literal key"),
+        (10, "literal token value"),
+        (16, "unknown key"),
+        (22, "unknown rate limit key"),
+    ] {
+        assert!(lines.contains(&line), "{what} at line {line}: {stderr}");
+    }
+    assert!(
+        stderr.contains("literal secrets are not allowed") && stderr.contains("env: VAR_NAME"),
+        "{stderr}"
+    );
+    // `policy.yaml:5:10: error:`: the column of the literal value.
+    assert!(stderr.contains("policy.yaml:5:10: error: "), "{stderr}");
+    assert!(stderr.contains("bots.standup"), "{stderr}");
+    for planted in [PLANTED_TOKEN, planted_value, planted_env, "PLANTED"] {
+        assert!(!stderr.contains(planted), "{planted} echoed: {stderr}");
+        assert!(!stdout.contains(planted), "{planted} echoed: {stdout}");
+    }
+
+    // Value errors: a short key, a token that is not one, a bad method and channel, a
+    // missing variable, a zero rate; and two bots sharing a key.
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        "version: 1
+routes: []
+bots:
+  standup:
+    key: { env: STANDUP_SIGNING_SECRET }
+    token: { env: SG_SIGN_SECRET }
+    methods: [\"chat post\"]
+    channels: [not-a-channel]
+  ops:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: SG_UNSET }
+    methods: [chat.postMessage]
+    rate_limits:
+      - { per: bot, rate: 0/s, burst: 1 }
+",
+    )
+    .unwrap();
+    let env = [
+        ("STANDUP_SIGNING_SECRET", "shortPLANTED"),
+        ("SG_SIGN_SECRET", "hunter2-PLANTED-not-a-token"),
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<usize> = error_positions(&stderr).iter().map(|(_, l)| *l).collect();
+    for (line, what) in [
+        (5, "short key"),
+        (6, "not a Slack token"),
+        (7, "bad method"),
+        (8, "bad channel"),
+        (11, "missing variable"),
+        (14, "zero rate"),
+    ] {
+        assert!(lines.contains(&line), "{what} at line {line}: {stderr}");
+    }
+    assert!(
+        stderr.contains("SG_UNSET"),
+        "the variable is named: {stderr}"
+    );
+    assert!(stderr.contains("fix: "), "{stderr}");
+    assert!(
+        !stderr.contains("PLANTED") && !stdout.contains("PLANTED"),
+        "{stderr}"
+    );
+
+    let shared = "version: 1
+routes: []
+bots:
+  a:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+  b:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+";
+    std::fs::write(tmp.path().join("policy.yaml"), shared).unwrap();
+    let env = [
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+        ("HELPDESK_BOT_TOKEN", planted_env),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("policy.yaml:9:"), "{stderr}");
+    assert!(stderr.contains("the same gateway key"), "{stderr}");
+    assert!(!stderr.contains("PLANTED"), "{stderr}");
+
+    // Fixed, it passes and counts its bots and the door.
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        shared.replace(
+            "  b:\n    key: { env: HELPDESK_GATEWAY_KEY }",
+            "  b:\n    key: { env: DEPLOYBOT_SIGNING_SECRET }",
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+        ("DEPLOYBOT_SIGNING_SECRET", "gk_PLANTED_key_111111111111"),
+        ("HELPDESK_BOT_TOKEN", planted_env),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(", 2 bot(s), "), "{stdout}");
+    assert!(
+        stdout.contains("egress: bots call http://127.0.0.1:8081/api/, allowed calls go to https://slack.com/api/"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("PLANTED"), "{stdout}");
+}
+
+#[test]
+fn check_reports_egress_config_errors_with_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n  slack_api: http://slack.com/api/\n  timeout: soon\n",
+    )
+    .unwrap();
+    let out = slackgate(&["check", config.to_str().unwrap()], &[], b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<usize> = error_positions(&stderr).iter().map(|(_, l)| *l).collect();
+    assert!(lines.contains(&6) && lines.contains(&7), "{stderr}");
+    assert!(stderr.contains("use https://"), "{stderr}");
+}
+
 // === explain ===
 
 const EXPLAIN_SECRET: &str = "explain-5ecret-c0ffee";
