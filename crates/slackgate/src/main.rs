@@ -109,7 +109,8 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Gateway + built-in echo bot on an embedded example policy; prints signed curl commands.
+    /// Gateway + built-in echo bot and Slack Web API stand-in on an embedded example policy;
+    /// prints signed curl commands for the inbound door and a bot's calls for the egress door.
     Demo {
         /// Public listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -117,6 +118,9 @@ enum Command {
         /// Admin listener.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
+        /// Egress listener (where the demo bot calls the Web API).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        egress: String,
         /// Send the printed requests itself, print the answers and exit.
         #[arg(long)]
         self_test: bool,
@@ -208,8 +212,9 @@ fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin,
+            egress,
             self_test,
-        } => demo::run(&listen, &admin, self_test),
+        } => demo::run(&listen, &admin, &egress, self_test),
     };
     match result {
         Ok(code) => code,

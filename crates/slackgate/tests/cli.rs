@@ -1122,6 +1122,7 @@ fn explain_egress_takes_a_policy_alone_and_notes_a_config_without_egress() {
 fn demo_self_test_prints_allowed_denied_replayed() {
     let listen = free_port().to_string();
     let admin = free_port().to_string();
+    let egress = free_port().to_string();
     let out = slackgate(
         &[
             "demo",
@@ -1130,6 +1131,8 @@ fn demo_self_test_prints_allowed_denied_replayed() {
             &listen,
             "--admin",
             &admin,
+            "--egress",
+            &egress,
         ],
         &[],
         b"",
@@ -1143,7 +1146,7 @@ fn demo_self_test_prints_allowed_denied_replayed() {
         .lines()
         .filter(|l| l.starts_with("self-test "))
         .collect();
-    assert_eq!(results.len(), 3, "{stdout}");
+    assert_eq!(results.len(), 7, "{stdout}");
     assert!(
         results[0].starts_with("self-test allowed: 200 "),
         "{}",
@@ -1161,10 +1164,145 @@ fn demo_self_test_prints_allowed_denied_replayed() {
         results[2]
     );
     assert!(results[2].contains("replayed"), "{}", results[2]);
-    // The printed curl commands point at the chosen listener.
+
+    // The egress door: the allowed call reached the stand-in and came back from it.
+    let allowed = results[3]
+        .strip_prefix("self-test egress allowed: 200 ")
+        .unwrap_or_else(|| panic!("{}", results[3]));
+    let allowed: Value = serde_json::from_str(allowed).unwrap();
+    assert_eq!(allowed["ok"], true, "{allowed}");
+    assert_eq!(allowed["channel"], "C0DEMO");
+    assert_eq!(allowed["message"]["text"], "hi");
+    for (line, reason) in [
+        (results[4], "channel_denied"),
+        (results[5], "method_denied"),
+    ] {
+        let body = line
+            .strip_prefix(&format!("self-test egress {reason}: 200 "))
+            .unwrap_or_else(|| panic!("{line}"));
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (&v["ok"], &v["error"]),
+            (&false.into(), &reason.into()),
+            "{line}"
+        );
+    }
+    // chat.postMessage needed chat:write; the other granted scopes are reported unused.
+    assert_eq!(
+        results[6],
+        r#"self-test unused_scopes: ["channels:read","reactions:write","users:read"]"#
+    );
+
+    // The printed curl commands point at the chosen listeners; the egress ones carry the
+    // demo's gateway key, and the bot token is printed nowhere.
     assert!(
         stdout.contains(&format!("curl -sS -i http://{listen}/slack/events")),
         "{stdout}"
+    );
+    let key = stdout
+        .split("Authorization: Bearer ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no key in {stdout}"));
+    assert!(key.starts_with("gk_demo_") && key.len() >= 20, "{key}");
+    assert!(
+        stdout.contains(&format!(
+            "curl -sS -i http://{egress}/api/chat.postMessage -H 'Authorization: Bearer {key}' -d channel=C0DEMO -d text=hi"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "curl -sS -i http://{egress}/api/chat.postMessage -H 'Authorization: Bearer {key}' -d channel=C0SECRET -d text=hi"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("http://{egress}/api/users.list")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("xoxb-") && !stderr.contains("xoxb-"),
+        "the demo bot token is printed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// `RunningGateway::shutdown` returns while audit records are still queued for the
+/// writer thread, and the process then exits without them: `demo --self-test` (which
+/// shuts down and exits right after its last request) loses most of its audit lines.
+#[test]
+#[ignore = "bug: slackgate-proxy's RunningGateway::shutdown does not drain the audit queue; records queued before it are lost when the process exits (a race: fails about 1 run in 4 here)"]
+fn demo_self_test_writes_every_audit_record_before_it_exits() {
+    let (listen, admin, egress) = (
+        free_port().to_string(),
+        free_port().to_string(),
+        free_port().to_string(),
+    );
+    let out = slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--egress",
+            &egress,
+        ],
+        &[],
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // audit.path "-": one JSON line per request on stdout, inbound and egress.
+    let reasons: Vec<(String, String)> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["direction"].as_str().unwrap_or_default().to_owned(),
+                v["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("inbound", "allowed"),
+        ("inbound", "scope_denied"),
+        ("inbound", "replayed"),
+        ("egress", "allowed"),
+        ("egress", "channel_denied"),
+        ("egress", "method_denied"),
+    ]
+    .iter()
+    .map(|(d, r)| ((*d).to_owned(), (*r).to_owned()))
+    .collect();
+    assert_eq!(reasons, expected, "{stdout}");
+}
+
+#[test]
+fn demo_on_a_busy_egress_port_fails_fast_naming_the_flag() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let egress = busy.local_addr().unwrap().to_string();
+    let (listen, admin) = (free_port().to_string(), free_port().to_string());
+    let out = slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--egress",
+            &egress,
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--egress") && stderr.contains(&egress),
+        "{stderr}"
     );
 }
 
@@ -1173,6 +1311,7 @@ fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = busy.local_addr().unwrap().to_string();
     let admin = free_port().to_string();
+    let egress = free_port().to_string();
     let started = Instant::now();
     let out = slackgate(
         &[
@@ -1182,6 +1321,8 @@ fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
             &listen,
             "--admin",
             &admin,
+            "--egress",
+            &egress,
         ],
         &[],
         b"",
