@@ -18,13 +18,33 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-use slackgate_testkit::{now_unix, wait_until, MockBot, SignedRequest, TestGatewayBuilder};
+use slackgate_testkit::{
+    now_unix, wait_until, MockBot, SignedRequest, SlackApi, TestGatewayBuilder,
+};
 
 /// An expiry far enough away to stay valid, so the expiry gauge is exported.
 const EXPIRES: &str = "2099-01-01T00:00:00Z";
 
 /// The shared rig, with an expiry on the previous secret.
 fn rig_with_expiry() -> Rig {
+    rig_with(None)
+}
+
+const BOT_KEY: &str = "gk_observability_0c4e8a1f6b3d5927";
+const BOT_TOKEN: &str = "xoxb-1111-2222-observability0t0ken";
+
+/// A bot on the egress door, for the egress metrics.
+const BOTS: &str = "bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+    channels: [C0HELP]
+";
+
+/// The shared rig with an expiry on the previous secret and, with `slack`, the egress
+/// door in front of that Slack stand-in with one bot.
+fn rig_with(slack: Option<&SlackApi>) -> Rig {
     let bot = MockBot::start();
     let slow = MockBot::with(slackgate_testkit::BotBehavior::Delay(Duration::from_secs(
         3,
@@ -34,11 +54,27 @@ fn rig_with_expiry() -> Rig {
         &format!("{{ id: previous, env: HELPDESK_SECRET_OLD, expires: \"{EXPIRES}\" }}"),
     );
     assert!(policy.contains(EXPIRES), "the shared policy changed shape");
-    let gw = TestGatewayBuilder::new(&policy)
+    let policy = match slack {
+        Some(_) => {
+            assert!(
+                !policy.contains("\nbots:"),
+                "the shared policy has bots now"
+            );
+            format!("{policy}{BOTS}")
+        }
+        None => policy,
+    };
+    let mut builder = TestGatewayBuilder::new(&policy)
         .secret("HELPDESK_SECRET", SECRET)
         .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
-        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }")
-        .start();
+        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }");
+    if let Some(slack) = slack {
+        builder = builder
+            .secret("HELPDESK_GATEWAY_KEY", BOT_KEY)
+            .secret("HELPDESK_BOT_TOKEN", BOT_TOKEN)
+            .egress(&slack.url(), Some(slack.ca_file()));
+    }
+    let gw = builder.start();
     Rig { gw, bot, slow }
 }
 
@@ -93,10 +129,72 @@ fn send_and_audit(rig: &Rig, req: &SignedRequest) -> slackgate_testkit::Response
     resp
 }
 
-/// Traffic with samples in every histogram and several reasons, then a scrape taken
-/// once the health checker has reported every upstream target.
+/// One Web API call by the egress bot, waiting for its audit record.
+fn egress_call(rig: &Rig, body: &str) -> slackgate_testkit::Response {
+    let before = rig.gw.audit_raw().len();
+    let resp = rig
+        .gw
+        .egress_client()
+        .raw(
+            format!(
+                "POST /api/chat.postMessage HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {BOT_KEY}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    rig.gw.audit_lines(before + 1);
+    resp
+}
+
+/// Traffic with samples in every histogram and several reasons, inbound and egress
+/// (an allowed call, a denied one, a Slack 429 and the call answered for it), then a
+/// scrape taken once the health checker has reported every upstream target.
 fn exercised_scrape() -> String {
-    let rig = rig_with_expiry();
+    let slack = SlackApi::builder()
+        .token(BOT_TOKEN, "T0ACME", &["chat:write", "users:read"])
+        .start();
+    let rig = rig_with(Some(&slack));
+    let ok = egress_call(&rig, "channel=C0HELP&text=hi");
+    assert_eq!(ok.json()["ok"], true, "{:?}", ok.json());
+    let denied = egress_call(&rig, "channel=C0ELSE&text=hi");
+    assert_eq!(denied.header("x-slackgate-reason"), Some("channel_denied"));
+    slack.rate_limit("chat.postMessage", 30);
+    assert_eq!(egress_call(&rig, "channel=C0HELP&text=hi").status, 429);
+    let again = egress_call(&rig, "channel=C0HELP&text=hi");
+    assert_eq!(
+        again.header("x-slackgate-reason"),
+        Some("slack_rate_limited")
+    );
+    // Every egress record has the contract's fields, and only them.
+    let egress: Vec<Value> = rig
+        .gw
+        .audit_lines(4)
+        .into_iter()
+        .filter(|a| a["direction"] == "egress")
+        .collect();
+    let reasons: Vec<&str> = egress
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["allowed", "channel_denied", "allowed", "slack_rate_limited"]
+    );
+    for a in &egress {
+        let keys: BTreeSet<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, EGRESS_AUDIT_KEYS.into_iter().collect(), "{a}");
+    }
+    assert_eq!(
+        (
+            &egress[2]["status"],
+            &egress[2]["upstream_status"],
+            &egress[2]["slack_error"]
+        ),
+        (&429.into(), &429.into(), &"ratelimited".into()),
+        "Slack's 429 is relayed: {}",
+        egress[2]
+    );
     let allowed = mention("/slack/open").sign(SECRET);
     for req in [
         allowed.clone(),
@@ -131,6 +229,10 @@ fn live_scrape_passes_promtool_check_metrics() {
         "slackgate_upstream_duration_seconds_bucket{",
         "slackgate_secret_expiry_timestamp_seconds{",
         "slackgate_secret_matches_total{",
+        "slackgate_egress_requests_total{",
+        "slackgate_egress_duration_seconds_bucket{",
+        "slackgate_egress_unused_scopes{",
+        "slackgate_egress_slack_rate_limits_total{",
     ] {
         assert!(scrape.contains(sample), "scrape lacks {sample}");
     }
@@ -340,6 +442,7 @@ fn metric_name_extraction() {
 /// The audit keys DESIGN.md lists, in its order; `lifecycle` is added only when true.
 const AUDIT_KEYS: [&str; 23] = [
     "ts",
+    "direction",
     "route",
     "reason",
     "status",
@@ -362,6 +465,23 @@ const AUDIT_KEYS: [&str; 23] = [
     "upstream_status",
     "duration_us",
     "direction",
+];
+
+/// The fields of an egress audit record.
+const EGRESS_AUDIT_KEYS: [&str; 13] = [
+    "ts",
+    "direction",
+    "bot",
+    "method",
+    "team_id",
+    "channel_id",
+    "reason",
+    "status",
+    "rule",
+    "slack_ok",
+    "slack_error",
+    "upstream_status",
+    "duration_us",
 ];
 
 /// Fields parsed from the payload; a request that failed before its payload was

@@ -1,5 +1,9 @@
 //! `slackgate demo`: the gateway on an embedded policy in front of a built-in echo bot,
-//! with a generated signing secret and ready-to-paste signed `curl` commands.
+//! with a generated signing secret and ready-to-paste signed `curl` commands; and its
+//! egress door, in front of a built-in Slack Web API stand-in, with a demo bot whose
+//! gateway key is printed (it is worth nothing outside this demo) and whose token is not.
+
+mod slack;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -17,16 +21,27 @@ use slackgate_slack::SigningKey;
 
 const POLICY: &str = include_str!("demo/policy.yaml");
 const SECRET_ENV: &str = "SLACKGATE_DEMO_SIGNING_SECRET";
+const KEY_ENV: &str = "SLACKGATE_DEMO_GATEWAY_KEY";
+const TOKEN_ENV: &str = "SLACKGATE_DEMO_BOT_TOKEN";
 
 const ALLOWED: &str = r#"{"token":"demo","team_id":"T0ACME","api_app_id":"A0HELPDESK","event":{"type":"app_mention","user":"U0333","text":"<@U0BOT> open a ticket","ts":"1764377000.000100","channel":"C0HELP","event_ts":"1764377000.000100"},"type":"event_callback","event_id":"Ev0DEMO0001","event_time":1764377000}"#;
 const DENIED: &str = r#"{"token":"demo","team_id":"T0ACME","api_app_id":"A0HELPDESK","event":{"type":"app_mention","user":"U0BAD","text":"<@U0BOT> let me in","ts":"1764377001.000100","channel":"C0HELP","event_ts":"1764377001.000100"},"type":"event_callback","event_id":"Ev0DEMO0002","event_time":1764377001}"#;
 
-/// The demo's one secret, served to the policy loader without touching the environment.
-struct DemoSecrets(String);
+/// The demo's secrets, served to the policy loader without touching the environment.
+struct DemoSecrets {
+    signing_secret: String,
+    gateway_key: String,
+    bot_token: String,
+}
 
 impl SecretSource for DemoSecrets {
     fn env(&self, name: &str) -> Option<String> {
-        (name == SECRET_ENV).then(|| self.0.clone())
+        match name {
+            SECRET_ENV => Some(self.signing_secret.clone()),
+            KEY_ENV => Some(self.gateway_key.clone()),
+            TOKEN_ENV => Some(self.bot_token.clone()),
+            _ => None,
+        }
     }
 
     fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
@@ -38,6 +53,11 @@ fn random_secret() -> String {
     let a = RandomState::new().hash_one(SystemTime::now());
     let b = RandomState::new().hash_one(std::process::id());
     format!("{a:016x}{b:016x}")
+}
+
+/// A bot token the stand-in accepts: Slack's shape, random, never printed.
+fn random_token() -> String {
+    format!("xoxb-0000-0000-{}", random_secret())
 }
 
 /// Starts the echo bot on a free loopback port; returns its address.
@@ -105,15 +125,51 @@ fn curl(listen: &str, key: &SigningKey, ts: &str, body: &str) -> String {
     )
 }
 
+/// The `curl` command of one Web API call by the demo bot, form-encoded as `-d` sends it.
+fn curl_call(egress: &str, key: &str, method: &str, args: &[(&str, &str)]) -> String {
+    let mut out =
+        format!("curl -sS -i http://{egress}/api/{method} -H 'Authorization: Bearer {key}'");
+    for (k, v) in args {
+        out.push_str(&format!(" -d {k}={v}"));
+    }
+    out
+}
+
 /// Sends one signed request with a plain socket and returns (status, body).
 fn send(listen: &str, ts: &str, sig: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect(listen)?;
+    exchange(
+        listen,
+        &format!(
+            "POST /slack/events HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\nX-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Sends one Web API call as `curl -d` would (a form body) and returns (status, body).
+fn send_call(
+    egress: &str,
+    key: &str,
+    method: &str,
+    args: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(args)
+        .finish();
+    exchange(
+        egress,
+        &format!(
+            "POST /api/{method} HTTP/1.1\r\nHost: {egress}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Writes `request` on a new connection to `addr` and returns the answer's (status, body).
+fn exchange(addr: &str, request: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "POST /slack/events HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\nX-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
+    s.write_all(request.as_bytes())?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let status = raw
@@ -136,20 +192,38 @@ fn ensure_bindable(flag: &str, addr: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{flag} {addr} cannot be bound (in use?); pass another {flag}"))
 }
 
-pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCode> {
+/// The demo bot's unused scopes, from the admin listener's `/status`.
+fn unused_scopes(admin: &str) -> anyhow::Result<serde_json::Value> {
+    let (_, body) = exchange(
+        admin,
+        &format!("GET /status HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"),
+    )?;
+    let status: serde_json::Value = serde_json::from_str(&body).context("/status is not JSON")?;
+    Ok(status["egress"]["bots"]["helpdesk"]["unused_scopes"].clone())
+}
+
+pub fn run(listen: &str, admin: &str, egress: &str, self_test: bool) -> anyhow::Result<ExitCode> {
     ensure_bindable("--listen", listen)?;
     ensure_bindable("--admin", admin)?;
+    ensure_bindable("--egress", egress)?;
     let bot = start_echo_bot()?;
+    let secrets = DemoSecrets {
+        signing_secret: random_secret(),
+        gateway_key: format!("gk_demo_{}", random_secret()),
+        bot_token: random_token(),
+    };
+    let slack = slack::start(secrets.bot_token.clone())?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let policy = POLICY.replace("{BOT}", &bot.to_string());
     std::fs::write(dir.path().join("policy.yaml"), policy)?;
     std::fs::write(
         dir.path().join("config.yaml"),
-        format!("listen:\n  - addr: {listen}\nadmin: {{ addr: {admin} }}\naudit: {{ path: \"-\" }}\npolicy: policy.yaml\n"),
+        format!("listen:\n  - addr: {listen}\nadmin: {{ addr: {admin} }}\naudit: {{ path: \"-\" }}\npolicy: policy.yaml\negress:\n  listen: {{ addr: {egress} }}\n  slack_api: http://{slack}/api/\n"),
     )?;
-    let secret = random_secret();
+    let secret = secrets.signing_secret.clone();
+    let gateway_key = secrets.gateway_key.clone();
     let mut opts = slackgate_proxy::Options::new(dir.path().join("config.yaml"));
-    opts.secrets = Arc::new(DemoSecrets(secret.clone()));
+    opts.secrets = Arc::new(secrets);
     opts.threads = 2;
     opts.signals = true;
     opts.upgrade_sock = Some(dir.path().join("upgrade.sock"));
@@ -171,6 +245,10 @@ pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCod
     eprintln!(
         "slackgate demo: gateway on http://{listen}, admin on http://{admin}, echo bot on {bot}"
     );
+    eprintln!(
+        "egress door on http://{egress}/api/ in front of a Slack Web API stand-in on http://{slack}/api/"
+    );
+    eprintln!("demo bot token: in memory only; the bot holds the gateway key below instead");
     eprintln!("demo signing secret: in memory only (export it with `slackgate sign` if you need more requests)");
     eprintln!("signatures below are valid for 5 minutes (max_clock_skew).\n");
     let a = curl(listen, &key, &ts, ALLOWED);
@@ -180,8 +258,27 @@ pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCod
         "# 2. denied by scope: the same from U0BAD (group @blocked) gets 403 scope_denied\n{d}\n"
     );
     println!("# 3. replayed: run command 1 again; the gateway answers 401 replayed\n");
-    println!("# metrics: curl -s http://{admin}/metrics | grep slackgate_requests_total");
-    println!("# status:  curl -s http://{admin}/status\n");
+    let allowed_args = [("channel", "C0DEMO"), ("text", "hi")];
+    let channel_args = [("channel", "C0SECRET"), ("text", "hi")];
+    let method_args = [("limit", "10")];
+    println!(
+        "# 4. egress, allowed: the demo bot posts with its gateway key; the gateway sends the call to\n\
+         #    Slack with the real token (which the bot never holds) and relays Slack's answer: 200 {{\"ok\":true,...}}\n{}\n",
+        curl_call(egress, &gateway_key, "chat.postMessage", &allowed_args)
+    );
+    println!(
+        "# 5. egress, denied by channel: C0SECRET is not in the bot's channels; the gateway answers\n\
+         #    as Slack answers a failed call: 200 {{\"ok\":false,\"error\":\"channel_denied\"}}\n{}\n",
+        curl_call(egress, &gateway_key, "chat.postMessage", &channel_args)
+    );
+    println!(
+        "# 6. egress, denied by method: users.list is not in the bot's methods: 200 {{\"ok\":false,\"error\":\"method_denied\"}}\n{}\n",
+        curl_call(egress, &gateway_key, "users.list", &method_args)
+    );
+    println!(
+        "# metrics: curl -s http://{admin}/metrics | grep -E 'slackgate_(egress_)?requests_total'"
+    );
+    println!("# status:  curl -s http://{admin}/status   (egress.bots.helpdesk.unused_scopes: scopes to trim)\n");
 
     if self_test {
         let sig_a = key.sign(&ts, ALLOWED.as_bytes());
@@ -200,14 +297,37 @@ pub fn run(listen: &str, admin: &str, self_test: bool) -> anyhow::Result<ExitCod
                 }
             }
         }
+        for (name, method, args) in [
+            ("egress allowed", "chat.postMessage", &allowed_args[..]),
+            (
+                "egress channel_denied",
+                "chat.postMessage",
+                &channel_args[..],
+            ),
+            ("egress method_denied", "users.list", &method_args[..]),
+        ] {
+            match send_call(egress, &gateway_key, method, args) {
+                Ok(answer) => results.push((name, answer)),
+                Err(e) => {
+                    running.shutdown();
+                    return Err(e.context(format!("self-test {name}: sending to {egress}")));
+                }
+            }
+        }
+        let unused = unused_scopes(admin);
         for (name, (status, body)) in &results {
             println!("self-test {name}: {status} {body}");
         }
         running.shutdown();
+        let unused = unused?;
+        println!("self-test unused_scopes: {unused}");
         let ok = results
             .iter()
             .map(|(_, (status, _))| *status)
-            .eq([200, 403, 401]);
+            .eq([200, 403, 401, 200, 200, 200])
+            && results[3].1 .1.contains(r#""ok":true"#)
+            && results[4].1 .1.contains(r#""error":"channel_denied""#)
+            && results[5].1 .1.contains(r#""error":"method_denied""#);
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {

@@ -16,11 +16,11 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use slackgate_guard::{Clock, SystemClock};
+use slackgate_guard::{Clock, EgressReason, SystemClock};
 use slackgate_policy::SystemSecrets;
 use slackgate_slack::SigningKey;
 
-use probe::{PipelineHeaders, Probe, Verdict};
+use probe::{EgressHeaders, EgressProbe, PipelineHeaders, Probe, Verdict};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,22 +66,33 @@ enum Command {
         timestamp: Option<i64>,
     },
     /// Show the decision for the request body on standard input, without any network.
+    ///
+    /// With `--egress`, the request is a bot's Web API call to the egress door
+    /// (`--path /api/METHOD`, its key in `--header 'Authorization: Bearer KEY'` or in a
+    /// `token` argument), decided as the egress listener decides it. Neither the key nor
+    /// the bot's token is ever printed.
     Explain {
         /// The config file, or a policy file alone (with the default limits).
         #[arg(short, long)]
         config: PathBuf,
-        /// Request path.
+        /// Request path (with `--egress` it may carry a `?query`).
         #[arg(long)]
         path: String,
         /// Request header `Name: value` (repeatable).
         #[arg(long = "header", value_name = "K:V")]
         headers: Vec<String>,
         /// Host header.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "egress")]
         host: Option<String>,
         /// Client address (default 127.0.0.1).
-        #[arg(long, default_value = "127.0.0.1")]
+        #[arg(long, default_value = "127.0.0.1", conflicts_with = "egress")]
         client_ip: IpAddr,
+        /// Decide a bot's Web API call on the egress door instead of an inbound request.
+        #[arg(long)]
+        egress: bool,
+        /// The call's query string, without `?` (or write it into `--path`).
+        #[arg(long, requires = "egress")]
+        query: Option<String>,
     },
     /// Run policy tests: each case of a tests file is a request and the decision expected
     /// for it, decided by the pipeline `explain` runs on the config, policy and secrets
@@ -98,7 +109,8 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Gateway + built-in echo bot on an embedded example policy; prints signed curl commands.
+    /// Gateway + built-in echo bot and Slack Web API stand-in on an embedded example policy;
+    /// prints signed curl commands for the inbound door and a bot's calls for the egress door.
     Demo {
         /// Public listener.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -106,6 +118,9 @@ enum Command {
         /// Admin listener.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
+        /// Egress listener (where the demo bot calls the Web API).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        egress: String,
         /// Send the printed requests itself, print the answers and exit.
         #[arg(long)]
         self_test: bool,
@@ -176,8 +191,18 @@ fn main() -> ExitCode {
             config,
             path,
             headers,
+            egress: true,
+            query,
+            ..
+        } => explain_egress(&config, &path, query.as_deref(), &headers),
+        Command::Explain {
+            config,
+            path,
+            headers,
             host,
             client_ip,
+            egress: false,
+            query: _,
         } => explain(&config, &path, &headers, host.as_deref(), client_ip),
         Command::Test {
             config,
@@ -187,8 +212,9 @@ fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin,
+            egress,
             self_test,
-        } => demo::run(&listen, &admin, self_test),
+        } => demo::run(&listen, &admin, &egress, self_test),
     };
     match result {
         Ok(code) => code,
@@ -238,13 +264,30 @@ fn check(file: &Path) -> ExitCode {
                 None => format!("{} (policy)", policy_path.display()),
             };
             println!(
-                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), policy hash {}",
+                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), {} bot(s), policy hash {}",
                 policy.routes.len(),
                 policy.apps.len(),
                 secrets,
                 policy.upstreams.len(),
+                policy.bots.len(),
                 policy.hash
             );
+            if let Some(e) = config.as_ref().and_then(|c| c.egress.as_ref()) {
+                println!(
+                    "egress: bots call {}://{}/api/, allowed calls go to {}://{}{}",
+                    if e.listen.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    },
+                    e.listen.addr,
+                    if e.slack_api.tls { "https" } else { "http" },
+                    e.slack_api.authority(),
+                    e.slack_api.path
+                );
+            } else if !policy.bots.is_empty() && config.is_some() {
+                println!("note: the policy has bots but the config has no `egress:` section; `run` opens no egress door");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => report_errors(&errors),
@@ -347,6 +390,78 @@ fn explain(
         "upstream": route.upstream.name.as_ref(),
         "facts": facts,
         "now": SystemClock.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `explain --egress`: one Web API call decided as the egress listener decides it.
+fn explain_egress(
+    config: &Path,
+    target: &str,
+    query: Option<&str>,
+    headers: &[String],
+) -> anyhow::Result<ExitCode> {
+    let loaded = probe::load(config, &SystemSecrets, SystemTime::now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (path, path_query) = probe::split_target(target);
+    let query = match (path_query, query) {
+        (Some(_), Some(_)) => {
+            bail!("--path carries a ?query and --query is given too; give the query string once")
+        }
+        (q, None) | (None, q) => q,
+    };
+    let mut egress_headers = EgressHeaders::default();
+    for h in headers {
+        let Some((k, v)) = h.split_once(':') else {
+            // Not echoed: the value may be an Authorization header.
+            bail!("--header: expected Name:value, without a `:` here");
+        };
+        egress_headers.add(k, v);
+    }
+    let mut body = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("reading the body from standard input")?;
+    if loaded.from_config && loaded.egress.is_none() {
+        eprintln!(
+            "note: {} has no `egress:` section, so `run` opens no egress door; this is the decision the policy would give",
+            config.display()
+        );
+    }
+    let req = EgressProbe {
+        path,
+        query,
+        headers: &egress_headers,
+        body: &body,
+    };
+    let guard = probe::offline_guard(SystemClock);
+    let d = probe::decide_egress(&loaded, &guard, &req);
+    let forwards = d.reason == EgressReason::Allowed;
+    // Where an allowed call goes: the config's `egress.slack_api` and the method.
+    let upstream = match (&loaded.egress, d.method.as_deref()) {
+        (Some(e), Some(m)) if forwards => Some(format!(
+            "{}://{}{}{m}",
+            if e.slack_api.tls { "https" } else { "http" },
+            e.slack_api.authority(),
+            e.slack_api.path
+        )),
+        _ => None,
+    };
+    let out = serde_json::json!({
+        "direction": "egress",
+        "bot": d.bot.as_ref().map(|b| &*b.name),
+        "method": d.method.as_deref(),
+        "reason": d.reason.as_str(),
+        "status": d.reason.status(),
+        "action": if forwards { "forward" } else { "respond" },
+        "rule": d.rule.as_deref(),
+        "team_id": d.team_id.as_deref(),
+        "channel_id": d.channel_id.as_deref(),
+        "retry_after": d.retry_after_secs,
+        "strips_token_argument": d.body_token,
+        "upstream": upstream,
+        "now": SystemClock.now().duration_since(SystemTime::UNIX_EPOCH).map(|t| t.as_secs()).unwrap_or(0),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

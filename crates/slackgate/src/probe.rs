@@ -3,21 +3,31 @@
 //! the other.
 //!
 //! ```text
-//! CONFIG (or a policy alone) -> Loaded { limits, policy }     same loaders and secrets as `run`
+//! CONFIG (or a policy alone) -> Loaded { limits, policy, egress }   same loaders and secrets as `run`
 //! Probe (path, host, client IP, the headers the pipeline reads, body)
 //!   -> route (exact path, optional host)                      404 no_route
 //!   -> Guard::admit (source IP, before the body)
 //!   -> body cap (limits.max_body_bytes)                       413 body_too_large
 //!   -> Guard::decide_admitted (ssl_check .. rate limits)
 //!   -> Verdict
+//!
+//! EgressProbe (path, query, Authorization, Content-Type, body)  a bot's Web API call
+//!   -> Guard::decide_egress                                   the server's egress decision
+//!   -> the listener's own refusals (body over limits.max_body_bytes, a decision header
+//!      sent twice: malformed_call)
+//!   -> EgressDecision
 //! ```
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use slackgate_guard::{Action, Clock, Decision, Guard, GuardSettings, Inbound, Reason};
-use slackgate_policy::{Limits, LoadErrors, Policy, Route, SecretSource};
+use slackgate_guard::{
+    Action, Clock, Decision, EgressCall, EgressDecision, EgressReason, Guard, GuardSettings,
+    Inbound, Reason,
+};
+use slackgate_policy::{Egress, Limits, LoadErrors, Policy, Route, SecretSource};
 use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// The replay cache and rate-limit buckets of an offline guard hold this many entries: a
@@ -31,6 +41,10 @@ pub struct Loaded {
     pub limits: Limits,
     /// The policy, its secrets read through the given source.
     pub policy: Policy,
+    /// The config's egress door; `None` also when a policy file was given alone.
+    pub egress: Option<Egress>,
+    /// Whether a server config was loaded (else a policy file alone).
+    pub from_config: bool,
 }
 
 /// Loads `file` as `run` does: a server config and the policy it names, or, when `file`
@@ -41,14 +55,19 @@ pub fn load(
     now: SystemTime,
 ) -> Result<Loaded, LoadErrors> {
     let is_policy = std::fs::read_to_string(file).is_ok_and(|text| looks_like_policy(&text));
-    let (limits, policy_path) = if is_policy {
-        (Limits::default(), file.to_path_buf())
+    let (limits, policy_path, egress) = if is_policy {
+        (Limits::default(), file.to_path_buf(), None)
     } else {
         let config = slackgate_policy::load_config(file)?;
-        (config.limits, config.policy_path)
+        (config.limits, config.policy_path, config.egress)
     };
     let policy = slackgate_policy::load_policy(&policy_path, secrets, now)?;
-    Ok(Loaded { limits, policy })
+    Ok(Loaded {
+        limits,
+        policy,
+        egress,
+        from_config: !is_policy,
+    })
 }
 
 /// Whether a YAML text is a policy rather than a server config: judged by its top-level
@@ -252,6 +271,91 @@ impl Verdict<'_, '_> {
     }
 }
 
+// === egress ===
+
+/// The headers of a Web API call the egress decision reads, as the listener copies them.
+#[derive(Debug, Clone, Default)]
+pub struct EgressHeaders {
+    /// The first `Authorization`.
+    pub authorization: Option<String>,
+    /// The first `Content-Type`.
+    pub content_type: Option<String>,
+    /// One of them was sent twice (the listener refuses such a call: `malformed_call`).
+    pub duplicated: bool,
+}
+
+impl EgressHeaders {
+    /// Adds the header `name` (any case) when the decision reads it. Unlike the listener's
+    /// HTTP parser nothing here merges or drops a repeat: a second value marks the call
+    /// as [`EgressHeaders::duplicated`], as it does on the listener.
+    pub fn add(&mut self, name: &str, value: &str) {
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            "authorization" => &mut self.authorization,
+            "content-type" => &mut self.content_type,
+            _ => return,
+        };
+        if slot.is_some() {
+            self.duplicated = true;
+        } else {
+            *slot = Some(value.trim().to_owned());
+        }
+    }
+}
+
+/// One Web API call as the egress listener would receive it, after its head was read.
+#[derive(Debug, Clone, Copy)]
+pub struct EgressProbe<'a> {
+    /// The request path, without the query (e.g. `/api/chat.postMessage`).
+    pub path: &'a str,
+    /// The raw query string (after `?`), if any.
+    pub query: Option<&'a str>,
+    /// The headers the decision reads.
+    pub headers: &'a EgressHeaders,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// Splits a request target into its path and query, as the listener's URI parser does.
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+/// Decides `req` as the egress listener does: [`Guard::decide_egress`] on the policy, then
+/// the listener's own refusals of a call it cannot read (a body over
+/// `limits.max_body_bytes`, which it does not read, or a decision header sent twice).
+pub fn decide_egress<C: Clock>(
+    loaded: &Loaded,
+    guard: &Guard<C>,
+    req: &EgressProbe<'_>,
+) -> EgressDecision {
+    let too_large = req.body.len() > loaded.limits.max_body_bytes;
+    let call = EgressCall {
+        path: req.path,
+        query: req.query.map(str::as_bytes),
+        authorization: req.headers.authorization.as_deref().map(str::as_bytes),
+        content_type: req.headers.content_type.as_deref().map(str::as_bytes),
+        // The listener stops reading at the cap and decides on an empty body.
+        body: if too_large { &[] } else { req.body },
+    };
+    let mut decision = guard.decide_egress(&loaded.policy, &call);
+    let refused = if too_large {
+        Some("body over limits.max_body_bytes")
+    } else if req.headers.duplicated {
+        Some("a header sent twice")
+    } else {
+        None
+    };
+    if let Some(rule) = refused {
+        decision.reason = EgressReason::MalformedCall;
+        decision.retry_after_secs = None;
+        decision.rule = Some(Arc::from(rule));
+    }
+    decision
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +372,25 @@ mod tests {
         assert_eq!(h.timestamp.as_deref(), Some("1"));
         assert_eq!(h.content_type.as_deref(), Some("application/json"));
         assert_eq!(h.host, None);
+    }
+
+    #[test]
+    fn egress_headers_mark_a_repeat_and_keep_the_first_value() {
+        let mut h = EgressHeaders::default();
+        h.add("authorization", " Bearer one ");
+        h.add("X-Other", "ignored");
+        assert!(!h.duplicated);
+        h.add("Authorization", "Bearer two");
+        assert!(h.duplicated);
+        assert_eq!(h.authorization.as_deref(), Some("Bearer one"));
+        assert_eq!(h.content_type, None);
+    }
+
+    #[test]
+    fn a_target_splits_at_the_first_question_mark() {
+        assert_eq!(split_target("/api/a.b"), ("/api/a.b", None));
+        assert_eq!(split_target("/api/a.b?x=1?y"), ("/api/a.b", Some("x=1?y")));
+        assert_eq!(split_target("/api/a.b?"), ("/api/a.b", Some("")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use slackgate_testkit::{fixture, free_port, SignedRequest};
-use support::{explain, slackgate, text};
+use support::{explain, explain_egress, slackgate, text};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -398,6 +398,196 @@ fn check_lists_every_config_error() {
     assert!(text(&missing.stderr).contains("/nonexistent/slackgate.yaml"));
 }
 
+#[test]
+fn check_reports_bot_errors_with_positions_and_never_a_key_or_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n",
+    )
+    .unwrap();
+    let planted_value = "xoxb-3333-4444-PLANTEDvalue";
+    let planted_env = "xoxb-5555-6666-PLANTEDenv";
+    // Structural errors: a literal key, a literal token value, an unknown key, a bad `per`.
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        format!(
+            "version: 1
+routes: []
+bots:
+  helpdesk:
+    key: {PLANTED_TOKEN}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage]
+  deploy:
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ value: \"{planted_value}\" }}
+    methods: [chat.postMessage]
+  standup:
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage]
+    colour: blue
+  ops:
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage]
+    rate_limits:
+      - {{ per: planet, rate: 1/s, burst: 1 }}
+"
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("HELPDESK_BOT_TOKEN", planted_env),
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let positions = error_positions(&stderr);
+    assert!(
+        positions.iter().all(|(f, _)| f.ends_with("policy.yaml")),
+        "{stderr}"
+    );
+    let lines: Vec<usize> = positions.iter().map(|(_, l)| *l).collect();
+    for (line, what) in [
+        (5, "literal key"),
+        (10, "literal token value"),
+        (16, "unknown key"),
+        (22, "unknown rate limit key"),
+    ] {
+        assert!(lines.contains(&line), "{what} at line {line}: {stderr}");
+    }
+    assert!(
+        stderr.contains("literal secrets are not allowed") && stderr.contains("env: VAR_NAME"),
+        "{stderr}"
+    );
+    // `policy.yaml:5:10: error:`: the column of the literal value.
+    assert!(stderr.contains("policy.yaml:5:10: error: "), "{stderr}");
+    assert!(stderr.contains("bots.standup"), "{stderr}");
+    for planted in [PLANTED_TOKEN, planted_value, planted_env, "PLANTED"] {
+        assert!(!stderr.contains(planted), "{planted} echoed: {stderr}");
+        assert!(!stdout.contains(planted), "{planted} echoed: {stdout}");
+    }
+
+    // Value errors: a short key, a token that is not one, a bad method and channel, a
+    // missing variable, a zero rate; and two bots sharing a key.
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        "version: 1
+routes: []
+bots:
+  standup:
+    key: { env: STANDUP_SIGNING_SECRET }
+    token: { env: SG_SIGN_SECRET }
+    methods: [\"chat post\"]
+    channels: [not-a-channel]
+  ops:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: SG_UNSET }
+    methods: [chat.postMessage]
+    rate_limits:
+      - { per: bot, rate: 0/s, burst: 1 }
+",
+    )
+    .unwrap();
+    let env = [
+        ("STANDUP_SIGNING_SECRET", "shortPLANTED"),
+        ("SG_SIGN_SECRET", "hunter2-PLANTED-not-a-token"),
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<usize> = error_positions(&stderr).iter().map(|(_, l)| *l).collect();
+    for (line, what) in [
+        (5, "short key"),
+        (6, "not a Slack token"),
+        (7, "bad method"),
+        (8, "bad channel"),
+        (11, "missing variable"),
+        (14, "zero rate"),
+    ] {
+        assert!(lines.contains(&line), "{what} at line {line}: {stderr}");
+    }
+    assert!(
+        stderr.contains("SG_UNSET"),
+        "the variable is named: {stderr}"
+    );
+    assert!(stderr.contains("fix: "), "{stderr}");
+    assert!(
+        !stderr.contains("PLANTED") && !stdout.contains("PLANTED"),
+        "{stderr}"
+    );
+
+    let shared = "version: 1
+routes: []
+bots:
+  a:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+  b:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+";
+    std::fs::write(tmp.path().join("policy.yaml"), shared).unwrap();
+    let env = [
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+        ("HELPDESK_BOT_TOKEN", planted_env),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("policy.yaml:9:"), "{stderr}");
+    assert!(stderr.contains("the same gateway key"), "{stderr}");
+    assert!(!stderr.contains("PLANTED"), "{stderr}");
+
+    // Fixed, it passes and counts its bots and the door.
+    std::fs::write(
+        tmp.path().join("policy.yaml"),
+        shared.replace(
+            "  b:\n    key: { env: HELPDESK_GATEWAY_KEY }",
+            "  b:\n    key: { env: DEPLOYBOT_SIGNING_SECRET }",
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+        ("DEPLOYBOT_SIGNING_SECRET", "gk_PLANTED_key_111111111111"),
+        ("HELPDESK_BOT_TOKEN", planted_env),
+    ];
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(", 2 bot(s), "), "{stdout}");
+    assert!(
+        stdout.contains("egress: bots call http://127.0.0.1:8081/api/, allowed calls go to https://slack.com/api/"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("PLANTED"), "{stdout}");
+}
+
+#[test]
+fn check_reports_egress_config_errors_with_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n  slack_api: http://slack.com/api/\n  timeout: soon\n",
+    )
+    .unwrap();
+    let out = slackgate(&["check", config.to_str().unwrap()], &[], b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<usize> = error_positions(&stderr).iter().map(|(_, l)| *l).collect();
+    assert!(lines.contains(&6) && lines.contains(&7), "{stderr}");
+    assert!(stderr.contains("use https://"), "{stderr}");
+}
+
 // === explain ===
 
 const EXPLAIN_SECRET: &str = "explain-5ecret-c0ffee";
@@ -524,12 +714,415 @@ fn explain_prints_the_decision_for_allowed_and_denied_requests() {
     rig.assert_no_connection();
 }
 
+// === explain --egress ===
+
+const EGRESS_KEY: &str = "gk_explain_7c1e9a3f5b2d40680a9e";
+const EGRESS_TOKEN: &str = "xoxb-1111-2222-explainPLANTEDt0ken";
+const FORM: &str = "Content-Type: application/x-www-form-urlencoded";
+const JSON: &str = "Content-Type: application/json; charset=utf-8";
+
+/// A config with an egress door and a policy with one bot, and the bot's credentials.
+struct EgressRig {
+    dir: tempfile::TempDir,
+}
+
+impl EgressRig {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n  slack_api: https://slack.com/api/\nlimits: { max_body_bytes: 2048 }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            "version: 1
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage, \"reactions.*\", \"apps.*\"]
+    channels: [C0HELP, C0OPS]
+    deny_args: [username, icon_url]
+",
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    fn env() -> [(&'static str, &'static str); 2] {
+        [
+            ("HELPDESK_GATEWAY_KEY", EGRESS_KEY),
+            ("HELPDESK_BOT_TOKEN", EGRESS_TOKEN),
+        ]
+    }
+
+    /// Explains a call with the bot's key in `Authorization: Bearer`.
+    fn bearer(&self, target: &str, content_type: &str, body: &str) -> Value {
+        let auth = format!("Authorization: Bearer {EGRESS_KEY}");
+        explain_egress(
+            &self.config(),
+            target,
+            &[&auth, content_type],
+            body.as_bytes(),
+            &Self::env(),
+        )
+    }
+
+    /// Explains a call with these headers only.
+    fn with(&self, target: &str, headers: &[&str], body: &str) -> Value {
+        explain_egress(
+            &self.config(),
+            target,
+            headers,
+            body.as_bytes(),
+            &Self::env(),
+        )
+    }
+}
+
+/// (reason, rule, status, action) of an explain --egress answer.
+fn egress_verdict(v: &Value) -> (String, Value, u64, String) {
+    (
+        v["reason"].as_str().unwrap_or_default().to_owned(),
+        v["rule"].clone(),
+        v["status"].as_u64().unwrap_or_default(),
+        v["action"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn explain_egress_prints_the_decision_for_allowed_and_denied_calls() {
+    let rig = EgressRig::new();
+
+    let allowed = rig.bearer("/api/chat.postMessage", FORM, "channel=C0HELP&text=hi");
+    assert_eq!(allowed["direction"], "egress", "{allowed:#}");
+    assert_eq!(allowed["reason"], "allowed");
+    assert_eq!(allowed["status"], 200);
+    assert_eq!(allowed["action"], "forward");
+    assert_eq!(allowed["bot"], "helpdesk");
+    assert_eq!(allowed["method"], "chat.postMessage");
+    assert_eq!(allowed["channel_id"], "C0HELP");
+    assert_eq!(allowed["rule"], Value::Null);
+    assert_eq!(allowed["retry_after"], Value::Null);
+    assert_eq!(allowed["strips_token_argument"], false);
+    assert_eq!(
+        allowed["upstream"],
+        "https://slack.com/api/chat.postMessage"
+    );
+
+    // A JSON body; the key as a `token` form argument, which is removed before Slack.
+    let json = rig.bearer(
+        "/api/reactions.add",
+        JSON,
+        r#"{"channel":"C0OPS","name":"eyes","timestamp":"1.2","team_id":"T0ACME"}"#,
+    );
+    assert_eq!(
+        (&json["reason"], &json["channel_id"], &json["team_id"]),
+        (&"allowed".into(), &"C0OPS".into(), &"T0ACME".into()),
+        "{json:#}"
+    );
+    let in_body = rig.with(
+        "/api/chat.postMessage",
+        &[FORM],
+        &format!("token={EGRESS_KEY}&channel=C0HELP&text=hi"),
+    );
+    assert_eq!(in_body["reason"], "allowed", "{in_body:#}");
+    assert_eq!(in_body["bot"], "helpdesk");
+    assert_eq!(in_body["strips_token_argument"], true);
+
+    let cases: Vec<(&str, Value, &str, Option<&str>)> = vec![
+        (
+            "method_denied",
+            rig.bearer("/api/users.list", FORM, ""),
+            "methods",
+            Some("users.list"),
+        ),
+        (
+            "method_denied",
+            // A privileged method is not allowed by a pattern, only by its exact name.
+            rig.bearer("/api/apps.uninstall", FORM, ""),
+            "methods",
+            Some("apps.uninstall"),
+        ),
+        (
+            "channel_denied",
+            rig.bearer("/api/chat.postMessage", FORM, "channel=C0ELSE&text=hi"),
+            "channels",
+            Some("chat.postMessage"),
+        ),
+        (
+            "argument_denied",
+            rig.bearer(
+                "/api/chat.postMessage",
+                FORM,
+                "channel=C0HELP&text=hi&username=ceo",
+            ),
+            "deny_args: username",
+            Some("chat.postMessage"),
+        ),
+        (
+            "team_denied",
+            rig.bearer(
+                "/api/chat.postMessage",
+                FORM,
+                "channel=C0HELP&text=hi&team_id=T0OTHER",
+            ),
+            "team",
+            Some("chat.postMessage"),
+        ),
+        (
+            "malformed_call",
+            rig.bearer(
+                "/api/chat.postMessage",
+                FORM,
+                "channel=C0HELP&channel=C0OPS&text=hi",
+            ),
+            "the argument `channel` is given more than once with different values",
+            None,
+        ),
+        (
+            "malformed_call",
+            rig.bearer("/api/chat.postMessage", JSON, "{not json"),
+            "the call's JSON body is not valid JSON",
+            None,
+        ),
+        (
+            "malformed_call",
+            rig.bearer("/api/", FORM, "channel=C0HELP"),
+            "path",
+            None,
+        ),
+        (
+            "malformed_call",
+            // Over the config's limits.max_body_bytes (2048): the listener does not read it.
+            rig.bearer("/api/chat.postMessage", FORM, &"a".repeat(2049)),
+            "body over limits.max_body_bytes",
+            None,
+        ),
+        (
+            "malformed_call",
+            rig.with(
+                "/api/chat.postMessage",
+                &[
+                    &format!("Authorization: Bearer {EGRESS_KEY}"),
+                    "authorization: Bearer gk_another_key_0000000000",
+                    FORM,
+                ],
+                "channel=C0HELP",
+            ),
+            "a header sent twice",
+            None,
+        ),
+        (
+            "unknown_bot",
+            rig.with(
+                "/api/chat.postMessage",
+                &["Authorization: Bearer gk_not_a_bot_key_00000000", FORM],
+                "channel=C0HELP",
+            ),
+            "key",
+            None,
+        ),
+        (
+            "unknown_bot",
+            rig.with("/api/chat.postMessage", &[FORM], "channel=C0HELP"),
+            "no key",
+            None,
+        ),
+    ];
+    for (reason, v, rule, method) in &cases {
+        assert_eq!(
+            egress_verdict(v),
+            (
+                (*reason).to_owned(),
+                Value::from(*rule),
+                200,
+                "respond".to_owned()
+            ),
+            "{v:#}"
+        );
+        assert_eq!(v["upstream"], Value::Null);
+        if let Some(m) = method {
+            assert_eq!(v["method"], *m, "{v:#}");
+            assert_eq!(v["bot"], "helpdesk", "{v:#}");
+        }
+    }
+    // The channel reported is the one that was denied.
+    assert_eq!(cases[2].1["channel_id"], "C0ELSE");
+}
+
+#[test]
+fn explain_egress_refuses_a_token_in_the_query_string() {
+    let rig = EgressRig::new();
+    for v in [
+        rig.bearer(
+            &format!("/api/chat.postMessage?token={EGRESS_KEY}&channel=C0HELP"),
+            FORM,
+            "",
+        ),
+        rig.with(
+            &format!("/api/chat.postMessage?token={EGRESS_TOKEN}"),
+            &[FORM],
+            "channel=C0HELP",
+        ),
+    ] {
+        assert_eq!(
+            egress_verdict(&v),
+            (
+                "token_in_url".to_owned(),
+                "query".into(),
+                200,
+                "respond".to_owned()
+            ),
+            "{v:#}"
+        );
+    }
+
+    // --query is the same as the path's ?query; arguments in it are read as Slack reads them.
+    let out = slackgate(
+        &[
+            "explain",
+            "-c",
+            rig.config().to_str().unwrap(),
+            "--egress",
+            "--path",
+            "/api/chat.postMessage",
+            "--query",
+            &format!("channel=C0HELP&token={EGRESS_KEY}"),
+            "--header",
+            &format!("Authorization: Bearer {EGRESS_KEY}"),
+        ],
+        &EgressRig::env(),
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains(EGRESS_KEY), "{stdout}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["reason"], "token_in_url", "{v:#}");
+
+    let q = rig.bearer("/api/chat.postMessage?channel=C0ELSE", FORM, "text=hi");
+    assert_eq!(
+        (&q["reason"], &q["channel_id"]),
+        (&"channel_denied".into(), &"C0ELSE".into())
+    );
+}
+
+#[test]
+fn explain_egress_usage_errors_echo_no_credential() {
+    let rig = EgressRig::new();
+    let config = rig.config();
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = slackgate(args, &EgressRig::env(), b"channel=C0HELP");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            !all.contains(EGRESS_KEY) && !all.contains(EGRESS_TOKEN),
+            "{all}"
+        );
+        (out.status.code(), all)
+    };
+
+    // The query given twice.
+    let (code, all) = run(&[
+        "explain",
+        "-c",
+        config,
+        "--egress",
+        "--path",
+        "/api/a.b?x=1",
+        "--query",
+        "y=2",
+    ]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains("give the query string once"), "{all}");
+
+    // A header without `:`, holding the key: named, not echoed.
+    let header = format!("Bearer {EGRESS_KEY}");
+    let (code, all) = run(&[
+        "explain", "-c", config, "--egress", "--path", "/api/a.b", "--header", &header,
+    ]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(
+        all.contains("--header") && all.contains("Name:value"),
+        "{all}"
+    );
+
+    // Inbound-only flags do not mix with --egress; --query needs it.
+    let (code, _) = run(&[
+        "explain", "-c", config, "--egress", "--path", "/api/a.b", "--host", "x",
+    ]);
+    assert_eq!(code, Some(2));
+    let (code, _) = run(&[
+        "explain", "-c", config, "--path", "/api/a.b", "--query", "x",
+    ]);
+    assert_eq!(code, Some(2));
+
+    // A missing secret is a load error naming the variable, exit 1 as for inbound explain.
+    let out = slackgate(
+        &["explain", "-c", config, "--egress", "--path", "/api/a.b"],
+        &[("HELPDESK_GATEWAY_KEY", EGRESS_KEY)],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("HELPDESK_BOT_TOKEN"), "{stderr}");
+    assert!(!stderr.contains(EGRESS_KEY), "{stderr}");
+}
+
+#[test]
+fn explain_egress_takes_a_policy_alone_and_notes_a_config_without_egress() {
+    let rig = EgressRig::new();
+    let policy = rig.dir.path().join("policy.yaml");
+    let alone = explain_egress(
+        &policy,
+        "/api/chat.postMessage",
+        &[&format!("Authorization: Bearer {EGRESS_KEY}"), FORM],
+        b"channel=C0HELP",
+        &EgressRig::env(),
+    );
+    assert_eq!(alone["reason"], "allowed", "{alone:#}");
+    assert_eq!(alone["upstream"], Value::Null, "no config, no slack_api");
+
+    let plain = rig.dir.path().join("inbound-only.yaml");
+    std::fs::write(
+        &plain,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n",
+    )
+    .unwrap();
+    let out = slackgate(
+        &[
+            "explain",
+            "-c",
+            plain.to_str().unwrap(),
+            "--egress",
+            "--path",
+            "/api/chat.postMessage",
+        ],
+        &EgressRig::env(),
+        b"channel=C0HELP",
+    );
+    assert!(out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no `egress:` section"), "{stderr}");
+    let v: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["reason"], "unknown_bot");
+}
+
 // === demo ===
 
 #[test]
 fn demo_self_test_prints_allowed_denied_replayed() {
     let listen = free_port().to_string();
     let admin = free_port().to_string();
+    let egress = free_port().to_string();
     let out = slackgate(
         &[
             "demo",
@@ -538,6 +1131,8 @@ fn demo_self_test_prints_allowed_denied_replayed() {
             &listen,
             "--admin",
             &admin,
+            "--egress",
+            &egress,
         ],
         &[],
         b"",
@@ -551,7 +1146,7 @@ fn demo_self_test_prints_allowed_denied_replayed() {
         .lines()
         .filter(|l| l.starts_with("self-test "))
         .collect();
-    assert_eq!(results.len(), 3, "{stdout}");
+    assert_eq!(results.len(), 7, "{stdout}");
     assert!(
         results[0].starts_with("self-test allowed: 200 "),
         "{}",
@@ -569,10 +1164,145 @@ fn demo_self_test_prints_allowed_denied_replayed() {
         results[2]
     );
     assert!(results[2].contains("replayed"), "{}", results[2]);
-    // The printed curl commands point at the chosen listener.
+
+    // The egress door: the allowed call reached the stand-in and came back from it.
+    let allowed = results[3]
+        .strip_prefix("self-test egress allowed: 200 ")
+        .unwrap_or_else(|| panic!("{}", results[3]));
+    let allowed: Value = serde_json::from_str(allowed).unwrap();
+    assert_eq!(allowed["ok"], true, "{allowed}");
+    assert_eq!(allowed["channel"], "C0DEMO");
+    assert_eq!(allowed["message"]["text"], "hi");
+    for (line, reason) in [
+        (results[4], "channel_denied"),
+        (results[5], "method_denied"),
+    ] {
+        let body = line
+            .strip_prefix(&format!("self-test egress {reason}: 200 "))
+            .unwrap_or_else(|| panic!("{line}"));
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (&v["ok"], &v["error"]),
+            (&false.into(), &reason.into()),
+            "{line}"
+        );
+    }
+    // chat.postMessage needed chat:write; the other granted scopes are reported unused.
+    assert_eq!(
+        results[6],
+        r#"self-test unused_scopes: ["channels:read","reactions:write","users:read"]"#
+    );
+
+    // The printed curl commands point at the chosen listeners; the egress ones carry the
+    // demo's gateway key, and the bot token is printed nowhere.
     assert!(
         stdout.contains(&format!("curl -sS -i http://{listen}/slack/events")),
         "{stdout}"
+    );
+    let key = stdout
+        .split("Authorization: Bearer ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no key in {stdout}"));
+    assert!(key.starts_with("gk_demo_") && key.len() >= 20, "{key}");
+    assert!(
+        stdout.contains(&format!(
+            "curl -sS -i http://{egress}/api/chat.postMessage -H 'Authorization: Bearer {key}' -d channel=C0DEMO -d text=hi"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "curl -sS -i http://{egress}/api/chat.postMessage -H 'Authorization: Bearer {key}' -d channel=C0SECRET -d text=hi"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("http://{egress}/api/users.list")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("xoxb-") && !stderr.contains("xoxb-"),
+        "the demo bot token is printed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// `RunningGateway::shutdown` returns while audit records are still queued for the
+/// writer thread, and the process then exits without them: `demo --self-test` (which
+/// shuts down and exits right after its last request) loses most of its audit lines.
+#[test]
+#[ignore = "bug: slackgate-proxy's RunningGateway::shutdown does not drain the audit queue; records queued before it are lost when the process exits (a race: fails about 1 run in 4 here)"]
+fn demo_self_test_writes_every_audit_record_before_it_exits() {
+    let (listen, admin, egress) = (
+        free_port().to_string(),
+        free_port().to_string(),
+        free_port().to_string(),
+    );
+    let out = slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--egress",
+            &egress,
+        ],
+        &[],
+        b"",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // audit.path "-": one JSON line per request on stdout, inbound and egress.
+    let reasons: Vec<(String, String)> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["direction"].as_str().unwrap_or_default().to_owned(),
+                v["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("inbound", "allowed"),
+        ("inbound", "scope_denied"),
+        ("inbound", "replayed"),
+        ("egress", "allowed"),
+        ("egress", "channel_denied"),
+        ("egress", "method_denied"),
+    ]
+    .iter()
+    .map(|(d, r)| ((*d).to_owned(), (*r).to_owned()))
+    .collect();
+    assert_eq!(reasons, expected, "{stdout}");
+}
+
+#[test]
+fn demo_on_a_busy_egress_port_fails_fast_naming_the_flag() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let egress = busy.local_addr().unwrap().to_string();
+    let (listen, admin) = (free_port().to_string(), free_port().to_string());
+    let out = slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--egress",
+            &egress,
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--egress") && stderr.contains(&egress),
+        "{stderr}"
     );
 }
 
@@ -581,6 +1311,7 @@ fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = busy.local_addr().unwrap().to_string();
     let admin = free_port().to_string();
+    let egress = free_port().to_string();
     let started = Instant::now();
     let out = slackgate(
         &[
@@ -590,6 +1321,8 @@ fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
             &listen,
             "--admin",
             &admin,
+            "--egress",
+            &egress,
         ],
         &[],
         b"",

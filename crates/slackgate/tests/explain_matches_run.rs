@@ -4,6 +4,11 @@
 //! the reason, rule, shadow flag and status of explain's JSON equal the gateway's audit
 //! record.
 //!
+//! The same holds for the egress door: a corpus of bot Web API calls is sent to the
+//! gateway's egress listener (allowed calls go on to the testkit's Slack stand-in) and run
+//! through `explain --egress`, and reason, rule, status, bot, method, team and channel
+//! agree with the egress audit record.
+//!
 //! `replayed` and `rate_limited` are left out: they depend on what the gateway saw before,
 //! and explain starts with an empty replay cache and full buckets on every run (the
 //! gateway's answers to them are covered by the proxy's reason tests). Nothing here uses
@@ -15,7 +20,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use slackgate_testkit::{fixture, now_unix, MockBot, SignedRequest, TestGatewayBuilder};
+use slackgate_testkit::{fixture, now_unix, MockBot, SignedRequest, SlackApi, TestGatewayBuilder};
 
 const SECRET: &str = "explain-matches-run-5ecret-0123456789";
 const SECRET_ENV: &str = "HELPDESK_SIGNING_SECRET";
@@ -383,4 +388,297 @@ fn explain_gives_the_gateways_decision_for_every_reason() {
         (&a["reason"], &a["rule"], &a["shadow"]),
         (&"ip_denied".into(), &"source_ips".into(), &true.into())
     );
+}
+
+// === egress ===
+
+const KEY: &str = "gk_matches_run_5e1f0a9c3b7d2468ace0";
+const TOKEN: &str = "xoxb-1111-2222-matchesrun0t0ken";
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json; charset=utf-8";
+
+const EGRESS_POLICY: &str = r#"version: 1
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage, "reactions.*", "apps.*", conversations.info]
+    channels: [C0HELP, C0OPS]
+    deny_args: [username]
+"#;
+
+/// One Web API call: its request target, headers (name, value) and body.
+struct Call {
+    what: &'static str,
+    target: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    reason: &'static str,
+}
+
+fn call(
+    what: &'static str,
+    target: impl Into<String>,
+    headers: &[(&'static str, &str)],
+    body: impl Into<Vec<u8>>,
+    reason: &'static str,
+) -> Call {
+    Call {
+        what,
+        target: target.into(),
+        headers: headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        body: body.into(),
+        reason,
+    }
+}
+
+fn egress_corpus() -> Vec<Call> {
+    let bearer = format!("Bearer {KEY}");
+    let b = bearer.as_str();
+    let auth_form = [("Authorization", b), ("Content-Type", FORM)];
+    let auth_json = [("Authorization", b), ("Content-Type", JSON)];
+    vec![
+        call(
+            "form post",
+            "/api/chat.postMessage",
+            &auth_form,
+            "channel=C0HELP&text=hi",
+            "allowed",
+        ),
+        call(
+            "json post with the team",
+            "/api/chat.postMessage",
+            &auth_json,
+            r#"{"channel":"C0OPS","text":"hi","team_id":"T0ACME"}"#,
+            "allowed",
+        ),
+        call(
+            "key as a form token argument",
+            "/api/reactions.add",
+            &[("Content-Type", FORM)],
+            format!("token={KEY}&channel=C0HELP&name=eyes&timestamp=1.2"),
+            "allowed",
+        ),
+        call(
+            "arguments in the query",
+            "/api/conversations.info?channel=C0HELP",
+            &[("Authorization", b)],
+            "",
+            "allowed",
+        ),
+        call(
+            "another key",
+            "/api/chat.postMessage",
+            &[
+                ("Authorization", "Bearer gk_some_other_key_000000000"),
+                ("Content-Type", FORM),
+            ],
+            "channel=C0HELP",
+            "unknown_bot",
+        ),
+        call(
+            "no key",
+            "/api/chat.postMessage",
+            &[("Content-Type", FORM)],
+            "channel=C0HELP",
+            "unknown_bot",
+        ),
+        call(
+            "unlisted method",
+            "/api/users.list",
+            &auth_form,
+            "",
+            "method_denied",
+        ),
+        call(
+            "privileged method under a pattern",
+            "/api/apps.uninstall",
+            &auth_form,
+            "",
+            "method_denied",
+        ),
+        call(
+            "another channel",
+            "/api/chat.postMessage",
+            &auth_form,
+            "channel=C0ELSE&text=hi",
+            "channel_denied",
+        ),
+        call(
+            "a channel in a JSON list",
+            "/api/chat.postMessage",
+            &auth_json,
+            r#"{"channel":"C0HELP","text":"hi","channels":"C0HELP,C0ELSE"}"#,
+            "channel_denied",
+        ),
+        call(
+            "denied argument",
+            "/api/chat.postMessage",
+            &auth_form,
+            "channel=C0HELP&text=hi&username=ceo",
+            "argument_denied",
+        ),
+        call(
+            "another team",
+            "/api/chat.postMessage",
+            &auth_form,
+            "channel=C0HELP&team_id=T0OTHER",
+            "team_denied",
+        ),
+        call(
+            "token in the query",
+            format!("/api/chat.postMessage?token={KEY}"),
+            &auth_form,
+            "channel=C0HELP",
+            "token_in_url",
+        ),
+        call(
+            "channel given twice",
+            "/api/chat.postMessage",
+            &auth_form,
+            "channel=C0HELP&channel=C0OPS",
+            "malformed_call",
+        ),
+        call(
+            "broken json",
+            "/api/chat.postMessage",
+            &auth_json,
+            "{not json",
+            "malformed_call",
+        ),
+        call(
+            "no method",
+            "/api/",
+            &auth_form,
+            "channel=C0HELP",
+            "malformed_call",
+        ),
+        call(
+            "body over the cap",
+            "/api/chat.postMessage",
+            &auth_form,
+            vec![b'a'; MAX_BODY + 1],
+            "malformed_call",
+        ),
+        call(
+            "Authorization twice",
+            "/api/chat.postMessage",
+            &[
+                ("Authorization", b),
+                ("Authorization", "Bearer gk_some_other_key_000000000"),
+                ("Content-Type", FORM),
+            ],
+            "channel=C0HELP",
+            "malformed_call",
+        ),
+    ]
+}
+
+/// The call as raw HTTP/1.1 on its own connection.
+fn raw_call(c: &Call) -> Vec<u8> {
+    let mut out = format!("POST {} HTTP/1.1\r\nHost: localhost\r\n", c.target);
+    for (k, v) in &c.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        c.body.len()
+    ));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&c.body);
+    out
+}
+
+/// What explain and the audit record must agree on.
+fn egress_verdict(v: &Value) -> Vec<Value> {
+    [
+        "reason",
+        "rule",
+        "status",
+        "bot",
+        "method",
+        "team_id",
+        "channel_id",
+    ]
+    .iter()
+    .map(|k| v.get(*k).cloned().unwrap_or(Value::Null))
+    .collect()
+}
+
+#[test]
+fn explain_egress_gives_the_gateways_decision_for_every_reason() {
+    let slack = SlackApi::builder()
+        .token(
+            TOKEN,
+            "T0ACME",
+            &["chat:write", "reactions:write", "channels:read"],
+        )
+        .start();
+    let gw = TestGatewayBuilder::new(EGRESS_POLICY)
+        .secret("HELPDESK_GATEWAY_KEY", KEY)
+        .secret("HELPDESK_BOT_TOKEN", TOKEN)
+        .egress(&slack.url(), Some(slack.ca_file()))
+        .config(&format!("limits: {{ max_body_bytes: {MAX_BODY} }}"))
+        .start();
+    let config = gw.dir.path().join("config.yaml");
+    let env = [("HELPDESK_GATEWAY_KEY", KEY), ("HELPDESK_BOT_TOKEN", TOKEN)];
+    let mut covered = BTreeSet::new();
+    let mut disagreements = Vec::new();
+    let corpus = egress_corpus();
+    for (i, c) in corpus.iter().enumerate() {
+        let answer = gw.egress_client().raw(&raw_call(c)).unwrap();
+        let audit = gw.audit_nth(i + 1);
+        assert_eq!(audit["direction"], "egress", "{audit}");
+        let headers: Vec<String> = c.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let explained = support::explain_egress(&config, &c.target, &headers, &c.body, &env);
+        if egress_verdict(&explained) != egress_verdict(&audit) || explained["reason"] != c.reason {
+            disagreements.push(format!(
+                "{} (expected {}):\n  explain: {:?}\n  run:     {:?}",
+                c.what,
+                c.reason,
+                egress_verdict(&explained),
+                egress_verdict(&audit)
+            ));
+        }
+        // The answer the bot got says the same.
+        if c.reason == "allowed" {
+            assert_eq!(answer.json()["ok"], true, "{}: {:?}", c.what, answer.json());
+        } else {
+            assert_eq!(
+                answer.header("x-slackgate-reason"),
+                Some(c.reason),
+                "{}",
+                c.what
+            );
+        }
+        covered.insert(c.reason);
+    }
+    assert!(
+        disagreements.is_empty(),
+        "(reason, rule, status, bot, method, team_id, channel_id) differ:\n{}",
+        disagreements.join("\n")
+    );
+    let expected: BTreeSet<&str> = [
+        "allowed",
+        "unknown_bot",
+        "method_denied",
+        "channel_denied",
+        "argument_denied",
+        "team_denied",
+        "token_in_url",
+        "malformed_call",
+    ]
+    .into();
+    assert_eq!(covered, expected);
+    // Only the allowed calls reached Slack, with the real token and never the key.
+    let received = slack.received();
+    assert_eq!(received.len(), 4, "{received:?}");
+    for r in &received {
+        assert_eq!(r.token.as_deref(), Some(TOKEN));
+        assert!(!String::from_utf8_lossy(&r.head).contains(KEY));
+        assert!(!String::from_utf8_lossy(&r.body).contains(KEY));
+    }
 }

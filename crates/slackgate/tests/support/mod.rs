@@ -22,6 +22,8 @@ pub const TEST_VARS: &[&str] = &[
     "DEPLOYBOT_SIGNING_SECRET",
     "DEPLOYBOT_SIGNING_SECRET_PREVIOUS",
     "STANDUP_SIGNING_SECRET",
+    "HELPDESK_GATEWAY_KEY",
+    "HELPDESK_BOT_TOKEN",
 ];
 
 /// Runs the binary with `args`, extra `env` and `stdin`, and waits (polling, bounded) for it.
@@ -120,4 +122,39 @@ pub fn explain(config: &Path, req: &SignedRequest, extra: &[&str], secret: (&str
         );
     }
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("JSON from explain ({e}): {stdout}"))
+}
+
+/// Runs `slackgate explain -c CONFIG --egress --path TARGET` with `headers` (`Name: value`)
+/// and `body`, the bot's key and token in `env`. Asserts that it succeeds and prints
+/// none of the `env` values (the key, the token), and returns its JSON.
+pub fn explain_egress(
+    config: &Path,
+    target: &str,
+    headers: &[&str],
+    body: &[u8],
+    env: &[(&str, &str)],
+) -> Value {
+    let mut args = vec![
+        "explain".to_owned(),
+        "-c".to_owned(),
+        config.to_str().unwrap().to_owned(),
+        "--egress".to_owned(),
+        "--path".to_owned(),
+        target.to_owned(),
+    ];
+    for h in headers {
+        args.extend(["--header".to_owned(), (*h).to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = slackgate(&args, env, body);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "explain --egress: {stdout}{stderr}");
+    for (_, value) in env {
+        assert!(
+            !stdout.contains(value) && !stderr.contains(value),
+            "explain --egress printed a credential:\n{stdout}{stderr}"
+        );
+    }
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("JSON from explain --egress ({e}): {stdout}"))
 }
