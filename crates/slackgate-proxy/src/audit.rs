@@ -329,6 +329,10 @@ pub struct AuditSink {
     reopen: Arc<AtomicBool>,
     last_drop_log: Arc<AtomicU64>,
     started: Instant,
+    /// Records accepted into the queue, and records the writer has written (or failed to
+    /// write) and flushed: [`AuditSink::drain`] waits for the second to catch up.
+    queued: Arc<AtomicU64>,
+    settled: Arc<AtomicU64>,
 }
 
 impl AuditSink {
@@ -339,16 +343,35 @@ impl AuditSink {
         let writer = Writer::open(target)?;
         let thread_reopen = Arc::clone(&reopen);
         let thread_dropped = dropped.clone();
+        let settled = Arc::new(AtomicU64::new(0));
+        let thread_settled = Arc::clone(&settled);
         std::thread::Builder::new()
             .name("slackgate-audit".into())
-            .spawn(move || writer.run(rx, &thread_reopen, &thread_dropped))?;
+            .spawn(move || writer.run(rx, &thread_reopen, &thread_dropped, &thread_settled))?;
         Ok(Self {
             tx,
             dropped,
             reopen,
             last_drop_log: Arc::new(AtomicU64::new(0)),
             started: Instant::now(),
+            queued: Arc::new(AtomicU64::new(0)),
+            settled,
         })
+    }
+
+    /// Waits (at most `limit`) until every record queued so far is written and flushed:
+    /// a gateway that stops calls it so that its last records are not lost with the
+    /// process. Returns whether the queue drained in time.
+    pub fn drain(&self, limit: Duration) -> bool {
+        let target = self.queued.load(Ordering::SeqCst);
+        let deadline = Instant::now() + limit;
+        while self.settled.load(Ordering::SeqCst) < target {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// Queues a record; a full queue drops it, counts it and logs.
@@ -364,9 +387,12 @@ impl AuditSink {
     }
 
     fn queue(&self, line: Vec<u8>) {
+        // Counted before the send, so the writer can never settle a record not yet counted.
+        self.queued.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
                 self.dropped.inc();
                 let now = self.started.elapsed().as_secs() + 1;
                 let last = self.last_drop_log.load(Ordering::Relaxed);
@@ -427,7 +453,13 @@ impl Writer {
         })
     }
 
-    fn run(mut self, rx: Receiver<Vec<u8>>, reopen: &AtomicBool, dropped: &IntCounter) {
+    fn run(
+        mut self,
+        rx: Receiver<Vec<u8>>,
+        reopen: &AtomicBool,
+        dropped: &IntCounter,
+        settled: &AtomicU64,
+    ) {
         loop {
             let record = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(r) => Some(r),
@@ -447,13 +479,18 @@ impl Writer {
             // Write what is queued in one batch, then flush once: lines appear promptly
             // without a syscall per record under load.
             self.write_record(&first, dropped);
+            let mut batch = 1;
             for _ in 0..4096 {
                 match rx.try_recv() {
-                    Ok(r) => self.write_record(&r, dropped),
+                    Ok(r) => {
+                        self.write_record(&r, dropped);
+                        batch += 1;
+                    }
                     Err(_) => break,
                 }
             }
             self.flush();
+            settled.fetch_add(batch, Ordering::SeqCst);
             // Let records collect for a moment before the next batch: waking this thread
             // for every request costs two context switches per request on a busy core
             // (measured: 18.6 % of samples, 19.3k -> 24.8k req/s once batched). Lines

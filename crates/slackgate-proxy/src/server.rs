@@ -161,6 +161,10 @@ impl RunningGateway {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The last requests' records are still in the audit queue.
+        if !self.shared.audit.drain(AUDIT_DRAIN) {
+            log::error!("audit: records still queued at shutdown after {AUDIT_DRAIN:?}");
+        }
     }
 }
 
@@ -442,6 +446,9 @@ fn add_background(
     }
 }
 
+/// The most a stopping gateway waits for its audit queue to be written out.
+const AUDIT_DRAIN: Duration = Duration::from_secs(5);
+
 /// Per-connection read and write buffers of the public listeners.
 fn small_buffers() -> L4BufferSettings {
     L4BufferSettings::new(4096, 1460)
@@ -485,6 +492,9 @@ pub fn run(opts: Options) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
+    if !shared.audit.drain(AUDIT_DRAIN) {
+        log::error!("audit: records still queued at shutdown after {AUDIT_DRAIN:?}");
+    }
     // Remove the pid file only while it still names this process (after an upgrade it
     // names the new one).
     let ours = format!("{}\n", std::process::id());
