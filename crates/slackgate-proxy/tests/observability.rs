@@ -464,7 +464,6 @@ const AUDIT_KEYS: [&str; 23] = [
     "upstream",
     "upstream_status",
     "duration_us",
-    "direction",
 ];
 
 /// The fields of an egress audit record.
