@@ -31,6 +31,7 @@
 //! | `scope` | the route's `allow` and `deny` on a request's facts |
 //! | `client_ip` | [`client_ip`]: the socket peer or the `X-Forwarded-For` walk |
 //! | `replay` | [`ReplayCache`]: signatures seen within their window |
+//! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request, for `reply_scope` |
 //! | `revoked` | [`RevokedTokens`]: bot tokens a verified lifecycle event ended |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
 //! | `ratelimit` | [`RateLimiter`]: bounded token buckets |
@@ -46,6 +47,7 @@ mod ratelimit;
 mod reason;
 mod remote;
 mod replay;
+mod reply;
 mod revoked;
 mod scope;
 mod stages;
@@ -63,6 +65,7 @@ pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
 pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
 pub use replay::{ReplayCache, ReplayCheck};
+pub use reply::ReplyChannels;
 pub use revoked::RevokedTokens;
 pub use stages::{Admitted, GuardSettings, Inbound};
 
@@ -77,6 +80,7 @@ pub struct Guard<C: Clock = SystemClock> {
     delivered: Delivered,
     slack_limits: SlackLimits,
     revoked: RevokedTokens,
+    reply: ReplyChannels,
     clock: C,
 }
 
@@ -89,6 +93,7 @@ impl<C: Clock> Guard<C> {
             delivered: Delivered::new(max_replay_entries),
             slack_limits: SlackLimits::default(),
             revoked: RevokedTokens::default(),
+            reply: ReplyChannels::default(),
             clock,
         }
     }
@@ -107,8 +112,34 @@ impl<C: Clock> Guard<C> {
             &self.limiter,
             &self.slack_limits,
             &self.revoked,
+            &self.reply,
             now,
         )
+    }
+
+    /// Records, for `reply_scope`, the channel of the inbound request decided by `d` on a
+    /// route of app `app`, when the request was verified and names a channel, and some bot
+    /// of `policy` with a `reply_scope` belongs to `app` (no state is kept otherwise).
+    pub fn note_reply_channel(
+        &self,
+        policy: &slackgate_policy::Policy,
+        app: &std::sync::Arc<str>,
+        d: &Decision<'_>,
+    ) {
+        if !revoked::verified(d) {
+            return;
+        }
+        let Some(channel) = d.facts.as_ref().and_then(|f| f.channel_id.as_deref()) else {
+            return;
+        };
+        let read = policy
+            .bots
+            .iter()
+            .any(|b| b.reply_scope.is_some() && b.app.as_ref().is_some_and(|a| a.name == *app));
+        if read {
+            let now = clock::unix_secs_f64(self.clock.now());
+            self.reply.note(app, channel, now);
+        }
     }
 
     /// Revokes the tokens that the inbound request decided by `d`, on a route of app

@@ -95,7 +95,7 @@ impl RevokedTokens {
 /// not a replay: only such a request may revoke. Its facts are attached only after both
 /// checks passed; `app_mismatch` names another app than the route's, so it revokes
 /// nothing either.
-fn verified(d: &Decision<'_>) -> bool {
+pub(crate) fn verified(d: &Decision<'_>) -> bool {
     d.facts.is_some() && d.secret_id.is_some() && d.reason != Reason::AppMismatch
 }
 

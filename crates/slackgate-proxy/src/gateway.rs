@@ -140,6 +140,9 @@ impl Gateway {
         for op in &decision.degraded {
             self.shared.metrics.count_fallback(*op);
         }
+        self.shared
+            .guard
+            .note_reply_channel(&snap.policy, &route.app.name, &decision);
         for (bot, by) in
             self.shared
                 .guard

@@ -298,3 +298,115 @@ fn a_verified_app_uninstalled_revokes_the_bots_of_that_app_only() {
     assert_revoked(&rig, KEY);
     assert_revoked(&rig, ANY_TEAM_KEY);
 }
+
+// === reply_scope ===
+
+fn reply_policy(bot: &MockBot) -> String {
+    format!(
+        r#"version: 1
+apps:
+  helpdesk:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - {{ id: current, env: HELPDESK_SECRET }}
+upstreams:
+  bot: {{ targets: ["{bot}"] }}
+routes:
+  - name: helpdesk
+    path: /slack/events
+    app: helpdesk
+    upstream: bot
+bots:
+  helpdesk:
+    app: helpdesk
+    key: {{ env: HELPDESK_GATEWAY_KEY }}
+    token: {{ env: HELPDESK_BOT_TOKEN }}
+    methods: [chat.postMessage, chat.update, conversations.info]
+    reply_scope: 10m
+"#,
+        bot = bot.addr()
+    )
+}
+
+fn call(gw: &TestGateway, method: &str, body: &str) -> Response {
+    let req = format!(
+        "POST /api/{method} HTTP/1.1\r\nHost: slackgate\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+}
+
+#[test]
+fn reply_scope_allows_chat_writes_only_into_channels_seen_inbound_within_the_window() {
+    let slack = SlackApi::builder()
+        .token(TOKEN, "T0ACME", &["chat:write", "channels:read"])
+        .start();
+    let bot = MockBot::start();
+    let clock = Arc::new(FakeClock::at(NOW));
+    let gw = TestGatewayBuilder::new(&reply_policy(&bot))
+        .secret("HELPDESK_SECRET", SECRET)
+        .secret("HELPDESK_GATEWAY_KEY", KEY)
+        .secret("HELPDESK_BOT_TOKEN", TOKEN)
+        .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
+        .egress(&slack.url(), Some(slack.ca_file()))
+        .start();
+    let help = r#"{"channel":"C0HELP","text":"on it"}"#;
+    let denied = |r: &Response, channel: &str| {
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["error"],
+            "channel_denied",
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let mut rec = None;
+        wait_until(Duration::from_secs(5), || {
+            rec = gw
+                .audit_raw()
+                .iter()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .rfind(|r| r["direction"] == "egress");
+            rec.as_ref()
+                .is_some_and(|r| r["channel_id"] == channel && r["reason"] == "channel_denied")
+        });
+        let rec = rec.unwrap();
+        assert_eq!(rec["rule"], "reply_scope", "{rec}");
+        assert_eq!(rec["channel_id"], channel);
+    };
+
+    // A channel that never sent the app anything.
+    denied(&call(&gw, "chat.postMessage", help), "C0HELP");
+    // An unsigned mention from C0HELP does not open it.
+    let unsigned = SignedRequest::fixture("/slack/events", "event_app_mention.json");
+    assert_eq!(send(&gw, &unsigned).status, 401);
+    denied(&call(&gw, "chat.postMessage", help), "C0HELP");
+    assert_eq!(slack.count(), 0);
+
+    // A verified mention from C0HELP: replies go there for 10 minutes.
+    let mention = SignedRequest::fixture("/slack/events", "event_app_mention.json")
+        .sign_at(SECRET, NOW as i64);
+    assert_eq!(send(&gw, &mention).status, 200);
+    let r = call(&gw, "chat.postMessage", help);
+    assert_eq!(r.json()["ok"], true, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(slack.count(), 1);
+    // Not into another channel, and not a write naming no channel.
+    denied(
+        &call(&gw, "chat.postMessage", r#"{"channel":"C0OPS","text":"x"}"#),
+        "C0OPS",
+    );
+    let r = call(&gw, "chat.update", r#"{"ts":"1.2","text":"x"}"#);
+    assert_eq!(r.json()["error"], "channel_denied");
+    // Methods other than chat writes are not scoped.
+    let r = call(&gw, "conversations.info", r#"{"channel":"C0OPS"}"#);
+    assert_eq!(r.json()["ok"], true, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(slack.count(), 2);
+
+    clock.advance(Duration::from_secs(9 * 60 + 59));
+    let r = call(&gw, "chat.postMessage", help);
+    assert_eq!(r.json()["ok"], true);
+    assert_eq!(slack.count(), 3);
+    // After the window: denied again.
+    clock.advance(Duration::from_secs(2));
+    denied(&call(&gw, "chat.postMessage", help), "C0HELP");
+    assert_eq!(slack.count(), 3);
+}
