@@ -6,11 +6,14 @@
 //! 2. a token in the query string is refused (`token_in_url`): URLs end up in logs;
 //! 3. identify the bot by its key (`Authorization: Bearer`, or a `token` argument of the
 //!    body), every key compared in constant time (`unknown_bot`);
-//! 4. the method from the path, then the bot's `methods` (`method_denied`), where a
+//! 4. a bot whose token a verified lifecycle event revoked (`token_revoked`): nothing of
+//!    its calls reaches Slack until its token reference changes;
+//! 5. the method from the path, then the bot's `methods` (`method_denied`), where a
 //!    privileged method must be listed by its exact name;
-//! 5. `team` (`team_denied`), `channels` (`channel_denied`), `deny_args` (`argument_denied`);
-//! 6. Slack's own 429s, remembered per bot and method (`slack_rate_limited`);
-//! 7. the bot's `rate_limits` (`rate_limited`).
+//! 6. `team` (`team_denied`), `channels` (`channel_denied`), `reply_scope` for `chat.*`
+//!    writes (`channel_denied`, rule `reply_scope`), `deny_args` (`argument_denied`);
+//! 7. Slack's own 429s, remembered per bot and method (`slack_rate_limited`);
+//! 8. the bot's `rate_limits` (`rate_limited`).
 //!
 //! A call that passes is [`EgressReason::Allowed`]: the proxy swaps the key for the
 //! bot's token and sends it on.
@@ -22,6 +25,8 @@ use slackgate_policy::{Bot, EgressLimitKey, Policy};
 use slackgate_slack::{is_privileged_method, method_from_path, read_call, CallArgs, CallEncoding};
 
 use crate::ratelimit::{BucketKey, RateLimiter, Take};
+use crate::reply::{ReplyChannels, CHAT_WRITES};
+use crate::revoked::RevokedTokens;
 
 /// Why the gateway answered or forwarded a Web API call the way it did.
 ///
@@ -249,12 +254,15 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// Runs the egress stages over one call. `limiter` holds the bots' buckets (shared with
-/// the inbound limits, in their own key space), `slack` Slack's 429s, `now` is seconds.
+/// the inbound limits, in their own key space), `slack` Slack's 429s, `revoked` the
+/// revoked tokens, `reply` the channels seen inbound, `now` is seconds.
 pub fn decide_egress(
     policy: &Policy,
     call: &EgressCall<'_>,
     limiter: &RateLimiter,
     slack: &SlackLimits,
+    revoked: &RevokedTokens,
+    reply: &ReplyChannels,
     now: f64,
 ) -> EgressDecision {
     let header_key = call.authorization.and_then(bearer);
@@ -307,6 +315,10 @@ pub fn decide_egress(
     };
     d.bot = Some(Arc::clone(&bot));
 
+    if let Some(by) = revoked.revoked_by(&bot) {
+        d.reason = EgressReason::TokenRevoked;
+        return d.rule(by.as_str());
+    }
     let Some(method) = method else {
         d.reason = EgressReason::MalformedCall;
         return d.rule("path");
@@ -326,6 +338,27 @@ pub fn decide_egress(
             d.channel_id = Some(Box::from(c.as_str()));
             d.reason = EgressReason::ChannelDenied;
             return d.rule("channels");
+        }
+    }
+    if let (Some(window), Some(app)) = (bot.reply_scope, &bot.app) {
+        if CHAT_WRITES.contains(&method) {
+            let window = window.as_secs_f64();
+            // A write that names no channel has nowhere in scope to go: denied too.
+            let out = if args.channels.is_empty() {
+                Some(None)
+            } else {
+                args.channels
+                    .iter()
+                    .find(|c| !reply.seen_within(&app.name, c, window, now))
+                    .map(Some)
+            };
+            if let Some(c) = out {
+                if let Some(c) = c {
+                    d.channel_id = Some(Box::from(c.as_str()));
+                }
+                d.reason = EgressReason::ChannelDenied;
+                return d.rule("reply_scope");
+            }
         }
     }
     if let Some(name) = args.names.iter().find(|n| bot.deny_args.contains(n)) {

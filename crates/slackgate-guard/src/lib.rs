@@ -13,7 +13,7 @@
 //! disagree.
 //!
 //! The guard owns the state that must outlive policy reloads: the replay cache, the
-//! rate-limit buckets and the delivered events. Shared state (Redis, for several
+//! rate-limit buckets, the delivered events and the revoked bot tokens. Shared state (Redis, for several
 //! replicas) is a [`RemoteState`] the guard awaits. Time comes from an injected [`Clock`].
 //!
 //! This crate must not depend on pingora, tokio or any I/O: `slackgate explain` runs it
@@ -31,6 +31,8 @@
 //! | `scope` | the route's `allow` and `deny` on a request's facts |
 //! | `client_ip` | [`client_ip`]: the socket peer or the `X-Forwarded-For` walk |
 //! | `replay` | [`ReplayCache`]: signatures seen within their window |
+//! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request, for `reply_scope` |
+//! | `revoked` | [`RevokedTokens`]: bot tokens a verified lifecycle event ended |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
 //! | `ratelimit` | [`RateLimiter`]: bounded token buckets |
 //! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, and the fail-open/closed fallback |
@@ -45,6 +47,8 @@ mod ratelimit;
 mod reason;
 mod remote;
 mod replay;
+mod reply;
+mod revoked;
 mod scope;
 mod stages;
 
@@ -61,6 +65,8 @@ pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
 pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
 pub use replay::{ReplayCache, ReplayCheck};
+pub use reply::ReplyChannels;
+pub use revoked::RevokedTokens;
 pub use stages::{Admitted, GuardSettings, Inbound};
 
 use dedupe::Delivered;
@@ -73,6 +79,8 @@ pub struct Guard<C: Clock = SystemClock> {
     limiter: RateLimiter,
     delivered: Delivered,
     slack_limits: SlackLimits,
+    revoked: RevokedTokens,
+    reply: ReplyChannels,
     clock: C,
 }
 
@@ -84,6 +92,8 @@ impl<C: Clock> Guard<C> {
             limiter: RateLimiter::new(max_rate_limit_keys),
             delivered: Delivered::new(max_replay_entries),
             slack_limits: SlackLimits::default(),
+            revoked: RevokedTokens::default(),
+            reply: ReplyChannels::default(),
             clock,
         }
     }
@@ -96,7 +106,76 @@ impl<C: Clock> Guard<C> {
         call: &EgressCall<'_>,
     ) -> EgressDecision {
         let now = clock::unix_secs_f64(self.clock.now());
-        egress::decide_egress(policy, call, &self.limiter, &self.slack_limits, now)
+        egress::decide_egress(
+            policy,
+            call,
+            &self.limiter,
+            &self.slack_limits,
+            &self.revoked,
+            &self.reply,
+            now,
+        )
+    }
+
+    /// Records, for `reply_scope`, the channel of the inbound request decided by `d` on a
+    /// route of app `app`, when the request was verified and names a channel, and some bot
+    /// of `policy` with a `reply_scope` belongs to `app` (no state is kept otherwise).
+    pub fn note_reply_channel(
+        &self,
+        policy: &slackgate_policy::Policy,
+        app: &std::sync::Arc<str>,
+        d: &Decision<'_>,
+    ) {
+        if !revoked::verified(d) {
+            return;
+        }
+        let Some(channel) = d.facts.as_ref().and_then(|f| f.channel_id.as_deref()) else {
+            return;
+        };
+        let read = policy
+            .bots
+            .iter()
+            .any(|b| b.reply_scope.is_some() && b.app.as_ref().is_some_and(|a| a.name == *app));
+        if read {
+            let now = clock::unix_secs_f64(self.clock.now());
+            self.reply.note(app, channel, now);
+        }
+    }
+
+    /// Revokes the tokens that the inbound request decided by `d`, on a route of app
+    /// `app` with body `body`, ends: when it is a verified `app_uninstalled`, or a
+    /// verified `tokens_revoked` listing bot tokens, the token of every bot of `policy`
+    /// whose `app` is `app` and whose `team` pin (if any) is the request's team. Until
+    /// such a bot's token reference changes, its calls are answered `token_revoked`.
+    ///
+    /// Returns the bots newly revoked and what revoked them (nothing for any other
+    /// request, and nothing for an unverified or replayed one).
+    pub fn revoke_tokens<'p>(
+        &self,
+        policy: &'p slackgate_policy::Policy,
+        app: &str,
+        d: &Decision<'_>,
+        body: &[u8],
+    ) -> Vec<(
+        &'p std::sync::Arc<slackgate_policy::Bot>,
+        slackgate_slack::Lifecycle,
+    )> {
+        let Some((kind, bots)) = revoked::revoked_bots(policy, app, d, body) else {
+            return Vec::new();
+        };
+        let now = clock::unix_secs(self.clock.now());
+        bots.into_iter()
+            .filter(|b| self.revoked.revoke(b, kind, now))
+            .map(|b| (b, kind))
+            .collect()
+    }
+
+    /// What revoked `bot`'s current token, if it is revoked.
+    pub fn token_revoked_by(
+        &self,
+        bot: &slackgate_policy::Bot,
+    ) -> Option<slackgate_slack::Lifecycle> {
+        self.revoked.revoked_by(bot)
     }
 
     /// Records that Slack answered `bot`'s call to `method` 429 with `Retry-After:

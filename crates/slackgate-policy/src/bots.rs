@@ -25,13 +25,17 @@ pub struct Credential {
     value: Arc<str>,
     /// Where the value was read from.
     pub source: SecretRef,
+    /// See [`Credential::fingerprint`]; computed once, at load.
+    fingerprint: [u8; 32],
 }
 
 impl Credential {
     pub(crate) fn new(value: String, source: SecretRef) -> Self {
+        let fingerprint = fingerprint(&source, &value);
         Self {
             value: Arc::from(value),
             source,
+            fingerprint,
         }
     }
 
@@ -40,10 +44,36 @@ impl Credential {
         &self.value
     }
 
+    /// A SHA-256 over where the value is read from and the value itself: it changes
+    /// when either does, and shows nothing of the value. The gateway keys state that
+    /// belongs to one token (its revocation) on it, so a new token starts clean.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+
     /// The SHA-256 of the value (what keys are compared by).
     fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.value.as_bytes()).into()
     }
+}
+
+/// See [`Credential::fingerprint`].
+fn fingerprint(source: &SecretRef, value: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    match source {
+        SecretRef::Env(name) => {
+            h.update(b"env:");
+            h.update(name.as_bytes());
+        }
+        SecretRef::File(path) => {
+            h.update(b"file:");
+            h.update(path.as_os_str().as_encoded_bytes());
+        }
+    }
+    // Neither an env name nor a path holds a NUL byte: the two parts cannot run together.
+    h.update([0u8]);
+    h.update(value.as_bytes());
+    h.finalize().into()
 }
 
 impl std::fmt::Debug for Credential {
@@ -132,6 +162,9 @@ pub struct Bot {
     pub deny_args: IdSet,
     /// Rate limits, in policy order.
     pub rate_limits: Arc<[EgressLimitRule]>,
+    /// When set, `chat.*` writes go only to channels that sent the bot's `app` a
+    /// verified inbound request within this window (the bot then has an `app`).
+    pub reply_scope: Option<std::time::Duration>,
 }
 
 /// The bots of a policy, by name and by key.
@@ -184,5 +217,25 @@ impl BotTable {
     /// True when the policy has no bot.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_changes_with_the_value_or_the_source() {
+        let env = |n: &str| SecretRef::Env(n.to_owned());
+        let a = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
+        let same = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
+        let new_value = Credential::new("xoxb-2".to_owned(), env("TOKEN"));
+        let new_source = Credential::new("xoxb-1".to_owned(), env("OTHER"));
+        let file = Credential::new("xoxb-1".to_owned(), SecretRef::File("TOKEN".into()));
+        assert_eq!(a.fingerprint(), same.fingerprint());
+        assert_ne!(a.fingerprint(), new_value.fingerprint());
+        assert_ne!(a.fingerprint(), new_source.fingerprint());
+        assert_ne!(a.fingerprint(), file.fingerprint());
+        assert_ne!(*a.fingerprint(), a.digest());
     }
 }

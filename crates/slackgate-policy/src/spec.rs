@@ -131,6 +131,7 @@ pub(crate) struct BotSpec {
     pub(crate) channels: Option<SpannedList>,
     pub(crate) deny_args: Option<SpannedList>,
     pub(crate) rate_limits: Option<Vec<EgressLimitSpec>>,
+    pub(crate) reply_scope: Option<Spanned<String>>,
 }
 
 /// A reference to a credential (a gateway key or a token): `env:` or `file:`. As with

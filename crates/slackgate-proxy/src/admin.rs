@@ -96,12 +96,17 @@ impl AdminApp {
             .iter()
             .map(|b| {
                 let seen = scopes.get(&*b.name).cloned().unwrap_or_default();
+                let token_state = match self.shared.guard.token_revoked_by(b) {
+                    Some(_) => "revoked",
+                    None => "active",
+                };
                 (
                     b.name.to_string(),
                     json!({
                         "key": source(&b.key.source),
                         "token": source(&b.token.source),
                         "team": b.team.as_deref(),
+                        "token_state": token_state,
                         "calls_with_scopes": seen.calls,
                         "granted_scopes": seen.granted,
                         "needed_scopes": seen.needed,
@@ -183,6 +188,13 @@ impl ServeHttp for AdminApp {
                     .as_ref()
                     .is_some_and(|r| r.circuit_open());
                 m.state_circuit_open.set(i64::from(open));
+                let snap = self.shared.current();
+                m.observe_token_states(
+                    snap.policy
+                        .bots
+                        .iter()
+                        .map(|b| (&*b.name, self.shared.guard.token_revoked_by(b).is_some())),
+                );
                 respond(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

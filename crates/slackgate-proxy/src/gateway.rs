@@ -140,6 +140,22 @@ impl Gateway {
         for op in &decision.degraded {
             self.shared.metrics.count_fallback(*op);
         }
+        self.shared
+            .guard
+            .note_reply_channel(&snap.policy, &route.app.name, &decision);
+        for (bot, by) in
+            self.shared
+                .guard
+                .revoke_tokens(&snap.policy, &route.app.name, &decision, &body)
+        {
+            let team = decision.facts.as_ref().and_then(|f| f.team_id.as_deref());
+            log::warn!(
+                "bot {}: token revoked by a verified {by} (app {}, team {}): its calls are answered token_revoked until its token reference changes",
+                bot.name,
+                route.app.name,
+                team.unwrap_or("none"),
+            );
+        }
         ctx.mark_delivered = decision.mark_delivered;
         ctx.secret_id = decision.secret_id.clone();
         ctx.lifecycle = decision.lifecycle();

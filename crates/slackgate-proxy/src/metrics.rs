@@ -72,6 +72,9 @@ pub struct Metrics {
     pub egress_unused_scopes: IntGaugeVec,
     /// `slackgate_egress_slack_rate_limits_total{bot}`: Slack's own 429s.
     pub egress_slack_429: IntCounterVec,
+    /// `slackgate_egress_token_state{bot,state}`: 1 for the state the bot's token is in
+    /// (`active` or `revoked`), 0 for the other.
+    pub egress_token_state: IntGaugeVec,
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
@@ -325,7 +328,15 @@ impl Metrics {
         registry.register(Box::new(egress_requests.clone()))?;
         registry.register(Box::new(egress_duration.clone()))?;
         registry.register(Box::new(egress_unused_scopes.clone()))?;
+        let egress_token_state = IntGaugeVec::new(
+            Opts::new(
+                "slackgate_egress_token_state",
+                "1 for the state of a bot's token: active, or revoked by a verified app_uninstalled or tokens_revoked (its calls are answered token_revoked until its token reference changes).",
+            ),
+            &["bot", "state"],
+        )?;
         registry.register(Box::new(egress_slack_429.clone()))?;
+        registry.register(Box::new(egress_token_state.clone()))?;
         registry.register(Box::new(state_fallbacks.clone()))?;
         registry.register(Box::new(state_circuit_open.clone()))?;
         for op in slackgate_guard::StateOp::ALL {
@@ -375,6 +386,7 @@ impl Metrics {
             egress_duration,
             egress_unused_scopes,
             egress_slack_429,
+            egress_token_state,
             guard_sync: Arc::new(Mutex::new(())),
         })
     }
@@ -395,6 +407,24 @@ impl Metrics {
             .set(i64::try_from(levels.replay_entries).unwrap_or(i64::MAX));
         catch_up(&self.rate_limit_evictions, levels.rate_limit_evictions);
         catch_up(&self.replay_evictions, levels.replay_evictions);
+    }
+
+    /// Sets `slackgate_egress_token_state` for the bots of the running policy, `(name,
+    /// revoked)`; the series of bots no longer in the policy are dropped.
+    pub fn observe_token_states<'b>(&self, bots: impl Iterator<Item = (&'b str, bool)>) {
+        let _serial = match self.guard_sync.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.egress_token_state.reset();
+        for (bot, revoked) in bots {
+            self.egress_token_state
+                .with_label_values(&[bot, "active"])
+                .set(i64::from(!revoked));
+            self.egress_token_state
+                .with_label_values(&[bot, "revoked"])
+                .set(i64::from(revoked));
+        }
     }
 
     /// Counts a shared-state failure that fell back to this replica's own state.

@@ -54,6 +54,7 @@ fn rig_with(slack: Option<&SlackApi>) -> Rig {
         &format!("{{ id: previous, env: HELPDESK_SECRET_OLD, expires: \"{EXPIRES}\" }}"),
     );
     assert!(policy.contains(EXPIRES), "the shared policy changed shape");
+<<<<<<< HEAD
     let policy = match slack {
         Some(_) => {
             assert!(
@@ -75,6 +76,19 @@ fn rig_with(slack: Option<&SlackApi>) -> Rig {
             .egress(&slack.url(), Some(slack.ca_file()));
     }
     let gw = builder.start();
+=======
+    // A bot of app helpdesk, whose token the scrape's app_uninstalled revokes.
+    let policy = format!(
+        "{policy}bots:\n  helpdesk:\n    app: helpdesk\n    key: {{ env: HELPDESK_GATEWAY_KEY }}\n    token: {{ env: HELPDESK_BOT_TOKEN }}\n    methods: [chat.postMessage]\n"
+    );
+    let gw = TestGatewayBuilder::new(&policy)
+        .secret("HELPDESK_SECRET", SECRET)
+        .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
+        .secret("HELPDESK_GATEWAY_KEY", "gk_helpdesk_5f1c9a7e3b2d40681e9f")
+        .secret("HELPDESK_BOT_TOKEN", "xoxb-1111-2222-realhelpdesktoken")
+        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }")
+        .start();
+>>>>>>> lifecycle
     Rig { gw, bot, slow }
 }
 

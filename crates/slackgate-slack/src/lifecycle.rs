@@ -126,7 +126,39 @@ lifecycle_table! {
     TeamAccessRevoked = "team_access_revoked", Event, NEITHER;
 }
 
+/// `event.tokens.bot` of a `tokens_revoked` body, the only part read.
+#[derive(serde::Deserialize)]
+struct RevokedEnvelope {
+    event: Option<RevokedEvent>,
+}
+
+#[derive(serde::Deserialize)]
+struct RevokedEvent {
+    tokens: Option<RevokedTokens>,
+}
+
+#[derive(serde::Deserialize)]
+struct RevokedTokens {
+    bot: Option<Vec<serde::de::IgnoredAny>>,
+}
+
 impl Lifecycle {
+    /// Whether this request, with this (verified) JSON body, ends the bot token of the
+    /// app's installation in the envelope's workspace: `app_uninstalled` always does,
+    /// `tokens_revoked` when `event.tokens.bot` lists at least one bot (an installation has
+    /// one bot token, so any bot entry is that token). Every other kind, and a body that
+    /// cannot be read, revokes nothing.
+    pub fn revokes_bot_token(self, body: &[u8]) -> bool {
+        match self {
+            Lifecycle::AppUninstalled => true,
+            Lifecycle::TokensRevoked => serde_json::from_slice::<RevokedEnvelope>(body)
+                .ok()
+                .and_then(|e| e.event?.tokens?.bot)
+                .is_some_and(|bots| !bots.is_empty()),
+            _ => false,
+        }
+    }
+
     /// The lifecycle kind named by an `event_callback`'s `event.type`.
     pub(crate) fn from_event_type(t: &str) -> Option<Self> {
         Lifecycle::from_name(t).filter(|l| l.via() == Via::Event)
@@ -136,5 +168,25 @@ impl Lifecycle {
 impl fmt::Display for Lifecycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_requests_revoke_the_bot_token() {
+        let revoked = br#"{"team_id":"T1","event":{"type":"tokens_revoked","tokens":{"oauth":["U1"],"bot":["U0BOT"]}}}"#;
+        assert!(Lifecycle::TokensRevoked.revokes_bot_token(revoked));
+        let users_only =
+            br#"{"event":{"type":"tokens_revoked","tokens":{"oauth":["U1"],"bot":[]}}}"#;
+        assert!(!Lifecycle::TokensRevoked.revokes_bot_token(users_only));
+        let no_bot = br#"{"event":{"type":"tokens_revoked","tokens":{"oauth":["U1"]}}}"#;
+        assert!(!Lifecycle::TokensRevoked.revokes_bot_token(no_bot));
+        assert!(!Lifecycle::TokensRevoked.revokes_bot_token(b"not json"));
+        assert!(!Lifecycle::TokensRevoked.revokes_bot_token(br#"{"event":{"tokens":{"bot":"x"}}}"#));
+        assert!(Lifecycle::AppUninstalled.revokes_bot_token(b""));
+        assert!(!Lifecycle::TeamRename.revokes_bot_token(revoked));
     }
 }

@@ -79,6 +79,7 @@ impl Compiler<'_> {
             channels,
             deny_args,
             rate_limits,
+            reply_scope,
         } = spec;
         let start = self.errs.len();
         self.check_name("bot", name);
@@ -226,6 +227,35 @@ impl Compiler<'_> {
 
         let rate_limits = self.egress_limits(&label, rate_limits.as_deref().unwrap_or_default());
 
+        let reply_scope = reply_scope.and_then(|w| match crate::units::parse_duration(&w) {
+            Ok(d) if d.is_zero() => {
+                self.errs.at(
+                    w.span(),
+                    format!("`reply_scope` of bot `{label}` is zero: every chat write would be denied"),
+                    "write a window such as 10m, or remove `reply_scope`",
+                );
+                None
+            }
+            Ok(d) => {
+                if app.is_none() {
+                    self.errs.at(
+                        w.span(),
+                        format!("bot `{label}` has `reply_scope` but no `app`"),
+                        "name the bot's inbound app with `app:`: the window counts that app's verified requests",
+                    );
+                }
+                Some(d)
+            }
+            Err(_) => {
+                self.errs.at(
+                    w.span(),
+                    format!("`reply_scope` of bot `{label}` is not a duration"),
+                    "write a whole number and a unit (ms, s, m, h), e.g. 10m",
+                );
+                None
+            }
+        });
+
         let (key, token) = match (key, token) {
             (Some((k, _)), Some((t, _))) if self.errs.len() == start => (k, t),
             _ => return None,
@@ -240,6 +270,7 @@ impl Compiler<'_> {
             channels,
             deny_args,
             rate_limits: rate_limits.into(),
+            reply_scope,
         })
     }
 
