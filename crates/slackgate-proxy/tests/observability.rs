@@ -36,6 +36,7 @@ const BOT_TOKEN: &str = "xoxb-1111-2222-observability0t0ken";
 /// A bot on the egress door, for the egress metrics.
 const BOTS: &str = "bots:
   helpdesk:
+    app: helpdesk
     key: { env: HELPDESK_GATEWAY_KEY }
     token: { env: HELPDESK_BOT_TOKEN }
     methods: [chat.postMessage]
@@ -54,41 +55,26 @@ fn rig_with(slack: Option<&SlackApi>) -> Rig {
         &format!("{{ id: previous, env: HELPDESK_SECRET_OLD, expires: \"{EXPIRES}\" }}"),
     );
     assert!(policy.contains(EXPIRES), "the shared policy changed shape");
-<<<<<<< HEAD
-    let policy = match slack {
-        Some(_) => {
-            assert!(
-                !policy.contains("\nbots:"),
-                "the shared policy has bots now"
-            );
-            format!("{policy}{BOTS}")
-        }
-        None => policy,
-    };
+    // A bot of app helpdesk (its token is what the scrape's app_uninstalled revokes);
+    // with `slack`, the egress door is on for it.
+    assert!(
+        !policy.contains(
+            "
+bots:"
+        ),
+        "the shared policy has bots now"
+    );
+    let policy = format!("{policy}{BOTS}");
     let mut builder = TestGatewayBuilder::new(&policy)
         .secret("HELPDESK_SECRET", SECRET)
         .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
+        .secret("HELPDESK_GATEWAY_KEY", BOT_KEY)
+        .secret("HELPDESK_BOT_TOKEN", BOT_TOKEN)
         .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }");
     if let Some(slack) = slack {
-        builder = builder
-            .secret("HELPDESK_GATEWAY_KEY", BOT_KEY)
-            .secret("HELPDESK_BOT_TOKEN", BOT_TOKEN)
-            .egress(&slack.url(), Some(slack.ca_file()));
+        builder = builder.egress(&slack.url(), Some(slack.ca_file()));
     }
     let gw = builder.start();
-=======
-    // A bot of app helpdesk, whose token the scrape's app_uninstalled revokes.
-    let policy = format!(
-        "{policy}bots:\n  helpdesk:\n    app: helpdesk\n    key: {{ env: HELPDESK_GATEWAY_KEY }}\n    token: {{ env: HELPDESK_BOT_TOKEN }}\n    methods: [chat.postMessage]\n"
-    );
-    let gw = TestGatewayBuilder::new(&policy)
-        .secret("HELPDESK_SECRET", SECRET)
-        .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
-        .secret("HELPDESK_GATEWAY_KEY", "gk_helpdesk_5f1c9a7e3b2d40681e9f")
-        .secret("HELPDESK_BOT_TOKEN", "xoxb-1111-2222-realhelpdesktoken")
-        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }")
-        .start();
->>>>>>> lifecycle
     Rig { gw, bot, slow }
 }
 
