@@ -9,6 +9,7 @@
 mod apps;
 mod bots;
 mod routes;
+mod webhooks;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -25,7 +26,10 @@ use crate::error::{Errors, LoadError, LoadErrors};
 use crate::matcher::IpSet;
 use crate::model::{App, Policy, RouteTable, Upstream};
 use crate::secrets::{describe_io, looks_secret, SecretSource};
-use crate::spec::{AppSpec, BotSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec};
+use crate::spec::{
+    AppSpec, BotSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec, WebhookSpec,
+};
+use crate::webhooks::WebhookTable;
 use crate::yaml::{self, NamedMap};
 
 use routes::Dim;
@@ -56,6 +60,7 @@ pub fn compile_policy(
         };
         let declared = Declared {
             apps: yaml::key_names(&node, "apps"),
+            bots: yaml::key_names(&node, "bots"),
             upstreams: yaml::key_names(&node, "upstreams"),
             groups: yaml::key_names(&node, "groups"),
         };
@@ -81,7 +86,15 @@ pub fn policy_hash(bytes: &[u8]) -> String {
 
 /// The top-level keys of a policy file, as in `PolicySpec` (the one list of them: the
 /// binary tells a policy from a server config by these).
-pub const POLICY_KEYS: &[&str] = &["version", "apps", "upstreams", "groups", "routes", "bots"];
+pub const POLICY_KEYS: &[&str] = &[
+    "version",
+    "apps",
+    "upstreams",
+    "groups",
+    "routes",
+    "bots",
+    "webhooks",
+];
 
 /// Builds as much of a [`PolicySpec`] as deserializes, reporting every
 /// structural error, so that semantic checks still run on the valid parts.
@@ -106,6 +119,9 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
     let bots = get("bots")
         .map(|n| yaml::probe_named::<BotSpec>(n, "bots", errs))
         .unwrap_or_default();
+    let webhooks = get("webhooks")
+        .map(|n| yaml::probe_named::<WebhookSpec>(n, "webhooks", errs))
+        .unwrap_or_default();
     if errs.len() == before {
         yaml::report_from_node(err, "", errs);
     }
@@ -116,6 +132,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
         groups,
         routes,
         bots,
+        webhooks,
     }
 }
 
@@ -123,6 +140,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
 /// a reference to an invalid entry is not also reported as dangling.
 struct Declared {
     apps: HashSet<String>,
+    bots: HashSet<String>,
     upstreams: HashSet<String>,
     groups: HashSet<String>,
 }
@@ -193,6 +211,7 @@ impl Compiler<'_> {
             groups,
             routes,
             bots,
+            webhooks,
         } = spec;
         let start = self.errs.len();
 
@@ -242,6 +261,7 @@ impl Compiler<'_> {
         }
 
         let compiled_bots = self.bots(bots.0, &compiled_apps);
+        let compiled_webhooks = self.webhooks(webhooks.0, &compiled_bots);
 
         (self.errs.len() == start).then(|| Policy {
             source: source.to_path_buf(),
@@ -250,6 +270,7 @@ impl Compiler<'_> {
             upstreams: compiled_upstreams,
             routes: RouteTable::from_routes(compiled_routes),
             bots: BotTable::new(compiled_bots),
+            webhooks: WebhookTable::new(compiled_webhooks),
         })
     }
 

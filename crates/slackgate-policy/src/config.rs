@@ -48,7 +48,10 @@ pub struct Egress {
     pub listen: Listener,
     /// The Slack Web API base.
     pub slack_api: SlackApi,
-    /// An extra CA to trust for `slack_api`, besides the system roots.
+    /// What every webhook URL of the policy must start with: `https://hooks.slack.com/`
+    /// by default.
+    pub hooks_base: SlackApi,
+    /// An extra CA to trust for `slack_api` and `hooks_base`, besides the system roots.
     pub ca_file: Option<PathBuf>,
     /// The most one call to Slack may take. Default 10 s.
     pub timeout: Duration,
@@ -141,6 +144,20 @@ impl SlackApi {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+
+    /// The request path of `url` (from this base's path on) when `url` is under this
+    /// base: same scheme, host and port (case-insensitive), and its path starts with
+    /// this base's path. A webhook URL outside `egress.hooks_base` gets `None`.
+    pub fn path_of<'u>(&self, url: &'u str) -> Option<&'u str> {
+        let origin = format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.authority()
+        );
+        let head = url.get(..origin.len())?;
+        let rest = url.get(origin.len()..)?;
+        (head.eq_ignore_ascii_case(&origin) && rest.starts_with(self.path.as_str())).then_some(rest)
     }
 }
 
@@ -450,6 +467,7 @@ fn config(
         let EgressSpec {
             listen,
             slack_api,
+            hooks_base,
             ca_file,
             timeout,
         } = e;
@@ -481,6 +499,20 @@ fn config(
                 }
             },
         };
+        let hooks_base = match &hooks_base {
+            None => SlackApi::parse("https://hooks.slack.com/").ok(),
+            Some(url) => match SlackApi::parse(url.trim()) {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errs.at(
+                        url.span(),
+                        "`egress.hooks_base` is not a usable webhook base URL",
+                        "write an https:// URL ending in `/`, e.g. https://hooks.slack.com/ (http:// only for a loopback stand-in)",
+                    );
+                    None
+                }
+            },
+        };
         let ca_file = ca_file
             .and_then(|c| non_empty_path(&c, "egress.ca_file", errs).then(|| resolve(base, &c)));
         let timeout = match &timeout {
@@ -500,6 +532,7 @@ fn config(
         Some(Egress {
             listen: Listener { addr: parsed?, tls },
             slack_api: api?,
+            hooks_base: hooks_base?,
             ca_file,
             timeout: timeout?,
         })

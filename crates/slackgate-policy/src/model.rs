@@ -33,6 +33,8 @@ pub struct Policy {
     pub routes: RouteTable,
     /// The bots of the egress door, looked up by key.
     pub bots: crate::bots::BotTable,
+    /// The incoming webhooks the gateway holds, by name.
+    pub webhooks: crate::webhooks::WebhookTable,
 }
 
 /// A Slack app: its optional app id pin and its signing secrets.

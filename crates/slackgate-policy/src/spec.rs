@@ -35,6 +35,7 @@ pub(crate) struct ConfigSpec {
 pub(crate) struct EgressSpec {
     pub(crate) listen: ListenerSpec,
     pub(crate) slack_api: Option<Spanned<String>>,
+    pub(crate) hooks_base: Option<Spanned<String>>,
     pub(crate) ca_file: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
 }
@@ -117,6 +118,16 @@ pub(crate) struct PolicySpec {
     pub(crate) routes: Spanned<Vec<RouteSpec>>,
     #[serde(default)]
     pub(crate) bots: NamedMap<BotSpec>,
+    #[serde(default)]
+    pub(crate) webhooks: NamedMap<WebhookSpec>,
+}
+
+/// An incoming-webhook URL the gateway holds for the bots it lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookSpec {
+    pub(crate) url: Spanned<CredentialSpec>,
+    pub(crate) bots: SpannedList,
 }
 
 /// A bot that calls the Slack Web API through the egress door.

@@ -172,7 +172,9 @@ pub(crate) fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, e
             // give a pasted secret its own message; they are not offered as keys.
             let secret_ref = expected.contains(&"env");
             if LITERAL_SECRET_KEYS.contains(&field.as_str())
-                && (parent.starts_with("apps.") || parent.starts_with("bots."))
+                && (parent.starts_with("apps.")
+                    || parent.starts_with("bots.")
+                    || parent.starts_with("webhooks."))
             {
                 errs.at_mark(mark.as_ref(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
                 return;
@@ -214,8 +216,9 @@ pub(crate) fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, e
                     format!("add `{field}: ...` here"),
                 );
             } else if msg.starts_with("invalid type: string")
-                && path.starts_with("bots.")
-                && (path.ends_with(".key") || path.ends_with(".token"))
+                && ((path.starts_with("bots.")
+                    && (path.ends_with(".key") || path.ends_with(".token")))
+                    || (path.starts_with("webhooks.") && path.ends_with(".url")))
             {
                 // `key: xoxb-...`: a credential written into the policy.
                 errs.at_mark(mark.as_ref(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);

@@ -13,6 +13,7 @@ use support::now;
 
 const KEY: &str = "gk_3f9a1c7e5b2d4068a9e1f3c5";
 const TOKEN: &str = "xoxb-1111-2222-planted0token0value";
+const HOOK_URL: &str = "https://hooks.slack.com/services/T0ACME/B0ALERT/planted0hook0secret";
 
 fn secrets() -> MapSecrets {
     let s = MapSecrets::in_memory(&[
@@ -22,6 +23,11 @@ fn secrets() -> MapSecrets {
         ("SHORT_KEY", "short"),
         ("NOT_A_TOKEN", "hunter2-not-a-slack-token"),
         ("EMPTY", ""),
+        ("ALERTS_WEBHOOK_URL", HOOK_URL),
+        (
+            "PLAIN_HOOK_URL",
+            "http://hooks.example.com/services/T0/B0/planted0hook0secret",
+        ),
     ]);
     s.set_file("bot.token", format!("{TOKEN}\n"));
     s
@@ -35,6 +41,10 @@ fn load(bots: &str) -> Result<Policy, String> {
         assert!(
             !out.contains("planted0token0value"),
             "an error shows the token:\n{out}"
+        );
+        assert!(
+            !out.contains("planted0hook0secret"),
+            "an error shows a webhook URL:\n{out}"
         );
         out
     })
@@ -294,4 +304,99 @@ fn slack_api_urls() {
     ] {
         assert!(SlackApi::parse(bad).is_err(), "{bad}");
     }
+}
+
+// === webhooks ===
+
+fn with_hooks(hooks: &str) -> Result<Policy, String> {
+    load(&format!("{HELPDESK}webhooks:\n{hooks}"))
+}
+
+fn hook_err(hooks: &str) -> String {
+    match with_hooks(hooks) {
+        Ok(_) => panic!("loaded without error:\n{hooks}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn webhooks_compile_and_never_show_their_url() {
+    let p =
+        with_hooks("  alerts: { url: { env: ALERTS_WEBHOOK_URL }, bots: [helpdesk] }\n").unwrap();
+    let hook = p.webhooks.get("alerts").unwrap();
+    assert_eq!(&*hook.name, "alerts");
+    assert_eq!(&*hook.method, "hooks.alerts");
+    assert_eq!(hook.url.expose(), HOOK_URL);
+    assert!(hook.permits("helpdesk"));
+    assert!(!hook.permits("other"));
+    assert_eq!(p.webhooks.len(), 1);
+    let debug = format!("{p:?}");
+    assert!(!debug.contains("planted0hook0secret"), "{debug}");
+}
+
+#[test]
+fn a_literal_webhook_url_is_an_error_and_not_echoed() {
+    let e = hook_err("  alerts:\n    url: https://hooks.slack.com/services/T0ACME/B0ALERT/planted0hook0secret\n    bots: [helpdesk]\n");
+    assert!(e.contains("literal secrets are not allowed"), "{e}");
+    let e = hook_err("  alerts:\n    url: { value: https://hooks.slack.com/services/T0ACME/B0ALERT/planted0hook0secret }\n    bots: [helpdesk]\n");
+    assert!(e.contains("literal secrets are not allowed"), "{e}");
+}
+
+#[test]
+fn webhook_bots_must_be_defined_and_listed() {
+    let e = hook_err("  alerts: { url: { env: ALERTS_WEBHOOK_URL }, bots: [nobody] }\n");
+    assert!(
+        e.contains("webhook `alerts` names bot `nobody`, which is not defined")
+            && e.contains("`helpdesk`"),
+        "{e}"
+    );
+    let e = hook_err("  alerts: { url: { env: ALERTS_WEBHOOK_URL }, bots: [] }\n");
+    assert!(e.contains("lists no bots"), "{e}");
+    let e = hook_err("  alerts: { url: { env: ALERTS_WEBHOOK_URL } }\n");
+    assert!(e.contains("missing required key `bots`"), "{e}");
+}
+
+#[test]
+fn a_plain_http_webhook_url_is_an_error() {
+    let e = hook_err("  alerts: { url: { env: PLAIN_HOOK_URL }, bots: [helpdesk] }\n");
+    assert!(
+        e.contains("the url of webhook `alerts` is not a usable webhook URL")
+            && e.contains("https://"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hooks_base_defaults_to_slack_and_must_be_a_base_url() {
+    let c = compile_config(
+        Path::new("config.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n",
+    )
+    .unwrap();
+    let base = c.egress.unwrap().hooks_base;
+    assert_eq!(base, SlackApi::parse("https://hooks.slack.com/").unwrap());
+    assert_eq!(
+        base.path_of(HOOK_URL),
+        Some("/services/T0ACME/B0ALERT/planted0hook0secret")
+    );
+    assert_eq!(
+        base.path_of("https://HOOKS.slack.com/services/x"),
+        Some("/services/x")
+    );
+    assert_eq!(
+        base.path_of("https://hooks.slack.com.evil.test/services/x"),
+        None
+    );
+    assert_eq!(base.path_of("https://evil.test/services/x"), None);
+    assert_eq!(base.path_of("http://hooks.slack.com/services/x"), None);
+    let bad = compile_config(
+        Path::new("config.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n  hooks_base: http://hooks.slack.com/\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("config.yaml:5:15") && bad.contains("`egress.hooks_base` is not a usable"),
+        "{bad}"
+    );
 }

@@ -97,7 +97,7 @@ cases! {
         "policy.yaml:12:5: error: unknown key `on_denied` in `routes[0]`\n  fix: remove it or correct the spelling; allowed keys here: `name`, `path`, `host`, `app`, `upstream`, `mode`, `on_deny`, `allow_unverified_shadow`, `source_ips`, `allow`, `deny`, `rate_limits`, `dedupe`, `state_failure`";
     unknown_top_level_key: "unknown top-level key", Policy,
         concat!(head!(), route!(), "route: []\n") =>
-        "policy.yaml:12:1: error: unknown key `route` at the top level\n  fix: remove it or correct the spelling; allowed keys here: `version`, `apps`, `upstreams`, `groups`, `routes`, `bots`";
+        "policy.yaml:12:1: error: unknown key `route` at the top level\n  fix: remove it or correct the spelling; allowed keys here: `version`, `apps`, `upstreams`, `groups`, `routes`, `bots`, `webhooks`";
     missing_key: "missing required key", Policy,
         concat!(head!(), "routes:\n  - { name: helpdesk, path: /slack/helpdesk, app: helpdesk }\n") =>
         "policy.yaml:8:5: error: missing required key `upstream` in `routes[0]`\n  fix: add `upstream: ...` here";

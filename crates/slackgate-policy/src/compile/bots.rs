@@ -275,7 +275,7 @@ impl Compiler<'_> {
     }
 
     /// Reads a key or token reference; literal values are errors and never echoed.
-    fn credential(
+    pub(super) fn credential(
         &mut self,
         what: &str,
         spec: &Spanned<CredentialSpec>,
