@@ -17,11 +17,16 @@
 //!
 //! A call that passes is [`EgressReason::Allowed`]: the proxy swaps the key for the
 //! bot's token and sends it on.
+//!
+//! A post to a webhook the gateway holds (`POST /hooks/<name>`, [`decide_hook`]) is
+//! decided by the bot's key (`unknown_bot`), the path and HTTP method (`malformed_call`)
+//! and the webhook's `bots` (`method_denied`, rule `webhooks`); its method is
+//! `hooks.<name>`. No token travels with it, so a revoked token does not stop it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use slackgate_policy::{Bot, EgressLimitKey, Policy};
+use slackgate_policy::{Bot, EgressLimitKey, Policy, Webhook};
 use slackgate_slack::{is_privileged_method, method_from_path, read_call, CallArgs, CallEncoding};
 
 use crate::ratelimit::{BucketKey, RateLimiter, Take};
@@ -398,6 +403,65 @@ pub fn decide_egress(
         }
     }
     d
+}
+
+/// One post to a webhook the gateway holds, as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct HookPost<'a> {
+    /// The `<name>` of `/hooks/<name>`.
+    pub name: &'a str,
+    /// Whether the HTTP method is `POST` (the only one a webhook takes).
+    pub is_post: bool,
+    /// The raw `Authorization` value, if any.
+    pub authorization: Option<&'a [u8]>,
+}
+
+/// A webhook name as the policy may write it (so it is safe in audit and metrics).
+fn is_hook_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// Decides a post to a webhook; when allowed, the webhook comes with the decision.
+pub fn decide_hook(policy: &Policy, post: &HookPost<'_>) -> (EgressDecision, Option<Arc<Webhook>>) {
+    let presented = post.authorization.and_then(bearer);
+    let bot = presented.and_then(|k| policy.bots.by_key(k)).cloned();
+    let mut d = EgressDecision::new(EgressReason::Allowed);
+    let hook = is_hook_name(post.name)
+        .then(|| policy.webhooks.get(post.name))
+        .flatten();
+    d.method = match hook {
+        Some(h) => Some(Box::from(&*h.method)),
+        None if is_hook_name(post.name) => Some(Box::from(format!("hooks.{}", post.name))),
+        None => None,
+    };
+    let Some(bot) = bot else {
+        d.reason = EgressReason::UnknownBot;
+        return (
+            d.rule(if presented.is_some() { "key" } else { "no key" }),
+            None,
+        );
+    };
+    d.bot = Some(Arc::clone(&bot));
+    if !is_hook_name(post.name) {
+        d.reason = EgressReason::MalformedCall;
+        return (d.rule("path"), None);
+    }
+    if !post.is_post {
+        d.reason = EgressReason::MalformedCall;
+        return (d.rule("a webhook takes POST"), None);
+    }
+    let Some(hook) = hook else {
+        d.reason = EgressReason::MethodDenied;
+        return (d.rule("webhooks: not defined"), None);
+    };
+    if !hook.permits(&bot.name) {
+        d.reason = EgressReason::MethodDenied;
+        return (d.rule("webhooks"), None);
+    }
+    (d, Some(Arc::clone(hook)))
 }
 
 #[cfg(test)]

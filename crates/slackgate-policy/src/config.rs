@@ -147,17 +147,29 @@ impl SlackApi {
     }
 
     /// The request path of `url` (from this base's path on) when `url` is under this
-    /// base: same scheme, host and port (case-insensitive), and its path starts with
+    /// base: same scheme, host (case-insensitive) and port, and its path starts with
     /// this base's path. A webhook URL outside `egress.hooks_base` gets `None`.
     pub fn path_of<'u>(&self, url: &'u str) -> Option<&'u str> {
-        let origin = format!(
-            "{}://{}",
-            if self.tls { "https" } else { "http" },
-            self.authority()
-        );
-        let head = url.get(..origin.len())?;
-        let rest = url.get(origin.len()..)?;
-        (head.eq_ignore_ascii_case(&origin) && rest.starts_with(self.path.as_str())).then_some(rest)
+        fn strip<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+            let head = s.get(..prefix.len())?;
+            head.eq_ignore_ascii_case(prefix)
+                .then(|| s.get(prefix.len()..))
+                .flatten()
+        }
+        let rest = strip(url, if self.tls { "https://" } else { "http://" })?;
+        let rest = strip(rest, &self.host)?;
+        let rest = match rest.strip_prefix(':') {
+            Some(r) => {
+                let end = r.find('/')?;
+                let port: u16 = r.get(..end)?.parse().ok()?;
+                (port == self.port).then(|| r.get(end..)).flatten()?
+            }
+            None => {
+                let default = if self.tls { 443 } else { 80 };
+                (self.port == default).then_some(rest)?
+            }
+        };
+        rest.starts_with(self.path.as_str()).then_some(rest)
     }
 }
 

@@ -389,6 +389,22 @@ fn hooks_base_defaults_to_slack_and_must_be_a_base_url() {
     );
     assert_eq!(base.path_of("https://evil.test/services/x"), None);
     assert_eq!(base.path_of("http://hooks.slack.com/services/x"), None);
+    assert_eq!(
+        base.path_of("https://hooks.slack.com:443/services/x"),
+        Some("/services/x")
+    );
+    assert_eq!(
+        base.path_of("https://hooks.slack.com:8443/services/x"),
+        None
+    );
+    let local = SlackApi::parse("http://127.0.0.1:9000/hooks/").unwrap();
+    assert_eq!(
+        local.path_of("http://127.0.0.1:9000/hooks/a"),
+        Some("/hooks/a")
+    );
+    assert_eq!(local.path_of("http://127.0.0.1:9000/other/a"), None);
+    assert_eq!(local.path_of("http://127.0.0.1:9001/hooks/a"), None);
+    assert_eq!(local.path_of("http://127.0.0.1/hooks/a"), None);
     let bad = compile_config(
         Path::new("config.yaml"),
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n  hooks_base: http://hooks.slack.com/\n",

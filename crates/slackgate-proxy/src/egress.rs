@@ -12,6 +12,12 @@
 //! the bot's head travels: no cookie, no proxy header, no second credential. Slack's
 //! answer is relayed unchanged but for its framing and hop-by-hop headers.
 //!
+//! A bot posts to an incoming webhook the gateway holds with `POST /hooks/<name>` and
+//! its key ([`slackgate_guard::decide_hook`]): an allowed post goes to the webhook's URL
+//! (under `egress.hooks_base`, over its own pooled client) with the bot's `Content-Type`
+//! and `User-Agent` and the body byte for byte, and the answer is relayed. The URL is
+//! never written anywhere else: audit and metrics name the post `hooks.<name>`.
+//!
 //! Every call gets one audit record (`"direction":"egress"`) and one count in
 //! `slackgate_egress_requests_total`; Slack's 429s are remembered per bot and method
 //! (`slack_rate_limited`), and its scope headers feed the [`ScopeLedger`].
@@ -28,8 +34,8 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use slackgate_guard::{EgressCall, EgressDecision, EgressReason};
-use slackgate_policy::Bot;
+use slackgate_guard::{decide_hook, EgressCall, EgressDecision, EgressReason, HookPost};
+use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::strip_body_token;
 
 pub use scopes::{BotScopes, ScopeLedger};
@@ -44,12 +50,15 @@ use slack::{CallFailure, SlackClient};
 pub struct EgressApp {
     shared: Arc<Shared>,
     slack: SlackClient,
+    /// The client for `egress.hooks_base` (webhook posts).
+    hooks: SlackClient,
 }
 
 impl std::fmt::Debug for EgressApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EgressApp")
             .field("slack", &self.slack)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +146,9 @@ struct Outcome {
     upstream_status: Option<u16>,
     slack_ok: Option<bool>,
     slack_error: Option<String>,
+    /// The metric method label when it is not one the bot's `methods` lists: a
+    /// defined webhook's `hooks.<name>`.
+    method_label: Option<Arc<str>>,
 }
 
 impl EgressApp {
@@ -148,8 +160,17 @@ impl EgressApp {
             .egress
             .as_ref()
             .ok_or(SlackClientError::Tls("egress is not configured".to_owned()))?;
-        let slack = SlackClient::new(egress)?;
-        Ok(Self { shared, slack })
+        let slack = SlackClient::new(&egress.slack_api, egress.ca_file.as_deref(), egress.timeout)?;
+        let hooks = SlackClient::new(
+            &egress.hooks_base,
+            egress.ca_file.as_deref(),
+            egress.timeout,
+        )?;
+        Ok(Self {
+            shared,
+            slack,
+            hooks,
+        })
     }
 
     /// Reads the whole body within the limits; `Err` is the rule that failed.
@@ -339,8 +360,9 @@ impl EgressApp {
             duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         });
         // The method label: a name the bot's policy lists, else `other`.
-        let method = match (&d.bot, d.method.as_deref()) {
-            (Some(b), Some(m)) if b.methods.exact.contains(m) => m,
+        let method = match (&d.bot, d.method.as_deref(), o.method_label.as_deref()) {
+            (_, _, Some(label)) => label,
+            (Some(b), Some(m), None) if b.methods.exact.contains(m) => m,
             _ => "other",
         };
         let bot_label = bot.unwrap_or("unknown");
@@ -353,6 +375,130 @@ impl EgressApp {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// The head of a webhook post: the URL's path, and nothing of the bot's head but its
+    /// `Content-Type` and `User-Agent` (no credential: the URL is the credential).
+    fn hook_head(&self, head: &CallHead, path: &str, body_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        out.extend_from_slice(self.hooks.api().authority().as_bytes());
+        if let Some(ct) = head.content_type.as_deref().filter(|v| clean_value(v)) {
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ct);
+        }
+        if let Some(ua) = head.user_agent.as_deref().filter(|v| clean_value(v)) {
+            out.extend_from_slice(b"\r\nUser-Agent: ");
+            out.extend_from_slice(ua);
+        }
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out
+    }
+
+    /// Posts `body` to `hook`; the answer and that answer as the bot gets it.
+    async fn post_hook(
+        &self,
+        head: &CallHead,
+        body: &[u8],
+        hook: &Webhook,
+    ) -> Result<(Response, (ResponseHeader, Bytes)), CallFailure> {
+        // The snapshot check made every URL start with `egress.hooks_base`; the client's
+        // base is the one the gateway started with (a changed base needs a restart).
+        let path = self.hooks.api().path_of(hook.url.expose()).ok_or_else(|| {
+            CallFailure::Failed(
+                "the webhook URL is not under the egress.hooks_base the gateway started with"
+                    .to_owned(),
+            )
+        })?;
+        let out_head = self.hook_head(head, path, body.len());
+        let resp = self.hooks.call(&out_head, body, false).await?;
+        let answer = Self::relayed(&resp)
+            .ok_or_else(|| CallFailure::Failed(format!("unusable status {}", resp.status)))?;
+        Ok((resp, answer))
+    }
+
+    /// What a webhook's answer tells: Slack answers `200 ok`, or a status with an error
+    /// code as plain text (`no_service`, `channel_is_archived`, ...).
+    fn note_hook_answer(&self, bot: &Bot, resp: &Response, o: &mut Outcome) {
+        o.upstream_status = Some(resp.status);
+        let text = std::str::from_utf8(&resp.body).map(str::trim).unwrap_or("");
+        let ok = resp.status == 200 && text == "ok";
+        o.slack_ok = Some(ok);
+        o.slack_error = (!ok).then(|| error_code(text)).flatten().map(str::to_owned);
+        if resp.status == 429 {
+            self.shared
+                .metrics
+                .egress_slack_429
+                .with_label_values(&[&bot.name])
+                .inc();
+        }
+    }
+
+    /// One post to a webhook, from its head to its answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_hook(
+        &self,
+        name: &str,
+        head: &CallHead,
+        body: &[u8],
+        body_rule: Option<&'static str>,
+        duplicated: bool,
+        ts: SystemTime,
+        started: Instant,
+    ) -> Option<(ResponseHeader, Bytes)> {
+        let snap = self.shared.current();
+        let (mut decision, hook) = decide_hook(
+            &snap.policy,
+            &HookPost {
+                name,
+                is_post: head.method == http::Method::POST,
+                authorization: head.authorization.as_deref(),
+            },
+        );
+        if body_rule.is_some() || duplicated {
+            decision.reason = EgressReason::MalformedCall;
+            decision.rule = Some(Arc::from(body_rule.unwrap_or("a header sent twice")));
+        }
+        let mut outcome = Outcome {
+            status: decision.reason.status(),
+            decision,
+            upstream_status: None,
+            slack_ok: None,
+            slack_error: None,
+            method_label: snap
+                .policy
+                .webhooks
+                .get(name)
+                .map(|h| Arc::clone(&h.method)),
+        };
+        let answer = match (outcome.decision.reason, outcome.decision.bot.clone(), hook) {
+            (EgressReason::Allowed, Some(bot), Some(hook)) => {
+                match self.post_hook(head, body, &hook).await {
+                    Ok((resp, answer)) => {
+                        self.note_hook_answer(&bot, &resp, &mut outcome);
+                        outcome.status = resp.status;
+                        Some(answer)
+                    }
+                    Err(failure) => {
+                        // The failure's text names hooks_base's host at most, never the URL.
+                        log::warn!("egress: bot {} webhook {}: {failure}", bot.name, hook.name);
+                        outcome.decision.reason = match failure {
+                            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
+                            CallFailure::Failed(_) => EgressReason::UpstreamError,
+                        };
+                        outcome.status = outcome.decision.reason.status();
+                        Self::local_answer(&outcome.decision)
+                    }
+                }
+            }
+            _ => Self::local_answer(&outcome.decision),
+        };
+        self.record(ts, started, &outcome);
+        answer
+    }
+
     /// One call, from its head to its answer. Returns the answer and whether the
     /// connection may carry another call.
     async fn handle(&self, session: &mut ServerSession) -> (Option<(ResponseHeader, Bytes)>, bool) {
@@ -363,6 +509,12 @@ impl EgressApp {
         let body_ok = body.is_ok();
         let body_rule = body.as_ref().err().copied();
         let body = body.unwrap_or_default();
+        if let Some(name) = head.path.strip_prefix("/hooks/") {
+            let answer = self
+                .handle_hook(name, &head, &body, body_rule, head.duplicated, ts, started)
+                .await;
+            return (answer, body_ok);
+        }
 
         let snap = self.shared.current();
         let mut decision = self.shared.guard.decide_egress(
@@ -389,6 +541,7 @@ impl EgressApp {
             upstream_status: None,
             slack_ok: None,
             slack_error: None,
+            method_label: None,
         };
         let answer = match (
             outcome.decision.reason,
@@ -451,6 +604,7 @@ impl HttpServerApp for EgressApp {
                         upstream_status: None,
                         slack_ok: None,
                         slack_error: None,
+                        method_label: None,
                     },
                 );
                 return None;

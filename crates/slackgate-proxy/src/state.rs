@@ -128,33 +128,57 @@ pub fn load_snapshot(
 ) -> Result<Snapshot, LoadErrors> {
     let config = slackgate_policy::load_config(config_path)?;
     let policy = slackgate_policy::load_policy(&config.policy_path, secrets, now)?;
-    Ok(build_snapshot(
-        Arc::new(config),
-        Arc::new(policy),
-        generation,
-        now,
-    ))
+    build_snapshot(Arc::new(config), Arc::new(policy), generation, now)
 }
 
-/// Builds the upstream pools for a compiled policy.
+/// Checks what joins config and policy (every webhook URL starts with
+/// `egress.hooks_base`), then builds the upstream pools for a compiled policy.
 pub fn build_snapshot(
     config: Arc<Config>,
     policy: Arc<Policy>,
     generation: u64,
     now: SystemTime,
-) -> Snapshot {
+) -> Result<Snapshot, LoadErrors> {
+    check_webhooks(&config, &policy)?;
     let pools = policy
         .upstreams
         .iter()
         .map(|(name, up)| (Arc::clone(name), Arc::new(Pool::new(up))))
         .collect();
-    Snapshot {
+    Ok(Snapshot {
         generation,
         route_metrics: RouteMetricsTable::new(&policy),
         config,
         policy,
         pools,
         loaded_at: now,
+    })
+}
+
+/// Every webhook URL must start with `egress.hooks_base`, so that the hooks' client
+/// (which only ever connects to that base) can carry it. The errors name the webhook,
+/// never its URL. Without an egress door nobody can post to a webhook: nothing to check.
+fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+    let Some(egress) = &config.egress else {
+        return Ok(());
+    };
+    let mut errors = Vec::new();
+    for hook in policy.webhooks.iter() {
+        if egress.hooks_base.path_of(hook.url.expose()).is_none() {
+            errors.push(slackgate_policy::LoadError::whole_file(
+                &policy.source,
+                format!(
+                    "the url of webhook `{}` does not start with egress.hooks_base",
+                    hook.name
+                ),
+                "point `url` at a webhook URL Slack gave (https://hooks.slack.com/services/...), or set `egress.hooks_base` in the server config to the base it is under",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadErrors(errors))
     }
 }
 

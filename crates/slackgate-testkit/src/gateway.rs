@@ -28,6 +28,8 @@ pub struct TestGatewayBuilder {
     egress: Option<(String, Option<PathBuf>)>,
     egress_timeout: String,
     egress_tls: Option<TestCerts>,
+    /// `egress.hooks_base`, when set.
+    hooks_base: Option<String>,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -83,6 +85,7 @@ impl TestGatewayBuilder {
             egress: None,
             egress_timeout: "5s".to_owned(),
             egress_tls: None,
+            hooks_base: None,
         }
     }
 
@@ -145,6 +148,12 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// `egress.hooks_base` (a webhook stand-in's base URL; default Slack's own).
+    pub fn hooks_base(mut self, url: &str) -> Self {
+        self.hooks_base = Some(url.to_owned());
+        self
+    }
+
     /// `egress.timeout` (default 5s).
     pub fn egress_timeout(mut self, t: &str) -> Self {
         self.egress_timeout = t.to_owned();
@@ -193,6 +202,9 @@ impl TestGatewayBuilder {
             ));
             if let Some(ca) = ca {
                 config.push_str(&format!("  ca_file: {}\n", ca.display()));
+            }
+            if let Some(base) = &self.hooks_base {
+                config.push_str(&format!("  hooks_base: {base}\n"));
             }
         }
         config.push_str(&self.config_extra);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use slackgate_policy::{Egress, SlackApi};
+use slackgate_policy::SlackApi;
 
 use crate::client::{Conn, ExchangeError, Response};
 
@@ -29,10 +29,10 @@ pub enum SlackClientError {
     #[error("egress.ca_file {0}: cannot read a PEM certificate from it; check the path and that it holds a CA certificate")]
     CaFile(std::path::PathBuf),
     /// No trust root at all.
-    #[error("no CA certificates to trust for egress.slack_api: the system has none and egress.ca_file is not set")]
+    #[error("no CA certificates to trust for egress.slack_api and egress.hooks_base: the system has none and egress.ca_file is not set")]
     NoRoots,
     /// The host cannot be a TLS server name.
-    #[error("egress.slack_api host {0} cannot be used as a TLS server name")]
+    #[error("egress host {0} (egress.slack_api or egress.hooks_base) cannot be used as a TLS server name")]
     ServerName(String),
     /// rustls refused the configuration.
     #[error("TLS client configuration: {0}")]
@@ -99,9 +99,14 @@ fn trust_roots(
 }
 
 impl SlackClient {
-    /// A client for `egress`'s `slack_api`.
-    pub(crate) fn new(egress: &Egress) -> Result<Self, SlackClientError> {
-        let api = egress.slack_api.clone();
+    /// A client for `api` (`egress.slack_api` or `egress.hooks_base`), trusting the
+    /// system roots and `ca_file`, with `timeout` per call.
+    pub(crate) fn new(
+        api: &SlackApi,
+        ca_file: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<Self, SlackClientError> {
+        let api = api.clone();
         let bare = api
             .host
             .trim_start_matches('[')
@@ -110,7 +115,7 @@ impl SlackClient {
         let server_name = ServerName::try_from(bare.clone())
             .map_err(|_| SlackClientError::ServerName(api.host.clone()))?;
         let tls = if api.tls {
-            let roots = trust_roots(egress.ca_file.as_deref())?;
+            let roots = trust_roots(ca_file)?;
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -127,7 +132,7 @@ impl SlackClient {
             tls,
             server_name,
             idle: Mutex::new(Vec::new()),
-            timeout: egress.timeout,
+            timeout,
         })
     }
 
