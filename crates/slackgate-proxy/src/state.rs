@@ -171,7 +171,7 @@ fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
                     "the url of webhook `{}` does not start with egress.hooks_base",
                     hook.name
                 ),
-                "point `url` at a webhook URL Slack gave (https://hooks.slack.com/services/...), or set `egress.hooks_base` in the server config to the base it is under",
+                "point `url` at a webhook URL Slack gave (it starts with https://hooks.slack.com/), or set `egress.hooks_base` in the server config to the base it is under",
             ));
         }
     }

@@ -1,0 +1,437 @@
+//! Webhook custody end to end: bots post to `/hooks/<name>` on the egress door with
+//! their key; the gateway holds the incoming-webhook URL and posts to it. The receiver is
+//! a plain-HTTP loopback stand-in (`egress.hooks_base: http://127.0.0.1:PORT/`) that
+//! records what it got and answers `200 ok` the way Slack's hooks do. Above all: the URL
+//! appears in no answer, audit line, `/status` or reload error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slackgate_testkit::{wait_until, Response, TestGateway, TestGatewayBuilder};
+
+const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
+const OTHER_KEY: &str = "gk_reporter_0a1b2c3d4e5f60718293";
+const TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
+const REPORTER_TOKEN: &str = "xoxb-1111-3333-realreportertoken";
+/// The secret part of the webhook paths: it must never leave the gateway but to the
+/// receiver.
+const HOOK_SECRET: &str = "planted0hook0secret";
+
+const POLICY: &str = r#"version: 1
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+  reporter:
+    key: { env: REPORTER_GATEWAY_KEY }
+    token: { env: REPORTER_BOT_TOKEN }
+    methods: [chat.postMessage]
+webhooks:
+  alerts: { url: { env: ALERTS_WEBHOOK_URL }, bots: [helpdesk] }
+"#;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain-HTTP stand-in for hooks.slack.com: keep-alive, answers `200 ok`.
+struct Receiver {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let sink = Arc::clone(&sink);
+                std::thread::spawn(move || serve(conn, &sink));
+            }
+        });
+        Receiver { addr, got }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn serve(conn: TcpStream, sink: &Mutex<Vec<Received>>) {
+    let mut out = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut request_line = String::new();
+        if r.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':') {
+                headers.push((n.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        sink.lock().unwrap().push(Received {
+            request_line: request_line.trim_end().to_owned(),
+            headers,
+            body,
+        });
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+        if out.write_all(answer).is_err() {
+            return;
+        }
+    }
+}
+
+struct Rig {
+    receiver: Receiver,
+    gw: TestGateway,
+}
+
+fn rig() -> Rig {
+    let receiver = Receiver::start();
+    let gw = TestGatewayBuilder::new(POLICY)
+        .secret("HELPDESK_GATEWAY_KEY", KEY)
+        .secret("HELPDESK_BOT_TOKEN", TOKEN)
+        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
+        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
+        .secret(
+            "ALERTS_WEBHOOK_URL",
+            &receiver.url(&format!("/services/T0ACME/B0ALERT/{HOOK_SECRET}")),
+        )
+        // Nothing listens there: these tests make no Web API call.
+        .egress("http://127.0.0.1:9/api/", None)
+        .hooks_base(&receiver.base())
+        .start();
+    Rig { receiver, gw }
+}
+
+/// `POST {target}` on the egress listener with these headers and body.
+fn post(gw: &TestGateway, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut req = format!("POST {target} HTTP/1.1\r\nHost: slackgate\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+const MESSAGE: &str = r#"{"text":"disk  full on db-1 \u2014 <!here>","blocks":[]}"#;
+
+fn assert_refused(r: &Response, reason: &str) {
+    assert_eq!(
+        r.json()["ok"],
+        false,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["error"], reason);
+    assert_eq!(r.header("x-slackgate-reason"), Some(reason));
+}
+
+fn assert_no_url(what: &str, text: &str) {
+    assert!(
+        !text.contains(HOOK_SECRET),
+        "{what} shows a webhook URL: {text}"
+    );
+    assert!(
+        !text.contains("/services/"),
+        "{what} shows a webhook path: {text}"
+    );
+}
+
+fn answer_text(r: &Response) -> String {
+    let mut t = String::from_utf8_lossy(&r.body).into_owned();
+    for (k, v) in &r.headers {
+        t.push_str(&format!("\n{k}: {v}"));
+    }
+    t
+}
+
+#[test]
+fn an_allowed_post_reaches_the_webhook_byte_for_byte() {
+    let rig = rig();
+    let r = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[
+            ("Authorization", &bearer(KEY)),
+            JSON,
+            ("Cookie", "session=1"),
+        ],
+        MESSAGE,
+    );
+    assert_eq!(r.status, 200, "{}", answer_text(&r));
+    assert_eq!(r.body, b"ok");
+    assert_no_url("the answer", &answer_text(&r));
+
+    let got = rig.receiver.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let g = &got[0];
+    assert_eq!(
+        g.request_line,
+        format!("POST /services/T0ACME/B0ALERT/{HOOK_SECRET} HTTP/1.1")
+    );
+    assert_eq!(g.body, MESSAGE.as_bytes());
+    assert_eq!(g.header("content-type"), Some("application/json"));
+    assert_eq!(
+        g.header("host"),
+        Some(rig.receiver.addr.to_string().as_str())
+    );
+    // Nothing of the bot's credentials or cookies travels to the webhook.
+    assert_eq!(g.header("authorization"), None);
+    assert_eq!(g.header("cookie"), None);
+    for (_, v) in &g.headers {
+        assert!(!v.contains(KEY) && !v.contains(TOKEN), "{g:?}");
+    }
+
+    let rec = rig.gw.audit_nth(1);
+    assert_eq!(rec["direction"], "egress", "{rec}");
+    assert_eq!(rec["bot"], "helpdesk");
+    assert_eq!(rec["method"], "hooks.alerts");
+    assert_eq!(rec["reason"], "allowed");
+    assert_eq!(rec["status"], 200);
+    assert_eq!(rec["upstream_status"], 200);
+    assert_eq!(rec["slack_ok"], true);
+    assert_no_url("the audit line", &rig.gw.audit_raw().join("\n"));
+    assert_eq!(
+        rig.gw.metric(
+            "slackgate_egress_requests_total{bot=\"helpdesk\",method=\"hooks.alerts\",reason=\"allowed\"}"
+        ),
+        1.0
+    );
+    let status = rig.gw.admin_client().get("/status").unwrap();
+    assert_no_url("/status", &String::from_utf8_lossy(&status.body));
+    assert_no_url("/metrics", &rig.gw.metrics());
+}
+
+#[test]
+fn a_bot_not_listed_is_denied_and_nothing_is_posted() {
+    let rig = rig();
+    let r = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &bearer(OTHER_KEY)), JSON],
+        MESSAGE,
+    );
+    assert_refused(&r, "method_denied");
+    assert_no_url("the answer", &answer_text(&r));
+    let rec = rig.gw.audit_nth(1);
+    assert_eq!(rec["bot"], "reporter");
+    assert_eq!(rec["method"], "hooks.alerts");
+    assert_eq!(rec["reason"], "method_denied");
+    assert_eq!(rec["rule"], "webhooks");
+    assert_eq!(
+        rig.gw.metric(
+            "slackgate_egress_requests_total{bot=\"reporter\",method=\"hooks.alerts\",reason=\"method_denied\"}"
+        ),
+        1.0
+    );
+
+    // A webhook that is not defined is refused the same way, and a GET is malformed.
+    let r = post(
+        &rig.gw,
+        "/hooks/nosuch",
+        &[("Authorization", &bearer(KEY)), JSON],
+        MESSAGE,
+    );
+    assert_refused(&r, "method_denied");
+    assert_eq!(rig.gw.audit_nth(2)["rule"], "webhooks: not defined");
+    let get = format!(
+        "GET /hooks/alerts HTTP/1.1\r\nHost: slackgate\r\nAuthorization: {}\r\n\r\n",
+        bearer(KEY)
+    );
+    let r = rig.gw.egress_client().raw(get.as_bytes()).unwrap();
+    assert_refused(&r, "malformed_call");
+    assert!(rig.receiver.got().is_empty(), "{:?}", rig.receiver.got());
+    assert_no_url("the audit lines", &rig.gw.audit_raw().join("\n"));
+}
+
+#[test]
+fn a_bad_key_is_an_unknown_bot() {
+    let rig = rig();
+    let r = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[
+            ("Authorization", "Bearer gk_not_a_key_of_any_bot_0000"),
+            JSON,
+        ],
+        MESSAGE,
+    );
+    assert_refused(&r, "unknown_bot");
+    let r2 = post(&rig.gw, "/hooks/alerts", &[JSON], MESSAGE);
+    assert_refused(&r2, "unknown_bot");
+    let rec = rig.gw.audit_nth(1);
+    assert_eq!(rec["reason"], "unknown_bot");
+    assert_eq!(rec["rule"], "key");
+    assert_eq!(rec["method"], "hooks.alerts");
+    assert_eq!(rig.gw.audit_nth(2)["rule"], "no key");
+    assert!(rig.receiver.got().is_empty());
+    assert_no_url("the answer", &answer_text(&r));
+    assert_no_url("the audit lines", &rig.gw.audit_raw().join("\n"));
+}
+
+#[test]
+fn rotating_the_url_is_a_secret_change_and_a_reload() {
+    let rig = rig();
+    let r = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &bearer(KEY)), JSON],
+        "{}",
+    );
+    assert_eq!(r.status, 200);
+    rig.gw.secrets.set(
+        "ALERTS_WEBHOOK_URL",
+        &rig.receiver
+            .url(&format!("/services/T0ACME/B0ALERT/{HOOK_SECRET}2")),
+    );
+    let reload = rig.gw.admin_client().post("/reload").unwrap();
+    assert_eq!(
+        reload.json()["ok"],
+        true,
+        "{}",
+        String::from_utf8_lossy(&reload.body)
+    );
+    assert_no_url("/reload", &String::from_utf8_lossy(&reload.body));
+    let r = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &bearer(KEY)), JSON],
+        "{}",
+    );
+    assert_eq!(r.status, 200);
+    let got = rig.receiver.got();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].request_line.contains(&format!("/{HOOK_SECRET} ")));
+    assert!(got[1].request_line.contains(&format!("/{HOOK_SECRET}2 ")));
+}
+
+/// Reloads `policy` (or the running policy with `ALERTS_WEBHOOK_URL` set to `url`) and
+/// returns the reload errors, checking that none of them (nor /status) shows a URL and
+/// that the running policy still posts to the first URL.
+fn refused_reload(rig: &Rig) -> String {
+    let reload = rig.gw.admin_client().post("/reload").unwrap();
+    let text = String::from_utf8_lossy(&reload.body).into_owned();
+    assert_eq!(reload.json()["ok"], false, "{text}");
+    assert_no_url("/reload", &text);
+    let status = rig.gw.admin_client().get("/status").unwrap();
+    assert_no_url("/status", &String::from_utf8_lossy(&status.body));
+    text
+}
+
+fn still_posts_to_the_first_url(rig: &Rig) {
+    let before = rig.receiver.got().len();
+    let r = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &bearer(KEY)), JSON],
+        "{}",
+    );
+    assert_eq!(r.status, 200);
+    assert!(wait_until(Duration::from_secs(5), || rig
+        .receiver
+        .got()
+        .len()
+        > before));
+    let got = rig.receiver.got();
+    assert!(
+        got[before]
+            .request_line
+            .ends_with(&format!("/{HOOK_SECRET} HTTP/1.1")),
+        "{:?}",
+        got[before]
+    );
+}
+
+#[test]
+fn a_url_outside_hooks_base_is_a_load_error() {
+    let rig = rig();
+    rig.gw.secrets.set(
+        "ALERTS_WEBHOOK_URL",
+        &format!("https://hooks.example.com/services/T0ACME/B0ALERT/{HOOK_SECRET}"),
+    );
+    let e = refused_reload(&rig);
+    assert!(
+        e.contains("the url of webhook `alerts` does not start with egress.hooks_base"),
+        "{e}"
+    );
+    still_posts_to_the_first_url(&rig);
+}
+
+#[test]
+fn a_literal_url_or_an_unknown_bot_is_a_policy_error() {
+    let rig = rig();
+    rig.gw.write_policy(&POLICY.replace(
+        "url: { env: ALERTS_WEBHOOK_URL }",
+        &format!(
+            "url: {}",
+            rig.receiver.url(&format!("/services/T0/B0/{HOOK_SECRET}"))
+        ),
+    ));
+    let e = refused_reload(&rig);
+    assert!(e.contains("literal secrets are not allowed"), "{e}");
+    still_posts_to_the_first_url(&rig);
+
+    rig.gw
+        .write_policy(&POLICY.replace("bots: [helpdesk] }", "bots: [helpdesk, nobody] }"));
+    let e = refused_reload(&rig);
+    assert!(
+        e.contains("webhook `alerts` names bot `nobody`, which is not defined"),
+        "{e}"
+    );
+    still_posts_to_the_first_url(&rig);
+}
