@@ -37,7 +37,7 @@
 //! | `yaml` | YAML text -> positioned nodes; probing a broken document entry by entry |
 //! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
 //! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
-//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`]; compiled in `compile/webhooks.rs` |
+//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`], [`check_webhooks`] (URLs under `egress.hooks_base`, where config and policy meet); compiled in `compile/webhooks.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
 //! | `compile` | spec -> [`Policy`]: [`load_policy`], [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
 //! | `config` | the server config, its types and its compiler: [`Config`], [`load_config`] |
@@ -76,7 +76,7 @@ pub use model::{
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};
-pub use webhooks::{Webhook, WebhookTable};
+pub use webhooks::{check_webhooks, Webhook, WebhookTable};
 
 /// Reads a whole file as UTF-8, mapping failures to a positionless [`LoadError`].
 fn read_text(path: &Path) -> Result<String, LoadErrors> {

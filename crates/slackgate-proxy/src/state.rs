@@ -131,15 +131,15 @@ pub fn load_snapshot(
     build_snapshot(Arc::new(config), Arc::new(policy), generation, now)
 }
 
-/// Checks what joins config and policy (every webhook URL starts with
-/// `egress.hooks_base`), then builds the upstream pools for a compiled policy.
+/// Checks what joins config and policy ([`slackgate_policy::check_webhooks`]), then
+/// builds the upstream pools for a compiled policy.
 pub fn build_snapshot(
     config: Arc<Config>,
     policy: Arc<Policy>,
     generation: u64,
     now: SystemTime,
 ) -> Result<Snapshot, LoadErrors> {
-    check_webhooks(&config, &policy)?;
+    slackgate_policy::check_webhooks(&config, &policy)?;
     let pools = policy
         .upstreams
         .iter()
@@ -153,33 +153,6 @@ pub fn build_snapshot(
         pools,
         loaded_at: now,
     })
-}
-
-/// Every webhook URL must start with `egress.hooks_base`, so that the hooks' client
-/// (which only ever connects to that base) can carry it. The errors name the webhook,
-/// never its URL. Without an egress door nobody can post to a webhook: nothing to check.
-fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
-    let Some(egress) = &config.egress else {
-        return Ok(());
-    };
-    let mut errors = Vec::new();
-    for hook in policy.webhooks.iter() {
-        if egress.hooks_base.path_of(hook.url.expose()).is_none() {
-            errors.push(slackgate_policy::LoadError::whole_file(
-                &policy.source,
-                format!(
-                    "the url of webhook `{}` does not start with egress.hooks_base",
-                    hook.name
-                ),
-                "point `url` at a webhook URL Slack gave (it starts with https://hooks.slack.com/), or set `egress.hooks_base` in the server config to the base it is under",
-            ));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(LoadErrors(errors))
-    }
 }
 
 impl Shared {

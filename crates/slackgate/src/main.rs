@@ -256,7 +256,14 @@ fn check(file: &Path) -> ExitCode {
             Err(errors) => return report_errors(&errors),
         }
     };
-    match slackgate_policy::load_policy(&policy_path, &SystemSecrets, now) {
+    let loaded =
+        slackgate_policy::load_policy(&policy_path, &SystemSecrets, now).and_then(
+            |p| match &config {
+                Some(c) => slackgate_policy::check_webhooks(c, &p).map(|()| p),
+                None => Ok(p),
+            },
+        );
+    match loaded {
         Ok(policy) => {
             let secrets: usize = policy.apps.values().map(|a| a.secrets.len()).sum();
             let what = match &config {
@@ -264,12 +271,13 @@ fn check(file: &Path) -> ExitCode {
                 None => format!("{} (policy)", policy_path.display()),
             };
             println!(
-                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), {} bot(s), policy hash {}",
+                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), {} bot(s), {} webhook(s), policy hash {}",
                 policy.routes.len(),
                 policy.apps.len(),
                 secrets,
                 policy.upstreams.len(),
                 policy.bots.len(),
+                policy.webhooks.len(),
                 policy.hash
             );
             if let Some(e) = config.as_ref().and_then(|c| c.egress.as_ref()) {

@@ -2,8 +2,8 @@
 //! literal URL, never echoed) and the bots that may post to them.
 //!
 //! That a URL starts with `egress.hooks_base` is checked where config and policy meet
-//! (the proxy's snapshot build, [`crate::Webhook`] users): the policy is compiled
-//! without the config.
+//! ([`crate::check_webhooks`], run by the proxy's snapshot build and `slackgate check`):
+//! the policy is compiled without the config.
 
 use std::sync::Arc;
 
