@@ -495,4 +495,77 @@ mod tests {
         assert_eq!(s.remaining(&bot, "chat.update", 100.5), None);
         assert_eq!(s.remaining(&bot, "chat.postMessage", 130.0), None);
     }
+
+    fn hook_policy() -> Policy {
+        let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
+            ("A_KEY", "gk_aaaa1111bbbb2222cccc3333"),
+            ("B_KEY", "gk_dddd4444eeee5555ffff6666"),
+            ("A_TOKEN", "xoxb-1-a"),
+            ("B_TOKEN", "xoxb-1-b"),
+            ("HOOK", "https://hooks.slack.com/services/T0/B0/x"),
+        ]);
+        let text = "version: 1\nroutes: []\nbots:\n  a: { key: { env: A_KEY }, token: { env: A_TOKEN }, methods: [chat.postMessage] }\n  b: { key: { env: B_KEY }, token: { env: B_TOKEN }, methods: [chat.postMessage] }\nwebhooks:\n  alerts: { url: { env: HOOK }, bots: [a] }\n";
+        slackgate_policy::compile_policy(
+            std::path::Path::new("policy.yaml"),
+            text,
+            &secrets,
+            std::time::SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn hook_posts() {
+        let p = hook_policy();
+        let decide = |name: &str, is_post: bool, auth: Option<&str>| {
+            decide_hook(
+                &p,
+                &HookPost {
+                    name,
+                    is_post,
+                    authorization: auth.map(str::as_bytes),
+                },
+            )
+        };
+        let a = Some("Bearer gk_aaaa1111bbbb2222cccc3333");
+        let b = Some("Bearer gk_dddd4444eeee5555ffff6666");
+        let (d, hook) = decide("alerts", true, a);
+        assert_eq!(d.reason, EgressReason::Allowed);
+        assert_eq!(d.method.as_deref(), Some("hooks.alerts"));
+        assert_eq!(hook.map(|h| Arc::clone(&h.name)).as_deref(), Some("alerts"));
+        let cases = [
+            (
+                decide("alerts", true, b),
+                EgressReason::MethodDenied,
+                "webhooks",
+            ),
+            (
+                decide("nosuch", true, a),
+                EgressReason::MethodDenied,
+                "webhooks: not defined",
+            ),
+            (
+                decide("alerts", false, a),
+                EgressReason::MalformedCall,
+                "a webhook takes POST",
+            ),
+            (decide("a/b", true, a), EgressReason::MalformedCall, "path"),
+            (
+                decide("alerts", true, Some("Bearer nope")),
+                EgressReason::UnknownBot,
+                "key",
+            ),
+            (
+                decide("alerts", true, None),
+                EgressReason::UnknownBot,
+                "no key",
+            ),
+        ];
+        for ((d, hook), reason, rule) in cases {
+            assert_eq!((d.reason, d.rule.as_deref()), (reason, Some(rule)));
+            assert!(hook.is_none());
+        }
+        assert!(!is_hook_name(""));
+        assert!(!is_hook_name(&"x".repeat(65)));
+    }
 }
