@@ -4,7 +4,8 @@
 //! at the first; a spec that did not deserialize whole is compiled from its valid parts
 //! (`partial_spec`) so semantic checks still run on them. Apps and their secrets are
 //! compiled in `compile/apps.rs`, routes (scopes, IP rules, rate limits) in
-//! `compile/routes.rs`; this file drives them and compiles upstreams and groups.
+//! `compile/routes.rs`, bots in `compile/bots.rs`, webhooks in `compile/webhooks.rs`; this
+//! file drives them and compiles upstreams and groups.
 
 mod apps;
 mod bots;

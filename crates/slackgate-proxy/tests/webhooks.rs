@@ -360,9 +360,8 @@ fn rotating_the_url_is_a_secret_change_and_a_reload() {
     assert!(got[1].request_line.contains(&format!("/{HOOK_SECRET}2 ")));
 }
 
-/// Reloads `policy` (or the running policy with `ALERTS_WEBHOOK_URL` set to `url`) and
-/// returns the reload errors, checking that none of them (nor /status) shows a URL and
-/// that the running policy still posts to the first URL.
+/// Reloads files or secrets that must be refused and returns the `/reload` answer,
+/// checking that neither it nor `/status` shows a URL.
 fn refused_reload(rig: &Rig) -> String {
     let reload = rig.gw.admin_client().post("/reload").unwrap();
     let text = String::from_utf8_lossy(&reload.body).into_owned();
