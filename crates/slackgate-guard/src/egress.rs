@@ -377,6 +377,23 @@ pub fn decide_egress(
         return d.rule("slack retry_after");
     }
     let channel = args.channels.first().map_or("", String::as_str);
+    if let Some((retry_after_secs, label)) = take_limits(&bot, method, channel, limiter, now) {
+        d.reason = EgressReason::RateLimited;
+        d.retry_after_secs = Some(retry_after_secs);
+        d.rule = Some(label);
+    }
+    d
+}
+
+/// Takes one token from each of `bot`'s rate limits for a call to `method` naming
+/// `channel` ("" for none); the first exhausted one's Retry-After and label.
+fn take_limits(
+    bot: &Bot,
+    method: &str,
+    channel: &str,
+    limiter: &RateLimiter,
+    now: f64,
+) -> Option<(u32, Arc<str>)> {
     for (i, rule) in bot.rate_limits.iter().enumerate() {
         let value = match rule.per {
             EgressLimitKey::Bot => "",
@@ -396,13 +413,26 @@ pub fn decide_egress(
         if let Take::Limited { retry_after_secs } =
             limiter.take(&key, rule.rate.tokens_per_sec, rule.burst.get(), now)
         {
-            d.reason = EgressReason::RateLimited;
-            d.retry_after_secs = Some(retry_after_secs);
-            d.rule = Some(Arc::clone(&rule.label));
-            return d;
+            return Some((retry_after_secs, Arc::clone(&rule.label)));
         }
     }
-    d
+    None
+}
+
+/// The bot's rate limits on an allowed webhook post (method `hooks.<name>`, no channel):
+/// a post is a write like `chat.postMessage`, and counts against `per: bot` limits too.
+pub(crate) fn limit_hook(d: &mut EgressDecision, limiter: &RateLimiter, now: f64) {
+    if d.reason != EgressReason::Allowed {
+        return;
+    }
+    let (Some(bot), Some(method)) = (d.bot.clone(), d.method.clone()) else {
+        return;
+    };
+    if let Some((retry_after_secs, label)) = take_limits(&bot, &method, "", limiter, now) {
+        d.reason = EgressReason::RateLimited;
+        d.retry_after_secs = Some(retry_after_secs);
+        d.rule = Some(label);
+    }
 }
 
 /// One post to a webhook the gateway holds, as it arrived.

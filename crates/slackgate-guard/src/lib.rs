@@ -178,6 +178,22 @@ impl<C: Clock> Guard<C> {
         self.revoked.revoked_by(bot)
     }
 
+    /// A post to a webhook the gateway holds ([`decide_hook`]), with the bot's rate limits
+    /// applied to an allowed one.
+    pub fn decide_hook(
+        &self,
+        policy: &slackgate_policy::Policy,
+        post: &HookPost<'_>,
+    ) -> (
+        EgressDecision,
+        Option<std::sync::Arc<slackgate_policy::Webhook>>,
+    ) {
+        let (mut d, hook) = decide_hook(policy, post);
+        let now = clock::unix_secs_f64(self.clock.now());
+        egress::limit_hook(&mut d, &self.limiter, now);
+        (d, hook)
+    }
+
     /// Records that Slack answered `bot`'s call to `method` 429 with `Retry-After:
     /// retry_after_secs`: its further calls to that method are answered locally until then.
     pub fn note_slack_rate_limit(

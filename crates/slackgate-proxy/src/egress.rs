@@ -13,7 +13,7 @@
 //! answer is relayed unchanged but for its framing and hop-by-hop headers.
 //!
 //! A bot posts to an incoming webhook the gateway holds with `POST /hooks/<name>` and
-//! its key ([`slackgate_guard::decide_hook`]): an allowed post goes to the webhook's URL
+//! its key ([`slackgate_guard::Guard::decide_hook`]): an allowed post goes to the webhook's URL
 //! (under `egress.hooks_base`, over its own pooled client) with the bot's `Content-Type`
 //! and `User-Agent` and the body byte for byte, and the answer is relayed. The URL is
 //! never written anywhere else: audit and metrics name the post `hooks.<name>`.
@@ -34,7 +34,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use slackgate_guard::{decide_hook, EgressCall, EgressDecision, EgressReason, HookPost};
+use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost};
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::strip_body_token;
 
@@ -449,7 +449,7 @@ impl EgressApp {
         started: Instant,
     ) -> Option<(ResponseHeader, Bytes)> {
         let snap = self.shared.current();
-        let (mut decision, hook) = decide_hook(
+        let (mut decision, hook) = self.shared.guard.decide_hook(
             &snap.policy,
             &HookPost {
                 name,

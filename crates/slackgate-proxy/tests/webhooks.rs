@@ -434,3 +434,48 @@ fn a_literal_url_or_an_unknown_bot_is_a_policy_error() {
     );
     still_posts_to_the_first_url(&rig);
 }
+
+/// A post counts against the bot's rate limits like a call: over them it is answered 429
+/// `rate_limited` with Retry-After, and nothing reaches the webhook.
+#[test]
+fn a_post_over_the_bots_rate_limit_is_answered_locally() {
+    let rig = rig();
+    rig.gw.write_policy(&POLICY.replace(
+        "  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n",
+        "  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n    rate_limits: [{ per: bot, rate: 1/min, burst: 1 }]\n",
+    ));
+    let reload = rig.gw.admin_client().post("/reload").unwrap();
+    assert_eq!(
+        reload.json()["ok"],
+        true,
+        "{}",
+        String::from_utf8_lossy(&reload.body)
+    );
+    let auth = bearer(KEY);
+    let first = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &auth), JSON],
+        "{}",
+    );
+    assert_eq!(first.status, 200, "{}", answer_text(&first));
+    let second = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &auth), JSON],
+        "{}",
+    );
+    assert_eq!(second.status, 429, "{}", answer_text(&second));
+    assert_eq!(second.json()["error"], "rate_limited");
+    assert!(second.header("retry-after").is_some());
+    assert_eq!(
+        rig.receiver.got().len(),
+        1,
+        "a post over the limit reached the webhook"
+    );
+    let lines = rig.gw.audit_lines(2);
+    let last = lines.last().unwrap();
+    assert_eq!(last["reason"], "rate_limited");
+    assert_eq!(last["method"], "hooks.alerts");
+    assert_eq!(last["rule"], "rate_limits[0] per bot 1/min burst 1");
+}
