@@ -43,6 +43,8 @@ pub use slack::SlackClientError;
 
 use crate::audit::{Direction, EgressRecord};
 use crate::client::Response;
+use crate::downstream::is_not_relayed;
+use crate::http1::connection_tokens;
 use crate::state::Shared;
 use slack::{CallFailure, SlackClient};
 
@@ -104,22 +106,6 @@ fn clean_value(v: &[u8]) -> bool {
     !v.is_empty()
         && v.iter()
             .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
-}
-
-/// Hop-by-hop and framing headers of Slack's answer, which the gateway's own framing
-/// replaces.
-fn is_not_relayed(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "content-length"
-    )
 }
 
 /// Slack's `ok` and `error` of a JSON answer (for the audit record only).
@@ -247,22 +233,12 @@ impl EgressApp {
     fn relayed(resp: &Response) -> Option<(ResponseHeader, Bytes)> {
         let mut h =
             ResponseHeader::build_no_case(resp.status, Some(resp.headers.len() + 1)).ok()?;
-        let connection_named: Vec<String> = resp
-            .header_pairs()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-            .flat_map(|(_, v)| {
-                String::from_utf8_lossy(v)
-                    .split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let named = connection_tokens(resp.header_pairs());
         for (name, value) in resp.header_pairs() {
-            let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-            if is_not_relayed(&lower) || connection_named.contains(&lower) {
+            if is_not_relayed(name, &named) {
                 continue;
             }
-            let _ = h.append_header(lower, value);
+            let _ = h.append_header(String::from_utf8_lossy(name).to_ascii_lowercase(), value);
         }
         let _ = h.insert_header("content-length", resp.body.len().to_string());
         Some((h, resp.body.clone()))
@@ -307,7 +283,7 @@ impl EgressApp {
                 .and_then(error_code)
                 .map(str::to_owned);
         }
-        self.shared.scopes.note(
+        let unused = self.shared.scopes.note(
             &bot.name,
             header("x-oauth-scopes"),
             header("x-accepted-oauth-scopes"),
@@ -331,12 +307,7 @@ impl EgressApp {
             .metrics
             .egress_unused_scopes
             .with_label_values(&[&bot.name])
-            .set(
-                self.shared
-                    .scopes
-                    .get(&bot.name)
-                    .map_or(0, |s| s.unused().len() as i64),
-            );
+            .set(i64::try_from(unused).unwrap_or(i64::MAX));
     }
 
     fn record(&self, ts: SystemTime, started: Instant, o: &Outcome) {
@@ -648,9 +619,10 @@ mod tests {
 
     #[test]
     fn hop_by_hop_is_not_relayed() {
-        assert!(is_not_relayed("transfer-encoding"));
-        assert!(is_not_relayed("content-length"));
-        assert!(!is_not_relayed("x-oauth-scopes"));
-        assert!(!is_not_relayed("retry-after"));
+        assert!(is_not_relayed(b"transfer-encoding", &[]));
+        assert!(is_not_relayed(b"content-length", &[]));
+        assert!(is_not_relayed(b"x-hop", &[b"x-hop"]));
+        assert!(!is_not_relayed(b"x-oauth-scopes", &[]));
+        assert!(!is_not_relayed(b"retry-after", &[]));
     }
 }

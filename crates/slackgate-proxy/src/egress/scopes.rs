@@ -55,18 +55,19 @@ fn scope_list(header: &[u8]) -> impl Iterator<Item = &str> {
 }
 
 impl ScopeLedger {
-    /// Notes the scope headers of one answer to `bot`'s call. Either may be absent
-    /// (Slack omits them on some errors); an answer without `x-oauth-scopes` changes
-    /// nothing.
-    pub fn note(&self, bot: &str, granted: Option<&[u8]>, accepted: Option<&[u8]>) {
-        let Some(granted) = granted else {
-            return;
-        };
-        let granted: BTreeSet<String> = scope_list(granted).map(str::to_owned).collect();
+    /// Notes the scope headers of one answer to `bot`'s call and returns how many of its
+    /// granted scopes are unused so far (0 for a bot not seen yet). Either header may be
+    /// absent (Slack omits them on some errors); an answer without `x-oauth-scopes`
+    /// changes nothing.
+    pub fn note(&self, bot: &str, granted: Option<&[u8]>, accepted: Option<&[u8]>) -> usize {
         let mut bots = match self.bots.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        let Some(granted) = granted else {
+            return bots.get(bot).map_or(0, |s| s.unused().len());
+        };
+        let granted: BTreeSet<String> = scope_list(granted).map(str::to_owned).collect();
         let entry = bots.entry(bot.to_owned()).or_default();
         entry.calls += 1;
         for s in accepted.into_iter().flat_map(scope_list) {
@@ -75,6 +76,7 @@ impl ScopeLedger {
             }
         }
         entry.granted = granted;
+        entry.unused().len()
     }
 
     /// What `bot`'s calls showed so far.
@@ -114,7 +116,8 @@ mod tests {
         assert_eq!(s.unused(), ["reactions:write", "users:read"]);
         assert_eq!(s.calls, 3);
         // An answer without the granted header changes nothing.
-        l.note("b", None, Some(b"users:read"));
+        assert_eq!(l.note("b", None, Some(b"users:read")), 2);
+        assert_eq!(l.note("other", None, None), 0);
         assert_eq!(l.get("b").unwrap_or_default().unused().len(), 2);
         assert!(l.get("other").is_none());
     }
