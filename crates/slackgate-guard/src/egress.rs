@@ -166,7 +166,40 @@ pub struct EgressDecision {
     pub body_token: bool,
 }
 
+/// Why the egress listener could not read a call whole. Such a call is `malformed_call`,
+/// whatever the decision on what was read said ([`EgressDecision::unreadable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The body is over `limits.max_body_bytes` (it is not read further).
+    BodyTooLarge,
+    /// The body's framing broke while it was read.
+    BodyFraming,
+    /// The body did not arrive within `limits.body_read_timeout`.
+    BodyTimeout,
+    /// `Authorization` or `Content-Type` was sent twice.
+    HeaderTwice,
+}
+
+impl Unreadable {
+    /// The audit `rule` of the refusal.
+    pub const fn rule(self) -> &'static str {
+        match self {
+            Unreadable::BodyTooLarge => "body over limits.max_body_bytes",
+            Unreadable::BodyFraming => "body framing",
+            Unreadable::BodyTimeout => "body not read within limits.body_read_timeout",
+            Unreadable::HeaderTwice => "a header sent twice",
+        }
+    }
+}
+
 impl EgressDecision {
+    /// Turns the decision into the refusal of a call the listener could not read whole.
+    pub fn unreadable(&mut self, why: Unreadable) {
+        self.reason = EgressReason::MalformedCall;
+        self.retry_after_secs = None;
+        self.rule = Some(Arc::from(why.rule()));
+    }
+
     /// A decision made before the call could be read (the proxy's own refusals: a head
     /// pingora's parser refused, a body over the limits), with the rule that decided.
     pub fn refused(reason: EgressReason, rule: &str) -> Self {

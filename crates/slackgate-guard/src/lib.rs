@@ -60,7 +60,9 @@ pub use client_ip::{canonical, client_ip, parse_entry, IpText};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
-pub use egress::{decide_hook, EgressCall, EgressDecision, EgressReason, HookPost, SlackLimits};
+pub use egress::{
+    decide_hook, EgressCall, EgressDecision, EgressReason, HookPost, SlackLimits, Unreadable,
+};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
 pub use remote::{LocalOnly, RemoteState, StateError, StateOp};

@@ -34,7 +34,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost};
+use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Unreadable};
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::strip_body_token;
 
@@ -160,7 +160,7 @@ impl EgressApp {
     }
 
     /// Reads the whole body within the limits; `Err` is the rule that failed.
-    async fn read_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, &'static str> {
+    async fn read_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, Unreadable> {
         let limits = &self.shared.current().config.limits;
         let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
         let read = async {
@@ -169,18 +169,18 @@ impl EgressApp {
                 match session.read_request_body().await {
                     Ok(Some(chunk)) => {
                         if body.len() + chunk.len() > max {
-                            return Err("body over limits.max_body_bytes");
+                            return Err(Unreadable::BodyTooLarge);
                         }
                         body.extend_from_slice(&chunk);
                     }
                     Ok(None) => return Ok(body),
-                    Err(_) => return Err("body framing"),
+                    Err(_) => return Err(Unreadable::BodyFraming),
                 }
             }
         };
         match tokio::time::timeout(timeout, read).await {
             Ok(r) => r,
-            Err(_) => Err("body not read within limits.body_read_timeout"),
+            Err(_) => Err(Unreadable::BodyTimeout),
         }
     }
 
@@ -414,8 +414,7 @@ impl EgressApp {
         name: &str,
         head: &CallHead,
         body: &[u8],
-        body_rule: Option<&'static str>,
-        duplicated: bool,
+        unreadable: Option<Unreadable>,
         ts: SystemTime,
         started: Instant,
     ) -> Option<(ResponseHeader, Bytes)> {
@@ -428,9 +427,8 @@ impl EgressApp {
                 authorization: head.authorization.as_deref(),
             },
         );
-        if body_rule.is_some() || duplicated {
-            decision.reason = EgressReason::MalformedCall;
-            decision.rule = Some(Arc::from(body_rule.unwrap_or("a header sent twice")));
+        if let Some(why) = unreadable {
+            decision.unreadable(why);
         }
         let mut outcome = Outcome {
             status: decision.reason.status(),
@@ -478,11 +476,17 @@ impl EgressApp {
         let head = CallHead::of(session);
         let body = self.read_body(session).await;
         let body_ok = body.is_ok();
-        let body_rule = body.as_ref().err().copied();
+        // A body that could not be read whole, or a decision header sent twice, is a
+        // call the gateway cannot read, whoever sent it.
+        let unreadable = body
+            .as_ref()
+            .err()
+            .copied()
+            .or(head.duplicated.then_some(Unreadable::HeaderTwice));
         let body = body.unwrap_or_default();
         if let Some(name) = head.path.strip_prefix("/hooks/") {
             let answer = self
-                .handle_hook(name, &head, &body, body_rule, head.duplicated, ts, started)
+                .handle_hook(name, &head, &body, unreadable, ts, started)
                 .await;
             return (answer, body_ok);
         }
@@ -498,12 +502,8 @@ impl EgressApp {
                 body: &body,
             },
         );
-        // A body that could not be read whole, or a decision header sent twice, is a
-        // call the gateway cannot read, whoever sent it.
-        if !body_ok || head.duplicated {
-            decision.reason = EgressReason::MalformedCall;
-            decision.retry_after_secs = None;
-            decision.rule = Some(Arc::from(body_rule.unwrap_or("a header sent twice")));
+        if let Some(why) = unreadable {
+            decision.unreadable(why);
         }
 
         let mut outcome = Outcome {

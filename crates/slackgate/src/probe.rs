@@ -20,12 +20,11 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use slackgate_guard::{
-    Action, Clock, Decision, EgressCall, EgressDecision, EgressReason, Guard, GuardSettings,
-    Inbound, Reason,
+    Action, Clock, Decision, EgressCall, EgressDecision, Guard, GuardSettings, Inbound, Reason,
+    Unreadable,
 };
 use slackgate_policy::{Egress, Limits, LoadErrors, Policy, Route, SecretSource};
 use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -341,17 +340,15 @@ pub fn decide_egress<C: Clock>(
         body: if too_large { &[] } else { req.body },
     };
     let mut decision = guard.decide_egress(&loaded.policy, &call);
-    let refused = if too_large {
-        Some("body over limits.max_body_bytes")
+    let unreadable = if too_large {
+        Some(Unreadable::BodyTooLarge)
     } else if req.headers.duplicated {
-        Some("a header sent twice")
+        Some(Unreadable::HeaderTwice)
     } else {
         None
     };
-    if let Some(rule) = refused {
-        decision.reason = EgressReason::MalformedCall;
-        decision.retry_after_secs = None;
-        decision.rule = Some(Arc::from(rule));
+    if let Some(why) = unreadable {
+        decision.unreadable(why);
     }
     decision
 }
