@@ -2,19 +2,17 @@
 //! pin, methods, channels, denied arguments and rate limits.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use marked_yaml::Spanned;
 
 use super::apps::Hints;
-use super::routes::Dim;
+use super::routes::{Dim, LimitWords};
 use super::{is_slack_id, names, shown, Compiler};
 use crate::bots::{Bot, Credential, EgressLimitKey, EgressLimitRule, MethodRule};
 use crate::matcher::{GlobSet, IdSet};
 use crate::model::App;
 use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec};
-use crate::units::{Rate, RateError};
 use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
 
 /// The shortest gateway key accepted: a key is a random string, and one this short
@@ -331,32 +329,17 @@ impl Compiler<'_> {
                 EgressLimitKeySpec::Method => EgressLimitKey::Method,
                 EgressLimitKeySpec::Channel => EgressLimitKey::Channel,
             };
-            let parsed = match Rate::parse(rate) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    let problem = match e {
-                        RateError::MissingUnit => "has no time unit",
-                        RateError::BadCount => "does not start with a whole number",
-                        RateError::Zero => "is zero: nothing would ever be allowed",
-                        RateError::BadUnit => "has an unknown time unit",
-                    };
-                    self.errs.at(
-                        rate.span(),
-                        format!("rate of `rate_limits[{i}]` in bot `{bot}` {problem}"),
-                        "write COUNT/UNIT with a count above 0 and unit s, min or h, e.g. 1/s or 50/min",
-                    );
-                    None
-                }
-            };
-            let nz_burst = NonZeroU32::new(**burst);
-            if nz_burst.is_none() {
-                self.errs.at(
-                    burst.span(),
-                    format!("burst of `rate_limits[{i}]` in bot `{bot}` is 0: every call would be limited"),
-                    "set burst to at least 1 (the number of calls allowed at once)",
-                );
-            }
-            if let (Some(rate_v), Some(b)) = (parsed, nz_burst) {
+            let parsed = self.rate_and_burst(
+                &format!("bot `{bot}`"),
+                i,
+                rate,
+                burst,
+                &LimitWords {
+                    examples: "1/s or 50/min",
+                    what: "call",
+                },
+            );
+            if let Some((rate_v, b)) = parsed {
                 out.push(EgressLimitRule {
                     per,
                     rate: rate_v,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use marked_yaml::Span;
+use marked_yaml::{Span, Spanned};
 
 use super::{is_slack_id, line_of, names, parse_cidrs, shown, Compiler, Refs};
 use crate::matcher::{GlobSet, IdSet, IpSet};
@@ -430,32 +430,17 @@ impl Compiler<'_> {
                 LimitKeySpec::Ip => LimitKey::Ip,
                 LimitKeySpec::Route => LimitKey::Route,
             };
-            let parsed = match Rate::parse(rate) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    let problem = match e {
-                        RateError::MissingUnit => "has no time unit",
-                        RateError::BadCount => "does not start with a whole number",
-                        RateError::Zero => "is zero: nothing would ever be allowed",
-                        RateError::BadUnit => "has an unknown time unit",
-                    };
-                    self.errs.at(
-                        rate.span(),
-                        format!("rate of `rate_limits[{i}]` in route `{route}` {problem}"),
-                        "write COUNT/UNIT with a count above 0 and unit s, min or h, e.g. 20/s, 600/min or 5/h",
-                    );
-                    None
-                }
-            };
-            let nz_burst = NonZeroU32::new(**burst);
-            if nz_burst.is_none() {
-                self.errs.at(
-                    burst.span(),
-                    format!("burst of `rate_limits[{i}]` in route `{route}` is 0: every request would be limited"),
-                    "set burst to at least 1 (the number of requests allowed at once)",
-                );
-            }
-            if let (Some(rate_v), Some(b)) = (parsed, nz_burst) {
+            let parsed = self.rate_and_burst(
+                &format!("route `{route}`"),
+                i,
+                rate,
+                burst,
+                &LimitWords {
+                    examples: "20/s, 600/min or 5/h",
+                    what: "request",
+                },
+            );
+            if let Some((rate_v, b)) = parsed {
                 out.push(RateLimitRule {
                     per,
                     rate: rate_v,
@@ -470,4 +455,59 @@ impl Compiler<'_> {
         }
         out
     }
+
+    /// The rate and burst of `rate_limits[i]` of `owner` (e.g. "route `x`"), reporting
+    /// each problem with the fix.
+    pub(super) fn rate_and_burst(
+        &mut self,
+        owner: &str,
+        i: usize,
+        rate: &Spanned<String>,
+        burst: &Spanned<u32>,
+        words: &LimitWords,
+    ) -> Option<(Rate, NonZeroU32)> {
+        let parsed = match Rate::parse(rate) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let problem = match e {
+                    RateError::MissingUnit => "has no time unit",
+                    RateError::BadCount => "does not start with a whole number",
+                    RateError::Zero => "is zero: nothing would ever be allowed",
+                    RateError::BadUnit => "has an unknown time unit",
+                };
+                self.errs.at(
+                    rate.span(),
+                    format!("rate of `rate_limits[{i}]` in {owner} {problem}"),
+                    format!(
+                        "write COUNT/UNIT with a count above 0 and unit s, min or h, e.g. {}",
+                        words.examples
+                    ),
+                );
+                None
+            }
+        };
+        let nz_burst = NonZeroU32::new(**burst);
+        if nz_burst.is_none() {
+            self.errs.at(
+                burst.span(),
+                format!(
+                    "burst of `rate_limits[{i}]` in {owner} is 0: every {} would be limited",
+                    words.what
+                ),
+                format!(
+                    "set burst to at least 1 (the number of {}s allowed at once)",
+                    words.what
+                ),
+            );
+        }
+        Some((parsed?, nz_burst?))
+    }
+}
+
+/// How a rate limit's errors speak of its owner's traffic.
+pub(super) struct LimitWords {
+    /// Example rates for the fix, e.g. `20/s, 600/min or 5/h`.
+    pub(super) examples: &'static str,
+    /// What one token admits: `request` or `call`.
+    pub(super) what: &'static str,
 }
