@@ -1,4 +1,4 @@
-# Shared by compare.sh and reload.sh (sourced after `cd` to the repo root, with SCRIPT set to
+# Shared by compare.sh, reload.sh and egress.sh (sourced after `cd` to the repo root, with SCRIPT set to
 # the caller's name): CPU placement, the signing secret, log/die, and the tools, installed from
 # Debian's packages when missing (apt-get; needs root or sudo).
 MAX_SKEW=300
@@ -11,6 +11,21 @@ else
     CLIENT_CPU=${CLIENT_CPU:-0}
 fi
 export BENCH_SIGNING_SECRET=${BENCH_SIGNING_SECRET:-8f742231b10e8888abcd99yyyzzz85a5}
+
+# A free port on loopback (bind :0 and release it; every server binds 127.0.0.1 only),
+# and waiting until something listens on one ($TMP: the caller's scratch dir, for the logs).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+        || echo $(( 20000 + RANDOM % 20000 ))
+}
+wait_port() {
+    local port=$1 name=$2
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    die "$name did not listen on 127.0.0.1:$port (logs in $TMP)"
+}
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; exit 1; }

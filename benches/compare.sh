@@ -62,19 +62,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-free_port() {
-    # Bind :0 on loopback and release it; every server below binds 127.0.0.1 only.
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-        || echo $(( 20000 + RANDOM % 20000 ))
-}
-wait_port() {
-    local port=$1 name=$2
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    die "$name did not listen on 127.0.0.1:$port (logs in $TMP)"
-}
 BOT_PORT=$(free_port); NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
 SG_PORT=$(free_port); SG_ADMIN=$(free_port)
 

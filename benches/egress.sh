@@ -44,17 +44,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || true
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    local port=$1 name=$2
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    die "$name did not listen on 127.0.0.1:$port (logs in $TMP)"
-}
 
 TOKEN="xoxb-0000-1111-benchrealtoken"
 KEY="gk_bench_7d0c5e2a9b4f16e83a51"
