@@ -64,6 +64,10 @@ pub enum EgressReason {
     SlackRateLimited,
     /// The bot's token was revoked.
     TokenRevoked,
+    /// The bot rotates its token and has none to send: the first one is not minted yet
+    /// (rule `rotation.pending`) or the current one expired before a refresh succeeded
+    /// (`rotation.expired`).
+    TokenUnavailable,
     /// Slack could not be reached, or its answer was broken.
     UpstreamError,
     /// Slack did not answer within `egress.timeout`.
@@ -72,7 +76,7 @@ pub enum EgressReason {
 
 impl EgressReason {
     /// Every egress reason, in contract order.
-    pub const ALL: [EgressReason; 13] = [
+    pub const ALL: [EgressReason; 14] = [
         EgressReason::Allowed,
         EgressReason::UnknownBot,
         EgressReason::MethodDenied,
@@ -84,6 +88,7 @@ impl EgressReason {
         EgressReason::RateLimited,
         EgressReason::SlackRateLimited,
         EgressReason::TokenRevoked,
+        EgressReason::TokenUnavailable,
         EgressReason::UpstreamError,
         EgressReason::UpstreamTimeout,
     ];
@@ -102,6 +107,7 @@ impl EgressReason {
             EgressReason::RateLimited => "rate_limited",
             EgressReason::SlackRateLimited => "slack_rate_limited",
             EgressReason::TokenRevoked => "token_revoked",
+            EgressReason::TokenUnavailable => "token_unavailable",
             EgressReason::UpstreamError => "upstream_error",
             EgressReason::UpstreamTimeout => "upstream_timeout",
         }
@@ -110,10 +116,12 @@ impl EgressReason {
     /// The HTTP status the gateway answers with itself. A denial is answered the way
     /// Slack answers a failed call (200 with `ok: false`), so SDKs raise their usual API
     /// error; rate limits are 429 as Slack's are; the gateway's own failures to reach
-    /// Slack are 502 and 504. `Allowed` is Slack's own status (200 here).
+    /// Slack are 502 and 504, and 503 while a rotating token is unavailable. `Allowed` is
+    /// Slack's own status (200 here).
     pub const fn status(self) -> u16 {
         match self {
             EgressReason::RateLimited | EgressReason::SlackRateLimited => 429,
+            EgressReason::TokenUnavailable => 503,
             EgressReason::UpstreamError => 502,
             EgressReason::UpstreamTimeout => 504,
             _ => 200,

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::{Config, StateBackend};
+use crate::error::{LoadError, LoadErrors};
 use crate::matcher::{GlobSet, IdSet};
-use crate::model::App;
+use crate::model::{App, Policy};
 use crate::secrets::SecretRef;
 use crate::units::Rate;
 
@@ -85,6 +87,84 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// Where an entry stands in the policy file (1-based), for the errors that are found
+/// only where config and policy meet, after compiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// The Slack token the gateway sends for a bot.
+#[derive(Debug, Clone)]
+pub enum BotToken {
+    /// A token read from its reference on every load (a bot token that does not expire).
+    Static(Credential),
+    /// A token the gateway mints itself with Slack token rotation: 12-hour access tokens,
+    /// each refresh token good once. The proxy holds the current pair.
+    Rotating(Arc<Rotation>),
+}
+
+impl BotToken {
+    /// A SHA-256 that changes when the token's reference or value does (for rotation:
+    /// the client id or the first refresh token), and shows nothing of either. State
+    /// that belongs to one token (its revocation, a rotated pair) is keyed on it.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        match self {
+            BotToken::Static(c) => c.fingerprint(),
+            BotToken::Rotating(r) => &r.fingerprint,
+        }
+    }
+
+    /// The rotation settings, for a rotating token.
+    pub fn rotation(&self) -> Option<&Arc<Rotation>> {
+        match self {
+            BotToken::Static(_) => None,
+            BotToken::Rotating(r) => Some(r),
+        }
+    }
+}
+
+/// Slack token rotation for one bot: what `oauth.v2.access` with
+/// `grant_type=refresh_token` needs.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The app's client id (not a secret).
+    pub client_id: Arc<str>,
+    /// The app's client secret.
+    pub client_secret: Credential,
+    /// The first refresh token; the ones after it live in the gateway's state store.
+    pub refresh_token: Credential,
+    /// Where `rotation:` stands in the policy.
+    pub at: Location,
+    /// See [`BotToken::fingerprint`].
+    fingerprint: [u8; 32],
+}
+
+impl Rotation {
+    pub(crate) fn new(
+        client_id: &str,
+        client_secret: Credential,
+        refresh_token: Credential,
+        at: Location,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"rotation:");
+        h.update(client_id.as_bytes());
+        h.update([0u8]);
+        h.update(refresh_token.fingerprint());
+        Self {
+            client_id: Arc::from(client_id),
+            client_secret,
+            refresh_token,
+            at,
+            fingerprint: h.finalize().into(),
+        }
+    }
+}
+
 /// Which Web API methods a bot may call.
 ///
 /// A method is allowed when it is listed by its exact name, or when it matches a `*`
@@ -150,8 +230,9 @@ pub struct Bot {
     pub app: Option<Arc<App>>,
     /// What the bot presents as its token: worth nothing outside the gateway.
     pub key: Credential,
-    /// The real Slack token the gateway sends instead.
-    pub token: Credential,
+    /// The real Slack token the gateway sends instead (read from a reference, or minted
+    /// by rotation).
+    pub token: BotToken,
     /// When set, a call naming another `team_id` is denied.
     pub team: Option<Arc<str>>,
     /// The methods the bot may call.
@@ -217,6 +298,38 @@ impl BotTable {
     /// True when the policy has no bot.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+}
+
+/// Checks what token rotation needs of the config: a key to encrypt the rotated tokens
+/// with (`state.encryption_key`), and a place to keep them (`state.path`, or the Redis
+/// backend). The errors stand at the bot's `rotation:` and name the config key to set.
+pub fn check_rotation(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+    let mut errors = Vec::new();
+    for bot in policy.bots.iter() {
+        let Some(r) = bot.token.rotation() else {
+            continue;
+        };
+        let at = |message: String, fix: String| {
+            LoadError::new(&policy.source, r.at.line, r.at.column, message, fix)
+        };
+        if config.state.encryption_key.is_none() {
+            errors.push(at(
+                format!("bot `{}` rotates its token, but the server config has no `state.encryption_key`", bot.name),
+                format!("add `state: {{ encryption_key: {{ env: SLACKGATE_STATE_KEY }} }}` to {} (32 random bytes in base64, `openssl rand -base64 32`): rotated tokens are kept encrypted with it", config.source.display()),
+            ));
+        }
+        if config.state.path.is_none() && matches!(config.state.backend, StateBackend::Local) {
+            errors.push(at(
+                format!("bot `{}` rotates its token, but the server config has no `state.path`", bot.name),
+                format!("add `state: {{ path: /var/lib/slackgate }}` to {} (a directory only the gateway can write), or use the Redis backend: each refresh token works once, so the newest must survive a restart", config.source.display()),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadErrors(errors))
     }
 }
 

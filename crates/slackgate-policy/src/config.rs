@@ -11,9 +11,10 @@ use marked_yaml::{Node, Span, Spanned};
 use crate::compile::parse_cidrs;
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::IpSet;
+use crate::secrets::SecretRef;
 use crate::spec::{
-    AdminSpec, AuditSpec, BackendSpec, ConfigSpec, EgressSpec, LimitsSpec, ListenerSpec, RedisSpec,
-    StateSpec, TlsSpec,
+    AdminSpec, AuditSpec, BackendSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec,
+    ListenerSpec, RedisSpec, StateSpec, TlsSpec,
 };
 use crate::units::{parse_duration, DurationError};
 use crate::yaml;
@@ -178,6 +179,43 @@ impl SlackApi {
 pub struct State {
     /// The backend.
     pub backend: StateBackend,
+    /// The local backend's directory for rotated tokens (`state.path`).
+    pub path: Option<PathBuf>,
+    /// Where the key that encrypts tokens at rest is read from (`state.encryption_key`).
+    pub encryption_key: Option<StateKeyRef>,
+}
+
+/// Where `state.encryption_key` is read from, and where it stands in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateKeyRef {
+    /// The reference (never the value).
+    pub source: SecretRef,
+    /// 1-based line of the reference in the config file.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// The key that encrypts tokens at rest: 32 bytes. `Debug` never shows it.
+#[derive(Clone)]
+pub struct StateKey([u8; 32]);
+
+impl StateKey {
+    /// The key bytes. Call it only where the AEAD key is built.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key from bytes (tests and tools).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateKey(not shown)")
+    }
 }
 
 /// Where shared state lives.
@@ -473,7 +511,9 @@ fn config(
 
     non_empty_path(&policy, "policy", errs);
     let policy_path = resolve(base, &policy);
-    let state = state.map(|s| self::state(s, errs)).unwrap_or_default();
+    let state = state
+        .map(|s| self::state(s, base, errs))
+        .unwrap_or_default();
 
     let egress = egress.and_then(|e| {
         let EgressSpec {
@@ -563,18 +603,160 @@ fn config(
     })
 }
 
-fn state(spec: StateSpec, errs: &mut Errors) -> State {
-    let StateSpec { backend, redis } = spec;
+fn state(spec: StateSpec, base: &Path, errs: &mut Errors) -> State {
+    let StateSpec {
+        backend,
+        redis,
+        path,
+        encryption_key,
+    } = spec;
+    let path = path.map(|p| {
+        non_empty_path(&p, "state.path", errs);
+        resolve(base, &p)
+    });
+    let encryption_key = encryption_key.and_then(|k| state_key_ref(&k, base, errs));
+    let backend = state_backend(backend, redis, errs);
+    State {
+        backend,
+        path,
+        encryption_key,
+    }
+}
+
+/// Reads the `state.encryption_key` reference: `env:` or `file:`, never a literal.
+fn state_key_ref(
+    spec: &Spanned<CredentialSpec>,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<StateKeyRef> {
+    let CredentialSpec {
+        env,
+        file,
+        secret,
+        value,
+        token,
+        key,
+        password,
+        rotation,
+    } = &**spec;
+    let literal = [secret, value, token, key, password]
+        .into_iter()
+        .flatten()
+        .next();
+    if let Some(l) = literal {
+        errs.at(
+            l.span(),
+            crate::yaml::LITERAL_SECRET_MESSAGE,
+            crate::yaml::LITERAL_SECRET_FIX,
+        );
+        return None;
+    }
+    if let Some(r) = rotation {
+        errs.at(
+            r.span(),
+            "`state.encryption_key` cannot be `rotation:`",
+            "write `env: SLACKGATE_STATE_KEY` or `file: /run/secrets/slackgate-state-key`",
+        );
+        return None;
+    }
+    let (source, span) = match (env, file) {
+        (Some(e), None) if crate::secrets::is_env_name(e.trim()) => {
+            (SecretRef::Env(e.trim().to_owned()), *e.span())
+        }
+        (None, Some(f)) if !f.trim().is_empty() => (SecretRef::File(resolve(base, f)), *f.span()),
+        _ => {
+            errs.at(
+                spec.span(),
+                "`state.encryption_key` needs exactly one of `env` (a variable name) or `file` (a path)",
+                "write `encryption_key: { env: SLACKGATE_STATE_KEY }` holding 32 random bytes in base64 (`openssl rand -base64 32`)",
+            );
+            return None;
+        }
+    };
+    let (line, column) = crate::error::span_pos(&span);
+    Some(StateKeyRef {
+        source,
+        line,
+        column,
+    })
+}
+
+/// Reads and checks the key `state.encryption_key` names: 32 bytes in base64. `None`
+/// when the config names no key. The errors name the reference, never the value.
+pub fn read_state_key(
+    config: &Config,
+    secrets: &dyn crate::SecretSource,
+) -> Result<Option<StateKey>, LoadErrors> {
+    use base64::Engine as _;
+    let Some(r) = &config.state.encryption_key else {
+        return Ok(None);
+    };
+    let fail = |message: String, fix: &str| {
+        Err(LoadErrors(vec![crate::LoadError::new(
+            &config.source,
+            r.line,
+            r.column,
+            message,
+            fix,
+        )]))
+    };
+    const FIX: &str =
+        "put 32 random bytes in base64 there, e.g. the output of `openssl rand -base64 32`";
+    let raw = match &r.source {
+        SecretRef::Env(name) => match secrets.env(name) {
+            Some(v) => v.into_bytes(),
+            None => {
+                return fail(
+                    format!("`state.encryption_key`: environment variable `{name}` is not set"),
+                    FIX,
+                )
+            }
+        },
+        SecretRef::File(path) => match secrets.read_file(path) {
+            Ok(b) => b,
+            Err(e) => {
+                return fail(
+                    format!(
+                        "`state.encryption_key`: {} cannot be read: {}",
+                        path.display(),
+                        crate::secrets::describe_io(&e)
+                    ),
+                    FIX,
+                )
+            }
+        },
+    };
+    let text = crate::secrets::trim_secret(&raw);
+    if text.is_empty() {
+        return fail("`state.encryption_key` is empty".to_owned(), FIX);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text));
+    match decoded.ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(k) => Ok(Some(StateKey(k))),
+        None => fail(
+            "`state.encryption_key` is not 32 bytes in base64".to_owned(),
+            FIX,
+        ),
+    }
+}
+
+fn state_backend(
+    backend: Option<Spanned<BackendSpec>>,
+    redis: Option<RedisSpec>,
+    errs: &mut Errors,
+) -> StateBackend {
     let wants_redis = matches!(backend.as_deref(), Some(BackendSpec::Redis));
     match (wants_redis, redis) {
-        (false, None) => State::default(),
+        (false, None) => StateBackend::Local,
         (false, Some(r)) => {
             errs.at(
                 r.url.span(),
                 "`state.redis` is set but `state.backend` is not `redis`",
                 "set `backend: redis` to share state through Redis, or remove `redis:`",
             );
-            State::default()
+            StateBackend::Local
         }
         (true, None) => {
             let at = backend
@@ -586,13 +768,11 @@ fn state(spec: StateSpec, errs: &mut Errors) -> State {
                 "`state.backend: redis` needs a `redis:` section",
                 "add `redis: { url: redis://HOST:6379 }`",
             );
-            State::default()
+            StateBackend::Local
         }
         (true, Some(r)) => match redis_settings(r, errs) {
-            Some(settings) => State {
-                backend: StateBackend::Redis(settings),
-            },
-            None => State::default(),
+            Some(settings) => StateBackend::Redis(settings),
+            None => StateBackend::Local,
         },
     }
 }

@@ -62,11 +62,15 @@ mod yaml;
 
 use std::path::Path;
 
-pub use bots::{Bot, BotTable, Credential, EgressLimitKey, EgressLimitRule, MethodRule};
+pub use bots::{
+    check_rotation, Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location,
+    MethodRule, Rotation,
+};
 pub use compile::{compile_policy, load_policy, policy_hash, POLICY_KEYS};
 pub use config::{
-    compile_config, load_config, Admin, Audit, AuditPath, Config, Egress, Limits, Listener,
-    RedisSettings, SlackApi, State, StateBackend, TlsFiles, CONFIG_KEYS,
+    compile_config, load_config, read_state_key, Admin, Audit, AuditPath, Config, Egress, Limits,
+    Listener, RedisSettings, SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles,
+    CONFIG_KEYS,
 };
 pub use error::{LoadError, LoadErrors};
 pub use matcher::{GlobSet, IdSet, IpSet};

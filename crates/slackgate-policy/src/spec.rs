@@ -45,6 +45,8 @@ pub(crate) struct EgressSpec {
 pub(crate) struct StateSpec {
     pub(crate) backend: Option<Spanned<BackendSpec>>,
     pub(crate) redis: Option<RedisSpec>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) encryption_key: Option<Spanned<CredentialSpec>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -157,6 +159,19 @@ pub(crate) struct CredentialSpec {
     pub(crate) token: Option<Spanned<IgnoredAny>>,
     pub(crate) key: Option<Spanned<IgnoredAny>>,
     pub(crate) password: Option<Spanned<IgnoredAny>>,
+    /// Only a bot's `token` may be `rotation:` (Slack token rotation); anywhere else it
+    /// is an error.
+    pub(crate) rotation: Option<Box<Spanned<RotationSpec>>>,
+}
+
+/// Slack token rotation for a bot's token: the app's client id and secret and the first
+/// refresh token (later ones live in the state store).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotationSpec {
+    pub(crate) client_id: Spanned<String>,
+    pub(crate) client_secret: Spanned<CredentialSpec>,
+    pub(crate) refresh_token: Spanned<CredentialSpec>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -217,8 +217,11 @@ pub(crate) fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, e
                 );
             } else if msg.starts_with("invalid type: string")
                 && ((path.starts_with("bots.")
-                    && (path.ends_with(".key") || path.ends_with(".token")))
-                    || (path.starts_with("webhooks.") && path.ends_with(".url")))
+                    && [".key", ".token", ".client_secret", ".refresh_token"]
+                        .iter()
+                        .any(|end| path.ends_with(end)))
+                    || (path.starts_with("webhooks.") && path.ends_with(".url"))
+                    || path == "state.encryption_key")
             {
                 // `key: xoxb-...`: a credential written into the policy.
                 errs.at_mark(mark.as_ref(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);

@@ -8,11 +8,15 @@ mod support;
 use std::path::Path;
 
 use slackgate_fixtures::MapSecrets;
-use slackgate_policy::{compile_config, compile_policy, EgressLimitKey, Policy, SlackApi};
+use slackgate_policy::{
+    check_rotation, compile_config, compile_policy, read_state_key, BotToken, EgressLimitKey,
+    Policy, SlackApi,
+};
 use support::now;
 
 const KEY: &str = "gk_3f9a1c7e5b2d4068a9e1f3c5";
 const TOKEN: &str = "xoxb-1111-2222-planted0token0value";
+const REFRESH: &str = "xoxe-1-planted0refresh0value";
 const HOOK_URL: &str = "https://hooks.slack.com/services/T0ACME/B0ALERT/planted0hook0secret";
 
 fn secrets() -> MapSecrets {
@@ -24,6 +28,10 @@ fn secrets() -> MapSecrets {
         ("NOT_A_TOKEN", "hunter2-not-a-slack-token"),
         ("EMPTY", ""),
         ("ALERTS_WEBHOOK_URL", HOOK_URL),
+        ("CLIENT_SECRET", "planted0client0secret0value"),
+        ("REFRESH_TOKEN", REFRESH),
+        ("STATE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        ("SHORT_STATE_KEY", "AAECAwQFBgc="),
         (
             "PLAIN_HOOK_URL",
             "http://hooks.example.com/services/T0/B0/planted0hook0secret",
@@ -45,6 +53,10 @@ fn load(bots: &str) -> Result<Policy, String> {
         assert!(
             !out.contains("planted0hook0secret"),
             "an error shows a webhook URL:\n{out}"
+        );
+        assert!(
+            !out.contains("planted0client0secret") && !out.contains("planted0refresh"),
+            "an error shows a rotation secret:\n{out}"
         );
         out
     })
@@ -74,7 +86,10 @@ fn a_bot_compiles_and_is_found_by_its_key() {
     assert_eq!(p.bots.len(), 1);
     let bot = p.bots.by_key(KEY.as_bytes()).expect("found by key");
     assert_eq!(&*bot.name, "helpdesk");
-    assert_eq!(bot.token.expose(), TOKEN);
+    match &bot.token {
+        BotToken::Static(t) => assert_eq!(t.expose(), TOKEN),
+        BotToken::Rotating(_) => panic!("a plain token reference compiled as rotation"),
+    }
     assert_eq!(bot.team.as_deref(), Some("T0ACME"));
     assert!(bot.channels.as_ref().unwrap().contains("C0OPS"));
     assert!(bot.deny_args.contains("icon_url"));
@@ -415,4 +430,140 @@ fn hooks_base_defaults_to_slack_and_must_be_a_base_url() {
         bad.contains("config.yaml:5:15") && bad.contains("`egress.hooks_base` is not a usable"),
         "{bad}"
     );
+}
+
+const ROTATING: &str = "  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token:
+      rotation:
+        client_id: \"1234.5678\"
+        client_secret: { env: CLIENT_SECRET }
+        refresh_token: { env: REFRESH_TOKEN }
+    methods: [chat.postMessage]
+";
+
+#[test]
+fn a_rotating_token_compiles_with_its_client_and_first_refresh_token() {
+    let p = load(ROTATING).unwrap();
+    let bot = p.bots.by_name("helpdesk").unwrap();
+    let r = bot.token.rotation().expect("rotation");
+    assert_eq!(&*r.client_id, "1234.5678");
+    assert_eq!(r.refresh_token.expose(), REFRESH);
+    assert_eq!((r.at.line, r.at.column), (8, 18));
+    let debug = format!("{bot:?}");
+    assert!(!debug.contains("planted0"), "{debug}");
+    // The fingerprint follows the first refresh token: a new one starts over.
+    let other =
+        load(&ROTATING.replace("client_id: \"1234.5678\"", "client_id: \"1234.9999\"")).unwrap();
+    assert_ne!(
+        bot.token.fingerprint(),
+        other.bots.by_name("helpdesk").unwrap().token.fingerprint()
+    );
+}
+
+#[test]
+fn rotation_problems_are_errors_at_their_place() {
+    let e = err(&ROTATING.replace("client_id: \"1234.5678\"", "client_id: helpdesk"));
+    assert!(
+        e.contains("policy.yaml:8:20") && e.contains("is not a Slack client id"),
+        "{e}"
+    );
+    let e = err(&ROTATING.replace(
+        "refresh_token: { env: REFRESH_TOKEN }",
+        "refresh_token: { env: HELPDESK_BOT_TOKEN }",
+    ));
+    assert!(e.contains("is not a Slack refresh token"), "{e}");
+    let e = err(&ROTATING.replace(
+        "client_secret: { env: CLIENT_SECRET }",
+        "client_secret: planted0client0secret0value",
+    ));
+    assert!(e.contains("literal"), "{e}");
+    let e = err(&ROTATING.replace(
+        "refresh_token: { env: REFRESH_TOKEN }",
+        "refresh_token: { value: xoxe-1-planted0refresh0value }",
+    ));
+    assert!(e.contains("literal"), "{e}");
+    let e = err(&ROTATING.replace(
+        "refresh_token: { env: REFRESH_TOKEN }",
+        "refresh_token: { env: EMPTY }",
+    ));
+    assert!(e.contains("refresh_token of bot `helpdesk`"), "{e}");
+    let e = err(&ROTATING.replace(
+        "    token:\n",
+        "    token:\n      env: HELPDESK_BOT_TOKEN\n",
+    ));
+    assert!(e.contains("both a reference and `rotation`"), "{e}");
+    let e = err(&ROTATING.replace(
+        "client_id: \"1234.5678\"",
+        "client_id: \"1234.5678\"\n        lifetime: 12h",
+    ));
+    assert!(e.contains("unknown key `lifetime`"), "{e}");
+    let e = err(&ROTATING.replace(
+        "key: { env: HELPDESK_GATEWAY_KEY }",
+        "key: { env: CLIENT_SECRET }",
+    ));
+    assert!(e.contains("is its Slack token"), "{e}");
+    let e = err(&ROTATING.replace("key: { env: HELPDESK_GATEWAY_KEY }", "key: { rotation: { client_id: \"1.2\", client_secret: { env: CLIENT_SECRET }, refresh_token: { env: REFRESH_TOKEN } } }"));
+    assert!(e.contains("cannot be `rotation:`"), "{e}");
+}
+
+fn state_config(state: &str) -> slackgate_policy::Config {
+    compile_config(
+        Path::new("config.yaml"),
+        &format!("listen: [{{ addr: 127.0.0.1:8080 }}]\npolicy: p.yaml\negress:\n  listen: {{ addr: 127.0.0.1:8081 }}\n{state}"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn rotation_needs_a_state_key_and_a_place_for_the_tokens() {
+    let p = load(ROTATING).unwrap();
+    let e = check_rotation(&state_config(""), &p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("policy.yaml:8:18"), "{e}");
+    assert!(
+        e.contains("no `state.encryption_key`") && e.contains("no `state.path`"),
+        "{e}"
+    );
+    let ok =
+        state_config("state:\n  path: /var/lib/slackgate\n  encryption_key: { env: STATE_KEY }\n");
+    check_rotation(&ok, &p).unwrap();
+    assert_eq!(
+        ok.state.path.as_deref(),
+        Some(Path::new("/var/lib/slackgate"))
+    );
+    let key = read_state_key(&ok, &secrets()).unwrap().expect("a key");
+    assert_eq!(key.expose()[31], 31);
+    assert!(!format!("{key:?}").contains("31"));
+}
+
+#[test]
+fn a_bad_state_key_is_a_load_error_that_names_its_place() {
+    for (state, want) in [
+        (
+            "  encryption_key: { env: MISSING_KEY }\n",
+            "`MISSING_KEY` is not set",
+        ),
+        (
+            "  encryption_key: { env: SHORT_STATE_KEY }\n",
+            "not 32 bytes in base64",
+        ),
+        ("  encryption_key: { env: EMPTY }\n", "is empty"),
+    ] {
+        let c = state_config(&format!("state:\n{state}"));
+        let e = read_state_key(&c, &secrets()).unwrap_err().to_string();
+        assert!(e.contains("config.yaml:6:26") && e.contains(want), "{e}");
+    }
+    let literal = compile_config(
+        Path::new("config.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate:\n  encryption_key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        literal.contains("config.yaml:4:19") && literal.contains("literal"),
+        "{literal}"
+    );
+    assert!(!literal.contains("AAECAw"), "{literal}");
 }

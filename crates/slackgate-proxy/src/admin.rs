@@ -12,10 +12,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
-use slackgate_policy::SecretRef;
+use slackgate_policy::{BotToken, SecretRef};
 
 use crate::audit::rfc3339;
-use crate::metrics::GuardLevels;
+use crate::metrics::{BotTokenView, GuardLevels};
 use crate::state::Shared;
 
 /// The admin HTTP application.
@@ -96,17 +96,25 @@ impl AdminApp {
             .iter()
             .map(|b| {
                 let seen = scopes.get(&*b.name).cloned().unwrap_or_default();
-                let token_state = match self.shared.guard.token_revoked_by(b) {
-                    Some(_) => "revoked",
-                    None => "active",
+                let token_state = self.shared.token_state(b);
+                let token = match &b.token {
+                    BotToken::Static(c) => json!(source(&c.source)),
+                    BotToken::Rotating(r) => json!({
+                        "rotation": {
+                            "client_id": &*r.client_id,
+                            "client_secret": source(&r.client_secret.source),
+                            "refresh_token": source(&r.refresh_token.source),
+                        }
+                    }),
                 };
                 (
                     b.name.to_string(),
                     json!({
                         "key": source(&b.key.source),
-                        "token": source(&b.token.source),
+                        "token": token,
                         "team": b.team.as_deref(),
                         "token_state": token_state,
+                        "rotation": self.shared.tokens.status(b),
                         "calls_with_scopes": seen.calls,
                         "granted_scopes": seen.granted,
                         "needed_scopes": seen.needed,
@@ -189,12 +197,13 @@ impl ServeHttp for AdminApp {
                     .is_some_and(|r| r.circuit_open());
                 m.state_circuit_open.set(i64::from(open));
                 let snap = self.shared.current();
-                m.observe_token_states(
-                    snap.policy
-                        .bots
-                        .iter()
-                        .map(|b| (&*b.name, self.shared.guard.token_revoked_by(b).is_some())),
-                );
+                m.observe_token_states(snap.policy.bots.iter().map(|b| BotTokenView {
+                    name: &b.name,
+                    state: self.shared.token_state(b),
+                    rotating: b.token.rotation().is_some(),
+                    expires_at: self.shared.tokens.expires_at(b),
+                    stuck: self.shared.tokens.is_stuck(b),
+                }));
                 respond(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

@@ -22,6 +22,7 @@
 //! `slackgate_egress_requests_total`; Slack's 429s are remembered per bot and method
 //! (`slack_rate_limited`), and its scope headers feed the [`ScopeLedger`].
 
+mod rotation;
 mod scopes;
 mod slack;
 
@@ -38,6 +39,8 @@ use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Unread
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::strip_body_token;
 
+pub(crate) use rotation::{check_stored, Refresher, Sealer, Store};
+pub use rotation::{RefreshResult, RotationStatus, TokenState, TokenVault};
 pub use scopes::{BotScopes, ScopeLedger};
 pub use slack::SlackClientError;
 
@@ -46,7 +49,9 @@ use crate::client::Response;
 use crate::downstream::is_not_relayed;
 use crate::http1::connection_tokens;
 use crate::state::Shared;
-use slack::{CallFailure, SlackClient};
+use rotation::CallToken;
+use slack::CallFailure;
+pub(crate) use slack::SlackClient;
 
 /// The egress listener's application.
 pub struct EgressApp {
@@ -117,7 +122,7 @@ struct SlackOutcome<'a> {
 }
 
 /// An error code as Slack writes them (`channel_not_found`), else not recorded.
-fn error_code(s: &str) -> Option<&str> {
+pub(crate) fn error_code(s: &str) -> Option<&str> {
     (!s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -200,7 +205,7 @@ impl EgressApp {
     }
 
     /// The head of the call as the gateway sends it to Slack.
-    fn slack_head(&self, head: &CallHead, method: &str, bot: &Bot, body_len: usize) -> Vec<u8> {
+    fn slack_head(&self, head: &CallHead, method: &str, token: &str, body_len: usize) -> Vec<u8> {
         let api = self.slack.api();
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(head.method.as_str().as_bytes());
@@ -214,7 +219,7 @@ impl EgressApp {
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(api.authority().as_bytes());
         out.extend_from_slice(b"\r\nAuthorization: Bearer ");
-        out.extend_from_slice(bot.token.expose().as_bytes());
+        out.extend_from_slice(token.as_bytes());
         if let Some(ct) = head.content_type.as_deref().filter(|v| clean_value(v)) {
             out.extend_from_slice(b"\r\nContent-Type: ");
             out.extend_from_slice(ct);
@@ -250,7 +255,7 @@ impl EgressApp {
         head: &CallHead,
         body: &[u8],
         decision: &EgressDecision,
-        bot: &Arc<Bot>,
+        token: &str,
         method: &str,
     ) -> Result<(Response, (ResponseHeader, Bytes)), CallFailure> {
         let out_body = match (decision.body_token, decision.encoding) {
@@ -259,7 +264,7 @@ impl EgressApp {
             })?,
             _ => std::borrow::Cow::Borrowed(body),
         };
-        let slack_head = self.slack_head(head, method, bot, out_body.len());
+        let slack_head = self.slack_head(head, method, token, out_body.len());
         let is_head = head.method == http::Method::HEAD;
         let resp = self.slack.call(&slack_head, &out_body, is_head).await?;
         let answer = Self::relayed(&resp)
@@ -505,6 +510,26 @@ impl EgressApp {
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }
+        // A rotating bot's token comes from the vault; without one, nothing is sent.
+        let bot = decision.bot.clone();
+        let token = match (decision.reason, bot.as_deref()) {
+            (EgressReason::Allowed, Some(bot)) => {
+                match self
+                    .shared
+                    .tokens
+                    .token(bot, self.shared.guard.clock().now())
+                {
+                    CallToken::Unavailable(rule) => {
+                        decision.reason = EgressReason::TokenUnavailable;
+                        decision.rule = Some(Arc::from(rule));
+                        decision.retry_after_secs = None;
+                        None
+                    }
+                    t => Some(t),
+                }
+            }
+            _ => None,
+        };
 
         let mut outcome = Outcome {
             status: decision.reason.status(),
@@ -514,14 +539,20 @@ impl EgressApp {
             slack_error: None,
             method_label: None,
         };
+        let token: Option<&str> = match &token {
+            Some(CallToken::Static(t)) => Some(t),
+            Some(CallToken::Rotated(t)) => Some(t),
+            _ => None,
+        };
         let answer = match (
             outcome.decision.reason,
             outcome.decision.bot.clone(),
             outcome.decision.method.clone(),
+            token,
         ) {
-            (EgressReason::Allowed, Some(bot), Some(method)) => {
+            (EgressReason::Allowed, Some(bot), Some(method), Some(token)) => {
                 match self
-                    .forward(&head, &body, &outcome.decision, &bot, &method)
+                    .forward(&head, &body, &outcome.decision, token, &method)
                     .await
                 {
                     Ok((resp, answer)) => {

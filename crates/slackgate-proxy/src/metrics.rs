@@ -73,8 +73,16 @@ pub struct Metrics {
     /// `slackgate_egress_slack_rate_limits_total{bot}`: Slack's own 429s.
     pub egress_slack_429: IntCounterVec,
     /// `slackgate_egress_token_state{bot,state}`: 1 for the state the bot's token is in
-    /// (`active` or `revoked`), 0 for the other.
+    /// (`active`, `revoked`, and for a rotating token `pending` or `expired`), 0 for the
+    /// others.
     pub egress_token_state: IntGaugeVec,
+    /// `slackgate_token_refreshes_total{bot,result}`: token rotation's refresh attempts.
+    pub token_refreshes: IntCounterVec,
+    /// `slackgate_token_expiry_timestamp_seconds{bot}`: when a rotating bot's token expires.
+    pub token_expiry: GaugeVec,
+    /// `slackgate_token_refresh_stuck{bot}`: 1 when Slack refused a refresh and it is not
+    /// retried (a new refresh token is needed).
+    pub token_refresh_stuck: IntGaugeVec,
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
@@ -180,6 +188,21 @@ impl RouteMetrics {
             .find(|(known, _)| Arc::ptr_eq(known, id) || known == id)?;
         Some(slot.get_or_init(|| m.secret_matches.with_label_values(&[app, id.as_ref()])))
     }
+}
+
+/// What the token metrics show of one bot.
+#[derive(Debug, Clone, Copy)]
+pub struct BotTokenView<'a> {
+    /// The bot's name.
+    pub name: &'a str,
+    /// `active`, `revoked`, `pending` or `expired`.
+    pub state: &'static str,
+    /// Whether the bot rotates its token.
+    pub rotating: bool,
+    /// Unix expiry of the rotated token.
+    pub expires_at: Option<i64>,
+    /// Whether its refresh is stuck.
+    pub stuck: bool,
 }
 
 /// What the guard's replay cache and rate limiter hold, read at one moment.
@@ -337,6 +360,30 @@ impl Metrics {
         )?;
         registry.register(Box::new(egress_slack_429.clone()))?;
         registry.register(Box::new(egress_token_state.clone()))?;
+        let token_refreshes = IntCounterVec::new(
+            Opts::new(
+                "slackgate_token_refreshes_total",
+                "Token rotation refresh attempts per bot: ok, retry (Slack unreachable or busy; the current token serves), invalid_refresh_token and rejected (not retried: the refresh is stuck), state_error (the state store failed).",
+            ),
+            &["bot", "result"],
+        )?;
+        let token_expiry = GaugeVec::new(
+            Opts::new(
+                "slackgate_token_expiry_timestamp_seconds",
+                "Unix time a rotating bot's current token expires (refreshed at half its life).",
+            ),
+            &["bot"],
+        )?;
+        let token_refresh_stuck = IntGaugeVec::new(
+            Opts::new(
+                "slackgate_token_refresh_stuck",
+                "1 when Slack refused a rotating bot's refresh and it is not retried: reinstall the app, point rotation.refresh_token at the new refresh token and reload.",
+            ),
+            &["bot"],
+        )?;
+        registry.register(Box::new(token_refreshes.clone()))?;
+        registry.register(Box::new(token_expiry.clone()))?;
+        registry.register(Box::new(token_refresh_stuck.clone()))?;
         registry.register(Box::new(state_fallbacks.clone()))?;
         registry.register(Box::new(state_circuit_open.clone()))?;
         for op in slackgate_guard::StateOp::ALL {
@@ -387,6 +434,9 @@ impl Metrics {
             egress_unused_scopes,
             egress_slack_429,
             egress_token_state,
+            token_refreshes,
+            token_expiry,
+            token_refresh_stuck,
             guard_sync: Arc::new(Mutex::new(())),
         })
     }
@@ -409,21 +459,39 @@ impl Metrics {
         catch_up(&self.replay_evictions, levels.replay_evictions);
     }
 
-    /// Sets `slackgate_egress_token_state` for the bots of the running policy, `(name,
-    /// revoked)`; the series of bots no longer in the policy are dropped.
-    pub fn observe_token_states<'b>(&self, bots: impl Iterator<Item = (&'b str, bool)>) {
+    /// Sets `slackgate_egress_token_state` and the rotation gauges for the bots of the
+    /// running policy; the series of bots no longer in the policy are dropped.
+    pub fn observe_token_states<'b>(&self, bots: impl Iterator<Item = BotTokenView<'b>>) {
         let _serial = match self.guard_sync.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         self.egress_token_state.reset();
-        for (bot, revoked) in bots {
-            self.egress_token_state
-                .with_label_values(&[bot, "active"])
-                .set(i64::from(!revoked));
-            self.egress_token_state
-                .with_label_values(&[bot, "revoked"])
-                .set(i64::from(revoked));
+        self.token_expiry.reset();
+        self.token_refresh_stuck.reset();
+        for b in bots {
+            let states: &[&str] = if b.rotating {
+                &["active", "revoked", "pending", "expired"]
+            } else {
+                &["active", "revoked"]
+            };
+            for s in states {
+                self.egress_token_state
+                    .with_label_values(&[b.name, s])
+                    .set(i64::from(*s == b.state));
+            }
+            if b.rotating {
+                if let Some(t) = b.expires_at {
+                    self.token_expiry.with_label_values(&[b.name]).set(t as f64);
+                }
+                self.token_refresh_stuck
+                    .with_label_values(&[b.name])
+                    .set(i64::from(b.stuck));
+                for r in crate::egress::RefreshResult::ALL {
+                    self.token_refreshes
+                        .with_label_values(&[b.name, r.as_str()]);
+                }
+            }
         }
     }
 

@@ -181,6 +181,11 @@ impl RedisState {
         }
     }
 
+    /// A client of its own with the same settings (no pooled connection shared).
+    pub(crate) fn fresh(&self) -> Self {
+        Self::new(self.settings.clone(), self.password.clone())
+    }
+
     /// Whether the circuit breaker is open now (calls fail at once).
     pub fn circuit_open(&self) -> bool {
         self.now_ms() < self.open_until_ms.load(Ordering::Relaxed)
@@ -269,6 +274,67 @@ impl RedisState {
             if let Ok(mut g) = self.idle.lock() {
                 g.clear();
             }
+        }
+    }
+}
+
+/// Deletes a lock only while it still holds the owner's value.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// Plain values and locks for the token store (rotated token pairs, sealed by the caller).
+impl RedisState {
+    /// The value at `prefix + parts`, if any.
+    pub(crate) async fn get(&self, parts: &[&str]) -> Result<Option<Vec<u8>>, StateError> {
+        let key = self.key(parts);
+        match self.call(&[b"GET", &key]).await? {
+            Reply::Bulk(v) => Ok(v),
+            _ => Err(StateError::Failed),
+        }
+    }
+
+    /// Sets the value at `prefix + parts` (no expiry).
+    pub(crate) async fn set(&self, parts: &[&str], value: &[u8]) -> Result<(), StateError> {
+        let key = self.key(parts);
+        match self.call(&[b"SET", &key, value]).await? {
+            Reply::Simple(s) if s == "OK" => Ok(()),
+            _ => Err(StateError::Failed),
+        }
+    }
+
+    /// Takes the lock at `prefix + parts` for `owner` for `ttl`; false when another
+    /// owner holds it.
+    pub(crate) async fn lock(
+        &self,
+        parts: &[&str],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let key = self.key(parts);
+        let ms = ttl.as_millis().max(1).to_string();
+        match self
+            .call(&[b"SET", &key, owner.as_bytes(), b"NX", b"PX", ms.as_bytes()])
+            .await?
+        {
+            Reply::Simple(s) if s == "OK" => Ok(true),
+            Reply::Bulk(None) => Ok(false),
+            _ => Err(StateError::Failed),
+        }
+    }
+
+    /// Releases the lock at `prefix + parts` if `owner` still holds it.
+    pub(crate) async fn unlock(&self, parts: &[&str], owner: &str) -> Result<(), StateError> {
+        let key = self.key(parts);
+        match self
+            .call(&[b"EVAL", UNLOCK.as_bytes(), b"1", &key, owner.as_bytes()])
+            .await?
+        {
+            Reply::Int(_) => Ok(()),
+            _ => Err(StateError::Failed),
         }
     }
 }

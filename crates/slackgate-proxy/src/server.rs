@@ -69,6 +69,9 @@ pub enum StartError {
     /// The egress door's client to Slack could not be set up.
     #[error("egress: {0}")]
     Egress(#[from] crate::egress::SlackClientError),
+    /// A rotating bot's stored token pair cannot be read or opened.
+    #[error("state: {0}")]
+    TokenState(String),
 }
 
 /// How to start a gateway.
@@ -228,6 +231,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         add_listener(&mut server, &mut svc, &egress.listen)?;
         server.add_service(svc);
         probe_addrs.push(egress.listen.addr);
+        add_rotation(&mut server, opts, &shared, &config, egress)?;
     }
     if let Some(admin) = &config.admin {
         let mut svc = Service::new(
@@ -240,6 +244,47 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     }
     add_background(&mut server, opts, &shared, probe_addrs);
     Ok((server, shared))
+}
+
+/// Token rotation: with `state.encryption_key` and a store (`state.path` or Redis), checks
+/// that every rotating bot's stored pair opens with the key, then starts the refresher.
+/// Without them no bot can rotate (the policy check refuses such a bot).
+fn add_rotation(
+    server: &mut Server,
+    opts: &Options,
+    shared: &Arc<Shared>,
+    config: &Config,
+    egress: &slackgate_policy::Egress,
+) -> Result<(), StartError> {
+    let Some(key) = slackgate_policy::read_state_key(config, opts.secrets.as_ref())
+        .map_err(StartError::Load)?
+    else {
+        return Ok(());
+    };
+    let store = match (&shared.remote, &config.state.path) {
+        (Some(redis), _) => crate::egress::Store::Redis(Arc::clone(redis)),
+        (None, Some(path)) => crate::egress::Store::Local(path.clone()),
+        (None, None) => return Ok(()),
+    };
+    let sealer = crate::egress::Sealer::new(&key);
+    let snap = shared.current();
+    let rotating: Vec<_> = snap
+        .policy
+        .bots
+        .iter()
+        .filter(|b| b.token.rotation().is_some())
+        .collect();
+    crate::egress::check_stored(&store, &sealer, &rotating).map_err(StartError::TokenState)?;
+    let client = crate::egress::SlackClient::new(
+        &egress.slack_api,
+        egress.ca_file.as_deref(),
+        egress.timeout,
+    )?;
+    server.add_service(background_service(
+        "token rotation",
+        crate::egress::Refresher::new(Arc::clone(shared), client, store, sealer, egress.timeout),
+    ));
+    Ok(())
 }
 
 /// The first snapshot, metrics, audit sink, guard and shared-state backend.

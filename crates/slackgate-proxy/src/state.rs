@@ -106,6 +106,8 @@ pub struct Shared {
     pub remote: Option<Arc<crate::redis::RedisState>>,
     /// The scopes the bots' calls needed (the egress door), kept across reloads.
     pub scopes: crate::egress::ScopeLedger,
+    /// The rotating bots' current tokens, kept across reloads.
+    pub tokens: crate::egress::TokenVault,
     reload_status: Mutex<ReloadStatus>,
     reload_lock: Mutex<()>,
 }
@@ -127,12 +129,14 @@ pub fn load_snapshot(
     generation: u64,
 ) -> Result<Snapshot, LoadErrors> {
     let config = slackgate_policy::load_config(config_path)?;
+    slackgate_policy::read_state_key(&config, secrets)?;
     let policy = slackgate_policy::load_policy(&config.policy_path, secrets, now)?;
     build_snapshot(Arc::new(config), Arc::new(policy), generation, now)
 }
 
-/// Checks what joins config and policy ([`slackgate_policy::check_webhooks`]), then
-/// builds the upstream pools for a compiled policy.
+/// Checks what joins config and policy ([`slackgate_policy::check_webhooks`],
+/// [`slackgate_policy::check_rotation`]), then builds the upstream pools for a compiled
+/// policy.
 pub fn build_snapshot(
     config: Arc<Config>,
     policy: Arc<Policy>,
@@ -140,6 +144,7 @@ pub fn build_snapshot(
     now: SystemTime,
 ) -> Result<Snapshot, LoadErrors> {
     slackgate_policy::check_webhooks(&config, &policy)?;
+    slackgate_policy::check_rotation(&config, &policy)?;
     let pools = policy
         .upstreams
         .iter()
@@ -175,6 +180,7 @@ impl Shared {
             listeners_ready: AtomicBool::new(false),
             remote: None,
             scopes: crate::egress::ScopeLedger::default(),
+            tokens: crate::egress::TokenVault::default(),
             reload_status: Mutex::new(ReloadStatus::default()),
             reload_lock: Mutex::new(()),
         };
@@ -266,6 +272,15 @@ impl Shared {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+
+    /// The state of `bot`'s token: `revoked` (a verified lifecycle event), else the
+    /// vault's `active`, `pending` or `expired`.
+    pub fn token_state(&self, bot: &slackgate_policy::Bot) -> &'static str {
+        if self.guard.token_revoked_by(bot).is_some() {
+            return "revoked";
+        }
+        self.tokens.state(bot, self.guard.clock().now()).as_str()
     }
 
     /// Whether a policy is loaded and every listener accepts connections.

@@ -259,7 +259,10 @@ fn check(file: &Path) -> ExitCode {
     let loaded =
         slackgate_policy::load_policy(&policy_path, &SystemSecrets, now).and_then(
             |p| match &config {
-                Some(c) => slackgate_policy::check_webhooks(c, &p).map(|()| p),
+                Some(c) => slackgate_policy::check_webhooks(c, &p)
+                    .and_then(|()| slackgate_policy::check_rotation(c, &p))
+                    .and_then(|()| slackgate_policy::read_state_key(c, &SystemSecrets))
+                    .map(|_| p),
                 None => Ok(p),
             },
         );

@@ -9,10 +9,12 @@ use marked_yaml::Spanned;
 use super::apps::Hints;
 use super::routes::{Dim, LimitWords};
 use super::{is_slack_id, names, shown, Compiler};
-use crate::bots::{Bot, Credential, EgressLimitKey, EgressLimitRule, MethodRule};
+use crate::bots::{
+    Bot, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule, Rotation,
+};
 use crate::matcher::{GlobSet, IdSet};
 use crate::model::App;
-use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec};
+use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec, RotationSpec};
 use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
 
 /// The shortest gateway key accepted: a key is a random string, and one this short
@@ -25,6 +27,11 @@ fn is_method_pattern(s: &str) -> bool {
         && s.len() <= 100
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'*')
+}
+
+/// One or more ASCII digits.
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// An argument name as `deny_args` may write it.
@@ -112,27 +119,19 @@ impl Compiler<'_> {
                 content: "the bot's gateway key",
             },
         );
-        let token = self.credential(
-            &format!("token of bot `{label}`"),
-            &token,
-            &Hints {
-                env_example: "HELPDESK_BOT_TOKEN",
-                file_example: "/run/secrets/helpdesk-bot-token",
-                content: "the bot's Slack token",
-            },
-        );
-        if let (Some((k, k_span)), Some((t, t_span))) = (&key, &token) {
-            if k.expose() == t.expose() {
+        let token = self.bot_token(&label, &token);
+        if let (Some((k, k_span)), Some(t)) = (&key, &token) {
+            let same = match t {
+                BotToken::Static(t) => k.expose() == t.expose(),
+                BotToken::Rotating(r) => {
+                    k.expose() == r.refresh_token.expose() || k.expose() == r.client_secret.expose()
+                }
+            };
+            if same {
                 self.errs.at(
                     k_span,
                     format!("the key of bot `{label}` is its Slack token"),
                     "the key must be a new random string that is worth nothing outside the gateway; rotate the token, which the bot has held",
-                );
-            } else if !t.expose().starts_with("xox") {
-                self.errs.at(
-                    t_span,
-                    format!("the token of bot `{label}` is not a Slack token"),
-                    "point `token` at the bot's token from the app's OAuth & Permissions page (it starts with xoxb-, xoxp- or xoxe.)",
                 );
             }
             if k.expose().starts_with("xox") {
@@ -255,7 +254,7 @@ impl Compiler<'_> {
         });
 
         let (key, token) = match (key, token) {
-            (Some((k, _)), Some((t, _))) if self.errs.len() == start => (k, t),
+            (Some((k, _)), Some(t)) if self.errs.len() == start => (k, t),
             _ => return None,
         };
         Some(Bot {
@@ -270,6 +269,114 @@ impl Compiler<'_> {
             rate_limits: rate_limits.into(),
             reply_scope,
         })
+    }
+
+    /// Reads a bot's token: a reference to a token, or `rotation:` (the client id and
+    /// secret and the first refresh token, from which the gateway mints tokens itself).
+    fn bot_token(&mut self, label: &str, spec: &Spanned<CredentialSpec>) -> Option<BotToken> {
+        let Some(rotation) = &spec.rotation else {
+            let (t, span) = self.credential(
+                &format!("token of bot `{label}`"),
+                spec,
+                &Hints {
+                    env_example: "HELPDESK_BOT_TOKEN",
+                    file_example: "/run/secrets/helpdesk-bot-token",
+                    content: "the bot's Slack token",
+                },
+            )?;
+            if !t.expose().starts_with("xox") {
+                self.errs.at(
+                    &span,
+                    format!("the token of bot `{label}` is not a Slack token"),
+                    "point `token` at the bot's token from the app's OAuth & Permissions page (it starts with xoxb-, xoxp- or xoxe.)",
+                );
+                return None;
+            }
+            return Some(BotToken::Static(t));
+        };
+        let beside = [&spec.env, &spec.file].into_iter().flatten().next();
+        let literal = [
+            &spec.secret,
+            &spec.value,
+            &spec.token,
+            &spec.key,
+            &spec.password,
+        ]
+        .into_iter()
+        .flatten()
+        .next();
+        if let Some(l) = literal {
+            self.errs
+                .at(l.span(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
+            return None;
+        }
+        if let Some(b) = beside {
+            self.errs.at(
+                b.span(),
+                format!("the token of bot `{label}` has both a reference and `rotation`"),
+                "keep `rotation:` alone (the gateway then mints the bot's tokens) or a plain `env:`/`file:` reference to a token that does not expire",
+            );
+            return None;
+        }
+        let RotationSpec {
+            client_id,
+            client_secret,
+            refresh_token,
+        } = &***rotation;
+        let start = self.errs.len();
+        let id_ok = client_id
+            .split_once('.')
+            .is_some_and(|(a, b)| is_digits(a) && is_digits(b));
+        if !id_ok {
+            self.errs.at(
+                client_id.span(),
+                format!("`client_id` of bot `{label}` is not a Slack client id"),
+                "write the app's Client ID from its Basic Information page, e.g. \"1234567890.1234567890\"",
+            );
+        }
+        let secret = self.credential(
+            &format!("client_secret of bot `{label}`"),
+            client_secret,
+            &Hints {
+                env_example: "HELPDESK_CLIENT_SECRET",
+                file_example: "/run/secrets/helpdesk-client-secret",
+                content: "the app's client secret",
+            },
+        );
+        if let Some((s, span)) = &secret {
+            if s.expose().starts_with("xox") {
+                self.errs.at(
+                    span,
+                    format!("the client_secret of bot `{label}` looks like a Slack token"),
+                    "point `client_secret` at the app's Client Secret from its Basic Information page",
+                );
+            }
+        }
+        let refresh = self.credential(
+            &format!("refresh_token of bot `{label}`"),
+            refresh_token,
+            &Hints {
+                env_example: "HELPDESK_REFRESH_TOKEN",
+                file_example: "/run/secrets/helpdesk-refresh-token",
+                content: "the first refresh token",
+            },
+        );
+        if let Some((r, span)) = &refresh {
+            if !r.expose().starts_with("xoxe-") {
+                self.errs.at(
+                    span,
+                    format!("the refresh_token of bot `{label}` is not a Slack refresh token"),
+                    "point `refresh_token` at the refresh token Slack gave with the app's first rotating token (it starts with xoxe-)",
+                );
+            }
+        }
+        let (line, column) = crate::error::span_pos(rotation.span());
+        match (secret, refresh) {
+            (Some((s, _)), Some((r, _))) if self.errs.len() == start => Some(BotToken::Rotating(
+                Arc::new(Rotation::new(client_id, s, r, Location { line, column })),
+            )),
+            _ => None,
+        }
     }
 
     /// Reads a key or token reference; literal values are errors and never echoed.
@@ -287,8 +394,17 @@ impl Compiler<'_> {
             token,
             key,
             password,
+            rotation,
         } = &**spec;
         let start = self.errs.len();
+        if let Some(r) = rotation {
+            self.errs.at(
+                r.span(),
+                format!("the {what} cannot be `rotation:`"),
+                "only a bot's `token` rotates; write `env: VAR_NAME` or `file: /path/to/secret` here",
+            );
+            return None;
+        }
         for literal in [secret, value, token, key, password].into_iter().flatten() {
             self.errs
                 .at(literal.span(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);

@@ -1,0 +1,1049 @@
+//! Slack token rotation: the gateway mints a rotating bot's tokens itself.
+//!
+//! With token rotation on, Slack's access tokens live 12 hours and each refresh token
+//! works once (<https://docs.slack.dev/authentication/using-token-rotation>). The policy
+//! holds the app's client id and secret and the *first* refresh token; every pair after
+//! it lives in the state store, sealed with `state.encryption_key`:
+//!
+//! - **Refresh well before expiry**: at half the token's lifetime, `oauth.v2.access`
+//!   with `grant_type=refresh_token` trades the current refresh token for a new pair.
+//! - **Store before use**: the new pair is sealed (ChaCha20-Poly1305 from `ring`, a fresh
+//!   random nonce per write, the bot and client id as associated data) and written to the
+//!   store; only then do calls use it. A pair that cannot be written is kept aside and
+//!   written again on the next tick, and the current token serves meanwhile.
+//! - **Each refresh token once**: one writer refreshes at a time (a lock file under
+//!   `state.path`, or a Redis lock with an expiry), and the lock holder re-reads the
+//!   store before it refreshes, so a pair another process or replica already minted is
+//!   adopted instead of spending its predecessor again. A restart carries on from the
+//!   stored pair.
+//! - **Failures**: a refresh Slack could not answer (connection, timeout, 5xx, 429) is
+//!   retried with backoff while the current token keeps serving until it expires. A
+//!   refusal (`invalid_refresh_token`, a wrong client secret, ...) is not retried: the
+//!   bot's refresh is *stuck* until its `rotation:` changes, which is logged, counted
+//!   and alerted on (`slackgate_token_refresh_stuck`).
+//! - **Fail closed**: until the first pair is minted, and after the token expires, the
+//!   bot's calls are answered `token_unavailable` and nothing reaches Slack. A stored
+//!   pair that does not open with the key is a start-up error, never garbage tokens.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use slackgate_policy::{Bot, BotToken, Rotation, StateKey};
+
+use super::slack::{CallFailure, SlackClient};
+use crate::redis::RedisState;
+use crate::state::Shared;
+
+/// How often the refresher looks at every rotating bot.
+const TICK: Duration = Duration::from_millis(200);
+/// The first retry after a failed refresh; doubled per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF_SECS: i64 = 2;
+/// The longest wait between retries.
+const MAX_BACKOFF_SECS: i64 = 300;
+/// The header of a sealed pair: a name and a format version.
+const MAGIC: &[u8; 4] = b"SGT1";
+
+/// The `result` label of `slackgate_token_refreshes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshResult {
+    /// A new pair was minted and stored.
+    Ok,
+    /// Slack could not be reached or did not answer usably; retried with backoff.
+    Retry,
+    /// Slack refused the refresh token (spent, revoked or unknown): stuck.
+    InvalidRefreshToken,
+    /// Slack refused the refresh for another reason (client id or secret): stuck.
+    Rejected,
+    /// The state store could not be read, written or opened with the key.
+    StateError,
+}
+
+impl RefreshResult {
+    /// Every result, for pre-registering the series.
+    pub const ALL: [RefreshResult; 5] = [
+        RefreshResult::Ok,
+        RefreshResult::Retry,
+        RefreshResult::InvalidRefreshToken,
+        RefreshResult::Rejected,
+        RefreshResult::StateError,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RefreshResult::Ok => "ok",
+            RefreshResult::Retry => "retry",
+            RefreshResult::InvalidRefreshToken => "invalid_refresh_token",
+            RefreshResult::Rejected => "rejected",
+            RefreshResult::StateError => "state_error",
+        }
+    }
+}
+
+// === sealing ===
+
+/// Seals and opens stored pairs with `state.encryption_key`.
+pub(crate) struct Sealer {
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(key not shown)")
+    }
+}
+
+/// The associated data of a bot's pair: a pair sealed for one bot and app does not open
+/// as another's.
+fn aad(bot: &str, client_id: &str) -> Vec<u8> {
+    let mut a = b"slackgate/token/v1\0".to_vec();
+    a.extend_from_slice(bot.as_bytes());
+    a.push(0);
+    a.extend_from_slice(client_id.as_bytes());
+    a
+}
+
+impl Sealer {
+    pub(crate) fn new(key: &StateKey) -> Self {
+        // A 32-byte key is what ChaCha20-Poly1305 takes; `new` fails only on another length.
+        #[allow(clippy::expect_used)]
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, key.expose())
+            .expect("a 32-byte key is a ChaCha20-Poly1305 key");
+        Self {
+            key: LessSafeKey::new(unbound),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// `MAGIC || nonce || ciphertext || tag`, with a fresh random nonce.
+    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| "the system random source failed".to_owned())?;
+        let mut buf = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .map_err(|_| "sealing failed".to_owned())?;
+        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + buf.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    /// The plaintext, or `None` when the bytes are not a pair sealed with this key for
+    /// this associated data.
+    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let rest = sealed.strip_prefix(MAGIC)?;
+        let (nonce, ct) = rest.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ct.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// A token pair as stored (sealed). `Debug` shows no token.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Pair {
+    access_token: String,
+    refresh_token: String,
+    /// Unix seconds.
+    obtained_at: i64,
+    /// Unix seconds.
+    expires_at: i64,
+    /// Hex of the `rotation:` fingerprint the pair descends from: a new first refresh
+    /// token (or client id) in the policy starts over from it.
+    origin: String,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("obtained_at", &self.obtained_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pair {
+    /// When the refresher trades it in: half-way through its life.
+    fn refresh_at(&self) -> i64 {
+        self.obtained_at + (self.expires_at - self.obtained_at).max(0) / 2
+    }
+
+    /// True when `other` was minted after this one.
+    fn is_older_than(&self, other: &Pair) -> bool {
+        other.refresh_token != self.refresh_token && other.obtained_at >= self.obtained_at
+    }
+}
+
+// === the store ===
+
+/// Where sealed pairs live: files under `state.path`, or Redis.
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    /// `state.path/tokens/<bot>.sealed`, with `<bot>.lock` for the one writer.
+    Local(PathBuf),
+    /// `<prefix>token:<bot>`, with `<prefix>token-lock:<bot>` for the one writer.
+    Redis(Arc<RedisState>),
+}
+
+/// A held writer lock; released on drop (local) or by [`Store::unlock`] (Redis).
+#[derive(Debug)]
+enum Held {
+    Local(#[allow(dead_code)] File),
+    Redis(String),
+}
+
+impl Store {
+    fn dir(path: &Path) -> PathBuf {
+        path.join("tokens")
+    }
+
+    fn file(path: &Path, bot: &str) -> PathBuf {
+        Self::dir(path).join(format!("{bot}.sealed"))
+    }
+
+    /// Where a bot's pair is, for messages.
+    pub(crate) fn describe(&self, bot: &str) -> String {
+        match self {
+            Store::Local(path) => Self::file(path, bot).display().to_string(),
+            Store::Redis(_) => format!("redis key token:{bot}"),
+        }
+    }
+
+    /// The local store's sealed pair, read synchronously (the start-up check).
+    fn load_local(path: &Path, bot: &str) -> Result<Option<Vec<u8>>, String> {
+        match std::fs::read(Self::file(path, bot)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read it: {}", e.kind())),
+        }
+    }
+
+    async fn load(&self, bot: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Store::Local(path) => Self::load_local(path, bot),
+            Store::Redis(r) => r
+                .get(&["token", bot])
+                .await
+                .map_err(|e| format!("redis: {e}")),
+        }
+    }
+
+    /// Writes a sealed pair: a new file renamed over the old one (so a crash leaves the
+    /// old pair or the new one, never half of either), readable by this user only.
+    async fn save(&self, bot: &str, sealed: &[u8]) -> Result<(), String> {
+        match self {
+            Store::Local(path) => {
+                let dir = Self::dir(path);
+                create_private_dir(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let target = Self::file(path, bot);
+                let tmp = dir.join(format!(".{bot}.sealed.tmp"));
+                let write = || -> std::io::Result<()> {
+                    let mut f = private_file(&tmp)?;
+                    f.write_all(sealed)?;
+                    f.sync_all()?;
+                    std::fs::rename(&tmp, &target)?;
+                    File::open(&dir)?.sync_all()
+                };
+                write().map_err(|e| format!("cannot write {}: {e}", target.display()))
+            }
+            Store::Redis(r) => r
+                .set(&["token", bot], sealed)
+                .await
+                .map_err(|e| format!("redis: {e}")),
+        }
+    }
+
+    /// Takes the one-writer lock for `bot`; `None` while another process holds it.
+    async fn try_lock(&self, bot: &str, ttl: Duration) -> Result<Option<Held>, String> {
+        match self {
+            Store::Local(path) => {
+                let dir = Self::dir(path);
+                create_private_dir(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let lock = dir.join(format!("{bot}.lock"));
+                let f = private_file_keep(&lock)
+                    .map_err(|e| format!("cannot open {}: {e}", lock.display()))?;
+                match f.try_lock() {
+                    Ok(()) => Ok(Some(Held::Local(f))),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        Err(format!("cannot lock {}: {e}", lock.display()))
+                    }
+                }
+            }
+            Store::Redis(r) => {
+                let owner = random_owner()?;
+                match r.lock(&["token-lock", bot], &owner, ttl).await {
+                    Ok(true) => Ok(Some(Held::Redis(owner))),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(format!("redis: {e}")),
+                }
+            }
+        }
+    }
+
+    async fn unlock(&self, bot: &str, held: Held) {
+        if let (Store::Redis(r), Held::Redis(owner)) = (self, held) {
+            // An unlock that fails leaves the lock to its expiry.
+            if let Err(e) = r.unlock(&["token-lock", bot], &owner).await {
+                log::warn!("token rotation: bot `{bot}`: releasing the refresh lock failed ({e}); it expires by itself");
+            }
+        }
+    }
+}
+
+fn random_owner() -> Result<String, String> {
+    let mut b = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "the system random source failed".to_owned())?;
+    Ok(hex::encode(b))
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+fn open_options() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// A new (truncated) file readable by this user only.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    open_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+/// A file kept as it is (the lock file), created readable by this user only.
+fn private_file_keep(path: &Path) -> std::io::Result<File> {
+    open_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+// === the vault: what calls read ===
+
+/// The token a call is sent with.
+#[derive(Debug)]
+pub(crate) enum CallToken<'a> {
+    /// A token from the policy's reference.
+    Static(&'a str),
+    /// A rotated token.
+    Rotated(Arc<str>),
+    /// None: the audit `rule` says why (`rotation.pending`, `rotation.expired`).
+    Unavailable(&'static str),
+}
+
+/// The state of a bot's token as `/status` and `slackgate_egress_token_state` show it
+/// (besides `revoked`, which the guard knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Calls are sent with it.
+    Active,
+    /// Rotation has not minted the first token yet.
+    Pending,
+    /// The rotated token expired before a new one was minted.
+    Expired,
+}
+
+impl TokenState {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Pending => "pending",
+            TokenState::Expired => "expired",
+        }
+    }
+}
+
+/// What the refresher knows of one rotating bot.
+#[derive(Debug)]
+struct Slot {
+    /// The `rotation:` the slot belongs to; another one starts a new slot.
+    fingerprint: [u8; 32],
+    /// Whether the store was read for this slot.
+    loaded: bool,
+    /// The pair calls use.
+    pair: Option<Arc<Pair>>,
+    /// A minted pair not yet written to the store (it is not used until it is).
+    unsaved: Option<Pair>,
+    /// Failed attempts in a row.
+    failures: u32,
+    /// No attempt before this (unix seconds).
+    next_attempt: i64,
+    /// Set when a refresh is not retried: the result that stopped it.
+    stuck: Option<RefreshResult>,
+    last_result: Option<RefreshResult>,
+    last_attempt: Option<i64>,
+}
+
+impl Slot {
+    fn new(fingerprint: [u8; 32]) -> Self {
+        Self {
+            fingerprint,
+            loaded: false,
+            pair: None,
+            unsaved: None,
+            failures: 0,
+            next_attempt: 0,
+            stuck: None,
+            last_result: None,
+            last_attempt: None,
+        }
+    }
+}
+
+/// What `/status` shows of a rotating bot's token (never a token).
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationStatus {
+    /// RFC 3339 expiry of the current token.
+    pub expires_at: Option<String>,
+    /// RFC 3339 time the current token was minted.
+    pub obtained_at: Option<String>,
+    /// RFC 3339 time of the next refresh (or retry).
+    pub next_refresh: Option<String>,
+    /// The last attempt's result.
+    pub last_result: Option<&'static str>,
+    /// RFC 3339 time of the last attempt.
+    pub last_attempt: Option<String>,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// Set when refreshing stopped for good: fix `rotation:` (a new refresh token from
+    /// reinstalling the app) and reload.
+    pub stuck: Option<&'static str>,
+}
+
+/// The rotating bots' current pairs, outliving reloads; read by every call of such a bot.
+#[derive(Debug, Default)]
+pub struct TokenVault {
+    slots: Mutex<HashMap<Arc<str>, Slot>>,
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn rfc3339(secs: i64) -> String {
+    crate::audit::rfc3339(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+}
+
+impl TokenVault {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Slot>> {
+        match self.slots.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The token to send `bot`'s call with at `now`.
+    pub(crate) fn token<'b>(&self, bot: &'b Bot, now: SystemTime) -> CallToken<'b> {
+        let rotation = match &bot.token {
+            BotToken::Static(c) => return CallToken::Static(c.expose()),
+            BotToken::Rotating(r) => r,
+        };
+        let _ = rotation;
+        let slots = self.lock();
+        let pair = slots
+            .get(&bot.name)
+            .filter(|s| s.fingerprint == *bot.token.fingerprint())
+            .and_then(|s| s.pair.clone());
+        match pair {
+            None => CallToken::Unavailable("rotation.pending"),
+            Some(p) if unix(now) >= p.expires_at => CallToken::Unavailable("rotation.expired"),
+            Some(p) => CallToken::Rotated(Arc::from(p.access_token.as_str())),
+        }
+    }
+
+    /// The state of `bot`'s token at `now` (revocation aside).
+    pub fn state(&self, bot: &Bot, now: SystemTime) -> TokenState {
+        match self.token(bot, now) {
+            CallToken::Static(_) | CallToken::Rotated(_) => TokenState::Active,
+            CallToken::Unavailable("rotation.expired") => TokenState::Expired,
+            CallToken::Unavailable(_) => TokenState::Pending,
+        }
+    }
+
+    /// `/status` for a rotating bot; `None` for a bot without rotation.
+    pub fn status(&self, bot: &Bot) -> Option<RotationStatus> {
+        bot.token.rotation()?;
+        let slots = self.lock();
+        let slot = slots
+            .get(&bot.name)
+            .filter(|s| s.fingerprint == *bot.token.fingerprint());
+        let pair = slot.and_then(|s| s.pair.as_deref());
+        Some(RotationStatus {
+            expires_at: pair.map(|p| rfc3339(p.expires_at)),
+            obtained_at: pair.map(|p| rfc3339(p.obtained_at)),
+            next_refresh: slot.filter(|s| s.stuck.is_none()).map(|s| {
+                rfc3339(pair.map_or(s.next_attempt, |p| p.refresh_at().max(s.next_attempt)))
+            }),
+            last_result: slot.and_then(|s| s.last_result).map(RefreshResult::as_str),
+            last_attempt: slot.and_then(|s| s.last_attempt).map(rfc3339),
+            failures: slot.map_or(0, |s| s.failures),
+            stuck: slot.and_then(|s| s.stuck).map(RefreshResult::as_str),
+        })
+    }
+
+    /// Unix expiry of `bot`'s current rotated token, for the metric.
+    pub fn expires_at(&self, bot: &Bot) -> Option<i64> {
+        let slots = self.lock();
+        slots
+            .get(&bot.name)
+            .filter(|s| s.fingerprint == *bot.token.fingerprint())
+            .and_then(|s| s.pair.as_ref().map(|p| p.expires_at))
+    }
+
+    /// Whether `bot`'s refresh stopped for good.
+    pub fn is_stuck(&self, bot: &Bot) -> bool {
+        let slots = self.lock();
+        slots
+            .get(&bot.name)
+            .filter(|s| s.fingerprint == *bot.token.fingerprint())
+            .is_some_and(|s| s.stuck.is_some())
+    }
+
+    /// Runs `f` on `bot`'s slot, made afresh when its `rotation:` changed.
+    fn with_slot<T>(&self, bot: &Bot, f: impl FnOnce(&mut Slot) -> T) -> T {
+        let mut slots = self.lock();
+        let fp = *bot.token.fingerprint();
+        let slot = slots
+            .entry(Arc::clone(&bot.name))
+            .or_insert_with(|| Slot::new(fp));
+        if slot.fingerprint != fp {
+            *slot = Slot::new(fp);
+        }
+        f(slot)
+    }
+
+    /// Forgets the bots no longer rotating in the running policy.
+    fn retain(&self, rotating: &[&Arc<Bot>]) {
+        self.lock()
+            .retain(|name, _| rotating.iter().any(|b| b.name == *name));
+    }
+}
+
+// === the refresher ===
+
+/// Checks, before the gateway starts, that every rotating bot's stored pair opens with
+/// the key: a wrong key is a start-up error naming the file or key, never garbage tokens.
+pub(crate) fn check_stored(
+    store: &Store,
+    sealer: &Sealer,
+    bots: &[&Arc<Bot>],
+) -> Result<(), String> {
+    for bot in bots {
+        let Some(r) = bot.token.rotation() else {
+            continue;
+        };
+        let loaded = match store {
+            Store::Local(path) => Store::load_local(path, &bot.name),
+            Store::Redis(redis) => block_on_fresh(redis, &bot.name),
+        };
+        let where_ = store.describe(&bot.name);
+        match loaded {
+            Ok(None) => {}
+            Ok(Some(sealed)) => {
+                if open_pair(sealer, bot, r, &sealed).is_none() {
+                    return Err(format!(
+                        "the stored token pair of bot `{}` ({where_}) cannot be opened with state.encryption_key: it was written with another key, or changed. Restore the key it was written with; or, to start over from the policy's refresh_token (only if that one was never used), remove the stored pair",
+                        bot.name
+                    ));
+                }
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the stored token pair of bot `{}` ({where_}): {e}",
+                    bot.name
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a Redis value on a runtime of its own (start-up runs before pingora's), with a
+/// client of its own so no connection outlives that runtime.
+fn block_on_fresh(redis: &RedisState, bot: &str) -> Result<Option<Vec<u8>>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let client = redis.fresh();
+    rt.block_on(client.get(&["token", bot]))
+        .map_err(|e| format!("redis: {e}"))
+}
+
+fn open_pair(sealer: &Sealer, bot: &Bot, r: &Rotation, sealed: &[u8]) -> Option<Pair> {
+    let plain = sealer.open(&aad(&bot.name, &r.client_id), sealed)?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// What one refresh attempt came to.
+enum Attempt {
+    Minted(Pair),
+    Failed {
+        result: RefreshResult,
+        /// Seconds Slack asked to wait (429).
+        retry_after: Option<i64>,
+        why: String,
+    },
+}
+
+/// The background service that keeps every rotating bot's token fresh.
+pub(crate) struct Refresher {
+    shared: Arc<Shared>,
+    client: SlackClient,
+    store: Store,
+    sealer: Sealer,
+    lock_ttl: Duration,
+}
+
+impl std::fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `oauth.v2.access` answer's fields the refresher reads.
+#[derive(Deserialize)]
+struct Grant {
+    ok: bool,
+    error: Option<String>,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<i64>,
+}
+
+impl Refresher {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        client: SlackClient,
+        store: Store,
+        sealer: Sealer,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            shared,
+            client,
+            store,
+            sealer,
+            // Longer than one refresh can take, so the lock outlives its holder's call.
+            lock_ttl: timeout * 2 + Duration::from_secs(5),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        unix(self.shared.guard.clock().now())
+    }
+
+    fn count(&self, bot: &str, result: RefreshResult) {
+        self.shared
+            .metrics
+            .token_refreshes
+            .with_label_values(&[bot, result.as_str()])
+            .inc();
+    }
+
+    /// One look at every rotating bot of the running policy.
+    pub(crate) async fn tick(&self) {
+        let snap = self.shared.current();
+        let rotating: Vec<&Arc<Bot>> = snap
+            .policy
+            .bots
+            .iter()
+            .filter(|b| b.token.rotation().is_some())
+            .collect();
+        for bot in &rotating {
+            self.step(bot).await;
+        }
+        self.shared.tokens.retain(&rotating);
+    }
+
+    /// Reads the stored pair when the slot has not; adopts it when it is newer.
+    async fn read_store(&self, bot: &Bot, r: &Rotation) -> Result<(), String> {
+        let sealed = self.store.load(&bot.name).await?;
+        let pair = match sealed {
+            None => None,
+            Some(s) => Some(open_pair(&self.sealer, bot, r, &s).ok_or_else(|| {
+                format!(
+                    "{} does not open with state.encryption_key",
+                    self.store.describe(&bot.name)
+                )
+            })?),
+        };
+        let origin = hex::encode(bot.token.fingerprint());
+        let pair = pair.filter(|p| p.origin == origin);
+        self.shared.tokens.with_slot(bot, |slot| {
+            slot.loaded = true;
+            if let Some(p) = pair {
+                let newer = slot
+                    .pair
+                    .as_deref()
+                    .is_none_or(|mine| mine.is_older_than(&p));
+                if newer {
+                    slot.pair = Some(Arc::new(p));
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn step(&self, bot: &Arc<Bot>) {
+        let Some(r) = bot.token.rotation() else {
+            return;
+        };
+        let now = self.now();
+        let (loaded, stuck, unsaved, due) = self.shared.tokens.with_slot(bot, |s| {
+            let due =
+                now >= s.next_attempt && s.pair.as_deref().is_none_or(|p| now >= p.refresh_at());
+            (s.loaded, s.stuck.is_some(), s.unsaved.clone(), due)
+        });
+        if stuck {
+            return;
+        }
+        if !loaded {
+            if let Err(e) = self.read_store(bot, r).await {
+                self.fail(bot, RefreshResult::StateError, None, &e, now);
+                return;
+            }
+        }
+        if let Some(pair) = unsaved {
+            self.store_and_use(bot, r, pair, now).await;
+            return;
+        }
+        if !due {
+            return;
+        }
+        let held = match self.store.try_lock(&bot.name, self.lock_ttl).await {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                // Another process or replica is refreshing: take its pair once written.
+                if let Err(e) = self.read_store(bot, r).await {
+                    log::debug!("token rotation: bot `{}`: {e}", bot.name);
+                }
+                return;
+            }
+            Err(e) => {
+                self.fail(bot, RefreshResult::StateError, None, &e, now);
+                return;
+            }
+        };
+        self.refresh_locked(bot, r, now).await;
+        self.store.unlock(&bot.name, held).await;
+    }
+
+    /// Under the writer lock: re-reads the store (another writer may have refreshed
+    /// already), then refreshes if still due.
+    async fn refresh_locked(&self, bot: &Arc<Bot>, r: &Rotation, now: i64) {
+        if let Err(e) = self.read_store(bot, r).await {
+            self.fail(bot, RefreshResult::StateError, None, &e, now);
+            return;
+        }
+        let current = self.shared.tokens.with_slot(bot, |s| s.pair.clone());
+        if current.as_deref().is_some_and(|p| now < p.refresh_at()) {
+            return;
+        }
+        let refresh_token = current.as_deref().map_or_else(
+            || r.refresh_token.expose().to_owned(),
+            |p| p.refresh_token.clone(),
+        );
+        self.shared
+            .tokens
+            .with_slot(bot, |s| s.last_attempt = Some(now));
+        match self.exchange(bot, r, &refresh_token, now).await {
+            Attempt::Minted(pair) => self.store_and_use(bot, r, pair, now).await,
+            Attempt::Failed {
+                result,
+                retry_after,
+                why,
+            } => self.fail(bot, result, retry_after, &why, now),
+        }
+    }
+
+    /// Seals and writes `pair`, then lets calls use it; kept aside when the write fails.
+    async fn store_and_use(&self, bot: &Arc<Bot>, r: &Rotation, pair: Pair, now: i64) {
+        let written = match serde_json::to_vec(&pair) {
+            Ok(plain) => match self.sealer.seal(&aad(&bot.name, &r.client_id), &plain) {
+                Ok(sealed) => self.store.save(&bot.name, &sealed).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(format!("cannot encode the pair: {e}")),
+        };
+        match written {
+            Ok(()) => {
+                let expires = pair.expires_at;
+                self.shared.tokens.with_slot(bot, |s| {
+                    s.pair = Some(Arc::new(pair));
+                    s.unsaved = None;
+                    s.failures = 0;
+                    s.next_attempt = 0;
+                    s.last_result = Some(RefreshResult::Ok);
+                });
+                self.count(&bot.name, RefreshResult::Ok);
+                log::info!(
+                    "token rotation: bot `{}`: new token stored, expires {}",
+                    bot.name,
+                    rfc3339(expires)
+                );
+            }
+            Err(e) => {
+                self.shared
+                    .tokens
+                    .with_slot(bot, |s| s.unsaved = Some(pair));
+                self.fail(
+                    bot,
+                    RefreshResult::StateError,
+                    None,
+                    &format!("the new pair is not used until it is stored: {e}"),
+                    now,
+                );
+            }
+        }
+    }
+
+    fn fail(
+        &self,
+        bot: &Bot,
+        result: RefreshResult,
+        retry_after: Option<i64>,
+        why: &str,
+        now: i64,
+    ) {
+        let stuck = matches!(
+            result,
+            RefreshResult::InvalidRefreshToken | RefreshResult::Rejected
+        );
+        let (failures, next) = self.shared.tokens.with_slot(bot, |s| {
+            s.failures = s.failures.saturating_add(1);
+            s.last_result = Some(result);
+            let backoff = FIRST_BACKOFF_SECS
+                .saturating_mul(1i64 << s.failures.saturating_sub(1).min(16))
+                .min(MAX_BACKOFF_SECS);
+            s.next_attempt = now + retry_after.unwrap_or(backoff).max(1);
+            if stuck {
+                s.stuck = Some(result);
+            }
+            (s.failures, s.next_attempt)
+        });
+        self.count(&bot.name, result);
+        if stuck {
+            log::error!(
+                "token rotation: bot `{}`: Slack refused the refresh ({why}); not retried. Reinstall the app to get a new refresh token, point `rotation.refresh_token` at it and reload",
+                bot.name
+            );
+        } else {
+            log::warn!(
+                "token rotation: bot `{}`: refresh failed ({why}), attempt {failures}; next try at {}",
+                bot.name,
+                rfc3339(next)
+            );
+        }
+    }
+
+    /// One `oauth.v2.access` call.
+    async fn exchange(&self, bot: &Bot, r: &Rotation, refresh_token: &str, now: i64) -> Attempt {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("client_id", &r.client_id)
+            .append_pair("client_secret", r.client_secret.expose())
+            .append_pair("refresh_token", refresh_token)
+            .finish();
+        let api = self.client.api();
+        let head = format!(
+            "POST {}oauth.v2.access HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nUser-Agent: slackgate token rotation\r\nContent-Length: {}\r\n\r\n",
+            api.path,
+            api.authority(),
+            body.len()
+        );
+        let retry = |why: String, retry_after: Option<i64>| Attempt::Failed {
+            result: RefreshResult::Retry,
+            retry_after,
+            why,
+        };
+        let resp = match self
+            .client
+            .call(head.as_bytes(), body.as_bytes(), false)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(CallFailure::Timeout(d)) => return retry(format!("no answer within {d:?}"), None),
+            Err(CallFailure::Failed(e)) => return retry(e, None),
+        };
+        if resp.status == 429 {
+            let secs = resp
+                .header_pairs()
+                .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok());
+            return retry("Slack answered 429".to_owned(), Some(secs.unwrap_or(60)));
+        }
+        if resp.status != 200 {
+            return retry(format!("Slack answered HTTP {}", resp.status), None);
+        }
+        let Ok(grant) = serde_json::from_slice::<Grant>(&resp.body) else {
+            return retry("the answer is not JSON".to_owned(), None);
+        };
+        if !grant.ok {
+            let code = grant
+                .error
+                .as_deref()
+                .and_then(super::error_code)
+                .unwrap_or("unknown")
+                .to_owned();
+            return match code.as_str() {
+                "ratelimited"
+                | "internal_error"
+                | "fatal_error"
+                | "service_unavailable"
+                | "request_timeout" => retry(format!("Slack answered {code}"), None),
+                "invalid_refresh_token" => Attempt::Failed {
+                    result: RefreshResult::InvalidRefreshToken,
+                    retry_after: None,
+                    why: code,
+                },
+                _ => Attempt::Failed {
+                    result: RefreshResult::Rejected,
+                    retry_after: None,
+                    why: code,
+                },
+            };
+        }
+        match (grant.access_token, grant.refresh_token, grant.expires_in) {
+            (Some(access), Some(refresh), Some(expires_in))
+                if access.starts_with("xox") && !refresh.is_empty() && expires_in > 0 =>
+            {
+                Attempt::Minted(Pair {
+                    access_token: access,
+                    refresh_token: refresh,
+                    obtained_at: now,
+                    expires_at: now.saturating_add(expires_in),
+                    origin: hex::encode(bot.token.fingerprint()),
+                })
+            }
+            _ => retry(
+                "the answer lacks access_token, refresh_token or expires_in".to_owned(),
+                None,
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Refresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sealer(b: u8) -> Sealer {
+        Sealer::new(&StateKey::from_bytes([b; 32]))
+    }
+
+    #[test]
+    fn a_sealed_pair_opens_only_with_its_key_and_its_bot() {
+        let s = sealer(1);
+        let sealed = s
+            .seal(&aad("helpdesk", "1.2"), b"xoxe.xoxb-secret")
+            .unwrap();
+        assert!(!sealed.windows(b"xoxb".len()).any(|w| w == b"xoxb"));
+        assert_eq!(
+            s.open(&aad("helpdesk", "1.2"), &sealed).unwrap(),
+            b"xoxe.xoxb-secret"
+        );
+        assert!(sealer(2).open(&aad("helpdesk", "1.2"), &sealed).is_none());
+        assert!(s.open(&aad("other", "1.2"), &sealed).is_none());
+        assert!(s.open(&aad("helpdesk", "1.3"), &sealed).is_none());
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(s.open(&aad("helpdesk", "1.2"), &flipped).is_none());
+        assert!(s.open(&aad("helpdesk", "1.2"), b"SGT1").is_none());
+    }
+
+    #[test]
+    fn every_write_has_its_own_nonce() {
+        let s = sealer(1);
+        let a = s.seal(b"x", b"same").unwrap();
+        let b = s.seal(b"x", b"same").unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a[4..4 + NONCE_LEN], b[4..4 + NONCE_LEN]);
+    }
+
+    #[test]
+    fn a_pair_is_refreshed_half_way() {
+        let p = Pair {
+            access_token: "xoxe.xoxb-1".into(),
+            refresh_token: "xoxe-1-a".into(),
+            obtained_at: 1000,
+            expires_at: 1000 + 43_200,
+            origin: String::new(),
+        };
+        assert_eq!(p.refresh_at(), 1000 + 21_600);
+        assert!(!format!("{p:?}").contains("xox"));
+    }
+}
