@@ -4,73 +4,14 @@
 //! says, without hanging and without a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use slackgate_testkit::{
-    free_port, wait_until, MockBot, SignedRequest, TestGateway, TestGatewayBuilder,
+    wait_until, MockBot, Redis, SignedRequest, TestGateway, TestGatewayBuilder,
 };
 
 const SECRET: &str = "redis-test-secret-0123456789abcdef";
-
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start_on(addr: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for these tests: run scripts/deps.sh");
-        let r = Self {
-            child,
-            addr,
-            _dir: dir,
-        };
-        assert!(
-            wait_until(Duration::from_secs(10), || r.ping()),
-            "redis-server did not start"
-        );
-        r
-    }
-
-    fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(self.addr) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn policy(bot: &MockBot) -> String {
     format!(

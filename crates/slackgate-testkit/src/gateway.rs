@@ -168,6 +168,12 @@ impl TestGatewayBuilder {
 
     /// Writes the files, starts the gateway and waits until it is ready.
     pub fn start(self) -> TestGateway {
+        self.try_start()
+            .unwrap_or_else(|e| panic!("gateway start: {e}"))
+    }
+
+    /// Starts the gateway; `Err` is the start-up error as the binary would print it.
+    pub fn try_start(self) -> Result<TestGateway, String> {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_port();
         let admin = free_port();
@@ -226,13 +232,13 @@ impl TestGatewayBuilder {
         if let Some(n) = self.audit_queue {
             opts.audit_queue = n;
         }
-        let running = slackgate_proxy::start(opts).unwrap_or_else(|e| panic!("gateway start: {e}"));
+        let running = slackgate_proxy::start(opts).map_err(|e| e.to_string())?;
         let shared = Arc::clone(&running.shared);
         assert!(
             wait_until(Duration::from_secs(20), || shared.is_ready()),
             "gateway did not become ready"
         );
-        TestGateway {
+        Ok(TestGateway {
             running: Some(running),
             addr,
             tls_addr,
@@ -243,7 +249,7 @@ impl TestGatewayBuilder {
             dir,
             secrets: self.secrets,
             audit,
-        }
+        })
     }
 }
 

@@ -360,7 +360,8 @@ impl SlackApi {
         lock(&self.shared.workspace).limits.once(method, secs);
     }
 
-    /// Every call to `method` by a valid token answers 429 for the next `window`, with
+    /// Every call to `method` by a valid token (for `oauth.v2.access`: every call)
+    /// answers 429 for the next `window`, with
     /// `Retry-After` the whole seconds left (at least 1).
     pub fn rate_limit_for(&self, method: &str, window: Duration) {
         lock(&self.shared.workspace)
@@ -795,7 +796,16 @@ impl Workspace {
         let token = presented_token(call.headers, &args);
         let mut reply = match spec.auth {
             AuthKind::None => api_test(&args),
-            AuthKind::Client => self.oauth_v2_access(call.headers, &args, now),
+            // Slack rate-limits oauth.v2.access too (Tier 4); a 429 is answered before the
+            // call is read, so its refresh token counts as neither presented nor spent.
+            AuthKind::Client => match self.limits.check(spec.name, now) {
+                Some(secs) => {
+                    let mut r = Reply::new(429, json!({"ok": false, "error": "ratelimited"}));
+                    r.headers.push(("retry-after", secs.to_string()));
+                    r
+                }
+                None => self.oauth_v2_access(call.headers, &args, now),
+            },
             AuthKind::Token => self.authed(spec, token.as_deref(), &args, now),
         };
         reply.token = token;
