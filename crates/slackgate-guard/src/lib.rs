@@ -122,26 +122,45 @@ impl<C: Clock> Guard<C> {
     /// Records, for `reply_scope`, the channel of the inbound request decided by `d` on a
     /// route of app `app`, when the request was verified and names a channel, and some bot
     /// of `policy` with a `reply_scope` belongs to `app` (no state is kept otherwise).
-    pub fn note_reply_channel(
+    ///
+    /// Returns the channel and the time recorded (for sharing it with other replicas).
+    pub fn note_reply_channel<'d>(
         &self,
         policy: &slackgate_policy::Policy,
         app: &std::sync::Arc<str>,
-        d: &Decision<'_>,
-    ) {
+        d: &'d Decision<'_>,
+    ) -> Option<(&'d str, f64)> {
         if !revoked::verified(d) {
-            return;
+            return None;
         }
-        let Some(channel) = d.facts.as_ref().and_then(|f| f.channel_id.as_deref()) else {
-            return;
-        };
+        let channel = d.facts.as_ref().and_then(|f| f.channel_id.as_deref())?;
         let read = policy
             .bots
             .iter()
             .any(|b| b.reply_scope.is_some() && b.app.as_ref().is_some_and(|a| a.name == *app));
-        if read {
-            let now = clock::unix_secs_f64(self.clock.now());
-            self.reply.note(app, channel, now);
+        if !read {
+            return None;
         }
+        let now = clock::unix_secs_f64(self.clock.now());
+        self.reply.note(app, channel, now);
+        Some((channel, now))
+    }
+
+    /// Records that another replica saw `channel` send `app` a verified request at `at`
+    /// (unix seconds), read from the shared state.
+    pub fn note_reply_seen(&self, app: &std::sync::Arc<str>, channel: &str, at: f64) {
+        self.reply.note(app, channel, at);
+    }
+
+    /// Revokes `bot`'s current token because another replica received the verified
+    /// lifecycle request `by` (read from the shared state); true when it was not yet.
+    pub fn revoke_shared(
+        &self,
+        bot: &slackgate_policy::Bot,
+        by: slackgate_slack::Lifecycle,
+    ) -> bool {
+        let now = clock::unix_secs(self.clock.now());
+        self.revoked.revoke(bot, by, now)
     }
 
     /// Revokes the tokens that the inbound request decided by `d`, on a route of app

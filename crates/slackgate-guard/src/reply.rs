@@ -4,9 +4,10 @@
 //! app a verified request within the last 10 minutes. Every verified inbound request that
 //! names a channel is recorded here, for apps that some bot's `reply_scope` reads.
 //!
-//! Local to this replica: with several replicas, a channel seen by one is not seen by the
-//! others (a window shared through the state store is left for later), so a reply may be
-//! denied on a replica that did not receive the request.
+//! This is the replica's own record. With the Redis backend the proxy shares it: each
+//! recorded channel is written to Redis, and a replica that would deny a reply by
+//! `reply_scope` first reads the channel there and adopts what another replica saw
+//! ([`Guard::note_reply_seen`](crate::Guard::note_reply_seen)).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

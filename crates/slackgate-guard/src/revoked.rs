@@ -8,8 +8,9 @@
 //! starts clean with no code to clear anything. The set outlives reloads because the
 //! [`Guard`](crate::Guard) holds it.
 //!
-//! Local to this replica: with several replicas, only the one that received the lifecycle
-//! event knows of it (sharing it through the state store is left for later).
+//! This is the replica's own set. With the Redis backend the proxy shares it: a
+//! revocation is written to Redis and every replica reads its bots' revocations there
+//! about once a second ([`Guard::revoke_shared`](crate::Guard::revoke_shared)).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

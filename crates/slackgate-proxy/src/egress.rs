@@ -24,6 +24,7 @@
 
 mod rotation;
 mod scopes;
+mod sharing;
 mod slack;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use slackgate_slack::strip_body_token;
 pub(crate) use rotation::{check_stored, Refresher, Sealer, Store};
 pub use rotation::{RefreshResult, RotationStatus, TokenState, TokenVault};
 pub use scopes::{BotScopes, ScopeLedger};
+pub(crate) use sharing::{publish_reply, publish_revocation, RevocationSync};
 pub use slack::SlackClientError;
 
 use crate::audit::{Direction, EgressRecord};
@@ -473,6 +475,30 @@ impl EgressApp {
         answer
     }
 
+    /// For a call denied by `reply_scope`, with the Redis backend: whether another
+    /// replica saw the channel send the bot's app a verified request (then adopted, so
+    /// deciding again reads it). A Redis failure keeps the denial.
+    async fn seen_elsewhere(&self, d: &EgressDecision) -> bool {
+        let (Some(redis), Some(bot), Some(channel)) =
+            (&self.shared.remote, d.bot.as_ref(), d.channel_id.as_deref())
+        else {
+            return false;
+        };
+        let (Some(app), true) = (
+            bot.app.as_ref(),
+            d.reason == EgressReason::ChannelDenied && d.rule.as_deref() == Some("reply_scope"),
+        ) else {
+            return false;
+        };
+        match sharing::reply_seen(redis, &app.name, channel).await {
+            Some(at) => {
+                self.shared.guard.note_reply_seen(&app.name, channel, at);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// One call, from its head to its answer. Returns the answer and whether the
     /// connection may carry another call.
     async fn handle(&self, session: &mut ServerSession) -> (Option<(ResponseHeader, Bytes)>, bool) {
@@ -497,16 +523,18 @@ impl EgressApp {
         }
 
         let snap = self.shared.current();
-        let mut decision = self.shared.guard.decide_egress(
-            &snap.policy,
-            &EgressCall {
-                path: &head.path,
-                query: head.query.as_deref().map(str::as_bytes),
-                authorization: head.authorization.as_deref(),
-                content_type: head.content_type.as_deref(),
-                body: &body,
-            },
-        );
+        let call = EgressCall {
+            path: &head.path,
+            query: head.query.as_deref().map(str::as_bytes),
+            authorization: head.authorization.as_deref(),
+            content_type: head.content_type.as_deref(),
+            body: &body,
+        };
+        let mut decision = self.shared.guard.decide_egress(&snap.policy, &call);
+        // Denied by reply_scope here: another replica may have seen the channel.
+        if self.seen_elsewhere(&decision).await {
+            decision = self.shared.guard.decide_egress(&snap.policy, &call);
+        }
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }

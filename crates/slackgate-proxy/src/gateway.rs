@@ -140,14 +140,21 @@ impl Gateway {
         for op in &decision.degraded {
             self.shared.metrics.count_fallback(*op);
         }
-        self.shared
+        let seen = self
+            .shared
             .guard
             .note_reply_channel(&snap.policy, &route.app.name, &decision);
+        if let (Some((channel, at)), Some(redis)) = (seen, &self.shared.remote) {
+            crate::egress::publish_reply(redis, &route.app.name, channel, at);
+        }
         for (bot, by) in
             self.shared
                 .guard
                 .revoke_tokens(&snap.policy, &route.app.name, &decision, &body)
         {
+            if let Some(redis) = &self.shared.remote {
+                crate::egress::publish_revocation(redis, bot, by);
+            }
             let team = decision.facts.as_ref().and_then(|f| f.team_id.as_deref());
             log::warn!(
                 "bot {}: token revoked by a verified {by} (app {}, team {}): its calls are answered token_revoked until its token reference changes",

@@ -306,6 +306,24 @@ impl RedisState {
         }
     }
 
+    /// Sets the value at `prefix + parts`, expiring after `ttl`.
+    pub(crate) async fn set_px(
+        &self,
+        parts: &[&str],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let key = self.key(parts);
+        let ms = ttl.as_millis().max(1).to_string();
+        match self
+            .call(&[b"SET", &key, value, b"PX", ms.as_bytes()])
+            .await?
+        {
+            Reply::Simple(s) if s == "OK" => Ok(()),
+            _ => Err(StateError::Failed),
+        }
+    }
+
     /// Takes the lock at `prefix + parts` for `owner` for `ttl`; false when another
     /// owner holds it.
     pub(crate) async fn lock(

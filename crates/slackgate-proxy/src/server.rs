@@ -232,6 +232,15 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         server.add_service(svc);
         probe_addrs.push(egress.listen.addr);
         add_rotation(&mut server, opts, &shared, &config, egress)?;
+        if let Some(redis) = &shared.remote {
+            server.add_service(background_service(
+                "shared revocations",
+                crate::egress::RevocationSync {
+                    shared: Arc::clone(&shared),
+                    redis: Arc::clone(redis),
+                },
+            ));
+        }
     }
     if let Some(admin) = &config.admin {
         let mut svc = Service::new(

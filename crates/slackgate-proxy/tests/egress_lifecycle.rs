@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use slackgate_guard::FakeClock;
 use slackgate_testkit::{
-    fixture, wait_until, MockBot, Response, SignedRequest, SlackApi, TestGateway,
+    fixture, wait_until, MockBot, Redis, Response, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
 
@@ -409,4 +409,67 @@ fn reply_scope_allows_chat_writes_only_into_channels_seen_inbound_within_the_win
     clock.advance(Duration::from_secs(2));
     denied(&call(&gw, "chat.postMessage", help), "C0HELP");
     assert_eq!(slack.count(), 3);
+}
+
+// === shared through Redis ===
+
+#[test]
+fn two_replicas_on_one_redis_share_reply_windows_and_revocations() {
+    let redis = Redis::start();
+    let slack = SlackApi::builder()
+        .token(TOKEN, "T0ACME", &["chat:write"])
+        .start();
+    let bot = MockBot::start();
+    let clock = Arc::new(FakeClock::at(NOW));
+    let replica = || {
+        TestGatewayBuilder::new(&reply_policy(&bot))
+            .secret("HELPDESK_SECRET", SECRET)
+            .secret("HELPDESK_GATEWAY_KEY", KEY)
+            .secret("HELPDESK_BOT_TOKEN", TOKEN)
+            .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
+            .egress(&slack.url(), Some(slack.ca_file()))
+            .config(&format!(
+                "state:\n  backend: redis\n  redis: {{ url: \"redis://{}\", timeout: 1s }}\n",
+                redis.addr
+            ))
+            .start()
+    };
+    let (a, b) = (replica(), replica());
+    let help = r#"{"channel":"C0HELP","text":"on it"}"#;
+    assert_eq!(
+        call(&b, "chat.postMessage", help).json()["error"],
+        "channel_denied"
+    );
+
+    // A verified mention reaches replica a; replica b may then reply there, not elsewhere.
+    let mention = SignedRequest::fixture("/slack/events", "event_app_mention.json")
+        .sign_at(SECRET, NOW as i64);
+    assert_eq!(send(&a, &mention).status, 200);
+    assert!(wait_until(Duration::from_secs(5), || call(
+        &b,
+        "chat.postMessage",
+        help
+    )
+    .json()["ok"]
+        == true));
+    let r = call(&b, "chat.postMessage", r#"{"channel":"C0OPS","text":"x"}"#);
+    assert_eq!(r.json()["error"], "channel_denied");
+    // The shared window ends when the local one would.
+    clock.advance(Duration::from_secs(10 * 60 + 1));
+    assert_eq!(
+        call(&b, "chat.postMessage", help).json()["error"],
+        "channel_denied"
+    );
+    let before = slack.count();
+
+    // A verified tokens_revoked on replica a stops the bot's calls on replica b too.
+    let revoked = SignedRequest::new("/slack/events", body("event_tokens_revoked.json", "T0ACME"))
+        .sign_at(SECRET, NOW as i64 + 601);
+    assert_eq!(send(&a, &revoked).status, 200);
+    assert!(wait_until(Duration::from_secs(10), || status_token_state(
+        &b, "helpdesk"
+    ) == "revoked"));
+    let r = call(&b, "conversations.info", r#"{"channel":"C0HELP"}"#);
+    assert_eq!(r.json()["error"], "token_revoked");
+    assert_eq!(slack.count(), before, "a revoked bot's call reached Slack");
 }

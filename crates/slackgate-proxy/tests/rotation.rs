@@ -112,9 +112,14 @@ fn assert_unavailable(gw: &TestGateway, slack: &SlackApi, rule: &str) {
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["error"], "token_unavailable");
     assert_eq!(r.header("x-slackgate-reason"), Some("token_unavailable"));
-    assert_eq!(posted_with(slack).len(), before, "a call without a token reached Slack");
+    assert_eq!(
+        posted_with(slack).len(),
+        before,
+        "a call without a token reached Slack"
+    );
     assert!(
-        wait_until(Duration::from_secs(5), || unavailable_records(gw).len() > records),
+        wait_until(Duration::from_secs(5), || unavailable_records(gw).len()
+            > records),
         "no audit record"
     );
     let rec = unavailable_records(gw).pop().unwrap();

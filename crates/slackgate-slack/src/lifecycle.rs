@@ -84,7 +84,8 @@ macro_rules! lifecycle_table {
                 }
             }
 
-            pub(crate) fn from_name(t: &str) -> Option<Self> {
+            /// The kind Slack names `t` (`app_uninstalled`, ...), if it is one.
+            pub fn from_name(t: &str) -> Option<Self> {
                 match t {
                     $($name => Some(Lifecycle::$variant),)+
                     _ => None,
