@@ -11,6 +11,7 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
@@ -93,6 +94,10 @@ enum Command {
         /// The call's query string, without `?` (or write it into `--path`).
         #[arg(long, requires = "egress")]
         query: Option<String>,
+        /// For a bot with `reply_scope`: decide as if this channel had just sent the bot's
+        /// app a verified request (repeatable). Without it no channel is in the window.
+        #[arg(long = "replied-in", value_name = "CHANNEL", requires = "egress")]
+        replied_in: Vec<String>,
     },
     /// Run policy tests: each case of a tests file is a request and the decision expected
     /// for it, decided by the pipeline `explain` runs on the config, policy and secrets
@@ -193,8 +198,9 @@ fn main() -> ExitCode {
             headers,
             egress: true,
             query,
+            replied_in,
             ..
-        } => explain_egress(&config, &path, query.as_deref(), &headers),
+        } => explain_egress(&config, &path, query.as_deref(), &headers, &replied_in),
         Command::Explain {
             config,
             path,
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
             client_ip,
             egress: false,
             query: _,
+            replied_in: _,
         } => explain(&config, &path, &headers, host.as_deref(), client_ip),
         Command::Test {
             config,
@@ -412,6 +419,7 @@ fn explain_egress(
     target: &str,
     query: Option<&str>,
     headers: &[String],
+    replied_in: &[String],
 ) -> anyhow::Result<ExitCode> {
     let loaded = probe::load(config, &SystemSecrets, SystemTime::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -447,7 +455,32 @@ fn explain_egress(
         body: &body,
     };
     let guard = probe::offline_guard(SystemClock);
-    let d = probe::decide_egress(&loaded, &guard, &req);
+    let mut d = probe::decide_egress(&loaded, &guard, &req);
+    // reply_scope: the window is what the inbound door saw; offline, only --replied-in.
+    let reply_scope = d
+        .bot
+        .as_ref()
+        .and_then(|b| Some((b.reply_scope?, Arc::clone(b.app.as_ref()?))));
+    if let Some((_, app)) = &reply_scope {
+        if !replied_in.is_empty() {
+            let now = SystemClock
+                .now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |t| t.as_secs_f64());
+            for channel in replied_in {
+                guard.note_reply_seen(&app.name, channel, now);
+            }
+            d = probe::decide_egress(&loaded, &guard, &req);
+        }
+    }
+    let reply_scope = reply_scope.map(|(window, app)| {
+        serde_json::json!({
+            "window_secs": window.as_secs(),
+            "app": &*app.name,
+            "replied_in": replied_in,
+            "denied_by_it": d.rule.as_deref() == Some("reply_scope"),
+        })
+    });
     let forwards = d.reason == EgressReason::Allowed;
     // Where an allowed call goes: the config's `egress.slack_api` and the method.
     let upstream = match (&loaded.egress, d.method.as_deref()) {
@@ -471,6 +504,7 @@ fn explain_egress(
         "channel_id": d.channel_id.as_deref(),
         "retry_after": d.retry_after_secs,
         "strips_token_argument": d.body_token,
+        "reply_scope": reply_scope,
         "upstream": upstream,
         "now": SystemClock.now().duration_since(SystemTime::UNIX_EPOCH).map(|t| t.as_secs()).unwrap_or(0),
     });

@@ -1338,3 +1338,79 @@ fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
         "fails before starting the gateway"
     );
 }
+
+#[test]
+fn explain_egress_shows_the_reply_scope_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1
+apps:
+  helpdesk:
+    signing_secrets:
+      - { id: current, env: HELPDESK_SIGNING_SECRET }
+routes: []
+bots:
+  helpdesk:
+    app: helpdesk
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    methods: [chat.postMessage]
+    reply_scope: 10m
+",
+    )
+    .unwrap();
+    let env = [
+        ("HELPDESK_GATEWAY_KEY", EGRESS_KEY),
+        ("HELPDESK_BOT_TOKEN", EGRESS_TOKEN),
+        (
+            "HELPDESK_SIGNING_SECRET",
+            "8f742231b10e8888abcd99yyyzzz85a5",
+        ),
+    ];
+    let auth = format!("Authorization: Bearer {EGRESS_KEY}");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "-c",
+            policy.to_str().unwrap(),
+            "--egress",
+            "--path",
+            "/api/chat.postMessage",
+            "--header",
+            &auth,
+            "--header",
+            FORM,
+        ];
+        args.extend_from_slice(extra);
+        let out = slackgate(&args, &env, b"channel=C0HELP&text=hi");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // Offline no channel has spoken to the app: a chat write is denied by reply_scope.
+    let none = run(&[]);
+    assert_eq!(
+        egress_verdict(&none),
+        (
+            "channel_denied".to_owned(),
+            "reply_scope".into(),
+            200,
+            "respond".to_owned()
+        ),
+        "{none:#}"
+    );
+    assert_eq!(none["reply_scope"]["window_secs"], 600);
+    assert_eq!(none["reply_scope"]["app"], "helpdesk");
+    assert_eq!(none["reply_scope"]["denied_by_it"], true);
+    // As if C0HELP had just sent the app a verified request: allowed; another channel not.
+    let seen = run(&["--replied-in", "C0HELP"]);
+    assert_eq!(seen["reason"], "allowed", "{seen:#}");
+    assert_eq!(
+        seen["reply_scope"]["replied_in"],
+        serde_json::json!(["C0HELP"])
+    );
+    assert_eq!(seen["reply_scope"]["denied_by_it"], false);
+    let other = run(&["--replied-in", "C0OPS"]);
+    assert_eq!(other["reason"], "channel_denied", "{other:#}");
+}
