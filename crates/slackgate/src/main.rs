@@ -167,6 +167,18 @@ signature: valid (default) | bad | none; secret: ID (sign with that secret of th
 timestamp: now (default) | -10m | +6m | UNIX-SECONDS.
 expect: reason (required), rule, shadow, status (200 when forwarded), route, secret_id.
 
+A case may instead send a bot's Web API call to the egress door, decided as `explain
+--egress` decides it:
+
+    - name: helpdesk may post into its channel
+      call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0HELP, text: hi } }
+      expect: { reason: allowed, bot: helpdesk }
+
+call: method (required); bot: NAME (presents that bot's key, read from its secret) or
+key: none | wrong; args (a map, sent as encoding: form (default) | json); query;
+replied_in: [CHANNEL...] (as if those channels had just spoken to the bot's app, for
+reply_scope). expect: an egress reason, rule, status, bot.
+
 The whole run sees one instant: timestamps default to it and rate-limit buckets do not
 refill. Failures print the expected and the actual decision; the last line is
 `N passed, M failed`. Exit 0: all passed; 1: a case failed; 2: the config, the policy or a

@@ -450,3 +450,199 @@ fn help_documents_the_format() {
     let out = slackgate(&["--help"], &[], b"");
     assert!(text(&out.stdout).contains("test "), "{}", text(&out.stdout));
 }
+
+// === calls to the egress door ===
+
+const EGRESS_POLICY: &str = "version: 1
+apps:
+  helpdesk:
+    signing_secrets:
+      - { id: current, env: HELPDESK_SIGNING_SECRET }
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage, \"reactions.*\"]
+    channels: [C0HELP]
+    deny_args: [username]
+    rate_limits:
+      - { per: bot, rate: 1/min, burst: 2 }
+  replier:
+    app: helpdesk
+    key: { env: REPLIER_GATEWAY_KEY }
+    token: { env: REPLIER_BOT_TOKEN }
+    methods: [chat.postMessage]
+    reply_scope: 10m
+";
+
+const EGRESS_CASES: &str = "cases:
+  - name: helpdesk posts into its channel
+    call:
+      bot: helpdesk
+      method: chat.postMessage
+      args: { channel: C0HELP, text: on it }
+    expect: { reason: allowed, status: 200, bot: helpdesk }
+  - name: a JSON body is read too
+    call:
+      bot: helpdesk
+      method: reactions.add
+      encoding: json
+      args: { channel: C0HELP, name: eyes, timestamp: \"1.2\" }
+    expect: { reason: allowed }
+  - name: another channel is denied
+    call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0OPS, text: x } }
+    expect: { reason: channel_denied, rule: channels }
+  - name: a method it does not list is denied
+    call: { bot: helpdesk, method: files.upload, args: { channels: C0HELP } }
+    expect: { reason: method_denied, rule: methods, bot: helpdesk }
+  - name: a denied argument is denied
+    call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0HELP, username: ceo } }
+    expect: { reason: argument_denied }
+  - name: another team is denied
+    call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0HELP, team_id: T0OTHER } }
+    expect: { reason: team_denied }
+  - name: a token in the query string is refused
+    call: { bot: helpdesk, method: chat.postMessage, query: token=xoxb-1 }
+    expect: { reason: token_in_url }
+  - name: a wrong key is nobody
+    call: { key: wrong, method: chat.postMessage, args: { channel: C0HELP } }
+    expect: { reason: unknown_bot }
+  - name: no key is nobody
+    call: { key: none, method: chat.postMessage }
+    expect: { reason: unknown_bot }
+  - name: the replier may not write where nobody spoke to its app
+    call: { bot: replier, method: chat.postMessage, args: { channel: C0HELP, text: hi } }
+    expect: { reason: channel_denied, rule: reply_scope }
+  - name: the replier may answer where it was spoken to
+    call:
+      bot: replier
+      method: chat.postMessage
+      args: { channel: C0HELP, text: hi }
+      replied_in: [C0HELP]
+    expect: { reason: allowed }
+";
+
+fn egress_rig() -> (tempfile::TempDir, PathBuf, Vec<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("bots.yaml");
+    std::fs::write(&policy, EGRESS_POLICY).unwrap();
+    let secrets = vec![
+        (
+            "HELPDESK_SIGNING_SECRET".to_owned(),
+            format!("{PLANTED}-signing"),
+        ),
+        (
+            "HELPDESK_GATEWAY_KEY".to_owned(),
+            format!("{PLANTED}-helpdesk-key"),
+        ),
+        (
+            "HELPDESK_BOT_TOKEN".to_owned(),
+            format!("xoxb-{PLANTED}-helpdesk"),
+        ),
+        (
+            "REPLIER_GATEWAY_KEY".to_owned(),
+            format!("{PLANTED}-replier-key"),
+        ),
+        (
+            "REPLIER_BOT_TOKEN".to_owned(),
+            format!("xoxb-{PLANTED}-replier"),
+        ),
+    ];
+    (dir, policy, secrets)
+}
+
+#[test]
+fn calls_to_the_egress_door_are_policy_tests_too() {
+    let (dir, policy, secrets) = egress_rig();
+    let tests = dir.path().join("bots.tests.yaml");
+    std::fs::write(&tests, EGRESS_CASES).unwrap();
+    let out = run_test(&policy, &[&tests], &secrets);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("11 passed, 0 failed"), "{stdout}");
+
+    // Shared state: the bot's rate limit (burst 2) carries over from case to case.
+    let shared = dir.path().join("bots.shared.tests.yaml");
+    std::fs::write(
+        &shared,
+        "state: shared
+cases:
+  - name: first
+    call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0HELP } }
+    expect: { reason: allowed }
+  - name: second
+    call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0HELP } }
+    expect: { reason: allowed }
+  - name: third is over the limit
+    call: { bot: helpdesk, method: chat.postMessage, args: { channel: C0HELP } }
+    expect: { reason: rate_limited, status: 429 }
+",
+    )
+    .unwrap();
+    let out = run_test(&policy, &[&shared], &secrets);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // A wrong expectation shows the actual decision.
+    let wrong = dir.path().join("wrong.tests.yaml");
+    std::fs::write(
+        &wrong,
+        "cases:
+  - name: expects the wrong thing
+    call: { bot: helpdesk, method: files.upload }
+    expect: { reason: allowed, bot: replier }
+",
+    )
+    .unwrap();
+    let out = run_test(&policy, &[&wrong], &secrets);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("actual:   reason method_denied, rule methods, status 200, bot helpdesk")
+            && stdout.contains("differs:  reason, bot"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_broken_call_case_exits_2_naming_its_place() {
+    let (dir, policy, secrets) = egress_rig();
+    let tests = dir.path().join("broken.tests.yaml");
+    std::fs::write(
+        &tests,
+        "cases:
+  - name: unknown bot
+    call: { bot: nobody, method: chat.postMessage }
+    expect: { reason: allowed }
+  - name: an inbound reason for a call
+    call: { bot: helpdesk, method: chat.postMessage }
+    expect: { reason: bad_signature }
+  - name: a route for a call
+    call: { bot: helpdesk, method: chat.postMessage }
+    expect: { reason: allowed, route: helpdesk }
+  - name: a literal key
+    call: { key: planted-5ecret-value-0123456789-x, method: chat.postMessage }
+    expect: { reason: unknown_bot }
+  - name: both
+    request: { path: /x }
+    call: { bot: helpdesk, method: chat.postMessage }
+    expect: { reason: allowed }
+",
+    )
+    .unwrap();
+    let out = run_test(&policy, &[&tests], &secrets);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for want in [
+        "broken.tests.yaml:3:18: error: `cases[0].call.bot` names no bot of the policy",
+        "use one of: helpdesk, replier",
+        "broken.tests.yaml:7:23: error: unknown `cases[1].expect.reason`",
+        "egress reason codes",
+        "broken.tests.yaml:10:39: error: `cases[2].expect.route` does not apply to a `call:` case",
+        "broken.tests.yaml:12:18: error: invalid value for `cases[3].call.key`",
+        "`cases[4]` has both `request` and `call`",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+}

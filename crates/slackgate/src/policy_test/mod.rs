@@ -18,8 +18,10 @@ use slackgate_guard::{FakeClock, Guard};
 use slackgate_policy::{LoadErrors, Route, SystemSecrets};
 use slackgate_slack::{BodyEncoding, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
-use crate::probe::{self, Loaded, PipelineHeaders, Probe, Verdict};
-use spec::{Body, Case, Expect, Signing, StateScope, TestFile, Timestamp};
+use crate::probe::{self, EgressHeaders, EgressProbe, Loaded, PipelineHeaders, Probe, Verdict};
+use spec::{
+    Body, Call, CallKey, Case, Expect, Input, Request, Signing, StateScope, TestFile, Timestamp,
+};
 
 /// Exit status when a case failed.
 const EXIT_FAILED: u8 = 1;
@@ -138,6 +140,10 @@ struct Outcome {
     status: u16,
     route: Option<String>,
     secret_id: Option<String>,
+    /// The bot a call was decided for (calls only).
+    bot: Option<String>,
+    /// Whether this is a call's decision (printed without the inbound-only fields).
+    egress: bool,
 }
 
 impl Outcome {
@@ -149,10 +155,21 @@ impl Outcome {
             status: verdict.status(),
             route: verdict.route().map(|r| r.name.to_string()),
             secret_id: verdict.secret_id().map(str::to_owned),
+            bot: None,
+            egress: false,
         }
     }
 
     fn describe(&self) -> String {
+        if self.egress {
+            return format!(
+                "reason {}, rule {}, status {}, bot {}",
+                self.reason,
+                self.rule.as_deref().unwrap_or("-"),
+                self.status,
+                self.bot.as_deref().unwrap_or("-"),
+            );
+        }
         format!(
             "reason {}, rule {}, shadow {}, status {}, route {}, secret_id {}",
             self.reason,
@@ -166,7 +183,7 @@ impl Outcome {
 }
 
 fn describe_expected(e: &Expect) -> String {
-    let mut parts = vec![format!("reason {}", e.reason.as_str())];
+    let mut parts = vec![format!("reason {}", e.reason)];
     if let Some(rule) = &e.rule {
         parts.push(format!("rule {rule}"));
     }
@@ -182,14 +199,20 @@ fn describe_expected(e: &Expect) -> String {
     if let Some(id) = &e.secret_id {
         parts.push(format!("secret_id {id}"));
     }
+    if let Some(bot) = &e.bot {
+        parts.push(format!("bot {bot}"));
+    }
     parts.join(", ")
 }
 
 /// The names of the expected fields the outcome does not meet, or `None` when it meets all.
 fn mismatches(e: &Expect, o: &Outcome) -> Option<Vec<&'static str>> {
     let mut wrong = Vec::new();
-    if e.reason.as_str() != o.reason {
+    if e.reason != o.reason {
         wrong.push("reason");
+    }
+    if e.bot.as_ref().is_some_and(|b| Some(b) != o.bot.as_ref()) {
+        wrong.push("bot");
     }
     if e.rule.as_ref().is_some_and(|r| Some(r) != o.rule.as_ref()) {
         wrong.push("rule");
@@ -215,9 +238,61 @@ fn mismatches(e: &Expect, o: &Outcome) -> Option<Vec<&'static str>> {
     (!wrong.is_empty()).then_some(wrong)
 }
 
-/// Builds the case's request (body, signature, headers) and decides it.
+/// Decides the case's request or call.
 fn run_case(case: &Case, loaded: &Loaded, guard: &Guard<FakeClock>, now: i64) -> Outcome {
-    let req = &case.request;
+    match &case.input {
+        Input::Inbound(req) => run_request(req, loaded, guard, now),
+        Input::Egress(call) => run_call(call, loaded, guard, now),
+    }
+}
+
+/// Builds a bot's call (its key from the policy's secrets, never printed) and decides it
+/// as the egress listener does. `replied_in` channels are recorded for the bot's app at
+/// the run's instant first, as if they had just sent it a verified request.
+fn run_call(call: &Call, loaded: &Loaded, guard: &Guard<FakeClock>, now: i64) -> Outcome {
+    let bot = match &call.key {
+        CallKey::Bot(name) => loaded.policy.bots.by_name(name),
+        CallKey::None | CallKey::Wrong => None,
+    };
+    let mut headers = EgressHeaders::default();
+    match (&call.key, bot) {
+        (CallKey::Bot(_), Some(b)) => {
+            headers.add("authorization", &format!("Bearer {}", b.key.expose()))
+        }
+        (CallKey::Wrong, _) => headers.add("authorization", &format!("Bearer {}", spec::WRONG_KEY)),
+        _ => {}
+    }
+    headers.add("content-type", call.content_type);
+    if let Some(app) = bot.and_then(|b| b.app.as_ref()) {
+        for channel in &call.replied_in {
+            guard.note_reply_seen(&app.name, channel, now as f64);
+        }
+    }
+    let path = format!("/api/{}", call.method);
+    let d = probe::decide_egress(
+        loaded,
+        guard,
+        &EgressProbe {
+            path: &path,
+            query: call.query.as_deref(),
+            headers: &headers,
+            body: &call.body,
+        },
+    );
+    Outcome {
+        reason: d.reason.as_str(),
+        rule: d.rule.as_deref().map(str::to_owned),
+        shadow: false,
+        status: d.reason.status(),
+        route: None,
+        secret_id: None,
+        bot: d.bot.as_ref().map(|b| b.name.to_string()),
+        egress: true,
+    }
+}
+
+/// Builds the case's request (body, signature, headers) and decides it.
+fn run_request(req: &Request, loaded: &Loaded, guard: &Guard<FakeClock>, now: i64) -> Outcome {
     let given = PipelineHeaders::from_pairs(&req.headers);
     let route = probe::route(loaded, req.host.as_deref(), &req.path, &given);
     let app_pin = route.and_then(|r| r.app.api_app_id.as_deref());

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use marked_yaml::{LoaderOptions, Node, Span, Spanned};
 use serde::Deserialize;
-use slackgate_guard::Reason;
+use slackgate_guard::{EgressReason, Reason};
 use slackgate_policy::{LoadError, LoadErrors};
 use slackgate_slack::RequestKind;
 
@@ -33,8 +33,22 @@ const FORMAT_DOC: &str = "README.md, section \"Policy tests\"";
 #[serde(deny_unknown_fields)]
 struct CaseSpec {
     name: Spanned<String>,
-    request: RequestSpec,
+    request: Option<RequestSpec>,
+    call: Option<Spanned<CallSpec>>,
     expect: ExpectSpec,
+}
+
+/// `call:` as written: a bot's Web API call to the egress door.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallSpec {
+    bot: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    method: Spanned<String>,
+    args: Option<BTreeMap<String, String>>,
+    encoding: Option<Spanned<String>>,
+    query: Option<String>,
+    replied_in: Option<Vec<String>>,
 }
 
 /// `request:` as written.
@@ -60,10 +74,11 @@ struct RequestSpec {
 struct ExpectSpec {
     reason: Spanned<String>,
     rule: Option<String>,
-    shadow: Option<bool>,
+    shadow: Option<Spanned<bool>>,
     status: Option<u16>,
-    route: Option<String>,
-    secret_id: Option<String>,
+    route: Option<Spanned<String>>,
+    secret_id: Option<Spanned<String>>,
+    bot: Option<Spanned<String>>,
 }
 
 // === validated model ===
@@ -93,10 +108,48 @@ pub struct Case {
     pub name: String,
     /// 1-based line and column of the case's name.
     pub at: (usize, usize),
-    /// The request to decide.
-    pub request: Request,
+    /// The request or call to decide.
+    pub input: Input,
     /// The decision expected.
     pub expect: Expect,
+}
+
+/// What a case sends.
+#[derive(Debug)]
+pub enum Input {
+    /// `request:` an inbound request from Slack.
+    Inbound(Request),
+    /// `call:` a bot's Web API call to the egress door.
+    Egress(Call),
+}
+
+/// A bot's Web API call (`call:`).
+#[derive(Debug)]
+pub struct Call {
+    /// Which key it presents.
+    pub key: CallKey,
+    /// The Web API method (the path is `/api/<method>`).
+    pub method: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// The body: `args` encoded as `encoding` says.
+    pub body: Vec<u8>,
+    /// Its Content-Type.
+    pub content_type: &'static str,
+    /// Channels that sent the bot's app a verified request just now (`reply_scope`).
+    pub replied_in: Vec<String>,
+}
+
+/// The key a call presents in `Authorization: Bearer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallKey {
+    /// The key of the policy's bot of this name (read from its secret, never written in
+    /// the tests file).
+    Bot(String),
+    /// No key at all (`key: none`).
+    None,
+    /// A key no bot has (`key: wrong`).
+    Wrong,
 }
 
 /// The request of a case.
@@ -157,8 +210,10 @@ pub enum Timestamp {
 /// The decision a case expects; an unset field is not compared.
 #[derive(Debug)]
 pub struct Expect {
-    /// The reason code.
-    pub reason: Reason,
+    /// The reason code: an inbound one for a request, an egress one for a call.
+    pub reason: &'static str,
+    /// The bot the call was decided for (calls only).
+    pub bot: Option<String>,
     /// The rule that decided.
     pub rule: Option<String>,
     /// Whether the decision is a shadowed denial.
@@ -418,6 +473,7 @@ fn validate(
     let CaseSpec {
         name,
         request,
+        call,
         expect,
     } = spec;
     if name.trim().is_empty() {
@@ -433,17 +489,160 @@ fn validate(
             "give every case its own name, so a failure points at one case",
         );
     }
-    let request = validate_request(request, prefix, loaded, errs);
-    let expect = validate_expect(expect, prefix, errs);
-    match (request, expect) {
-        (Some(request), Some(expect)) if errs.list.len() == before => Some(Case {
+    let is_call = call.is_some();
+    let input = match (request, call) {
+        (Some(request), None) => {
+            validate_request(request, prefix, loaded, errs).map(Input::Inbound)
+        }
+        (None, Some(call)) => validate_call(&call, prefix, loaded, errs).map(Input::Egress),
+        (Some(_), Some(call)) => {
+            errs.at(
+                call.span(),
+                format!("`{prefix}` has both `request` and `call`"),
+                "a case sends one thing: an inbound `request:` from Slack, or a bot's `call:` to the egress door",
+            );
+            None
+        }
+        (None, None) => {
+            errs.at(
+                name.span(),
+                format!("`{prefix}` has neither `request` nor `call`"),
+                format!("add `request:` (an inbound request) or `call:` (a bot's Web API call), see {FORMAT_DOC}"),
+            );
+            None
+        }
+    };
+    let expect = validate_expect(expect, prefix, is_call, errs);
+    match (input, expect) {
+        (Some(input), Some(expect)) if errs.list.len() == before => Some(Case {
             at: position(name.span()),
             name: name.to_string(),
-            request,
+            input,
             expect,
         }),
         _ => None,
     }
+}
+
+/// A key that no bot of any policy has: long enough to be a key, shaped like none.
+pub const WRONG_KEY: &str = "gk_policy_test_wrong_key_0000000000";
+
+fn validate_call(
+    spec: &Spanned<CallSpec>,
+    prefix: &str,
+    loaded: &Loaded,
+    errs: &mut Errors<'_>,
+) -> Option<Call> {
+    let CallSpec {
+        bot,
+        key,
+        method,
+        args,
+        encoding,
+        query,
+        replied_in,
+    } = &**spec;
+    let before = errs.list.len();
+    let bots = || {
+        let names: Vec<&str> = loaded.policy.bots.iter().map(|b| &*b.name).collect();
+        if names.is_empty() {
+            "the policy has no `bots:`".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let key = match (bot, key) {
+        (Some(b), None) => {
+            if loaded.policy.bots.by_name(b).is_none() {
+                errs.at(
+                    b.span(),
+                    format!("`{prefix}.call.bot` names no bot of the policy"),
+                    format!("use one of: {}", bots()),
+                );
+            }
+            CallKey::Bot(b.to_string())
+        }
+        (None, Some(k)) => match k.as_str() {
+            "none" => CallKey::None,
+            "wrong" => CallKey::Wrong,
+            _ => {
+                errs.at(
+                    k.span(),
+                    format!("invalid value for `{prefix}.call.key`"),
+                    "use `none` (no key) or `wrong` (a key no bot has); to present a bot's key, write `bot: NAME` instead (the key itself never goes in a tests file)",
+                );
+                CallKey::None
+            }
+        },
+        (Some(_), Some(k)) => {
+            errs.at(
+                k.span(),
+                format!("`{prefix}.call` has both `bot` and `key`"),
+                "keep `bot: NAME` to present that bot's key, or `key: none|wrong`",
+            );
+            CallKey::None
+        }
+        (None, None) => {
+            errs.at(
+                spec.span(),
+                format!("`{prefix}.call` presents no key"),
+                format!("add `bot: NAME` (one of: {}) or `key: none`", bots()),
+            );
+            CallKey::None
+        }
+    };
+    if method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+    {
+        errs.at(
+            method.span(),
+            format!("`{prefix}.call.method` is not a Web API method name"),
+            "write a method such as chat.postMessage",
+        );
+    }
+    let json = match encoding.as_ref().map(|e| e.as_str()) {
+        None | Some("form") => false,
+        Some("json") => true,
+        Some(_) => {
+            let e = encoding.as_ref().map_or(*spec.span(), |e| *e.span());
+            errs.at(
+                &e,
+                format!("invalid value for `{prefix}.call.encoding`"),
+                "use `form` (application/x-www-form-urlencoded, the default) or `json`",
+            );
+            false
+        }
+    };
+    let args = args.clone().unwrap_or_default();
+    let (body, content_type) = if json {
+        let map: serde_json::Map<String, serde_json::Value> = args
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        (
+            serde_json::Value::Object(map).to_string().into_bytes(),
+            "application/json; charset=utf-8",
+        )
+    } else {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &args {
+            form.append_pair(k, v);
+        }
+        (
+            form.finish().into_bytes(),
+            "application/x-www-form-urlencoded",
+        )
+    };
+    (errs.list.len() == before).then(|| Call {
+        key,
+        method: method.to_string(),
+        query: query.clone(),
+        body,
+        content_type,
+        replied_in: replied_in.clone().unwrap_or_default(),
+    })
 }
 
 fn validate_request(
@@ -620,7 +819,12 @@ fn parse_timestamp(t: &str) -> Option<Timestamp> {
     t.parse().ok().map(Timestamp::At)
 }
 
-fn validate_expect(spec: ExpectSpec, prefix: &str, errs: &mut Errors<'_>) -> Option<Expect> {
+fn validate_expect(
+    spec: ExpectSpec,
+    prefix: &str,
+    is_call: bool,
+    errs: &mut Errors<'_>,
+) -> Option<Expect> {
     let ExpectSpec {
         reason,
         rule,
@@ -628,25 +832,54 @@ fn validate_expect(spec: ExpectSpec, prefix: &str, errs: &mut Errors<'_>) -> Opt
         status,
         route,
         secret_id,
+        bot,
     } = spec;
-    let Some(code) = Reason::ALL
-        .into_iter()
-        .find(|r| r.as_str() == reason.as_str())
-    else {
-        let known: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let known: Vec<&'static str> = if is_call {
+        EgressReason::ALL.iter().map(|r| r.as_str()).collect()
+    } else {
+        Reason::ALL.iter().map(|r| r.as_str()).collect()
+    };
+    let Some(code) = known.iter().copied().find(|r| *r == reason.as_str()) else {
+        let what = if is_call {
+            "egress reason codes (a `call:` case)"
+        } else {
+            "reason codes"
+        };
         errs.at(
             reason.span(),
             format!("unknown `{prefix}.expect.reason`"),
-            format!("use one of the reason codes: {}", known.join(", ")),
+            format!("use one of the {what}: {}", known.join(", ")),
         );
         return None;
     };
-    Some(Expect {
+    let before = errs.list.len();
+    let mut only = |span: Option<&Span>, key: &str, for_call: bool| {
+        if let Some(span) = span {
+            errs.at(
+                span,
+                format!("`{prefix}.expect.{key}` does not apply to a {} case", if for_call { "`request:`" } else { "`call:`" }),
+                if for_call {
+                    "remove it: only a bot's `call:` is decided for a bot"
+                } else {
+                    "remove it: a call to the egress door has no route, shadow mode or signing secret"
+                },
+            );
+        }
+    };
+    if is_call {
+        only(shadow.as_ref().map(|s| s.span()), "shadow", false);
+        only(route.as_ref().map(|s| s.span()), "route", false);
+        only(secret_id.as_ref().map(|s| s.span()), "secret_id", false);
+    } else {
+        only(bot.as_ref().map(|s| s.span()), "bot", true);
+    }
+    (errs.list.len() == before).then(|| Expect {
         reason: code,
+        bot: bot.map(|b| b.to_string()),
         rule,
-        shadow,
+        shadow: shadow.map(|s| *s),
         status,
-        route,
-        secret_id,
+        route: route.map(|r| r.to_string()),
+        secret_id: secret_id.map(|s| s.to_string()),
     })
 }
