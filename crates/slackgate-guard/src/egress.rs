@@ -462,13 +462,25 @@ fn take_limits(
 
 /// The bot's rate limits on an allowed webhook post (method `hooks.<name>`, no channel):
 /// a post is a write like `chat.postMessage`, and counts against `per: bot` limits too.
-pub(crate) fn limit_hook(d: &mut EgressDecision, limiter: &RateLimiter, now: f64) {
+pub(crate) fn limit_hook(
+    d: &mut EgressDecision,
+    limiter: &RateLimiter,
+    slack: &SlackLimits,
+    now: f64,
+) {
     if d.reason != EgressReason::Allowed {
         return;
     }
     let (Some(bot), Some(method)) = (d.bot.clone(), d.method.clone()) else {
         return;
     };
+    // Slack's own 429 to this bot's posts to this webhook, until its Retry-After passes.
+    if let Some(secs) = slack.remaining(&bot.name, &method, now) {
+        d.reason = EgressReason::SlackRateLimited;
+        d.retry_after_secs = Some(secs);
+        d.rule = Some(Arc::from("slack retry_after"));
+        return;
+    }
     if let Some((retry_after_secs, label)) = take_limits(&bot, &method, "", limiter, now) {
         d.reason = EgressReason::RateLimited;
         d.retry_after_secs = Some(retry_after_secs);

@@ -199,8 +199,8 @@ impl<C: Clock> Guard<C> {
         self.revoked.revoked_by(bot)
     }
 
-    /// A post to a webhook the gateway holds ([`decide_hook`]), with the bot's rate limits
-    /// applied to an allowed one.
+    /// A post to a webhook the gateway holds ([`decide_hook`]), with Slack's remembered
+    /// 429s and the bot's rate limits applied to an allowed one.
     pub fn decide_hook(
         &self,
         policy: &slackgate_policy::Policy,
@@ -211,7 +211,7 @@ impl<C: Clock> Guard<C> {
     ) {
         let (mut d, hook) = decide_hook(policy, post);
         let now = clock::unix_secs_f64(self.clock.now());
-        egress::limit_hook(&mut d, &self.limiter, now);
+        egress::limit_hook(&mut d, &self.limiter, &self.slack_limits, now);
         (d, hook)
     }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bots::Credential;
+use crate::bots::{Credential, Location};
 use crate::config::Config;
 use crate::error::{LoadError, LoadErrors};
 use crate::matcher::IdSet;
@@ -27,6 +27,8 @@ pub struct Webhook {
     pub url: Credential,
     /// The bots that may post to it, by name. Never empty; every one is a defined bot.
     pub bots: IdSet,
+    /// Where its `url` reference stands in the policy.
+    pub at: Location,
 }
 
 impl Webhook {
@@ -86,8 +88,10 @@ pub fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors
         .iter()
         .filter(|hook| egress.hooks_base.path_of(hook.url.expose()).is_none())
         .map(|hook| {
-            LoadError::whole_file(
+            LoadError::new(
                 &policy.source,
+                hook.at.line,
+                hook.at.column,
                 format!(
                     "the url of webhook `{}` does not start with egress.hooks_base",
                     hook.name

@@ -123,6 +123,14 @@ struct SlackOutcome<'a> {
     error: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// Slack's `Retry-After` (whole seconds), if it sent one.
+pub(crate) fn retry_after_of(resp: &Response) -> Option<u32> {
+    let (_, v) = resp
+        .header_pairs()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))?;
+    std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()
+}
+
 /// An error code as Slack writes them (`channel_not_found`), else not recorded.
 pub(crate) fn error_code(s: &str) -> Option<&str> {
     (!s.is_empty()
@@ -298,9 +306,7 @@ impl EgressApp {
         if resp.status == 429 {
             // Slack's Retry-After is whole seconds; without one, a minute (Slack's own
             // advice for the Web API's per-minute tiers).
-            let secs = header("retry-after")
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
-                .unwrap_or(60);
+            let secs = retry_after_of(resp).unwrap_or(60);
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, method, secs);
@@ -399,13 +405,18 @@ impl EgressApp {
 
     /// What a webhook's answer tells: Slack answers `200 ok`, or a status with an error
     /// code as plain text (`no_service`, `channel_is_archived`, ...).
-    fn note_hook_answer(&self, bot: &Bot, resp: &Response, o: &mut Outcome) {
+    fn note_hook_answer(&self, bot: &Bot, hook: &Webhook, resp: &Response, o: &mut Outcome) {
         o.upstream_status = Some(resp.status);
         let text = std::str::from_utf8(&resp.body).map(str::trim).unwrap_or("");
         let ok = resp.status == 200 && text == "ok";
         o.slack_ok = Some(ok);
         o.slack_error = (!ok).then(|| error_code(text)).flatten().map(str::to_owned);
         if resp.status == 429 {
+            // Remembered as for calls: later posts wait out Slack's Retry-After locally.
+            let secs = retry_after_of(resp).unwrap_or(60);
+            self.shared
+                .guard
+                .note_slack_rate_limit(&bot.name, &hook.method, secs);
             self.shared
                 .metrics
                 .egress_slack_429
@@ -453,7 +464,7 @@ impl EgressApp {
             (EgressReason::Allowed, Some(bot), Some(hook)) => {
                 match self.post_hook(head, body, &hook).await {
                     Ok((resp, answer)) => {
-                        self.note_hook_answer(&bot, &resp, &mut outcome);
+                        self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
                         outcome.status = resp.status;
                         Some(answer)
                     }

@@ -118,12 +118,18 @@ fn serve(conn: TcpStream, sink: &Mutex<Vec<Received>>) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
+        let request_line = request_line.trim_end().to_owned();
         sink.lock().unwrap().push(Received {
-            request_line: request_line.trim_end().to_owned(),
+            request_line: request_line.clone(),
             headers,
             body,
         });
-        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+        // A webhook whose path has `/busy/` is rate-limited, as Slack answers one.
+        let answer: &[u8] = if request_line.contains("/busy/") {
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nrate_limited"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+        };
         if out.write_all(answer).is_err() {
             return;
         }
@@ -408,6 +414,13 @@ fn a_url_outside_hooks_base_is_a_load_error() {
         e.contains("the url of webhook `alerts` does not start with egress.hooks_base"),
         "{e}"
     );
+    // At the `url` reference in the policy.
+    let (line, column) = POLICY
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find("ALERTS_WEBHOOK_URL").map(|c| (i + 1, c + 1)))
+        .unwrap();
+    assert!(e.contains(&format!("policy.yaml:{line}:{column}: ")), "{e}");
     still_posts_to_the_first_url(&rig);
 }
 
@@ -478,4 +491,64 @@ fn a_post_over_the_bots_rate_limit_is_answered_locally() {
     assert_eq!(last["reason"], "rate_limited");
     assert_eq!(last["method"], "hooks.alerts");
     assert_eq!(last["rule"], "rate_limits[0] per bot 1/min burst 1");
+}
+
+/// Slack's 429 to a webhook post is relayed, and remembered: until its Retry-After passes,
+/// the bot's posts to that webhook are answered locally (`slack_rate_limited`) and none
+/// reaches it.
+#[test]
+fn a_webhook_slack_rate_limits_is_waited_out_locally() {
+    let rig = rig();
+    rig.gw.secrets.set(
+        "ALERTS_WEBHOOK_URL",
+        &rig.receiver
+            .url(&format!("/busy/services/T0ACME/B0ALERT/{HOOK_SECRET}")),
+    );
+    let reload = rig.gw.admin_client().post("/reload").unwrap();
+    assert_eq!(
+        reload.json()["ok"],
+        true,
+        "{}",
+        String::from_utf8_lossy(&reload.body)
+    );
+    let auth = bearer(KEY);
+    let first = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &auth), JSON],
+        MESSAGE,
+    );
+    assert_eq!(first.status, 429, "{}", answer_text(&first));
+    assert_eq!(first.header("retry-after"), Some("30"));
+    assert_eq!(
+        first.header("x-slackgate-reason"),
+        None,
+        "Slack's own answer is relayed"
+    );
+    let second = post(
+        &rig.gw,
+        "/hooks/alerts",
+        &[("Authorization", &auth), JSON],
+        MESSAGE,
+    );
+    assert_eq!(second.status, 429, "{}", answer_text(&second));
+    assert_refused(&second, "slack_rate_limited");
+    assert!(second.header("retry-after").is_some());
+    assert_eq!(
+        rig.receiver.got().len(),
+        1,
+        "a post reached the rate-limited webhook"
+    );
+    let lines = rig.gw.audit_lines(2);
+    assert_eq!(lines[0]["upstream_status"], 429);
+    assert_eq!(lines[1]["reason"], "slack_rate_limited");
+    assert_eq!(lines[1]["method"], "hooks.alerts");
+    assert_eq!(
+        rig.gw
+            .metric("slackgate_egress_slack_rate_limits_total{bot=\"helpdesk\"}"),
+        1.0
+    );
+    for l in &lines {
+        assert_no_url("audit", &l.to_string());
+    }
 }

@@ -103,8 +103,10 @@ impl Compiler<'_> {
             }
         }
 
-        let (url, _) = url?;
+        let (url, span) = url?;
+        let (line, column) = crate::error::span_pos(&span);
         (self.errs.len() == start).then(|| Webhook {
+            at: crate::bots::Location { line, column },
             name: Arc::from(name.as_str()),
             method: Arc::from(format!("hooks.{}", name.as_str())),
             url,

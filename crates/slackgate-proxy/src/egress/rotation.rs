@@ -925,11 +925,8 @@ impl Refresher {
             Err(CallFailure::Failed(e)) => return retry(e, None),
         };
         if resp.status == 429 {
-            let secs = resp
-                .header_pairs()
-                .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))
-                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok());
-            return retry("Slack answered 429".to_owned(), Some(secs.unwrap_or(60)));
+            let secs = super::retry_after_of(&resp).map_or(60, i64::from);
+            return retry("Slack answered 429".to_owned(), Some(secs));
         }
         if resp.status != 200 {
             return retry(format!("Slack answered HTTP {}", resp.status), None);
