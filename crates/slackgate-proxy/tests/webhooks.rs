@@ -169,6 +169,17 @@ fn post(gw: &TestGateway, target: &str, headers: &[(&str, &str)], body: &str) ->
     gw.egress_client().raw(req.as_bytes()).expect("an answer")
 }
 
+/// `POST /reload`, which must succeed.
+fn reload_ok(gw: &TestGateway) {
+    let reload = gw.admin_client().post("/reload").unwrap();
+    assert_eq!(
+        reload.json()["ok"],
+        true,
+        "{}",
+        String::from_utf8_lossy(&reload.body)
+    );
+}
+
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
@@ -457,13 +468,7 @@ fn a_post_over_the_bots_rate_limit_is_answered_locally() {
         "  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n",
         "  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n    rate_limits: [{ per: bot, rate: 1/min, burst: 1 }]\n",
     ));
-    let reload = rig.gw.admin_client().post("/reload").unwrap();
-    assert_eq!(
-        reload.json()["ok"],
-        true,
-        "{}",
-        String::from_utf8_lossy(&reload.body)
-    );
+    reload_ok(&rig.gw);
     let auth = bearer(KEY);
     let first = post(
         &rig.gw,
@@ -504,13 +509,7 @@ fn a_webhook_slack_rate_limits_is_waited_out_locally() {
         &rig.receiver
             .url(&format!("/busy/services/T0ACME/B0ALERT/{HOOK_SECRET}")),
     );
-    let reload = rig.gw.admin_client().post("/reload").unwrap();
-    assert_eq!(
-        reload.json()["ok"],
-        true,
-        "{}",
-        String::from_utf8_lossy(&reload.body)
-    );
+    reload_ok(&rig.gw);
     let auth = bearer(KEY);
     let first = post(
         &rig.gw,
