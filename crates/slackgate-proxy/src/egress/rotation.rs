@@ -748,12 +748,13 @@ impl Refresher {
             return;
         };
         let now = self.now();
-        let (loaded, stuck, unsaved, due) = self.shared.tokens.with_slot(bot, |s| {
-            let due =
-                now >= s.next_attempt && s.pair.as_deref().is_none_or(|p| now >= p.refresh_at());
-            (s.loaded, s.stuck.is_some(), s.unsaved.clone(), due)
+        let (loaded, waiting, unsaved, due) = self.shared.tokens.with_slot(bot, |s| {
+            let due = s.pair.as_deref().is_none_or(|p| now >= p.refresh_at());
+            // A stuck slot waits for a new `rotation:`; a failed one for its backoff.
+            let waiting = s.stuck.is_some() || now < s.next_attempt;
+            (s.loaded, waiting, s.unsaved.clone(), due)
         });
-        if stuck {
+        if waiting {
             return;
         }
         if !loaded {
