@@ -41,7 +41,19 @@ const BOTS: &str = "bots:
     token: { env: HELPDESK_BOT_TOKEN }
     methods: [chat.postMessage]
     channels: [C0HELP]
+  rotator:
+    key: { env: ROTATOR_GATEWAY_KEY }
+    token:
+      rotation:
+        client_id: \"1234.5678\"
+        client_secret: { env: ROTATOR_CLIENT_SECRET }
+        refresh_token: { env: ROTATOR_REFRESH_TOKEN }
+    methods: [chat.postMessage]
 ";
+
+/// The rotating bot's app at the stand-in (the token metrics need one).
+const ROTATOR_SECRET: &str = "observability0client0secret";
+const ROTATOR_REFRESH: &str = "xoxe-1-observability0refresh";
 
 /// The shared rig with an expiry on the previous secret and, with `slack`, the egress
 /// door in front of that Slack stand-in with one bot.
@@ -70,7 +82,13 @@ bots:"
         .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
         .secret("HELPDESK_GATEWAY_KEY", BOT_KEY)
         .secret("HELPDESK_BOT_TOKEN", BOT_TOKEN)
-        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }");
+        .secret("ROTATOR_GATEWAY_KEY", "gk_observability_rotator_0f1e2d3c")
+        .secret("ROTATOR_CLIENT_SECRET", ROTATOR_SECRET)
+        .secret("ROTATOR_REFRESH_TOKEN", ROTATOR_REFRESH)
+        .secret("STATE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }")
+        // Relative to the config's directory: the rotator's sealed pair lives there.
+        .config("state: { path: state, encryption_key: { env: STATE_KEY } }");
     if let Some(slack) = slack {
         builder = builder.egress(&slack.url(), Some(slack.ca_file()));
     }
@@ -153,8 +171,13 @@ fn egress_call(rig: &Rig, body: &str) -> slackgate_testkit::Response {
 fn exercised_scrape() -> String {
     let slack = SlackApi::builder()
         .token(BOT_TOKEN, "T0ACME", &["chat:write", "users:read"])
+        .rotation("1234.5678", ROTATOR_SECRET, ROTATOR_REFRESH, 43_200)
         .start();
     let rig = rig_with(Some(&slack));
+    // The rotator's first token is minted (the token rotation metrics have samples).
+    assert!(wait_until(Duration::from_secs(10), || rig.gw.metric(
+        "slackgate_token_refreshes_total{bot=\"rotator\",result=\"ok\"}"
+    ) == 1.0));
     let ok = egress_call(&rig, "channel=C0HELP&text=hi");
     assert_eq!(ok.json()["ok"], true, "{:?}", ok.json());
     let denied = egress_call(&rig, "channel=C0ELSE&text=hi");
