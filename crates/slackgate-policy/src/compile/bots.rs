@@ -120,10 +120,11 @@ impl Compiler<'_> {
             },
         );
         let token = self.bot_token(&label, &token);
-        if let (Some((k, k_span)), Some(t)) = (&key, &token) {
-            let same = match t {
-                BotToken::Static(t) => k.expose() == t.expose(),
-                BotToken::Rotating(r) => {
+        if let Some((k, k_span)) = &key {
+            let same = match &token {
+                None => false,
+                Some(BotToken::Static(t)) => k.expose() == t.expose(),
+                Some(BotToken::Rotating(r)) => {
                     k.expose() == r.refresh_token.expose() || k.expose() == r.client_secret.expose()
                 }
             };
