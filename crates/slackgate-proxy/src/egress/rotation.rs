@@ -17,7 +17,10 @@
 //!   adopted instead of spending its predecessor again. A restart carries on from the
 //!   stored pair.
 //! - **Failures**: a refresh Slack could not answer (connection, timeout, 5xx, 429) is
-//!   retried with backoff while the current token keeps serving until it expires. A
+//!   retried with backoff while the current token keeps serving until it expires. (A
+//!   refresh whose answer was lost after it was sent is retried with the same refresh
+//!   token: Slack either grants it, the first never having arrived, or refuses it as
+//!   spent, which is the stuck case below; no pair is ever minted twice.) A
 //!   refusal (`invalid_refresh_token`, a wrong client secret, ...) is not retried: the
 //!   bot's refresh is *stuck* until its `rotation:` changes, which is logged, counted
 //!   and alerted on (`slackgate_token_refresh_stuck`).
@@ -602,6 +605,13 @@ pub(crate) fn check_stored(
                         bot.name
                     ));
                 }
+            }
+            // Redis down at start: the refresher reads (and checks) the pair once it is back.
+            Err(e) if matches!(store, Store::Redis(_)) => {
+                log::warn!(
+                    "token rotation: bot `{}`: the stored token pair ({where_}) cannot be read yet: {e}",
+                    bot.name
+                );
             }
             Err(e) => {
                 return Err(format!(
