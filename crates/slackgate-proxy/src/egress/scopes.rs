@@ -21,6 +21,9 @@ pub struct BotScopes {
     pub needed: BTreeSet<String>,
     /// Answers that carried scope headers.
     pub calls: u64,
+    /// The last `x-oauth-scopes` as sent: an equal header (the usual case) is not parsed
+    /// again.
+    granted_raw: Vec<u8>,
 }
 
 impl BotScopes {
@@ -67,16 +70,23 @@ impl ScopeLedger {
         let Some(granted) = granted else {
             return bots.get(bot).map_or(0, |s| s.unused().len());
         };
-        let granted: BTreeSet<String> = scope_list(granted).map(str::to_owned).collect();
-        let entry = bots.entry(bot.to_owned()).or_default();
+        if !bots.contains_key(bot) {
+            bots.insert(bot.to_owned(), BotScopes::default());
+        }
+        let Some(entry) = bots.get_mut(bot) else {
+            return 0;
+        };
         entry.calls += 1;
+        if entry.granted_raw != granted {
+            entry.granted = scope_list(granted).map(str::to_owned).collect();
+            entry.granted_raw = granted.to_vec();
+        }
         for s in accepted.into_iter().flat_map(scope_list) {
-            if granted.contains(s) {
+            if entry.granted.contains(s) && !entry.needed.contains(s) {
                 entry.needed.insert(s.to_owned());
             }
         }
-        entry.granted = granted;
-        entry.unused().len()
+        entry.granted.difference(&entry.needed).count()
     }
 
     /// What `bot`'s calls showed so far.
@@ -114,7 +124,11 @@ mod tests {
         l.note("b", Some(granted), None);
         let s = l.get("b").unwrap_or_default();
         assert_eq!(s.unused(), ["reactions:write", "users:read"]);
+        // A new grant replaces the old one.
+        assert_eq!(l.note("b", Some(b"chat:write,users:read"), None), 1);
+        assert_eq!(l.note("b", Some(granted), None), 2);
         assert_eq!(s.calls, 3);
+        let s = l.get("b").unwrap_or_default();
         // An answer without the granted header changes nothing.
         assert_eq!(l.note("b", None, Some(b"users:read")), 2);
         assert_eq!(l.note("other", None, None), 0);
