@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(l.note("b", Some(b"chat:write,users:read"), None), 1);
         assert_eq!(l.note("b", Some(granted), None), 2);
         assert_eq!(s.calls, 3);
-        let s = l.get("b").unwrap_or_default();
+        assert_eq!(l.get("b").unwrap_or_default().calls, 5);
         // An answer without the granted header changes nothing.
         assert_eq!(l.note("b", None, Some(b"users:read")), 2);
         assert_eq!(l.note("other", None, None), 0);
