@@ -46,7 +46,7 @@ use crate::client::Response;
 use crate::downstream::is_not_relayed;
 use crate::http1::connection_tokens;
 use crate::state::Shared;
-use slack::{CallFailure, SlackClient};
+pub(crate) use slack::{CallFailure, SlackClient};
 
 /// The egress listener's application.
 pub struct EgressApp {
@@ -117,7 +117,7 @@ struct SlackOutcome<'a> {
 }
 
 /// An error code as Slack writes them (`channel_not_found`), else not recorded.
-fn error_code(s: &str) -> Option<&str> {
+pub(crate) fn error_code(s: &str) -> Option<&str> {
     (!s.is_empty()
         && s.len() <= 64
         && s.bytes()

@@ -106,6 +106,8 @@ pub struct Shared {
     pub remote: Option<Arc<crate::redis::RedisState>>,
     /// The scopes the bots' calls needed (the egress door), kept across reloads.
     pub scopes: crate::egress::ScopeLedger,
+    /// The user groups' refresh tasks and their last reads (their members are in `guard`).
+    pub groups: crate::groups::UserGroups,
     reload_status: Mutex<ReloadStatus>,
     reload_lock: Mutex<()>,
 }
@@ -140,6 +142,7 @@ pub fn build_snapshot(
     now: SystemTime,
 ) -> Result<Snapshot, LoadErrors> {
     slackgate_policy::check_webhooks(&config, &policy)?;
+    slackgate_policy::check_groups(&config, &policy)?;
     let pools = policy
         .upstreams
         .iter()
@@ -175,6 +178,7 @@ impl Shared {
             listeners_ready: AtomicBool::new(false),
             remote: None,
             scopes: crate::egress::ScopeLedger::default(),
+            groups: crate::groups::UserGroups::default(),
             reload_status: Mutex::new(ReloadStatus::default()),
             reload_lock: Mutex::new(()),
         };
@@ -303,5 +307,6 @@ impl Shared {
         for route in snap.policy.routes.iter() {
             m.register_route(&route.name);
         }
+        self.groups.policy_loaded();
     }
 }

@@ -259,7 +259,9 @@ fn check(file: &Path) -> ExitCode {
     let loaded =
         slackgate_policy::load_policy(&policy_path, &SystemSecrets, now).and_then(
             |p| match &config {
-                Some(c) => slackgate_policy::check_webhooks(c, &p).map(|()| p),
+                Some(c) => slackgate_policy::check_webhooks(c, &p)
+                    .and_then(|()| slackgate_policy::check_groups(c, &p))
+                    .map(|()| p),
                 None => Ok(p),
             },
         );
@@ -280,6 +282,15 @@ fn check(file: &Path) -> ExitCode {
                 policy.webhooks.len(),
                 policy.hash
             );
+            for g in policy.usergroups.values() {
+                println!(
+                    "group {}: members read from Slack user group {} with bot {}'s token every {:?} (its token needs usergroups:read)",
+                    g.name,
+                    g.usergroup,
+                    g.bot,
+                    g.refresh
+                );
+            }
             if let Some(e) = config.as_ref().and_then(|c| c.egress.as_ref()) {
                 println!(
                     "egress: bots call {}://{}/api/, allowed calls go to {}://{}{}",
