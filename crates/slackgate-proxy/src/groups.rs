@@ -407,6 +407,17 @@ async fn read_members(shared: &Shared, group: &UserGroup) -> Refresh {
 /// Reads `group` once and records what came of it: members, metrics, status, log.
 async fn refresh(shared: &Shared, group: &UserGroup) -> Refresh {
     let mut r = read_members(shared, group).await;
+    // A reload may have changed or removed the group while Slack answered: its
+    // supervisor then stopped this task, and what it read is not recorded.
+    let current = shared
+        .current()
+        .policy
+        .usergroups
+        .get(&group.name)
+        .is_some_and(|g| g.same_definition(group));
+    if !current {
+        return r;
+    }
     let now = shared.guard.clock().now();
     let m = &shared.metrics;
     m.group_refreshes
