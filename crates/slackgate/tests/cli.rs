@@ -588,6 +588,101 @@ fn check_reports_egress_config_errors_with_positions() {
     assert!(stderr.contains("use https://"), "{stderr}");
 }
 
+/// A user group: its load errors at their positions, the line `check` prints for a good
+/// one, and, in a server config, the error for one without `egress:`.
+#[test]
+fn check_reports_user_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.yaml");
+    let head = "version: 1
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage]
+groups:
+";
+    let env = [
+        ("HELPDESK_BOT_TOKEN", "xoxb-3333-4444-PLANTEDvalue"),
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+    ];
+    std::fs::write(
+        &policy,
+        format!("{head}  oncall: {{ usergroup: oncall, bot: helpbot, refresh: 10ms, team: T0 }}\n"),
+    )
+    .unwrap();
+    let out = slackgate(&["check", policy.to_str().unwrap()], &env, b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml:10:61: error: unknown key `team` in `groups.oncall`"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &policy,
+        format!("{head}  oncall: {{ usergroup: oncall, bot: helpbot, refresh: 10ms }}\n"),
+    )
+    .unwrap();
+    let out = slackgate(&["check", policy.to_str().unwrap()], &env, b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<(String, usize)> = error_positions(&stderr);
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for (needle, what) in [
+        (
+            "policy.yaml:10:24: error: `usergroup` of group `oncall` is not a Slack user group id",
+            "usergroup",
+        ),
+        (
+            "policy.yaml:10:37: error: group `oncall` names bot `helpbot`, which is not defined",
+            "bot",
+        ),
+        (
+            "policy.yaml:10:55: error: `refresh` of group `oncall` is shorter than 1s",
+            "refresh",
+        ),
+    ] {
+        assert!(stderr.contains(needle), "{what}: {stderr}");
+    }
+    assert!(!stderr.contains("PLANTED"), "{stderr}");
+
+    std::fs::write(
+        &policy,
+        format!("{head}  oncall: {{ usergroup: S0ONCALL, bot: helpdesk, refresh: 5m }}\n"),
+    )
+    .unwrap();
+    let out = slackgate(&["check", policy.to_str().unwrap()], &env, b"");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("group oncall: members read from Slack user group S0ONCALL with bot helpdesk's token every 300s"),
+        "{stdout}"
+    );
+    // A server config without `egress:` cannot read it.
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n",
+    )
+    .unwrap();
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml:10:3: error: group `oncall` reads its members from Slack user group S0ONCALL, but the server config has no `egress` section"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n",
+    )
+    .unwrap();
+    let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 // === explain ===
 
 const EXPLAIN_SECRET: &str = "explain-5ecret-c0ffee";
