@@ -280,11 +280,101 @@ fn policy_compile(c: &mut Criterion) {
     g.finish();
 }
 
+/// The per-request cost of a user group (`groups: { oncall: { usergroup: S… } }`) against
+/// the same 100k members as a list group, in one run: `decide` on a route allowing
+/// `@everyone` (a list, expanded into the route's `IdSet` at load) and on one allowing
+/// `@oncall` (looked up in the guard's member store per request: one `ArcSwap` load and
+/// two hash lookups); then the membership lookup alone against `IdSet::contains`.
+fn user_groups(c: &mut Criterion) {
+    use std::fmt::Write;
+    let mut text = String::from(
+        "version: 1\napps:\n  bench:\n    signing_secrets: [{ id: current, env: BENCH_SECRET }]\n\
+upstreams:\n  bot: { targets: [127.0.0.1:9] }\n\
+bots:\n  helpdesk:\n    key: { env: BENCH_KEY }\n    token: { env: BENCH_TOKEN }\n    methods: [chat.postMessage]\n\
+groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdesk, refresh: 5m }\n  everyone:\n    - U0444\n",
+    );
+    for n in 0..100_000u32 {
+        let _ = writeln!(text, "    - {}", nth_user(n));
+    }
+    text.push_str("routes:\n  - { name: list, path: /list, app: bench, upstream: bot, allow: { users: [\"@everyone\"] } }\n");
+    text.push_str("  - { name: usergroup, path: /usergroup, app: bench, upstream: bot, allow: { users: [\"@oncall\"] } }\n");
+    let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
+        ("BENCH_SECRET", SECRET),
+        ("BENCH_KEY", "gk_bench_0123456789abcdef"),
+        ("BENCH_TOKEN", "xoxb-bench-token"),
+    ]);
+    let now = UNIX_EPOCH + Duration::from_secs(NOW as u64);
+    let policy = compile_policy(Path::new("bench.yaml"), &text, &secrets, now).unwrap();
+    let oncall = &policy.usergroups["oncall"];
+    let members: IdSet = (0..100_000u32)
+        .map(nth_user)
+        .chain(std::iter::once("U0444".to_owned()))
+        .collect();
+    // A fresh guard per benchmark, so neither runs with the other's replay cache.
+    let new_guard = || {
+        let guard = Guard::new(FakeClock::at(NOW as u64), 1_000_000, 1_000_000);
+        guard.group_members().set(oncall, members.clone(), now);
+        guard
+    };
+    let settings = GuardSettings {
+        max_clock_skew: Duration::from_secs(300),
+    };
+    let signer = Signer::new(SECRET);
+    let ts = NOW.to_string();
+    let counter = AtomicU64::new(0);
+    let fresh = || {
+        let body = event_body(counter.fetch_add(1, Ordering::Relaxed), 1024);
+        let sig = signer.sign(&ts, &body);
+        (body, sig)
+    };
+    let decide =
+        |guard: &Guard<FakeClock>, route: &slackgate_policy::Route, body: &[u8], sig: &str| {
+            let req = Inbound {
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                signature: Some(sig.as_bytes()),
+                timestamp: Some(ts.as_bytes()),
+                content_type: Some("application/json"),
+                body,
+            };
+            guard.decide(route, &req, &settings).reason
+        };
+    let mut g = c.benchmark_group("user_groups");
+    for name in ["list", "usergroup"] {
+        let route = policy.routes.by_name(name).unwrap().clone();
+        let guard = new_guard();
+        let (body, sig) = fresh();
+        assert_eq!(
+            decide(&guard, &route, &body, &sig).as_str(),
+            "allowed",
+            "{name}"
+        );
+        g.bench_function(format!("decide_allowed_{name}_100k"), |b| {
+            b.iter_batched(
+                fresh,
+                |(body, sig)| black_box(decide(&guard, &route, &body, &sig)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let guard = new_guard();
+    let store = guard.group_members();
+    let groups = [std::sync::Arc::clone(oncall)];
+    let hit = nth_user(54_321);
+    assert!(members.contains(&hit));
+    g.bench_function("idset_contains_hit_100k", |b| {
+        b.iter(|| members.contains(black_box(&hit)))
+    });
+    g.bench_function("membership_hit_100k", |b| {
+        b.iter(|| store.membership(&groups, black_box(&hit)))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = signature, facts, guard, ip_matching, scope_lookup, rate_limiter, policy_compile
+    targets = signature, facts, guard, ip_matching, scope_lookup, rate_limiter, policy_compile, user_groups
 }
 criterion_main!(benches);

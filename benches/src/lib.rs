@@ -131,7 +131,7 @@ mod tests {
         .unwrap();
         let r = p.routes.find(None, ROUTE_PATH).unwrap();
         assert_eq!(r.source_ips.allow.as_ref().unwrap().len(), 1001);
-        assert_eq!(r.allow.users.as_ref().unwrap().len(), 1001);
+        assert_eq!(r.allow.users.as_ref().unwrap().ids.len(), 1001);
     }
 }
 

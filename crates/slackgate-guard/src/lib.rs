@@ -13,7 +13,8 @@
 //! disagree.
 //!
 //! The guard owns the state that must outlive policy reloads: the replay cache, the
-//! rate-limit buckets, the delivered events and the revoked bot tokens. Shared state (Redis, for several
+//! rate-limit buckets, the delivered events, the revoked bot tokens and the members of
+//! user groups. Shared state (Redis, for several
 //! replicas) is a [`RemoteState`] the guard awaits. Time comes from an injected [`Clock`].
 //!
 //! This crate must not depend on pingora, tokio or any I/O: `slackgate explain` runs it
@@ -33,6 +34,7 @@
 //! | `replay` | [`ReplayCache`]: signatures seen within their window |
 //! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request, for `reply_scope` |
 //! | `revoked` | [`RevokedTokens`]: bot tokens a verified lifecycle event ended |
+//! | `members` | [`GroupMembers`]: the members of the policy's user groups, as last read from Slack |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
 //! | `ratelimit` | [`RateLimiter`]: bounded token buckets |
 //! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, and the fail-open/closed fallback |
@@ -43,6 +45,7 @@ mod clock;
 mod decision;
 mod dedupe;
 mod egress;
+mod members;
 mod ratelimit;
 mod reason;
 mod remote;
@@ -63,6 +66,7 @@ pub use dedupe::DEDUPE_TTL;
 pub use egress::{
     decide_hook, EgressCall, EgressDecision, EgressReason, HookPost, SlackLimits, Unreadable,
 };
+pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
 pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
@@ -83,6 +87,7 @@ pub struct Guard<C: Clock = SystemClock> {
     slack_limits: SlackLimits,
     revoked: RevokedTokens,
     reply: ReplyChannels,
+    members: GroupMembers,
     clock: C,
 }
 
@@ -96,6 +101,7 @@ impl<C: Clock> Guard<C> {
             slack_limits: SlackLimits::default(),
             revoked: RevokedTokens::default(),
             reply: ReplyChannels::default(),
+            members: GroupMembers::default(),
             clock,
         }
     }
@@ -251,6 +257,29 @@ impl<C: Clock> Guard<C> {
                 .err()
                 .map(|_| StateOp::Dedupe),
         }
+    }
+
+    /// The members of the policy's user groups: the gateway's refresh writes them, a
+    /// route's `users` reads them.
+    pub fn group_members(&self) -> &GroupMembers {
+        &self.members
+    }
+
+    /// The user group (`S…`) that the inbound request decided by `d`, with body `body`,
+    /// says changed: a verified (not replayed) `subteam_members_changed` or
+    /// `subteam_updated` event, whatever the route's scope decided. The gateway then reads
+    /// that group's members again; nothing of the event itself is trusted beyond the id.
+    pub fn changed_usergroup<'b>(&self, d: &Decision<'_>, body: &'b [u8]) -> Option<&'b str> {
+        let facts = d.facts.as_ref()?;
+        let is_change = facts.kind == slackgate_slack::RequestKind::EventCallback
+            && facts
+                .event_type
+                .as_deref()
+                .is_some_and(slackgate_slack::is_usergroup_change);
+        if !is_change || !revoked::verified(d) {
+            return None;
+        }
+        slackgate_slack::changed_usergroup(body)
     }
 
     /// The guard's clock.

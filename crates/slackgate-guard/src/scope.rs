@@ -10,23 +10,59 @@
 //! can carry a user or a channel but arrives without one (a `message` from a bot, a global
 //! shortcut) still fails closed.
 //!
+//! `users` may name user groups (`@oncall` of a `usergroup:` group), whose members the
+//! [`GroupMembers`] store holds; a group never read yet fails closed both ways: in `allow`
+//! it admits nobody, in `deny` it denies every request that names a user (see `members`).
+//!
 //! Kind dimensions apply only to the requests that carry them: `events` to Events API
 //! callbacks, `commands` to slash commands, `actions` to interactivity (action ids,
 //! else callback id). A slash command is therefore not denied by an `events` list.
 
-use slackgate_policy::{GlobSet, IdSet, Route, Scope};
+use slackgate_policy::{GlobSet, IdSet, Route, Scope, UserSet};
 use slackgate_slack::{Facts, RequestKind};
 
+use crate::members::{GroupMembers, Membership};
+
 /// The first rule that denies the request, or `None` when the scope admits it.
-pub(crate) fn denied_by(route: &Route, facts: &Facts<'_>) -> Option<&'static str> {
-    if let Some(rule) = deny_match(&route.deny, facts) {
+pub(crate) fn denied_by(
+    route: &Route,
+    facts: &Facts<'_>,
+    members: &GroupMembers,
+) -> Option<&'static str> {
+    if let Some(rule) = deny_match(&route.deny, facts, members) {
         return Some(rule);
     }
-    allow_miss(&route.allow, facts)
+    allow_miss(&route.allow, facts, members)
 }
 
 fn id_hit(set: &Option<IdSet>, value: Option<&str>) -> Option<bool> {
     set.as_ref().map(|s| value.is_some_and(|v| s.contains(v)))
+}
+
+/// Whether `user` is in `set`: one of its ids, or a member of one of its user groups
+/// (the store is read only when the set names one). A user group never read counts as
+/// holding `user` when `unknown_is_member` (a deny list), else not (an allow list).
+fn user_hit(
+    set: &Option<UserSet>,
+    user: Option<&str>,
+    members: &GroupMembers,
+    unknown_is_member: bool,
+) -> Option<bool> {
+    let set = set.as_ref()?;
+    let Some(user) = user else {
+        return Some(false);
+    };
+    if set.ids.contains(user) {
+        return Some(true);
+    }
+    if set.groups.is_empty() {
+        return Some(false);
+    }
+    Some(match members.membership(&set.groups, user) {
+        Membership::Member => true,
+        Membership::Unknown => unknown_is_member,
+        Membership::NotMember => false,
+    })
 }
 
 fn team_value<'f>(facts: &'f Facts<'_>) -> Option<&'f str> {
@@ -73,7 +109,7 @@ fn actions_any_match(set: &GlobSet, facts: &Facts<'_>) -> bool {
     action_names(facts).iter().any(|n| set.matches(n))
 }
 
-fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
+fn deny_match(deny: &Scope, f: &Facts<'_>, members: &GroupMembers) -> Option<&'static str> {
     let carries = f.carries();
     if id_hit(&deny.enterprises, f.enterprise_id.as_deref()) == Some(true) {
         return Some("deny.enterprises");
@@ -84,7 +120,7 @@ fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
     if carries.channel && id_hit(&deny.channels, f.channel_id.as_deref()) == Some(true) {
         return Some("deny.channels");
     }
-    if carries.user && id_hit(&deny.users, f.user_id.as_deref()) == Some(true) {
+    if carries.user && user_hit(&deny.users, f.user_id.as_deref(), members, true) == Some(true) {
         return Some("deny.users");
     }
     if applies_events(f) && id_hit(&deny.events, f.event_type.as_deref()) == Some(true) {
@@ -104,7 +140,7 @@ fn deny_match(deny: &Scope, f: &Facts<'_>) -> Option<&'static str> {
     None
 }
 
-fn allow_miss(allow: &Scope, f: &Facts<'_>) -> Option<&'static str> {
+fn allow_miss(allow: &Scope, f: &Facts<'_>, members: &GroupMembers) -> Option<&'static str> {
     let carries = f.carries();
     if id_hit(&allow.enterprises, f.enterprise_id.as_deref()) == Some(false) {
         return Some("allow.enterprises");
@@ -115,7 +151,7 @@ fn allow_miss(allow: &Scope, f: &Facts<'_>) -> Option<&'static str> {
     if carries.channel && id_hit(&allow.channels, f.channel_id.as_deref()) == Some(false) {
         return Some("allow.channels");
     }
-    if carries.user && id_hit(&allow.users, f.user_id.as_deref()) == Some(false) {
+    if carries.user && user_hit(&allow.users, f.user_id.as_deref(), members, false) == Some(false) {
         return Some("allow.users");
     }
     if applies_events(f) && id_hit(&allow.events, f.event_type.as_deref()) == Some(false) {

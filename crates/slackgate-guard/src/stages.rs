@@ -379,7 +379,7 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
 
     /// Step 8: the route's `deny` and `allow`, answered as its `on_deny` says.
     fn scope(&self, parsed: &Parsed<'a>, _: Pinned) -> Result<InScope, End<'a>> {
-        match scope::denied_by(self.route, &parsed.facts) {
+        match scope::denied_by(self.route, &parsed.facts, &self.guard.members) {
             Some(rule) => Err(Box::new(Decision::scope_denied(rule, self.route.on_deny))),
             None => Ok(InScope(())),
         }

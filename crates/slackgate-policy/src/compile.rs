@@ -9,6 +9,7 @@
 
 mod apps;
 mod bots;
+mod groups;
 mod routes;
 mod webhooks;
 
@@ -28,12 +29,10 @@ use crate::matcher::IpSet;
 use crate::model::{App, Policy, RouteTable, Upstream};
 use crate::secrets::{describe_io, looks_secret, SecretSource};
 use crate::spec::{
-    AppSpec, BotSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec, WebhookSpec,
+    AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec, WebhookSpec,
 };
 use crate::webhooks::WebhookTable;
-use crate::yaml::{self, NamedMap};
-
-use routes::Dim;
+use crate::yaml;
 
 /// Reads and compiles a policy file, reading secrets from `secrets`.
 /// Relative secret `file:` paths are resolved against the policy file's directory.
@@ -112,7 +111,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
         .map(|n| yaml::probe_named::<UpstreamSpec>(n, "upstreams", errs))
         .unwrap_or_default();
     let groups = get("groups")
-        .map(|n| yaml::probe_named::<SpannedList>(n, "groups", errs))
+        .map(|n| yaml::probe_named::<Spanned<GroupSpec>>(n, "groups", errs))
         .unwrap_or_default();
     let routes = get("routes")
         .map(|n| yaml::probe_items::<RouteSpec>(n, "routes", errs))
@@ -200,7 +199,7 @@ fn names<'k>(keys: impl Iterator<Item = &'k str>) -> String {
     }
 }
 
-/// Groups by name: (position of the name, expanded members).
+/// List groups by name: their user ids.
 type Groups = HashMap<String, Vec<String>>;
 
 impl Compiler<'_> {
@@ -238,7 +237,7 @@ impl Compiler<'_> {
             }
         }
 
-        let groups = self.groups(groups);
+        let (groups, usergroups) = self.groups(groups);
 
         if routes.is_empty() && bots.0.is_empty() && !self.partial {
             self.errs.at(
@@ -254,6 +253,7 @@ impl Compiler<'_> {
             apps: &compiled_apps,
             upstreams: &compiled_upstreams,
             groups: &groups,
+            usergroups: &usergroups,
         };
         for spec in routes.iter() {
             if let Some(r) = self.route(spec, &refs, &mut by_name, &mut by_path) {
@@ -272,6 +272,7 @@ impl Compiler<'_> {
             routes: RouteTable::from_routes(compiled_routes),
             bots: BotTable::new(compiled_bots),
             webhooks: WebhookTable::new(compiled_webhooks),
+            usergroups,
         })
     }
 
@@ -314,46 +315,6 @@ impl Compiler<'_> {
             targets: out.into(),
         })
     }
-
-    fn groups(&mut self, groups: NamedMap<SpannedList>) -> Groups {
-        let mut out = Groups::new();
-        for (name, members) in groups.0 {
-            let start = self.errs.len();
-            self.check_name("group", &name);
-            if members.is_empty() {
-                self.errs.at(
-                    members.span(),
-                    format!("group `{}` is empty", shown(&name)),
-                    "add user ids, or remove the group and its references",
-                );
-            }
-            for m in members.iter() {
-                if m.starts_with('@') {
-                    self.errs.at(
-                        m.span(),
-                        format!(
-                            "group `{}` contains a group reference; groups cannot be nested",
-                            shown(&name)
-                        ),
-                        "list the user ids directly",
-                    );
-                } else if let Err((problem, fix)) = Dim::Users.check(m) {
-                    self.errs.at(
-                        m.span(),
-                        format!("member of group `{}` {problem}", shown(&name)),
-                        fix,
-                    );
-                }
-            }
-            if self.errs.len() == start {
-                out.insert(
-                    name.to_string(),
-                    members.iter().map(|m| m.to_string()).collect(),
-                );
-            }
-        }
-        out
-    }
 }
 
 /// What routes may reference.
@@ -361,6 +322,7 @@ struct Refs<'a> {
     apps: &'a BTreeMap<Arc<str>, Arc<App>>,
     upstreams: &'a BTreeMap<Arc<str>, Arc<Upstream>>,
     groups: &'a Groups,
+    usergroups: &'a crate::groups::UserGroups,
 }
 
 /// Parses a list of IPs and CIDRs, reporting each bad entry. A CIDR with host

@@ -38,6 +38,7 @@
 //! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
 //! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
 //! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`], [`check_webhooks`] (URLs under `egress.hooks_base`, where config and policy meet); compiled in `compile/webhooks.rs` |
+//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users), [`check_groups`] (they need `egress`); compiled in `compile/groups.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
 //! | `compile` | spec -> [`Policy`]: [`load_policy`], [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
 //! | `config` | the server config, its types and its compiler: [`Config`], [`load_config`] |
@@ -52,6 +53,7 @@ mod bots;
 mod compile;
 mod config;
 mod error;
+mod groups;
 mod matcher;
 mod model;
 mod secrets;
@@ -73,6 +75,7 @@ pub use config::{
     CONFIG_KEYS,
 };
 pub use error::{LoadError, LoadErrors};
+pub use groups::{check_groups, UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
 pub use matcher::{GlobSet, IdSet, IpSet};
 pub use model::{
     strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use slackgate_slack::SigningKey;
 
+use crate::groups::UserSet;
 use crate::matcher::{GlobSet, IdSet, IpSet};
 use crate::secrets::SecretRef;
 use crate::units::Rate;
@@ -35,6 +36,9 @@ pub struct Policy {
     pub bots: crate::bots::BotTable,
     /// The incoming webhooks the gateway holds, by name.
     pub webhooks: crate::webhooks::WebhookTable,
+    /// The groups whose members come from a Slack user group, by name (list groups are
+    /// expanded into the routes that name them and kept nowhere else).
+    pub usergroups: crate::groups::UserGroups,
 }
 
 /// A Slack app: its optional app id pin and its signing secrets.
@@ -149,8 +153,8 @@ pub struct Scope {
     pub teams: Option<IdSet>,
     /// Channel ids, `C…`, `G…` or `D…`.
     pub channels: Option<IdSet>,
-    /// User ids, `U…` or `W…`, with `@group` references expanded.
-    pub users: Option<IdSet>,
+    /// User ids, `U…` or `W…`, with list groups expanded, and the user groups named.
+    pub users: Option<UserSet>,
     /// Event types, e.g. `app_mention`.
     pub events: Option<IdSet>,
     /// Slash commands, e.g. `/ticket`.

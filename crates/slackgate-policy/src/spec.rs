@@ -116,12 +116,57 @@ pub(crate) struct PolicySpec {
     #[serde(default)]
     pub(crate) upstreams: NamedMap<UpstreamSpec>,
     #[serde(default)]
-    pub(crate) groups: NamedMap<SpannedList>,
+    pub(crate) groups: NamedMap<Spanned<GroupSpec>>,
     pub(crate) routes: Spanned<Vec<RouteSpec>>,
     #[serde(default)]
     pub(crate) bots: NamedMap<BotSpec>,
     #[serde(default)]
     pub(crate) webhooks: NamedMap<WebhookSpec>,
+}
+
+/// A group: a list of user ids, or a Slack user group whose members the gateway reads.
+#[derive(Debug)]
+pub(crate) enum GroupSpec {
+    /// `oncall: [U0111, U0222]`.
+    Members(Vec<Spanned<String>>),
+    /// `oncall: { usergroup: S0ONCALL, bot: helpdesk, refresh: 5m }`.
+    Usergroup(Box<UsergroupSpec>),
+}
+
+impl<'de> Deserialize<'de> for GroupSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = GroupSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of user ids or a mapping with usergroup, bot and refresh")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<GroupSpec, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(GroupSpec::Members)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<GroupSpec, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| GroupSpec::Usergroup(Box::new(spec)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A group whose members are a Slack user group's, read with a bot's token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsergroupSpec {
+    pub(crate) usergroup: Spanned<String>,
+    pub(crate) bot: Spanned<String>,
+    pub(crate) refresh: Option<Spanned<String>>,
 }
 
 /// An incoming-webhook URL the gateway holds for the bots it lists.

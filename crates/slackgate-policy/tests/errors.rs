@@ -71,6 +71,16 @@ macro_rules! route {
     };
 }
 
+/// [`head!`] with bot `helpdesk` (lines 7 to 11); cases append `groups:` and a route.
+macro_rules! bot_head {
+    () => {
+        concat!(
+            head!(),
+            "bots:\n  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n"
+        )
+    };
+}
+
 macro_rules! cases {
     ($( $name:ident: $class:literal, $kind:ident, $input:expr => $expected:expr; )*) => {
         const CASES: &[Case] = &[
@@ -131,6 +141,27 @@ cases! {
     nested_group: "group contains a group", Policy,
         concat!(head!(), "groups:\n  oncall: [U0111, \"@sre\"]\n  sre: [U0222]\n", route!()) =>
         "policy.yaml:8:19: error: group `oncall` contains a group reference; groups cannot be nested\n  fix: list the user ids directly";
+    group_wrong_type: "group is neither a list nor a user group", Policy,
+        concat!(head!(), "groups:\n  oncall: U0111\n", route!()) =>
+        "policy.yaml:8:11: error: wrong type for `groups.oncall`: expected a list of user ids or a mapping with usergroup, bot and refresh, found a string\n  fix: write a list of user ids or a mapping with usergroup, bot and refresh here";
+    usergroup_unknown_key: "unknown key in a user group", Policy,
+        concat!(bot_head!(), "groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdesk, refresh: 5m, every: 5m }\n", route!()) =>
+        "policy.yaml:13:62: error: unknown key `every` in `groups.oncall`\n  fix: remove it or correct the spelling; allowed keys here: `usergroup`, `bot`, `refresh`";
+    usergroup_bad_id: "user group id is not an S… id", Policy,
+        concat!(bot_head!(), "groups:\n  oncall: { usergroup: oncall-team, bot: helpdesk, refresh: 5m }\n", route!()) =>
+        "policy.yaml:13:24: error: `usergroup` of group `oncall` is not a Slack user group id\n  fix: write the user group's id, e.g. S0123ABCD (starts with S; Slack shows it in the group's URL and in usergroups.list), not its @handle or name";
+    usergroup_unknown_bot: "user group names an unknown bot", Policy,
+        concat!(bot_head!(), "groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdsk, refresh: 5m }\n", route!()) =>
+        "policy.yaml:13:39: error: group `oncall` names bot `helpdsk`, which is not defined\n  fix: use one of the bots under `bots:` (`helpdesk`); its token needs the usergroups:read scope";
+    usergroup_no_refresh: "user group without refresh", Policy,
+        concat!(bot_head!(), "groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdesk }\n", route!()) =>
+        "policy.yaml:13:3: error: group `oncall` has no `refresh`\n  fix: add `refresh: 5m` (how often its members are read from Slack; Slack allows about 20 usergroups.users.list calls a minute)";
+    usergroup_refresh_too_short: "user group refresh under 1s", Policy,
+        concat!(bot_head!(), "groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdesk, refresh: 500ms }\n", route!()) =>
+        "policy.yaml:13:58: error: `refresh` of group `oncall` is shorter than 1s\n  fix: write 1s or more, e.g. 5m: Slack allows about 20 usergroups.users.list calls a minute, and a change of members is also picked up at once from subteam_members_changed events";
+    usergroup_refresh_not_duration: "user group refresh is not a duration", Policy,
+        concat!(bot_head!(), "groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdesk, refresh: hourly }\n", route!()) =>
+        "policy.yaml:13:58: error: `refresh` of group `oncall` is not a duration\n  fix: write a whole number and a unit (ms, s, m, h), e.g. 5m";
     duplicate_route_path: "duplicate route path", Policy,
         concat!(head!(), route!(), "  - { name: helpdesk2, path: /slack/helpdesk, app: helpdesk, upstream: helpdesk }\n") =>
         "policy.yaml:12:30: error: duplicate route for path /slack/helpdesk: route `helpdesk` on line 9 already serves it\n  fix: give each route its own path (or host), or merge the two routes";

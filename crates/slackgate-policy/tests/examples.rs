@@ -67,11 +67,12 @@ fn example_policy_compiles_to_the_expected_model() {
     assert!(p.routes.find(None, "/slack/helpdesk/").is_none());
     let users = r.allow.users.as_ref().unwrap();
     for u in ["U0333", "U0111", "U0222"] {
-        assert!(users.contains(u), "{u}");
+        assert!(users.has_id(u), "{u}");
     }
-    assert!(!users.contains("@oncall"));
+    assert!(!users.has_id("@oncall"));
+    assert!(users.groups.is_empty());
     assert!(r.allow.actions.as_ref().unwrap().matches("ticket_close"));
-    assert!(r.deny.users.as_ref().unwrap().contains("U0BAD"));
+    assert!(r.deny.users.as_ref().unwrap().has_id("U0BAD"));
     assert!(r.source_ips.permits("203.0.113.9".parse().unwrap()));
     assert!(!r.source_ips.permits("192.0.2.9".parse().unwrap()));
     assert_eq!(r.rate_limits.len(), 2);
@@ -105,7 +106,7 @@ fn multi_bot_policy_routes_by_host_and_path() {
     let shadow = p.routes.by_name("standup-shadow").unwrap();
     assert_eq!(shadow.mode, Mode::Shadow);
     let deploy = p.routes.find(Some("slack.example.com"), d).unwrap();
-    assert!(deploy.allow.users.as_ref().unwrap().contains("W0RM2"));
+    assert!(deploy.allow.users.as_ref().unwrap().has_id("W0RM2"));
     assert!(deploy.source_ips.permits("10.3.3.3".parse().unwrap()));
     assert!(!deploy.source_ips.permits("192.0.2.1".parse().unwrap()));
     assert!(deploy

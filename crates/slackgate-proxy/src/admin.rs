@@ -148,6 +148,7 @@ impl AdminApp {
             "secrets": secrets,
             "upstreams": upstreams,
             "egress": egress,
+            "groups": crate::groups::status(&self.shared),
             "state": {
                 "backend": if self.shared.remote.is_some() { "redis" } else { "local" },
                 "circuit_open": self.shared.remote.as_ref().is_some_and(|r| r.circuit_open()),

@@ -40,7 +40,7 @@ use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Unread
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::strip_body_token;
 
-pub(crate) use rotation::{check_stored, Refresher, Sealer, Store};
+pub(crate) use rotation::{check_stored, CallToken, Refresher, Sealer, Store};
 pub use rotation::{RefreshResult, RotationStatus, TokenState, TokenVault};
 pub use scopes::{BotScopes, ScopeLedger};
 pub(crate) use sharing::{publish_reply, publish_revocation, RevocationSync};
@@ -51,9 +51,8 @@ use crate::client::Response;
 use crate::downstream::is_not_relayed;
 use crate::http1::connection_tokens;
 use crate::state::Shared;
-use rotation::CallToken;
-use slack::CallFailure;
-pub(crate) use slack::SlackClient;
+
+pub(crate) use slack::{CallFailure, SlackClient};
 
 /// The egress listener's application.
 pub struct EgressApp {

@@ -163,6 +163,9 @@ impl Gateway {
                 team.unwrap_or("none"),
             );
         }
+        if let Some(usergroup) = self.shared.guard.changed_usergroup(&decision, &body) {
+            self.shared.groups.wake(usergroup);
+        }
         ctx.mark_delivered = decision.mark_delivered;
         ctx.secret_id = decision.secret_id.clone();
         ctx.lifecycle = decision.lifecycle();

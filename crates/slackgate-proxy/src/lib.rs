@@ -16,6 +16,8 @@
 //! - [`upstream`] and [`client`]: pools, health and the round trip to a bot.
 //! - [`egress`]: the egress door (bots -> Slack Web API): the listener's app, the TLS
 //!   client to Slack, the scope ledger.
+//! - [`groups`]: the members of the policy's Slack user groups, read with a bot's token
+//!   and kept in the guard.
 //! - [`server`]: builds the pingora server; `services`: its background services;
 //!   [`signals`]: the operator's signals; [`watch`]: file-change reloads;
 //!   [`state`]: the running snapshot; [`admin`], [`metrics`], [`audit`], [`tls`],
@@ -28,6 +30,7 @@ mod downstream;
 pub mod egress;
 pub mod front;
 pub mod gateway;
+pub mod groups;
 mod handover;
 mod http1;
 pub mod metrics;

@@ -83,6 +83,13 @@ pub struct Metrics {
     /// `slackgate_token_refresh_stuck{bot}`: 1 when Slack refused a refresh and it is not
     /// retried (a new refresh token is needed).
     pub token_refresh_stuck: IntGaugeVec,
+    /// `slackgate_group_members{group}`: members of a user group as last read (0 before).
+    pub group_members: IntGaugeVec,
+    /// `slackgate_group_refreshes_total{group,result}`: reads of a user group's members.
+    pub group_refreshes: IntCounterVec,
+    /// `slackgate_group_last_success_timestamp_seconds{group}`: when a user group's
+    /// members were last read (0: never, so the group admits nobody).
+    pub group_last_success: GaugeVec,
     /// Serializes [`Metrics::observe_guard`]: catching a counter up to an external total is
     /// a read-then-add, which concurrent callers would otherwise count twice.
     guard_sync: Arc<Mutex<()>>,
@@ -358,6 +365,30 @@ impl Metrics {
             ),
             &["bot", "state"],
         )?;
+        let group_members = IntGaugeVec::new(
+            Opts::new(
+                "slackgate_group_members",
+                "Members of a user group (groups: {usergroup: ...}) as last read from Slack; 0 before the first read.",
+            ),
+            &["group"],
+        )?;
+        let group_refreshes = IntCounterVec::new(
+            Opts::new(
+                "slackgate_group_refreshes_total",
+                "Reads of a user group's members with usergroups.users.list, by result (a failed read keeps the last members).",
+            ),
+            &["group", "result"],
+        )?;
+        let group_last_success = GaugeVec::new(
+            Opts::new(
+                "slackgate_group_last_success_timestamp_seconds",
+                "Unix time of the last successful read of a user group's members; 0 until the first (the group then admits nobody in allow lists and denies every user in deny lists).",
+            ),
+            &["group"],
+        )?;
+        registry.register(Box::new(group_members.clone()))?;
+        registry.register(Box::new(group_refreshes.clone()))?;
+        registry.register(Box::new(group_last_success.clone()))?;
         registry.register(Box::new(egress_slack_429.clone()))?;
         registry.register(Box::new(egress_token_state.clone()))?;
         let token_refreshes = IntCounterVec::new(
@@ -437,6 +468,9 @@ impl Metrics {
             token_refreshes,
             token_expiry,
             token_refresh_stuck,
+            group_members,
+            group_refreshes,
+            group_last_success,
             guard_sync: Arc::new(Mutex::new(())),
         })
     }
@@ -506,6 +540,32 @@ impl Metrics {
             self.requests.with_label_values(&[route, reason.as_str()]);
         }
         self.request_duration.with_label_values(&[route]);
+    }
+
+    /// Pre-creates the series of a user group: every refresh result, and its members and
+    /// last success (`loaded`: the count and time of members already held, e.g. kept
+    /// across a reload; else 0).
+    pub fn register_group(&self, group: &str, loaded: Option<(usize, f64)>) {
+        for result in crate::groups::RefreshResult::ALL {
+            self.group_refreshes
+                .with_label_values(&[group, result.as_str()]);
+        }
+        let (count, at) = loaded.unwrap_or_default();
+        self.group_members
+            .with_label_values(&[group])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.group_last_success.with_label_values(&[group]).set(at);
+    }
+
+    /// Drops the series of a user group the policy no longer has.
+    pub fn forget_group(&self, group: &str) {
+        for result in crate::groups::RefreshResult::ALL {
+            let _ = self
+                .group_refreshes
+                .remove_label_values(&[group, result.as_str()]);
+        }
+        let _ = self.group_members.remove_label_values(&[group]);
+        let _ = self.group_last_success.remove_label_values(&[group]);
     }
 
     /// The text exposition of every metric.

@@ -464,7 +464,8 @@ fn add_listener<A>(
     Ok(())
 }
 
-/// Health checks, readiness, the file watcher and (for `run`) SIGHUP/SIGUSR1.
+/// Health checks, readiness, user group refreshes, the file watcher and (for `run`)
+/// SIGHUP/SIGUSR1.
 fn add_background(
     server: &mut Server,
     opts: &Options,
@@ -482,6 +483,12 @@ fn add_background(
         ReadinessProbe {
             shared: Arc::clone(shared),
             addrs: probe_addrs,
+        },
+    ));
+    server.add_service(background_service(
+        "usergroup refresh",
+        crate::groups::GroupRefresher {
+            shared: Arc::clone(shared),
         },
     ));
     if let Some(interval) = opts.watch_interval {

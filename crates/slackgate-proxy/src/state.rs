@@ -108,6 +108,8 @@ pub struct Shared {
     pub scopes: crate::egress::ScopeLedger,
     /// The rotating bots' current tokens, kept across reloads.
     pub tokens: crate::egress::TokenVault,
+    /// The user groups' refresh tasks and their last reads (their members are in `guard`).
+    pub groups: crate::groups::UserGroups,
     reload_status: Mutex<ReloadStatus>,
     reload_lock: Mutex<()>,
 }
@@ -145,6 +147,7 @@ pub fn build_snapshot(
 ) -> Result<Snapshot, LoadErrors> {
     slackgate_policy::check_webhooks(&config, &policy)?;
     slackgate_policy::check_rotation(&config, &policy)?;
+    slackgate_policy::check_groups(&config, &policy)?;
     let pools = policy
         .upstreams
         .iter()
@@ -181,6 +184,7 @@ impl Shared {
             remote: None,
             scopes: crate::egress::ScopeLedger::default(),
             tokens: crate::egress::TokenVault::default(),
+            groups: crate::groups::UserGroups::default(),
             reload_status: Mutex::new(ReloadStatus::default()),
             reload_lock: Mutex::new(()),
         };
@@ -318,5 +322,6 @@ impl Shared {
         for route in snap.policy.routes.iter() {
             m.register_route(&route.name);
         }
+        self.groups.policy_loaded();
     }
 }

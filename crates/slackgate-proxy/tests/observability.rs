@@ -76,7 +76,16 @@ bots:"
         ),
         "the shared policy has bots now"
     );
-    let policy = format!("{policy}{BOTS}");
+    let mut policy = format!("{policy}{BOTS}");
+    if slack.is_some() {
+        // A user group read with the bot's token, for the group metrics.
+        let lists = "groups:\n  blocked: [U0BAD]\n";
+        assert!(policy.contains(lists), "the shared policy's groups changed");
+        policy = policy.replace(
+            lists,
+            &format!("{lists}  oncall: {{ usergroup: S0ONCALL, bot: helpdesk, refresh: 1m }}\n"),
+        );
+    }
     let mut builder = TestGatewayBuilder::new(&policy)
         .secret("HELPDESK_SECRET", SECRET)
         .secret("HELPDESK_SECRET_OLD", OLD_SECRET)
@@ -170,7 +179,12 @@ fn egress_call(rig: &Rig, body: &str) -> slackgate_testkit::Response {
 /// scrape taken once the health checker has reported every upstream target.
 fn exercised_scrape() -> String {
     let slack = SlackApi::builder()
-        .token(BOT_TOKEN, "T0ACME", &["chat:write", "users:read"])
+        .token(
+            BOT_TOKEN,
+            "T0ACME",
+            &["chat:write", "users:read", "usergroups:read"],
+        )
+        .usergroup("S0ONCALL", &["U0333"])
         .rotation("1234.5678", ROTATOR_SECRET, ROTATOR_REFRESH, 43_200)
         .start();
     let rig = rig_with(Some(&slack));

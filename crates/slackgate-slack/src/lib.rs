@@ -22,6 +22,7 @@
 //! | `facts` | [`Facts`], [`parse_facts`], [`is_ssl_check`], [`BodyEncoding`] (tests in `facts/tests.rs`) |
 //! | `wire` | the serde shapes of Slack's JSON bodies, read by `facts` |
 //! | `fast` | the quick reader for plain Events API bodies, held to serde's answers |
+//! | `subteam` | user group change events: [`changed_usergroup`], [`is_usergroup_id`] |
 //! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
 
 mod facts;
@@ -30,6 +31,7 @@ mod headers;
 mod kind;
 mod lifecycle;
 mod signature;
+mod subteam;
 mod webapi;
 mod wire;
 
@@ -45,6 +47,10 @@ pub use lifecycle::{Carries, Lifecycle};
 pub use signature::{
     check_window, parse_signature, parse_timestamp, verify, SignatureError, SigningKey, Verified,
     MAC_LEN, SIGNATURE_HEADER_LEN,
+};
+pub use subteam::{
+    changed_usergroup, is_usergroup_change, is_usergroup_id, SUBTEAM_MEMBERS_CHANGED,
+    SUBTEAM_UPDATED,
 };
 pub use webapi::{
     is_privileged_method, method_from_path, read_call, strip_body_token, CallArgs, CallEncoding,

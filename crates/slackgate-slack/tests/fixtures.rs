@@ -134,6 +134,7 @@ fn every_fixture_is_covered() {
             "event_app_uninstalled.json",
             "event_enterprise_org_install.json",
             "event_message.json",
+            "event_subteam_members_changed.json",
             "event_tokens_revoked.json",
             "message_action.form",
             "shortcut.form",
@@ -255,6 +256,25 @@ fn event_tokens_revoked() {
             ..Expect::default()
         },
     );
+}
+
+/// A change of a user group's members: no user (the event lists the users added and
+/// removed, none of whom acts), no channel; it names the group to read again.
+#[test]
+fn event_subteam_members_changed() {
+    check(
+        "event_subteam_members_changed.json",
+        RequestKind::EventCallback,
+        Expect {
+            api_app_id: Some("A0HELPDESK"),
+            team_id: Some("T0ACME"),
+            event_type: Some("subteam_members_changed"),
+            event_id: Some("Ev0SUBTEAM001"),
+            ..Expect::default()
+        },
+    );
+    let body = read("event_subteam_members_changed.json");
+    assert_eq!(slackgate_slack::changed_usergroup(&body), Some("S0ONCALL"));
 }
 
 #[test]

@@ -292,6 +292,22 @@ impl TestGateway {
         std::fs::rename(&tmp, self.policy_path()).unwrap();
     }
 
+    /// Replaces the policy file and waits until the gateway runs a newer generation
+    /// (panics with the reload status when it does not within 15 s).
+    pub fn reload_policy(&self, yaml: &str) {
+        let before = self.shared().current().generation;
+        self.write_policy(yaml);
+        assert!(
+            wait_until(Duration::from_secs(15), || self
+                .shared()
+                .current()
+                .generation
+                > before),
+            "the policy was not reloaded: {:?}",
+            self.shared().reload_status()
+        );
+    }
+
     /// The shared state of the running gateway.
     pub fn shared(&self) -> &Arc<slackgate_proxy::Shared> {
         &self.running.as_ref().expect("running").shared

@@ -280,6 +280,7 @@ fn check(file: &Path) -> ExitCode {
             |p| match &config {
                 Some(c) => slackgate_policy::check_webhooks(c, &p)
                     .and_then(|()| slackgate_policy::check_rotation(c, &p))
+                    .and_then(|()| slackgate_policy::check_groups(c, &p))
                     .and_then(|()| slackgate_policy::read_state_key(c, &SystemSecrets))
                     .map(|_| p),
                 None => Ok(p),
@@ -302,6 +303,15 @@ fn check(file: &Path) -> ExitCode {
                 policy.webhooks.len(),
                 policy.hash
             );
+            for g in policy.usergroups.values() {
+                println!(
+                    "group {}: members read from Slack user group {} with bot {}'s token every {:?} (its token needs usergroups:read)",
+                    g.name,
+                    g.usergroup,
+                    g.bot,
+                    g.refresh
+                );
+            }
             if let Some(e) = config.as_ref().and_then(|c| c.egress.as_ref()) {
                 println!(
                     "egress: bots call {}://{}/api/, allowed calls go to {}://{}{}",

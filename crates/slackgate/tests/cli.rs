@@ -588,6 +588,83 @@ fn check_reports_egress_config_errors_with_positions() {
     assert!(stderr.contains("use https://"), "{stderr}");
 }
 
+/// A user group: its load errors at their positions, the line `check` prints for a good
+/// one, and, in a server config, the error for one without `egress:`.
+#[test]
+fn check_reports_user_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.yaml");
+    let head = "version: 1
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage]
+groups:
+";
+    let env = [
+        ("HELPDESK_BOT_TOKEN", "xoxb-3333-4444-PLANTEDvalue"),
+        ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
+    ];
+    // Writes `file` (the group line after `head` for the policy), runs `check` on `target`:
+    // exit code, stdout, stderr.
+    let check = |file: &Path, content: &str, target: &Path| {
+        std::fs::write(file, content).unwrap();
+        let out = slackgate(&["check", target.to_str().unwrap()], &env, b"");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(!stderr.contains("PLANTED"), "{stderr}");
+        (out.status.code(), stdout, stderr)
+    };
+    let group = |line: &str| format!("{head}  oncall: {line}\n");
+
+    let (code, _, stderr) = check(
+        &policy,
+        &group("{ usergroup: oncall, bot: helpbot, refresh: 10ms, team: T0 }"),
+        &policy,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml:10:61: error: unknown key `team` in `groups.oncall`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(
+        &policy,
+        &group("{ usergroup: oncall, bot: helpbot, refresh: 10ms }"),
+        &policy,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(error_positions(&stderr).len(), 3, "{stderr}");
+    for needle in [
+        "policy.yaml:10:24: error: `usergroup` of group `oncall` is not a Slack user group id",
+        "policy.yaml:10:37: error: group `oncall` names bot `helpbot`, which is not defined",
+        "policy.yaml:10:55: error: `refresh` of group `oncall` is shorter than 1s",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+
+    let good = group("{ usergroup: S0ONCALL, bot: helpdesk, refresh: 5m }");
+    let (code, stdout, stderr) = check(&policy, &good, &policy);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("group oncall: members read from Slack user group S0ONCALL with bot helpdesk's token every 300s"),
+        "{stdout}"
+    );
+    // A server config without `egress:` cannot read it.
+    let config = tmp.path().join("config.yaml");
+    let listen = "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n";
+    let (code, _, stderr) = check(&config, listen, &config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("policy.yaml:10:3: error: group `oncall` reads its members from Slack user group S0ONCALL, but the server config has no `egress` section"),
+        "{stderr}"
+    );
+    let with_egress = format!("{listen}egress:\n  listen: {{ addr: 127.0.0.1:8081 }}\n");
+    let (code, _, stderr) = check(&config, &with_egress, &config);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 // === explain ===
 
 const EXPLAIN_SECRET: &str = "explain-5ecret-c0ffee";

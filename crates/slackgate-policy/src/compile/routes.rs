@@ -8,6 +8,7 @@ use std::sync::Arc;
 use marked_yaml::{Span, Spanned};
 
 use super::{is_slack_id, line_of, names, parse_cidrs, shown, Compiler, Refs};
+use crate::groups::{UserGroup, UserSet};
 use crate::matcher::{GlobSet, IdSet, IpSet};
 use crate::model::{
     Dedupe, LimitKey, Mode, OnDeny, RateLimitRule, Route, Scope, SourceIpRule, StateFailure,
@@ -344,17 +345,23 @@ impl Compiler<'_> {
         let mut ids = |dim: Dim, list: &Option<SpannedList>| -> Option<IdSet> {
             let list = list.as_ref()?;
             self.scope_list(route, which, dim, list, refs, is_allow)
-                .map(|v| v.into_iter().collect())
+                .map(|(v, _)| v.into_iter().collect())
         };
         let enterprises = ids(Dim::Enterprises, enterprises);
         let teams = ids(Dim::Teams, teams);
         let channels = ids(Dim::Channels, channels);
-        let users = ids(Dim::Users, users);
         let events = ids(Dim::Events, events);
         let commands = ids(Dim::Commands, commands);
+        let users = users.as_ref().and_then(|list| {
+            self.scope_list(route, which, Dim::Users, list, refs, is_allow)
+                .map(|(ids, groups)| UserSet {
+                    ids: ids.into_iter().collect(),
+                    groups: groups.into(),
+                })
+        });
         let actions = actions.as_ref().and_then(|list| {
             self.scope_list(route, which, Dim::Actions, list, refs, is_allow)
-                .map(|v| v.iter().map(String::as_str).collect::<GlobSet>())
+                .map(|(v, _)| v.iter().map(String::as_str).collect::<GlobSet>())
         });
         Scope {
             enterprises,
@@ -367,7 +374,8 @@ impl Compiler<'_> {
         }
     }
 
-    /// Validates one scope dimension; expands `@group` in users.
+    /// Validates one scope dimension; in users, expands a list `@group` and collects the
+    /// user groups named (the second part, empty for every other dimension).
     fn scope_list(
         &mut self,
         route: &str,
@@ -376,32 +384,48 @@ impl Compiler<'_> {
         list: &SpannedList,
         refs: &Refs<'_>,
         is_allow: bool,
-    ) -> Option<Vec<String>> {
+    ) -> Option<(Vec<String>, Vec<Arc<UserGroup>>)> {
         let key = format!("{which}.{}", dim.key());
         if list.is_empty() {
             if is_allow {
                 self.empty_allow(route, &key, list.span());
                 return None;
             }
-            return Some(Vec::new());
+            return Some((Vec::new(), Vec::new()));
         }
         let mut out = Vec::new();
+        let mut usergroups: Vec<Arc<UserGroup>> = Vec::new();
         for entry in list.iter() {
             if let (Dim::Users, Some(group)) = (dim, entry.strip_prefix('@')) {
+                if let Some(g) = refs.usergroups.get(group) {
+                    if !usergroups.iter().any(|u| u.name == g.name) {
+                        usergroups.push(Arc::clone(g));
+                    }
+                    continue;
+                }
                 match refs.groups.get(group) {
                     Some(members) => out.extend(members.iter().cloned()),
                     None if self.declared.groups.contains(group) => {}
-                    None => self.errs.at(
-                        entry.span(),
-                        format!(
-                            "`{key}` of route `{route}` references unknown group `@{}`",
-                            shown(group)
-                        ),
-                        format!(
-                            "define it under `groups:` or use one of: {}",
-                            names(refs.groups.keys().map(String::as_str))
-                        ),
-                    ),
+                    None => {
+                        let mut known: Vec<&str> = refs
+                            .groups
+                            .keys()
+                            .map(String::as_str)
+                            .chain(refs.usergroups.keys().map(|k| &**k))
+                            .collect();
+                        known.sort_unstable();
+                        self.errs.at(
+                            entry.span(),
+                            format!(
+                                "`{key}` of route `{route}` references unknown group `@{}`",
+                                shown(group)
+                            ),
+                            format!(
+                                "define it under `groups:` or use one of: {}",
+                                names(known.into_iter())
+                            ),
+                        )
+                    }
                 }
                 continue;
             }
@@ -414,7 +438,7 @@ impl Compiler<'_> {
                 ),
             }
         }
-        Some(out)
+        Some((out, usergroups))
     }
 
     fn rate_limits(&mut self, route: &str, specs: &[RateLimitSpec]) -> Vec<RateLimitRule> {

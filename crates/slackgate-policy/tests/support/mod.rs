@@ -22,6 +22,8 @@ pub fn standard_secrets() -> MapSecrets {
         ("HELPDESK_SIGNING_SECRET", PLANTED),
         ("OTHER_SECRET", &other),
         ("EMPTY_SECRET", " \n"),
+        ("HELPDESK_GATEWAY_KEY", "gk_3f9a1c7e5b2d4068a9e1f3c5"),
+        ("HELPDESK_BOT_TOKEN", "xoxb-1111-2222-planted0token0value"),
     ]);
     s.set_file("helpdesk.secret", format!("{PLANTED}\n"));
     s.set_file("empty.secret", "\n");
