@@ -114,7 +114,7 @@ trap cleanup EXIT INT TERM
 if [ "$COUNT" = callgrind ]; then
     mkdir "$TMP/cg"
     WRAP=(valgrind -q --tool=callgrind --trace-children=yes --dump-instr=no --collect-jumps=no
-        "--callgrind-out-file=$TMP/cg/cg.%p")
+        --compress-strings=no --compress-pos=no "--callgrind-out-file=$TMP/cg/cg.%p")
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -312,15 +312,19 @@ RESULTS=$TMP/results.txt
 NAMES=(nginx haproxy slackgate)
 [ -n "${SGB_PORT:-}" ] && NAMES+=(slackgate_b)
 declare -A PORT=([bot]=$BOT_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [slackgate]=$SG_PORT [slackgate_b]=${SGB_PORT:-})
-cg_dump() { # cg_dump PID,PID: dumps (and zeroes) their callgrind counters; prints the Ir sum
-    local p total=0 f
+cg_dump() { # cg_dump PID,PID: dumps (and zeroes) their callgrind counters; prints "IR SHA256_IR"
+    local p total=0 sha=0 f
     for p in ${1//,/ }; do
         callgrind_control -d "$p" >/dev/null 2>&1 || die "callgrind_control -d $p failed"
         f=$(ls -v "$TMP/cg/cg.$p".* 2>/dev/null | tail -1)
         [ -n "$f" ] || die "no callgrind dump for $p in $TMP/cg"
         total=$(( total + $(awk '/^(summary|totals):/ {print $2; exit}' "$f") ))
+        # The self cost of SHA-256 compression functions (sha2's, ring's, OpenSSL's): valgrind
+        # hides SHA-NI, so software SHA-256 would weigh far more here than on the machine.
+        sha=$(( sha + $(awk '/^fn=/ {in_sha = ($0 ~ /sha256|compress256/)} /^calls=/ {skip = 1; next}
+            /^[0-9+*-]/ {if (skip) {skip = 0; next} if (in_sha) s += $2} END {printf "%d", s}' "$f") ))
     done
-    echo "$total"
+    echo "$total $sha"
 }
 load() { # load LABEL PORT CPU_PIDS [loadgen options...]: one measured run into $RESULTS
     local label=$1 port=$2 pids=$3 line lg ir
@@ -335,7 +339,8 @@ load() { # load LABEL PORT CPU_PIDS [loadgen options...]: one measured run into 
         sleep "$DURATION"; ir=$(cg_dump "$cg")
         wait "$lg"
         line=$(grep '^RESULT' "$TMP/loadgen.out")
-        line="$line ir_per_req=$(awk -v ir="$ir" -v l="$line" 'BEGIN { n = split(l, f, " "); for (i = 1; i <= n; i++) if (f[i] ~ /^ok=/) ok = substr(f[i], 4); printf "%.0f", (ok > 0 ? ir / ok : 0) }')"
+        line="$line $(awk -v ir="$ir" -v l="$line" 'BEGIN { n = split(l, f, " "); for (i = 1; i <= n; i++) if (f[i] ~ /^ok=/) ok = substr(f[i], 4)
+            split(ir, c, " "); if (ok > 0) printf "ir_per_req=%.0f ir_nosha_per_req=%.0f", c[1] / ok, (c[1] - c[2]) / ok; else printf "ir_per_req=0 ir_nosha_per_req=0" }')"
     else
         line=$(taskset -c "$CLIENT_CPU" "$BIN/loadgen" run --addr "127.0.0.1:$port" \
             --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --body-len "$BODY_LEN" \
@@ -406,16 +411,21 @@ ratios() { # ratios PREFIX SUFFIX: slackgate against nginx and HAProxy, same run
     }'
     printf '  per run req/s: slackgate %s, nginx %s, HAProxy %s\n' "$(per_run "${s}slackgate$e" rps)" \
         "$(per_run "${s}nginx$e" rps)" "$(per_run "${s}haproxy$e" rps)"
+    if [ -n "$COUNT" ]; then
+        awk -v sg="$(field "${s}slackgate$e" ir_nosha_per_req)" -v ng="$(field "${s}nginx$e" ir_nosha_per_req)" \
+            -v ha="$(field "${s}haproxy$e" ir_nosha_per_req)" 'BEGIN {
+            printf "  instructions per request without SHA-256: slackgate %d, nginx %d (%.2fx slackgate), HAProxy %d (%.2fx)\n", sg, ng, (sg>0? ng/sg : 0), ha, (sg>0? ha/sg : 0) }'
+    fi
 }
 row() { # row LABEL NAME
     printf '%-12s %10s %9s %9s %10s %8s %8s %9s' "$2" "$(field "$1" rps)" "$(field "$1" p50_us)" \
         "$(field "$1" p99_us)" "$(field "$1" p999_us)" "$(field "$1" cpu_us)" "$(field "$1" hs_per_s)" "$(field "$1" resumed)"
-    [ -z "$COUNT" ] || printf ' %9s' "$(field "$1" ir_per_req)"
+    [ -z "$COUNT" ] || printf ' %9s %10s' "$(field "$1" ir_per_req)" "$(field "$1" ir_nosha_per_req)"
     echo
 }
 header() {
     printf '%-12s %10s %9s %9s %10s %8s %8s %9s' target req/s p50_us p99_us p99.9_us cpu_us hs/s resumed
-    [ -z "$COUNT" ] || printf ' %9s' Ir/req
+    [ -z "$COUNT" ] || printf ' %9s %10s' Ir/req Ir-SHA256
     echo
 }
 echo
@@ -423,7 +433,7 @@ echo "slackgate load comparison ($MODE) — $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $NCPU CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); load average $LOAD_BEFORE before the load, $LOAD_AFTER after"
 echo "nginx $NGINX_VERSION, HAProxy $HAPROXY_VERSION, slackgate $SLACKGATE_BIN (repo at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "each proxy: $THREADS worker thread(s)/process(es) pinned to CPU $PROXY_CPU; load generator (1 thread) + echo bot (1 thread) pinned to CPU $CLIENT_CPU"
-[ -z "$COUNT" ] || echo "COUNT=$COUNT: every proxy ran under valgrind; only Ir/req (user-space instructions per answered request) means anything"
+[ -z "$COUNT" ] || echo "COUNT=$COUNT: every proxy ran under valgrind; only Ir/req (user-space instructions per answered request) means anything; Ir-SHA256 leaves out SHA-256 compression (software under valgrind)"
 echo "load: $CONNS connections, closed loop, ${WARMUP}s warm-up + ${DURATION}s measured, median of $RUNS run(s); every request uniquely signed ($BODY_LEN-byte body); cpu_us = the proxy's CPU time per answered request"
 echo
 if [ "$MODE" = http ]; then
@@ -432,7 +442,7 @@ if [ "$MODE" = http ]; then
     echo
     ratios "" ""
 else
-    echo "TLS: $(grep -o ' tls=[^ ]*' "$RESULTS" | sort | uniq -c | awk '{printf "%s%s (%d runs)", (NR>1? ", " : ""), substr($2, 6), $1}')"
+    echo "TLS: $(grep -o ' tls=[^ ]*' "$RESULTS" | sort | uniq -c | awk '{printf "%s%s (%d runs)", (NR>1? ", " : ""), substr($2, 5), $1}')"
     for k in $KEYS; do
         for sh in $SHAPES; do
             echo

@@ -7,6 +7,7 @@
 //! client spends on its trust store is not the server's cost and would only slow the
 //! load generator down. Loopback only.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -89,7 +90,11 @@ pub fn first_cert(pem_path: &str) -> Result<CertificateDer<'static>, String> {
 /// rustls's default cipher suites and key exchange (X25519 first), HTTP/1.1 by ALPN,
 /// with or without session resumption (rustls's in-memory store, shared by every
 /// connection made with this config).
-pub fn client_config(pem_path: &str, resume: bool) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(
+    pem_path: &str,
+    resume: bool,
+    counts: Arc<TicketCounts>,
+) -> Result<Arc<ClientConfig>, String> {
     let cert = first_cert(pem_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(Pinned {
@@ -103,8 +108,100 @@ pub fn client_config(pem_path: &str, resume: bool) -> Result<Arc<ClientConfig>, 
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if !resume {
-        config.resumption = Resumption::disabled();
-    }
+    config.resumption = if resume {
+        // Tickets shared by every connection, as in one client process, counted.
+        Resumption::store(Arc::new(CountingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(256),
+            tickets: std::sync::Mutex::default(),
+            counts,
+        }))
+    } else {
+        Resumption::disabled()
+    };
     Ok(Arc::new(config))
+}
+
+/// Counts of the client's TLS 1.3 ticket store (to tell a server that issues no usable
+/// tickets from a client that ran out of them).
+#[derive(Debug, Default)]
+pub struct TicketCounts {
+    /// Tickets received and stored.
+    pub inserted: std::sync::atomic::AtomicU64,
+    /// Connections that found a ticket to offer.
+    pub offered: std::sync::atomic::AtomicU64,
+    /// Connections that found none.
+    pub missing: std::sync::atomic::AtomicU64,
+}
+
+/// rustls's client store for everything but TLS 1.3 tickets, which it keeps here: up to
+/// [`MAX_TICKETS`] (rustls keeps 8 per server, too few for one process with 64
+/// connections to one server: they ran out in bursts and the client fell back to full
+/// handshakes whichever server it measured). The load generator talks to one server.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::Mutex<std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>>,
+    counts: Arc<TicketCounts>,
+}
+
+/// The most TLS 1.3 tickets the load generator keeps (newest used first).
+const MAX_TICKETS: usize = 4096;
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let _ = server_name;
+        self.counts.inserted.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut t) = self.tickets.lock() {
+            if t.len() == MAX_TICKETS {
+                t.pop_front();
+            }
+            t.push_back(value);
+        }
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let _ = server_name;
+        let t = self.tickets.lock().ok().and_then(|mut t| t.pop_back());
+        let slot = if t.is_some() {
+            &self.counts.offered
+        } else {
+            &self.counts.missing
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+        t
+    }
 }

@@ -47,6 +47,7 @@ use hdrhistogram::Histogram;
 use pingora::tls::TlsConnector;
 use rustls::pki_types::ServerName;
 use slackgate_benches::http::message_len;
+use slackgate_benches::tls::TicketCounts;
 use slackgate_benches::{rss_kib, RequestMaker, ROUTE_PATH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -70,6 +71,7 @@ struct Opts {
     tls: Option<TlsConnector>,
     new_conn: bool,
     cpu_pids: Vec<String>,
+    tickets: Arc<TicketCounts>,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -89,6 +91,7 @@ fn parse_opts(args: &[String]) -> Opts {
         tls: None,
         new_conn: false,
         cpu_pids: Vec::new(),
+        tickets: Arc::default(),
     };
     let mut tls_cert = None;
     let mut resume = true;
@@ -128,7 +131,7 @@ fn parse_opts(args: &[String]) -> Opts {
         o.addr
     );
     if let Some(cert) = tls_cert {
-        let config = slackgate_benches::tls::client_config(&cert, resume)
+        let config = slackgate_benches::tls::client_config(&cert, resume, o.tickets.clone())
             .unwrap_or_else(|e| panic!("--tls: {e}"));
         o.tls = Some(TlsConnector::from(config));
     }
@@ -391,6 +394,13 @@ fn run(o: Opts) {
         Some(ns) if tally.ok > 0 => format!("{:.2}", ns as f64 / 1000.0 / tally.ok as f64),
         _ => "-".to_owned(),
     };
+    let tickets = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let tickets = format!(
+        "tickets_in={} ticket_offered={} ticket_missing={}",
+        tickets(&o.tickets.inserted),
+        tickets(&o.tickets.offered),
+        tickets(&o.tickets.missing)
+    );
     let tls = match tally.suite {
         Some((v, c)) => format!("{v:?}/{c:?}"),
         None => "-".to_owned(),
@@ -412,7 +422,7 @@ fn run(o: Opts) {
         tls
     );
     println!(
-        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} handshakes={} hs_per_s={:.0} resumed={} tls={}",
+        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} handshakes={} hs_per_s={:.0} resumed={} tls={} {}",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
@@ -427,7 +437,8 @@ fn run(o: Opts) {
         tally.handshakes,
         tally.handshakes as f64 / secs,
         tally.resumed,
-        tls
+        tls,
+        tickets
     );
 }
 
