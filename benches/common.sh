@@ -3,6 +3,8 @@
 # Debian's packages when missing (apt-get; needs root or sudo).
 MAX_SKEW=300
 NCPU=$(nproc)
+# Release binaries: cargo's target dir, honouring CARGO_TARGET_DIR (relative to the repo root).
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 if [ "$NCPU" -ge 2 ]; then
     PROXY_CPU=${PROXY_CPU:-1}
     CLIENT_CPU=${CLIENT_CPU:-0}
@@ -20,7 +22,7 @@ free_port() {
 }
 wait_port() {
     local port=$1 name=$2
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 "${WAIT_TRIES:-200}"); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.05
     done

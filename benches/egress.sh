@@ -29,7 +29,6 @@ SCRIPT=egress.sh
 
 log "building release binaries (slackgate, loadgen, slackstandin)"
 cargo build --release -q -p slackgate -p slackgate-benches --bins
-BIN=$ROOT/target/release
 SLACKGATE_BIN=${SLACKGATE_BIN:-$BIN/slackgate}
 for b in "$SLACKGATE_BIN" "$BIN/loadgen" "$BIN/slackstandin"; do [ -x "$b" ] || die "missing $b"; done
 

@@ -5,7 +5,7 @@
 #   RUNS=1 benches/reload.sh               # quicker
 #   TARGETS="nginx haproxy" benches/reload.sh
 #   SLACKGATE_BIN=/path/to/slackgate benches/reload.sh   # a gateway built elsewhere
-#   SKIP_BUILD=1 benches/reload.sh         # use target/release as it is (no cargo build)
+#   SKIP_BUILD=1 benches/reload.sh         # use the release binaries as they are (no cargo build)
 #   SLACKGATE_BIN_B=/path/to/other benches/reload.sh     # adds target slackgate_b-upgrade
 #                                          # (and slackgate_b-drain if named in TARGETS)
 #
@@ -27,7 +27,7 @@
 #   haproxy-icor       the same plus `option idle-close-on-response`
 #
 # Installs nginx and haproxy with apt-get if missing (root or sudo), uses release builds
-# (reuses target/release/slackgate when it is newer than the sources), pins like compare.sh
+# (reuses the release slackgate when it is newer than the sources), pins like compare.sh
 # (the proxy, 1 worker, on PROXY_CPU; the drill client and the echo bot on CLIENT_CPU), and
 # stops every process it started on exit.
 set -euo pipefail
@@ -46,14 +46,13 @@ SCRIPT=reload.sh
 . benches/common.sh
 
 # --- build --------------------------------------------------------------------------------------
-BIN=$ROOT/target/release
 if [ -n "${SKIP_BUILD:-}" ]; then
     log "SKIP_BUILD: using the binaries in $BIN as they are"
 elif [ -n "${SLACKGATE_BIN:-}" ]; then
     log "building reloaddrill and echobot (release); gateway: $SLACKGATE_BIN"
     nice cargo build --release -q -p slackgate-benches --bins
 else
-    # cargo reuses target/release/slackgate when it is newer than its sources.
+    # cargo reuses the release slackgate when it is newer than its sources.
     log "building slackgate, reloaddrill and echobot (release; nothing to do if up to date)"
     nice cargo build --release -q -p slackgate -p slackgate-benches --bins
 fi

@@ -14,6 +14,8 @@
 //! loadgen run  --addr 127.0.0.1:P [--path /slack/events] [--conns 64] [--duration 10]
 //!              [--warmup 2] [--body-len 1024] [--label NAME] [--threads 1]
 //! loadgen run  --addr 127.0.0.1:P --egress-key KEY [--path /api/chat.postMessage] ...
+//! loadgen run  --addr 127.0.0.1:P --tls CERT.pem [--new-conn 1] [--resume 0] ...
+//!              [--cpu-pids PID,PID]
 //! loadgen idle --addr 127.0.0.1:P [--path ...] --conns 1000 --watch-pid PID [--hold 2]
 //! loadgen partial --addr 127.0.0.1:P --conns 1000 --head-bytes 16000 --watch-pid PID [--hold 2]
 //! ```
@@ -22,6 +24,15 @@
 //! With `--egress-key`, every request is instead the same Web API call, the way
 //! `slack_sdk` sends `chat.postMessage`: `Authorization: Bearer KEY` and a JSON body
 //! (`{"channel":"C0BENCH","text":...}` of about `--body-len` bytes).
+//! With `--tls CERT.pem` every connection speaks TLS (rustls, trusting only that
+//! certificate, see `slackgate_benches::tls`). `--new-conn 1` opens a new connection for
+//! every request and closes it after the answer (the latency then includes the connect
+//! and the handshake), `--resume 0` turns session resumption off (with it on, every
+//! connection shares one client session store, as one client process does).
+//! `--cpu-pids` names the processes of the server under test: the CPU time all their
+//! threads spent during the measured window (`/proc/PID/task/*/schedstat`, ns), divided
+//! by the answered requests, is printed as `cpu_us` (CPU per request, whatever else the
+//! machine runs).
 //! The signing secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
 //! `run` prints one `RESULT key=value ...` line on stdout; `idle` prints `IDLE ...`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,14 +44,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use pingora::tls::TlsConnector;
+use rustls::pki_types::ServerName;
 use slackgate_benches::http::message_len;
+use slackgate_benches::tls::TicketCounts;
 use slackgate_benches::{rss_kib, RequestMaker, ROUTE_PATH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Opts {
     addr: SocketAddr,
     path: String,
@@ -54,6 +68,10 @@ struct Opts {
     hold: Duration,
     head_bytes: usize,
     egress_key: Option<String>,
+    tls: Option<TlsConnector>,
+    new_conn: bool,
+    cpu_pids: Vec<String>,
+    tickets: Arc<TicketCounts>,
 }
 
 fn parse_opts(args: &[String]) -> Opts {
@@ -70,7 +88,13 @@ fn parse_opts(args: &[String]) -> Opts {
         hold: Duration::from_secs(2),
         head_bytes: 16_000,
         egress_key: None,
+        tls: None,
+        new_conn: false,
+        cpu_pids: Vec::new(),
+        tickets: Arc::default(),
     };
+    let mut tls_cert = None;
+    let mut resume = true;
     let mut it = args.iter();
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -88,6 +112,16 @@ fn parse_opts(args: &[String]) -> Opts {
             "--hold" => o.hold = secs(v),
             "--head-bytes" => o.head_bytes = v.parse().expect("--head-bytes"),
             "--egress-key" => o.egress_key = Some(v.clone()),
+            "--tls" => tls_cert = Some(v.clone()),
+            "--new-conn" => o.new_conn = v != "0",
+            "--resume" => resume = v != "0",
+            "--cpu-pids" => {
+                o.cpu_pids = v
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
             other => panic!("unknown option {other}"),
         }
     }
@@ -96,24 +130,64 @@ fn parse_opts(args: &[String]) -> Opts {
         "load goes to 127.0.0.1 only, not {}",
         o.addr
     );
+    if let Some(cert) = tls_cert {
+        let config = slackgate_benches::tls::client_config(&cert, resume, o.tickets.clone())
+            .unwrap_or_else(|e| panic!("--tls: {e}"));
+        o.tls = Some(TlsConnector::from(config));
+    }
     o
+}
+
+/// A client connection: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What a TLS handshake was (for the counts and the printed suite).
+#[derive(Debug, Clone, Copy, Default)]
+struct HandshakeInfo {
+    resumed: bool,
+    /// e.g. `TLSv1_3/TLS13_AES_256_GCM_SHA384` (Debug names, no spaces).
+    suite: Option<(rustls::ProtocolVersion, rustls::CipherSuite)>,
 }
 
 /// A keep-alive connection with its read buffer.
 struct Conn {
-    sock: TcpStream,
+    sock: Box<dyn Io>,
     buf: Vec<u8>,
+    handshake: HandshakeInfo,
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::from(std::io::ErrorKind::TimedOut)
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> std::io::Result<Self> {
-        let sock = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+    async fn open(addr: SocketAddr, tls: Option<&TlsConnector>) -> std::io::Result<Self> {
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        sock.set_nodelay(true)?;
+            .map_err(|_| timed_out())??;
+        tcp.set_nodelay(true)?;
+        let mut handshake = HandshakeInfo::default();
+        let sock: Box<dyn Io> = match tls {
+            None => Box::new(tcp),
+            Some(connector) => {
+                let name = ServerName::try_from("localhost").expect("server name");
+                let s = tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| timed_out())??;
+                let session = s.get_ref().1;
+                handshake.resumed =
+                    session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                handshake.suite = session
+                    .protocol_version()
+                    .zip(session.negotiated_cipher_suite().map(|c| c.suite()));
+                Box::new(s)
+            }
+        };
         Ok(Self {
             sock,
             buf: Vec::with_capacity(4096),
+            handshake,
         })
     }
 
@@ -136,7 +210,12 @@ impl Conn {
         };
         tokio::time::timeout(IO_TIMEOUT, fut)
             .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+            .map_err(|_| timed_out())?
+    }
+
+    /// Closes the connection from this side (TLS: close_notify, then FIN).
+    async fn close(mut self) {
+        let _ = tokio::time::timeout(IO_TIMEOUT, self.sock.shutdown()).await;
     }
 }
 
@@ -146,6 +225,10 @@ struct Tally {
     statuses: BTreeMap<u16, u64>,
     errors: u64,
     reconnects: u64,
+    /// Handshakes begun in the measured window, and how many of them resumed a session.
+    handshakes: u64,
+    resumed: u64,
+    suite: Option<(rustls::ProtocolVersion, rustls::CipherSuite)>,
 }
 
 async fn worker(
@@ -160,12 +243,22 @@ async fn worker(
     let mut req = Vec::with_capacity(o.body_len + 512);
     let mut sig = String::with_capacity(67);
     let mut conn: Option<Conn> = None;
-    while Instant::now() < end {
+    loop {
+        // With a new connection per request, the latency includes connect and handshake.
+        let t_open = Instant::now();
+        if t_open >= end {
+            break;
+        }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match Conn::open(o.addr).await {
+            None => match Conn::open(o.addr, o.tls.as_ref()).await {
                 Ok(c) => {
                     tally.reconnects += 1;
+                    if t_open >= warm_end && o.tls.is_some() {
+                        tally.handshakes += 1;
+                        tally.resumed += u64::from(c.handshake.resumed);
+                    }
+                    tally.suite = tally.suite.or(c.handshake.suite);
                     conn.insert(c)
                 }
                 Err(_) => {
@@ -183,7 +276,7 @@ async fn worker(
             }
             None => maker.next(&mut req, &mut sig),
         }
-        let t0 = Instant::now();
+        let t0 = if o.new_conn { t_open } else { Instant::now() };
         let result = c.exchange(&req).await;
         let took = t0.elapsed();
         let measured = t0 >= warm_end && Instant::now() <= end;
@@ -200,6 +293,10 @@ async fn worker(
                 }
                 if close {
                     conn = None;
+                } else if o.new_conn {
+                    if let Some(c) = conn.take() {
+                        c.close().await;
+                    }
                 }
             }
             Err(_) => {
@@ -254,13 +351,24 @@ fn run(o: Opts) {
     let o = Arc::new(o);
     let counter = Arc::new(AtomicU64::new(start_counter()));
     let rt = runtime(o.threads);
-    let (hist, tally) = rt.block_on(async {
+    let (hist, tally, cpu_ns) = rt.block_on(async {
         let start = Instant::now();
         let warm_end = start + o.warmup;
         let end = warm_end + o.duration;
         let tasks: Vec<_> = (0..o.conns)
             .map(|_| tokio::spawn(worker(o.clone(), counter.clone(), warm_end, end)))
             .collect();
+        // The server's CPU time over the measured window.
+        let pids = o.cpu_pids.clone();
+        let sampler = tokio::spawn(async move {
+            if pids.is_empty() {
+                return None;
+            }
+            tokio::time::sleep_until(warm_end.into()).await;
+            let before = cpu_ns(&pids)?;
+            tokio::time::sleep_until(end.into()).await;
+            Some(cpu_ns(&pids)?.saturating_sub(before))
+        });
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
         let mut tally = Tally::default();
         for t in tasks {
@@ -269,29 +377,52 @@ fn run(o: Opts) {
             tally.ok += t.ok;
             tally.errors += t.errors;
             tally.reconnects += t.reconnects;
+            tally.handshakes += t.handshakes;
+            tally.resumed += t.resumed;
+            tally.suite = tally.suite.or(t.suite);
             for (s, n) in t.statuses {
                 *tally.statuses.entry(s).or_default() += n;
             }
         }
-        (hist, tally)
+        let cpu_ns = sampler.await.ok().flatten();
+        (hist, tally, cpu_ns)
     });
     let secs = o.duration.as_secs_f64();
     let rps = tally.ok as f64 / secs;
     let non200: u64 = tally.statuses.values().sum();
+    let cpu_us = match cpu_ns {
+        Some(ns) if tally.ok > 0 => format!("{:.2}", ns as f64 / 1000.0 / tally.ok as f64),
+        _ => "-".to_owned(),
+    };
+    let tickets = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let tickets = format!(
+        "tickets_in={} ticket_offered={} ticket_missing={}",
+        tickets(&o.tickets.inserted),
+        tickets(&o.tickets.offered),
+        tickets(&o.tickets.missing)
+    );
+    let tls = match tally.suite {
+        Some((v, c)) => format!("{v:?}/{c:?}"),
+        None => "-".to_owned(),
+    };
     eprintln!(
-        "{:<12} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  (ok {}, non-200 {:?}, errors {}, connections {})",
+        "{:<12} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  cpu/req {} us  (ok {}, non-200 {:?}, errors {}, connections {}, handshakes {} of which resumed {}, {})",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
+        cpu_us,
         tally.ok,
         tally.statuses,
         tally.errors,
-        tally.reconnects
+        tally.reconnects,
+        tally.handshakes,
+        tally.resumed,
+        tls
     );
     println!(
-        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={}",
+        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} handshakes={} hs_per_s={:.0} resumed={} tls={} {}",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
@@ -301,8 +432,31 @@ fn run(o: Opts) {
         non200,
         tally.errors,
         o.conns,
-        secs
+        secs,
+        cpu_us,
+        tally.handshakes,
+        tally.handshakes as f64 / secs,
+        tally.resumed,
+        tls,
+        tickets
     );
+}
+
+/// The CPU time (ns) all threads of `pids` have used so far (`/proc/PID/task/*/schedstat`,
+/// first field); `None` when a process is gone.
+fn cpu_ns(pids: &[String]) -> Option<u64> {
+    let mut total = 0u64;
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let path = task.ok()?.path().join("schedstat");
+            // A thread may end between the listing and the read: it no longer counts.
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 /// Opens `conns` keep-alive connections, sends one signed request on each, keeps them
@@ -320,7 +474,7 @@ fn idle(o: Opts) {
         let mut ok = 0u64;
         let mut failed = 0u64;
         for _ in 0..o.conns {
-            match Conn::open(o.addr).await {
+            match Conn::open(o.addr, o.tls.as_ref()).await {
                 Ok(mut c) => {
                     maker.next(&mut req, &mut sig);
                     match c.exchange(&req).await {
@@ -371,7 +525,7 @@ fn partial(o: Opts) {
         let mut open = Vec::with_capacity(o.conns);
         let mut failed = 0u64;
         for _ in 0..o.conns {
-            match Conn::open(o.addr).await {
+            match Conn::open(o.addr, o.tls.as_ref()).await {
                 Ok(mut c) => {
                     if c.sock.write_all(&head).await.is_err() {
                         failed += 1;

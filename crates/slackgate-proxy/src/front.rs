@@ -37,6 +37,7 @@ use crate::downstream::{answer_body, request_head, BodyError, Downstream, Forwar
 use crate::gateway::Gateway;
 use crate::handover::{hand_over, unwrap_prefixed};
 use crate::http1::{self, Framing, Parsed, RequestHead};
+use crate::tls::TlsListeners;
 use crate::wire::{push_decimal, push_header};
 
 /// How long a keep-alive connection may wait for the first byte of its next request.
@@ -54,6 +55,7 @@ pub struct Front {
     gateway: Gateway,
     proxy: Arc<HttpProxy<Gateway>>,
     fast_path: bool,
+    tls: TlsListeners,
 }
 
 impl std::fmt::Debug for Front {
@@ -64,13 +66,38 @@ impl std::fmt::Debug for Front {
 
 impl Front {
     /// A front over `gateway` that hands other requests to `proxy` (built on the same
-    /// shared state); with `fast_path` off, every request goes to `proxy`.
-    pub fn new(gateway: Gateway, proxy: Arc<HttpProxy<Gateway>>, fast_path: bool) -> Self {
+    /// shared state); with `fast_path` off, every request goes to `proxy`. Connections
+    /// that arrive on one of the `tls` listeners get their handshake here first.
+    pub fn new(
+        gateway: Gateway,
+        proxy: Arc<HttpProxy<Gateway>>,
+        fast_path: bool,
+        tls: TlsListeners,
+    ) -> Self {
         Self {
             gateway,
             proxy,
             fast_path,
+            tls,
         }
+    }
+
+    /// The connection after its TLS handshake, when it arrived on a TLS listener; the
+    /// handshake counts against the first head's deadline (`limits.head_read_timeout`
+    /// from the accept), so a client cannot hold a connection longer by handshaking
+    /// slowly. `None`: the handshake failed or timed out.
+    async fn terminate_tls(&self, stream: Stream, accepted: Instant) -> Option<Stream> {
+        if self.tls.is_empty() {
+            return Some(stream);
+        }
+        let local = stream
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        let Some(acceptor) = local.and_then(|l| self.tls.for_local(l)) else {
+            return Some(stream);
+        };
+        let deadline = accepted + self.gateway.head_limits().timeout;
+        crate::tls::accept(acceptor, stream, deadline).await
     }
 }
 
@@ -90,6 +117,8 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let accepted = Instant::now();
+        let stream = self.terminate_tls(stream, accepted).await?;
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
@@ -100,7 +129,8 @@ impl ServerApp for Front {
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let mut shutdown_rx = shutdown.clone();
-        let mut first = true;
+        // The first head's deadline runs from the accept (the handshake counts).
+        let mut first = Some(accepted);
         loop {
             let limits = self.gateway.head_limits();
             let head =
@@ -112,7 +142,7 @@ impl ServerApp for Front {
                         return None;
                     }
                 };
-            first = false;
+            first = None;
             if !(self.fast_path && head.is_simple(&buf)) {
                 // pingora answers this one request; the connection comes back for the next.
                 let prefixed = hand_over(stream, &mut buf, head);
@@ -164,21 +194,22 @@ impl Front {
 }
 
 /// Reads until `buf` starts with a complete head the checks accept, within the limits.
-/// Absolute-form targets are rewritten to origin-form in `buf`.
+/// Absolute-form targets are rewritten to origin-form in `buf`. `first`: the instant the
+/// connection was accepted, for its first request.
 async fn read_head(
     stream: &mut Stream,
     buf: &mut BytesMut,
     limits: &HeadLimits,
-    first: bool,
+    first: Option<Instant>,
     shutdown: &mut ShutdownWatch,
 ) -> Result<RequestHead, NoHead> {
     // A connection's first request has its whole head deadline from the accept; a later
     // one waits up to KEEPALIVE_IDLE for its first byte, then has the deadline from there.
     let now = Instant::now();
-    let mut deadline = if first || !buf.is_empty() {
-        Some(now + limits.timeout)
-    } else {
-        None
+    let mut deadline = match first {
+        Some(accepted) => Some(accepted + limits.timeout),
+        None if !buf.is_empty() => Some(now + limits.timeout),
+        None => None,
     };
     let idle = tokio::time::sleep_until(deadline.unwrap_or(now + KEEPALIVE_IDLE));
     tokio::pin!(idle);

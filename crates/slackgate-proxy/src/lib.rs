@@ -28,6 +28,7 @@ pub mod audit;
 pub mod client;
 mod downstream;
 pub mod egress;
+mod forward;
 pub mod front;
 pub mod gateway;
 pub mod groups;

@@ -35,7 +35,7 @@ use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::state::{load_snapshot, Shared, SharedClock};
-use crate::tls::{CertResolver, ReloadingCert};
+use crate::tls::{server_config, CertResolver, ReloadingCert, TlsListeners, TlsSetupError};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,9 @@ pub enum StartError {
     /// The server thread could not be started.
     #[error("cannot start the server thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// rustls refused the settings of a TLS listener.
+    #[error(transparent)]
+    TlsSetup(#[from] TlsSetupError),
     /// pingora refused the TLS settings of a listener.
     #[error("TLS settings: {0}")]
     Tls(#[source] Box<pingora::Error>),
@@ -418,50 +421,73 @@ fn add_proxy(
         &server.configuration,
         Gateway::new(Arc::clone(shared)),
     ));
-    let mut proxy = Service::new(
-        "slackgate".to_owned(),
-        Front::new(Gateway::new(Arc::clone(shared)), fallback, opts.fast_path),
-    );
+    // The front terminates TLS itself: the listeners it is given are plain TCP.
+    let mut tls = TlsListeners::default();
     let mut probe_addrs: Vec<SocketAddr> = Vec::new();
     for listener in &config.listen {
         probe_addrs.push(listener.addr);
-        add_listener(server, &mut proxy, listener)?;
+        if let Some(cert) = watched_cert(server, listener)? {
+            tls.add(listener.addr, server_config(cert)?);
+        }
+    }
+    let mut proxy = Service::new(
+        "slackgate".to_owned(),
+        Front::new(
+            Gateway::new(Arc::clone(shared)),
+            fallback,
+            opts.fast_path,
+            tls,
+        ),
+    );
+    for listener in &config.listen {
+        proxy.add_listener(tcp_listener(listener));
     }
     server.add_service(proxy);
     Ok(probe_addrs)
 }
 
-/// Adds `listener` (plain or TLS, with its certificate reloaded on change) to `svc`.
+/// Adds `listener` (plain, or TLS through pingora's TLS listener) to `svc`.
 fn add_listener<A>(
     server: &mut Server,
     svc: &mut Service<A>,
     listener: &slackgate_policy::Listener,
 ) -> Result<(), StartError> {
-    let addr = listener.addr.to_string();
-    match &listener.tls {
-        // pingora's default 64 KiB read buffer per connection costs ~64 MiB per
-        // 1,000 idle keep-alive clients; Slack requests are small and bodies are
-        // read in a loop anyway (measured: 99 -> 39 MiB for 1,000 idle connections).
-        None => svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(small_buffers())),
-        Some(tls) => {
-            let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key)?);
+    match watched_cert(server, listener)? {
+        None => svc.add_listener(tcp_listener(listener)),
+        Some(cert) => {
             let mut settings = TlsSettings::intermediate("", "").map_err(StartError::Tls)?;
-            settings.set_cert_resolver(Arc::new(CertResolver(Arc::clone(&cert))));
-            svc.add_listener(
-                ListenerConfig::tcp(addr)
-                    .tls(settings)
-                    .l4_buffer(small_buffers()),
-            );
-            server.add_service(background_service(
-                "cert reload",
-                CertWatcher {
-                    cert,
-                    interval: CERT_INTERVAL,
-                },
-            ));
+            settings.set_cert_resolver(Arc::new(CertResolver(cert)));
+            svc.add_listener(tcp_listener(listener).tls(settings));
         }
     }
     Ok(())
+}
+
+/// A TCP listener with small buffers: pingora's default 64 KiB read buffer per
+/// connection costs ~64 MiB per 1,000 idle keep-alive clients; Slack requests are small
+/// and bodies are read in a loop anyway (measured: 99 -> 39 MiB for 1,000 idle
+/// connections).
+fn tcp_listener(listener: &slackgate_policy::Listener) -> ListenerConfig {
+    ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(small_buffers())
+}
+
+/// A TLS listener's certificate, loaded and watched for a change of its files.
+fn watched_cert(
+    server: &mut Server,
+    listener: &slackgate_policy::Listener,
+) -> Result<Option<Arc<ReloadingCert>>, StartError> {
+    let Some(tls) = &listener.tls else {
+        return Ok(None);
+    };
+    let cert = Arc::new(ReloadingCert::load(&tls.cert, &tls.key)?);
+    server.add_service(background_service(
+        "cert reload",
+        CertWatcher {
+            cert: Arc::clone(&cert),
+            interval: CERT_INTERVAL,
+        },
+    ));
+    Ok(Some(cert))
 }
 
 /// Health checks, readiness, user group refreshes, the file watcher and (for `run`)

@@ -1,16 +1,32 @@
 //! TLS termination with rustls, with certificates that reload without a restart.
 //!
 //! The listener uses a certificate resolver whose key pair sits behind an `ArcSwap`.
+//! The proxy's listeners are plain TCP to pingora: the front runs the handshake itself
+//! with [`server_config`] (session tickets, ALPN), and [`TlsConn`] carries the connection
+//! on as pingora's `Stream`; the egress listener still uses pingora's TLS listener.
 //! [`ReloadingCert::reload`] reads the files again and swaps the pair only when both
 //! parse and belong together; a broken file leaves the serving certificate in place.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
+use pingora::tls::{
+    ClientHello, CryptoProvider, ResolvesServerCert, ServerConfig, ServerTlsStream, TlsAcceptor,
+};
+use rustls::server::ServerSessionMemoryCache;
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// Why a certificate pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -122,3 +138,169 @@ impl ResolvesServerCert for CertResolver {
         Some(self.0.current.load_full())
     }
 }
+
+/// How many TLS 1.2 sessions (by session id) the listener remembers for resumption;
+/// TLS 1.3 and ticket-capable TLS 1.2 clients resume from stateless tickets instead.
+const SESSION_CACHE: usize = 4096;
+
+/// Why a TLS listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// rustls refused the protocol versions, or the ticket key could not be made.
+    #[error("TLS listener setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The rustls settings of an inbound TLS listener: the reloading certificate, TLS 1.2
+/// and 1.3 with the provider's default suites, ALPN `http/1.1`, stateless session
+/// tickets (ring's ticketer: a random key, rotated every 6 hours, never written
+/// anywhere) and a bounded session-id cache. With pingora's defaults the only store
+/// was a 256-entry cache of single-use TLS 1.3 tickets, so under many clients most
+/// resumptions found their session evicted and fell back to a full handshake.
+pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    pingora::tls::install_default_crypto_provider();
+    let provider = CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(CertResolver(cert)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    Ok(Arc::new(config))
+}
+
+/// The inbound TLS listeners of the proxy service: the front does their handshakes
+/// itself (pingora's listener would build its own rustls settings, without tickets).
+#[derive(Clone, Default)]
+pub struct TlsListeners(Vec<(SocketAddr, TlsAcceptor)>);
+
+impl fmt::Debug for TlsListeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(a, _)| a))
+            .finish()
+    }
+}
+
+impl TlsListeners {
+    /// Adds a listener address (as configured: `0.0.0.0`/`::` match every local address).
+    pub fn add(&mut self, addr: SocketAddr, config: Arc<ServerConfig>) {
+        self.0.push((addr, TlsAcceptor::from(config)));
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The acceptor of the listener a connection arrived on (by its local address).
+    pub fn for_local(&self, local: SocketAddr) -> Option<&TlsAcceptor> {
+        self.0
+            .iter()
+            .find(|(a, _)| {
+                a.port() == local.port() && (a.ip().is_unspecified() || a.ip() == local.ip())
+            })
+            .map(|(_, acceptor)| acceptor)
+    }
+}
+
+/// Runs the server side of a TLS handshake on `stream` within `deadline`; `None` when it
+/// fails or times out (nothing to answer: the client gets rustls's alert, if any).
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    stream: Stream,
+    deadline: tokio::time::Instant,
+) -> Option<Stream> {
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let alpn = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Some(ALPN::H2),
+                Some(b"http/1.1") => Some(ALPN::H1),
+                _ => None,
+            };
+            Some(Box::new(TlsConn { inner: tls, alpn }))
+        }
+        Ok(Err(e)) => {
+            log::debug!("TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            log::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// A server TLS connection as pingora's `Stream`.
+struct TlsConn {
+    inner: ServerTlsStream<Stream>,
+    alpn: Option<ALPN>,
+}
+
+impl fmt::Debug for TlsConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConn")
+            .field("alpn", &self.alpn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+crate::forward::forward_async_write!(TlsConn);
+
+#[async_trait]
+impl Shutdown for TlsConn {
+    async fn shutdown(&mut self) {
+        // close_notify, then the socket's own shutdown (which flushes its buffer).
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.inner).await;
+    }
+}
+
+impl UniqueID for TlsConn {
+    fn id(&self) -> UniqueIDType {
+        self.inner.get_ref().0.id()
+    }
+}
+
+impl Ssl for TlsConn {
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.alpn.clone()
+    }
+}
+
+impl GetTimingDigest for TlsConn {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_ref().0.get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for TlsConn {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_ref().0.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for TlsConn {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_ref().0.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.get_mut().0.set_socket_digest(digest);
+    }
+}
+
+// Peeking under TLS would see ciphertext: not supported (pingora's default).
+impl Peek for TlsConn {}

@@ -82,3 +82,78 @@ fn one_worker_thread_serves_plain_and_tls_over_reused_upstream_connections() {
         seen.iter().map(|r| r.conn).collect::<Vec<_>>()
     );
 }
+
+/// One request on a new TLS connection made with `config`: what the handshake was, the
+/// ALPN protocol and the answer's bytes.
+fn tls_request(
+    addr: std::net::SocketAddr,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> (Option<rustls::HandshakeKind>, Option<Vec<u8>>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    // The gateway ends with close_notify; an error after the answer changes nothing here.
+    let _ = tls.read_to_end(&mut answer);
+    (
+        conn.handshake_kind(),
+        conn.alpn_protocol().map(<[u8]>::to_vec),
+        answer,
+    )
+}
+
+#[test]
+fn tls_sessions_resume_from_tickets_and_alpn_picks_http1() {
+    let rig = rig_with(|b| b.tls_only());
+    let addr = rig.gw.tls_addr.unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            rig.gw.certs.as_ref().unwrap().der.clone(),
+        ))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = std::sync::Arc::new(config);
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let (kind, alpn, answer) = tls_request(addr, &config);
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        assert!(answer.starts_with(b"HTTP/1.1 404"), "{answer:?}");
+        kinds.push(kind);
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
+
+#[test]
+fn a_tls_client_that_never_handshakes_is_closed_at_the_head_deadline() {
+    use std::io::Read;
+    let rig = rig_with_limits(", head_read_timeout: 1s", |b| b.tls_only());
+    let mut sock = std::net::TcpStream::connect(rig.gw.tls_addr.unwrap()).unwrap();
+    // Far longer than the deadline: a read that times out means the gateway kept it open.
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    match sock.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the gateway to close the silent connection: {other:?}"),
+    }
+    assert_eq!(rig.bot.bytes_received(), 0);
+}

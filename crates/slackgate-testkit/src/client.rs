@@ -105,9 +105,13 @@ impl Client {
     /// Sends raw bytes on a new connection and reads one response.
     pub fn raw(&self, bytes: &[u8]) -> std::io::Result<Response> {
         let mut s = self.connect()?;
-        s.write_all(bytes)?;
-        s.flush()?;
-        read_response(&mut BufReader::new(s))
+        // A gateway may answer (413, 431) and close before the whole request is written;
+        // like curl, read the answer that came even when the write failed.
+        let wrote = s.write_all(bytes).and_then(|()| s.flush());
+        match read_response(&mut BufReader::new(s)) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(wrote.err().unwrap_or(e)),
+        }
     }
 
     /// Sends raw bytes and reads responses until the connection closes or times out.
