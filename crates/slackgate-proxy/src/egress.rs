@@ -52,7 +52,7 @@ use crate::downstream::is_not_relayed;
 use crate::http1::connection_tokens;
 use crate::state::Shared;
 
-pub(crate) use slack::{CallFailure, SlackClient};
+pub(crate) use slack::{CallFailure, OutHead, SlackClient};
 
 /// The egress listener's application.
 pub struct EgressApp {
@@ -215,32 +215,21 @@ impl EgressApp {
 
     /// The head of the call as the gateway sends it to Slack.
     fn slack_head(&self, head: &CallHead, method: &str, token: &str, body_len: usize) -> Vec<u8> {
-        let api = self.slack.api();
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(head.method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(api.path.as_bytes());
-        out.extend_from_slice(method.as_bytes());
+        let path = self.slack.api().path.as_bytes();
+        let mut target: Vec<&[u8]> = vec![path, method.as_bytes()];
         if let Some(q) = &head.query {
-            out.push(b'?');
-            out.extend_from_slice(q.as_bytes());
+            target.extend([&b"?"[..], q.as_bytes()]);
         }
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        out.extend_from_slice(api.authority().as_bytes());
-        out.extend_from_slice(b"\r\nAuthorization: Bearer ");
-        out.extend_from_slice(token.as_bytes());
-        if let Some(ct) = head.content_type.as_deref().filter(|v| clean_value(v)) {
-            out.extend_from_slice(b"\r\nContent-Type: ");
-            out.extend_from_slice(ct);
-        }
-        if let Some(ua) = head.user_agent.as_deref().filter(|v| clean_value(v)) {
-            out.extend_from_slice(b"\r\nUser-Agent: ");
-            out.extend_from_slice(ua);
-        }
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        out.extend_from_slice(body_len.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
-        out
+        self.slack.head(
+            &OutHead {
+                http_method: head.method.as_str().as_bytes(),
+                target: &target,
+                token: Some(token),
+                content_type: head.content_type.as_deref().filter(|v| clean_value(v)),
+                user_agent: head.user_agent.as_deref().filter(|v| clean_value(v)),
+            },
+            body_len,
+        )
     }
 
     /// Slack's answer as the bot gets it (`None` for a status pingora cannot write).
@@ -361,23 +350,16 @@ impl EgressApp {
     /// The head of a webhook post: the URL's path, and nothing of the bot's head but its
     /// `Content-Type` and `User-Agent` (no credential: the URL is the credential).
     fn hook_head(&self, head: &CallHead, path: &str, body_len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"POST ");
-        out.extend_from_slice(path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        out.extend_from_slice(self.hooks.api().authority().as_bytes());
-        if let Some(ct) = head.content_type.as_deref().filter(|v| clean_value(v)) {
-            out.extend_from_slice(b"\r\nContent-Type: ");
-            out.extend_from_slice(ct);
-        }
-        if let Some(ua) = head.user_agent.as_deref().filter(|v| clean_value(v)) {
-            out.extend_from_slice(b"\r\nUser-Agent: ");
-            out.extend_from_slice(ua);
-        }
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        out.extend_from_slice(body_len.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
-        out
+        self.hooks.head(
+            &OutHead {
+                http_method: b"POST",
+                target: &[path.as_bytes()],
+                token: None,
+                content_type: head.content_type.as_deref().filter(|v| clean_value(v)),
+                user_agent: head.user_agent.as_deref().filter(|v| clean_value(v)),
+            },
+            body_len,
+        )
     }
 
     /// Posts `body` to `hook`; the answer and that answer as the bot gets it.

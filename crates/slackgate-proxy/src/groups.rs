@@ -35,7 +35,7 @@ use slackgate_guard::Clock;
 use slackgate_policy::{Bot, Egress, IdSet, UserGroup};
 use tokio::sync::Notify;
 
-use crate::egress::{error_code, CallFailure, SlackClient, SlackClientError};
+use crate::egress::{error_code, CallFailure, OutHead, SlackClient, SlackClientError};
 use crate::state::Shared;
 
 /// The Web API method that lists a user group's members.
@@ -289,19 +289,16 @@ fn call_body(group: &UserGroup, bot: &Bot) -> String {
 
 /// The head of the call, with the bot's token in `Authorization` (its only place).
 fn call_head(client: &SlackClient, token: &str, body_len: usize) -> Vec<u8> {
-    let api = client.api();
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"POST ");
-    out.extend_from_slice(api.path.as_bytes());
-    out.extend_from_slice(METHOD.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(api.authority().as_bytes());
-    out.extend_from_slice(b"\r\nAuthorization: Bearer ");
-    out.extend_from_slice(token.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: application/x-www-form-urlencoded\r\nUser-Agent: slackgate (usergroup refresh)\r\nContent-Length: ");
-    out.extend_from_slice(body_len.to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out
+    client.head(
+        &OutHead {
+            http_method: b"POST",
+            target: &[client.api().path.as_bytes(), METHOD.as_bytes()],
+            token: Some(token),
+            content_type: Some(b"application/x-www-form-urlencoded"),
+            user_agent: Some(b"slackgate (usergroup refresh)"),
+        },
+        body_len,
+    )
 }
 
 /// `usergroups.users.list`'s answer, the part read.

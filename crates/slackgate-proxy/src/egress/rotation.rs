@@ -43,7 +43,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use slackgate_policy::{Bot, BotToken, Rotation, StateKey};
 
-use super::slack::{CallFailure, SlackClient};
+use super::slack::{CallFailure, OutHead, SlackClient};
 use crate::redis::RedisState;
 use crate::state::Shared;
 
@@ -914,23 +914,22 @@ impl Refresher {
             .append_pair("client_secret", r.client_secret.expose())
             .append_pair("refresh_token", refresh_token)
             .finish();
-        let api = self.client.api();
-        let head = format!(
-            "POST {}oauth.v2.access HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nUser-Agent: slackgate token rotation\r\nContent-Length: {}\r\n\r\n",
-            api.path,
-            api.authority(),
-            body.len()
+        let head = self.client.head(
+            &OutHead {
+                http_method: b"POST",
+                target: &[self.client.api().path.as_bytes(), b"oauth.v2.access"],
+                token: None,
+                content_type: Some(b"application/x-www-form-urlencoded"),
+                user_agent: Some(b"slackgate token rotation"),
+            },
+            body.len(),
         );
         let retry = |why: String, retry_after: Option<i64>| Attempt::Failed {
             result: RefreshResult::Retry,
             retry_after,
             why,
         };
-        let resp = match self
-            .client
-            .call(head.as_bytes(), body.as_bytes(), false)
-            .await
-        {
+        let resp = match self.client.call(&head, body.as_bytes(), false).await {
             Ok(resp) => resp,
             Err(CallFailure::Timeout(d)) => return retry(format!("no answer within {d:?}"), None),
             Err(CallFailure::Failed(e)) => return retry(e, None),

@@ -50,6 +50,22 @@ pub(crate) enum CallFailure {
     Failed(String),
 }
 
+/// What a request head the gateway writes says besides its host and length
+/// ([`SlackClient::head`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutHead<'a> {
+    /// `GET`, `POST`, ...
+    pub(crate) http_method: &'a [u8],
+    /// The request target, in parts written one after the other.
+    pub(crate) target: &'a [&'a [u8]],
+    /// The token for `Authorization: Bearer`, if one travels.
+    pub(crate) token: Option<&'a str>,
+    /// `Content-Type`, if any (already checked as a clean header value).
+    pub(crate) content_type: Option<&'a [u8]>,
+    /// `User-Agent`, if any (already checked as a clean header value).
+    pub(crate) user_agent: Option<&'a [u8]>,
+}
+
 /// The client for `egress.slack_api`.
 pub(crate) struct SlackClient {
     api: SlackApi,
@@ -139,6 +155,37 @@ impl SlackClient {
     /// The API base as split from the config.
     pub(crate) fn api(&self) -> &SlackApi {
         &self.api
+    }
+
+    /// The head of a request the gateway writes itself to this client's host: the
+    /// request line (`target` is the concatenated path and query), `Host`, then
+    /// `Authorization: Bearer`, `Content-Type` and `User-Agent` when given, and
+    /// `Content-Length`. Nothing else travels.
+    pub(crate) fn head(&self, h: &OutHead<'_>, body_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(h.http_method);
+        out.push(b' ');
+        for part in h.target {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        out.extend_from_slice(self.api.authority().as_bytes());
+        if let Some(token) = h.token {
+            out.extend_from_slice(b"\r\nAuthorization: Bearer ");
+            out.extend_from_slice(token.as_bytes());
+        }
+        if let Some(ct) = h.content_type {
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ct);
+        }
+        if let Some(ua) = h.user_agent {
+            out.extend_from_slice(b"\r\nUser-Agent: ");
+            out.extend_from_slice(ua);
+        }
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out
     }
 
     async fn connect(&self) -> Result<Conn, String> {
