@@ -632,18 +632,10 @@ fn state_key_ref(
     let CredentialSpec {
         env,
         file,
-        secret,
-        value,
-        token,
-        key,
-        password,
         rotation,
+        ..
     } = &**spec;
-    let literal = [secret, value, token, key, password]
-        .into_iter()
-        .flatten()
-        .next();
-    if let Some(l) = literal {
+    if let Some(l) = spec.literals().next() {
         errs.at(
             l.span(),
             crate::yaml::LITERAL_SECRET_MESSAGE,

@@ -209,6 +209,23 @@ pub(crate) struct CredentialSpec {
     pub(crate) rotation: Option<Box<Spanned<RotationSpec>>>,
 }
 
+impl CredentialSpec {
+    /// The literal-value keys written (each a pasted secret), in field order.
+    pub(crate) fn literals(&self) -> impl Iterator<Item = &Spanned<IgnoredAny>> {
+        let CredentialSpec {
+            env: _,
+            file: _,
+            secret,
+            value,
+            token,
+            key,
+            password,
+            rotation: _,
+        } = self;
+        [secret, value, token, key, password].into_iter().flatten()
+    }
+}
+
 /// Slack token rotation for a bot's token: the app's client id and secret and the first
 /// refresh token (later ones live in the state store).
 #[derive(Debug, Deserialize)]

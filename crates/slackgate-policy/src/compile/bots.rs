@@ -296,17 +296,7 @@ impl Compiler<'_> {
             return Some(BotToken::Static(t));
         };
         let beside = [&spec.env, &spec.file].into_iter().flatten().next();
-        let literal = [
-            &spec.secret,
-            &spec.value,
-            &spec.token,
-            &spec.key,
-            &spec.password,
-        ]
-        .into_iter()
-        .flatten()
-        .next();
-        if let Some(l) = literal {
+        if let Some(l) = spec.literals().next() {
             self.errs
                 .at(l.span(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
             return None;
@@ -390,12 +380,8 @@ impl Compiler<'_> {
         let CredentialSpec {
             env,
             file,
-            secret,
-            value,
-            token,
-            key,
-            password,
             rotation,
+            ..
         } = &**spec;
         let start = self.errs.len();
         if let Some(r) = rotation {
@@ -406,7 +392,7 @@ impl Compiler<'_> {
             );
             return None;
         }
-        for literal in [secret, value, token, key, password].into_iter().flatten() {
+        for literal in spec.literals() {
             self.errs
                 .at(literal.span(), LITERAL_SECRET_MESSAGE, LITERAL_SECRET_FIX);
         }
