@@ -326,11 +326,7 @@ pub fn check_rotation(config: &Config, policy: &Policy) -> Result<(), LoadErrors
             ));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(LoadErrors(errors))
-    }
+    LoadErrors::unless_any(errors)
 }
 
 #[cfg(test)]

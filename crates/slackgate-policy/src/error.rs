@@ -96,6 +96,16 @@ impl LoadErrors {
     pub fn iter(&self) -> std::slice::Iter<'_, LoadError> {
         self.0.iter()
     }
+
+    /// `Ok` when `errors` is empty, else those errors (the checks where config and
+    /// policy meet end with it).
+    pub(crate) fn unless_any(errors: Vec<LoadError>) -> Result<(), LoadErrors> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
 }
 
 impl fmt::Display for LoadErrors {

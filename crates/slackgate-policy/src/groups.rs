@@ -94,9 +94,5 @@ pub fn check_groups(config: &Config, policy: &Policy) -> Result<(), LoadErrors> 
             )
         })
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(LoadErrors(errors))
-    }
+    LoadErrors::unless_any(errors)
 }

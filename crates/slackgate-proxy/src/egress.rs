@@ -151,6 +151,19 @@ struct Outcome {
     method_label: Option<Arc<str>>,
 }
 
+impl Outcome {
+    /// Slack's answer was not had: `upstream_timeout` or `upstream_error`, answered by the
+    /// gateway.
+    fn failed(&mut self, failure: &CallFailure) -> Option<(ResponseHeader, Bytes)> {
+        self.decision.reason = match failure {
+            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
+            CallFailure::Failed(_) => EgressReason::UpstreamError,
+        };
+        self.status = self.decision.reason.status();
+        EgressApp::local_answer(&self.decision)
+    }
+}
+
 impl EgressApp {
     /// The app for `shared`'s egress config.
     pub fn new(shared: Arc<Shared>) -> Result<Self, SlackClientError> {
@@ -452,12 +465,7 @@ impl EgressApp {
                     Err(failure) => {
                         // The failure's text names hooks_base's host at most, never the URL.
                         log::warn!("egress: bot {} webhook {}: {failure}", bot.name, hook.name);
-                        outcome.decision.reason = match failure {
-                            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-                            CallFailure::Failed(_) => EgressReason::UpstreamError,
-                        };
-                        outcome.status = outcome.decision.reason.status();
-                        Self::local_answer(&outcome.decision)
+                        outcome.failed(&failure)
                     }
                 }
             }
@@ -582,12 +590,7 @@ impl EgressApp {
                     }
                     Err(failure) => {
                         log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
-                        outcome.decision.reason = match failure {
-                            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-                            CallFailure::Failed(_) => EgressReason::UpstreamError,
-                        };
-                        outcome.status = outcome.decision.reason.status();
-                        Self::local_answer(&outcome.decision)
+                        outcome.failed(&failure)
                     }
                 }
             }
