@@ -59,14 +59,14 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
 }
 
 /// Seconds since the epoch as a float; times before the epoch read as 0.
-pub(crate) fn unix_secs_f64(t: SystemTime) -> f64 {
+pub fn unix_secs_f64(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
 /// Whole seconds since the epoch; times before the epoch read as 0.
-pub(crate) fn unix_secs(t: SystemTime) -> i64 {
+pub fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)

@@ -60,7 +60,7 @@ use std::net::IpAddr;
 use slackgate_policy::Route;
 
 pub use client_ip::{canonical, client_ip, parse_entry, IpText};
-pub use clock::{Clock, FakeClock, SystemClock};
+pub use clock::{unix_secs, unix_secs_f64, Clock, FakeClock, SystemClock};
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
 pub use egress::{

@@ -569,7 +569,7 @@ impl EgressApp {
         };
         let token: Option<&str> = match &token {
             Some(CallToken::Static(t)) => Some(t),
-            Some(CallToken::Rotated(t)) => Some(t),
+            Some(CallToken::Rotated(p)) => Some(p.access_token()),
             _ => None,
         };
         let answer = match (

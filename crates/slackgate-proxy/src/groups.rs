@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::{json, Value};
-use slackgate_guard::Clock;
+use slackgate_guard::{unix_secs_f64, Clock};
 use slackgate_policy::{Bot, Egress, IdSet, UserGroup};
 use tokio::sync::Notify;
 
@@ -55,7 +55,7 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 fn token_of(shared: &Shared, bot: &Bot) -> Option<String> {
     match shared.tokens.token(bot, shared.guard.clock().now()) {
         crate::egress::CallToken::Static(t) => Some(t.to_owned()),
-        crate::egress::CallToken::Rotated(t) => Some(t.to_string()),
+        crate::egress::CallToken::Rotated(p) => Some(p.access_token().to_owned()),
         crate::egress::CallToken::Unavailable(_) => None,
     }
 }
@@ -442,7 +442,7 @@ async fn refresh(shared: &Shared, group: &UserGroup) -> Refresh {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
         m.group_last_success
             .with_label_values(&[&group.name])
-            .set(unix_secs(now));
+            .set(unix_secs_f64(now));
         log::debug!(
             "group {}: {count} members read from user group {}",
             group.name,
@@ -466,12 +466,6 @@ async fn refresh(shared: &Shared, group: &UserGroup) -> Refresh {
     }
     shared.groups.note(group, now, &r);
     r
-}
-
-fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A group's task: read now, then every `refresh`, or soon after a wake-up.
@@ -540,7 +534,9 @@ impl GroupRefresher {
             let loaded = shared.guard.group_members().get(g);
             m.register_group(
                 &g.name,
-                loaded.as_ref().map(|l| (l.members.len(), unix_secs(l.at))),
+                loaded
+                    .as_ref()
+                    .map(|l| (l.members.len(), unix_secs_f64(l.at))),
             );
             let wake = Arc::new(Notify::new());
             wakers.insert(

@@ -297,25 +297,17 @@ impl Shared {
         let m = &self.metrics;
         m.generation
             .set(i64::try_from(snap.generation).unwrap_or(i64::MAX));
-        let secs = snap
-            .loaded_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        m.last_reload_success.set(secs);
+        m.last_reload_success
+            .set(slackgate_guard::unix_secs_f64(snap.loaded_at));
         m.secret_expiry.reset();
         for app in snap.policy.apps.values() {
             for secret in app.secrets.iter() {
                 m.secret_matches
                     .with_label_values(&[&app.name, secret.key.id()]);
                 if let Some(exp) = secret.expires {
-                    let t = exp
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map(|d| d.as_secs_f64())
-                        .unwrap_or(0.0);
                     m.secret_expiry
                         .with_label_values(&[&app.name, secret.key.id()])
-                        .set(t);
+                        .set(slackgate_guard::unix_secs_f64(exp));
                 }
             }
         }

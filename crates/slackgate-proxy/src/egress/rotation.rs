@@ -41,6 +41,7 @@ use pingora::services::background::BackgroundService;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use slackgate_guard::unix_secs;
 use slackgate_policy::{Bot, BotToken, Rotation, StateKey};
 
 use super::slack::{CallFailure, OutHead, SlackClient};
@@ -189,6 +190,11 @@ impl std::fmt::Debug for Pair {
 }
 
 impl Pair {
+    /// The access token calls are sent with.
+    pub(crate) fn access_token(&self) -> &str {
+        &self.access_token
+    }
+
     /// When the refresher trades it in: half-way through its life.
     fn refresh_at(&self) -> i64 {
         self.obtained_at + (self.expires_at - self.obtained_at).max(0) / 2
@@ -381,8 +387,8 @@ fn private_file_keep(path: &Path) -> std::io::Result<File> {
 pub(crate) enum CallToken<'a> {
     /// A token from the policy's reference.
     Static(&'a str),
-    /// A rotated token.
-    Rotated(Arc<str>),
+    /// A rotated token: the current pair, shared (no copy per call).
+    Rotated(Arc<Pair>),
     /// None: the audit `rule` says why (`rotation.pending`, `rotation.expired`).
     Unavailable(&'static str),
 }
@@ -473,12 +479,6 @@ pub struct TokenVault {
     slots: Mutex<HashMap<Arc<str>, Slot>>,
 }
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn rfc3339(secs: i64) -> String {
     crate::audit::rfc3339(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
 }
@@ -493,11 +493,9 @@ impl TokenVault {
 
     /// The token to send `bot`'s call with at `now`.
     pub(crate) fn token<'b>(&self, bot: &'b Bot, now: SystemTime) -> CallToken<'b> {
-        let rotation = match &bot.token {
-            BotToken::Static(c) => return CallToken::Static(c.expose()),
-            BotToken::Rotating(r) => r,
-        };
-        let _ = rotation;
+        if let BotToken::Static(c) = &bot.token {
+            return CallToken::Static(c.expose());
+        }
         let slots = self.lock();
         let pair = slots
             .get(&bot.name)
@@ -505,8 +503,8 @@ impl TokenVault {
             .and_then(|s| s.pair.clone());
         match pair {
             None => CallToken::Unavailable("rotation.pending"),
-            Some(p) if unix(now) >= p.expires_at => CallToken::Unavailable("rotation.expired"),
-            Some(p) => CallToken::Rotated(Arc::from(p.access_token.as_str())),
+            Some(p) if unix_secs(now) >= p.expires_at => CallToken::Unavailable("rotation.expired"),
+            Some(p) => CallToken::Rotated(p),
         }
     }
 
@@ -698,7 +696,7 @@ impl Refresher {
     }
 
     fn now(&self) -> i64 {
-        unix(self.shared.guard.clock().now())
+        unix_secs(self.shared.guard.clock().now())
     }
 
     fn count(&self, bot: &str, result: RefreshResult) {

@@ -32,12 +32,9 @@ const REPLY_TTL: Duration = Duration::from_secs(86_400);
 /// How long a revocation is kept in Redis (a token that old was long replaced).
 const REVOKED_TTL: Duration = Duration::from_secs(90 * 86_400);
 
-fn revoked_key(bot: &Bot) -> [String; 3] {
-    [
-        "revoked".to_owned(),
-        bot.name.to_string(),
-        hex::encode(bot.token.fingerprint()),
-    ]
+/// The last part of a bot's revocation key: its token's fingerprint, in hex.
+fn token_part(bot: &Bot) -> String {
+    hex::encode(bot.token.fingerprint())
 }
 
 /// Shares that `channel` sent `app` a verified request at `at` (unix seconds).
@@ -58,14 +55,17 @@ pub(crate) fn publish_reply(redis: &Arc<RedisState>, app: &str, channel: &str, a
 /// Shares that `bot`'s current token was revoked by `by`.
 pub(crate) fn publish_revocation(redis: &Arc<RedisState>, bot: &Bot, by: Lifecycle) {
     let redis = Arc::clone(redis);
-    let key = revoked_key(bot);
+    let (name, token) = (Arc::clone(&bot.name), token_part(bot));
     tokio::spawn(async move {
-        let parts: Vec<&str> = key.iter().map(String::as_str).collect();
         if let Err(e) = redis
-            .set_px(&parts, by.as_str().as_bytes(), REVOKED_TTL)
+            .set_px(
+                &["revoked", &name, &token],
+                by.as_str().as_bytes(),
+                REVOKED_TTL,
+            )
             .await
         {
-            log::error!("bot {}: sharing its token revocation through Redis failed ({e}); other replicas keep sending its calls until they receive the event themselves", key[1]);
+            log::error!("bot {name}: sharing its token revocation through Redis failed ({e}); other replicas keep sending its calls until they receive the event themselves");
         }
     });
 }
@@ -89,9 +89,8 @@ impl RevocationSync {
             if self.shared.guard.token_revoked_by(bot).is_some() {
                 continue;
             }
-            let key = revoked_key(bot);
-            let parts: Vec<&str> = key.iter().map(String::as_str).collect();
-            let Ok(Some(value)) = self.redis.get(&parts).await else {
+            let token = token_part(bot);
+            let Ok(Some(value)) = self.redis.get(&["revoked", &bot.name, &token]).await else {
                 continue;
             };
             let by = std::str::from_utf8(&value)
