@@ -313,7 +313,17 @@ fuzz_target!(|input: Input| {
     }
     let trailer = &input.trailer[..input.trailer.len().min(256)];
     bytes.extend_from_slice(trailer);
+    // FUZZ_DUMP=1 prints what went out, what the model predicts, and what came back.
+    let dump = std::env::var_os("FUZZ_DUMP").is_some();
+    if dump {
+        let fates: Vec<_> = reqs.iter().map(|(_, f)| f).collect();
+        eprintln!("pingora={} fates={fates:?}", input.pingora);
+        eprintln!("sent<<{}>>", String::from_utf8_lossy(&bytes));
+    }
     let raw = exchange(gw.addr, &bytes, &input.cuts);
+    if dump {
+        eprintln!("received<<{}>>", String::from_utf8_lossy(&raw));
+    }
     let may_head = reqs.iter().any(|(r, _)| r.method == "HEAD");
     let finals = answers(&raw, may_head);
     let at_bot: Vec<(Vec<(String, Vec<u8>)>, Vec<u8>)> = bot

@@ -13,7 +13,7 @@ use pingora::proxy::Session;
 
 use slackgate_guard::Reason;
 
-use crate::front::is_bodyless;
+use crate::front::{is_bodyless, KEEPALIVE_IDLE};
 use crate::handover::{handed_head, HandedHead};
 use crate::http1::{connection_tokens, is_hop_by_hop, is_not_forwarded};
 use crate::wire::{push_decimal, push_header};
@@ -259,10 +259,15 @@ impl Downstream for PingoraDownstream<'_> {
         for (name, value) in headers {
             resp.append_header(Bytes::copy_from_slice(name), *value)?;
         }
-        // Persistence as the front judged it (every `Connection` header counts), said
-        // to the client as the fast path says it.
-        if self.handed().is_some_and(|h| !h.keep_alive()) {
-            self.close_after();
+        // Persistence as the front judged it (every `Connection` line counts, and a
+        // drain closes), said to the client as the fast path says it: pingora reads
+        // only the first line.
+        match self.handed() {
+            Some(h) if !h.keep_alive() => self.close_after(),
+            Some(h) if !self.1 && h.keep_alive_missed_by_pingora() => {
+                self.0.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
+            }
+            _ => {}
         }
         let bodyless = is_bodyless(status);
         let body = if bodyless { Bytes::new() } else { body };

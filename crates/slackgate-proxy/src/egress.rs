@@ -49,7 +49,7 @@ pub use slack::SlackClientError;
 use crate::audit::{Direction, EgressRecord};
 use crate::client::Response;
 use crate::downstream::is_not_relayed;
-use crate::http1::connection_tokens;
+use crate::http1::{client_keeps_alive, connection_tokens};
 use crate::state::Shared;
 
 pub(crate) use slack::{CallFailure, OutHead, SlackClient};
@@ -608,6 +608,9 @@ impl HttpServerApp for EgressApp {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        // A client that writes its next call before reading this answer gets both
+        // answered in order, instead of this one and a close.
+        session.set_pipelining_enabled(true);
         match session.read_request().await {
             Ok(true) => {}
             // The client closed, or sent no request.
@@ -637,7 +640,14 @@ impl HttpServerApp for EgressApp {
         }
         let (answer, reusable) = self.handle(&mut session).await;
         let (header, body) = answer?;
-        if *shutdown.borrow() || !reusable {
+        let req = session.req_header();
+        let client_keeps = client_keeps_alive(
+            req.version == http::Version::HTTP_11,
+            req.headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        );
+        if *shutdown.borrow() || !reusable || !client_keeps {
             session.set_keepalive(None);
         } else {
             session.set_keepalive(Some(60));

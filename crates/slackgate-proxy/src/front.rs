@@ -41,7 +41,7 @@ use crate::tls::TlsListeners;
 use crate::wire::{push_decimal, push_header};
 
 /// How long a keep-alive connection may wait for the first byte of its next request.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// The longest a keep-alive connection stays open, idle, once the server drains.
 const DRAIN_IDLE_MAX: Duration = Duration::from_secs(5);
 /// After a refusal, how long and how much the front keeps reading (and discarding) what
@@ -145,9 +145,12 @@ impl ServerApp for Front {
             first = None;
             if !(self.fast_path && head.is_simple(&buf)) {
                 // pingora answers this one request; the connection comes back for the next.
+                // A drain closes it after this request, as on the fast path.
+                let mut head = head;
+                head.keep_alive &= !*shutdown_rx.borrow();
                 let prefixed = hand_over(stream, &mut buf, head);
                 let mut session = ServerSession::new_http1(prefixed);
-                session.set_keepalive((!*shutdown_rx.borrow()).then_some(60));
+                session.set_keepalive((!*shutdown_rx.borrow()).then_some(KEEPALIVE_IDLE.as_secs()));
                 let reused =
                     HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
                 let (returned, _settings) = reused.consume();

@@ -21,7 +21,7 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::downstream::{request_head, Forwarded};
-use crate::http1::{ChunkedEnd, Framing, RequestHead};
+use crate::http1::{list, ChunkedEnd, Framing, RequestHead};
 
 /// The stream pingora reads for the request whose judged `head` starts `buf`: exactly
 /// that request's bytes (it can never read, and drop or serve, what follows on the
@@ -91,6 +91,19 @@ impl HandedHead {
     /// Whether the connection may carry another request.
     pub(crate) fn keep_alive(&self) -> bool {
         self.head.keep_alive
+    }
+
+    /// Whether pingora, reading only the first `Connection` line, ends a connection the
+    /// front keeps: an HTTP/1.0 request whose `keep-alive` stands on a later line. (A
+    /// `close` on a later line is the other way round, and [`Self::keep_alive`] says it.)
+    pub(crate) fn keep_alive_missed_by_pingora(&self) -> bool {
+        if !self.head.keep_alive || self.head.http11 {
+            return false;
+        }
+        let first = self
+            .headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"connection"));
+        !first.is_some_and(|(_, v)| list(v).any(|t| t.eq_ignore_ascii_case(b"keep-alive")))
     }
 }
 

@@ -506,6 +506,18 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// Whether the client lets the connection carry another request (RFC 9112 9.3): a
+/// `close` on any `Connection` line ends it; HTTP/1.0 persists only with `keep-alive`.
+/// Every line counts, where pingora's own reading takes the first.
+pub(crate) fn client_keeps_alive<'a>(
+    http11: bool,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> bool {
+    let tokens = connection_tokens(headers);
+    let has = |name: &[u8]| tokens.iter().any(|t| t.eq_ignore_ascii_case(name));
+    !has(b"close") && (http11 || has(b"keep-alive"))
+}
+
 /// The header names a message's `Connection` headers list (other than `close` and
 /// `keep-alive`, which are hop-by-hop anyway).
 pub(crate) fn connection_tokens<'a>(

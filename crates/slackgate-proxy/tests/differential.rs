@@ -426,7 +426,18 @@ fn persistence_cases(c: &mut Corpus) -> Vec<Case> {
             &["Connection: X-Drop", "X-Drop: 1", "Connection: close"],
             true,
         ),
+        (
+            "close on a second Connection line",
+            &["Connection: keep-alive", "Connection: close"],
+            true,
+        ),
         ("keep-alive", &["Connection: keep-alive"], false),
+        // pingora reads only the first `Connection` line; the front reads them all.
+        (
+            "keep-alive on a second Connection line",
+            &["Connection: X-Drop", "X-Drop: 1", "Connection: keep-alive"],
+            false,
+        ),
         (
             "a named header",
             &["Connection: X-Drop", "X-Drop: 1"],

@@ -674,22 +674,21 @@ fn pooled_connections_to_slack_and_a_policy_reload_applies_at_once() {
     let one = format!(
         "POST /api/chat.postMessage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 31\r\n\r\n{{\"channel\":\"C0HELP\",\"text\":\"x\"}}"
     );
-    // Pipelined calls (a second sent before the first is answered): pingora answers the
-    // first and closes (RFC 9112 9.3.2: the client retries the rest); the rest never
-    // reach Slack, and nothing is answered twice.
+    // Pipelined calls (a second sent before the first is answered): each is answered,
+    // in order, and reaches Slack once; nothing is answered twice.
     let answers = gw
         .egress_client()
         .raw_all(one.repeat(3).as_bytes())
         .unwrap();
-    assert_eq!(answers.len(), 1);
-    assert_eq!(answers[0].json()["ok"], true);
-    assert_eq!(rig.slack.count(), 1);
+    assert_eq!(answers.len(), 3);
+    assert!(answers.iter().all(|a| a.json()["ok"] == true));
+    assert_eq!(rig.slack.count(), 3);
     // Calls one after another go out on pooled connections to Slack.
     for _ in 0..4 {
         let a = gw.egress_client().raw(one.as_bytes()).unwrap();
         assert_eq!(a.json()["ok"], true);
     }
-    assert_eq!(rig.slack.count(), 5);
+    assert_eq!(rig.slack.count(), 7);
     assert!(rig.slack.connections() < 5, "{}", rig.slack.connections());
     // Drop chat.postMessage from the bot: the next call is denied.
     gw.write_policy(&POLICY.replace(
@@ -731,4 +730,87 @@ fn the_key_in_a_json_field_and_an_egress_listener_over_tls() {
     // The member is cut out, every other byte as sent.
     assert_eq!(got[0].body, br#"{"channel":"C0HELP","text":"hi"}"#);
     assert!(!String::from_utf8_lossy(&got[0].head).contains(KEY));
+}
+
+/// The egress listener keeps a connection exactly as long as the client lets it: every
+/// `Connection` line counts (pingora's own reading takes the first), and an HTTP/1.0
+/// client that did not ask for `keep-alive` gets its answer and the close it reads to.
+/// A kept connection answers a call written before the previous answer was read
+/// (pipelined) too, in order.
+#[test]
+fn connections_persist_as_the_client_says() {
+    use std::io::{Read, Write};
+    let rig = rig();
+    let addr = rig.gw.egress_addr.unwrap();
+    let body = r#"{"channel":"C0HELP","text":"hi"}"#;
+    let request = |version: &str, lines: &[&str]| {
+        let mut r = format!(
+            "POST /api/chat.postMessage {version}\r\nHost: slackgate\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for l in lines {
+            r.push_str(l);
+            r.push_str("\r\n");
+        }
+        r.push_str("\r\n");
+        r.push_str(body);
+        r
+    };
+    // Two requests back to back; what came back before the gateway closed (or within
+    // the deadline, when it kept the connection).
+    let exchange = |first: String| -> (String, bool) {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let second = request("HTTP/1.1", &[]);
+        s.write_all(format!("{first}{second}").as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("{e} after {}", String::from_utf8_lossy(&got)),
+            }
+            if got.windows(12).filter(|w| w == b"HTTP/1.1 200").count() == 2 {
+                break false;
+            }
+        };
+        (String::from_utf8_lossy(&got).into_owned(), closed)
+    };
+    let answers = |text: &str| text.matches("HTTP/1.1 200").count();
+
+    for (name, version, lines, keeps) in [
+        ("HTTP/1.1", "HTTP/1.1", &[][..], true),
+        ("HTTP/1.0", "HTTP/1.0", &[][..], false),
+        (
+            "HTTP/1.0 with keep-alive",
+            "HTTP/1.0",
+            &["Connection: keep-alive"][..],
+            true,
+        ),
+        (
+            "HTTP/1.0 with keep-alive on a second line",
+            "HTTP/1.0",
+            &["Connection: X-Trace", "Connection: keep-alive"][..],
+            true,
+        ),
+        (
+            "close on a second line",
+            "HTTP/1.1",
+            &["Connection: keep-alive", "Connection: close"][..],
+            false,
+        ),
+    ] {
+        let (text, closed) = exchange(request(version, lines));
+        if keeps {
+            assert_eq!(answers(&text), 2, "{name}: {text}");
+        } else {
+            assert_eq!(answers(&text), 1, "{name}: {text}");
+            assert!(closed, "{name}: not closed");
+            assert!(
+                text.to_ascii_lowercase().contains("connection: close"),
+                "{name}: {text}"
+            );
+        }
+    }
 }
