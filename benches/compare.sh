@@ -418,13 +418,14 @@ ratios() { # ratios PREFIX SUFFIX: slackgate against nginx and HAProxy, same run
     fi
 }
 row() { # row LABEL NAME
-    printf '%-12s %10s %9s %9s %10s %8s %8s %9s' "$2" "$(field "$1" rps)" "$(field "$1" p50_us)" \
-        "$(field "$1" p99_us)" "$(field "$1" p999_us)" "$(field "$1" cpu_us)" "$(field "$1" hs_per_s)" "$(field "$1" resumed)"
+    printf '%-12s %10s %9s %9s %10s %8s %6s %8s %9s' "$2" "$(field "$1" rps)" "$(field "$1" p50_us)" \
+        "$(field "$1" p99_us)" "$(field "$1" p999_us)" "$(field "$1" cpu_us)" "$(field "$1" user_share)" \
+        "$(field "$1" hs_per_s)" "$(field "$1" resumed)"
     [ -z "$COUNT" ] || printf ' %9s %10s' "$(field "$1" ir_per_req)" "$(field "$1" ir_nosha_per_req)"
     echo
 }
 header() {
-    printf '%-12s %10s %9s %9s %10s %8s %8s %9s' target req/s p50_us p99_us p99.9_us cpu_us hs/s resumed
+    printf '%-12s %10s %9s %9s %10s %8s %6s %8s %9s' target req/s p50_us p99_us p99.9_us cpu_us user hs/s resumed
     [ -z "$COUNT" ] || printf ' %9s %10s' Ir/req Ir-SHA256
     echo
 }
@@ -434,7 +435,7 @@ echo "machine: $NCPU CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 echo "nginx $NGINX_VERSION, HAProxy $HAPROXY_VERSION, slackgate $SLACKGATE_BIN (repo at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "each proxy: $THREADS worker thread(s)/process(es) pinned to CPU $PROXY_CPU; load generator (1 thread) + echo bot (1 thread) pinned to CPU $CLIENT_CPU"
 [ -z "$COUNT" ] || echo "COUNT=$COUNT: every proxy ran under valgrind; only Ir/req (user-space instructions per answered request) means anything; Ir-SHA256 leaves out SHA-256 compression (software under valgrind)"
-echo "load: $CONNS connections, closed loop, ${WARMUP}s warm-up + ${DURATION}s measured, median of $RUNS run(s); every request uniquely signed ($BODY_LEN-byte body); cpu_us = the proxy's CPU time per answered request"
+echo "load: $CONNS connections, closed loop, ${WARMUP}s warm-up + ${DURATION}s measured, median of $RUNS run(s); every request uniquely signed ($BODY_LEN-byte body); cpu_us = the proxy's CPU time per answered request, user = the share of it in user space (the rest is the kernel's)"
 echo
 if [ "$MODE" = http ]; then
     header

@@ -366,8 +366,15 @@ fn run(o: Opts) {
             }
             tokio::time::sleep_until(warm_end.into()).await;
             let before = cpu_ns(&pids)?;
+            let ticks_before = user_sys_ticks(&pids)?;
             tokio::time::sleep_until(end.into()).await;
-            Some(cpu_ns(&pids)?.saturating_sub(before))
+            let ns = cpu_ns(&pids)?.saturating_sub(before);
+            let ticks = user_sys_ticks(&pids)?;
+            Some((
+                ns,
+                ticks.0.saturating_sub(ticks_before.0),
+                ticks.1.saturating_sub(ticks_before.1),
+            ))
         });
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
         let mut tally = Tally::default();
@@ -390,9 +397,18 @@ fn run(o: Opts) {
     let secs = o.duration.as_secs_f64();
     let rps = tally.ok as f64 / secs;
     let non200: u64 = tally.statuses.values().sum();
-    let cpu_us = match cpu_ns {
-        Some(ns) if tally.ok > 0 => format!("{:.2}", ns as f64 / 1000.0 / tally.ok as f64),
-        _ => "-".to_owned(),
+    let per_req = |us: f64| format!("{:.2}", us / tally.ok as f64);
+    let (cpu_us, user_share) = match cpu_ns {
+        Some((ns, user, sys)) if tally.ok > 0 => (
+            per_req(ns as f64 / 1000.0),
+            // Ticks are coarse (10 ms); their ratio splits the precise total.
+            if user + sys > 0 {
+                format!("{:.2}", user as f64 / (user + sys) as f64)
+            } else {
+                "-".to_owned()
+            },
+        ),
+        _ => ("-".to_owned(), "-".to_owned()),
     };
     let tickets = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let tickets = format!(
@@ -406,13 +422,14 @@ fn run(o: Opts) {
         None => "-".to_owned(),
     };
     eprintln!(
-        "{:<12} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  cpu/req {} us  (ok {}, non-200 {:?}, errors {}, connections {}, handshakes {} of which resumed {}, {})",
+        "{:<12} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  cpu/req {} us (user share {})  (ok {}, non-200 {:?}, errors {}, connections {}, handshakes {} of which resumed {}, {})",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
         cpu_us,
+        user_share,
         tally.ok,
         tally.statuses,
         tally.errors,
@@ -422,7 +439,7 @@ fn run(o: Opts) {
         tls
     );
     println!(
-        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} handshakes={} hs_per_s={:.0} resumed={} tls={} {}",
+        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} user_share={} handshakes={} hs_per_s={:.0} resumed={} tls={} {}",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
@@ -434,6 +451,7 @@ fn run(o: Opts) {
         o.conns,
         secs,
         cpu_us,
+        user_share,
         tally.handshakes,
         tally.handshakes as f64 / secs,
         tally.resumed,
@@ -457,6 +475,25 @@ fn cpu_ns(pids: &[String]) -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// User and system CPU time (clock ticks) all threads of `pids` have used so far
+/// (`/proc/PID/task/*/stat`, fields 14 and 15); `None` when a process is gone.
+fn user_sys_ticks(pids: &[String]) -> Option<(u64, u64)> {
+    let (mut user, mut sys) = (0u64, 0u64);
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
+                continue;
+            };
+            // The command name (field 2) may hold spaces; count from after its `)`.
+            let rest = &text[text.rfind(')')? + 1..];
+            let mut f = rest.split_whitespace().skip(11);
+            user += f.next()?.parse::<u64>().ok()?;
+            sys += f.next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some((user, sys))
 }
 
 /// Opens `conns` keep-alive connections, sends one signed request on each, keeps them
