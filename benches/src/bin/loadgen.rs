@@ -32,7 +32,7 @@
 //! `--cpu-pids` names the processes of the server under test: the CPU time all their
 //! threads spent during the measured window (`/proc/PID/task/*/schedstat`, ns), divided
 //! by the answered requests, is printed as `cpu_us` (CPU per request, whatever else the
-//! machine runs).
+//! machine runs), and the user-space share of it (`stat` utime/stime) as `user_share`.
 //! The signing secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
 //! `run` prints one `RESULT key=value ...` line on stdout; `idle` prints `IDLE ...`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -351,7 +351,7 @@ fn run(o: Opts) {
     let o = Arc::new(o);
     let counter = Arc::new(AtomicU64::new(start_counter()));
     let rt = runtime(o.threads);
-    let (hist, tally, cpu_ns) = rt.block_on(async {
+    let (hist, tally, cpu) = rt.block_on(async {
         let start = Instant::now();
         let warm_end = start + o.warmup;
         let end = warm_end + o.duration;
@@ -365,15 +365,13 @@ fn run(o: Opts) {
                 return None;
             }
             tokio::time::sleep_until(warm_end.into()).await;
-            let before = cpu_ns(&pids)?;
-            let ticks_before = user_sys_ticks(&pids)?;
+            let before = cpu_times(&pids)?;
             tokio::time::sleep_until(end.into()).await;
-            let ns = cpu_ns(&pids)?.saturating_sub(before);
-            let ticks = user_sys_ticks(&pids)?;
+            let after = cpu_times(&pids)?;
             Some((
-                ns,
-                ticks.0.saturating_sub(ticks_before.0),
-                ticks.1.saturating_sub(ticks_before.1),
+                after.ns.saturating_sub(before.ns),
+                after.user_ticks.saturating_sub(before.user_ticks),
+                after.sys_ticks.saturating_sub(before.sys_ticks),
             ))
         });
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
@@ -391,16 +389,15 @@ fn run(o: Opts) {
                 *tally.statuses.entry(s).or_default() += n;
             }
         }
-        let cpu_ns = sampler.await.ok().flatten();
-        (hist, tally, cpu_ns)
+        let cpu = sampler.await.ok().flatten();
+        (hist, tally, cpu)
     });
     let secs = o.duration.as_secs_f64();
     let rps = tally.ok as f64 / secs;
     let non200: u64 = tally.statuses.values().sum();
-    let per_req = |us: f64| format!("{:.2}", us / tally.ok as f64);
-    let (cpu_us, user_share) = match cpu_ns {
+    let (cpu_us, user_share) = match cpu {
         Some((ns, user, sys)) if tally.ok > 0 => (
-            per_req(ns as f64 / 1000.0),
+            format!("{:.2}", ns as f64 / 1000.0 / tally.ok as f64),
             // Ticks are coarse (10 ms); their ratio splits the precise total.
             if user + sys > 0 {
                 format!("{:.2}", user as f64 / (user + sys) as f64)
@@ -460,40 +457,39 @@ fn run(o: Opts) {
     );
 }
 
-/// The CPU time (ns) all threads of `pids` have used so far (`/proc/PID/task/*/schedstat`,
-/// first field); `None` when a process is gone.
-fn cpu_ns(pids: &[String]) -> Option<u64> {
-    let mut total = 0u64;
+/// What all threads of the server's processes have used so far.
+#[derive(Default)]
+struct CpuTimes {
+    /// CPU time, ns (`schedstat`, first field): precise.
+    ns: u64,
+    /// User and system time, clock ticks (`stat`, fields 14 and 15): coarse, for the split.
+    user_ticks: u64,
+    sys_ticks: u64,
+}
+
+/// The CPU times of all threads of `pids` (`/proc/PID/task/*`); `None` when a process is
+/// gone.
+fn cpu_times(pids: &[String]) -> Option<CpuTimes> {
+    let mut total = CpuTimes::default();
     for pid in pids {
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-            let path = task.ok()?.path().join("schedstat");
-            // A thread may end between the listing and the read: it no longer counts.
-            let Ok(text) = std::fs::read_to_string(path) else {
+            let dir = task.ok()?.path();
+            // A thread may end between the listing and the reads: it no longer counts.
+            let (Ok(schedstat), Ok(stat)) = (
+                std::fs::read_to_string(dir.join("schedstat")),
+                std::fs::read_to_string(dir.join("stat")),
+            ) else {
                 continue;
             };
-            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+            total.ns += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+            // The command name (field 2) may hold spaces; count from after its `)`.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let mut f = rest.split_whitespace().skip(11);
+            total.user_ticks += f.next()?.parse::<u64>().ok()?;
+            total.sys_ticks += f.next()?.parse::<u64>().ok()?;
         }
     }
     Some(total)
-}
-
-/// User and system CPU time (clock ticks) all threads of `pids` have used so far
-/// (`/proc/PID/task/*/stat`, fields 14 and 15); `None` when a process is gone.
-fn user_sys_ticks(pids: &[String]) -> Option<(u64, u64)> {
-    let (mut user, mut sys) = (0u64, 0u64);
-    for pid in pids {
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-            let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("stat")) else {
-                continue;
-            };
-            // The command name (field 2) may hold spaces; count from after its `)`.
-            let rest = &text[text.rfind(')')? + 1..];
-            let mut f = rest.split_whitespace().skip(11);
-            user += f.next()?.parse::<u64>().ok()?;
-            sys += f.next()?.parse::<u64>().ok()?;
-        }
-    }
-    Some((user, sys))
 }
 
 /// Opens `conns` keep-alive connections, sends one signed request on each, keeps them

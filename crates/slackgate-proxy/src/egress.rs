@@ -49,6 +49,7 @@ pub use slack::SlackClientError;
 use crate::audit::{Direction, EgressRecord};
 use crate::client::Response;
 use crate::downstream::is_not_relayed;
+use crate::front::KEEPALIVE_IDLE;
 use crate::http1::{client_keeps_alive, connection_tokens};
 use crate::state::Shared;
 
@@ -650,7 +651,7 @@ impl HttpServerApp for EgressApp {
         if *shutdown.borrow() || !reusable || !client_keeps {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(60));
+            session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
         }
         if session
             .write_response_header(Box::new(header))

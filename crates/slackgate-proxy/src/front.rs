@@ -146,11 +146,12 @@ impl ServerApp for Front {
             if !(self.fast_path && head.is_simple(&buf)) {
                 // pingora answers this one request; the connection comes back for the next.
                 // A drain closes it after this request, as on the fast path.
+                let draining = *shutdown_rx.borrow();
                 let mut head = head;
-                head.keep_alive &= !*shutdown_rx.borrow();
+                head.keep_alive &= !draining;
                 let prefixed = hand_over(stream, &mut buf, head);
                 let mut session = ServerSession::new_http1(prefixed);
-                session.set_keepalive((!*shutdown_rx.borrow()).then_some(KEEPALIVE_IDLE.as_secs()));
+                session.set_keepalive((!draining).then_some(KEEPALIVE_IDLE.as_secs()));
                 let reused =
                     HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
                 let (returned, _settings) = reused.consume();

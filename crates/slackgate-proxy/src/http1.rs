@@ -264,7 +264,7 @@ pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
         (Some(start..target_range.end), start..start)
     };
 
-    let keep_alive = !close && (http11 || keep_alive_token);
+    let keep_alive = persists(http11, close, keep_alive_token);
     Parsed::Complete(RequestHead {
         len,
         method: span_in(buf, method.as_bytes()).unwrap_or(0..0),
@@ -515,7 +515,13 @@ pub(crate) fn client_keeps_alive<'a>(
 ) -> bool {
     let tokens = connection_tokens(headers);
     let has = |name: &[u8]| tokens.iter().any(|t| t.eq_ignore_ascii_case(name));
-    !has(b"close") && (http11 || has(b"keep-alive"))
+    persists(http11, has(b"close"), has(b"keep-alive"))
+}
+
+/// The persistence rule itself: `close` wins; HTTP/1.1 persists by default, HTTP/1.0
+/// only with `keep-alive`.
+fn persists(http11: bool, close: bool, keep_alive: bool) -> bool {
+    !close && (http11 || keep_alive)
 }
 
 /// The header names a message's `Connection` headers list (other than `close` and
