@@ -96,7 +96,7 @@ else
     cargo build --release -q -p slackgate -p slackgate-benches --bins
 fi
 SLACKGATE_BIN=${SLACKGATE_BIN:-$BIN/slackgate}
-for b in "$SLACKGATE_BIN" "$BIN/loadgen" "$BIN/echobot" "$BIN/memprobe"; do [ -x "$b" ] || die "missing $b"; done
+for b in "$SLACKGATE_BIN" "$BIN/loadgen" "$BIN/echobot" "$BIN/memprobe" "$BIN/signspeed"; do [ -x "$b" ] || die "missing $b"; done
 
 # --- scratch dir, ports, cleanup -----------------------------------------------------------
 TMP=$(mktemp -d /tmp/slackgate-compare.XXXXXX)
@@ -139,6 +139,14 @@ if [ "$MODE" = tls ]; then
         cat "$CERTS/$k.crt" "$CERTS/$k.key" >"$CERTS/$k.pem"   # HAProxy wants both in one file
         for t in nginx haproxy slackgate slackgate_b; do TLS_PORT[$t/$k]=$(free_port); done
     done
+    # The one operation a full handshake is bound by, on the proxies' CPU before any load:
+    # the server's signature with slackgate's stack (rustls + ring, on this run's keys) and
+    # with OpenSSL's (`openssl speed`, the library nginx and HAProxy sign with).
+    log "handshake signatures on CPU $PROXY_CPU: rustls/ring (signspeed) and OpenSSL (openssl speed)"
+    SIGN_LINES=$(taskset -c "$PROXY_CPU" "$BIN/signspeed" "$CERTS/ecdsa.key" "$CERTS/rsa.key")
+    OPENSSL_SPEED=$(taskset -c "$PROXY_CPU" openssl speed -seconds 2 ecdsap256 rsa2048 2>/dev/null \
+        | awk '/^rsa 2048 bits/ {r = $6} /^ *256 bits ecdsa \(nistp256\)/ {e = $7}
+            END {printf "ecdsa_signs_per_s=%s rsa_signs_per_s=%s", e, r}')
 fi
 
 # --- upstream bot -------------------------------------------------------------------------
@@ -444,6 +452,13 @@ if [ "$MODE" = http ]; then
     ratios "" ""
 else
     echo "TLS: $(grep -o ' tls=[^ ]*' "$RESULTS" | sort | uniq -c | awk '{printf "%s%s (%d runs)", (NR>1? ", " : ""), substr($2, 5), $1}')"
+    # Signatures per second on the proxies' CPU, rustls/ring against OpenSSL.
+    printf '%s\n%s\n' "$SIGN_LINES" "$OPENSSL_SPEED" | awk '
+        /^SIGN/ {for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
+            k = (v["key"] ~ /^rsa/ ? "rsa" : "ecdsa"); ring[k] = v["signs_per_s"]; scheme[k] = v["scheme"]}
+        /^ecdsa_signs_per_s/ {for (i = 1; i <= NF; i++) {split($i, kv, "="); o[substr(kv[1], 1, index(kv[1], "_") - 1)] = kv[2]}}
+        END {for (k in ring) printf "handshake signature, %s (%s): rustls/ring %d/s (%.1f us), OpenSSL %d/s (%.1f us); ring/OpenSSL %.2fx\n",
+            k, scheme[k], ring[k], (ring[k] > 0 ? 1e6 / ring[k] : 0), o[k], (o[k] > 0 ? 1e6 / o[k] : 0), (o[k] > 0 ? ring[k] / o[k] : 0)}'
     for k in $KEYS; do
         for sh in $SHAPES; do
             echo

@@ -193,14 +193,24 @@ fn ip_matching(c: &mut Criterion) {
     g.finish();
 }
 
-/// Scope lookup: `IdSet::contains` with 100k users.
+/// Scope lookup: `IdSet::contains` with 100k users, against the same ids in std's
+/// `HashSet` (SipHash-1-3, what `IdSet` used before it took the lookup hasher) as the
+/// baseline of the same run.
 fn scope_lookup(c: &mut Criterion) {
     let set: IdSet = (0..100_000u32).map(nth_user).collect();
+    let sip: std::collections::HashSet<Box<str>> =
+        (0..100_000u32).map(|n| nth_user(n).into()).collect();
     let hit = nth_user(54_321);
     let miss = "U0NOTTHERE";
     let mut g = c.benchmark_group("idset_contains_100k");
     g.bench_function("hit", |b| b.iter(|| set.contains(black_box(&hit))));
     g.bench_function("miss", |b| b.iter(|| set.contains(black_box(miss))));
+    g.bench_function("hit_std_siphash", |b| {
+        b.iter(|| sip.contains(black_box(hit.as_str())))
+    });
+    g.bench_function("miss_std_siphash", |b| {
+        b.iter(|| sip.contains(black_box(miss)))
+    });
     g.finish();
 }
 

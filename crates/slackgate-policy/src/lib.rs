@@ -76,7 +76,7 @@ pub use config::{
 };
 pub use error::{LoadError, LoadErrors};
 pub use groups::{check_groups, UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
-pub use matcher::{GlobSet, IdSet, IpSet};
+pub use matcher::{GlobSet, IdSet, IpSet, LookupHasher};
 pub use model::{
     strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,
     RouteTable, Scope, SourceIpRule, StateFailure, Upstream,

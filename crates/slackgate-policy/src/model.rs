@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use slackgate_slack::SigningKey;
 
 use crate::groups::UserSet;
-use crate::matcher::{GlobSet, IdSet, IpSet};
+use crate::matcher::{GlobSet, IdSet, IpSet, LookupHasher};
 use crate::secrets::SecretRef;
 use crate::units::Rate;
 
@@ -296,7 +296,7 @@ impl StateFailure {
 /// Routes indexed by exact path.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    by_path: HashMap<Box<str>, Box<[Arc<Route>]>>,
+    by_path: HashMap<Box<str>, Box<[Arc<Route>]>, LookupHasher>,
     all: Box<[Arc<Route>]>,
 }
 

@@ -35,7 +35,7 @@ pub struct Snapshot {
     /// The compiled policy.
     pub policy: Arc<Policy>,
     /// Upstream pools by upstream name.
-    pub pools: HashMap<Arc<str>, Arc<Pool>>,
+    pub pools: HashMap<Arc<str>, Arc<Pool>, slackgate_policy::LookupHasher>,
     /// When this generation was loaded.
     pub loaded_at: SystemTime,
     /// The per-request metric handles of this generation's routes.
