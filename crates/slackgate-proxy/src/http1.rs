@@ -464,10 +464,11 @@ fn is_host(h: &[u8]) -> bool {
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
 }
 
+/// Whether a LF in `b` is not preceded by CR. `memchr` finds the few LFs of a head (one per
+/// line) instead of a test of every byte, which was a third of `parse`'s instructions.
 fn has_bare_lf(b: &[u8]) -> bool {
-    b.iter()
-        .enumerate()
-        .any(|(i, &c)| c == b'\n' && (i == 0 || b[i - 1] != b'\r'))
+    // `wrapping_sub` makes the LF at 0 look up no byte: a bare LF too.
+    memchr::memchr_iter(b'\n', b).any(|i| b.get(i.wrapping_sub(1)) != Some(&b'\r'))
 }
 
 /// Whether a header must not be forwarded to the bot: hop-by-hop headers, the headers

@@ -348,3 +348,19 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// The memchr scan for a bare LF answers as a test of every byte does.
+    #[test]
+    fn bare_lf_scan_matches_every_byte_test(
+        raw in proptest::collection::vec(proptest::sample::select(vec![b'a', b'\r', b'\n', b' ']), 0..80),
+    ) {
+        let every_byte = raw
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c == b'\n' && (i == 0 || raw[i - 1] != b'\r'));
+        proptest::prop_assert_eq!(has_bare_lf(&raw), every_byte);
+    }
+}
