@@ -1,14 +1,18 @@
 //! How long the server's handshake signature takes with the TLS stack slackgate uses.
 //!
 //! `signspeed KEY.pem [KEY.pem ...]`: for each private key (PKCS#8, SEC1 or PKCS#1 PEM),
-//! loads it as slackgate's TLS listener does (rustls with ring), picks the scheme a TLS 1.3
-//! client offers first for that key type (RSA-PSS-SHA256, ECDSA-P256-SHA256), and signs a
-//! 130-byte message (the size of a TLS 1.3 CertificateVerify input) for about a second on
-//! one thread. Prints one `SIGN` line per key:
+//! loads it as slackgate's TLS listener does (rustls with ring), lets it choose its scheme
+//! from what the load generator's TLS 1.3 client offers (so the one the bench handshakes use:
+//! RSA-PSS-SHA512 for RSA, ECDSA-P256-SHA256), and signs a 130-byte message (the size of a
+//! TLS 1.3 CertificateVerify input) for about a second on one thread. Prints one `SIGN` line
+//! per key:
 //!
 //! ```text
-//! SIGN key=rsa.pem scheme=RSA_PSS_SHA256 signs=1187 us_per_sign=842.5 signs_per_s=1187
+//! SIGN key=rsa.pem scheme=RSA_PSS_SHA512 signs=1187 us_per_sign=842.5 signs_per_s=1187
 //! ```
+//!
+//! `openssl speed rsa2048` times the bare private-key operation, which is nearly all of a
+//! signature's cost: hashing 130 bytes is well under a microsecond of the ~800.
 //!
 //! `compare.sh MODE=tls` runs it on the run's own certificates next to `openssl speed` (the
 //! library nginx and HAProxy sign with), so the full-handshake rows can be read against the
@@ -21,18 +25,30 @@ use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::SignatureScheme;
 
-/// The schemes in the order rustls's client offers them for TLS 1.3.
-const OFFERED: [SignatureScheme; 4] = [
-    SignatureScheme::ECDSA_NISTP256_SHA256,
-    SignatureScheme::ED25519,
-    SignatureScheme::RSA_PSS_SHA256,
-    SignatureScheme::RSA_PKCS1_SHA256,
-];
+/// What the load generator's client (rustls with ring) offers, less the schemes TLS 1.3
+/// forbids in a CertificateVerify (PKCS#1 v1.5 and SHA-1), as a TLS 1.3 server filters them.
+fn offered_in_tls13() -> Vec<SignatureScheme> {
+    let mut offered = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .supported_schemes();
+    offered.retain(|s| {
+        !matches!(
+            s,
+            SignatureScheme::RSA_PKCS1_SHA1
+                | SignatureScheme::RSA_PKCS1_SHA256
+                | SignatureScheme::RSA_PKCS1_SHA384
+                | SignatureScheme::RSA_PKCS1_SHA512
+                | SignatureScheme::ECDSA_SHA1_Legacy
+        )
+    });
+    offered
+}
 
 fn main() {
     let paths: Vec<String> = std::env::args().skip(1).collect();
     assert!(!paths.is_empty(), "usage: signspeed KEY.pem [KEY.pem ...]");
     let message = [0x20u8; 130];
+    let offered = offered_in_tls13();
     for path in paths {
         let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pem.as_slice())
@@ -40,7 +56,7 @@ fn main() {
             .unwrap_or_else(|| panic!("{path}: no private key"));
         let key = any_supported_type(&der).unwrap_or_else(|e| panic!("{path}: {e}"));
         let signer = key
-            .choose_scheme(&OFFERED)
+            .choose_scheme(&offered)
             .unwrap_or_else(|| panic!("{path}: no TLS 1.3 scheme for this key"));
         let scheme = signer.scheme();
         for _ in 0..20 {

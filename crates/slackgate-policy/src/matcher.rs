@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 /// The hasher of the policy's lookup tables ([`IdSet`], [`GlobSet`], [`IpSet`], the route
-/// table): foldhash, seeded per process, instead of std's SipHash, which was most of a
-/// lookup's cost (callgrind: ~2.5k instructions per request for about ten lookups).
+/// table, the upstream pools): foldhash, seeded per process, instead of std's SipHash,
+/// which was most of a lookup's cost (callgrind: SipHash fell from 2.5k to 1.2k
+/// instructions per plain request, the rest being the rate limiter's keys).
 ///
 /// SipHash's keyed strength guards a table that grows from what clients send (HashDoS).
 /// These tables hold only what the policy lists: they are built at load time and never
