@@ -293,6 +293,13 @@ pub struct Limits {
     /// Time allowed for a whole request head, from its first byte (from the accept for a
     /// connection's first request); not reset by reads. 408 after. Default 10 s.
     pub head_read_timeout: Duration,
+    /// The most connections one listener holds at once (each of `listen`, and
+    /// `egress.listen`); past it a new connection is closed at accept and counted in
+    /// `slackgate_connections_refused_total{listener}`. Default 10,000.
+    pub max_connections: usize,
+    /// The most channels one egress call may name (`channels`, `channel_ids`, ...
+    /// together); more is `malformed_call`. Default 100.
+    pub max_call_channels: usize,
 }
 
 impl Default for Limits {
@@ -307,6 +314,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             head_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_call_channels: 100,
         }
     }
 }
@@ -316,7 +325,24 @@ impl Default for Limits {
 pub struct Audit {
     /// Where JSON lines are written.
     pub path: AuditPath,
+    /// The most bytes of records waiting for the writer; past it new records are
+    /// dropped and counted (`slackgate_audit_dropped_total`). Default 16 MiB.
+    pub max_queue_bytes: usize,
 }
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            path: AuditPath::Stdout,
+            max_queue_bytes: DEFAULT_AUDIT_QUEUE_BYTES,
+        }
+    }
+}
+
+/// The default of `audit.max_queue_bytes`: 16 MiB.
+pub const DEFAULT_AUDIT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Below this `audit.max_queue_bytes` could not hold one record of each kind.
+const MIN_AUDIT_QUEUE_BYTES: usize = 64 * 1024;
 
 /// An audit destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,17 +520,39 @@ fn config(
     let limits = limits.map(|l| self::limits(l, errs)).unwrap_or_default();
 
     let audit = match audit {
-        None => Audit {
-            path: AuditPath::Stdout,
-        },
-        Some(AuditSpec { path }) => {
-            non_empty_path(&path, "audit.path", errs);
-            Audit {
-                path: if path.trim() == "-" {
-                    AuditPath::Stdout
-                } else {
-                    AuditPath::File(resolve(base, &path))
+        None => Audit::default(),
+        Some(AuditSpec {
+            path,
+            max_queue_bytes,
+        }) => {
+            let path = match path {
+                None => AuditPath::Stdout,
+                Some(path) => {
+                    non_empty_path(&path, "audit.path", errs);
+                    if path.trim() == "-" {
+                        AuditPath::Stdout
+                    } else {
+                        AuditPath::File(resolve(base, &path))
+                    }
+                }
+            };
+            let max_queue_bytes = match max_queue_bytes {
+                None => DEFAULT_AUDIT_QUEUE_BYTES,
+                Some(v) => match usize::try_from(*v) {
+                    Ok(n) if n >= MIN_AUDIT_QUEUE_BYTES => n,
+                    _ => {
+                        errs.at(
+                            v.span(),
+                            "`audit.max_queue_bytes` is below 65536 or too large for this platform",
+                            "set at least 65536 bytes, or omit it for the default 16777216 (16 MiB)",
+                        );
+                        DEFAULT_AUDIT_QUEUE_BYTES
+                    }
                 },
+            };
+            Audit {
+                path,
+                max_queue_bytes,
             }
         }
     };
@@ -872,6 +920,8 @@ fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
         shutdown_grace,
         max_head_bytes,
         head_read_timeout,
+        max_connections,
+        max_call_channels,
     } = spec;
     let d = Limits::default();
     let count = |v: Option<Spanned<u64>>, key: &str, default: usize, errs: &mut Errors| -> usize {
@@ -983,6 +1033,13 @@ fn limits(spec: LimitsSpec, errs: &mut Errors) -> Limits {
             "head_read_timeout",
             d.head_read_timeout,
             false,
+            errs,
+        ),
+        max_connections: count(max_connections, "max_connections", d.max_connections, errs),
+        max_call_channels: count(
+            max_call_channels,
+            "max_call_channels",
+            d.max_call_channels,
             errs,
         ),
     };

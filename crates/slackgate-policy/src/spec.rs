@@ -97,12 +97,15 @@ pub(crate) struct LimitsSpec {
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) max_head_bytes: Option<Spanned<u64>>,
     pub(crate) head_read_timeout: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_call_channels: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditSpec {
-    pub(crate) path: Spanned<String>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) max_queue_bytes: Option<Spanned<u64>>,
 }
 
 // === policy ===

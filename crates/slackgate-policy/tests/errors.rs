@@ -269,7 +269,7 @@ cases! {
         "config.yaml:1:18: error: `listen.addr` is not an IP:port socket address\n  fix: write an IP address and port, e.g. 0.0.0.0:8443, 127.0.0.1:9090 or [::]:8443 (host names are not resolved)";
     config_unknown_key: "unknown config key", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\nlimits: { max_body_size: 1024 }\npolicy: example.yaml\n" =>
-        "config.yaml:2:11: error: unknown key `max_body_size` in `limits`\n  fix: remove it or correct the spelling; allowed keys here: `max_body_bytes`, `body_read_timeout`, `upstream_timeout`, `max_clock_skew`, `max_rate_limit_keys`, `max_replay_entries`, `shutdown_grace`, `max_head_bytes`, `head_read_timeout`";
+        "config.yaml:2:11: error: unknown key `max_body_size` in `limits`\n  fix: remove it or correct the spelling; allowed keys here: `max_body_bytes`, `body_read_timeout`, `upstream_timeout`, `max_clock_skew`, `max_rate_limit_keys`, `max_replay_entries`, `shutdown_grace`, `max_head_bytes`, `head_read_timeout`, `max_connections`, `max_call_channels`";
     config_missing_policy: "config without policy", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\n" =>
         "config.yaml:1:1: error: missing required key `policy` at the top level\n  fix: add `policy: ...` here";
