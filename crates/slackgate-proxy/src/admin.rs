@@ -4,17 +4,18 @@
 //! `/status` lists secret ids, sources and expiries, never secret values.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
+use pingora::apps::http_app::{HttpServer, ServeHttp};
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use slackgate_policy::{BotToken, SecretRef};
 
 use crate::audit::rfc3339;
+use crate::front::{ConnLimits, Door, Linger, NoFastPath};
 use crate::metrics::{BotTokenView, GuardLevels};
 use crate::state::Shared;
 
@@ -248,5 +249,60 @@ impl ServeHttp for AdminApp {
             ),
             _ => respond(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
+    }
+}
+
+/// The most connections the admin listener holds at once: probes and a scraper need a
+/// handful, and a flood of them must not take descriptors the doors need.
+pub(crate) const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// The admin listener's head limits: its requests are a request line and a few headers.
+const ADMIN_MAX_HEAD: usize = 8 * 1024;
+const ADMIN_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The admin listener behind the front: every request goes to pingora's session and
+/// [`AdminApp`], after the front judged its head within the admin's own small limits.
+pub(crate) struct AdminDoor {
+    app: Arc<HttpServer<AdminApp>>,
+    shared: Arc<Shared>,
+}
+
+impl AdminDoor {
+    /// The door of `shared`'s admin listener.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        AdminDoor {
+            app: Arc::new(HttpServer::new_app(AdminApp::new(Arc::clone(&shared)))),
+            shared,
+        }
+    }
+}
+
+impl Door for AdminDoor {
+    type Fast = NoFastPath;
+    type Fallback = HttpServer<AdminApp>;
+
+    fn fast(&self) -> Option<&NoFastPath> {
+        None
+    }
+
+    fn fallback(&self) -> &Arc<HttpServer<AdminApp>> {
+        &self.app
+    }
+
+    fn limits(&self) -> ConnLimits {
+        let limits = &self.shared.current().config.limits;
+        let mut conn = ConnLimits::of(limits);
+        conn.head.max_bytes = conn.head.max_bytes.min(ADMIN_MAX_HEAD);
+        conn.head.timeout = conn.head.timeout.min(ADMIN_HEAD_TIMEOUT);
+        // `POST /reload` has no body worth the name.
+        conn.linger = Linger {
+            time: conn.linger.time.min(ADMIN_HEAD_TIMEOUT),
+            bytes: ADMIN_MAX_HEAD,
+        };
+        conn
+    }
+
+    fn refused(&self, _peer: std::net::IpAddr, reason: slackgate_guard::Reason) {
+        // Not Slack traffic: no audit record, a line for the operator.
+        log::debug!("admin: request head refused: {reason}");
     }
 }

@@ -110,6 +110,10 @@ pub(crate) trait Downstream: Send {
     fn host(&self) -> Option<&str>;
     /// The path, without the query.
     fn path(&self) -> &str;
+    /// The request method, as sent.
+    fn method(&self) -> &[u8];
+    /// The raw query string (after `?`), if any.
+    fn query(&self) -> Option<&[u8]>;
     /// Whether the method is `HEAD` (the answer then has no body).
     fn is_head(&self) -> bool;
     /// The connected peer's address.
@@ -174,6 +178,14 @@ impl Downstream for PingoraDownstream<'_> {
 
     fn path(&self) -> &str {
         self.0.req_header().uri.path()
+    }
+
+    fn method(&self) -> &[u8] {
+        self.0.req_header().method.as_str().as_bytes()
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        self.0.req_header().uri.query().map(str::as_bytes)
     }
 
     fn is_head(&self) -> bool {

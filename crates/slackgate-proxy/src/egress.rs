@@ -1,7 +1,8 @@
 //! The egress door: bots call the Slack Web API here with a gateway key; allowed calls
 //! go to Slack with the bot's real token.
 //!
-//! Per call: pingora's HTTP/1 server reads the head (its parser, its limits), the body is
+//! Per call: the front (`front.rs`, the same as the inbound door's) reads and judges the
+//! head within `limits.max_head_bytes` and `limits.head_read_timeout`, the body is
 //! read whole (within `limits.max_body_bytes` and `limits.body_read_timeout`), the guard
 //! decides ([`slackgate_guard::Guard::decide_egress`]), and then either the gateway
 //! answers itself the way Slack answers a failed call (`200 {"ok":false,"error":REASON}`
@@ -27,18 +28,17 @@ mod scopes;
 mod sharing;
 mod slack;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
-use pingora::http::ResponseHeader;
-use pingora::protocols::http::ServerSession;
-use pingora::server::ShutdownWatch;
-use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Unreadable};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{HttpProxy, ProxyHttp, Session};
+use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Reason, Unreadable};
 use slackgate_policy::{Bot, Webhook};
-use slackgate_slack::strip_body_token;
+use slackgate_slack::{strip_body_token, CallEncoding};
 
 pub(crate) use rotation::{check_stored, CallToken, Refresher, Sealer, Store};
 pub use rotation::{RefreshResult, RotationStatus, TokenState, TokenVault};
@@ -48,19 +48,21 @@ pub use slack::SlackClientError;
 
 use crate::audit::{Direction, EgressRecord};
 use crate::client::Response;
-use crate::downstream::is_not_relayed;
-use crate::front::KEEPALIVE_IDLE;
-use crate::http1::{client_keeps_alive, connection_tokens};
+use crate::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
+use crate::front::{ConnLimits, Door, FastPath};
+use crate::http1::connection_tokens;
 use crate::state::Shared;
 
 pub(crate) use slack::{CallFailure, OutHead, SlackClient};
 
-/// The egress listener's application.
+/// The egress door's pipeline: the fast path's, and pingora's for the rest (one
+/// instance shared by both, with one pool of connections to Slack).
+#[derive(Clone)]
 pub struct EgressApp {
     shared: Arc<Shared>,
-    slack: SlackClient,
+    slack: Arc<SlackClient>,
     /// The client for `egress.hooks_base` (webhook posts).
-    hooks: SlackClient,
+    hooks: Arc<SlackClient>,
 }
 
 impl std::fmt::Debug for EgressApp {
@@ -72,11 +74,11 @@ impl std::fmt::Debug for EgressApp {
     }
 }
 
-/// What the call's head said, copied out of pingora's session.
+/// What the call's head said, copied out of the request.
 struct CallHead {
-    method: http::Method,
+    method: Vec<u8>,
     path: String,
-    query: Option<String>,
+    query: Option<Vec<u8>>,
     authorization: Option<Vec<u8>>,
     content_type: Option<Vec<u8>>,
     user_agent: Option<Vec<u8>>,
@@ -85,26 +87,48 @@ struct CallHead {
 }
 
 impl CallHead {
-    fn of(session: &ServerSession) -> Self {
-        let req = session.req_header();
-        let headers = &req.headers;
+    fn of<S: Downstream>(down: &S) -> Self {
         let one = |name: &str| -> (Option<Vec<u8>>, bool) {
-            let mut all = headers.get_all(name).iter();
-            let first = all.next().map(|v| v.as_bytes().to_vec());
-            (first, all.next().is_some())
+            let all = down.header_all(name);
+            (all.first().map(|v| v.to_vec()), all.len() > 1)
         };
         let (authorization, dup_auth) = one("authorization");
         let (content_type, dup_ct) = one("content-type");
         let (user_agent, _) = one("user-agent");
         CallHead {
-            method: req.method.clone(),
-            path: req.uri.path().to_owned(),
-            query: req.uri.query().map(str::to_owned),
+            method: down.method().to_vec(),
+            path: down.path().to_owned(),
+            query: down.query().map(<[u8]>::to_vec),
             authorization,
             content_type,
             user_agent,
             duplicated: dup_auth || dup_ct,
         }
+    }
+
+    fn is(&self, method: &[u8]) -> bool {
+        self.method == method
+    }
+}
+
+/// An answer as the bot gets it: the gateway's own, or Slack's relayed.
+struct Answer {
+    status: u16,
+    reason: Option<String>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    body: Bytes,
+}
+
+/// The Content-Type Slack receives: the one the gateway read the body as, so Slack
+/// cannot read the arguments another way than the checks did (a JSON body whose
+/// header a strict reader would refuse is not sent as something Slack reads as a form).
+fn content_type_sent(encoding: Option<CallEncoding>, sent: Option<&[u8]>) -> Option<&[u8]> {
+    match encoding {
+        Some(CallEncoding::Json) => Some(b"application/json; charset=utf-8"),
+        Some(CallEncoding::Form) => Some(b"application/x-www-form-urlencoded"),
+        // No body: nothing to describe.
+        Some(CallEncoding::None) => None,
+        None => sent.filter(|v| clean_value(v)),
     }
 }
 
@@ -153,9 +177,20 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn of(decision: EgressDecision) -> Self {
+        Outcome {
+            status: decision.reason.status(),
+            decision,
+            upstream_status: None,
+            slack_ok: None,
+            slack_error: None,
+            method_label: None,
+        }
+    }
+
     /// Slack's answer was not had: `upstream_timeout` or `upstream_error`, answered by the
     /// gateway.
-    fn failed(&mut self, failure: &CallFailure) -> Option<(ResponseHeader, Bytes)> {
+    fn failed(&mut self, failure: &CallFailure) -> Answer {
         self.decision.reason = match failure {
             CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
             CallFailure::Failed(_) => EgressReason::UpstreamError,
@@ -182,83 +217,105 @@ impl EgressApp {
         )?;
         Ok(Self {
             shared,
-            slack,
-            hooks,
+            slack: Arc::new(slack),
+            hooks: Arc::new(hooks),
         })
     }
 
-    /// Reads the whole body within the limits; `Err` is the rule that failed.
-    async fn read_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, Unreadable> {
+    /// Reads the whole body within the limits; `Err` is the rule that failed (the
+    /// connection then closes: its next bytes cannot be trusted to start a call).
+    async fn read_body<S: Downstream>(&self, down: &mut S) -> Result<Bytes, Unreadable> {
         let limits = &self.shared.current().config.limits;
         let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
-        let read = async {
-            let mut body = Vec::new();
-            loop {
-                match session.read_request_body().await {
-                    Ok(Some(chunk)) => {
-                        if body.len() + chunk.len() > max {
-                            return Err(Unreadable::BodyTooLarge);
-                        }
-                        body.extend_from_slice(&chunk);
-                    }
-                    Ok(None) => return Ok(body),
-                    Err(_) => return Err(Unreadable::BodyFraming),
-                }
+        let result = if down.declared_length().is_some_and(|n| n > max as u64) {
+            // Refused before the client sends it (and before any `100 Continue`).
+            Err(Unreadable::BodyTooLarge)
+        } else {
+            let continued = if down.expects_continue() {
+                down.send_continue().await.is_ok()
+            } else {
+                true
+            };
+            match (continued, down.read_body(max, timeout).await) {
+                (false, _) => Err(Unreadable::BodyFraming),
+                (true, Ok(body)) => Ok(body),
+                (true, Err(BodyError::TooLarge)) => Err(Unreadable::BodyTooLarge),
+                (true, Err(BodyError::Timeout | BodyError::Closed)) => Err(Unreadable::BodyTimeout),
+                (true, Err(BodyError::Framing)) => Err(Unreadable::BodyFraming),
             }
         };
-        match tokio::time::timeout(timeout, read).await {
-            Ok(r) => r,
-            Err(_) => Err(Unreadable::BodyTimeout),
+        if result.is_err() {
+            down.close_after();
         }
+        result
     }
 
-    /// The gateway's own answer for a decision that is not `allowed` (`None` only if
-    /// pingora refused one of the reason's fixed statuses).
-    fn local_answer(decision: &EgressDecision) -> Option<(ResponseHeader, Bytes)> {
+    /// The gateway's own answer for a decision that is not `allowed`.
+    fn local_answer(decision: &EgressDecision) -> Answer {
         let reason = decision.reason;
         let body = format!("{{\"ok\":false,\"error\":\"{}\"}}", reason.as_str());
-        let mut h = ResponseHeader::build(reason.status(), Some(4)).ok()?;
-        let _ = h.insert_header("content-type", "application/json; charset=utf-8");
-        let _ = h.insert_header("content-length", body.len().to_string());
-        let _ = h.insert_header("x-slackgate-reason", reason.as_str());
+        let mut headers = vec![
+            (
+                b"Content-Type".to_vec(),
+                b"application/json; charset=utf-8".to_vec(),
+            ),
+            (
+                b"X-Slackgate-Reason".to_vec(),
+                reason.as_str().as_bytes().to_vec(),
+            ),
+        ];
         if let Some(secs) = decision.retry_after_secs {
-            let _ = h.insert_header("retry-after", secs.to_string());
+            headers.push((b"Retry-After".to_vec(), secs.to_string().into_bytes()));
         }
-        Some((h, Bytes::from(body)))
+        Answer {
+            status: reason.status(),
+            reason: None,
+            headers,
+            body: Bytes::from(body),
+        }
     }
 
     /// The head of the call as the gateway sends it to Slack.
-    fn slack_head(&self, head: &CallHead, method: &str, token: &str, body_len: usize) -> Vec<u8> {
+    fn slack_head(
+        &self,
+        head: &CallHead,
+        decision: &EgressDecision,
+        method: &str,
+        token: &str,
+        body_len: usize,
+    ) -> Vec<u8> {
         let path = self.slack.api().path.as_bytes();
         let mut target: Vec<&[u8]> = vec![path, method.as_bytes()];
         if let Some(q) = &head.query {
-            target.extend([&b"?"[..], q.as_bytes()]);
+            target.extend([&b"?"[..], q.as_slice()]);
         }
         self.slack.head(
             &OutHead {
-                http_method: head.method.as_str().as_bytes(),
+                http_method: &head.method,
                 target: &target,
                 token: Some(token),
-                content_type: head.content_type.as_deref().filter(|v| clean_value(v)),
+                content_type: content_type_sent(decision.encoding, head.content_type.as_deref()),
                 user_agent: head.user_agent.as_deref().filter(|v| clean_value(v)),
             },
             body_len,
         )
     }
 
-    /// Slack's answer as the bot gets it (`None` for a status pingora cannot write).
-    fn relayed(resp: &Response) -> Option<(ResponseHeader, Bytes)> {
-        let mut h =
-            ResponseHeader::build_no_case(resp.status, Some(resp.headers.len() + 1)).ok()?;
+    /// Slack's answer as the bot gets it: its status, reason and headers but the
+    /// hop-by-hop ones (the answer is framed again), and its body.
+    fn relayed(resp: &Response) -> Answer {
         let named = connection_tokens(resp.header_pairs());
-        for (name, value) in resp.header_pairs() {
-            if is_not_relayed(name, &named) {
-                continue;
-            }
-            let _ = h.append_header(String::from_utf8_lossy(name).to_ascii_lowercase(), value);
+        let headers = resp
+            .header_pairs()
+            .filter(|(name, _)| !is_not_relayed(name, &named))
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect();
+        Answer {
+            status: resp.status,
+            reason: resp.reason.clone(),
+            headers,
+            body: resp.body.clone(),
         }
-        let _ = h.insert_header("content-length", resp.body.len().to_string());
-        Some((h, resp.body.clone()))
     }
 
     /// Forwards an allowed call; Slack's answer and that answer as the bot gets it.
@@ -269,19 +326,17 @@ impl EgressApp {
         decision: &EgressDecision,
         token: &str,
         method: &str,
-    ) -> Result<(Response, (ResponseHeader, Bytes)), CallFailure> {
+    ) -> Result<Response, CallFailure> {
         let out_body = match (decision.body_token, decision.encoding) {
             (true, Some(enc)) => strip_body_token(enc, body).map_err(|_| {
                 CallFailure::Failed("the token argument could not be removed".to_owned())
             })?,
             _ => std::borrow::Cow::Borrowed(body),
         };
-        let slack_head = self.slack_head(head, method, token, out_body.len());
-        let is_head = head.method == http::Method::HEAD;
-        let resp = self.slack.call(&slack_head, &out_body, is_head).await?;
-        let answer = Self::relayed(&resp)
-            .ok_or_else(|| CallFailure::Failed(format!("unusable status {}", resp.status)))?;
-        Ok((resp, answer))
+        let slack_head = self.slack_head(head, decision, method, token, out_body.len());
+        self.slack
+            .call(&slack_head, &out_body, head.is(b"HEAD"))
+            .await
     }
 
     /// What Slack's answer tells: its `ok`/`error`, its scopes, its 429.
@@ -382,7 +437,7 @@ impl EgressApp {
         head: &CallHead,
         body: &[u8],
         hook: &Webhook,
-    ) -> Result<(Response, (ResponseHeader, Bytes)), CallFailure> {
+    ) -> Result<Response, CallFailure> {
         // The snapshot check made every URL start with `egress.hooks_base`; the client's
         // base is the one the gateway started with (a changed base needs a restart).
         let path = self.hooks.api().path_of(hook.url.expose()).ok_or_else(|| {
@@ -392,10 +447,7 @@ impl EgressApp {
             )
         })?;
         let out_head = self.hook_head(head, path, body.len());
-        let resp = self.hooks.call(&out_head, body, false).await?;
-        let answer = Self::relayed(&resp)
-            .ok_or_else(|| CallFailure::Failed(format!("unusable status {}", resp.status)))?;
-        Ok((resp, answer))
+        self.hooks.call(&out_head, body, false).await
     }
 
     /// What a webhook's answer tells: Slack answers `200 ok`, or a status with an error
@@ -420,48 +472,39 @@ impl EgressApp {
         }
     }
 
-    /// One post to a webhook, from its head to its answer.
-    #[allow(clippy::too_many_arguments)]
+    /// One post to a webhook, decided and sent: its outcome and its answer.
     async fn handle_hook(
         &self,
         name: &str,
         head: &CallHead,
         body: &[u8],
         unreadable: Option<Unreadable>,
-        ts: SystemTime,
-        started: Instant,
-    ) -> Option<(ResponseHeader, Bytes)> {
+    ) -> (Outcome, Answer) {
         let snap = self.shared.current();
         let (mut decision, hook) = self.shared.guard.decide_hook(
             &snap.policy,
             &HookPost {
                 name,
-                is_post: head.method == http::Method::POST,
+                is_post: head.is(b"POST"),
                 authorization: head.authorization.as_deref(),
             },
         );
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }
-        let mut outcome = Outcome {
-            status: decision.reason.status(),
-            decision,
-            upstream_status: None,
-            slack_ok: None,
-            slack_error: None,
-            method_label: snap
-                .policy
-                .webhooks
-                .get(name)
-                .map(|h| Arc::clone(&h.method)),
-        };
+        let mut outcome = Outcome::of(decision);
+        outcome.method_label = snap
+            .policy
+            .webhooks
+            .get(name)
+            .map(|h| Arc::clone(&h.method));
         let answer = match (outcome.decision.reason, outcome.decision.bot.clone(), hook) {
             (EgressReason::Allowed, Some(bot), Some(hook)) => {
                 match self.post_hook(head, body, &hook).await {
-                    Ok((resp, answer)) => {
+                    Ok(resp) => {
                         self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Some(answer)
+                        Self::relayed(&resp)
                     }
                     Err(failure) => {
                         // The failure's text names hooks_base's host at most, never the URL.
@@ -472,8 +515,7 @@ impl EgressApp {
             }
             _ => Self::local_answer(&outcome.decision),
         };
-        self.record(ts, started, &outcome);
-        answer
+        (outcome, answer)
     }
 
     /// For a call denied by `reply_scope`, with the Redis backend: whether another
@@ -500,14 +542,14 @@ impl EgressApp {
         }
     }
 
-    /// One call, from its head to its answer. Returns the answer and whether the
-    /// connection may carry another call.
-    async fn handle(&self, session: &mut ServerSession) -> (Option<(ResponseHeader, Bytes)>, bool) {
-        let started = Instant::now();
-        let ts = SystemTime::now();
-        let head = CallHead::of(session);
-        let body = self.read_body(session).await;
-        let body_ok = body.is_ok();
+    /// One call, from its head to its answer, over either path.
+    async fn handle<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut EgressCtx,
+    ) -> pingora::Result<()> {
+        let head = CallHead::of(down);
+        let body = self.read_body(down).await;
         // A body that could not be read whole, or a decision header sent twice, is a
         // call the gateway cannot read, whoever sent it.
         let unreadable = body
@@ -516,20 +558,64 @@ impl EgressApp {
             .copied()
             .or(head.duplicated.then_some(Unreadable::HeaderTwice));
         let body = body.unwrap_or_default();
-        if let Some(name) = head.path.strip_prefix("/hooks/") {
-            let answer = self
-                .handle_hook(name, &head, &body, unreadable, ts, started)
-                .await;
-            return (answer, body_ok);
-        }
+        let (outcome, answer) = match head.path.strip_prefix("/hooks/") {
+            Some(name) => self.handle_hook(name, &head, &body, unreadable).await,
+            None => self.handle_call(&head, &body, unreadable).await,
+        };
+        ctx.outcome = Some(outcome);
+        self.answer(down, ctx, answer).await
+    }
 
+    /// Writes `answer`; a relayed one whose head cannot be written (a header pingora
+    /// and the fast path refuse) becomes the gateway's `upstream_error`.
+    async fn answer<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut EgressCtx,
+        answer: Answer,
+    ) -> pingora::Result<()> {
+        let headers: Vec<(&[u8], &[u8])> = answer
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        let written = down
+            .respond(
+                answer.status,
+                answer.reason.as_deref(),
+                &headers,
+                answer.body,
+            )
+            .await;
+        match (written, ctx.outcome.as_mut()) {
+            (Err(e), Some(o)) if e.etype() == &pingora::ErrorType::InvalidHTTPHeader => {
+                log::warn!("egress: Slack's answer has a header that cannot be relayed");
+                let local = o.failed(&CallFailure::Failed("unrelayable answer".to_owned()));
+                let headers: Vec<(&[u8], &[u8])> = local
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_slice(), v.as_slice()))
+                    .collect();
+                down.respond(local.status, None, &headers, local.body).await
+            }
+            (written, _) => written,
+        }
+    }
+
+    /// One Web API call, decided and sent: its outcome and its answer.
+    async fn handle_call(
+        &self,
+        head: &CallHead,
+        body: &[u8],
+        unreadable: Option<Unreadable>,
+    ) -> (Outcome, Answer) {
         let snap = self.shared.current();
         let call = EgressCall {
             path: &head.path,
-            query: head.query.as_deref().map(str::as_bytes),
+            query: head.query.as_deref(),
             authorization: head.authorization.as_deref(),
             content_type: head.content_type.as_deref(),
-            body: &body,
+            body,
         };
         let mut decision = self.shared.guard.decide_egress(&snap.policy, &call);
         // Denied by reply_scope here: another replica may have seen the channel.
@@ -560,14 +646,7 @@ impl EgressApp {
             _ => None,
         };
 
-        let mut outcome = Outcome {
-            status: decision.reason.status(),
-            decision,
-            upstream_status: None,
-            slack_ok: None,
-            slack_error: None,
-            method_label: None,
-        };
+        let mut outcome = Outcome::of(decision);
         let token: Option<&str> = match &token {
             Some(CallToken::Static(t)) => Some(t),
             Some(CallToken::Rotated(p)) => Some(p.access_token()),
@@ -581,13 +660,13 @@ impl EgressApp {
         ) {
             (EgressReason::Allowed, Some(bot), Some(method), Some(token)) => {
                 match self
-                    .forward(&head, &body, &outcome.decision, token, &method)
+                    .forward(head, body, &outcome.decision, token, &method)
                     .await
                 {
-                    Ok((resp, answer)) => {
+                    Ok(resp) => {
                         self.note_answer(&bot, &method, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Some(answer)
+                        Self::relayed(&resp)
                     }
                     Err(failure) => {
                         log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
@@ -597,77 +676,135 @@ impl EgressApp {
             }
             _ => Self::local_answer(&outcome.decision),
         };
-        self.record(ts, started, &outcome);
-        (answer, body_ok)
+        (outcome, answer)
     }
 }
 
+/// One call's state, from its head to its record.
+pub struct EgressCtx {
+    started: Instant,
+    ts: SystemTime,
+    /// What happened, once decided (nothing is recorded without it).
+    outcome: Option<Outcome>,
+}
+
+impl std::fmt::Debug for EgressCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressCtx").finish_non_exhaustive()
+    }
+}
+
+impl EgressCtx {
+    fn new() -> Self {
+        EgressCtx {
+            started: Instant::now(),
+            ts: SystemTime::now(),
+            outcome: None,
+        }
+    }
+}
+
+impl FastPath for EgressApp {
+    type Ctx = EgressCtx;
+
+    fn context(&self) -> EgressCtx {
+        EgressCtx::new()
+    }
+
+    async fn handle<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut EgressCtx,
+    ) -> pingora::Result<()> {
+        EgressApp::handle(self, down, ctx).await
+    }
+
+    fn record(&self, ctx: &mut EgressCtx) {
+        if let Some(outcome) = ctx.outcome.take() {
+            EgressApp::record(self, ctx.ts, ctx.started, &outcome);
+        }
+    }
+}
+
+/// pingora's path of the egress door: every call the fast path does not take (other
+/// methods, chunked bodies, `Expect: 100-continue`, HTTP/1.0) runs the same pipeline
+/// in `request_filter`; nothing goes through pingora's proxy loop.
 #[async_trait]
-impl HttpServerApp for EgressApp {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // A client that writes its next call before reading this answer gets both
-        // answered in order, instead of this one and a close.
-        session.set_pipelining_enabled(true);
-        match session.read_request().await {
-            Ok(true) => {}
-            // The client closed, or sent no request.
-            Ok(false) => return None,
-            Err(e) => {
-                // pingora's parser refused the head: answer once and close.
-                log::debug!("egress: unreadable request head: {e}");
-                let d = EgressDecision::refused(EgressReason::MalformedCall, "request head");
-                if let Some((h, b)) = Self::local_answer(&d) {
-                    let _ = session.write_response_header(Box::new(h)).await;
-                    let _ = session.write_response_body(b, true).await;
-                }
-                self.record(
-                    SystemTime::now(),
-                    Instant::now(),
-                    &Outcome {
-                        status: d.reason.status(),
-                        decision: d,
-                        upstream_status: None,
-                        slack_ok: None,
-                        slack_error: None,
-                        method_label: None,
-                    },
-                );
-                return None;
-            }
-        }
-        let (answer, reusable) = self.handle(&mut session).await;
-        let (header, body) = answer?;
-        let req = session.req_header();
-        let client_keeps = client_keeps_alive(
-            req.version == http::Version::HTTP_11,
-            req.headers
-                .iter()
-                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
-        );
-        if *shutdown.borrow() || !reusable || !client_keeps {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
-        }
-        if session
-            .write_response_header(Box::new(header))
-            .await
-            .is_err()
-        {
-            return None;
-        }
-        if !body.is_empty() && session.write_response_body(body, true).await.is_err() {
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            _ => None,
-        }
+impl ProxyHttp for EgressApp {
+    type CTX = EgressCtx;
+
+    fn new_ctx(&self) -> EgressCtx {
+        EgressCtx::new()
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+    ) -> pingora::Result<bool> {
+        *ctx = EgressCtx::new();
+        EgressApp::handle(self, &mut PingoraDownstream(session, false), ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut EgressCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "the egress door answers in request_filter",
+        ))
+    }
+
+    async fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut EgressCtx,
+    ) {
+        FastPath::record(self, ctx);
+    }
+}
+
+/// The egress door behind the front: [`EgressApp`] on the fast path and under
+/// pingora's session.
+pub(crate) struct EgressDoor {
+    app: EgressApp,
+    proxy: Arc<HttpProxy<EgressApp>>,
+}
+
+impl EgressDoor {
+    /// The door over `app`; `proxy` runs a clone of it for pingora's path.
+    pub(crate) fn new(app: EgressApp, proxy: Arc<HttpProxy<EgressApp>>) -> Self {
+        EgressDoor { app, proxy }
+    }
+}
+
+impl Door for EgressDoor {
+    type Fast = EgressApp;
+    type Fallback = HttpProxy<EgressApp>;
+
+    fn fast(&self) -> Option<&EgressApp> {
+        Some(&self.app)
+    }
+
+    fn fallback(&self) -> &Arc<HttpProxy<EgressApp>> {
+        &self.proxy
+    }
+
+    fn limits(&self) -> ConnLimits {
+        ConnLimits::of(&self.app.shared.current().config.limits)
+    }
+
+    /// A head the front refused is a call nobody can be named for: `malformed_call`,
+    /// with the front's reason as its rule and the front's status.
+    fn refused(&self, _peer: IpAddr, reason: Reason) {
+        let d = EgressDecision::refused(EgressReason::MalformedCall, reason.as_str());
+        let mut outcome = Outcome::of(d);
+        outcome.status = reason.status();
+        self.app.record(SystemTime::now(), Instant::now(), &outcome);
     }
 }
 

@@ -1,7 +1,10 @@
-//! The front door: every HTTP/1 request head is read and judged here, then served on a
-//! fast path or handed to pingora.
+//! The one connection front of every listener: every HTTP/1 request head is read and
+//! judged here, then served on its door's fast path or handed to pingora.
 //!
-//! Every connection (after pingora's listener did the TLS handshake) starts here. The
+//! The inbound listeners, the egress listener and the admin listener each have a
+//! [`Front`] over their [`Door`]: the same head judge, whole-head deadline, head and body
+//! limits, keep-alive idle timeout, drain, lingering close and connection cap
+//! ([`Slots`]), from this one code. Every connection starts here. The
 //! request head is read within `limits.max_head_bytes` and `limits.head_read_timeout`
 //! (a deadline for the whole head, not reset by reads) and judged by `http1.rs`, the one
 //! definition of a valid request for both paths; a refused head is answered here
@@ -10,15 +13,17 @@
 //! `Expect`) runs the pipeline right here: body read by its length, guard, upstream, one
 //! write of the answer. Anything else the checks accept (chunked bodies, `Expect:
 //! 100-continue`, other methods, HTTP/1.0) is handed, one request at a time and with the
-//! bytes already read, to pingora's HTTP session and proxy, which run the same
-//! `Gateway::handle`; the connection comes back here for its next request, so every
+//! bytes already read, to pingora's HTTP session and the door's pingora app, which runs
+//! the same pipeline (`Gateway::handle`, `EgressApp::handle`); the connection comes back here for its next request, so every
 //! head on it is judged by the same rules. HTTP/2 (by ALPN) goes to pingora whole.
 //! The split only saves pingora's per-request header maps, session objects and response
 //! serialization on the hot path (about a tenth of the CPU per request, see
 //! `benches/README.md`).
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,14 +32,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Shutdown, Stream, ALPN};
-use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use prometheus::IntCounter;
 use slackgate_guard::Reason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::downstream::{answer_body, request_head, BodyError, Downstream, Forwarded};
-use crate::gateway::Gateway;
 use crate::handover::{hand_over, unwrap_prefixed};
 use crate::http1::{self, Framing, Parsed, RequestHead};
 use crate::tls::TlsListeners;
@@ -44,49 +48,200 @@ use crate::wire::{push_decimal, push_header};
 pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// The longest a keep-alive connection stays open, idle, once the server drains.
 const DRAIN_IDLE_MAX: Duration = Duration::from_secs(5);
-/// After a refusal, how long and how much the front keeps reading (and discarding) what
-/// the client still sends, so that closing does not reset the connection under the
-/// answer before the client read it (a "lingering close", as nginx does).
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 256 * 1024;
 
-/// The service's app: the head checks and the fast path in front of pingora's proxy.
-pub struct Front {
-    gateway: Gateway,
-    proxy: Arc<HttpProxy<Gateway>>,
-    fast_path: bool,
-    tls: TlsListeners,
+/// What serves one listener behind the front: its limits, its fast path (if any) and
+/// pingora's app for every other request. The inbound door (`gateway.rs`), the egress
+/// door (`egress.rs`) and the admin listener (`admin.rs`) are doors; the front is the
+/// same for all of them.
+pub(crate) trait Door: Send + Sync + 'static {
+    /// The fast path: the door's own pipeline over a request the front parsed.
+    type Fast: FastPath;
+    /// pingora's app, for the requests the fast path does not take.
+    type Fallback: HttpServerApp + Send + Sync + 'static;
+
+    /// The fast path, when this door has one and it is on.
+    fn fast(&self) -> Option<&Self::Fast>;
+    /// pingora's app.
+    fn fallback(&self) -> &Arc<Self::Fallback>;
+    /// The limits in force for the next head.
+    fn limits(&self) -> ConnLimits;
+    /// Records a request whose head the front refused (answered and closed).
+    fn refused(&self, peer: IpAddr, reason: Reason);
 }
 
-impl std::fmt::Debug for Front {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Front").finish_non_exhaustive()
+/// A door's own pipeline, run on a request whose head the front judged and parsed.
+pub(crate) trait FastPath: Send + Sync + 'static {
+    /// Per-request state, from the head to the record.
+    type Ctx: Send;
+
+    /// Whether the fast path serves this request (else pingora's app does).
+    fn takes(&self, head: &RequestHead, buf: &[u8]) -> bool {
+        head.is_simple(buf)
+    }
+    /// A fresh per-request state.
+    fn context(&self) -> Self::Ctx;
+    /// Runs the pipeline for one request and answers it through `down`.
+    fn handle<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = pingora::Result<()>> + Send;
+    /// The request's one audit record and its metrics.
+    fn record(&self, ctx: &mut Self::Ctx);
+}
+
+/// The fast path of a door that has none (the admin listener): it cannot be built.
+#[derive(Debug)]
+pub(crate) enum NoFastPath {}
+
+impl FastPath for NoFastPath {
+    type Ctx = ();
+
+    fn takes(&self, _: &RequestHead, _: &[u8]) -> bool {
+        match *self {}
+    }
+
+    fn context(&self) {
+        match *self {}
+    }
+
+    #[allow(clippy::manual_async_fn)]
+    fn handle<S: Downstream>(
+        &self,
+        _: &mut S,
+        _: &mut (),
+    ) -> impl Future<Output = pingora::Result<()>> + Send {
+        async move { match *self {} }
+    }
+
+    fn record(&self, _: &mut ()) {
+        match *self {}
     }
 }
 
-impl Front {
-    /// A front over `gateway` that hands other requests to `proxy` (built on the same
-    /// shared state); with `fast_path` off, every request goes to `proxy`. Connections
-    /// that arrive on one of the `tls` listeners get their handshake here first.
-    pub fn new(
-        gateway: Gateway,
-        proxy: Arc<HttpProxy<Gateway>>,
-        fast_path: bool,
-        tls: TlsListeners,
-    ) -> Self {
-        Self {
-            gateway,
-            proxy,
-            fast_path,
-            tls,
+/// The connection limits of a door, read for each head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    pub head: HeadLimits,
+    /// How a connection closed under a request not read to its end is let go.
+    pub linger: Linger,
+}
+
+/// The lingering close: after an answer given before the request was read whole (a
+/// refused head, a body over the limit, a failed read), the front stops writing, then
+/// reads and discards what the client still sends, for at most `time` and `bytes`,
+/// before it closes. A client that writes its whole body before it reads (many do) then
+/// reads the answer instead of a connection reset (nginx's `lingering_close`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Linger {
+    /// `limits.body_read_timeout`.
+    pub time: Duration,
+    /// Twice `limits.max_body_bytes`.
+    pub bytes: usize,
+}
+
+impl ConnLimits {
+    /// The limits of the inbound and egress doors: the config's `limits`.
+    pub(crate) fn of(limits: &slackgate_policy::Limits) -> Self {
+        ConnLimits {
+            head: HeadLimits {
+                max_bytes: limits.max_head_bytes,
+                timeout: limits.head_read_timeout,
+                drain_idle: HeadLimits::drain_idle_for(limits.shutdown_grace),
+            },
+            linger: Linger::of(limits),
         }
+    }
+}
+
+impl Linger {
+    /// The linger for these limits.
+    pub(crate) fn of(limits: &slackgate_policy::Limits) -> Self {
+        Linger {
+            time: limits.body_read_timeout,
+            bytes: limits.max_body_bytes.saturating_mul(2),
+        }
+    }
+}
+
+/// The connections one listener holds, up to its cap; past it a new connection is
+/// closed at accept and counted (`slackgate_connections_refused_total{listener}`), so a
+/// flood on one listener cannot take the descriptors every other one needs.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    open: AtomicUsize,
+    cap: usize,
+    refused: IntCounter,
+}
+
+impl Slots {
+    /// Room for `cap` connections; refusals are counted in `refused`.
+    pub(crate) fn new(cap: usize, refused: IntCounter) -> Self {
+        Slots {
+            open: AtomicUsize::new(0),
+            cap,
+            refused,
+        }
+    }
+
+    /// A slot for a new connection, held until it is dropped; `None` when full.
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.cap).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.refused.inc();
+            return None;
+        }
+        Some(Slot(Arc::clone(self)))
+    }
+}
+
+/// One connection's place in its listener's [`Slots`].
+struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The front of one listener: every connection's heads are read and judged here, then
+/// served by its door.
+pub(crate) struct Front<D> {
+    door: D,
+    tls: TlsListeners,
+    slots: Arc<Slots>,
+}
+
+impl<D> std::fmt::Debug for Front<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Door> Front<D> {
+    /// A front for `door`; connections that arrive on one of the `tls` listeners get
+    /// their handshake here first; at most `slots` connections at once.
+    pub(crate) fn new(door: D, tls: TlsListeners, slots: Arc<Slots>) -> Self {
+        Self { door, tls, slots }
     }
 
     /// The connection after its TLS handshake, when it arrived on a TLS listener; the
     /// handshake counts against the first head's deadline (`limits.head_read_timeout`
     /// from the accept), so a client cannot hold a connection longer by handshaking
     /// slowly. `None`: the handshake failed or timed out.
-    async fn terminate_tls(&self, stream: Stream, accepted: Instant) -> Option<Stream> {
+    async fn terminate_tls(
+        &self,
+        stream: Stream,
+        accepted: Instant,
+        limits: &HeadLimits,
+    ) -> Option<Stream> {
         if self.tls.is_empty() {
             return Some(stream);
         }
@@ -96,8 +251,7 @@ impl Front {
         let Some(acceptor) = local.and_then(|l| self.tls.for_local(l)) else {
             return Some(stream);
         };
-        let deadline = accepted + self.gateway.head_limits().timeout;
-        crate::tls::accept(acceptor, stream, deadline).await
+        crate::tls::accept(acceptor, stream, accepted + limits.timeout).await
     }
 }
 
@@ -111,16 +265,19 @@ enum NoHead {
 }
 
 #[async_trait]
-impl ServerApp for Front {
+impl<D: Door> ServerApp for Front<D> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Past the cap the connection is dropped unread: closing is the cheapest answer.
+        let _slot = self.slots.take()?;
         let accepted = Instant::now();
-        let stream = self.terminate_tls(stream, accepted).await?;
+        let limits = self.door.limits();
+        let stream = self.terminate_tls(stream, accepted, &limits.head).await?;
         if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+            return ServerApp::process_new(self.door.fallback(), stream, shutdown).await;
         }
         let mut buf = BytesMut::with_capacity(4096);
         let mut stream = unwrap_prefixed(stream, &mut buf)?;
@@ -132,32 +289,34 @@ impl ServerApp for Front {
         // The first head's deadline runs from the accept (the handshake counts).
         let mut first = Some(accepted);
         loop {
-            let limits = self.gateway.head_limits();
-            let head =
-                match read_head(&mut stream, &mut buf, &limits, first, &mut shutdown_rx).await {
-                    Ok(head) => head,
-                    Err(NoHead::Gone) => return None,
-                    Err(NoHead::Refused(reason)) => {
-                        self.refuse(&mut stream, peer, reason).await;
-                        return None;
-                    }
-                };
+            let limits = self.door.limits();
+            let head = match read_head(&mut stream, &mut buf, &limits.head, first, &mut shutdown_rx)
+                .await
+            {
+                Ok(head) => head,
+                Err(NoHead::Gone) => return None,
+                Err(NoHead::Refused(reason)) => {
+                    self.refuse(&mut stream, peer, reason, limits.linger).await;
+                    return None;
+                }
+            };
             first = None;
-            if !(self.fast_path && head.is_simple(&buf)) {
+            let Some(fast) = self.door.fast().filter(|f| f.takes(&head, &buf)) else {
                 // pingora answers this one request; the connection comes back for the next.
                 // A drain closes it after this request, as on the fast path.
                 let draining = *shutdown_rx.borrow();
                 let mut head = head;
                 head.keep_alive &= !draining;
-                let prefixed = hand_over(stream, &mut buf, head);
+                let prefixed = hand_over(stream, &mut buf, head, limits.linger);
                 let mut session = ServerSession::new_http1(prefixed);
                 session.set_keepalive((!draining).then_some(KEEPALIVE_IDLE.as_secs()));
                 let reused =
-                    HttpServerApp::process_new_http(&self.proxy, session, shutdown).await?;
+                    HttpServerApp::process_new_http(self.door.fallback(), session, shutdown)
+                        .await?;
                 let (returned, _settings) = reused.consume();
                 stream = unwrap_prefixed(returned, &mut buf)?;
                 continue;
-            }
+            };
             let head_bytes = buf.split_to(head.len).freeze();
             let mut down = FastDownstream {
                 stream: &mut stream,
@@ -166,34 +325,37 @@ impl ServerApp for Front {
                 head,
                 peer,
                 close: *shutdown_rx.borrow(),
+                unread: false,
             };
-            let mut ctx = self.gateway.context();
-            let result = self.gateway.handle(&mut down, &mut ctx).await;
+            let mut ctx = fast.context();
+            let result = fast.handle(&mut down, &mut ctx).await;
             let close = down.close || !down.head.keep_alive;
-            self.gateway.record(&mut ctx);
+            // The request was not read to its end, or more was sent behind it.
+            let unread = down.unread || !buf.is_empty();
+            fast.record(&mut ctx);
             if result.is_err() || close {
-                Shutdown::shutdown(stream.as_mut()).await;
+                close_gently(stream.as_mut(), unread.then_some(limits.linger)).await;
                 return None;
             }
         }
     }
 
     async fn cleanup(&self) {
-        ServerApp::cleanup(self.proxy.as_ref()).await;
+        ServerApp::cleanup(self.door.fallback().as_ref()).await;
     }
 }
 
-impl Front {
+impl<D: Door> Front<D> {
     /// Answers a refused head (`Connection: close`), records it, and closes gently.
-    async fn refuse(&self, stream: &mut Stream, peer: IpAddr, reason: Reason) {
+    async fn refuse(&self, stream: &mut Stream, peer: IpAddr, reason: Reason, linger: Linger) {
         let body = answer_body(reason);
         let headers: [(&[u8], &[u8]); 1] = [(b"Content-Type", b"application/json")];
         if let Ok(out) = answer_bytes(reason.status(), None, &headers, &body, true) {
             let _ = stream.write_all(&out).await;
             let _ = stream.flush().await;
         }
-        self.gateway.record_refusal(peer, reason);
-        linger(stream).await;
+        self.door.refused(peer, reason);
+        close_gently(stream.as_mut(), Some(linger)).await;
     }
 }
 
@@ -292,21 +454,31 @@ async fn read_head(
     }
 }
 
-/// Reads and discards what the client still sends, within bounds, then lets it go.
-async fn linger(stream: &mut Stream) {
+/// Closes a connection after its last answer: the write side first (the client reads
+/// the answer, then the end), then, with `linger`, what the client still sends is read
+/// and discarded within its bounds, so the close does not reset the connection under
+/// the answer before the client read it.
+pub(crate) async fn close_gently<S>(stream: &mut S, linger: Option<Linger>)
+where
+    S: tokio::io::AsyncRead + Shutdown + Unpin + Send + ?Sized,
+{
+    Shutdown::shutdown(stream).await;
+    let Some(linger) = linger else {
+        return;
+    };
     let mut scratch = [0u8; 4096];
-    let mut left = LINGER_BYTES;
-    let until = Instant::now() + LINGER_TIME;
+    let mut left = linger.bytes;
+    let until = Instant::now() + linger.time;
     while left > 0 {
         match tokio::time::timeout_at(until, stream.read(&mut scratch)).await {
             Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
             _ => break,
         }
     }
-    Shutdown::shutdown(stream.as_mut()).await;
 }
 
 /// The head limits in force.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
     pub max_bytes: usize,
     pub timeout: Duration,
@@ -330,6 +502,8 @@ struct FastDownstream<'a> {
     head: RequestHead,
     peer: IpAddr,
     close: bool,
+    /// The gateway answered before it read the request to its end.
+    unread: bool,
 }
 
 impl FastDownstream<'_> {
@@ -388,6 +562,16 @@ impl Downstream for FastDownstream<'_> {
         self.str(&self.head.path)
     }
 
+    fn method(&self) -> &[u8] {
+        self.bytes(&self.head.method)
+    }
+
+    fn query(&self) -> Option<&[u8]> {
+        let target = self.bytes(&self.head.target);
+        let at = memchr::memchr(b'?', target)?;
+        target.get(at + 1..)
+    }
+
     fn is_head(&self) -> bool {
         false
     }
@@ -439,6 +623,7 @@ impl Downstream for FastDownstream<'_> {
 
     fn close_after(&mut self) {
         self.close = true;
+        self.unread = true;
     }
 
     async fn respond(

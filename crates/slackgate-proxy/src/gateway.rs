@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{HttpProxy, ProxyHttp, Session};
 
 use slackgate_guard::{client_ip, Action, GuardSettings, Inbound, Reason};
 use slackgate_policy::Route;
@@ -29,6 +29,7 @@ use slackgate_slack::{
 };
 
 use crate::downstream::{answer_body, is_not_relayed, Downstream, Forwarded, PingoraDownstream};
+use crate::front::{ConnLimits, Door, FastPath};
 use crate::http1::connection_tokens;
 use crate::record::AuditFacts;
 pub use crate::record::RequestCtx;
@@ -368,6 +369,67 @@ impl Gateway {
                 Ok(())
             }
         }
+    }
+}
+
+impl FastPath for Gateway {
+    type Ctx = RequestCtx;
+
+    fn context(&self) -> RequestCtx {
+        Gateway::context(self)
+    }
+
+    async fn handle<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        Gateway::handle(self, down, ctx).await
+    }
+
+    fn record(&self, ctx: &mut RequestCtx) {
+        Gateway::record(self, ctx);
+    }
+}
+
+/// The inbound door: the pipeline on the fast path, pingora's proxy (running the same
+/// pipeline) for every other request.
+pub(crate) struct InboundDoor {
+    gateway: Gateway,
+    proxy: Arc<HttpProxy<Gateway>>,
+    fast_path: bool,
+}
+
+impl InboundDoor {
+    /// The door over `gateway`, handing what the fast path does not take (all of it
+    /// without `fast_path`) to `proxy`, built on the same shared state.
+    pub(crate) fn new(gateway: Gateway, proxy: Arc<HttpProxy<Gateway>>, fast_path: bool) -> Self {
+        InboundDoor {
+            gateway,
+            proxy,
+            fast_path,
+        }
+    }
+}
+
+impl Door for InboundDoor {
+    type Fast = Gateway;
+    type Fallback = HttpProxy<Gateway>;
+
+    fn fast(&self) -> Option<&Gateway> {
+        self.fast_path.then_some(&self.gateway)
+    }
+
+    fn fallback(&self) -> &Arc<HttpProxy<Gateway>> {
+        &self.proxy
+    }
+
+    fn limits(&self) -> ConnLimits {
+        self.gateway.conn_limits()
+    }
+
+    fn refused(&self, peer: std::net::IpAddr, reason: Reason) {
+        self.gateway.record_refusal(peer, reason);
     }
 }
 

@@ -21,12 +21,20 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::downstream::{request_head, Forwarded};
+use crate::front::{close_gently, Linger};
 use crate::http1::{list, ChunkedEnd, Framing, RequestHead};
 
 /// The stream pingora reads for the request whose judged `head` starts `buf`: exactly
 /// that request's bytes (it can never read, and drop or serve, what follows on the
 /// connection), with the head attached. `buf` is left empty.
-pub(crate) fn hand_over(inner: Stream, buf: &mut BytesMut, head: RequestHead) -> Stream {
+/// A connection pingora closes under a request it did not read to its end is let go
+/// with `linger` ([`crate::front::close_gently`]).
+pub(crate) fn hand_over(
+    inner: Stream,
+    buf: &mut BytesMut,
+    head: RequestHead,
+    linger: Linger,
+) -> Stream {
     let limit = ReadLimit::for_request(&head);
     let pending = buf.split();
     let handed = HandedHead {
@@ -39,6 +47,7 @@ pub(crate) fn hand_over(inner: Stream, buf: &mut BytesMut, head: RequestHead) ->
         limit,
         scratch: Vec::new(),
         handed: Some(handed),
+        linger,
     })
 }
 
@@ -188,6 +197,7 @@ struct Prefixed {
     scratch: Vec<u8>,
     /// The judged head of the request this stream carries to pingora.
     handed: Option<HandedHead>,
+    linger: Linger,
 }
 
 impl AsyncRead for Prefixed {
@@ -223,8 +233,12 @@ crate::forward::forward_async_write!(Prefixed);
 
 #[async_trait]
 impl Shutdown for Prefixed {
+    /// pingora shuts a connection it does not keep. When the request was not read to its
+    /// end (pingora's path answered early: a body over the limit, a failed read) or more
+    /// bytes followed it, the close lingers as on the fast path.
     async fn shutdown(&mut self) {
-        Shutdown::shutdown(self.inner.as_mut()).await;
+        let unread = !self.limit.complete() || !self.pending.is_empty();
+        close_gently(self.inner.as_mut(), unread.then_some(self.linger)).await;
     }
 }
 

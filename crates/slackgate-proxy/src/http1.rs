@@ -507,20 +507,9 @@ pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Whether the client lets the connection carry another request (RFC 9112 9.3): a
-/// `close` on any `Connection` line ends it; HTTP/1.0 persists only with `keep-alive`.
-/// Every line counts, where pingora's own reading takes the first.
-pub(crate) fn client_keeps_alive<'a>(
-    http11: bool,
-    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-) -> bool {
-    let tokens = connection_tokens(headers);
-    let has = |name: &[u8]| tokens.iter().any(|t| t.eq_ignore_ascii_case(name));
-    persists(http11, has(b"close"), has(b"keep-alive"))
-}
-
-/// The persistence rule itself: `close` wins; HTTP/1.1 persists by default, HTTP/1.0
-/// only with `keep-alive`.
+/// Whether the client lets the connection carry another request (RFC 9112 9.3): `close`
+/// (on any `Connection` line) wins; HTTP/1.1 persists by default, HTTP/1.0 only with
+/// `keep-alive`.
 fn persists(http11: bool, close: bool, keep_alive: bool) -> bool {
     !close && (http11 || keep_alive)
 }

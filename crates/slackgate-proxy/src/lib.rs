@@ -6,16 +6,18 @@
 //! besides the binary that depends on pingora.
 //!
 //! Where things are, in the order a request meets them:
-//! - [`front`]: every HTTP/1 connection; reads each head within the limits, has `http1`
-//!   judge it (the one definition of a valid head, for both paths), serves plain Slack
-//!   requests on the fast path and hands the rest, one at a time, to pingora's session
-//!   (`handover`).
+//! - `front`: every HTTP/1 connection of every listener (inbound, egress, admin), each
+//!   behind its door; reads each head within the limits, has `http1` judge it (the one
+//!   definition of a valid head, for both paths), serves plain requests on the door's
+//!   fast path and hands the rest, one at a time, to pingora's session (`handover`);
+//!   caps each listener's connections (`fds` fits the caps under the descriptor limit)
+//!   and closes gently (lingering close).
 //! - [`gateway`]: the pipeline over any `Downstream` (`downstream`: the fast path's
 //!   request or pingora's session), from route to answer; `record`: the request's
 //!   state, its audit record and metrics.
 //! - [`upstream`] and [`client`]: pools, health and the round trip to a bot.
-//! - [`egress`]: the egress door (bots -> Slack Web API): the listener's app, the TLS
-//!   client to Slack, the scope ledger.
+//! - [`egress`]: the egress door (bots -> Slack Web API): its pipeline (behind the same
+//!   front), the TLS client to Slack, the scope ledger.
 //! - [`groups`]: the members of the policy's Slack user groups, read with a bot's token
 //!   and kept in the guard.
 //! - [`server`]: builds the pingora server; `services`: its background services;
@@ -28,8 +30,9 @@ pub mod audit;
 pub mod client;
 mod downstream;
 pub mod egress;
+mod fds;
 mod forward;
-pub mod front;
+mod front;
 pub mod gateway;
 pub mod groups;
 mod handover;

@@ -25,6 +25,9 @@ const UPSTREAM_BUCKETS: &[f64] = &[
     0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
 ];
 
+/// The `listener` label values: the listeners' doors.
+pub const LISTENERS: [&str; 3] = ["inbound", "egress", "admin"];
+
 /// The metrics of one gateway.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -57,6 +60,9 @@ pub struct Metrics {
     pub lifecycle: IntCounterVec,
     /// `slackgate_audit_dropped_total`.
     pub audit_dropped: IntCounter,
+    /// `slackgate_connections_refused_total{listener}`: connections closed at accept
+    /// because their listener held `limits.max_connections` already.
+    pub connections_refused: IntCounterVec,
     /// `slackgate_upstream_healthy{upstream,target}`: 1 when the target passes health checks.
     pub upstream_healthy: GaugeVec,
     /// `slackgate_state_fallbacks_total{op}`: shared-state failures answered from this
@@ -308,6 +314,13 @@ impl Metrics {
             "slackgate_audit_dropped_total",
             "Audit records lost because the audit queue was full or the sink failed.",
         )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "slackgate_connections_refused_total",
+                "Connections closed at accept because their listener was at limits.max_connections, by listener (inbound, egress, admin).",
+            ),
+            &["listener"],
+        )?;
         let upstream_healthy = GaugeVec::new(
             Opts::new(
                 "slackgate_upstream_healthy",
@@ -434,6 +447,10 @@ impl Metrics {
         registry.register(Box::new(replay_evictions.clone()))?;
         registry.register(Box::new(lifecycle.clone()))?;
         registry.register(Box::new(audit_dropped.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        for listener in LISTENERS {
+            connections_refused.with_label_values(&[listener]);
+        }
         registry.register(Box::new(upstream_healthy.clone()))?;
         for result in crate::state::ReloadResult::ALL.map(crate::state::ReloadResult::as_str) {
             reloads.with_label_values(&[result]);
@@ -457,6 +474,7 @@ impl Metrics {
             replay_evictions,
             lifecycle,
             audit_dropped,
+            connections_refused,
             upstream_healthy,
             state_fallbacks,
             state_circuit_open,

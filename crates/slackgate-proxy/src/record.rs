@@ -11,7 +11,7 @@ use slackgate_policy::Route;
 use slackgate_slack::Lifecycle;
 
 use crate::audit::{rfc3339, AuditView, TsText};
-use crate::front::HeadLimits;
+use crate::front::ConnLimits;
 use crate::gateway::Gateway;
 use crate::metrics;
 use crate::state::Snapshot;
@@ -105,14 +105,9 @@ pub struct RequestCtx {
 }
 
 impl Gateway {
-    /// The running head limits.
-    pub(crate) fn head_limits(&self) -> HeadLimits {
-        let limits = &self.shared.current().config.limits;
-        HeadLimits {
-            max_bytes: limits.max_head_bytes,
-            timeout: limits.head_read_timeout,
-            drain_idle: HeadLimits::drain_idle_for(limits.shutdown_grace),
-        }
+    /// The running connection limits.
+    pub(crate) fn conn_limits(&self) -> ConnLimits {
+        ConnLimits::of(&self.shared.current().config.limits)
     }
 
     /// Records a request whose head the front refused (it has no route yet).

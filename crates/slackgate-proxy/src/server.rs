@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::http_app::HttpServer;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -29,13 +27,13 @@ use pingora::services::listening::Service;
 use slackgate_guard::{Clock, Guard, SystemClock};
 use slackgate_policy::{AuditPath, Config, LoadErrors, SecretSource, StateBackend, SystemSecrets};
 
-use crate::admin::AdminApp;
+use crate::admin::AdminDoor;
 use crate::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
-use crate::front::Front;
-use crate::gateway::Gateway;
+use crate::front::{Front, Slots};
+use crate::gateway::{Gateway, InboundDoor};
 use crate::metrics::Metrics;
 use crate::state::{load_snapshot, Shared, SharedClock};
-use crate::tls::{server_config, CertResolver, ReloadingCert, TlsListeners, TlsSetupError};
+use crate::tls::{server_config, ReloadingCert, TlsListeners, TlsSetupError};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -219,20 +217,21 @@ impl ShutdownSignalWatch for StopWatch {
     }
 }
 
-/// Builds the pingora server for `opts`: the shared state, the server, the proxy
-/// service on every listener, the admin service and the background services.
+/// Builds the pingora server for `opts`: the shared state, the server, a front on
+/// every listener (the inbound door, the egress door, the admin listener) and the
+/// background services.
 pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     let shared = shared_state(opts)?;
     let config = Arc::clone(&shared.current().config);
     let mut server = pingora_server(opts, &config);
-    let mut probe_addrs = add_proxy(&mut server, opts, &shared, &config)?;
+    let caps = crate::fds::plan(
+        config.listen.len(),
+        config.egress.is_some(),
+        config.limits.max_connections,
+    );
+    let mut probe_addrs = add_inbound(&mut server, opts, &shared, &config, caps.inbound)?;
     if let Some(egress) = &config.egress {
-        let mut svc = Service::new(
-            "slackgate egress".to_owned(),
-            crate::egress::EgressApp::new(Arc::clone(&shared))?,
-        );
-        add_listener(&mut server, &mut svc, &egress.listen)?;
-        server.add_service(svc);
+        add_egress(&mut server, &shared, egress, caps.egress)?;
         probe_addrs.push(egress.listen.addr);
         add_rotation(&mut server, opts, &shared, &config, egress)?;
         if let Some(redis) = &shared.remote {
@@ -246,16 +245,55 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         }
     }
     if let Some(admin) = &config.admin {
-        let mut svc = Service::new(
-            "slackgate admin".to_owned(),
-            HttpServer::new_app(AdminApp::new(Arc::clone(&shared))),
+        let front = Front::new(
+            AdminDoor::new(Arc::clone(&shared)),
+            TlsListeners::default(),
+            slots(&shared, "admin", caps.admin),
         );
-        svc.add_tcp(&admin.addr.to_string());
+        let mut svc = Service::new("slackgate admin".to_owned(), front);
+        svc.add_listener(ListenerConfig::tcp(admin.addr.to_string()).l4_buffer(small_buffers()));
         server.add_service(svc);
         probe_addrs.push(admin.addr);
     }
     add_background(&mut server, opts, &shared, probe_addrs);
     Ok((server, shared))
+}
+
+/// The connection slots of one listener, its refusals counted under `listener`.
+fn slots(shared: &Shared, listener: &str, cap: usize) -> Arc<Slots> {
+    let refused = shared
+        .metrics
+        .connections_refused
+        .with_label_values(&[listener]);
+    Arc::new(Slots::new(cap, refused))
+}
+
+/// The egress door: its front (TLS terminated there, as on the inbound listeners) over
+/// the egress pipeline, with pingora's session for what the fast path does not take.
+fn add_egress(
+    server: &mut Server,
+    shared: &Arc<Shared>,
+    egress: &slackgate_policy::Egress,
+    cap: usize,
+) -> Result<(), StartError> {
+    let app = crate::egress::EgressApp::new(Arc::clone(shared))?;
+    let proxy = Arc::new(pingora::proxy::http_proxy(
+        &server.configuration,
+        app.clone(),
+    ));
+    let mut tls = TlsListeners::default();
+    if let Some(cert) = watched_cert(server, &egress.listen)? {
+        tls.add(egress.listen.addr, server_config(cert)?);
+    }
+    let front = Front::new(
+        crate::egress::EgressDoor::new(app, proxy),
+        tls,
+        slots(shared, "egress", cap),
+    );
+    let mut svc = Service::new("slackgate egress".to_owned(), front);
+    svc.add_listener(tcp_listener(&egress.listen));
+    server.add_service(svc);
+    Ok(())
 }
 
 /// Token rotation: with `state.encryption_key` and a store (`state.path` or Redis), checks
@@ -408,13 +446,15 @@ fn pingora_server(opts: &Options, config: &Config) -> Server {
     server
 }
 
-/// The proxy service (the front, with pingora's proxy behind it) on every listener;
-/// returns the addresses the readiness probe waits for.
-fn add_proxy(
+/// The inbound door (the front, with pingora's proxy behind it) on every `listen`
+/// address, `cap` connections among them; returns the addresses the readiness probe
+/// waits for.
+fn add_inbound(
     server: &mut Server,
     opts: &Options,
     shared: &Arc<Shared>,
     config: &Config,
+    cap: usize,
 ) -> Result<Vec<SocketAddr>, StartError> {
     // The fast path and pingora's proxy (for every other request) share one state.
     let fallback = Arc::new(pingora::proxy::http_proxy(
@@ -430,37 +470,16 @@ fn add_proxy(
             tls.add(listener.addr, server_config(cert)?);
         }
     }
+    let door = InboundDoor::new(Gateway::new(Arc::clone(shared)), fallback, opts.fast_path);
     let mut proxy = Service::new(
         "slackgate".to_owned(),
-        Front::new(
-            Gateway::new(Arc::clone(shared)),
-            fallback,
-            opts.fast_path,
-            tls,
-        ),
+        Front::new(door, tls, slots(shared, "inbound", cap)),
     );
     for listener in &config.listen {
         proxy.add_listener(tcp_listener(listener));
     }
     server.add_service(proxy);
     Ok(probe_addrs)
-}
-
-/// Adds `listener` (plain, or TLS through pingora's TLS listener) to `svc`.
-fn add_listener<A>(
-    server: &mut Server,
-    svc: &mut Service<A>,
-    listener: &slackgate_policy::Listener,
-) -> Result<(), StartError> {
-    match watched_cert(server, listener)? {
-        None => svc.add_listener(tcp_listener(listener)),
-        Some(cert) => {
-            let mut settings = TlsSettings::intermediate("", "").map_err(StartError::Tls)?;
-            settings.set_cert_resolver(Arc::new(CertResolver(cert)));
-            svc.add_listener(tcp_listener(listener).tls(settings));
-        }
-    }
-    Ok(())
 }
 
 /// A TCP listener with small buffers: pingora's default 64 KiB read buffer per
