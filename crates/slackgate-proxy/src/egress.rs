@@ -119,6 +119,22 @@ struct Answer {
     body: Bytes,
 }
 
+impl Answer {
+    /// Whether the fast path and pingora can write this answer as it is: a status of
+    /// three digits, a reason without line ends, and every header a valid name and value
+    /// (a bot cannot be handed a split answer).
+    fn is_writable(&self) -> bool {
+        (100..1000).contains(&self.status)
+            && self
+                .reason
+                .as_deref()
+                .is_none_or(|r| !r.bytes().any(|b| b == b'\r' || b == b'\n'))
+            && self.headers.iter().all(|(n, v)| {
+                http::HeaderName::from_bytes(n).is_ok() && http::HeaderValue::from_bytes(v).is_ok()
+            })
+    }
+}
+
 /// The Content-Type Slack receives: the one the gateway read the body as, so Slack
 /// cannot read the arguments another way than the checks did (a JSON body whose
 /// header a strict reader would refuse is not sent as something Slack reads as a form).
@@ -558,48 +574,29 @@ impl EgressApp {
             .copied()
             .or(head.duplicated.then_some(Unreadable::HeaderTwice));
         let body = body.unwrap_or_default();
-        let (outcome, answer) = match head.path.strip_prefix("/hooks/") {
+        let (mut outcome, mut answer) = match head.path.strip_prefix("/hooks/") {
             Some(name) => self.handle_hook(name, &head, &body, unreadable).await,
             None => self.handle_call(&head, &body, unreadable).await,
         };
-        ctx.outcome = Some(outcome);
-        self.answer(down, ctx, answer).await
-    }
-
-    /// Writes `answer`; a relayed one whose head cannot be written (a header pingora
-    /// and the fast path refuse) becomes the gateway's `upstream_error`.
-    async fn answer<S: Downstream>(
-        &self,
-        down: &mut S,
-        ctx: &mut EgressCtx,
-        answer: Answer,
-    ) -> pingora::Result<()> {
+        if !answer.is_writable() {
+            log::warn!("egress: Slack's answer has a status or header that cannot be relayed");
+            answer = outcome.failed(&CallFailure::Failed("unrelayable answer".to_owned()));
+        }
+        // Recorded before the answer leaves: once a bot has its answer, its call's record
+        // is written (a next call cannot be recorded before it).
+        self.record(ctx.ts, ctx.started, &outcome);
         let headers: Vec<(&[u8], &[u8])> = answer
             .headers
             .iter()
             .map(|(n, v)| (n.as_slice(), v.as_slice()))
             .collect();
-        let written = down
-            .respond(
-                answer.status,
-                answer.reason.as_deref(),
-                &headers,
-                answer.body,
-            )
-            .await;
-        match (written, ctx.outcome.as_mut()) {
-            (Err(e), Some(o)) if e.etype() == &pingora::ErrorType::InvalidHTTPHeader => {
-                log::warn!("egress: Slack's answer has a header that cannot be relayed");
-                let local = o.failed(&CallFailure::Failed("unrelayable answer".to_owned()));
-                let headers: Vec<(&[u8], &[u8])> = local
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_slice(), v.as_slice()))
-                    .collect();
-                down.respond(local.status, None, &headers, local.body).await
-            }
-            (written, _) => written,
-        }
+        down.respond(
+            answer.status,
+            answer.reason.as_deref(),
+            &headers,
+            answer.body,
+        )
+        .await
     }
 
     /// One Web API call, decided and sent: its outcome and its answer.
@@ -680,12 +677,10 @@ impl EgressApp {
     }
 }
 
-/// One call's state, from its head to its record.
+/// One call's state: when it began (its record is written before its answer leaves).
 pub struct EgressCtx {
     started: Instant,
     ts: SystemTime,
-    /// What happened, once decided (nothing is recorded without it).
-    outcome: Option<Outcome>,
 }
 
 impl std::fmt::Debug for EgressCtx {
@@ -699,7 +694,6 @@ impl EgressCtx {
         EgressCtx {
             started: Instant::now(),
             ts: SystemTime::now(),
-            outcome: None,
         }
     }
 }
@@ -719,11 +713,8 @@ impl FastPath for EgressApp {
         EgressApp::handle(self, down, ctx).await
     }
 
-    fn record(&self, ctx: &mut EgressCtx) {
-        if let Some(outcome) = ctx.outcome.take() {
-            EgressApp::record(self, ctx.ts, ctx.started, &outcome);
-        }
-    }
+    /// The record was written before the answer ([`EgressApp::handle`]).
+    fn record(&self, _ctx: &mut EgressCtx) {}
 }
 
 /// pingora's path of the egress door: every call the fast path does not take (other
@@ -756,15 +747,6 @@ impl ProxyHttp for EgressApp {
             pingora::ErrorType::InternalError,
             "the egress door answers in request_filter",
         ))
-    }
-
-    async fn logging(
-        &self,
-        _session: &mut Session,
-        _e: Option<&pingora::Error>,
-        ctx: &mut EgressCtx,
-    ) {
-        FastPath::record(self, ctx);
     }
 }
 

@@ -1,9 +1,22 @@
 //! `AsyncWrite` for a wrapper stream that writes straight through to its `inner` one
 //! (the hand-over's `Prefixed` and the front's TLS connection).
 
-/// Implements `tokio::io::AsyncWrite` for `$ty` by forwarding every call to `self.inner`.
+/// Implements `tokio::io::AsyncWrite` for `$ty` by forwarding every call to `self.inner`;
+/// with `shutdown: f`, `poll_shutdown` is `$ty::f` instead.
 macro_rules! forward_async_write {
     ($ty:ty) => {
+        crate::forward::forward_async_write!($ty, shutdown: forward_shutdown);
+
+        impl $ty {
+            fn forward_shutdown(
+                mut self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                tokio::io::AsyncWrite::poll_shutdown(std::pin::Pin::new(&mut self.inner), cx)
+            }
+        }
+    };
+    ($ty:ty, shutdown: $shutdown:ident) => {
         impl tokio::io::AsyncWrite for $ty {
             fn poll_write(
                 mut self: std::pin::Pin<&mut Self>,
@@ -21,10 +34,10 @@ macro_rules! forward_async_write {
             }
 
             fn poll_shutdown(
-                mut self: std::pin::Pin<&mut Self>,
+                self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+                <$ty>::$shutdown(self, cx)
             }
 
             fn poll_write_vectored(

@@ -4,6 +4,7 @@
 //! headers, framing and persistence. When pingora gives the connection back,
 //! [`unwrap_prefixed`] returns what it did not read to the front.
 
+use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,14 +22,14 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::downstream::{request_head, Forwarded};
-use crate::front::{close_gently, Linger};
+use crate::front::Linger;
 use crate::http1::{list, ChunkedEnd, Framing, RequestHead};
 
 /// The stream pingora reads for the request whose judged `head` starts `buf`: exactly
 /// that request's bytes (it can never read, and drop or serve, what follows on the
 /// connection), with the head attached. `buf` is left empty.
 /// A connection pingora closes under a request it did not read to its end is let go
-/// with `linger` ([`crate::front::close_gently`]).
+/// with `linger` (as `crate::front::close_gently` does).
 pub(crate) fn hand_over(
     inner: Stream,
     buf: &mut BytesMut,
@@ -48,6 +49,7 @@ pub(crate) fn hand_over(
         scratch: Vec::new(),
         handed: Some(handed),
         linger,
+        lingering: None,
     })
 }
 
@@ -198,6 +200,8 @@ struct Prefixed {
     /// The judged head of the request this stream carries to pingora.
     handed: Option<HandedHead>,
     linger: Linger,
+    /// Set once a gentle close began.
+    lingering: Option<Lingering>,
 }
 
 impl AsyncRead for Prefixed {
@@ -229,16 +233,62 @@ impl AsyncRead for Prefixed {
     }
 }
 
-crate::forward::forward_async_write!(Prefixed);
+crate::forward::forward_async_write!(Prefixed, shutdown: poll_close_gently);
+
+impl Prefixed {
+    /// pingora shuts a connection it does not keep (`AsyncWriteExt::shutdown` on its
+    /// stream). The write side is shut first; then, when the request was not read to its
+    /// end (pingora's path answered early: a body over the limit, a failed read) or more
+    /// bytes followed it, what the client still sends is read and discarded within the
+    /// linger's bounds, as `crate::front::close_gently` does on the fast path.
+    fn poll_close_gently(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = &mut *self;
+        let lingering = match &mut me.lingering {
+            Some(l) => l,
+            None => {
+                std::task::ready!(tokio::io::AsyncWrite::poll_shutdown(
+                    Pin::new(&mut me.inner),
+                    cx
+                ))?;
+                let unread = !me.limit.complete() || !me.pending.is_empty();
+                let bytes = if unread { me.linger.bytes } else { 0 };
+                me.lingering.insert(Lingering {
+                    left: bytes,
+                    until: Box::pin(tokio::time::sleep(me.linger.time)),
+                })
+            }
+        };
+        let mut scratch = [0u8; 4096];
+        while lingering.left > 0 && lingering.until.as_mut().poll(cx).is_pending() {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut me.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    lingering.left = lingering.left.saturating_sub(buf.filled().len());
+                }
+                // The client's end, or an error: nothing more to wait for.
+                Poll::Ready(_) => lingering.left = 0,
+            }
+        }
+        lingering.left = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A lingering close under way: how much more may be discarded, and until when.
+#[derive(Debug)]
+struct Lingering {
+    left: usize,
+    until: Pin<Box<tokio::time::Sleep>>,
+}
 
 #[async_trait]
 impl Shutdown for Prefixed {
-    /// pingora shuts a connection it does not keep. When the request was not read to its
-    /// end (pingora's path answered early: a body over the limit, a failed read) or more
-    /// bytes followed it, the close lingers as on the fast path.
     async fn shutdown(&mut self) {
-        let unread = !self.limit.complete() || !self.pending.is_empty();
-        close_gently(self.inner.as_mut(), unread.then_some(self.linger)).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
     }
 }
 

@@ -235,9 +235,11 @@ fn a_flood_on_the_egress_listener_leaves_the_other_listeners_and_a_pooled_bot_se
 fn write_then_read(addr: SocketAddr, head: &str, len: usize) -> std::io::Result<Response> {
     let mut s = connect(addr);
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut bytes = format!("{head}Content-Length: {len}\r\n\r\n").into_bytes();
-    bytes.resize(bytes.len() + len, b'a');
-    s.write_all(&bytes)?;
+    s.write_all(format!("{head}Content-Length: {len}\r\n\r\n").as_bytes())?;
+    // The body follows as a client's uploads do, over a while: the gateway has answered
+    // and closed its side before most of it arrives. (Pacing, not waiting for readiness.)
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(&vec![b'a'; len])?;
     s.flush()?;
     let r = read_response(&mut BufReader::new(&mut s))?;
     // Then the gateway closes: the client reads the end, not a reset.
