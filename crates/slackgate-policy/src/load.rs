@@ -25,9 +25,11 @@ use crate::error::{LoadError, LoadErrors};
 use crate::model::Policy;
 use crate::secrets::SecretSource;
 
-/// The checks where a server config and a policy meet, all run on every load. Each
-/// returns every error it finds; a new join goes here so that no caller can miss it.
-const JOINS: &[fn(&Config, &Policy) -> Result<(), LoadErrors>] = &[
+/// A check where a server config and a policy meet: every error it finds, or `Ok`.
+type Join = fn(&Config, &Policy) -> Result<(), LoadErrors>;
+
+/// The joins, all run on every load. A new one goes here so that no caller can miss it.
+const JOINS: &[Join] = &[
     crate::webhooks::check_webhooks,
     crate::bots::check_rotation,
     crate::groups::check_groups,
