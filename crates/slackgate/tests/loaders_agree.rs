@@ -427,3 +427,30 @@ fn bots_without_egress_load_everywhere_with_the_same_note() {
     );
     running.shutdown();
 }
+
+#[test]
+fn run_refuses_a_policy_file_that_check_explain_and_test_take_alone() {
+    let rig = Rig::new();
+    rig.write(&Breakage::default());
+    let policy = rig.dir.path().join("policy.yaml");
+    let policy = policy.to_str().unwrap();
+    let check = slackgate(&["check", policy], ENV, b"");
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(text(&check.stdout).contains("(policy)"));
+    let run = slackgate(
+        &[
+            "run",
+            "-c",
+            policy,
+            "--upgrade-sock",
+            rig.dir.path().join("run.sock").to_str().unwrap(),
+        ],
+        ENV,
+        b"",
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        text(&run.stderr),
+        format!("error: {policy}: error: this is a policy file; the gateway serves a server config\n  fix: give `run` a server config (`listen:` and `policy:` naming this file), as in policies/example.config.yaml\n")
+    );
+}
