@@ -132,18 +132,22 @@ fn finish(
         errors.extend(e.0);
         None
     });
-    match &policy {
+    let policy = match policy {
         Ok(p) => {
             for join in JOINS {
-                if let Err(e) = join(&config, p) {
+                if let Err(e) = join(&config, &p) {
                     errors.extend(e.0);
                 }
             }
+            Some(p)
         }
-        Err(e) => errors.extend(e.0.iter().cloned()),
-    }
+        Err(e) => {
+            errors.extend(e.0);
+            None
+        }
+    };
     match policy {
-        Ok(policy) if errors.is_empty() => Ok(Loaded {
+        Some(policy) if errors.is_empty() => Ok(Loaded {
             config: Some(config),
             policy,
             state_key,
@@ -160,7 +164,7 @@ fn finish(
             });
             errors.dedup();
             if errors.is_empty() {
-                // Unreachable by construction (an Err policy carries errors); fail closed.
+                // Unreachable by construction (a failed step carries errors); fail closed.
                 errors.push(LoadError::whole_file(
                     &config.source,
                     "the config and policy could not be validated",
