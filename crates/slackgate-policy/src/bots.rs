@@ -304,7 +304,7 @@ impl BotTable {
 /// Checks what token rotation needs of the config: a key to encrypt the rotated tokens
 /// with (`state.encryption_key`), and a place to keep them (`state.path`, or the Redis
 /// backend). The errors stand at the bot's `rotation:` and name the config key to set.
-pub fn check_rotation(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+pub(crate) fn check_rotation(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
     let mut errors = Vec::new();
     for bot in policy.bots.iter() {
         let Some(r) = bot.token.rotation() else {

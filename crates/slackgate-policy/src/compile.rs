@@ -36,7 +36,7 @@ use crate::yaml;
 
 /// Reads and compiles a policy file, reading secrets from `secrets`.
 /// Relative secret `file:` paths are resolved against the policy file's directory.
-pub fn load_policy(
+pub(crate) fn load_policy(
     path: &Path,
     secrets: &dyn SecretSource,
     now: SystemTime,

@@ -401,14 +401,9 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
     spec
 }
 
-/// Reads and validates a config file. Relative paths in it (TLS files, audit
-/// file, policy) are resolved against the config file's directory.
-pub fn load_config(path: &Path) -> Result<Config, LoadErrors> {
-    let text = crate::read_text(path)?;
-    compile_config(path, &text)
-}
-
-/// Validates config text that was read from `source`.
+/// Validates config text that was read from `source`. Relative paths in it (TLS files,
+/// audit file, policy) are resolved against `source`'s directory. Files are read by
+/// [`crate::load`], which every command uses.
 pub fn compile_config(source: &Path, text: &str) -> Result<Config, LoadErrors> {
     let mut errs = Errors::new(source);
     let config = yaml::parse(text, &mut errs).and_then(|node| {
@@ -723,7 +718,7 @@ fn state_key_ref(
 
 /// Reads and checks the key `state.encryption_key` names: 32 bytes in base64. `None`
 /// when the config names no key. The errors name the reference, never the value.
-pub fn read_state_key(
+pub(crate) fn read_state_key(
     config: &Config,
     secrets: &dyn crate::SecretSource,
 ) -> Result<Option<StateKey>, LoadErrors> {

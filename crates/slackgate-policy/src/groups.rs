@@ -74,7 +74,7 @@ pub type UserGroups = BTreeMap<Arc<str>, Arc<UserGroup>>;
 /// members from `egress.slack_api`, so a policy with a user group needs an `egress`
 /// section (without one, their members could never be read and every allow list naming
 /// them would deny everyone, silently).
-pub fn check_groups(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+pub(crate) fn check_groups(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
     if config.egress.is_some() {
         return Ok(());
     }

@@ -5,9 +5,15 @@
 //! guard evaluates per request without allocating.
 //!
 //! It must not depend on pingora, tokio or any other I/O runtime: it reads
-//! files and environment variables only through [`load_config`],
-//! [`load_policy`] and a [`SecretSource`], so it builds fast, fuzzes easily and
-//! is testable with an in-memory secret source and an explicit `now`.
+//! files and environment variables only through [`load`] and a [`SecretSource`], so
+//! it builds fast, fuzzes easily and is testable with an in-memory secret source and
+//! an explicit `now`.
+//!
+//! [`load`] is the one entry point: `run`, every reload, `check`, `explain` and `test`
+//! call it, so no command accepts a config another refuses. It compiles the config, the
+//! policy and the state key, and runs every check where config and policy meet.
+//! Compilers on text ([`compile_config`], [`compile_policy`]) and [`Loaded::join`] exist
+//! for tests and tools.
 //! Dependency direction: `slackgate-slack <- slackgate-policy <- slackgate-guard`.
 //!
 //! # Pipeline
@@ -16,6 +22,8 @@
 //! file -> marked-yaml nodes (positions) -> *Spec (serde, deny_unknown_fields, Spanned)
 //!      -> validate + compile (all errors collected, each with file:line:column and a fix)
 //!      -> Config / Policy
+//!      -> state key, the checks where config and policy meet (all errors collected)
+//!      -> Loaded
 //! ```
 //!
 //! * Parsing keeps a position for every value; duplicate keys are errors.
@@ -37,11 +45,12 @@
 //! | `yaml` | YAML text -> positioned nodes; probing a broken document entry by entry |
 //! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
 //! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
-//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`], [`check_webhooks`] (URLs under `egress.hooks_base`, where config and policy meet); compiled in `compile/webhooks.rs` |
-//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users), [`check_groups`] (they need `egress`); compiled in `compile/groups.rs` |
+//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`], `check_webhooks` (URLs under `egress.hooks_base`, where config and policy meet); compiled in `compile/webhooks.rs` |
+//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users), `check_groups` (they need `egress`); compiled in `compile/groups.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
-//! | `compile` | spec -> [`Policy`]: [`load_policy`], [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
-//! | `config` | the server config, its types and its compiler: [`Config`], [`load_config`] |
+//! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
+//! | `config` | the server config, its types and its compiler: [`Config`], [`compile_config`]; the state key |
+//! | `load` | the one loader: [`load`] -> [`Loaded`] (config, policy, state key, the checks where they meet) |
 //! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`] |
 //! | `secrets` | [`SecretSource`] and what a secret may look like |
 //! | `units` | durations and rates ([`parse_duration`], [`Rate`]) |
@@ -54,6 +63,7 @@ mod compile;
 mod config;
 mod error;
 mod groups;
+mod load;
 mod matcher;
 mod model;
 mod secrets;
@@ -65,17 +75,18 @@ mod yaml;
 use std::path::Path;
 
 pub use bots::{
-    check_rotation, Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location,
-    MethodRule, Rotation,
+    Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
+    Rotation,
 };
-pub use compile::{compile_policy, load_policy, policy_hash, POLICY_KEYS};
+pub use compile::{compile_policy, policy_hash, POLICY_KEYS};
 pub use config::{
-    compile_config, load_config, read_state_key, Admin, Audit, AuditPath, Config, Egress, Limits,
-    Listener, RedisSettings, SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles,
-    CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
+    compile_config, Admin, Audit, AuditPath, Config, Egress, Limits, Listener, RedisSettings,
+    SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS,
+    DEFAULT_AUDIT_QUEUE_BYTES,
 };
 pub use error::{LoadError, LoadErrors};
-pub use groups::{check_groups, UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
+pub use groups::{UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
+pub use load::{load, looks_like_policy, Loaded};
 pub use matcher::{GlobSet, IdSet, IpSet, LookupHasher};
 pub use model::{
     strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,
@@ -83,7 +94,7 @@ pub use model::{
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};
-pub use webhooks::{check_webhooks, Webhook, WebhookTable};
+pub use webhooks::{Webhook, WebhookTable};
 
 /// Reads a whole file as UTF-8, mapping failures to a positionless [`LoadError`].
 fn read_text(path: &Path) -> Result<String, LoadErrors> {

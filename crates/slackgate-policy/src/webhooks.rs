@@ -79,7 +79,7 @@ impl WebhookTable {
 /// `egress.hooks_base`, so the hooks' client (which only ever connects to that base) can
 /// carry it. The errors name the webhook, never its URL. Without an egress door no bot
 /// can post to a webhook, so there is nothing to check.
-pub fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+pub(crate) fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
     let Some(egress) = &config.egress else {
         return Ok(());
     };

@@ -9,8 +9,7 @@ use std::path::Path;
 
 use slackgate_fixtures::MapSecrets;
 use slackgate_policy::{
-    check_rotation, compile_config, compile_policy, read_state_key, BotToken, EgressLimitKey,
-    Policy, SlackApi,
+    compile_config, compile_policy, BotToken, Config, EgressLimitKey, Loaded, Policy, SlackApi,
 };
 use support::now;
 
@@ -515,12 +514,14 @@ fn state_config(state: &str) -> slackgate_policy::Config {
     .unwrap()
 }
 
+/// What every command gets for `config` with `policy`: [`Loaded::join`], as `load` runs it.
+fn join(config: &Config, policy: Policy) -> Result<Loaded, String> {
+    Loaded::join(Some(config.clone()), policy, &secrets()).map_err(|e| e.to_string())
+}
+
 #[test]
 fn rotation_needs_a_state_key_and_a_place_for_the_tokens() {
-    let p = load(ROTATING).unwrap();
-    let e = check_rotation(&state_config(""), &p)
-        .unwrap_err()
-        .to_string();
+    let e = join(&state_config(""), load(ROTATING).unwrap()).unwrap_err();
     assert!(e.contains("policy.yaml:8:18"), "{e}");
     assert!(
         e.contains("no `state.encryption_key`") && e.contains("no `state.path`"),
@@ -528,12 +529,12 @@ fn rotation_needs_a_state_key_and_a_place_for_the_tokens() {
     );
     let ok =
         state_config("state:\n  path: /var/lib/slackgate\n  encryption_key: { env: STATE_KEY }\n");
-    check_rotation(&ok, &p).unwrap();
+    let loaded = join(&ok, load(ROTATING).unwrap()).unwrap();
     assert_eq!(
         ok.state.path.as_deref(),
         Some(Path::new("/var/lib/slackgate"))
     );
-    let key = read_state_key(&ok, &secrets()).unwrap().expect("a key");
+    let key = loaded.state_key.expect("a key");
     assert_eq!(key.expose()[31], 31);
     assert!(!format!("{key:?}").contains("31"));
 }
@@ -552,7 +553,9 @@ fn a_bad_state_key_is_a_load_error_that_names_its_place() {
         ("  encryption_key: { env: EMPTY }\n", "is empty"),
     ] {
         let c = state_config(&format!("state:\n{state}"));
-        let e = read_state_key(&c, &secrets()).unwrap_err().to_string();
+        // A bot that does not rotate: the key is read and checked all the same.
+        let e = join(&c, load(HELPDESK).unwrap()).unwrap_err();
+        assert_eq!(e.matches("error:").count(), 1, "{e}");
         assert!(e.contains("config.yaml:6:26") && e.contains(want), "{e}");
     }
     let literal = compile_config(

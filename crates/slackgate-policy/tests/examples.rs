@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use slackgate_fixtures::MapSecrets;
-use slackgate_policy::{load_config, load_policy, AuditPath, LimitKey, Mode, OnDeny};
+use slackgate_policy::{load, AuditPath, LimitKey, Mode, OnDeny};
 use support::now;
 
 fn policies_dir() -> PathBuf {
@@ -28,18 +28,26 @@ fn every_example_loads() {
     assert!(files.len() >= 3, "{files:?}");
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy();
-        if name.ends_with(".config.yaml") {
-            let config = load_config(f).unwrap_or_else(|e| panic!("{e}"));
-            load_policy(&config.policy_path, &secrets, now()).unwrap_or_else(|e| panic!("{e}"));
-        } else {
-            load_policy(f, &secrets, now()).unwrap_or_else(|e| panic!("{e}"));
-        }
+        let loaded = load(f, &secrets, now()).unwrap_or_else(|e| panic!("{e}"));
+        // Configs are told from policies by their keys, not their names.
+        assert_eq!(
+            loaded.config.is_some(),
+            name.ends_with(".config.yaml"),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn example_config_matches_the_design() {
-    let c = load_config(&policies_dir().join("example.config.yaml")).unwrap();
+    let c = load(
+        &policies_dir().join("example.config.yaml"),
+        &MapSecrets::any_env(),
+        now(),
+    )
+    .unwrap()
+    .config
+    .unwrap();
     assert_eq!(c.listen.len(), 1);
     assert_eq!(c.listen[0].addr.to_string(), "127.0.0.1:8080");
     assert!(c.listen[0].tls.is_none());
@@ -53,7 +61,9 @@ fn example_config_matches_the_design() {
 #[test]
 fn example_policy_compiles_to_the_expected_model() {
     let secrets = MapSecrets::any_env();
-    let p = load_policy(&policies_dir().join("example.yaml"), &secrets, now()).unwrap();
+    let p = load(&policies_dir().join("example.yaml"), &secrets, now())
+        .unwrap()
+        .policy;
     assert_eq!(p.hash.len(), 16);
     assert_eq!(p.routes.len(), 1);
     let r = p
@@ -95,7 +105,9 @@ fn example_policy_compiles_to_the_expected_model() {
 #[test]
 fn multi_bot_policy_routes_by_host_and_path() {
     let secrets = MapSecrets::any_env();
-    let p = load_policy(&policies_dir().join("multi-bot.yaml"), &secrets, now()).unwrap();
+    let p = load(&policies_dir().join("multi-bot.yaml"), &secrets, now())
+        .unwrap()
+        .policy;
     assert_eq!(p.apps.len(), 3);
     assert_eq!(p.routes.len(), 4);
     let d = "/slack/deploybot/actions";

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use slackgate_policy::{check_groups, compile_config, compile_policy, Policy};
+use slackgate_policy::{compile_config, compile_policy, Config, Loaded, Policy};
 use support::{now, standard_secrets};
 
 const HEAD: &str = "version: 1
@@ -140,15 +140,19 @@ routes: []
     assert!(e.contains("NOT_SET"), "{e}");
 }
 
+/// What every command gets for `config` with `policy`: [`Loaded::join`], as `load` runs it.
+fn join(config: &Config, policy: Policy) -> Result<Loaded, String> {
+    Loaded::join(Some(config.clone()), policy, &standard_secrets()).map_err(|e| e.to_string())
+}
+
 #[test]
 fn a_user_group_needs_the_egress_section() {
-    let p = load(TWO_KINDS).unwrap();
     let without = compile_config(
         Path::new("config.yaml"),
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: policy.yaml\n",
     )
     .unwrap();
-    let e = check_groups(&without, &p).unwrap_err().to_string();
+    let e = join(&without, load(TWO_KINDS).unwrap()).unwrap_err();
     assert_eq!(e.lines().filter(|l| l.contains("error:")).count(), 2, "{e}");
     assert!(
         e.contains("policy.yaml:13:3: error: group `oncall` reads its members from Slack user group S0ONCALL, but the server config has no `egress` section\n  fix: add `egress:`"),
@@ -159,10 +163,10 @@ fn a_user_group_needs_the_egress_section() {
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: policy.yaml\negress: { listen: { addr: 127.0.0.1:8081 } }\n",
     )
     .unwrap();
-    assert!(check_groups(&with, &p).is_ok());
+    assert!(join(&with, load(TWO_KINDS).unwrap()).is_ok());
     // A policy with only list groups needs nothing.
     let lists = load("groups:\n  admins: [U0111]\nroutes: []\n").unwrap();
-    assert!(check_groups(&without, &lists).is_ok());
+    assert!(join(&without, lists).is_ok());
 }
 
 #[test]

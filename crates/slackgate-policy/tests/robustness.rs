@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use slackgate_fixtures::MapSecrets;
-use slackgate_policy::{compile_config, compile_policy, load_policy, SecretRef, SystemSecrets};
+use slackgate_policy::{compile_config, compile_policy, load, SecretRef, SystemSecrets};
 use support::now;
 
 fn policy_out(input: &str) -> String {
@@ -125,7 +125,7 @@ fn system_secrets_read_relative_files_and_trim_newlines() {
         "version: 1\napps:\n  helpdesk:\n    signing_secrets: [{ id: current, file: secrets/helpdesk }]\nupstreams:\n  h: { targets: [127.0.0.1:3000] }\nroutes: [{ name: r, path: /r, app: helpdesk, upstream: h }]\n",
     )
     .unwrap();
-    let p = load_policy(&policy, &SystemSecrets, now()).unwrap();
+    let p = load(&policy, &SystemSecrets, now()).unwrap().policy;
     let app = &p.apps["helpdesk"];
     assert_eq!(
         app.secrets[0].source,
@@ -143,7 +143,7 @@ fn system_secrets_read_relative_files_and_trim_newlines() {
 
     // Secrets are re-read on every load: a rotated file is picked up.
     std::fs::write(dir.path().join("secrets/helpdesk"), "rotated").unwrap();
-    let p2 = load_policy(&policy, &SystemSecrets, now()).unwrap();
+    let p2 = load(&policy, &SystemSecrets, now()).unwrap().policy;
     assert_ne!(
         p2.apps["helpdesk"].secrets[0].key.sign("1", b"body"),
         expected
@@ -154,7 +154,7 @@ fn system_secrets_read_relative_files_and_trim_newlines() {
 fn unreadable_and_non_utf8_files_are_whole_file_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.yaml");
-    let e = load_policy(&missing, &SystemSecrets, now()).unwrap_err();
+    let e = load(&missing, &SystemSecrets, now()).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!(
@@ -164,7 +164,7 @@ fn unreadable_and_non_utf8_files_are_whole_file_errors() {
     );
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, [0xff, 0xfe, b'\n']).unwrap();
-    let e = slackgate_policy::load_config(&bad).unwrap_err();
+    let e = load(&bad, &SystemSecrets, now()).unwrap_err();
     assert!(
         e.to_string()
             .ends_with("error: the file is not valid UTF-8\n  fix: save the file as UTF-8 text"),

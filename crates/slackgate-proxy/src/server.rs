@@ -233,7 +233,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     if let Some(egress) = &config.egress {
         add_egress(&mut server, &shared, egress, caps.egress)?;
         probe_addrs.push(egress.listen.addr);
-        add_rotation(&mut server, opts, &shared, &config, egress)?;
+        add_rotation(&mut server, &shared, &config, egress)?;
         if let Some(redis) = &shared.remote {
             server.add_service(background_service(
                 "shared revocations",
@@ -301,14 +301,12 @@ fn add_egress(
 /// Without them no bot can rotate (the policy check refuses such a bot).
 fn add_rotation(
     server: &mut Server,
-    opts: &Options,
     shared: &Arc<Shared>,
     config: &Config,
     egress: &slackgate_policy::Egress,
 ) -> Result<(), StartError> {
-    let Some(key) = slackgate_policy::read_state_key(config, opts.secrets.as_ref())
-        .map_err(StartError::Load)?
-    else {
+    // The key the first load read and checked: reading it again here could see another.
+    let Some(key) = shared.current().state_key.clone() else {
         return Ok(());
     };
     let store = match (&shared.remote, &config.state.path) {

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use slackgate_guard::{Clock, Guard};
-use slackgate_policy::{Config, LoadErrors, Policy, SecretSource};
+use slackgate_policy::{Config, LoadError, LoadErrors, Policy, SecretSource, StateKey};
 
 use crate::audit::AuditSink;
 use crate::metrics::Metrics;
@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// The compiled policy.
     pub policy: Arc<Policy>,
+    /// The key `state.encryption_key` named when this generation loaded (checked then);
+    /// token rotation seals with the first generation's, as `state` changes need a restart.
+    pub state_key: Option<Arc<StateKey>>,
     /// Upstream pools by upstream name.
     pub pools: HashMap<Arc<str>, Arc<Pool>, slackgate_policy::LookupHasher>,
     /// When this generation was loaded.
@@ -123,44 +126,64 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Reads and compiles config and policy into a snapshot of the given generation.
+/// Loads config and policy with [`slackgate_policy::load`] (the loader `check`, `explain`
+/// and `test` use too, so the gateway refuses exactly what they refuse) into a snapshot
+/// of the given generation. The first start and every reload come here.
 pub fn load_snapshot(
     config_path: &Path,
     secrets: &dyn SecretSource,
     now: SystemTime,
     generation: u64,
 ) -> Result<Snapshot, LoadErrors> {
-    let config = slackgate_policy::load_config(config_path)?;
-    slackgate_policy::read_state_key(&config, secrets)?;
-    let policy = slackgate_policy::load_policy(&config.policy_path, secrets, now)?;
-    build_snapshot(Arc::new(config), Arc::new(policy), generation, now)
+    let loaded = slackgate_policy::load(config_path, secrets, now)?;
+    for note in loaded.notes() {
+        log::warn!("{note}");
+    }
+    let slackgate_policy::Loaded {
+        config,
+        policy,
+        state_key,
+    } = loaded;
+    let Some(config) = config else {
+        return Err(LoadError::whole_file(
+            config_path,
+            "this is a policy file; the gateway serves a server config",
+            "give `run` a server config (`listen:` and `policy:` naming this file), as in policies/example.config.yaml",
+        )
+        .into());
+    };
+    Ok(build_snapshot(
+        Arc::new(config),
+        Arc::new(policy),
+        state_key.map(Arc::new),
+        generation,
+        now,
+    ))
 }
 
-/// Checks what joins config and policy ([`slackgate_policy::check_webhooks`],
-/// [`slackgate_policy::check_rotation`]), then builds the upstream pools for a compiled
-/// policy.
-pub fn build_snapshot(
+/// Builds the upstream pools and metric handles for a config and policy that passed
+/// [`slackgate_policy::load`].
+fn build_snapshot(
     config: Arc<Config>,
     policy: Arc<Policy>,
+    state_key: Option<Arc<StateKey>>,
     generation: u64,
     now: SystemTime,
-) -> Result<Snapshot, LoadErrors> {
-    slackgate_policy::check_webhooks(&config, &policy)?;
-    slackgate_policy::check_rotation(&config, &policy)?;
-    slackgate_policy::check_groups(&config, &policy)?;
+) -> Snapshot {
     let pools = policy
         .upstreams
         .iter()
         .map(|(name, up)| (Arc::clone(name), Arc::new(Pool::new(up))))
         .collect();
-    Ok(Snapshot {
+    Snapshot {
         generation,
         route_metrics: RouteMetricsTable::new(&policy),
         config,
         policy,
+        state_key,
         pools,
         loaded_at: now,
-    })
+    }
 }
 
 impl Shared {

@@ -260,78 +260,56 @@ fn run(
 }
 
 fn check(file: &Path) -> ExitCode {
-    let now = SystemTime::now();
     // A policy file is checked on its own (policies/ holds both kinds); anything else is
-    // a server config, checked together with the policy it references.
-    let is_policy = std::fs::read_to_string(file).is_ok_and(|text| probe::looks_like_policy(&text));
-    let (config, policy_path) = if is_policy {
-        (None, file.to_path_buf())
-    } else {
-        match slackgate_policy::load_config(file) {
-            Ok(c) => {
-                let p = c.policy_path.clone();
-                (Some(c), p)
-            }
-            Err(errors) => return report_errors(&errors),
-        }
+    // a server config, checked together with the policy it references: the loader `run`
+    // uses, so `check` accepts exactly what `run` starts with.
+    let loaded = match slackgate_policy::load(file, &SystemSecrets, SystemTime::now()) {
+        Ok(loaded) => loaded,
+        Err(errors) => return report_errors(&errors),
     };
-    let loaded =
-        slackgate_policy::load_policy(&policy_path, &SystemSecrets, now).and_then(
-            |p| match &config {
-                Some(c) => slackgate_policy::check_webhooks(c, &p)
-                    .and_then(|()| slackgate_policy::check_rotation(c, &p))
-                    .and_then(|()| slackgate_policy::check_groups(c, &p))
-                    .and_then(|()| slackgate_policy::read_state_key(c, &SystemSecrets))
-                    .map(|_| p),
-                None => Ok(p),
-            },
+    let policy = &loaded.policy;
+    let secrets: usize = policy.apps.values().map(|a| a.secrets.len()).sum();
+    let what = match &loaded.config {
+        Some(c) => format!("{} and {}", file.display(), c.policy_path.display()),
+        None => format!("{} (policy)", file.display()),
+    };
+    println!(
+        "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), {} bot(s), {} webhook(s), policy hash {}",
+        policy.routes.len(),
+        policy.apps.len(),
+        secrets,
+        policy.upstreams.len(),
+        policy.bots.len(),
+        policy.webhooks.len(),
+        policy.hash
+    );
+    for g in policy.usergroups.values() {
+        println!(
+            "group {}: members read from Slack user group {} with bot {}'s token every {:?} (its token needs usergroups:read)",
+            g.name,
+            g.usergroup,
+            g.bot,
+            g.refresh
         );
-    match loaded {
-        Ok(policy) => {
-            let secrets: usize = policy.apps.values().map(|a| a.secrets.len()).sum();
-            let what = match &config {
-                Some(_) => format!("{} and {}", file.display(), policy_path.display()),
-                None => format!("{} (policy)", policy_path.display()),
-            };
-            println!(
-                "ok: {what}: {} route(s), {} app(s), {} secret(s), {} upstream(s), {} bot(s), {} webhook(s), policy hash {}",
-                policy.routes.len(),
-                policy.apps.len(),
-                secrets,
-                policy.upstreams.len(),
-                policy.bots.len(),
-                policy.webhooks.len(),
-                policy.hash
-            );
-            for g in policy.usergroups.values() {
-                println!(
-                    "group {}: members read from Slack user group {} with bot {}'s token every {:?} (its token needs usergroups:read)",
-                    g.name,
-                    g.usergroup,
-                    g.bot,
-                    g.refresh
-                );
-            }
-            if let Some(e) = config.as_ref().and_then(|c| c.egress.as_ref()) {
-                println!(
-                    "egress: bots call {}://{}/api/, allowed calls go to {}://{}{}",
-                    if e.listen.tls.is_some() {
-                        "https"
-                    } else {
-                        "http"
-                    },
-                    e.listen.addr,
-                    if e.slack_api.tls { "https" } else { "http" },
-                    e.slack_api.authority(),
-                    e.slack_api.path
-                );
-            } else if !policy.bots.is_empty() && config.is_some() {
-                println!("note: the policy has bots but the config has no `egress:` section; `run` opens no egress door");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => report_errors(&errors),
     }
+    if let Some(e) = loaded.egress() {
+        println!(
+            "egress: bots call {}://{}/api/, allowed calls go to {}://{}{}",
+            if e.listen.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            e.listen.addr,
+            if e.slack_api.tls { "https" } else { "http" },
+            e.slack_api.authority(),
+            e.slack_api.path
+        );
+    }
+    for note in loaded.notes() {
+        println!("note: {note}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn report_errors(errors: &slackgate_policy::LoadErrors) -> ExitCode {
@@ -370,7 +348,7 @@ fn explain(
     host: Option<&str>,
     client_ip: IpAddr,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = probe::load(config, &SystemSecrets, SystemTime::now())
+    let loaded = slackgate_policy::load(config, &SystemSecrets, SystemTime::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut body = Vec::new();
     std::io::stdin()
@@ -443,7 +421,7 @@ fn explain_egress(
     headers: &[String],
     replied_in: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let loaded = probe::load(config, &SystemSecrets, SystemTime::now())
+    let loaded = slackgate_policy::load(config, &SystemSecrets, SystemTime::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (path, path_query) = probe::split_target(target);
     let query = match (path_query, query) {
@@ -464,7 +442,7 @@ fn explain_egress(
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading the body from standard input")?;
-    if loaded.from_config && loaded.egress.is_none() {
+    if loaded.config.is_some() && loaded.egress().is_none() {
         eprintln!(
             "note: {} has no `egress:` section, so `run` opens no egress door; this is the decision the policy would give",
             config.display()
@@ -505,7 +483,7 @@ fn explain_egress(
     });
     let forwards = d.reason == EgressReason::Allowed;
     // Where an allowed call goes: the config's `egress.slack_api` and the method.
-    let upstream = match (&loaded.egress, d.method.as_deref()) {
+    let upstream = match (loaded.egress(), d.method.as_deref()) {
         (Some(e), Some(m)) if forwards => Some(format!(
             "{}://{}{}{m}",
             if e.slack_api.tls { "https" } else { "http" },
@@ -532,23 +510,4 @@ fn explain_egress(
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::probe::looks_like_policy;
-
-    #[test]
-    fn every_config_key_marks_a_config() {
-        // `state:` was missing from this binary's own copy of the list.
-        for key in slackgate_policy::CONFIG_KEYS {
-            assert!(
-                !looks_like_policy(&format!("{key}: x\nroutes: []\n")),
-                "{key}"
-            );
-        }
-        for key in slackgate_policy::POLICY_KEYS {
-            assert!(looks_like_policy(&format!("{key}: x\n")), "{key}");
-        }
-    }
 }

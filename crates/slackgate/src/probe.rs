@@ -3,7 +3,7 @@
 //! the other.
 //!
 //! ```text
-//! CONFIG (or a policy alone) -> Loaded { limits, policy, egress }   same loaders and secrets as `run`
+//! CONFIG (or a policy alone) -> slackgate_policy::load -> Loaded   the loader, checks and secrets of `run`
 //! Probe (path, host, client IP, the headers the pipeline reads, body)
 //!   -> route (exact path, optional host)                      404 no_route
 //!   -> Guard::admit (source IP, before the body)
@@ -19,80 +19,17 @@
 //! ```
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::time::SystemTime;
 
 use slackgate_guard::{
     Action, Clock, Decision, EgressCall, EgressDecision, Guard, GuardSettings, Inbound, Reason,
     Unreadable,
 };
-use slackgate_policy::{Egress, Limits, LoadErrors, Policy, Route, SecretSource};
+use slackgate_policy::{Loaded, Route};
 use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// The replay cache and rate-limit buckets of an offline guard hold this many entries: a
 /// run of `explain` or `test` sees a handful of requests, never a production volume.
 const OFFLINE_STATE_ENTRIES: usize = 1024;
-
-/// What `run` would serve with: the server limits and the compiled policy.
-#[derive(Debug)]
-pub struct Loaded {
-    /// The config's limits (the defaults when a policy file was given alone).
-    pub limits: Limits,
-    /// The policy, its secrets read through the given source.
-    pub policy: Policy,
-    /// The config's egress door; `None` also when a policy file was given alone.
-    pub egress: Option<Egress>,
-    /// Whether a server config was loaded (else a policy file alone).
-    pub from_config: bool,
-}
-
-/// Loads `file` as `run` does: a server config and the policy it names, or, when `file`
-/// is a policy, that policy alone with the default limits.
-pub fn load(
-    file: &Path,
-    secrets: &dyn SecretSource,
-    now: SystemTime,
-) -> Result<Loaded, LoadErrors> {
-    let is_policy = std::fs::read_to_string(file).is_ok_and(|text| looks_like_policy(&text));
-    let (limits, policy_path, egress) = if is_policy {
-        (Limits::default(), file.to_path_buf(), None)
-    } else {
-        let config = slackgate_policy::load_config(file)?;
-        (config.limits, config.policy_path, config.egress)
-    };
-    let policy = slackgate_policy::load_policy(&policy_path, secrets, now)?;
-    Ok(Loaded {
-        limits,
-        policy,
-        egress,
-        from_config: !is_policy,
-    })
-}
-
-/// Whether a YAML text is a policy rather than a server config: judged by its top-level
-/// keys (`version`, `apps`, `routes`, ... versus `listen`, `policy`, ...), without parsing
-/// values, so a broken file is still routed to the loader that reports its errors.
-pub fn looks_like_policy(text: &str) -> bool {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut policy_keys = 0;
-    for line in text.lines() {
-        if line.starts_with([' ', '\t', '#', '-']) {
-            continue;
-        }
-        let Some((key, _)) = line.split_once(':') else {
-            continue;
-        };
-        // The key lists of slackgate-policy, the one definition of each.
-        let key = key.trim().trim_matches(['"', '\'']);
-        if slackgate_policy::CONFIG_KEYS.contains(&key) {
-            return false;
-        }
-        if slackgate_policy::POLICY_KEYS.contains(&key) {
-            policy_keys += 1;
-        }
-    }
-    policy_keys > 0
-}
 
 /// A guard for offline decisions: empty replay cache, full buckets, time from `clock`.
 pub fn offline_guard<C: Clock>(clock: C) -> Guard<C> {
@@ -197,7 +134,7 @@ pub fn decide<'p, 'a, C: Clock>(
     // against the same cap.
     let decision = match guard.admit(route, req.client_ip) {
         Err(d) => *d,
-        Ok(_) if req.body.len() > loaded.limits.max_body_bytes => {
+        Ok(_) if req.body.len() > loaded.limits().max_body_bytes => {
             Decision::respond(Reason::BodyTooLarge)
         }
         Ok(admitted) => {
@@ -209,7 +146,7 @@ pub fn decide<'p, 'a, C: Clock>(
                 body: req.body,
             };
             let settings = GuardSettings {
-                max_clock_skew: loaded.limits.max_clock_skew,
+                max_clock_skew: loaded.limits().max_clock_skew,
             };
             guard.decide_admitted(admitted, route, &inbound, &settings)
         }
@@ -330,7 +267,7 @@ pub fn decide_egress<C: Clock>(
     guard: &Guard<C>,
     req: &EgressProbe<'_>,
 ) -> EgressDecision {
-    let too_large = req.body.len() > loaded.limits.max_body_bytes;
+    let too_large = req.body.len() > loaded.limits().max_body_bytes;
     let call = EgressCall {
         path: req.path,
         query: req.query.map(str::as_bytes),
@@ -388,12 +325,5 @@ mod tests {
         assert_eq!(split_target("/api/a.b"), ("/api/a.b", None));
         assert_eq!(split_target("/api/a.b?x=1?y"), ("/api/a.b", Some("x=1?y")));
         assert_eq!(split_target("/api/a.b?"), ("/api/a.b", Some("")));
-    }
-
-    #[test]
-    fn a_policy_is_told_from_a_config_by_its_top_level_keys() {
-        assert!(looks_like_policy("version: 1\nroutes: []\n"));
-        assert!(!looks_like_policy("listen: []\npolicy: p.yaml\n"));
-        assert!(!looks_like_policy("# only a comment\n"));
     }
 }

@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use slackgate_guard::{FakeClock, Guard};
-use slackgate_policy::{LoadErrors, Route, SystemSecrets};
+use slackgate_policy::{LoadErrors, Loaded, Route, SystemSecrets};
 use slackgate_slack::{BodyEncoding, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
-use crate::probe::{self, EgressHeaders, EgressProbe, Loaded, PipelineHeaders, Probe, Verdict};
+use crate::probe::{self, EgressHeaders, EgressProbe, PipelineHeaders, Probe, Verdict};
 use spec::{
     Body, Call, CallKey, Case, Expect, Input, Request, Signing, StateScope, TestFile, Timestamp,
 };
@@ -35,7 +35,7 @@ pub fn run(config: &Path, tests: &[PathBuf], verbose: bool) -> ExitCode {
     let now = start
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let loaded = match probe::load(config, &SystemSecrets, start) {
+    let loaded = match slackgate_policy::load(config, &SystemSecrets, start) {
         Ok(loaded) => loaded,
         Err(errors) => return load_failed(&errors),
     };

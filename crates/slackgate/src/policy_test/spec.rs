@@ -17,11 +17,11 @@ use std::path::Path;
 use marked_yaml::{LoaderOptions, Node, Span, Spanned};
 use serde::Deserialize;
 use slackgate_guard::{EgressReason, Reason};
-use slackgate_policy::{LoadError, LoadErrors};
+use slackgate_policy::{LoadError, LoadErrors, Loaded};
 use slackgate_slack::RequestKind;
 
 use super::body::{action_kinds, ActionSpec, CommandSpec, EventSpec};
-use crate::probe::{self, Loaded, PipelineHeaders};
+use crate::probe::{self, PipelineHeaders};
 
 /// Where the format is documented, for the fixes.
 const FORMAT_DOC: &str = "README.md, section \"Policy tests\"";
