@@ -243,7 +243,10 @@ fn ids_keep_slack_shapes_and_nothing_else() {
     assert_eq!(method_name("chat.post Message"), INVALID);
     assert_eq!(short_text("/ticket"), "/ticket");
     assert_eq!(short_text("deny_args: icon_url"), "deny_args: icon_url");
-    assert_eq!(short_text("rate_limits[0] per method 1/min burst 2"), "rate_limits[0] per method 1/min burst 2");
+    assert_eq!(
+        short_text("rate_limits[0] per method 1/min burst 2"),
+        "rate_limits[0] per method 1/min burst 2"
+    );
     assert_eq!(short_text("a\u{7}b"), INVALID);
     assert_eq!(short_text("a\u{85}b"), INVALID, "C1 controls too");
     assert_eq!(short_text(&"x".repeat(MAX_TEXT + 1)), INVALID);
@@ -343,7 +346,11 @@ fn a_known_bots_record_keeps_its_fields_checked() {
         duration_us: 17,
     };
     let v: serde_json::Value = serde_json::from_slice(&egress_line(&record).unwrap()).unwrap();
-    assert_eq!(v, serde_json::to_value(record).unwrap(), "a plain record is unchanged");
+    assert_eq!(
+        v,
+        serde_json::to_value(&record).unwrap(),
+        "a plain record is unchanged"
+    );
     let odd = EgressRecord {
         team_id: Some("t0acme"),
         channel_id: Some(&huge),
@@ -434,6 +441,8 @@ mod lines {
         prop_oneof![
             4 => "\\PC{0,40}",
             4 => "[\\x00-\\x1f\"\\\\\\x7f]{0,200}",
+            // Around the length bound, every byte escaped: the longest lines.
+            3 => "[\"\\\\]{0,300}",
             2 => "[A-Z0-9]{0,40}|Ev[A-Z0-9]{0,34}",
             2 => any::<String>(),
             1 => (any::<char>(), 0usize..1_100_000).prop_map(|(c, n)| std::iter::repeat_n(c, n).collect()),
@@ -562,7 +571,11 @@ mod lines {
         };
         let line = inbound_line(&view);
         assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
-        assert!(line.len() > 2_000, "the worst case is near the bound: {}", line.len());
+        assert!(
+            line.len() > 2_000,
+            "the worst case is near the bound: {}",
+            line.len()
+        );
     }
 }
 
@@ -606,12 +619,22 @@ fn a_stalled_writer_holds_at_most_max_queue_bytes_and_drops_are_counted() {
         let started = Instant::now();
         for n in 0..sent {
             sink.record(&large_record(n));
-            assert!(sink.queued_bytes() <= cap, "{} bytes queued", sink.queued_bytes());
+            assert!(
+                sink.queued_bytes() <= cap,
+                "{} bytes queued",
+                sink.queued_bytes()
+            );
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "recording blocked");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "recording blocked"
+        );
         let fit = (cap / line_len) as u64;
         let dropped = metrics.audit_dropped.get();
-        assert!(dropped >= sent - fit, "dropped {dropped}, at most {fit} fit");
+        assert!(
+            dropped >= sent - fit,
+            "dropped {dropped}, at most {fit} fit"
+        );
         assert!(dropped < sent, "nothing was queued");
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains(&format!("slackgate_audit_dropped_total {dropped}")));
