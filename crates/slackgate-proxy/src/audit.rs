@@ -52,7 +52,7 @@ pub const MAX_LINE: usize = 4096;
 
 /// The longest free-text value kept, in bytes. Free text has no control characters, so
 /// each byte is written as at most two (`\"`, `\\`); with every text field of a record
-/// at this length a line stays under [`MAX_LINE`] (the property test checks it).
+/// at this length a line stays under [`MAX_LINE`] (the tests check it).
 /// Names from the policy are at most 64 bytes, rules and Slack's event types and
 /// commands far shorter: a value this long was not written by anyone honest.
 const MAX_TEXT: usize = 128;
