@@ -7,11 +7,19 @@
 //!
 //! A record never holds a secret, a signature, a token field or a body: it is built
 //! only from the fields listed in DESIGN.md.
+//!
+//! Nothing a caller (or Slack) names is written unchecked, so that no request can make
+//! a line large or write text of its choosing: every record is passed through
+//! [`AuditView::bounded`] or [`EgressRecord::bounded`] as it is serialized. Ids must have
+//! Slack's id shape, free text is short and free of control characters, anything else is
+//! written as [`INVALID`]; a line is at most [`MAX_LINE`] bytes. An egress call from an
+//! unknown caller keeps only its method name, reason, fixed rule, status and duration.
+//! The queue is bounded in records and in bytes (`audit.max_queue_bytes`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,11 +32,149 @@ use serde::Serialize;
 /// at 5 ms per batch it drains far faster than a gateway can fill it.
 pub const DEFAULT_QUEUE: usize = 4096;
 
+/// The bytes of records that may wait for the writer when the config does not say
+/// (`audit.max_queue_bytes`).
+pub const DEFAULT_QUEUE_BYTES: usize = slackgate_policy::DEFAULT_AUDIT_QUEUE_BYTES;
+
 /// Write buffer of a file sink: a 5 ms batch at 40k req/s is ~100 KiB of lines.
 const FILE_BUFFER: usize = 256 * 1024;
 
 /// The writer's pause between batches.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
+
+// === Field shapes ===
+
+/// What a field that does not have its shape is written as.
+pub const INVALID: &str = "invalid";
+
+/// The longest audit line, in bytes (without its newline), whatever a request holds.
+pub const MAX_LINE: usize = 4096;
+
+/// The longest free-text value kept, in bytes. Free text has no control characters, so
+/// each byte is written as at most two (`\"`, `\\`); with every text field of a record
+/// at this length a line stays under [`MAX_LINE`] (the tests check it).
+/// Names from the policy are at most 64 bytes, rules and Slack's event types and
+/// commands far shorter: a value this long was not written by anyone honest.
+const MAX_TEXT: usize = 128;
+
+/// A Slack id (`T0ACME`, `C0HELP`, `U0333`, `E0ACME`, `A0HELPDESK`): 2 to 32 uppercase
+/// ASCII letters and digits, else [`INVALID`]. The first letter is not checked against
+/// the field: Slack uses several per field (`team_id` holds an `E…` id in org-wide
+/// installs, `channel` a `C…`, `G…`, `D…` or, for a DM, a user's `U…`/`W…` id).
+pub fn slack_id(v: &str) -> &str {
+    let shaped = (2..=32).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if shaped {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// An Events API `event_id` (`Ev0APPMENTION1`): `Ev` and 1 to 30 uppercase ASCII
+/// letters and digits, else [`INVALID`].
+pub fn event_id(v: &str) -> &str {
+    match v.strip_prefix("Ev") {
+        Some(rest)
+            if (1..=30).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) =>
+        {
+            v
+        }
+        _ => INVALID,
+    }
+}
+
+/// Free text (names, rules, event types, commands, timestamps): at most [`MAX_TEXT`]
+/// bytes without control characters (which would reach a terminal reading the audit
+/// as escapes, and cost six bytes each), else [`INVALID`]. Whole or not at all: a cut
+/// value could read as another, valid one.
+pub fn short_text(v: &str) -> &str {
+    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// [`short_text`] for the code's own `&'static` texts (reasons, kinds).
+fn short_static(v: &'static str) -> &'static str {
+    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// A Slack `error` code (`channel_not_found`): 1 to 64 lowercase ASCII letters, digits
+/// and `_`, else [`INVALID`].
+pub fn slack_error_code(v: &str) -> &str {
+    let shaped = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if shaped {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// The method an unknown caller named, kept only when it has a Web API method name's
+/// shape (1 to 64 ASCII letters, digits, `.` and `_`), else [`INVALID`].
+pub fn method_name(v: &str) -> &str {
+    let shaped = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_');
+    if shaped {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// The rules an unknown caller's record may carry: the gateway's own fixed texts for
+/// the refusals that come before a bot is known. Any other rule (a reading error that
+/// names an argument the caller sent, say) is written as [`INVALID`].
+fn unknown_caller_rule(rule: &str) -> &'static str {
+    use slackgate_guard::Unreadable;
+    use slackgate_slack::CallError;
+    const FIXED: [&str; 10] = [
+        "key",
+        "no key",
+        "query",
+        "path",
+        "request head",
+        "Authorization and the token argument differ",
+        Unreadable::BodyTooLarge.rule(),
+        Unreadable::BodyFraming.rule(),
+        Unreadable::BodyTimeout.rule(),
+        Unreadable::HeaderTwice.rule(),
+    ];
+    static READING: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
+    if let Some(fixed) = FIXED.into_iter().find(|f| *f == rule) {
+        return fixed;
+    }
+    // The reading errors whose texts name nothing the caller sent.
+    let reading = READING.get_or_init(|| {
+        [
+            CallError::UnsupportedEncoding.to_string(),
+            CallError::BadJson.to_string(),
+            CallError::NotAnObject.to_string(),
+            CallError::BadUtf8.to_string(),
+            CallError::Ambiguous {
+                name: String::new(),
+            }
+            .to_string(),
+        ]
+    });
+    reading
+        .iter()
+        .find(|f| f.as_str() == rule)
+        .map_or(INVALID, String::as_str)
+}
 
 /// Which door a record is about: requests from Slack to a bot, or a bot's Web API calls.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -171,6 +317,49 @@ pub struct EgressRecord<'a> {
     pub duration_us: u64,
 }
 
+impl<'a> EgressRecord<'a> {
+    /// The record as it may be written: `team_id` and `channel_id` of Slack's id shape,
+    /// `slack_error` of an error code's, free text short and plain, anything else
+    /// [`INVALID`]. A call whose caller is not a known bot keeps only its method (when it
+    /// has a method name's shape), reason, fixed rule, status and duration: what an
+    /// unknown caller sent is not the audit's to keep. Its line is at most [`MAX_LINE`]
+    /// bytes.
+    pub fn bounded(&self) -> EgressRecord<'a> {
+        if self.bot.is_none() {
+            return EgressRecord {
+                ts: short_text(self.ts),
+                direction: self.direction,
+                bot: None,
+                method: self.method.map(method_name),
+                team_id: None,
+                channel_id: None,
+                reason: short_static(self.reason),
+                status: self.status,
+                rule: self.rule.map(unknown_caller_rule),
+                slack_ok: None,
+                slack_error: None,
+                upstream_status: None,
+                duration_us: self.duration_us,
+            };
+        }
+        EgressRecord {
+            ts: short_text(self.ts),
+            direction: self.direction,
+            bot: self.bot.map(short_text),
+            method: self.method.map(short_text),
+            team_id: self.team_id.map(slack_id),
+            channel_id: self.channel_id.map(slack_id),
+            reason: short_static(self.reason),
+            status: self.status,
+            rule: self.rule.map(short_text),
+            slack_ok: self.slack_ok,
+            slack_error: self.slack_error.map(slack_error_code),
+            upstream_status: self.upstream_status,
+            duration_us: self.duration_us,
+        }
+    }
+}
+
 /// An audit record borrowing its strings: the gateway builds one per request without
 /// copying a field, and [`AuditView::write_json`] writes exactly the line `serde_json`
 /// writes for the equivalent [`AuditRecord`] (same keys, order, escapes).
@@ -203,8 +392,43 @@ pub struct AuditView<'a> {
     pub lifecycle: bool,
 }
 
-impl AuditView<'_> {
-    /// Appends the record as one JSON object (no newline).
+impl<'a> AuditView<'a> {
+    /// The record as it may be written: ids of Slack's id shape, free text short and
+    /// plain, anything else [`INVALID`] (see the module doc). Its line is at most
+    /// [`MAX_LINE`] bytes.
+    pub fn bounded(&self) -> AuditView<'a> {
+        let id = |v: Option<&'a str>| v.map(slack_id);
+        let text = |v: Option<&'a str>| v.map(short_text);
+        AuditView {
+            ts: short_text(self.ts),
+            direction: self.direction,
+            route: text(self.route),
+            reason: short_static(self.reason),
+            status: self.status,
+            shadow: self.shadow,
+            client_ip: text(self.client_ip),
+            app: text(self.app),
+            secret_id: text(self.secret_id),
+            kind: self.kind.map(short_static),
+            api_app_id: id(self.api_app_id),
+            enterprise_id: id(self.enterprise_id),
+            team_id: id(self.team_id),
+            user_id: id(self.user_id),
+            channel_id: id(self.channel_id),
+            event_type: text(self.event_type),
+            command: text(self.command),
+            event_id: self.event_id.map(event_id),
+            retry_num: self.retry_num,
+            rule: text(self.rule),
+            upstream: text(self.upstream),
+            upstream_status: self.upstream_status,
+            duration_us: self.duration_us,
+            lifecycle: self.lifecycle,
+        }
+    }
+
+    /// Appends the record as one JSON object (no newline), as it is: callers that write
+    /// a request's record pass it through [`AuditView::bounded`] first.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         // Each key is written with its comma, quotes and colon as one literal.
         fn text(out: &mut Vec<u8>, key: &[u8], v: Option<&str>) {
@@ -333,21 +557,44 @@ pub struct AuditSink {
     /// write) and flushed: [`AuditSink::drain`] waits for the second to catch up.
     queued: Arc<AtomicU64>,
     settled: Arc<AtomicU64>,
+    /// Bytes of the records accepted and not yet written (the writer's record in hand
+    /// included), and the most there may be.
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 impl AuditSink {
-    /// Starts the writer thread for `target` with a queue of `capacity` records.
+    /// Starts the writer thread for `target` with a queue of `capacity` records and
+    /// [`DEFAULT_QUEUE_BYTES`] bytes.
     pub fn start(target: AuditTarget, capacity: usize, dropped: IntCounter) -> io::Result<Self> {
+        Self::start_bounded(target, capacity, DEFAULT_QUEUE_BYTES, dropped)
+    }
+
+    /// Starts the writer thread for `target` with a queue of at most `capacity` records
+    /// and `max_bytes` bytes of them: a record past either bound is dropped and counted
+    /// in `dropped`. Records are small, but a writer stalled on a slow reader (stdout
+    /// into a pipe) holds every record queued: bounded in records alone, the queue's
+    /// memory would follow their size.
+    pub fn start_bounded(
+        target: AuditTarget,
+        capacity: usize,
+        max_bytes: usize,
+        dropped: IntCounter,
+    ) -> io::Result<Self> {
         let (tx, rx) = sync_channel(capacity.max(1));
         let reopen = Arc::new(AtomicBool::new(false));
         let writer = Writer::open(target)?;
-        let thread_reopen = Arc::clone(&reopen);
-        let thread_dropped = dropped.clone();
-        let settled = Arc::new(AtomicU64::new(0));
-        let thread_settled = Arc::clone(&settled);
+        let counters = WriterCounters {
+            reopen: Arc::clone(&reopen),
+            dropped: dropped.clone(),
+            settled: Arc::new(AtomicU64::new(0)),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        let settled = Arc::clone(&counters.settled);
+        let queued_bytes = Arc::clone(&counters.queued_bytes);
         std::thread::Builder::new()
             .name("slackgate-audit".into())
-            .spawn(move || writer.run(rx, &thread_reopen, &thread_dropped, &thread_settled))?;
+            .spawn(move || writer.run(rx, &counters))?;
         Ok(Self {
             tx,
             dropped,
@@ -356,7 +603,14 @@ impl AuditSink {
             started: Instant::now(),
             queued: Arc::new(AtomicU64::new(0)),
             settled,
+            queued_bytes,
+            max_bytes,
         })
+    }
+
+    /// Bytes of records waiting for the writer (or being written) now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::SeqCst)
     }
 
     /// Waits (at most `limit`) until every record queued so far is written and flushed:
@@ -379,42 +633,58 @@ impl AuditSink {
         self.record_view(&record.view());
     }
 
-    /// Queues a record given as a view: serialized here, written by the writer thread.
+    /// Queues a record given as a view: bounded and serialized here, written by the
+    /// writer thread.
     pub fn record_view(&self, record: &AuditView<'_>) {
-        let mut line = Vec::with_capacity(512);
-        record.write_json(&mut line);
-        self.queue(line);
+        self.queue(inbound_line(record));
     }
 
     fn queue(&self, line: Vec<u8>) {
+        // What the line holds in memory until written, as the writer will give it back.
+        let cost = line_cost(&line);
+        let reserved = self
+            .queued_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                q.checked_add(cost).filter(|&n| n <= self.max_bytes)
+            })
+            .is_ok();
+        if !reserved {
+            self.note_drop("audit queue over audit.max_queue_bytes");
+            return;
+        }
         // Counted before the send, so the writer can never settle a record not yet counted.
         self.queued.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.queued.fetch_sub(1, Ordering::SeqCst);
-                self.dropped.inc();
-                let now = self.started.elapsed().as_secs() + 1;
-                let last = self.last_drop_log.load(Ordering::Relaxed);
-                if now > last
-                    && self
-                        .last_drop_log
-                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    log::error!(
-                        "audit queue full or writer gone: records are being dropped (see slackgate_audit_dropped_total={})",
-                        self.dropped.get()
-                    );
-                }
+                self.queued_bytes.fetch_sub(cost, Ordering::SeqCst);
+                self.note_drop("audit queue full or writer gone");
             }
         }
     }
 
-    /// Queues the record of one egress call.
+    /// Counts a dropped record, and logs it at most once a second.
+    fn note_drop(&self, why: &str) {
+        self.dropped.inc();
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_drop_log.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_drop_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::error!(
+                "{why}: records are being dropped (see slackgate_audit_dropped_total={})",
+                self.dropped.get()
+            );
+        }
+    }
+
+    /// Queues the record of one egress call: bounded and serialized here.
     pub fn record_egress(&self, record: &EgressRecord<'_>) {
-        let mut line = Vec::with_capacity(320);
-        if serde_json::to_writer(&mut line, record).is_ok() {
+        if let Some(line) = egress_line(record) {
             self.queue(line);
         }
     }
@@ -423,6 +693,34 @@ impl AuditSink {
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::SeqCst);
     }
+}
+
+/// The line of an inbound record, as the sink queues it (without its newline).
+fn inbound_line(record: &AuditView<'_>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    record.bounded().write_json(&mut line);
+    line
+}
+
+/// The line of an egress record, as the sink queues it (without its newline).
+fn egress_line(record: &EgressRecord<'_>) -> Option<Vec<u8>> {
+    let mut line = Vec::with_capacity(320);
+    serde_json::to_writer(&mut line, &record.bounded()).ok()?;
+    Some(line)
+}
+
+/// What a queued line costs against `audit.max_queue_bytes`: its allocation, not only
+/// its length, since that is what it holds while it waits.
+fn line_cost(line: &Vec<u8>) -> usize {
+    line.capacity() + 1
+}
+
+/// The state the writer thread shares with the sink.
+struct WriterCounters {
+    reopen: Arc<AtomicBool>,
+    dropped: IntCounter,
+    settled: Arc<AtomicU64>,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 enum Out {
@@ -453,13 +751,13 @@ impl Writer {
         })
     }
 
-    fn run(
-        mut self,
-        rx: Receiver<Vec<u8>>,
-        reopen: &AtomicBool,
-        dropped: &IntCounter,
-        settled: &AtomicU64,
-    ) {
+    fn run(mut self, rx: Receiver<Vec<u8>>, shared: &WriterCounters) {
+        let WriterCounters {
+            reopen,
+            dropped,
+            settled,
+            queued_bytes,
+        } = shared;
         loop {
             let record = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(r) => Some(r),
@@ -478,12 +776,12 @@ impl Writer {
             };
             // Write what is queued in one batch, then flush once: lines appear promptly
             // without a syscall per record under load.
-            self.write_record(&first, dropped);
+            self.write_record(first, dropped, queued_bytes);
             let mut batch = 1;
             for _ in 0..4096 {
                 match rx.try_recv() {
                     Ok(r) => {
-                        self.write_record(&r, dropped);
+                        self.write_record(r, dropped, queued_bytes);
                         batch += 1;
                     }
                     Err(_) => break,
@@ -499,10 +797,14 @@ impl Writer {
         }
     }
 
-    fn write_record(&mut self, line: &[u8], dropped: &IntCounter) {
-        if self.write_line(line).is_err() {
+    fn write_record(&mut self, line: Vec<u8>, dropped: &IntCounter, queued_bytes: &AtomicUsize) {
+        if self.write_line(&line).is_err() {
             dropped.inc();
         }
+        // Released once written: a writer blocked on its output keeps its record counted.
+        let cost = line_cost(&line);
+        drop(line);
+        queued_bytes.fetch_sub(cost, Ordering::SeqCst);
     }
 
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {

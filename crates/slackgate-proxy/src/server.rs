@@ -354,8 +354,13 @@ fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
             AuditPath::File(p) => AuditTarget::File(p.clone()),
         },
     };
-    let audit = AuditSink::start(target, opts.audit_queue, metrics.audit_dropped.clone())
-        .map_err(StartError::Audit)?;
+    let audit = AuditSink::start_bounded(
+        target,
+        opts.audit_queue,
+        config.audit.max_queue_bytes,
+        metrics.audit_dropped.clone(),
+    )
+    .map_err(StartError::Audit)?;
     let guard = Guard::new(
         Arc::clone(&opts.clock),
         config.limits.max_replay_entries,

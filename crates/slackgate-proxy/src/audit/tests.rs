@@ -197,3 +197,457 @@ fn without_reopen_a_renamed_file_keeps_receiving() {
         == 2));
     assert!(!path.exists());
 }
+
+// === Field shapes and line bounds ===
+
+#[test]
+fn ids_keep_slack_shapes_and_nothing_else() {
+    for id in [
+        "T0ACME",
+        "T0GRIDWS",
+        "E0ACME",
+        "C0HELP",
+        "G8PSS9T3V",
+        "U0333",
+        "U2CERLKJA",
+        "A0HELPDESK",
+        "T1DC2JH3J",
+    ] {
+        assert_eq!(slack_id(id), id);
+    }
+    let long = "T".repeat(33);
+    for bad in [
+        "",
+        "T",
+        "t0acme",
+        "T0-ACME",
+        "#general",
+        "C0HELP\n",
+        "C0\u{1b}[2J",
+        "Ｃ0HELP",
+        long.as_str(),
+    ] {
+        assert_eq!(slack_id(bad), INVALID, "{bad:?}");
+    }
+    for id in ["Ev1", "Ev0APPMENTION1", "Ev0FUNC0001", "Ev9UQ52YNA"] {
+        assert_eq!(event_id(id), id);
+    }
+    for bad in ["Ev", "EV0ABC", "ev0ABC", "Ev0abc", "T0ACME", "Ev0ABC\u{0}"] {
+        assert_eq!(event_id(bad), INVALID, "{bad:?}");
+    }
+    assert_eq!(slack_error_code("channel_not_found"), "channel_not_found");
+    assert_eq!(slack_error_code("Some message text"), INVALID);
+    assert_eq!(method_name("chat.postMessage"), "chat.postMessage");
+    assert_eq!(method_name("hooks.alerts"), "hooks.alerts");
+    assert_eq!(method_name(&"a".repeat(65)), INVALID);
+    assert_eq!(method_name("chat.post Message"), INVALID);
+    assert_eq!(short_text("/ticket"), "/ticket");
+    assert_eq!(short_text("deny_args: icon_url"), "deny_args: icon_url");
+    assert_eq!(
+        short_text("rate_limits[0] per method 1/min burst 2"),
+        "rate_limits[0] per method 1/min burst 2"
+    );
+    assert_eq!(short_text("a\u{7}b"), INVALID);
+    assert_eq!(short_text("a\u{85}b"), INVALID, "C1 controls too");
+    assert_eq!(short_text(&"x".repeat(MAX_TEXT + 1)), INVALID);
+    assert_eq!(short_text(&"x".repeat(MAX_TEXT)), "x".repeat(MAX_TEXT));
+}
+
+/// The no-key call of the finding: a 1 MiB `channel` of control bytes.
+fn control_bytes(n: usize) -> String {
+    (0..n).map(|i| char::from((i % 32) as u8)).collect()
+}
+
+#[test]
+fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
+    let huge = control_bytes(1 << 20);
+    let record = EgressRecord {
+        ts: "2026-12-02T10:00:00.000000Z",
+        direction: Direction::Egress,
+        bot: None,
+        method: Some("chat.postMessage"),
+        team_id: Some("T0ACME"),
+        channel_id: Some(&huge),
+        reason: "unknown_bot",
+        status: 200,
+        rule: Some("no key"),
+        slack_ok: Some(false),
+        slack_error: Some("invalid_auth"),
+        upstream_status: Some(200),
+        duration_us: 17,
+    };
+    let line = egress_line(&record).unwrap();
+    assert!(line.len() < 300, "{} bytes", line.len());
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "ts": "2026-12-02T10:00:00.000000Z", "direction": "egress", "bot": null,
+            "method": "chat.postMessage", "team_id": null, "channel_id": null,
+            "reason": "unknown_bot", "status": 200, "rule": "no key", "slack_ok": null,
+            "slack_error": null, "upstream_status": null, "duration_us": 17
+        })
+    );
+
+    // A method that is no method name, and a rule that names what the caller sent (an
+    // argument name may be the caller's key), are not kept.
+    let named = slackgate_slack::CallError::Ambiguous {
+        name: "sgk_secretkeyofthebot".into(),
+    }
+    .to_string();
+    assert!(named.contains("sgk_secretkeyofthebot"), "the premise");
+    let odd = EgressRecord {
+        method: Some("chat.postMessage\u{1}"),
+        rule: Some(&named),
+        ..record
+    };
+    let v: serde_json::Value = serde_json::from_slice(&egress_line(&odd).unwrap()).unwrap();
+    assert_eq!(v["method"], INVALID);
+    assert_eq!(v["rule"], INVALID);
+    for fixed in [
+        "key",
+        "no key",
+        "query",
+        "request head",
+        "body over limits.max_body_bytes",
+    ] {
+        let r = EgressRecord {
+            rule: Some(fixed),
+            ..record
+        };
+        let v: serde_json::Value = serde_json::from_slice(&egress_line(&r).unwrap()).unwrap();
+        assert_eq!(v["rule"], fixed);
+    }
+    let bad_json = slackgate_slack::CallError::BadJson.to_string();
+    let r = EgressRecord {
+        rule: Some(&bad_json),
+        ..record
+    };
+    let v: serde_json::Value = serde_json::from_slice(&egress_line(&r).unwrap()).unwrap();
+    assert_eq!(v["rule"], bad_json.as_str());
+}
+
+#[test]
+fn a_known_bots_record_keeps_its_fields_checked() {
+    let huge = control_bytes(1 << 20);
+    let record = EgressRecord {
+        ts: "2026-12-02T10:00:00.000000Z",
+        direction: Direction::Egress,
+        bot: Some("helpdesk"),
+        method: Some("chat.postMessage"),
+        team_id: Some("T0ACME"),
+        channel_id: Some("C0HELP"),
+        reason: "allowed",
+        status: 200,
+        rule: None,
+        slack_ok: Some(false),
+        slack_error: Some("channel_not_found"),
+        upstream_status: Some(200),
+        duration_us: 17,
+    };
+    let v: serde_json::Value = serde_json::from_slice(&egress_line(&record).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::to_value(&record).unwrap(),
+        "a plain record is unchanged"
+    );
+    let odd = EgressRecord {
+        team_id: Some("t0acme"),
+        channel_id: Some(&huge),
+        slack_error: Some("Bad things\n"),
+        rule: Some(&huge),
+        ..record
+    };
+    let line = egress_line(&odd).unwrap();
+    assert!(line.len() < 400, "{} bytes", line.len());
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    for field in ["team_id", "channel_id", "slack_error", "rule"] {
+        assert_eq!(v[field], INVALID, "{field}");
+    }
+    assert_eq!(v["bot"], "helpdesk");
+}
+
+#[test]
+fn inbound_ids_and_texts_are_checked() {
+    let huge = control_bytes(1 << 20);
+    let view = AuditView {
+        ts: "2026-12-02T10:00:00.000000Z",
+        direction: Direction::Inbound,
+        route: Some("helpdesk"),
+        reason: "allowed",
+        status: 200,
+        shadow: false,
+        client_ip: Some("127.0.0.1"),
+        app: Some("helpdesk"),
+        secret_id: Some("current"),
+        kind: Some("event"),
+        api_app_id: Some("A0HELPDESK"),
+        enterprise_id: Some("E0ACME"),
+        team_id: Some("T0ACME"),
+        user_id: Some("U0333"),
+        channel_id: Some("C0HELP"),
+        event_type: Some("app_mention"),
+        command: Some("/ticket"),
+        event_id: Some("Ev0APPMENTION1"),
+        retry_num: Some(1),
+        rule: Some("allow.teams"),
+        upstream: Some("helpdesk"),
+        upstream_status: Some(200),
+        duration_us: 5,
+        lifecycle: false,
+    };
+    let mut plain = Vec::new();
+    view.write_json(&mut plain);
+    assert_eq!(inbound_line(&view), plain, "a plain record is unchanged");
+    let odd = AuditView {
+        api_app_id: Some("a0helpdesk"),
+        enterprise_id: Some(&huge),
+        team_id: Some("T0ACME\""),
+        user_id: Some("U"),
+        channel_id: Some("#general"),
+        event_type: Some(&huge),
+        command: Some("/ticket\r\n"),
+        event_id: Some("EV0APPMENTION1"),
+        ..view
+    };
+    let line = inbound_line(&odd);
+    assert!(line.len() < 600, "{} bytes", line.len());
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    for field in [
+        "api_app_id",
+        "enterprise_id",
+        "team_id",
+        "user_id",
+        "channel_id",
+        "event_type",
+        "command",
+        "event_id",
+    ] {
+        assert_eq!(v[field], INVALID, "{field}");
+    }
+    assert_eq!(v["rule"], "allow.teams");
+}
+
+mod lines {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::LazyLock;
+
+    static HUGE_STATIC: LazyLock<String> = LazyLock::new(|| control_bytes(1 << 20));
+
+    /// Any text a caller, Slack or a broken config could put in a field: short and plain,
+    /// short and all escapes, id-like, any Unicode, and huge runs of one character.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "\\PC{0,40}",
+            4 => "[\\x00-\\x1f\"\\\\\\x7f]{0,200}",
+            // Around the length bound, every byte escaped: the longest lines.
+            3 => "[\"\\\\]{0,300}",
+            2 => "[A-Z0-9]{0,40}|Ev[A-Z0-9]{0,34}",
+            2 => any::<String>(),
+            1 => (any::<char>(), 0usize..1_100_000).prop_map(|(c, n)| std::iter::repeat_n(c, n).collect()),
+            1 => (0usize..1_100_000).prop_map(control_bytes),
+        ]
+    }
+
+    fn static_text() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("allowed"),
+            Just("unknown_bot"),
+            Just("q\"\\\u{1}"),
+            Just(HUGE_STATIC.as_str()),
+        ]
+    }
+
+    fn some(s: &Option<String>) -> Option<&str> {
+        s.as_deref()
+    }
+
+    fn check(line: &[u8]) -> Result<(), TestCaseError> {
+        prop_assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
+        prop_assert!(v.is_object());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_inbound_line_exceeds_the_bound(
+            t in proptest::collection::vec(proptest::option::of(text()), 16),
+            ts in text(),
+            reason in static_text(),
+            kind in proptest::option::of(static_text()),
+            numbers in any::<(u16, Option<u32>, Option<u16>, u64, bool, bool)>(),
+        ) {
+            let view = AuditView {
+                ts: &ts,
+                direction: Direction::Inbound,
+                route: some(&t[0]),
+                reason,
+                status: numbers.0,
+                shadow: numbers.4,
+                client_ip: some(&t[1]),
+                app: some(&t[2]),
+                secret_id: some(&t[3]),
+                kind,
+                api_app_id: some(&t[4]),
+                enterprise_id: some(&t[5]),
+                team_id: some(&t[6]),
+                user_id: some(&t[7]),
+                channel_id: some(&t[8]),
+                event_type: some(&t[9]),
+                command: some(&t[10]),
+                event_id: some(&t[11]),
+                retry_num: numbers.1,
+                rule: some(&t[12]),
+                upstream: some(&t[13]),
+                upstream_status: numbers.2,
+                duration_us: numbers.3,
+                lifecycle: numbers.5,
+            };
+            check(&inbound_line(&view))?;
+        }
+
+        #[test]
+        fn no_egress_line_exceeds_the_bound(
+            t in proptest::collection::vec(proptest::option::of(text()), 7),
+            ts in text(),
+            reason in static_text(),
+            numbers in any::<(u16, Option<bool>, Option<u16>, u64)>(),
+        ) {
+            let record = EgressRecord {
+                ts: &ts,
+                direction: Direction::Egress,
+                bot: some(&t[0]),
+                method: some(&t[1]),
+                team_id: some(&t[2]),
+                channel_id: some(&t[3]),
+                reason,
+                status: numbers.0,
+                rule: some(&t[4]),
+                slack_ok: numbers.1,
+                slack_error: some(&t[5]),
+                upstream_status: numbers.2,
+                duration_us: numbers.3,
+            };
+            check(&egress_line(&record).unwrap())?;
+        }
+    }
+
+    #[test]
+    fn the_longest_records_stay_under_the_bound() {
+        // Every text field at its longest, every byte escaped: the bound's worst case.
+        let text = "\"".repeat(MAX_TEXT);
+        let t = Some(text.as_str());
+        let id = "A".repeat(32);
+        let view = AuditView {
+            ts: &text,
+            direction: Direction::Inbound,
+            route: t,
+            reason: "unsupported_transfer_coding",
+            status: u16::MAX,
+            shadow: true,
+            client_ip: t,
+            app: t,
+            secret_id: t,
+            kind: Some("block_suggestion"),
+            api_app_id: Some(&id),
+            enterprise_id: Some(&id),
+            team_id: Some(&id),
+            user_id: Some(&id),
+            channel_id: Some(&id),
+            event_type: t,
+            command: t,
+            event_id: Some("Ev000000000000000000000000000000"),
+            retry_num: Some(u32::MAX),
+            rule: t,
+            upstream: t,
+            upstream_status: Some(u16::MAX),
+            duration_us: u64::MAX,
+            lifecycle: true,
+        };
+        let line = inbound_line(&view);
+        assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+        assert!(
+            line.len() > 2_000,
+            "the worst case is near the bound: {}",
+            line.len()
+        );
+    }
+}
+
+// === The queue's byte bound ===
+
+/// A record whose line is near the longest a record can be.
+fn large_record(n: u64) -> AuditRecord {
+    let text = "\"".repeat(MAX_TEXT);
+    AuditRecord {
+        route: Some(text.clone()),
+        app: Some(text.clone()),
+        secret_id: Some(text.clone()),
+        event_type: Some(text.clone()),
+        command: Some(text.clone()),
+        rule: Some(text.clone()),
+        upstream: Some(text),
+        ..record(n)
+    }
+}
+
+#[test]
+fn a_stalled_writer_holds_at_most_max_queue_bytes_and_drops_are_counted() {
+    let metrics = Metrics::new().unwrap();
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let cap = 64 * 1024;
+    // Room for far more records than the bytes allow: the byte bound is the one tested.
+    let sink = AuditSink::start_bounded(
+        AuditTarget::Memory(Arc::clone(&buf)),
+        100_000,
+        cap,
+        metrics.audit_dropped.clone(),
+    )
+    .unwrap();
+    let line_len = inbound_line(&large_record(0).view()).len();
+    assert!(line_len > 1_500, "{line_len}");
+    let sent = 2_000u64;
+    {
+        // Holding the buffer blocks the writer on its first record, as a stalled reader
+        // of stdout would: every record past the bytes must be dropped, none may wait.
+        let _held = buf.lock().unwrap();
+        let started = Instant::now();
+        for n in 0..sent {
+            sink.record(&large_record(n));
+            assert!(
+                sink.queued_bytes() <= cap,
+                "{} bytes queued",
+                sink.queued_bytes()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "recording blocked"
+        );
+        let fit = (cap / line_len) as u64;
+        let dropped = metrics.audit_dropped.get();
+        assert!(
+            dropped >= sent - fit,
+            "dropped {dropped}, at most {fit} fit"
+        );
+        assert!(dropped < sent, "nothing was queued");
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains(&format!("slackgate_audit_dropped_total {dropped}")));
+    }
+    // Released: every record is either written or counted, none vanished, and the queue
+    // is empty again.
+    assert!(wait_until(|| {
+        buf.lock().unwrap().len() as u64 + metrics.audit_dropped.get() == sent
+    }));
+    assert!(wait_until(|| sink.queued_bytes() == 0));
+    sink.record(&large_record(sent));
+    assert!(wait_until(|| buf.lock().unwrap().len() as u64
+        + metrics.audit_dropped.get()
+        == sent + 1));
+    assert!(wait_until(|| sink.queued_bytes() == 0));
+}
