@@ -153,9 +153,19 @@ fn unknown_caller_rule(rule: &str) -> &'static str {
         Unreadable::BodyTimeout.rule(),
         Unreadable::HeaderTwice.rule(),
     ];
+    // The front's refusals of a head (`EgressDoor::refused`), named by their reason.
+    const HEAD: [slackgate_guard::Reason; 4] = [
+        slackgate_guard::Reason::BadRequest,
+        slackgate_guard::Reason::HeadTooLarge,
+        slackgate_guard::Reason::HeadTimeout,
+        slackgate_guard::Reason::UnsupportedTransferCoding,
+    ];
     static READING: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
     if let Some(fixed) = FIXED.into_iter().find(|f| *f == rule) {
         return fixed;
+    }
+    if let Some(head) = HEAD.into_iter().find(|r| r.as_str() == rule) {
+        return head.as_str();
     }
     // The reading errors whose texts name nothing the caller sent.
     let reading = READING.get_or_init(|| {
