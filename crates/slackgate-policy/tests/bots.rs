@@ -24,6 +24,7 @@ fn secrets() -> MapSecrets {
         ("OTHER_KEY", "gk_0000aaaa1111bbbb2222cccc"),
         ("HELPDESK_BOT_TOKEN", TOKEN),
         ("SHORT_KEY", "short"),
+        ("ID_SHAPED_KEY", "C0HELPDESKGATEWAYKEY0123"),
         ("NOT_A_TOKEN", "hunter2-not-a-slack-token"),
         ("EMPTY", ""),
         ("ALERTS_WEBHOOK_URL", HOOK_URL),
@@ -167,6 +168,10 @@ fn credential_problems_are_named_with_their_fix() {
         (
             "key: { env: SHORT_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }",
             "shorter than 20 characters",
+        ),
+        (
+            "key: { env: ID_SHAPED_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }",
+            "the key of bot `b` has the shape of a Slack id",
         ),
         (
             "key: { env: HELPDESK_BOT_TOKEN }\n    token: { env: HELPDESK_BOT_TOKEN }",

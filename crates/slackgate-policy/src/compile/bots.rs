@@ -147,6 +147,18 @@ impl Compiler<'_> {
                     format!("the key of bot `{label}` is shorter than {MIN_KEY_LEN} characters"),
                     "use a random key of at least 20 characters, e.g. `openssl rand -hex 24`",
                 );
+            } else if k.expose().len() <= 32
+                && k.expose()
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
+                // Such a key, sent as a channel or team argument, would be written to the
+                // audit trail as an id.
+                self.errs.at(
+                    k_span,
+                    format!("the key of bot `{label}` has the shape of a Slack id"),
+                    "use a random key of lower-case hex, e.g. `openssl rand -hex 24`, or one longer than 32 characters",
+                );
             }
         }
 
