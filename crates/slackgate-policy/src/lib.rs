@@ -45,11 +45,12 @@
 //! | `yaml` | YAML text -> positioned nodes; probing a broken document entry by entry |
 //! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
 //! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
-//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`], `check_webhooks` (URLs under `egress.hooks_base`, where config and policy meet); compiled in `compile/webhooks.rs` |
-//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users), `check_groups` (they need `egress`); compiled in `compile/groups.rs` |
+//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`]; compiled in `compile/webhooks.rs` |
+//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users); compiled in `compile/groups.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
 //! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
 //! | `config` | the server config, its types and its compiler: [`Config`], [`compile_config`]; the state key |
+//! | `joins` | the checks where config and policy meet, all run by [`load`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
 //! | `load` | the one loader: [`load`] -> [`Loaded`] (config, policy, state key, the checks where they meet) |
 //! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`] |
 //! | `secrets` | [`SecretSource`] and what a secret may look like |
@@ -63,6 +64,7 @@ mod compile;
 mod config;
 mod error;
 mod groups;
+mod joins;
 mod load;
 mod matcher;
 mod model;
