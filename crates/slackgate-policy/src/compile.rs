@@ -14,23 +14,18 @@ mod routes;
 mod webhooks;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use ipnet::IpNet;
 use marked_yaml::{Node, Span, Spanned};
 use sha2::{Digest, Sha256};
 
 use crate::bots::BotTable;
 use crate::error::{Errors, LoadError, LoadErrors};
-use crate::matcher::IpSet;
 use crate::model::{App, Policy, RouteTable, Upstream};
 use crate::secrets::{describe_io, looks_secret, SecretSource};
-use crate::spec::{
-    AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec, WebhookSpec,
-};
+use crate::spec::{AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, UpstreamSpec, WebhookSpec};
 use crate::webhooks::WebhookTable;
 use crate::yaml;
 
@@ -323,35 +318,6 @@ struct Refs<'a> {
     upstreams: &'a BTreeMap<Arc<str>, Arc<Upstream>>,
     groups: &'a Groups,
     usergroups: &'a crate::groups::UserGroups,
-}
-
-/// Parses a list of IPs and CIDRs, reporting each bad entry. A CIDR with host
-/// bits set is an error: `10.0.0.1/8` is ambiguous between a typo and `10.0.0.0/8`.
-pub(crate) fn parse_cidrs(list: &SpannedList, errs: &mut Errors) -> IpSet {
-    let mut nets = Vec::with_capacity(list.len());
-    for entry in list.iter() {
-        let s = entry.trim();
-        if let Ok(net) = s.parse::<IpNet>() {
-            if net.trunc() == net {
-                nets.push(net);
-            } else {
-                errs.at(
-                    entry.span(),
-                    "CIDR has bits set after the prefix length",
-                    format!("write the network address, {}", net.trunc()),
-                );
-            }
-        } else if let Ok(ip) = s.parse::<IpAddr>() {
-            nets.push(IpNet::from(ip));
-        } else {
-            errs.at(
-                entry.span(),
-                "not an IP address or CIDR",
-                "write an address or network such as 192.0.2.7, 10.0.0.0/8 or 2001:db8::/32",
-            );
-        }
-    }
-    IpSet::from_cidrs(nets)
 }
 
 /// Checks a `host:port` target; returns the fix on failure.

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use marked_yaml::{Node, Span, Spanned};
 
-use crate::compile::parse_cidrs;
 use crate::error::{Errors, LoadErrors};
-use crate::matcher::IpSet;
+use crate::matcher::{parse_cidrs, IpSet};
 use crate::secrets::SecretRef;
 use crate::spec::{
     AdminSpec, AuditSpec, BackendSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec,

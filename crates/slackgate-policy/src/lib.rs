@@ -52,7 +52,7 @@
 //! | `config` | the server config, its types and its compiler: [`Config`], [`compile_config`]; the state key |
 //! | `joins` | the checks where config and policy meet, all run by [`load`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
 //! | `load` | the one loader: [`load`] -> [`Loaded`] (config, policy, state key, the checks where they meet) |
-//! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`] |
+//! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`]; `parse_cidrs` (IP/CIDR lists of both files) |
 //! | `secrets` | [`SecretSource`] and what a secret may look like |
 //! | `units` | durations and rates ([`parse_duration`], [`Rate`]) |
 //! | `error` | [`LoadError`], [`LoadErrors`]: every error with its position and fix |
