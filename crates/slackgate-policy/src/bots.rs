@@ -14,8 +14,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::apps::App;
 use crate::matcher::{GlobSet, IdSet};
-use crate::model::App;
 use crate::secrets::SecretRef;
 use crate::units::Rate;
 

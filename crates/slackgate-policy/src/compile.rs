@@ -21,9 +21,10 @@ use std::time::SystemTime;
 use marked_yaml::{Node, Span, Spanned};
 use sha2::{Digest, Sha256};
 
+use crate::apps::App;
 use crate::bots::BotTable;
 use crate::error::{Errors, LoadError, LoadErrors};
-use crate::model::{App, Policy, RouteTable, Upstream};
+use crate::model::{Policy, RouteTable, Upstream};
 use crate::secrets::{describe_io, looks_secret, SecretSource};
 use crate::spec::{AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, UpstreamSpec, WebhookSpec};
 use crate::webhooks::WebhookTable;

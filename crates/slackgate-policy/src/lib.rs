@@ -47,7 +47,8 @@
 //! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
 //! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`]; compiled in `compile/webhooks.rs` |
 //! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users); compiled in `compile/groups.rs` |
-//! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
+//! | `apps` | Slack apps: [`App`] and its signing secrets ([`AppSecret`]), named by routes and bots; compiled in `compile/apps.rs` |
+//! | `model` | the compiled policy: [`Policy`], [`Route`], [`RouteTable`], [`strip_port`], ... |
 //! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
 //! | `config` | the server config, its types and its compiler: [`Config`], [`compile_config`]; the state key |
 //! | `joins` | the checks where config and policy meet, all run by [`load`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
@@ -59,6 +60,7 @@
 
 #![warn(missing_docs)]
 
+mod apps;
 mod bots;
 mod compile;
 mod config;
@@ -76,6 +78,7 @@ mod yaml;
 
 use std::path::Path;
 
+pub use apps::{App, AppSecret};
 pub use bots::{
     Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
     Rotation,
@@ -91,8 +94,8 @@ pub use groups::{UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
 pub use load::{load, looks_like_policy, Loaded};
 pub use matcher::{GlobSet, IdSet, IpSet, LookupHasher};
 pub use model::{
-    strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,
-    RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
+    strip_port, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route, RouteTable, Scope,
+    SourceIpRule, StateFailure, Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};
