@@ -5,10 +5,12 @@
 //! (`partial_spec`) so semantic checks still run on them. Apps and their secrets are
 //! compiled in `compile/apps.rs`, routes (scopes, IP rules, rate limits) in
 //! `compile/routes.rs`, bots in `compile/bots.rs`, webhooks in `compile/webhooks.rs`; this
-//! file drives them and compiles upstreams and groups.
+//! file drives them and compiles upstreams and groups. The server config has its own
+//! compiler, `compile/config.rs`, which uses nothing of this file.
 
 mod apps;
 mod bots;
+mod config;
 mod groups;
 mod routes;
 mod webhooks;
@@ -29,6 +31,9 @@ use crate::secrets::{describe_io, looks_secret, SecretSource};
 use crate::spec::{AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, UpstreamSpec, WebhookSpec};
 use crate::webhooks::WebhookTable;
 use crate::yaml;
+
+pub use config::compile_config;
+pub(crate) use config::read_state_key;
 
 /// Reads and compiles a policy file, reading secrets from `secrets`.
 /// Relative secret `file:` paths are resolved against the policy file's directory.

@@ -49,8 +49,8 @@
 //! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users); compiled in `compile/groups.rs` |
 //! | `apps` | Slack apps: [`App`] and its signing secrets ([`AppSecret`]), named by routes and bots; compiled in `compile/apps.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`Route`], [`RouteTable`], [`strip_port`], ... |
-//! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
-//! | `config` | the server config, its types and its compiler: [`Config`], [`compile_config`]; the state key |
+//! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits); the server config: [`compile_config`] and the state key in `compile/config.rs` |
+//! | `config` | the server config's types: [`Config`], [`Egress`], [`Limits`], [`StateKey`], ...; compiled in `compile/config.rs` |
 //! | `joins` | the checks where config and policy meet, all run by [`load`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
 //! | `load` | the one loader: [`load`] -> [`Loaded`] (config, policy, state key, the checks where they meet) |
 //! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`]; `parse_cidrs` (IP/CIDR lists of both files) |
@@ -83,11 +83,10 @@ pub use bots::{
     Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
     Rotation,
 };
-pub use compile::{compile_policy, policy_hash, POLICY_KEYS};
+pub use compile::{compile_config, compile_policy, policy_hash, POLICY_KEYS};
 pub use config::{
-    compile_config, Admin, Audit, AuditPath, Config, Egress, Limits, Listener, RedisSettings,
-    SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS,
-    DEFAULT_AUDIT_QUEUE_BYTES,
+    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, RedisSettings, SlackApi, State,
+    StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 pub use error::{LoadError, LoadErrors};
 pub use groups::{UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};

@@ -18,9 +18,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::compile::POLICY_KEYS;
-use crate::config::CONFIG_KEYS;
-use crate::config::{compile_config, read_state_key, Config, Egress, Limits, StateKey};
+use crate::compile::{compile_config, read_state_key, POLICY_KEYS};
+use crate::config::{Config, Egress, Limits, StateKey, CONFIG_KEYS};
 use crate::error::{LoadError, LoadErrors};
 use crate::joins::JOINS;
 use crate::model::Policy;
