@@ -25,6 +25,8 @@
 //! | `subteam` | user group change events: [`changed_usergroup`], [`is_usergroup_id`] |
 //! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
 
+#![warn(missing_docs)]
+
 mod facts;
 mod fast;
 mod headers;
