@@ -72,11 +72,9 @@ fn unusual_but_valid_bodies_fall_back_and_still_get_serde_s_answer() {
     );
     let cases = [
         // An escaped key may spell a field name.
-        r#"{"type":"event_callback","t\u0065am_id":"T1","event":{"type":"message"}}"#
-            .to_owned(),
+        r#"{"type":"event_callback","t\u0065am_id":"T1","event":{"type":"message"}}"#.to_owned(),
         // An escaped value the gateway reads is decoded by serde.
-        r#"{"type":"event_callback","team_id":"T\u0031","event":{"type":"message"}}"#
-            .to_owned(),
+        r#"{"type":"event_callback","team_id":"T\u0031","event":{"type":"message"}}"#.to_owned(),
         deep,
     ];
     for text in &cases {
@@ -167,8 +165,8 @@ fn value(depth: u32) -> BoxedStrategy<String> {
         "x",
     ]);
     let ws = prop::sample::select(vec!["", "", "", " ", "\n", "\t "]);
-    let entry = (key, ws.clone(), value(depth - 1))
-        .prop_map(|(k, w, v)| format!("{w}\"{k}\"{w}:{w}{v}"));
+    let entry =
+        (key, ws.clone(), value(depth - 1)).prop_map(|(k, w, v)| format!("{w}\"{k}\"{w}:{w}{v}"));
     let object =
         (prop::collection::vec(entry, 0..6), any::<bool>()).prop_map(|(entries, trailing)| {
             let comma = if trailing && !entries.is_empty() {
