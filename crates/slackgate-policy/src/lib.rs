@@ -51,7 +51,7 @@
 //! | `model` | the compiled policy: [`Policy`], [`Route`], [`RouteTable`], [`strip_port`], ... |
 //! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits); the server config: [`compile_config`] and the state key in `compile/config.rs` |
 //! | `config` | the server config's types: [`Config`], [`Egress`], [`Limits`], [`StateKey`], ...; compiled in `compile/config.rs` |
-//! | `joins` | the checks where config and policy meet, all run by [`load`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
+//! | `joins` | the checks where config and policy meet, all run by [`load()`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
 //! | `load` | the one loader: [`load`] -> [`Loaded`] (config, policy, state key, the checks where they meet) |
 //! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`]; `parse_cidrs` (IP/CIDR lists of both files) |
 //! | `secrets` | [`SecretSource`] and what a secret may look like |
