@@ -40,6 +40,8 @@
 //! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, and the fail-open/closed fallback |
 //! | `clock` | [`Clock`], [`SystemClock`], [`FakeClock`] |
 
+#![warn(missing_docs)]
+
 mod client_ip;
 mod clock;
 mod decision;

@@ -14,10 +14,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, StateBackend};
-use crate::error::{LoadError, LoadErrors};
+use crate::apps::App;
 use crate::matcher::{GlobSet, IdSet};
-use crate::model::{App, Policy};
 use crate::secrets::SecretRef;
 use crate::units::Rate;
 
@@ -299,34 +297,6 @@ impl BotTable {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
-}
-
-/// Checks what token rotation needs of the config: a key to encrypt the rotated tokens
-/// with (`state.encryption_key`), and a place to keep them (`state.path`, or the Redis
-/// backend). The errors stand at the bot's `rotation:` and name the config key to set.
-pub(crate) fn check_rotation(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
-    let mut errors = Vec::new();
-    for bot in policy.bots.iter() {
-        let Some(r) = bot.token.rotation() else {
-            continue;
-        };
-        let at = |message: String, fix: String| {
-            LoadError::new(&policy.source, r.at.line, r.at.column, message, fix)
-        };
-        if config.state.encryption_key.is_none() {
-            errors.push(at(
-                format!("bot `{}` rotates its token, but the server config has no `state.encryption_key`", bot.name),
-                format!("add `state: {{ encryption_key: {{ env: SLACKGATE_STATE_KEY }} }}` to {} (32 random bytes in base64, `openssl rand -base64 32`): rotated tokens are kept encrypted with it", config.source.display()),
-            ));
-        }
-        if config.state.path.is_none() && matches!(config.state.backend, StateBackend::Local) {
-            errors.push(at(
-                format!("bot `{}` rotates its token, but the server config has no `state.path`", bot.name),
-                format!("add `state: {{ path: /var/lib/slackgate }}` to {} (a directory only the gateway can write), or use the Redis backend: each refresh token works once, so the newest must survive a restart", config.source.display()),
-            ));
-        }
-    }
-    LoadErrors::unless_any(errors)
 }
 
 #[cfg(test)]

@@ -5,34 +5,35 @@
 //! (`partial_spec`) so semantic checks still run on them. Apps and their secrets are
 //! compiled in `compile/apps.rs`, routes (scopes, IP rules, rate limits) in
 //! `compile/routes.rs`, bots in `compile/bots.rs`, webhooks in `compile/webhooks.rs`; this
-//! file drives them and compiles upstreams and groups.
+//! file drives them and compiles upstreams and groups. The server config has its own
+//! compiler, `compile/config.rs`, which uses nothing of this file.
 
 mod apps;
 mod bots;
+mod config;
 mod groups;
 mod routes;
 mod webhooks;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use ipnet::IpNet;
 use marked_yaml::{Node, Span, Spanned};
 use sha2::{Digest, Sha256};
 
+use crate::apps::App;
 use crate::bots::BotTable;
 use crate::error::{Errors, LoadError, LoadErrors};
-use crate::matcher::IpSet;
-use crate::model::{App, Policy, RouteTable, Upstream};
+use crate::model::{Policy, RouteTable, Upstream};
 use crate::secrets::{describe_io, looks_secret, SecretSource};
-use crate::spec::{
-    AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, SpannedList, UpstreamSpec, WebhookSpec,
-};
+use crate::spec::{AppSpec, BotSpec, GroupSpec, PolicySpec, RouteSpec, UpstreamSpec, WebhookSpec};
 use crate::webhooks::WebhookTable;
 use crate::yaml;
+
+pub use config::compile_config;
+pub(crate) use config::read_state_key;
 
 /// Reads and compiles a policy file, reading secrets from `secrets`.
 /// Relative secret `file:` paths are resolved against the policy file's directory.
@@ -323,35 +324,6 @@ struct Refs<'a> {
     upstreams: &'a BTreeMap<Arc<str>, Arc<Upstream>>,
     groups: &'a Groups,
     usergroups: &'a crate::groups::UserGroups,
-}
-
-/// Parses a list of IPs and CIDRs, reporting each bad entry. A CIDR with host
-/// bits set is an error: `10.0.0.1/8` is ambiguous between a typo and `10.0.0.0/8`.
-pub(crate) fn parse_cidrs(list: &SpannedList, errs: &mut Errors) -> IpSet {
-    let mut nets = Vec::with_capacity(list.len());
-    for entry in list.iter() {
-        let s = entry.trim();
-        if let Ok(net) = s.parse::<IpNet>() {
-            if net.trunc() == net {
-                nets.push(net);
-            } else {
-                errs.at(
-                    entry.span(),
-                    "CIDR has bits set after the prefix length",
-                    format!("write the network address, {}", net.trunc()),
-                );
-            }
-        } else if let Ok(ip) = s.parse::<IpAddr>() {
-            nets.push(IpNet::from(ip));
-        } else {
-            errs.at(
-                entry.span(),
-                "not an IP address or CIDR",
-                "write an address or network such as 192.0.2.7, 10.0.0.0/8 or 2001:db8::/32",
-            );
-        }
-    }
-    IpSet::from_cidrs(nets)
 }
 
 /// Checks a `host:port` target; returns the fix on failure.

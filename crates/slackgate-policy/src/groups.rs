@@ -13,10 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::error::{LoadError, LoadErrors};
 use crate::matcher::IdSet;
-use crate::model::Policy;
 
 /// The shortest `refresh` accepted. `usergroups.users.list` is in Slack's Tier 2 (about 20
 /// calls a minute per workspace), so production policies use minutes; one second is for
@@ -69,30 +66,3 @@ impl UserSet {
 
 /// The user groups of a policy, by name.
 pub type UserGroups = BTreeMap<Arc<str>, Arc<UserGroup>>;
-
-/// Checks what the user groups of `policy` need from `config`: the gateway reads their
-/// members from `egress.slack_api`, so a policy with a user group needs an `egress`
-/// section (without one, their members could never be read and every allow list naming
-/// them would deny everyone, silently).
-pub(crate) fn check_groups(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
-    if config.egress.is_some() {
-        return Ok(());
-    }
-    let errors: Vec<LoadError> = policy
-        .usergroups
-        .values()
-        .map(|g| {
-            LoadError::new(
-                &policy.source,
-                g.defined_at.0,
-                g.defined_at.1,
-                format!(
-                    "group `{}` reads its members from Slack user group {}, but the server config has no `egress` section",
-                    g.name, g.usergroup
-                ),
-                "add `egress:` (with `listen` and `slack_api`) to the server config: the gateway calls usergroups.users.list there; or list the group's user ids instead",
-            )
-        })
-        .collect();
-    LoadErrors::unless_any(errors)
-}

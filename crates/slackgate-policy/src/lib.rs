@@ -45,24 +45,28 @@
 //! | `yaml` | YAML text -> positioned nodes; probing a broken document entry by entry |
 //! | `spec` | the `*Spec` structs, the YAML shape of both files ([`POLICY_KEYS`], [`CONFIG_KEYS`]) |
 //! | `bots` | the egress model: [`Bot`], [`BotTable`] (by key, constant time), [`Credential`], [`MethodRule`]; compiled in `compile/bots.rs` |
-//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`], `check_webhooks` (URLs under `egress.hooks_base`, where config and policy meet); compiled in `compile/webhooks.rs` |
-//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users), `check_groups` (they need `egress`); compiled in `compile/groups.rs` |
-//! | `model` | the compiled policy: [`Policy`], [`App`], [`Route`], [`RouteTable`], [`strip_port`], ... |
-//! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits) |
-//! | `config` | the server config, its types and its compiler: [`Config`], [`compile_config`]; the state key |
+//! | `webhooks` | incoming webhooks the gateway holds: [`Webhook`] (its URL a [`Credential`]), [`WebhookTable`]; compiled in `compile/webhooks.rs` |
+//! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users); compiled in `compile/groups.rs` |
+//! | `apps` | Slack apps: [`App`] and its signing secrets ([`AppSecret`]), named by routes and bots; compiled in `compile/apps.rs` |
+//! | `model` | the compiled policy: [`Policy`], [`Route`], [`RouteTable`], [`strip_port`], ... |
+//! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits); the server config: [`compile_config`] and the state key in `compile/config.rs` |
+//! | `config` | the server config's types: [`Config`], [`Egress`], [`Limits`], [`StateKey`], ...; compiled in `compile/config.rs` |
+//! | `joins` | the checks where config and policy meet, all run by [`load()`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
 //! | `load` | the one loader: [`load`] -> [`Loaded`] (config, policy, state key, the checks where they meet) |
-//! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`] |
+//! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`]; `parse_cidrs` (IP/CIDR lists of both files) |
 //! | `secrets` | [`SecretSource`] and what a secret may look like |
 //! | `units` | durations and rates ([`parse_duration`], [`Rate`]) |
 //! | `error` | [`LoadError`], [`LoadErrors`]: every error with its position and fix |
 
 #![warn(missing_docs)]
 
+mod apps;
 mod bots;
 mod compile;
 mod config;
 mod error;
 mod groups;
+mod joins;
 mod load;
 mod matcher;
 mod model;
@@ -74,23 +78,23 @@ mod yaml;
 
 use std::path::Path;
 
+pub use apps::{App, AppSecret};
 pub use bots::{
     Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
     Rotation,
 };
-pub use compile::{compile_policy, policy_hash, POLICY_KEYS};
+pub use compile::{compile_config, compile_policy, policy_hash, POLICY_KEYS};
 pub use config::{
-    compile_config, Admin, Audit, AuditPath, Config, Egress, Limits, Listener, RedisSettings,
-    SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS,
-    DEFAULT_AUDIT_QUEUE_BYTES,
+    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, RedisSettings, SlackApi, State,
+    StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 pub use error::{LoadError, LoadErrors};
 pub use groups::{UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
 pub use load::{load, looks_like_policy, Loaded};
 pub use matcher::{GlobSet, IdSet, IpSet, LookupHasher};
 pub use model::{
-    strip_port, App, AppSecret, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route,
-    RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
+    strip_port, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route, RouteTable, Scope,
+    SourceIpRule, StateFailure, Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};

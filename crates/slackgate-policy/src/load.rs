@@ -6,7 +6,7 @@
 //! file ──(top-level keys)──> server config ──> Config ──> policy file ──> Policy
 //!                       └──> policy alone ────────────────────────────> Policy
 //! Config + secrets -> the state key
-//! Config + Policy  -> where they meet: webhook URLs under egress.hooks_base, rotating bots'
+//! Config + Policy  -> where they meet (`joins.rs`): webhook URLs under egress.hooks_base, rotating bots'
 //!                     state, user groups' egress
 //! -> Loaded, or every error of every step (file:line:column and the fix, never a secret)
 //! ```
@@ -18,22 +18,12 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::compile::POLICY_KEYS;
-use crate::config::CONFIG_KEYS;
-use crate::config::{compile_config, read_state_key, Config, Egress, Limits, StateKey};
+use crate::compile::{compile_config, read_state_key, POLICY_KEYS};
+use crate::config::{Config, Egress, Limits, StateKey, CONFIG_KEYS};
 use crate::error::{LoadError, LoadErrors};
+use crate::joins::JOINS;
 use crate::model::Policy;
 use crate::secrets::SecretSource;
-
-/// A check where a server config and a policy meet: every error it finds, or `Ok`.
-type Join = fn(&Config, &Policy) -> Result<(), LoadErrors>;
-
-/// The joins, all run on every load. A new one goes here so that no caller can miss it.
-const JOINS: &[Join] = &[
-    crate::webhooks::check_webhooks,
-    crate::bots::check_rotation,
-    crate::groups::check_groups,
-];
 
 /// A config and policy that passed every check: what the gateway serves with.
 #[derive(Debug)]

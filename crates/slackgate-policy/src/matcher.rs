@@ -1,10 +1,16 @@
 //! Compiled matchers used on the request path: Slack id sets, action-id globs
 //! and IP/CIDR sets. All are built once at load time; lookups allocate nothing.
+//!
+//! [`parse_cidrs`] is the one reader of IP/CIDR lists, for the policy's `source_ips` and the
+//! config's `trusted_proxies` alike, so both files accept and refuse the same entries.
 
 use std::collections::{BTreeMap, HashSet as StdHashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
+
+use crate::error::Errors;
+use crate::spec::SpannedList;
 
 /// The hasher of the policy's lookup tables ([`IdSet`], [`GlobSet`], [`IpSet`], the route
 /// table, the upstream pools): foldhash, seeded per process, instead of std's SipHash,
@@ -254,6 +260,35 @@ impl IpSet {
     pub fn len(&self) -> usize {
         self.networks
     }
+}
+
+/// Parses a list of IPs and CIDRs, reporting each bad entry. A CIDR with host
+/// bits set is an error: `10.0.0.1/8` is ambiguous between a typo and `10.0.0.0/8`.
+pub(crate) fn parse_cidrs(list: &SpannedList, errs: &mut Errors) -> IpSet {
+    let mut nets = Vec::with_capacity(list.len());
+    for entry in list.iter() {
+        let s = entry.trim();
+        if let Ok(net) = s.parse::<IpNet>() {
+            if net.trunc() == net {
+                nets.push(net);
+            } else {
+                errs.at(
+                    entry.span(),
+                    "CIDR has bits set after the prefix length",
+                    format!("write the network address, {}", net.trunc()),
+                );
+            }
+        } else if let Ok(ip) = s.parse::<IpAddr>() {
+            nets.push(IpNet::from(ip));
+        } else {
+            errs.at(
+                entry.span(),
+                "not an IP address or CIDR",
+                "write an address or network such as 192.0.2.7, 10.0.0.0/8 or 2001:db8::/32",
+            );
+        }
+    }
+    IpSet::from_cidrs(nets)
 }
 
 #[cfg(test)]

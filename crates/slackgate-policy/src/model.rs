@@ -1,6 +1,7 @@
 //! The policy model: the validated, compiled, immutable types the guard evaluates per
-//! request (apps and their signing secrets, upstreams, routes with their IP rules, scopes
-//! and rate limits) and the route table that finds a route by host and path.
+//! request ([`Policy`], which holds the apps of `apps.rs` and the bots, webhooks and user
+//! groups of their own files; upstreams; routes with their IP rules, scopes and rate
+//! limits) and the route table that finds a route by host and path.
 //!
 //! Only the compiler (`compile.rs`) builds these from a spec; once built they cannot hold
 //! an invalid state: sets are pre-compiled, secrets are prepared keys, counts are non-zero.
@@ -10,13 +11,10 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use slackgate_slack::SigningKey;
-
+use crate::apps::App;
 use crate::groups::UserSet;
 use crate::matcher::{GlobSet, IdSet, IpSet, LookupHasher};
-use crate::secrets::SecretRef;
 use crate::units::Rate;
 
 /// A validated, compiled, immutable policy. Swapped as a whole on reload.
@@ -39,45 +37,6 @@ pub struct Policy {
     /// The groups whose members come from a Slack user group, by name (list groups are
     /// expanded into the routes that name them and kept nowhere else).
     pub usergroups: crate::groups::UserGroups,
-}
-
-/// A Slack app: its optional app id pin and its signing secrets.
-#[derive(Debug)]
-pub struct App {
-    /// The app's name in the policy.
-    pub name: Arc<str>,
-    /// When set, a verified payload's `api_app_id` must equal it.
-    pub api_app_id: Option<Arc<str>>,
-    /// The signing secrets, in policy order. Never empty; each is non-empty.
-    pub secrets: Arc<[AppSecret]>,
-}
-
-impl App {
-    /// The keys that have not expired at `now`, in policy order.
-    pub fn live_keys(&self, now: SystemTime) -> impl Iterator<Item = &SigningKey> {
-        self.secrets
-            .iter()
-            .filter(move |s| s.is_live(now))
-            .map(|s| &s.key)
-    }
-}
-
-/// One signing secret of an app.
-#[derive(Debug, Clone)]
-pub struct AppSecret {
-    /// The prepared HMAC key; its id is the secret's `id` in the policy.
-    pub key: SigningKey,
-    /// After this instant the secret is no longer accepted.
-    pub expires: Option<SystemTime>,
-    /// Where the value was read from.
-    pub source: SecretRef,
-}
-
-impl AppSecret {
-    /// True when the secret has no expiry or expires after `now`.
-    pub fn is_live(&self, now: SystemTime) -> bool {
-        self.expires.is_none_or(|e| now < e)
-    }
 }
 
 /// A named set of bot backends.

@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::bots::{Credential, Location};
-use crate::config::Config;
-use crate::error::{LoadError, LoadErrors};
 use crate::matcher::IdSet;
-use crate::model::Policy;
 
 /// One incoming webhook.
 #[derive(Debug)]
@@ -73,32 +70,4 @@ impl WebhookTable {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
-}
-
-/// Checks what joins the config and the policy: every webhook URL starts with
-/// `egress.hooks_base`, so the hooks' client (which only ever connects to that base) can
-/// carry it. The errors name the webhook, never its URL. Without an egress door no bot
-/// can post to a webhook, so there is nothing to check.
-pub(crate) fn check_webhooks(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
-    let Some(egress) = &config.egress else {
-        return Ok(());
-    };
-    let errors: Vec<LoadError> = policy
-        .webhooks
-        .iter()
-        .filter(|hook| egress.hooks_base.path_of(hook.url.expose()).is_none())
-        .map(|hook| {
-            LoadError::new(
-                &policy.source,
-                hook.at.line,
-                hook.at.column,
-                format!(
-                    "the url of webhook `{}` does not start with egress.hooks_base",
-                    hook.name
-                ),
-                "point `url` at a webhook URL Slack gave (it starts with https://hooks.slack.com/), or set `egress.hooks_base` in the server config to the base it is under",
-            )
-        })
-        .collect();
-    LoadErrors::unless_any(errors)
 }

@@ -21,9 +21,11 @@
 //! | `lifecycle` | the lifecycle table: [`Lifecycle`] and what each one [`Carries`] |
 //! | `facts` | [`Facts`], [`parse_facts`], [`is_ssl_check`], [`BodyEncoding`] (tests in `facts/tests.rs`) |
 //! | `wire` | the serde shapes of Slack's JSON bodies, read by `facts` |
-//! | `fast` | the quick reader for plain Events API bodies, held to serde's answers |
+//! | `fast` | the quick reader for plain Events API bodies, held to serde's answers (tests in `fast/tests.rs`, which read the same bodies through `facts`) |
 //! | `subteam` | user group change events: [`changed_usergroup`], [`is_usergroup_id`] |
 //! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
+
+#![warn(missing_docs)]
 
 mod facts;
 mod fast;

@@ -8,7 +8,7 @@ use marked_yaml::{Span, Spanned};
 use slackgate_slack::SigningKey;
 
 use super::{is_slack_id, line_of, shown, Compiler};
-use crate::model::{App, AppSecret};
+use crate::apps::{App, AppSecret};
 use crate::secrets::{describe_io, is_env_name, looks_secret, trim_secret, SecretRef};
 use crate::spec::{AppSpec, SecretRefSpec};
 use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};

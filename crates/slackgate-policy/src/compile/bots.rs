@@ -9,11 +9,11 @@ use marked_yaml::Spanned;
 use super::apps::Hints;
 use super::routes::{Dim, LimitWords};
 use super::{is_slack_id, names, shown, Compiler};
+use crate::apps::App;
 use crate::bots::{
     Bot, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule, Rotation,
 };
 use crate::matcher::{GlobSet, IdSet};
-use crate::model::App;
 use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec, RotationSpec};
 use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use marked_yaml::{Span, Spanned};
 
-use super::{is_slack_id, line_of, names, parse_cidrs, shown, Compiler, Refs};
+use super::{is_slack_id, line_of, names, shown, Compiler, Refs};
 use crate::groups::{UserGroup, UserSet};
-use crate::matcher::{GlobSet, IdSet, IpSet};
+use crate::matcher::{parse_cidrs, GlobSet, IdSet, IpSet};
 use crate::model::{
     Dedupe, LimitKey, Mode, OnDeny, RateLimitRule, Route, Scope, SourceIpRule, StateFailure,
 };

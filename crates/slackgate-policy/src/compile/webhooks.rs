@@ -2,7 +2,7 @@
 //! literal URL, never echoed) and the bots that may post to them.
 //!
 //! That a URL starts with `egress.hooks_base` is checked where config and policy meet
-//! (`check_webhooks`, run by [`crate::load`] for every command):
+//! (`check_webhooks` in `joins.rs`, run by the loader for every command):
 //! the policy is compiled without the config.
 
 use std::sync::Arc;
