@@ -63,9 +63,10 @@ fn every_reason_code_is_in_reasons_md() {
                 .filter(|l| l.starts_with(&format!("| `{code}` |")))
                 .collect();
             assert!(
-                rows_of_code
-                    .iter()
-                    .any(|l| l.split('|').nth(2).is_some_and(|c| c.trim().starts_with(&status.to_string()))),
+                rows_of_code.iter().any(|l| l
+                    .split('|')
+                    .nth(2)
+                    .is_some_and(|c| c.trim().starts_with(&status.to_string()))),
                 "docs/reasons.md: the {door} row of `{code}` does not give its status {status}"
             );
         }
@@ -82,8 +83,8 @@ fn every_reason_code_is_in_reasons_md() {
 /// Every `"slackgate_…"` string in the metrics module: the names it registers, whether or
 /// not a series exists yet (the registry leaves a family without series out of a scrape).
 fn registered_names() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(repo_root().join("crates/slackgate-proxy/src/metrics.rs"))
-        .unwrap();
+    let src =
+        std::fs::read_to_string(repo_root().join("crates/slackgate-proxy/src/metrics.rs")).unwrap();
     let code = src.split("#[cfg(test)]").next().unwrap();
     let mut names = BTreeSet::new();
     let mut rest = code;
@@ -128,7 +129,12 @@ fn live_scrape() -> String {
         .plain()
         .token(BOT_TOKEN, "T0ACME", &["chat:write", "usergroups:read"])
         .usergroup("S0ONCALL", &["U0111"])
-        .rotation("1234.5678", "docs0client0secret", "xoxe-1-docs0refresh", 43_200)
+        .rotation(
+            "1234.5678",
+            "docs0client0secret",
+            "xoxe-1-docs0refresh",
+            43_200,
+        )
         .start();
     let policy = format!(
         "version: 1
@@ -211,17 +217,16 @@ fn every_metric_is_in_metrics_md_with_its_type_and_label_values() {
     let registered = registered_names();
 
     // Every name the registry holds, and every family the live gateway exports.
-    let mut missing: Vec<&str> = registered
+    let missing: BTreeSet<&str> = registered
         .iter()
+        .chain(exported.keys())
         .map(String::as_str)
-        .chain(exported.keys().map(String::as_str))
         .filter(|n| !documented.contains(*n))
         .collect();
-    missing.dedup();
     assert!(
         missing.is_empty(),
         "docs/metrics.md has no row for: {}",
-        missing.join(", ")
+        missing.into_iter().collect::<Vec<_>>().join(", ")
     );
     for name in exported.keys() {
         assert!(
@@ -238,9 +243,18 @@ fn every_metric_is_in_metrics_md_with_its_type_and_label_values() {
     // Each documented label is one the family has, and each closed label set is listed
     // value by value on the metric's row.
     let closed: [(&str, Vec<&str>); 7] = [
-        ("slackgate_requests_total", Reason::ALL.map(Reason::as_str).to_vec()),
-        ("slackgate_egress_requests_total", EgressReason::ALL.map(EgressReason::as_str).to_vec()),
-        ("slackgate_connections_refused_total", slackgate_proxy::metrics::LISTENERS.to_vec()),
+        (
+            "slackgate_requests_total",
+            Reason::ALL.map(Reason::as_str).to_vec(),
+        ),
+        (
+            "slackgate_egress_requests_total",
+            EgressReason::ALL.map(EgressReason::as_str).to_vec(),
+        ),
+        (
+            "slackgate_connections_refused_total",
+            slackgate_proxy::metrics::LISTENERS.to_vec(),
+        ),
         (
             "slackgate_policy_reloads_total",
             slackgate_proxy::state::ReloadResult::ALL
@@ -249,11 +263,15 @@ fn every_metric_is_in_metrics_md_with_its_type_and_label_values() {
         ),
         (
             "slackgate_state_fallbacks_total",
-            slackgate_guard::StateOp::ALL.map(slackgate_guard::StateOp::as_str).to_vec(),
+            slackgate_guard::StateOp::ALL
+                .map(slackgate_guard::StateOp::as_str)
+                .to_vec(),
         ),
         (
             "slackgate_lifecycle_events_total",
-            slackgate_slack::Lifecycle::ALL.map(slackgate_slack::Lifecycle::as_str).to_vec(),
+            slackgate_slack::Lifecycle::ALL
+                .map(slackgate_slack::Lifecycle::as_str)
+                .to_vec(),
         ),
         (
             "slackgate_token_refreshes_total",
@@ -319,7 +337,9 @@ fn allowed_keys(errors: &str, what: &str) -> Vec<String> {
         .lines()
         .skip_while(|l| !l.contains(&format!("unknown key `{UNKNOWN}`")))
         .find_map(|l| l.split_once("allowed keys here: ").map(|(_, keys)| keys))
-        .unwrap_or_else(|| panic!("{what}: no unknown-key error with its allowed keys in:\n{errors}"));
+        .unwrap_or_else(|| {
+            panic!("{what}: no unknown-key error with its allowed keys in:\n{errors}")
+        });
     line.split(", ")
         .map(|k| k.trim().trim_matches('`').to_owned())
         .collect()
@@ -328,9 +348,8 @@ fn allowed_keys(errors: &str, what: &str) -> Vec<String> {
 /// Whether a page documents `key`: a row of it, alone or at the end of a dotted path
 /// (`max_body_bytes`, `state.redis.url`, `signing_secrets[].id`).
 fn documents(rows: &BTreeSet<String>, key: &str) -> bool {
-    rows.iter().any(|r| {
-        r == key || r.ends_with(&format!(".{key}")) || r.ends_with(&format!("].{key}"))
-    })
+    rows.iter()
+        .any(|r| r == key || r.ends_with(&format!(".{key}")) || r.ends_with(&format!("].{key}")))
 }
 
 fn config_errors(yaml: &str) -> String {
@@ -346,7 +365,10 @@ fn every_config_key_is_in_config_md() {
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     keys.insert(
         "top level".into(),
-        slackgate_policy::CONFIG_KEYS.iter().map(|k| (*k).to_owned()).collect(),
+        slackgate_policy::CONFIG_KEYS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect(),
     );
     let base = "listen: [{ addr: 127.0.0.1:1 }]\npolicy: p.yaml\n";
     let cases: [(&str, String); 9] = [
@@ -382,7 +404,7 @@ fn every_config_key_is_in_config_md() {
         "docs/config.md has no row for: {}",
         missing.join(", ")
     );
-    // The limits the spec holds are exactly the ones documented with their section.
+    // The loader's answer is the spec's list (a sanity check of the unknown-key probe).
     assert!(keys["limits"].contains(&"max_connections".to_owned()));
 }
 
@@ -439,7 +461,10 @@ fn every_policy_key_is_in_policy_md() {
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     keys.insert(
         "top level".into(),
-        slackgate_policy::POLICY_KEYS.iter().map(|k| (*k).to_owned()).collect(),
+        slackgate_policy::POLICY_KEYS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect(),
     );
     for (what, yaml) in cases {
         keys.insert(what.into(), allowed_keys(&policy_errors(&yaml), what));
