@@ -267,7 +267,7 @@ fn events_that_can_carry_a_user_or_channel_still_fail_closed_without_one() {
 #[test]
 fn the_scope_docs_name_every_lifecycle_request() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for doc in ["README.md", "docs/EXTENSIONS.md"] {
+    for doc in ["README.md", "docs/policy.md"] {
         let text = std::fs::read_to_string(root.join(doc)).unwrap();
         for l in slackgate_slack::Lifecycle::ALL {
             assert!(

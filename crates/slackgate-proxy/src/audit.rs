@@ -6,7 +6,7 @@
 //! request (SIGUSR1) so logrotate can move it away.
 //!
 //! A record never holds a secret, a signature, a token field or a body: it is built
-//! only from the fields listed in DESIGN.md.
+//! only from the fields listed in docs/audit.md.
 //!
 //! Nothing a caller (or Slack) names is written unchecked, so that no request can make
 //! a line large or write text of its choosing: every record is passed through
@@ -207,7 +207,7 @@ impl Direction {
     }
 }
 
-/// One audit record, field for field as DESIGN.md lists them.
+/// One audit record, field for field as docs/audit.md lists them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct AuditRecord {
     /// RFC 3339 time the request arrived.
@@ -295,7 +295,7 @@ impl AuditRecord {
 }
 
 /// The audit record of one egress call (`"direction":"egress"`), field for field as
-/// DESIGN.md lists them. Never a token, a key, an argument value or message text:
+/// docs/audit.md lists them. Never a token, a key, an argument value or message text:
 /// `slack_error` is Slack's error code, kept only when it looks like one.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EgressRecord<'a> {

@@ -476,7 +476,7 @@ fn metric_name_extraction() {
 
 // === every reason code: a complete audit record and its counter ===
 
-/// The audit keys DESIGN.md lists, in its order; `lifecycle` is added only when true.
+/// The audit keys docs/audit.md lists, in its order; `lifecycle` is added only when true.
 const AUDIT_KEYS: [&str; 23] = [
     "ts",
     "direction",
@@ -743,7 +743,7 @@ fn every_reason_code_has_a_complete_audit_record_and_its_counter() {
     assert_eq!(
         all.len(),
         17,
-        "every DESIGN.md reason code is exercised: {all:?}"
+        "every contract reason code of docs/reasons.md is exercised: {all:?}"
     );
 
     let mut expected: BTreeMap<(&str, &str), u64> = BTreeMap::new();

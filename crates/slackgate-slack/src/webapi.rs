@@ -53,9 +53,9 @@ pub fn method_from_path(path: &str) -> Option<&str> {
 
 /// Method families that mint, revoke or widen access: the name itself and every
 /// `<family>.<more>`.
-/// Beyond DESIGN.md's list: `apps.permissions.*` (requests wider scopes), `openid.*`
-/// (mints tokens for Sign in with Slack) and `tooling.tokens.*` (rotates configuration
-/// tokens).
+/// Beyond the contract's list (docs/policy.md, `bots`): `apps.permissions.*` (requests
+/// wider scopes), `openid.*` (mints tokens for Sign in with Slack) and `tooling.tokens.*`
+/// (rotates configuration tokens).
 const PRIVILEGED_FAMILIES: [&str; 7] = [
     "admin",
     "apps.manifest",
@@ -67,8 +67,8 @@ const PRIVILEGED_FAMILIES: [&str; 7] = [
 ];
 
 /// Single methods that mint, revoke or widen access.
-/// `migration.exchange` is beyond DESIGN.md's list: it maps ids across an Enterprise Grid
-/// migration with the org's authority.
+/// `migration.exchange` is beyond the contract's list (docs/policy.md): it maps ids across
+/// an Enterprise Grid migration with the org's authority.
 const PRIVILEGED_METHODS: [&str; 5] = [
     "auth.revoke",
     "migration.exchange",
@@ -80,8 +80,8 @@ const PRIVILEGED_METHODS: [&str; 5] = [
 /// Whether a method mints, revokes or widens access and therefore must be listed by its exact
 /// name to be allowed: `admin.*`, `auth.revoke`, `apps.uninstall`, `apps.manifest.*`,
 /// `oauth.*` (including `oauth.v2.*`), `apps.connections.open`, `files.sharedPublicURL` and
-/// `users.admin.*`; and, beyond DESIGN.md's list, `apps.permissions.*`, `openid.*`,
-/// `tooling.tokens.*` and `migration.exchange`.
+/// `users.admin.*`; and, beyond the contract's list (docs/policy.md), `apps.permissions.*`,
+/// `openid.*`, `tooling.tokens.*` and `migration.exchange`.
 ///
 /// Slack compares method names case-sensitively, but this test ignores ASCII case so that it
 /// fails closed: `Admin.users.list` is privileged too. A family's bare name (`oauth`) counts
