@@ -481,10 +481,17 @@ fn build(steps: &[Step]) -> Vec<Call> {
             _ if oversize => Expect::Gateway(Some("malformed_call")),
             // Not a JSON object: not readable, whoever sent it.
             _ if inner.is_some() && step.json => Expect::Gateway(Some("malformed_call")),
+            // A smuggled call read as a form: readable or not (malformed_call, before the
+            // key is looked at); only a key in the head may name the bot.
+            Key::Header | Key::HeaderLower | Key::HeaderAndBody | Key::Differ
+                if inner.is_some() =>
+            {
+                Expect::Either
+            }
+            _ if inner.is_some() => Expect::Gateway(None),
             Key::Wrong | Key::WrongBody | Key::None => Expect::Gateway(Some("unknown_bot")),
             Key::Query => Expect::Gateway(Some("token_in_url")),
             Key::Differ => Expect::Gateway(Some("malformed_call")),
-            _ if inner.is_some() => Expect::Either,
             _ if method == "chat.delete" => Expect::Gateway(Some("method_denied")),
             _ => Expect::Forward,
         };
