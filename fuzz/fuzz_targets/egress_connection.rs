@@ -750,6 +750,17 @@ fuzz_target!(|input: Input| {
         let reason = a
             .header("x-slackgate-reason")
             .map(|r| String::from_utf8_lossy(r).into_owned());
+        // Slack echoes a posted message's text, unique to its call: a relayed answer that
+        // names another call's text was paired with the wrong call.
+        let echoed = serde_json::from_slice::<serde_json::Value>(&a.body)
+            .ok()
+            .and_then(|j| j["message"]["text"].as_str().map(str::to_owned));
+        if let (None, Some(text)) = (&reason, &echoed) {
+            assert!(
+                text.is_empty() || contains(&c.req.body, text),
+                "call {i} got the answer to another call (text {text:?})"
+            );
+        }
         match fate.expect {
             Expect::Forward => {
                 assert!(
