@@ -5,7 +5,9 @@
 //! Shared by `tests/differential.rs` (a seeded corpus sent to the fast path and to
 //! pingora's path) and the `connection` fuzz target (`fuzz/fuzz_targets/connection.rs`
 //! includes this file with `#[path]`), so that both speak one vocabulary and the fuzz
-//! target's model of the gateway is the one the differential test checks.
+//! target's model of the gateway is the one the differential test checks. The
+//! `egress_connection` fuzz target includes it too, for the mutations alone
+//! ([`Req::call`], [`apply_ordered`]): it predicts the egress listener's answers itself.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
