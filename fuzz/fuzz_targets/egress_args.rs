@@ -42,9 +42,13 @@ fn check(query: Option<&[u8]>, content_type: Option<&[u8]>, body: &[u8]) {
     let ours = read_call(query, content_type, body);
     let reference = reference_read(query, content_type, body);
     match (&ours, &reference) {
-        (Ok(args), Some(expected)) => assert_eq!(args, expected, "read_call and the reference disagree"),
+        (Ok(args), Some(expected)) => {
+            assert_eq!(args, expected, "read_call and the reference disagree")
+        }
         (Ok(args), None) => panic!("read_call accepts what the reference refuses: {args:?}"),
-        (Err(e), Some(expected)) => panic!("read_call refuses ({e}) what the reference reads: {expected:?}"),
+        (Err(e), Some(expected)) => {
+            panic!("read_call refuses ({e}) what the reference reads: {expected:?}")
+        }
         (Err(e), None) => {
             // Error texts are fixed phrases and at most a plain name.
             let text = e.to_string();
@@ -53,7 +57,10 @@ fn check(query: Option<&[u8]>, content_type: Option<&[u8]>, body: &[u8]) {
     }
     let Ok(args) = ours else { return };
     let stripped = strip_body_token(args.encoding, body).expect("strip after read");
-    assert_eq!(matches!(stripped, Cow::Borrowed(_)), args.body_token.is_none());
+    assert_eq!(
+        matches!(stripped, Cow::Borrowed(_)),
+        args.body_token.is_none()
+    );
     match args.encoding {
         CallEncoding::None => assert_eq!(&stripped[..], body),
         CallEncoding::Form => {
@@ -94,7 +101,11 @@ enum Arg {
     Json(Value),
 }
 
-fn reference_read(query: Option<&[u8]>, content_type: Option<&[u8]>, body: &[u8]) -> Option<CallArgs> {
+fn reference_read(
+    query: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Option<CallArgs> {
     let encoding = if body.is_empty() {
         CallEncoding::None
     } else {
@@ -130,7 +141,11 @@ fn reference_read(query: Option<&[u8]>, content_type: Option<&[u8]>, body: &[u8]
         CallEncoding::Json => {
             let object = matches!(serde_json::from_slice::<Value>(body), Ok(Value::Object(_)));
             let members = serde_json::from_slice::<Members>(body).ok();
-            assert_eq!(object, members.is_some(), "serde's map and Value readers disagree");
+            assert_eq!(
+                object,
+                members.is_some(),
+                "serde's map and Value readers disagree"
+            );
             for (name, value) in members?.0 {
                 given.push((name, Arg::Json(value), true, false));
             }
@@ -203,7 +218,8 @@ fn reference_read(query: Option<&[u8]>, content_type: Option<&[u8]>, body: &[u8]
 
 fn same(a: &Arg, b: &Arg) -> bool {
     match (a, b) {
-        (Arg::Text(t), Arg::Json(Value::String(s))) | (Arg::Json(Value::String(s)), Arg::Text(t)) => t == s,
+        (Arg::Text(t), Arg::Json(Value::String(s)))
+        | (Arg::Json(Value::String(s)), Arg::Text(t)) => t == s,
         _ => a == b,
     }
 }
@@ -227,7 +243,9 @@ fn push_list(channels: &mut Vec<String>, list: &str) {
 fn reference_form(input: &[u8]) -> Option<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     for piece in input.split(|&b| b == b'&') {
-        let Some((name, value)) = form_urlencoded::parse(piece).next() else { continue };
+        let Some((name, value)) = form_urlencoded::parse(piece).next() else {
+            continue;
+        };
         let eq = piece.iter().position(|&b| b == b'=').unwrap_or(piece.len());
         let raw_value = piece.get(eq + 1..).unwrap_or_default();
         for (decoded, raw) in [(&name, &piece[..eq]), (&value, raw_value)] {
@@ -241,7 +259,9 @@ fn reference_form(input: &[u8]) -> Option<Vec<(String, String)>> {
 }
 
 fn form_name(piece: &[u8]) -> Option<String> {
-    form_urlencoded::parse(piece).next().map(|(n, _)| n.into_owned())
+    form_urlencoded::parse(piece)
+        .next()
+        .map(|(n, _)| n.into_owned())
 }
 
 fn percent_decode(raw: &[u8]) -> Vec<u8> {

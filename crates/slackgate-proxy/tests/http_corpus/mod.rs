@@ -5,7 +5,9 @@
 //! Shared by `tests/differential.rs` (a seeded corpus sent to the fast path and to
 //! pingora's path) and the `connection` fuzz target (`fuzz/fuzz_targets/connection.rs`
 //! includes this file with `#[path]`), so that both speak one vocabulary and the fuzz
-//! target's model of the gateway is the one the differential test checks.
+//! target's model of the gateway is the one the differential test checks. The
+//! `egress_connection` fuzz target includes it too, for the mutations alone
+//! ([`Req::call`], [`apply_ordered`]): it predicts the egress listener's answers itself.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -338,6 +340,32 @@ impl Req {
         r.push("Content-Length", &s.body.len().to_string());
         r.push("X-Slack-Request-Timestamp", s.timestamp.as_deref().unwrap());
         r.push("X-Slack-Signature", s.signature.as_deref().unwrap());
+        r
+    }
+
+    /// A `POST` to `target` with `body` framed by `Content-Length` and no other header,
+    /// for requests that are not Slack's (the egress listener's calls): the caller adds
+    /// its headers. `route` and `kind` are placeholders there, so [`mutate`]'s prediction
+    /// means nothing for it (use [`apply_ordered`]); `id` still seeds the bodies that
+    /// mutations put in place of this one.
+    pub fn call(target: &[u8], body: Vec<u8>, id: u64) -> Self {
+        let mut r = Req {
+            lead: Vec::new(),
+            method: "POST".into(),
+            target: target.to_vec(),
+            version: "HTTP/1.1".into(),
+            sep: b" ",
+            line_eol: b"\r\n",
+            lines: Vec::new(),
+            end: b"\r\n",
+            body,
+            framing: Framing::Length,
+            tail: Vec::new(),
+            route: Route::Unknown,
+            kind: BodyKind::Malformed,
+            id,
+        };
+        r.push("Content-Length", &r.body.len().to_string());
         r
     }
 
@@ -1562,15 +1590,7 @@ impl Mut {
 /// decisive mutation; a refusal when any refusing mutation was applied; unknown when two
 /// or more decisive mutations were combined.
 pub fn mutate(r: &mut Req, muts: &[Mut], c: &mut impl Choose) -> Fate {
-    let mut ordered: Vec<Mut> = muts.to_vec();
-    ordered.sort_by_key(|m| match m.class() {
-        Class::Neutral => 0,
-        Class::Decisive => 1,
-        Class::Refusing => 2,
-    });
-    for m in &ordered {
-        m.apply(r, c);
-    }
+    let ordered = apply_ordered(r, muts, c);
     // After the edits: some replace the body (and so its kind).
     let base = base_fate(r.route, r.kind);
     if ordered.iter().any(|m| m.class() == Class::Refusing) {
@@ -1586,4 +1606,21 @@ pub fn mutate(r: &mut Req, muts: &[Mut], c: &mut impl Choose) -> Fate {
         [one] => one.fate(base, r.route),
         _ => Fate::UNKNOWN,
     }
+}
+
+/// Applies `muts` to `r` in the order [`mutate`] does (neutral, decisive, refusing) and
+/// returns them in that order, without predicting anything: for requests that are not
+/// signed Slack requests (the egress listener's Web API calls, see [`Req::call`]), whose
+/// fate depends on other things than [`base_fate`] and which the caller predicts itself.
+pub fn apply_ordered(r: &mut Req, muts: &[Mut], c: &mut impl Choose) -> Vec<Mut> {
+    let mut ordered: Vec<Mut> = muts.to_vec();
+    ordered.sort_by_key(|m| match m.class() {
+        Class::Neutral => 0,
+        Class::Decisive => 1,
+        Class::Refusing => 2,
+    });
+    for m in &ordered {
+        m.apply(r, c);
+    }
+    ordered
 }
