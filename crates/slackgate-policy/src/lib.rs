@@ -71,9 +71,8 @@ pub use bots::{
 pub use compile::{compile_policy, load_policy, policy_hash, POLICY_KEYS};
 pub use config::{
     compile_config, load_config, read_state_key, Admin, Audit, AuditPath, Config, Egress, Limits,
-    DEFAULT_AUDIT_QUEUE_BYTES,
     Listener, RedisSettings, SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles,
-    CONFIG_KEYS,
+    CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 pub use error::{LoadError, LoadErrors};
 pub use groups::{check_groups, UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};

@@ -36,7 +36,9 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
-use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Unreadable};
+use slackgate_guard::{
+    EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, Unreadable,
+};
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::strip_body_token;
 
@@ -531,10 +533,17 @@ impl EgressApp {
             content_type: head.content_type.as_deref(),
             body: &body,
         };
-        let mut decision = self.shared.guard.decide_egress(&snap.policy, &call);
+        let settings = EgressSettings::from(&snap.config.limits);
+        let mut decision = self
+            .shared
+            .guard
+            .decide_egress(&snap.policy, &call, &settings);
         // Denied by reply_scope here: another replica may have seen the channel.
         if self.seen_elsewhere(&decision).await {
-            decision = self.shared.guard.decide_egress(&snap.policy, &call);
+            decision = self
+                .shared
+                .guard
+                .decide_egress(&snap.policy, &call, &settings);
         }
         if let Some(why) = unreadable {
             decision.unreadable(why);

@@ -23,8 +23,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use slackgate_guard::{
-    Action, Clock, Decision, EgressCall, EgressDecision, Guard, GuardSettings, Inbound, Reason,
-    Unreadable,
+    Action, Clock, Decision, EgressCall, EgressDecision, EgressSettings, Guard, GuardSettings,
+    Inbound, Reason, Unreadable,
 };
 use slackgate_policy::{Egress, Limits, LoadErrors, Policy, Route, SecretSource};
 use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -339,7 +339,8 @@ pub fn decide_egress<C: Clock>(
         // The listener stops reading at the cap and decides on an empty body.
         body: if too_large { &[] } else { req.body },
     };
-    let mut decision = guard.decide_egress(&loaded.policy, &call);
+    let settings = EgressSettings::from(&loaded.limits);
+    let mut decision = guard.decide_egress(&loaded.policy, &call, &settings);
     let unreadable = if too_large {
         Some(Unreadable::BodyTooLarge)
     } else if req.headers.duplicated {
