@@ -417,9 +417,12 @@ pub fn is_slack_id(id: &str) -> bool {
 pub enum Writes {
     /// It reads a conversation, or changes only the caller's own view of it.
     No,
-    /// It writes into the conversation (a message, a reaction, a pin, a bookmark, its
-    /// topic, its members, ...); naming none is still a write, somewhere.
+    /// It writes into the conversation it names (a message, a reaction, a pin, a bookmark,
+    /// its topic, its members, ...); a call naming none is a write Slack cannot place.
     Yes,
+    /// It writes into the conversation it names, or, naming none, into one Slack finds by
+    /// other arguments (`chat.unfurl` by `unfurl_id` and `source`).
+    EvenUnnamed,
     /// It writes only when a conversation is named (`files.completeUploadExternal` without
     /// a channel uploads a file shared nowhere).
     WhenNamed,
@@ -441,7 +444,7 @@ impl ConversationUse {
     pub fn writes(&self, names_one: bool) -> bool {
         match self.writes {
             Writes::No => false,
-            Writes::Yes => true,
+            Writes::Yes | Writes::EvenUnnamed => true,
             Writes::WhenNamed => names_one,
         }
     }
@@ -465,11 +468,11 @@ pub fn conversation_use(method: &str) -> Option<ConversationUse> {
         | "chat.startStream"
         | "chat.appendStream"
         | "chat.stopStream"
-        | "chat.unfurl"
         | "reactions.add"
         | "reactions.remove"
         | "pins.add"
         | "pins.remove" => (CHANNEL, Writes::Yes),
+        "chat.unfurl" => (CHANNEL, Writes::EvenUnnamed),
         // The conversation itself: what its members see of it, and who they are.
         "conversations.setTopic"
         | "conversations.setPurpose"
@@ -612,7 +615,7 @@ mod tests {
     fn writes_cover_every_chat_write() {
         for m in METHODS.iter().filter(|m| m.starts_with("chat.")) {
             let reads = ["chat.getPermalink", "chat.scheduledMessages.list"];
-            let writes = conversation_use(m).is_some_and(|u| u.writes == Writes::Yes);
+            let writes = conversation_use(m).is_some_and(|u| u.writes(true));
             assert_eq!(writes, !reads.contains(m), "{m}");
         }
     }
