@@ -465,11 +465,7 @@ pub fn decide_egress(
     };
     if !permitted {
         d.reason = EgressReason::MethodDenied;
-        return d.rule(if known.is_some() {
-            "methods"
-        } else {
-            "methods: not a Slack method"
-        });
+        return d.rule("methods");
     }
     let acted_on = args.acted_on(method);
     // A call that leaves out the method's own argument is still charged to a channel.
@@ -884,11 +880,7 @@ bots:
             let d = door.decide(SCOPED, path, "");
             assert_eq!(
                 outcome(&d),
-                (
-                    EgressReason::MethodDenied,
-                    Some("methods: not a Slack method"),
-                    None
-                ),
+                (EgressReason::MethodDenied, Some("methods"), None),
                 "{path}"
             );
         }
