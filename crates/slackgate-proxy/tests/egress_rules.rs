@@ -200,7 +200,7 @@ fn a_long_channel_list_is_refused_at_the_cap_quickly_before_the_caller_is_known(
         .unwrap()
         .contains("limits.max_call_channels"));
     // 100 channels, all allowed ones repeated, are read (and then held to `channels`).
-    let repeated = vec!["C0HELP", "C0OPS"].repeat(100).join(",");
+    let repeated = ["C0HELP", "C0OPS"].repeat(100).join(",");
     let r = call(
         &rig.gw,
         "/api/chat.postMessage",
