@@ -17,14 +17,15 @@
 //!    (`channel_denied`), a write into a conversation the call does not name
 //!    (`channel_denied` for a bot with `channels` or `reply_scope`; only a method that
 //!    finds its conversation by other arguments, `chat.unfurl` by `unfurl_id`, passes,
-//!    and only when its `methods` lists it by name), `reply_scope` for every method that writes into a
-//!    conversation ([`conversation_use`]; `channel_denied`, rule `reply_scope`),
-//!    `deny_args` (`argument_denied`);
+//!    and only when its `methods` lists it by name), `reply_scope` for every method that
+//!    writes into a conversation ([`conversation_use`]; `channel_denied`, rule
+//!    `reply_scope`), `deny_args` (`argument_denied`);
 //! 7. Slack's own 429s, remembered per bot and method (`slack_rate_limited`);
 //! 8. the bot's `rate_limits` (`rate_limited`).
 //!
 //! A call that passes is [`EgressReason::Allowed`]: the proxy swaps the key for the
-//! bot's token and sends it on, to the method in Slack's spelling ([`EgressDecision::method`]).
+//! bot's token and sends it on, to the method in Slack's spelling
+//! ([`EgressDecision::method`]).
 //!
 //! Every rule sees the method in Slack's spelling, and the channel a call is charged to
 //! (`per: channel` limits) and audited as is the one the method acts on
