@@ -26,13 +26,13 @@
 //! | module | what |
 //! |---|---|
 //! | `stages` | the pipeline as typed stages: [`Inbound`], [`Admitted`], steps 4 to 9 chained with `?` |
-//! | `egress` | the egress decision: [`EgressCall`] -> [`EgressDecision`] with an [`EgressReason`]; Slack's 429s ([`SlackLimits`]) |
+//! | `egress` | the egress decision: [`EgressCall`] and [`EgressSettings`] -> [`EgressDecision`] with an [`EgressReason`]; Slack's 429s ([`SlackLimits`]) |
 //! | `decision` | [`Decision`] and its constructors, [`Rule`], [`Action`], [`apply_mode`] (shadow) |
 //! | `reason` | [`Reason`]: every outcome with its status, label and public message |
 //! | `scope` | the route's `allow` and `deny` on a request's facts |
 //! | `client_ip` | [`client_ip`]: the socket peer or the `X-Forwarded-For` walk |
 //! | `replay` | [`ReplayCache`]: signatures seen within their window |
-//! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request, for `reply_scope` |
+//! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request the gateway forwarded, for `reply_scope` |
 //! | `revoked` | [`RevokedTokens`]: bot tokens a verified lifecycle event ended |
 //! | `members` | [`GroupMembers`]: the members of the policy's user groups, as last read from Slack |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
