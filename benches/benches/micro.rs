@@ -18,7 +18,7 @@ use slackgate_benches::{
 };
 use slackgate_guard::{BucketKey, FakeClock, Guard, GuardSettings, Inbound, RateLimiter};
 use slackgate_policy::{compile_policy, IdSet, IpSet};
-use slackgate_slack::{parse_facts, verify, SigningKey};
+use slackgate_slack::{parse_facts, read_call, verify, CallLimits, SigningKey};
 
 const NOW: i64 = 1_764_377_001;
 
@@ -380,11 +380,46 @@ groups:\n  oncall: { usergroup: S0ONCALL, bot: helpdesk, refresh: 5m }\n  everyo
     g.finish();
 }
 
+/// `read_call` on a channel list of 1k, 10k and 100k ids, as a form (`channels=C0,C1,...`)
+/// and as a JSON array, with no cap (every id read and deduplicated): the time per id must
+/// not grow with the list (issue 26: the old reader was quadratic). `form_capped` reads the
+/// 100k list at the default cap of 100, where reading stops.
+fn call_channels(c: &mut Criterion) {
+    let mut g = c.benchmark_group("read_call_channels");
+    let uncapped = CallLimits {
+        max_channels: usize::MAX,
+    };
+    let form_type: Option<&[u8]> = Some(b"application/x-www-form-urlencoded");
+    let json_type: Option<&[u8]> = Some(b"application/json");
+    for n in [1_000usize, 10_000, 100_000] {
+        let ids: Vec<String> = (0..n).map(|i| format!("C{i:08}")).collect();
+        let form = format!("channels={}", ids.join(","));
+        let quoted: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+        let json = format!("{{\"channels\":[{}]}}", quoted.join(","));
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("form", n), &form, |b, body| {
+            b.iter(|| read_call(None, form_type, black_box(body.as_bytes()), &uncapped).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("json", n), &json, |b, body| {
+            b.iter(|| read_call(None, json_type, black_box(body.as_bytes()), &uncapped).unwrap())
+        });
+        if n == 100_000 {
+            let capped = CallLimits { max_channels: 100 };
+            g.bench_with_input(BenchmarkId::new("form_capped", n), &form, |b, body| {
+                b.iter(|| {
+                    read_call(None, form_type, black_box(body.as_bytes()), &capped).unwrap_err()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = signature, facts, guard, ip_matching, scope_lookup, rate_limiter, policy_compile, user_groups
+    targets = signature, facts, guard, ip_matching, scope_lookup, rate_limiter, policy_compile, user_groups, call_channels
 }
 criterion_main!(benches);

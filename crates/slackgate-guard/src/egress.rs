@@ -2,21 +2,38 @@
 //!
 //! The stages run in this order, each a function returning the next stage or the
 //! decision, so that a call is refused by the first rule it breaks:
-//! 1. read the call the way Slack reads it (query, form or JSON body);
+//! 1. read the call the way Slack reads it (query, form or JSON body), within
+//!    `limits.max_call_channels` ([`EgressSettings`]), in time linear in its size: the
+//!    caller is not known yet;
 //! 2. a token in the query string is refused (`token_in_url`): URLs end up in logs;
 //! 3. identify the bot by its key (`Authorization: Bearer`, or a `token` argument of the
 //!    body), every key compared in constant time (`unknown_bot`);
 //! 4. a bot whose token a verified lifecycle event revoked (`token_revoked`): nothing of
 //!    its calls reaches Slack until its token reference changes;
-//! 5. the method from the path, then the bot's `methods` (`method_denied`), where a
-//!    privileged method must be listed by its exact name;
-//! 6. `team` (`team_denied`), `channels` (`channel_denied`), `reply_scope` for `chat.*`
-//!    writes (`channel_denied`, rule `reply_scope`), `deny_args` (`argument_denied`);
+//! 5. the method from the path, in Slack's spelling ([`canonical_method`]), then the bot's
+//!    `methods` (`method_denied`), where a privileged method must be listed by its exact
+//!    name, and a name Slack does not document must be listed exactly as it is spelled;
+//! 6. `team` (`team_denied`), `channels` for every channel the call names
+//!    (`channel_denied`), a write into a conversation the call does not name
+//!    (`channel_denied` for a bot with `channels` or `reply_scope`; only a method that
+//!    finds its conversation by other arguments, `chat.unfurl` by `unfurl_id`, passes,
+//!    and only when its `methods` lists it by name), `reply_scope` for every method that
+//!    writes into a conversation ([`conversation_use`]; `channel_denied`, rule
+//!    `reply_scope`), `deny_args` (`argument_denied`);
 //! 7. Slack's own 429s, remembered per bot and method (`slack_rate_limited`);
 //! 8. the bot's `rate_limits` (`rate_limited`).
 //!
 //! A call that passes is [`EgressReason::Allowed`]: the proxy swaps the key for the
-//! bot's token and sends it on.
+//! bot's token and sends it on, to the method in Slack's spelling
+//! ([`EgressDecision::method`]).
+//!
+//! Every rule sees the method in Slack's spelling, and the channel a call is charged to
+//! (`per: channel` limits) and audited as is the one the method acts on
+//! ([`CallArgs::acted_on`]), not whichever the caller wrote first.
+//!
+//! What a decision carries ends up in the audit trail: ids only in Slack's id shape (else
+//! `"invalid"`), and for a caller no key identifies, nothing it wrote but a method name
+//! Slack documents.
 //!
 //! A post to a webhook the gateway holds (`POST /hooks/<name>`, [`decide_hook`]) is
 //! decided by the bot's key (`unknown_bot`), the path and HTTP method (`malformed_call`)
@@ -26,11 +43,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use slackgate_policy::{Bot, EgressLimitKey, Policy, Webhook};
-use slackgate_slack::{is_privileged_method, method_from_path, read_call, CallArgs, CallEncoding};
+use slackgate_policy::{Bot, EgressLimitKey, Limits, Policy, Webhook};
+use slackgate_slack::{
+    canonical_method, conversation_use, is_privileged_method, is_slack_id, method_from_path,
+    read_call, CallArgs, CallEncoding, CallError, CallLimits, Writes,
+};
 
 use crate::ratelimit::{BucketKey, RateLimiter, Take};
-use crate::reply::{ReplyChannels, CHAT_WRITES};
+use crate::reply::ReplyChannels;
 use crate::revoked::RevokedTokens;
 
 /// Why the gateway answered or forwarded a Web API call the way it did.
@@ -135,6 +155,21 @@ impl std::fmt::Display for EgressReason {
     }
 }
 
+/// Settings of the egress decision that come from the server config, not the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressSettings {
+    /// `limits.max_call_channels`: the most distinct channels one call may name.
+    pub max_call_channels: usize,
+}
+
+impl From<&Limits> for EgressSettings {
+    fn from(limits: &Limits) -> Self {
+        EgressSettings {
+            max_call_channels: limits.max_call_channels,
+        }
+    }
+}
+
 /// One Web API call as it arrived: the raw parts the decision reads.
 #[derive(Debug, Clone, Copy)]
 pub struct EgressCall<'a> {
@@ -157,11 +192,14 @@ pub struct EgressDecision {
     pub reason: EgressReason,
     /// The bot, once identified.
     pub bot: Option<Arc<Bot>>,
-    /// The method, once read from the path.
+    /// The method in Slack's spelling, as it is forwarded; for an identified bot, a name
+    /// Slack does not document as it was written (allowed only when listed exactly); for an
+    /// unknown caller, only a name Slack documents.
     pub method: Option<Box<str>>,
-    /// The call's `team_id`, if any.
+    /// The call's `team_id` (`"invalid"` unless in Slack's id shape), for an identified bot.
     pub team_id: Option<Box<str>>,
-    /// The first channel the call names, if any.
+    /// For an identified bot, the channel the method acts on (else the first channel the
+    /// call names), or the channel that was denied; `"invalid"` unless in Slack's id shape.
     pub channel_id: Option<Box<str>>,
     /// Which rule decided (`methods`, `channels`, `deny_args: username`, a rate limit's
     /// label, ...), for audit `rule`.
@@ -319,12 +357,31 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
         .filter(|k| !k.is_empty())
 }
 
-/// Runs the egress stages over one call. `limiter` holds the bots' buckets (shared with
-/// the inbound limits, in their own key space), `slack` Slack's 429s, `revoked` the
-/// revoked tokens, `reply` the channels seen inbound, `now` is seconds.
+/// An id as the audit trail may carry it: itself in Slack's id shape, else `"invalid"`.
+fn audit_id(id: &str) -> Box<str> {
+    Box::from(if is_slack_id(id) { id } else { "invalid" })
+}
+
+/// The audit rule of a call that could not be read. For a caller no key identified, no
+/// argument name it wrote.
+fn unreadable_rule(e: &CallError, identified: bool) -> String {
+    match e {
+        CallError::Ambiguous { .. } if !identified => {
+            "an argument is given more than once with different values".to_owned()
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Runs the egress stages over one call. `settings` come from the server config,
+/// `limiter` holds the bots' buckets (shared with the inbound limits, in their own key
+/// space), `slack` Slack's 429s, `revoked` the revoked tokens, `reply` the channels seen
+/// inbound, `now` is seconds.
+#[allow(clippy::too_many_arguments)]
 pub fn decide_egress(
     policy: &Policy,
     call: &EgressCall<'_>,
+    settings: &EgressSettings,
     limiter: &RateLimiter,
     slack: &SlackLimits,
     revoked: &RevokedTokens,
@@ -332,7 +389,10 @@ pub fn decide_egress(
     now: f64,
 ) -> EgressDecision {
     let header_key = call.authorization.and_then(bearer);
-    let args = read_call(call.query, call.content_type, call.body);
+    let limits = CallLimits {
+        max_channels: settings.max_call_channels,
+    };
+    let args = read_call(call.query, call.content_type, call.body, &limits);
 
     // Who is calling: needed for the audit record of every later refusal.
     let presented: Option<&[u8]> = match (&args, header_key) {
@@ -342,44 +402,54 @@ pub fn decide_egress(
     };
     let bot = presented.and_then(|k| policy.bots.by_key(k)).cloned();
     let had_key = presented.is_some();
-    let with_bot = |d: EgressDecision| EgressDecision {
+    let written = method_from_path(call.path);
+    let known = written.and_then(canonical_method);
+    // An unknown caller's record names a method only when Slack documents it.
+    let method = if bot.is_some() {
+        known.or(written)
+    } else {
+        known
+    };
+    let early = |reason: EgressReason, rule: &str| EgressDecision {
         bot: bot.clone(),
-        ..d
+        method: method.map(Box::from),
+        ..EgressDecision::new(reason).rule(rule)
     };
 
     let args: CallArgs = match args {
         Ok(a) => a,
         Err(e) => {
-            let mut d = with_bot(EgressDecision::new(EgressReason::MalformedCall));
-            d.rule = Some(Arc::from(e.to_string()));
-            return d;
+            return early(
+                EgressReason::MalformedCall,
+                &unreadable_rule(&e, bot.is_some()),
+            )
         }
     };
     if args.token_in_query {
-        return with_bot(EgressDecision::new(EgressReason::TokenInUrl).rule("query"));
+        return early(EgressReason::TokenInUrl, "query");
     }
     if let (Some(h), Some(b)) = (header_key, args.body_token.as_deref()) {
         if h != b.as_bytes() {
-            return with_bot(
-                EgressDecision::new(EgressReason::MalformedCall)
-                    .rule("Authorization and the token argument differ"),
+            return early(
+                EgressReason::MalformedCall,
+                "Authorization and the token argument differ",
             );
         }
     }
-    // What the call names, recorded whoever made it (an unknown caller's attempt too).
-    let mut d = EgressDecision::new(EgressReason::Allowed);
+    let Some(bot) = bot.clone() else {
+        return early(
+            EgressReason::UnknownBot,
+            if had_key { "key" } else { "no key" },
+        );
+    };
+    let mut d = EgressDecision {
+        bot: Some(Arc::clone(&bot)),
+        method: method.map(Box::from),
+        ..EgressDecision::new(EgressReason::Allowed)
+    };
     d.encoding = Some(args.encoding);
     d.body_token = args.body_token.is_some();
-    d.team_id = args.team_id.as_deref().map(Box::from);
-    d.channel_id = args.channels.first().map(|c| Box::from(c.as_str()));
-    let method = method_from_path(call.path);
-    d.method = method.map(Box::from);
-
-    let Some(bot) = bot else {
-        d.reason = EgressReason::UnknownBot;
-        return d.rule(if had_key { "key" } else { "no key" });
-    };
-    d.bot = Some(Arc::clone(&bot));
+    d.team_id = args.team_id.as_deref().map(audit_id);
 
     if let Some(by) = revoked.revoked_by(&bot) {
         d.reason = EgressReason::TokenRevoked;
@@ -389,10 +459,19 @@ pub fn decide_egress(
         d.reason = EgressReason::MalformedCall;
         return d.rule("path");
     };
-    if !bot.methods.permits(method, is_privileged_method(method)) {
+    let permitted = match known {
+        Some(m) => bot.methods.permits(m, is_privileged_method(m)),
+        // A name Slack does not document: only as the policy spells it, never by a glob.
+        None => bot.methods.exact.contains(method),
+    };
+    if !permitted {
         d.reason = EgressReason::MethodDenied;
         return d.rule("methods");
     }
+    let acted_on = args.acted_on(method);
+    // A call that leaves out the method's own argument is still charged to a channel.
+    let charged = acted_on.or(args.channels.first().map(String::as_str));
+    d.channel_id = charged.map(audit_id);
     if let (Some(pin), Some(team)) = (&bot.team, &args.team_id) {
         if **pin != **team {
             d.reason = EgressReason::TeamDenied;
@@ -401,30 +480,43 @@ pub fn decide_egress(
     }
     if let Some(allowed) = &bot.channels {
         if let Some(c) = args.channels.iter().find(|c| !allowed.contains(c)) {
-            d.channel_id = Some(Box::from(c.as_str()));
+            d.channel_id = Some(audit_id(c));
             d.reason = EgressReason::ChannelDenied;
             return d.rule("channels");
         }
     }
-    if let (Some(window), Some(app)) = (bot.reply_scope, &bot.app) {
-        if CHAT_WRITES.contains(&method) {
-            let window = window.as_secs_f64();
-            // A write that names no channel has nowhere in scope to go: denied too.
-            let out = if args.channels.is_empty() {
-                Some(None)
-            } else {
-                args.channels
-                    .iter()
-                    .find(|c| !reply.seen_within(&app.name, c, window, now))
-                    .map(Some)
-            };
-            if let Some(c) = out {
-                if let Some(c) = c {
-                    d.channel_id = Some(Box::from(c.as_str()));
-                }
-                d.reason = EgressReason::ChannelDenied;
-                return d.rule("reply_scope");
-            }
+    let conversation = conversation_use(method);
+    let writes = conversation.is_some_and(|u| u.writes(acted_on.is_some()));
+    let reply_window = match (bot.reply_scope, &bot.app) {
+        (Some(window), Some(app)) => Some((window.as_secs_f64(), app)),
+        _ => None,
+    };
+    // A write into a conversation the call does not name cannot be held to `channels` or
+    // `reply_scope`. Only a method that finds its conversation by other arguments
+    // (`chat.unfurl` by `unfurl_id`) passes, and only when the operator names it.
+    let unnamed_ok = conversation.is_some_and(|u| u.writes == Writes::EvenUnnamed)
+        && bot.methods.exact.contains(method);
+    if writes
+        && acted_on.is_none()
+        && (bot.channels.is_some() || reply_window.is_some())
+        && !unnamed_ok
+    {
+        d.reason = EgressReason::ChannelDenied;
+        return d.rule(if bot.channels.is_some() {
+            "channels"
+        } else {
+            "reply_scope"
+        });
+    }
+    if let (true, Some((window, app))) = (writes, reply_window) {
+        if let Some(c) = args
+            .channels
+            .iter()
+            .find(|c| !reply.seen_within(&app.name, c, window, now))
+        {
+            d.channel_id = Some(audit_id(c));
+            d.reason = EgressReason::ChannelDenied;
+            return d.rule("reply_scope");
         }
     }
     if let Some(name) = args.names.iter().find(|n| bot.deny_args.contains(n)) {
@@ -437,8 +529,9 @@ pub fn decide_egress(
         d.retry_after_secs = Some(secs);
         return d.rule("slack retry_after");
     }
-    let channel = args.channels.first().map_or("", String::as_str);
-    if let Some((retry_after_secs, label)) = take_limits(&bot, method, channel, limiter, now) {
+    if let Some((retry_after_secs, label)) =
+        take_limits(&bot, method, charged.unwrap_or(""), limiter, now)
+    {
         d.reason = EgressReason::RateLimited;
         d.retry_after_secs = Some(retry_after_secs);
         d.rule = Some(label);
@@ -535,9 +628,12 @@ pub fn decide_hook(policy: &Policy, post: &HookPost<'_>) -> (EgressDecision, Opt
     let hook = is_hook_name(post.name)
         .then(|| policy.webhooks.get(post.name))
         .flatten();
+    // A caller no key identifies gets a method only for a webhook that exists.
     d.method = match hook {
         Some(h) => Some(Box::from(&*h.method)),
-        None if is_hook_name(post.name) => Some(Box::from(format!("hooks.{}", post.name))),
+        None if is_hook_name(post.name) && bot.is_some() => {
+            Some(Box::from(format!("hooks.{}", post.name)))
+        }
         None => None,
     };
     let Some(bot) = bot else {
@@ -615,6 +711,396 @@ mod tests {
         assert_eq!(s.remaining(&bot, "chat.postMessage", 100.5), Some(30));
         assert_eq!(s.remaining(&bot, "chat.update", 100.5), None);
         assert_eq!(s.remaining(&bot, "chat.postMessage", 130.0), None);
+    }
+
+    // === decide_egress ===
+
+    const SCOPED: &str = "gk_scoped_1111aaaa2222bbbb";
+    const UNFURLER: &str = "gk_unfurler_3333cccc4444dddd";
+    const REPLIER: &str = "gk_replier_5555eeee6666ffff";
+    const COUNTER: &str = "gk_counter_7777gggg8888hhhh";
+
+    fn egress_policy() -> Policy {
+        let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
+            ("SIGNING", "8f742231b10e8888abcd99yyyzzz85a5"),
+            ("SCOPED_KEY", SCOPED),
+            ("UNFURLER_KEY", UNFURLER),
+            ("REPLIER_KEY", REPLIER),
+            ("COUNTER_KEY", COUNTER),
+            ("TOKEN", "xoxb-1-t"),
+        ]);
+        let text = r#"version: 1
+apps:
+  helpdesk: { signing_secrets: [{ id: current, env: SIGNING }] }
+routes: []
+bots:
+  scoped:
+    key: { env: SCOPED_KEY }
+    token: { env: TOKEN }
+    team: T0ACME
+    methods: ["chat.*", "canvases.*", conversations.info, x.custom]
+    channels: [C0HELP, C0OPS]
+    rate_limits: [{ per: channel, rate: 1/min, burst: 1 }]
+  unfurler:
+    key: { env: UNFURLER_KEY }
+    token: { env: TOKEN }
+    methods: [chat.unfurl, chat.update]
+    channels: [C0HELP]
+  replier:
+    app: helpdesk
+    key: { env: REPLIER_KEY }
+    token: { env: TOKEN }
+    methods: ["chat.*", files.completeUploadExternal, "reactions.*", conversations.info]
+    reply_scope: 10m
+  counter:
+    key: { env: COUNTER_KEY }
+    token: { env: TOKEN }
+    methods: [chat.postMessage, "x.*"]
+    rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
+"#;
+        slackgate_policy::compile_policy(
+            std::path::Path::new("policy.yaml"),
+            text,
+            &secrets,
+            std::time::SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The egress door's state around one policy.
+    struct Door {
+        policy: Policy,
+        settings: EgressSettings,
+        limiter: RateLimiter,
+        slack: SlackLimits,
+        revoked: RevokedTokens,
+        reply: ReplyChannels,
+    }
+
+    const NOW: f64 = 1_900_000_000.0;
+
+    impl Door {
+        fn new() -> Self {
+            Door {
+                policy: egress_policy(),
+                settings: EgressSettings {
+                    max_call_channels: 100,
+                },
+                limiter: RateLimiter::new(1000),
+                slack: SlackLimits::default(),
+                revoked: RevokedTokens::default(),
+                reply: ReplyChannels::default(),
+            }
+        }
+
+        fn decide(&self, key: &str, path: &str, form: &str) -> EgressDecision {
+            let auth = format!("Bearer {key}");
+            decide_egress(
+                &self.policy,
+                &EgressCall {
+                    path,
+                    query: None,
+                    authorization: Some(auth.as_bytes()),
+                    content_type: Some(b"application/x-www-form-urlencoded"),
+                    body: form.as_bytes(),
+                },
+                &self.settings,
+                &self.limiter,
+                &self.slack,
+                &self.revoked,
+                &self.reply,
+                NOW,
+            )
+        }
+    }
+
+    fn outcome(d: &EgressDecision) -> (EgressReason, Option<&str>, Option<&str>) {
+        (d.reason, d.rule.as_deref(), d.channel_id.as_deref())
+    }
+
+    #[test]
+    fn a_channel_list_past_the_cap_is_malformed() {
+        let mut door = Door::new();
+        door.settings.max_call_channels = 3;
+        let d = door.decide(SCOPED, "/api/chat.postMessage", "channels=C1,C2,C3,C4");
+        assert_eq!(d.reason, EgressReason::MalformedCall);
+        let rule = d.rule.as_deref().unwrap_or_default();
+        assert!(rule.contains("limits.max_call_channels"), "{rule}");
+        assert_eq!(
+            d.bot.map(|b| Arc::clone(&b.name)).as_deref(),
+            Some("scoped")
+        );
+        // At the cap, the call is read (and then held to `channels`).
+        let d = door.decide(
+            SCOPED,
+            "/api/chat.postMessage",
+            "channel=C0HELP&channels=C0HELP,C0OPS,C0HELP",
+        );
+        assert_eq!(d.reason, EgressReason::Allowed);
+    }
+
+    #[test]
+    fn methods_are_decided_in_slacks_spelling() {
+        let door = Door::new();
+        for path in [
+            "/api/chat.PostMessage",
+            "/api/CHAT.POSTMESSAGE",
+            "/api/chat.postMessage",
+        ] {
+            let d = door.decide(COUNTER, path, "channel=C0HELP&text=hi");
+            assert_eq!(d.method.as_deref(), Some("chat.postMessage"), "{path}");
+        }
+        // One per-method bucket for every spelling: the first took it.
+        let d = door.decide(COUNTER, "/api/Chat.postmessage", "channel=C0HELP");
+        assert_eq!(d.reason, EgressReason::RateLimited);
+        // Slack's 429 holds for every spelling too.
+        door.slack
+            .note(&Arc::from("scoped"), "chat.postMessage", 30, NOW);
+        let d = door.decide(SCOPED, "/api/CHAT.postMESSAGE", "channel=C0HELP");
+        assert_eq!(
+            (d.reason, d.method.as_deref()),
+            (EgressReason::SlackRateLimited, Some("chat.postMessage"))
+        );
+        // A privileged family in any case is decided as Slack's name: listed exactly or not at all.
+        let d = door.decide(SCOPED, "/api/ADMIN.users.LIST", "");
+        assert_eq!(
+            (d.reason, d.method.as_deref()),
+            (EgressReason::MethodDenied, Some("admin.users.list"))
+        );
+    }
+
+    #[test]
+    fn a_name_slack_does_not_document_passes_only_as_listed() {
+        let door = Door::new();
+        let d = door.decide(SCOPED, "/api/x.custom", "");
+        assert_eq!(
+            (d.reason, d.method.as_deref()),
+            (EgressReason::Allowed, Some("x.custom"))
+        );
+        for path in ["/api/X.custom", "/api/x.Custom"] {
+            let d = door.decide(SCOPED, path, "");
+            assert_eq!(
+                outcome(&d),
+                (EgressReason::MethodDenied, Some("methods"), None),
+                "{path}"
+            );
+        }
+        // A glob never admits one.
+        let d = door.decide(COUNTER, "/api/x.custom", "");
+        assert_eq!(d.reason, EgressReason::MethodDenied);
+    }
+
+    #[test]
+    fn every_channel_naming_argument_is_held_to_channels() {
+        let door = Door::new();
+        let d = door.decide(
+            SCOPED,
+            "/api/canvases.access.set",
+            "canvas_id=F1&access_level=write&channel_ids=C0OTHER",
+        );
+        assert_eq!(
+            outcome(&d),
+            (
+                EgressReason::ChannelDenied,
+                Some("channels"),
+                Some("C0OTHER")
+            )
+        );
+        let d = door.decide(
+            SCOPED,
+            "/api/conversations.info",
+            "channel=C0HELP&context_channel_id=C0OTHER",
+        );
+        assert_eq!(
+            outcome(&d),
+            (
+                EgressReason::ChannelDenied,
+                Some("channels"),
+                Some("C0OTHER")
+            )
+        );
+        let d = door.decide(
+            SCOPED,
+            "/api/canvases.access.set",
+            "canvas_id=F1&channel_ids=C0OPS,C0HELP",
+        );
+        assert_eq!(outcome(&d), (EgressReason::Allowed, None, Some("C0OPS")));
+    }
+
+    #[test]
+    fn the_channel_acted_on_is_charged_and_audited() {
+        let door = Door::new();
+        // chat.postMessage acts on `channel`, whatever came first.
+        let d = door.decide(
+            SCOPED,
+            "/api/chat.postMessage",
+            "channel_id=C0HELP&channel=C0OPS&text=x",
+        );
+        assert_eq!(outcome(&d), (EgressReason::Allowed, None, Some("C0OPS")));
+        // C0OPS's bucket (burst 1) is spent; C0HELP's is not.
+        let d = door.decide(SCOPED, "/api/chat.postMessage", "channel=C0OPS");
+        assert_eq!(d.reason, EgressReason::RateLimited);
+        let d = door.decide(SCOPED, "/api/chat.postMessage", "channel=C0HELP");
+        assert_eq!(outcome(&d), (EgressReason::Allowed, None, Some("C0HELP")));
+    }
+
+    #[test]
+    fn writes_that_name_no_conversation() {
+        let door = Door::new();
+        let unfurl = "unfurl_id=Uf1&source=composer&unfurls=%7B%7D";
+        // Held to `channels` through a glob: denied.
+        let d = door.decide(SCOPED, "/api/chat.unfurl", unfurl);
+        assert_eq!(
+            outcome(&d),
+            (EgressReason::ChannelDenied, Some("channels"), None)
+        );
+        // Held to reply_scope: denied.
+        let d = door.decide(REPLIER, "/api/chat.unfurl", unfurl);
+        assert_eq!(
+            outcome(&d),
+            (EgressReason::ChannelDenied, Some("reply_scope"), None)
+        );
+        // Listed by name: the operator chose it.
+        let d = door.decide(UNFURLER, "/api/chat.unfurl", unfurl);
+        assert_eq!(d.reason, EgressReason::Allowed);
+        // A method that needs its channel gets no such pass, listed or not.
+        let d = door.decide(
+            UNFURLER,
+            "/api/chat.update",
+            "ts=1.2&text=x&channel_id=C0HELP",
+        );
+        assert_eq!(
+            outcome(&d),
+            (
+                EgressReason::ChannelDenied,
+                Some("channels"),
+                Some("C0HELP")
+            )
+        );
+        // An upload shared nowhere writes nowhere.
+        let d = door.decide(REPLIER, "/api/files.completeUploadExternal", "files=%5B%5D");
+        assert_eq!(d.reason, EgressReason::Allowed);
+    }
+
+    #[test]
+    fn reply_scope_covers_every_conversation_write() {
+        let door = Door::new();
+        let app: Arc<str> = Arc::from("helpdesk");
+        door.reply.note(&app, "C0HELP", NOW - 60.0);
+        for (method, args) in [
+            ("chat.startStream", "channel=C0SECRET&thread_ts=1.2"),
+            ("chat.appendStream", "channel=C0SECRET&ts=1.2"),
+            ("chat.stopStream", "channel=C0SECRET&ts=1.2"),
+            ("chat.unfurl", "channel=C0SECRET&ts=1.2&unfurls=%7B%7D"),
+            ("chat.scheduleMessage", "channel=C0SECRET&post_at=1&text=x"),
+            (
+                "chat.deleteScheduledMessage",
+                "channel=C0SECRET&scheduled_message_id=Q1",
+            ),
+            ("reactions.add", "channel=C0SECRET&timestamp=1.2&name=eyes"),
+            (
+                "files.completeUploadExternal",
+                "files=%5B%5D&channel_id=C0SECRET",
+            ),
+            ("chat.postMessage", "channel=C0HELP&channel_id=C0SECRET"),
+        ] {
+            let d = door.decide(REPLIER, &format!("/api/{method}"), args);
+            assert_eq!(
+                outcome(&d),
+                (
+                    EgressReason::ChannelDenied,
+                    Some("reply_scope"),
+                    Some("C0SECRET")
+                ),
+                "{method}"
+            );
+            let allowed = args.replace("C0SECRET", "C0HELP");
+            let d = door.decide(REPLIER, &format!("/api/{method}"), &allowed);
+            assert_eq!(d.reason, EgressReason::Allowed, "{method}");
+        }
+        // Reads are not scoped.
+        let d = door.decide(REPLIER, "/api/conversations.info", "channel=C0SECRET");
+        assert_eq!(d.reason, EgressReason::Allowed);
+    }
+
+    #[test]
+    fn an_unknown_caller_leaves_only_a_documented_method_and_the_reason() {
+        let door = Door::new();
+        let d = door.decide(
+            "gk_nobody",
+            "/api/chat.PostMessage",
+            "channel=C0HELP&team_id=T0ACME",
+        );
+        assert_eq!(
+            (d.reason, d.rule.as_deref()),
+            (EgressReason::UnknownBot, Some("key"))
+        );
+        assert_eq!(d.method.as_deref(), Some("chat.postMessage"));
+        assert_eq!(
+            (d.team_id, d.channel_id, d.encoding, d.body_token),
+            (None, None, None, false)
+        );
+        let d = door.decide("gk_nobody", "/api/secret.exfil", "channel=C0HELP");
+        assert_eq!(d.method, None);
+        // Unreadable: the rule is a fixed phrase, not the argument's name.
+        let d = door.decide(
+            "gk_nobody",
+            "/api/chat.postMessage",
+            "mysecretname=1&mysecretname=2",
+        );
+        assert_eq!(d.reason, EgressReason::MalformedCall);
+        assert!(!d
+            .rule
+            .as_deref()
+            .unwrap_or_default()
+            .contains("mysecretname"));
+        let d = door.decide(
+            SCOPED,
+            "/api/chat.postMessage",
+            "mysecretname=1&mysecretname=2",
+        );
+        assert!(d
+            .rule
+            .as_deref()
+            .unwrap_or_default()
+            .contains("mysecretname"));
+    }
+
+    #[test]
+    fn audited_ids_have_slacks_shape() {
+        let door = Door::new();
+        let d = door.decide(
+            COUNTER,
+            "/api/chat.postMessage",
+            "channel=c0help&team_id=t%0Aacme",
+        );
+        assert_eq!(
+            (d.team_id.as_deref(), d.channel_id.as_deref()),
+            (Some("invalid"), Some("invalid"))
+        );
+        // The channel check still reads the channel as written.
+        let d = door.decide(
+            SCOPED,
+            "/api/chat.postMessage",
+            "channel=c0help&team_id=T0ACME",
+        );
+        assert_eq!(
+            outcome(&d),
+            (
+                EgressReason::ChannelDenied,
+                Some("channels"),
+                Some("invalid")
+            )
+        );
+        let d = door.decide(
+            SCOPED,
+            "/api/chat.postMessage",
+            "channel=C0HELP&team_id=T0%20ACME",
+        );
+        assert_eq!(
+            (d.reason, d.team_id.as_deref()),
+            (EgressReason::TeamDenied, Some("invalid"))
+        );
     }
 
     fn hook_policy() -> Policy {

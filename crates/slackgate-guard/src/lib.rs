@@ -26,13 +26,13 @@
 //! | module | what |
 //! |---|---|
 //! | `stages` | the pipeline as typed stages: [`Inbound`], [`Admitted`], steps 4 to 9 chained with `?` |
-//! | `egress` | the egress decision: [`EgressCall`] -> [`EgressDecision`] with an [`EgressReason`]; Slack's 429s ([`SlackLimits`]) |
+//! | `egress` | the egress decision: [`EgressCall`] and [`EgressSettings`] -> [`EgressDecision`] with an [`EgressReason`]; Slack's 429s ([`SlackLimits`]) |
 //! | `decision` | [`Decision`] and its constructors, [`Rule`], [`Action`], [`apply_mode`] (shadow) |
 //! | `reason` | [`Reason`]: every outcome with its status, label and public message |
 //! | `scope` | the route's `allow` and `deny` on a request's facts |
 //! | `client_ip` | [`client_ip`]: the socket peer or the `X-Forwarded-For` walk |
 //! | `replay` | [`ReplayCache`]: signatures seen within their window |
-//! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request, for `reply_scope` |
+//! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request the gateway forwarded, for `reply_scope` |
 //! | `revoked` | [`RevokedTokens`]: bot tokens a verified lifecycle event ended |
 //! | `members` | [`GroupMembers`]: the members of the policy's user groups, as last read from Slack |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
@@ -66,7 +66,8 @@ pub use clock::{unix_secs, unix_secs_f64, Clock, FakeClock, SystemClock};
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
 pub use egress::{
-    decide_hook, EgressCall, EgressDecision, EgressReason, HookPost, SlackLimits, Unreadable,
+    decide_hook, EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, SlackLimits,
+    Unreadable,
 };
 pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
@@ -109,16 +110,18 @@ impl<C: Clock> Guard<C> {
     }
 
     /// The egress decision for one Web API call (see the `egress` module for the
-    /// stages), over `policy` at the guard's clock.
+    /// stages), over `policy` with the server config's `settings`, at the guard's clock.
     pub fn decide_egress(
         &self,
         policy: &slackgate_policy::Policy,
         call: &EgressCall<'_>,
+        settings: &EgressSettings,
     ) -> EgressDecision {
         let now = clock::unix_secs_f64(self.clock.now());
         egress::decide_egress(
             policy,
             call,
+            settings,
             &self.limiter,
             &self.slack_limits,
             &self.revoked,
@@ -128,8 +131,14 @@ impl<C: Clock> Guard<C> {
     }
 
     /// Records, for `reply_scope`, the channel of the inbound request decided by `d` on a
-    /// route of app `app`, when the request was verified and names a channel, and some bot
-    /// of `policy` with a `reply_scope` belongs to `app` (no state is kept otherwise).
+    /// route of app `app`, when the request was verified, is forwarded to the bot and names
+    /// a channel, and some bot of `policy` with a `reply_scope` belongs to `app` (no state
+    /// is kept otherwise).
+    ///
+    /// Only a forwarded request opens a reply window: one the gateway answered itself (a
+    /// `scope_denied`, a rate limit, a dedupe) reached no bot, so nothing can be a reply to
+    /// it. A shadow route's would-be denial is forwarded, so it does open one: the bot
+    /// received the request, and shadow mode exists to learn what it does with it.
     ///
     /// Returns the channel and the time recorded (for sharing it with other replicas).
     pub fn note_reply_channel<'d>(
@@ -138,7 +147,7 @@ impl<C: Clock> Guard<C> {
         app: &std::sync::Arc<str>,
         d: &'d Decision<'_>,
     ) -> Option<(&'d str, f64)> {
-        if !revoked::verified(d) {
+        if !revoked::verified(d) || d.action != Action::Forward {
             return None;
         }
         let channel = d.facts.as_ref().and_then(|f| f.channel_id.as_deref())?;

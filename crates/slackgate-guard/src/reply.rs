@@ -1,8 +1,10 @@
 //! `reply_scope`: the channels that sent an app a verified inbound request, and when.
 //!
-//! A bot with `reply_scope: 10m` may write (`chat.*`) only into a channel that sent its
-//! app a verified request within the last 10 minutes. Every verified inbound request that
-//! names a channel is recorded here, for apps that some bot's `reply_scope` reads.
+//! A bot with `reply_scope: 10m` may write into a conversation (every method that writes
+//! into one: `slackgate_slack::conversation_use`) only when that channel sent its app a
+//! verified request within the last 10 minutes that the gateway forwarded to the bot. Every
+//! such inbound request that names a channel is recorded here, for apps that some bot's
+//! `reply_scope` reads; a denied one is not (it reached no bot, so nothing is a reply to it).
 //!
 //! This is the replica's own record. With the Redis backend the proxy shares it: each
 //! recorded channel is written to Redis, and a replica that would deny a reply by
@@ -19,16 +21,6 @@ const MAX_CHANNELS: usize = 100_000;
 /// The longest `reply_scope` is not known here, so the pairs a full map drops first are
 /// those older than this (a day).
 const STALE_SECS: f64 = 86_400.0;
-
-/// The `chat.*` methods that write into a channel.
-pub(crate) const CHAT_WRITES: [&str; 6] = [
-    "chat.postMessage",
-    "chat.postEphemeral",
-    "chat.update",
-    "chat.delete",
-    "chat.scheduleMessage",
-    "chat.meMessage",
-];
 
 /// An app by name and a channel id.
 type AppChannel = (Arc<str>, Box<str>);

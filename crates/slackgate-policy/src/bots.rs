@@ -241,8 +241,9 @@ pub struct Bot {
     pub deny_args: IdSet,
     /// Rate limits, in policy order.
     pub rate_limits: Arc<[EgressLimitRule]>,
-    /// When set, `chat.*` writes go only to channels that sent the bot's `app` a
-    /// verified inbound request within this window (the bot then has an `app`).
+    /// When set, writes into a conversation (every method that writes into one) go only
+    /// to channels that sent the bot's `app` a verified inbound request, forwarded to the
+    /// bot, within this window (the bot then has an `app`).
     pub reply_scope: Option<std::time::Duration>,
 }
 

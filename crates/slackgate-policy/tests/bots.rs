@@ -243,6 +243,14 @@ fn rule_problems_are_errors() {
             "which the gateway rules on itself",
         ),
         (
+            "methods: [chat.postMessage]\n    deny_args: [channel_ids]",
+            "which the gateway rules on itself",
+        ),
+        (
+            "methods: [chat.PostMessage]",
+            "lists `chat.PostMessage`, which Slack spells `chat.postMessage`",
+        ),
+        (
             "methods: [chat.postMessage]\n    rate_limits: [{ per: user, rate: 1/s, burst: 1 }]",
             "invalid value",
         ),

@@ -307,9 +307,11 @@ pub struct EgressRecord<'a> {
     pub bot: Option<&'a str>,
     /// The Web API method.
     pub method: Option<&'a str>,
-    /// The call's `team_id`.
+    /// The call's `team_id` (`invalid` unless in Slack's id shape; none for an unknown
+    /// caller).
     pub team_id: Option<&'a str>,
-    /// The first channel the call names.
+    /// The channel the method acts on, or the one denied (`invalid` unless in Slack's id
+    /// shape; none for an unknown caller).
     pub channel_id: Option<&'a str>,
     /// Reason code.
     pub reason: &'static str,

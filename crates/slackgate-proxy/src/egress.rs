@@ -36,7 +36,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{HttpProxy, ProxyHttp, Session};
-use slackgate_guard::{EgressCall, EgressDecision, EgressReason, HookPost, Reason, Unreadable};
+use slackgate_guard::{
+    EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, Reason, Unreadable,
+};
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
@@ -614,10 +616,17 @@ impl EgressApp {
             content_type: head.content_type.as_deref(),
             body,
         };
-        let mut decision = self.shared.guard.decide_egress(&snap.policy, &call);
+        let settings = EgressSettings::from(&snap.config.limits);
+        let mut decision = self
+            .shared
+            .guard
+            .decide_egress(&snap.policy, &call, &settings);
         // Denied by reply_scope here: another replica may have seen the channel.
         if self.seen_elsewhere(&decision).await {
-            decision = self.shared.guard.decide_egress(&snap.policy, &call);
+            decision = self
+                .shared
+                .guard
+                .decide_egress(&snap.policy, &call, &settings);
         }
         if let Some(why) = unreadable {
             decision.unreadable(why);

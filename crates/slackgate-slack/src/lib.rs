@@ -23,7 +23,8 @@
 //! | `wire` | the serde shapes of Slack's JSON bodies, read by `facts` |
 //! | `fast` | the quick reader for plain Events API bodies, held to serde's answers (tests in `fast/tests.rs`, which read the same bodies through `facts`) |
 //! | `subteam` | user group change events: [`changed_usergroup`], [`is_usergroup_id`] |
-//! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
+//! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`] within [`CallLimits`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
+//! | `methods` | Slack's method table: [`canonical_method`] (case-insensitive lookup to Slack's spelling), [`conversation_use`] (which argument names the conversation a method acts on, and whether it writes there), [`CHANNEL_ARGUMENTS`]; [`is_slack_id`] |
 
 #![warn(missing_docs)]
 
@@ -32,6 +33,7 @@ mod fast;
 mod headers;
 mod kind;
 mod lifecycle;
+mod methods;
 mod signature;
 mod subteam;
 mod webapi;
@@ -46,6 +48,10 @@ pub use headers::{
 };
 pub use kind::RequestKind;
 pub use lifecycle::{Carries, Lifecycle};
+pub use methods::{
+    canonical_method, conversation_use, is_slack_id, ConversationUse, Writes, CHANNEL_ARGUMENTS,
+    METHODS,
+};
 pub use signature::{
     check_window, parse_signature, parse_timestamp, verify, SignatureError, SigningKey, Verified,
     MAC_LEN, SIGNATURE_HEADER_LEN,
@@ -56,5 +62,5 @@ pub use subteam::{
 };
 pub use webapi::{
     is_privileged_method, method_from_path, read_call, strip_body_token, CallArgs, CallEncoding,
-    CallError,
+    CallError, CallLimits,
 };

@@ -1,15 +1,23 @@
 //! Bots' calls to the Slack Web API (the egress door), read the way Slack reads them.
 //!
 //! A call is `POST /api/<method>` with its arguments in the query string and in a form or
-//! JSON body. [`method_from_path`] names the method, [`is_privileged_method`] says whether it
-//! must be listed by its exact name, [`read_call`] reads the arguments policy decides on
-//! ([`CallArgs`]) and [`strip_body_token`] removes the bot's `token` argument from the body
-//! before it is forwarded, leaving every other byte as it was.
+//! JSON body. [`method_from_path`] names the method (which [`crate::canonical_method`] then
+//! spells as Slack does), [`is_privileged_method`] says whether it must be listed by its
+//! exact name, [`read_call`] reads the arguments policy decides on ([`CallArgs`]) and
+//! [`strip_body_token`] removes the bot's `token` argument from the body before it is
+//! forwarded, leaving every other byte as it was.
 //!
 //! Reading fails closed: an argument repeated with different values, a body that is not
-//! exactly one JSON object or a form of UTF-8 text, a channel that is not a string, and a form
-//! argument whose name Slack's form parser may file under a watched name (`channel[]`,
-//! `team.id`) are all errors ([`CallError`], reason `malformed_call`), never a best guess.
+//! exactly one JSON object or a form of UTF-8 text, a channel that is not a string, more
+//! channels than [`CallLimits::max_channels`], and a form argument whose name Slack's form
+//! parser may file under a watched name (`channel[]`, `team.id`) are all errors
+//! ([`CallError`], reason `malformed_call`), never a best guess.
+//!
+//! Reading is linear in the call's size: channels are deduplicated through a hash set, a
+//! repeated JSON argument is compared with its first value parsed once, and a channel list
+//! is read item by item and left as soon as it passes the cap. The caller is not known yet
+//! when a call is read (its key may be in the body), so nothing here may cost more than
+//! reading the bytes.
 //!
 //! JSON bodies are read by a scanner of this module rather than by `serde_json`, because
 //! stripping the token needs the byte spans of the top-level members. The scanner accepts
@@ -22,6 +30,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
+
+use crate::methods::{conversation_use, is_list_argument, CHANNEL_ARGUMENTS};
 
 // === Methods ===
 
@@ -156,11 +166,16 @@ pub struct CallArgs {
     pub token_in_query: bool,
     /// The `token` argument of the body (form field or top-level JSON string member), if any.
     pub body_token: Option<String>,
-    /// Channels named by `channel`, `channel_id` and `channels` (a comma-separated list,
-    /// items trimmed, empty items dropped), from query and body, deduplicated, in order of
-    /// appearance. `channel` and `channel_id` values are taken as they are, even when empty.
-    /// A JSON `channels` array's items are comma lists too.
+    /// Channels named by every channel-naming argument ([`crate::CHANNEL_ARGUMENTS`]:
+    /// `channel`, `channel_id`, `context_channel_id`, and the lists `channels` and
+    /// `channel_ids`, comma-separated, items trimmed, empty items dropped), from query and
+    /// body, deduplicated, in order of appearance. Single-channel values are taken as they
+    /// are, even when empty. A JSON list argument may be an array; its items are comma lists
+    /// too. At most [`CallLimits::max_channels`] of them.
     pub channels: Vec<String>,
+    /// For each channel-naming argument given, the first channel it names (a list's first
+    /// item), in order of appearance; see [`CallArgs::acted_on`].
+    pub by_argument: Vec<(&'static str, String)>,
     /// The `team_id` argument, if any.
     pub team_id: Option<String>,
     /// Every argument name, query and body, deduplicated, in order of appearance (for
@@ -177,11 +192,41 @@ impl CallArgs {
             token_in_query: false,
             body_token: None,
             channels: Vec::new(),
+            by_argument: Vec::new(),
             team_id: None,
             names: Vec::new(),
             encoding,
         }
     }
+
+    /// The first channel the call names by `argument`, if it names one by it.
+    pub fn named_by(&self, argument: &str) -> Option<&str> {
+        self.by_argument
+            .iter()
+            .find(|(a, _)| *a == argument)
+            .map(|(_, c)| c.as_str())
+    }
+
+    /// The channel a call of `method` (in Slack's spelling) acts on: the first of the
+    /// method's own arguments ([`crate::conversation_use`]) that the call gives. For a
+    /// method the table ties to no conversation, the first channel the call names. `None`
+    /// when the call does not name the conversation the method acts on.
+    pub fn acted_on(&self, method: &str) -> Option<&str> {
+        match conversation_use(method) {
+            Some(u) => u.targets.iter().find_map(|t| self.named_by(t)),
+            None => self.channels.first().map(String::as_str),
+        }
+    }
+}
+
+// === CallLimits ===
+
+/// Bounds on what one call may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// The most distinct channels a call may name, all channel-naming arguments together
+    /// (`limits.max_call_channels`); one more is [`CallError::TooManyChannels`].
+    pub max_channels: usize,
 }
 
 // === CallError ===
@@ -208,8 +253,8 @@ pub enum CallError {
         /// The argument's name.
         name: String,
     },
-    /// `channel`, `channel_id` or `channels` with a JSON value that is not a string (or, for
-    /// `channels`, an array of strings).
+    /// A channel-naming argument with a JSON value that is not a string (or, for a list
+    /// argument, an array of strings).
     #[error("the argument `{name}` is not a string")]
     ChannelNotString {
         /// The argument's name.
@@ -220,6 +265,13 @@ pub enum CallError {
     NotAString {
         /// The argument's name.
         name: &'static str,
+    },
+    /// More distinct channels than [`CallLimits::max_channels`], all channel-naming
+    /// arguments together.
+    #[error("the call names more than {max} channels (limits.max_call_channels)")]
+    TooManyChannels {
+        /// The cap.
+        max: usize,
     },
     /// A form argument whose name Slack's form parser may file under a watched name
     /// (`channel[]`, `team.id`, ` token`): its meaning is not certain, so it is refused.
@@ -250,24 +302,34 @@ impl fmt::Display for Shown<'_> {
 
 // === read_call ===
 
-/// The argument names the gateway reads values of.
-const WATCHED: [&str; 5] = ["token", "team_id", "channel", "channel_id", "channels"];
+/// The argument names the gateway reads values of: `token`, `team_id` and the
+/// channel-naming ones.
+const WATCHED: [&str; 7] = [
+    "token",
+    "team_id",
+    CHANNEL_ARGUMENTS[0],
+    CHANNEL_ARGUMENTS[1],
+    CHANNEL_ARGUMENTS[2],
+    CHANNEL_ARGUMENTS[3],
+    CHANNEL_ARGUMENTS[4],
+];
 
 /// Reads a call: `query` is the raw query string (without `?`), `content_type` the raw
-/// Content-Type value and `body` the raw body.
+/// Content-Type value and `body` the raw body; `limits` bounds what it may name.
 ///
 /// Query and body arguments are read together: a name given twice with different values,
 /// in either or across both, is [`CallError::Ambiguous`], whatever the argument; the same
 /// value repeated is fine. A query value and a JSON value are the same only when the JSON
 /// value is a string with the same text; two JSON values are compared as `serde_json`
-/// values. Never panics, whatever the input.
+/// values. Never panics, whatever the input, and takes time linear in its size.
 pub fn read_call(
     query: Option<&[u8]>,
     content_type: Option<&[u8]>,
     body: &[u8],
+    limits: &CallLimits,
 ) -> Result<CallArgs, CallError> {
     let encoding = CallEncoding::detect(content_type, body)?;
-    let mut reader = Reader::new(encoding);
+    let mut reader = Reader::new(encoding, limits);
     if let Some(query) = query {
         reader.form(query, Source::Query)?;
     }
@@ -308,16 +370,37 @@ impl Given<'_> {
             Given::Json(raw) => json_string(raw),
         }
     }
+}
 
-    /// Whether two values of one name are the same value.
-    fn same_as(&self, other: &Given<'_>) -> Result<bool, CallError> {
-        match (self, other) {
+/// The first value of an argument, kept to compare its repeats with.
+#[derive(Debug)]
+struct First<'a> {
+    given: Given<'a>,
+    /// The JSON value as `serde_json` reads it, once a repeat needed it: parsed once, so
+    /// that many small repeats of one large value cost their own size only.
+    parsed: Option<serde_json::Value>,
+}
+
+impl First<'_> {
+    /// Whether a repeat is the same value.
+    fn same_as(&mut self, repeat: &Given<'_>) -> Result<bool, CallError> {
+        match (&self.given, repeat) {
             (Given::Text(a), Given::Text(b)) => Ok(a == b),
             (Given::Text(text), json @ Given::Json(_))
             | (json @ Given::Json(_), Given::Text(text)) => {
                 Ok(json.text()?.is_some_and(|s| s == *text))
             }
-            (Given::Json(a), Given::Json(b)) => Ok(a == b || json_value(a)? == json_value(b)?),
+            (Given::Json(a), Given::Json(b)) => {
+                if a == b {
+                    return Ok(true);
+                }
+                let theirs = json_value(b)?;
+                let ours = match &mut self.parsed {
+                    Some(v) => v,
+                    None => self.parsed.insert(json_value(a)?),
+                };
+                Ok(*ours == theirs)
+            }
         }
     }
 }
@@ -330,17 +413,22 @@ fn json_value(raw: &[u8]) -> Result<serde_json::Value, CallError> {
 /// Collects a call's arguments.
 struct Reader<'a> {
     /// The first value of each name.
-    seen: HashMap<Cow<'a, str>, Given<'a>>,
+    seen: HashMap<Cow<'a, str>, First<'a>>,
     /// The names in `args.names`.
     listed: HashSet<String>,
+    /// The channels in `args.channels`.
+    channel_set: HashSet<String>,
+    max_channels: usize,
     args: CallArgs,
 }
 
 impl<'a> Reader<'a> {
-    fn new(encoding: CallEncoding) -> Self {
+    fn new(encoding: CallEncoding, limits: &CallLimits) -> Self {
         Reader {
             seen: HashMap::new(),
             listed: HashSet::new(),
+            channel_set: HashSet::new(),
+            max_channels: limits.max_channels,
             args: CallArgs::new(encoding),
         }
     }
@@ -379,7 +467,7 @@ impl<'a> Reader<'a> {
         source: Source,
     ) -> Result<(), CallError> {
         self.take(&name, &value, source)?;
-        match self.seen.get(name.as_ref()) {
+        match self.seen.get_mut(name.as_ref()) {
             Some(first) => {
                 if !first.same_as(&value)? {
                     return Err(CallError::Ambiguous {
@@ -389,7 +477,13 @@ impl<'a> Reader<'a> {
             }
             None => {
                 self.list(&name);
-                self.seen.insert(name, value);
+                self.seen.insert(
+                    name,
+                    First {
+                        given: value,
+                        parsed: None,
+                    },
+                );
             }
         }
         Ok(())
@@ -420,48 +514,59 @@ impl<'a> Reader<'a> {
                     self.args.team_id = Some(team.into_owned());
                 }
             }
-            "channel" | "channel_id" => {
-                let name = if name == "channel" {
-                    "channel"
-                } else {
-                    "channel_id"
+            _ => {
+                let Some(&argument) = CHANNEL_ARGUMENTS.iter().find(|a| **a == name) else {
+                    return Ok(());
                 };
-                let channel = value.text()?.ok_or(CallError::ChannelNotString { name })?;
-                self.channel(&channel);
-            }
-            "channels" => {
-                let not_string = CallError::ChannelNotString { name: "channels" };
+                let not_string = CallError::ChannelNotString { name: argument };
+                if !is_list_argument(argument) {
+                    let channel = value.text()?.ok_or(not_string)?;
+                    return self.channel(argument, &channel);
+                }
                 match value {
-                    Given::Text(list) => self.channel_list(list),
+                    Given::Text(list) => self.channel_list(argument, list)?,
                     Given::Json(raw) => match raw.first() {
                         Some(b'"') => {
                             let list = json_string(raw)?.ok_or(not_string)?;
-                            self.channel_list(&list);
+                            self.channel_list(argument, &list)?;
                         }
                         Some(b'[') => {
-                            for item in json_string_array(raw)?.ok_or(not_string)? {
-                                self.channel_list(&item);
+                            if !json_string_items(raw, |item| self.channel_list(argument, &item))? {
+                                return Err(not_string);
                             }
                         }
                         _ => return Err(not_string),
                     },
                 }
             }
-            _ => {}
         }
         Ok(())
     }
 
-    fn channel(&mut self, channel: &str) {
-        if !self.args.channels.iter().any(|c| c == channel) {
+    /// Records a channel named by `argument`: once, and only while under the cap.
+    fn channel(&mut self, argument: &'static str, channel: &str) -> Result<(), CallError> {
+        if !self.channel_set.contains(channel) {
+            if self.args.channels.len() >= self.max_channels {
+                return Err(CallError::TooManyChannels {
+                    max: self.max_channels,
+                });
+            }
+            self.channel_set.insert(channel.to_owned());
             self.args.channels.push(channel.to_owned());
         }
+        // At most one entry per channel-naming argument: a scan of five.
+        if self.args.named_by(argument).is_none() {
+            self.args.by_argument.push((argument, channel.to_owned()));
+        }
+        Ok(())
     }
 
-    fn channel_list(&mut self, list: &str) {
+    /// Records a comma list's channels, stopping at the first one past the cap.
+    fn channel_list(&mut self, argument: &'static str, list: &str) -> Result<(), CallError> {
         for item in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            self.channel(item);
+            self.channel(argument, item)?;
         }
+        Ok(())
     }
 }
 
@@ -627,29 +732,32 @@ fn json_string(raw: &[u8]) -> Result<Option<Cow<'_, str>>, CallError> {
     scan.string().map(Some)
 }
 
-/// The items of a JSON array of strings; `None` when the value is not an array or an item
-/// is not a string.
-fn json_string_array(raw: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, CallError> {
+/// Hands each item of a JSON array of strings to `each`, in order, stopping at its first
+/// error; `false` when the value is not an array or an item is not a string (items before
+/// it were handed over).
+fn json_string_items(
+    raw: &[u8],
+    mut each: impl FnMut(Cow<'_, str>) -> Result<(), CallError>,
+) -> Result<bool, CallError> {
     let text = std::str::from_utf8(raw).map_err(|_| CallError::BadJson)?;
     let mut scan = Scanner { text, pos: 0 };
     if scan.next()? != b'[' {
-        return Ok(None);
+        return Ok(false);
     }
-    let mut items = Vec::new();
     scan.ws();
     if scan.peek() == Some(b']') {
-        return Ok(Some(items));
+        return Ok(true);
     }
     loop {
         scan.ws();
         if scan.peek() != Some(b'"') {
-            return Ok(None);
+            return Ok(false);
         }
-        items.push(scan.string()?);
+        each(scan.string()?)?;
         scan.ws();
         match scan.next()? {
             b',' => {}
-            b']' => return Ok(Some(items)),
+            b']' => return Ok(true),
             _ => return Err(CallError::BadJson),
         }
     }

@@ -21,8 +21,8 @@
 use std::net::IpAddr;
 
 use slackgate_guard::{
-    Action, Clock, Decision, EgressCall, EgressDecision, Guard, GuardSettings, Inbound, Reason,
-    Unreadable,
+    Action, Clock, Decision, EgressCall, EgressDecision, EgressSettings, Guard, GuardSettings,
+    Inbound, Reason, Unreadable,
 };
 use slackgate_policy::{Loaded, Route};
 use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -276,7 +276,8 @@ pub fn decide_egress<C: Clock>(
         // The listener stops reading at the cap and decides on an empty body.
         body: if too_large { &[] } else { req.body },
     };
-    let mut decision = guard.decide_egress(&loaded.policy, &call);
+    let settings = EgressSettings::from(&loaded.limits());
+    let mut decision = guard.decide_egress(&loaded.policy, &call, &settings);
     let unreadable = if too_large {
         Some(Unreadable::BodyTooLarge)
     } else if req.headers.duplicated {

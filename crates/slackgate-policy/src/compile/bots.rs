@@ -191,7 +191,16 @@ impl Compiler<'_> {
                     "write a method name such as chat.postMessage, or a pattern such as reactions.* (letters, digits, '.', '*')",
                 );
             } else if !m.contains('*') {
-                exact.push(m.as_str());
+                // Calls are decided under Slack's spelling, so another spelling of a method
+                // Slack documents would never match.
+                match slackgate_slack::canonical_method(m) {
+                    Some(slack) if slack != m.as_str() => self.errs.at(
+                        m.span(),
+                        format!("`methods` of bot `{label}` lists `{}`, which Slack spells `{slack}`", m.as_str()),
+                        format!("write `{slack}`: Slack's method names are case-sensitive, and calls are decided under Slack's spelling"),
+                    ),
+                    _ => exact.push(m.as_str()),
+                }
             }
         }
         let method_rule = MethodRule {
@@ -224,7 +233,9 @@ impl Compiler<'_> {
                         format!("`deny_args` of bot `{label}` has an entry that is not an argument name"),
                         "write a Web API argument name such as username or icon_url",
                     );
-                } else if matches!(a.as_str(), "token" | "channel" | "channel_id" | "channels" | "team_id") {
+                } else if matches!(a.as_str(), "token" | "team_id")
+                    || slackgate_slack::CHANNEL_ARGUMENTS.contains(&a.as_str())
+                {
                     self.errs.at(
                         a.span(),
                         format!("`deny_args` of bot `{label}` lists `{}`, which the gateway rules on itself", a.as_str()),

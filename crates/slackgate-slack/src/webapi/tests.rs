@@ -5,6 +5,18 @@ use super::*;
 const FORM: Option<&[u8]> = Some(b"application/x-www-form-urlencoded");
 const JSON: Option<&[u8]> = Some(b"application/json");
 
+/// The default `limits.max_call_channels`.
+const LIMITS: CallLimits = CallLimits { max_channels: 100 };
+
+/// `read_call` within the default limits.
+fn read_call(
+    query: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<CallArgs, CallError> {
+    super::read_call(query, content_type, body, &LIMITS)
+}
+
 fn form(body: &str) -> Result<CallArgs, CallError> {
     read_call(None, FORM, body.as_bytes())
 }
@@ -248,6 +260,7 @@ fn python_sdk_json_post_message() {
             token_in_query: false,
             body_token: None,
             channels: strings(&["C0HELP"]),
+            by_argument: vec![("channel", "C0HELP".to_owned())],
             team_id: None,
             names: strings(&["channel", "text"]),
             encoding: CallEncoding::Json,
@@ -518,6 +531,311 @@ fn team_id_is_read() {
         Some("T0ACME")
     );
     assert_eq!(form("channel=C1").unwrap().team_id, None);
+}
+
+// === Channel-naming arguments, the cap, the channel acted on ===
+
+fn within(max_channels: usize, body: &str) -> Result<CallArgs, CallError> {
+    super::read_call(None, FORM, body.as_bytes(), &CallLimits { max_channels })
+}
+
+fn ids(range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("C{i}")).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn every_channel_naming_argument_counts() {
+    let args = form("channel_ids=C1,C2&context_channel_id=C3&channel=C4").unwrap();
+    assert_eq!(args.channels, strings(&["C1", "C2", "C3", "C4"]));
+    assert_eq!(
+        args.by_argument,
+        vec![
+            ("channel_ids", "C1".to_owned()),
+            ("context_channel_id", "C3".to_owned()),
+            ("channel", "C4".to_owned()),
+        ]
+    );
+    let args = json(r#"{"channel_ids":["C0OTHER"," C1,C2"],"channel_id":"C9"}"#).unwrap();
+    assert_eq!(args.channels, strings(&["C0OTHER", "C1", "C2", "C9"]));
+    for (body, name) in [
+        (r#"{"channel_ids":{"a":"C1"}}"#, "channel_ids"),
+        (r#"{"channel_ids":["C1",2]}"#, "channel_ids"),
+        (r#"{"context_channel_id":["C1"]}"#, "context_channel_id"),
+    ] {
+        assert_eq!(
+            json(body),
+            Err(CallError::ChannelNotString { name }),
+            "{body}"
+        );
+    }
+    // Slack's form parser would file these under a channel-naming name.
+    assert_eq!(
+        form("channel_ids%5B%5D=C1"),
+        Err(CallError::AliasedName {
+            name: "channel_ids"
+        })
+    );
+    assert_eq!(
+        form("context.channel_id=C1"),
+        Err(CallError::AliasedName {
+            name: "context_channel_id"
+        })
+    );
+}
+
+#[test]
+fn the_cap_counts_distinct_channels_of_every_argument() {
+    let at_cap = format!("channels={}", ids(0..100));
+    assert_eq!(within(100, &at_cap).unwrap().channels.len(), 100);
+    // Repeats of a channel, in one list or across arguments, are one channel.
+    let repeated = format!(
+        "channels={}&channel_ids={}&channel=C7",
+        ids(0..100),
+        ids(0..100)
+    );
+    assert_eq!(within(100, &repeated).unwrap().channels.len(), 100);
+    let over = CallError::TooManyChannels { max: 100 };
+    assert_eq!(
+        within(100, &format!("channels={}", ids(0..101))),
+        Err(over.clone())
+    );
+    let spread = format!("channel=C100&channels={}", ids(0..100));
+    assert_eq!(within(100, &spread), Err(over.clone()));
+    let spread = format!("channel_ids={}&channels={}", ids(0..60), ids(50..101));
+    assert_eq!(within(100, &spread), Err(over.clone()));
+    let array: Vec<String> = (0..101).map(|i| format!("\"C{i}\"")).collect();
+    let body = format!(r#"{{"channels":[{}]}}"#, array.join(","));
+    assert_eq!(
+        super::read_call(None, JSON, body.as_bytes(), &LIMITS),
+        Err(over.clone())
+    );
+    assert_eq!(
+        within(0, "channel=C1"),
+        Err(CallError::TooManyChannels { max: 0 })
+    );
+    assert!(within(0, "text=hi").is_ok());
+    // Reading stops at the cap: the broken argument after it is never decoded.
+    let stops = format!("channels={}&text=%FF", ids(0..101));
+    assert_eq!(within(100, &stops), Err(over.clone()));
+    // The error text names the setting, never a channel.
+    let text = over.to_string();
+    assert!(
+        text.contains("limits.max_call_channels") && !text.contains("C1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_channel_acted_on_is_the_methods_own_argument() {
+    let args = form("channel_id=C0HELP&channel=C0OPS").unwrap();
+    assert_eq!(args.acted_on("chat.postMessage"), Some("C0OPS"));
+    assert_eq!(args.acted_on("bookmarks.add"), Some("C0HELP"));
+    // A method the table ties to no conversation: the first channel named.
+    assert_eq!(args.acted_on("auth.test"), Some("C0HELP"));
+    assert_eq!(args.acted_on("someone.elses"), Some("C0HELP"));
+    let args = json(r#"{"channel_ids":["C0OTHER","C0HELP"],"canvas_id":"F1"}"#).unwrap();
+    assert_eq!(args.acted_on("canvases.access.set"), Some("C0OTHER"));
+    let upload = form("files=%5B%5D&channels=C2,C3").unwrap();
+    assert_eq!(upload.acted_on("files.completeUploadExternal"), Some("C2"));
+    let upload = form("channels=C2&channel_id=C1").unwrap();
+    assert_eq!(upload.acted_on("files.completeUploadExternal"), Some("C1"));
+    // An unfurl by unfurl_id names no conversation.
+    let unfurl = form("unfurl_id=U1&source=composer&unfurls=%7B%7D").unwrap();
+    assert_eq!(unfurl.acted_on("chat.unfurl"), None);
+    assert_eq!(unfurl.acted_on("auth.test"), None);
+    // A post naming its conversation only by an argument Slack does not read there.
+    let stray = form("channel_id=C0HELP&text=hi").unwrap();
+    assert_eq!(stray.acted_on("chat.postMessage"), None);
+}
+
+/// Calls that name `n` channels, in one of the shapes a hostile caller might pick: a form
+/// or JSON list, with or without repeats, or one large JSON value repeated many times in
+/// small spellings (each repeat compared with the first).
+fn hostile_call(shape: u8, argument: &str, n: usize) -> (Option<&'static [u8]>, Vec<u8>) {
+    let items = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>();
+    match shape % 5 {
+        0 => (
+            FORM,
+            format!("{argument}={}", items(&|i| format!("C{i}")).join(",")).into_bytes(),
+        ),
+        1 => (
+            FORM,
+            format!(
+                "{argument}={}",
+                items(&|i| format!("+C{}+", i / 2)).join("%2C")
+            )
+            .into_bytes(),
+        ),
+        2 => {
+            let quoted = items(&|i| format!("\"C{i}\""));
+            (
+                JSON,
+                format!(r#"{{"{argument}":[{}]}}"#, quoted.join(",")).into_bytes(),
+            )
+        }
+        3 => (
+            JSON,
+            format!(
+                r#"{{"{argument}":"{}"}}"#,
+                items(&|i| format!("C{}", i % 7)).join(" , ")
+            )
+            .into_bytes(),
+        ),
+        _ => {
+            // A first value padded to the body's size, then n small repeats of it.
+            let mut body = format!(r#"{{"x":[1{}]"#, " ".repeat(8 * n));
+            for _ in 0..n {
+                body.push_str(r#","x":[1]"#);
+            }
+            body.push('}');
+            (JSON, body.into_bytes())
+        }
+    }
+}
+
+/// The fastest of seven runs of `read_call` on each of two bodies, in seconds. The runs
+/// alternate, so that a busy moment of a shared machine slows both alike.
+fn fastest_reads(content_type: Option<&[u8]>, bodies: [&[u8]; 2]) -> [f64; 2] {
+    let limits = CallLimits {
+        max_channels: usize::MAX,
+    };
+    let mut fastest = [f64::INFINITY; 2];
+    for _ in 0..7 {
+        for (body, best) in bodies.iter().zip(fastest.iter_mut()) {
+            let started = std::time::Instant::now();
+            let read = super::read_call(None, content_type, body, &limits);
+            *best = best.min(started.elapsed().as_secs_f64());
+            assert!(read.is_ok(), "{read:?}");
+        }
+    }
+    fastest
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10))]
+
+    /// Reading is linear: eight times the channels take about eight times as long. Up to
+    /// 32x passes, for a shared machine's noise; the quadratic reader took over 64x.
+    #[test]
+    fn reading_channels_is_linear(
+        shape in 0u8..5,
+        argument in prop::sample::select(vec!["channels", "channel_ids"]),
+    ) {
+        let n = 4_000;
+        let (ct, small) = hostile_call(shape, argument, n);
+        let (_, large) = hostile_call(shape, argument, 8 * n);
+        let [t_small, t_large] = fastest_reads(ct, [&small, &large]);
+        prop_assert!(
+            t_large <= 32.0 * t_small.max(1e-6),
+            "shape {shape}: {n} items {t_small:.6}s, {} items {t_large:.6}s", 8 * n
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Channels, the arguments naming them and the cap, as a reader built on serde_json's
+    /// members (repeats kept, in order) finds them in a JSON body.
+    #[test]
+    fn json_channels_follow_serde_json(body in json_text(), max_channels in 0usize..8) {
+        let limits = CallLimits { max_channels };
+        let ours = super::read_call(None, JSON, body.as_bytes(), &limits);
+        let reference = reference_json_channels(body.as_bytes(), max_channels);
+        match (&ours, &reference) {
+            (Ok(args), Some((channels, by_argument))) => {
+                prop_assert_eq!(&args.channels, channels);
+                prop_assert_eq!(&args.by_argument, by_argument);
+            }
+            (Err(_), None) => {}
+            _ => prop_assert!(false, "{body}: read_call {ours:?}, reference {reference:?}"),
+        }
+    }
+}
+
+/// The channels and first channel per argument of a JSON call, read with serde_json alone;
+/// `None` for a call `read_call` must refuse.
+#[allow(clippy::type_complexity)]
+fn reference_json_channels(
+    body: &[u8],
+    max_channels: usize,
+) -> Option<(Vec<String>, Vec<(&'static str, String)>)> {
+    let members = serde_json::from_slice::<Members>(body).ok()?.0;
+    let mut first: Vec<(&str, &serde_json::Value)> = Vec::new();
+    let mut channels: Vec<String> = Vec::new();
+    let mut by_argument: Vec<(&'static str, String)> = Vec::new();
+    for (name, value) in &members {
+        match first.iter().find(|(n, _)| n == name) {
+            Some((_, seen)) if *seen != value => return None,
+            Some(_) => {}
+            None => first.push((name, value)),
+        }
+        if (name == "token" || name == "team_id") && !value.is_string() {
+            return None;
+        }
+        let Some(&argument) = crate::CHANNEL_ARGUMENTS.iter().find(|a| *a == name) else {
+            continue;
+        };
+        let listed: Vec<&str> = match (value, argument) {
+            (serde_json::Value::String(s), "channels" | "channel_ids") => s
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect(),
+            (serde_json::Value::Array(items), "channels" | "channel_ids") => {
+                let mut all = Vec::new();
+                for item in items {
+                    all.extend(
+                        item.as_str()?
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|c| !c.is_empty()),
+                    );
+                }
+                all
+            }
+            (serde_json::Value::String(s), _) => vec![s.as_str()],
+            _ => return None,
+        };
+        for channel in listed {
+            if !channels.iter().any(|c| c == channel) {
+                if channels.len() == max_channels {
+                    return None;
+                }
+                channels.push(channel.to_owned());
+            }
+            if !by_argument.iter().any(|(a, _)| *a == argument) {
+                by_argument.push((argument, channel.to_owned()));
+            }
+        }
+    }
+    Some((channels, by_argument))
+}
+
+/// A JSON object's members in order, repeats included, as serde_json reads them.
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, serde_json::Value>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 // === Ambiguity ===
@@ -848,6 +1166,8 @@ fn json_text() -> impl Strategy<Value = String> {
         "\"channel\"",
         "\"channels\"",
         "\"channel_id\"",
+        "\"channel_ids\"",
+        "\"context_channel_id\"",
         "\"team_id\"",
         "\"token\"",
         "\"text\"",
