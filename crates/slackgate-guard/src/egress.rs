@@ -365,11 +365,10 @@ fn audit_id(id: &str) -> Box<str> {
 /// The audit rule of a call that could not be read. For a caller no key identified, no
 /// argument name it wrote.
 fn unreadable_rule(e: &CallError, identified: bool) -> String {
-    match e {
-        CallError::Ambiguous { .. } if !identified => {
-            "an argument is given more than once with different values".to_owned()
-        }
-        e => e.to_string(),
+    if identified {
+        e.to_string()
+    } else {
+        e.kind().to_owned()
     }
 }
 

@@ -122,13 +122,17 @@ pub fn slack_error_code(v: &str) -> &str {
     }
 }
 
-/// The method an unknown caller named, kept only when it has a Web API method name's
-/// shape (1 to 64 ASCII letters, digits, `.` and `_`), else [`INVALID`].
+/// The method an unknown caller named, kept only when it is a documented Slack method in
+/// Slack's spelling, or a webhook post's `hooks.<name>` (the guard names only webhooks
+/// that exist), else [`INVALID`].
 pub fn method_name(v: &str) -> &str {
-    let shaped = (1..=64).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_');
-    if shaped {
+    let webhook = v.strip_prefix("hooks.").is_some_and(|name| {
+        (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    });
+    if webhook || slackgate_slack::canonical_method(v) == Some(v) {
         v
     } else {
         INVALID
@@ -160,30 +164,17 @@ fn unknown_caller_rule(rule: &str) -> &'static str {
         slackgate_guard::Reason::HeadTimeout,
         slackgate_guard::Reason::UnsupportedTransferCoding,
     ];
-    static READING: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
     if let Some(fixed) = FIXED.into_iter().find(|f| *f == rule) {
         return fixed;
     }
     if let Some(head) = HEAD.into_iter().find(|r| r.as_str() == rule) {
         return head.as_str();
     }
-    // The reading errors whose texts name nothing the caller sent.
-    let reading = READING.get_or_init(|| {
-        [
-            CallError::UnsupportedEncoding.to_string(),
-            CallError::BadJson.to_string(),
-            CallError::NotAnObject.to_string(),
-            CallError::BadUtf8.to_string(),
-            CallError::Ambiguous {
-                name: String::new(),
-            }
-            .to_string(),
-        ]
-    });
-    reading
-        .iter()
-        .find(|f| f.as_str() == rule)
-        .map_or(INVALID, String::as_str)
+    // A call that could not be read: the guard names an unknown caller's by its kind.
+    CallError::KINDS
+        .into_iter()
+        .find(|k| *k == rule)
+        .unwrap_or(INVALID)
 }
 
 /// Which door a record is about: requests from Slack to a bot, or a bot's Web API calls.

@@ -282,6 +282,37 @@ pub enum CallError {
     },
 }
 
+impl CallError {
+    /// What went wrong, without any name or number: one of [`CallError::KINDS`]. The
+    /// audit record of a caller no key identified carries this rather than the
+    /// [`Display`](std::fmt::Display) text, so nothing it wrote (an argument's name) is
+    /// recorded.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            CallError::UnsupportedEncoding => Self::KINDS[0],
+            CallError::BadJson => Self::KINDS[1],
+            CallError::NotAnObject => Self::KINDS[2],
+            CallError::BadUtf8 => Self::KINDS[3],
+            CallError::Ambiguous { .. } => Self::KINDS[4],
+            CallError::ChannelNotString { .. } | CallError::NotAString { .. } => Self::KINDS[5],
+            CallError::TooManyChannels { .. } => Self::KINDS[6],
+            CallError::AliasedName { .. } => Self::KINDS[7],
+        }
+    }
+
+    /// Every [`CallError::kind`].
+    pub const KINDS: [&'static str; 8] = [
+        "the call's body is neither a form nor JSON",
+        "the call's JSON body is not valid JSON",
+        "the call's JSON body is not an object",
+        "an argument of the call is not valid UTF-8",
+        "an argument is given more than once with different values",
+        "an argument that must be a string is not one",
+        "the call names more channels than limits.max_call_channels",
+        "an argument's name may be read as one the gateway checks",
+    ];
+}
+
 /// An argument name as error texts show it: only when it looks like a Slack argument name
 /// (lowercase ASCII letters and `_`, at most 40 bytes), so that a secret sent as a name is
 /// never echoed.

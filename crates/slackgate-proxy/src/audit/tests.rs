@@ -241,6 +241,9 @@ fn ids_keep_slack_shapes_and_nothing_else() {
     assert_eq!(method_name("hooks.alerts"), "hooks.alerts");
     assert_eq!(method_name(&"a".repeat(65)), INVALID);
     assert_eq!(method_name("chat.post Message"), INVALID);
+    // Only Slack's documented methods in Slack's spelling: a caller's own name is not kept.
+    assert_eq!(method_name("chat.PostMessage"), INVALID);
+    assert_eq!(method_name("my.secretkey0123456789"), INVALID);
     assert_eq!(short_text("/ticket"), "/ticket");
     assert_eq!(short_text("deny_args: icon_url"), "deny_args: icon_url");
     assert_eq!(
