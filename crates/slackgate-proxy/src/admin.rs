@@ -14,10 +14,10 @@ use serde_json::json;
 
 use slackgate_policy::{BotToken, SecretRef};
 
-use crate::audit::rfc3339;
-use crate::front::{ConnLimits, Door, Linger, NoFastPath};
-use crate::metrics::{BotTokenView, GuardLevels};
-use crate::state::Shared;
+use crate::core::audit::rfc3339;
+use crate::core::metrics::{BotTokenView, GuardLevels};
+use crate::core::state::Shared;
+use crate::net::front::{ConnLimits, Door, Linger, NoFastPath};
 
 /// The admin HTTP application.
 #[derive(Debug, Clone)]

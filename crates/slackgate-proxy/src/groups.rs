@@ -35,8 +35,8 @@ use slackgate_guard::{unix_secs_f64, Clock};
 use slackgate_policy::{Bot, Egress, IdSet, UserGroup};
 use tokio::sync::Notify;
 
+use crate::core::state::Shared;
 use crate::egress::{error_code, CallFailure, OutHead, SlackClient, SlackClientError};
-use crate::state::Shared;
 
 /// The Web API method that lists a user group's members.
 const METHOD: &str = "usergroups.users.list";
@@ -248,8 +248,8 @@ pub(crate) fn status(shared: &Shared) -> Value {
                     "bot": &*g.bot,
                     "refresh": humantime::format_duration(g.refresh).to_string(),
                     "members": loaded.as_ref().map(|l| l.members.len()),
-                    "loaded_at": loaded.as_ref().map(|l| crate::audit::rfc3339(l.at)),
-                    "last_refresh": s.last_refresh.map(crate::audit::rfc3339),
+                    "loaded_at": loaded.as_ref().map(|l| crate::core::audit::rfc3339(l.at)),
+                    "last_refresh": s.last_refresh.map(crate::core::audit::rfc3339),
                     "last_result": s.last_result.map(RefreshResult::as_str),
                     "last_error": s.last_error,
                 }),

@@ -5,49 +5,33 @@
 //! running snapshot in an `ArcSwap`, and reports what happened. It is the only crate
 //! besides the binary that depends on pingora.
 //!
-//! Where things are, in the order a request meets them:
-//! - `front`: every HTTP/1 connection of every listener (inbound, egress, admin), each
-//!   behind its door; reads each head within the limits, has `http1` judge it (the one
-//!   definition of a valid head, for both paths), serves plain requests on the door's
-//!   fast path and hands the rest, one at a time, to pingora's session (`handover`);
-//!   caps each listener's connections (`fds` fits the caps under the descriptor limit)
-//!   and closes gently (lingering close).
-//! - [`gateway`]: the pipeline over any `Downstream` (`downstream`: the fast path's
-//!   request or pingora's session), from route to answer; `record`: the request's
-//!   state, its audit record and metrics.
-//! - [`upstream`] and [`client`]: pools, health and the round trip to a bot.
-//! - [`egress`]: the egress door (bots -> Slack Web API): its pipeline (behind the same
-//!   front), the TLS client to Slack, the scope ledger.
-//! - [`groups`]: the members of the policy's Slack user groups, read with a bot's token
-//!   and kept in the guard.
-//! - [`server`]: builds the pingora server; `services`: its background services;
-//!   [`signals`]: the operator's signals; [`watch`]: file-change reloads;
-//!   [`state`]: the running snapshot; [`admin`], [`metrics`], [`audit`], [`tls`],
-//!   [`redis`].
+//! Where things are (folders by direction, as pingora-core's `listeners`/`connectors`/
+//! `protocols` and linkerd2-proxy's inbound/outbound):
+//!
+//! | folder | what |
+//! |---|---|
+//! | [`net`] | wire code both doors share: `front` (every HTTP/1 connection of every listener, behind its `Door`: head judge `http1`, deadlines, limits, connection cap, lingering close; hand-over to pingora's session in `handover`), `downstream` (the client side of a request on either path), [`client`] (the upstream HTTP/1 client), [`tls`], `fds` (the descriptor budget) |
+//! | [`core`] | what both doors run on: [`state`] (the running snapshot, reloads), [`audit`], [`metrics`], [`redis`] |
+//! | [`inbound`] | the inbound door (Slack -> bots): [`gateway`] (the pipeline from route to answer), `record` (its audit record and metrics), [`upstream`] (pools, health, the round trip to a bot) |
+//! | [`egress`] | the egress door (bots -> Slack Web API): its pipeline behind the same front, the TLS client to Slack, token rotation, the scope ledger, what replicas share |
+//! | [`groups`] | the members of the policy's Slack user groups, read with a bot's token and kept in the guard |
+//! | [`server`] | the one place that wires them: listeners, doors, background services (`services`), [`signals`], [`watch`], [`admin`] |
 
 pub mod admin;
-pub mod audit;
-pub mod client;
-mod downstream;
+pub mod core;
 pub mod egress;
-mod fds;
-mod forward;
-mod front;
-pub mod gateway;
 pub mod groups;
-mod handover;
-mod http1;
-pub mod metrics;
-mod record;
-pub mod redis;
+pub mod inbound;
+pub mod net;
 pub mod server;
 mod services;
 pub mod signals;
-pub mod state;
-pub mod tls;
-pub mod upstream;
 pub mod watch;
-mod wire;
+
+// The paths the binary, the testkit and the benches use.
+pub use crate::core::{audit, metrics, redis, state};
+pub use crate::inbound::{gateway, upstream};
+pub use crate::net::{client, tls};
 
 pub use audit::{AuditRecord, AuditTarget, AuditView};
 pub use server::{build, run, start, Options, RunningGateway, StartError};

@@ -28,12 +28,12 @@ use slackgate_guard::{Clock, Guard, SystemClock};
 use slackgate_policy::{AuditPath, Config, LoadErrors, SecretSource, StateBackend, SystemSecrets};
 
 use crate::admin::AdminDoor;
-use crate::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
-use crate::front::{Front, Slots};
-use crate::gateway::{Gateway, InboundDoor};
-use crate::metrics::Metrics;
-use crate::state::{load_snapshot, Shared, SharedClock};
-use crate::tls::{server_config, ReloadingCert, TlsListeners, TlsSetupError};
+use crate::core::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
+use crate::core::metrics::Metrics;
+use crate::core::state::{load_snapshot, Shared, SharedClock};
+use crate::inbound::gateway::{Gateway, InboundDoor};
+use crate::net::front::{Front, Slots};
+use crate::net::tls::{server_config, ReloadingCert, TlsListeners, TlsSetupError};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum StartError {
     Load(LoadErrors),
     /// A TLS certificate could not be loaded.
     #[error(transparent)]
-    Cert(#[from] crate::tls::CertError),
+    Cert(#[from] crate::net::tls::CertError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -224,7 +224,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     let shared = shared_state(opts)?;
     let config = Arc::clone(&shared.current().config);
     let mut server = pingora_server(opts, &config);
-    let caps = crate::fds::plan(
+    let caps = crate::net::fds::plan(
         config.listen.len(),
         config.egress.is_some(),
         config.limits.max_connections,
@@ -345,7 +345,7 @@ fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
     let metrics = Metrics::new()?;
     metrics
         .reloads
-        .with_label_values(&[crate::state::ReloadResult::Success.as_str()])
+        .with_label_values(&[crate::core::state::ReloadResult::Success.as_str()])
         .inc();
     let target = match &opts.audit {
         Some(t) => t.clone(),
@@ -381,7 +381,7 @@ fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
                     }
                 },
             };
-            Some(Arc::new(crate::redis::RedisState::new(
+            Some(Arc::new(crate::core::redis::RedisState::new(
                 settings.clone(),
                 password,
             )))

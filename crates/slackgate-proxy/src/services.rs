@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::state::Shared;
-use crate::tls::ReloadingCert;
+use crate::core::state::Shared;
+use crate::net::tls::ReloadingCert;
 use crate::watch::fingerprint;
 
 /// How often upstream targets are probed.

@@ -20,7 +20,7 @@ use pingora::services::background::BackgroundService;
 
 use slackgate_policy::SecretRef;
 
-use crate::state::{Shared, Snapshot};
+use crate::core::state::{Shared, Snapshot};
 
 /// Default time between two polls.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);

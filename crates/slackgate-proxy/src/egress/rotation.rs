@@ -45,8 +45,8 @@ use slackgate_guard::unix_secs;
 use slackgate_policy::{Bot, BotToken, Rotation, StateKey};
 
 use super::slack::{CallFailure, OutHead, SlackClient};
-use crate::redis::RedisState;
-use crate::state::Shared;
+use crate::core::redis::RedisState;
+use crate::core::state::Shared;
 
 /// How often the refresher looks at every rotating bot.
 const TICK: Duration = Duration::from_millis(200);
@@ -480,7 +480,7 @@ pub struct TokenVault {
 }
 
 fn rfc3339(secs: i64) -> String {
-    crate::audit::rfc3339(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+    crate::core::audit::rfc3339(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
 }
 
 impl TokenVault {
@@ -933,7 +933,7 @@ impl Refresher {
             Err(CallFailure::Failed(e)) => return retry(e, None),
         };
         if resp.status == 429 {
-            let secs = super::retry_after_of(&resp).map_or(60, i64::from);
+            let secs = super::door::retry_after_of(&resp).map_or(60, i64::from);
             return retry("Slack answered 429".to_owned(), Some(secs));
         }
         if resp.status != 200 {
@@ -946,7 +946,7 @@ impl Refresher {
             let code = grant
                 .error
                 .as_deref()
-                .and_then(super::error_code)
+                .and_then(super::door::error_code)
                 .unwrap_or("unknown")
                 .to_owned();
             return match code.as_str() {

@@ -22,8 +22,8 @@ use pingora::services::background::BackgroundService;
 use slackgate_policy::Bot;
 use slackgate_slack::Lifecycle;
 
-use crate::redis::RedisState;
-use crate::state::Shared;
+use crate::core::redis::RedisState;
+use crate::core::state::Shared;
 
 /// How often every replica reads the shared revocations of its bots.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);

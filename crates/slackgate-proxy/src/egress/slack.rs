@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::{CertificateDer, ServerName};
 use slackgate_policy::SlackApi;
 
-use crate::client::{Conn, ExchangeError, Response};
+use crate::net::client::{Conn, ExchangeError, Response};
 
 /// Idle connections kept per gateway.
 const MAX_IDLE: usize = 64;

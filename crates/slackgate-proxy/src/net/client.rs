@@ -27,7 +27,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::wire::{parse_decimal, span_in};
+use crate::net::wire::{parse_decimal, span_in};
 
 /// Most headers accepted in an upstream response.
 const MAX_HEADERS: usize = 100;

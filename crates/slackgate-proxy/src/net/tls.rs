@@ -258,7 +258,7 @@ impl AsyncRead for TlsConn {
     }
 }
 
-crate::forward::forward_async_write!(TlsConn);
+crate::net::forward::forward_async_write!(TlsConn);
 
 #[async_trait]
 impl Shutdown for TlsConn {

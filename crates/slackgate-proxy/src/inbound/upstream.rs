@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use slackgate_policy::Upstream;
 
-use crate::client::{self, Conn, ExchangeError};
+use crate::net::client::{self, Conn, ExchangeError};
 
 /// Most idle keep-alive connections kept per target.
 const MAX_IDLE_PER_TARGET: usize = 256;

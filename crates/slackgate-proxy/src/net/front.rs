@@ -38,11 +38,11 @@ use slackgate_guard::Reason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::downstream::{answer_body, request_head, BodyError, Downstream, Forwarded};
-use crate::handover::{hand_over, unwrap_prefixed};
-use crate::http1::{self, Framing, Parsed, RequestHead};
-use crate::tls::TlsListeners;
-use crate::wire::{push_decimal, push_header};
+use crate::net::downstream::{answer_body, request_head, BodyError, Downstream, Forwarded};
+use crate::net::handover::{hand_over, unwrap_prefixed};
+use crate::net::http1::{self, Framing, Parsed, RequestHead};
+use crate::net::tls::TlsListeners;
+use crate::net::wire::{push_decimal, push_header};
 
 /// How long a keep-alive connection may wait for the first byte of its next request.
 pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
@@ -251,7 +251,7 @@ impl<D: Door> Front<D> {
         let Some(acceptor) = local.and_then(|l| self.tls.for_local(l)) else {
             return Some(stream);
         };
-        crate::tls::accept(acceptor, stream, accepted + limits.timeout).await
+        crate::net::tls::accept(acceptor, stream, accepted + limits.timeout).await
     }
 }
 

@@ -119,7 +119,7 @@ pub(crate) fn observe(cached: Option<&Histogram>, vec: &HistogramVec, labels: &[
 
 /// The per-request metric handles of every route of one policy snapshot, looked up once
 /// per route instead of per request; a reload builds a new table with its snapshot.
-/// Kept by the proxy's [`Snapshot`](crate::state::Snapshot), not in the policy model.
+/// Kept by the proxy's [`Snapshot`](crate::core::state::Snapshot), not in the policy model.
 #[derive(Debug, Default)]
 pub(crate) struct RouteMetricsTable(Box<[(usize, RouteMetrics)]>);
 
@@ -452,7 +452,9 @@ impl Metrics {
             connections_refused.with_label_values(&[listener]);
         }
         registry.register(Box::new(upstream_healthy.clone()))?;
-        for result in crate::state::ReloadResult::ALL.map(crate::state::ReloadResult::as_str) {
+        for result in
+            crate::core::state::ReloadResult::ALL.map(crate::core::state::ReloadResult::as_str)
+        {
             reloads.with_label_values(&[result]);
         }
         for t in slackgate_slack::Lifecycle::ALL {

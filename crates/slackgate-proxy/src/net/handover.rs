@@ -21,15 +21,15 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::downstream::{request_head, Forwarded};
-use crate::front::Linger;
-use crate::http1::{list, ChunkedEnd, Framing, RequestHead};
+use crate::net::downstream::{request_head, Forwarded};
+use crate::net::front::Linger;
+use crate::net::http1::{list, ChunkedEnd, Framing, RequestHead};
 
 /// The stream pingora reads for the request whose judged `head` starts `buf`: exactly
 /// that request's bytes (it can never read, and drop or serve, what follows on the
 /// connection), with the head attached. `buf` is left empty.
 /// A connection pingora closes under a request it did not read to its end is let go
-/// with `linger` (as `crate::front::close_gently` does).
+/// with `linger` (as `crate::net::front::close_gently` does).
 pub(crate) fn hand_over(
     inner: Stream,
     buf: &mut BytesMut,
@@ -233,14 +233,14 @@ impl AsyncRead for Prefixed {
     }
 }
 
-crate::forward::forward_async_write!(Prefixed, shutdown: poll_close_gently);
+crate::net::forward::forward_async_write!(Prefixed, shutdown: poll_close_gently);
 
 impl Prefixed {
     /// pingora shuts a connection it does not keep (`AsyncWriteExt::shutdown` on its
     /// stream). The write side is shut first; then, when the request was not read to its
     /// end (pingora's path answered early: a body over the limit, a failed read) or more
     /// bytes followed it, what the client still sends is read and discarded within the
-    /// linger's bounds, as `crate::front::close_gently` does on the fast path.
+    /// linger's bounds, as `crate::net::front::close_gently` does on the fast path.
     fn poll_close_gently(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

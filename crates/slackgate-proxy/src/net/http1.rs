@@ -29,7 +29,7 @@ use std::ops::Range;
 
 use slackgate_guard::Reason;
 
-use crate::wire::{parse_decimal, span_in};
+use crate::net::wire::{parse_decimal, span_in};
 
 /// The most headers a request may have (431 above).
 pub(crate) const MAX_HEADERS: usize = 100;

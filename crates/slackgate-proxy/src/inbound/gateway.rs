@@ -28,13 +28,15 @@ use slackgate_slack::{
     parse_retry_num, NO_RETRY_HEADER, RETRY_NUM_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 
-use crate::downstream::{answer_body, is_not_relayed, Downstream, Forwarded, PingoraDownstream};
-use crate::front::{ConnLimits, Door, FastPath};
-use crate::http1::connection_tokens;
-use crate::record::AuditFacts;
-pub use crate::record::RequestCtx;
-use crate::state::{Shared, Snapshot};
-use crate::upstream::round_trip;
+use crate::core::state::{Shared, Snapshot};
+use crate::inbound::record::AuditFacts;
+pub use crate::inbound::record::RequestCtx;
+use crate::inbound::upstream::round_trip;
+use crate::net::downstream::{
+    answer_body, is_not_relayed, Downstream, Forwarded, PingoraDownstream,
+};
+use crate::net::front::{ConnLimits, Door, FastPath};
+use crate::net::http1::connection_tokens;
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {

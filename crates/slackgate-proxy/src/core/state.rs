@@ -17,10 +17,10 @@ use serde::Serialize;
 use slackgate_guard::{Clock, Guard};
 use slackgate_policy::{Config, LoadError, LoadErrors, Policy, SecretSource, StateKey};
 
-use crate::audit::AuditSink;
-use crate::metrics::Metrics;
-use crate::metrics::RouteMetricsTable;
-use crate::upstream::Pool;
+use crate::core::audit::AuditSink;
+use crate::core::metrics::Metrics;
+use crate::core::metrics::RouteMetricsTable;
+use crate::inbound::upstream::Pool;
 
 /// The clock type the gateway runs its guard with.
 pub type SharedClock = Arc<dyn Clock>;
@@ -106,7 +106,7 @@ pub struct Shared {
     /// Whether every listener accepted a connection.
     pub listeners_ready: AtomicBool,
     /// Shared state in Redis (`state.backend: redis`); `None` keeps state in this replica.
-    pub remote: Option<Arc<crate::redis::RedisState>>,
+    pub remote: Option<Arc<crate::core::redis::RedisState>>,
     /// The scopes the bots' calls needed (the egress door), kept across reloads.
     pub scopes: crate::egress::ScopeLedger,
     /// The rotating bots' current tokens, kept across reloads.
@@ -237,7 +237,7 @@ impl Shared {
             now,
             running.generation + 1,
         );
-        self.set_status(|s| s.last_attempt = Some(crate::audit::rfc3339(now)));
+        self.set_status(|s| s.last_attempt = Some(crate::core::audit::rfc3339(now)));
         match result {
             Ok(next) => {
                 if next.config.listen != running.config.listen

@@ -444,7 +444,7 @@ impl<'a> AuditView<'a> {
         fn number(out: &mut Vec<u8>, key: &[u8], v: Option<u64>) {
             out.extend_from_slice(key);
             match v {
-                Some(v) => crate::wire::push_decimal(out, v),
+                Some(v) => crate::net::wire::push_decimal(out, v),
                 None => out.extend_from_slice(b"null"),
             }
         }

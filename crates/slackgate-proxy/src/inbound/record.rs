@@ -10,12 +10,12 @@ use slackgate_guard::{IpText, Reason};
 use slackgate_policy::Route;
 use slackgate_slack::Lifecycle;
 
-use crate::audit::{rfc3339, AuditView, TsText};
-use crate::front::ConnLimits;
-use crate::gateway::Gateway;
-use crate::metrics;
-use crate::state::Snapshot;
-use crate::wire::span_in;
+use crate::core::audit::{rfc3339, AuditView, TsText};
+use crate::core::metrics;
+use crate::core::state::Snapshot;
+use crate::inbound::gateway::Gateway;
+use crate::net::front::ConnLimits;
+use crate::net::wire::span_in;
 
 impl std::fmt::Debug for RequestCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,7 +203,7 @@ impl Gateway {
         let route = ctx.route.as_deref();
         self.shared.audit.record_view(&AuditView {
             ts,
-            direction: crate::audit::Direction::Inbound,
+            direction: crate::core::audit::Direction::Inbound,
             route: route.map(|r| r.name.as_ref()),
             reason: reason.as_str(),
             status: ctx.status,

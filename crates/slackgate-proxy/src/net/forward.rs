@@ -5,7 +5,7 @@
 /// with `shutdown: f`, `poll_shutdown` is `$ty::f` instead.
 macro_rules! forward_async_write {
     ($ty:ty) => {
-        crate::forward::forward_async_write!($ty, shutdown: forward_shutdown);
+        crate::net::forward::forward_async_write!($ty, shutdown: forward_shutdown);
 
         impl $ty {
             fn forward_shutdown(

@@ -13,10 +13,10 @@ use pingora::proxy::Session;
 
 use slackgate_guard::Reason;
 
-use crate::front::{is_bodyless, KEEPALIVE_IDLE};
-use crate::handover::{handed_head, HandedHead};
-use crate::http1::{connection_tokens, is_hop_by_hop, is_not_forwarded};
-use crate::wire::{push_decimal, push_header};
+use crate::net::front::{is_bodyless, KEEPALIVE_IDLE};
+use crate::net::handover::{handed_head, HandedHead};
+use crate::net::http1::{connection_tokens, is_hop_by_hop, is_not_forwarded};
+use crate::net::wire::{push_decimal, push_header};
 
 /// What the gateway adds to the head it sends upstream.
 pub(crate) struct Forwarded<'a> {
@@ -213,7 +213,7 @@ impl Downstream for PingoraDownstream<'_> {
                 .req_header()
                 .headers
                 .get(CONTENT_LENGTH)
-                .and_then(|v| crate::wire::parse_decimal(v.as_bytes().trim_ascii()))
+                .and_then(|v| crate::net::wire::parse_decimal(v.as_bytes().trim_ascii()))
                 .unwrap_or(0),
         )
     }

@@ -1,0 +1,7 @@
+//! What both doors run on: the running snapshot and shared state (`state`), the audit
+//! sink (`audit`), the metrics (`metrics`) and the Redis backend (`redis`).
+
+pub mod audit;
+pub mod metrics;
+pub mod redis;
+pub mod state;

@@ -1,0 +1,789 @@
+//! The egress door's pipeline ([`EgressApp`]): one call from its head to its answer and
+//! record, on the fast path and under pingora's session, and the door the front serves
+//! ([`EgressDoor`]).
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{HttpProxy, ProxyHttp, Session};
+use slackgate_guard::{
+    EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, Reason, Unreadable,
+};
+use slackgate_policy::{Bot, Webhook};
+use slackgate_slack::{strip_body_token, CallEncoding};
+
+use super::rotation::CallToken;
+use super::sharing;
+use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
+use crate::core::audit::{Direction, EgressRecord};
+use crate::core::state::Shared;
+use crate::net::client::Response;
+use crate::net::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
+use crate::net::front::{ConnLimits, Door, FastPath};
+use crate::net::http1::connection_tokens;
+
+/// The egress door's pipeline: the fast path's, and pingora's for the rest (one
+/// instance shared by both, with one pool of connections to Slack).
+#[derive(Clone)]
+pub struct EgressApp {
+    shared: Arc<Shared>,
+    slack: Arc<SlackClient>,
+    /// The client for `egress.hooks_base` (webhook posts).
+    hooks: Arc<SlackClient>,
+}
+
+impl std::fmt::Debug for EgressApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressApp")
+            .field("slack", &self.slack)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the call's head said, copied out of the request.
+struct CallHead {
+    method: Vec<u8>,
+    path: String,
+    query: Option<Vec<u8>>,
+    authorization: Option<Vec<u8>>,
+    content_type: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+    /// A header the decision reads was sent twice.
+    duplicated: bool,
+}
+
+impl CallHead {
+    fn of<S: Downstream>(down: &S) -> Self {
+        let one = |name: &str| -> (Option<Vec<u8>>, bool) {
+            let all = down.header_all(name);
+            (all.first().map(|v| v.to_vec()), all.len() > 1)
+        };
+        let (authorization, dup_auth) = one("authorization");
+        let (content_type, dup_ct) = one("content-type");
+        let (user_agent, _) = one("user-agent");
+        CallHead {
+            method: down.method().to_vec(),
+            path: down.path().to_owned(),
+            query: down.query().map(<[u8]>::to_vec),
+            authorization,
+            content_type,
+            user_agent,
+            duplicated: dup_auth || dup_ct,
+        }
+    }
+
+    fn is(&self, method: &[u8]) -> bool {
+        self.method == method
+    }
+}
+
+/// An answer as the bot gets it: the gateway's own, or Slack's relayed.
+struct Answer {
+    status: u16,
+    reason: Option<String>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    body: Bytes,
+}
+
+impl Answer {
+    /// Whether the fast path and pingora can write this answer as it is: a status of
+    /// three digits, a reason without line ends, and every header a valid name and value
+    /// (a bot cannot be handed a split answer).
+    fn is_writable(&self) -> bool {
+        (100..1000).contains(&self.status)
+            && self
+                .reason
+                .as_deref()
+                .is_none_or(|r| !r.bytes().any(|b| b == b'\r' || b == b'\n'))
+            && self.headers.iter().all(|(n, v)| {
+                http::HeaderName::from_bytes(n).is_ok() && http::HeaderValue::from_bytes(v).is_ok()
+            })
+    }
+}
+
+/// The Content-Type Slack receives: the one the gateway read the body as, so Slack
+/// cannot read the arguments another way than the checks did (a JSON body whose
+/// header a strict reader would refuse is not sent as something Slack reads as a form).
+fn content_type_sent(encoding: Option<CallEncoding>, sent: Option<&[u8]>) -> Option<&[u8]> {
+    match encoding {
+        Some(CallEncoding::Json) => Some(b"application/json; charset=utf-8"),
+        Some(CallEncoding::Form) => Some(b"application/x-www-form-urlencoded"),
+        // No body: nothing to describe.
+        Some(CallEncoding::None) => None,
+        None => sent.filter(|v| clean_value(v)),
+    }
+}
+
+/// A header value the gateway may copy into its own head: visible ASCII and spaces.
+fn clean_value(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.iter()
+            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+}
+
+/// Slack's `ok` and `error` of a JSON answer (for the audit record only).
+#[derive(serde::Deserialize)]
+struct SlackOutcome<'a> {
+    ok: Option<bool>,
+    #[serde(borrow)]
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Slack's `Retry-After` (whole seconds), if it sent one.
+pub(crate) fn retry_after_of(resp: &Response) -> Option<u32> {
+    let (_, v) = resp
+        .header_pairs()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))?;
+    std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()
+}
+
+/// An error code as Slack writes them (`channel_not_found`), else not recorded.
+pub(crate) fn error_code(s: &str) -> Option<&str> {
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(s)
+}
+
+/// What happened to one call, for its record and metrics.
+struct Outcome {
+    decision: EgressDecision,
+    status: u16,
+    upstream_status: Option<u16>,
+    slack_ok: Option<bool>,
+    slack_error: Option<String>,
+    /// The metric method label when it is not one the bot's `methods` lists: a
+    /// defined webhook's `hooks.<name>`.
+    method_label: Option<Arc<str>>,
+}
+
+impl Outcome {
+    fn of(decision: EgressDecision) -> Self {
+        Outcome {
+            status: decision.reason.status(),
+            decision,
+            upstream_status: None,
+            slack_ok: None,
+            slack_error: None,
+            method_label: None,
+        }
+    }
+
+    /// Slack's answer was not had: `upstream_timeout` or `upstream_error`, answered by the
+    /// gateway.
+    fn failed(&mut self, failure: &CallFailure) -> Answer {
+        self.decision.reason = match failure {
+            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
+            CallFailure::Failed(_) => EgressReason::UpstreamError,
+        };
+        self.status = self.decision.reason.status();
+        EgressApp::local_answer(&self.decision)
+    }
+}
+
+impl EgressApp {
+    /// The app for `shared`'s egress config.
+    pub fn new(shared: Arc<Shared>) -> Result<Self, SlackClientError> {
+        let snap = shared.current();
+        let egress = snap
+            .config
+            .egress
+            .as_ref()
+            .ok_or(SlackClientError::Tls("egress is not configured".to_owned()))?;
+        let slack = SlackClient::new(&egress.slack_api, egress.ca_file.as_deref(), egress.timeout)?;
+        let hooks = SlackClient::new(
+            &egress.hooks_base,
+            egress.ca_file.as_deref(),
+            egress.timeout,
+        )?;
+        Ok(Self {
+            shared,
+            slack: Arc::new(slack),
+            hooks: Arc::new(hooks),
+        })
+    }
+
+    /// Reads the whole body within the limits; `Err` is the rule that failed (the
+    /// connection then closes: its next bytes cannot be trusted to start a call).
+    async fn read_body<S: Downstream>(&self, down: &mut S) -> Result<Bytes, Unreadable> {
+        let limits = &self.shared.current().config.limits;
+        let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
+        let result = if down.declared_length().is_some_and(|n| n > max as u64) {
+            // Refused before the client sends it (and before any `100 Continue`).
+            Err(Unreadable::BodyTooLarge)
+        } else {
+            let continued = if down.expects_continue() {
+                down.send_continue().await.is_ok()
+            } else {
+                true
+            };
+            match (continued, down.read_body(max, timeout).await) {
+                (false, _) => Err(Unreadable::BodyFraming),
+                (true, Ok(body)) => Ok(body),
+                (true, Err(BodyError::TooLarge)) => Err(Unreadable::BodyTooLarge),
+                (true, Err(BodyError::Timeout | BodyError::Closed)) => Err(Unreadable::BodyTimeout),
+                (true, Err(BodyError::Framing)) => Err(Unreadable::BodyFraming),
+            }
+        };
+        if result.is_err() {
+            down.close_after();
+        }
+        result
+    }
+
+    /// The gateway's own answer for a decision that is not `allowed`.
+    fn local_answer(decision: &EgressDecision) -> Answer {
+        let reason = decision.reason;
+        let body = format!("{{\"ok\":false,\"error\":\"{}\"}}", reason.as_str());
+        let mut headers = vec![
+            (
+                b"Content-Type".to_vec(),
+                b"application/json; charset=utf-8".to_vec(),
+            ),
+            (
+                b"X-Slackgate-Reason".to_vec(),
+                reason.as_str().as_bytes().to_vec(),
+            ),
+        ];
+        if let Some(secs) = decision.retry_after_secs {
+            headers.push((b"Retry-After".to_vec(), secs.to_string().into_bytes()));
+        }
+        Answer {
+            status: reason.status(),
+            reason: None,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// The head of the call as the gateway sends it to Slack.
+    fn slack_head(
+        &self,
+        head: &CallHead,
+        decision: &EgressDecision,
+        method: &str,
+        token: &str,
+        body_len: usize,
+    ) -> Vec<u8> {
+        let path = self.slack.api().path.as_bytes();
+        let mut target: Vec<&[u8]> = vec![path, method.as_bytes()];
+        if let Some(q) = &head.query {
+            target.extend([&b"?"[..], q.as_slice()]);
+        }
+        self.slack.head(
+            &OutHead {
+                http_method: &head.method,
+                target: &target,
+                token: Some(token),
+                content_type: content_type_sent(decision.encoding, head.content_type.as_deref()),
+                user_agent: head.user_agent.as_deref().filter(|v| clean_value(v)),
+            },
+            body_len,
+        )
+    }
+
+    /// Slack's answer as the bot gets it: its status, reason and headers but the
+    /// hop-by-hop ones (the answer is framed again), and its body.
+    fn relayed(resp: &Response) -> Answer {
+        let named = connection_tokens(resp.header_pairs());
+        let headers = resp
+            .header_pairs()
+            .filter(|(name, _)| !is_not_relayed(name, &named))
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect();
+        Answer {
+            status: resp.status,
+            reason: resp.reason.clone(),
+            headers,
+            body: resp.body.clone(),
+        }
+    }
+
+    /// Forwards an allowed call; Slack's answer and that answer as the bot gets it.
+    async fn forward(
+        &self,
+        head: &CallHead,
+        body: &[u8],
+        decision: &EgressDecision,
+        token: &str,
+        method: &str,
+    ) -> Result<Response, CallFailure> {
+        let out_body = match (decision.body_token, decision.encoding) {
+            (true, Some(enc)) => strip_body_token(enc, body).map_err(|_| {
+                CallFailure::Failed("the token argument could not be removed".to_owned())
+            })?,
+            _ => std::borrow::Cow::Borrowed(body),
+        };
+        let slack_head = self.slack_head(head, decision, method, token, out_body.len());
+        self.slack
+            .call(&slack_head, &out_body, head.is(b"HEAD"))
+            .await
+    }
+
+    /// What Slack's answer tells: its `ok`/`error`, its scopes, its 429.
+    fn note_answer(&self, bot: &Arc<Bot>, method: &str, resp: &Response, o: &mut Outcome) {
+        o.upstream_status = Some(resp.status);
+        let header = |name: &str| {
+            resp.header_pairs()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| v)
+        };
+        if let Ok(outcome) = serde_json::from_slice::<SlackOutcome<'_>>(&resp.body) {
+            o.slack_ok = outcome.ok;
+            o.slack_error = outcome
+                .error
+                .as_deref()
+                .and_then(error_code)
+                .map(str::to_owned);
+        }
+        let unused = self.shared.scopes.note(
+            &bot.name,
+            header("x-oauth-scopes"),
+            header("x-accepted-oauth-scopes"),
+        );
+        if resp.status == 429 {
+            // Slack's Retry-After is whole seconds; without one, a minute (Slack's own
+            // advice for the Web API's per-minute tiers).
+            let secs = retry_after_of(resp).unwrap_or(60);
+            self.shared
+                .guard
+                .note_slack_rate_limit(&bot.name, method, secs);
+            self.shared
+                .metrics
+                .egress_slack_429
+                .with_label_values(&[&bot.name])
+                .inc();
+        }
+        self.shared
+            .metrics
+            .egress_unused_scopes
+            .with_label_values(&[&bot.name])
+            .set(i64::try_from(unused).unwrap_or(i64::MAX));
+    }
+
+    fn record(&self, ts: SystemTime, started: Instant, o: &Outcome) {
+        let d = &o.decision;
+        let bot = d.bot.as_ref().map(|b| &*b.name);
+        let elapsed = started.elapsed();
+        let ts = crate::core::audit::rfc3339(ts);
+        self.shared.audit.record_egress(&EgressRecord {
+            ts: &ts,
+            direction: Direction::Egress,
+            bot,
+            method: d.method.as_deref(),
+            team_id: d.team_id.as_deref(),
+            channel_id: d.channel_id.as_deref(),
+            reason: d.reason.as_str(),
+            status: o.status,
+            rule: d.rule.as_deref(),
+            slack_ok: o.slack_ok,
+            slack_error: o.slack_error.as_deref(),
+            upstream_status: o.upstream_status,
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        });
+        // The method label: a name the bot's policy lists, else `other`.
+        let method = match (&d.bot, d.method.as_deref(), o.method_label.as_deref()) {
+            (_, _, Some(label)) => label,
+            (Some(b), Some(m), None) if b.methods.exact.contains(m) => m,
+            _ => "other",
+        };
+        let bot_label = bot.unwrap_or("unknown");
+        let m = &self.shared.metrics;
+        m.egress_requests
+            .with_label_values(&[bot_label, method, d.reason.as_str()])
+            .inc();
+        m.egress_duration
+            .with_label_values(&[bot_label])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The head of a webhook post: the URL's path, and nothing of the bot's head but its
+    /// `Content-Type` and `User-Agent` (no credential: the URL is the credential).
+    fn hook_head(&self, head: &CallHead, path: &str, body_len: usize) -> Vec<u8> {
+        self.hooks.head(
+            &OutHead {
+                http_method: b"POST",
+                target: &[path.as_bytes()],
+                token: None,
+                content_type: head.content_type.as_deref().filter(|v| clean_value(v)),
+                user_agent: head.user_agent.as_deref().filter(|v| clean_value(v)),
+            },
+            body_len,
+        )
+    }
+
+    /// Posts `body` to `hook`; the answer and that answer as the bot gets it.
+    async fn post_hook(
+        &self,
+        head: &CallHead,
+        body: &[u8],
+        hook: &Webhook,
+    ) -> Result<Response, CallFailure> {
+        // The snapshot check made every URL start with `egress.hooks_base`; the client's
+        // base is the one the gateway started with (a changed base needs a restart).
+        let path = self.hooks.api().path_of(hook.url.expose()).ok_or_else(|| {
+            CallFailure::Failed(
+                "the webhook URL is not under the egress.hooks_base the gateway started with"
+                    .to_owned(),
+            )
+        })?;
+        let out_head = self.hook_head(head, path, body.len());
+        self.hooks.call(&out_head, body, false).await
+    }
+
+    /// What a webhook's answer tells: Slack answers `200 ok`, or a status with an error
+    /// code as plain text (`no_service`, `channel_is_archived`, ...).
+    fn note_hook_answer(&self, bot: &Bot, hook: &Webhook, resp: &Response, o: &mut Outcome) {
+        o.upstream_status = Some(resp.status);
+        let text = std::str::from_utf8(&resp.body).map(str::trim).unwrap_or("");
+        let ok = resp.status == 200 && text == "ok";
+        o.slack_ok = Some(ok);
+        o.slack_error = (!ok).then(|| error_code(text)).flatten().map(str::to_owned);
+        if resp.status == 429 {
+            // Remembered as for calls: later posts wait out Slack's Retry-After locally.
+            let secs = retry_after_of(resp).unwrap_or(60);
+            self.shared
+                .guard
+                .note_slack_rate_limit(&bot.name, &hook.method, secs);
+            self.shared
+                .metrics
+                .egress_slack_429
+                .with_label_values(&[&bot.name])
+                .inc();
+        }
+    }
+
+    /// One post to a webhook, decided and sent: its outcome and its answer.
+    async fn handle_hook(
+        &self,
+        name: &str,
+        head: &CallHead,
+        body: &[u8],
+        unreadable: Option<Unreadable>,
+    ) -> (Outcome, Answer) {
+        let snap = self.shared.current();
+        let (mut decision, hook) = self.shared.guard.decide_hook(
+            &snap.policy,
+            &HookPost {
+                name,
+                is_post: head.is(b"POST"),
+                authorization: head.authorization.as_deref(),
+            },
+        );
+        if let Some(why) = unreadable {
+            decision.unreadable(why);
+        }
+        let mut outcome = Outcome::of(decision);
+        outcome.method_label = snap
+            .policy
+            .webhooks
+            .get(name)
+            .map(|h| Arc::clone(&h.method));
+        let answer = match (outcome.decision.reason, outcome.decision.bot.clone(), hook) {
+            (EgressReason::Allowed, Some(bot), Some(hook)) => {
+                match self.post_hook(head, body, &hook).await {
+                    Ok(resp) => {
+                        self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
+                        outcome.status = resp.status;
+                        Self::relayed(&resp)
+                    }
+                    Err(failure) => {
+                        // The failure's text names hooks_base's host at most, never the URL.
+                        log::warn!("egress: bot {} webhook {}: {failure}", bot.name, hook.name);
+                        outcome.failed(&failure)
+                    }
+                }
+            }
+            _ => Self::local_answer(&outcome.decision),
+        };
+        (outcome, answer)
+    }
+
+    /// For a call denied by `reply_scope`, with the Redis backend: whether another
+    /// replica saw the channel send the bot's app a verified request (then adopted, so
+    /// deciding again reads it). A Redis failure keeps the denial.
+    async fn seen_elsewhere(&self, d: &EgressDecision) -> bool {
+        let (Some(redis), Some(bot), Some(channel)) =
+            (&self.shared.remote, d.bot.as_ref(), d.channel_id.as_deref())
+        else {
+            return false;
+        };
+        let (Some(app), true) = (
+            bot.app.as_ref(),
+            d.reason == EgressReason::ChannelDenied && d.rule.as_deref() == Some("reply_scope"),
+        ) else {
+            return false;
+        };
+        match sharing::reply_seen(redis, &app.name, channel).await {
+            Some(at) => {
+                self.shared.guard.note_reply_seen(&app.name, channel, at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One call, from its head to its answer, over either path.
+    async fn handle<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut EgressCtx,
+    ) -> pingora::Result<()> {
+        let head = CallHead::of(down);
+        let body = self.read_body(down).await;
+        // A body that could not be read whole, or a decision header sent twice, is a
+        // call the gateway cannot read, whoever sent it.
+        let unreadable = body
+            .as_ref()
+            .err()
+            .copied()
+            .or(head.duplicated.then_some(Unreadable::HeaderTwice));
+        let body = body.unwrap_or_default();
+        let (mut outcome, mut answer) = match head.path.strip_prefix("/hooks/") {
+            Some(name) => self.handle_hook(name, &head, &body, unreadable).await,
+            None => self.handle_call(&head, &body, unreadable).await,
+        };
+        if !answer.is_writable() {
+            log::warn!("egress: Slack's answer has a status or header that cannot be relayed");
+            answer = outcome.failed(&CallFailure::Failed("unrelayable answer".to_owned()));
+        }
+        // Recorded before the answer leaves: once a bot has its answer, its call's record
+        // is written (a next call cannot be recorded before it).
+        self.record(ctx.ts, ctx.started, &outcome);
+        let headers: Vec<(&[u8], &[u8])> = answer
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        down.respond(
+            answer.status,
+            answer.reason.as_deref(),
+            &headers,
+            answer.body,
+        )
+        .await
+    }
+
+    /// One Web API call, decided and sent: its outcome and its answer.
+    async fn handle_call(
+        &self,
+        head: &CallHead,
+        body: &[u8],
+        unreadable: Option<Unreadable>,
+    ) -> (Outcome, Answer) {
+        let snap = self.shared.current();
+        let call = EgressCall {
+            path: &head.path,
+            query: head.query.as_deref(),
+            authorization: head.authorization.as_deref(),
+            content_type: head.content_type.as_deref(),
+            body,
+        };
+        let settings = EgressSettings::from(&snap.config.limits);
+        let mut decision = self
+            .shared
+            .guard
+            .decide_egress(&snap.policy, &call, &settings);
+        // Denied by reply_scope here: another replica may have seen the channel.
+        if self.seen_elsewhere(&decision).await {
+            decision = self
+                .shared
+                .guard
+                .decide_egress(&snap.policy, &call, &settings);
+        }
+        if let Some(why) = unreadable {
+            decision.unreadable(why);
+        }
+        // A rotating bot's token comes from the vault; without one, nothing is sent.
+        let bot = decision.bot.clone();
+        let token = match (decision.reason, bot.as_deref()) {
+            (EgressReason::Allowed, Some(bot)) => {
+                match self
+                    .shared
+                    .tokens
+                    .token(bot, self.shared.guard.clock().now())
+                {
+                    CallToken::Unavailable(rule) => {
+                        decision.reason = EgressReason::TokenUnavailable;
+                        decision.rule = Some(Arc::from(rule));
+                        decision.retry_after_secs = None;
+                        None
+                    }
+                    t => Some(t),
+                }
+            }
+            _ => None,
+        };
+
+        let mut outcome = Outcome::of(decision);
+        let token: Option<&str> = match &token {
+            Some(CallToken::Static(t)) => Some(t),
+            Some(CallToken::Rotated(p)) => Some(p.access_token()),
+            _ => None,
+        };
+        let answer = match (
+            outcome.decision.reason,
+            outcome.decision.bot.clone(),
+            outcome.decision.method.clone(),
+            token,
+        ) {
+            (EgressReason::Allowed, Some(bot), Some(method), Some(token)) => {
+                match self
+                    .forward(head, body, &outcome.decision, token, &method)
+                    .await
+                {
+                    Ok(resp) => {
+                        self.note_answer(&bot, &method, &resp, &mut outcome);
+                        outcome.status = resp.status;
+                        Self::relayed(&resp)
+                    }
+                    Err(failure) => {
+                        log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
+                        outcome.failed(&failure)
+                    }
+                }
+            }
+            _ => Self::local_answer(&outcome.decision),
+        };
+        (outcome, answer)
+    }
+}
+
+/// One call's state: when it began (its record is written before its answer leaves).
+pub struct EgressCtx {
+    started: Instant,
+    ts: SystemTime,
+}
+
+impl std::fmt::Debug for EgressCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressCtx").finish_non_exhaustive()
+    }
+}
+
+impl EgressCtx {
+    fn new() -> Self {
+        EgressCtx {
+            started: Instant::now(),
+            ts: SystemTime::now(),
+        }
+    }
+}
+
+impl FastPath for EgressApp {
+    type Ctx = EgressCtx;
+
+    fn context(&self) -> EgressCtx {
+        EgressCtx::new()
+    }
+
+    async fn handle<S: Downstream>(
+        &self,
+        down: &mut S,
+        ctx: &mut EgressCtx,
+    ) -> pingora::Result<()> {
+        EgressApp::handle(self, down, ctx).await
+    }
+
+    /// The record was written before the answer ([`EgressApp::handle`]).
+    fn record(&self, _ctx: &mut EgressCtx) {}
+}
+
+/// pingora's path of the egress door: every call the fast path does not take (other
+/// methods, chunked bodies, `Expect: 100-continue`, HTTP/1.0) runs the same pipeline
+/// in `request_filter`; nothing goes through pingora's proxy loop.
+#[async_trait]
+impl ProxyHttp for EgressApp {
+    type CTX = EgressCtx;
+
+    fn new_ctx(&self) -> EgressCtx {
+        EgressCtx::new()
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut EgressCtx,
+    ) -> pingora::Result<bool> {
+        *ctx = EgressCtx::new();
+        EgressApp::handle(self, &mut PingoraDownstream(session, false), ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut EgressCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "the egress door answers in request_filter",
+        ))
+    }
+}
+
+/// The egress door behind the front: [`EgressApp`] on the fast path and under
+/// pingora's session.
+pub(crate) struct EgressDoor {
+    app: EgressApp,
+    proxy: Arc<HttpProxy<EgressApp>>,
+}
+
+impl EgressDoor {
+    /// The door over `app`; `proxy` runs a clone of it for pingora's path.
+    pub(crate) fn new(app: EgressApp, proxy: Arc<HttpProxy<EgressApp>>) -> Self {
+        EgressDoor { app, proxy }
+    }
+}
+
+impl Door for EgressDoor {
+    type Fast = EgressApp;
+    type Fallback = HttpProxy<EgressApp>;
+
+    fn fast(&self) -> Option<&EgressApp> {
+        Some(&self.app)
+    }
+
+    fn fallback(&self) -> &Arc<HttpProxy<EgressApp>> {
+        &self.proxy
+    }
+
+    fn limits(&self) -> ConnLimits {
+        ConnLimits::of(&self.app.shared.current().config.limits)
+    }
+
+    /// A head the front refused is a call nobody can be named for: `malformed_call`,
+    /// with the front's reason as its rule and the front's status.
+    fn refused(&self, _peer: IpAddr, reason: Reason) {
+        let d = EgressDecision::refused(EgressReason::MalformedCall, reason.as_str());
+        let mut outcome = Outcome::of(d);
+        outcome.status = reason.status();
+        self.app.record(SystemTime::now(), Instant::now(), &outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_only() {
+        assert_eq!(error_code("channel_not_found"), Some("channel_not_found"));
+        assert_eq!(error_code("Some message text"), None);
+        assert_eq!(error_code(""), None);
+    }
+
+    #[test]
+    fn hop_by_hop_is_not_relayed() {
+        assert!(is_not_relayed(b"transfer-encoding", &[]));
+        assert!(is_not_relayed(b"content-length", &[]));
+        assert!(is_not_relayed(b"x-hop", &[b"x-hop"]));
+        assert!(!is_not_relayed(b"x-oauth-scopes", &[]));
+        assert!(!is_not_relayed(b"retry-after", &[]));
+    }
+}

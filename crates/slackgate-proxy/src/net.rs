@@ -1,0 +1,14 @@
+//! Wire code both doors share: the HTTP/1 judge (`http1`), the one connection front of
+//! every listener (`front`) with its hand-over to pingora (`handover`) and the client side
+//! of a request (`downstream`), the upstream HTTP/1 client (`client`), TLS (`tls`), wire
+//! helpers, and the descriptor budget (`fds`). Nothing here knows a door's rules.
+
+pub mod client;
+pub(crate) mod downstream;
+pub(crate) mod fds;
+pub(crate) mod forward;
+pub(crate) mod front;
+pub(crate) mod handover;
+pub(crate) mod http1;
+pub mod tls;
+pub(crate) mod wire;
