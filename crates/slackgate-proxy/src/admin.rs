@@ -17,7 +17,8 @@ use slackgate_policy::{BotToken, SecretRef};
 use crate::core::audit::rfc3339;
 use crate::core::metrics::{BotTokenView, GuardLevels};
 use crate::core::state::Shared;
-use crate::net::front::{ConnLimits, Door, Linger, NoFastPath};
+use crate::net::conn::Linger;
+use crate::net::front::{ConnLimits, Door, NoFastPath};
 
 /// The admin HTTP application.
 #[derive(Debug, Clone)]

@@ -26,7 +26,6 @@
 mod door;
 mod rotation;
 mod scopes;
-mod sharing;
 mod slack;
 
 pub(crate) use door::{error_code, EgressDoor};
@@ -34,6 +33,5 @@ pub use door::{EgressApp, EgressCtx};
 pub(crate) use rotation::{check_stored, CallToken, Refresher, Sealer, Store};
 pub use rotation::{RefreshResult, RotationStatus, TokenState, TokenVault};
 pub use scopes::{BotScopes, ScopeLedger};
-pub(crate) use sharing::{publish_reply, publish_revocation, RevocationSync};
 pub use slack::SlackClientError;
 pub(crate) use slack::{CallFailure, OutHead, SlackClient};

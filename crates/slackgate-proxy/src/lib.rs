@@ -14,6 +14,7 @@
 //! | [`core`] | what both doors run on: [`state`] (the running snapshot, reloads), [`audit`], [`metrics`], [`redis`] |
 //! | [`inbound`] | the inbound door (Slack -> bots): [`gateway`] (the pipeline from route to answer), `record` (its audit record and metrics), [`upstream`] (pools, health, the round trip to a bot) |
 //! | [`egress`] | the egress door (bots -> Slack Web API): its pipeline behind the same front, the TLS client to Slack, token rotation, the scope ledger, what replicas share |
+//! | `replicate` | what the doors share through Redis: reply windows seen inbound, revocations |
 //! | [`groups`] | the members of the policy's Slack user groups, read with a bot's token and kept in the guard |
 //! | [`server`] | the one place that wires them: listeners, doors, background services (`services`), [`signals`], [`watch`], [`admin`] |
 
@@ -23,6 +24,7 @@ pub mod egress;
 pub mod groups;
 pub mod inbound;
 pub mod net;
+mod replicate;
 pub mod server;
 mod services;
 pub mod signals;

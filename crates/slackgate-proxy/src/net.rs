@@ -4,6 +4,7 @@
 //! helpers, and the descriptor budget (`fds`). Nothing here knows a door's rules.
 
 pub mod client;
+pub(crate) mod conn;
 pub(crate) mod downstream;
 pub(crate) mod fds;
 pub(crate) mod forward;
@@ -11,4 +12,5 @@ pub(crate) mod front;
 pub(crate) mod handover;
 pub(crate) mod http1;
 pub mod tls;
+pub(crate) mod upstream_head;
 pub(crate) mod wire;

@@ -237,7 +237,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         if let Some(redis) = &shared.remote {
             server.add_service(background_service(
                 "shared revocations",
-                crate::egress::RevocationSync {
+                crate::replicate::RevocationSync {
                     shared: Arc::clone(&shared),
                     redis: Arc::clone(redis),
                 },

@@ -16,7 +16,6 @@ use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
 use super::rotation::CallToken;
-use super::sharing;
 use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
@@ -519,7 +518,7 @@ impl EgressApp {
         ) else {
             return false;
         };
-        match sharing::reply_seen(redis, &app.name, channel).await {
+        match crate::replicate::reply_seen(redis, &app.name, channel).await {
             Some(at) => {
                 self.shared.guard.note_reply_seen(&app.name, channel, at);
                 true

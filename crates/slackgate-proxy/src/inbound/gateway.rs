@@ -32,11 +32,10 @@ use crate::core::state::{Shared, Snapshot};
 use crate::inbound::record::AuditFacts;
 pub use crate::inbound::record::RequestCtx;
 use crate::inbound::upstream::round_trip;
-use crate::net::downstream::{
-    answer_body, is_not_relayed, Downstream, Forwarded, PingoraDownstream,
-};
+use crate::net::downstream::{answer_body, is_not_relayed, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
 use crate::net::http1::connection_tokens;
+use crate::net::upstream_head::Forwarded;
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
@@ -148,7 +147,7 @@ impl Gateway {
             .guard
             .note_reply_channel(&snap.policy, &route.app.name, &decision);
         if let (Some((channel, at)), Some(redis)) = (seen, &self.shared.remote) {
-            crate::egress::publish_reply(redis, &route.app.name, channel, at);
+            crate::replicate::publish_reply(redis, &route.app.name, channel, at);
         }
         for (bot, by) in
             self.shared
@@ -156,7 +155,7 @@ impl Gateway {
                 .revoke_tokens(&snap.policy, &route.app.name, &decision, &body)
         {
             if let Some(redis) = &self.shared.remote {
-                crate::egress::publish_revocation(redis, bot, by);
+                crate::replicate::publish_revocation(redis, bot, by);
             }
             let team = decision.facts.as_ref().and_then(|f| f.team_id.as_deref());
             log::warn!(
@@ -371,6 +370,28 @@ impl Gateway {
                 Ok(())
             }
         }
+    }
+}
+
+impl Gateway {
+    /// The running connection limits.
+    pub(crate) fn conn_limits(&self) -> ConnLimits {
+        ConnLimits::of(&self.shared.current().config.limits)
+    }
+
+    /// Records a request whose head the front refused (it has no route yet).
+    pub(crate) fn record_refusal(&self, peer: std::net::IpAddr, reason: Reason) {
+        RequestCtx::record_refusal(&self.shared, peer, reason);
+    }
+
+    /// A fresh per-request context.
+    pub(crate) fn context(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// The request's metrics and its one audit record (nothing if no answer was decided).
+    pub(crate) fn record(&self, ctx: &mut RequestCtx) {
+        ctx.record(&self.shared);
     }
 }
 

@@ -12,9 +12,7 @@ use slackgate_slack::Lifecycle;
 
 use crate::core::audit::{rfc3339, AuditView, TsText};
 use crate::core::metrics;
-use crate::core::state::Snapshot;
-use crate::inbound::gateway::Gateway;
-use crate::net::front::ConnLimits;
+use crate::core::state::{Shared, Snapshot};
 use crate::net::wire::span_in;
 
 impl std::fmt::Debug for RequestCtx {
@@ -104,23 +102,18 @@ pub struct RequestCtx {
     pub(crate) mark_delivered: bool,
 }
 
-impl Gateway {
-    /// The running connection limits.
-    pub(crate) fn conn_limits(&self) -> ConnLimits {
-        ConnLimits::of(&self.shared.current().config.limits)
-    }
-
+impl RequestCtx {
     /// Records a request whose head the front refused (it has no route yet).
-    pub(crate) fn record_refusal(&self, peer: IpAddr, reason: Reason) {
-        let mut ctx = self.context();
+    pub(crate) fn record_refusal(shared: &Shared, peer: IpAddr, reason: Reason) {
+        let mut ctx = RequestCtx::new();
         ctx.client_ip = Some(peer);
         ctx.reason = Some(reason);
         ctx.status = reason.status();
-        self.record(&mut ctx);
+        ctx.record(shared);
     }
 
     /// A fresh per-request context.
-    pub(crate) fn context(&self) -> RequestCtx {
+    pub(crate) fn new() -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
             arrived: SystemTime::now(),
@@ -142,20 +135,20 @@ impl Gateway {
     }
 
     /// The request's metrics and its one audit record (nothing if no answer was decided).
-    pub(crate) fn record(&self, ctx: &mut RequestCtx) {
-        let Some(reason) = ctx.reason else {
+    pub(crate) fn record(&mut self, shared: &Shared) {
+        let Some(reason) = self.reason else {
             return;
         };
-        let total = ctx.start.elapsed();
-        let m = &self.shared.metrics;
-        let route_label = ctx.route.as_ref().map_or("", |r| r.name.as_ref());
-        let gateway_time = total.saturating_sub(ctx.upstream_time.unwrap_or_default());
+        let total = self.start.elapsed();
+        let m = &shared.metrics;
+        let route_label = self.route.as_ref().map_or("", |r| r.name.as_ref());
+        let gateway_time = total.saturating_sub(self.upstream_time.unwrap_or_default());
         // The route's cached handles in the request's snapshot, the label lookup otherwise
         // (no route).
-        let cached = ctx
+        let cached = self
             .snap
             .as_ref()
-            .zip(ctx.route.as_ref())
+            .zip(self.route.as_ref())
             .and_then(|(snap, r)| snap.route_metrics.get(r));
         metrics::inc(
             cached.and_then(|c| c.requests(m, route_label, reason)),
@@ -168,7 +161,7 @@ impl Gateway {
             &[route_label],
             gateway_time.as_secs_f64(),
         );
-        if let Some(t) = ctx.upstream_time {
+        if let Some(t) = self.upstream_time {
             metrics::observe(
                 cached.map(|c| c.upstream_duration(m, route_label)),
                 &m.upstream_duration,
@@ -176,41 +169,41 @@ impl Gateway {
                 t.as_secs_f64(),
             );
         }
-        if let (Some(route), Some(id)) = (&ctx.route, &ctx.secret_id) {
+        if let (Some(route), Some(id)) = (&self.route, &self.secret_id) {
             metrics::inc(
                 cached.and_then(|c| c.secret_matches(m, &route.app.name, id)),
                 &m.secret_matches,
                 &[route.app.name.as_ref(), id.as_ref()],
             );
         }
-        if let Some(l) = ctx.lifecycle {
+        if let Some(l) = self.lifecycle {
             m.lifecycle.with_label_values(&[l.as_str()]).inc();
         }
         // Guard levels (bucket and replay counts, evictions) are read at scrape time by
         // the admin service, not per request: counting them locks every shard.
 
-        let ts_text = TsText::new(ctx.arrived);
+        let ts_text = TsText::new(self.arrived);
         let ts_slow;
         let ts = match &ts_text {
             Some(t) => t.as_str(),
             None => {
-                ts_slow = rfc3339(ctx.arrived);
+                ts_slow = rfc3339(self.arrived);
                 ts_slow.as_str()
             }
         };
-        let ip_text = ctx.client_ip.map(IpText::new);
-        let f = &ctx.facts;
-        let route = ctx.route.as_deref();
-        self.shared.audit.record_view(&AuditView {
+        let ip_text = self.client_ip.map(IpText::new);
+        let f = &self.facts;
+        let route = self.route.as_deref();
+        shared.audit.record_view(&AuditView {
             ts,
             direction: crate::core::audit::Direction::Inbound,
             route: route.map(|r| r.name.as_ref()),
             reason: reason.as_str(),
-            status: ctx.status,
-            shadow: ctx.shadow,
+            status: self.status,
+            shadow: self.shadow,
             client_ip: ip_text.as_ref().map(IpText::as_str),
             app: route.map(|r| r.app.name.as_ref()),
-            secret_id: ctx.secret_id.as_deref(),
+            secret_id: self.secret_id.as_deref(),
             kind: f.kind,
             api_app_id: f.text(&f.api_app_id),
             enterprise_id: f.text(&f.enterprise_id),
@@ -220,12 +213,12 @@ impl Gateway {
             event_type: f.text(&f.event_type),
             command: f.text(&f.command),
             event_id: f.text(&f.event_id),
-            retry_num: ctx.retry_num,
-            rule: ctx.rule.as_deref(),
+            retry_num: self.retry_num,
+            rule: self.rule.as_deref(),
             upstream: route.map(|r| r.upstream.name.as_ref()),
-            upstream_status: ctx.upstream_status,
+            upstream_status: self.upstream_status,
             duration_us: u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
-            lifecycle: ctx.lifecycle.is_some(),
+            lifecycle: self.lifecycle.is_some(),
         });
     }
 }

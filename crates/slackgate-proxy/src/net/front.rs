@@ -31,21 +31,21 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::{Shutdown, Stream, ALPN};
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use slackgate_guard::Reason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::net::downstream::{answer_body, request_head, BodyError, Downstream, Forwarded};
+use crate::net::conn::{close_gently, is_bodyless, Linger, KEEPALIVE_IDLE};
+use crate::net::downstream::{answer_body, BodyError, Downstream};
 use crate::net::handover::{hand_over, unwrap_prefixed};
 use crate::net::http1::{self, Framing, Parsed, RequestHead};
 use crate::net::tls::TlsListeners;
+use crate::net::upstream_head::{request_head, Forwarded};
 use crate::net::wire::{push_decimal, push_header};
 
-/// How long a keep-alive connection may wait for the first byte of its next request.
-pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// The longest a keep-alive connection stays open, idle, once the server drains.
 const DRAIN_IDLE_MAX: Duration = Duration::from_secs(5);
 
@@ -127,19 +127,6 @@ pub(crate) struct ConnLimits {
     pub linger: Linger,
 }
 
-/// The lingering close: after an answer given before the request was read whole (a
-/// refused head, a body over the limit, a failed read), the front stops writing, then
-/// reads and discards what the client still sends, for at most `time` and `bytes`,
-/// before it closes. A client that writes its whole body before it reads (many do) then
-/// reads the answer instead of a connection reset (nginx's `lingering_close`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Linger {
-    /// `limits.body_read_timeout`.
-    pub time: Duration,
-    /// Twice `limits.max_body_bytes`.
-    pub bytes: usize,
-}
-
 impl ConnLimits {
     /// The limits of the inbound and egress doors: the config's `limits`.
     pub(crate) fn of(limits: &slackgate_policy::Limits) -> Self {
@@ -150,16 +137,6 @@ impl ConnLimits {
                 drain_idle: HeadLimits::drain_idle_for(limits.shutdown_grace),
             },
             linger: Linger::of(limits),
-        }
-    }
-}
-
-impl Linger {
-    /// The linger for these limits.
-    pub(crate) fn of(limits: &slackgate_policy::Limits) -> Self {
-        Linger {
-            time: limits.body_read_timeout,
-            bytes: limits.max_body_bytes.saturating_mul(2),
         }
     }
 }
@@ -454,29 +431,6 @@ async fn read_head(
     }
 }
 
-/// Closes a connection after its last answer: the write side first (the client reads
-/// the answer, then the end), then, with `linger`, what the client still sends is read
-/// and discarded within its bounds, so the close does not reset the connection under
-/// the answer before the client read it.
-pub(crate) async fn close_gently<S>(stream: &mut S, linger: Option<Linger>)
-where
-    S: tokio::io::AsyncRead + Shutdown + Unpin + Send + ?Sized,
-{
-    Shutdown::shutdown(stream).await;
-    let Some(linger) = linger else {
-        return;
-    };
-    let mut scratch = [0u8; 4096];
-    let mut left = linger.bytes;
-    let until = Instant::now() + linger.time;
-    while left > 0 {
-        match tokio::time::timeout_at(until, stream.read(&mut scratch)).await {
-            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-            _ => break,
-        }
-    }
-}
-
 /// The head limits in force.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
@@ -696,11 +650,6 @@ fn answer_bytes(
         out.extend_from_slice(body);
     }
     Ok(out)
-}
-
-/// Statuses whose answers never have a body (RFC 9110 6.4.1).
-pub(crate) fn is_bodyless(status: u16) -> bool {
-    matches!(status, 100..=199 | 204 | 304)
 }
 
 #[cfg(test)]

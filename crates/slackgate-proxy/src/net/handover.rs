@@ -21,15 +21,15 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::net::downstream::{request_head, Forwarded};
-use crate::net::front::Linger;
+use crate::net::conn::Linger;
 use crate::net::http1::{list, ChunkedEnd, Framing, RequestHead};
+use crate::net::upstream_head::{request_head, Forwarded};
 
 /// The stream pingora reads for the request whose judged `head` starts `buf`: exactly
 /// that request's bytes (it can never read, and drop or serve, what follows on the
 /// connection), with the head attached. `buf` is left empty.
 /// A connection pingora closes under a request it did not read to its end is let go
-/// with `linger` (as `crate::net::front::close_gently` does).
+/// with `linger` (as `crate::net::conn::close_gently` does).
 pub(crate) fn hand_over(
     inner: Stream,
     buf: &mut BytesMut,
@@ -240,7 +240,7 @@ impl Prefixed {
     /// stream). The write side is shut first; then, when the request was not read to its
     /// end (pingora's path answered early: a body over the limit, a failed read) or more
     /// bytes followed it, what the client still sends is read and discarded within the
-    /// linger's bounds, as `crate::net::front::close_gently` does on the fast path.
+    /// linger's bounds, as `crate::net::conn::close_gently` does on the fast path.
     fn poll_close_gently(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
