@@ -17,6 +17,8 @@ use slackgate_policy::{BotToken, SecretRef};
 use crate::core::audit::rfc3339;
 use crate::core::metrics::{BotTokenView, GuardLevels};
 use crate::core::state::Shared;
+use crate::egress::{ScopeLedger, TokenVault};
+use crate::groups::UserGroups;
 use crate::net::conn::Linger;
 use crate::net::front::{ConnLimits, Door, NoFastPath};
 
@@ -24,12 +26,36 @@ use crate::net::front::{ConnLimits, Door, NoFastPath};
 #[derive(Debug, Clone)]
 pub struct AdminApp {
     shared: Arc<Shared>,
+    features: Features,
+}
+
+/// The features' state the server owns and the admin listener reports on.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// The rotating bots' tokens.
+    pub vault: Arc<TokenVault>,
+    /// The scopes the bots' calls needed.
+    pub ledger: Arc<ScopeLedger>,
+    /// The user groups' reads.
+    pub groups: Arc<UserGroups>,
 }
 
 impl AdminApp {
-    /// An admin app over the gateway's shared state.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// An admin app over the gateway's shared state and the features' state.
+    pub fn new(shared: Arc<Shared>, features: Features) -> Self {
+        Self { shared, features }
+    }
+
+    /// The state of `bot`'s token: `revoked` (a verified lifecycle event), else the
+    /// vault's `active`, `pending` or `expired`.
+    fn token_state(&self, bot: &slackgate_policy::Bot) -> &'static str {
+        if self.shared.guard.token_revoked_by(bot).is_some() {
+            return "revoked";
+        }
+        self.features
+            .vault
+            .state(bot, self.shared.guard.clock().now())
+            .as_str()
     }
 
     /// The `/status` document.
@@ -91,14 +117,14 @@ impl AdminApp {
         };
         // Per bot: where its key and token come from (never their values) and what its
         // calls showed of its scopes.
-        let scopes = self.shared.scopes.all();
+        let scopes = self.features.ledger.all();
         let bots: serde_json::Map<String, serde_json::Value> = snap
             .policy
             .bots
             .iter()
             .map(|b| {
                 let seen = scopes.get(&*b.name).cloned().unwrap_or_default();
-                let token_state = self.shared.token_state(b);
+                let token_state = self.token_state(b);
                 let token = match &b.token {
                     BotToken::Static(c) => json!(source(&c.source)),
                     BotToken::Rotating(r) => json!({
@@ -116,7 +142,7 @@ impl AdminApp {
                         "token": token,
                         "team": b.team.as_deref(),
                         "token_state": token_state,
-                        "rotation": self.shared.tokens.status(b),
+                        "rotation": self.features.vault.status(b),
                         "calls_with_scopes": seen.calls,
                         "granted_scopes": seen.granted,
                         "needed_scopes": seen.needed,
@@ -150,7 +176,7 @@ impl AdminApp {
             "secrets": secrets,
             "upstreams": upstreams,
             "egress": egress,
-            "groups": crate::groups::status(&self.shared),
+            "groups": crate::groups::status(&self.shared, &self.features.groups),
             "state": {
                 "backend": if self.shared.remote.is_some() { "redis" } else { "local" },
                 "circuit_open": self.shared.remote.as_ref().is_some_and(|r| r.circuit_open()),
@@ -202,10 +228,10 @@ impl ServeHttp for AdminApp {
                 let snap = self.shared.current();
                 m.observe_token_states(snap.policy.bots.iter().map(|b| BotTokenView {
                     name: &b.name,
-                    state: self.shared.token_state(b),
+                    state: self.token_state(b),
                     rotating: b.token.rotation().is_some(),
-                    expires_at: self.shared.tokens.expires_at(b),
-                    stuck: self.shared.tokens.is_stuck(b),
+                    expires_at: self.features.vault.expires_at(b),
+                    stuck: self.features.vault.is_stuck(b),
                 }));
                 respond(
                     StatusCode::OK,
@@ -268,10 +294,13 @@ pub(crate) struct AdminDoor {
 }
 
 impl AdminDoor {
-    /// The door of `shared`'s admin listener.
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    /// The door of `shared`'s admin listener, reporting on `features`.
+    pub(crate) fn new(shared: Arc<Shared>, features: Features) -> Self {
         AdminDoor {
-            app: Arc::new(HttpServer::new_app(AdminApp::new(Arc::clone(&shared)))),
+            app: Arc::new(HttpServer::new_app(AdminApp::new(
+                Arc::clone(&shared),
+                features,
+            ))),
             shared,
         }
     }

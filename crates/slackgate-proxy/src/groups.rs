@@ -35,8 +35,9 @@ use slackgate_guard::{unix_secs_f64, Clock};
 use slackgate_policy::{Bot, Egress, IdSet, UserGroup};
 use tokio::sync::Notify;
 
+pub use crate::core::labels::GroupReadResult as RefreshResult;
 use crate::core::state::Shared;
-use crate::egress::{error_code, CallFailure, OutHead, SlackClient, SlackClientError};
+use crate::egress::{error_code, CallFailure, OutHead, SlackClient, SlackClientError, TokenVault};
 
 /// The Web API method that lists a user group's members.
 const METHOD: &str = "usergroups.users.list";
@@ -52,8 +53,8 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The token a group refresh sends for `bot`: the one place group refreshes read a bot's
 /// token (for a rotating bot, its current token from the vault; `None` while it has none).
-fn token_of(shared: &Shared, bot: &Bot) -> Option<String> {
-    match shared.tokens.token(bot, shared.guard.clock().now()) {
+fn token_of(r: &GroupRefresher, bot: &Bot) -> Option<String> {
+    match r.vault.token(bot, r.shared.guard.clock().now()) {
         crate::egress::CallToken::Static(t) => Some(t.to_owned()),
         crate::egress::CallToken::Rotated(p) => Some(p.access_token().to_owned()),
         crate::egress::CallToken::Unavailable(_) => None,
@@ -61,57 +62,6 @@ fn token_of(shared: &Shared, bot: &Bot) -> Option<String> {
 }
 
 // === RefreshResult ===
-
-/// The `result` label of `slackgate_group_refreshes_total`: what one read of a group's
-/// members came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshResult {
-    /// Slack answered `ok:true` with the members; they replaced the old ones.
-    Ok,
-    /// Slack answered `ok:false` (its `error` is in `/status`: `no_such_subteam`,
-    /// `missing_scope`, `invalid_auth`, `token_revoked`, ...).
-    SlackError,
-    /// Slack answered 429; the next read waits for its `Retry-After`.
-    RateLimited,
-    /// The answer is not what Slack documents (status, JSON, `users` of user ids).
-    BadAnswer,
-    /// No answer: connecting, TLS or the exchange failed.
-    UpstreamError,
-    /// No answer within `egress.timeout`.
-    UpstreamTimeout,
-    /// The bot's token was revoked by a verified lifecycle event: not called.
-    TokenRevoked,
-    /// The bot rotates its token and has none now (not minted yet, or expired): not called.
-    TokenUnavailable,
-}
-
-impl RefreshResult {
-    /// Every result, for pre-registering the series.
-    pub const ALL: [RefreshResult; 8] = [
-        RefreshResult::Ok,
-        RefreshResult::SlackError,
-        RefreshResult::RateLimited,
-        RefreshResult::BadAnswer,
-        RefreshResult::UpstreamError,
-        RefreshResult::UpstreamTimeout,
-        RefreshResult::TokenRevoked,
-        RefreshResult::TokenUnavailable,
-    ];
-
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RefreshResult::Ok => "ok",
-            RefreshResult::SlackError => "slack_error",
-            RefreshResult::RateLimited => "rate_limited",
-            RefreshResult::BadAnswer => "bad_answer",
-            RefreshResult::UpstreamError => "upstream_error",
-            RefreshResult::UpstreamTimeout => "upstream_timeout",
-            RefreshResult::TokenRevoked => "token_revoked",
-            RefreshResult::TokenUnavailable => "token_unavailable",
-        }
-    }
-}
 
 /// What one read came to: its result, what `/status` says about a failure, and how long
 /// Slack asked to wait.
@@ -230,9 +180,9 @@ impl UserGroups {
 
 /// The `groups` section of `/status`: per user group of the running policy, where its
 /// members come from, how many it has, and what the last read said. Never a token.
-pub(crate) fn status(shared: &Shared) -> Value {
+pub(crate) fn status(shared: &Shared, groups: &UserGroups) -> Value {
     let snap = shared.current();
-    let status = lock(&shared.groups.status).clone();
+    let status = lock(&groups.status).clone();
     let members = shared.guard.group_members();
     let groups: serde_json::Map<String, Value> = snap
         .policy
@@ -372,7 +322,8 @@ fn read_answer(status: u16, retry_after: Option<&[u8]>, body: &[u8]) -> Refresh 
 }
 
 /// One read of `group`'s members with its bot's token, over the running policy and config.
-async fn read_members(shared: &Shared, group: &UserGroup) -> Refresh {
+async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
+    let shared = &*r.shared;
     let snap = shared.current();
     let Some(bot) = snap.policy.bots.by_name(&group.bot) else {
         // The policy compiler makes this impossible; a task of an older policy may see it.
@@ -387,11 +338,11 @@ async fn read_members(shared: &Shared, group: &UserGroup) -> Refresh {
     let Some(egress) = &snap.config.egress else {
         return Refresh::failed(RefreshResult::UpstreamError, "the config has no egress");
     };
-    let client = match shared.groups.client(egress) {
+    let client = match r.groups.client(egress) {
         Ok(c) => c,
         Err(e) => return Refresh::failed(RefreshResult::UpstreamError, e.to_string()),
     };
-    let Some(token) = token_of(shared, bot) else {
+    let Some(token) = token_of(r, bot) else {
         return Refresh::failed(
             RefreshResult::TokenUnavailable,
             "the bot rotates its token and has none now (see /status egress.bots.<bot>.rotation)",
@@ -416,8 +367,9 @@ async fn read_members(shared: &Shared, group: &UserGroup) -> Refresh {
 }
 
 /// Reads `group` once and records what came of it: members, metrics, status, log.
-async fn refresh(shared: &Shared, group: &UserGroup) -> Refresh {
-    let mut r = read_members(shared, group).await;
+async fn refresh(refresher: &GroupRefresher, group: &UserGroup) -> Refresh {
+    let shared = &*refresher.shared;
+    let mut r = read_members(refresher, group).await;
     // A reload may have changed or removed the group while Slack answered: its
     // supervisor then stopped this task, and what it read is not recorded.
     let current = shared
@@ -464,15 +416,15 @@ async fn refresh(shared: &Shared, group: &UserGroup) -> Refresh {
             }
         );
     }
-    shared.groups.note(group, now, &r);
+    refresher.groups.note(group, now, &r);
     r
 }
 
 /// A group's task: read now, then every `refresh`, or soon after a wake-up.
-async fn run_group(shared: Arc<Shared>, group: Arc<UserGroup>, wake: Arc<Notify>) {
-    let _alive = Running::new(&shared.groups.running);
+async fn run_group(refresher: GroupRefresher, group: Arc<UserGroup>, wake: Arc<Notify>) {
+    let _alive = Running::new(&refresher.groups.running);
     loop {
-        let r = refresh(&shared, &group).await;
+        let r = refresh(&refresher, &group).await;
         let started = tokio::time::Instant::now();
         // After a 429 nothing is sent before Slack's Retry-After, not even for an event.
         let (next, earliest) = match r.retry_after {
@@ -495,9 +447,13 @@ struct Task {
 }
 
 /// The background service that runs one refresh task per user group of the running
-/// policy, and follows reloads.
+/// policy, and follows reloads. The server hands it the groups' state and the bots'
+/// token vault, which it owns.
+#[derive(Clone)]
 pub(crate) struct GroupRefresher {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) groups: Arc<UserGroups>,
+    pub(crate) vault: Arc<TokenVault>,
 }
 
 impl GroupRefresher {
@@ -515,7 +471,7 @@ impl GroupRefresher {
                 task.handle.abort();
                 if !groups.contains_key(name) {
                     m.forget_group(name);
-                    lock(&shared.groups.status).remove(name);
+                    lock(&self.groups.status).remove(name);
                 }
             }
             keep
@@ -525,7 +481,7 @@ impl GroupRefresher {
             .guard
             .group_members()
             .retain(|name, usergroup| groups.get(name).is_some_and(|g| &*g.usergroup == usergroup));
-        let mut wakers = lock(&shared.groups.wakers);
+        let mut wakers = lock(&self.groups.wakers);
         wakers.retain(|name, _| tasks.contains_key(name));
         for g in groups.values() {
             if tasks.contains_key(&g.name) {
@@ -543,7 +499,7 @@ impl GroupRefresher {
                 Arc::clone(&g.name),
                 (Arc::clone(&g.usergroup), Arc::clone(&wake)),
             );
-            let handle = tokio::spawn(run_group(Arc::clone(shared), Arc::clone(g), wake));
+            let handle = tokio::spawn(run_group(self.clone(), Arc::clone(g), wake));
             tasks.insert(
                 Arc::clone(&g.name),
                 Task {
@@ -563,13 +519,13 @@ impl BackgroundService for GroupRefresher {
             self.reconcile(&mut tasks);
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = self.shared.groups.loaded.notified() => {}
+                _ = self.groups.loaded.notified() => {}
             }
         }
         for task in tasks.values() {
             task.handle.abort();
         }
-        lock(&self.shared.groups.wakers).clear();
+        lock(&self.groups.wakers).clear();
     }
 }
 

@@ -27,7 +27,7 @@ use pingora::services::listening::Service;
 use slackgate_guard::{Clock, Guard, SystemClock};
 use slackgate_policy::{AuditPath, Config, LoadErrors, SecretSource, StateBackend, SystemSecrets};
 
-use crate::admin::AdminDoor;
+use crate::admin::{AdminDoor, Features};
 use crate::core::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
 use crate::core::metrics::Metrics;
 use crate::core::state::{load_snapshot, Shared, SharedClock};
@@ -138,6 +138,8 @@ impl Options {
 pub struct RunningGateway {
     /// The shared state (snapshot, metrics, reload).
     pub shared: Arc<Shared>,
+    /// The features' state the server owns (token vault, scope ledger, user groups).
+    pub features: Features,
     stop: Arc<StopSignal>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -220,7 +222,7 @@ impl ShutdownSignalWatch for StopWatch {
 /// Builds the pingora server for `opts`: the shared state, the server, a front on
 /// every listener (the inbound door, the egress door, the admin listener) and the
 /// background services.
-pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
+pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartError> {
     let shared = shared_state(opts)?;
     let config = Arc::clone(&shared.current().config);
     let mut server = pingora_server(opts, &config);
@@ -229,11 +231,19 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         config.egress.is_some(),
         config.limits.max_connections,
     );
-    let mut probe_addrs = add_inbound(&mut server, opts, &shared, &config, caps.inbound)?;
+    // The features' own state, owned here and handed to the parts that need it (as
+    // pingora's background services own theirs): the token vault (the refresher writes
+    // it, the egress door and the group reads read it), the scope ledger and the user
+    // groups. They outlive reloads; the snapshot does not hold them.
+    let features = Features::default();
+    let groups = Arc::clone(&features.groups);
+    shared.on_reload(Box::new(move || groups.policy_loaded()));
+    let mut probe_addrs =
+        add_inbound(&mut server, opts, &shared, &features, &config, caps.inbound)?;
     if let Some(egress) = &config.egress {
-        add_egress(&mut server, &shared, egress, caps.egress)?;
+        add_egress(&mut server, &shared, &features, egress, caps.egress)?;
         probe_addrs.push(egress.listen.addr);
-        add_rotation(&mut server, &shared, &config, egress)?;
+        add_rotation(&mut server, &shared, &features, &config, egress)?;
         if let Some(redis) = &shared.remote {
             server.add_service(background_service(
                 "shared revocations",
@@ -246,7 +256,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
     }
     if let Some(admin) = &config.admin {
         let front = Front::new(
-            AdminDoor::new(Arc::clone(&shared)),
+            AdminDoor::new(Arc::clone(&shared), features.clone()),
             TlsListeners::default(),
             slots(&shared, "admin", caps.admin),
         );
@@ -255,8 +265,8 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>), StartError> {
         server.add_service(svc);
         probe_addrs.push(admin.addr);
     }
-    add_background(&mut server, opts, &shared, probe_addrs);
-    Ok((server, shared))
+    add_background(&mut server, opts, &shared, &features, probe_addrs);
+    Ok((server, shared, features))
 }
 
 /// The connection slots of one listener, its refusals counted under `listener`.
@@ -273,10 +283,15 @@ fn slots(shared: &Shared, listener: &str, cap: usize) -> Arc<Slots> {
 fn add_egress(
     server: &mut Server,
     shared: &Arc<Shared>,
+    features: &Features,
     egress: &slackgate_policy::Egress,
     cap: usize,
 ) -> Result<(), StartError> {
-    let app = crate::egress::EgressApp::new(Arc::clone(shared))?;
+    let app = crate::egress::EgressApp::new(
+        Arc::clone(shared),
+        Arc::clone(&features.vault),
+        Arc::clone(&features.ledger),
+    )?;
     let proxy = Arc::new(pingora::proxy::http_proxy(
         &server.configuration,
         app.clone(),
@@ -302,6 +317,7 @@ fn add_egress(
 fn add_rotation(
     server: &mut Server,
     shared: &Arc<Shared>,
+    features: &Features,
     config: &Config,
     egress: &slackgate_policy::Egress,
 ) -> Result<(), StartError> {
@@ -330,7 +346,14 @@ fn add_rotation(
     )?;
     server.add_service(background_service(
         "token rotation",
-        crate::egress::Refresher::new(Arc::clone(shared), client, store, sealer, egress.timeout),
+        crate::egress::Refresher::new(
+            Arc::clone(shared),
+            Arc::clone(&features.vault),
+            client,
+            store,
+            sealer,
+            egress.timeout,
+        ),
     ));
     Ok(())
 }
@@ -456,13 +479,14 @@ fn add_inbound(
     server: &mut Server,
     opts: &Options,
     shared: &Arc<Shared>,
+    features: &Features,
     config: &Config,
     cap: usize,
 ) -> Result<Vec<SocketAddr>, StartError> {
     // The fast path and pingora's proxy (for every other request) share one state.
     let fallback = Arc::new(pingora::proxy::http_proxy(
         &server.configuration,
-        Gateway::new(Arc::clone(shared)),
+        Gateway::new(Arc::clone(shared), Arc::clone(&features.groups)),
     ));
     // The front terminates TLS itself: the listeners it is given are plain TCP.
     let mut tls = TlsListeners::default();
@@ -473,7 +497,8 @@ fn add_inbound(
             tls.add(listener.addr, server_config(cert)?);
         }
     }
-    let door = InboundDoor::new(Gateway::new(Arc::clone(shared)), fallback, opts.fast_path);
+    let gateway = Gateway::new(Arc::clone(shared), Arc::clone(&features.groups));
+    let door = InboundDoor::new(gateway, fallback, opts.fast_path);
     let mut proxy = Service::new(
         "slackgate".to_owned(),
         Front::new(door, tls, slots(shared, "inbound", cap)),
@@ -518,6 +543,7 @@ fn add_background(
     server: &mut Server,
     opts: &Options,
     shared: &Arc<Shared>,
+    features: &Features,
     probe_addrs: Vec<SocketAddr>,
 ) {
     server.add_service(background_service(
@@ -537,6 +563,8 @@ fn add_background(
         "usergroup refresh",
         crate::groups::GroupRefresher {
             shared: Arc::clone(shared),
+            groups: Arc::clone(&features.groups),
+            vault: Arc::clone(&features.vault),
         },
     ));
     if let Some(interval) = opts.watch_interval {
@@ -565,7 +593,7 @@ fn small_buffers() -> L4BufferSettings {
 
 /// Starts a gateway on a thread of its own.
 pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
-    let (server, shared) = build(&opts)?;
+    let (server, shared, features) = build(&opts)?;
     let stop = Arc::new(StopSignal::default());
     let watch = StopWatch(Arc::clone(&stop));
     let thread = std::thread::Builder::new()
@@ -578,6 +606,7 @@ pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
         .map_err(StartError::Thread)?;
     Ok(RunningGateway {
         shared,
+        features,
         stop,
         thread: Some(thread),
     })
@@ -589,7 +618,7 @@ pub fn start(opts: Options) -> Result<RunningGateway, StartError> {
 /// process serves, which for `--upgrade` is after it took over the listeners: until then
 /// the file still names the old process, the one to send SIGQUIT.
 pub fn run(opts: Options) -> Result<(), StartError> {
-    let (server, shared) = build(&opts)?;
+    let (server, shared, _features) = build(&opts)?;
     let pid_file = PathBuf::from(&server.configuration.pid_file);
     if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         log::warn!("cannot write the pid file {}: {e}", pid_file.display());

@@ -403,7 +403,7 @@ fn a_reload_keeps_the_members_and_follows_changed_and_removed_groups() {
     wait_members(gw, "oncall", &["U0333"]);
     wait_members(gw, "contractors", &["U0BAD"]);
     assert_eq!(rig.slack.count(), 2);
-    assert_eq!(gw.shared().groups.tasks_running(), 2);
+    assert_eq!(gw.features().groups.tasks_running(), 2);
     rig.slack.set_usergroup("S0ONCALL", &["U0444"]);
 
     // A reload that leaves the groups alone: no new read, the members stay.
@@ -438,7 +438,7 @@ fn a_reload_keeps_the_members_and_follows_changed_and_removed_groups() {
     assert_ne!(removed, faster);
     gw.reload_policy(&removed);
     assert!(
-        wait_until(WAIT, || gw.shared().groups.tasks_running() == 1),
+        wait_until(WAIT, || gw.features().groups.tasks_running() == 1),
         "the removed group's task still runs"
     );
     let status = gw.admin_client().get("/status").unwrap().json();
@@ -490,13 +490,13 @@ fn a_group_pointed_at_another_user_group_starts_empty() {
 fn shutdown_stops_every_refresh_task() {
     let mut rig = rig("1s", &[("S0ONCALL", &["U0333"]), ("S0CONTRACT", &[])]);
     wait_members(&rig.gw, "oncall", &["U0333"]);
-    let shared = Arc::clone(rig.gw.shared());
-    assert_eq!(shared.groups.tasks_running(), 2);
+    let groups = Arc::clone(&rig.gw.features().groups);
+    assert_eq!(groups.tasks_running(), 2);
     rig.gw.running.take().unwrap().shutdown();
-    assert_eq!(shared.groups.tasks_running(), 0);
+    assert_eq!(groups.tasks_running(), 0);
     // An event arriving now wakes nothing that could call Slack.
     let calls = rig.slack.count();
-    shared.groups.wake("S0ONCALL");
-    assert_eq!(shared.groups.tasks_running(), 0);
+    groups.wake("S0ONCALL");
+    assert_eq!(groups.tasks_running(), 0);
     assert_eq!(rig.slack.count(), calls);
 }

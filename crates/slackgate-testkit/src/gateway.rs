@@ -313,6 +313,12 @@ impl TestGateway {
         &self.running.as_ref().expect("running").shared
     }
 
+    /// The features' state the running gateway's server owns (token vault, scope ledger,
+    /// user groups).
+    pub fn features(&self) -> &slackgate_proxy::admin::Features {
+        &self.running.as_ref().expect("running").features
+    }
+
     /// Audit lines written so far, waiting until at least `n` arrived.
     pub fn audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
         wait_until(Duration::from_secs(5), || {

@@ -334,7 +334,6 @@ fn show(m: &[String]) -> String {
 }
 
 #[test]
-#[ignore = "issue 27 (structure) is not done yet: run with --ignored to see what is left"]
 fn no_import_circle_between_the_files_of_any_crate() {
     let mut found = Vec::new();
     for (name, src) in crate_srcs() {

@@ -119,7 +119,7 @@ pub(crate) fn observe(cached: Option<&Histogram>, vec: &HistogramVec, labels: &[
 
 /// The per-request metric handles of every route of one policy snapshot, looked up once
 /// per route instead of per request; a reload builds a new table with its snapshot.
-/// Kept by the proxy's [`Snapshot`](crate::core::state::Snapshot), not in the policy model.
+/// Kept by the running snapshot (`core::state::Snapshot`), not in the policy model.
 #[derive(Debug, Default)]
 pub(crate) struct RouteMetricsTable(Box<[(usize, RouteMetrics)]>);
 
@@ -453,7 +453,7 @@ impl Metrics {
         }
         registry.register(Box::new(upstream_healthy.clone()))?;
         for result in
-            crate::core::state::ReloadResult::ALL.map(crate::core::state::ReloadResult::as_str)
+            crate::core::labels::ReloadResult::ALL.map(crate::core::labels::ReloadResult::as_str)
         {
             reloads.with_label_values(&[result]);
         }
@@ -541,7 +541,7 @@ impl Metrics {
                 self.token_refresh_stuck
                     .with_label_values(&[b.name])
                     .set(i64::from(b.stuck));
-                for r in crate::egress::RefreshResult::ALL {
+                for r in crate::core::labels::TokenRefreshResult::ALL {
                     self.token_refreshes
                         .with_label_values(&[b.name, r.as_str()]);
                 }
@@ -566,7 +566,7 @@ impl Metrics {
     /// last success (`loaded`: the count and time of members already held, e.g. kept
     /// across a reload; else 0).
     pub fn register_group(&self, group: &str, loaded: Option<(usize, f64)>) {
-        for result in crate::groups::RefreshResult::ALL {
+        for result in crate::core::labels::GroupReadResult::ALL {
             self.group_refreshes
                 .with_label_values(&[group, result.as_str()]);
         }
@@ -579,7 +579,7 @@ impl Metrics {
 
     /// Drops the series of a user group the policy no longer has.
     pub fn forget_group(&self, group: &str) {
-        for result in crate::groups::RefreshResult::ALL {
+        for result in crate::core::labels::GroupReadResult::ALL {
             let _ = self
                 .group_refreshes
                 .remove_label_values(&[group, result.as_str()]);

@@ -18,6 +18,7 @@ use slackgate_guard::{Clock, Guard};
 use slackgate_policy::{Config, LoadError, LoadErrors, Policy, SecretSource, StateKey};
 
 use crate::core::audit::AuditSink;
+pub use crate::core::labels::ReloadResult;
 use crate::core::metrics::Metrics;
 use crate::core::metrics::RouteMetricsTable;
 use crate::inbound::upstream::Pool;
@@ -45,28 +46,6 @@ pub struct Snapshot {
     pub(crate) route_metrics: RouteMetricsTable,
 }
 
-/// The `result` label of `slackgate_policy_reloads_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadResult {
-    /// The new files replaced the running ones (the first load counts as one).
-    Success,
-    /// The new files were invalid; the running policy stays.
-    Error,
-}
-
-impl ReloadResult {
-    /// Every result, for pre-registering the series.
-    pub const ALL: [ReloadResult; 2] = [ReloadResult::Success, ReloadResult::Error];
-
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ReloadResult::Success => "success",
-            ReloadResult::Error => "error",
-        }
-    }
-}
-
 /// The outcome of a reload, as `POST /reload` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadOutcome {
@@ -89,6 +68,9 @@ pub struct ReloadStatus {
     pub last_attempt: Option<String>,
 }
 
+/// What the server calls after a reload.
+pub(crate) type ReloadHook = Box<dyn Fn() + Send + Sync>;
+
 /// Everything a gateway instance shares between requests, reloads and the admin API.
 pub struct Shared {
     /// Path of the config file.
@@ -107,12 +89,10 @@ pub struct Shared {
     pub listeners_ready: AtomicBool,
     /// Shared state in Redis (`state.backend: redis`); `None` keeps state in this replica.
     pub remote: Option<Arc<crate::core::redis::RedisState>>,
-    /// The scopes the bots' calls needed (the egress door), kept across reloads.
-    pub scopes: crate::egress::ScopeLedger,
-    /// The rotating bots' current tokens, kept across reloads.
-    pub tokens: crate::egress::TokenVault,
-    /// The user groups' refresh tasks and their last reads (their members are in `guard`).
-    pub groups: crate::groups::UserGroups,
+    /// Called after every snapshot swap: the parts the server wired that follow reloads
+    /// (the user groups' supervisor). The features' own state (token vault, scope ledger,
+    /// user groups) is owned by the server and handed to the parts that need it.
+    reload_hooks: Mutex<Vec<ReloadHook>>,
     reload_status: Mutex<ReloadStatus>,
     reload_lock: Mutex<()>,
 }
@@ -205,9 +185,7 @@ impl Shared {
             secrets,
             listeners_ready: AtomicBool::new(false),
             remote: None,
-            scopes: crate::egress::ScopeLedger::default(),
-            tokens: crate::egress::TokenVault::default(),
-            groups: crate::groups::UserGroups::default(),
+            reload_hooks: Mutex::new(Vec::new()),
             reload_status: Mutex::new(ReloadStatus::default()),
             reload_lock: Mutex::new(()),
         };
@@ -301,15 +279,6 @@ impl Shared {
         }
     }
 
-    /// The state of `bot`'s token: `revoked` (a verified lifecycle event), else the
-    /// vault's `active`, `pending` or `expired`.
-    pub fn token_state(&self, bot: &slackgate_policy::Bot) -> &'static str {
-        if self.guard.token_revoked_by(bot).is_some() {
-            return "revoked";
-        }
-        self.tokens.state(bot, self.guard.clock().now()).as_str()
-    }
-
     /// Whether a policy is loaded and every listener accepts connections.
     pub fn is_ready(&self) -> bool {
         self.listeners_ready.load(Ordering::SeqCst)
@@ -337,6 +306,21 @@ impl Shared {
         for route in snap.policy.routes.iter() {
             m.register_route(&route.name);
         }
-        self.groups.policy_loaded();
+        let hooks = match self.reload_hooks.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for hook in hooks.iter() {
+            hook();
+        }
+    }
+
+    /// Calls `hook` now and after every successful reload.
+    pub(crate) fn on_reload(&self, hook: ReloadHook) {
+        hook();
+        match self.reload_hooks.lock() {
+            Ok(mut g) => g.push(hook),
+            Err(p) => p.into_inner().push(hook),
+        }
     }
 }

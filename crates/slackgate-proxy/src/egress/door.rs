@@ -15,7 +15,8 @@ use slackgate_guard::{
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
-use super::rotation::CallToken;
+use super::rotation::{CallToken, TokenVault};
+use super::scopes::ScopeLedger;
 use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
@@ -29,6 +30,10 @@ use crate::net::http1::connection_tokens;
 #[derive(Clone)]
 pub struct EgressApp {
     shared: Arc<Shared>,
+    /// The rotating bots' tokens (owned by the server, written by the refresher).
+    vault: Arc<TokenVault>,
+    /// The scopes the bots' calls needed (owned by the server, read by `/status`).
+    ledger: Arc<ScopeLedger>,
     slack: Arc<SlackClient>,
     /// The client for `egress.hooks_base` (webhook posts).
     hooks: Arc<SlackClient>,
@@ -187,7 +192,14 @@ impl Outcome {
 
 impl EgressApp {
     /// The app for `shared`'s egress config.
-    pub fn new(shared: Arc<Shared>) -> Result<Self, SlackClientError> {
+    ///
+    /// `vault` and `ledger` are the server's: the token refresher writes the one, `/status`
+    /// reads the other.
+    pub fn new(
+        shared: Arc<Shared>,
+        vault: Arc<TokenVault>,
+        ledger: Arc<ScopeLedger>,
+    ) -> Result<Self, SlackClientError> {
         let snap = shared.current();
         let egress = snap
             .config
@@ -202,6 +214,8 @@ impl EgressApp {
         )?;
         Ok(Self {
             shared,
+            vault,
+            ledger,
             slack: Arc::new(slack),
             hooks: Arc::new(hooks),
         })
@@ -340,7 +354,7 @@ impl EgressApp {
                 .and_then(error_code)
                 .map(str::to_owned);
         }
-        let unused = self.shared.scopes.note(
+        let unused = self.ledger.note(
             &bot.name,
             header("x-oauth-scopes"),
             header("x-accepted-oauth-scopes"),
@@ -602,11 +616,7 @@ impl EgressApp {
         let bot = decision.bot.clone();
         let token = match (decision.reason, bot.as_deref()) {
             (EgressReason::Allowed, Some(bot)) => {
-                match self
-                    .shared
-                    .tokens
-                    .token(bot, self.shared.guard.clock().now())
-                {
+                match self.vault.token(bot, self.shared.guard.clock().now()) {
                     CallToken::Unavailable(rule) => {
                         decision.reason = EgressReason::TokenUnavailable;
                         decision.rule = Some(Arc::from(rule));

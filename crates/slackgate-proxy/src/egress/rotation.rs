@@ -45,6 +45,7 @@ use slackgate_guard::unix_secs;
 use slackgate_policy::{Bot, BotToken, Rotation, StateKey};
 
 use super::slack::{CallFailure, OutHead, SlackClient};
+pub use crate::core::labels::TokenRefreshResult as RefreshResult;
 use crate::core::redis::RedisState;
 use crate::core::state::Shared;
 
@@ -56,43 +57,6 @@ const FIRST_BACKOFF_SECS: i64 = 2;
 const MAX_BACKOFF_SECS: i64 = 300;
 /// The header of a sealed pair: a name and a format version.
 const MAGIC: &[u8; 4] = b"SGT1";
-
-/// The `result` label of `slackgate_token_refreshes_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshResult {
-    /// A new pair was minted and stored.
-    Ok,
-    /// Slack could not be reached or did not answer usably; retried with backoff.
-    Retry,
-    /// Slack refused the refresh token (spent, revoked or unknown): stuck.
-    InvalidRefreshToken,
-    /// Slack refused the refresh for another reason (client id or secret): stuck.
-    Rejected,
-    /// The state store could not be read, written or opened with the key.
-    StateError,
-}
-
-impl RefreshResult {
-    /// Every result, for pre-registering the series.
-    pub const ALL: [RefreshResult; 5] = [
-        RefreshResult::Ok,
-        RefreshResult::Retry,
-        RefreshResult::InvalidRefreshToken,
-        RefreshResult::Rejected,
-        RefreshResult::StateError,
-    ];
-
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RefreshResult::Ok => "ok",
-            RefreshResult::Retry => "retry",
-            RefreshResult::InvalidRefreshToken => "invalid_refresh_token",
-            RefreshResult::Rejected => "rejected",
-            RefreshResult::StateError => "state_error",
-        }
-    }
-}
 
 // === sealing ===
 
@@ -653,6 +617,8 @@ enum Attempt {
 /// The background service that keeps every rotating bot's token fresh.
 pub(crate) struct Refresher {
     shared: Arc<Shared>,
+    /// The vault the server owns; the egress door reads it.
+    vault: Arc<TokenVault>,
     client: SlackClient,
     store: Store,
     sealer: Sealer,
@@ -680,6 +646,7 @@ struct Grant {
 impl Refresher {
     pub(crate) fn new(
         shared: Arc<Shared>,
+        vault: Arc<TokenVault>,
         client: SlackClient,
         store: Store,
         sealer: Sealer,
@@ -687,6 +654,7 @@ impl Refresher {
     ) -> Self {
         Self {
             shared,
+            vault,
             client,
             store,
             sealer,
@@ -719,7 +687,7 @@ impl Refresher {
         for bot in &rotating {
             self.step(bot).await;
         }
-        self.shared.tokens.retain(&rotating);
+        self.vault.retain(&rotating);
     }
 
     /// Reads the stored pair when the slot has not; adopts it when it is newer.
@@ -736,7 +704,7 @@ impl Refresher {
         };
         let origin = hex::encode(bot.token.fingerprint());
         let pair = pair.filter(|p| p.origin == origin);
-        self.shared.tokens.with_slot(bot, |slot| {
+        self.vault.with_slot(bot, |slot| {
             slot.loaded = true;
             if let Some(p) = pair {
                 let newer = slot
@@ -756,7 +724,7 @@ impl Refresher {
             return;
         };
         let now = self.now();
-        let (loaded, waiting, unsaved, due) = self.shared.tokens.with_slot(bot, |s| {
+        let (loaded, waiting, unsaved, due) = self.vault.with_slot(bot, |s| {
             let due = s.pair.as_deref().is_none_or(|p| now >= p.refresh_at());
             // A stuck slot waits for a new `rotation:`; a failed one for its backoff.
             let waiting = s.stuck.is_some() || now < s.next_attempt;
@@ -803,7 +771,7 @@ impl Refresher {
             self.fail(bot, RefreshResult::StateError, None, &e, now);
             return;
         }
-        let current = self.shared.tokens.with_slot(bot, |s| s.pair.clone());
+        let current = self.vault.with_slot(bot, |s| s.pair.clone());
         if current.as_deref().is_some_and(|p| now < p.refresh_at()) {
             return;
         }
@@ -811,9 +779,7 @@ impl Refresher {
             || r.refresh_token.expose().to_owned(),
             |p| p.refresh_token.clone(),
         );
-        self.shared
-            .tokens
-            .with_slot(bot, |s| s.last_attempt = Some(now));
+        self.vault.with_slot(bot, |s| s.last_attempt = Some(now));
         match self.exchange(bot, r, &refresh_token, now).await {
             Attempt::Minted(pair) => self.store_and_use(bot, r, pair, now).await,
             Attempt::Failed {
@@ -836,7 +802,7 @@ impl Refresher {
         match written {
             Ok(()) => {
                 let expires = pair.expires_at;
-                self.shared.tokens.with_slot(bot, |s| {
+                self.vault.with_slot(bot, |s| {
                     s.pair = Some(Arc::new(pair));
                     s.unsaved = None;
                     s.failures = 0;
@@ -851,9 +817,7 @@ impl Refresher {
                 );
             }
             Err(e) => {
-                self.shared
-                    .tokens
-                    .with_slot(bot, |s| s.unsaved = Some(pair));
+                self.vault.with_slot(bot, |s| s.unsaved = Some(pair));
                 self.fail(
                     bot,
                     RefreshResult::StateError,
@@ -877,7 +841,7 @@ impl Refresher {
             result,
             RefreshResult::InvalidRefreshToken | RefreshResult::Rejected
         );
-        let (failures, next) = self.shared.tokens.with_slot(bot, |s| {
+        let (failures, next) = self.vault.with_slot(bot, |s| {
             s.failures = s.failures.saturating_add(1);
             s.last_result = Some(result);
             let backoff = FIRST_BACKOFF_SECS

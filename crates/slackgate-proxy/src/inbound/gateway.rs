@@ -29,6 +29,7 @@ use slackgate_slack::{
 };
 
 use crate::core::state::{Shared, Snapshot};
+use crate::groups::UserGroups;
 use crate::inbound::record::AuditFacts;
 pub use crate::inbound::record::RequestCtx;
 use crate::inbound::upstream::round_trip;
@@ -40,6 +41,9 @@ use crate::net::upstream_head::Forwarded;
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
     pub(crate) shared: Arc<Shared>,
+    /// The user groups (owned by the server): a verified `subteam_members_changed` wakes
+    /// their reads.
+    groups: Arc<UserGroups>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -51,9 +55,9 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway over shared state.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// A gateway over shared state, waking `groups` on member changes.
+    pub fn new(shared: Arc<Shared>, groups: Arc<UserGroups>) -> Self {
+        Self { shared, groups }
     }
 
     /// Runs the pipeline for one request and answers it through `session`.
@@ -166,7 +170,7 @@ impl Gateway {
             );
         }
         if let Some(usergroup) = self.shared.guard.changed_usergroup(&decision, &body) {
-            self.shared.groups.wake(usergroup);
+            self.groups.wake(usergroup);
         }
         ctx.mark_delivered = decision.mark_delivered;
         ctx.secret_id = decision.secret_id.clone();
