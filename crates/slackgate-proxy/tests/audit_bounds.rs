@@ -2,10 +2,8 @@
 //! its choosing in the audit, through either door's listener.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use slackgate_testkit::creds::{HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN};
 use slackgate_testkit::{Response, TestGateway, TestGatewayBuilder};
-
-const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
-const TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
 
 const POLICY: &str = r#"version: 1
 routes: []

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::{mention, policy, SECRET};
 use slackgate_testkit::client::read_response;
+use slackgate_testkit::creds::{HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN};
 use slackgate_testkit::{
     wait_until, BotBehavior, MockBot, Response, SlackApi, TestGateway, TestGatewayBuilder,
 };
 
-const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
-const TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
 const PATHS: [bool; 2] = [true, false];
 
 const BOTS: &str = r#"bots:

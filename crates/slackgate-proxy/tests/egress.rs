@@ -10,13 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slackgate_guard::FakeClock;
+use slackgate_testkit::creds::{
+    HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, NOW, REPORTER_KEY as OTHER_KEY, REPORTER_TOKEN,
+};
 use slackgate_testkit::{wait_until, Response, SlackApi, TestGateway, TestGatewayBuilder};
-
-const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
-const OTHER_KEY: &str = "gk_reporter_0a1b2c3d4e5f60718293";
-const TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
-const REPORTER_TOKEN: &str = "xoxb-1111-3333-realreportertoken";
-const NOW: u64 = 1_900_000_000;
 
 const POLICY: &str = r#"version: 1
 routes: []

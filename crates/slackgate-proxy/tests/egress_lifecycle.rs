@@ -8,20 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slackgate_guard::FakeClock;
+use slackgate_testkit::creds::{
+    HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, NOW, SIGNING_SECRET as SECRET,
+};
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{
     fixture, wait_until, MockBot, Redis, Response, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
 
-const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const REPORTS_SECRET: &str = "5ec0nd5ecret5ec0nd5ecret5ec0nd5e";
-const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
 const ANY_TEAM_KEY: &str = "gk_anyteam_0a1b2c3d4e5f60718293";
 const REPORTS_KEY: &str = "gk_reports_99887766554433221100";
-const TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
 const ANY_TEAM_TOKEN: &str = "xoxb-1111-3333-realanyteamtoken";
 const REPORTS_TOKEN: &str = "xoxb-1111-4444-realreportstoken";
-const NOW: u64 = 1_900_000_000;
 
 /// `helpdesk` and `anyteam` belong to app `helpdesk` (the first pinned to T0ACME),
 /// `reports` to app `reports`.
@@ -304,14 +304,7 @@ fn a_verified_app_uninstalled_revokes_the_bots_of_that_app_only() {
 fn reply_policy(bot: &MockBot) -> String {
     format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SECRET }}
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
+{head}routes:
   - name: helpdesk
     path: /slack/events
     app: helpdesk
@@ -324,7 +317,7 @@ bots:
     methods: [chat.postMessage, chat.update, conversations.info]
     reply_scope: 10m
 "#,
-        bot = bot.addr()
+        head = helpdesk_to("HELPDESK_SECRET", "bot", bot.addr())
     )
 }
 

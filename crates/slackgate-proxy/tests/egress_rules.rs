@@ -10,31 +10,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use slackgate_guard::FakeClock;
+use slackgate_testkit::creds::{HELPDESK_KEY, HELPDESK_TOKEN, NOW, SIGNING_SECRET as SECRET};
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{
     fixture, wait_until, MockBot, Response, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
 
-const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const HELPDESK_KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
 const REPLIER_KEY: &str = "gk_replier_0a1b2c3d4e5f60718293";
 const COUNTER_KEY: &str = "gk_counter_99aa88bb77cc66dd55ee";
-const HELPDESK_TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
 const REPLIER_TOKEN: &str = "xoxb-1111-3333-realrepliertoken";
 const COUNTER_TOKEN: &str = "xoxb-1111-4444-realcountertoken";
-const NOW: u64 = 1_900_000_000;
 
 fn policy(bot: &MockBot) -> String {
     format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SECRET }}
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
+{head}routes:
   - name: helpdesk
     path: /slack/events
     app: helpdesk
@@ -59,7 +50,7 @@ bots:
     methods: [chat.postMessage]
     rate_limits: [{{ per: method, rate: 1/min, burst: 1 }}]
 "#,
-        bot = bot.addr()
+        head = helpdesk_to("HELPDESK_SECRET", "bot", bot.addr())
     )
 }
 

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
 use slackgate_testkit::{
     fixture_with, wait_until, MockBot, Received, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
 
-const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const KEY: &str = "gk_groups_5f1c9a7e3b2d40681e9f77";
 const TOKEN: &str = "xoxb-1111-2222-realgroupstoken0";
 const WAIT: Duration = Duration::from_secs(15);

@@ -11,16 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slackgate_guard::{Clock, FakeClock};
+use slackgate_testkit::creds::{HELPDESK_KEY as KEY, NOW};
 use slackgate_testkit::{wait_until, Redis, Response, SlackApi, TestGateway, TestGatewayBuilder};
 
-const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
 const CLIENT_ID: &str = "1234.5678";
 const CLIENT_SECRET: &str = "planted0client0secret0value0abc";
 const FIRST_REFRESH: &str = "xoxe-1-planted0first0refresh";
 /// 32 bytes in base64.
 const STATE_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const OTHER_STATE_KEY: &str = "HwAeHR0cGxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwI=";
-const NOW: u64 = 1_900_000_000;
 /// Slack's rotating tokens live 12 hours.
 const LIFETIME: u64 = 43_200;
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{mention_of_size, SECRET};
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{SignedRequest, TestGateway, TestGatewayBuilder};
 
 /// A bot that answers each request on a connection with the next scripted answer;
@@ -94,19 +95,13 @@ fn read_request(conn: &mut TcpStream) -> bool {
 fn gateway(bot: SocketAddr) -> TestGateway {
     let policy = format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SECRET }}
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
+{head}routes:
   - name: open
     path: /slack/open
     app: helpdesk
     upstream: bot
-"#
+"#,
+        head = helpdesk_to("HELPDESK_SECRET", "bot", bot)
     );
     TestGatewayBuilder::new(&policy)
         .secret("HELPDESK_SECRET", SECRET)

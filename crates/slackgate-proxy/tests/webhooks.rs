@@ -11,12 +11,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slackgate_testkit::creds::{
+    HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, REPORTER_KEY as OTHER_KEY, REPORTER_TOKEN,
+};
 use slackgate_testkit::{wait_until, Response, TestGateway, TestGatewayBuilder};
 
-const KEY: &str = "gk_helpdesk_5f1c9a7e3b2d40681e9f";
-const OTHER_KEY: &str = "gk_reporter_0a1b2c3d4e5f60718293";
-const TOKEN: &str = "xoxb-1111-2222-realhelpdesktoken";
-const REPORTER_TOKEN: &str = "xoxb-1111-3333-realreportertoken";
 /// The secret part of the webhook paths: it must never leave the gateway but to the
 /// receiver.
 const HOOK_SECRET: &str = "planted0hook0secret";

@@ -13,7 +13,9 @@
 pub mod bot;
 pub mod certs;
 pub mod client;
+pub mod creds;
 pub mod gateway;
+pub mod policy;
 pub mod redis;
 pub mod slack_api;
 

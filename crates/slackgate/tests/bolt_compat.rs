@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{
     fixture, now_unix, wait_until, Client, SignedRequest, TestGateway, TestGatewayBuilder,
 };
@@ -139,14 +140,7 @@ impl Drop for BoltBot {
 fn policy(bot: SocketAddr) -> String {
     format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SIGNING_SECRET }}
-upstreams:
-  bolt: {{ targets: ["{bot}"] }}
-routes:
+{head}routes:
   - name: helpdesk
     path: {PATH}
     app: helpdesk
@@ -159,7 +153,8 @@ routes:
       actions: ["ticket_*"]
     deny:
       users: [U0BAD]
-"#
+"#,
+        head = helpdesk_to("HELPDESK_SIGNING_SECRET", "bolt", bot)
     )
 }
 

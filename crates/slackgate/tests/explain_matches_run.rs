@@ -20,6 +20,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{fixture, now_unix, MockBot, SignedRequest, SlackApi, TestGatewayBuilder};
 
 const SECRET: &str = "explain-matches-run-5ecret-0123456789";
@@ -32,14 +33,7 @@ const MAX_BODY: usize = 4096;
 fn policy(bot: &MockBot) -> String {
     format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: {SECRET_ENV} }}
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
+{head}routes:
   - name: enforced
     path: /slack/events
     app: helpdesk
@@ -68,7 +62,7 @@ routes:
     allow_unverified_shadow: true
     source_ips: {{ deny: [192.0.2.0/24] }}
 "#,
-        bot = bot.addr()
+        head = helpdesk_to(SECRET_ENV, "bot", bot.addr())
     )
 }
 

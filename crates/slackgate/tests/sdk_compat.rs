@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{
     free_port, wait_until, Client, Received, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
@@ -286,14 +287,7 @@ fn policy(bolt: Option<SocketAddr>) -> String {
     let inbound = match bolt {
         None => "routes: []\n".to_owned(),
         Some(bolt) => format!(
-            r#"apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SIGNING_SECRET }}
-upstreams:
-  bolt: {{ targets: ["{bolt}"] }}
-routes:
+            r#"{head}routes:
   - name: helpdesk
     path: {PATH}
     app: helpdesk
@@ -302,7 +296,8 @@ routes:
       teams: [T0ACME]
       channels: [C0HELP]
       events: [app_mention]
-"#
+"#,
+            head = helpdesk_to("HELPDESK_SIGNING_SECRET", "bolt", bolt)
         ),
     };
     format!("version: 1\n{inbound}{BOT}")

@@ -1,9 +1,9 @@
 //! Shared setup for the end-to-end tests: a policy with one route per behaviour.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
 use slackgate_testkit::{BotBehavior, MockBot, SignedRequest, TestGateway, TestGatewayBuilder};
 
-pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 pub const OLD_SECRET: &str = "0ld5ecret0ld5ecret0ld5ecret0ld5e";
 
 #[derive(Debug)]

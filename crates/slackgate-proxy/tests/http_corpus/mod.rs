@@ -15,10 +15,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The signing secret of the app every route uses.
+pub use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
+use slackgate_testkit::policy::helpdesk_to;
 use slackgate_testkit::{fixture, SignedRequest};
 
-/// The signing secret of the app every route uses.
-pub const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// The gateways' fixed clock (a `FakeClock`), and so the timestamp of every good signature.
 pub const NOW: i64 = 1_800_000_000;
 /// `limits.max_body_bytes` of the rigs.
@@ -36,14 +37,7 @@ pub const CONFIG: &str = "trusted_proxies: [127.0.0.0/8]\nlimits: { max_body_byt
 pub fn policy(bot: &str) -> String {
     format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SECRET }}
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
+{head}routes:
   - name: open
     path: /slack/open
     app: helpdesk
@@ -84,7 +78,8 @@ routes:
     path: /slack/sentinel
     app: helpdesk
     upstream: bot
-"#
+"#,
+        head = helpdesk_to("HELPDESK_SECRET", "bot", bot)
     )
 }
 
