@@ -139,15 +139,20 @@ impl<'a> IntoIterator for &'a LoadErrors {
 
 // === impl Errors ===
 
-/// Collects errors for one file while it is validated.
+/// Collects errors for one file while it is validated, each at its position.
+///
+/// The loaders of both files use it, and so may any other YAML file read with
+/// `marked-yaml` that reports its errors the way `slackgate check` does (`slackgate
+/// test`'s tests files): see [`crate::yaml_errors`].
 #[derive(Debug)]
-pub(crate) struct Errors {
+pub struct Errors {
     file: PathBuf,
     list: Vec<LoadError>,
 }
 
 impl Errors {
-    pub(crate) fn new(file: &Path) -> Self {
+    /// No errors yet, for `file` (the path every error names).
+    pub fn new(file: &Path) -> Self {
         Self {
             file: file.to_path_buf(),
             list: Vec::new(),
@@ -155,7 +160,7 @@ impl Errors {
     }
 
     /// Records an error at the start of `span` (or at 1:1 when the span has no start).
-    pub(crate) fn at(&mut self, span: &Span, message: impl Into<String>, fix: impl Into<String>) {
+    pub fn at(&mut self, span: &Span, message: impl Into<String>, fix: impl Into<String>) {
         let (line, column) = span_pos(span);
         self.list
             .push(LoadError::new(&self.file, line, column, message, fix));
@@ -173,13 +178,19 @@ impl Errors {
             .push(LoadError::new(&self.file, line, column, message, fix));
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// The number of errors recorded so far.
+    pub fn len(&self) -> usize {
         self.list.len()
+    }
+
+    /// True when no error was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 
     /// Finishes collection: `Ok(value)` when nothing was recorded, else all
     /// errors sorted by position (stable, so same-position errors keep their order).
-    pub(crate) fn finish<T>(mut self, value: Option<T>) -> Result<T, LoadErrors> {
+    pub fn finish<T>(mut self, value: Option<T>) -> Result<T, LoadErrors> {
         match value {
             Some(v) if self.list.is_empty() => Ok(v),
             _ => {
@@ -200,6 +211,6 @@ impl Errors {
 }
 
 /// The 1-based (line, column) of a span's start, or (1, 1) when unknown.
-pub(crate) fn span_pos(span: &Span) -> (usize, usize) {
+pub fn span_pos(span: &Span) -> (usize, usize) {
     span.start().map_or((1, 1), |m| (m.line(), m.column()))
 }

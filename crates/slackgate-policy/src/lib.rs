@@ -56,7 +56,8 @@
 //! | `matcher` | the compiled matchers [`IdSet`], [`GlobSet`], [`IpSet`]; `parse_cidrs` (IP/CIDR lists of both files) |
 //! | `secrets` | [`SecretSource`] and what a secret may look like |
 //! | `units` | durations and rates ([`parse_duration`], [`Rate`]) |
-//! | `error` | [`LoadError`], [`LoadErrors`]: every error with its position and fix |
+//! | `error` | [`LoadError`], [`LoadErrors`]: every error with its position and fix; [`yaml_errors::Errors`] collects them |
+//! | [`yaml_errors`] | the YAML error reporting of `yaml` and `error`, public for other YAML files (`slackgate test`) |
 
 #![warn(missing_docs)]
 
@@ -89,6 +90,20 @@ pub use config::{
     StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 pub use error::{LoadError, LoadErrors};
+
+/// The loaders' YAML error reporting, for other YAML files that want the same positions and
+/// texts as `slackgate check` (the tests files of `slackgate test`).
+///
+/// [`parse`](yaml_errors::parse) reads the text into `marked-yaml` nodes (duplicate keys,
+/// a second document, anchors and tags refused), [`report_from_node`](yaml_errors::report_from_node)
+/// turns a serde error of `marked_yaml::from_node` into a positioned error with its key path
+/// and fix, [`check_top_level`](yaml_errors::check_top_level) reports unknown keys with the
+/// keys allowed there and missing required ones. They record into an [`Errors`](yaml_errors::Errors),
+/// which [`Errors::finish`](yaml_errors::Errors::finish) turns into [`LoadErrors`].
+pub mod yaml_errors {
+    pub use crate::error::{span_pos, Errors};
+    pub use crate::yaml::{check_top_level, parse, report_from_node};
+}
 pub use groups::{UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
 pub use load::{load, looks_like_policy, Loaded};
 pub use matcher::{GlobSet, IdSet, IpSet, LookupHasher};

@@ -28,8 +28,10 @@ pub(crate) const LITERAL_SECRET_KEYS: &[&str] = &[
 
 /// Parses `text` into nodes. Duplicate keys are errors: YAML would otherwise
 /// keep only the last one, silently dropping the first (for example a route's
-/// first `allow`).
-pub(crate) fn parse(text: &str, errs: &mut Errors) -> Option<Node> {
+/// first `allow`). A byte order mark is skipped; a second document (`---`), a YAML
+/// syntax error, an anchor or a tag is recorded in `errs` with its position and fix,
+/// and gives `None`.
+pub fn parse(text: &str, errs: &mut Errors) -> Option<Node> {
     // Editors on Windows may save a byte order mark; it is not part of the first key.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some(line) = second_document_line(text) {
@@ -150,7 +152,11 @@ fn report_yaml_error(e: &YamlLoadError, errs: &mut Errors) {
 
 /// Reports a serde error from `marked_yaml::from_node` with its position, the
 /// key path (`prefix` is the path of the node that was deserialized) and a fix.
-pub(crate) fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, errs: &mut Errors) {
+///
+/// Values are described by kind, never quoted; an unknown key lists the keys allowed
+/// there. Under `apps.`, `bots.`, `webhooks.` and `state.encryption_key` a value written
+/// where a secret reference belongs gets the literal-secret message instead.
+pub fn report_from_node(err: &marked_yaml::FromNodeError, prefix: &str, errs: &mut Errors) {
     let rel = err.path().map(sanitize_path).unwrap_or_default();
     let path = join_path(prefix, &rel);
     let mark = err.start_mark();
@@ -454,8 +460,8 @@ pub(crate) fn key_names(node: &Node, key: &str) -> std::collections::HashSet<Str
         .unwrap_or_default()
 }
 
-/// Reports unknown and missing top-level keys.
-pub(crate) fn check_top_level(node: &Node, allowed: &[&str], required: &[&str], errs: &mut Errors) {
+/// Reports unknown top-level keys (listing `allowed`) and missing `required` ones.
+pub fn check_top_level(node: &Node, allowed: &[&str], required: &[&str], errs: &mut Errors) {
     let Some(map) = node.as_mapping() else {
         return;
     };

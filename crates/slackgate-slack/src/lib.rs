@@ -23,7 +23,7 @@
 //! | `wire` | the serde shapes of Slack's JSON bodies, read by `facts` |
 //! | `fast` | the quick reader for plain Events API bodies, held to serde's answers (tests in `fast/tests.rs`, which read the same bodies through `facts`) |
 //! | `subteam` | user group change events: [`changed_usergroup`], [`is_usergroup_id`] |
-//! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`] within [`CallLimits`], [`strip_body_token`] (tests in `webapi/tests.rs`) |
+//! | `webapi` | bots' Web API calls (egress): [`method_from_path`], [`is_privileged_method`], [`read_call`] into [`CallArgs`] within [`CallLimits`], [`strip_body_token`] (a folder: the reader, `CallError`, `CallEncoding`, forms, the JSON scanner, token stripping; tests in `webapi/tests.rs`) |
 //! | `methods` | Slack's method table: [`canonical_method`] (case-insensitive lookup to Slack's spelling), [`conversation_use`] (which argument names the conversation a method acts on, and whether it writes there), [`CHANNEL_ARGUMENTS`]; [`is_slack_id`] |
 
 #![warn(missing_docs)]

@@ -1,5 +1,9 @@
+use std::borrow::Cow;
+
 use proptest::prelude::*;
 
+use super::form::form_pair;
+use super::json::scan_object;
 use super::*;
 
 const FORM: Option<&[u8]> = Some(b"application/x-www-form-urlencoded");

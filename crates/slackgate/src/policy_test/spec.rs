@@ -1,23 +1,27 @@
 //! The tests file, loaded the way the policy crate loads a policy:
 //!
 //! ```text
-//! file -> marked-yaml nodes (positions, duplicate keys refused)
+//! file -> marked-yaml nodes (positions, duplicate keys and a second document refused)
 //!      -> CaseSpec per case (serde, deny_unknown_fields, Spanned)
 //!      -> validated Case (reason known, one body, secret ids resolved against the policy)
 //! ```
 //!
 //! Every case is deserialized on its own, so every broken case is reported, each error with
 //! file:line:column and the fix. Errors describe values by kind and never quote them, so a
-//! value pasted into the wrong place (a secret) is never echoed.
+//! value pasted into the wrong place (a secret) is never echoed. The YAML and structural
+//! errors (syntax, duplicate and unknown keys, missing keys, wrong types) are the policy
+//! loader's own ([`slackgate_policy::yaml_errors`]): a tests file and a policy name the same
+//! problem with the same words.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use marked_yaml::{LoaderOptions, Node, Span, Spanned};
+use marked_yaml::{Node, Span, Spanned};
 use serde::Deserialize;
 use slackgate_guard::{EgressReason, Reason};
-use slackgate_policy::{LoadError, LoadErrors, Loaded};
+use slackgate_policy::yaml_errors::{self, Errors};
+use slackgate_policy::{LoadErrors, Loaded};
 use slackgate_slack::RequestKind;
 
 use super::body::{action_kinds, ActionSpec, CommandSpec, EventSpec};
@@ -228,70 +232,33 @@ pub struct Expect {
 
 // === loading ===
 
-/// Collects the errors of one tests file.
-struct Errors<'f> {
-    file: &'f Path,
-    list: Vec<LoadError>,
-}
-
-impl Errors<'_> {
-    fn at(&mut self, span: &Span, message: impl Into<String>, fix: impl Into<String>) {
-        let (line, column) = position(span);
-        self.list
-            .push(LoadError::new(self.file, line, column, message, fix));
-    }
-}
-
-/// The 1-based (line, column) where `span` starts, or (1, 1) when unknown.
-fn position(span: &Span) -> (usize, usize) {
-    span.start().map_or((1, 1), |m| (m.line(), m.column()))
-}
-
 /// Loads tests file `file` with text `text`, resolving `secret:` ids against the policy.
+///
+/// The YAML is read and its structural errors are reported by the policy loader's own
+/// reporting ([`slackgate_policy::yaml_errors`]), so both files name the same problem alike.
 pub fn load(file: &Path, text: &str, loaded: &Loaded) -> Result<TestFile, LoadErrors> {
-    let mut errs = Errors {
-        file,
-        list: Vec::new(),
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let opts = LoaderOptions::default().error_on_duplicate_keys(true);
-    let root = match marked_yaml::parse_yaml_with_options(0, text, opts) {
-        Ok(root) => root,
-        Err(e) => {
-            let (message, mark) = yaml_error(&e);
-            let (line, column) = mark.map_or((1, 1), |m| (m.line(), m.column()));
-            return Err(LoadError::new(
-                file,
-                line,
-                column,
-                message,
-                "fix the YAML syntax here (indentation, `key: value` colons, quotes, brackets)",
-            )
-            .into());
-        }
+    let mut errs = Errors::new(file);
+    let Some(root) = yaml_errors::parse(text, &mut errs) else {
+        return errs.finish(None);
     };
     let file_spec = top_level(&root, &mut errs);
     let mut cases = Vec::new();
     let mut names = HashSet::new();
     for (i, node) in file_spec.cases.iter().enumerate() {
+        let prefix = format!("cases[{i}]");
         match marked_yaml::from_node::<CaseSpec>(node) {
             Ok(spec) => {
-                let prefix = format!("cases[{i}]");
                 if let Some(case) = validate(spec, &prefix, loaded, &mut names, &mut errs) {
                     cases.push(case);
                 }
             }
-            Err(e) => structural(&e, &format!("cases[{i}]"), node.span(), &mut errs),
+            Err(e) => yaml_errors::report_from_node(&e, &prefix, &mut errs),
         }
     }
-    if errs.list.is_empty() {
-        return Ok(TestFile {
-            state: file_spec.state,
-            cases,
-        });
-    }
-    errs.list.sort_by_key(|e| (e.line, e.column));
-    Err(LoadErrors(errs.list))
+    errs.finish(Some(TestFile {
+        state: file_spec.state,
+        cases,
+    }))
 }
 
 /// The top-level keys, checked by hand so that each case can be deserialized on its own.
@@ -300,11 +267,12 @@ struct FileSpec<'n> {
     cases: Vec<&'n Node>,
 }
 
-fn top_level<'n>(root: &'n Node, errs: &mut Errors<'_>) -> FileSpec<'n> {
+fn top_level<'n>(root: &'n Node, errs: &mut Errors) -> FileSpec<'n> {
     let mut spec = FileSpec {
         state: StateScope::Fresh,
         cases: Vec::new(),
     };
+    yaml_errors::check_top_level(root, &["state", "cases"], &["cases"], errs);
     let Some(map) = root.as_mapping() else {
         errs.at(
             root.span(),
@@ -313,152 +281,28 @@ fn top_level<'n>(root: &'n Node, errs: &mut Errors<'_>) -> FileSpec<'n> {
         );
         return spec;
     };
-    let mut saw_cases = false;
-    for (key, value) in map.iter() {
-        match key.as_str() {
-            "state" => match value.as_scalar().map(|s| s.as_str()) {
-                Some("fresh") => spec.state = StateScope::Fresh,
-                Some("shared") => spec.state = StateScope::Shared,
-                _ => errs.at(
-                    value.span(),
-                    "invalid value for `state`",
-                    "use one of: `fresh` (each case on a new guard, the default), `shared` (one guard for the whole file, in order)",
-                ),
-            },
-            "cases" => {
-                saw_cases = true;
-                match value.as_sequence() {
-                    Some(seq) if !seq.is_empty() => spec.cases = seq.iter().collect(),
-                    _ => errs.at(
-                        value.span(),
-                        "`cases` must be a non-empty list of test cases",
-                        format!("list the cases as `- name: ...` entries (see {FORMAT_DOC})"),
-                    ),
-                }
-            }
-            other => errs.at(
-                key.span(),
-                format!("unknown key `{other}` at the top level"),
-                "remove it or correct the spelling; allowed keys here: `state`, `cases`",
+    if let Some(value) = map.get_node("state") {
+        match value.as_scalar().map(|s| s.as_str()) {
+            Some("fresh") => spec.state = StateScope::Fresh,
+            Some("shared") => spec.state = StateScope::Shared,
+            _ => errs.at(
+                value.span(),
+                "invalid value for `state`",
+                "use one of: `fresh` (each case on a new guard, the default), `shared` (one guard for the whole file, in order)",
             ),
         }
     }
-    if !saw_cases {
-        errs.at(
-            root.span(),
-            "the file has no `cases`",
-            format!("add `cases:` with at least one case (see {FORMAT_DOC})"),
-        );
+    if let Some(value) = map.get_node("cases") {
+        match value.as_sequence() {
+            Some(seq) if !seq.is_empty() => spec.cases = seq.iter().collect(),
+            _ => errs.at(
+                value.span(),
+                "`cases` must be a non-empty list of test cases",
+                format!("list the cases as `- name: ...` entries (see {FORMAT_DOC})"),
+            ),
+        }
     }
     spec
-}
-
-/// A description of a YAML parse error and where it is.
-fn yaml_error(e: &marked_yaml::LoadError) -> (String, Option<marked_yaml::Marker>) {
-    use marked_yaml::LoadError as E;
-    match e {
-        E::ScanError(mark, scan) => (format!("YAML syntax error: {}", scan.info()), Some(*mark)),
-        E::TopLevelMustBeMapping(mark) | E::TopLevelMustBeSequence(mark) => (
-            "a tests file is a mapping with the keys `cases` and, optionally, `state`".into(),
-            Some(*mark),
-        ),
-        E::UnexpectedAnchor(mark) => (
-            "YAML anchors and aliases are not supported".into(),
-            Some(*mark),
-        ),
-        E::MappingKeyMustBeScalar(mark) => {
-            ("a mapping key must be a plain string".into(), Some(*mark))
-        }
-        E::UnexpectedTag(mark) => ("YAML tags (!tag) are not supported".into(), Some(*mark)),
-        E::DuplicateKey(inner) => (
-            format!(
-                "duplicate key `{}`; YAML would silently keep only the last one",
-                inner.key.as_str()
-            ),
-            inner.key.span().start().copied(),
-        ),
-    }
-}
-
-/// Reports a serde error of case `prefix` with its position and the key path.
-fn structural(
-    err: &marked_yaml::FromNodeError,
-    prefix: &str,
-    fallback: &Span,
-    errs: &mut Errors<'_>,
-) {
-    let rel = err.path().unwrap_or_default();
-    let path = if rel.is_empty() || rel == "." {
-        prefix.to_owned()
-    } else {
-        format!("{prefix}.{}", rel.trim_start_matches('.'))
-    };
-    let span = err
-        .start_mark()
-        .map_or(*fallback, marked_yaml::Span::new_start);
-    let inner: &marked_yaml::Error = err;
-    let (message, fix) = match inner {
-        marked_yaml::Error::UnknownFieldError(field, expected, _) => {
-            let parent = path
-                .strip_suffix(field.as_str())
-                .map_or(path.as_str(), |p| p.trim_end_matches('.'));
-            let allowed: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
-            (
-                format!("unknown key `{field}` in `{parent}`"),
-                format!(
-                    "remove it or correct the spelling; allowed keys here: {}",
-                    allowed.join(", ")
-                ),
-            )
-        }
-        marked_yaml::Error::NotBoolean(_) => (
-            format!("wrong type for `{path}`: expected true or false"),
-            "write true or false".into(),
-        ),
-        marked_yaml::Error::IntegerParseFailure(_, _) => (
-            format!("wrong type for `{path}`: expected a whole number"),
-            "write a whole number without quotes, e.g. 403".into(),
-        ),
-        marked_yaml::Error::FloatParseFailure(_, _) => (
-            format!("wrong type for `{path}`: expected a number"),
-            "write a number without quotes".into(),
-        ),
-        marked_yaml::Error::Other(msg, _) => match between(msg, "missing field `", "`") {
-            Some(field) => (
-                format!("`{path}` is missing the required key `{field}`"),
-                format!("add `{field}:` (see {FORMAT_DOC})"),
-            ),
-            // serde's "invalid type: string \"...\", expected ..." quotes the value: keep
-            // only what was expected.
-            None => match msg.split_once(", expected ") {
-                Some((_, expected)) => (
-                    format!("wrong type for `{path}`: expected {}", kind_of(expected)),
-                    format!("write it as documented in {FORMAT_DOC}"),
-                ),
-                None => (
-                    format!("invalid value for `{path}`"),
-                    format!("write it as documented in {FORMAT_DOC}"),
-                ),
-            },
-        },
-    };
-    errs.at(&span, message, fix);
-}
-
-/// serde's name for what it expected, in the operator's words.
-fn kind_of(expected: &str) -> &str {
-    if expected.starts_with("struct ") || expected == "a map" {
-        "a mapping of `key: value` pairs"
-    } else if expected.starts_with("a sequence") {
-        "a list"
-    } else {
-        expected
-    }
-}
-
-fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let rest = &s[s.find(start)? + start.len()..];
-    Some(&rest[..rest.find(end)?])
 }
 
 /// Validates one deserialized case; `None` when it had errors (recorded in `errs`).
@@ -467,9 +311,9 @@ fn validate(
     prefix: &str,
     loaded: &Loaded,
     names: &mut HashSet<String>,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Option<Case> {
-    let before = errs.list.len();
+    let before = errs.len();
     let CaseSpec {
         name,
         request,
@@ -514,8 +358,8 @@ fn validate(
     };
     let expect = validate_expect(expect, prefix, is_call, errs);
     match (input, expect) {
-        (Some(input), Some(expect)) if errs.list.len() == before => Some(Case {
-            at: position(name.span()),
+        (Some(input), Some(expect)) if errs.len() == before => Some(Case {
+            at: yaml_errors::span_pos(name.span()),
             name: name.to_string(),
             input,
             expect,
@@ -531,7 +375,7 @@ fn validate_call(
     spec: &Spanned<CallSpec>,
     prefix: &str,
     loaded: &Loaded,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Option<Call> {
     let CallSpec {
         bot,
@@ -542,7 +386,7 @@ fn validate_call(
         query,
         replied_in,
     } = &**spec;
-    let before = errs.list.len();
+    let before = errs.len();
     let bots = || {
         let names: Vec<&str> = loaded.policy.bots.iter().map(|b| &*b.name).collect();
         if names.is_empty() {
@@ -635,7 +479,7 @@ fn validate_call(
             "application/x-www-form-urlencoded",
         )
     };
-    (errs.list.len() == before).then(|| Call {
+    (errs.len() == before).then(|| Call {
         key,
         method: method.to_string(),
         query: query.clone(),
@@ -649,7 +493,7 @@ fn validate_request(
     spec: RequestSpec,
     prefix: &str,
     loaded: &Loaded,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Option<Request> {
     let RequestSpec {
         path,
@@ -664,7 +508,7 @@ fn validate_request(
         secret,
         timestamp,
     } = spec;
-    let before = errs.list.len();
+    let before = errs.len();
     let client_ip = match client_ip {
         None => IpAddr::from([127, 0, 0, 1]),
         Some(ip) => ip.trim().parse().unwrap_or_else(|_| {
@@ -792,7 +636,7 @@ fn validate_request(
             Timestamp::Offset(0)
         }),
     };
-    (errs.list.len() == before).then_some(Request {
+    (errs.len() == before).then_some(Request {
         path,
         host,
         client_ip,
@@ -823,7 +667,7 @@ fn validate_expect(
     spec: ExpectSpec,
     prefix: &str,
     is_call: bool,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Option<Expect> {
     let ExpectSpec {
         reason,
@@ -852,7 +696,7 @@ fn validate_expect(
         );
         return None;
     };
-    let before = errs.list.len();
+    let before = errs.len();
     let mut only = |span: Option<&Span>, key: &str, for_call: bool| {
         if let Some(span) = span {
             errs.at(
@@ -873,7 +717,7 @@ fn validate_expect(
     } else {
         only(bot.as_ref().map(|s| s.span()), "bot", true);
     }
-    (errs.list.len() == before).then(|| Expect {
+    (errs.len() == before).then(|| Expect {
         reason: code,
         bot: bot.map(|b| b.to_string()),
         rule,

@@ -1,0 +1,401 @@
+use super::*;
+
+#[test]
+fn statuses() {
+    for r in EgressReason::ALL {
+        let s = r.status();
+        assert!([200, 429, 502, 503, 504].contains(&s), "{r}");
+    }
+    assert_eq!(EgressReason::SlackRateLimited.status(), 429);
+    assert_eq!(EgressReason::TokenUnavailable.status(), 503);
+}
+
+// === decide_egress ===
+
+const SCOPED: &str = "gk_scoped_1111aaaa2222bbbb";
+const UNFURLER: &str = "gk_unfurler_3333cccc4444dddd";
+const REPLIER: &str = "gk_replier_5555eeee6666ffff";
+const COUNTER: &str = "gk_counter_7777gggg8888hhhh";
+
+fn egress_policy() -> Policy {
+    let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
+        ("SIGNING", "8f742231b10e8888abcd99yyyzzz85a5"),
+        ("SCOPED_KEY", SCOPED),
+        ("UNFURLER_KEY", UNFURLER),
+        ("REPLIER_KEY", REPLIER),
+        ("COUNTER_KEY", COUNTER),
+        ("TOKEN", "xoxb-1-t"),
+    ]);
+    let text = r#"version: 1
+apps:
+  helpdesk: { signing_secrets: [{ id: current, env: SIGNING }] }
+routes: []
+bots:
+  scoped:
+    key: { env: SCOPED_KEY }
+    token: { env: TOKEN }
+    team: T0ACME
+    methods: ["chat.*", "canvases.*", conversations.info, x.custom]
+    channels: [C0HELP, C0OPS]
+    rate_limits: [{ per: channel, rate: 1/min, burst: 1 }]
+  unfurler:
+    key: { env: UNFURLER_KEY }
+    token: { env: TOKEN }
+    methods: [chat.unfurl, chat.update]
+    channels: [C0HELP]
+  replier:
+    app: helpdesk
+    key: { env: REPLIER_KEY }
+    token: { env: TOKEN }
+    methods: ["chat.*", files.completeUploadExternal, "reactions.*", conversations.info]
+    reply_scope: 10m
+  counter:
+    key: { env: COUNTER_KEY }
+    token: { env: TOKEN }
+    methods: [chat.postMessage, "x.*"]
+    rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
+"#;
+    slackgate_policy::compile_policy(
+        std::path::Path::new("policy.yaml"),
+        text,
+        &secrets,
+        std::time::SystemTime::UNIX_EPOCH,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The egress door's state around one policy.
+struct Door {
+    policy: Policy,
+    settings: EgressSettings,
+    limiter: RateLimiter,
+    slack: SlackLimits,
+    revoked: RevokedTokens,
+    reply: ReplyChannels,
+}
+
+const NOW: f64 = 1_900_000_000.0;
+
+impl Door {
+    fn new() -> Self {
+        Door {
+            policy: egress_policy(),
+            settings: EgressSettings {
+                max_call_channels: 100,
+            },
+            limiter: RateLimiter::new(1000),
+            slack: SlackLimits::default(),
+            revoked: RevokedTokens::default(),
+            reply: ReplyChannels::default(),
+        }
+    }
+
+    fn decide(&self, key: &str, path: &str, form: &str) -> EgressDecision {
+        let auth = format!("Bearer {key}");
+        decide_egress(
+            &self.policy,
+            &EgressCall {
+                path,
+                query: None,
+                authorization: Some(auth.as_bytes()),
+                content_type: Some(b"application/x-www-form-urlencoded"),
+                body: form.as_bytes(),
+            },
+            &self.settings,
+            &self.limiter,
+            &self.slack,
+            &self.revoked,
+            &self.reply,
+            NOW,
+        )
+    }
+}
+
+fn outcome(d: &EgressDecision) -> (EgressReason, Option<&str>, Option<&str>) {
+    (d.reason, d.rule.as_deref(), d.channel_id.as_deref())
+}
+
+#[test]
+fn a_channel_list_past_the_cap_is_malformed() {
+    let mut door = Door::new();
+    door.settings.max_call_channels = 3;
+    let d = door.decide(SCOPED, "/api/chat.postMessage", "channels=C1,C2,C3,C4");
+    assert_eq!(d.reason, EgressReason::MalformedCall);
+    let rule = d.rule.as_deref().unwrap_or_default();
+    assert!(rule.contains("limits.max_call_channels"), "{rule}");
+    assert_eq!(
+        d.bot.map(|b| Arc::clone(&b.name)).as_deref(),
+        Some("scoped")
+    );
+    // At the cap, the call is read (and then held to `channels`).
+    let d = door.decide(
+        SCOPED,
+        "/api/chat.postMessage",
+        "channel=C0HELP&channels=C0HELP,C0OPS,C0HELP",
+    );
+    assert_eq!(d.reason, EgressReason::Allowed);
+}
+
+#[test]
+fn methods_are_decided_in_slacks_spelling() {
+    let door = Door::new();
+    for path in [
+        "/api/chat.PostMessage",
+        "/api/CHAT.POSTMESSAGE",
+        "/api/chat.postMessage",
+    ] {
+        let d = door.decide(COUNTER, path, "channel=C0HELP&text=hi");
+        assert_eq!(d.method.as_deref(), Some("chat.postMessage"), "{path}");
+    }
+    // One per-method bucket for every spelling: the first took it.
+    let d = door.decide(COUNTER, "/api/Chat.postmessage", "channel=C0HELP");
+    assert_eq!(d.reason, EgressReason::RateLimited);
+    // Slack's 429 holds for every spelling too.
+    door.slack
+        .note(&Arc::from("scoped"), "chat.postMessage", 30, NOW);
+    let d = door.decide(SCOPED, "/api/CHAT.postMESSAGE", "channel=C0HELP");
+    assert_eq!(
+        (d.reason, d.method.as_deref()),
+        (EgressReason::SlackRateLimited, Some("chat.postMessage"))
+    );
+    // A privileged family in any case is decided as Slack's name: listed exactly or not at all.
+    let d = door.decide(SCOPED, "/api/ADMIN.users.LIST", "");
+    assert_eq!(
+        (d.reason, d.method.as_deref()),
+        (EgressReason::MethodDenied, Some("admin.users.list"))
+    );
+}
+
+#[test]
+fn a_name_slack_does_not_document_passes_only_as_listed() {
+    let door = Door::new();
+    let d = door.decide(SCOPED, "/api/x.custom", "");
+    assert_eq!(
+        (d.reason, d.method.as_deref()),
+        (EgressReason::Allowed, Some("x.custom"))
+    );
+    for path in ["/api/X.custom", "/api/x.Custom"] {
+        let d = door.decide(SCOPED, path, "");
+        assert_eq!(
+            outcome(&d),
+            (EgressReason::MethodDenied, Some("methods"), None),
+            "{path}"
+        );
+    }
+    // A glob never admits one.
+    let d = door.decide(COUNTER, "/api/x.custom", "");
+    assert_eq!(d.reason, EgressReason::MethodDenied);
+}
+
+#[test]
+fn every_channel_naming_argument_is_held_to_channels() {
+    let door = Door::new();
+    let d = door.decide(
+        SCOPED,
+        "/api/canvases.access.set",
+        "canvas_id=F1&access_level=write&channel_ids=C0OTHER",
+    );
+    assert_eq!(
+        outcome(&d),
+        (
+            EgressReason::ChannelDenied,
+            Some("channels"),
+            Some("C0OTHER")
+        )
+    );
+    let d = door.decide(
+        SCOPED,
+        "/api/conversations.info",
+        "channel=C0HELP&context_channel_id=C0OTHER",
+    );
+    assert_eq!(
+        outcome(&d),
+        (
+            EgressReason::ChannelDenied,
+            Some("channels"),
+            Some("C0OTHER")
+        )
+    );
+    let d = door.decide(
+        SCOPED,
+        "/api/canvases.access.set",
+        "canvas_id=F1&channel_ids=C0OPS,C0HELP",
+    );
+    assert_eq!(outcome(&d), (EgressReason::Allowed, None, Some("C0OPS")));
+}
+
+#[test]
+fn the_channel_acted_on_is_charged_and_audited() {
+    let door = Door::new();
+    // chat.postMessage acts on `channel`, whatever came first.
+    let d = door.decide(
+        SCOPED,
+        "/api/chat.postMessage",
+        "channel_id=C0HELP&channel=C0OPS&text=x",
+    );
+    assert_eq!(outcome(&d), (EgressReason::Allowed, None, Some("C0OPS")));
+    // C0OPS's bucket (burst 1) is spent; C0HELP's is not.
+    let d = door.decide(SCOPED, "/api/chat.postMessage", "channel=C0OPS");
+    assert_eq!(d.reason, EgressReason::RateLimited);
+    let d = door.decide(SCOPED, "/api/chat.postMessage", "channel=C0HELP");
+    assert_eq!(outcome(&d), (EgressReason::Allowed, None, Some("C0HELP")));
+}
+
+#[test]
+fn writes_that_name_no_conversation() {
+    let door = Door::new();
+    let unfurl = "unfurl_id=Uf1&source=composer&unfurls=%7B%7D";
+    // Held to `channels` through a glob: denied.
+    let d = door.decide(SCOPED, "/api/chat.unfurl", unfurl);
+    assert_eq!(
+        outcome(&d),
+        (EgressReason::ChannelDenied, Some("channels"), None)
+    );
+    // Held to reply_scope: denied.
+    let d = door.decide(REPLIER, "/api/chat.unfurl", unfurl);
+    assert_eq!(
+        outcome(&d),
+        (EgressReason::ChannelDenied, Some("reply_scope"), None)
+    );
+    // Listed by name: the operator chose it.
+    let d = door.decide(UNFURLER, "/api/chat.unfurl", unfurl);
+    assert_eq!(d.reason, EgressReason::Allowed);
+    // A method that needs its channel gets no such pass, listed or not.
+    let d = door.decide(
+        UNFURLER,
+        "/api/chat.update",
+        "ts=1.2&text=x&channel_id=C0HELP",
+    );
+    assert_eq!(
+        outcome(&d),
+        (
+            EgressReason::ChannelDenied,
+            Some("channels"),
+            Some("C0HELP")
+        )
+    );
+    // An upload shared nowhere writes nowhere.
+    let d = door.decide(REPLIER, "/api/files.completeUploadExternal", "files=%5B%5D");
+    assert_eq!(d.reason, EgressReason::Allowed);
+}
+
+#[test]
+fn reply_scope_covers_every_conversation_write() {
+    let door = Door::new();
+    let app: Arc<str> = Arc::from("helpdesk");
+    door.reply.note(&app, "C0HELP", NOW - 60.0);
+    for (method, args) in [
+        ("chat.startStream", "channel=C0SECRET&thread_ts=1.2"),
+        ("chat.appendStream", "channel=C0SECRET&ts=1.2"),
+        ("chat.stopStream", "channel=C0SECRET&ts=1.2"),
+        ("chat.unfurl", "channel=C0SECRET&ts=1.2&unfurls=%7B%7D"),
+        ("chat.scheduleMessage", "channel=C0SECRET&post_at=1&text=x"),
+        (
+            "chat.deleteScheduledMessage",
+            "channel=C0SECRET&scheduled_message_id=Q1",
+        ),
+        ("reactions.add", "channel=C0SECRET&timestamp=1.2&name=eyes"),
+        (
+            "files.completeUploadExternal",
+            "files=%5B%5D&channel_id=C0SECRET",
+        ),
+        ("chat.postMessage", "channel=C0HELP&channel_id=C0SECRET"),
+    ] {
+        let d = door.decide(REPLIER, &format!("/api/{method}"), args);
+        assert_eq!(
+            outcome(&d),
+            (
+                EgressReason::ChannelDenied,
+                Some("reply_scope"),
+                Some("C0SECRET")
+            ),
+            "{method}"
+        );
+        let allowed = args.replace("C0SECRET", "C0HELP");
+        let d = door.decide(REPLIER, &format!("/api/{method}"), &allowed);
+        assert_eq!(d.reason, EgressReason::Allowed, "{method}");
+    }
+    // Reads are not scoped.
+    let d = door.decide(REPLIER, "/api/conversations.info", "channel=C0SECRET");
+    assert_eq!(d.reason, EgressReason::Allowed);
+}
+
+#[test]
+fn an_unknown_caller_leaves_only_a_documented_method_and_the_reason() {
+    let door = Door::new();
+    let d = door.decide(
+        "gk_nobody",
+        "/api/chat.PostMessage",
+        "channel=C0HELP&team_id=T0ACME",
+    );
+    assert_eq!(
+        (d.reason, d.rule.as_deref()),
+        (EgressReason::UnknownBot, Some("key"))
+    );
+    assert_eq!(d.method.as_deref(), Some("chat.postMessage"));
+    assert_eq!(
+        (d.team_id, d.channel_id, d.encoding, d.body_token),
+        (None, None, None, false)
+    );
+    let d = door.decide("gk_nobody", "/api/secret.exfil", "channel=C0HELP");
+    assert_eq!(d.method, None);
+    // Unreadable: the rule is a fixed phrase, not the argument's name.
+    let d = door.decide(
+        "gk_nobody",
+        "/api/chat.postMessage",
+        "mysecretname=1&mysecretname=2",
+    );
+    assert_eq!(d.reason, EgressReason::MalformedCall);
+    assert!(!d
+        .rule
+        .as_deref()
+        .unwrap_or_default()
+        .contains("mysecretname"));
+    let d = door.decide(
+        SCOPED,
+        "/api/chat.postMessage",
+        "mysecretname=1&mysecretname=2",
+    );
+    assert!(d
+        .rule
+        .as_deref()
+        .unwrap_or_default()
+        .contains("mysecretname"));
+}
+
+#[test]
+fn audited_ids_have_slacks_shape() {
+    let door = Door::new();
+    let d = door.decide(
+        COUNTER,
+        "/api/chat.postMessage",
+        "channel=c0help&team_id=t%0Aacme",
+    );
+    assert_eq!(
+        (d.team_id.as_deref(), d.channel_id.as_deref()),
+        (Some("invalid"), Some("invalid"))
+    );
+    // The channel check still reads the channel as written.
+    let d = door.decide(
+        SCOPED,
+        "/api/chat.postMessage",
+        "channel=c0help&team_id=T0ACME",
+    );
+    assert_eq!(
+        outcome(&d),
+        (
+            EgressReason::ChannelDenied,
+            Some("channels"),
+            Some("invalid")
+        )
+    );
+    let d = door.decide(
+        SCOPED,
+        "/api/chat.postMessage",
+        "channel=C0HELP&team_id=T0%20ACME",
+    );
+    assert_eq!(
+        (d.reason, d.team_id.as_deref()),
+        (EgressReason::TeamDenied, Some("invalid"))
+    );
+}
