@@ -5,4 +5,6 @@ pub mod audit;
 pub mod labels;
 pub mod metrics;
 pub mod redis;
+pub mod shape;
 pub mod state;
+pub mod time;

@@ -26,12 +26,17 @@
 mod door;
 mod rotation;
 mod scopes;
+mod seal;
 mod slack;
+mod vault;
 
 pub(crate) use door::{error_code, EgressDoor};
 pub use door::{EgressApp, EgressCtx};
-pub(crate) use rotation::{check_stored, CallToken, Refresher, Sealer, Store};
-pub use rotation::{RefreshResult, RotationStatus, TokenState, TokenVault};
+pub use rotation::RefreshResult;
+pub(crate) use rotation::{check_stored, Refresher, Store};
 pub use scopes::{BotScopes, ScopeLedger};
+pub(crate) use seal::Sealer;
 pub use slack::SlackClientError;
 pub(crate) use slack::{CallFailure, OutHead, SlackClient};
+pub(crate) use vault::CallToken;
+pub use vault::{RotationStatus, TokenState, TokenVault};

@@ -84,7 +84,8 @@ fn every_reason_code_is_in_reasons_md() {
 /// not a series exists yet (the registry leaves a family without series out of a scrape).
 fn registered_names() -> BTreeSet<String> {
     let src =
-        std::fs::read_to_string(repo_root().join("crates/slackgate-proxy/src/core/metrics.rs")).unwrap();
+        std::fs::read_to_string(repo_root().join("crates/slackgate-proxy/src/core/metrics.rs"))
+            .unwrap();
     let code = src.split("#[cfg(test)]").next().unwrap();
     let mut names = BTreeSet::new();
     let mut rest = code;

@@ -371,7 +371,6 @@ fn the_two_doors_never_import_each_other() {
 }
 
 #[test]
-#[ignore = "issue 27 (structure) is not done yet: run with --ignored to see what is left"]
 fn no_source_file_is_over_800_lines() {
     let mut long = Vec::new();
     for (name, src) in crate_srcs() {

@@ -22,10 +22,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 use serde::Serialize;
+
+pub use crate::core::shape::{
+    event_id, method_name, short_text, slack_error_code, slack_id, INVALID, MAX_LINE,
+};
+pub(crate) use crate::core::shape::{short_static, unknown_caller_rule};
+pub use crate::core::time::{rfc3339, TsText};
 
 /// How many records may wait for the writer. Records are ~400 bytes and the channel
 /// allocates its slots up front, so the queue is sized for bursts, not for hours:
@@ -41,141 +47,6 @@ const FILE_BUFFER: usize = 256 * 1024;
 
 /// The writer's pause between batches.
 const BATCH_PAUSE: Duration = Duration::from_millis(5);
-
-// === Field shapes ===
-
-/// What a field that does not have its shape is written as.
-pub const INVALID: &str = "invalid";
-
-/// The longest audit line, in bytes (without its newline), whatever a request holds.
-pub const MAX_LINE: usize = 4096;
-
-/// The longest free-text value kept, in bytes. Free text has no control characters, so
-/// each byte is written as at most two (`\"`, `\\`); with every text field of a record
-/// at this length a line stays under [`MAX_LINE`] (the tests check it).
-/// Names from the policy are at most 64 bytes, rules and Slack's event types and
-/// commands far shorter: a value this long was not written by anyone honest.
-const MAX_TEXT: usize = 128;
-
-/// A Slack id (`T0ACME`, `C0HELP`, `U0333`, `E0ACME`, `A0HELPDESK`): 2 to 32 uppercase
-/// ASCII letters and digits, else [`INVALID`]. The first letter is not checked against
-/// the field: Slack uses several per field (`team_id` holds an `E…` id in org-wide
-/// installs, `channel` a `C…`, `G…`, `D…` or, for a DM, a user's `U…`/`W…` id).
-pub fn slack_id(v: &str) -> &str {
-    let shaped = (2..=32).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    if shaped {
-        v
-    } else {
-        INVALID
-    }
-}
-
-/// An Events API `event_id` (`Ev0APPMENTION1`): `Ev` and 1 to 30 uppercase ASCII
-/// letters and digits, else [`INVALID`].
-pub fn event_id(v: &str) -> &str {
-    match v.strip_prefix("Ev") {
-        Some(rest)
-            if (1..=30).contains(&rest.len())
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) =>
-        {
-            v
-        }
-        _ => INVALID,
-    }
-}
-
-/// Free text (names, rules, event types, commands, timestamps): at most [`MAX_TEXT`]
-/// bytes without control characters (which would reach a terminal reading the audit
-/// as escapes, and cost six bytes each), else [`INVALID`]. Whole or not at all: a cut
-/// value could read as another, valid one.
-pub fn short_text(v: &str) -> &str {
-    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
-        v
-    } else {
-        INVALID
-    }
-}
-
-/// [`short_text`] for the code's own `&'static` texts (reasons, kinds).
-fn short_static(v: &'static str) -> &'static str {
-    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
-        v
-    } else {
-        INVALID
-    }
-}
-
-/// A Slack `error` code (`channel_not_found`): 1 to 64 lowercase ASCII letters, digits
-/// and `_`, else [`INVALID`].
-pub fn slack_error_code(v: &str) -> &str {
-    let shaped = (1..=64).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if shaped {
-        v
-    } else {
-        INVALID
-    }
-}
-
-/// The method an unknown caller named, kept only when it is a documented Slack method in
-/// Slack's spelling, or a webhook post's `hooks.<name>` (the guard names only webhooks
-/// that exist), else [`INVALID`].
-pub fn method_name(v: &str) -> &str {
-    let webhook = v.strip_prefix("hooks.").is_some_and(|name| {
-        (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-    });
-    if webhook || slackgate_slack::canonical_method(v) == Some(v) {
-        v
-    } else {
-        INVALID
-    }
-}
-
-/// The rules an unknown caller's record may carry: the gateway's own fixed texts for
-/// the refusals that come before a bot is known. Any other rule (a reading error that
-/// names an argument the caller sent, say) is written as [`INVALID`].
-fn unknown_caller_rule(rule: &str) -> &'static str {
-    use slackgate_guard::Unreadable;
-    use slackgate_slack::CallError;
-    const FIXED: [&str; 10] = [
-        "key",
-        "no key",
-        "query",
-        "path",
-        "request head",
-        "Authorization and the token argument differ",
-        Unreadable::BodyTooLarge.rule(),
-        Unreadable::BodyFraming.rule(),
-        Unreadable::BodyTimeout.rule(),
-        Unreadable::HeaderTwice.rule(),
-    ];
-    // The front's refusals of a head (`EgressDoor::refused`), named by their reason.
-    const HEAD: [slackgate_guard::Reason; 4] = [
-        slackgate_guard::Reason::BadRequest,
-        slackgate_guard::Reason::HeadTooLarge,
-        slackgate_guard::Reason::HeadTimeout,
-        slackgate_guard::Reason::UnsupportedTransferCoding,
-    ];
-    if let Some(fixed) = FIXED.into_iter().find(|f| *f == rule) {
-        return fixed;
-    }
-    if let Some(head) = HEAD.into_iter().find(|r| r.as_str() == rule) {
-        return head.as_str();
-    }
-    // A call that could not be read: the guard names an unknown caller's by its kind.
-    CallError::KINDS
-        .into_iter()
-        .find(|k| *k == rule)
-        .unwrap_or(INVALID)
-}
 
 /// Which door a record is about: requests from Slack to a bot, or a bot's Web API calls.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -863,74 +734,6 @@ impl Writer {
 
 fn open_append(path: &PathBuf) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
-}
-
-/// RFC 3339 time with microseconds.
-pub fn rfc3339(t: SystemTime) -> String {
-    use std::fmt::Write;
-    if let Some(text) = TsText::new(t) {
-        return text.as_str().to_owned();
-    }
-    // Outside 1970..=9999 (a broken clock): humantime's Display fails there, and
-    // `to_string` would panic; say what it is instead.
-    let mut out = String::new();
-    if write!(out, "{}", humantime::format_rfc3339_micros(t)).is_err() || out.is_empty() {
-        out = format!("{t:?}");
-    }
-    out
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` without an allocation or `fmt`, for times from 1970
-/// through 9999 (what `humantime::format_rfc3339_micros` writes for them).
-#[derive(Clone, Copy)]
-pub struct TsText([u8; 27]);
-
-impl std::fmt::Debug for TsText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl TsText {
-    /// The text of `t`, or `None` outside 1970..=9999.
-    pub fn new(t: SystemTime) -> Option<Self> {
-        let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
-        let secs = since.as_secs();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = i64::try_from(days).ok()? + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        if !(1970..=9999).contains(&year) {
-            return None;
-        }
-        let mut b = *b"0000-00-00T00:00:00.000000Z";
-        let mut put = |at: usize, width: usize, mut v: u64| {
-            for i in (at..at + width).rev() {
-                b[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, 4, year as u64);
-        put(5, 2, month as u64);
-        put(8, 2, day as u64);
-        put(11, 2, rem / 3_600);
-        put(14, 2, rem / 60 % 60);
-        put(17, 2, rem % 60);
-        put(20, 6, u64::from(since.subsec_micros()));
-        Some(Self(b))
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use slackgate_guard::{
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
-use super::rotation::{CallToken, TokenVault};
 use super::scopes::ScopeLedger;
 use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
+use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
 use crate::net::client::Response;

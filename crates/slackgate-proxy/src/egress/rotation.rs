@@ -28,23 +28,23 @@
 //!   bot's calls are answered `token_unavailable` and nothing reaches Slack. A stored
 //!   pair that does not open with the key is a start-up error, never garbage tokens.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use slackgate_guard::unix_secs;
-use slackgate_policy::{Bot, BotToken, Rotation, StateKey};
+use slackgate_policy::{Bot, Rotation};
 
+use super::seal::{aad, Pair, Sealer};
 use super::slack::{CallFailure, OutHead, SlackClient};
+use super::vault::{rfc3339, TokenVault};
 pub use crate::core::labels::TokenRefreshResult as RefreshResult;
 use crate::core::redis::RedisState;
 use crate::core::state::Shared;
@@ -55,120 +55,6 @@ const TICK: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF_SECS: i64 = 2;
 /// The longest wait between retries.
 const MAX_BACKOFF_SECS: i64 = 300;
-/// The header of a sealed pair: a name and a format version.
-const MAGIC: &[u8; 4] = b"SGT1";
-
-// === sealing ===
-
-/// Seals and opens stored pairs with `state.encryption_key`.
-pub(crate) struct Sealer {
-    key: LessSafeKey,
-    rng: SystemRandom,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer(key not shown)")
-    }
-}
-
-/// The associated data of a bot's pair: a pair sealed for one bot and app does not open
-/// as another's.
-fn aad(bot: &str, client_id: &str) -> Vec<u8> {
-    let mut a = b"slackgate/token/v1\0".to_vec();
-    a.extend_from_slice(bot.as_bytes());
-    a.push(0);
-    a.extend_from_slice(client_id.as_bytes());
-    a
-}
-
-impl Sealer {
-    pub(crate) fn new(key: &StateKey) -> Self {
-        // A 32-byte key is what ChaCha20-Poly1305 takes; `new` fails only on another length.
-        #[allow(clippy::expect_used)]
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, key.expose())
-            .expect("a 32-byte key is a ChaCha20-Poly1305 key");
-        Self {
-            key: LessSafeKey::new(unbound),
-            rng: SystemRandom::new(),
-        }
-    }
-
-    /// `MAGIC || nonce || ciphertext || tag`, with a fresh random nonce.
-    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| "the system random source failed".to_owned())?;
-        let mut buf = plain.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut buf,
-            )
-            .map_err(|_| "sealing failed".to_owned())?;
-        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + buf.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Ok(out)
-    }
-
-    /// The plaintext, or `None` when the bytes are not a pair sealed with this key for
-    /// this associated data.
-    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        let rest = sealed.strip_prefix(MAGIC)?;
-        let (nonce, ct) = rest.split_at_checked(NONCE_LEN)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = ct.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .ok()?;
-        Some(plain.to_vec())
-    }
-}
-
-/// A token pair as stored (sealed). `Debug` shows no token.
-#[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct Pair {
-    access_token: String,
-    refresh_token: String,
-    /// Unix seconds.
-    obtained_at: i64,
-    /// Unix seconds.
-    expires_at: i64,
-    /// Hex of the `rotation:` fingerprint the pair descends from: a new first refresh
-    /// token (or client id) in the policy starts over from it.
-    origin: String,
-}
-
-impl std::fmt::Debug for Pair {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pair")
-            .field("obtained_at", &self.obtained_at)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Pair {
-    /// The access token calls are sent with.
-    pub(crate) fn access_token(&self) -> &str {
-        &self.access_token
-    }
-
-    /// When the refresher trades it in: half-way through its life.
-    fn refresh_at(&self) -> i64 {
-        self.obtained_at + (self.expires_at - self.obtained_at).max(0) / 2
-    }
-
-    /// True when `other` was minted after this one.
-    fn is_older_than(&self, other: &Pair) -> bool {
-        other.refresh_token != self.refresh_token && other.obtained_at >= self.obtained_at
-    }
-}
 
 // === the store ===
 
@@ -342,202 +228,6 @@ fn private_file_keep(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
-}
-
-// === the vault: what calls read ===
-
-/// The token a call is sent with.
-#[derive(Debug)]
-pub(crate) enum CallToken<'a> {
-    /// A token from the policy's reference.
-    Static(&'a str),
-    /// A rotated token: the current pair, shared (no copy per call).
-    Rotated(Arc<Pair>),
-    /// None: the audit `rule` says why (`rotation.pending`, `rotation.expired`).
-    Unavailable(&'static str),
-}
-
-/// The state of a bot's token as `/status` and `slackgate_egress_token_state` show it
-/// (besides `revoked`, which the guard knows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenState {
-    /// Calls are sent with it.
-    Active,
-    /// Rotation has not minted the first token yet.
-    Pending,
-    /// The rotated token expired before a new one was minted.
-    Expired,
-}
-
-impl TokenState {
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TokenState::Active => "active",
-            TokenState::Pending => "pending",
-            TokenState::Expired => "expired",
-        }
-    }
-}
-
-/// What the refresher knows of one rotating bot.
-#[derive(Debug)]
-struct Slot {
-    /// The `rotation:` the slot belongs to; another one starts a new slot.
-    fingerprint: [u8; 32],
-    /// Whether the store was read for this slot.
-    loaded: bool,
-    /// The pair calls use.
-    pair: Option<Arc<Pair>>,
-    /// A minted pair not yet written to the store (it is not used until it is).
-    unsaved: Option<Pair>,
-    /// Failed attempts in a row.
-    failures: u32,
-    /// No attempt before this (unix seconds).
-    next_attempt: i64,
-    /// Set when a refresh is not retried: the result that stopped it.
-    stuck: Option<RefreshResult>,
-    last_result: Option<RefreshResult>,
-    last_attempt: Option<i64>,
-}
-
-impl Slot {
-    fn new(fingerprint: [u8; 32]) -> Self {
-        Self {
-            fingerprint,
-            loaded: false,
-            pair: None,
-            unsaved: None,
-            failures: 0,
-            next_attempt: 0,
-            stuck: None,
-            last_result: None,
-            last_attempt: None,
-        }
-    }
-}
-
-/// What `/status` shows of a rotating bot's token (never a token).
-#[derive(Debug, Clone, Serialize)]
-pub struct RotationStatus {
-    /// RFC 3339 expiry of the current token.
-    pub expires_at: Option<String>,
-    /// RFC 3339 time the current token was minted.
-    pub obtained_at: Option<String>,
-    /// RFC 3339 time of the next refresh (or retry).
-    pub next_refresh: Option<String>,
-    /// The last attempt's result.
-    pub last_result: Option<&'static str>,
-    /// RFC 3339 time of the last attempt.
-    pub last_attempt: Option<String>,
-    /// Failed attempts in a row.
-    pub failures: u32,
-    /// Set when refreshing stopped for good: fix `rotation:` (a new refresh token from
-    /// reinstalling the app) and reload.
-    pub stuck: Option<&'static str>,
-}
-
-/// The rotating bots' current pairs, outliving reloads; read by every call of such a bot.
-#[derive(Debug, Default)]
-pub struct TokenVault {
-    slots: Mutex<HashMap<Arc<str>, Slot>>,
-}
-
-fn rfc3339(secs: i64) -> String {
-    crate::core::audit::rfc3339(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
-}
-
-impl TokenVault {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Slot>> {
-        match self.slots.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// The token to send `bot`'s call with at `now`.
-    pub(crate) fn token<'b>(&self, bot: &'b Bot, now: SystemTime) -> CallToken<'b> {
-        if let BotToken::Static(c) = &bot.token {
-            return CallToken::Static(c.expose());
-        }
-        let slots = self.lock();
-        let pair = slots
-            .get(&bot.name)
-            .filter(|s| s.fingerprint == *bot.token.fingerprint())
-            .and_then(|s| s.pair.clone());
-        match pair {
-            None => CallToken::Unavailable("rotation.pending"),
-            Some(p) if unix_secs(now) >= p.expires_at => CallToken::Unavailable("rotation.expired"),
-            Some(p) => CallToken::Rotated(p),
-        }
-    }
-
-    /// The state of `bot`'s token at `now` (revocation aside).
-    pub fn state(&self, bot: &Bot, now: SystemTime) -> TokenState {
-        match self.token(bot, now) {
-            CallToken::Static(_) | CallToken::Rotated(_) => TokenState::Active,
-            CallToken::Unavailable("rotation.expired") => TokenState::Expired,
-            CallToken::Unavailable(_) => TokenState::Pending,
-        }
-    }
-
-    /// `/status` for a rotating bot; `None` for a bot without rotation.
-    pub fn status(&self, bot: &Bot) -> Option<RotationStatus> {
-        bot.token.rotation()?;
-        let slots = self.lock();
-        let slot = slots
-            .get(&bot.name)
-            .filter(|s| s.fingerprint == *bot.token.fingerprint());
-        let pair = slot.and_then(|s| s.pair.as_deref());
-        Some(RotationStatus {
-            expires_at: pair.map(|p| rfc3339(p.expires_at)),
-            obtained_at: pair.map(|p| rfc3339(p.obtained_at)),
-            next_refresh: slot.filter(|s| s.stuck.is_none()).map(|s| {
-                rfc3339(pair.map_or(s.next_attempt, |p| p.refresh_at().max(s.next_attempt)))
-            }),
-            last_result: slot.and_then(|s| s.last_result).map(RefreshResult::as_str),
-            last_attempt: slot.and_then(|s| s.last_attempt).map(rfc3339),
-            failures: slot.map_or(0, |s| s.failures),
-            stuck: slot.and_then(|s| s.stuck).map(RefreshResult::as_str),
-        })
-    }
-
-    /// Unix expiry of `bot`'s current rotated token, for the metric.
-    pub fn expires_at(&self, bot: &Bot) -> Option<i64> {
-        let slots = self.lock();
-        slots
-            .get(&bot.name)
-            .filter(|s| s.fingerprint == *bot.token.fingerprint())
-            .and_then(|s| s.pair.as_ref().map(|p| p.expires_at))
-    }
-
-    /// Whether `bot`'s refresh stopped for good.
-    pub fn is_stuck(&self, bot: &Bot) -> bool {
-        let slots = self.lock();
-        slots
-            .get(&bot.name)
-            .filter(|s| s.fingerprint == *bot.token.fingerprint())
-            .is_some_and(|s| s.stuck.is_some())
-    }
-
-    /// Runs `f` on `bot`'s slot, made afresh when its `rotation:` changed.
-    fn with_slot<T>(&self, bot: &Bot, f: impl FnOnce(&mut Slot) -> T) -> T {
-        let mut slots = self.lock();
-        let fp = *bot.token.fingerprint();
-        let slot = slots
-            .entry(Arc::clone(&bot.name))
-            .or_insert_with(|| Slot::new(fp));
-        if slot.fingerprint != fp {
-            *slot = Slot::new(fp);
-        }
-        f(slot)
-    }
-
-    /// Forgets the bots no longer rotating in the running policy.
-    fn retain(&self, rotating: &[&Arc<Bot>]) {
-        self.lock()
-            .retain(|name, _| rotating.iter().any(|b| b.name == *name));
-    }
 }
 
 // === the refresher ===
@@ -968,6 +658,8 @@ impl BackgroundService for Refresher {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use ring::aead::NONCE_LEN;
+    use slackgate_policy::StateKey;
 
     fn sealer(b: u8) -> Sealer {
         Sealer::new(&StateKey::from_bytes([b; 32]))

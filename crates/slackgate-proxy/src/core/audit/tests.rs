@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::core::metrics::Metrics;
+use crate::core::shape::MAX_TEXT;
+use std::time::SystemTime;
 
 fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);

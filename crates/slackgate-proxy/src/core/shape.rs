@@ -1,0 +1,137 @@
+//! What an audit record may hold: values a caller or Slack names are checked against
+//! their field's shape (Slack ids, event ids, error codes, documented method names,
+//! bounded free text) or written as [`INVALID`], so no request can make a line large or
+//! write text of its choosing.
+
+/// What a field that does not have its shape is written as.
+pub const INVALID: &str = "invalid";
+
+/// The longest audit line, in bytes (without its newline), whatever a request holds.
+pub const MAX_LINE: usize = 4096;
+
+/// The longest free-text value kept, in bytes. Free text has no control characters, so
+/// each byte is written as at most two (`\"`, `\\`); with every text field of a record
+/// at this length a line stays under [`MAX_LINE`] (the tests check it).
+/// Names from the policy are at most 64 bytes, rules and Slack's event types and
+/// commands far shorter: a value this long was not written by anyone honest.
+pub(crate) const MAX_TEXT: usize = 128;
+
+/// A Slack id (`T0ACME`, `C0HELP`, `U0333`, `E0ACME`, `A0HELPDESK`): 2 to 32 uppercase
+/// ASCII letters and digits, else [`INVALID`]. The first letter is not checked against
+/// the field: Slack uses several per field (`team_id` holds an `E…` id in org-wide
+/// installs, `channel` a `C…`, `G…`, `D…` or, for a DM, a user's `U…`/`W…` id).
+pub fn slack_id(v: &str) -> &str {
+    let shaped = (2..=32).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if shaped {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// An Events API `event_id` (`Ev0APPMENTION1`): `Ev` and 1 to 30 uppercase ASCII
+/// letters and digits, else [`INVALID`].
+pub fn event_id(v: &str) -> &str {
+    match v.strip_prefix("Ev") {
+        Some(rest)
+            if (1..=30).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) =>
+        {
+            v
+        }
+        _ => INVALID,
+    }
+}
+
+/// Free text (names, rules, event types, commands, timestamps): at most [`MAX_TEXT`]
+/// bytes without control characters (which would reach a terminal reading the audit
+/// as escapes, and cost six bytes each), else [`INVALID`]. Whole or not at all: a cut
+/// value could read as another, valid one.
+pub fn short_text(v: &str) -> &str {
+    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// [`short_text`] for the code's own `&'static` texts (reasons, kinds).
+pub(crate) fn short_static(v: &'static str) -> &'static str {
+    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// A Slack `error` code (`channel_not_found`): 1 to 64 lowercase ASCII letters, digits
+/// and `_`, else [`INVALID`].
+pub fn slack_error_code(v: &str) -> &str {
+    let shaped = (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if shaped {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// The method an unknown caller named, kept only when it is a documented Slack method in
+/// Slack's spelling, or a webhook post's `hooks.<name>` (the guard names only webhooks
+/// that exist), else [`INVALID`].
+pub fn method_name(v: &str) -> &str {
+    let webhook = v.strip_prefix("hooks.").is_some_and(|name| {
+        (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    });
+    if webhook || slackgate_slack::canonical_method(v) == Some(v) {
+        v
+    } else {
+        INVALID
+    }
+}
+
+/// The rules an unknown caller's record may carry: the gateway's own fixed texts for
+/// the refusals that come before a bot is known. Any other rule (a reading error that
+/// names an argument the caller sent, say) is written as [`INVALID`].
+pub(crate) fn unknown_caller_rule(rule: &str) -> &'static str {
+    use slackgate_guard::Unreadable;
+    use slackgate_slack::CallError;
+    const FIXED: [&str; 10] = [
+        "key",
+        "no key",
+        "query",
+        "path",
+        "request head",
+        "Authorization and the token argument differ",
+        Unreadable::BodyTooLarge.rule(),
+        Unreadable::BodyFraming.rule(),
+        Unreadable::BodyTimeout.rule(),
+        Unreadable::HeaderTwice.rule(),
+    ];
+    // The front's refusals of a head (`EgressDoor::refused`), named by their reason.
+    const HEAD: [slackgate_guard::Reason; 4] = [
+        slackgate_guard::Reason::BadRequest,
+        slackgate_guard::Reason::HeadTooLarge,
+        slackgate_guard::Reason::HeadTimeout,
+        slackgate_guard::Reason::UnsupportedTransferCoding,
+    ];
+    if let Some(fixed) = FIXED.into_iter().find(|f| *f == rule) {
+        return fixed;
+    }
+    if let Some(head) = HEAD.into_iter().find(|r| r.as_str() == rule) {
+        return head.as_str();
+    }
+    // A call that could not be read: the guard names an unknown caller's by its kind.
+    CallError::KINDS
+        .into_iter()
+        .find(|k| *k == rule)
+        .unwrap_or(INVALID)
+}
