@@ -33,13 +33,26 @@ pub use slackgate_fixtures::{
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, and not handed out before by this
+/// process.
 ///
 /// pingora binds its listeners itself, so the port is found by binding `:0` and
-/// releasing it; callers poll until the gateway accepts on it.
+/// releasing it; callers poll until the gateway accepts on it. The kernel may give a
+/// released port out again at once, so two calls in a row (a gateway's listener and its
+/// admin listener) could get the same one: ports already handed out are skipped.
 pub fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = l.local_addr().expect("local addr");
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// The first value of header `name` (any case) in a list whose names are lowercased.
