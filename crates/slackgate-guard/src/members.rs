@@ -17,8 +17,9 @@
 //! does takes one lock-free `ArcSwap` load per decision and one hash lookup per group
 //! named; writers (a refresh every `refresh`) copy the small map of groups and swap it.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -118,10 +119,7 @@ impl GroupMembers {
     }
 
     fn update(&self, f: impl FnOnce(&mut HashMap<Arc<str>, Arc<Loaded>>)) {
-        let _serial = match self.write.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _serial = self.write.lock();
         let mut next = HashMap::clone(&self.loaded.load());
         f(&mut next);
         self.loaded.store(Arc::new(next));

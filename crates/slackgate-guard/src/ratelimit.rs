@@ -1,10 +1,10 @@
 //! Token-bucket rate limiting keyed on verified facts, with bounded memory.
 
+use parking_lot::Mutex;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 const SHARDS: usize = 32;
 /// How many entries are sampled when a full shard must evict one.
@@ -114,10 +114,7 @@ impl RateLimiter {
         let Some(shard) = self.shards.get(idx) else {
             return Take::Allowed;
         };
-        let mut map = match shard.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut map = shard.lock();
         let burst_f = f64::from(burst.max(1));
         let rate = if rate_per_sec.is_finite() && rate_per_sec > 0.0 {
             rate_per_sec
@@ -169,13 +166,7 @@ impl RateLimiter {
 
     /// How many buckets exist now.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| match s.lock() {
-                Ok(g) => g.len(),
-                Err(p) => p.into_inner().len(),
-            })
-            .sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     /// Whether no bucket exists.

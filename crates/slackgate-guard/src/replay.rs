@@ -1,11 +1,11 @@
 //! The replay cache: every verified signature is remembered until its timestamp
 //! leaves the clock-skew window, after which the timestamp check rejects it anyway.
 
+use parking_lot::Mutex;
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 /// Slots a shard's table starts with; it doubles whenever it becomes half full.
@@ -124,10 +124,7 @@ impl ReplayCache {
         let Some(shard) = self.shards.get(Self::shard_of(hash)) else {
             return ReplayCheck::Fresh;
         };
-        let mut shard = match shard.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut shard = shard.lock();
         if shard
             .table
             .get(hash)
@@ -154,10 +151,7 @@ impl ReplayCache {
         let Some(shard) = self.shards.get(Self::shard_of(hash)) else {
             return false;
         };
-        let shard = match shard.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let shard = shard.lock();
         shard
             .table
             .get(hash)
@@ -176,13 +170,7 @@ impl ReplayCache {
 
     /// How many signatures are remembered now.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| match s.lock() {
-                Ok(g) => g.table.len,
-                Err(p) => p.into_inner().table.len,
-            })
-            .sum()
+        self.shards.iter().map(|s| s.lock().table.len).sum()
     }
 
     /// Whether no signature is remembered.

@@ -11,8 +11,9 @@
 //! `reply_scope` first reads the channel there and adopts what another replica saw
 //! ([`Guard::note_reply_seen`](crate::Guard::note_reply_seen)).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// The most (app, channel) pairs remembered; beyond it expired ones go first, then the
 /// oldest.
@@ -33,10 +34,7 @@ pub struct ReplyChannels {
 
 impl ReplyChannels {
     fn lock(&self) -> MutexGuard<'_, HashMap<AppChannel, f64>> {
-        match self.seen.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        self.seen.lock()
     }
 
     /// Records that `channel` sent `app` a verified request at `now`.

@@ -12,9 +12,10 @@
 //! revocation is written to Redis and every replica reads its bots' revocations there
 //! about once a second ([`Guard::revoke_shared`](crate::Guard::revoke_shared)).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use slackgate_policy::{Bot, Policy};
 use slackgate_slack::Lifecycle;
@@ -49,10 +50,7 @@ pub struct RevokedTokens {
 
 impl RevokedTokens {
     fn lock(&self) -> MutexGuard<'_, HashMap<TokenKey, Revocation>> {
-        match self.map.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        self.map.lock()
     }
 
     /// Marks `bot`'s current token revoked by `by` at `now`; true when it was not yet.

@@ -22,9 +22,10 @@
 //! and calls of Slack and the bots); they are counted in
 //! `slackgate_group_refreshes_total{group,result}` and shown in `/status`.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -120,10 +121,7 @@ pub struct UserGroups {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
+    m.lock()
 }
 
 impl UserGroups {

@@ -6,9 +6,10 @@
 //! upgrades, SIGTERM for a graceful drain, SIGINT for a fast stop) plus SIGHUP (reload)
 //! and SIGUSR1 (reopen the audit file).
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -194,9 +195,7 @@ struct StopSignal {
 
 impl StopSignal {
     fn fire(&self, kind: ShutdownKind) {
-        if let Ok(mut g) = self.fired.lock() {
-            *g = Some(kind);
-        }
+        *self.fired.lock() = Some(kind);
         self.notify.notify_one();
     }
 }
@@ -207,7 +206,8 @@ struct StopWatch(Arc<StopSignal>);
 impl ShutdownSignalWatch for StopWatch {
     async fn recv(&self) -> ShutdownSignal {
         loop {
-            if let Ok(g) = self.0.fired.lock() {
+            {
+                let g = self.0.fired.lock();
                 match *g {
                     Some(ShutdownKind::Graceful) => return ShutdownSignal::GracefulTerminate,
                     Some(ShutdownKind::Fast) => return ShutdownSignal::FastShutdown,

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use slackgate_fixtures::MapSecrets;
@@ -321,25 +323,22 @@ impl TestGateway {
 
     /// Audit lines written so far, waiting until at least `n` arrived.
     pub fn audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
-        wait_until(Duration::from_secs(5), || {
-            self.audit.lock().unwrap().len() >= n
-        });
+        wait_until(Duration::from_secs(5), || self.audit.lock().len() >= n);
         self.audit
             .lock()
-            .unwrap()
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
 
     /// Blocks the audit writer until the guard is dropped (a stalled log pipeline).
-    pub fn block_audit(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.audit.lock().unwrap()
+    pub fn block_audit(&self) -> parking_lot::MutexGuard<'_, Vec<String>> {
+        self.audit.lock()
     }
 
     /// Raw audit lines written so far.
     pub fn audit_raw(&self) -> Vec<String> {
-        self.audit.lock().unwrap().clone()
+        self.audit.lock().clone()
     }
 
     /// The latest audit record, waiting for the `n`-th.

@@ -1,7 +1,8 @@
 //! [`SlackLimits`]: Slack's own 429s, remembered per bot and method.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The most (bot, method) pairs remembered as limited by Slack; the oldest deadline is
 /// dropped first beyond it. Bots x methods is small in practice.
@@ -22,11 +23,8 @@ pub struct SlackLimits {
 }
 
 impl SlackLimits {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
-        match self.until.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Deadlines> {
+        self.until.lock()
     }
 
     /// Records that Slack answered `bot`'s call to `method` 429 with `retry_after_secs`

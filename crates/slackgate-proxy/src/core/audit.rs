@@ -16,12 +16,13 @@
 //! unknown caller keeps only its method name, reason, fixed rule, status and duration.
 //! The queue is bounded in records and in bytes (`audit.max_queue_bytes`).
 
+use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
@@ -694,10 +695,7 @@ impl Writer {
             }
             Out::Memory(buf) => {
                 let line = String::from_utf8_lossy(line).into_owned();
-                match buf.lock() {
-                    Ok(mut g) => g.push(line),
-                    Err(p) => p.into_inner().push(line),
-                }
+                buf.lock().push(line);
                 Ok(())
             }
         }

@@ -4,7 +4,8 @@
 //! share counters. Label values are closed sets (reasons, results) or config names
 //! (routes, apps, secret ids), never request data.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use parking_lot::Mutex;
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -501,10 +502,7 @@ impl Metrics {
     /// them under a lock, so calls from many threads (requests, scrapes) never count an
     /// eviction twice.
     pub fn observe_guard(&self, levels: GuardLevels) {
-        let _serial = match self.guard_sync.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _serial = self.guard_sync.lock();
         self.rate_limit_keys
             .set(i64::try_from(levels.rate_limit_keys).unwrap_or(i64::MAX));
         self.replay_entries
@@ -516,10 +514,7 @@ impl Metrics {
     /// Sets `slackgate_egress_token_state` and the rotation gauges for the bots of the
     /// running policy; the series of bots no longer in the policy are dropped.
     pub fn observe_token_states<'b>(&self, bots: impl Iterator<Item = BotTokenView<'b>>) {
-        let _serial = match self.guard_sync.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _serial = self.guard_sync.lock();
         self.egress_token_state.reset();
         self.token_expiry.reset();
         self.token_refresh_stuck.reset();

@@ -11,9 +11,9 @@
 //! dead Redis costs nothing at all while open, and a probe after the cool-down closes
 //! it again when Redis is back — no restart needed.
 
+use parking_lot::Mutex;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -231,10 +231,7 @@ impl RedisState {
         if self.circuit_open() {
             return Err(StateError::CircuitOpen);
         }
-        let pooled = match self.idle.lock() {
-            Ok(mut g) => g.pop(),
-            Err(p) => p.into_inner().pop(),
-        };
+        let pooled = self.idle.lock().pop();
         let attempt = async {
             let mut conn = match pooled {
                 Some(c) => c,
@@ -246,10 +243,9 @@ impl RedisState {
         match tokio::time::timeout(self.settings.timeout, attempt).await {
             Ok(Ok((conn, reply))) => {
                 self.failures.store(0, Ordering::Relaxed);
-                if let Ok(mut g) = self.idle.lock() {
-                    if g.len() < MAX_IDLE {
-                        g.push(conn);
-                    }
+                let mut g = self.idle.lock();
+                if g.len() < MAX_IDLE {
+                    g.push(conn);
                 }
                 Ok(reply)
             }
@@ -271,9 +267,7 @@ impl RedisState {
                 self.now_ms() + u64::try_from(BREAKER_COOL_DOWN.as_millis()).unwrap_or(1000);
             self.open_until_ms.store(until, Ordering::Relaxed);
             // Pooled connections may be half-dead; start fresh after the cool-down.
-            if let Ok(mut g) = self.idle.lock() {
-                g.clear();
-            }
+            self.idle.lock().clear();
         }
     }
 }

@@ -5,10 +5,11 @@
 //! swaps it in only when everything validated; the replay cache and rate-limit buckets
 //! live in the [`Guard`] beside it, so a reload resets neither.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -203,10 +204,7 @@ impl Shared {
     /// Listener, admin and audit settings need a restart; a change to them is loaded
     /// but takes effect only then, and is logged.
     pub fn reload(&self) -> ReloadOutcome {
-        let _serial = match self.reload_lock.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _serial = self.reload_lock.lock();
         let now = self.guard.clock().now();
         let running = self.current();
         let result = load_snapshot(
@@ -266,17 +264,11 @@ impl Shared {
 
     /// The reload status for `/status`.
     pub fn reload_status(&self) -> ReloadStatus {
-        match self.reload_status.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.reload_status.lock().clone()
     }
 
     fn set_status(&self, f: impl FnOnce(&mut ReloadStatus)) {
-        match self.reload_status.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
+        f(&mut self.reload_status.lock());
     }
 
     /// Whether a policy is loaded and every listener accepts connections.
@@ -306,10 +298,7 @@ impl Shared {
         for route in snap.policy.routes.iter() {
             m.register_route(&route.name);
         }
-        let hooks = match self.reload_hooks.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let hooks = self.reload_hooks.lock();
         for hook in hooks.iter() {
             hook();
         }
@@ -318,9 +307,6 @@ impl Shared {
     /// Calls `hook` now and after every successful reload.
     pub(crate) fn on_reload(&self, hook: ReloadHook) {
         hook();
-        match self.reload_hooks.lock() {
-            Ok(mut g) => g.push(hook),
-            Err(p) => p.into_inner().push(hook),
-        }
+        self.reload_hooks.lock().push(hook)
     }
 }

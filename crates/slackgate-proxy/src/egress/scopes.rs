@@ -9,8 +9,8 @@
 //! `mpim:read`), every accepted scope the token holds counts as needed, so a scope is
 //! reported unused only when no call could have depended on it.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 
 /// What one bot's calls showed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,10 +63,7 @@ impl ScopeLedger {
     /// absent (Slack omits them on some errors); an answer without `x-oauth-scopes`
     /// changes nothing.
     pub fn note(&self, bot: &str, granted: Option<&[u8]>, accepted: Option<&[u8]>) -> usize {
-        let mut bots = match self.bots.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut bots = self.bots.lock();
         let Some(granted) = granted else {
             return bots.get(bot).map_or(0, |s| s.unused().len());
         };
@@ -91,19 +88,13 @@ impl ScopeLedger {
 
     /// What `bot`'s calls showed so far.
     pub fn get(&self, bot: &str) -> Option<BotScopes> {
-        let bots = match self.bots.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let bots = self.bots.lock();
         bots.get(bot).cloned()
     }
 
     /// Every bot seen, by name.
     pub fn all(&self) -> BTreeMap<String, BotScopes> {
-        match self.bots.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.bots.lock().clone()
     }
 }
 

@@ -5,8 +5,9 @@
 //! left is replaced by a fresh one, anything later is a failure (`upstream_error`), never
 //! a second send: `chat.postMessage` twice is two messages.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -210,10 +211,7 @@ impl SlackClient {
 
     fn checkout(&self) -> Option<Conn> {
         let now = Instant::now();
-        let mut idle = match self.idle.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut idle = self.idle.lock();
         while let Some(c) = idle.pop() {
             if !c.idle_longer_than(MAX_IDLE_AGE, now) && c.is_clean() {
                 return Some(c);
@@ -224,10 +222,7 @@ impl SlackClient {
 
     fn checkin(&self, mut conn: Conn) {
         conn.mark_idle(Instant::now());
-        let mut idle = match self.idle.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }

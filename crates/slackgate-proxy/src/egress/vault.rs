@@ -1,8 +1,9 @@
 //! The token vault: the rotating bots' current pairs, outliving reloads, read by every
 //! call of such a bot (and by the group reads), written by the refresher.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -115,10 +116,7 @@ pub(super) fn rfc3339(secs: i64) -> String {
 
 impl TokenVault {
     pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Slot>> {
-        match self.slots.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        self.slots.lock()
     }
 
     /// The token to send `bot`'s call with at `now`.

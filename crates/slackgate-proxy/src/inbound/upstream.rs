@@ -5,9 +5,10 @@
 //! followed without a reload. A target that refuses a connection is marked down at
 //! once (passive check) and comes back when an active check succeeds.
 
+use parking_lot::Mutex;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slackgate_policy::Upstream;
@@ -43,10 +44,7 @@ impl Target {
     pub fn checkout(&self, max_idle: Duration, now: Instant) -> Option<Conn> {
         loop {
             let conn = {
-                let mut idle = match self.idle.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
+                let mut idle = self.idle.lock();
                 idle.pop()?
             };
             // An expired connection, or one the bot closed or wrote to while it was idle,
@@ -60,10 +58,7 @@ impl Target {
     /// Returns a connection that can carry another request to the pool, idle from `since`.
     pub fn checkin(&self, mut conn: Conn, since: Instant) {
         conn.mark_idle(since);
-        let mut idle = match self.idle.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE_PER_TARGET {
             idle.push(conn);
         }
@@ -71,10 +66,7 @@ impl Target {
 
     /// The last resolved address.
     pub fn addr(&self) -> Option<SocketAddr> {
-        match self.addr.lock() {
-            Ok(g) => *g,
-            Err(p) => *p.into_inner(),
-        }
+        *self.addr.lock()
     }
 
     /// Whether the last check passed.
@@ -95,10 +87,7 @@ impl Target {
             .ok()
             .flatten();
         if let Some(addr) = resolved {
-            match self.addr.lock() {
-                Ok(mut g) => *g = Some(addr),
-                Err(p) => *p.into_inner() = Some(addr),
-            }
+            *self.addr.lock() = Some(addr);
         }
         let ok = match self.addr() {
             Some(addr) => matches!(

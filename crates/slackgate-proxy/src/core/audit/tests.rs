@@ -119,7 +119,7 @@ fn a_blocked_writer_makes_drops_counted_and_exported() {
     {
         // Holding the buffer blocks the writer on its first record: the queue holds
         // one more, every other record must be dropped and counted.
-        let _held = buf.lock().unwrap();
+        let _held = buf.lock();
         for n in 0..sent {
             sink.record(&record(n));
         }
@@ -138,7 +138,7 @@ fn a_blocked_writer_makes_drops_counted_and_exported() {
     }
     // Released: every record is either written or counted, none vanished.
     assert!(wait_until(|| {
-        buf.lock().unwrap().len() as u64 + metrics.audit_dropped.get() == sent
+        buf.lock().len() as u64 + metrics.audit_dropped.get() == sent
     }));
 }
 
@@ -620,7 +620,7 @@ fn a_stalled_writer_holds_at_most_max_queue_bytes_and_drops_are_counted() {
     {
         // Holding the buffer blocks the writer on its first record, as a stalled reader
         // of stdout would: every record past the bytes must be dropped, none may wait.
-        let _held = buf.lock().unwrap();
+        let _held = buf.lock();
         let started = Instant::now();
         for n in 0..sent {
             sink.record(&large_record(n));
@@ -647,11 +647,11 @@ fn a_stalled_writer_holds_at_most_max_queue_bytes_and_drops_are_counted() {
     // Released: every record is either written or counted, none vanished, and the queue
     // is empty again.
     assert!(wait_until(|| {
-        buf.lock().unwrap().len() as u64 + metrics.audit_dropped.get() == sent
+        buf.lock().len() as u64 + metrics.audit_dropped.get() == sent
     }));
     assert!(wait_until(|| sink.queued_bytes() == 0));
     sink.record(&large_record(sent));
-    assert!(wait_until(|| buf.lock().unwrap().len() as u64
+    assert!(wait_until(|| buf.lock().len() as u64
         + metrics.audit_dropped.get()
         == sent + 1));
     assert!(wait_until(|| sink.queued_bytes() == 0));
