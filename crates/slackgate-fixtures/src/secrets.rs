@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use slackgate_policy::SecretSource;
 
@@ -72,8 +74,7 @@ impl MapSecrets {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A test that panicked while holding the lock leaves valid maps behind.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     /// Sets (or replaces) an env value; the next load or reload sees it.

@@ -41,13 +41,11 @@ use std::time::{Duration, Instant};
 /// released port out again at once, so two calls in a row (a gateway's listener and its
 /// admin listener) could get the same one: ports already handed out are skipped.
 pub fn free_port() -> SocketAddr {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static GIVEN: parking_lot::Mutex<Vec<u16>> = parking_lot::Mutex::new(Vec::new());
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = l.local_addr().expect("local addr");
-        let mut given = GIVEN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut given = GIVEN.lock();
         if !given.contains(&addr.port()) {
             given.push(addr.port());
             return addr;
