@@ -21,6 +21,7 @@ use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
 use crate::net::client::Response;
+use crate::net::conn::{is_writable_header, is_writable_status};
 use crate::net::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
 use crate::net::http1::connection_tokens;
@@ -98,14 +99,8 @@ impl Answer {
     /// three digits, a reason without line ends, and every header a valid name and value
     /// (a bot cannot be handed a split answer).
     fn is_writable(&self) -> bool {
-        (100..1000).contains(&self.status)
-            && self
-                .reason
-                .as_deref()
-                .is_none_or(|r| !r.bytes().any(|b| b == b'\r' || b == b'\n'))
-            && self.headers.iter().all(|(n, v)| {
-                http::HeaderName::from_bytes(n).is_ok() && http::HeaderValue::from_bytes(v).is_ok()
-            })
+        is_writable_status(self.status, self.reason.as_deref().unwrap_or(""))
+            && self.headers.iter().all(|(n, v)| is_writable_header(n, v))
     }
 }
 

@@ -38,7 +38,9 @@ use slackgate_guard::Reason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::net::conn::{close_gently, is_bodyless, Linger, KEEPALIVE_IDLE};
+use crate::net::conn::{
+    close_gently, is_bodyless, is_writable_header, is_writable_status, Linger, KEEPALIVE_IDLE,
+};
 use crate::net::downstream::{answer_body, BodyError, Downstream};
 use crate::net::handover::{hand_over, unwrap_prefixed};
 use crate::net::http1::{self, Framing, Parsed, RequestHead};
@@ -617,7 +619,7 @@ fn answer_bytes(
             .and_then(|s| s.canonical_reason())
             .unwrap_or("")
     });
-    if !(100..1000).contains(&status) || reason.bytes().any(|b| b == b'\r' || b == b'\n') {
+    if !is_writable_status(status, reason) {
         return Err(invalid("bad status line"));
     }
     let bodyless = is_bodyless(status);
@@ -628,11 +630,7 @@ fn answer_bytes(
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        // The same rules pingora applies when it builds a header: a token for the
-        // name, no CR/LF/NUL in the value (a bot cannot split the answer).
-        if http::HeaderName::from_bytes(name).is_err()
-            || http::HeaderValue::from_bytes(value).is_err()
-        {
+        if !is_writable_header(name, value) {
             return Err(invalid("upstream header not relayable"));
         }
         push_header(&mut out, name, value);

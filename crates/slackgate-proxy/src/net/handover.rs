@@ -4,7 +4,6 @@
 //! headers, framing and persistence. When pingora gives the connection back,
 //! [`unwrap_prefixed`] returns what it did not read to the front.
 
-use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::net::conn::Linger;
+use crate::net::conn::{Linger, Lingering};
 use crate::net::http1::{list, ChunkedEnd, Framing, RequestHead};
 use crate::net::upstream_head::{request_head, Forwarded};
 
@@ -255,34 +254,13 @@ impl Prefixed {
                 ))?;
                 let unread = !me.limit.complete() || !me.pending.is_empty();
                 let bytes = if unread { me.linger.bytes } else { 0 };
-                me.lingering.insert(Lingering {
-                    left: bytes,
-                    until: Box::pin(tokio::time::sleep(me.linger.time)),
-                })
+                me.lingering
+                    .insert(Lingering::new(Linger { bytes, ..me.linger }))
             }
         };
-        let mut scratch = [0u8; 4096];
-        while lingering.left > 0 && lingering.until.as_mut().poll(cx).is_pending() {
-            let mut buf = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut me.inner).poll_read(cx, &mut buf) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
-                    lingering.left = lingering.left.saturating_sub(buf.filled().len());
-                }
-                // The client's end, or an error: nothing more to wait for.
-                Poll::Ready(_) => lingering.left = 0,
-            }
-        }
-        lingering.left = 0;
+        std::task::ready!(lingering.poll_discard(me.inner.as_mut(), cx));
         Poll::Ready(Ok(()))
     }
-}
-
-/// A lingering close under way: how much more may be discarded, and until when.
-#[derive(Debug)]
-struct Lingering {
-    left: usize,
-    until: Pin<Box<tokio::time::Sleep>>,
 }
 
 #[async_trait]
