@@ -71,7 +71,7 @@ use crate::revoked::RevokedTokens;
 
 pub use decision::{EgressDecision, Unreadable};
 pub(crate) use hooks::limit_hook;
-pub use hooks::{decide_hook, HookPost};
+pub use hooks::{decide_hook, is_hook_name, HookPost};
 pub use reason::EgressReason;
 pub use slack_limits::SlackLimits;
 

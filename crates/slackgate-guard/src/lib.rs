@@ -66,8 +66,8 @@ pub use clock::{unix_secs, unix_secs_f64, Clock, FakeClock, SystemClock};
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
 pub use egress::{
-    decide_hook, EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, SlackLimits,
-    Unreadable,
+    decide_hook, is_hook_name, EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost,
+    SlackLimits, Unreadable,
 };
 pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};

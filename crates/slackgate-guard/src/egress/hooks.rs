@@ -53,7 +53,7 @@ pub struct HookPost<'a> {
 }
 
 /// A webhook name as the policy may write it (so it is safe in audit and metrics).
-fn is_hook_name(s: &str) -> bool {
+pub fn is_hook_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()

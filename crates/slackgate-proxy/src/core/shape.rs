@@ -85,12 +85,9 @@ pub fn slack_error_code(v: &str) -> &str {
 /// Slack's spelling, or a webhook post's `hooks.<name>` (the guard names only webhooks
 /// that exist), else [`INVALID`].
 pub fn method_name(v: &str) -> &str {
-    let webhook = v.strip_prefix("hooks.").is_some_and(|name| {
-        (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-    });
+    let webhook = v
+        .strip_prefix("hooks.")
+        .is_some_and(slackgate_guard::is_hook_name);
     if webhook || slackgate_slack::canonical_method(v) == Some(v) {
         v
     } else {
