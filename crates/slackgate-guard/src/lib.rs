@@ -33,6 +33,7 @@
 //! | `client_ip` | [`client_ip`]: the socket peer or the `X-Forwarded-For` walk |
 //! | `replay` | [`ReplayCache`]: signatures seen within their window |
 //! | `reply` | [`ReplyChannels`]: channels that sent an app a verified request the gateway forwarded, for `reply_scope` |
+//! | `custody` | [`Custody`]: response URLs, upload URLs and workflow tokens held in place of the bot |
 //! | `revoked` | [`RevokedTokens`]: bot tokens a verified lifecycle event ended |
 //! | `members` | [`GroupMembers`]: the members of the policy's user groups, as last read from Slack |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
@@ -44,6 +45,7 @@
 
 mod client_ip;
 mod clock;
+mod custody;
 mod decision;
 mod dedupe;
 mod egress;
@@ -63,6 +65,10 @@ use slackgate_policy::Route;
 
 pub use client_ip::{canonical, client_ip, parse_entry, IpText};
 pub use clock::{unix_secs, unix_secs_f64, Clock, FakeClock, SystemClock};
+pub use custody::{
+    Custody, ResponseUrl, UploadUrl, WorkflowToken, MAX_HELD, RESPONSE_URL_TTL, RESPONSE_URL_USES,
+    UPLOAD_URL_TTL,
+};
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
 pub use egress::{
@@ -91,6 +97,7 @@ pub struct Guard<C: Clock = SystemClock> {
     revoked: RevokedTokens,
     reply: ReplyChannels,
     members: GroupMembers,
+    custody: Custody,
     clock: C,
 }
 
@@ -105,8 +112,19 @@ impl<C: Clock> Guard<C> {
             revoked: RevokedTokens::default(),
             reply: ReplyChannels::default(),
             members: GroupMembers::default(),
+            custody: Custody::default(),
             clock,
         }
+    }
+
+    /// The capabilities held in place of bots (secret custody).
+    pub fn custody(&self) -> &Custody {
+        &self.custody
+    }
+
+    /// The guard clock's now, in unix seconds (what [`Custody`] is kept in).
+    pub fn now_secs(&self) -> f64 {
+        clock::unix_secs_f64(self.clock.now())
     }
 
     /// The egress decision for one Web API call (see the `egress` module for the

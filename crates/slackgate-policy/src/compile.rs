@@ -263,6 +263,9 @@ impl Compiler<'_> {
         }
 
         let compiled_bots = self.bots(bots.0, &compiled_apps);
+        for spec in routes.iter() {
+            self.route_bot(spec, &compiled_bots);
+        }
         let compiled_webhooks = self.webhooks(webhooks.0, &compiled_bots);
 
         (self.errs.len() == start).then(|| Policy {
@@ -275,6 +278,44 @@ impl Compiler<'_> {
             webhooks: WebhookTable::new(compiled_webhooks),
             usergroups,
         })
+    }
+
+    /// Checks a route's `bot`: a bot under `bots:` whose `app` is the route's app (the
+    /// capabilities the route mints are bound to it and used under its rules).
+    fn route_bot(&mut self, spec: &RouteSpec, bots: &[Arc<crate::bots::Bot>]) {
+        let Some(name) = &spec.bot else {
+            return;
+        };
+        let route = shown(&spec.name);
+        match bots.iter().find(|b| *b.name == **name) {
+            Some(bot) if bot.app.as_ref().is_none_or(|a| *a.name != *spec.app) => {
+                self.errs.at(
+                    name.span(),
+                    format!(
+                        "bot `{}` of route `{route}` does not belong to app `{}`",
+                        shown(name),
+                        shown(&spec.app)
+                    ),
+                    format!(
+                        "set `app: {}` on bot `{}`, or name a bot of that app",
+                        shown(&spec.app),
+                        shown(name)
+                    ),
+                );
+            }
+            Some(_) => {}
+            None if !self.declared.bots.contains(name.as_str()) => {
+                self.errs.at(
+                    name.span(),
+                    format!("route `{route}` references unknown bot `{}`", shown(name)),
+                    format!(
+                        "define it under `bots:` or use one of: {}",
+                        names(bots.iter().map(|b| &*b.name))
+                    ),
+                );
+            }
+            None => {}
+        }
     }
 
     fn check_name(&mut self, what: &str, name: &Spanned<String>) -> bool {

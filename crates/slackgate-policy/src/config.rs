@@ -47,6 +47,10 @@ pub struct Egress {
     pub ca_file: Option<PathBuf>,
     /// The most one call to Slack may take. Default 10 s.
     pub timeout: Duration,
+    /// How bots reach the egress listener (`http(s)://host[:port]/`, ending in `/`): the
+    /// base of the capability URLs the gateway hands out in place of Slack's response and
+    /// upload URLs. Without it, neither is taken into custody.
+    pub public_url: Option<String>,
 }
 
 /// The Slack Web API base URL, split: `https://slack.com/api/` by default.

@@ -8,6 +8,7 @@
 //! | [`check_webhooks`] | `egress.hooks_base` | every webhook's `url` |
 //! | [`check_rotation`] | `state.encryption_key`, `state.path` or Redis | bots with `rotation:` |
 //! | [`check_groups`] | `egress` | groups with `usergroup:` |
+//! | [`check_custody`] | `egress`, `egress.public_url` | routes with `response_urls: custody` or `workflow_tokens: custody` |
 
 use crate::config::{Config, StateBackend};
 use crate::error::{LoadError, LoadErrors};
@@ -17,7 +18,7 @@ use crate::model::Policy;
 pub(crate) type Join = fn(&Config, &Policy) -> Result<(), LoadErrors>;
 
 /// The joins, all run on every load. A new one goes here so that no caller can miss it.
-pub(crate) const JOINS: &[Join] = &[check_webhooks, check_rotation, check_groups];
+pub(crate) const JOINS: &[Join] = &[check_webhooks, check_rotation, check_groups, check_custody];
 
 /// Checks what joins the config and the policy: every webhook URL starts with
 /// `egress.hooks_base`, so the hooks' client (which only ever connects to that base) can
@@ -99,5 +100,41 @@ pub(crate) fn check_groups(config: &Config, policy: &Policy) -> Result<(), LoadE
             )
         })
         .collect();
+    LoadErrors::unless_any(errors)
+}
+
+/// Checks what custody needs of the config: capabilities are used through the egress
+/// door, so a route that hands them out needs an `egress` section; response-URL
+/// capabilities are URLs under `egress.public_url`, so `response_urls: custody` needs it.
+pub(crate) fn check_custody(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+    let mut errors = Vec::new();
+    for route in policy.routes.iter() {
+        let Some(loc) = &route.custody_at else {
+            continue;
+        };
+        let at = |message: String, fix: String| {
+            LoadError::new(&policy.source, loc.line, loc.column, message, fix)
+        };
+        let wants = [
+            ("response_urls", route.response_urls.is_on()),
+            ("workflow_tokens", route.workflow_tokens.is_on()),
+        ];
+        for (key, on) in wants {
+            if !on {
+                continue;
+            }
+            match &config.egress {
+                None => errors.push(at(
+                    format!("route `{}` has `{key}: custody`, but the server config has no `egress` section", route.name),
+                    format!("add `egress:` (with `listen`, `slack_api` and `public_url`) to {}: the bot uses what the gateway keeps through the egress door", config.source.display()),
+                )),
+                Some(e) if key == "response_urls" && e.public_url.is_none() => errors.push(at(
+                    format!("route `{}` has `response_urls: custody`, but the server config has no `egress.public_url`", route.name),
+                    format!("add `public_url: http://HOST:PORT/` under `egress:` in {} (how bots reach the egress listener): response URLs become URLs under it", config.source.display()),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
     LoadErrors::unless_any(errors)
 }

@@ -108,8 +108,8 @@ pub use groups::{UserGroup, UserGroups, UserSet, MIN_GROUP_REFRESH};
 pub use load::{load, looks_like_policy, Loaded};
 pub use matcher::{GlobSet, IdSet, IpSet, LookupHasher};
 pub use model::{
-    strip_port, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Route, RouteTable, Scope,
-    SourceIpRule, StateFailure, Upstream,
+    strip_port, Custody, Dedupe, LimitKey, Mode, OnDeny, Policy, RateLimitRule, Resign, Route,
+    RouteTable, Scope, SourceIpRule, StateFailure, Upstream,
 };
 pub use secrets::{SecretRef, SecretSource, SystemSecrets};
 pub use units::{parse_duration, DurationError, Rate, RateError};

@@ -223,6 +223,64 @@ pub struct Route {
     pub dedupe: Option<Dedupe>,
     /// What happens when the shared state (Redis) is slow or down.
     pub state_failure: StateFailure,
+    /// With `resign`: the key the bot verifies with. The gateway removes Slack's signature
+    /// headers and signs what it forwards with this key (v0, fresh timestamp), so Slack's
+    /// signing secret stays in the gateway. Never one of the app's signing secrets.
+    pub resign: Option<Resign>,
+    /// The bot under `bots:` that answers this route (same app); capabilities minted
+    /// for what the route forwards are bound to it.
+    pub bot: Option<Arc<str>>,
+    /// `response_urls: custody`: every `response_url` the route forwards is replaced by a
+    /// capability URL under `egress.public_url` (needs `resign` and `bot`).
+    pub response_urls: Custody,
+    /// `workflow_tokens: custody`: every `bot_access_token` the route forwards is replaced
+    /// by a capability key (needs `resign` and `bot`).
+    pub workflow_tokens: Custody,
+    /// Where the first `custody` key stands in the policy (for config-meets-policy errors).
+    pub custody_at: Option<crate::bots::Location>,
+}
+
+/// A route's re-signing key and where it was read from.
+#[derive(Debug, Clone)]
+pub struct Resign {
+    /// The prepared HMAC key (id `resign`).
+    pub key: slackgate_slack::SigningKey,
+    /// Where the value was read from.
+    pub source: crate::secrets::SecretRef,
+}
+
+/// Whether the gateway keeps a kind of Slack capability out of the bot's hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Custody {
+    /// The bot receives it as Slack sent it (the default).
+    #[default]
+    Off,
+    /// The gateway keeps it and gives the bot a capability that works only through the
+    /// egress door.
+    Custody,
+}
+
+impl Custody {
+    /// True for `custody`.
+    pub fn is_on(self) -> bool {
+        self == Custody::Custody
+    }
+
+    /// The policy spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Custody::Off => "off",
+            Custody::Custody => "custody",
+        }
+    }
+}
+
+impl Route {
+    /// True when the route rewrites anything it forwards (a response URL or a workflow
+    /// token), so its body may differ from Slack's in those fields only.
+    pub fn rewrites(&self) -> bool {
+        self.response_urls.is_on() || self.workflow_tokens.is_on()
+    }
 }
 
 /// What identifies a redelivery to absorb.

@@ -38,6 +38,7 @@ pub(crate) struct EgressSpec {
     pub(crate) hooks_base: Option<Spanned<String>>,
     pub(crate) ca_file: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) public_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +302,20 @@ pub(crate) struct RouteSpec {
     pub(crate) rate_limits: Option<Vec<RateLimitSpec>>,
     pub(crate) dedupe: Option<Spanned<DedupeSpec>>,
     pub(crate) state_failure: Option<Spanned<StateFailureSpec>>,
+    /// The secret the bot verifies with; the gateway re-signs what it forwards.
+    pub(crate) resign: Option<Spanned<CredentialSpec>>,
+    /// The bot under `bots:` that answers this route.
+    pub(crate) bot: Option<Spanned<String>>,
+    pub(crate) response_urls: Option<Spanned<CustodySpec>>,
+    pub(crate) workflow_tokens: Option<Spanned<CustodySpec>>,
+}
+
+/// `off` or `custody`, for `response_urls` and `workflow_tokens`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CustodySpec {
+    Off,
+    Custody,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

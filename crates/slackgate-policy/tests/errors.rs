@@ -104,7 +104,7 @@ cases! {
         "policy.yaml:12:5: error: duplicate key `path` (first defined on line 9)\n  fix: remove or rename one of them; YAML would silently keep only the last one";
     unknown_key: "unknown key", Policy,
         concat!(head!(), route!(), "    on_denied: ack\n") =>
-        "policy.yaml:12:5: error: unknown key `on_denied` in `routes[0]`\n  fix: remove it or correct the spelling; allowed keys here: `name`, `path`, `host`, `app`, `upstream`, `mode`, `on_deny`, `allow_unverified_shadow`, `source_ips`, `allow`, `deny`, `rate_limits`, `dedupe`, `state_failure`";
+        "policy.yaml:12:5: error: unknown key `on_denied` in `routes[0]`\n  fix: remove it or correct the spelling; allowed keys here: `name`, `path`, `host`, `app`, `upstream`, `mode`, `on_deny`, `allow_unverified_shadow`, `source_ips`, `allow`, `deny`, `rate_limits`, `dedupe`, `state_failure`, `resign`, `bot`, `response_urls`, `workflow_tokens`";
     unknown_top_level_key: "unknown top-level key", Policy,
         concat!(head!(), route!(), "route: []\n") =>
         "policy.yaml:12:1: error: unknown key `route` at the top level\n  fix: remove it or correct the spelling; allowed keys here: `version`, `apps`, `upstreams`, `groups`, `routes`, `bots`, `webhooks`";

@@ -39,11 +39,14 @@ pub enum EgressReason {
     UpstreamError,
     /// Slack did not answer within `egress.timeout`.
     UpstreamTimeout,
+    /// A POST to `respond/<capability>` or `upload/<capability>` whose capability is
+    /// unknown, expired, used up or another bot's: answered 404, nothing reaches Slack.
+    ResponseUrlInvalid,
 }
 
 impl EgressReason {
     /// Every egress reason, in contract order.
-    pub const ALL: [EgressReason; 14] = [
+    pub const ALL: [EgressReason; 15] = [
         EgressReason::Allowed,
         EgressReason::UnknownBot,
         EgressReason::MethodDenied,
@@ -58,6 +61,7 @@ impl EgressReason {
         EgressReason::TokenUnavailable,
         EgressReason::UpstreamError,
         EgressReason::UpstreamTimeout,
+        EgressReason::ResponseUrlInvalid,
     ];
 
     /// The reason code of audit records, metric labels and answers.
@@ -77,6 +81,7 @@ impl EgressReason {
             EgressReason::TokenUnavailable => "token_unavailable",
             EgressReason::UpstreamError => "upstream_error",
             EgressReason::UpstreamTimeout => "upstream_timeout",
+            EgressReason::ResponseUrlInvalid => "response_url_invalid",
         }
     }
 
@@ -91,6 +96,7 @@ impl EgressReason {
             EgressReason::TokenUnavailable => 503,
             EgressReason::UpstreamError => 502,
             EgressReason::UpstreamTimeout => 504,
+            EgressReason::ResponseUrlInvalid => 404,
             _ => 200,
         }
     }

@@ -4,8 +4,9 @@ use super::*;
 fn statuses() {
     for r in EgressReason::ALL {
         let s = r.status();
-        assert!([200, 429, 502, 503, 504].contains(&s), "{r}");
+        assert!([200, 404, 429, 502, 503, 504].contains(&s), "{r}");
     }
+    assert_eq!(EgressReason::ResponseUrlInvalid.status(), 404);
     assert_eq!(EgressReason::SlackRateLimited.status(), 429);
     assert_eq!(EgressReason::TokenUnavailable.status(), 503);
 }

@@ -228,6 +228,7 @@ fn config(
             hooks_base,
             ca_file,
             timeout,
+            public_url,
         } = e;
         let ListenerSpec { addr, tls } = listen;
         let parsed = socket_addr(&addr, "egress.listen.addr", errs);
@@ -287,12 +288,37 @@ fn config(
                 }
             },
         };
+        let public_url = public_url.and_then(|u| {
+            let url = u.trim();
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let ok = rest.is_some_and(|r| {
+                let host = r.split('/').next().unwrap_or("");
+                !host.is_empty()
+                    && !host.contains('@')
+                    && r.ends_with('/')
+                    && !r.contains(['?', '#'])
+                    && r.bytes().all(|b| b.is_ascii_graphic())
+            });
+            if ok {
+                Some(url.to_string())
+            } else {
+                errs.at(
+                    u.span(),
+                    "`egress.public_url` is not a base URL bots can reach the egress listener on",
+                    "write the URL of the egress listener as bots see it, ending in `/`, e.g. http://slackgate-egress.bots.svc:8081/",
+                );
+                None
+            }
+        });
         Some(Egress {
             listen: Listener { addr: parsed?, tls },
             slack_api: api?,
             hooks_base: hooks_base?,
             ca_file,
             timeout: timeout?,
+            public_url,
         })
     });
 

@@ -7,16 +7,20 @@ use std::sync::Arc;
 
 use marked_yaml::{Span, Spanned};
 
-use super::{is_slack_id, line_of, names, shown, Compiler, Refs};
+use slackgate_slack::SigningKey;
+
+use super::apps::Hints;
+use super::{is_name, is_slack_id, line_of, names, shown, Compiler, Refs};
 use crate::groups::{UserGroup, UserSet};
 use crate::matcher::{parse_cidrs, GlobSet, IdSet, IpSet};
 use crate::model::{
-    Dedupe, LimitKey, Mode, OnDeny, RateLimitRule, Route, Scope, SourceIpRule, StateFailure,
+    Custody, Dedupe, LimitKey, Mode, OnDeny, RateLimitRule, Resign, Route, Scope, SourceIpRule,
+    StateFailure,
 };
 use crate::secrets::looks_secret;
 use crate::spec::{
-    DedupeSpec, LimitKeySpec, ModeSpec, OnDenySpec, RateLimitSpec, RouteSpec, ScopeSpec,
-    SourceIpsSpec, SpannedList, StateFailureSpec,
+    CredentialSpec, CustodySpec, DedupeSpec, LimitKeySpec, ModeSpec, OnDenySpec, RateLimitSpec,
+    RouteSpec, ScopeSpec, SourceIpsSpec, SpannedList, StateFailureSpec,
 };
 use crate::units::{Rate, RateError};
 
@@ -126,8 +130,20 @@ impl Compiler<'_> {
             rate_limits,
             dedupe,
             state_failure,
+            resign,
+            bot,
+            response_urls,
+            workflow_tokens,
         } = spec;
         let start = self.errs.len();
+        let response_urls_at = response_urls
+            .as_ref()
+            .filter(|c| matches!(***c, CustodySpec::Custody))
+            .map(|c| c.span());
+        let workflow_tokens_at = workflow_tokens
+            .as_ref()
+            .filter(|c| matches!(***c, CustodySpec::Custody))
+            .map(|c| c.span());
 
         if self.check_name("route", name) {
             if let Some(first) = by_name.insert(name.to_string(), line_of(name.span())) {
@@ -274,6 +290,33 @@ impl Compiler<'_> {
             Some(StateFailureSpec::FailClosed) => StateFailure::FailClosed,
         };
 
+        let resign = resign
+            .as_ref()
+            .and_then(|r| self.resign(rname, r, app_ref.as_deref()));
+        let bot = bot.as_ref().and_then(|b| {
+            if is_name(b) {
+                Some(Arc::<str>::from(b.as_str()))
+            } else {
+                self.errs.at(
+                    b.span(),
+                    format!("`bot` of route `{rname}` is not a bot name"),
+                    "write the name of the bot under `bots:` that answers this route",
+                );
+                None
+            }
+        });
+        let response_urls = self.custody(rname, "response_urls", response_urls.as_ref(), spec);
+        let workflow_tokens =
+            self.custody(rname, "workflow_tokens", workflow_tokens.as_ref(), spec);
+        let custody_at = [response_urls_at, workflow_tokens_at]
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|span| {
+                let (line, column) = crate::error::span_pos(span);
+                crate::bots::Location { line, column }
+            });
+
         if self.errs.len() != start {
             return None;
         }
@@ -292,7 +335,97 @@ impl Compiler<'_> {
             rate_limits: rate_limits.into(),
             dedupe,
             state_failure,
+            resign,
+            bot,
+            response_urls,
+            workflow_tokens,
+            custody_at,
         })
+    }
+
+    /// Reads a route's `resign` reference into a key; it must not be one of the app's
+    /// signing secrets (the bot would then hold Slack's secret after all).
+    fn resign(
+        &mut self,
+        route: &str,
+        spec: &Spanned<CredentialSpec>,
+        app: Option<&crate::apps::App>,
+    ) -> Option<Resign> {
+        let what = format!("`resign` of route `{route}`");
+        let (cred, span) = self.credential(
+            &what,
+            spec,
+            &Hints {
+                env_example: "HELPDESK_BOT_SIGNING_SECRET",
+                file_example: "/run/secrets/helpdesk-bot-signing-secret",
+                content: "the secret the bot verifies requests with",
+            },
+        )?;
+        let key = match SigningKey::new("resign", cred.expose().as_bytes()) {
+            Ok(k) => k,
+            Err(_) => {
+                self.errs.at(
+                    &span,
+                    format!("{what} cannot be used as a signing key"),
+                    "check the secret's value",
+                );
+                return None;
+            }
+        };
+        if let Some(app) = app {
+            // Equal keys give equal MACs; the probe says nothing of either secret.
+            let probe = key.mac(b"0", b"slackgate resign probe");
+            if app
+                .secrets
+                .iter()
+                .any(|s| s.key.mac(b"0", b"slackgate resign probe") == probe)
+            {
+                self.errs.at(
+                    &span,
+                    format!("{what} is one of app `{}`'s signing secrets", app.name),
+                    "give the bot its own secret (`openssl rand -hex 32`), not Slack's: the point of `resign` is that Slack's signing secret stays in the gateway",
+                );
+                return None;
+            }
+        }
+        Some(Resign {
+            key,
+            source: cred.source.clone(),
+        })
+    }
+
+    /// Reads `response_urls` or `workflow_tokens`; `custody` needs `resign` and `bot`
+    /// (whether `bot` names a bot of the route's app is checked once bots are compiled).
+    fn custody(
+        &mut self,
+        route: &str,
+        key: &str,
+        spec: Option<&Spanned<CustodySpec>>,
+        route_spec: &RouteSpec,
+    ) -> Custody {
+        let Some(spec) = spec else {
+            return Custody::Off;
+        };
+        match **spec {
+            CustodySpec::Off => Custody::Off,
+            CustodySpec::Custody => {
+                if route_spec.resign.is_none() {
+                    self.errs.at(
+                        spec.span(),
+                        format!("`{key}: custody` on route `{route}` needs `resign`"),
+                        "add `resign: { env: MY_BOT_SIGNING_SECRET }`: the gateway rewrites what it forwards, so it must sign it with a secret the bot verifies",
+                    );
+                }
+                if route_spec.bot.is_none() {
+                    self.errs.at(
+                        spec.span(),
+                        format!("`{key}: custody` on route `{route}` needs `bot`"),
+                        "add `bot: NAME` naming the bot under `bots:` that answers this route: its capabilities are bound to it",
+                    );
+                }
+                Custody::Custody
+            }
+        }
     }
 
     fn source_ips(&mut self, route: &str, spec: Option<&SourceIpsSpec>) -> SourceIpRule {

@@ -1,0 +1,328 @@
+//! [`Custody`]: the Slack capabilities the gateway keeps in place of the bot.
+//!
+//! With `response_urls: custody` and `workflow_tokens: custody` on a route (and
+//! `egress.public_url` for upload URLs), what Slack hands a bot as a bearer capability
+//! stays here, and the bot receives a capability of the gateway's that works only
+//! through the egress door (the contract: `docs/policy.md`, "Secret custody"):
+//!
+//! | held | the bot gets | spent |
+//! |---|---|---|
+//! | a `response_url` | `<public_url>respond/<capability>` | Slack's limits: [`RESPONSE_URL_USES`] posts within [`RESPONSE_URL_TTL`] |
+//! | an `upload_url` of `files.getUploadURLExternal` | `<public_url>upload/<capability>` | one upload, within [`UPLOAD_URL_TTL`] |
+//! | a workflow `bot_access_token` | a key `sgw-<capability>` | when `functions.completeSuccess`/`completeError` answered `ok`, or at the token's end |
+//!
+//! Every capability is bound to one bot: another bot presenting it is refused as if it
+//! were unknown. Capabilities are made by the caller (128 random bits or more, from the
+//! proxy's system random source: this crate does no I/O) and are compared as whole
+//! strings through a hash map, never by prefix.
+//!
+//! The store is bounded: each kind holds at most [`MAX_HELD`] entries; a full map drops
+//! the expired ones, then the one closest to its end. It is the replica's own record;
+//! with the Redis backend the proxy shares it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// How many posts Slack accepts on one response URL.
+pub const RESPONSE_URL_USES: u8 = 5;
+
+/// How long Slack accepts posts on a response URL, in seconds (30 minutes).
+pub const RESPONSE_URL_TTL: f64 = 1_800.0;
+
+/// How long an upload capability lives, in seconds. Slack does not document the life
+/// of an `upload_url`; an upload follows `files.getUploadURLExternal` at once, so an
+/// hour is generous and still bounds what is held.
+pub const UPLOAD_URL_TTL: f64 = 3_600.0;
+
+/// The most entries of each kind the store holds.
+pub const MAX_HELD: usize = 100_000;
+
+/// A response URL held for a bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseUrl {
+    /// The bot the capability is bound to.
+    pub bot: Arc<str>,
+    /// The channel the URL posts into, when the request named one (for `channels` and
+    /// `reply_scope`).
+    pub channel: Option<Arc<str>>,
+    /// The team of the request, when it named one.
+    pub team: Option<Arc<str>>,
+    /// Slack's URL. Never logged, never audited, never sent to the bot.
+    pub url: Arc<str>,
+}
+
+/// An upload URL held for a bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadUrl {
+    /// The bot the capability is bound to.
+    pub bot: Arc<str>,
+    /// The `length` the bot declared to `files.getUploadURLExternal`: the upload's cap.
+    pub length: u64,
+    /// The `file_id` Slack answered with (audited).
+    pub file_id: Option<Arc<str>>,
+    /// Slack's URL. Never logged, never audited, never sent to the bot.
+    pub url: Arc<str>,
+}
+
+/// A workflow token held for a bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowToken {
+    /// The bot the capability key is bound to.
+    pub bot: Arc<str>,
+    /// The function execution the token belongs to (audited).
+    pub function_execution_id: Arc<str>,
+    /// Slack's token. Never logged, never audited, never sent to the bot.
+    pub token: Arc<str>,
+}
+
+/// One held capability with its end and uses left.
+#[derive(Debug)]
+struct Entry<T> {
+    held: T,
+    /// Unix seconds after which it no longer works.
+    until: f64,
+    /// Uses left (response URLs: Slack's five; uploads: one; tokens: unlimited).
+    uses: u8,
+}
+
+/// One kind of held capability, by capability.
+#[derive(Debug)]
+struct Held<T> {
+    map: Mutex<HashMap<Box<str>, Entry<T>>>,
+}
+
+impl<T> Default for Held<T> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T: Clone> Held<T> {
+    fn hold(&self, cap: &str, held: T, until: f64, uses: u8, now: f64) {
+        let mut map = self.map.lock();
+        if map.len() >= MAX_HELD && !map.contains_key(cap) {
+            map.retain(|_, e| e.until > now && e.uses > 0);
+            if map.len() >= MAX_HELD {
+                if let Some(k) = map
+                    .iter()
+                    .min_by(|a, b| a.1.until.total_cmp(&b.1.until))
+                    .map(|(k, _)| k.clone())
+                {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.insert(Box::from(cap), Entry { held, until, uses });
+    }
+
+    /// The entry for `cap` when it is live and bound to `bot`.
+    fn peek(&self, cap: &str, bot: &dyn Fn(&T) -> bool, now: f64) -> Option<T> {
+        let map = self.map.lock();
+        let e = map.get(cap)?;
+        (e.until > now && e.uses > 0 && bot(&e.held)).then(|| e.held.clone())
+    }
+
+    /// Spends one use of `cap`; false when it is no longer live (another request spent
+    /// the last use, or it ended, since it was looked at). A spent-out entry is removed.
+    fn spend(&self, cap: &str, now: f64) -> bool {
+        let mut map = self.map.lock();
+        let Some(e) = map.get_mut(cap) else {
+            return false;
+        };
+        if e.until <= now || e.uses == 0 {
+            map.remove(cap);
+            return false;
+        }
+        e.uses -= 1;
+        if e.uses == 0 {
+            map.remove(cap);
+        }
+        true
+    }
+
+    fn remove_where(&self, f: impl Fn(&T) -> bool) -> usize {
+        let mut map = self.map.lock();
+        let before = map.len();
+        map.retain(|_, e| !f(&e.held));
+        before - map.len()
+    }
+
+    fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+/// The capabilities held for bots: response URLs, upload URLs and workflow tokens.
+#[derive(Debug, Default)]
+pub struct Custody {
+    responses: Held<ResponseUrl>,
+    uploads: Held<UploadUrl>,
+    workflows: Held<WorkflowToken>,
+}
+
+impl Custody {
+    /// Holds a response URL under `cap` from `now` for Slack's 30 minutes and 5 uses.
+    pub fn hold_response_url(&self, cap: &str, held: ResponseUrl, now: f64) {
+        self.responses
+            .hold(cap, held, now + RESPONSE_URL_TTL, RESPONSE_URL_USES, now);
+    }
+
+    /// The response URL held under `cap` for `bot`, if it is live. Nothing is spent:
+    /// the door decides the post first and spends a use ([`Custody::spend_response_url`])
+    /// only for a post it sends to Slack.
+    pub fn response_url(&self, cap: &str, bot: &str, now: f64) -> Option<ResponseUrl> {
+        self.responses.peek(cap, &|h| &*h.bot == bot, now)
+    }
+
+    /// Spends one of the response URL's uses; false when none is left (or it ended).
+    pub fn spend_response_url(&self, cap: &str, now: f64) -> bool {
+        self.responses.spend(cap, now)
+    }
+
+    /// Holds an upload URL under `cap` from `now` for one upload within an hour.
+    pub fn hold_upload_url(&self, cap: &str, held: UploadUrl, now: f64) {
+        self.uploads.hold(cap, held, now + UPLOAD_URL_TTL, 1, now);
+    }
+
+    /// The upload URL held under `cap` for `bot`, if it is live (nothing spent).
+    pub fn upload_url(&self, cap: &str, bot: &str, now: f64) -> Option<UploadUrl> {
+        self.uploads.peek(cap, &|h| &*h.bot == bot, now)
+    }
+
+    /// Spends the upload URL; false when it was already used (or ended).
+    pub fn spend_upload_url(&self, cap: &str, now: f64) -> bool {
+        self.uploads.spend(cap, now)
+    }
+
+    /// Holds a workflow token under the key `key` until `until` (unix seconds).
+    pub fn hold_workflow_token(&self, key: &str, held: WorkflowToken, until: f64, now: f64) {
+        self.workflows.hold(key, held, until, u8::MAX, now);
+    }
+
+    /// The workflow token held under `key`, if it is live. The key itself names the
+    /// bot, so any caller presenting it acts as that bot.
+    pub fn workflow_token(&self, key: &str, now: f64) -> Option<WorkflowToken> {
+        self.workflows.peek(key, &|_| true, now)
+    }
+
+    /// Ends every key of the function execution `id` (its `complete*` was answered
+    /// `ok`); returns how many ended.
+    pub fn end_function_execution(&self, id: &str) -> usize {
+        self.workflows
+            .remove_where(|w| &*w.function_execution_id == id)
+    }
+
+    /// How many entries of each kind are held: (response URLs, upload URLs, workflow
+    /// tokens).
+    pub fn held(&self) -> (usize, usize, usize) {
+        (
+            self.responses.len(),
+            self.uploads.len(),
+            self.workflows.len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(bot: &str) -> ResponseUrl {
+        ResponseUrl {
+            bot: Arc::from(bot),
+            channel: Some(Arc::from("C0123")),
+            team: Some(Arc::from("T0123")),
+            url: Arc::from("https://hooks.slack.com/commands/T0123/1/abc"),
+        }
+    }
+
+    #[test]
+    fn a_response_url_works_five_times_for_its_bot_only() {
+        let c = Custody::default();
+        c.hold_response_url("cap1", response("helpdesk"), 1000.0);
+        assert_eq!(c.response_url("cap1", "other", 1000.0), None);
+        assert_eq!(c.response_url("nope", "helpdesk", 1000.0), None);
+        for _ in 0..RESPONSE_URL_USES {
+            assert_eq!(
+                c.response_url("cap1", "helpdesk", 1001.0),
+                Some(response("helpdesk"))
+            );
+            assert!(c.spend_response_url("cap1", 1001.0));
+        }
+        assert_eq!(c.response_url("cap1", "helpdesk", 1001.0), None);
+        assert!(!c.spend_response_url("cap1", 1001.0));
+        assert_eq!(c.held().0, 0);
+    }
+
+    #[test]
+    fn a_response_url_ends_after_thirty_minutes() {
+        let c = Custody::default();
+        c.hold_response_url("cap1", response("helpdesk"), 1000.0);
+        assert!(c
+            .response_url("cap1", "helpdesk", 1000.0 + RESPONSE_URL_TTL - 1.0)
+            .is_some());
+        assert!(c
+            .response_url("cap1", "helpdesk", 1000.0 + RESPONSE_URL_TTL)
+            .is_none());
+        assert!(!c.spend_response_url("cap1", 1000.0 + RESPONSE_URL_TTL));
+    }
+
+    #[test]
+    fn an_upload_url_works_once() {
+        let c = Custody::default();
+        let held = UploadUrl {
+            bot: Arc::from("helpdesk"),
+            length: 10,
+            file_id: Some(Arc::from("F0123")),
+            url: Arc::from("https://files.slack.com/upload/v1/abc"),
+        };
+        c.hold_upload_url("up1", held.clone(), 5.0);
+        assert_eq!(c.upload_url("up1", "other", 5.0), None);
+        assert_eq!(c.upload_url("up1", "helpdesk", 5.0), Some(held));
+        assert!(c.spend_upload_url("up1", 5.0));
+        assert!(!c.spend_upload_url("up1", 5.0));
+        assert_eq!(c.upload_url("up1", "helpdesk", 5.0), None);
+    }
+
+    #[test]
+    fn a_workflow_key_ends_with_its_execution_or_its_time() {
+        let c = Custody::default();
+        let held = |id: &str| WorkflowToken {
+            bot: Arc::from("helpdesk"),
+            function_execution_id: Arc::from(id),
+            token: Arc::from("xwfp-not-a-real-token"),
+        };
+        c.hold_workflow_token("sgw-a", held("Fx1"), 100.0, 0.0);
+        c.hold_workflow_token("sgw-b", held("Fx1"), 100.0, 0.0);
+        c.hold_workflow_token("sgw-c", held("Fx2"), 100.0, 0.0);
+        assert_eq!(c.workflow_token("sgw-a", 50.0), Some(held("Fx1")));
+        assert_eq!(c.workflow_token("sgw-c", 100.0), None);
+        assert_eq!(c.end_function_execution("Fx1"), 2);
+        assert_eq!(c.workflow_token("sgw-a", 50.0), None);
+        assert_eq!(c.workflow_token("sgw-c", 50.0), Some(held("Fx2")));
+    }
+
+    #[test]
+    fn a_full_store_drops_the_expired_then_the_nearest_end() {
+        let c = Custody::default();
+        let at = |i: usize| i as f64 / 1_000.0;
+        for i in 0..MAX_HELD {
+            c.hold_response_url(&format!("cap{i}"), response("b"), at(i));
+        }
+        // None has ended: cap0 ends first, so holding one more drops it alone.
+        let now = at(MAX_HELD);
+        c.hold_response_url("new", response("b"), now);
+        assert_eq!(c.held().0, MAX_HELD);
+        assert!(c.response_url("cap0", "b", now).is_none());
+        assert!(c.response_url("cap1", "b", now).is_some());
+        assert!(c.response_url("new", "b", now).is_some());
+        // Once some have ended, they go first.
+        let later = at(10) + RESPONSE_URL_TTL;
+        c.hold_response_url("newer", response("b"), later);
+        assert_eq!(c.held().0, MAX_HELD - 10 + 1);
+    }
+}
