@@ -2,6 +2,7 @@
 //! sink (`audit`), the metrics (`metrics`) and the Redis backend (`redis`).
 
 pub mod audit;
+pub mod capability;
 pub mod labels;
 pub mod metrics;
 pub mod redis;
