@@ -1,0 +1,93 @@
+//! Pieces of policy YAML that many tests share, so each test's policy names only what
+//! is its own. Each piece is whole lines, ending in a newline.
+//!
+//! A bot's credentials follow one naming rule: bot `name` reads its gateway key from env
+//! `{NAME}_GATEWAY_KEY` and its token from `{NAME}_BOT_TOKEN` ([`bot`]); the testkit's
+//! gateway builder sets the two secrets by the same rule.
+
+use std::fmt::Display;
+
+/// App `helpdesk` (`api_app_id: A0HELPDESK`) with one signing secret, `current`, read
+/// from env `secret_env`: the `apps:` section.
+pub fn helpdesk_app(secret_env: &str) -> String {
+    format!(
+        "apps:\n  helpdesk:\n    api_app_id: A0HELPDESK\n    signing_secrets:\n      - {{ id: current, env: {secret_env} }}\n"
+    )
+}
+
+/// One upstream, `name`, with one target: the `upstreams:` section.
+pub fn upstream(name: &str, target: impl Display) -> String {
+    format!("upstreams:\n  {name}: {{ targets: [\"{target}\"] }}\n")
+}
+
+/// [`helpdesk_app`] and [`upstream`]: an inbound policy's head, before `routes:`.
+pub fn helpdesk_to(secret_env: &str, upstream_name: &str, target: impl Display) -> String {
+    format!(
+        "{}{}",
+        helpdesk_app(secret_env),
+        upstream(upstream_name, target)
+    )
+}
+
+/// Route `name` on `path` for `app`, forwarding to `upstream`: one entry under `routes:`
+/// (its other keys follow, indented four spaces).
+pub fn route(name: &str, path: &str, app: &str, upstream: &str) -> String {
+    format!("  - name: {name}\n    path: {path}\n    app: {app}\n    upstream: {upstream}\n")
+}
+
+/// The env variables bot `name` reads its gateway key and its token from:
+/// `{NAME}_GATEWAY_KEY` and `{NAME}_BOT_TOKEN`.
+pub fn bot_env(name: &str) -> (String, String) {
+    let upper = name.to_ascii_uppercase();
+    (format!("{upper}_GATEWAY_KEY"), format!("{upper}_BOT_TOKEN"))
+}
+
+/// Bot `name` under `bots:`, up to its credentials (read from [`bot_env`]); its other
+/// keys follow, indented four spaces.
+pub fn bot(name: &str) -> String {
+    let (key, token) = bot_env(name);
+    format!("  {name}:\n    key: {{ env: {key} }}\n    token: {{ env: {token} }}\n")
+}
+
+/// A policy without inbound routes whose first bot is `name` ([`bot`]): the head of an
+/// egress-only policy, the bot's other keys to follow.
+pub fn bots_from(name: &str) -> String {
+    format!("version: 1\nroutes: []\nbots:\n{}", bot(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_are_the_yaml_they_stand_for() {
+        assert_eq!(
+            helpdesk_to("HELPDESK_SECRET", "bot", "127.0.0.1:9"),
+            r#"apps:
+  helpdesk:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - { id: current, env: HELPDESK_SECRET }
+upstreams:
+  bot: { targets: ["127.0.0.1:9"] }
+"#
+        );
+        assert_eq!(
+            format!("{}{}", bots_from("helpdesk"), bot("reporter")),
+            r#"version: 1
+routes: []
+bots:
+  helpdesk:
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+  reporter:
+    key: { env: REPORTER_GATEWAY_KEY }
+    token: { env: REPORTER_BOT_TOKEN }
+"#
+        );
+        assert_eq!(
+            route("helpdesk", "/slack/events", "helpdesk", "bot"),
+            "  - name: helpdesk\n    path: /slack/events\n    app: helpdesk\n    upstream: bot\n"
+        );
+    }
+}
