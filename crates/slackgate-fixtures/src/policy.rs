@@ -15,6 +15,14 @@ pub fn helpdesk_app(secret_env: &str) -> String {
     )
 }
 
+/// App `name` (no `api_app_id`) with one signing secret, `current`, read from env
+/// `secret_env`: the `apps:` section.
+pub fn app(name: &str, secret_env: &str) -> String {
+    format!(
+        "apps:\n  {name}:\n    signing_secrets:\n      - {{ id: current, env: {secret_env} }}\n"
+    )
+}
+
 /// One upstream, `name`, with one target: the `upstreams:` section.
 pub fn upstream(name: &str, target: impl Display) -> String {
     format!("upstreams:\n  {name}: {{ targets: [\"{target}\"] }}\n")
@@ -29,10 +37,32 @@ pub fn helpdesk_to(secret_env: &str, upstream_name: &str, target: impl Display) 
     )
 }
 
+/// A whole inbound policy: `version: 1`, [`helpdesk_to`] and these `routes` (each
+/// written with [`route`] or [`helpdesk_route`]).
+pub fn helpdesk_policy(secret_env: &str, target: impl Display, routes: &[String]) -> String {
+    format!(
+        "version: 1\n{}routes:\n{}",
+        helpdesk_to(secret_env, "bot", target),
+        routes.concat()
+    )
+}
+
 /// Route `name` on `path` for `app`, forwarding to `upstream`: one entry under `routes:`
 /// (its other keys follow, indented four spaces).
 pub fn route(name: &str, path: &str, app: &str, upstream: &str) -> String {
     format!("  - name: {name}\n    path: {path}\n    app: {app}\n    upstream: {upstream}\n")
+}
+
+/// Route `name` on `path` for app `helpdesk` to upstream `bot` (the names [`helpdesk_to`]
+/// gives them), with `rest`: its other keys, written unindented, one a line.
+pub fn helpdesk_route(name: &str, path: &str, rest: &str) -> String {
+    let mut s = route(name, path, "helpdesk", "bot");
+    for line in rest.lines() {
+        s.push_str("    ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
 }
 
 /// The env variables bot `name` reads its gateway key and its token from:
@@ -45,7 +75,13 @@ pub fn bot_env(name: &str) -> (String, String) {
 /// Bot `name` under `bots:`, up to its credentials (read from [`bot_env`]); its other
 /// keys follow, indented four spaces.
 pub fn bot(name: &str) -> String {
-    let (key, token) = bot_env(name);
+    bot_as(name, name)
+}
+
+/// Bot `name` under `bots:` with the credentials of bot `creds_of` ([`bot`]): two bots
+/// written with one `creds_of` share a key and a token.
+pub fn bot_as(name: &str, creds_of: &str) -> String {
+    let (key, token) = bot_env(creds_of);
     format!("  {name}:\n    key: {{ env: {key} }}\n    token: {{ env: {token} }}\n")
 }
 
@@ -84,6 +120,18 @@ bots:
     key: { env: REPORTER_GATEWAY_KEY }
     token: { env: REPORTER_BOT_TOKEN }
 "#
+        );
+        assert_eq!(
+            helpdesk_route("open", "/o", "mode: shadow\nallow:\n  teams: [T0]"),
+            "  - name: open\n    path: /o\n    app: helpdesk\n    upstream: bot\n    mode: shadow\n    allow:\n      teams: [T0]\n"
+        );
+        assert_eq!(
+            bot_as("a", "helpdesk"),
+            "  a:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n"
+        );
+        assert_eq!(
+            app("helpdesk", "S"),
+            "apps:\n  helpdesk:\n    signing_secrets:\n      - { id: current, env: S }\n"
         );
         assert_eq!(
             route("helpdesk", "/slack/events", "helpdesk", "bot"),

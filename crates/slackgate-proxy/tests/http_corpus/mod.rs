@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 /// The signing secret of the app every route uses.
 pub use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{helpdesk_policy, helpdesk_route};
 use slackgate_testkit::{fixture, SignedRequest};
 
 /// The gateways' fixed clock (a `FakeClock`), and so the timestamp of every good signature.
@@ -35,51 +35,35 @@ pub const CONFIG: &str = "trusted_proxies: [127.0.0.0/8]\nlimits: { max_body_byt
 
 /// The policy over one bot: a route per behaviour the corpus needs.
 pub fn policy(bot: &str) -> String {
-    format!(
-        r#"version: 1
-{head}routes:
-  - name: open
-    path: /slack/open
-    app: helpdesk
-    upstream: bot
-  - name: scoped
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-    allow: {{ teams: [T0ACME], events: [app_mention, message], commands: [/ticket] }}
-    deny: {{ users: [U0BAD] }}
-  - name: hosted
-    path: /slack/hosted
-    host: bots.example
-    app: helpdesk
-    upstream: bot
-  - name: hosted-any
-    path: /slack/hosted
-    app: helpdesk
-    upstream: bot
-  - name: fenced
-    path: /slack/fenced
-    app: helpdesk
-    upstream: bot
-    source_ips: {{ deny: [203.0.113.0/24] }}
-  - name: shadow
-    path: /slack/shadow
-    app: helpdesk
-    upstream: bot
-    mode: shadow
-    allow: {{ teams: [T0OTHER] }}
-  - name: acked
-    path: /slack/ack
-    app: helpdesk
-    upstream: bot
-    on_deny: ack
-    allow: {{ teams: [T0OTHER] }}
-  - name: sentinel
-    path: /slack/sentinel
-    app: helpdesk
-    upstream: bot
-"#,
-        head = helpdesk_to("HELPDESK_SECRET", "bot", bot)
+    helpdesk_policy(
+        "HELPDESK_SECRET",
+        bot,
+        &[
+            helpdesk_route("open", "/slack/open", ""),
+            helpdesk_route(
+                "scoped",
+                "/slack/events",
+                "allow: { teams: [T0ACME], events: [app_mention, message], commands: [/ticket] }\ndeny: { users: [U0BAD] }",
+            ),
+            helpdesk_route("hosted", "/slack/hosted", "host: bots.example"),
+            helpdesk_route("hosted-any", "/slack/hosted", ""),
+            helpdesk_route(
+                "fenced",
+                "/slack/fenced",
+                "source_ips: { deny: [203.0.113.0/24] }",
+            ),
+            helpdesk_route(
+                "shadow",
+                "/slack/shadow",
+                "mode: shadow\nallow: { teams: [T0OTHER] }",
+            ),
+            helpdesk_route(
+                "acked",
+                "/slack/ack",
+                "on_deny: ack\nallow: { teams: [T0OTHER] }",
+            ),
+            helpdesk_route("sentinel", "/slack/sentinel", ""),
+        ],
     )
 }
 
