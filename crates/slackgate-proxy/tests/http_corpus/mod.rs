@@ -15,10 +15,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use slackgate_guard::FakeClock;
 /// The signing secret of the app every route uses.
 pub use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
 use slackgate_testkit::policy::{helpdesk_policy, helpdesk_route};
-use slackgate_testkit::{fixture, SignedRequest};
+use slackgate_testkit::{fixture, SignedRequest, TestGateway, TestGatewayBuilder};
 
 /// The gateways' fixed clock (a `FakeClock`), and so the timestamp of every good signature.
 pub const NOW: i64 = 1_800_000_000;
@@ -65,6 +66,19 @@ pub fn policy(bot: &str) -> String {
             helpdesk_route("sentinel", "/slack/sentinel", ""),
         ],
     )
+}
+
+/// A gateway on [`policy`] and [`CONFIG`], at [`NOW`], in front of a fresh [`RawBot`]; with
+/// the fast path or with every request handed to pingora.
+pub fn start(fast_path: bool) -> (TestGateway, RawBot) {
+    let bot = RawBot::start();
+    let gw = TestGatewayBuilder::new(&policy(&bot.addr.to_string()))
+        .secret("HELPDESK_SECRET", SECRET)
+        .clock(Arc::new(FakeClock::at(NOW as u64)))
+        .config(CONFIG)
+        .fast_path(fast_path)
+        .start();
+    (gw, bot)
 }
 
 // === A bot that records every request byte for byte ===
@@ -990,29 +1004,50 @@ impl Mut {
         Mut::SmuggleInChunks,
     ];
 
+    /// The mutations a fuzz input's `indexes` name (at most four, each taken modulo
+    /// [`Mut::ALL`]'s length).
+    pub fn picked(indexes: &[u8]) -> Vec<Mut> {
+        indexes
+            .iter()
+            .take(4)
+            .map(|&m| Mut::ALL[usize::from(m) % Mut::ALL.len()])
+            .collect()
+    }
+
+    /// Whether this mutation only adds or reshapes headers that neither door's decision
+    /// reads, leaving the target, the body and the framing as they were: `_` twins, the
+    /// client's own `X-Slackgate-*`, headers a `Connection` line names, hop-by-hop
+    /// headers, odd whitespace or empty values, repeats, retry headers, a leading CRLF,
+    /// an allowed `X-Forwarded-For`.
+    pub fn is_unread_header(self) -> bool {
+        use Mut::*;
+        matches!(
+            self,
+            TwinUser
+                | TwinRoute
+                | TwinMixed
+                | OwnHeaders
+                | ConnectionNamesHeader
+                | ConnectionNamesSignature
+                | ConnectionNamesOwn
+                | ConnectionNamesHost
+                | HopHeaders
+                | ValueOws
+                | ValueEmpty
+                | ValueObsText
+                | DuplicateApart
+                | RetryHeaders
+                | LeadingCrlf
+                | XffAllowed
+        )
+    }
+
     /// How this mutation combines with others.
     pub fn class(self) -> Class {
         use Mut::*;
         match self {
-            TwinUser
-            | TwinRoute
-            | TwinMixed
-            | OwnHeaders
-            | ConnectionNamesHeader
-            | ConnectionNamesSignature
-            | ConnectionNamesOwn
-            | ConnectionNamesHost
-            | HopHeaders
-            | Query
-            | QueryAnswerHop
-            | ValueOws
-            | ValueEmpty
-            | ValueObsText
-            | DuplicateApart
-            | RetryHeaders
-            | LeadingCrlf
-            | XffAllowed
-            | ContentTypeTwice => Class::Neutral,
+            m if m.is_unread_header() => Class::Neutral,
+            Query | QueryAnswerHop | ContentTypeTwice => Class::Neutral,
             Fragment | FragmentEmpty | BareLfHeader | BareLfEnd | BareLfRequestLine | LeadingLf
             | ObsFold | ObsFoldTab | NameSpace | NameSpaceOther | NameTab | NameOdd | ValueCtl
             | ManyHeaders | HeadOversize | ConnectionBadToken | TargetNonAscii | ExpectOther => {
