@@ -6,6 +6,22 @@
 //! gateway builder sets the two secrets by the same rule.
 
 use std::fmt::Display;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use slackgate_policy::{compile_policy, Policy, SecretSource};
+
+/// `text` compiled as `policy.yaml` with `secrets`, `now` seconds after the epoch. A
+/// test's policy must compile: an error panics with the loader's message.
+pub fn compiled(text: &str, secrets: &dyn SecretSource, now: u64) -> Policy {
+    compile_policy(
+        Path::new("policy.yaml"),
+        text,
+        secrets,
+        UNIX_EPOCH + Duration::from_secs(now),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// App `helpdesk` (`api_app_id: A0HELPDESK`) with one signing secret, `current`, read
 /// from env `secret_env`: the `apps:` section.

@@ -476,8 +476,9 @@ fn metric_name_extraction() {
 
 // === every reason code: a complete audit record and its counter ===
 
-/// The audit keys docs/audit.md lists, in its order; `lifecycle` is added only when true.
-const AUDIT_KEYS: [&str; 23] = [
+/// The audit keys docs/audit.md lists, in its order: these, [`FACT_KEYS`], then
+/// [`AUDIT_KEYS_AFTER_FACTS`]; `lifecycle` is added only when true.
+const AUDIT_KEYS_BEFORE_FACTS: [&str; 9] = [
     "ts",
     "direction",
     "route",
@@ -487,15 +488,8 @@ const AUDIT_KEYS: [&str; 23] = [
     "client_ip",
     "app",
     "secret_id",
-    "kind",
-    "api_app_id",
-    "enterprise_id",
-    "team_id",
-    "user_id",
-    "channel_id",
-    "event_type",
-    "command",
-    "event_id",
+];
+const AUDIT_KEYS_AFTER_FACTS: [&str; 5] = [
     "retry_num",
     "rule",
     "upstream",
@@ -540,7 +534,11 @@ fn assert_complete(a: &Value) {
     if a["lifecycle"] == true {
         keys.remove("lifecycle");
     }
-    let want: BTreeSet<&str> = AUDIT_KEYS.into_iter().collect();
+    let want: BTreeSet<&str> = AUDIT_KEYS_BEFORE_FACTS
+        .into_iter()
+        .chain(FACT_KEYS)
+        .chain(AUDIT_KEYS_AFTER_FACTS)
+        .collect();
     assert_eq!(keys, want, "audit keys of {a}");
     assert_eq!(a["direction"], "inbound", "{a}");
     let ts = a["ts"].as_str().unwrap();
