@@ -72,13 +72,13 @@ pub fn route(name: &str, path: &str, app: &str, upstream: &str) -> String {
 /// Route `name` on `path` for app `helpdesk` to upstream `bot` (the names [`helpdesk_to`]
 /// gives them), with `rest`: its other keys, written unindented, one a line.
 pub fn helpdesk_route(name: &str, path: &str, rest: &str) -> String {
-    let mut s = route(name, path, "helpdesk", "bot");
-    for line in rest.lines() {
-        s.push_str("    ");
-        s.push_str(line);
-        s.push('\n');
-    }
-    s
+    route(name, path, "helpdesk", "bot") + &keys(rest)
+}
+
+/// More keys of the entry before: `rest`, written unindented, one a line, indented under
+/// a [`route`] or a [`bot`].
+pub fn keys(rest: &str) -> String {
+    rest.lines().map(|line| format!("    {line}\n")).collect()
 }
 
 /// The env variables bot `name` reads its gateway key and its token from:

@@ -159,17 +159,16 @@ fn send_and_audit(rig: &Rig, req: &SignedRequest) -> slackgate_testkit::Response
 /// One Web API call by the egress bot, waiting for its audit record.
 fn egress_call(rig: &Rig, body: &str) -> slackgate_testkit::Response {
     let before = rig.gw.audit_raw().len();
-    let resp = rig
-        .gw
-        .egress_client()
-        .raw(
-            format!(
-                "POST /api/chat.postMessage HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {BOT_KEY}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let auth = format!("Bearer {BOT_KEY}");
+    let resp = rig.gw.egress_post(
+        "/api/chat.postMessage",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Connection", "close"),
+        ],
+        body,
+    );
     rig.gw.audit_lines(before + 1);
     resp
 }

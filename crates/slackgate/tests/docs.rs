@@ -186,16 +186,16 @@ bots:
     .sign(SECRET);
     let answer = gw.client().send(&inbound).unwrap();
     assert_eq!(answer.status, 200, "the inbound request was not forwarded");
-    let body = "channel=C0HELP&text=hi";
-    gw.egress_client()
-        .raw(
-            format!(
-                "POST /api/chat.postMessage HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {BOT_KEY}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let auth = format!("Bearer {BOT_KEY}");
+    gw.egress_post(
+        "/api/chat.postMessage",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Connection", "close"),
+        ],
+        "channel=C0HELP&text=hi",
+    );
     assert!(
         wait_until(Duration::from_secs(10), || {
             let m = gw.metrics();
