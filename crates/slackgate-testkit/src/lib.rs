@@ -10,6 +10,7 @@
 //! talks to anything but loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod bot;
 pub mod certs;
 pub mod client;
