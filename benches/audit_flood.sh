@@ -22,18 +22,10 @@ ROOT=$PWD
 CALLS=${CALLS:-400}
 CHANNEL_BYTES=${CHANNEL_BYTES:-1048576}
 QUEUE_BYTES=${QUEUE_BYTES:-}
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-
-log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'audit_flood.sh: %s\n' "$*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 400); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    die "$2 did not listen on 127.0.0.1:$1 (logs in $TMP)"
-}
+SCRIPT=audit_flood.sh
+WAIT_TRIES=400
+# shellcheck source=benches/common.sh
+. benches/common.sh
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
@@ -70,15 +62,7 @@ egress:
   listen: { addr: 127.0.0.1:$SG_EGRESS }
   slack_api: http://127.0.0.1:$DEAD_PORT/api/
 CONF
-cat >"$TMP/policy.yaml" <<CONF
-version: 1
-routes: []
-bots:
-  bench:
-    key: { env: BENCH_GATEWAY_KEY }
-    token: { env: BENCH_BOT_TOKEN }
-    methods: [chat.postMessage]
-CONF
+{ bench_bot; echo "    methods: [chat.postMessage]"; } >"$TMP/policy.yaml"
 export BENCH_GATEWAY_KEY=gk_bench_flood_5b1e07c2d94a BENCH_BOT_TOKEN=xoxb-0000-1111-benchflood
 "$SLACKGATE_BIN" check "$TMP/config.yaml" >/dev/null 2>"$TMP/check.log" \
     || die "check failed: $(cat "$TMP/check.log")"

@@ -1,6 +1,8 @@
-# Shared by compare.sh, reload.sh and egress.sh (sourced after `cd` to the repo root, with SCRIPT set to
-# the caller's name): CPU placement, the signing secret, log/die, and the tools, installed from
-# Debian's packages when missing (apt-get; needs root or sudo).
+# Shared by the bench scripts (sourced after `cd` to the repo root, with ROOT and SCRIPT set
+# to the repo root and the caller's name): CPU placement, the signing secret, log/die, ports,
+# the pieces of configuration they share (nginx, slackgate, the bench policies), and the
+# tools, installed from Debian's packages when missing (apt-get; needs root or sudo) by
+# `install_tools`.
 MAX_SKEW=300
 NCPU=$(nproc)
 # Release binaries: cargo's target dir, honouring CARGO_TARGET_DIR (relative to the repo root).
@@ -32,20 +34,138 @@ wait_port() {
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; exit 1; }
 
+# closed_loop_defaults: the closed-loop load of compare.sh and egress.sh, unless the
+# environment says otherwise: RUNS runs of WARMUP + DURATION seconds on CONNS connections,
+# THREADS worker threads for each proxy.
+closed_loop_defaults() {
+    RUNS=${RUNS:-3}
+    DURATION=${DURATION:-10}
+    WARMUP=${WARMUP:-2}
+    CONNS=${CONNS:-64}
+    THREADS=${THREADS:-1}
+}
+
+# wait_ready ADMIN_PORT: until slackgate's admin listener says it is ready (bounded).
+wait_ready() {
+    for _ in $(seq 1 "${WAIT_TRIES:-200}"); do
+        curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+}
+
+# median [NONE]: the median of the numbers on stdin, one a line (NONE, default 0, for none).
+median() {
+    sort -n | awk -v none="${1:-0}" '{a[NR]=$1} END {if (NR==0) print none; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+
+# --- configuration ---------------------------------------------------------------------------
+# nginx_head LOG_LEVEL UPSTREAM ADDR: an nginx.conf up to its server blocks: THREADS workers in
+# the foreground, their files in $TMP/nginx, keep-alive to the clients and to upstream UPSTREAM
+# (at ADDR). The caller writes the server blocks and the closing brace.
+nginx_head() {
+    cat <<EOF
+worker_processes $THREADS;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log $1;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream $2 { server $3; keepalive 256; keepalive_requests 1000000; }
+EOF
+}
+# nginx_pass UPSTREAM: the body of a `location` that passes to UPSTREAM on kept connections.
+nginx_pass() {
+    cat <<EOF
+            proxy_pass http://$1;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+EOF
+}
+
+# sg_config_rest ADMIN_PORT DIR POLICY: a slackgate config after its listeners: the admin
+# listener, no trusted proxies, the bench limits, the audit log in DIR, the policy file.
+sg_config_rest() {
+    cat <<EOF
+admin: { addr: 127.0.0.1:$1 }
+trusted_proxies: []
+limits: { max_body_bytes: 65536, max_clock_skew: ${MAX_SKEW}s }
+audit: { path: $2/audit.log }
+policy: $3
+EOF
+}
+
+# bench_policy BOT_PORT: the inbound policy compare.sh and reload.sh measure: every check on
+# (signature, source IPs, teams, users and groups, events, rate limits that never trip).
+bench_policy() {
+    cat <<EOF
+version: 1
+apps:
+  bench:
+    api_app_id: A0HELPDESK
+    signing_secrets:
+      - { id: current, env: BENCH_SIGNING_SECRET }
+upstreams:
+  bot: { targets: [127.0.0.1:$1] }
+groups:
+  oncall: [U0111, U0222]
+routes:
+  - name: events
+    path: /slack/events
+    app: bench
+    upstream: bot
+    mode: enforce
+    on_deny: reject
+    source_ips: { allow: [127.0.0.0/8], deny: [192.0.2.0/24] }
+    allow:
+      teams: [T0ACME]
+      users: [U0444, "@oncall"]
+      events: [message, app_mention]
+    deny: { users: [U0BAD] }
+    rate_limits:
+      - { per: ip, rate: 1000000/s, burst: 1000000 }
+      - { per: team, rate: 1000000/s, burst: 1000000 }
+      - { per: user, rate: 1000000/s, burst: 1000000 }
+EOF
+}
+
+# bench_bot: an egress-only policy up to bot `bench`'s credentials (env BENCH_GATEWAY_KEY and
+# BENCH_BOT_TOKEN); the caller writes the bot's other keys.
+bench_bot() {
+    cat <<EOF
+version: 1
+routes: []
+bots:
+  bench:
+    key: { env: BENCH_GATEWAY_KEY }
+    token: { env: BENCH_BOT_TOKEN }
+EOF
+}
+
 # --- tools -------------------------------------------------------------------------------
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-missing=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]} (apt-get)"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
-HAPROXY_VERSION=$(haproxy -v | awk 'NR==1 {print $3}')
-NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+# install_tools: nginx, HAProxy, taskset, curl and timeout, from Debian's packages when
+# missing; sets NGINX_VERSION and HAPROXY_VERSION.
+install_tools() {
+    local sudo="" missing=()
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v timeout >/dev/null 2>&1 || missing+=(coreutils)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]} (apt-get)"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    export PATH="$PATH:/usr/sbin:/sbin"
+    HAPROXY_VERSION=$(haproxy -v | awk 'NR==1 {print $3}')
+    NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+}

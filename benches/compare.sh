@@ -50,11 +50,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-2}
-CONNS=${CONNS:-64}
-THREADS=${THREADS:-1}
 BODY_LEN=${BODY_LEN:-1024}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 MODE=${MODE:-http}
@@ -63,6 +58,8 @@ SHAPES=${SHAPES:-keepalive resume full}
 SCRIPT=compare.sh
 # shellcheck source=benches/common.sh
 . benches/common.sh
+closed_loop_defaults
+install_tools
 case "$MODE" in
     http|tls) ;;
     *) die "MODE=$MODE: use MODE=http (the default) or MODE=tls";;
@@ -159,27 +156,11 @@ mkdir -p "$TMP/nginx"
 cat >"$TMP/nginx/nginx.conf" <<EOF
 $(# valgrind's vgdb (callgrind_control) cannot reach a worker that switched to nobody
 [ "$COUNT" = callgrind ] && [ "$(id -u)" = 0 ] && echo "user root;")
-worker_processes $THREADS;
-daemon off;
-master_process on;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream bot { server 127.0.0.1:$BOT_PORT; keepalive 256; keepalive_requests 1000000; }
+$(nginx_head warn bot "127.0.0.1:$BOT_PORT")
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
-            proxy_pass http://bot;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+$(nginx_pass bot)
         }
     }
 $(if [ "$MODE" = tls ]; then for k in ecdsa rsa; do cat <<TLS
@@ -190,9 +171,7 @@ $(if [ "$MODE" = tls ]; then for k in ecdsa rsa; do cat <<TLS
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:SSL:10m;
         location / {
-            proxy_pass http://bot;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+$(nginx_pass bot)
         }
     }
 TLS
@@ -237,45 +216,11 @@ sg_config() { # sg_config NAME PORT ADMIN_PORT: $TMP/NAME/config.yaml (+ TLS lis
                 echo "    tls: { cert: $CERTS/$k.crt, key: $CERTS/$k.key }"
             done
         fi
-        cat <<EOF
-admin: { addr: 127.0.0.1:$3 }
-trusted_proxies: []
-limits: { max_body_bytes: 65536, max_clock_skew: ${MAX_SKEW}s }
-audit: { path: $TMP/$1/audit.log }
-policy: policy.yaml
-EOF
+        sg_config_rest "$3" "$TMP/$1" policy.yaml
     } >"$TMP/$1/config.yaml"
 }
 sg_config slackgate "$SG_PORT" "$SG_ADMIN"
-cat >"$TMP/slackgate/policy.yaml" <<EOF
-version: 1
-apps:
-  bench:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - { id: current, env: BENCH_SIGNING_SECRET }
-upstreams:
-  bot: { targets: [127.0.0.1:$BOT_PORT] }
-groups:
-  oncall: [U0111, U0222]
-routes:
-  - name: events
-    path: /slack/events
-    app: bench
-    upstream: bot
-    mode: enforce
-    on_deny: reject
-    source_ips: { allow: [127.0.0.0/8], deny: [192.0.2.0/24] }
-    allow:
-      teams: [T0ACME]
-      users: [U0444, "@oncall"]
-      events: [message, app_mention]
-    deny: { users: [U0BAD] }
-    rate_limits:
-      - { per: ip, rate: 1000000/s, burst: 1000000 }
-      - { per: team, rate: 1000000/s, burst: 1000000 }
-      - { per: user, rate: 1000000/s, burst: 1000000 }
-EOF
+bench_policy "$BOT_PORT" >"$TMP/slackgate/policy.yaml"
 "$SLACKGATE_BIN" check "$TMP/slackgate/config.yaml" >/dev/null
 RUST_LOG=warn taskset -c "$PROXY_CPU" "${WRAP[@]}" "$SLACKGATE_BIN" run -c "$TMP/slackgate/config.yaml" \
     --threads "$THREADS" --upgrade-sock "$TMP/slackgate/upgrade.sock" >"$TMP/slackgate/stdout.log" 2>&1 &
@@ -283,10 +228,7 @@ SG_PID=$!
 PIDS+=("$SG_PID")
 CPU_PIDS[slackgate]=$SG_PID
 wait_port "$SG_PORT" slackgate
-for _ in $(seq 1 "${WAIT_TRIES:-200}"); do
-    curl -fsS "http://127.0.0.1:$SG_ADMIN/readyz" >/dev/null 2>&1 && break
-    sleep 0.05
-done
+wait_ready "$SG_ADMIN"
 
 # --- optional second gateway (A/B of two builds in one run) -------------------------------
 if [ -n "${SLACKGATE_BIN_B:-}" ]; then
@@ -401,7 +343,6 @@ if [ "$MODE" = http ]; then
 fi
 
 # --- report -------------------------------------------------------------------------------
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 field() { # field LABEL KEY -> median over runs
     grep " label=$1 " "$RESULTS" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k && $2!="-" {print $2}' | median
 }

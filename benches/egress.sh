@@ -17,15 +17,12 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-2}
-CONNS=${CONNS:-64}
-THREADS=${THREADS:-1}
 BODY_LEN=${BODY_LEN:-200}
 SCRIPT=egress.sh
 # shellcheck source=benches/common.sh
 . benches/common.sh
+closed_loop_defaults
+install_tools
 
 log "building release binaries (slackgate, loadgen, slackstandin)"
 cargo build --release -q -p slackgate -p slackgate-benches --bins
@@ -61,27 +58,11 @@ NGINX_PORT=$(free_port); SG_PORT=$(free_port); SG_EGRESS=$(free_port); SG_ADMIN=
 # --- nginx: static Authorization header, nothing else -------------------------------------
 mkdir -p "$TMP/nginx"
 cat >"$TMP/nginx/nginx.conf" <<CONF
-worker_processes $THREADS;
-daemon off;
-master_process on;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream slack { server $SLACK_ADDR; keepalive 256; keepalive_requests 1000000; }
+$(nginx_head warn slack "$SLACK_ADDR")
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location /api/ {
-            proxy_pass http://slack;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+$(nginx_pass slack)
             proxy_set_header Authorization "Bearer $TOKEN";
         }
     }
@@ -103,13 +84,7 @@ egress:
   listen: { addr: 127.0.0.1:$SG_EGRESS }
   slack_api: http://$SLACK_ADDR/api/
 CONF
-cat >"$TMP/slackgate/policy.yaml" <<CONF
-version: 1
-routes: []
-bots:
-  bench:
-    key: { env: BENCH_GATEWAY_KEY }
-    token: { env: BENCH_BOT_TOKEN }
+{ bench_bot; cat <<CONF; } >"$TMP/slackgate/policy.yaml"
     team: T0BENCH
     methods: [chat.postMessage, chat.update, "reactions.*"]
     channels: [C0BENCH, C0OTHER]
@@ -151,7 +126,6 @@ for run in $(seq 1 "$RUNS"); do
 done
 AUDIT_LINES=$(wc -l <"$TMP/slackgate/audit.log")
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 field() { grep " label=$1 " "$RESULTS" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}' | median; }
 echo
 echo "slackgate egress comparison — $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -44,6 +44,7 @@ THREADS=1
 SCRIPT=reload.sh
 # shellcheck source=benches/common.sh
 . benches/common.sh
+install_tools
 
 # --- build --------------------------------------------------------------------------------------
 if [ -n "${SKIP_BUILD:-}" ]; then
@@ -102,27 +103,11 @@ want() { case " $TARGETS " in *" $1 "*) return 0;; *) return 1;; esac; }
 if want nginx; then
     mkdir -p "$TMP/nginx"
     cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes $THREADS;
-daemon off;
-master_process on;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log notice;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream bot { server 127.0.0.1:$BOT_PORT; keepalive 256; keepalive_requests 1000000; }
+$(nginx_head notice bot "127.0.0.1:$BOT_PORT")
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
-            proxy_pass http://bot;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+$(nginx_pass bot)
         }
     }
 }
@@ -178,35 +163,7 @@ if want haproxy-icor; then
 fi
 
 # --- slackgate: compare.sh's full policy; a fresh process (and port) per run --------------------
-cat >"$TMP/policy.yaml" <<EOF
-version: 1
-apps:
-  bench:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - { id: current, env: BENCH_SIGNING_SECRET }
-upstreams:
-  bot: { targets: [127.0.0.1:$BOT_PORT] }
-groups:
-  oncall: [U0111, U0222]
-routes:
-  - name: events
-    path: /slack/events
-    app: bench
-    upstream: bot
-    mode: enforce
-    on_deny: reject
-    source_ips: { allow: [127.0.0.0/8], deny: [192.0.2.0/24] }
-    allow:
-      teams: [T0ACME]
-      users: [U0444, "@oncall"]
-      events: [message, app_mention]
-    deny: { users: [U0BAD] }
-    rate_limits:
-      - { per: ip, rate: 1000000/s, burst: 1000000 }
-      - { per: team, rate: 1000000/s, burst: 1000000 }
-      - { per: user, rate: 1000000/s, burst: 1000000 }
-EOF
+bench_policy "$BOT_PORT" >"$TMP/policy.yaml"
 # The README's upgrade sequence, with the new process pinned like the old one. The wait is the
 # README's one-liner, bounded (the new process gives up by itself after about 6 s).
 cat >"$TMP/reload-upgrade.sh" <<EOF
@@ -232,23 +189,15 @@ start_slackgate() {
     port=$(free_port); admin=$(free_port)
     SG_PORT=$port
     mkdir -p "$d"
-    cat >"$d/config.yaml" <<EOF
-listen:
-  - addr: 127.0.0.1:$port
-admin: { addr: 127.0.0.1:$admin }
-trusted_proxies: []
-limits: { max_body_bytes: 65536, max_clock_skew: ${MAX_SKEW}s }
-audit: { path: $d/audit.log }
-policy: $TMP/policy.yaml
-EOF
+    {
+        printf 'listen:\n  - addr: 127.0.0.1:%s\n' "$port"
+        sg_config_rest "$admin" "$d" "$TMP/policy.yaml"
+    } >"$d/config.yaml"
     taskset -c "$PROXY_CPU" "$sg" run -c "$d/config.yaml" --threads "$THREADS" \
         --upgrade-sock "$d/upgrade.sock" >>"$d/old.log" 2>&1 </dev/null &
     echo $! >"$d/old.pid"
     wait_port "$port" slackgate
-    for _ in $(seq 1 200); do
-        curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break
-        sleep 0.05
-    done
+    wait_ready "$admin"
 }
 # stop_slackgate DIR: the measurement is over; stop what is left of the run's processes.
 stop_slackgate() {
@@ -308,7 +257,6 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # --- report --------------------------------------------------------------------------------------
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 values() { # values LABEL KEY -> one value per run
     grep " label=$1 " "$RESULTS" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'
 }
@@ -324,7 +272,7 @@ echo
 printf '%-18s %-16s %-12s %-34s %9s %9s %s\n' target lost/run non200/run "p99.9 us/run" p99.9_med max_med "requests/run (window)"
 for t in $TARGETS; do
     printf '%-18s %-16s %-12s %-34s %9s %9s %s (%s)\n' "$t" "$(per_run "$t" lost)" "$(per_run "$t" non200)" \
-        "$(per_run "$t" p999_us)" "$(values "$t" p999_us | median)" "$(values "$t" max_us | median)" \
+        "$(per_run "$t" p999_us)" "$(values "$t" p999_us | median -)" "$(values "$t" max_us | median -)" \
         "$(per_run "$t" requests)" "$(per_run "$t" window_requests)"
 done
 echo

@@ -25,6 +25,32 @@ pub const ROUTE_PATH: &str = "/slack/events";
 pub use slackgate_fixtures::all_fixtures as fixtures;
 pub use slackgate_fixtures::{now_unix, Signer};
 
+/// A tokio runtime with `threads` workers: the current-thread runtime for one (no work
+/// stealing, like a gateway pinned to one worker), a multi-thread one otherwise.
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime")
+}
+
+/// The first of a run's request numbers ([`event_body`]'s `n`): distinct across runs, so
+/// a long-lived gateway never sees an event id twice.
+pub fn start_counter() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        << 8
+}
+
 /// An Events API `message` callback of exactly `len` bytes (at least about 400) whose
 /// `event_id` is unique per `n`, so its signature is unique too and the replay cache
 /// never rejects it.

@@ -35,26 +35,13 @@ mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use http_corpus::*;
 use libfuzzer_sys::fuzz_target;
-use slackgate_guard::FakeClock;
 use slackgate_slack::SigningKey;
-use slackgate_testkit::{TestGateway, TestGatewayBuilder};
-use wire::{answers, exchange};
-
-#[derive(Debug, Arbitrary)]
-struct Input {
-    /// Send to the gateway whose every request goes to pingora.
-    pingora: bool,
-    steps: Vec<Step>,
-    /// Where the bytes are cut into separate writes.
-    cuts: Vec<u16>,
-    /// Raw bytes after the last request.
-    trailer: Vec<u8>,
-}
+use wire::{answers, exchange, Input, Rig};
 
 #[derive(Debug, Arbitrary)]
 struct Step {
@@ -68,40 +55,9 @@ struct Step {
     repeat: bool,
 }
 
-struct Rig {
-    fast: TestGateway,
-    fast_bot: RawBot,
-    pingora: TestGateway,
-    pingora_bot: RawBot,
-}
-
-fn start(fast_path: bool) -> (TestGateway, RawBot) {
-    let bot = RawBot::start();
-    let gw = TestGatewayBuilder::new(&policy(&bot.addr.to_string()))
-        .secret("HELPDESK_SECRET", SECRET)
-        .clock(Arc::new(FakeClock::at(NOW as u64)))
-        .config(CONFIG)
-        .fast_path(fast_path)
-        .start();
-    (gw, bot)
-}
-
-fn rig() -> &'static Rig {
-    static RIG: OnceLock<Rig> = OnceLock::new();
-    RIG.get_or_init(|| {
-        // RUST_LOG=warn shows why the gateway answered what it did.
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = env_logger::try_init();
-        }
-        let (fast, fast_bot) = start(true);
-        let (pingora, pingora_bot) = start(false);
-        Rig {
-            fast,
-            fast_bot,
-            pingora,
-            pingora_bot,
-        }
-    })
+fn rig() -> &'static Rig<RawBot> {
+    static RIG: OnceLock<Rig<RawBot>> = OnceLock::new();
+    Rig::get(&RIG, http_corpus::start)
 }
 
 /// Bodies are unique over the whole run, so no signature is ever a replay of an
@@ -126,13 +82,7 @@ fn build(steps: &[Step]) -> Vec<(Req, Fate)> {
         let kind = BodyKind::COMMON[usize::from(step.body) % BodyKind::COMMON.len()];
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut req = Req::signed(route, kind, id);
-        let muts: Vec<Mut> = step
-            .muts
-            .iter()
-            .take(4)
-            .map(|&m| Mut::ALL[usize::from(m) % Mut::ALL.len()])
-            .collect();
-        let fate = mutate(&mut req, &muts, &mut SplitMix(step.seed));
+        let fate = mutate(&mut req, &Mut::picked(&step.muts), &mut SplitMix(step.seed));
         reqs.push((req, fate));
     }
     reqs
@@ -181,13 +131,8 @@ fn verifies(ts: &str, sig: &str, body: &[u8]) -> bool {
     ts.parse::<i64>().is_ok_and(|t| (t - NOW).abs() <= 300) && key.sign(ts, body) == sig
 }
 
-fuzz_target!(|input: Input| {
-    let rig = rig();
-    let (gw, bot) = if input.pingora {
-        (&rig.pingora, &rig.pingora_bot)
-    } else {
-        (&rig.fast, &rig.fast_bot)
-    };
+fuzz_target!(|input: Input<Step>| {
+    let (gw, bot) = rig().pick(input.pingora);
     // The audit lines are not needed here; keep memory flat over a long run.
     gw.block_audit().clear();
     bot.take();

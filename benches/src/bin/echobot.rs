@@ -21,17 +21,7 @@ fn main() {
         .expect("ADDR");
     assert!(addr.ip().is_loopback(), "the echo bot binds loopback only");
     let threads: usize = args.next().map_or(1, |t| t.parse().expect("THREADS"));
-    let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let rt = slackgate_benches::runtime(threads);
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await.expect("bind");
         eprintln!("echobot listening on {addr}");

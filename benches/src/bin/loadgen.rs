@@ -48,7 +48,7 @@ use pingora::tls::TlsConnector;
 use rustls::pki_types::ServerName;
 use slackgate_benches::http::message_len;
 use slackgate_benches::tls::TicketCounts;
-use slackgate_benches::{rss_kib, RequestMaker, ROUTE_PATH};
+use slackgate_benches::{rss_kib, runtime, start_counter, RequestMaker, ROUTE_PATH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -322,29 +322,6 @@ fn web_api_call(out: &mut Vec<u8>, path: &str, key: &str, body_len: usize) {
         )
         .as_bytes(),
     );
-}
-
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .expect("runtime")
-}
-
-fn start_counter() -> u64 {
-    // Distinct across runs, so a long-lived gateway never sees an id twice.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        << 8
 }
 
 fn run(o: Opts) {

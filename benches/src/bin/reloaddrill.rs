@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use slackgate_benches::http::message_len;
-use slackgate_benches::{RequestMaker, ROUTE_PATH};
+use slackgate_benches::{runtime, start_counter, RequestMaker, ROUTE_PATH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -361,25 +361,13 @@ async fn worker(
     g.1.window.add(&window).unwrap();
 }
 
-fn start_counter() -> u64 {
-    // Distinct across runs, so a long-lived gateway never sees an id twice.
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        << 8
-}
-
 fn ms(us: Option<i64>) -> String {
     us.map_or_else(|| "-".into(), |v| format!("{:.0}", v as f64 / 1000.0))
 }
 
 fn main() {
     let o = Arc::new(parse_opts());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime(1);
     let clock = Arc::new(Clock {
         start: Instant::now(),
         reload_at: AtomicU64::new(UNSET),

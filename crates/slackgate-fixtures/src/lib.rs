@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod data;
+pub mod policy;
 pub mod secrets;
 pub mod signing;
 

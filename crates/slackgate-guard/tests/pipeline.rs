@@ -5,14 +5,15 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proptest::prelude::*;
+use slackgate_fixtures::policy::compiled;
 use slackgate_fixtures::{content_type_for, fixture, fixture_with, MapSecrets, Signer};
 use slackgate_guard::{
     client_ip, Action, Decision, FakeClock, Guard, GuardSettings, Inbound, Reason,
 };
-use slackgate_policy::{compile_policy, IpSet, Policy};
+use slackgate_policy::{IpSet, Policy};
 
 const NOW: u64 = 1_800_000_000;
 const SECRET: &str = "guard-test-secret-0123456789abcdef";
@@ -33,13 +34,7 @@ routes:
 {routes}"#
     );
     let env = MapSecrets::new(&[("S1", SECRET)]);
-    compile_policy(
-        Path::new("p.yaml"),
-        &text,
-        &env,
-        UNIX_EPOCH + Duration::from_secs(NOW),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    compiled(&text, &env, NOW)
 }
 
 struct Req {

@@ -6,13 +6,14 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
+use slackgate_fixtures::policy::compiled;
 use slackgate_guard::{
     Action, BucketKey, Decision, FakeClock, Guard, GuardSettings, Inbound, Reason, RemoteState,
     ReplayCheck, StateError, StateOp, Take,
 };
-use slackgate_policy::{compile_policy, Policy, SecretSource};
+use slackgate_policy::{Policy, SecretSource};
 use slackgate_slack::SigningKey;
 
 const NOW: u64 = 1_800_000_000;
@@ -73,13 +74,7 @@ fn policy(state_failure: &str) -> Policy {
     let text = format!(
         "version: 1\napps:\n  app:\n    signing_secrets: [{{ id: current, env: S1 }}]\nupstreams:\n  bot: {{ targets: [\"127.0.0.1:3000\"] }}\nroutes:\n  - {{ name: r, path: /s, app: app, upstream: bot, dedupe: event_id, state_failure: {state_failure}, rate_limits: [{{ per: team, rate: 10/s, burst: 10 }}] }}\n"
     );
-    compile_policy(
-        Path::new("p.yaml"),
-        &text,
-        &Env,
-        UNIX_EPOCH + Duration::from_secs(NOW),
-    )
-    .unwrap()
+    compiled(&text, &Env, NOW)
 }
 
 struct Req {

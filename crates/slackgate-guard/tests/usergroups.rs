@@ -3,13 +3,13 @@
 //! a verified `subteam_members_changed` names the group to read again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use slackgate_fixtures::policy::compiled;
 use slackgate_fixtures::{content_type_for, fixture, fixture_with, MapSecrets, Signer};
 use slackgate_guard::{Decision, FakeClock, Guard, GuardSettings, Inbound, Reason};
-use slackgate_policy::{compile_policy, IdSet, Policy};
+use slackgate_policy::{IdSet, Policy};
 
 const NOW: u64 = 1_800_000_000;
 const SECRET: &str = "guard-test-secret-0123456789abcdef";
@@ -45,13 +45,7 @@ routes:
         ("KEY", "gk_guard_test_0123456789ab"),
         ("TOKEN", "xoxb-guard-test-token"),
     ]);
-    compile_policy(
-        Path::new("p.yaml"),
-        &text,
-        &env,
-        UNIX_EPOCH + Duration::from_secs(NOW),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    compiled(&text, &env, NOW)
 }
 
 const SETTINGS: GuardSettings = GuardSettings {

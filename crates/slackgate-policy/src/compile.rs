@@ -103,38 +103,33 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
     let before = errs.len();
     yaml::check_top_level(node, POLICY_KEYS, &["version", "routes"], errs);
     let get = |key: &str| node.as_mapping().and_then(|m| m.get_node(key));
-    let version = yaml::probe_key::<Spanned<u32>>(node, "version", errs)
-        .unwrap_or_else(|| Spanned::new(*node.span(), 1));
-    let apps = get("apps")
-        .map(|n| yaml::probe_named::<AppSpec>(n, "apps", errs))
-        .unwrap_or_default();
-    let upstreams = get("upstreams")
-        .map(|n| yaml::probe_named::<UpstreamSpec>(n, "upstreams", errs))
-        .unwrap_or_default();
-    let groups = get("groups")
-        .map(|n| yaml::probe_named::<Spanned<GroupSpec>>(n, "groups", errs))
-        .unwrap_or_default();
-    let routes = get("routes")
-        .map(|n| yaml::probe_items::<RouteSpec>(n, "routes", errs))
-        .unwrap_or_else(|| Spanned::new(*node.span(), Vec::new()));
-    let bots = get("bots")
-        .map(|n| yaml::probe_named::<BotSpec>(n, "bots", errs))
-        .unwrap_or_default();
-    let webhooks = get("webhooks")
-        .map(|n| yaml::probe_named::<WebhookSpec>(n, "webhooks", errs))
-        .unwrap_or_default();
+    // Probed (and any errors reported) in this order.
+    let spec = PolicySpec {
+        version: yaml::probe_key::<Spanned<u32>>(node, "version", errs)
+            .unwrap_or_else(|| Spanned::new(*node.span(), 1)),
+        apps: get("apps")
+            .map(|n| yaml::probe_named::<AppSpec>(n, "apps", errs))
+            .unwrap_or_default(),
+        upstreams: get("upstreams")
+            .map(|n| yaml::probe_named::<UpstreamSpec>(n, "upstreams", errs))
+            .unwrap_or_default(),
+        groups: get("groups")
+            .map(|n| yaml::probe_named::<Spanned<GroupSpec>>(n, "groups", errs))
+            .unwrap_or_default(),
+        routes: get("routes")
+            .map(|n| yaml::probe_items::<RouteSpec>(n, "routes", errs))
+            .unwrap_or_else(|| Spanned::new(*node.span(), Vec::new())),
+        bots: get("bots")
+            .map(|n| yaml::probe_named::<BotSpec>(n, "bots", errs))
+            .unwrap_or_default(),
+        webhooks: get("webhooks")
+            .map(|n| yaml::probe_named::<WebhookSpec>(n, "webhooks", errs))
+            .unwrap_or_default(),
+    };
     if errs.len() == before {
         yaml::report_from_node(err, "", errs);
     }
-    PolicySpec {
-        version,
-        apps,
-        upstreams,
-        groups,
-        routes,
-        bots,
-        webhooks,
-    }
+    spec
 }
 
 /// Every name declared under `apps`, `upstreams` and `groups`, valid or not:

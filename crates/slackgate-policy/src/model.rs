@@ -125,22 +125,18 @@ pub struct Scope {
 impl Scope {
     /// True when no dimension is set (the scope says nothing).
     pub fn is_unrestricted(&self) -> bool {
-        let Scope {
-            enterprises,
-            teams,
-            channels,
-            users,
-            events,
-            commands,
-            actions,
-        } = self;
-        enterprises.is_none()
-            && teams.is_none()
-            && channels.is_none()
-            && users.is_none()
-            && events.is_none()
-            && commands.is_none()
-            && actions.is_none()
+        matches!(
+            self,
+            Scope {
+                enterprises: None,
+                teams: None,
+                channels: None,
+                users: None,
+                events: None,
+                commands: None,
+                actions: None,
+            }
+        )
     }
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 use std::path::Path;
 
+use slackgate_fixtures::policy::bot_as;
 use slackgate_fixtures::MapSecrets;
 use slackgate_policy::{
     compile_config, compile_policy, BotToken, Config, EgressLimitKey, Loaded, Policy, SlackApi,
@@ -201,15 +202,11 @@ fn credential_problems_are_named_with_their_fix() {
 
 #[test]
 fn two_bots_with_one_key_are_an_error() {
-    let e = err("  a:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    methods: [chat.postMessage]
-  b:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    methods: [chat.postMessage]
-");
+    let e = err(&format!(
+        "{}    methods: [chat.postMessage]\n{}    methods: [chat.postMessage]\n",
+        bot_as("a", "helpdesk"),
+        bot_as("b", "helpdesk")
+    ));
     assert!(
         e.contains("bots `a` and `b` have the same gateway key"),
         "{e}"

@@ -3,37 +3,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use slackgate_testkit::creds::{HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN};
+use slackgate_testkit::policy::bots_from;
 use slackgate_testkit::{Response, TestGateway, TestGatewayBuilder};
 
-const POLICY: &str = r#"version: 1
-routes: []
-bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    methods: [chat.postMessage]
-    channels: [C0HELP]
-"#;
-
 fn gateway() -> TestGateway {
+    let policy = format!(
+        "{}    methods: [chat.postMessage]\n    channels: [C0HELP]\n",
+        bots_from("helpdesk")
+    );
     // Nothing here reaches Slack: every call is refused before it would be sent.
-    TestGatewayBuilder::new(POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
+    TestGatewayBuilder::new(&policy)
+        .bot("helpdesk", KEY, TOKEN)
         .egress("http://127.0.0.1:9/api/", None)
         .start()
 }
 
 fn post_form(gw: &TestGateway, auth: Option<&str>, body: &str) -> Response {
-    let mut req = "POST /api/chat.postMessage HTTP/1.1\r\nHost: slackgate\r\n".to_owned();
-    if let Some(key) = auth {
-        req.push_str(&format!("Authorization: Bearer {key}\r\n"));
-    }
-    req.push_str(&format!(
-        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+    let bearer = auth.map(|key| format!("Bearer {key}"));
+    let mut headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+    gw.egress_post("/api/chat.postMessage", &headers, body)
 }
 
 /// A form-encoded `channel` of `n` control bytes (3 bytes each on the wire).

@@ -20,12 +20,10 @@ mod http_corpus;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_corpus::*;
-use slackgate_guard::FakeClock;
-use slackgate_testkit::{wait_until, TestGateway, TestGatewayBuilder};
+use slackgate_testkit::{wait_until, TestGateway};
 
 // === The two gateways ===
 
@@ -39,13 +37,7 @@ struct Side {
 
 impl Side {
     fn start(name: &'static str, fast_path: bool) -> Self {
-        let bot = RawBot::start();
-        let gw = TestGatewayBuilder::new(&policy(&bot.addr.to_string()))
-            .secret("HELPDESK_SECRET", SECRET)
-            .clock(Arc::new(FakeClock::at(NOW as u64)))
-            .config(CONFIG)
-            .fast_path(fast_path)
-            .start();
+        let (gw, bot) = http_corpus::start(fast_path);
         Side {
             name,
             gw,

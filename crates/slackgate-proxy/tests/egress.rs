@@ -13,25 +13,23 @@ use slackgate_guard::FakeClock;
 use slackgate_testkit::creds::{
     HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, NOW, REPORTER_KEY as OTHER_KEY, REPORTER_TOKEN,
 };
+use slackgate_testkit::policy::{bot, bots_from};
 use slackgate_testkit::{wait_until, Response, SlackApi, TestGateway, TestGatewayBuilder};
 
-const POLICY: &str = r#"version: 1
-routes: []
-bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    team: T0ACME
+fn policy() -> String {
+    format!(
+        r#"{}    team: T0ACME
     methods: [chat.postMessage, "reactions.*", conversations.info, auth.test, "users.*"]
     channels: [C0HELP, C0OPS]
     deny_args: [username, icon_url]
-  reporter:
-    key: { env: REPORTER_GATEWAY_KEY }
-    token: { env: REPORTER_BOT_TOKEN }
-    methods: [chat.postMessage]
+{}    methods: [chat.postMessage]
     rate_limits:
-      - { per: method, rate: 1/min, burst: 2 }
-"#;
+      - {{ per: method, rate: 1/min, burst: 2 }}
+"#,
+        bots_from("helpdesk"),
+        bot("reporter")
+    )
+}
 
 struct Rig {
     slack: SlackApi,
@@ -55,15 +53,17 @@ fn slack() -> SlackApi {
         .start()
 }
 
+/// The policy's gateway with both bots' credentials, on `clock`; the egress door still to
+/// be pointed at a Slack.
+fn builder(clock: &Arc<FakeClock>) -> TestGatewayBuilder {
+    TestGatewayBuilder::new(&policy())
+        .bot("helpdesk", KEY, TOKEN)
+        .bot("reporter", OTHER_KEY, REPORTER_TOKEN)
+        .fake_clock(clock)
+}
+
 fn gateway(slack_api: &str, ca: Option<&std::path::Path>, clock: &Arc<FakeClock>) -> TestGateway {
-    TestGatewayBuilder::new(POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
-        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
-        .clock(Arc::clone(clock) as Arc<dyn slackgate_guard::Clock>)
-        .egress(slack_api, ca)
-        .start()
+    builder(clock).egress(slack_api, ca).start()
 }
 
 fn rig() -> Rig {
@@ -75,12 +75,7 @@ fn rig() -> Rig {
 
 /// A raw call: `POST /api/{method}{query}` with these headers and body.
 fn call(gw: &TestGateway, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut req = format!("POST {target} HTTP/1.1\r\nHost: slackgate\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+    gw.egress_post(target, headers, body)
 }
 
 fn bearer(key: &str) -> String {
@@ -99,19 +94,20 @@ fn post_json(gw: &TestGateway, key: &str, method: &str, body: &str) -> Response 
     )
 }
 
+/// Bot `helpdesk`'s `chat.postMessage` with this JSON body.
+fn post_message(gw: &TestGateway, body: &str) -> Response {
+    post_json(gw, KEY, "chat.postMessage", body)
+}
+
 /// The gateway's answer for a refused call, the way Slack answers a failed one.
 fn assert_refused(r: &Response, reason: &str, status: u16) {
     assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["ok"], false);
-    assert_eq!(r.json()["error"], reason);
-    assert_eq!(r.header("x-slackgate-reason"), Some(reason));
+    r.assert_refused(reason);
 }
 
 /// The last egress audit record, waiting for the `n`-th line.
 fn record(gw: &TestGateway, n: usize) -> serde_json::Value {
-    let r = gw.audit_nth(n);
-    assert_eq!(r["direction"], "egress", "{r}");
-    r
+    gw.egress_record(n)
 }
 
 fn egress_metric(gw: &TestGateway, bot: &str, method: &str, reason: &str) -> f64 {
@@ -164,12 +160,7 @@ fn allowed_calls_reach_slack_with_the_real_token_only() {
     let rig = rig();
     let gw = &rig.gw;
     // JSON with the key in Authorization (slack_sdk's shape).
-    let a = post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0HELP","text":"hi"}"#,
-    );
+    let a = post_message(gw, r#"{"channel":"C0HELP","text":"hi"}"#);
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["ok"], true, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["channel"], "C0HELP");
@@ -299,12 +290,7 @@ fn method_denied_including_privileged_families() {
 fn channel_denied_wherever_the_channel_is_named() {
     let rig = rig();
     let gw = &rig.gw;
-    let json = post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0SECRET","text":"x"}"#,
-    );
+    let json = post_message(gw, r#"{"channel":"C0SECRET","text":"x"}"#);
     assert_refused(&json, "channel_denied", 200);
     let form = call(
         gw,
@@ -321,12 +307,7 @@ fn channel_denied_wherever_the_channel_is_named() {
     );
     assert_refused(&query, "channel_denied", 200);
     // An escaped key name is the same argument.
-    let escaped = post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"chan\u006eel":"C0SECRET","text":"x"}"#,
-    );
+    let escaped = post_message(gw, r#"{"chan\u006eel":"C0SECRET","text":"x"}"#);
     assert_refused(&escaped, "channel_denied", 200);
     let r = record(gw, 4);
     assert_eq!(r["channel_id"], "C0SECRET");
@@ -342,12 +323,7 @@ fn channel_denied_wherever_the_channel_is_named() {
 fn argument_denied() {
     let rig = rig();
     let gw = &rig.gw;
-    let r1 = post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0HELP","text":"x","username":"CEO"}"#,
-    );
+    let r1 = post_message(gw, r#"{"channel":"C0HELP","text":"x","username":"CEO"}"#);
     assert_refused(&r1, "argument_denied", 200);
     let r2 = call(
         gw,
@@ -365,19 +341,9 @@ fn argument_denied() {
 fn team_denied() {
     let rig = rig();
     let gw = &rig.gw;
-    let r1 = post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0HELP","text":"x","team_id":"T0OTHER"}"#,
-    );
+    let r1 = post_message(gw, r#"{"channel":"C0HELP","text":"x","team_id":"T0OTHER"}"#);
     assert_refused(&r1, "team_denied", 200);
-    let ok = post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0HELP","text":"x","team_id":"T0ACME"}"#,
-    );
+    let ok = post_message(gw, r#"{"channel":"C0HELP","text":"x","team_id":"T0ACME"}"#);
     assert_eq!(ok.json()["ok"], true);
     let r = record(gw, 1);
     assert_eq!(
@@ -422,15 +388,10 @@ fn malformed_calls() {
             "channel=C0SECRET&text=x",
         ),
         // Twice in one JSON object.
-        post_json(
-            gw,
-            KEY,
-            "chat.postMessage",
-            r#"{"channel":"C0HELP","channel":"C0SECRET"}"#,
-        ),
+        post_message(gw, r#"{"channel":"C0HELP","channel":"C0SECRET"}"#),
         // Not JSON, not an object.
-        post_json(gw, KEY, "chat.postMessage", r#"{"channel":"C0HELP""#),
-        post_json(gw, KEY, "chat.postMessage", r#"["C0HELP"]"#),
+        post_message(gw, r#"{"channel":"C0HELP""#),
+        post_message(gw, r#"["C0HELP"]"#),
         // A body Slack would read but the gateway cannot check.
         call(
             gw,
@@ -524,7 +485,7 @@ fn slacks_429_is_honoured_until_retry_after_passes() {
     let body = r#"{"channel":"C0HELP","text":"x"}"#;
     rig.slack.rate_limit("chat.postMessage", 30);
     // Slack's own 429 is relayed unchanged.
-    let first = post_json(gw, KEY, "chat.postMessage", body);
+    let first = post_message(gw, body);
     assert_eq!(first.status, 429);
     assert_eq!(first.header("retry-after"), Some("30"));
     assert_eq!(first.json()["error"], "ratelimited");
@@ -535,21 +496,18 @@ fn slacks_429_is_honoured_until_retry_after_passes() {
     );
     assert_eq!(r["slack_error"], "ratelimited");
     // Then answered locally, without calling Slack.
-    let second = post_json(gw, KEY, "chat.postMessage", body);
+    let second = post_message(gw, body);
     assert_refused(&second, "slack_rate_limited", 429);
     assert_eq!(second.header("retry-after"), Some("30"));
     rig.clock.advance(Duration::from_secs(20));
-    let third = post_json(gw, KEY, "chat.postMessage", body);
+    let third = post_message(gw, body);
     assert_refused(&third, "slack_rate_limited", 429);
     assert_eq!(third.header("retry-after"), Some("10"));
     // Other methods of the bot are not affected.
     assert_eq!(post_json(gw, KEY, "auth.test", "{}").json()["ok"], true);
     assert_eq!(rig.slack.count(), 2);
     rig.clock.advance(Duration::from_secs(11));
-    assert_eq!(
-        post_json(gw, KEY, "chat.postMessage", body).json()["ok"],
-        true
-    );
+    assert_eq!(post_message(gw, body).json()["ok"], true);
     assert_eq!(rig.slack.count(), 3);
     assert_eq!(
         egress_metric(gw, "helpdesk", "chat.postMessage", "slack_rate_limited"),
@@ -569,12 +527,7 @@ fn upstream_error_when_slack_cannot_be_reached() {
     drop(closed);
     let clock = Arc::new(FakeClock::at(NOW));
     let gw = gateway(&url, None, &clock);
-    let r1 = post_json(
-        &gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0HELP","text":"x"}"#,
-    );
+    let r1 = post_message(&gw, r#"{"channel":"C0HELP","text":"x"}"#);
     assert_refused(&r1, "upstream_error", 502);
     let r = record(&gw, 1);
     assert_eq!(r["reason"], "upstream_error");
@@ -607,12 +560,7 @@ fn upstream_timeout_when_slack_does_not_answer() {
         drop(s);
     });
     let clock = Arc::new(FakeClock::at(NOW));
-    let gw = TestGatewayBuilder::new(POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
-        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
-        .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
+    let gw = builder(&clock)
         .egress(&url, None)
         .egress_timeout("300ms")
         .start();
@@ -627,12 +575,7 @@ fn upstream_timeout_when_slack_does_not_answer() {
 fn unused_scopes_are_shown_per_bot() {
     let rig = rig();
     let gw = &rig.gw;
-    post_json(
-        gw,
-        KEY,
-        "chat.postMessage",
-        r#"{"channel":"C0HELP","text":"x"}"#,
-    );
+    post_message(gw, r#"{"channel":"C0HELP","text":"x"}"#);
     call(
         gw,
         "/api/conversations.info?channel=C0HELP",
@@ -688,19 +631,12 @@ fn pooled_connections_to_slack_and_a_policy_reload_applies_at_once() {
     assert_eq!(rig.slack.count(), 7);
     assert!(rig.slack.connections() < 5, "{}", rig.slack.connections());
     // Drop chat.postMessage from the bot: the next call is denied.
-    gw.write_policy(&POLICY.replace(
+    gw.write_policy(&policy().replace(
         "methods: [chat.postMessage, \"reactions.*\"",
         "methods: [\"reactions.*\"",
     ));
     assert!(wait_until(Duration::from_secs(5), || {
-        post_json(
-            gw,
-            KEY,
-            "chat.postMessage",
-            r#"{"channel":"C0HELP","text":"x"}"#,
-        )
-        .json()["error"]
-            == "method_denied"
+        post_message(gw, r#"{"channel":"C0HELP","text":"x"}"#).json()["error"] == "method_denied"
     }));
 }
 
@@ -708,15 +644,7 @@ fn pooled_connections_to_slack_and_a_policy_reload_applies_at_once() {
 fn the_key_in_a_json_field_and_an_egress_listener_over_tls() {
     let slack = slack();
     let clock = Arc::new(FakeClock::at(NOW));
-    let gw = TestGatewayBuilder::new(POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
-        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
-        .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
-        .egress(&slack.url(), Some(slack.ca_file()))
-        .egress_tls()
-        .start();
+    let gw = builder(&clock).slack(&slack).egress_tls().start();
     // A real TLS handshake with the egress listener; the key as a JSON member.
     let body = format!(r#"{{"token":"{KEY}","channel":"C0HELP","text":"hi"}}"#);
     let a = call(&gw, "/api/chat.postMessage", &[JSON], &body);

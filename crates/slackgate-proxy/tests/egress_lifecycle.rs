@@ -11,7 +11,7 @@ use slackgate_guard::FakeClock;
 use slackgate_testkit::creds::{
     HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, NOW, SIGNING_SECRET as SECRET,
 };
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{self, helpdesk_to};
 use slackgate_testkit::{
     fixture, wait_until, MockBot, Redis, Response, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
@@ -28,44 +28,28 @@ const REPORTS_TOKEN: &str = "xoxb-1111-4444-realreportstoken";
 fn policy(bot: &MockBot, helpdesk_token_env: &str) -> String {
     format!(
         r#"version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SECRET }}
-  reports:
+{apps}  reports:
     signing_secrets:
       - {{ id: current, env: REPORTS_SECRET }}
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
-  - name: helpdesk
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-  - name: reports
-    path: /slack/reports
-    app: reports
-    upstream: bot
-bots:
+{upstreams}routes:
+{helpdesk_route}{reports_route}bots:
   helpdesk:
     app: helpdesk
     key: {{ env: HELPDESK_GATEWAY_KEY }}
     token: {{ env: {helpdesk_token_env} }}
     team: T0ACME
     methods: [chat.postMessage]
-  anyteam:
-    app: helpdesk
-    key: {{ env: ANYTEAM_GATEWAY_KEY }}
-    token: {{ env: ANYTEAM_BOT_TOKEN }}
+{anyteam}    app: helpdesk
     methods: [chat.postMessage]
-  reports:
-    app: reports
-    key: {{ env: REPORTS_GATEWAY_KEY }}
-    token: {{ env: REPORTS_BOT_TOKEN }}
+{reports}    app: reports
     methods: [chat.postMessage]
 "#,
-        bot = bot.addr()
+        apps = policy::helpdesk_app("HELPDESK_SECRET"),
+        upstreams = policy::upstream("bot", bot.addr()),
+        helpdesk_route = policy::route("helpdesk", "/slack/events", "helpdesk", "bot"),
+        reports_route = policy::route("reports", "/slack/reports", "reports", "bot"),
+        anyteam = policy::bot("anyteam"),
+        reports = policy::bot("reports"),
     )
 }
 
@@ -82,31 +66,40 @@ fn rig() -> Rig {
         .token(REPORTS_TOKEN, "T0ACME", &["chat:write"])
         .start();
     let bot = MockBot::start();
-    let clock = Arc::new(FakeClock::at(NOW));
     let gw = TestGatewayBuilder::new(&policy(&bot, "HELPDESK_BOT_TOKEN"))
         .secret("HELPDESK_SECRET", SECRET)
         .secret("REPORTS_SECRET", REPORTS_SECRET)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
+        .bot("helpdesk", KEY, TOKEN)
         .secret("HELPDESK_BOT_TOKEN_COPY", TOKEN)
-        .secret("ANYTEAM_GATEWAY_KEY", ANY_TEAM_KEY)
-        .secret("ANYTEAM_BOT_TOKEN", ANY_TEAM_TOKEN)
-        .secret("REPORTS_GATEWAY_KEY", REPORTS_KEY)
-        .secret("REPORTS_BOT_TOKEN", REPORTS_TOKEN)
-        .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
-        .egress(&slack.url(), Some(slack.ca_file()))
+        .bot("anyteam", ANY_TEAM_KEY, ANY_TEAM_TOKEN)
+        .bot("reports", REPORTS_KEY, REPORTS_TOKEN)
+        .fake_clock(&Arc::new(FakeClock::at(NOW)))
+        .slack(&slack)
         .start();
     Rig { slack, bot, gw }
 }
 
 /// A bot's `chat.postMessage`.
 fn post(gw: &TestGateway, key: &str) -> Response {
-    let body = r#"{"channel":"C0HELP","text":"hi"}"#;
-    let req = format!(
-        "POST /api/chat.postMessage HTTP/1.1\r\nHost: slackgate\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+    post_json(
+        gw,
+        key,
+        "chat.postMessage",
+        r#"{"channel":"C0HELP","text":"hi"}"#,
+    )
+}
+
+/// `POST /api/{method}` with `key` as the bearer token and this JSON body.
+fn post_json(gw: &TestGateway, key: &str, method: &str, body: &str) -> Response {
+    let auth = format!("Bearer {key}");
+    gw.egress_post(
+        &format!("/api/{method}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
 }
 
 fn assert_allowed(rig: &Rig, key: &str) {
@@ -120,9 +113,7 @@ fn assert_revoked(rig: &Rig, key: &str) {
     let before = rig.slack.count();
     let r = post(&rig.gw, key);
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["ok"], false);
-    assert_eq!(r.json()["error"], "token_revoked");
-    assert_eq!(r.header("x-slackgate-reason"), Some("token_revoked"));
+    r.assert_refused("token_revoked");
     assert_eq!(
         rig.slack.count(),
         before,
@@ -305,28 +296,28 @@ fn reply_policy(bot: &MockBot) -> String {
     format!(
         r#"version: 1
 {head}routes:
-  - name: helpdesk
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-bots:
-  helpdesk:
-    app: helpdesk
-    key: {{ env: HELPDESK_GATEWAY_KEY }}
-    token: {{ env: HELPDESK_BOT_TOKEN }}
+{route}bots:
+{helpdesk}    app: helpdesk
     methods: [chat.postMessage, chat.update, conversations.info]
     reply_scope: 10m
 "#,
-        head = helpdesk_to("HELPDESK_SECRET", "bot", bot.addr())
+        head = helpdesk_to("HELPDESK_SECRET", "bot", bot.addr()),
+        route = policy::route("helpdesk", "/slack/events", "helpdesk", "bot"),
+        helpdesk = policy::bot("helpdesk"),
     )
 }
 
+/// A gateway on [`reply_policy`] in front of `slack`, with bot `helpdesk`'s credentials.
+fn reply_gateway(bot: &MockBot, slack: &SlackApi, clock: &Arc<FakeClock>) -> TestGatewayBuilder {
+    TestGatewayBuilder::new(&reply_policy(bot))
+        .secret("HELPDESK_SECRET", SECRET)
+        .bot("helpdesk", KEY, TOKEN)
+        .fake_clock(clock)
+        .slack(slack)
+}
+
 fn call(gw: &TestGateway, method: &str, body: &str) -> Response {
-    let req = format!(
-        "POST /api/{method} HTTP/1.1\r\nHost: slackgate\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+    post_json(gw, KEY, method, body)
 }
 
 #[test]
@@ -336,13 +327,7 @@ fn reply_scope_allows_chat_writes_only_into_channels_seen_inbound_within_the_win
         .start();
     let bot = MockBot::start();
     let clock = Arc::new(FakeClock::at(NOW));
-    let gw = TestGatewayBuilder::new(&reply_policy(&bot))
-        .secret("HELPDESK_SECRET", SECRET)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
-        .egress(&slack.url(), Some(slack.ca_file()))
-        .start();
+    let gw = reply_gateway(&bot, &slack, &clock).start();
     let help = r#"{"channel":"C0HELP","text":"on it"}"#;
     let denied = |r: &Response, channel: &str| {
         assert_eq!(r.status, 200);
@@ -415,12 +400,7 @@ fn two_replicas_on_one_redis_share_reply_windows_and_revocations() {
     let bot = MockBot::start();
     let clock = Arc::new(FakeClock::at(NOW));
     let replica = || {
-        TestGatewayBuilder::new(&reply_policy(&bot))
-            .secret("HELPDESK_SECRET", SECRET)
-            .secret("HELPDESK_GATEWAY_KEY", KEY)
-            .secret("HELPDESK_BOT_TOKEN", TOKEN)
-            .clock(Arc::clone(&clock) as Arc<dyn slackgate_guard::Clock>)
-            .egress(&slack.url(), Some(slack.ca_file()))
+        reply_gateway(&bot, &slack, &clock)
             .config(&format!(
                 "state:\n  backend: redis\n  redis: {{ url: \"redis://{}\", timeout: 1s }}\n",
                 redis.addr

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use slackgate_guard::FakeClock;
 use slackgate_testkit::creds::{HELPDESK_KEY, HELPDESK_TOKEN, NOW, SIGNING_SECRET as SECRET};
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{self, helpdesk_to, route};
 use slackgate_testkit::{
     fixture, wait_until, MockBot, Response, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
@@ -26,31 +26,22 @@ fn policy(bot: &MockBot) -> String {
     format!(
         r#"version: 1
 {head}routes:
-  - name: helpdesk
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-    allow: {{ channels: [C0HELP] }}
+{route}    allow: {{ channels: [C0HELP] }}
 bots:
-  helpdesk:
-    key: {{ env: HELPDESK_GATEWAY_KEY }}
-    token: {{ env: HELPDESK_BOT_TOKEN }}
-    methods: ["chat.*", "canvases.*", conversations.info]
+{helpdesk}    methods: ["chat.*", "canvases.*", conversations.info]
     channels: [C0HELP, C0OPS]
     rate_limits: [{{ per: channel, rate: 1/min, burst: 1 }}]
-  replier:
-    app: helpdesk
-    key: {{ env: REPLIER_GATEWAY_KEY }}
-    token: {{ env: REPLIER_BOT_TOKEN }}
+{replier}    app: helpdesk
     methods: ["chat.*", "reactions.*"]
     reply_scope: 10m
-  counter:
-    key: {{ env: COUNTER_GATEWAY_KEY }}
-    token: {{ env: COUNTER_BOT_TOKEN }}
-    methods: [chat.postMessage]
+{counter}    methods: [chat.postMessage]
     rate_limits: [{{ per: method, rate: 1/min, burst: 1 }}]
 "#,
-        head = helpdesk_to("HELPDESK_SECRET", "bot", bot.addr())
+        head = helpdesk_to("HELPDESK_SECRET", "bot", bot.addr()),
+        route = route("helpdesk", "/slack/events", "helpdesk", "bot"),
+        helpdesk = policy::bot("helpdesk"),
+        replier = policy::bot("replier"),
+        counter = policy::bot("counter"),
     )
 }
 
@@ -73,17 +64,13 @@ fn rig() -> Rig {
         .token(COUNTER_TOKEN, "T0ACME", &scopes)
         .start();
     let bot = MockBot::start();
-    let clock = Arc::new(FakeClock::at(NOW));
     let gw = TestGatewayBuilder::new(&policy(&bot))
         .secret("HELPDESK_SECRET", SECRET)
-        .secret("HELPDESK_GATEWAY_KEY", HELPDESK_KEY)
-        .secret("HELPDESK_BOT_TOKEN", HELPDESK_TOKEN)
-        .secret("REPLIER_GATEWAY_KEY", REPLIER_KEY)
-        .secret("REPLIER_BOT_TOKEN", REPLIER_TOKEN)
-        .secret("COUNTER_GATEWAY_KEY", COUNTER_KEY)
-        .secret("COUNTER_BOT_TOKEN", COUNTER_TOKEN)
-        .clock(clock as Arc<dyn slackgate_guard::Clock>)
-        .egress(&slack.url(), Some(slack.ca_file()))
+        .bot("helpdesk", HELPDESK_KEY, HELPDESK_TOKEN)
+        .bot("replier", REPLIER_KEY, REPLIER_TOKEN)
+        .bot("counter", COUNTER_KEY, COUNTER_TOKEN)
+        .fake_clock(&Arc::new(FakeClock::at(NOW)))
+        .slack(&slack)
         .start();
     Rig {
         slack,
@@ -103,21 +90,16 @@ fn call(
     content_type: &str,
     body: &str,
 ) -> Response {
-    let mut req =
-        format!("POST {target} HTTP/1.1\r\nHost: slackgate\r\nContent-Type: {content_type}\r\n");
-    if let Some(key) = key {
-        req.push_str(&format!("Authorization: Bearer {key}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let mut headers = vec![("Content-Type", content_type)];
+    headers.extend(bearer.iter().map(|b| ("Authorization", b.as_str())));
+    gw.egress_post(target, &headers, body)
 }
 
 /// The gateway's answer for a refused call, the way Slack answers a failed one.
 fn assert_refused(r: &Response, reason: &str) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["ok"], false);
-    assert_eq!(r.json()["error"], reason);
-    assert_eq!(r.header("x-slackgate-reason"), Some(reason));
+    r.assert_refused(reason);
 }
 
 fn assert_slack_ok(r: &Response) {
@@ -127,9 +109,7 @@ fn assert_slack_ok(r: &Response) {
 
 /// The `n`-th audit record (1-based), which must be an egress one.
 fn egress_record(gw: &TestGateway, n: usize) -> serde_json::Value {
-    let r = gw.audit_nth(n);
-    assert_eq!(r["direction"], "egress", "{r}");
-    r
+    gw.egress_record(n)
 }
 
 /// The audit record's fields that say who called what, where.
@@ -454,6 +434,17 @@ fn reply_scope_covers_every_conversation_write() {
 #[test]
 fn a_denied_inbound_request_opens_no_reply_window() {
     let rig = rig();
+    // The replier's post into C0SECRET, refused whatever C0SECRET or C0HELP sent.
+    let leak = || {
+        let r = call(
+            &rig.gw,
+            "/api/chat.postMessage",
+            Some(REPLIER_KEY),
+            JSON,
+            r#"{"channel":"C0SECRET","text":"leak"}"#,
+        );
+        assert_refused(&r, "channel_denied");
+    };
     // A verified mention from C0SECRET, which the route does not allow: 403 scope_denied.
     let r = rig
         .gw
@@ -466,14 +457,7 @@ fn a_denied_inbound_request_opens_no_reply_window() {
         (&inbound["reason"], &inbound["channel_id"]),
         (&"scope_denied".into(), &"C0SECRET".into())
     );
-    let r = call(
-        &rig.gw,
-        "/api/chat.postMessage",
-        Some(REPLIER_KEY),
-        JSON,
-        r#"{"channel":"C0SECRET","text":"leak"}"#,
-    );
-    assert_refused(&r, "channel_denied");
+    leak();
     let rec = egress_record(&rig.gw, 2);
     assert_eq!(
         (&rec["rule"], &rec["channel_id"]),
@@ -496,14 +480,7 @@ fn a_denied_inbound_request_opens_no_reply_window() {
         r#"{"channel":"C0HELP","text":"on it"}"#,
     );
     assert_slack_ok(&r);
-    let r = call(
-        &rig.gw,
-        "/api/chat.postMessage",
-        Some(REPLIER_KEY),
-        JSON,
-        r#"{"channel":"C0SECRET","text":"leak"}"#,
-    );
-    assert_refused(&r, "channel_denied");
+    leak();
     let got = rig.slack.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].arg("channel").as_deref(), Some("C0HELP"));

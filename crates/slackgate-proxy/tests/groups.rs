@@ -78,9 +78,8 @@ fn rig(refresh: &'static str, groups: &[(&str, &[&str])]) -> Rig {
     let bot = MockBot::start();
     let gw = TestGatewayBuilder::new(&policy(&bot, refresh))
         .secret("HELPDESK_SECRET", SECRET)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .egress(&slack.url(), Some(slack.ca_file()))
+        .bot("helpdesk", KEY, TOKEN)
+        .slack(&slack)
         .start();
     Rig {
         slack,

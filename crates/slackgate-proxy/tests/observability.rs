@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 use slackgate_testkit::{
-    now_unix, wait_until, MockBot, SignedRequest, SlackApi, TestGatewayBuilder,
+    audit, now_unix, wait_until, MockBot, SignedRequest, SlackApi, TestGatewayBuilder,
 };
 
 /// An expiry far enough away to stay valid, so the expiry gauge is exported.
@@ -159,17 +159,16 @@ fn send_and_audit(rig: &Rig, req: &SignedRequest) -> slackgate_testkit::Response
 /// One Web API call by the egress bot, waiting for its audit record.
 fn egress_call(rig: &Rig, body: &str) -> slackgate_testkit::Response {
     let before = rig.gw.audit_raw().len();
-    let resp = rig
-        .gw
-        .egress_client()
-        .raw(
-            format!(
-                "POST /api/chat.postMessage HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {BOT_KEY}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let auth = format!("Bearer {BOT_KEY}");
+    let resp = rig.gw.egress_post(
+        "/api/chat.postMessage",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Connection", "close"),
+        ],
+        body,
+    );
     rig.gw.audit_lines(before + 1);
     resp
 }
@@ -220,7 +219,7 @@ fn exercised_scrape() -> String {
     );
     for a in &egress {
         let keys: BTreeSet<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, EGRESS_AUDIT_KEYS.into_iter().collect(), "{a}");
+        assert_eq!(keys, audit::EGRESS_KEYS.into_iter().collect(), "{a}");
     }
     assert_eq!(
         (
@@ -476,71 +475,13 @@ fn metric_name_extraction() {
 
 // === every reason code: a complete audit record and its counter ===
 
-/// The audit keys docs/audit.md lists, in its order; `lifecycle` is added only when true.
-const AUDIT_KEYS: [&str; 23] = [
-    "ts",
-    "direction",
-    "route",
-    "reason",
-    "status",
-    "shadow",
-    "client_ip",
-    "app",
-    "secret_id",
-    "kind",
-    "api_app_id",
-    "enterprise_id",
-    "team_id",
-    "user_id",
-    "channel_id",
-    "event_type",
-    "command",
-    "event_id",
-    "retry_num",
-    "rule",
-    "upstream",
-    "upstream_status",
-    "duration_us",
-];
-
-/// The fields of an egress audit record.
-const EGRESS_AUDIT_KEYS: [&str; 13] = [
-    "ts",
-    "direction",
-    "bot",
-    "method",
-    "team_id",
-    "channel_id",
-    "reason",
-    "status",
-    "rule",
-    "slack_ok",
-    "slack_error",
-    "upstream_status",
-    "duration_us",
-];
-
-/// Fields parsed from the payload; a request that failed before its payload was
-/// verified (and replay-checked) must carry none of them.
-const FACT_KEYS: [&str; 9] = [
-    "kind",
-    "api_app_id",
-    "enterprise_id",
-    "team_id",
-    "user_id",
-    "channel_id",
-    "event_type",
-    "command",
-    "event_id",
-];
-
 fn assert_complete(a: &Value) {
     let obj = a.as_object().expect("audit record is an object");
     let mut keys: BTreeSet<&str> = obj.keys().map(String::as_str).collect();
     if a["lifecycle"] == true {
         keys.remove("lifecycle");
     }
-    let want: BTreeSet<&str> = AUDIT_KEYS.into_iter().collect();
+    let want: BTreeSet<&str> = audit::inbound_keys().collect();
     assert_eq!(keys, want, "audit keys of {a}");
     assert_eq!(a["direction"], "inbound", "{a}");
     let ts = a["ts"].as_str().unwrap();
@@ -772,7 +713,7 @@ fn every_reason_code_has_a_complete_audit_record_and_its_counter() {
         let matched = c.verified || c.reason == "replayed";
         assert_eq!(a["secret_id"].is_string(), matched, "secret_id of {a}");
         if !c.verified {
-            for k in FACT_KEYS {
+            for k in audit::FACT_KEYS {
                 assert!(a[k].is_null(), "unverified request carries {k}: {a}");
             }
         } else if c.reason != "malformed_payload" {

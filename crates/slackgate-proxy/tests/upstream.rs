@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{mention_of_size, SECRET};
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{helpdesk_policy, helpdesk_route};
 use slackgate_testkit::{SignedRequest, TestGateway, TestGatewayBuilder};
 
 /// A bot that answers each request on a connection with the next scripted answer;
@@ -93,15 +93,10 @@ fn read_request(conn: &mut TcpStream) -> bool {
 }
 
 fn gateway(bot: SocketAddr) -> TestGateway {
-    let policy = format!(
-        r#"version: 1
-{head}routes:
-  - name: open
-    path: /slack/open
-    app: helpdesk
-    upstream: bot
-"#,
-        head = helpdesk_to("HELPDESK_SECRET", "bot", bot)
+    let policy = helpdesk_policy(
+        "HELPDESK_SECRET",
+        bot,
+        &[helpdesk_route("open", "/slack/open", "")],
     );
     TestGatewayBuilder::new(&policy)
         .secret("HELPDESK_SECRET", SECRET)

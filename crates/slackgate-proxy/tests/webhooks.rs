@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,26 +14,28 @@ use std::time::Duration;
 use slackgate_testkit::creds::{
     HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, REPORTER_KEY as OTHER_KEY, REPORTER_TOKEN,
 };
-use slackgate_testkit::{wait_until, Response, TestGateway, TestGatewayBuilder};
+use slackgate_testkit::policy::{bot, bots_from};
+use slackgate_testkit::{read_head, wait_until, Response, TestGateway, TestGatewayBuilder};
 
 /// The secret part of the webhook paths: it must never leave the gateway but to the
 /// receiver.
 const HOOK_SECRET: &str = "planted0hook0secret";
 
-const POLICY: &str = r#"version: 1
-routes: []
-bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    methods: [chat.postMessage]
-  reporter:
-    key: { env: REPORTER_GATEWAY_KEY }
-    token: { env: REPORTER_BOT_TOKEN }
-    methods: [chat.postMessage]
+/// Bot `helpdesk` as the policy first writes it.
+fn helpdesk() -> String {
+    format!("{}    methods: [chat.postMessage]\n", bots_from("helpdesk"))
+}
+
+fn policy() -> String {
+    format!(
+        "{}{}    methods: [chat.postMessage]
 webhooks:
-  alerts: { url: { env: ALERTS_WEBHOOK_URL }, bots: [helpdesk] }
-"#;
+  alerts: {{ url: {{ env: ALERTS_WEBHOOK_URL }}, bots: [helpdesk] }}
+",
+        helpdesk(),
+        bot("reporter")
+    )
+}
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -91,24 +93,9 @@ fn serve(conn: TcpStream, sink: &Mutex<Vec<Received>>) {
     let mut out = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
     loop {
-        let mut request_line = String::new();
-        if r.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Ok((request_line, headers)) = read_head(&mut r) else {
             return;
-        }
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = line.split_once(':') {
-                headers.push((n.trim().to_owned(), v.trim().to_owned()));
-            }
-        }
+        };
         let len: usize = headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
@@ -142,11 +129,9 @@ struct Rig {
 
 fn rig() -> Rig {
     let receiver = Receiver::start();
-    let gw = TestGatewayBuilder::new(POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
-        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
+    let gw = TestGatewayBuilder::new(&policy())
+        .bot("helpdesk", KEY, TOKEN)
+        .bot("reporter", OTHER_KEY, REPORTER_TOKEN)
         .secret(
             "ALERTS_WEBHOOK_URL",
             &receiver.url(&format!("/services/T0ACME/B0ALERT/{HOOK_SECRET}")),
@@ -160,16 +145,21 @@ fn rig() -> Rig {
 
 /// `POST {target}` on the egress listener with these headers and body.
 fn post(gw: &TestGateway, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut req = format!("POST {target} HTTP/1.1\r\nHost: slackgate\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    gw.egress_client().raw(req.as_bytes()).expect("an answer")
+    gw.egress_post(target, headers, body)
 }
 
-/// `POST /reload`, which must succeed.
-fn reload_ok(gw: &TestGateway) {
+/// A JSON post to webhook `alerts` with `key` as the bearer token.
+fn alert(gw: &TestGateway, key: &str, body: &str) -> Response {
+    post(
+        gw,
+        "/hooks/alerts",
+        &[("Authorization", &bearer(key)), JSON],
+        body,
+    )
+}
+
+/// `POST /reload`, which must succeed: its answer.
+fn reload_ok(gw: &TestGateway) -> Response {
     let reload = gw.admin_client().post("/reload").unwrap();
     assert_eq!(
         reload.json()["ok"],
@@ -177,6 +167,7 @@ fn reload_ok(gw: &TestGateway) {
         "{}",
         String::from_utf8_lossy(&reload.body)
     );
+    reload
 }
 
 fn bearer(key: &str) -> String {
@@ -187,14 +178,7 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 const MESSAGE: &str = r#"{"text":"disk  full on db-1 \u2014 <!here>","blocks":[]}"#;
 
 fn assert_refused(r: &Response, reason: &str) {
-    assert_eq!(
-        r.json()["ok"],
-        false,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(r.json()["error"], reason);
-    assert_eq!(r.header("x-slackgate-reason"), Some(reason));
+    r.assert_refused(reason);
 }
 
 fn assert_no_url(what: &str, text: &str) {
@@ -276,12 +260,7 @@ fn an_allowed_post_reaches_the_webhook_byte_for_byte() {
 #[test]
 fn a_bot_not_listed_is_denied_and_nothing_is_posted() {
     let rig = rig();
-    let r = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &bearer(OTHER_KEY)), JSON],
-        MESSAGE,
-    );
+    let r = alert(&rig.gw, OTHER_KEY, MESSAGE);
     assert_refused(&r, "method_denied");
     assert_no_url("the answer", &answer_text(&r));
     let rec = rig.gw.audit_nth(1);
@@ -343,32 +322,16 @@ fn a_bad_key_is_an_unknown_bot() {
 #[test]
 fn rotating_the_url_is_a_secret_change_and_a_reload() {
     let rig = rig();
-    let r = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &bearer(KEY)), JSON],
-        "{}",
-    );
+    let r = alert(&rig.gw, KEY, "{}");
     assert_eq!(r.status, 200);
     rig.gw.secrets.set(
         "ALERTS_WEBHOOK_URL",
         &rig.receiver
             .url(&format!("/services/T0ACME/B0ALERT/{HOOK_SECRET}2")),
     );
-    let reload = rig.gw.admin_client().post("/reload").unwrap();
-    assert_eq!(
-        reload.json()["ok"],
-        true,
-        "{}",
-        String::from_utf8_lossy(&reload.body)
-    );
+    let reload = reload_ok(&rig.gw);
     assert_no_url("/reload", &String::from_utf8_lossy(&reload.body));
-    let r = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &bearer(KEY)), JSON],
-        "{}",
-    );
+    let r = alert(&rig.gw, KEY, "{}");
     assert_eq!(r.status, 200);
     let got = rig.receiver.got();
     assert_eq!(got.len(), 2);
@@ -390,12 +353,7 @@ fn refused_reload(rig: &Rig) -> String {
 
 fn still_posts_to_the_first_url(rig: &Rig) {
     let before = rig.receiver.got().len();
-    let r = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &bearer(KEY)), JSON],
-        "{}",
-    );
+    let r = alert(&rig.gw, KEY, "{}");
     assert_eq!(r.status, 200);
     assert!(wait_until(Duration::from_secs(5), || rig
         .receiver
@@ -425,7 +383,7 @@ fn a_url_outside_hooks_base_is_a_load_error() {
         "{e}"
     );
     // At the `url` reference in the policy.
-    let (line, column) = POLICY
+    let (line, column) = policy()
         .lines()
         .enumerate()
         .find_map(|(i, l)| l.find("ALERTS_WEBHOOK_URL").map(|c| (i + 1, c + 1)))
@@ -437,7 +395,7 @@ fn a_url_outside_hooks_base_is_a_load_error() {
 #[test]
 fn a_literal_url_or_an_unknown_bot_is_a_policy_error() {
     let rig = rig();
-    rig.gw.write_policy(&POLICY.replace(
+    rig.gw.write_policy(&policy().replace(
         "url: { env: ALERTS_WEBHOOK_URL }",
         &format!(
             "url: {}",
@@ -449,7 +407,7 @@ fn a_literal_url_or_an_unknown_bot_is_a_policy_error() {
     still_posts_to_the_first_url(&rig);
 
     rig.gw
-        .write_policy(&POLICY.replace("bots: [helpdesk] }", "bots: [helpdesk, nobody] }"));
+        .write_policy(&policy().replace("bots: [helpdesk] }", "bots: [helpdesk, nobody] }"));
     let e = refused_reload(&rig);
     assert!(
         e.contains("webhook `alerts` names bot `nobody`, which is not defined"),
@@ -463,25 +421,15 @@ fn a_literal_url_or_an_unknown_bot_is_a_policy_error() {
 #[test]
 fn a_post_over_the_bots_rate_limit_is_answered_locally() {
     let rig = rig();
-    rig.gw.write_policy(&POLICY.replace(
-        "  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n",
-        "  helpdesk:\n    key: { env: HELPDESK_GATEWAY_KEY }\n    token: { env: HELPDESK_BOT_TOKEN }\n    methods: [chat.postMessage]\n    rate_limits: [{ per: bot, rate: 1/min, burst: 1 }]\n",
+    let helpdesk = helpdesk();
+    rig.gw.write_policy(&policy().replace(
+        &helpdesk,
+        &format!("{helpdesk}    rate_limits: [{{ per: bot, rate: 1/min, burst: 1 }}]\n"),
     ));
     reload_ok(&rig.gw);
-    let auth = bearer(KEY);
-    let first = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &auth), JSON],
-        "{}",
-    );
+    let first = alert(&rig.gw, KEY, "{}");
     assert_eq!(first.status, 200, "{}", answer_text(&first));
-    let second = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &auth), JSON],
-        "{}",
-    );
+    let second = alert(&rig.gw, KEY, "{}");
     assert_eq!(second.status, 429, "{}", answer_text(&second));
     assert_eq!(second.json()["error"], "rate_limited");
     assert!(second.header("retry-after").is_some());
@@ -509,13 +457,7 @@ fn a_webhook_slack_rate_limits_is_waited_out_locally() {
             .url(&format!("/busy/services/T0ACME/B0ALERT/{HOOK_SECRET}")),
     );
     reload_ok(&rig.gw);
-    let auth = bearer(KEY);
-    let first = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &auth), JSON],
-        MESSAGE,
-    );
+    let first = alert(&rig.gw, KEY, MESSAGE);
     assert_eq!(first.status, 429, "{}", answer_text(&first));
     assert_eq!(first.header("retry-after"), Some("30"));
     assert_eq!(
@@ -523,12 +465,7 @@ fn a_webhook_slack_rate_limits_is_waited_out_locally() {
         None,
         "Slack's own answer is relayed"
     );
-    let second = post(
-        &rig.gw,
-        "/hooks/alerts",
-        &[("Authorization", &auth), JSON],
-        MESSAGE,
-    );
+    let second = alert(&rig.gw, KEY, MESSAGE);
     assert_eq!(second.status, 429, "{}", answer_text(&second));
     assert_refused(&second, "slack_rate_limited");
     assert!(second.header("retry-after").is_some());

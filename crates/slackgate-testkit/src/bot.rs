@@ -3,7 +3,7 @@
 //! It records every request it parses and counts every byte it receives, so tests
 //! can assert what the bot did *not* get: for a denied request, not even a header.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -147,35 +147,14 @@ fn serve(stream: TcpStream, inner: &Inner) {
         inner,
     });
     loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+        let Ok((line, headers)) = crate::client::read_head(&mut reader) else {
+            return;
+        };
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or_default().to_owned();
         let target = parts.next().unwrap_or_default().to_owned();
-        let mut headers = Vec::new();
-        let mut content_length = 0usize;
-        loop {
-            let mut h = String::new();
-            match reader.read_line(&mut h) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let k = k.trim().to_ascii_lowercase();
-                let v = v.trim().to_owned();
-                if k == "content-length" {
-                    content_length = v.parse().unwrap_or(0);
-                }
-                headers.push((k, v));
-            }
-        }
+        let content_length: usize =
+            crate::client::last_header(&headers, "content-length").unwrap_or(0);
         let mut body = vec![0u8; content_length];
         if reader.read_exact(&mut body).is_err() {
             return;

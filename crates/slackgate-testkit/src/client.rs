@@ -29,6 +29,19 @@ impl Response {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Asserts a refusal the way Slack answers a failed call: `ok: false`, with `error` and
+    /// the `X-Slackgate-Reason` header both `reason`.
+    pub fn assert_refused(&self, reason: &str) {
+        assert_eq!(
+            self.json()["ok"],
+            false,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.json()["error"], reason);
+        assert_eq!(self.header("x-slackgate-reason"), Some(reason));
+    }
+
     /// The `reason` field of a gateway answer.
     pub fn reason(&self) -> Option<String> {
         self.json()
@@ -144,20 +157,15 @@ impl Client {
     }
 }
 
-/// Reads one HTTP/1.1 response framed by Content-Length (or by close).
-pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
+/// Reads an HTTP/1.1 head: its first line (as read, line end included) and its header
+/// fields in arrival order, names lowercased and values trimmed. A stream that ends before
+/// the blank line is `UnexpectedEof`.
+pub fn read_head<R: BufRead>(r: &mut R) -> std::io::Result<(String, Vec<(String, String)>)> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
     let mut headers = Vec::new();
-    let mut len: Option<usize> = None;
-    let mut chunked = false;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 {
@@ -165,20 +173,38 @@ pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
         }
         let h = h.trim_end();
         if h.is_empty() {
-            break;
+            return Ok((line, headers));
         }
         if let Some((k, v)) = h.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim().to_owned();
-            if k == "content-length" {
-                len = v.parse().ok();
-            }
-            if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            }
-            headers.push((k, v));
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
+}
+
+/// The last value of header `name` in a list [`read_head`] read, parsed.
+pub(crate) fn last_header<T: std::str::FromStr>(
+    headers: &[(String, String)],
+    name: &str,
+) -> Option<T> {
+    headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Reads one HTTP/1.1 response framed by Content-Length (or by close).
+pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
+    let (line, headers) = read_head(r)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let len: Option<usize> = last_header(&headers, "content-length");
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     let mut body = Vec::new();
     if chunked {
         loop {

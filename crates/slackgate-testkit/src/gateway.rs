@@ -12,7 +12,7 @@ use slackgate_guard::Clock;
 use slackgate_proxy::{AuditTarget, Options, RunningGateway};
 
 use crate::certs::TestCerts;
-use crate::client::Client;
+use crate::client::{Client, Response};
 use crate::{free_port, wait_until};
 
 /// Builds a [`TestGateway`].
@@ -116,6 +116,23 @@ impl TestGatewayBuilder {
     pub fn secret(self, name: &str, value: &str) -> Self {
         self.secrets.set(name, value);
         self
+    }
+
+    /// Sets bot `name`'s gateway key and token, in the env variables a policy written with
+    /// [`policy::bot`](crate::policy::bot) reads them from.
+    pub fn bot(self, name: &str, key: &str, token: &str) -> Self {
+        let (key_env, token_env) = crate::policy::bot_env(name);
+        self.secret(&key_env, key).secret(&token_env, token)
+    }
+
+    /// Turns the egress door on in front of this Slack stand-in, trusting its test CA.
+    pub fn slack(self, slack: &crate::SlackApi) -> Self {
+        self.egress(&slack.url(), Some(slack.ca_file()))
+    }
+
+    /// Uses this fake clock for signatures and buckets.
+    pub fn fake_clock(self, c: &Arc<slackgate_guard::FakeClock>) -> Self {
+        self.clock(Arc::clone(c) as Arc<dyn Clock>)
     }
 
     /// Appends raw YAML to the config (e.g. `trusted_proxies: [127.0.0.0/8]`).
@@ -275,6 +292,24 @@ impl TestGateway {
             Some(c) => Client::tls(addr, &c.der),
             None => Client::plain(addr),
         }
+    }
+
+    /// `POST {target}` on a fresh connection to the egress listener, with these headers
+    /// (`Content-Length` added) and body: the gateway's answer.
+    pub fn egress_post(&self, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        let mut req = format!("POST {target} HTTP/1.1\r\nHost: slackgate\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        self.egress_client().raw(req.as_bytes()).expect("an answer")
+    }
+
+    /// The `n`-th audit record (1-based), which must be an egress one.
+    pub fn egress_record(&self, n: usize) -> serde_json::Value {
+        let r = self.audit_nth(n);
+        assert_eq!(r["direction"], "egress", "{r}");
+        r
     }
 
     /// A client for the admin listener.

@@ -10,21 +10,22 @@
 //! talks to anything but loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod bot;
 pub mod certs;
 pub mod client;
 pub mod creds;
 pub mod gateway;
-pub mod policy;
 pub mod redis;
 pub mod slack_api;
 
 pub use bot::{BotBehavior, MockBot, Recorded};
 pub use certs::TestCerts;
-pub use client::{read_response, Client, Response};
+pub use client::{read_head, read_response, Client, Response};
 pub use gateway::{TestGateway, TestGatewayBuilder};
 pub use redis::Redis;
 pub use slack_api::{Answer, Received, SlackApi, SlackApiBuilder};
+pub use slackgate_fixtures::policy;
 pub use slackgate_fixtures::{
     self as fixtures, all_fixtures, content_type_for, fixture, fixture_with, fixtures_dir,
     now_unix, MapSecrets, SignedRequest, Signer,

@@ -76,30 +76,15 @@ fn start_echo_bot() -> anyhow::Result<std::net::SocketAddr> {
 fn echo(stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(&stream);
-    loop {
-        let mut line = String::new();
-        if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-            return;
-        }
+    while let Some((_, headers)) = read_head(&mut reader) {
         let mut len = 0usize;
         let mut seen = serde_json::Map::new();
-        loop {
-            let mut h = String::new();
-            if !matches!(reader.read_line(&mut h), Ok(n) if n > 0) {
-                return;
+        for (k, v) in headers {
+            if k == "content-length" {
+                len = v.parse().unwrap_or(0);
             }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let k = k.trim().to_ascii_lowercase();
-                if k == "content-length" {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if k.starts_with("x-slackgate-") {
-                    seen.insert(k, v.trim().into());
-                }
+            if k.starts_with("x-slackgate-") {
+                seen.insert(k, v.into());
             }
         }
         let mut body = vec![0; len.min(16 * 1024 * 1024)];
@@ -114,6 +99,29 @@ fn echo(stream: TcpStream) {
         );
         if (&stream).write_all(resp.as_bytes()).is_err() {
             return;
+        }
+    }
+}
+
+/// One request head from `reader`: its request line and its header fields, names
+/// lowercased and values trimmed; `None` once the connection ends or fails.
+fn read_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
+    let mut line = String::new();
+    if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if !matches!(reader.read_line(&mut h), Ok(n) if n > 0) {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            return Some((line, headers));
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
 }

@@ -11,25 +11,21 @@
 //! `SLACKGATE_PYTHON` overrides the interpreter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{helpdesk_to, keys, route};
 use slackgate_testkit::{
-    fixture, now_unix, wait_until, Client, SignedRequest, TestGateway, TestGatewayBuilder,
+    fixture, now_unix, Client, SignedRequest, TestGateway, TestGatewayBuilder,
 };
+use support::python::{python, PyServer};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-bolt-compat";
 const PATH: &str = "/slack/events";
-
-fn python() -> String {
-    std::env::var("SLACKGATE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
 
 fn bot_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bolt/bot.py")
@@ -60,57 +56,26 @@ fn require_bolt() {
 
 /// The Bolt app in a child process, killed when dropped.
 struct BoltBot {
-    child: Child,
+    server: PyServer,
     addr: SocketAddr,
 }
 
 impl BoltBot {
     fn start(secret: &str) -> Self {
         require_bolt();
-        let mut child = Command::new(python())
-            .arg(bot_script())
+        let mut cmd = Command::new(python());
+        cmd.arg(bot_script())
             .args(["--port", "0", "--path", PATH])
-            .env("SLACK_SIGNING_SECRET", secret)
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bot_script().display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The port line is read on a thread so a hung interpreter cannot hang the test.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut bot = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let Some(addr) = line.trim().strip_prefix("listening ") else {
-            let status = bot.child.try_wait().ok().flatten();
-            panic!(
-                "bot.py did not report its port (exit status {status:?}, first line {line:?}); \
-                 see its stderr above"
-            );
-        };
-        bot.addr = addr.parse().expect("bot.py printed host:port");
-        let client = bot.client();
-        assert!(
-            wait_until(Duration::from_secs(30), || client
-                .get("/ran")
-                .is_ok_and(|r| r.status == 200)),
-            "bot.py on {} never answered GET /ran",
-            bot.addr
-        );
-        bot
+            .env("SLACK_SIGNING_SECRET", secret);
+        let server = PyServer::start(cmd, "bot.py", None);
+        Self {
+            addr: server.addr,
+            server,
+        }
     }
 
     fn client(&self) -> Client {
-        Client::plain(self.addr)
+        self.server.client()
     }
 
     fn get_json(&self, path: &str) -> Vec<Value> {
@@ -130,31 +95,21 @@ impl BoltBot {
     }
 }
 
-impl Drop for BoltBot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn policy(bot: SocketAddr) -> String {
     format!(
-        r#"version: 1
-{head}routes:
-  - name: helpdesk
-    path: {PATH}
-    app: helpdesk
-    upstream: bolt
-    allow:
-      teams: [T0ACME]
-      channels: [C0HELP]
-      events: [app_mention]
-      commands: [/ticket]
-      actions: ["ticket_*"]
-    deny:
-      users: [U0BAD]
-"#,
-        head = helpdesk_to("HELPDESK_SIGNING_SECRET", "bolt", bot)
+        "version: 1\n{head}routes:\n{route}{keys}",
+        head = helpdesk_to("HELPDESK_SIGNING_SECRET", "bolt", bot),
+        route = route("helpdesk", PATH, "helpdesk", "bolt"),
+        keys = keys(
+            r#"allow:
+  teams: [T0ACME]
+  channels: [C0HELP]
+  events: [app_mention]
+  commands: [/ticket]
+  actions: ["ticket_*"]
+deny:
+  users: [U0BAD]"#
+        )
     )
 }
 

@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use slackgate_testkit::policy::{app, bot, bot_as, bots_from, helpdesk_route, helpdesk_to};
 use slackgate_testkit::{fixture, free_port, SignedRequest};
 use support::{explain, explain_egress, slackgate, text};
 
@@ -522,19 +523,12 @@ bots:
         "{stderr}"
     );
 
-    let shared = "version: 1
-routes: []
-bots:
-  a:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    methods: [chat.postMessage]
-  b:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    methods: [chat.postMessage]
-";
-    std::fs::write(tmp.path().join("policy.yaml"), shared).unwrap();
+    let shared = format!(
+        "version: 1\nroutes: []\nbots:\n{}    methods: [chat.postMessage]\n{}    methods: [chat.postMessage]\n",
+        bot_as("a", "helpdesk"),
+        bot_as("b", "helpdesk")
+    );
+    std::fs::write(tmp.path().join("policy.yaml"), &shared).unwrap();
     let env = [
         ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
         ("HELPDESK_BOT_TOKEN", planted_env),
@@ -594,16 +588,10 @@ fn check_reports_egress_config_errors_with_positions() {
 fn check_reports_user_groups() {
     let tmp = tempfile::tempdir().unwrap();
     let policy = tmp.path().join("policy.yaml");
-    let head = "version: 1
-routes: []
-bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    team: T0ACME
-    methods: [chat.postMessage]
-groups:
-";
+    let head = format!(
+        "{}    team: T0ACME\n    methods: [chat.postMessage]\ngroups:\n",
+        bots_from("helpdesk")
+    );
     let env = [
         ("HELPDESK_BOT_TOKEN", "xoxb-3333-4444-PLANTEDvalue"),
         ("HELPDESK_GATEWAY_KEY", "gk_PLANTED_key_000000000000"),
@@ -688,28 +676,17 @@ impl ExplainRig {
         std::fs::write(
             dir.path().join("policy.yaml"),
             format!(
-                "version: 1
-apps:
-  helpdesk:
-    api_app_id: A0HELPDESK
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SIGNING_SECRET }}
-upstreams:
-  bot: {{ targets: [\"{}\"] }}
-groups:
-  blocked: [U0BAD]
-routes:
-  - name: helpdesk
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-    allow:
-      teams: [T0ACME]
-      events: [app_mention]
-    deny:
-      users: [\"@blocked\"]
-",
-                upstream.local_addr().unwrap()
+                "version: 1\n{}groups:\n  blocked: [U0BAD]\nroutes:\n{}",
+                helpdesk_to(
+                    "HELPDESK_SIGNING_SECRET",
+                    "bot",
+                    upstream.local_addr().unwrap()
+                ),
+                helpdesk_route(
+                    "helpdesk",
+                    "/slack/events",
+                    "allow:\n  teams: [T0ACME]\n  events: [app_mention]\ndeny:\n  users: [\"@blocked\"]"
+                )
             ),
         )
         .unwrap();
@@ -813,17 +790,14 @@ impl EgressRig {
         .unwrap();
         std::fs::write(
             dir.path().join("policy.yaml"),
-            "version: 1
-routes: []
-bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    team: T0ACME
+            format!(
+                "{}    team: T0ACME
     methods: [chat.postMessage, \"reactions.*\", \"apps.*\"]
     channels: [C0HELP, C0OPS]
     deny_args: [username, icon_url]
 ",
+                bots_from("helpdesk")
+            ),
         )
         .unwrap();
         Self { dir }
@@ -1195,25 +1169,30 @@ fn explain_egress_takes_a_policy_alone_and_notes_a_config_without_egress() {
 
 // === demo ===
 
+/// `slackgate demo --self-test` on these listen, admin and egress addresses.
+fn demo_self_test(listen: &str, admin: &str, egress: &str) -> Output {
+    slackgate(
+        &[
+            "demo",
+            "--self-test",
+            "--listen",
+            listen,
+            "--admin",
+            admin,
+            "--egress",
+            egress,
+        ],
+        &[],
+        b"",
+    )
+}
+
 #[test]
 fn demo_self_test_prints_allowed_denied_replayed() {
     let listen = free_port().to_string();
     let admin = free_port().to_string();
     let egress = free_port().to_string();
-    let out = slackgate(
-        &[
-            "demo",
-            "--self-test",
-            "--listen",
-            &listen,
-            "--admin",
-            &admin,
-            "--egress",
-            &egress,
-        ],
-        &[],
-        b"",
-    );
+    let out = demo_self_test(&listen, &admin, &egress);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(
         out.status.success(),
@@ -1315,20 +1294,7 @@ fn demo_self_test_writes_every_audit_record_before_it_exits() {
         free_port().to_string(),
         free_port().to_string(),
     );
-    let out = slackgate(
-        &[
-            "demo",
-            "--self-test",
-            "--listen",
-            &listen,
-            "--admin",
-            &admin,
-            "--egress",
-            &egress,
-        ],
-        &[],
-        b"",
-    );
+    let out = demo_self_test(&listen, &admin, &egress);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     // audit.path "-": one JSON line per request on stdout, inbound and egress.
@@ -1361,20 +1327,7 @@ fn demo_on_a_busy_egress_port_fails_fast_naming_the_flag() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let egress = busy.local_addr().unwrap().to_string();
     let (listen, admin) = (free_port().to_string(), free_port().to_string());
-    let out = slackgate(
-        &[
-            "demo",
-            "--self-test",
-            "--listen",
-            &listen,
-            "--admin",
-            &admin,
-            "--egress",
-            &egress,
-        ],
-        &[],
-        b"",
-    );
+    let out = demo_self_test(&listen, &admin, &egress);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -1390,20 +1343,7 @@ fn demo_on_a_busy_port_fails_fast_naming_the_flag() {
     let admin = free_port().to_string();
     let egress = free_port().to_string();
     let started = Instant::now();
-    let out = slackgate(
-        &[
-            "demo",
-            "--self-test",
-            "--listen",
-            &listen,
-            "--admin",
-            &admin,
-            "--egress",
-            &egress,
-        ],
-        &[],
-        b"",
-    );
+    let out = demo_self_test(&listen, &admin, &egress);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -1422,20 +1362,14 @@ fn explain_egress_shows_the_reply_scope_decision() {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(
         &policy,
-        "version: 1
-apps:
-  helpdesk:
-    signing_secrets:
-      - { id: current, env: HELPDESK_SIGNING_SECRET }
-routes: []
-bots:
-  helpdesk:
-    app: helpdesk
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
+        format!(
+            "version: 1\n{}routes: []\nbots:\n{}    app: helpdesk
     methods: [chat.postMessage]
     reply_scope: 10m
 ",
+            app("helpdesk", "HELPDESK_SIGNING_SECRET"),
+            bot("helpdesk")
+        ),
     )
     .unwrap();
     let env = [

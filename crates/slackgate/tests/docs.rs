@@ -186,16 +186,16 @@ bots:
     .sign(SECRET);
     let answer = gw.client().send(&inbound).unwrap();
     assert_eq!(answer.status, 200, "the inbound request was not forwarded");
-    let body = "channel=C0HELP&text=hi";
-    gw.egress_client()
-        .raw(
-            format!(
-                "POST /api/chat.postMessage HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {BOT_KEY}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let auth = format!("Bearer {BOT_KEY}");
+    gw.egress_post(
+        "/api/chat.postMessage",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Connection", "close"),
+        ],
+        "channel=C0HELP&text=hi",
+    );
     assert!(
         wait_until(Duration::from_secs(10), || {
             let m = gw.metrics();
@@ -360,17 +360,42 @@ fn config_errors(yaml: &str) -> String {
     }
 }
 
-#[test]
-fn every_config_key_is_in_config_md() {
-    let documented = rows(&page("config.md"));
+/// Asserts that docs/`name` has a row for every key the loader allows: `top` at the top
+/// level, and for each case (where, a file with an unknown key there) the keys that
+/// `errors` (the loader's errors for the file) lists as allowed there. The keys, by where.
+fn assert_every_key_documented(
+    name: &str,
+    top: &[&str],
+    cases: impl IntoIterator<Item = (&'static str, String)>,
+    errors: impl Fn(&str) -> String,
+) -> BTreeMap<String, Vec<String>> {
+    let documented = rows(&page(name));
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     keys.insert(
         "top level".into(),
-        slackgate_policy::CONFIG_KEYS
-            .iter()
-            .map(|k| (*k).to_owned())
-            .collect(),
+        top.iter().map(|k| (*k).to_owned()).collect(),
     );
+    for (what, yaml) in cases {
+        keys.insert(what.into(), allowed_keys(&errors(&yaml), what));
+    }
+    let missing: Vec<String> = keys
+        .iter()
+        .flat_map(|(what, ks)| {
+            ks.iter()
+                .filter(|k| !documents(&documented, k))
+                .map(move |k| format!("`{k}` ({what})"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/{name} has no row for: {}",
+        missing.join(", ")
+    );
+    keys
+}
+
+#[test]
+fn every_config_key_is_in_config_md() {
     let base = "listen: [{ addr: 127.0.0.1:1 }]\npolicy: p.yaml\n";
     let cases: [(&str, String); 9] = [
         ("listen", format!("listen: [{{ addr: 127.0.0.1:1, {UNKNOWN}: 1 }}]\npolicy: p.yaml\n")),
@@ -389,21 +414,11 @@ fn every_config_key_is_in_config_md() {
         ("egress", format!("{base}egress: {{ listen: {{ addr: 127.0.0.1:3 }}, {UNKNOWN}: 1 }}\n")),
         ("egress.listen", format!("{base}egress: {{ listen: {{ addr: 127.0.0.1:3, {UNKNOWN}: 1 }} }}\n")),
     ];
-    for (what, yaml) in cases {
-        keys.insert(what.into(), allowed_keys(&config_errors(&yaml), what));
-    }
-    let missing: Vec<String> = keys
-        .iter()
-        .flat_map(|(what, ks)| {
-            ks.iter()
-                .filter(|k| !documents(&documented, k))
-                .map(move |k| format!("`{k}` ({what})"))
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/config.md has no row for: {}",
-        missing.join(", ")
+    let keys = assert_every_key_documented(
+        "config.md",
+        slackgate_policy::CONFIG_KEYS,
+        cases,
+        config_errors,
     );
     // The loader's answer is the spec's list (a sanity check of the unknown-key probe).
     assert!(keys["limits"].contains(&"max_connections".to_owned()));
@@ -411,7 +426,6 @@ fn every_config_key_is_in_config_md() {
 
 #[test]
 fn every_policy_key_is_in_policy_md() {
-    let documented = rows(&page("policy.md"));
     let secrets = MapSecrets::default();
     let policy_errors = |yaml: &str| -> String {
         match slackgate_policy::compile_policy(
@@ -459,29 +473,11 @@ fn every_policy_key_is_in_policy_md() {
             format!("version: 1\nroutes: []\nwebhooks:\n  w: {{ url: {{ env: W }}, bots: [b], {UNKNOWN}: 1 }}\n"),
         ),
     ];
-    let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    keys.insert(
-        "top level".into(),
-        slackgate_policy::POLICY_KEYS
-            .iter()
-            .map(|k| (*k).to_owned())
-            .collect(),
-    );
-    for (what, yaml) in cases {
-        keys.insert(what.into(), allowed_keys(&policy_errors(&yaml), what));
-    }
-    let missing: Vec<String> = keys
-        .iter()
-        .flat_map(|(what, ks)| {
-            ks.iter()
-                .filter(|k| !documents(&documented, k))
-                .map(move |k| format!("`{k}` ({what})"))
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/policy.md has no row for: {}",
-        missing.join(", ")
+    assert_every_key_documented(
+        "policy.md",
+        slackgate_policy::POLICY_KEYS,
+        cases,
+        policy_errors,
     );
 }
 

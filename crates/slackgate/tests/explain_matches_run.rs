@@ -20,7 +20,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{bots_from, helpdesk_policy, helpdesk_route};
 use slackgate_testkit::{fixture, now_unix, MockBot, SignedRequest, SlackApi, TestGatewayBuilder};
 
 const SECRET: &str = "explain-matches-run-5ecret-0123456789";
@@ -31,38 +31,32 @@ const DENIED: &str = "192.0.2.7";
 const MAX_BODY: usize = 4096;
 
 fn policy(bot: &MockBot) -> String {
-    format!(
-        r#"version: 1
-{head}routes:
-  - name: enforced
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-    source_ips: {{ deny: [192.0.2.0/24] }}
-    allow: {{ teams: [T0ACME], users: [U0333], channels: [C0HELP] }}
-    deny: {{ users: [U0BAD] }}
-  - name: acked
-    path: /slack/ack
-    app: helpdesk
-    upstream: bot
-    on_deny: ack
-    allow: {{ teams: [T0OTHER] }}
-  - name: shadowed
-    path: /slack/shadow
-    app: helpdesk
-    upstream: bot
-    mode: shadow
-    source_ips: {{ deny: [192.0.2.0/24] }}
-    allow: {{ users: [U0NOBODY] }}
-  - name: unverified
-    path: /slack/unverified
-    app: helpdesk
-    upstream: bot
-    mode: shadow
-    allow_unverified_shadow: true
-    source_ips: {{ deny: [192.0.2.0/24] }}
-"#,
-        head = helpdesk_to(SECRET_ENV, "bot", bot.addr())
+    let fenced = "source_ips: { deny: [192.0.2.0/24] }";
+    helpdesk_policy(
+        SECRET_ENV,
+        bot.addr(),
+        &[
+            helpdesk_route(
+                "enforced",
+                "/slack/events",
+                &format!("{fenced}\nallow: {{ teams: [T0ACME], users: [U0333], channels: [C0HELP] }}\ndeny: {{ users: [U0BAD] }}"),
+            ),
+            helpdesk_route(
+                "acked",
+                "/slack/ack",
+                "on_deny: ack\nallow: { teams: [T0OTHER] }",
+            ),
+            helpdesk_route(
+                "shadowed",
+                "/slack/shadow",
+                &format!("mode: shadow\n{fenced}\nallow: {{ users: [U0NOBODY] }}"),
+            ),
+            helpdesk_route(
+                "unverified",
+                "/slack/unverified",
+                &format!("mode: shadow\nallow_unverified_shadow: true\n{fenced}"),
+            ),
+        ],
     )
 }
 
@@ -391,17 +385,16 @@ const TOKEN: &str = "xoxb-1111-2222-matchesrun0t0ken";
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json; charset=utf-8";
 
-const EGRESS_POLICY: &str = r#"version: 1
-routes: []
-bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    team: T0ACME
+fn egress_policy() -> String {
+    format!(
+        r#"{}    team: T0ACME
     methods: [chat.postMessage, "reactions.*", "apps.*", conversations.info]
     channels: [C0HELP, C0OPS]
     deny_args: [username]
-"#;
+"#,
+        bots_from("helpdesk")
+    )
+}
 
 /// One Web API call: its request target, headers (name, value) and body.
 struct Call {
@@ -610,10 +603,9 @@ fn explain_egress_gives_the_gateways_decision_for_every_reason() {
             &["chat:write", "reactions:write", "channels:read"],
         )
         .start();
-    let gw = TestGatewayBuilder::new(EGRESS_POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .egress(&slack.url(), Some(slack.ca_file()))
+    let gw = TestGatewayBuilder::new(&egress_policy())
+        .bot("helpdesk", KEY, TOKEN)
+        .slack(&slack)
         .config(&format!("limits: {{ max_body_bytes: {MAX_BODY} }}"))
         .start();
     let config = gw.dir.path().join("config.yaml");

@@ -9,6 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use slackgate_testkit::policy::{app, bot};
 use support::{slackgate, text};
 
 /// The value every test plants as the example's signing secret; never printed.
@@ -453,29 +454,26 @@ fn help_documents_the_format() {
 
 // === calls to the egress door ===
 
-const EGRESS_POLICY: &str = "version: 1
-apps:
-  helpdesk:
-    signing_secrets:
-      - { id: current, env: HELPDESK_SIGNING_SECRET }
-routes: []
+fn egress_policy() -> String {
+    format!(
+        "version: 1
+{}routes: []
 bots:
-  helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    team: T0ACME
+{}    team: T0ACME
     methods: [chat.postMessage, \"reactions.*\"]
     channels: [C0HELP]
     deny_args: [username]
     rate_limits:
-      - { per: bot, rate: 1/min, burst: 2 }
-  replier:
-    app: helpdesk
-    key: { env: REPLIER_GATEWAY_KEY }
-    token: { env: REPLIER_BOT_TOKEN }
+      - {{ per: bot, rate: 1/min, burst: 2 }}
+{}    app: helpdesk
     methods: [chat.postMessage]
     reply_scope: 10m
-";
+",
+        app("helpdesk", "HELPDESK_SIGNING_SECRET"),
+        bot("helpdesk"),
+        bot("replier")
+    )
+}
 
 const EGRESS_CASES: &str = "cases:
   - name: helpdesk posts into its channel
@@ -527,7 +525,7 @@ const EGRESS_CASES: &str = "cases:
 fn egress_rig() -> (tempfile::TempDir, PathBuf, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("bots.yaml");
-    std::fs::write(&policy, EGRESS_POLICY).unwrap();
+    std::fs::write(&policy, egress_policy()).unwrap();
     let secrets = vec![
         (
             "HELPDESK_SIGNING_SECRET".to_owned(),

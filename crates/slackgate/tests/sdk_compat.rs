@@ -16,19 +16,22 @@
 //! never skip. `SLACKGATE_PYTHON` and `SLACKGATE_NODE` override the interpreters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use slackgate_testkit::policy::helpdesk_to;
+use slackgate_testkit::policy::{helpdesk_to, keys, route};
 use slackgate_testkit::{
     free_port, wait_until, Client, Received, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
+use support::python::{python, PyServer};
 
 /// The bot's gateway key: what the SDKs hold instead of the token.
 const KEY: &str = "gk_sdkcompat_6f1d9a3c7e5b4d2a8c0e";
@@ -47,10 +50,6 @@ const REPLY: &str = "ticket T-42 opened";
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
 // === Interpreters and scripts ===
-
-fn python() -> String {
-    std::env::var("SLACKGATE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
 
 fn node() -> String {
     std::env::var("SLACKGATE_NODE").unwrap_or_else(|_| "node".to_owned())
@@ -287,17 +286,10 @@ fn policy(bolt: Option<SocketAddr>) -> String {
     let inbound = match bolt {
         None => "routes: []\n".to_owned(),
         Some(bolt) => format!(
-            r#"{head}routes:
-  - name: helpdesk
-    path: {PATH}
-    app: helpdesk
-    upstream: bolt
-    allow:
-      teams: [T0ACME]
-      channels: [C0HELP]
-      events: [app_mention]
-"#,
-            head = helpdesk_to("HELPDESK_SIGNING_SECRET", "bolt", bolt)
+            "{head}routes:\n{route}{keys}",
+            head = helpdesk_to("HELPDESK_SIGNING_SECRET", "bolt", bolt),
+            route = route("helpdesk", PATH, "helpdesk", "bolt"),
+            keys = keys("allow:\n  teams: [T0ACME]\n  channels: [C0HELP]\n  events: [app_mention]")
         ),
     };
     format!("version: 1\n{inbound}{BOT}")
@@ -779,55 +771,26 @@ fn node_web_api_call_shapes_through_the_door() {
 
 /// bolt_say.py in a child process, killed when dropped.
 struct BoltApp {
-    child: Child,
-    addr: SocketAddr,
+    server: PyServer,
 }
 
 impl BoltApp {
     /// Starts the app on `addr` (the port the gateway's route names). Its constructor calls
     /// auth.test through the door before it listens.
     fn start(addr: SocketAddr, egress: &str) -> Self {
-        let script = sdk_dir().join("bolt_say.py");
-        let mut child = Command::new(python())
-            .arg(&script)
+        let mut cmd = Command::new(python());
+        cmd.arg(sdk_dir().join("bolt_say.py"))
             .args(["--port", &addr.port().to_string(), "--path", PATH])
             .env("SLACK_SIGNING_SECRET", SECRET)
             .env("SLACKGATE_KEY", KEY)
-            .env("SLACKGATE_EGRESS", egress)
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", script.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut app = Self { child, addr };
-        let line = rx.recv_timeout(SCRIPT_LIMIT).unwrap_or_default();
-        if line.trim() != format!("listening {addr}") {
-            let status = app.child.try_wait().ok().flatten();
-            panic!(
-                "bolt_say.py did not report listening on {addr} (exit status {status:?}, \
-                 first line {line:?}); see its stderr above"
-            );
+            .env("SLACKGATE_EGRESS", egress);
+        Self {
+            server: PyServer::start(cmd, "bolt_say.py", Some(addr)),
         }
-        let client = app.client();
-        assert!(
-            wait_until(Duration::from_secs(30), || client
-                .get("/ran")
-                .is_ok_and(|r| r.status == 200)),
-            "bolt_say.py on {addr} never answered GET /ran"
-        );
-        app
     }
 
     fn client(&self) -> Client {
-        Client::plain(self.addr)
+        self.server.client()
     }
 
     fn get_json(&self, path: &str) -> (String, Vec<Value>) {
@@ -836,13 +799,6 @@ impl BoltApp {
         let text = String::from_utf8(r.body).expect("UTF-8 from bolt_say.py");
         let list = serde_json::from_str(&text).expect("JSON list from bolt_say.py");
         (text, list)
-    }
-}
-
-impl Drop for BoltApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -208,6 +208,14 @@ impl Rendered {
             .unwrap_or_else(|| panic!("{}: no {kind} named {name}", self.overlay))
     }
 
+    /// The Services that select pods labelled `labels`.
+    fn services_selecting(&self, labels: &Value) -> Vec<&Value> {
+        self.all("Service")
+            .into_iter()
+            .filter(|svc| selects(&svc["spec"]["selector"], labels))
+            .collect()
+    }
+
     /// The Deployment and its container that run slackgate.
     fn gateway(&self) -> (&Value, &Value) {
         self.all("Deployment")
@@ -563,20 +571,19 @@ fn check_placeholders(r: &Rendered) {
 #[test]
 fn yamllint_passes_strict_on_manifests_and_rendered_overlays() {
     let config = deploy_dir().join(".yamllint.yaml");
-    let out = run(
-        Command::new("yamllint")
-            .arg("--strict")
-            .arg("-c")
-            .arg(&config)
-            .arg(kube_dir())
-            .arg(&config),
-        PY_HINT,
-    );
-    assert!(
-        out.status.success(),
-        "yamllint on deploy/kubernetes:\n{}",
-        text(&out)
-    );
+    // `yamllint --strict` with the repository's rules on `paths` must pass.
+    let lint = |paths: &[PathBuf], what: &str| {
+        let out = run(
+            Command::new("yamllint")
+                .arg("--strict")
+                .arg("-c")
+                .arg(&config)
+                .args(paths),
+            PY_HINT,
+        );
+        assert!(out.status.success(), "yamllint on {what}:\n{}", text(&out));
+    };
+    lint(&[kube_dir(), config.clone()], "deploy/kubernetes");
 
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
@@ -585,19 +592,7 @@ fn yamllint_passes_strict_on_manifests_and_rendered_overlays() {
         std::fs::write(&f, render(o)).unwrap();
         files.push(f);
     }
-    let out = run(
-        Command::new("yamllint")
-            .arg("--strict")
-            .arg("-c")
-            .arg(&config)
-            .args(&files),
-        PY_HINT,
-    );
-    assert!(
-        out.status.success(),
-        "yamllint on the rendered overlays:\n{}",
-        text(&out)
-    );
+    lint(&files, "the rendered overlays");
 }
 
 /// The YAML files of `deploy/kubernetes` by role, from the kustomization files.
@@ -785,11 +780,7 @@ fn ingress_overlay_is_consistent_with_the_gateway() {
         .filter(|l| l.tls.is_some())
         .map(|l| u64::from(l.addr.port()))
         .collect();
-    let services: Vec<&Value> = r
-        .all("Service")
-        .into_iter()
-        .filter(|svc| selects(&svc["spec"]["selector"], labels))
-        .collect();
+    let services = r.services_selecting(labels);
     let mut public = false;
     let mut admin_service = None;
     for svc in &services {
@@ -962,11 +953,7 @@ fn sidecar_overlay_hides_the_bot_behind_the_gateway() {
         .iter()
         .map(|l| u64::from(l.addr.port()))
         .collect();
-    let services: Vec<&Value> = r
-        .all("Service")
-        .into_iter()
-        .filter(|svc| selects(&svc["spec"]["selector"], labels))
-        .collect();
+    let services = r.services_selecting(labels);
     assert!(!services.is_empty(), "a Service must select the bot's pods");
     for svc in services {
         for p in items(&svc["spec"]["ports"]) {

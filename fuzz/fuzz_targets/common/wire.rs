@@ -1,11 +1,62 @@
-//! The client side both connection targets share: one connection written in fuzzed
-//! pieces and read until the gateway closes it, and the answers it wrote. Each target
-//! reads what it needs of an answer (the head is the egress target's).
+//! What both connection targets share: their input's shape, their two gateways (one with
+//! the fast path, one that hands everything to pingora), and the client side: one
+//! connection written in fuzzed pieces and read until the gateway closes it, and the
+//! answers it wrote. Each target reads what it needs of an answer (the head is the egress
+//! target's).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use slackgate_testkit::TestGateway;
+
+/// A connection target's input: its steps (requests or calls), sent back to back on one
+/// connection.
+#[derive(Debug, Arbitrary)]
+pub struct Input<S> {
+    /// Send to the gateway whose every request goes to pingora.
+    pub pingora: bool,
+    pub steps: Vec<S>,
+    /// Where the bytes are cut into separate writes.
+    pub cuts: Vec<u16>,
+    /// Raw bytes after the last step.
+    pub trailer: Vec<u8>,
+}
+
+/// The two gateways a target sends to, each with what stands behind it (`P`: the bot or
+/// the Slack stand-in), started once per process.
+pub struct Rig<P> {
+    fast: (TestGateway, P),
+    pingora: (TestGateway, P),
+}
+
+impl<P> Rig<P> {
+    /// The rig in `cell`, started on first use with `start(fast_path)`.
+    pub fn get(
+        cell: &'static OnceLock<Self>,
+        start: fn(bool) -> (TestGateway, P),
+    ) -> &'static Self {
+        cell.get_or_init(|| {
+            // RUST_LOG=warn shows why the gateway answered what it did.
+            if std::env::var_os("RUST_LOG").is_some() {
+                let _ = env_logger::try_init();
+            }
+            Rig {
+                fast: start(true),
+                pingora: start(false),
+            }
+        })
+    }
+
+    /// The gateway (and what stands behind it) the input picks.
+    pub fn pick(&self, pingora: bool) -> (&TestGateway, &P) {
+        let (gw, peer) = if pingora { &self.pingora } else { &self.fast };
+        (gw, peer)
+    }
+}
 
 /// Sends `bytes` in pieces cut at `cuts`, then closes the write side; everything the
 /// gateway wrote until it closed.

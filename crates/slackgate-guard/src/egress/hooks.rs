@@ -116,13 +116,7 @@ mod tests {
             ("HOOK", "https://hooks.slack.com/services/T0/B0/x"),
         ]);
         let text = "version: 1\nroutes: []\nbots:\n  a: { key: { env: A_KEY }, token: { env: A_TOKEN }, methods: [chat.postMessage] }\n  b: { key: { env: B_KEY }, token: { env: B_TOKEN }, methods: [chat.postMessage] }\nwebhooks:\n  alerts: { url: { env: HOOK }, bots: [a] }\n";
-        slackgate_policy::compile_policy(
-            std::path::Path::new("policy.yaml"),
-            text,
-            &secrets,
-            std::time::SystemTime::UNIX_EPOCH,
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        slackgate_fixtures::policy::compiled(text, &secrets, 0)
     }
 
     #[test]

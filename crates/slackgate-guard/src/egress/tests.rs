@@ -56,13 +56,7 @@ bots:
     methods: [chat.postMessage, "x.*"]
     rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
 "#;
-    slackgate_policy::compile_policy(
-        std::path::Path::new("policy.yaml"),
-        text,
-        &secrets,
-        std::time::SystemTime::UNIX_EPOCH,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    slackgate_fixtures::policy::compiled(text, &secrets, 0)
 }
 
 /// The egress door's state around one policy.
@@ -191,32 +185,27 @@ fn a_name_slack_does_not_document_passes_only_as_listed() {
 #[test]
 fn every_channel_naming_argument_is_held_to_channels() {
     let door = Door::new();
-    let d = door.decide(
-        SCOPED,
-        "/api/canvases.access.set",
-        "canvas_id=F1&access_level=write&channel_ids=C0OTHER",
-    );
-    assert_eq!(
-        outcome(&d),
+    for (path, body) in [
         (
-            EgressReason::ChannelDenied,
-            Some("channels"),
-            Some("C0OTHER")
-        )
-    );
-    let d = door.decide(
-        SCOPED,
-        "/api/conversations.info",
-        "channel=C0HELP&context_channel_id=C0OTHER",
-    );
-    assert_eq!(
-        outcome(&d),
+            "/api/canvases.access.set",
+            "canvas_id=F1&access_level=write&channel_ids=C0OTHER",
+        ),
         (
-            EgressReason::ChannelDenied,
-            Some("channels"),
-            Some("C0OTHER")
-        )
-    );
+            "/api/conversations.info",
+            "channel=C0HELP&context_channel_id=C0OTHER",
+        ),
+    ] {
+        let d = door.decide(SCOPED, path, body);
+        assert_eq!(
+            outcome(&d),
+            (
+                EgressReason::ChannelDenied,
+                Some("channels"),
+                Some("C0OTHER")
+            ),
+            "{path}"
+        );
+    }
     let d = door.decide(
         SCOPED,
         "/api/canvases.access.set",

@@ -455,26 +455,19 @@ impl Compiler<'_> {
                 EgressLimitKeySpec::Method => EgressLimitKey::Method,
                 EgressLimitKeySpec::Channel => EgressLimitKey::Channel,
             };
-            let parsed = self.rate_and_burst(
-                &format!("bot `{bot}`"),
-                i,
-                rate,
-                burst,
-                &LimitWords {
-                    examples: "1/s or 50/min",
-                    what: "call",
-                },
-            );
-            if let Some((rate_v, b)) = parsed {
+            let words = LimitWords {
+                examples: "1/s or 50/min",
+                what: "call",
+            };
+            let owner = format!("bot `{bot}`");
+            if let Some((rate, burst, label)) =
+                self.rate_limit(&owner, i, per.as_str(), rate, burst, &words)
+            {
                 out.push(EgressLimitRule {
                     per,
-                    rate: rate_v,
-                    burst: b,
-                    label: Arc::from(format!(
-                        "rate_limits[{i}] per {} {} burst {b}",
-                        per.as_str(),
-                        rate.trim()
-                    )),
+                    rate,
+                    burst,
+                    label,
                 });
             }
         }

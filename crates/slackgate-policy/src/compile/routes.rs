@@ -480,30 +480,24 @@ impl Compiler<'_> {
             self.scope_list(route, which, dim, list, refs, is_allow)
                 .map(|(v, _)| v.into_iter().collect())
         };
-        let enterprises = ids(Dim::Enterprises, enterprises);
-        let teams = ids(Dim::Teams, teams);
-        let channels = ids(Dim::Channels, channels);
-        let events = ids(Dim::Events, events);
-        let commands = ids(Dim::Commands, commands);
-        let users = users.as_ref().and_then(|list| {
-            self.scope_list(route, which, Dim::Users, list, refs, is_allow)
-                .map(|(ids, groups)| UserSet {
-                    ids: ids.into_iter().collect(),
-                    groups: groups.into(),
-                })
-        });
-        let actions = actions.as_ref().and_then(|list| {
-            self.scope_list(route, which, Dim::Actions, list, refs, is_allow)
-                .map(|(v, _)| v.iter().map(String::as_str).collect::<GlobSet>())
-        });
+        // Checked (and any errors reported) in this order.
         Scope {
-            enterprises,
-            teams,
-            channels,
-            users,
-            events,
-            commands,
-            actions,
+            enterprises: ids(Dim::Enterprises, enterprises),
+            teams: ids(Dim::Teams, teams),
+            channels: ids(Dim::Channels, channels),
+            events: ids(Dim::Events, events),
+            commands: ids(Dim::Commands, commands),
+            users: users.as_ref().and_then(|list| {
+                self.scope_list(route, which, Dim::Users, list, refs, is_allow)
+                    .map(|(ids, groups)| UserSet {
+                        ids: ids.into_iter().collect(),
+                        groups: groups.into(),
+                    })
+            }),
+            actions: actions.as_ref().and_then(|list| {
+                self.scope_list(route, which, Dim::Actions, list, refs, is_allow)
+                    .map(|(v, _)| v.iter().map(String::as_str).collect::<GlobSet>())
+            }),
         }
     }
 
@@ -587,42 +581,36 @@ impl Compiler<'_> {
                 LimitKeySpec::Ip => LimitKey::Ip,
                 LimitKeySpec::Route => LimitKey::Route,
             };
-            let parsed = self.rate_and_burst(
-                &format!("route `{route}`"),
-                i,
-                rate,
-                burst,
-                &LimitWords {
-                    examples: "20/s, 600/min or 5/h",
-                    what: "request",
-                },
-            );
-            if let Some((rate_v, b)) = parsed {
+            let words = LimitWords {
+                examples: "20/s, 600/min or 5/h",
+                what: "request",
+            };
+            let owner = format!("route `{route}`");
+            if let Some((rate, burst, label)) =
+                self.rate_limit(&owner, i, per.as_str(), rate, burst, &words)
+            {
                 out.push(RateLimitRule {
                     per,
-                    rate: rate_v,
-                    burst: b,
-                    label: Arc::from(format!(
-                        "rate_limits[{i}] per {} {} burst {b}",
-                        per.as_str(),
-                        rate.trim()
-                    )),
+                    rate,
+                    burst,
+                    label,
                 });
             }
         }
         out
     }
 
-    /// The rate and burst of `rate_limits[i]` of `owner` (e.g. "route `x`"), reporting
-    /// each problem with the fix.
-    pub(super) fn rate_and_burst(
+    /// The rate, burst and audit label of `rate_limits[i]` of `owner` (e.g. "route `x`"),
+    /// keyed on `per`, reporting each problem with the fix.
+    pub(super) fn rate_limit(
         &mut self,
         owner: &str,
         i: usize,
+        per: &str,
         rate: &Spanned<String>,
         burst: &Spanned<u32>,
         words: &LimitWords,
-    ) -> Option<(Rate, NonZeroU32)> {
+    ) -> Option<(Rate, NonZeroU32, Arc<str>)> {
         let parsed = match Rate::parse(rate) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -657,7 +645,9 @@ impl Compiler<'_> {
                 ),
             );
         }
-        Some((parsed?, nz_burst?))
+        let (parsed, burst) = (parsed?, nz_burst?);
+        let label = format!("rate_limits[{i}] per {per} {} burst {burst}", rate.trim());
+        Some((parsed, burst, Arc::from(label)))
     }
 }
 

@@ -15,10 +15,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use slackgate_guard::FakeClock;
 /// The signing secret of the app every route uses.
 pub use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
-use slackgate_testkit::policy::helpdesk_to;
-use slackgate_testkit::{fixture, SignedRequest};
+use slackgate_testkit::policy::{helpdesk_policy, helpdesk_route};
+use slackgate_testkit::{fixture, SignedRequest, TestGateway, TestGatewayBuilder};
 
 /// The gateways' fixed clock (a `FakeClock`), and so the timestamp of every good signature.
 pub const NOW: i64 = 1_800_000_000;
@@ -35,52 +36,49 @@ pub const CONFIG: &str = "trusted_proxies: [127.0.0.0/8]\nlimits: { max_body_byt
 
 /// The policy over one bot: a route per behaviour the corpus needs.
 pub fn policy(bot: &str) -> String {
-    format!(
-        r#"version: 1
-{head}routes:
-  - name: open
-    path: /slack/open
-    app: helpdesk
-    upstream: bot
-  - name: scoped
-    path: /slack/events
-    app: helpdesk
-    upstream: bot
-    allow: {{ teams: [T0ACME], events: [app_mention, message], commands: [/ticket] }}
-    deny: {{ users: [U0BAD] }}
-  - name: hosted
-    path: /slack/hosted
-    host: bots.example
-    app: helpdesk
-    upstream: bot
-  - name: hosted-any
-    path: /slack/hosted
-    app: helpdesk
-    upstream: bot
-  - name: fenced
-    path: /slack/fenced
-    app: helpdesk
-    upstream: bot
-    source_ips: {{ deny: [203.0.113.0/24] }}
-  - name: shadow
-    path: /slack/shadow
-    app: helpdesk
-    upstream: bot
-    mode: shadow
-    allow: {{ teams: [T0OTHER] }}
-  - name: acked
-    path: /slack/ack
-    app: helpdesk
-    upstream: bot
-    on_deny: ack
-    allow: {{ teams: [T0OTHER] }}
-  - name: sentinel
-    path: /slack/sentinel
-    app: helpdesk
-    upstream: bot
-"#,
-        head = helpdesk_to("HELPDESK_SECRET", "bot", bot)
+    helpdesk_policy(
+        "HELPDESK_SECRET",
+        bot,
+        &[
+            helpdesk_route("open", "/slack/open", ""),
+            helpdesk_route(
+                "scoped",
+                "/slack/events",
+                "allow: { teams: [T0ACME], events: [app_mention, message], commands: [/ticket] }\ndeny: { users: [U0BAD] }",
+            ),
+            helpdesk_route("hosted", "/slack/hosted", "host: bots.example"),
+            helpdesk_route("hosted-any", "/slack/hosted", ""),
+            helpdesk_route(
+                "fenced",
+                "/slack/fenced",
+                "source_ips: { deny: [203.0.113.0/24] }",
+            ),
+            helpdesk_route(
+                "shadow",
+                "/slack/shadow",
+                "mode: shadow\nallow: { teams: [T0OTHER] }",
+            ),
+            helpdesk_route(
+                "acked",
+                "/slack/ack",
+                "on_deny: ack\nallow: { teams: [T0OTHER] }",
+            ),
+            helpdesk_route("sentinel", "/slack/sentinel", ""),
+        ],
     )
+}
+
+/// A gateway on [`policy`] and [`CONFIG`], at [`NOW`], in front of a fresh [`RawBot`]; with
+/// the fast path or with every request handed to pingora.
+pub fn start(fast_path: bool) -> (TestGateway, RawBot) {
+    let bot = RawBot::start();
+    let gw = TestGatewayBuilder::new(&policy(&bot.addr.to_string()))
+        .secret("HELPDESK_SECRET", SECRET)
+        .clock(Arc::new(FakeClock::at(NOW as u64)))
+        .config(CONFIG)
+        .fast_path(fast_path)
+        .start();
+    (gw, bot)
 }
 
 // === A bot that records every request byte for byte ===
@@ -1006,29 +1004,50 @@ impl Mut {
         Mut::SmuggleInChunks,
     ];
 
+    /// The mutations a fuzz input's `indexes` name (at most four, each taken modulo
+    /// [`Mut::ALL`]'s length).
+    pub fn picked(indexes: &[u8]) -> Vec<Mut> {
+        indexes
+            .iter()
+            .take(4)
+            .map(|&m| Mut::ALL[usize::from(m) % Mut::ALL.len()])
+            .collect()
+    }
+
+    /// Whether this mutation only adds or reshapes headers that neither door's decision
+    /// reads, leaving the target, the body and the framing as they were: `_` twins, the
+    /// client's own `X-Slackgate-*`, headers a `Connection` line names, hop-by-hop
+    /// headers, odd whitespace or empty values, repeats, retry headers, a leading CRLF,
+    /// an allowed `X-Forwarded-For`.
+    pub fn is_unread_header(self) -> bool {
+        use Mut::*;
+        matches!(
+            self,
+            TwinUser
+                | TwinRoute
+                | TwinMixed
+                | OwnHeaders
+                | ConnectionNamesHeader
+                | ConnectionNamesSignature
+                | ConnectionNamesOwn
+                | ConnectionNamesHost
+                | HopHeaders
+                | ValueOws
+                | ValueEmpty
+                | ValueObsText
+                | DuplicateApart
+                | RetryHeaders
+                | LeadingCrlf
+                | XffAllowed
+        )
+    }
+
     /// How this mutation combines with others.
     pub fn class(self) -> Class {
         use Mut::*;
         match self {
-            TwinUser
-            | TwinRoute
-            | TwinMixed
-            | OwnHeaders
-            | ConnectionNamesHeader
-            | ConnectionNamesSignature
-            | ConnectionNamesOwn
-            | ConnectionNamesHost
-            | HopHeaders
-            | Query
-            | QueryAnswerHop
-            | ValueOws
-            | ValueEmpty
-            | ValueObsText
-            | DuplicateApart
-            | RetryHeaders
-            | LeadingCrlf
-            | XffAllowed
-            | ContentTypeTwice => Class::Neutral,
+            m if m.is_unread_header() => Class::Neutral,
+            Query | QueryAnswerHop | ContentTypeTwice => Class::Neutral,
             Fragment | FragmentEmpty | BareLfHeader | BareLfEnd | BareLfRequestLine | LeadingLf
             | ObsFold | ObsFoldTab | NameSpace | NameSpaceOther | NameTab | NameOdd | ValueCtl
             | ManyHeaders | HeadOversize | ConnectionBadToken | TargetNonAscii | ExpectOther => {

@@ -33,8 +33,9 @@ pub struct CallArgs {
 }
 
 impl CallArgs {
-    /// Nothing read yet, from a body of `encoding`.
-    pub(super) fn new(encoding: CallEncoding) -> Self {
+    /// Nothing read yet, from a body of `encoding`: where [`read_call`](crate::read_call)
+    /// starts.
+    pub fn new(encoding: CallEncoding) -> Self {
         CallArgs {
             token_in_query: false,
             body_token: None,
@@ -44,6 +45,22 @@ impl CallArgs {
             names: Vec::new(),
             encoding,
         }
+    }
+
+    /// What reading the call again gives once its body is `stripped`, the body
+    /// [`strip_body_token`](crate::strip_body_token) made of it: these arguments less the
+    /// body's `token` (and less the name `token`, unless the query string gives one too),
+    /// with no encoding when nothing is left of the body.
+    pub fn after_strip(&self, stripped: &[u8]) -> CallArgs {
+        let mut after = self.clone();
+        after.body_token = None;
+        if !self.token_in_query {
+            after.names.retain(|n| n != "token");
+        }
+        if stripped.is_empty() {
+            after.encoding = CallEncoding::None;
+        }
+        after
     }
 
     /// The first channel the call names by `argument`, if it names one by it.

@@ -7,7 +7,7 @@
 //! The testkit's stand-in models far more, but it is test support (generated CAs,
 //! fixtures) that a release binary must not carry.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, SystemTime};
 
@@ -124,11 +124,7 @@ fn answer(
 fn serve(stream: TcpStream, token: &str) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let mut reader = BufReader::new(&stream);
-    loop {
-        let mut line = String::new();
-        if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-            return;
-        }
+    while let Some((line, headers)) = super::read_head(&mut reader) {
         let path = line
             .split_whitespace()
             .nth(1)
@@ -138,23 +134,12 @@ fn serve(stream: TcpStream, token: &str) {
             .unwrap_or_default()
             .to_owned();
         let (mut len, mut authorization, mut json) = (0usize, None, false);
-        loop {
-            let mut h = String::new();
-            if !matches!(reader.read_line(&mut h), Ok(n) if n > 0) {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-                match k.as_str() {
-                    "content-length" => len = v.parse().unwrap_or(0),
-                    "authorization" => authorization = Some(v.to_owned()),
-                    "content-type" => json = v.starts_with("application/json"),
-                    _ => {}
-                }
+        for (k, v) in headers {
+            match k.as_str() {
+                "content-length" => len = v.parse().unwrap_or(0),
+                "content-type" => json = v.starts_with("application/json"),
+                "authorization" => authorization = Some(v),
+                _ => {}
             }
         }
         if len > MAX_BODY {

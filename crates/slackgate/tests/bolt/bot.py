@@ -137,6 +137,19 @@ def make_handler(app, path):
     return Handler
 
 
+def serve(app, port, path):
+    """Serves `app` on 127.0.0.1:`port` (0: any free port) at `path` until interrupted,
+    after printing `listening HOST:PORT` (what the tests wait for)."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(app, path))
+    server.daemon_threads = True
+    host, port = server.server_address[:2]
+    print(f"listening {host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -146,15 +159,7 @@ def main():
     secret = os.environ.get("SLACK_SIGNING_SECRET", "")
     if not secret:
         sys.exit("bot.py: set SLACK_SIGNING_SECRET")
-    app = build_app(secret)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(app, args.path))
-    server.daemon_threads = True
-    host, port = server.server_address[:2]
-    print(f"listening {host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(build_app(secret), args.port, args.path)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ Binds 127.0.0.1:N (the test picks N) and prints `listening 127.0.0.1:<port>` on 
 import argparse
 import os
 import sys
-from http.server import ThreadingHTTPServer
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bolt"))
-import bot  # noqa: E402  (tests/bolt/bot.py: its HTTP handler and handler records)
+import bot  # noqa: E402  (tests/bolt/bot.py: its HTTP server and handler records)
 
 REPLY = "ticket T-42 opened"
 
@@ -83,15 +82,7 @@ def main():
     egress = os.environ.get("SLACKGATE_EGRESS", "")
     if not (secret and key and egress):
         sys.exit("bolt_say.py: set SLACK_SIGNING_SECRET, SLACKGATE_KEY and SLACKGATE_EGRESS")
-    app = build_app(secret, key, egress)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), bot.make_handler(app, args.path))
-    server.daemon_threads = True
-    host, port = server.server_address[:2]
-    print(f"listening {host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    bot.serve(build_app(secret, key, egress), args.port, args.path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 //! Running the built `slackgate` binary from tests, as an operator would.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod python;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
