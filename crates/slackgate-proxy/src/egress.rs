@@ -27,16 +27,13 @@ mod door;
 mod rotation;
 mod scopes;
 mod seal;
-mod slack;
 mod vault;
 
-pub(crate) use door::{error_code, EgressDoor};
+pub(crate) use door::EgressDoor;
 pub use door::{EgressApp, EgressCtx};
 pub use rotation::RefreshResult;
 pub(crate) use rotation::{check_stored, Refresher, Store};
 pub use scopes::{BotScopes, ScopeLedger};
 pub(crate) use seal::Sealer;
-pub use slack::SlackClientError;
-pub(crate) use slack::{CallFailure, OutHead, SlackClient};
 pub(crate) use vault::CallToken;
 pub use vault::{RotationStatus, TokenState, TokenVault};

@@ -38,7 +38,8 @@ use tokio::sync::Notify;
 
 pub use crate::core::labels::GroupReadResult as RefreshResult;
 use crate::core::state::Shared;
-use crate::egress::{error_code, CallFailure, OutHead, SlackClient, SlackClientError, TokenVault};
+use crate::egress::TokenVault;
+use crate::net::slack_client::{error_code, CallFailure, OutHead, SlackClient, SlackClientError};
 
 /// The Web API method that lists a user group's members.
 const METHOD: &str = "usergroups.users.list";

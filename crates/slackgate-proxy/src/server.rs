@@ -70,7 +70,7 @@ pub enum StartError {
     Tls(#[source] Box<pingora::Error>),
     /// The egress door's client to Slack could not be set up.
     #[error("egress: {0}")]
-    Egress(#[from] crate::egress::SlackClientError),
+    Egress(#[from] crate::net::SlackClientError),
     /// A rotating bot's stored token pair cannot be read or opened.
     #[error("state: {0}")]
     TokenState(String),
@@ -339,7 +339,7 @@ fn add_rotation(
         .filter(|b| b.token.rotation().is_some())
         .collect();
     crate::egress::check_stored(&store, &sealer, &rotating).map_err(StartError::TokenState)?;
-    let client = crate::egress::SlackClient::new(
+    let client = crate::net::slack_client::SlackClient::new(
         &egress.slack_api,
         egress.ca_file.as_deref(),
         egress.timeout,

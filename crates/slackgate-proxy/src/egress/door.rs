@@ -16,7 +16,6 @@ use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
 use super::scopes::ScopeLedger;
-use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
@@ -25,6 +24,9 @@ use crate::net::conn::{is_writable_header, is_writable_status};
 use crate::net::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
 use crate::net::http1::connection_tokens;
+use crate::net::slack_client::{
+    error_code, retry_after_of, CallFailure, OutHead, SlackClient, SlackClientError,
+};
 
 /// The egress door's pipeline: the fast path's, and pingora's for the rest (one
 /// instance shared by both, with one pool of connections to Slack).
@@ -130,23 +132,6 @@ struct SlackOutcome<'a> {
     ok: Option<bool>,
     #[serde(borrow)]
     error: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// Slack's `Retry-After` (whole seconds), if it sent one.
-pub(crate) fn retry_after_of(resp: &Response) -> Option<u32> {
-    let (_, v) = resp
-        .header_pairs()
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))?;
-    std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()
-}
-
-/// An error code as Slack writes them (`channel_not_found`), else not recorded.
-pub(crate) fn error_code(s: &str) -> Option<&str> {
-    (!s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-    .then_some(s)
 }
 
 /// What happened to one call, for its record and metrics.
@@ -774,13 +759,6 @@ impl Door for EgressDoor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_codes_only() {
-        assert_eq!(error_code("channel_not_found"), Some("channel_not_found"));
-        assert_eq!(error_code("Some message text"), None);
-        assert_eq!(error_code(""), None);
-    }
 
     #[test]
     fn hop_by_hop_is_not_relayed() {

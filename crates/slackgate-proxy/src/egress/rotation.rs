@@ -43,11 +43,11 @@ use slackgate_guard::unix_secs;
 use slackgate_policy::{Bot, Rotation};
 
 use super::seal::{aad, Pair, Sealer};
-use super::slack::{CallFailure, OutHead, SlackClient};
 use super::vault::{rfc3339, TokenVault};
 pub use crate::core::labels::TokenRefreshResult as RefreshResult;
 use crate::core::redis::RedisState;
 use crate::core::state::Shared;
+use crate::net::slack_client::{error_code, retry_after_of, CallFailure, OutHead, SlackClient};
 
 /// How often the refresher looks at every rotating bot.
 const TICK: Duration = Duration::from_millis(200);
@@ -587,7 +587,7 @@ impl Refresher {
             Err(CallFailure::Failed(e)) => return retry(e, None),
         };
         if resp.status == 429 {
-            let secs = super::door::retry_after_of(&resp).map_or(60, i64::from);
+            let secs = retry_after_of(&resp).map_or(60, i64::from);
             return retry("Slack answered 429".to_owned(), Some(secs));
         }
         if resp.status != 200 {
@@ -600,7 +600,7 @@ impl Refresher {
             let code = grant
                 .error
                 .as_deref()
-                .and_then(super::door::error_code)
+                .and_then(error_code)
                 .unwrap_or("unknown")
                 .to_owned();
             return match code.as_str() {

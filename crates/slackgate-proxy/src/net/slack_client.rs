@@ -268,3 +268,32 @@ impl SlackClient {
         }
     }
 }
+
+/// Slack's `Retry-After` (whole seconds), if it sent one.
+pub(crate) fn retry_after_of(resp: &Response) -> Option<u32> {
+    let (_, v) = resp
+        .header_pairs()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))?;
+    std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()
+}
+
+/// An error code as Slack writes them (`channel_not_found`), else not recorded.
+pub(crate) fn error_code(s: &str) -> Option<&str> {
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_only() {
+        assert_eq!(error_code("channel_not_found"), Some("channel_not_found"));
+        assert_eq!(error_code("Some message text"), None);
+        assert_eq!(error_code(""), None);
+    }
+}
