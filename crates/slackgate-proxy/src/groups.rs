@@ -16,6 +16,10 @@
 //! a removed one is stopped and its members and series forgotten. At shutdown every task
 //! is stopped.
 //!
+//! The client to Slack is the server's one for `egress.slack_api` (the egress door and token
+//! rotation call Slack with it too), built at start: a change of `egress` takes effect
+//! after a restart, for all three alike.
+//!
 //! The bot's token is read in exactly one place ([`token_of`]) and written only into the
 //! `Authorization` header of the call; it is never in `/status`, a metric, a log line or an
 //! audit record. The gateway's own calls are not audit records (those are the requests
@@ -33,13 +37,12 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::{json, Value};
 use slackgate_guard::{unix_secs_f64, Clock};
-use slackgate_policy::{Bot, Egress, IdSet, UserGroup};
+use slackgate_policy::{Bot, IdSet, UserGroup};
 use tokio::sync::Notify;
 
 pub use crate::core::labels::GroupReadResult as RefreshResult;
 use crate::core::state::Shared;
-use crate::egress::TokenVault;
-use crate::net::slack_client::{error_code, CallFailure, OutHead, SlackClient, SlackClientError};
+use crate::net::slack_client::{error_code, CallFailure, OutHead, SlackClient};
 
 /// The Web API method that lists a user group's members.
 const METHOD: &str = "usergroups.users.list";
@@ -53,14 +56,18 @@ const MIN_WAKE_GAP: Duration = Duration::from_secs(1);
 /// own advice for the per-minute tiers).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Where the group reads take a bot's token from: the token vault, which the server owns
+/// and hands in (the group reads do not know the egress door).
+pub(crate) trait BotTokens: Send + Sync {
+    /// The token calls for `bot` are sent with at `now` (for a rotating bot, its current
+    /// token; `None` while it has none).
+    fn token_at(&self, bot: &Bot, now: SystemTime) -> Option<String>;
+}
+
 /// The token a group refresh sends for `bot`: the one place group refreshes read a bot's
 /// token (for a rotating bot, its current token from the vault; `None` while it has none).
 fn token_of(r: &GroupRefresher, bot: &Bot) -> Option<String> {
-    match r.vault.token(bot, r.shared.guard.clock().now()) {
-        crate::egress::CallToken::Static(t) => Some(t.to_owned()),
-        crate::egress::CallToken::Rotated(p) => Some(p.access_token().to_owned()),
-        crate::egress::CallToken::Unavailable(_) => None,
-    }
+    r.tokens.token_at(bot, r.shared.guard.clock().now())
 }
 
 // === RefreshResult ===
@@ -104,11 +111,8 @@ struct GroupStatus {
 /// A running task's wake-up, with the user group id events name it by.
 type Waker = (Arc<str>, Arc<Notify>);
 
-/// The Slack client and the `egress` settings it was built for.
-type CachedClient = (Egress, Arc<SlackClient>);
-
 /// What the gateway keeps about its user groups besides their members (which the guard
-/// holds): the running tasks' wake-ups, the last read of each group, the Slack client.
+/// holds): the running tasks' wake-ups and the last read of each group.
 #[derive(Debug, Default)]
 pub struct UserGroups {
     /// Fired after every successful load (first or reload): the supervisor reconciles.
@@ -116,7 +120,6 @@ pub struct UserGroups {
     /// By group name: its user group id (events name it) and its task's wake-up.
     wakers: Mutex<HashMap<Arc<str>, Waker>>,
     status: Mutex<HashMap<Arc<str>, GroupStatus>>,
-    client: Mutex<Option<CachedClient>>,
     /// Refresh tasks alive (each holds a [`Running`] guard).
     running: Arc<AtomicUsize>,
 }
@@ -149,23 +152,6 @@ impl UserGroups {
     /// The number of refresh tasks alive (0 once the gateway stopped).
     pub fn tasks_running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
-    }
-
-    /// The client for `egress.slack_api`, built again when the `egress` settings changed.
-    fn client(&self, egress: &Egress) -> Result<Arc<SlackClient>, SlackClientError> {
-        let mut cached = lock(&self.client);
-        if let Some((built_for, client)) = cached.as_ref() {
-            if built_for == egress {
-                return Ok(Arc::clone(client));
-            }
-        }
-        let client = Arc::new(SlackClient::new(
-            &egress.slack_api,
-            egress.ca_file.as_deref(),
-            egress.timeout,
-        )?);
-        *cached = Some((egress.clone(), Arc::clone(&client)));
-        Ok(client)
     }
 
     fn note(&self, group: &UserGroup, at: SystemTime, r: &Refresh) {
@@ -334,12 +320,8 @@ async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
             "the bot's token was revoked by a verified lifecycle event",
         );
     }
-    let Some(egress) = &snap.config.egress else {
+    let Some(client) = &r.slack else {
         return Refresh::failed(RefreshResult::UpstreamError, "the config has no egress");
-    };
-    let client = match r.groups.client(egress) {
-        Ok(c) => c,
-        Err(e) => return Refresh::failed(RefreshResult::UpstreamError, e.to_string()),
     };
     let Some(token) = token_of(r, bot) else {
         return Refresh::failed(
@@ -348,7 +330,7 @@ async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
         );
     };
     let body = call_body(group, bot);
-    let head = call_head(&client, &token, body.len());
+    let head = call_head(client, &token, body.len());
     match client.call(&head, body.as_bytes(), false).await {
         Ok(resp) => {
             let retry_after = resp
@@ -446,13 +428,15 @@ struct Task {
 }
 
 /// The background service that runs one refresh task per user group of the running
-/// policy, and follows reloads. The server hands it the groups' state and the bots'
-/// token vault, which it owns.
+/// policy, and follows reloads. The server hands it the groups' state, the bots' tokens
+/// (its token vault) and its client to Slack, which it owns.
 #[derive(Clone)]
 pub(crate) struct GroupRefresher {
     pub(crate) shared: Arc<Shared>,
     pub(crate) groups: Arc<UserGroups>,
-    pub(crate) vault: Arc<TokenVault>,
+    pub(crate) tokens: Arc<dyn BotTokens>,
+    /// The client for `egress.slack_api`; `None` without `egress`.
+    pub(crate) slack: Option<Arc<SlackClient>>,
 }
 
 impl GroupRefresher {

@@ -173,12 +173,14 @@ impl Outcome {
 impl EgressApp {
     /// The app for `shared`'s egress config.
     ///
-    /// `vault` and `ledger` are the server's: the token refresher writes the one, `/status`
-    /// reads the other.
-    pub fn new(
+    /// `vault`, `ledger` and `slack` are the server's: the token refresher writes the
+    /// vault, `/status` reads the ledger, and the client for `egress.slack_api` is the one
+    /// the refresher and the group reads call Slack with too.
+    pub(crate) fn new(
         shared: Arc<Shared>,
         vault: Arc<TokenVault>,
         ledger: Arc<ScopeLedger>,
+        slack: Arc<SlackClient>,
     ) -> Result<Self, SlackClientError> {
         let snap = shared.current();
         let egress = snap
@@ -186,7 +188,6 @@ impl EgressApp {
             .egress
             .as_ref()
             .ok_or(SlackClientError::Tls("egress is not configured".to_owned()))?;
-        let slack = SlackClient::new(&egress.slack_api, egress.ca_file.as_deref(), egress.timeout)?;
         let hooks = SlackClient::new(
             &egress.hooks_base,
             egress.ca_file.as_deref(),
@@ -196,7 +197,7 @@ impl EgressApp {
             shared,
             vault,
             ledger,
-            slack: Arc::new(slack),
+            slack,
             hooks: Arc::new(hooks),
         })
     }

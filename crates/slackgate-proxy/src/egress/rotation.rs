@@ -309,7 +309,8 @@ pub(crate) struct Refresher {
     shared: Arc<Shared>,
     /// The vault the server owns; the egress door reads it.
     vault: Arc<TokenVault>,
-    client: SlackClient,
+    /// The server's client for `egress.slack_api` (the egress door's and the group reads').
+    client: Arc<SlackClient>,
     store: Store,
     sealer: Sealer,
     lock_ttl: Duration,
@@ -337,7 +338,7 @@ impl Refresher {
     pub(crate) fn new(
         shared: Arc<Shared>,
         vault: Arc<TokenVault>,
-        client: SlackClient,
+        client: Arc<SlackClient>,
         store: Store,
         sealer: Sealer,
         timeout: Duration,

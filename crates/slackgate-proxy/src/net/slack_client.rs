@@ -153,6 +153,20 @@ impl SlackClient {
         })
     }
 
+    /// A client with the same settings (base, trust, timeout) and a pool of its own. The
+    /// parts that call Slack (the egress door, token rotation, the group reads) run on
+    /// runtimes of their own, and a connection belongs to the runtime that opened it (its
+    /// I/O driver wakes whoever waits on it), so each part keeps its own connections.
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            api: self.api.clone(),
+            tls: self.tls.clone(),
+            server_name: self.server_name.clone(),
+            idle: Mutex::new(Vec::new()),
+            timeout: self.timeout,
+        }
+    }
+
     /// The API base as split from the config.
     pub(crate) fn api(&self) -> &SlackApi {
         &self.api
