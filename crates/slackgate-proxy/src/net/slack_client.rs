@@ -5,7 +5,6 @@
 //! left is replaced by a fresh one, anything later is a failure (`upstream_error`), never
 //! a second send: `chat.postMessage` twice is two messages.
 
-use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use slackgate_policy::SlackApi;
 
 use crate::net::client::{Conn, ExchangeError, Response};
+use crate::net::pool::IdlePool;
 
 /// Idle connections kept per gateway.
 const MAX_IDLE: usize = 64;
@@ -72,7 +72,7 @@ pub(crate) struct SlackClient {
     api: SlackApi,
     tls: Option<tokio_rustls::TlsConnector>,
     server_name: ServerName<'static>,
-    idle: Mutex<Vec<Conn>>,
+    idle: IdlePool,
     timeout: Duration,
 }
 
@@ -148,7 +148,7 @@ impl SlackClient {
             api,
             tls,
             server_name,
-            idle: Mutex::new(Vec::new()),
+            idle: IdlePool::new(MAX_IDLE),
             timeout,
         })
     }
@@ -162,7 +162,7 @@ impl SlackClient {
             api: self.api.clone(),
             tls: self.tls.clone(),
             server_name: self.server_name.clone(),
-            idle: Mutex::new(Vec::new()),
+            idle: IdlePool::new(MAX_IDLE),
             timeout: self.timeout,
         }
     }
@@ -224,22 +224,11 @@ impl SlackClient {
     }
 
     fn checkout(&self) -> Option<Conn> {
-        let now = Instant::now();
-        let mut idle = self.idle.lock();
-        while let Some(c) = idle.pop() {
-            if !c.idle_longer_than(MAX_IDLE_AGE, now) && c.is_clean() {
-                return Some(c);
-            }
-        }
-        None
+        self.idle.checkout(MAX_IDLE_AGE, Instant::now())
     }
 
-    fn checkin(&self, mut conn: Conn) {
-        conn.mark_idle(Instant::now());
-        let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+    fn checkin(&self, conn: Conn) {
+        self.idle.checkin(conn, Instant::now());
     }
 
     /// Sends one request (`head` and `body`) and reads Slack's whole answer, within the
