@@ -339,11 +339,10 @@ async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
                 .map(|(_, v)| v);
             read_answer(resp.status, retry_after, &resp.body)
         }
-        Err(CallFailure::Timeout(t)) => Refresh::failed(
-            RefreshResult::UpstreamTimeout,
-            format!("no answer within {t:?}"),
-        ),
-        Err(CallFailure::Failed(e)) => Refresh::failed(RefreshResult::UpstreamError, e),
+        Err(e @ CallFailure::Timeout(_)) => {
+            Refresh::failed(RefreshResult::UpstreamTimeout, e.to_string())
+        }
+        Err(e) => Refresh::failed(RefreshResult::UpstreamError, e.to_string()),
     }
 }
 

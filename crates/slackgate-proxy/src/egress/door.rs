@@ -163,7 +163,7 @@ impl Outcome {
     fn failed(&mut self, failure: &CallFailure) -> Answer {
         self.decision.reason = match failure {
             CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-            CallFailure::Failed(_) => EgressReason::UpstreamError,
+            _ => EgressReason::UpstreamError,
         };
         self.status = self.decision.reason.status();
         EgressApp::local_answer(&self.decision)
@@ -308,9 +308,8 @@ impl EgressApp {
         method: &str,
     ) -> Result<Response, CallFailure> {
         let out_body = match (decision.body_token, decision.encoding) {
-            (true, Some(enc)) => strip_body_token(enc, body).map_err(|_| {
-                CallFailure::Failed("the token argument could not be removed".to_owned())
-            })?,
+            (true, Some(enc)) => strip_body_token(enc, body)
+                .map_err(|_| CallFailure::Withheld("the token argument could not be removed"))?,
             _ => std::borrow::Cow::Borrowed(body),
         };
         let slack_head = self.slack_head(head, decision, method, token, out_body.len());
@@ -420,12 +419,13 @@ impl EgressApp {
     ) -> Result<Response, CallFailure> {
         // The snapshot check made every URL start with `egress.hooks_base`; the client's
         // base is the one the gateway started with (a changed base needs a restart).
-        let path = self.hooks.api().path_of(hook.url.expose()).ok_or_else(|| {
-            CallFailure::Failed(
-                "the webhook URL is not under the egress.hooks_base the gateway started with"
-                    .to_owned(),
-            )
-        })?;
+        let path = self
+            .hooks
+            .api()
+            .path_of(hook.url.expose())
+            .ok_or(CallFailure::Withheld(
+                "the webhook URL is not under the egress.hooks_base the gateway started with",
+            ))?;
         let out_head = self.hook_head(head, path, body.len());
         self.hooks.call(&out_head, body, false).await
     }
@@ -544,7 +544,7 @@ impl EgressApp {
         };
         if !answer.is_writable() {
             log::warn!("egress: Slack's answer has a status or header that cannot be relayed");
-            answer = outcome.failed(&CallFailure::Failed("unrelayable answer".to_owned()));
+            answer = outcome.failed(&CallFailure::Withheld("unrelayable answer"));
         }
         // Recorded before the answer leaves: once a bot has its answer, its call's record
         // is written (a next call cannot be recorded before it).

@@ -47,7 +47,7 @@ use super::vault::{rfc3339, TokenVault};
 pub use crate::core::labels::TokenRefreshResult as RefreshResult;
 use crate::core::redis::RedisState;
 use crate::core::state::Shared;
-use crate::net::slack_client::{error_code, retry_after_of, CallFailure, OutHead, SlackClient};
+use crate::net::slack_client::{error_code, retry_after_of, OutHead, SlackClient};
 
 /// How often the refresher looks at every rotating bot.
 const TICK: Duration = Duration::from_millis(200);
@@ -584,8 +584,7 @@ impl Refresher {
         };
         let resp = match self.client.call(&head, body.as_bytes(), false).await {
             Ok(resp) => resp,
-            Err(CallFailure::Timeout(d)) => return retry(format!("no answer within {d:?}"), None),
-            Err(CallFailure::Failed(e)) => return retry(e, None),
+            Err(e) => return retry(e.to_string(), None),
         };
         if resp.status == 429 {
             let secs = retry_after_of(&resp).map_or(60, i64::from);

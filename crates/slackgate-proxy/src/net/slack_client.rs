@@ -41,14 +41,43 @@ pub enum SlackClientError {
 }
 
 /// Why a call to Slack failed. The texts never hold request or answer bytes.
+///
+/// Each text is the whole message a log line or `/status` shows (they print the top level
+/// only), so a variant that wraps an error repeats its text and also gives it as its
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CallFailure {
     /// Slack did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Resolving, connecting, TLS or the exchange failed.
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host as configured.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host name resolved to no address.
+    #[error("{0} resolved to no address")]
+    NoAddress(String),
+    /// Connecting or the TLS handshake failed (on the last address tried).
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange on a connection failed.
     #[error("{0}")]
-    Failed(String),
+    Exchange(#[source] ExchangeError),
+    /// The gateway did not send the call, or does not relay its answer, for the reason
+    /// given (a fixed text).
+    #[error("{0}")]
+    Withheld(&'static str),
 }
 
 /// What a request head the gateway writes says besides its host and length
@@ -203,13 +232,16 @@ impl SlackClient {
         out
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, CallFailure> {
         let bare = self.api.host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, self.api.port))
             .await
-            .map_err(|e| format!("cannot resolve {}: {e}", self.api.host))?
+            .map_err(|source| CallFailure::Resolve {
+                host: self.api.host.clone(),
+                source,
+            })?
             .collect();
-        let mut last = format!("{} resolved to no address", self.api.host);
+        let mut last = CallFailure::NoAddress(self.api.host.clone());
         for addr in addrs {
             let conn = match &self.tls {
                 Some(tls) => Conn::connect_tls(addr, tls, self.server_name.clone()).await,
@@ -217,7 +249,7 @@ impl SlackClient {
             };
             match conn {
                 Ok(c) => return Ok(c),
-                Err(e) => last = format!("connect to {addr}: {e}"),
+                Err(source) => last = CallFailure::Connect { addr, source },
             }
         }
         Err(last)
@@ -240,12 +272,17 @@ impl SlackClient {
         is_head: bool,
     ) -> Result<Response, CallFailure> {
         match tokio::time::timeout(self.timeout, self.call_once(head, body, is_head)).await {
-            Ok(r) => r.map_err(CallFailure::Failed),
+            Ok(r) => r,
             Err(_) => Err(CallFailure::Timeout(self.timeout)),
         }
     }
 
-    async fn call_once(&self, head: &[u8], body: &[u8], is_head: bool) -> Result<Response, String> {
+    async fn call_once(
+        &self,
+        head: &[u8],
+        body: &[u8],
+        is_head: bool,
+    ) -> Result<Response, CallFailure> {
         if let Some(mut conn) = self.checkout() {
             match conn.exchange(head, body, is_head, MAX_ANSWER).await {
                 Ok((resp, reusable)) => {
@@ -256,7 +293,7 @@ impl SlackClient {
                 }
                 // Not one byte left on the pooled connection: a fresh one may carry it.
                 Err(ExchangeError::NotSent(_)) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(CallFailure::Exchange(e)),
             }
         }
         let mut conn = self.connect().await?;
@@ -267,7 +304,7 @@ impl SlackClient {
                 }
                 Ok(resp)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(CallFailure::Exchange(e)),
         }
     }
 }
@@ -290,8 +327,57 @@ pub(crate) fn error_code(s: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
+
+    /// A plain-HTTP client (a loopback stand-in) for `addr`.
+    fn client_for(addr: SocketAddr) -> SlackClient {
+        let api = SlackApi::parse(&format!("http://{addr}/api/")).unwrap();
+        SlackClient::new(&api, None, Duration::from_secs(5)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_exchange_is_the_source_of_the_call_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Slack's side reads the request, then closes without an answer.
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        });
+        let client = client_for(addr);
+        let head = b"POST /api/auth.test HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+        let failure = client.call(head, b"", false).await.unwrap_err();
+        server.await.unwrap();
+        assert_eq!(failure.to_string(), "connection closed before a response");
+        let source = failure.source().unwrap();
+        assert!(
+            matches!(
+                source.downcast_ref::<ExchangeError>(),
+                Some(ExchangeError::Closed("before a response"))
+            ),
+            "{source:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_address_and_keeps_the_io_error() {
+        // A port nobody listens on: bound, then released.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let failure = client_for(addr).call(b"", b"", false).await.unwrap_err();
+        assert!(matches!(failure, CallFailure::Connect { addr: a, .. } if a == addr));
+        assert!(failure
+            .to_string()
+            .starts_with(&format!("connect to {addr}: ")));
+        assert!(failure.source().unwrap().is::<std::io::Error>());
+    }
 
     #[test]
     fn error_codes_only() {
