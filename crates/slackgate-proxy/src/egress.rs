@@ -27,13 +27,15 @@ mod door;
 mod rotation;
 mod scopes;
 mod seal;
+mod store;
 mod vault;
 
 pub(crate) use door::EgressDoor;
 pub use door::{EgressApp, EgressCtx};
 pub use rotation::RefreshResult;
-pub(crate) use rotation::{check_stored, Refresher, Store};
+pub(crate) use rotation::{check_stored, Refresher};
 pub use scopes::{BotScopes, ScopeLedger};
 pub(crate) use seal::Sealer;
+pub(crate) use store::Store;
 pub(crate) use vault::CallToken;
 pub use vault::{RotationStatus, TokenState, TokenVault};
