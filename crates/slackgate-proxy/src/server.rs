@@ -366,7 +366,8 @@ fn add_rotation(
         .iter()
         .filter(|b| b.token.rotation().is_some())
         .collect();
-    crate::egress::check_stored(&store, &sealer, &rotating).map_err(StartError::TokenState)?;
+    crate::egress::check_stored(&store, &sealer, &rotating)
+        .map_err(|e| StartError::TokenState(e.to_string()))?;
     server.add_service(background_service(
         "token rotation",
         crate::egress::Refresher::new(

@@ -39,12 +39,12 @@ use slackgate_guard::unix_secs;
 use slackgate_policy::{Bot, Rotation};
 
 use super::seal::{aad, Pair, Sealer};
-use super::store::Store;
+use super::store::{Store, StoreError};
 use super::vault::{rfc3339, TokenVault};
 pub use crate::core::labels::TokenRefreshResult as RefreshResult;
 use crate::core::redis::RedisState;
 use crate::core::state::Shared;
-use crate::net::slack_client::{error_code, retry_after_of, OutHead, SlackClient};
+use crate::net::slack_client::{error_code, retry_after_of, CallFailure, OutHead, SlackClient};
 
 /// How often the refresher looks at every rotating bot.
 const TICK: Duration = Duration::from_millis(200);
@@ -52,6 +52,64 @@ const TICK: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF_SECS: i64 = 2;
 /// The longest wait between retries.
 const MAX_BACKOFF_SECS: i64 = 300;
+
+// === the errors ===
+
+/// Why a rotating bot's stored pair stops the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoredPairError {
+    /// The pair does not open with `state.encryption_key`.
+    #[error("the stored token pair of bot `{bot}` ({at}) cannot be opened with state.encryption_key: it was written with another key, or changed. Restore the key it was written with; or, to start over from the policy's refresh_token (only if that one was never used), remove the stored pair")]
+    WrongKey {
+        /// The bot.
+        bot: Arc<str>,
+        /// Where its pair is ([`Store::describe`]).
+        at: String,
+    },
+    /// The pair cannot be read.
+    #[error("the stored token pair of bot `{bot}` ({at}): {source}")]
+    Unreadable {
+        /// The bot.
+        bot: Arc<str>,
+        /// Where its pair is ([`Store::describe`]).
+        at: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Why a refresh did not leave a new pair in use, for the log (never a token).
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    /// The call to Slack failed.
+    #[error("{0}")]
+    Call(#[source] CallFailure),
+    /// Slack answered 429.
+    #[error("Slack answered 429")]
+    RateLimited,
+    /// Slack answered another status than 200.
+    #[error("Slack answered HTTP {0}")]
+    Status(u16),
+    /// The answer is not JSON.
+    #[error("the answer is not JSON")]
+    NotJson,
+    /// Slack is busy or failed (`ratelimited`, `internal_error`, ...): retried.
+    #[error("Slack answered {0}")]
+    Busy(String),
+    /// Slack refused the refresh: its error code (`unknown` when it is not one).
+    #[error("{0}")]
+    Refused(String),
+    /// A granted answer without a usable pair.
+    #[error("the answer lacks access_token, refresh_token or expires_in")]
+    Incomplete,
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[source] StoreError),
+    /// A minted pair could not be stored, so it is not used yet.
+    #[error("the new pair is not used until it is stored: {0}")]
+    Unsaved(#[source] StoreError),
+}
 
 // === the refresher ===
 
@@ -61,7 +119,7 @@ pub(crate) fn check_stored(
     store: &Store,
     sealer: &Sealer,
     bots: &[&Arc<Bot>],
-) -> Result<(), String> {
+) -> Result<(), StoredPairError> {
     for bot in bots {
         let Some(r) = bot.token.rotation() else {
             continue;
@@ -75,10 +133,10 @@ pub(crate) fn check_stored(
             Ok(None) => {}
             Ok(Some(sealed)) => {
                 if open_pair(sealer, bot, r, &sealed).is_none() {
-                    return Err(format!(
-                        "the stored token pair of bot `{}` ({where_}) cannot be opened with state.encryption_key: it was written with another key, or changed. Restore the key it was written with; or, to start over from the policy's refresh_token (only if that one was never used), remove the stored pair",
-                        bot.name
-                    ));
+                    return Err(StoredPairError::WrongKey {
+                        bot: Arc::clone(&bot.name),
+                        at: where_,
+                    });
                 }
             }
             // Redis down at start: the refresher reads (and checks) the pair once it is back.
@@ -88,11 +146,12 @@ pub(crate) fn check_stored(
                     bot.name
                 );
             }
-            Err(e) => {
-                return Err(format!(
-                    "the stored token pair of bot `{}` ({where_}): {e}",
-                    bot.name
-                ))
+            Err(source) => {
+                return Err(StoredPairError::Unreadable {
+                    bot: Arc::clone(&bot.name),
+                    at: where_,
+                    source,
+                })
             }
         }
     }
@@ -101,14 +160,14 @@ pub(crate) fn check_stored(
 
 /// Reads a Redis value on a runtime of its own (start-up runs before pingora's), with a
 /// client of its own so no connection outlives that runtime.
-fn block_on_fresh(redis: &RedisState, bot: &str) -> Result<Option<Vec<u8>>, String> {
+fn block_on_fresh(redis: &RedisState, bot: &str) -> Result<Option<Vec<u8>>, StoreError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        .map_err(StoreError::Runtime)?;
     let client = redis.fresh();
     rt.block_on(client.get(&["token", bot]))
-        .map_err(|e| format!("redis: {e}"))
+        .map_err(StoreError::Redis)
 }
 
 fn open_pair(sealer: &Sealer, bot: &Bot, r: &Rotation, sealed: &[u8]) -> Option<Pair> {
@@ -123,7 +182,7 @@ enum Attempt {
         result: RefreshResult,
         /// Seconds Slack asked to wait (429).
         retry_after: Option<i64>,
-        why: String,
+        why: RefreshError,
     },
 }
 
@@ -205,16 +264,14 @@ impl Refresher {
     }
 
     /// Reads the stored pair when the slot has not; adopts it when it is newer.
-    async fn read_store(&self, bot: &Bot, r: &Rotation) -> Result<(), String> {
+    async fn read_store(&self, bot: &Bot, r: &Rotation) -> Result<(), StoreError> {
         let sealed = self.store.load(&bot.name).await?;
         let pair = match sealed {
             None => None,
-            Some(s) => Some(open_pair(&self.sealer, bot, r, &s).ok_or_else(|| {
-                format!(
-                    "{} does not open with state.encryption_key",
-                    self.store.describe(&bot.name)
-                )
-            })?),
+            Some(s) => Some(
+                open_pair(&self.sealer, bot, r, &s)
+                    .ok_or_else(|| StoreError::DoesNotOpen(self.store.describe(&bot.name)))?,
+            ),
         };
         let origin = hex::encode(bot.token.fingerprint());
         let pair = pair.filter(|p| p.origin == origin);
@@ -249,7 +306,7 @@ impl Refresher {
         }
         if !loaded {
             if let Err(e) = self.read_store(bot, r).await {
-                self.fail(bot, RefreshResult::StateError, None, &e, now);
+                self.store_failed(bot, e, now);
                 return;
             }
         }
@@ -270,7 +327,7 @@ impl Refresher {
                 return;
             }
             Err(e) => {
-                self.fail(bot, RefreshResult::StateError, None, &e, now);
+                self.store_failed(bot, e, now);
                 return;
             }
         };
@@ -282,7 +339,7 @@ impl Refresher {
     /// already), then refreshes if still due.
     async fn refresh_locked(&self, bot: &Arc<Bot>, r: &Rotation, now: i64) {
         if let Err(e) = self.read_store(bot, r).await {
-            self.fail(bot, RefreshResult::StateError, None, &e, now);
+            self.store_failed(bot, e, now);
             return;
         }
         let current = self.vault.with_slot(bot, |s| s.pair.clone());
@@ -309,9 +366,9 @@ impl Refresher {
         let written = match serde_json::to_vec(&pair) {
             Ok(plain) => match self.sealer.seal(&aad(&bot.name, &r.client_id), &plain) {
                 Ok(sealed) => self.store.save(&bot.name, &sealed).await,
-                Err(e) => Err(e),
+                Err(e) => Err(StoreError::Seal(e)),
             },
-            Err(e) => Err(format!("cannot encode the pair: {e}")),
+            Err(e) => Err(StoreError::Encode(e)),
         };
         match written {
             Ok(()) => {
@@ -336,11 +393,22 @@ impl Refresher {
                     bot,
                     RefreshResult::StateError,
                     None,
-                    &format!("the new pair is not used until it is stored: {e}"),
+                    &RefreshError::Unsaved(e),
                     now,
                 );
             }
         }
+    }
+
+    /// A failed read or lock of the store: `state_error`, retried with backoff.
+    fn store_failed(&self, bot: &Bot, e: StoreError, now: i64) {
+        self.fail(
+            bot,
+            RefreshResult::StateError,
+            None,
+            &RefreshError::Store(e),
+            now,
+        );
     }
 
     fn fail(
@@ -348,7 +416,7 @@ impl Refresher {
         bot: &Bot,
         result: RefreshResult,
         retry_after: Option<i64>,
-        why: &str,
+        why: &RefreshError,
         now: i64,
     ) {
         let stuck = matches!(
@@ -400,24 +468,24 @@ impl Refresher {
             },
             body.len(),
         );
-        let retry = |why: String, retry_after: Option<i64>| Attempt::Failed {
+        let retry = |why: RefreshError, retry_after: Option<i64>| Attempt::Failed {
             result: RefreshResult::Retry,
             retry_after,
             why,
         };
         let resp = match self.client.call(&head, body.as_bytes(), false).await {
             Ok(resp) => resp,
-            Err(e) => return retry(e.to_string(), None),
+            Err(e) => return retry(RefreshError::Call(e), None),
         };
         if resp.status == 429 {
             let secs = retry_after_of(&resp).map_or(60, i64::from);
-            return retry("Slack answered 429".to_owned(), Some(secs));
+            return retry(RefreshError::RateLimited, Some(secs));
         }
         if resp.status != 200 {
-            return retry(format!("Slack answered HTTP {}", resp.status), None);
+            return retry(RefreshError::Status(resp.status), None);
         }
         let Ok(grant) = serde_json::from_slice::<Grant>(&resp.body) else {
-            return retry("the answer is not JSON".to_owned(), None);
+            return retry(RefreshError::NotJson, None);
         };
         if !grant.ok {
             let code = grant
@@ -431,16 +499,16 @@ impl Refresher {
                 | "internal_error"
                 | "fatal_error"
                 | "service_unavailable"
-                | "request_timeout" => retry(format!("Slack answered {code}"), None),
+                | "request_timeout" => retry(RefreshError::Busy(code), None),
                 "invalid_refresh_token" => Attempt::Failed {
                     result: RefreshResult::InvalidRefreshToken,
                     retry_after: None,
-                    why: code,
+                    why: RefreshError::Refused(code),
                 },
                 _ => Attempt::Failed {
                     result: RefreshResult::Rejected,
                     retry_after: None,
-                    why: code,
+                    why: RefreshError::Refused(code),
                 },
             };
         }
@@ -456,10 +524,7 @@ impl Refresher {
                     origin: hex::encode(bot.token.fingerprint()),
                 })
             }
-            _ => retry(
-                "the answer lacks access_token, refresh_token or expires_in".to_owned(),
-                None,
-            ),
+            _ => retry(RefreshError::Incomplete, None),
         }
     }
 }

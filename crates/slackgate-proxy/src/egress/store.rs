@@ -9,7 +9,73 @@ use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+use slackgate_guard::StateError;
+
+use super::seal::SealError;
 use crate::core::redis::RedisState;
+
+/// Why the token store could not be read or written, or a pair not be made ready for it.
+/// The texts never hold a token.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The local pair is there but cannot be read.
+    #[error("cannot read it: {}", .0.kind())]
+    Read(#[source] std::io::Error),
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[source] StateError),
+    /// The tokens directory cannot be created.
+    #[error("cannot create {}: {source}", .path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The new pair cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The pair's file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lock file cannot be opened.
+    #[error("cannot open {}: {source}", .path.display())]
+    OpenLock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lock file cannot be locked (other than being locked by another process).
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No random lock owner could be drawn.
+    #[error("the system random source failed")]
+    Random,
+    /// The start-up check could not start its runtime.
+    #[error("cannot start a runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The stored pair (where it is) does not open with the key.
+    #[error("{0} does not open with state.encryption_key")]
+    DoesNotOpen(String),
+    /// A minted pair cannot be encoded.
+    #[error("cannot encode the pair: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A minted pair cannot be sealed.
+    #[error("{0}")]
+    Seal(#[source] SealError),
+}
 
 /// Where sealed pairs live: files under `state.path`, or Redis.
 #[derive(Debug, Clone)]
@@ -45,32 +111,28 @@ impl Store {
     }
 
     /// The local store's sealed pair, read synchronously (the start-up check).
-    pub(super) fn load_local(path: &Path, bot: &str) -> Result<Option<Vec<u8>>, String> {
+    pub(super) fn load_local(path: &Path, bot: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(Self::file(path, bot)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read it: {}", e.kind())),
+            Err(e) => Err(StoreError::Read(e)),
         }
     }
 
-    pub(super) async fn load(&self, bot: &str) -> Result<Option<Vec<u8>>, String> {
+    pub(super) async fn load(&self, bot: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Store::Local(path) => Self::load_local(path, bot),
-            Store::Redis(r) => r
-                .get(&["token", bot])
-                .await
-                .map_err(|e| format!("redis: {e}")),
+            Store::Redis(r) => r.get(&["token", bot]).await.map_err(StoreError::Redis),
         }
     }
 
     /// Writes a sealed pair: a new file renamed over the old one (so a crash leaves the
     /// old pair or the new one, never half of either), readable by this user only.
-    pub(super) async fn save(&self, bot: &str, sealed: &[u8]) -> Result<(), String> {
+    pub(super) async fn save(&self, bot: &str, sealed: &[u8]) -> Result<(), StoreError> {
         match self {
             Store::Local(path) => {
                 let dir = Self::dir(path);
-                create_private_dir(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                create_private_dir(&dir)?;
                 let target = Self::file(path, bot);
                 let tmp = dir.join(format!(".{bot}.sealed.tmp"));
                 let write = || -> std::io::Result<()> {
@@ -80,30 +142,38 @@ impl Store {
                     std::fs::rename(&tmp, &target)?;
                     File::open(&dir)?.sync_all()
                 };
-                write().map_err(|e| format!("cannot write {}: {e}", target.display()))
+                write().map_err(|source| StoreError::Write {
+                    path: target,
+                    source,
+                })
             }
             Store::Redis(r) => r
                 .set(&["token", bot], sealed)
                 .await
-                .map_err(|e| format!("redis: {e}")),
+                .map_err(StoreError::Redis),
         }
     }
 
     /// Takes the one-writer lock for `bot`; `None` while another process holds it.
-    pub(super) async fn try_lock(&self, bot: &str, ttl: Duration) -> Result<Option<Held>, String> {
+    pub(super) async fn try_lock(
+        &self,
+        bot: &str,
+        ttl: Duration,
+    ) -> Result<Option<Held>, StoreError> {
         match self {
             Store::Local(path) => {
                 let dir = Self::dir(path);
-                create_private_dir(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                create_private_dir(&dir)?;
                 let lock = dir.join(format!("{bot}.lock"));
-                let f = private_file_keep(&lock)
-                    .map_err(|e| format!("cannot open {}: {e}", lock.display()))?;
+                let f = match private_file_keep(&lock) {
+                    Ok(f) => f,
+                    Err(source) => return Err(StoreError::OpenLock { path: lock, source }),
+                };
                 match f.try_lock() {
                     Ok(()) => Ok(Some(Held::Local(f))),
                     Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        Err(format!("cannot lock {}: {e}", lock.display()))
+                    Err(std::fs::TryLockError::Error(source)) => {
+                        Err(StoreError::Lock { path: lock, source })
                     }
                 }
             }
@@ -112,7 +182,7 @@ impl Store {
                 match r.lock(&["token-lock", bot], &owner, ttl).await {
                     Ok(true) => Ok(Some(Held::Redis(owner))),
                     Ok(false) => Ok(None),
-                    Err(e) => Err(format!("redis: {e}")),
+                    Err(e) => Err(StoreError::Redis(e)),
                 }
             }
         }
@@ -128,16 +198,24 @@ impl Store {
     }
 }
 
-fn random_owner() -> Result<String, String> {
+fn random_owner() -> Result<String, StoreError> {
     let mut b = [0u8; 16];
     SystemRandom::new()
         .fill(&mut b)
-        .map_err(|_| "the system random source failed".to_owned())?;
+        .map_err(|_| StoreError::Random)?;
     Ok(hex::encode(b))
 }
 
+/// Creates `dir` (and its parents) readable by this user only, if it is not there.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    create_private_dir_io(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+fn create_private_dir_io(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new()
         .recursive(true)
@@ -151,7 +229,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+fn create_private_dir_io(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
@@ -181,4 +259,41 @@ fn private_file_keep(path: &Path) -> std::io::Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[tokio::test]
+    async fn store_failures_name_the_path_and_keep_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // `state.path` is a file: the tokens directory cannot be made under it.
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let store = Store::Local(file.clone());
+        for e in [
+            store.save("helpdesk", b"sealed").await.unwrap_err(),
+            store
+                .try_lock("helpdesk", Duration::from_secs(1))
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(
+                matches!(&e, StoreError::CreateDir { path, .. } if *path == file.join("tokens"))
+            );
+            assert!(e.to_string().starts_with(&format!(
+                "cannot create {}: ",
+                file.join("tokens").display()
+            )));
+            assert!(e.source().unwrap().is::<std::io::Error>());
+        }
+        // A pair that is there but cannot be read: named by its kind only.
+        std::fs::create_dir_all(dir.path().join("tokens/helpdesk.sealed")).unwrap();
+        let e = Store::load_local(dir.path(), "helpdesk").unwrap_err();
+        assert!(e.to_string().starts_with("cannot read it: "), "{e}");
+        assert_eq!(Store::load_local(dir.path(), "other").unwrap(), None);
+    }
 }
