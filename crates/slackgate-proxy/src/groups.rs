@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 
 pub use crate::core::labels::GroupReadResult as RefreshResult;
 use crate::core::state::Shared;
-use crate::net::slack_client::{error_code, CallFailure, OutHead, SlackClient};
+use crate::net::slack_client::{error_code, retry_after, CallFailure, OutHead, SlackClient};
 
 /// The Web API method that lists a user group's members.
 const METHOD: &str = "usergroups.users.list";
@@ -52,9 +52,6 @@ pub const MAX_MEMBERS: usize = 100_000;
 /// The least time between two reads of one group that an event triggers (a burst of
 /// `subteam_members_changed` is one read, not one per event).
 const MIN_WAKE_GAP: Duration = Duration::from_secs(1);
-/// How long to wait after Slack's 429 without a usable `Retry-After` (a minute, Slack's
-/// own advice for the per-minute tiers).
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Where the group reads take a bot's token from: the token vault, which the server owns
 /// and hands in (the group reads do not know the egress door).
@@ -257,11 +254,9 @@ fn is_user_id(s: &str) -> bool {
 }
 
 /// What Slack's answer says (a 429, `ok:false`, the members, or not the documented shape).
-fn read_answer(status: u16, retry_after: Option<&[u8]>, body: &[u8]) -> Refresh {
+fn read_answer(status: u16, retry_after_header: Option<&[u8]>, body: &[u8]) -> Refresh {
     if status == 429 {
-        let secs = retry_after
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+        let secs = Duration::from_secs(u64::from(retry_after(retry_after_header)));
         return Refresh {
             result: RefreshResult::RateLimited,
             error: Some(format!("rate limited, Retry-After {}s", secs.as_secs())),
@@ -514,6 +509,7 @@ impl BackgroundService for GroupRefresher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::slack_client::DEFAULT_RETRY_AFTER_SECS;
 
     fn result(status: u16, body: &str) -> (RefreshResult, Option<String>, Option<usize>) {
         let r = read_answer(status, None, body.as_bytes());
@@ -565,7 +561,8 @@ mod tests {
         assert_eq!(r.result, RefreshResult::RateLimited);
         assert_eq!(r.retry_after, Some(Duration::from_secs(7)));
         let r = read_answer(429, Some(b"soon"), b"");
-        assert_eq!(r.retry_after, Some(DEFAULT_RETRY_AFTER));
+        let default = Duration::from_secs(u64::from(DEFAULT_RETRY_AFTER_SECS));
+        assert_eq!(r.retry_after, Some(default));
     }
 
     #[test]

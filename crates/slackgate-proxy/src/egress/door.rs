@@ -340,9 +340,8 @@ impl EgressApp {
             header("x-accepted-oauth-scopes"),
         );
         if resp.status == 429 {
-            // Slack's Retry-After is whole seconds; without one, a minute (Slack's own
-            // advice for the Web API's per-minute tiers).
-            let secs = retry_after_of(resp).unwrap_or(60);
+            // Slack's Retry-After in whole seconds (without one, a minute).
+            let secs = retry_after_of(resp);
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, method, secs);
@@ -440,7 +439,7 @@ impl EgressApp {
         o.slack_error = (!ok).then(|| error_code(text)).flatten().map(str::to_owned);
         if resp.status == 429 {
             // Remembered as for calls: later posts wait out Slack's Retry-After locally.
-            let secs = retry_after_of(resp).unwrap_or(60);
+            let secs = retry_after_of(resp);
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, &hook.method, secs);

@@ -478,7 +478,7 @@ impl Refresher {
             Err(e) => return retry(RefreshError::Call(e), None),
         };
         if resp.status == 429 {
-            let secs = retry_after_of(&resp).map_or(60, i64::from);
+            let secs = i64::from(retry_after_of(&resp));
             return retry(RefreshError::RateLimited, Some(secs));
         }
         if resp.status != 200 {

@@ -309,12 +309,44 @@ impl SlackClient {
     }
 }
 
-/// Slack's `Retry-After` (whole seconds), if it sent one.
-pub(crate) fn retry_after_of(resp: &Response) -> Option<u32> {
-    let (_, v) = resp
-        .header_pairs()
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))?;
-    std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()
+/// How long to wait after Slack's 429 without a usable `Retry-After`: a minute, Slack's
+/// own advice for the Web API's per-minute tiers.
+pub(crate) const DEFAULT_RETRY_AFTER_SECS: u32 = 60;
+/// The longest wait a `Retry-After` is taken for: an hour. Slack asks for seconds to a
+/// minute; a larger value holds a bot's method, a token refresh or a group read no
+/// longer than this (Slack answers 429 again if it still means it).
+pub(crate) const MAX_RETRY_AFTER_SECS: u32 = 3600;
+
+/// The one reader of Slack's `Retry-After` (the egress door's calls and webhook posts,
+/// token rotation, the group reads): the whole seconds `value` says, at most
+/// [`MAX_RETRY_AFTER_SECS`]; [`DEFAULT_RETRY_AFTER_SECS`] when there is none or it is not
+/// a number of seconds. A number of seconds is one or more ASCII digits (RFC 9110's
+/// `delay-seconds`), with spaces or tabs around them; a sign, a fraction or an HTTP date
+/// is not one.
+pub(crate) fn retry_after(value: Option<&[u8]>) -> u32 {
+    let Some(digits) = value.map(<[u8]>::trim_ascii) else {
+        return DEFAULT_RETRY_AFTER_SECS;
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return DEFAULT_RETRY_AFTER_SECS;
+    }
+    // Any run of digits is a number of seconds; past the cap it is the cap.
+    digits
+        .iter()
+        .try_fold(0u32, |n, d| {
+            let n = n * 10 + u32::from(d - b'0');
+            (n <= MAX_RETRY_AFTER_SECS).then_some(n)
+        })
+        .unwrap_or(MAX_RETRY_AFTER_SECS)
+}
+
+/// Slack's `Retry-After` on `resp` (its first), read by [`retry_after`].
+pub(crate) fn retry_after_of(resp: &Response) -> u32 {
+    retry_after(
+        resp.header_pairs()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))
+            .map(|(_, v)| v),
+    )
 }
 
 /// An error code as Slack writes them (`channel_not_found`), else not recorded.
@@ -377,6 +409,40 @@ mod tests {
             .to_string()
             .starts_with(&format!("connect to {addr}: ")));
         assert!(failure.source().unwrap().is::<std::io::Error>());
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_capped_else_a_minute() {
+        let read = |v: &str| retry_after(Some(v.as_bytes()));
+        for (v, secs) in [
+            ("7", 7),
+            (" 7 ", 7),
+            ("\t30", 30),
+            ("0", 0),
+            ("007", 7),
+            ("3600", 3600),
+            ("3601", MAX_RETRY_AFTER_SECS),
+            ("4294967296", MAX_RETRY_AFTER_SECS),
+            ("99999999999999999999999999", MAX_RETRY_AFTER_SECS),
+        ] {
+            assert_eq!(read(v), secs, "{v:?}");
+        }
+        for v in [
+            "",
+            " ",
+            "soon",
+            "+7",
+            "-1",
+            "7.5",
+            "7s",
+            "1e3",
+            "0x10",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(read(v), DEFAULT_RETRY_AFTER_SECS, "{v:?}");
+        }
+        assert_eq!(retry_after(None), DEFAULT_RETRY_AFTER_SECS);
+        assert_eq!(retry_after(Some(b"\xff7")), DEFAULT_RETRY_AFTER_SECS);
     }
 
     #[test]
