@@ -347,13 +347,15 @@ impl EgressApp {
                 .note_slack_rate_limit(&bot.name, method, secs);
             self.shared
                 .metrics
-                .egress_slack_429
+                .egress
+                .slack_429
                 .with_label_values(&[&bot.name])
                 .inc();
         }
         self.shared
             .metrics
-            .egress_unused_scopes
+            .egress
+            .unused_scopes
             .with_label_values(&[&bot.name])
             .set(i64::try_from(unused).unwrap_or(i64::MAX));
     }
@@ -386,10 +388,12 @@ impl EgressApp {
         };
         let bot_label = bot.unwrap_or("unknown");
         let m = &self.shared.metrics;
-        m.egress_requests
+        m.egress
+            .requests
             .with_label_values(&[bot_label, method, d.reason.as_str()])
             .inc();
-        m.egress_duration
+        m.egress
+            .duration
             .with_label_values(&[bot_label])
             .observe(elapsed.as_secs_f64());
     }
@@ -445,7 +449,8 @@ impl EgressApp {
                 .note_slack_rate_limit(&bot.name, &hook.method, secs);
             self.shared
                 .metrics
-                .egress_slack_429
+                .egress
+                .slack_429
                 .with_label_values(&[&bot.name])
                 .inc();
         }

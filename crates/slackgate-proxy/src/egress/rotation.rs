@@ -243,6 +243,7 @@ impl Refresher {
     fn count(&self, bot: &str, result: RefreshResult) {
         self.shared
             .metrics
+            .egress
             .token_refreshes
             .with_label_values(&[bot, result.as_str()])
             .inc();
