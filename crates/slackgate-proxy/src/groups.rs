@@ -16,9 +16,9 @@
 //! a removed one is stopped and its members and series forgotten. At shutdown every task
 //! is stopped.
 //!
-//! The client to Slack is the server's one for `egress.slack_api` (the egress door and token
-//! rotation call Slack with it too), built at start: a change of `egress` takes effect
-//! after a restart, for all three alike.
+//! The client for `egress.slack_api` is built by the server at start, as the egress door's
+//! and token rotation's are (each keeping its own connections): a change of `egress` takes
+//! effect after a restart, for all three alike.
 //!
 //! The bot's token is read in exactly one place ([`token_of`]) and written only into the
 //! `Authorization` header of the call; it is never in `/status`, a metric, a log line or an
@@ -327,13 +327,7 @@ async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
     let body = call_body(group, bot);
     let head = call_head(client, &token, body.len());
     match client.call(&head, body.as_bytes(), false).await {
-        Ok(resp) => {
-            let retry_after = resp
-                .header_pairs()
-                .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))
-                .map(|(_, v)| v);
-            read_answer(resp.status, retry_after, &resp.body)
-        }
+        Ok(resp) => read_answer(resp.status, resp.header(b"retry-after"), &resp.body),
         Err(e @ CallFailure::Timeout(_)) => {
             Refresh::failed(RefreshResult::UpstreamTimeout, e.to_string())
         }

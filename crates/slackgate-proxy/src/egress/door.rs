@@ -174,8 +174,8 @@ impl EgressApp {
     /// The app for `shared`'s egress config.
     ///
     /// `vault`, `ledger` and `slack` are the server's: the token refresher writes the
-    /// vault, `/status` reads the ledger, and the client for `egress.slack_api` is the one
-    /// the refresher and the group reads call Slack with too.
+    /// vault, `/status` reads the ledger, and the client for `egress.slack_api` is built at
+    /// start as the refresher's and the group reads' are.
     pub(crate) fn new(
         shared: Arc<Shared>,
         vault: Arc<TokenVault>,
@@ -321,11 +321,6 @@ impl EgressApp {
     /// What Slack's answer tells: its `ok`/`error`, its scopes, its 429.
     fn note_answer(&self, bot: &Arc<Bot>, method: &str, resp: &Response, o: &mut Outcome) {
         o.upstream_status = Some(resp.status);
-        let header = |name: &str| {
-            resp.header_pairs()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, v)| v)
-        };
         if let Ok(outcome) = serde_json::from_slice::<SlackOutcome<'_>>(&resp.body) {
             o.slack_ok = outcome.ok;
             o.slack_error = outcome
@@ -336,8 +331,8 @@ impl EgressApp {
         }
         let unused = self.ledger.note(
             &bot.name,
-            header("x-oauth-scopes"),
-            header("x-accepted-oauth-scopes"),
+            resp.header(b"x-oauth-scopes"),
+            resp.header(b"x-accepted-oauth-scopes"),
         );
         if resp.status == 429 {
             // Slack's Retry-After in whole seconds (without one, a minute).

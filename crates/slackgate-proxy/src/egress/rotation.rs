@@ -191,7 +191,8 @@ pub(crate) struct Refresher {
     shared: Arc<Shared>,
     /// The vault the server owns; the egress door reads it.
     vault: Arc<TokenVault>,
-    /// The server's client for `egress.slack_api` (the egress door's and the group reads').
+    /// The client for `egress.slack_api`, built by the server at start as the egress door's
+    /// and the group reads' are.
     client: Arc<SlackClient>,
     store: Store,
     sealer: Sealer,

@@ -342,11 +342,7 @@ pub(crate) fn retry_after(value: Option<&[u8]>) -> u32 {
 
 /// Slack's `Retry-After` on `resp` (its first), read by [`retry_after`].
 pub(crate) fn retry_after_of(resp: &Response) -> u32 {
-    retry_after(
-        resp.header_pairs()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))
-            .map(|(_, v)| v),
-    )
+    retry_after(resp.header(b"retry-after"))
 }
 
 /// An error code as Slack writes them (`channel_not_found`), else not recorded.
