@@ -112,7 +112,7 @@ pub fn client_config(
         // Tickets shared by every connection, as in one client process, counted.
         Resumption::store(Arc::new(CountingStore {
             inner: rustls::client::ClientSessionMemoryCache::new(256),
-            tickets: std::sync::Mutex::default(),
+            tickets: parking_lot::Mutex::default(),
             counts,
         }))
     } else {
@@ -140,7 +140,8 @@ pub struct TicketCounts {
 #[derive(Debug)]
 struct CountingStore {
     inner: rustls::client::ClientSessionMemoryCache,
-    tickets: std::sync::Mutex<std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>>,
+    tickets:
+        parking_lot::Mutex<std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>>,
     counts: Arc<TicketCounts>,
 }
 
@@ -182,12 +183,11 @@ impl rustls::client::ClientSessionStore for CountingStore {
     ) {
         let _ = server_name;
         self.counts.inserted.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut t) = self.tickets.lock() {
-            if t.len() == MAX_TICKETS {
-                t.pop_front();
-            }
-            t.push_back(value);
+        let mut t = self.tickets.lock();
+        if t.len() == MAX_TICKETS {
+            t.pop_front();
         }
+        t.push_back(value);
     }
 
     fn take_tls13_ticket(
@@ -195,7 +195,7 @@ impl rustls::client::ClientSessionStore for CountingStore {
         server_name: &ServerName<'static>,
     ) -> Option<rustls::client::Tls13ClientSessionValue> {
         let _ = server_name;
-        let t = self.tickets.lock().ok().and_then(|mut t| t.pop_back());
+        let t = self.tickets.lock().pop_back();
         let slot = if t.is_some() {
             &self.counts.offered
         } else {

@@ -32,9 +32,10 @@
 //! secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -355,7 +356,7 @@ async fn worker(
             tokio::time::sleep(Duration::from_millis(20 + (r >> 32) % 121)).await;
         }
     }
-    let mut g = out.lock().unwrap();
+    let mut g = out.lock();
     g.0.merge(t);
     g.1.all.add(&all).unwrap();
     g.1.window.add(&window).unwrap();
@@ -422,7 +423,7 @@ fn main() {
         (reload_ms, rc)
     });
     let elapsed = clock.start.elapsed().as_secs_f64();
-    let g = out.lock().unwrap();
+    let g = out.lock();
     let (t, h) = (&g.0, &g.1);
     let mut lost_at = t.lost_at.clone();
     lost_at.sort_unstable();

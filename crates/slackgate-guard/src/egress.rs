@@ -128,7 +128,7 @@ fn unreadable_rule(e: &CallError, identified: bool) -> String {
 /// space), `slack` Slack's 429s, `revoked` the revoked tokens, `reply` the channels seen
 /// inbound, `now` is seconds.
 #[allow(clippy::too_many_arguments)]
-pub fn decide_egress(
+pub(crate) fn decide_egress(
     policy: &Policy,
     call: &EgressCall<'_>,
     settings: &EgressSettings,

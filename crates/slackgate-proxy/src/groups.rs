@@ -16,6 +16,10 @@
 //! a removed one is stopped and its members and series forgotten. At shutdown every task
 //! is stopped.
 //!
+//! The client for `egress.slack_api` is built by the server at start, as the egress door's
+//! and token rotation's are (each keeping its own connections): a change of `egress` takes
+//! effect after a restart, for all three alike.
+//!
 //! The bot's token is read in exactly one place ([`token_of`]) and written only into the
 //! `Authorization` header of the call; it is never in `/status`, a metric, a log line or an
 //! audit record. The gateway's own calls are not audit records (those are the requests
@@ -33,12 +37,12 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::{json, Value};
 use slackgate_guard::{unix_secs_f64, Clock};
-use slackgate_policy::{Bot, Egress, IdSet, UserGroup};
+use slackgate_policy::{Bot, IdSet, UserGroup};
 use tokio::sync::Notify;
 
 pub use crate::core::labels::GroupReadResult as RefreshResult;
 use crate::core::state::Shared;
-use crate::egress::{error_code, CallFailure, OutHead, SlackClient, SlackClientError, TokenVault};
+use crate::net::slack_client::{error_code, retry_after, CallFailure, OutHead, SlackClient};
 
 /// The Web API method that lists a user group's members.
 const METHOD: &str = "usergroups.users.list";
@@ -48,18 +52,19 @@ pub const MAX_MEMBERS: usize = 100_000;
 /// The least time between two reads of one group that an event triggers (a burst of
 /// `subteam_members_changed` is one read, not one per event).
 const MIN_WAKE_GAP: Duration = Duration::from_secs(1);
-/// How long to wait after Slack's 429 without a usable `Retry-After` (a minute, Slack's
-/// own advice for the per-minute tiers).
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Where the group reads take a bot's token from: the token vault, which the server owns
+/// and hands in (the group reads do not know the egress door).
+pub(crate) trait BotTokens: Send + Sync {
+    /// The token calls for `bot` are sent with at `now` (for a rotating bot, its current
+    /// token; `None` while it has none).
+    fn token_at(&self, bot: &Bot, now: SystemTime) -> Option<String>;
+}
 
 /// The token a group refresh sends for `bot`: the one place group refreshes read a bot's
 /// token (for a rotating bot, its current token from the vault; `None` while it has none).
 fn token_of(r: &GroupRefresher, bot: &Bot) -> Option<String> {
-    match r.vault.token(bot, r.shared.guard.clock().now()) {
-        crate::egress::CallToken::Static(t) => Some(t.to_owned()),
-        crate::egress::CallToken::Rotated(p) => Some(p.access_token().to_owned()),
-        crate::egress::CallToken::Unavailable(_) => None,
-    }
+    r.tokens.token_at(bot, r.shared.guard.clock().now())
 }
 
 // === RefreshResult ===
@@ -103,11 +108,8 @@ struct GroupStatus {
 /// A running task's wake-up, with the user group id events name it by.
 type Waker = (Arc<str>, Arc<Notify>);
 
-/// The Slack client and the `egress` settings it was built for.
-type CachedClient = (Egress, Arc<SlackClient>);
-
 /// What the gateway keeps about its user groups besides their members (which the guard
-/// holds): the running tasks' wake-ups, the last read of each group, the Slack client.
+/// holds): the running tasks' wake-ups and the last read of each group.
 #[derive(Debug, Default)]
 pub struct UserGroups {
     /// Fired after every successful load (first or reload): the supervisor reconciles.
@@ -115,7 +117,6 @@ pub struct UserGroups {
     /// By group name: its user group id (events name it) and its task's wake-up.
     wakers: Mutex<HashMap<Arc<str>, Waker>>,
     status: Mutex<HashMap<Arc<str>, GroupStatus>>,
-    client: Mutex<Option<CachedClient>>,
     /// Refresh tasks alive (each holds a [`Running`] guard).
     running: Arc<AtomicUsize>,
 }
@@ -148,23 +149,6 @@ impl UserGroups {
     /// The number of refresh tasks alive (0 once the gateway stopped).
     pub fn tasks_running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
-    }
-
-    /// The client for `egress.slack_api`, built again when the `egress` settings changed.
-    fn client(&self, egress: &Egress) -> Result<Arc<SlackClient>, SlackClientError> {
-        let mut cached = lock(&self.client);
-        if let Some((built_for, client)) = cached.as_ref() {
-            if built_for == egress {
-                return Ok(Arc::clone(client));
-            }
-        }
-        let client = Arc::new(SlackClient::new(
-            &egress.slack_api,
-            egress.ca_file.as_deref(),
-            egress.timeout,
-        )?);
-        *cached = Some((egress.clone(), Arc::clone(&client)));
-        Ok(client)
     }
 
     fn note(&self, group: &UserGroup, at: SystemTime, r: &Refresh) {
@@ -270,11 +254,9 @@ fn is_user_id(s: &str) -> bool {
 }
 
 /// What Slack's answer says (a 429, `ok:false`, the members, or not the documented shape).
-fn read_answer(status: u16, retry_after: Option<&[u8]>, body: &[u8]) -> Refresh {
+fn read_answer(status: u16, retry_after_header: Option<&[u8]>, body: &[u8]) -> Refresh {
     if status == 429 {
-        let secs = retry_after
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs);
+        let secs = Duration::from_secs(u64::from(retry_after(retry_after_header)));
         return Refresh {
             result: RefreshResult::RateLimited,
             error: Some(format!("rate limited, Retry-After {}s", secs.as_secs())),
@@ -333,12 +315,8 @@ async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
             "the bot's token was revoked by a verified lifecycle event",
         );
     }
-    let Some(egress) = &snap.config.egress else {
+    let Some(client) = &r.slack else {
         return Refresh::failed(RefreshResult::UpstreamError, "the config has no egress");
-    };
-    let client = match r.groups.client(egress) {
-        Ok(c) => c,
-        Err(e) => return Refresh::failed(RefreshResult::UpstreamError, e.to_string()),
     };
     let Some(token) = token_of(r, bot) else {
         return Refresh::failed(
@@ -347,20 +325,13 @@ async fn read_members(r: &GroupRefresher, group: &UserGroup) -> Refresh {
         );
     };
     let body = call_body(group, bot);
-    let head = call_head(&client, &token, body.len());
+    let head = call_head(client, &token, body.len());
     match client.call(&head, body.as_bytes(), false).await {
-        Ok(resp) => {
-            let retry_after = resp
-                .header_pairs()
-                .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))
-                .map(|(_, v)| v);
-            read_answer(resp.status, retry_after, &resp.body)
+        Ok(resp) => read_answer(resp.status, resp.header(b"retry-after"), &resp.body),
+        Err(e @ CallFailure::Timeout(_)) => {
+            Refresh::failed(RefreshResult::UpstreamTimeout, e.to_string())
         }
-        Err(CallFailure::Timeout(t)) => Refresh::failed(
-            RefreshResult::UpstreamTimeout,
-            format!("no answer within {t:?}"),
-        ),
-        Err(CallFailure::Failed(e)) => Refresh::failed(RefreshResult::UpstreamError, e),
+        Err(e) => Refresh::failed(RefreshResult::UpstreamError, e.to_string()),
     }
 }
 
@@ -445,13 +416,15 @@ struct Task {
 }
 
 /// The background service that runs one refresh task per user group of the running
-/// policy, and follows reloads. The server hands it the groups' state and the bots'
-/// token vault, which it owns.
+/// policy, and follows reloads. The server hands it the groups' state, the bots' tokens
+/// (its token vault) and its client to Slack, which it owns.
 #[derive(Clone)]
 pub(crate) struct GroupRefresher {
     pub(crate) shared: Arc<Shared>,
     pub(crate) groups: Arc<UserGroups>,
-    pub(crate) vault: Arc<TokenVault>,
+    pub(crate) tokens: Arc<dyn BotTokens>,
+    /// The client for `egress.slack_api`; `None` without `egress`.
+    pub(crate) slack: Option<Arc<SlackClient>>,
 }
 
 impl GroupRefresher {
@@ -530,6 +503,7 @@ impl BackgroundService for GroupRefresher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::slack_client::DEFAULT_RETRY_AFTER_SECS;
 
     fn result(status: u16, body: &str) -> (RefreshResult, Option<String>, Option<usize>) {
         let r = read_answer(status, None, body.as_bytes());
@@ -581,7 +555,8 @@ mod tests {
         assert_eq!(r.result, RefreshResult::RateLimited);
         assert_eq!(r.retry_after, Some(Duration::from_secs(7)));
         let r = read_answer(429, Some(b"soon"), b"");
-        assert_eq!(r.retry_after, Some(DEFAULT_RETRY_AFTER));
+        let default = Duration::from_secs(u64::from(DEFAULT_RETRY_AFTER_SECS));
+        assert_eq!(r.retry_after, Some(default));
     }
 
     #[test]

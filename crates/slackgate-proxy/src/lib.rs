@@ -10,10 +10,10 @@
 //!
 //! | folder | what |
 //! |---|---|
-//! | [`net`] | wire code both doors share: `front` (every HTTP/1 connection of every listener, behind its `Door`: head judge `http1`, deadlines, limits, connection cap, lingering close; hand-over to pingora's session in `handover`), `downstream` (the client side of a request on either path), [`client`] (the upstream HTTP/1 client), [`tls`], `fds` (the descriptor budget) |
+//! | [`net`] | wire code both doors share: `front` (every HTTP/1 connection of every listener, behind its `Door`: head judge `http1`, deadlines, limits, connection cap, lingering close; hand-over to pingora's session in `handover`), `downstream` (the client side of a request on either path), [`client`] (the upstream HTTP/1 client), `slack_client` (the client to Slack's Web API and webhooks, one for the egress door, token rotation and the group reads), [`tls`], `fds` (the descriptor budget) |
 //! | [`core`] | what both doors run on: [`state`] (the running snapshot, reloads), [`audit`], [`metrics`], [`redis`] |
 //! | [`inbound`] | the inbound door (Slack -> bots): [`gateway`] (the pipeline from route to answer), `record` (its audit record and metrics), [`upstream`] (pools, health, the round trip to a bot) |
-//! | [`egress`] | the egress door (bots -> Slack Web API): its pipeline behind the same front, the TLS client to Slack, token rotation, the scope ledger, what replicas share |
+//! | [`egress`] | the egress door (bots -> Slack Web API): its pipeline behind the same front, token rotation, the scope ledger, what replicas share |
 //! | `replicate` | what the doors share through Redis: reply windows seen inbound, revocations |
 //! | [`groups`] | the members of the policy's Slack user groups, read with a bot's token and kept in the guard |
 //! | [`server`] | the one place that wires them: listeners, doors, background services (`services`), [`signals`], [`watch`], [`admin`] |

@@ -32,8 +32,11 @@ use crate::admin::{AdminDoor, Features};
 use crate::core::audit::{AuditSink, AuditTarget, DEFAULT_QUEUE};
 use crate::core::metrics::Metrics;
 use crate::core::state::{load_snapshot, Shared, SharedClock};
+use crate::egress::{CallToken, TokenVault};
+use crate::groups::BotTokens;
 use crate::inbound::gateway::{Gateway, InboundDoor};
 use crate::net::front::{Front, Slots};
+use crate::net::slack_client::SlackClient;
 use crate::net::tls::{server_config, ReloadingCert, TlsListeners, TlsSetupError};
 
 /// Why a gateway could not start.
@@ -70,7 +73,7 @@ pub enum StartError {
     Tls(#[source] Box<pingora::Error>),
     /// The egress door's client to Slack could not be set up.
     #[error("egress: {0}")]
-    Egress(#[from] crate::egress::SlackClientError),
+    Egress(#[from] crate::net::SlackClientError),
     /// A rotating bot's stored token pair cannot be read or opened.
     #[error("state: {0}")]
     TokenState(String),
@@ -240,10 +243,21 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartErr
     shared.on_reload(Box::new(move || groups.policy_loaded()));
     let mut probe_addrs =
         add_inbound(&mut server, opts, &shared, &features, &config, caps.inbound)?;
-    if let Some(egress) = &config.egress {
-        add_egress(&mut server, &shared, &features, egress, caps.egress)?;
+    // The client for `egress.slack_api`, built once at start (a change of `egress` needs a
+    // restart) for the egress door, token rotation and the group reads alike, each with a
+    // pool of its own (`SlackClient::fresh`).
+    let slack = match &config.egress {
+        Some(egress) => Some(SlackClient::new(
+            &egress.slack_api,
+            egress.ca_file.as_deref(),
+            egress.timeout,
+        )?),
+        None => None,
+    };
+    if let (Some(egress), Some(slack)) = (&config.egress, &slack) {
+        add_egress(&mut server, &shared, &features, slack, egress, caps.egress)?;
         probe_addrs.push(egress.listen.addr);
-        add_rotation(&mut server, &shared, &features, &config, egress)?;
+        add_rotation(&mut server, &shared, &features, slack, &config, egress)?;
         if let Some(redis) = &shared.remote {
             server.add_service(background_service(
                 "shared revocations",
@@ -265,8 +279,19 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartErr
         server.add_service(svc);
         probe_addrs.push(admin.addr);
     }
-    add_background(&mut server, opts, &shared, &features, probe_addrs);
+    add_background(&mut server, opts, &shared, &features, slack, probe_addrs);
     Ok((server, shared, features))
+}
+
+/// The group reads take a bot's token from the vault, as the egress door's calls do.
+impl BotTokens for TokenVault {
+    fn token_at(&self, bot: &slackgate_policy::Bot, now: std::time::SystemTime) -> Option<String> {
+        match self.token(bot, now) {
+            CallToken::Static(t) => Some(t.to_owned()),
+            CallToken::Rotated(p) => Some(p.access_token().to_owned()),
+            CallToken::Unavailable(_) => None,
+        }
+    }
 }
 
 /// The connection slots of one listener, its refusals counted under `listener`.
@@ -284,6 +309,7 @@ fn add_egress(
     server: &mut Server,
     shared: &Arc<Shared>,
     features: &Features,
+    slack: &SlackClient,
     egress: &slackgate_policy::Egress,
     cap: usize,
 ) -> Result<(), StartError> {
@@ -291,6 +317,7 @@ fn add_egress(
         Arc::clone(shared),
         Arc::clone(&features.vault),
         Arc::clone(&features.ledger),
+        Arc::new(slack.fresh()),
     )?;
     let proxy = Arc::new(pingora::proxy::http_proxy(
         &server.configuration,
@@ -318,6 +345,7 @@ fn add_rotation(
     server: &mut Server,
     shared: &Arc<Shared>,
     features: &Features,
+    slack: &SlackClient,
     config: &Config,
     egress: &slackgate_policy::Egress,
 ) -> Result<(), StartError> {
@@ -338,18 +366,14 @@ fn add_rotation(
         .iter()
         .filter(|b| b.token.rotation().is_some())
         .collect();
-    crate::egress::check_stored(&store, &sealer, &rotating).map_err(StartError::TokenState)?;
-    let client = crate::egress::SlackClient::new(
-        &egress.slack_api,
-        egress.ca_file.as_deref(),
-        egress.timeout,
-    )?;
+    crate::egress::check_stored(&store, &sealer, &rotating)
+        .map_err(|e| StartError::TokenState(e.to_string()))?;
     server.add_service(background_service(
         "token rotation",
         crate::egress::Refresher::new(
             Arc::clone(shared),
             Arc::clone(&features.vault),
-            client,
+            Arc::new(slack.fresh()),
             store,
             sealer,
             egress.timeout,
@@ -544,6 +568,7 @@ fn add_background(
     opts: &Options,
     shared: &Arc<Shared>,
     features: &Features,
+    slack: Option<SlackClient>,
     probe_addrs: Vec<SocketAddr>,
 ) {
     server.add_service(background_service(
@@ -564,7 +589,8 @@ fn add_background(
         crate::groups::GroupRefresher {
             shared: Arc::clone(shared),
             groups: Arc::clone(&features.groups),
-            vault: Arc::clone(&features.vault),
+            tokens: Arc::clone(&features.vault) as Arc<dyn BotTokens>,
+            slack: slack.map(Arc::new),
         },
     ));
     if let Some(interval) = opts.watch_interval {

@@ -34,6 +34,7 @@ impl BackgroundService for HealthChecker {
                     let ok = target.check(Duration::from_secs(1)).await;
                     self.shared
                         .metrics
+                        .inbound
                         .upstream_healthy
                         .with_label_values(&[pool.name.as_ref(), target.spec.as_ref()])
                         .set(if ok { 1.0 } else { 0.0 });

@@ -7,10 +7,11 @@
 
 mod common;
 
+use parking_lot::Mutex;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{rig_with, rig_with_limits, Rig, SECRET};
@@ -454,7 +455,7 @@ fn bytes_a_bot_sends_on_an_idle_connection_are_never_an_answer() {
             if n == 0 {
                 // After the answer, an unasked answer for whoever comes next.
                 answer.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!");
-                *flag.lock().unwrap() = true;
+                *flag.lock() = true;
             }
             c.write_all(&answer).is_ok()
         });
@@ -464,9 +465,7 @@ fn bytes_a_bot_sends_on_an_idle_connection_are_never_an_answer() {
             .raw(&signed("/slack/open", &format!("IDLE1{fast}"), &[]))
             .unwrap();
         assert_eq!(a.body, b"req00");
-        assert!(wait_until(Duration::from_secs(2), || *wrote
-            .lock()
-            .unwrap()));
+        assert!(wait_until(Duration::from_secs(2), || *wrote.lock()));
         let b = gw
             .client()
             .raw(&signed("/slack/open", &format!("IDLE2{fast}"), &[]))

@@ -2,8 +2,9 @@
 //! (rate limits, replay cache) survives, and a reload storm tears nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use slackgate_testkit::{wait_until, MockBot, SignedRequest, TestGateway, TestGatewayBuilder};
@@ -19,7 +20,7 @@ impl log::Log for CaptureLog {
     }
     fn log(&self, record: &log::Record) {
         if record.level() <= log::Level::Warn {
-            self.0.lock().unwrap().push(record.args().to_string());
+            self.0.lock().push(record.args().to_string());
         }
     }
     fn flush(&self) {}
@@ -270,7 +271,6 @@ fn assert_rejected_reload(gw: &TestGateway, bad: &str, expect: &str) {
     assert!(wait_until(Duration::from_secs(5), || logs()
         .0
         .lock()
-        .unwrap()
         .iter()
         .any(|l| l.contains(expect))));
     // And the old policy keeps serving.
@@ -309,7 +309,7 @@ fn invalid_policies_keep_the_old_one_serving() {
         ),
         "cannot read secret file",
     );
-    let all = logs().0.lock().unwrap().join("\n");
+    let all = logs().0.lock().join("\n");
     assert!(
         !all.contains("hunter2hunter2hunter2"),
         "a literal secret was logged"
@@ -363,7 +363,7 @@ fn reload_storm_drops_and_tears_nothing() {
                     let r = send(&gw, &format!("Ev{c}x{i}"));
                     sent.fetch_add(1, Ordering::SeqCst);
                     if r.status != 200 {
-                        failures.lock().unwrap().push(r.status);
+                        failures.lock().push(r.status);
                     }
                 }
             })
@@ -389,9 +389,9 @@ fn reload_storm_drops_and_tears_nothing() {
     }
     let sent = sent.load(Ordering::SeqCst);
     assert!(
-        failures.lock().unwrap().is_empty(),
+        failures.lock().is_empty(),
         "failed responses: {:?}",
-        failures.lock().unwrap()
+        failures.lock()
     );
     let a = bot_a.requests();
     let b = bot_b.requests();

@@ -5,10 +5,11 @@
 
 mod common;
 
+use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::{mention_of_size, SECRET};
 use slackgate_testkit::policy::{helpdesk_policy, helpdesk_route};
@@ -216,7 +217,7 @@ fn concurrent_requests_each_get_their_own_answer() {
                 for i in 0..20 {
                     let resp = gw.client().send(&request(t * 100 + i)).unwrap();
                     if resp.status != 200 || resp.body != b"ok" {
-                        failures.lock().unwrap().push((t, i, resp.status));
+                        failures.lock().push((t, i, resp.status));
                     }
                 }
             })
@@ -225,11 +226,7 @@ fn concurrent_requests_each_get_their_own_answer() {
     for t in threads {
         t.join().unwrap();
     }
-    assert!(
-        failures.lock().unwrap().is_empty(),
-        "{:?}",
-        failures.lock().unwrap()
-    );
+    assert!(failures.lock().is_empty(), "{:?}", failures.lock());
     assert_eq!(bot.requests.load(Ordering::SeqCst), 160);
     assert!(bot.connections.load(Ordering::SeqCst) <= 8 + 1);
 }

@@ -6,9 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use parking_lot::Mutex;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use slackgate_testkit::creds::{
@@ -85,7 +86,7 @@ impl Receiver {
     }
 
     fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
+        self.got.lock().clone()
     }
 }
 
@@ -105,7 +106,7 @@ fn serve(conn: TcpStream, sink: &Mutex<Vec<Received>>) {
             return;
         }
         let request_line = request_line.trim_end().to_owned();
-        sink.lock().unwrap().push(Received {
+        sink.lock().push(Received {
             request_line: request_line.clone(),
             headers,
             body,

@@ -3,10 +3,11 @@
 //! It records every request it parses and counts every byte it receives, so tests
 //! can assert what the bot did *not* get: for a denied request, not even a header.
 
+use parking_lot::Mutex;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One request as the bot saw it.
@@ -99,7 +100,7 @@ impl MockBot {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.requests.lock().unwrap().clone()
+        self.inner.requests.lock().clone()
     }
 
     /// Bytes received on all connections so far (health-check connects send none).
@@ -109,12 +110,12 @@ impl MockBot {
 
     /// Changes how the bot answers from now on.
     pub fn set_behavior(&self, b: BotBehavior) {
-        *self.inner.behavior.lock().unwrap() = b;
+        *self.inner.behavior.lock() = b;
     }
 
     /// Forgets what was recorded.
     pub fn clear(&self) {
-        self.inner.requests.lock().unwrap().clear();
+        self.inner.requests.lock().clear();
         self.inner.bytes.store(0, Ordering::SeqCst);
     }
 }
@@ -160,14 +161,14 @@ fn serve(stream: TcpStream, inner: &Inner) {
             return;
         }
         let len = body.len();
-        inner.requests.lock().unwrap().push(Recorded {
+        inner.requests.lock().push(Recorded {
             method,
             target,
             headers,
             body,
             conn,
         });
-        let behavior = inner.behavior.lock().unwrap().clone();
+        let behavior = inner.behavior.lock().clone();
         let (status, resp_body) = match behavior {
             BotBehavior::Echo => (200, format!("{{\"ok\":true,\"len\":{len}}}").into_bytes()),
             BotBehavior::Status(s, b) => (s, b),

@@ -210,7 +210,12 @@ fn unused_scopes(admin: &str) -> anyhow::Result<serde_json::Value> {
     Ok(status["egress"]["bots"]["helpdesk"]["unused_scopes"].clone())
 }
 
-pub fn run(listen: &str, admin: &str, egress: &str, self_test: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    listen: &str,
+    admin: &str,
+    egress: &str,
+    self_test: bool,
+) -> anyhow::Result<ExitCode> {
     ensure_bindable("--listen", listen)?;
     ensure_bindable("--admin", admin)?;
     ensure_bindable("--egress", egress)?;

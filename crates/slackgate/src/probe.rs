@@ -32,13 +32,13 @@ use slackgate_slack::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 const OFFLINE_STATE_ENTRIES: usize = 1024;
 
 /// A guard for offline decisions: empty replay cache, full buckets, time from `clock`.
-pub fn offline_guard<C: Clock>(clock: C) -> Guard<C> {
+pub(crate) fn offline_guard<C: Clock>(clock: C) -> Guard<C> {
     Guard::new(clock, OFFLINE_STATE_ENTRIES, OFFLINE_STATE_ENTRIES)
 }
 
 /// The request headers the pipeline reads; every other header is ignored by it.
 #[derive(Debug, Clone, Default)]
-pub struct PipelineHeaders {
+pub(crate) struct PipelineHeaders {
     /// `X-Slack-Signature`.
     pub signature: Option<String>,
     /// `X-Slack-Request-Timestamp`.
@@ -51,14 +51,14 @@ pub struct PipelineHeaders {
 
 impl PipelineHeaders {
     /// The pipeline's headers among `pairs` (name, value), later values winning.
-    pub fn from_pairs<'h>(pairs: impl IntoIterator<Item = &'h (String, String)>) -> Self {
+    pub(crate) fn from_pairs<'h>(pairs: impl IntoIterator<Item = &'h (String, String)>) -> Self {
         let mut headers = Self::default();
         headers.extend(pairs);
         headers
     }
 
     /// Sets every pair (name, value) with [`PipelineHeaders::set`], in order.
-    pub fn extend<'h>(&mut self, pairs: impl IntoIterator<Item = &'h (String, String)>) {
+    pub(crate) fn extend<'h>(&mut self, pairs: impl IntoIterator<Item = &'h (String, String)>) {
         for (name, value) in pairs {
             self.set(name, value);
         }
@@ -66,7 +66,7 @@ impl PipelineHeaders {
 
     /// Sets the header `name` (any case) when the pipeline reads it; a later value of the
     /// same header replaces an earlier one.
-    pub fn set(&mut self, name: &str, value: &str) {
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
         let slot = match name.trim().to_ascii_lowercase().as_str() {
             n if n == SIGNATURE_HEADER => &mut self.signature,
             n if n == TIMESTAMP_HEADER => &mut self.timestamp,
@@ -80,7 +80,7 @@ impl PipelineHeaders {
 
 /// One request as the gateway would receive it, after its head was read.
 #[derive(Debug, Clone, Copy)]
-pub struct Probe<'a> {
+pub(crate) struct Probe<'a> {
     /// The Host the route table is asked with (the `Host` header when not given apart).
     pub host: Option<&'a str>,
     /// The request path.
@@ -95,7 +95,7 @@ pub struct Probe<'a> {
 
 /// The route a request matches: by exact path and the Host (`host` when given apart, else
 /// the `Host` header).
-pub fn route<'p>(
+pub(crate) fn route<'p>(
     loaded: &'p Loaded,
     host: Option<&str>,
     path: &str,
@@ -109,7 +109,7 @@ pub fn route<'p>(
 // One is made per offline request and matched at once; boxing the decision buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Verdict<'p, 'a> {
+pub(crate) enum Verdict<'p, 'a> {
     /// No route matches the path (and host).
     NoRoute,
     /// The route the request matched and the decision on it.
@@ -122,7 +122,7 @@ pub enum Verdict<'p, 'a> {
 }
 
 /// Runs `req` through the pipeline `run` runs, in its order.
-pub fn decide<'p, 'a, C: Clock>(
+pub(crate) fn decide<'p, 'a, C: Clock>(
     loaded: &'p Loaded,
     guard: &Guard<C>,
     req: &Probe<'a>,
@@ -156,7 +156,7 @@ pub fn decide<'p, 'a, C: Clock>(
 
 impl Verdict<'_, '_> {
     /// The matched route, if any.
-    pub fn route(&self) -> Option<&Route> {
+    pub(crate) fn route(&self) -> Option<&Route> {
         match self {
             Verdict::NoRoute => None,
             Verdict::Routed { route, .. } => Some(route),
@@ -164,7 +164,7 @@ impl Verdict<'_, '_> {
     }
 
     /// The decision, when a route matched.
-    pub fn decision(&self) -> Option<&Decision<'_>> {
+    pub(crate) fn decision(&self) -> Option<&Decision<'_>> {
         match self {
             Verdict::NoRoute => None,
             Verdict::Routed { decision, .. } => Some(decision),
@@ -172,28 +172,28 @@ impl Verdict<'_, '_> {
     }
 
     /// The reason code of the audit record.
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         self.decision().map_or(Reason::NoRoute, |d| d.reason)
     }
 
     /// The rule that decided, if one did.
-    pub fn rule(&self) -> Option<&str> {
+    pub(crate) fn rule(&self) -> Option<&str> {
         self.decision()?.rule.as_ref().map(|r| r.as_str())
     }
 
     /// Whether the decision is a shadowed denial.
-    pub fn shadow(&self) -> bool {
+    pub(crate) fn shadow(&self) -> bool {
         self.decision().is_some_and(|d| d.shadow)
     }
 
     /// Whether the request would be forwarded to the route's upstream.
-    pub fn forwards(&self) -> bool {
+    pub(crate) fn forwards(&self) -> bool {
         self.decision().is_some_and(|d| d.action == Action::Forward)
     }
 
     /// The status the client gets: the gateway's own answer, or 200 for a forwarded
     /// request (standing for the bot's answer, which is not known offline).
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self.decision() {
             None => Reason::NoRoute.status(),
             Some(d) if d.action == Action::Forward => 200,
@@ -202,7 +202,7 @@ impl Verdict<'_, '_> {
     }
 
     /// The id of the secret whose signature matched.
-    pub fn secret_id(&self) -> Option<&str> {
+    pub(crate) fn secret_id(&self) -> Option<&str> {
         self.decision()?.secret_id.as_deref()
     }
 }
@@ -211,7 +211,7 @@ impl Verdict<'_, '_> {
 
 /// The headers of a Web API call the egress decision reads, as the listener copies them.
 #[derive(Debug, Clone, Default)]
-pub struct EgressHeaders {
+pub(crate) struct EgressHeaders {
     /// The first `Authorization`.
     pub authorization: Option<String>,
     /// The first `Content-Type`.
@@ -224,7 +224,7 @@ impl EgressHeaders {
     /// Adds the header `name` (any case) when the decision reads it. Unlike the listener's
     /// HTTP parser nothing here merges or drops a repeat: a second value marks the call
     /// as [`EgressHeaders::duplicated`], as it does on the listener.
-    pub fn add(&mut self, name: &str, value: &str) {
+    pub(crate) fn add(&mut self, name: &str, value: &str) {
         let slot = match name.trim().to_ascii_lowercase().as_str() {
             "authorization" => &mut self.authorization,
             "content-type" => &mut self.content_type,
@@ -240,7 +240,7 @@ impl EgressHeaders {
 
 /// One Web API call as the egress listener would receive it, after its head was read.
 #[derive(Debug, Clone, Copy)]
-pub struct EgressProbe<'a> {
+pub(crate) struct EgressProbe<'a> {
     /// The request path, without the query (e.g. `/api/chat.postMessage`).
     pub path: &'a str,
     /// The raw query string (after `?`), if any.
@@ -252,7 +252,7 @@ pub struct EgressProbe<'a> {
 }
 
 /// Splits a request target into its path and query, as the listener's URI parser does.
-pub fn split_target(target: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
     match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
@@ -262,7 +262,7 @@ pub fn split_target(target: &str) -> (&str, Option<&str>) {
 /// Decides `req` as the egress listener does: [`Guard::decide_egress`] on the policy, then
 /// the listener's own refusals of a call it cannot read (a body over
 /// `limits.max_body_bytes`, which it does not read, or a decision header sent twice).
-pub fn decide_egress<C: Clock>(
+pub(crate) fn decide_egress<C: Clock>(
     loaded: &Loaded,
     guard: &Guard<C>,
     req: &EgressProbe<'_>,

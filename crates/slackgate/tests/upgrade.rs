@@ -6,9 +6,10 @@
 //! process lets an in-flight request finish before the process exits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use parking_lot::Mutex;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slackgate_testkit::{free_port, wait_until, BotBehavior, Client, MockBot, SignedRequest};
@@ -117,11 +118,8 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
                 i += 1;
                 match client.send(&request(i, "/slack/events")) {
                     Ok(r) if r.status == 200 => {}
-                    Ok(r) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("status {}", r.status)),
-                    Err(e) => failures.lock().unwrap().push(format!("io: {e}")),
+                    Ok(r) => failures.lock().push(format!("status {}", r.status)),
+                    Err(e) => failures.lock().push(format!("io: {e}")),
                 }
                 sent.fetch_add(1, Ordering::SeqCst);
             }
@@ -150,7 +148,7 @@ fn upgrade_under_load_drops_nothing_and_sigterm_drains() {
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap();
     let total = sent.load(Ordering::SeqCst);
-    let failed = failures.lock().unwrap().clone();
+    let failed = failures.lock().clone();
     eprintln!(
         "upgrade drill: {total} requests ({before} before SIGQUIT, {} after the old process exited), {} failed",
         total - after_old_exit,
@@ -230,13 +228,13 @@ fn keep_alive_client(
             let req = request(id * 1_000_000 + i, "/slack/events").to_http("localhost");
             let sent_at = Instant::now();
             if let Err(e) = w.write_all(&req) {
-                tally.lock().unwrap().lost.push(format!("write: {e}"));
+                tally.lock().lost.push(format!("write: {e}"));
                 conn = None;
                 continue;
             }
             match slackgate_testkit::client::read_response(r) {
                 Ok(resp) => {
-                    let mut t = tally.lock().unwrap();
+                    let mut t = tally.lock();
                     t.latencies.push((sent_at, sent_at.elapsed()));
                     if resp.status == 200 {
                         t.ok += 1;
@@ -249,7 +247,7 @@ fn keep_alive_client(
                     }
                 }
                 Err(e) => {
-                    tally.lock().unwrap().lost.push(format!("read: {e}"));
+                    tally.lock().lost.push(format!("read: {e}"));
                     conn = None;
                 }
             }
@@ -295,7 +293,7 @@ fn keep_alive_clients_lose_nothing_across_an_upgrade_and_a_drain() {
     let clients: Vec<_> = (0..8)
         .map(|id| keep_alive_client(id, listen, stop.clone(), no_new.clone(), tally.clone()))
         .collect();
-    let served = || tally.lock().unwrap().ok;
+    let served = || tally.lock().ok;
     assert!(wait_until(Duration::from_secs(20), || served() >= 300));
 
     // The README's procedure: start the new process, wait until it listens on the
@@ -337,7 +335,7 @@ fn keep_alive_clients_lose_nothing_across_an_upgrade_and_a_drain() {
         c.join().unwrap();
     }
 
-    let t = tally.lock().unwrap();
+    let t = tally.lock();
     let (n, p) = p999(&t.latencies, quit_at, upgrade_end);
     eprintln!(
         "keep-alive drill: {} answered 200, {} lost, {} non-200, {} connections closed by the server with Connection: close; \

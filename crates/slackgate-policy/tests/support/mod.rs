@@ -1,6 +1,7 @@
 //! Shared test support: the planted secret and a fixed clock. The secret source is
 //! `slackgate_fixtures::MapSecrets`.
-#![allow(dead_code)]
+// Shared by test files (crates without an API), each using some of it: `pub` for them.
+#![allow(dead_code, unreachable_pub)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -101,12 +101,11 @@ pub fn method_name(v: &str) -> &str {
 pub(crate) fn unknown_caller_rule(rule: &str) -> &'static str {
     use slackgate_guard::Unreadable;
     use slackgate_slack::CallError;
-    const FIXED: [&str; 10] = [
+    const FIXED: [&str; 9] = [
         "key",
         "no key",
         "query",
         "path",
-        "request head",
         "Authorization and the token argument differ",
         Unreadable::BodyTooLarge.rule(),
         Unreadable::BodyFraming.rule(),

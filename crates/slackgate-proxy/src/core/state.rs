@@ -283,13 +283,15 @@ impl Shared {
             .set(i64::try_from(snap.generation).unwrap_or(i64::MAX));
         m.last_reload_success
             .set(slackgate_guard::unix_secs_f64(snap.loaded_at));
-        m.secret_expiry.reset();
+        m.inbound.secret_expiry.reset();
         for app in snap.policy.apps.values() {
             for secret in app.secrets.iter() {
-                m.secret_matches
+                m.inbound
+                    .secret_matches
                     .with_label_values(&[&app.name, secret.key.id()]);
                 if let Some(exp) = secret.expires {
-                    m.secret_expiry
+                    m.inbound
+                        .secret_expiry
                         .with_label_values(&[&app.name, secret.key.id()])
                         .set(slackgate_guard::unix_secs_f64(exp));
                 }

@@ -16,7 +16,6 @@ use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
 use super::scopes::ScopeLedger;
-use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
@@ -25,6 +24,9 @@ use crate::net::conn::{is_writable_header, is_writable_status};
 use crate::net::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
 use crate::net::http1::connection_tokens;
+use crate::net::slack_client::{
+    error_code, retry_after_of, CallFailure, OutHead, SlackClient, SlackClientError,
+};
 
 /// The egress door's pipeline: the fast path's, and pingora's for the rest (one
 /// instance shared by both, with one pool of connections to Slack).
@@ -132,23 +134,6 @@ struct SlackOutcome<'a> {
     error: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Slack's `Retry-After` (whole seconds), if it sent one.
-pub(crate) fn retry_after_of(resp: &Response) -> Option<u32> {
-    let (_, v) = resp
-        .header_pairs()
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"retry-after"))?;
-    std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()
-}
-
-/// An error code as Slack writes them (`channel_not_found`), else not recorded.
-pub(crate) fn error_code(s: &str) -> Option<&str> {
-    (!s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-    .then_some(s)
-}
-
 /// What happened to one call, for its record and metrics.
 struct Outcome {
     decision: EgressDecision,
@@ -178,7 +163,7 @@ impl Outcome {
     fn failed(&mut self, failure: &CallFailure) -> Answer {
         self.decision.reason = match failure {
             CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-            CallFailure::Failed(_) => EgressReason::UpstreamError,
+            _ => EgressReason::UpstreamError,
         };
         self.status = self.decision.reason.status();
         EgressApp::local_answer(&self.decision)
@@ -188,12 +173,14 @@ impl Outcome {
 impl EgressApp {
     /// The app for `shared`'s egress config.
     ///
-    /// `vault` and `ledger` are the server's: the token refresher writes the one, `/status`
-    /// reads the other.
-    pub fn new(
+    /// `vault`, `ledger` and `slack` are the server's: the token refresher writes the
+    /// vault, `/status` reads the ledger, and the client for `egress.slack_api` is built at
+    /// start as the refresher's and the group reads' are.
+    pub(crate) fn new(
         shared: Arc<Shared>,
         vault: Arc<TokenVault>,
         ledger: Arc<ScopeLedger>,
+        slack: Arc<SlackClient>,
     ) -> Result<Self, SlackClientError> {
         let snap = shared.current();
         let egress = snap
@@ -201,7 +188,6 @@ impl EgressApp {
             .egress
             .as_ref()
             .ok_or(SlackClientError::Tls("egress is not configured".to_owned()))?;
-        let slack = SlackClient::new(&egress.slack_api, egress.ca_file.as_deref(), egress.timeout)?;
         let hooks = SlackClient::new(
             &egress.hooks_base,
             egress.ca_file.as_deref(),
@@ -211,7 +197,7 @@ impl EgressApp {
             shared,
             vault,
             ledger,
-            slack: Arc::new(slack),
+            slack,
             hooks: Arc::new(hooks),
         })
     }
@@ -322,9 +308,8 @@ impl EgressApp {
         method: &str,
     ) -> Result<Response, CallFailure> {
         let out_body = match (decision.body_token, decision.encoding) {
-            (true, Some(enc)) => strip_body_token(enc, body).map_err(|_| {
-                CallFailure::Failed("the token argument could not be removed".to_owned())
-            })?,
+            (true, Some(enc)) => strip_body_token(enc, body)
+                .map_err(|_| CallFailure::Withheld("the token argument could not be removed"))?,
             _ => std::borrow::Cow::Borrowed(body),
         };
         let slack_head = self.slack_head(head, decision, method, token, out_body.len());
@@ -336,11 +321,6 @@ impl EgressApp {
     /// What Slack's answer tells: its `ok`/`error`, its scopes, its 429.
     fn note_answer(&self, bot: &Arc<Bot>, method: &str, resp: &Response, o: &mut Outcome) {
         o.upstream_status = Some(resp.status);
-        let header = |name: &str| {
-            resp.header_pairs()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, v)| v)
-        };
         if let Ok(outcome) = serde_json::from_slice::<SlackOutcome<'_>>(&resp.body) {
             o.slack_ok = outcome.ok;
             o.slack_error = outcome
@@ -351,25 +331,26 @@ impl EgressApp {
         }
         let unused = self.ledger.note(
             &bot.name,
-            header("x-oauth-scopes"),
-            header("x-accepted-oauth-scopes"),
+            resp.header(b"x-oauth-scopes"),
+            resp.header(b"x-accepted-oauth-scopes"),
         );
         if resp.status == 429 {
-            // Slack's Retry-After is whole seconds; without one, a minute (Slack's own
-            // advice for the Web API's per-minute tiers).
-            let secs = retry_after_of(resp).unwrap_or(60);
+            // Slack's Retry-After in whole seconds (without one, a minute).
+            let secs = retry_after_of(resp);
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, method, secs);
             self.shared
                 .metrics
-                .egress_slack_429
+                .egress
+                .slack_429
                 .with_label_values(&[&bot.name])
                 .inc();
         }
         self.shared
             .metrics
-            .egress_unused_scopes
+            .egress
+            .unused_scopes
             .with_label_values(&[&bot.name])
             .set(i64::try_from(unused).unwrap_or(i64::MAX));
     }
@@ -402,10 +383,12 @@ impl EgressApp {
         };
         let bot_label = bot.unwrap_or("unknown");
         let m = &self.shared.metrics;
-        m.egress_requests
+        m.egress
+            .requests
             .with_label_values(&[bot_label, method, d.reason.as_str()])
             .inc();
-        m.egress_duration
+        m.egress
+            .duration
             .with_label_values(&[bot_label])
             .observe(elapsed.as_secs_f64());
     }
@@ -434,12 +417,13 @@ impl EgressApp {
     ) -> Result<Response, CallFailure> {
         // The snapshot check made every URL start with `egress.hooks_base`; the client's
         // base is the one the gateway started with (a changed base needs a restart).
-        let path = self.hooks.api().path_of(hook.url.expose()).ok_or_else(|| {
-            CallFailure::Failed(
-                "the webhook URL is not under the egress.hooks_base the gateway started with"
-                    .to_owned(),
-            )
-        })?;
+        let path = self
+            .hooks
+            .api()
+            .path_of(hook.url.expose())
+            .ok_or(CallFailure::Withheld(
+                "the webhook URL is not under the egress.hooks_base the gateway started with",
+            ))?;
         let out_head = self.hook_head(head, path, body.len());
         self.hooks.call(&out_head, body, false).await
     }
@@ -454,13 +438,14 @@ impl EgressApp {
         o.slack_error = (!ok).then(|| error_code(text)).flatten().map(str::to_owned);
         if resp.status == 429 {
             // Remembered as for calls: later posts wait out Slack's Retry-After locally.
-            let secs = retry_after_of(resp).unwrap_or(60);
+            let secs = retry_after_of(resp);
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, &hook.method, secs);
             self.shared
                 .metrics
-                .egress_slack_429
+                .egress
+                .slack_429
                 .with_label_values(&[&bot.name])
                 .inc();
         }
@@ -558,7 +543,7 @@ impl EgressApp {
         };
         if !answer.is_writable() {
             log::warn!("egress: Slack's answer has a status or header that cannot be relayed");
-            answer = outcome.failed(&CallFailure::Failed("unrelayable answer".to_owned()));
+            answer = outcome.failed(&CallFailure::Withheld("unrelayable answer"));
         }
         // Recorded before the answer leaves: once a bot has its answer, its call's record
         // is written (a next call cannot be recorded before it).
@@ -774,13 +759,6 @@ impl Door for EgressDoor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_codes_only() {
-        assert_eq!(error_code("channel_not_found"), Some("channel_not_found"));
-        assert_eq!(error_code("Some message text"), None);
-        assert_eq!(error_code(""), None);
-    }
 
     #[test]
     fn hop_by_hop_is_not_relayed() {

@@ -28,26 +28,23 @@
 //!   bot's calls are answered `token_unavailable` and nothing reaches Slack. A stored
 //!   pair that does not open with the key is a start-up error, never garbage tokens.
 
-use std::fs::File;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use slackgate_guard::unix_secs;
 use slackgate_policy::{Bot, Rotation};
 
 use super::seal::{aad, Pair, Sealer};
-use super::slack::{CallFailure, OutHead, SlackClient};
+use super::store::{Store, StoreError};
 use super::vault::{rfc3339, TokenVault};
 pub use crate::core::labels::TokenRefreshResult as RefreshResult;
 use crate::core::redis::RedisState;
 use crate::core::state::Shared;
+use crate::net::slack_client::{error_code, retry_after_of, CallFailure, OutHead, SlackClient};
 
 /// How often the refresher looks at every rotating bot.
 const TICK: Duration = Duration::from_millis(200);
@@ -56,178 +53,62 @@ const FIRST_BACKOFF_SECS: i64 = 2;
 /// The longest wait between retries.
 const MAX_BACKOFF_SECS: i64 = 300;
 
-// === the store ===
+// === the errors ===
 
-/// Where sealed pairs live: files under `state.path`, or Redis.
-#[derive(Debug, Clone)]
-pub(crate) enum Store {
-    /// `state.path/tokens/<bot>.sealed`, with `<bot>.lock` for the one writer.
-    Local(PathBuf),
-    /// `<prefix>token:<bot>`, with `<prefix>token-lock:<bot>` for the one writer.
-    Redis(Arc<RedisState>),
+/// Why a rotating bot's stored pair stops the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoredPairError {
+    /// The pair does not open with `state.encryption_key`.
+    #[error("the stored token pair of bot `{bot}` ({at}) cannot be opened with state.encryption_key: it was written with another key, or changed. Restore the key it was written with; or, to start over from the policy's refresh_token (only if that one was never used), remove the stored pair")]
+    WrongKey {
+        /// The bot.
+        bot: Arc<str>,
+        /// Where its pair is ([`Store::describe`]).
+        at: String,
+    },
+    /// The pair cannot be read.
+    #[error("the stored token pair of bot `{bot}` ({at}): {source}")]
+    Unreadable {
+        /// The bot.
+        bot: Arc<str>,
+        /// Where its pair is ([`Store::describe`]).
+        at: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
 }
 
-/// A held writer lock; released on drop (local) or by [`Store::unlock`] (Redis).
-#[derive(Debug)]
-enum Held {
-    Local(#[allow(dead_code)] File),
-    Redis(String),
-}
-
-impl Store {
-    fn dir(path: &Path) -> PathBuf {
-        path.join("tokens")
-    }
-
-    fn file(path: &Path, bot: &str) -> PathBuf {
-        Self::dir(path).join(format!("{bot}.sealed"))
-    }
-
-    /// Where a bot's pair is, for messages.
-    pub(crate) fn describe(&self, bot: &str) -> String {
-        match self {
-            Store::Local(path) => Self::file(path, bot).display().to_string(),
-            Store::Redis(_) => format!("redis key token:{bot}"),
-        }
-    }
-
-    /// The local store's sealed pair, read synchronously (the start-up check).
-    fn load_local(path: &Path, bot: &str) -> Result<Option<Vec<u8>>, String> {
-        match std::fs::read(Self::file(path, bot)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read it: {}", e.kind())),
-        }
-    }
-
-    async fn load(&self, bot: &str) -> Result<Option<Vec<u8>>, String> {
-        match self {
-            Store::Local(path) => Self::load_local(path, bot),
-            Store::Redis(r) => r
-                .get(&["token", bot])
-                .await
-                .map_err(|e| format!("redis: {e}")),
-        }
-    }
-
-    /// Writes a sealed pair: a new file renamed over the old one (so a crash leaves the
-    /// old pair or the new one, never half of either), readable by this user only.
-    async fn save(&self, bot: &str, sealed: &[u8]) -> Result<(), String> {
-        match self {
-            Store::Local(path) => {
-                let dir = Self::dir(path);
-                create_private_dir(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                let target = Self::file(path, bot);
-                let tmp = dir.join(format!(".{bot}.sealed.tmp"));
-                let write = || -> std::io::Result<()> {
-                    let mut f = private_file(&tmp)?;
-                    f.write_all(sealed)?;
-                    f.sync_all()?;
-                    std::fs::rename(&tmp, &target)?;
-                    File::open(&dir)?.sync_all()
-                };
-                write().map_err(|e| format!("cannot write {}: {e}", target.display()))
-            }
-            Store::Redis(r) => r
-                .set(&["token", bot], sealed)
-                .await
-                .map_err(|e| format!("redis: {e}")),
-        }
-    }
-
-    /// Takes the one-writer lock for `bot`; `None` while another process holds it.
-    async fn try_lock(&self, bot: &str, ttl: Duration) -> Result<Option<Held>, String> {
-        match self {
-            Store::Local(path) => {
-                let dir = Self::dir(path);
-                create_private_dir(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                let lock = dir.join(format!("{bot}.lock"));
-                let f = private_file_keep(&lock)
-                    .map_err(|e| format!("cannot open {}: {e}", lock.display()))?;
-                match f.try_lock() {
-                    Ok(()) => Ok(Some(Held::Local(f))),
-                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        Err(format!("cannot lock {}: {e}", lock.display()))
-                    }
-                }
-            }
-            Store::Redis(r) => {
-                let owner = random_owner()?;
-                match r.lock(&["token-lock", bot], &owner, ttl).await {
-                    Ok(true) => Ok(Some(Held::Redis(owner))),
-                    Ok(false) => Ok(None),
-                    Err(e) => Err(format!("redis: {e}")),
-                }
-            }
-        }
-    }
-
-    async fn unlock(&self, bot: &str, held: Held) {
-        if let (Store::Redis(r), Held::Redis(owner)) = (self, held) {
-            // An unlock that fails leaves the lock to its expiry.
-            if let Err(e) = r.unlock(&["token-lock", bot], &owner).await {
-                log::warn!("token rotation: bot `{bot}`: releasing the refresh lock failed ({e}); it expires by itself");
-            }
-        }
-    }
-}
-
-fn random_owner() -> Result<String, String> {
-    let mut b = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| "the system random source failed".to_owned())?;
-    Ok(hex::encode(b))
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
-}
-
-fn open_options() -> std::fs::OpenOptions {
-    let mut o = std::fs::OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o
-}
-
-/// A new (truncated) file readable by this user only.
-fn private_file(path: &Path) -> std::io::Result<File> {
-    open_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-}
-
-/// A file kept as it is (the lock file), created readable by this user only.
-fn private_file_keep(path: &Path) -> std::io::Result<File> {
-    open_options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+/// Why a refresh did not leave a new pair in use, for the log (never a token).
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    /// The call to Slack failed.
+    #[error("{0}")]
+    Call(#[source] CallFailure),
+    /// Slack answered 429.
+    #[error("Slack answered 429")]
+    RateLimited,
+    /// Slack answered another status than 200.
+    #[error("Slack answered HTTP {0}")]
+    Status(u16),
+    /// The answer is not JSON.
+    #[error("the answer is not JSON")]
+    NotJson,
+    /// Slack is busy or failed (`ratelimited`, `internal_error`, ...): retried.
+    #[error("Slack answered {0}")]
+    Busy(String),
+    /// Slack refused the refresh: its error code (`unknown` when it is not one).
+    #[error("{0}")]
+    Refused(String),
+    /// A granted answer without a usable pair.
+    #[error("the answer lacks access_token, refresh_token or expires_in")]
+    Incomplete,
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[source] StoreError),
+    /// A minted pair could not be stored, so it is not used yet.
+    #[error("the new pair is not used until it is stored: {0}")]
+    Unsaved(#[source] StoreError),
 }
 
 // === the refresher ===
@@ -238,7 +119,7 @@ pub(crate) fn check_stored(
     store: &Store,
     sealer: &Sealer,
     bots: &[&Arc<Bot>],
-) -> Result<(), String> {
+) -> Result<(), StoredPairError> {
     for bot in bots {
         let Some(r) = bot.token.rotation() else {
             continue;
@@ -252,10 +133,10 @@ pub(crate) fn check_stored(
             Ok(None) => {}
             Ok(Some(sealed)) => {
                 if open_pair(sealer, bot, r, &sealed).is_none() {
-                    return Err(format!(
-                        "the stored token pair of bot `{}` ({where_}) cannot be opened with state.encryption_key: it was written with another key, or changed. Restore the key it was written with; or, to start over from the policy's refresh_token (only if that one was never used), remove the stored pair",
-                        bot.name
-                    ));
+                    return Err(StoredPairError::WrongKey {
+                        bot: Arc::clone(&bot.name),
+                        at: where_,
+                    });
                 }
             }
             // Redis down at start: the refresher reads (and checks) the pair once it is back.
@@ -265,11 +146,12 @@ pub(crate) fn check_stored(
                     bot.name
                 );
             }
-            Err(e) => {
-                return Err(format!(
-                    "the stored token pair of bot `{}` ({where_}): {e}",
-                    bot.name
-                ))
+            Err(source) => {
+                return Err(StoredPairError::Unreadable {
+                    bot: Arc::clone(&bot.name),
+                    at: where_,
+                    source,
+                })
             }
         }
     }
@@ -278,14 +160,14 @@ pub(crate) fn check_stored(
 
 /// Reads a Redis value on a runtime of its own (start-up runs before pingora's), with a
 /// client of its own so no connection outlives that runtime.
-fn block_on_fresh(redis: &RedisState, bot: &str) -> Result<Option<Vec<u8>>, String> {
+fn block_on_fresh(redis: &RedisState, bot: &str) -> Result<Option<Vec<u8>>, StoreError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        .map_err(StoreError::Runtime)?;
     let client = redis.fresh();
     rt.block_on(client.get(&["token", bot]))
-        .map_err(|e| format!("redis: {e}"))
+        .map_err(StoreError::Redis)
 }
 
 fn open_pair(sealer: &Sealer, bot: &Bot, r: &Rotation, sealed: &[u8]) -> Option<Pair> {
@@ -300,7 +182,7 @@ enum Attempt {
         result: RefreshResult,
         /// Seconds Slack asked to wait (429).
         retry_after: Option<i64>,
-        why: String,
+        why: RefreshError,
     },
 }
 
@@ -309,7 +191,9 @@ pub(crate) struct Refresher {
     shared: Arc<Shared>,
     /// The vault the server owns; the egress door reads it.
     vault: Arc<TokenVault>,
-    client: SlackClient,
+    /// The client for `egress.slack_api`, built by the server at start as the egress door's
+    /// and the group reads' are.
+    client: Arc<SlackClient>,
     store: Store,
     sealer: Sealer,
     lock_ttl: Duration,
@@ -337,7 +221,7 @@ impl Refresher {
     pub(crate) fn new(
         shared: Arc<Shared>,
         vault: Arc<TokenVault>,
-        client: SlackClient,
+        client: Arc<SlackClient>,
         store: Store,
         sealer: Sealer,
         timeout: Duration,
@@ -360,6 +244,7 @@ impl Refresher {
     fn count(&self, bot: &str, result: RefreshResult) {
         self.shared
             .metrics
+            .egress
             .token_refreshes
             .with_label_values(&[bot, result.as_str()])
             .inc();
@@ -381,16 +266,14 @@ impl Refresher {
     }
 
     /// Reads the stored pair when the slot has not; adopts it when it is newer.
-    async fn read_store(&self, bot: &Bot, r: &Rotation) -> Result<(), String> {
+    async fn read_store(&self, bot: &Bot, r: &Rotation) -> Result<(), StoreError> {
         let sealed = self.store.load(&bot.name).await?;
         let pair = match sealed {
             None => None,
-            Some(s) => Some(open_pair(&self.sealer, bot, r, &s).ok_or_else(|| {
-                format!(
-                    "{} does not open with state.encryption_key",
-                    self.store.describe(&bot.name)
-                )
-            })?),
+            Some(s) => Some(
+                open_pair(&self.sealer, bot, r, &s)
+                    .ok_or_else(|| StoreError::DoesNotOpen(self.store.describe(&bot.name)))?,
+            ),
         };
         let origin = hex::encode(bot.token.fingerprint());
         let pair = pair.filter(|p| p.origin == origin);
@@ -425,7 +308,7 @@ impl Refresher {
         }
         if !loaded {
             if let Err(e) = self.read_store(bot, r).await {
-                self.fail(bot, RefreshResult::StateError, None, &e, now);
+                self.store_failed(bot, e, now);
                 return;
             }
         }
@@ -446,7 +329,7 @@ impl Refresher {
                 return;
             }
             Err(e) => {
-                self.fail(bot, RefreshResult::StateError, None, &e, now);
+                self.store_failed(bot, e, now);
                 return;
             }
         };
@@ -458,7 +341,7 @@ impl Refresher {
     /// already), then refreshes if still due.
     async fn refresh_locked(&self, bot: &Arc<Bot>, r: &Rotation, now: i64) {
         if let Err(e) = self.read_store(bot, r).await {
-            self.fail(bot, RefreshResult::StateError, None, &e, now);
+            self.store_failed(bot, e, now);
             return;
         }
         let current = self.vault.with_slot(bot, |s| s.pair.clone());
@@ -485,9 +368,9 @@ impl Refresher {
         let written = match serde_json::to_vec(&pair) {
             Ok(plain) => match self.sealer.seal(&aad(&bot.name, &r.client_id), &plain) {
                 Ok(sealed) => self.store.save(&bot.name, &sealed).await,
-                Err(e) => Err(e),
+                Err(e) => Err(StoreError::Seal(e)),
             },
-            Err(e) => Err(format!("cannot encode the pair: {e}")),
+            Err(e) => Err(StoreError::Encode(e)),
         };
         match written {
             Ok(()) => {
@@ -512,11 +395,22 @@ impl Refresher {
                     bot,
                     RefreshResult::StateError,
                     None,
-                    &format!("the new pair is not used until it is stored: {e}"),
+                    &RefreshError::Unsaved(e),
                     now,
                 );
             }
         }
+    }
+
+    /// A failed read or lock of the store: `state_error`, retried with backoff.
+    fn store_failed(&self, bot: &Bot, e: StoreError, now: i64) {
+        self.fail(
+            bot,
+            RefreshResult::StateError,
+            None,
+            &RefreshError::Store(e),
+            now,
+        );
     }
 
     fn fail(
@@ -524,7 +418,7 @@ impl Refresher {
         bot: &Bot,
         result: RefreshResult,
         retry_after: Option<i64>,
-        why: &str,
+        why: &RefreshError,
         now: i64,
     ) {
         let stuck = matches!(
@@ -576,31 +470,30 @@ impl Refresher {
             },
             body.len(),
         );
-        let retry = |why: String, retry_after: Option<i64>| Attempt::Failed {
+        let retry = |why: RefreshError, retry_after: Option<i64>| Attempt::Failed {
             result: RefreshResult::Retry,
             retry_after,
             why,
         };
         let resp = match self.client.call(&head, body.as_bytes(), false).await {
             Ok(resp) => resp,
-            Err(CallFailure::Timeout(d)) => return retry(format!("no answer within {d:?}"), None),
-            Err(CallFailure::Failed(e)) => return retry(e, None),
+            Err(e) => return retry(RefreshError::Call(e), None),
         };
         if resp.status == 429 {
-            let secs = super::door::retry_after_of(&resp).map_or(60, i64::from);
-            return retry("Slack answered 429".to_owned(), Some(secs));
+            let secs = i64::from(retry_after_of(&resp));
+            return retry(RefreshError::RateLimited, Some(secs));
         }
         if resp.status != 200 {
-            return retry(format!("Slack answered HTTP {}", resp.status), None);
+            return retry(RefreshError::Status(resp.status), None);
         }
         let Ok(grant) = serde_json::from_slice::<Grant>(&resp.body) else {
-            return retry("the answer is not JSON".to_owned(), None);
+            return retry(RefreshError::NotJson, None);
         };
         if !grant.ok {
             let code = grant
                 .error
                 .as_deref()
-                .and_then(super::door::error_code)
+                .and_then(error_code)
                 .unwrap_or("unknown")
                 .to_owned();
             return match code.as_str() {
@@ -608,16 +501,16 @@ impl Refresher {
                 | "internal_error"
                 | "fatal_error"
                 | "service_unavailable"
-                | "request_timeout" => retry(format!("Slack answered {code}"), None),
+                | "request_timeout" => retry(RefreshError::Busy(code), None),
                 "invalid_refresh_token" => Attempt::Failed {
                     result: RefreshResult::InvalidRefreshToken,
                     retry_after: None,
-                    why: code,
+                    why: RefreshError::Refused(code),
                 },
                 _ => Attempt::Failed {
                     result: RefreshResult::Rejected,
                     retry_after: None,
-                    why: code,
+                    why: RefreshError::Refused(code),
                 },
             };
         }
@@ -633,10 +526,7 @@ impl Refresher {
                     origin: hex::encode(bot.token.fingerprint()),
                 })
             }
-            _ => retry(
-                "the answer lacks access_token, refresh_token or expires_in".to_owned(),
-                None,
-            ),
+            _ => retry(RefreshError::Incomplete, None),
         }
     }
 }

@@ -31,6 +31,17 @@ pub(super) fn aad(bot: &str, client_id: &str) -> Vec<u8> {
     a
 }
 
+/// Why a pair could not be sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SealError {
+    /// No nonce could be drawn.
+    #[error("the system random source failed")]
+    Random,
+    /// ring refused to seal.
+    #[error("sealing failed")]
+    Seal,
+}
+
 impl Sealer {
     pub(crate) fn new(key: &StateKey) -> Self {
         // A 32-byte key is what ChaCha20-Poly1305 takes; `new` fails only on another length.
@@ -44,11 +55,9 @@ impl Sealer {
     }
 
     /// `MAGIC || nonce || ciphertext || tag`, with a fresh random nonce.
-    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| "the system random source failed".to_owned())?;
+        self.rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
         let mut buf = plain.to_vec();
         self.key
             .seal_in_place_append_tag(
@@ -56,7 +65,7 @@ impl Sealer {
                 Aad::from(aad),
                 &mut buf,
             )
-            .map_err(|_| "sealing failed".to_owned())?;
+            .map_err(|_| SealError::Seal)?;
         let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + buf.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);

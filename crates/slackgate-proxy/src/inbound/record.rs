@@ -140,7 +140,7 @@ impl RequestCtx {
             return;
         };
         let total = self.start.elapsed();
-        let m = &shared.metrics;
+        let m = &shared.metrics.inbound;
         let route_label = self.route.as_ref().map_or("", |r| r.name.as_ref());
         let gateway_time = total.saturating_sub(self.upstream_time.unwrap_or_default());
         // The route's cached handles in the request's snapshot, the label lookup otherwise

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use slackgate_policy::Upstream;
 
 use crate::net::client::{self, Conn, ExchangeError};
+use crate::net::pool::IdlePool;
 
 /// Most idle keep-alive connections kept per target.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -25,7 +26,7 @@ pub struct Target {
     pub spec: Arc<str>,
     addr: Mutex<Option<SocketAddr>>,
     healthy: AtomicBool,
-    idle: Mutex<Vec<Conn>>,
+    idle: IdlePool,
 }
 
 impl Target {
@@ -35,33 +36,20 @@ impl Target {
             spec,
             addr: Mutex::new(addr),
             healthy: AtomicBool::new(true),
-            idle: Mutex::new(Vec::new()),
+            idle: IdlePool::new(MAX_IDLE_PER_TARGET),
         }
     }
 
     /// The most recently used connection that is idle at most `max_idle` at `now` and
-    /// clean (see [`Conn::is_clean`]).
+    /// clean (see [`Conn::is_clean`]); an expired connection, or one the bot closed or
+    /// wrote to while it was idle, is dropped, never used.
     pub fn checkout(&self, max_idle: Duration, now: Instant) -> Option<Conn> {
-        loop {
-            let conn = {
-                let mut idle = self.idle.lock();
-                idle.pop()?
-            };
-            // An expired connection, or one the bot closed or wrote to while it was idle,
-            // is dropped, never used.
-            if !conn.idle_longer_than(max_idle, now) && conn.is_clean() {
-                return Some(conn);
-            }
-        }
+        self.idle.checkout(max_idle, now)
     }
 
     /// Returns a connection that can carry another request to the pool, idle from `since`.
-    pub fn checkin(&self, mut conn: Conn, since: Instant) {
-        conn.mark_idle(since);
-        let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE_PER_TARGET {
-            idle.push(conn);
-        }
+    pub fn checkin(&self, conn: Conn, since: Instant) {
+        self.idle.checkin(conn, since);
     }
 
     /// The last resolved address.

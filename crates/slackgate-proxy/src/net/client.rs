@@ -91,6 +91,13 @@ impl Response {
         let at = |r: &Range<usize>| self.head.get(r.clone()).unwrap_or_default();
         self.headers.iter().map(move |(n, v)| (at(n), at(v)))
     }
+
+    /// The value of the first header named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.header_pairs()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
 }
 
 /// A connection's byte stream: plain TCP (bots) or TLS over TCP (Slack).

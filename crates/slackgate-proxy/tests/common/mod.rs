@@ -1,5 +1,6 @@
 //! Shared setup for the end-to-end tests: a policy with one route per behaviour.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// Shared by test files (crates without an API), each using some of it: `pub` for them.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub use slackgate_testkit::creds::SIGNING_SECRET as SECRET;
 use slackgate_testkit::{BotBehavior, MockBot, SignedRequest, TestGateway, TestGatewayBuilder};

@@ -8,12 +8,14 @@
 //! target's model of the gateway is the one the differential test checks. The
 //! `egress_connection` fuzz target includes it too, for the mutations alone
 //! ([`Req::call`], [`apply_ordered`]): it predicts the egress listener's answers itself.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// Shared by test files (crates without an API), each using some of it: `pub` for them.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use slackgate_guard::FakeClock;
 /// The signing secret of the app every route uses.
@@ -122,7 +124,7 @@ impl RawBot {
 
     /// Every request recorded since the last call.
     pub fn take(&self) -> Vec<AtBot> {
-        std::mem::take(&mut *self.log.lock().unwrap())
+        std::mem::take(&mut *self.log.lock())
     }
 }
 
@@ -159,7 +161,7 @@ fn bot_serve(mut s: TcpStream, log: &Mutex<Vec<AtBot>>) {
                 Ok(httparse::Status::Partial) => {}
                 Err(_) => {
                     // Recorded as it is: a head the bot cannot parse is a finding.
-                    log.lock().unwrap().push(AtBot {
+                    log.lock().push(AtBot {
                         head: std::mem::take(&mut buf),
                         body: b"<unparsable head>".to_vec(),
                     });
@@ -179,7 +181,7 @@ fn bot_serve(mut s: TcpStream, log: &Mutex<Vec<AtBot>>) {
         }
         let rest = buf.split_off(head_len + length);
         let body = buf.split_off(head_len);
-        log.lock().unwrap().push(AtBot {
+        log.lock().push(AtBot {
             head: std::mem::replace(&mut buf, rest),
             body: body.clone(),
         });

@@ -15,13 +15,13 @@ use anyhow::Context;
 
 /// The scopes the demo token was granted: more than the demo bot needs, so `/status`
 /// has unused scopes to show.
-pub const GRANTED_SCOPES: &str = "chat:write,reactions:write,channels:read,users:read";
+pub(super) const GRANTED_SCOPES: &str = "chat:write,reactions:write,channels:read,users:read";
 
 /// The largest body read; the gateway's own cap is far below.
 const MAX_BODY: usize = 1024 * 1024;
 
 /// Starts the stand-in on a free loopback port; it accepts `token` only. Returns its address.
-pub fn start(token: String) -> anyhow::Result<SocketAddr> {
+pub(super) fn start(token: String) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the Slack stand-in")?;
     let addr = listener.local_addr()?;
     std::thread::spawn(move || {

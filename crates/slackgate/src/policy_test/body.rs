@@ -10,7 +10,7 @@ use slackgate_slack::RequestKind;
 /// `app_rate_limited` envelope (which carries no user or channel).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventSpec {
+pub(super) struct EventSpec {
     /// The event type: `app_mention`, `message`, `app_uninstalled`, `app_rate_limited`, ...
     #[serde(rename = "type")]
     pub kind: String,
@@ -31,7 +31,7 @@ pub struct EventSpec {
 /// `command:` a slash command form post.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommandSpec {
+pub(super) struct CommandSpec {
     /// The command, with its slash: `/ticket`.
     pub command: String,
     /// `text`.
@@ -51,7 +51,7 @@ pub struct CommandSpec {
 /// `action:` an interactivity form post (field `payload` holding JSON).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ActionSpec {
+pub(super) struct ActionSpec {
     /// The payload type (default `block_actions`); see [`action_kinds`].
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -73,7 +73,7 @@ pub struct ActionSpec {
 
 /// The interactivity payload types the `action:` shorthand shapes (the older
 /// `interactive_message` and `dialog_submission` are left to literal bodies).
-pub fn action_kinds() -> impl Iterator<Item = RequestKind> {
+pub(super) fn action_kinds() -> impl Iterator<Item = RequestKind> {
     use RequestKind::*;
     RequestKind::ALL.into_iter().filter(|k| {
         matches!(
@@ -97,7 +97,7 @@ fn put(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
 }
 
 /// The JSON body of `e`, signed at `now`; `app_pin` is the route's `api_app_id`.
-pub fn event(e: &EventSpec, app_pin: Option<&str>, now: i64) -> Vec<u8> {
+pub(super) fn event(e: &EventSpec, app_pin: Option<&str>, now: i64) -> Vec<u8> {
     let mut env = Map::new();
     env.insert("token".into(), TOKEN.into());
     put(&mut env, "team_id", e.team.as_deref());
@@ -134,7 +134,7 @@ pub fn event(e: &EventSpec, app_pin: Option<&str>, now: i64) -> Vec<u8> {
 }
 
 /// The form body of `c`; `app_pin` is the route's `api_app_id`.
-pub fn command(c: &CommandSpec, app_pin: Option<&str>) -> Vec<u8> {
+pub(super) fn command(c: &CommandSpec, app_pin: Option<&str>) -> Vec<u8> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("token", TOKEN);
     let ids = [
@@ -164,7 +164,7 @@ pub fn command(c: &CommandSpec, app_pin: Option<&str>) -> Vec<u8> {
 
 /// The form body of `a` (kind one of [`action_kinds`]); `app_pin` is the
 /// route's `api_app_id`.
-pub fn action(a: &ActionSpec, kind: RequestKind, app_pin: Option<&str>) -> Vec<u8> {
+pub(super) fn action(a: &ActionSpec, kind: RequestKind, app_pin: Option<&str>) -> Vec<u8> {
     let mut p = Map::new();
     p.insert("type".into(), kind.as_str().into());
     p.insert("token".into(), TOKEN.into());

@@ -30,7 +30,7 @@ const EXIT_LOAD_ERROR: u8 = 2;
 
 /// Runs every case of every file in `tests` against `config`; prints each failure with the
 /// actual decision and a summary; `verbose` also lists the cases that passed.
-pub fn run(config: &Path, tests: &[PathBuf], verbose: bool) -> ExitCode {
+pub(crate) fn run(config: &Path, tests: &[PathBuf], verbose: bool) -> ExitCode {
     let start = SystemTime::now();
     let now = start
         .duration_since(UNIX_EPOCH)

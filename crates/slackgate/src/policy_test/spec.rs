@@ -89,7 +89,7 @@ struct ExpectSpec {
 
 /// A loaded tests file.
 #[derive(Debug)]
-pub struct TestFile {
+pub(super) struct TestFile {
     /// Whether the cases share one replay cache and one set of rate-limit buckets.
     pub state: StateScope,
     /// The cases, in file order.
@@ -98,7 +98,7 @@ pub struct TestFile {
 
 /// `state:` what the cases of a file share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateScope {
+pub(super) enum StateScope {
     /// `fresh` (default): every case starts with an empty replay cache and full buckets.
     Fresh,
     /// `shared`: the cases run in order on one guard, so replays and rate limits carry over.
@@ -107,7 +107,7 @@ pub enum StateScope {
 
 /// One test case.
 #[derive(Debug)]
-pub struct Case {
+pub(super) struct Case {
     /// The case's name.
     pub name: String,
     /// 1-based line and column of the case's name.
@@ -120,7 +120,7 @@ pub struct Case {
 
 /// What a case sends.
 #[derive(Debug)]
-pub enum Input {
+pub(super) enum Input {
     /// `request:` an inbound request from Slack.
     Inbound(Request),
     /// `call:` a bot's Web API call to the egress door.
@@ -129,7 +129,7 @@ pub enum Input {
 
 /// A bot's Web API call (`call:`).
 #[derive(Debug)]
-pub struct Call {
+pub(super) struct Call {
     /// Which key it presents.
     pub key: CallKey,
     /// The Web API method (the path is `/api/<method>`).
@@ -146,7 +146,7 @@ pub struct Call {
 
 /// The key a call presents in `Authorization: Bearer`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallKey {
+pub(super) enum CallKey {
     /// The key of the policy's bot of this name (read from its secret, never written in
     /// the tests file).
     Bot(String),
@@ -158,7 +158,7 @@ pub enum CallKey {
 
 /// The request of a case.
 #[derive(Debug)]
-pub struct Request {
+pub(super) struct Request {
     /// The request path.
     pub path: String,
     /// The Host, when the route table should be asked with one.
@@ -177,7 +177,7 @@ pub struct Request {
 
 /// The body of a request.
 #[derive(Debug)]
-pub enum Body {
+pub(super) enum Body {
     /// `body:` these bytes (none given: empty).
     Literal(Vec<u8>),
     /// `event:`.
@@ -190,7 +190,7 @@ pub enum Body {
 
 /// `signature:` how a request is signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Signing {
+pub(super) enum Signing {
     /// `valid` (default): with the route's app's first live secret, or the one `secret:` names.
     Valid {
         /// `secret:` the id of the app's secret to sign with.
@@ -204,7 +204,7 @@ pub enum Signing {
 
 /// `timestamp:` the signing time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timestamp {
+pub(super) enum Timestamp {
     /// This many seconds from the run's start (`now`, `-10m`, `+6m`).
     Offset(i64),
     /// This Unix time.
@@ -213,7 +213,7 @@ pub enum Timestamp {
 
 /// The decision a case expects; an unset field is not compared.
 #[derive(Debug)]
-pub struct Expect {
+pub(super) struct Expect {
     /// The reason code: an inbound one for a request, an egress one for a call.
     pub reason: &'static str,
     /// The bot the call was decided for (calls only).
@@ -236,7 +236,7 @@ pub struct Expect {
 ///
 /// The YAML is read and its structural errors are reported by the policy loader's own
 /// reporting ([`slackgate_policy::yaml_errors`]), so both files name the same problem alike.
-pub fn load(file: &Path, text: &str, loaded: &Loaded) -> Result<TestFile, LoadErrors> {
+pub(super) fn load(file: &Path, text: &str, loaded: &Loaded) -> Result<TestFile, LoadErrors> {
     let mut errs = Errors::new(file);
     let Some(root) = yaml_errors::parse(text, &mut errs) else {
         return errs.finish(None);
@@ -369,7 +369,7 @@ fn validate(
 }
 
 /// A key that no bot of any policy has: long enough to be a key, shaped like none.
-pub const WRONG_KEY: &str = "gk_policy_test_wrong_key_0000000000";
+pub(super) const WRONG_KEY: &str = "gk_policy_test_wrong_key_0000000000";
 
 fn validate_call(
     spec: &Spanned<CallSpec>,

@@ -1,5 +1,6 @@
 //! Running the built `slackgate` binary from tests, as an operator would.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// Shared by test files (crates without an API), each using some of it: `pub` for them.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod python;
 

@@ -309,12 +309,24 @@ fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
     let v: serde_json::Value = serde_json::from_slice(&egress_line(&odd).unwrap()).unwrap();
     assert_eq!(v["method"], INVALID);
     assert_eq!(v["rule"], INVALID);
+    // Every rule a call gets before a bot is known is kept as it is: the front's refusals
+    // of a head (by their reason), the listener's unreadable bodies, and the guard's key,
+    // path, query and token checks.
+    use slackgate_guard::{Reason, Unreadable};
     for fixed in [
-        "key",
+        Reason::BadRequest.as_str(),
+        Reason::HeadTooLarge.as_str(),
+        Reason::HeadTimeout.as_str(),
+        Reason::UnsupportedTransferCoding.as_str(),
+        Unreadable::BodyTooLarge.rule(),
+        Unreadable::BodyFraming.rule(),
+        Unreadable::BodyTimeout.rule(),
+        Unreadable::HeaderTwice.rule(),
         "no key",
+        "key",
+        "path",
         "query",
-        "request head",
-        "body over limits.max_body_bytes",
+        "Authorization and the token argument differ",
     ] {
         let r = EgressRecord {
             rule: Some(fixed),
@@ -323,6 +335,14 @@ fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
         let v: serde_json::Value = serde_json::from_slice(&egress_line(&r).unwrap()).unwrap();
         assert_eq!(v["rule"], fixed);
     }
+    // A rule nothing gives any more (the front's refusals used to say "request head") is
+    // not kept.
+    let r = EgressRecord {
+        rule: Some("request head"),
+        ..record
+    };
+    let v: serde_json::Value = serde_json::from_slice(&egress_line(&r).unwrap()).unwrap();
+    assert_eq!(v["rule"], INVALID);
     let bad_json = slackgate_slack::CallError::BadJson.to_string();
     let r = EgressRecord {
         rule: Some(&bad_json),

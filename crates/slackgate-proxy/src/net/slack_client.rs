@@ -5,7 +5,6 @@
 //! left is replaced by a fresh one, anything later is a failure (`upstream_error`), never
 //! a second send: `chat.postMessage` twice is two messages.
 
-use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use slackgate_policy::SlackApi;
 
 use crate::net::client::{Conn, ExchangeError, Response};
+use crate::net::pool::IdlePool;
 
 /// Idle connections kept per gateway.
 const MAX_IDLE: usize = 64;
@@ -41,14 +41,43 @@ pub enum SlackClientError {
 }
 
 /// Why a call to Slack failed. The texts never hold request or answer bytes.
+///
+/// Each text is the whole message a log line or `/status` shows (they print the top level
+/// only), so a variant that wraps an error repeats its text and also gives it as its
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CallFailure {
     /// Slack did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Resolving, connecting, TLS or the exchange failed.
+    /// The host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host as configured.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host name resolved to no address.
+    #[error("{0} resolved to no address")]
+    NoAddress(String),
+    /// Connecting or the TLS handshake failed (on the last address tried).
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The address tried last.
+        addr: SocketAddr,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange on a connection failed.
     #[error("{0}")]
-    Failed(String),
+    Exchange(#[source] ExchangeError),
+    /// The gateway did not send the call, or does not relay its answer, for the reason
+    /// given (a fixed text).
+    #[error("{0}")]
+    Withheld(&'static str),
 }
 
 /// What a request head the gateway writes says besides its host and length
@@ -72,7 +101,7 @@ pub(crate) struct SlackClient {
     api: SlackApi,
     tls: Option<tokio_rustls::TlsConnector>,
     server_name: ServerName<'static>,
-    idle: Mutex<Vec<Conn>>,
+    idle: IdlePool,
     timeout: Duration,
 }
 
@@ -148,9 +177,23 @@ impl SlackClient {
             api,
             tls,
             server_name,
-            idle: Mutex::new(Vec::new()),
+            idle: IdlePool::new(MAX_IDLE),
             timeout,
         })
+    }
+
+    /// A client with the same settings (base, trust, timeout) and a pool of its own. The
+    /// parts that call Slack (the egress door, token rotation, the group reads) run on
+    /// runtimes of their own, and a connection belongs to the runtime that opened it (its
+    /// I/O driver wakes whoever waits on it), so each part keeps its own connections.
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            api: self.api.clone(),
+            tls: self.tls.clone(),
+            server_name: self.server_name.clone(),
+            idle: IdlePool::new(MAX_IDLE),
+            timeout: self.timeout,
+        }
     }
 
     /// The API base as split from the config.
@@ -189,13 +232,16 @@ impl SlackClient {
         out
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, CallFailure> {
         let bare = self.api.host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, self.api.port))
             .await
-            .map_err(|e| format!("cannot resolve {}: {e}", self.api.host))?
+            .map_err(|source| CallFailure::Resolve {
+                host: self.api.host.clone(),
+                source,
+            })?
             .collect();
-        let mut last = format!("{} resolved to no address", self.api.host);
+        let mut last = CallFailure::NoAddress(self.api.host.clone());
         for addr in addrs {
             let conn = match &self.tls {
                 Some(tls) => Conn::connect_tls(addr, tls, self.server_name.clone()).await,
@@ -203,29 +249,18 @@ impl SlackClient {
             };
             match conn {
                 Ok(c) => return Ok(c),
-                Err(e) => last = format!("connect to {addr}: {e}"),
+                Err(source) => last = CallFailure::Connect { addr, source },
             }
         }
         Err(last)
     }
 
     fn checkout(&self) -> Option<Conn> {
-        let now = Instant::now();
-        let mut idle = self.idle.lock();
-        while let Some(c) = idle.pop() {
-            if !c.idle_longer_than(MAX_IDLE_AGE, now) && c.is_clean() {
-                return Some(c);
-            }
-        }
-        None
+        self.idle.checkout(MAX_IDLE_AGE, Instant::now())
     }
 
-    fn checkin(&self, mut conn: Conn) {
-        conn.mark_idle(Instant::now());
-        let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+    fn checkin(&self, conn: Conn) {
+        self.idle.checkin(conn, Instant::now());
     }
 
     /// Sends one request (`head` and `body`) and reads Slack's whole answer, within the
@@ -237,12 +272,17 @@ impl SlackClient {
         is_head: bool,
     ) -> Result<Response, CallFailure> {
         match tokio::time::timeout(self.timeout, self.call_once(head, body, is_head)).await {
-            Ok(r) => r.map_err(CallFailure::Failed),
+            Ok(r) => r,
             Err(_) => Err(CallFailure::Timeout(self.timeout)),
         }
     }
 
-    async fn call_once(&self, head: &[u8], body: &[u8], is_head: bool) -> Result<Response, String> {
+    async fn call_once(
+        &self,
+        head: &[u8],
+        body: &[u8],
+        is_head: bool,
+    ) -> Result<Response, CallFailure> {
         if let Some(mut conn) = self.checkout() {
             match conn.exchange(head, body, is_head, MAX_ANSWER).await {
                 Ok((resp, reusable)) => {
@@ -253,7 +293,7 @@ impl SlackClient {
                 }
                 // Not one byte left on the pooled connection: a fresh one may carry it.
                 Err(ExchangeError::NotSent(_)) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(CallFailure::Exchange(e)),
             }
         }
         let mut conn = self.connect().await?;
@@ -264,7 +304,147 @@ impl SlackClient {
                 }
                 Ok(resp)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(CallFailure::Exchange(e)),
         }
+    }
+}
+
+/// How long to wait after Slack's 429 without a usable `Retry-After`: a minute, Slack's
+/// own advice for the Web API's per-minute tiers.
+pub(crate) const DEFAULT_RETRY_AFTER_SECS: u32 = 60;
+/// The longest wait a `Retry-After` is taken for: an hour. Slack asks for seconds to a
+/// minute; a larger value holds a bot's method, a token refresh or a group read no
+/// longer than this (Slack answers 429 again if it still means it).
+pub(crate) const MAX_RETRY_AFTER_SECS: u32 = 3600;
+
+/// The one reader of Slack's `Retry-After` (the egress door's calls and webhook posts,
+/// token rotation, the group reads): the whole seconds `value` says, at most
+/// [`MAX_RETRY_AFTER_SECS`]; [`DEFAULT_RETRY_AFTER_SECS`] when there is none or it is not
+/// a number of seconds. A number of seconds is one or more ASCII digits (RFC 9110's
+/// `delay-seconds`), with spaces or tabs around them; a sign, a fraction or an HTTP date
+/// is not one.
+pub(crate) fn retry_after(value: Option<&[u8]>) -> u32 {
+    let Some(digits) = value.map(<[u8]>::trim_ascii) else {
+        return DEFAULT_RETRY_AFTER_SECS;
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return DEFAULT_RETRY_AFTER_SECS;
+    }
+    // Any run of digits is a number of seconds; past the cap it is the cap.
+    digits
+        .iter()
+        .try_fold(0u32, |n, d| {
+            let n = n * 10 + u32::from(d - b'0');
+            (n <= MAX_RETRY_AFTER_SECS).then_some(n)
+        })
+        .unwrap_or(MAX_RETRY_AFTER_SECS)
+}
+
+/// Slack's `Retry-After` on `resp` (its first), read by [`retry_after`].
+pub(crate) fn retry_after_of(resp: &Response) -> u32 {
+    retry_after(resp.header(b"retry-after"))
+}
+
+/// An error code as Slack writes them (`channel_not_found`), else not recorded.
+pub(crate) fn error_code(s: &str) -> Option<&str> {
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(s)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A plain-HTTP client (a loopback stand-in) for `addr`.
+    fn client_for(addr: SocketAddr) -> SlackClient {
+        let api = SlackApi::parse(&format!("http://{addr}/api/")).unwrap();
+        SlackClient::new(&api, None, Duration::from_secs(5)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_exchange_is_the_source_of_the_call_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Slack's side reads the request, then closes without an answer.
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        });
+        let client = client_for(addr);
+        let head = b"POST /api/auth.test HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+        let failure = client.call(head, b"", false).await.unwrap_err();
+        server.await.unwrap();
+        assert_eq!(failure.to_string(), "connection closed before a response");
+        let source = failure.source().unwrap();
+        assert!(
+            matches!(
+                source.downcast_ref::<ExchangeError>(),
+                Some(ExchangeError::Closed("before a response"))
+            ),
+            "{source:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_address_and_keeps_the_io_error() {
+        // A port nobody listens on: bound, then released.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let failure = client_for(addr).call(b"", b"", false).await.unwrap_err();
+        assert!(matches!(failure, CallFailure::Connect { addr: a, .. } if a == addr));
+        assert!(failure
+            .to_string()
+            .starts_with(&format!("connect to {addr}: ")));
+        assert!(failure.source().unwrap().is::<std::io::Error>());
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_capped_else_a_minute() {
+        let read = |v: &str| retry_after(Some(v.as_bytes()));
+        for (v, secs) in [
+            ("7", 7),
+            (" 7 ", 7),
+            ("\t30", 30),
+            ("0", 0),
+            ("007", 7),
+            ("3600", 3600),
+            ("3601", MAX_RETRY_AFTER_SECS),
+            ("4294967296", MAX_RETRY_AFTER_SECS),
+            ("99999999999999999999999999", MAX_RETRY_AFTER_SECS),
+        ] {
+            assert_eq!(read(v), secs, "{v:?}");
+        }
+        for v in [
+            "",
+            " ",
+            "soon",
+            "+7",
+            "-1",
+            "7.5",
+            "7s",
+            "1e3",
+            "0x10",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(read(v), DEFAULT_RETRY_AFTER_SECS, "{v:?}");
+        }
+        assert_eq!(retry_after(None), DEFAULT_RETRY_AFTER_SECS);
+        assert_eq!(retry_after(Some(b"\xff7")), DEFAULT_RETRY_AFTER_SECS);
+    }
+
+    #[test]
+    fn error_codes_only() {
+        assert_eq!(error_code("channel_not_found"), Some("channel_not_found"));
+        assert_eq!(error_code("Some message text"), None);
+        assert_eq!(error_code(""), None);
     }
 }
