@@ -45,8 +45,15 @@ impl Wants {
 /// bot receives in its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held<'a> {
-    /// A response URL.
-    ResponseUrl(&'a str),
+    /// A response URL, with the channel it posts into when the body names one next to it
+    /// (`response_urls[].channel_id` of a view submission; otherwise the request's own
+    /// channel is the one).
+    ResponseUrl {
+        /// Slack's URL.
+        url: &'a str,
+        /// `channel_id` beside it in `response_urls[]`.
+        channel: Option<&'a str>,
+    },
     /// A workflow token with the function execution it belongs to, when the body names it.
     WorkflowToken {
         /// Slack's token.
@@ -114,6 +121,8 @@ fn splice(body: &[u8], edits: &[Edit]) -> Vec<u8> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     ResponseUrl,
+    /// The `channel_id` beside a response URL in `response_urls[]`.
+    Channel,
     WorkflowToken,
     ExecutionId,
 }
@@ -134,11 +143,15 @@ const EVENTS: [Pattern; 2] = [
 ];
 
 /// Where an interactivity payload holds response URLs, a workflow token and its execution.
-const PAYLOAD: [Pattern; 4] = [
+const PAYLOAD: [Pattern; 5] = [
     (&[Some("response_url")], Role::ResponseUrl),
     (
         &[Some("response_urls"), None, Some("response_url")],
         Role::ResponseUrl,
+    ),
+    (
+        &[Some("response_urls"), None, Some("channel_id")],
+        Role::Channel,
     ),
     (&[Some("bot_access_token")], Role::WorkflowToken),
     (
@@ -147,11 +160,13 @@ const PAYLOAD: [Pattern; 4] = [
     ),
 ];
 
-/// One string value found at a pattern's path: its span (quotes included) and text.
+/// One string value found at a pattern's path: its span (quotes included), text, and the
+/// object it stands in (numbered in document order).
 struct Found<'a> {
     at: std::ops::Range<usize>,
     role: Role,
     text: Cow<'a, str>,
+    object: usize,
 }
 
 /// The edits of a JSON document: each wanted string value replaced by the JSON string of
@@ -170,8 +185,15 @@ fn json_edits(
     let mut edits = Vec::new();
     for f in &found {
         let held = match f.role {
-            Role::ExecutionId => continue,
-            Role::ResponseUrl => Held::ResponseUrl(&f.text),
+            Role::ExecutionId | Role::Channel => continue,
+            Role::ResponseUrl => Held::ResponseUrl {
+                url: &f.text,
+                channel: found
+                    .iter()
+                    .filter(|c| c.role == Role::Channel && c.object == f.object)
+                    .map(|c| c.text.as_ref())
+                    .next_back(),
+            },
             Role::WorkflowToken => Held::WorkflowToken {
                 token: &f.text,
                 function_execution_id: execution,
@@ -222,7 +244,11 @@ fn form_edits(
                 let url = String::from_utf8(decode(value).into_owned())
                     .map_err(|_| CustodyError::Unreadable)?;
                 if !url.is_empty() {
-                    let with = replace(Held::ResponseUrl(&url)).ok_or(CustodyError::Refused)?;
+                    let held = Held::ResponseUrl {
+                        url: &url,
+                        channel: None,
+                    };
+                    let with = replace(held).ok_or(CustodyError::Refused)?;
                     edits.push(Edit {
                         at: value_at..value_at + value.len(),
                         with: form_encode(with.as_bytes()),
@@ -252,7 +278,7 @@ fn payload_edits(
     let patterns: Vec<Pattern> = PAYLOAD
         .iter()
         .filter(|(_, role)| match role {
-            Role::ResponseUrl => wants.response_urls,
+            Role::ResponseUrl | Role::Channel => wants.response_urls,
             Role::WorkflowToken | Role::ExecutionId => wants.workflow_tokens,
         })
         .copied()
@@ -383,6 +409,8 @@ fn find<'a>(doc: &'a [u8], patterns: &[Pattern]) -> Result<Vec<Found<'a>>, Custo
         i: 0,
         found: Vec::new(),
         path: Vec::with_capacity(4),
+        objects: 0,
+        object: 0,
     };
     walk.value(patterns, 0)?;
     walk.ws();
@@ -397,6 +425,9 @@ struct Walk<'a> {
     i: usize,
     found: Vec<Found<'a>>,
     path: Vec<Seg<'a>>,
+    /// Objects entered so far, and the number of the one the walk is in.
+    objects: usize,
+    object: usize,
 }
 
 const BAD: CustodyError = CustodyError::Unreadable;
@@ -461,13 +492,22 @@ impl<'a> Walk<'a> {
                 let (at, escaped) = self.string()?;
                 if let Fit::Is(role) = fits {
                     let text = self.text(at.clone(), escaped)?;
-                    self.found.push(Found { at, role, text });
+                    let object = self.object;
+                    self.found.push(Found {
+                        at,
+                        role,
+                        text,
+                        object,
+                    });
                 }
                 Ok(())
             }
             b'{' => {
                 self.i += 1;
-                self.members(b'}', depth, |walk| {
+                let outer = self.object;
+                self.objects += 1;
+                self.object = self.objects;
+                let r = self.members(b'}', depth, |walk| {
                     if walk.peek()? != b'"' {
                         return Err(BAD);
                     }
@@ -481,7 +521,9 @@ impl<'a> Walk<'a> {
                     let r = walk.value(patterns, depth + 1);
                     walk.path.pop();
                     r
-                })
+                });
+                self.object = outer;
+                r
             }
             b'[' => {
                 self.i += 1;

@@ -34,9 +34,9 @@ fn rewrite(body: &[u8]) -> (Vec<u8>, HashMap<String, String>) {
     let mut held = HashMap::new();
     let out = take_into_custody(Some(content_type(body)), body, BOTH, |h| {
         let (cap, real) = match h {
-            Held::ResponseUrl(u) => (
+            Held::ResponseUrl { url, .. } => (
                 format!("http://gw.example:8081/respond/{:040x}", held.len()),
-                u.to_owned(),
+                url.to_owned(),
             ),
             Held::WorkflowToken { token, .. } => {
                 (format!("sgw-{:040x}", held.len()), token.to_owned())

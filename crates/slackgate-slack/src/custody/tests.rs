@@ -13,7 +13,11 @@ fn take(ct: Option<&str>, body: &str, wants: Wants) -> (Option<String>, Vec<Stri
     let mut held = Vec::new();
     let out = take_into_custody(ct, body.as_bytes(), wants, |h| {
         held.push(match h {
-            Held::ResponseUrl(u) => format!("url:{u}"),
+            Held::ResponseUrl { url, channel: None } => format!("url:{url}"),
+            Held::ResponseUrl {
+                url,
+                channel: Some(c),
+            } => format!("url:{url}#{c}"),
             Held::WorkflowToken {
                 token,
                 function_execution_id,
@@ -84,12 +88,12 @@ fn a_payload_s_json_is_edited_in_place_and_only_the_value_re_encoded() {
 
 #[test]
 fn view_submissions_response_urls_are_all_replaced() {
-    let json = r#"{"type":"view_submission","response_urls":[{"block_id":"b","action_id":"a","channel_id":"C1","response_url":"https://h/1"},{"response_url":"https://h/2"}],"view":{"response_url":"not-this"}}"#;
+    let json = r#"{"type":"view_submission","response_urls":[{"block_id":"b","action_id":"a","channel_id":"C1","response_url":"https://h/1"},{"response_url":"https://h/2","x":{"channel_id":"C9"}}],"view":{"response_url":"not-this"},"channel_id":"C8"}"#;
     let body = form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", json)
         .finish();
     let (out, held) = take(FORM, &body, BOTH);
-    assert_eq!(held, ["url:https://h/1", "url:https://h/2"]);
+    assert_eq!(held, ["url:https://h/1#C1", "url:https://h/2"]);
     let out = out.unwrap();
     let payload = form_urlencoded::parse(out.as_bytes())
         .find(|(k, _)| k == "payload")
