@@ -40,10 +40,10 @@ upstreams:
   helpdesk: { targets: [127.0.0.1:3000] }
 bots:
   helpdesk:
-    app: helpdesk
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
     methods: [chat.postMessage]
+    app: helpdesk
+    token: { env: HELPDESK_BOT_TOKEN }
+    key: { env: HELPDESK_GATEWAY_KEY }
   stranger:
     app: other
     key: { env: OTHER_GATEWAY_KEY }

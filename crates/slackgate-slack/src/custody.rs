@@ -548,21 +548,14 @@ impl<'a> Walk<'a> {
         if depth >= MAX_DEPTH {
             return Err(BAD);
         }
-        if self.peek()? == close {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
+        if self.peek()? != close {
             member(self)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b if b == close => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(BAD),
+            while self.peek()? == b',' {
+                self.i += 1;
+                member(self)?;
             }
         }
+        (self.peek()? == close).then(|| self.i += 1).ok_or(BAD)
     }
 
     /// Skips one value (of a document already checked as JSON by the facts: this only

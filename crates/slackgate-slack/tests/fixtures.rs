@@ -409,14 +409,27 @@ fn event_function_executed() {
             ..Expect::default()
         },
     );
-    let body = read("event_function_executed.json");
-    assert!(parse_facts(Some(JSON), &body)
+    assert!(is_function_executed("event_function_executed.json"));
+    assert!(!is_function_executed("event_app_mention.json"));
+}
+
+fn is_function_executed(name: &str) -> bool {
+    let body = read(name);
+    parse_facts(Some(content_type(name)), &body)
         .unwrap()
-        .is_function_executed());
-    let other = read("event_app_mention.json");
-    assert!(!parse_facts(Some(JSON), &other)
-        .unwrap()
-        .is_function_executed());
+        .is_function_executed()
+}
+
+/// A request of the helpdesk app by Ada (U0333) in #help (C0HELP) of T0ACME, as most
+/// fixtures are.
+fn ada_in_help() -> Expect {
+    Expect {
+        api_app_id: Some("A0HELPDESK"),
+        team_id: Some("T0ACME"),
+        user_id: Some("U0333"),
+        channel_id: Some("C0HELP"),
+        ..Expect::default()
+    }
 }
 
 /// Interactivity from a function's context: the clicked element is the action; the
@@ -427,20 +440,13 @@ fn block_actions_function() {
         "block_actions_function.form",
         RequestKind::BlockActions,
         Expect {
-            api_app_id: Some("A0HELPDESK"),
-            team_id: Some("T0ACME"),
-            user_id: Some("U0333"),
-            channel_id: Some("C0HELP"),
             action_ids: &["ticket_approve"],
             callback_id: Some("open_ticket"),
             function_execution_id: Some("Fx0EXEC0001"),
-            ..Expect::default()
+            ..ada_in_help()
         },
     );
-    let body = read("block_actions_function.form");
-    assert!(!parse_facts(Some(FORM), &body)
-        .unwrap()
-        .is_function_executed());
+    assert!(!is_function_executed("block_actions_function.form"));
 }
 
 /// Socket Mode frames are not request bodies, but each envelope's `payload` is the
@@ -460,13 +466,9 @@ fn socket_mode_envelopes_carry_the_http_requests() {
         &parse_facts(Some(JSON), &body).unwrap(),
         RequestKind::EventCallback,
         &Expect {
-            api_app_id: Some("A0HELPDESK"),
-            team_id: Some("T0ACME"),
-            user_id: Some("U0333"),
-            channel_id: Some("C0HELP"),
             event_type: Some("app_mention"),
             event_id: Some("Ev0APPMENTION1"),
-            ..Expect::default()
+            ..ada_in_help()
         },
     );
 
@@ -481,12 +483,8 @@ fn socket_mode_envelopes_carry_the_http_requests() {
         &parse_facts(Some(FORM), body.as_bytes()).unwrap(),
         RequestKind::SlashCommand,
         &Expect {
-            api_app_id: Some("A0HELPDESK"),
-            team_id: Some("T0ACME"),
-            user_id: Some("U0333"),
-            channel_id: Some("C0HELP"),
             command: Some("/ticket"),
-            ..Expect::default()
+            ..ada_in_help()
         },
     );
 
@@ -500,12 +498,8 @@ fn socket_mode_envelopes_carry_the_http_requests() {
         &parse_facts(Some(FORM), body.as_bytes()).unwrap(),
         RequestKind::BlockActions,
         &Expect {
-            api_app_id: Some("A0HELPDESK"),
-            team_id: Some("T0ACME"),
-            user_id: Some("U0333"),
-            channel_id: Some("C0HELP"),
             action_ids: &["ticket_close"],
-            ..Expect::default()
+            ..ada_in_help()
         },
     );
     assert_eq!(
