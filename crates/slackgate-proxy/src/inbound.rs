@@ -3,7 +3,7 @@
 //! response URLs and workflow tokens) and the upstream pools (`upstream`). It never imports the
 //! egress door; the two meet in the guard and in `replicate`.
 
-pub(crate) mod custody;
+pub mod custody;
 pub mod gateway;
 pub(crate) mod record;
 pub mod upstream;
