@@ -62,8 +62,10 @@ pub(crate) fn request_head<'h>(
     out.push(b' ');
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let resigned = add.resign.is_some();
     for (name, value) in headers {
-        if !is_not_forwarded(name, &named) && !(add.resign.is_some() && is_slack_signature(name)) {
+        let dropped = is_not_forwarded(name, &named) || (resigned && is_slack_signature(name));
+        if !dropped {
             push_header(&mut out, name, value);
         }
     }
