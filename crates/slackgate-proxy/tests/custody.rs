@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
 
 use slackgate_guard::ResponseUrl;
 use slackgate_slack::{verify, SigningKey};
@@ -73,12 +74,15 @@ routes:
         .start()
 }
 
-/// A request signed with `secret`, each at another second (the replay cache refuses the
-/// same body signed twice at the same one).
+/// A request signed with `secret`, each at another second of the window (the replay cache
+/// refuses the same body signed twice at the same one).
 fn signed(path: &str, name: &str, secret: &str) -> SignedRequest {
+    static BASE: OnceLock<i64> = OnceLock::new();
     static AGO: AtomicI64 = AtomicI64::new(0);
-    let ago = AGO.fetch_add(1, Ordering::Relaxed) % 200;
-    SignedRequest::fixture(path, name).sign_at(secret, now_unix() - ago)
+    let base = *BASE.get_or_init(now_unix);
+    let ago = AGO.fetch_add(1, Ordering::Relaxed);
+    assert!(ago < 200, "more requests than the signature window holds");
+    SignedRequest::fixture(path, name).sign_at(secret, base - ago)
 }
 
 /// Sends a fixture signed with Slack's secret and returns what the bot received.

@@ -296,8 +296,11 @@ impl Gateway {
         let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
             return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
         };
-        let content_type = session
-            .header(CONTENT_TYPE.as_str())
+        // Read only where custody may rewrite the body: a plain route pays nothing.
+        let content_type = route
+            .resign
+            .as_ref()
+            .and_then(|_| session.header(CONTENT_TYPE.as_str()))
             .and_then(|v| std::str::from_utf8(v).ok());
         let prepared = custody::prepare(
             &self.shared,
