@@ -65,6 +65,10 @@ pub(crate) fn prepare(
     body: Bytes,
     verified: bool,
 ) -> Result<Prepared, Reason> {
+    if route.resign.is_none() {
+        // A plain route: forwarded as received, nothing read, no clock.
+        return Ok(Prepared { body, resign: None });
+    }
     let keeper = Keeper {
         custody: shared.guard.custody(),
         public_url: snap
