@@ -18,6 +18,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -26,7 +27,9 @@ use slackgate_benches::{event_body, Signer, SECRET};
 use slackgate_fixtures::{fixture, MapSecrets};
 use slackgate_guard::{Custody, FakeClock, Guard, GuardSettings, Inbound};
 use slackgate_policy::{compile_policy, Route};
+use slackgate_proxy::core::capability::mint;
 use slackgate_proxy::inbound::custody::{Keeper, Prepared};
+use slackgate_slack::{take_into_custody, Wants};
 
 const NOW: u64 = 1_764_377_001;
 
@@ -56,7 +59,7 @@ routes:
     workflow_tokens: custody
 ";
 
-fn routes() -> [Route; 3] {
+fn routes() -> [Arc<Route>; 3] {
     let secrets = MapSecrets::in_memory(&[
         ("SLACK_SECRET", SECRET),
         ("BOT_SECRET", "b0t-5ecret-for-the-benchmark-only"),
@@ -65,7 +68,7 @@ fn routes() -> [Route; 3] {
     ]);
     let now = UNIX_EPOCH + Duration::from_secs(NOW);
     let policy = compile_policy(Path::new("bench.yaml"), POLICY, &secrets, now).unwrap();
-    ["/plain", "/resigned", "/custody"].map(|p| (**policy.routes.find(None, p).unwrap()).clone())
+    ["/plain", "/resigned", "/custody"].map(|p| Arc::clone(policy.routes.find(None, p).unwrap()))
 }
 
 /// `body` made unique by `n` (an extra form field, or an extra JSON member first), so the
@@ -95,24 +98,40 @@ fn custody(c: &mut Criterion) {
     };
     let (ts, counter) = (NOW.to_string(), AtomicU64::new(0));
     let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let wants = Wants {
+        response_urls: true,
+        workflow_tokens: true,
+    };
 
     let shapes: [(&str, Vec<u8>, &str); 4] = [
-        ("command", fixture("command_ticket.form"), "application/x-www-form-urlencoded"),
-        ("block_action", fixture("block_actions.form"), "application/x-www-form-urlencoded"),
-        ("function_executed", fixture("event_function_executed.json"), "application/json"),
+        (
+            "command",
+            fixture("command_ticket.form"),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "block_action",
+            fixture("block_actions.form"),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "function_executed",
+            fixture("event_function_executed.json"),
+            "application/json",
+        ),
         ("message_1KiB", event_body(0, 1024), "application/json"),
     ];
     for (name, body, content_type) in &shapes {
-        let keeper = |store| Keeper {
-            custody: store,
-            public_url: Some("http://slackgate-egress.bots.svc:8081/"),
-            channel: Some("C0HELP"),
-            team: Some("T0ACME"),
-            execution: None,
-            now: NOW as f64,
-        };
         let forward = |route: &Route, store: &Custody| -> Prepared {
-            keeper(store)
+            let keeper = Keeper {
+                custody: store,
+                public_url: Some("http://slackgate-egress.bots.svc:8081/"),
+                channel: Some("C0HELP"),
+                team: Some("T0ACME"),
+                execution: None,
+                now: NOW as f64,
+            };
+            keeper
                 .prepare(route, Some(content_type), Bytes::from(body.clone()), true)
                 .unwrap()
         };
@@ -145,6 +164,17 @@ fn custody(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // The rewrite alone: a constant in place of each capability, nothing minted or held.
+        g.bench_function("rewrite_only", |b| {
+            b.iter(|| {
+                take_into_custody(Some(content_type), black_box(body), wants, |_| {
+                    Some(String::from(
+                        "http://slackgate-egress.bots.svc:8081/respond/0",
+                    ))
+                })
+                .unwrap()
+            })
+        });
         for (label, route) in [
             ("plain", &plain),
             ("resign", &resigned),
@@ -163,6 +193,8 @@ fn custody(c: &mut Criterion) {
         }
         g.finish();
     }
+    // One capability: 160 random bits from the pool, in hex.
+    c.bench_function("custody_mint", |b| b.iter(|| black_box(mint())));
 }
 
 /// One second of warm-up and three of measurement per benchmark, as the other benches.

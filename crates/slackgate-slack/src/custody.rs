@@ -88,11 +88,20 @@ pub fn take_into_custody(
         return Ok(None);
     }
     let edits = match BodyEncoding::detect(content_type, body) {
-        BodyEncoding::Json if wants.workflow_tokens => json_edits(body, &EVENTS, &mut replace)?,
+        BodyEncoding::Json if wants.workflow_tokens && may_hold_token(body) => {
+            json_edits(body, &EVENTS, &mut replace)?
+        }
         BodyEncoding::Json => Vec::new(),
         BodyEncoding::Form => form_edits(body, wants, &mut replace)?,
     };
     Ok((!edits.is_empty()).then(|| splice(body, &edits)))
+}
+
+/// False when a JSON body cannot hold a workflow token: it has neither the field's name
+/// nor a `\u` escape (the one escape that could spell it in a key). Most events are such.
+fn may_hold_token(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"bot_access_token").is_some()
+        || memchr::memmem::find(body, b"\\u").is_some()
 }
 
 // === edits ===
@@ -325,15 +334,19 @@ fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
-    while let Some(&b) = raw.get(i) {
+    // Runs without `%` or `+` are copied whole.
+    while let Some(at) = memchr::memchr2(b'%', b'+', raw.get(i..).unwrap_or_default()) {
+        out.extend_from_slice(&raw[i..i + at]);
+        i += at;
         let n = token_len(raw, i);
-        out.push(match (b, n) {
+        out.push(match (raw[i], n) {
             (b'+', _) => b' ',
             (b'%', 3) => hex_byte(raw[i + 1]) << 4 | hex_byte(raw[i + 2]),
-            _ => b,
+            (b, _) => b,
         });
         i += n;
     }
+    out.extend_from_slice(raw.get(i..).unwrap_or_default());
     Cow::Owned(out)
 }
 
@@ -563,21 +576,21 @@ impl<'a> Walk<'a> {
     fn skip(&mut self, depth: usize) -> Result<(), CustodyError> {
         match self.peek()? {
             b'"' => self.string().map(drop),
-            b'{' | b'[' => {
+            open @ (b'{' | b'[') => {
+                // In a well-formed document the brackets of one kind balance by
+                // themselves, strings aside: only those of the value's own kind are
+                // counted (the other kind's depth is bounded by the facts' parse).
+                let close = if open == b'{' { b'}' } else { b']' };
                 let mut nest = 0usize;
                 loop {
                     let rest = self.s.get(self.i..).ok_or(BAD)?;
-                    let at = rest
-                        .iter()
-                        .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
-                        .ok_or(BAD)?;
-                    self.i += at;
+                    self.i += memchr::memchr3(b'"', open, close, rest).ok_or(BAD)?;
                     match self.s.get(self.i).copied().ok_or(BAD)? {
                         b'"' => {
                             self.string()?;
                             continue;
                         }
-                        b'{' | b'[' => {
+                        b if b == open => {
                             nest += 1;
                             if depth + nest > MAX_DEPTH {
                                 return Err(BAD);

@@ -69,6 +69,12 @@ pub(crate) fn prepare(
         // A plain route: forwarded as received, nothing read, no clock.
         return Ok(Prepared { body, resign: None });
     }
+    let custody = route.response_urls.is_on() || route.workflow_tokens.is_on();
+    if custody && verified && facts.kind.is_none() {
+        // Verified but not a Slack body (a shadow route forwards malformed payloads):
+        // what it may hold cannot be found, so it is not forwarded.
+        return Err(Reason::MalformedPayload);
+    }
     let keeper = Keeper {
         custody: shared.guard.custody(),
         public_url: snap

@@ -173,8 +173,8 @@ fn a_refused_capability_refuses_the_body() {
 fn unreadable_bodies_are_errors_not_panics() {
     for (ct, body) in [
         (JSON, &b"{\"event\":{\"bot_access_token\":\"x"[..]),
-        (JSON, b"{\"event\":"),
-        (JSON, b"{\"event\":{}} trailing"),
+        (JSON, b"{\"bot_access_token\":1,\"event\":"),
+        (JSON, b"{\"event\":{\"bot_access_token\":1}} trailing"),
         (FORM, b"payload=%7B%22response_url%22%3A"),
         (FORM, b"payload=%FF%FE"),
         (FORM, b"response_url=%FF"),
@@ -188,7 +188,7 @@ fn unreadable_bodies_are_errors_not_panics() {
         );
     }
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let body = format!("{{\"event\":{deep}}}");
+    let body = format!("{{\"bot_access_token\":1,\"event\":{deep}}}");
     assert!(take_into_custody(JSON, body.as_bytes(), BOTH, |_| Some("c".into())).is_err());
 }
 
@@ -198,4 +198,28 @@ fn raw_offsets_follow_percent_and_plus_tokens() {
     assert_eq!(token_len(b"%4", 0), 1);
     assert_eq!(token_len(b"%zz", 0), 1);
     assert_eq!(decode(b"a+%41%zz%").as_ref(), b"a A%zz%");
+}
+
+#[test]
+fn an_event_without_the_token_s_name_is_not_walked_but_an_escaped_key_is() {
+    assert!(!may_hold_token(
+        br#"{"event":{"type":"message","text":"a\/b"}}"#
+    ));
+    assert!(may_hold_token(br#"{"event":{"bot_access_token":"x"}}"#));
+    let escaped = r#"{"event":{"bot\u005faccess_token":"xwfp-2","function_execution_id":"Fx2"}}"#;
+    assert!(may_hold_token(escaped.as_bytes()));
+    let (out, held) = take(JSON, escaped, BOTH);
+    assert_eq!(held, ["token:xwfp-2@Fx2"]);
+    assert!(out.unwrap().contains(r#""bot\u005faccess_token":"cap0""#));
+}
+
+#[test]
+fn skipping_counts_only_the_value_s_own_brackets() {
+    // Brackets of the other kind, and both kinds inside strings, do not end a value early.
+    let body = r#"{"view":{"a":[{"b":"}]"},"]"],"c":"{"},"response_url":"https://h/9"}"#;
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", body)
+        .finish();
+    let (_, held) = take(FORM, &form, BOTH);
+    assert_eq!(held, ["url:https://h/9"]);
 }
