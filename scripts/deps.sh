@@ -4,8 +4,9 @@
 #   prometheus  promtool, which checks /metrics and the alert rules
 #   redis       redis-server for the shared-state tests
 #   Python      slack_bolt + slack_sdk (compatibility tests), yamllint + kubernetes-validate (manifests)
-#   Node.js     npm, and @slack/web-api from crates/slackgate/tests/sdk/node/package-lock.json
-#               (the egress SDK compatibility test); needs Node 20 or later
+#   Node.js     npm, and @slack/web-api and @slack/bolt from
+#               crates/slackgate/tests/sdk/node/package-lock.json (the egress SDK compatibility
+#               test, the Bolt-JS resign test); needs Node 20 or later
 #   cargo-deny  license/ban/source checks of the dependency graph (deny.toml); from
 #               crates.io, about 3 minutes to build on 2 cores
 # Idempotent; installs only what is missing. Needs root (or sudo) for apt-get.
@@ -34,7 +35,8 @@ if ! python3 -c 'import slack_bolt, yamllint, kubernetes_validate' 2>/dev/null; 
 fi
 
 NODE_SDK=crates/slackgate/tests/sdk/node
-if [ ! -f "$NODE_SDK/node_modules/@slack/web-api/package.json" ]; then
+if [ ! -f "$NODE_SDK/node_modules/@slack/web-api/package.json" ] \
+  || [ ! -f "$NODE_SDK/node_modules/@slack/bolt/package.json" ]; then
   echo "deps: npm ci in $NODE_SDK"
   (cd "$NODE_SDK" && npm ci --silent --no-audit --no-fund)
 fi

@@ -30,14 +30,18 @@ pub fn fixture_with(name: &str, from: &str, to: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Every request fixture as (file name, content type, body), sorted by name; the
-/// signature test vector (not a Slack request) is left out.
+/// The fixtures that are not one Slack HTTP request: the signature test vector and the
+/// Socket Mode frames.
+pub const NOT_REQUESTS: [&str; 2] = ["signature_vector.form", "socket_mode.json"];
+
+/// Every request fixture as (file name, content type, body), sorted by name; those of
+/// [`NOT_REQUESTS`] are left out.
 pub fn all_fixtures() -> Vec<(String, &'static str, Vec<u8>)> {
     let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures dir")
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n != "signature_vector.form")
+        .filter(|n| !NOT_REQUESTS.contains(&n.as_str()))
         .filter(|n| n.ends_with(".json") || n.ends_with(".form"))
         .collect();
     names.sort();

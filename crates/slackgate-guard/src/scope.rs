@@ -16,7 +16,8 @@
 //!
 //! Kind dimensions apply only to the requests that carry them: `events` to Events API
 //! callbacks, `commands` to slash commands, `actions` to interactivity (action ids,
-//! else callback id). A slash command is therefore not denied by an `events` list.
+//! else callback id) and to `function_executed` events (a custom workflow step: the
+//! function's callback id). A slash command is therefore not denied by an `events` list.
 
 use slackgate_policy::{GlobSet, IdSet, Route, Scope, UserSet};
 use slackgate_slack::{Facts, RequestKind};
@@ -78,17 +79,18 @@ fn applies_commands(facts: &Facts<'_>) -> bool {
 }
 
 fn applies_actions(facts: &Facts<'_>) -> bool {
-    matches!(
-        facts.kind,
-        RequestKind::BlockActions
-            | RequestKind::BlockSuggestion
-            | RequestKind::ViewSubmission
-            | RequestKind::ViewClosed
-            | RequestKind::Shortcut
-            | RequestKind::MessageAction
-            | RequestKind::InteractiveMessage
-            | RequestKind::DialogSubmission
-    )
+    facts.is_function_executed()
+        || matches!(
+            facts.kind,
+            RequestKind::BlockActions
+                | RequestKind::BlockSuggestion
+                | RequestKind::ViewSubmission
+                | RequestKind::ViewClosed
+                | RequestKind::Shortcut
+                | RequestKind::MessageAction
+                | RequestKind::InteractiveMessage
+                | RequestKind::DialogSubmission
+        )
 }
 
 /// The action identifiers of an interactivity request: its action ids, else its callback id.

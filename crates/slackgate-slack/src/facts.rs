@@ -38,8 +38,14 @@ pub struct Facts<'a> {
     /// The `action_id`s of `block_actions` and `block_suggestion`, in payload order.
     pub action_ids: Vec<Cow<'a, str>>,
     /// The `callback_id` of shortcuts, message actions, legacy interactions and dialogs,
-    /// or `view.callback_id` for view interactions.
+    /// or `view.callback_id` for view interactions; for a `function_executed` event and
+    /// interactivity from a function's context, the function's `callback_id` (a custom
+    /// workflow step: for `function_executed` it is the action `allow.actions` matches).
     pub callback_id: Option<Cow<'a, str>>,
+    /// The run of a custom workflow step: `event.function_execution_id` of a
+    /// `function_executed` event, or `function_data.execution_id` of interactivity from a
+    /// function's context. What a workflow token taken into custody is bound to.
+    pub function_execution_id: Option<Cow<'a, str>>,
     /// The `event_id` of an `event_callback`.
     pub event_id: Option<Cow<'a, str>>,
     /// The challenge of a `url_verification`, echoed back by the gateway.
@@ -65,6 +71,7 @@ impl<'a> Facts<'a> {
             command: None,
             action_ids: Vec::new(),
             callback_id: None,
+            function_execution_id: None,
             event_id: None,
             challenge: None,
             is_enterprise_install: false,
@@ -77,6 +84,13 @@ impl<'a> Facts<'a> {
     pub fn carries(&self) -> Carries {
         self.lifecycle
             .map_or(Carries::USER_AND_CHANNEL, Lifecycle::carries)
+    }
+
+    /// True for a `function_executed` event: a custom workflow step run, whose function's
+    /// `callback_id` is its action.
+    pub fn is_function_executed(&self) -> bool {
+        self.kind == RequestKind::EventCallback
+            && self.event_type.as_deref() == Some(FUNCTION_EXECUTED)
     }
 
     /// Returns a copy that owns all its strings, detached from the body.
@@ -95,6 +109,7 @@ impl<'a> Facts<'a> {
             command,
             action_ids,
             callback_id,
+            function_execution_id,
             event_id,
             challenge,
             is_enterprise_install,
@@ -114,6 +129,7 @@ impl<'a> Facts<'a> {
                 .map(|s| Cow::Owned(s.into_owned()))
                 .collect(),
             callback_id: own(callback_id),
+            function_execution_id: own(function_execution_id),
             event_id: own(event_id),
             challenge: own(challenge),
             is_enterprise_install,
@@ -121,6 +137,9 @@ impl<'a> Facts<'a> {
         }
     }
 }
+
+/// The `event.type` of a custom workflow step run.
+pub const FUNCTION_EXECUTED: &str = "function_executed";
 
 // === FactsError ===
 
@@ -297,6 +316,8 @@ pub(crate) fn envelope_facts(env: EventsEnvelope<'_>) -> Result<Facts<'_>, Facts
             facts.channel_id = wire::ref_id(event.channel)
                 .or_else(|| wire::text(event.channel_id))
                 .or_else(|| event.item.and_then(|i| wire::ref_id(i.0.channel)));
+            facts.callback_id = event.function.and_then(|f| wire::text(f.0.callback_id));
+            facts.function_execution_id = wire::text(event.function_execution_id);
             Ok(facts)
         }
         _ => Err(FactsError::UnknownType),
@@ -406,7 +427,17 @@ fn interaction_facts(json: &str) -> Result<Facts<'_>, FactsError> {
         .filter_map(|a| wire::text(a.0.action_id))
         .chain(wire::text(p.action_id))
         .collect();
-    facts.callback_id = wire::text(p.callback_id).or(view_callback_id);
+    let (execution_id, function_callback_id) = match p.function_data {
+        Some(Obj(d)) => (
+            wire::text(d.execution_id),
+            d.function.and_then(|f| wire::text(f.0.callback_id)),
+        ),
+        None => (None, None),
+    };
+    facts.callback_id = wire::text(p.callback_id)
+        .or(view_callback_id)
+        .or(function_callback_id);
+    facts.function_execution_id = execution_id;
     facts.is_enterprise_install = p.is_enterprise_install.unwrap_or(false);
     Ok(facts)
 }

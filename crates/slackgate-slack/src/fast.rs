@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::wire::{text, Authorization, Event, EventItem, EventsEnvelope, Obj, Ref, Str};
+use crate::wire::{text, Authorization, Event, EventItem, EventsEnvelope, Function, Obj, Ref, Str};
 
 /// The deepest nesting of objects and arrays the quick reader follows.
 pub(crate) const MAX_DEPTH: u32 = 64;
@@ -295,6 +295,7 @@ impl<'a> Scan<'a> {
     fn event(&mut self) -> Option<Event<'a>> {
         let (mut kind, mut user, mut channel, mut channel_id, mut item) =
             (None, None, None, None, None);
+        let (mut function, mut function_execution_id) = (None, None);
         self.object(|scan, key| match key? {
             "type" => once(&mut kind, scan.opt_str()?),
             "user" => once(&mut user, scan.opt_ref()?),
@@ -313,6 +314,20 @@ impl<'a> Scan<'a> {
                 })?;
                 once(&mut item, value)
             }
+            "function" => {
+                let value = scan.nullable(|scan| {
+                    let mut callback_id = None;
+                    scan.object(|scan, key| match key? {
+                        "callback_id" => once(&mut callback_id, scan.opt_str()?),
+                        _ => scan.skip(),
+                    })?;
+                    Some(Obj(Function {
+                        callback_id: callback_id.flatten(),
+                    }))
+                })?;
+                once(&mut function, value)
+            }
+            "function_execution_id" => once(&mut function_execution_id, scan.opt_str()?),
             _ => scan.skip(),
         })?;
         Some(Event {
@@ -321,6 +336,8 @@ impl<'a> Scan<'a> {
             channel: channel.flatten(),
             channel_id: channel_id.flatten(),
             item: item.flatten(),
+            function: function.flatten(),
+            function_execution_id: function_execution_id.flatten(),
         })
     }
 

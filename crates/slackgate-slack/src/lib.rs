@@ -15,6 +15,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `custody` | secret custody, inbound: [`take_into_custody`] replaces response URLs and workflow tokens in place ([`Held`], [`Wants`]; tests in `custody/tests.rs`) |
 //! | `headers` | the Slack header names ([`SIGNATURE_HEADER`], [`NO_RETRY_HEADER`], ...) and [`parse_retry_num`] |
 //! | `signature` | v0 signatures: [`SigningKey`], [`verify`], [`check_window`] |
 //! | `kind` | [`RequestKind`]: what Slack's `type` field or the form shape names |
@@ -28,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod custody;
 mod facts;
 mod fast;
 mod headers;
@@ -39,8 +41,10 @@ mod subteam;
 mod webapi;
 mod wire;
 
+pub use custody::{take_into_custody, CustodyError, Held, Wants};
 pub use facts::{
     is_ssl_check, parse_facts, parse_facts_with_serde_only, BodyEncoding, Facts, FactsError,
+    FUNCTION_EXECUTED,
 };
 pub use headers::{
     parse_retry_num, NO_RETRY_HEADER, RETRY_NUM_HEADER, RETRY_REASON_HEADER, SIGNATURE_HEADER,

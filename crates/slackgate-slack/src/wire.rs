@@ -208,6 +208,20 @@ pub(crate) struct Event<'a> {
     pub(crate) channel_id: Option<Str<'a>>,
     #[serde(borrow)]
     pub(crate) item: Option<Obj<EventItem<'a>>>,
+    /// The function of a `function_executed` event (its `callback_id`).
+    #[serde(borrow)]
+    pub(crate) function: Option<Obj<Function<'a>>>,
+    /// The run of a `function_executed` event.
+    #[serde(borrow)]
+    pub(crate) function_execution_id: Option<Str<'a>>,
+}
+
+/// The `function` of a `function_executed` event, or of a function context's
+/// `function_data`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Function<'a> {
+    #[serde(borrow)]
+    pub(crate) callback_id: Option<Str<'a>>,
 }
 
 /// The `item` of reaction and pin events, which names the channel there.
@@ -249,6 +263,18 @@ pub(crate) struct InteractionPayload<'a> {
     #[serde(borrow)]
     pub(crate) view: Option<Obj<View<'a>>>,
     pub(crate) is_enterprise_install: Option<bool>,
+    /// Present on interactivity from a function's context (a custom workflow step).
+    #[serde(borrow)]
+    pub(crate) function_data: Option<Obj<FunctionData<'a>>>,
+}
+
+/// The `function_data` of interactivity from a function's context.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct FunctionData<'a> {
+    #[serde(borrow)]
+    pub(crate) execution_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub(crate) function: Option<Obj<Function<'a>>>,
 }
 
 /// The `container` of a block action: where the interacted block lives.

@@ -41,6 +41,7 @@ struct Expect {
     command: Option<&'static str>,
     action_ids: &'static [&'static str],
     callback_id: Option<&'static str>,
+    function_execution_id: Option<&'static str>,
     event_id: Option<&'static str>,
     challenge: Option<&'static str>,
     is_enterprise_install: bool,
@@ -106,6 +107,11 @@ fn assert_facts(name: &str, f: &Facts<'_>, kind: RequestKind, e: &Expect) {
         e.callback_id,
         "{name} callback_id"
     );
+    assert_eq!(
+        f.function_execution_id.as_deref(),
+        e.function_execution_id,
+        "{name} function_execution_id"
+    );
     assert_eq!(f.event_id.as_deref(), e.event_id, "{name} event_id");
     assert_eq!(f.challenge.as_deref(), e.challenge, "{name} challenge");
     assert_eq!(
@@ -128,17 +134,20 @@ fn every_fixture_is_covered() {
         [
             "app_rate_limited.json",
             "block_actions.form",
+            "block_actions_function.form",
             "block_suggestion.form",
             "command_ticket.form",
             "event_app_mention.json",
             "event_app_uninstalled.json",
             "event_enterprise_org_install.json",
+            "event_function_executed.json",
             "event_message.json",
             "event_subteam_members_changed.json",
             "event_tokens_revoked.json",
             "message_action.form",
             "shortcut.form",
             "signature_vector.form",
+            "socket_mode.json",
             "ssl_check.form",
             "url_verification.json",
             "view_submission.form",
@@ -381,6 +390,123 @@ fn message_action() {
             ..Expect::default()
         },
     );
+}
+
+/// A custom workflow step run: the function's callback id is its action (for
+/// `allow.actions`), and the run's id is what a workflow token in custody is bound to.
+#[test]
+fn event_function_executed() {
+    check(
+        "event_function_executed.json",
+        RequestKind::EventCallback,
+        Expect {
+            api_app_id: Some("A0HELPDESK"),
+            team_id: Some("T0ACME"),
+            event_type: Some("function_executed"),
+            event_id: Some("Ev0FUNC0001"),
+            callback_id: Some("open_ticket"),
+            function_execution_id: Some("Fx0EXEC0001"),
+            ..Expect::default()
+        },
+    );
+    assert!(is_function_executed("event_function_executed.json"));
+    assert!(!is_function_executed("event_app_mention.json"));
+}
+
+fn is_function_executed(name: &str) -> bool {
+    let body = read(name);
+    parse_facts(Some(content_type(name)), &body)
+        .unwrap()
+        .is_function_executed()
+}
+
+/// A request of the helpdesk app by Ada (U0333) in #help (C0HELP) of T0ACME, as most
+/// fixtures are.
+fn ada_in_help() -> Expect {
+    Expect {
+        api_app_id: Some("A0HELPDESK"),
+        team_id: Some("T0ACME"),
+        user_id: Some("U0333"),
+        channel_id: Some("C0HELP"),
+        ..Expect::default()
+    }
+}
+
+/// Interactivity from a function's context: the clicked element is the action; the
+/// function's callback id and run are facts too.
+#[test]
+fn block_actions_function() {
+    check(
+        "block_actions_function.form",
+        RequestKind::BlockActions,
+        Expect {
+            action_ids: &["ticket_approve"],
+            callback_id: Some("open_ticket"),
+            function_execution_id: Some("Fx0EXEC0001"),
+            ..ada_in_help()
+        },
+    );
+    assert!(!is_function_executed("block_actions_function.form"));
+}
+
+/// Socket Mode frames are not request bodies, but each envelope's `payload` is the
+/// request Slack would have sent over HTTP, with the same facts.
+#[test]
+fn socket_mode_envelopes_carry_the_http_requests() {
+    let frames: serde_json::Value = serde_json::from_slice(&read("socket_mode.json")).unwrap();
+    assert!(parse_facts(Some(JSON), &read("socket_mode.json")).is_err());
+    assert_eq!(frames["hello"]["type"], "hello");
+    assert_eq!(frames["disconnect"]["reason"], "refresh_requested");
+
+    let events = &frames["envelope_events_api"];
+    assert_eq!(events["type"], "events_api");
+    let body = serde_json::to_vec(&events["payload"]).unwrap();
+    assert_facts(
+        "events_api",
+        &parse_facts(Some(JSON), &body).unwrap(),
+        RequestKind::EventCallback,
+        &Expect {
+            event_type: Some("app_mention"),
+            event_id: Some("Ev0APPMENTION1"),
+            ..ada_in_help()
+        },
+    );
+
+    let command = &frames["envelope_slash_commands"];
+    assert_eq!(command["accepts_response_payload"], true);
+    let fields = command["payload"].as_object().unwrap();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter().map(|(k, v)| (k, v.as_str().unwrap())))
+        .finish();
+    assert_facts(
+        "slash_commands",
+        &parse_facts(Some(FORM), body.as_bytes()).unwrap(),
+        RequestKind::SlashCommand,
+        &Expect {
+            command: Some("/ticket"),
+            ..ada_in_help()
+        },
+    );
+
+    let interactive = &frames["envelope_interactive"];
+    let json = serde_json::to_string(&interactive["payload"]).unwrap();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    assert_facts(
+        "interactive",
+        &parse_facts(Some(FORM), body.as_bytes()).unwrap(),
+        RequestKind::BlockActions,
+        &Expect {
+            action_ids: &["ticket_close"],
+            ..ada_in_help()
+        },
+    );
+    assert_eq!(
+        frames["ack_with_payload"]["envelope_id"],
+        command["envelope_id"]
+    );
+    assert_eq!(frames["apps.connections.open"]["ok"], true);
 }
 
 #[test]

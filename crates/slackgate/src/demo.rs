@@ -2,6 +2,8 @@
 //! with a generated signing secret and ready-to-paste signed `curl` commands; and its
 //! egress door, in front of a built-in Slack Web API stand-in, with a demo bot whose
 //! gateway key is printed (it is worth nothing outside this demo) and whose token is not.
+//! The route re-signs what it forwards (`resign`): the echo bot verifies the gateway's
+//! signature with its own secret, as Bolt would, and answers 401 to anything else.
 
 mod slack;
 
@@ -23,6 +25,9 @@ const POLICY: &str = include_str!("demo/policy.yaml");
 const SECRET_ENV: &str = "SLACKGATE_DEMO_SIGNING_SECRET";
 const KEY_ENV: &str = "SLACKGATE_DEMO_GATEWAY_KEY";
 const TOKEN_ENV: &str = "SLACKGATE_DEMO_BOT_TOKEN";
+const RESIGN_ENV: &str = "SLACKGATE_DEMO_BOT_SIGNING_SECRET";
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
 
 const ALLOWED: &str = r#"{"token":"demo","team_id":"T0ACME","api_app_id":"A0HELPDESK","event":{"type":"app_mention","user":"U0333","text":"<@U0BOT> open a ticket","ts":"1764377000.000100","channel":"C0HELP","event_ts":"1764377000.000100"},"type":"event_callback","event_id":"Ev0DEMO0001","event_time":1764377000}"#;
 const DENIED: &str = r#"{"token":"demo","team_id":"T0ACME","api_app_id":"A0HELPDESK","event":{"type":"app_mention","user":"U0BAD","text":"<@U0BOT> let me in","ts":"1764377001.000100","channel":"C0HELP","event_ts":"1764377001.000100"},"type":"event_callback","event_id":"Ev0DEMO0002","event_time":1764377001}"#;
@@ -32,6 +37,8 @@ struct DemoSecrets {
     signing_secret: String,
     gateway_key: String,
     bot_token: String,
+    /// The route's `resign` secret: the only one the echo bot knows.
+    bot_signing_secret: String,
 }
 
 impl SecretSource for DemoSecrets {
@@ -40,6 +47,7 @@ impl SecretSource for DemoSecrets {
             SECRET_ENV => Some(self.signing_secret.clone()),
             KEY_ENV => Some(self.gateway_key.clone()),
             TOKEN_ENV => Some(self.bot_token.clone()),
+            RESIGN_ENV => Some(self.bot_signing_secret.clone()),
             _ => None,
         }
     }
@@ -60,41 +68,87 @@ fn random_token() -> String {
     format!("xoxb-0000-0000-{}", random_secret())
 }
 
-/// Starts the echo bot on a free loopback port; returns its address.
-fn start_echo_bot() -> anyhow::Result<std::net::SocketAddr> {
+/// Starts the echo bot on a free loopback port; returns its address. It verifies requests
+/// with `key` (the route's `resign` secret), as an HTTP-mode Bolt app does.
+fn start_echo_bot(key: SigningKey) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the echo bot")?;
     let addr = listener.local_addr()?;
+    let key = Arc::new(key);
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || echo(conn));
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || echo(conn, &key));
         }
     });
     Ok(addr)
 }
 
-/// Answers each request with what the bot saw: the gateway's headers and the body size.
-fn echo(stream: TcpStream) {
+/// Whether the signature headers verify with the bot's own secret, now.
+fn bot_verifies(key: &SigningKey, sig: Option<&str>, ts: Option<&str>, body: &[u8]) -> bool {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    slackgate_slack::verify(
+        [key],
+        sig.map(str::as_bytes),
+        ts.map(str::as_bytes),
+        body,
+        now,
+        300,
+    )
+    .is_ok()
+}
+
+/// The `response_url` of a form body, as the bot reads it.
+fn response_url_of(body: &[u8]) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "response_url")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Answers each request with what the bot saw: the gateway's headers, the body size,
+/// whether the gateway's signature verified with the bot's own secret (401 otherwise),
+/// and a form's `response_url`.
+fn echo(stream: TcpStream, key: &SigningKey) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(&stream);
     while let Some((_, headers)) = read_head(&mut reader) {
         let mut len = 0usize;
         let mut seen = serde_json::Map::new();
+        let (mut sig, mut ts) = (None, None);
         for (k, v) in headers {
             if k == "content-length" {
                 len = v.parse().unwrap_or(0);
             }
-            if k.starts_with("x-slackgate-") {
-                seen.insert(k, v.into());
+            match k.as_str() {
+                "x-slack-signature" => sig = Some(v),
+                "x-slack-request-timestamp" => ts = Some(v),
+                _ if k.starts_with("x-slackgate-") => {
+                    seen.insert(k, v.into());
+                }
+                _ => {}
             }
         }
         let mut body = vec![0; len.min(16 * 1024 * 1024)];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let out = serde_json::json!({"bot": "echo", "body_bytes": len, "gateway_headers": seen})
-            .to_string();
+        let verified = bot_verifies(key, sig.as_deref(), ts.as_deref(), &body);
+        let mut out =
+            serde_json::json!({"bot": "echo", "body_bytes": len, "gateway_headers": seen});
+        let status = if verified {
+            out["signature"] = "verified with the bot's own secret (resign)".into();
+            if let Some(url) = response_url_of(&body) {
+                out["response_url"] = url.into();
+            }
+            "200 OK"
+        } else {
+            out = serde_json::json!({"bot": "echo", "error": "invalid signature"});
+            "401 Unauthorized"
+        };
+        let out = out.to_string();
         let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{out}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{out}",
             out.len()
         );
         if (&stream).write_all(resp.as_bytes()).is_err() {
@@ -126,9 +180,10 @@ fn read_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>
     }
 }
 
-fn curl(listen: &str, key: &SigningKey, ts: &str, body: &str) -> String {
+/// The `curl` command of one signed request to the inbound door.
+fn curl(listen: &str, key: &SigningKey, ts: &str, content_type: &str, body: &str) -> String {
     format!(
-        "curl -sS -i http://{listen}/slack/events -H 'Content-Type: application/json' \\\n  -H 'X-Slack-Request-Timestamp: {ts}' \\\n  -H 'X-Slack-Signature: {}' \\\n  --data-raw '{body}'",
+        "curl -sS -i http://{listen}/slack/events -H 'Content-Type: {content_type}' \\\n  -H 'X-Slack-Request-Timestamp: {ts}' \\\n  -H 'X-Slack-Signature: {}' \\\n  --data-raw '{body}'",
         key.sign(ts, body.as_bytes())
     )
 }
@@ -219,11 +274,15 @@ pub(crate) fn run(
     ensure_bindable("--listen", listen)?;
     ensure_bindable("--admin", admin)?;
     ensure_bindable("--egress", egress)?;
-    let bot = start_echo_bot()?;
+    let bot_signing_secret = format!("bot{}", random_secret());
+    let bot_key = SigningKey::new("resign", bot_signing_secret.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bot = start_echo_bot(bot_key)?;
     let secrets = DemoSecrets {
         signing_secret: random_secret(),
         gateway_key: format!("gk_demo_{}", random_secret()),
         bot_token: random_token(),
+        bot_signing_secret,
     };
     let slack = slack::start(secrets.bot_token.clone())?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
@@ -231,7 +290,7 @@ pub(crate) fn run(
     std::fs::write(dir.path().join("policy.yaml"), policy)?;
     std::fs::write(
         dir.path().join("config.yaml"),
-        format!("listen:\n  - addr: {listen}\nadmin: {{ addr: {admin} }}\naudit: {{ path: \"-\" }}\npolicy: policy.yaml\negress:\n  listen: {{ addr: {egress} }}\n  slack_api: http://{slack}/api/\n"),
+        format!("listen:\n  - addr: {listen}\nadmin: {{ addr: {admin} }}\naudit: {{ path: \"-\" }}\npolicy: policy.yaml\negress:\n  listen: {{ addr: {egress} }}\n  slack_api: http://{slack}/api/\n  public_url: http://{egress}/\n"),
     )?;
     let secret = secrets.signing_secret.clone();
     let gateway_key = secrets.gateway_key.clone();
@@ -263,9 +322,10 @@ pub(crate) fn run(
     );
     eprintln!("demo bot token: in memory only; the bot holds the gateway key below instead");
     eprintln!("demo signing secret: in memory only (export it with `slackgate sign` if you need more requests)");
+    eprintln!("the echo bot holds only its own secret (the route's `resign`): it verifies the gateway's signature, never Slack's");
     eprintln!("signatures below are valid for 5 minutes (max_clock_skew).\n");
-    let a = curl(listen, &key, &ts, ALLOWED);
-    let d = curl(listen, &key, &ts, DENIED);
+    let a = curl(listen, &key, &ts, JSON, ALLOWED);
+    let d = curl(listen, &key, &ts, JSON, DENIED);
     println!("# 1. allowed: an app_mention from U0333 in T0ACME reaches the echo bot\n{a}\n");
     println!(
         "# 2. denied by scope: the same from U0BAD (group @blocked) gets 403 scope_denied\n{d}\n"
@@ -287,6 +347,11 @@ pub(crate) fn run(
     println!(
         "# 6. egress, denied by method: users.list is not in the bot's methods: 200 {{\"ok\":false,\"error\":\"method_denied\"}}\n{}\n",
         curl_call(egress, &gateway_key, "users.list", &method_args)
+    );
+    let command = "token=demo&team_id=T0ACME&channel_id=C0HELP&user_id=U0333&command=%2Fticket&text=printer&api_app_id=A0HELPDESK&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT0ACME%2F1%2Fdemo";
+    println!(
+        "# 7. custody: a /ticket command; the echo bot gets http://{egress}/respond/<capability>, never Slack's response_url\n{}\n",
+        curl(listen, &key, &ts, FORM, command)
     );
     println!(
         "# metrics: curl -s http://{admin}/metrics | grep -E 'slackgate_(egress_)?requests_total'"
@@ -338,6 +403,10 @@ pub(crate) fn run(
             .iter()
             .map(|(_, (status, _))| *status)
             .eq([200, 403, 401, 200, 200, 200])
+            && results[0]
+                .1
+                 .1
+                .contains("verified with the bot's own secret")
             && results[3].1 .1.contains(r#""ok":true"#)
             && results[4].1 .1.contains(r#""error":"channel_denied""#)
             && results[5].1 .1.contains(r#""error":"method_denied""#);

@@ -58,6 +58,10 @@ enum Command {
         config: PathBuf,
     },
     /// Print the two Slack signature headers for the body on standard input.
+    ///
+    /// With `--resign-env`, also what a bot behind a route with `resign` receives for it:
+    /// the gateway's own two headers, signed with the route's `resign` secret (the one
+    /// the bot verifies with), in place of Slack's.
     Sign {
         /// Environment variable holding the signing secret.
         #[arg(long)]
@@ -65,6 +69,9 @@ enum Command {
         /// Unix timestamp to sign with (default: now).
         #[arg(long)]
         timestamp: Option<i64>,
+        /// Environment variable holding a route's `resign` secret (the bot's).
+        #[arg(long)]
+        resign_env: Option<String>,
     },
     /// Show the decision for the request body on standard input, without any network.
     ///
@@ -203,7 +210,8 @@ fn main() -> ExitCode {
         Command::Sign {
             secret_env,
             timestamp,
-        } => sign(&secret_env, timestamp),
+            resign_env,
+        } => sign(&secret_env, timestamp, resign_env.as_deref()),
         Command::Explain {
             config,
             path,
@@ -318,12 +326,24 @@ fn report_errors(errors: &slackgate_policy::LoadErrors) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn sign(secret_env: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
-    let secret = std::env::var(secret_env).unwrap_or_default();
+/// The signing key in environment variable `var` (`what` names it in the error).
+fn key_from_env(var: &str, what: &str) -> anyhow::Result<SigningKey> {
+    let secret = std::env::var(var).unwrap_or_default();
     if secret.is_empty() {
-        bail!("environment variable {secret_env} is not set or empty; export the signing secret in it");
+        bail!("environment variable {var} is not set or empty; export the {what} in it");
     }
-    let key = SigningKey::new("cli", secret.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    SigningKey::new("cli", secret.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn sign(
+    secret_env: &str,
+    timestamp: Option<i64>,
+    resign_env: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let key = key_from_env(secret_env, "signing secret")?;
+    let resign = resign_env
+        .map(|var| key_from_env(var, "route's resign secret"))
+        .transpose()?;
     let mut body = Vec::new();
     std::io::stdin()
         .read_to_end(&mut body)
@@ -338,6 +358,12 @@ fn sign(secret_env: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
     let ts = ts.to_string();
     println!("X-Slack-Request-Timestamp: {ts}");
     println!("X-Slack-Signature: {}", key.sign(&ts, &body));
+    if let Some(resign) = resign {
+        // The gateway signs at the moment it forwards; the same timestamp is shown here.
+        println!("# what the bot receives on a route with resign (Slack's headers removed; the gateway uses the time it forwards):");
+        println!("X-Slack-Request-Timestamp: {ts}");
+        println!("X-Slack-Signature: {}", resign.sign(&ts, &body));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

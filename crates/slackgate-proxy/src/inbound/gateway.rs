@@ -30,13 +30,14 @@ use slackgate_slack::{
 
 use crate::core::state::{Shared, Snapshot};
 use crate::groups::UserGroups;
+use crate::inbound::custody::{self, Prepared};
 use crate::inbound::record::AuditFacts;
 pub use crate::inbound::record::RequestCtx;
 use crate::inbound::upstream::round_trip;
 use crate::net::downstream::{answer_body, is_not_relayed, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
 use crate::net::http1::connection_tokens;
-use crate::net::upstream_head::Forwarded;
+use crate::net::upstream_head::{Forwarded, Resigned};
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
@@ -295,6 +296,25 @@ impl Gateway {
         let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
             return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
         };
+        // Read only where custody may rewrite the body: a plain route pays nothing.
+        let content_type = route
+            .resign
+            .as_ref()
+            .and_then(|_| session.header(CONTENT_TYPE.as_str()))
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let prepared = custody::prepare(
+            &self.shared,
+            snap,
+            route,
+            &ctx.facts,
+            content_type,
+            body,
+            ctx.secret_id.is_some(),
+        );
+        let Prepared { body, resign } = match prepared {
+            Ok(p) => p,
+            Err(reason) => return self.answer(session, ctx, reason, &[]).await,
+        };
         let facts = &ctx.facts;
         let head = session.upstream_head(&Forwarded {
             body_len: body.len(),
@@ -304,6 +324,12 @@ impl Gateway {
                 .or(facts.text(&facts.enterprise_id)),
             user: facts.text(&facts.user_id),
             secret_id: ctx.secret_id.as_deref(),
+            resign: resign.as_ref().map(|r| {
+                r.as_ref().map(|s| Resigned {
+                    timestamp: &s.timestamp,
+                    signature: &s.signature,
+                })
+            }),
         });
         let is_head = session.is_head();
 

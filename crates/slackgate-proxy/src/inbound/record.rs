@@ -39,6 +39,8 @@ pub(crate) struct AuditFacts {
     pub(crate) event_type: Option<Fact>,
     pub(crate) command: Option<Fact>,
     pub(crate) event_id: Option<Fact>,
+    /// The run of a custom workflow step (what a workflow token in custody is bound to).
+    pub(crate) function_execution_id: Option<Fact>,
 }
 
 #[derive(Debug)]
@@ -67,6 +69,7 @@ impl AuditFacts {
             event_type: keep(&f.event_type),
             command: keep(&f.command),
             event_id: keep(&f.event_id),
+            function_execution_id: keep(&f.function_execution_id),
         }
     }
 

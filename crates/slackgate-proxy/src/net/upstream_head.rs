@@ -17,6 +17,32 @@ pub(crate) struct Forwarded<'a> {
     pub user: Option<&'a str>,
     /// Id of the secret that verified the signature.
     pub secret_id: Option<&'a str>,
+    /// On a route with `resign`: Slack's signature headers are not forwarded, and these
+    /// are sent in their place (`None` inside when the request was not verified, so that
+    /// nothing the bot accepts is sent).
+    pub resign: Option<Option<Resigned<'a>>>,
+}
+
+/// The gateway's own v0 signature of what it forwards (route key `resign`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resigned<'a> {
+    /// `X-Slack-Request-Timestamp`: unix seconds when it was signed.
+    pub timestamp: &'a str,
+    /// `X-Slack-Signature`: `v0=` and the hex MAC of the forwarded body.
+    pub signature: &'a str,
+}
+
+/// True for Slack's signature headers (`-` or `_` spelled, any case), which a route with
+/// `resign` never forwards.
+fn is_slack_signature(name: &[u8]) -> bool {
+    let same = |want: &[u8]| {
+        name.len() == want.len()
+            && name
+                .iter()
+                .zip(want)
+                .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+    };
+    same(b"x-slack-signature") || same(b"x-slack-request-timestamp")
 }
 
 /// The request head sent to the bot: the client's request line and headers (names in
@@ -36,10 +62,20 @@ pub(crate) fn request_head<'h>(
     out.push(b' ');
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let resigned = add.resign.is_some();
     for (name, value) in headers {
-        if !is_not_forwarded(name, &named) {
+        let dropped = is_not_forwarded(name, &named) || (resigned && is_slack_signature(name));
+        if !dropped {
             push_header(&mut out, name, value);
         }
+    }
+    if let Some(Some(r)) = &add.resign {
+        push_header(
+            &mut out,
+            b"X-Slack-Request-Timestamp",
+            r.timestamp.as_bytes(),
+        );
+        push_header(&mut out, b"X-Slack-Signature", r.signature.as_bytes());
     }
     out.extend_from_slice(b"Content-Length: ");
     push_decimal(&mut out, add.body_len as u64);
@@ -64,4 +100,49 @@ fn is_header_safe(v: &str) -> bool {
         && v.len() <= 64
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(resign: Option<Option<Resigned<'_>>>) -> String {
+        let headers: [(&[u8], &[u8]); 4] = [
+            (b"Host", b"gw"),
+            (b"X-Slack-Signature", b"v0=slack"),
+            (b"x_slack_request_timestamp", b"1"),
+            (b"Content-Type", b"application/json"),
+        ];
+        let add = Forwarded {
+            body_len: 2,
+            route: "r",
+            team: None,
+            user: None,
+            secret_id: None,
+            resign,
+        };
+        String::from_utf8(request_head(b"POST", b"/e", headers.iter().copied(), &add)).unwrap()
+    }
+
+    #[test]
+    fn resign_replaces_slack_s_signature_headers() {
+        let plain = head(None);
+        assert!(plain.contains("X-Slack-Signature: v0=slack\r\n"));
+        assert!(plain.contains("x_slack_request_timestamp: 1\r\n"));
+        let own = Resigned {
+            timestamp: "1700000000",
+            signature: "v0=own",
+        };
+        let resigned = head(Some(Some(own)));
+        assert!(!resigned.contains("v0=slack") && !resigned.contains("timestamp: 1\r\n"));
+        assert!(resigned.contains("X-Slack-Request-Timestamp: 1700000000\r\n"));
+        assert!(resigned.contains("X-Slack-Signature: v0=own\r\n"));
+        assert!(resigned.contains("Content-Type: application/json\r\n"));
+        // Unverified (shadow): Slack's headers go, nothing the bot accepts comes.
+        let unverified = head(Some(None));
+        assert!(!unverified
+            .to_ascii_lowercase()
+            .contains("x-slack-signature"));
+        assert!(!unverified.to_ascii_lowercase().contains("timestamp"));
+    }
 }

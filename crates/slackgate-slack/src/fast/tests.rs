@@ -52,7 +52,10 @@ fn every_events_fixture_takes_the_quick_path_with_serde_s_facts() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
+        // socket_mode.json holds Socket Mode frames, not one Events API body.
+        if path.extension().is_some_and(|e| e == "json")
+            && path.file_name().is_some_and(|n| n != "socket_mode.json")
+        {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(agrees(&text), "{} fell back to serde", path.display());
             seen += 1;

@@ -1,0 +1,205 @@
+//! Secret custody at the inbound door: what a route with `resign`, `response_urls:
+//! custody` or `workflow_tokens: custody` forwards (the contract: `docs/policy.md`,
+//! "Secret custody").
+//!
+//! [`prepare`] runs on verified requests the guard decided to forward, after the
+//! upstream pool was found: response URLs and workflow tokens are taken into the guard's
+//! [`Custody`](slackgate_guard::Custody) under fresh capabilities
+//! ([`crate::core::capability::mint`]) bound to the route's `bot`, and replaced in the
+//! body in place (`slackgate_slack::take_into_custody`); then, with `resign`, the body as
+//! forwarded is signed with the route's key and a fresh timestamp. A capability that
+//! cannot be minted refuses the request (fail closed). Nothing here logs or records a
+//! URL or a token. [`Keeper`] is public for the benchmarks (`benches/benches/custody.rs`),
+//! which drive the same code the door runs.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use slackgate_guard::{unix_secs, Custody, Reason, ResponseUrl, WorkflowToken};
+use slackgate_policy::Route;
+use slackgate_slack::{take_into_custody, CustodyError, Held, Wants};
+
+use crate::core::capability::{mint, WORKFLOW_KEY_PREFIX};
+use crate::core::state::{Shared, Snapshot};
+use crate::inbound::record::AuditFacts;
+
+/// How long a workflow token is held, in seconds. Slack's reference does not state the
+/// life of the `bot_access_token` of `function_executed`; Slack's SDK maintainers do
+/// (slackapi/bolt-python#1075, 2024): it expires 15 minutes after it was issued, or when
+/// the step is completed. So the capability lives 15 minutes from receipt at most, and
+/// less once `functions.completeSuccess`/`completeError` answered `ok` (the egress door
+/// ends it then).
+pub const WORKFLOW_TOKEN_TTL: f64 = 900.0;
+
+/// What is forwarded: the body (rewritten or as received) and, with `resign`, the
+/// gateway's signature of it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The body as forwarded.
+    pub body: Bytes,
+    /// `None` without `resign`; `Some(None)` with `resign` on a request that was not
+    /// verified (shadow mode): Slack's headers are dropped and nothing is signed.
+    pub resign: Option<Option<Signed>>,
+}
+
+/// The gateway's v0 signature of the forwarded body.
+#[derive(Debug)]
+pub struct Signed {
+    /// `X-Slack-Request-Timestamp`.
+    pub timestamp: String,
+    /// `X-Slack-Signature`.
+    pub signature: String,
+}
+
+/// The body and signature to forward on `route`, or the reason to refuse the request.
+/// `verified` is whether one of the app's secrets verified it: an unverified request
+/// (forwarded by a shadow route) is neither rewritten nor signed.
+pub(crate) fn prepare(
+    shared: &Shared,
+    snap: &Snapshot,
+    route: &Route,
+    facts: &AuditFacts,
+    content_type: Option<&str>,
+    body: Bytes,
+    verified: bool,
+) -> Result<Prepared, Reason> {
+    if route.resign.is_none() {
+        // A plain route: forwarded as received, nothing read, no clock.
+        return Ok(Prepared { body, resign: None });
+    }
+    let custody = route.response_urls.is_on() || route.workflow_tokens.is_on();
+    if custody && verified && facts.kind.is_none() {
+        // Verified but not a Slack body (a shadow route forwards malformed payloads):
+        // what it may hold cannot be found, so it is not forwarded.
+        return Err(Reason::MalformedPayload);
+    }
+    let keeper = Keeper {
+        custody: shared.guard.custody(),
+        public_url: snap
+            .config
+            .egress
+            .as_ref()
+            .and_then(|e| e.public_url.as_deref()),
+        channel: facts.text(&facts.channel_id),
+        team: facts.text(&facts.team_id),
+        execution: facts.text(&facts.function_execution_id),
+        now: shared.guard.now_secs(),
+    };
+    keeper.prepare(route, content_type, body, verified)
+}
+
+/// The gateway's signature of `body`, timestamped with the wall clock (what the bot's
+/// verifier compares it with).
+pub fn sign(key: &slackgate_slack::SigningKey, body: &[u8]) -> Signed {
+    let timestamp = unix_secs(SystemTime::now()).to_string();
+    let signature = key.sign(&timestamp, body);
+    Signed {
+        timestamp,
+        signature,
+    }
+}
+
+/// Holds what one request hands over: where, and the request's facts it is bound with.
+#[derive(Debug)]
+pub struct Keeper<'a> {
+    /// The guard's store.
+    pub custody: &'a Custody,
+    /// `egress.public_url`: the base of response-URL capabilities.
+    pub public_url: Option<&'a str>,
+    /// The request's channel (a response URL posts there unless it names its own).
+    pub channel: Option<&'a str>,
+    /// The request's team.
+    pub team: Option<&'a str>,
+    /// The request's function execution (for a workflow token that names none).
+    pub execution: Option<&'a str>,
+    /// The guard clock's now, in unix seconds.
+    pub now: f64,
+}
+
+impl Keeper<'_> {
+    /// The body and signature to forward on `route` (see [`prepare`]).
+    pub fn prepare(
+        &self,
+        route: &Route,
+        content_type: Option<&str>,
+        body: Bytes,
+        verified: bool,
+    ) -> Result<Prepared, Reason> {
+        let Some(resign) = &route.resign else {
+            return Ok(Prepared { body, resign: None });
+        };
+        if !verified {
+            return Ok(Prepared {
+                body,
+                resign: Some(None),
+            });
+        }
+        let wants = Wants {
+            response_urls: route.response_urls.is_on(),
+            workflow_tokens: route.workflow_tokens.is_on(),
+        };
+        let body = match (wants.any(), &route.bot) {
+            (false, _) => body,
+            (true, Some(bot)) => {
+                match take_into_custody(content_type, &body, wants, |h| self.hold(bot, h)) {
+                    Ok(Some(rewritten)) => Bytes::from(rewritten),
+                    Ok(None) => body,
+                    Err(CustodyError::Refused) => {
+                        log::warn!(
+                            "route {}: a capability could not be minted or held; the request is refused",
+                            route.name
+                        );
+                        return Err(Reason::StateUnavailable);
+                    }
+                    Err(CustodyError::Unreadable) => return Err(Reason::MalformedPayload),
+                }
+            }
+            // The policy never loads custody without `bot`; refuse rather than forward.
+            (true, None) => return Err(Reason::StateUnavailable),
+        };
+        Ok(Prepared {
+            resign: Some(Some(sign(&resign.key, &body))),
+            body,
+        })
+    }
+
+    /// Holds `held` for `bot` under a fresh capability; what the bot gets in its place.
+    fn hold(&self, bot: &Arc<str>, held: Held<'_>) -> Option<String> {
+        match held {
+            Held::ResponseUrl { url, channel } => {
+                let base = self.public_url?;
+                let cap = mint()?;
+                let kept = ResponseUrl {
+                    bot: Arc::clone(bot),
+                    channel: channel.or(self.channel).map(Arc::from),
+                    team: self.team.map(Arc::from),
+                    url: Arc::from(url),
+                };
+                self.custody.hold_response_url(&cap, kept, self.now);
+                Some(format!("{base}respond/{cap}"))
+            }
+            Held::WorkflowToken {
+                token,
+                function_execution_id,
+            } => {
+                let key = format!("{WORKFLOW_KEY_PREFIX}{}", mint()?);
+                let kept = WorkflowToken {
+                    bot: Arc::clone(bot),
+                    function_execution_id: Arc::from(
+                        function_execution_id.or(self.execution).unwrap_or_default(),
+                    ),
+                    token: Arc::from(token),
+                };
+                self.custody.hold_workflow_token(
+                    &key,
+                    kept,
+                    self.now + WORKFLOW_TOKEN_TTL,
+                    self.now,
+                );
+                Some(key)
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+use super::*;
+
+const BOTH: Wants = Wants {
+    response_urls: true,
+    workflow_tokens: true,
+};
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+const JSON: Option<&str> = Some("application/json");
+
+/// Runs custody with replacements `cap0`, `cap1`, ... and returns the body and what was
+/// held, as `url:<..>` or `token:<..>@<execution>`.
+fn take(ct: Option<&str>, body: &str, wants: Wants) -> (Option<String>, Vec<String>) {
+    let mut held = Vec::new();
+    let out = take_into_custody(ct, body.as_bytes(), wants, |h| {
+        held.push(match h {
+            Held::ResponseUrl { url, channel: None } => format!("url:{url}"),
+            Held::ResponseUrl {
+                url,
+                channel: Some(c),
+            } => format!("url:{url}#{c}"),
+            Held::WorkflowToken {
+                token,
+                function_execution_id,
+            } => format!("token:{token}@{}", function_execution_id.unwrap_or("-")),
+        });
+        Some(format!("cap{}", held.len() - 1))
+    })
+    .unwrap();
+    (out.map(|b| String::from_utf8(b).unwrap()), held)
+}
+
+#[test]
+fn a_command_form_s_response_url_is_replaced_in_place() {
+    let body =
+        "token=x&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1%2F2%2F3&text=a+b%21";
+    let (out, held) = take(FORM, body, BOTH);
+    assert_eq!(out.unwrap(), "token=x&response_url=cap0&text=a+b%21");
+    assert_eq!(held, ["url:https://hooks.slack.com/commands/T1/2/3"]);
+}
+
+#[test]
+fn the_replacement_is_percent_encoded_in_a_form() {
+    let body = "response_url=https%3A%2F%2Fh%2F1";
+    let out = take_into_custody(FORM, body.as_bytes(), BOTH, |_| {
+        Some("http://gw:8081/respond/ab".into())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(out, b"response_url=http%3A%2F%2Fgw%3A8081%2Frespond%2Fab");
+}
+
+#[test]
+fn every_duplicate_and_an_encoded_key_are_replaced_too() {
+    let body = "response_url=a&response%5Furl=b&x=1&response_url=c";
+    let (out, held) = take(FORM, body, BOTH);
+    assert_eq!(
+        out.unwrap(),
+        "response_url=cap0&response%5Furl=cap1&x=1&response_url=cap2"
+    );
+    assert_eq!(held, ["url:a", "url:b", "url:c"]);
+}
+
+#[test]
+fn a_payload_s_json_is_edited_in_place_and_only_the_value_re_encoded() {
+    // Slack escapes slashes in JSON; the rest of the payload keeps its exact encoding
+    // (here a `%20` and a `+` for spaces, and an unencoded `*`).
+    let json = r#"{"type":"block_actions","response_url":"https:\/\/hooks.slack.com\/actions\/T1\/2\/3","x":"a b*"}"#;
+    let raw = json
+        .replace('%', "%25")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
+        .replace('"', "%22")
+        .replace(':', "%3A")
+        .replace(',', "%2C")
+        .replace('/', "%2F")
+        .replace('\\', "%5C")
+        .replacen(' ', "%20", 1);
+    let body = format!("payload={raw}");
+    let (out, held) = take(FORM, &body, BOTH);
+    assert_eq!(held, ["url:https://hooks.slack.com/actions/T1/2/3"]);
+    let want = body.replace(
+        "%22https%3A%5C%2F%5C%2Fhooks.slack.com%5C%2Factions%5C%2FT1%5C%2F2%5C%2F3%22",
+        "%22cap0%22",
+    );
+    assert_ne!(want, body);
+    assert_eq!(out.unwrap(), want);
+}
+
+#[test]
+fn view_submissions_response_urls_are_all_replaced() {
+    let json = r#"{"type":"view_submission","response_urls":[{"block_id":"b","action_id":"a","channel_id":"C1","response_url":"https://h/1"},{"response_url":"https://h/2","x":{"channel_id":"C9"}}],"view":{"response_url":"not-this"},"channel_id":"C8"}"#;
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", json)
+        .finish();
+    let (out, held) = take(FORM, &body, BOTH);
+    assert_eq!(held, ["url:https://h/1#C1", "url:https://h/2"]);
+    let out = out.unwrap();
+    let payload = form_urlencoded::parse(out.as_bytes())
+        .find(|(k, _)| k == "payload")
+        .unwrap()
+        .1;
+    let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(v["response_urls"][0]["response_url"], "cap0");
+    assert_eq!(v["response_urls"][1]["response_url"], "cap1");
+    assert_eq!(v["response_urls"][0]["channel_id"], "C1");
+    assert_eq!(v["view"]["response_url"], "not-this");
+}
+
+#[test]
+fn a_function_context_token_is_bound_to_its_execution_wherever_it_stands() {
+    let json = r#"{"type":"block_actions","bot_access_token":"xwfp-1","function_data":{"execution_id":"Fx1","function":{"callback_id":"f"}},"response_url":"https://h/1"}"#;
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", json)
+        .finish();
+    let (_, held) = take(FORM, &body, BOTH);
+    assert_eq!(held, ["token:xwfp-1@Fx1", "url:https://h/1"]);
+    // Only what is wanted is taken.
+    let urls_only = Wants {
+        response_urls: true,
+        workflow_tokens: false,
+    };
+    let (_, held) = take(FORM, &body, urls_only);
+    assert_eq!(held, ["url:https://h/1"]);
+    let tokens_only = Wants {
+        response_urls: false,
+        workflow_tokens: true,
+    };
+    let (_, held) = take(FORM, &body, tokens_only);
+    assert_eq!(held, ["token:xwfp-1@Fx1"]);
+}
+
+#[test]
+fn an_event_s_token_is_replaced_in_the_json_body() {
+    let body = r#"{"type":"event_callback","event":{"type":"function_executed","bot_access_token":"xwfp-\u0031","function_execution_id":"Fx9","inputs":{"bot_access_token":"user input"}},"bot_access_token":"top"}"#;
+    let (out, held) = take(JSON, body, BOTH);
+    assert_eq!(held, ["token:xwfp-1@Fx9"]);
+    assert_eq!(out.unwrap(), body.replace(r#""xwfp-\u0031""#, r#""cap0""#));
+    // Response URLs alone take nothing from an event.
+    let urls_only = Wants {
+        response_urls: true,
+        workflow_tokens: false,
+    };
+    assert_eq!(take(JSON, body, urls_only), (None, vec![]));
+}
+
+#[test]
+fn nothing_to_take_leaves_the_body_alone() {
+    for (ct, body) in [
+        (FORM, "command=%2Fticket&text=hi"),
+        (
+            JSON,
+            r#"{"type":"event_callback","event":{"type":"message"}}"#,
+        ),
+        (FORM, "ssl_check=1&token=x"),
+        (FORM, "response_url="),
+        (FORM, ""),
+    ] {
+        assert_eq!(take(ct, body, BOTH), (None, vec![]), "{body}");
+    }
+    assert_eq!(
+        take(FORM, "response_url=x", Wants::default()),
+        (None, vec![])
+    );
+}
+
+#[test]
+fn a_refused_capability_refuses_the_body() {
+    let r = take_into_custody(FORM, b"response_url=https%3A%2F%2Fh", BOTH, |_| None);
+    assert_eq!(r, Err(CustodyError::Refused));
+}
+
+#[test]
+fn unreadable_bodies_are_errors_not_panics() {
+    for (ct, body) in [
+        (JSON, &b"{\"event\":{\"bot_access_token\":\"x"[..]),
+        (JSON, b"{\"bot_access_token\":1,\"event\":"),
+        (JSON, b"{\"event\":{\"bot_access_token\":1}} trailing"),
+        (FORM, b"payload=%7B%22response_url%22%3A"),
+        (FORM, b"payload=%FF%FE"),
+        (FORM, b"response_url=%FF"),
+        (JSON, b"{\"event\":{\"bot_access_token\":\"\\"),
+    ] {
+        assert_eq!(
+            take_into_custody(ct, body, BOTH, |_| Some("c".into())),
+            Err(CustodyError::Unreadable),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let body = format!("{{\"bot_access_token\":1,\"event\":{deep}}}");
+    assert!(take_into_custody(JSON, body.as_bytes(), BOTH, |_| Some("c".into())).is_err());
+}
+
+#[test]
+fn raw_offsets_follow_percent_and_plus_tokens() {
+    assert_eq!(token_len(b"%41", 0), 3);
+    assert_eq!(token_len(b"%4", 0), 1);
+    assert_eq!(token_len(b"%zz", 0), 1);
+    assert_eq!(decode(b"a+%41%zz%").as_ref(), b"a A%zz%");
+}
+
+#[test]
+fn an_event_without_the_token_s_name_is_not_walked_but_an_escaped_key_is() {
+    assert!(!may_hold_token(
+        br#"{"event":{"type":"message","text":"a\/b"}}"#
+    ));
+    assert!(may_hold_token(br#"{"event":{"bot_access_token":"x"}}"#));
+    let escaped = r#"{"event":{"bot\u005faccess_token":"xwfp-2","function_execution_id":"Fx2"}}"#;
+    assert!(may_hold_token(escaped.as_bytes()));
+    let (out, held) = take(JSON, escaped, BOTH);
+    assert_eq!(held, ["token:xwfp-2@Fx2"]);
+    assert!(out.unwrap().contains(r#""bot\u005faccess_token":"cap0""#));
+}
+
+#[test]
+fn skipping_counts_only_the_value_s_own_brackets() {
+    // Brackets of the other kind, and both kinds inside strings, do not end a value early.
+    let body = r#"{"view":{"a":[{"b":"}]"},"]"],"c":"{"},"response_url":"https://h/9"}"#;
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", body)
+        .finish();
+    let (_, held) = take(FORM, &form, BOTH);
+    assert_eq!(held, ["url:https://h/9"]);
+}
