@@ -1,4 +1,7 @@
 use super::*;
+use crate::ratelimit::RateLimiter;
+use crate::reply::ReplyChannels;
+use crate::revoked::RevokedTokens;
 
 #[test]
 fn statuses() {
@@ -11,7 +14,7 @@ fn statuses() {
     assert_eq!(EgressReason::TokenUnavailable.status(), 503);
 }
 
-// === decide_egress ===
+// === decide_call ===
 
 const SCOPED: &str = "gk_scoped_1111aaaa2222bbbb";
 const UNFURLER: &str = "gk_unfurler_3333cccc4444dddd";
@@ -73,6 +76,7 @@ struct Door {
     slack: SlackLimits,
     revoked: RevokedTokens,
     reply: ReplyChannels,
+    custody: crate::Custody,
 }
 
 const NOW: f64 = 1_900_000_000.0;
@@ -88,12 +92,21 @@ impl Door {
             slack: SlackLimits::default(),
             revoked: RevokedTokens::default(),
             reply: ReplyChannels::default(),
+            custody: crate::Custody::default(),
         }
     }
 
     fn decide(&self, key: &str, path: &str, form: &str) -> EgressDecision {
         let auth = format!("Bearer {key}");
-        decide_egress(
+        let state = EgressState {
+            limiter: &self.limiter,
+            slack: &self.slack,
+            revoked: &self.revoked,
+            reply: &self.reply,
+            custody: Some(&self.custody),
+            now: NOW,
+        };
+        decide_call(
             &self.policy,
             &EgressCall {
                 path,
@@ -103,11 +116,7 @@ impl Door {
                 body: form.as_bytes(),
             },
             &self.settings,
-            &self.limiter,
-            &self.slack,
-            &self.revoked,
-            &self.reply,
-            NOW,
+            &state,
         )
     }
 }
@@ -399,4 +408,47 @@ fn audited_ids_have_slacks_shape() {
         (d.reason, d.team_id.as_deref()),
         (EgressReason::TeamDenied, Some("invalid"))
     );
+}
+
+#[test]
+fn a_workflow_key_acts_as_its_bot_until_its_execution_ends() {
+    let door = Door::new();
+    let held = crate::WorkflowToken {
+        bot: std::sync::Arc::from("counter"),
+        function_execution_id: std::sync::Arc::from("Fx0EXEC"),
+        token: std::sync::Arc::from("xwfp-not-a-real-token"),
+    };
+    door.custody
+        .hold_workflow_token("sgw-live", held, NOW + 60.0, NOW);
+    let d = door.decide(
+        "sgw-live",
+        "/api/chat.postMessage",
+        "channel=C0HELP&text=hi",
+    );
+    assert_eq!(d.reason, EgressReason::Allowed, "{d:?}");
+    assert_eq!(d.bot.as_ref().map(|b| &*b.name), Some("counter"));
+    let w = d.workflow.as_ref().map(|w| &*w.function_execution_id);
+    assert_eq!(w, Some("Fx0EXEC"));
+    assert!(!format!("{d:?}").contains("xwfp"));
+    // The bot's rules apply: `counter` may not call conversations.info.
+    let d = door.decide("sgw-live", "/api/conversations.info", "channel=C0HELP");
+    assert_eq!(d.reason, EgressReason::MethodDenied);
+    // A key of the shape that is not held, or whose execution ended, names nobody.
+    let d = door.decide(
+        "sgw-other",
+        "/api/chat.postMessage",
+        "channel=C0HELP&text=hi",
+    );
+    assert_eq!(
+        (d.reason, d.rule.as_deref()),
+        (EgressReason::UnknownBot, Some("key"))
+    );
+    door.custody.end_function_execution("Fx0EXEC");
+    let d = door.decide(
+        "sgw-live",
+        "/api/chat.postMessage",
+        "channel=C0HELP&text=hi",
+    );
+    assert_eq!(d.reason, EgressReason::UnknownBot);
+    assert!(d.workflow.is_none());
 }
