@@ -23,6 +23,7 @@
 //! `slackgate_egress_requests_total`; Slack's 429s are remembered per bot and method
 //! (`slack_rate_limited`), and its scope headers feed the [`ScopeLedger`].
 
+mod call;
 mod door;
 mod rotation;
 mod scopes;

@@ -15,16 +15,15 @@ use slackgate_guard::{
 use slackgate_policy::{Bot, Webhook};
 use slackgate_slack::{strip_body_token, CallEncoding};
 
+use super::call::{clean_value, Answer, CallHead, Outcome, SlackOutcome};
 use super::scopes::ScopeLedger;
 use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
 use crate::net::client::Response;
-use crate::net::conn::{is_writable_header, is_writable_status};
-use crate::net::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
+use crate::net::downstream::{BodyError, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
-use crate::net::http1::connection_tokens;
 
 /// The egress door's pipeline: the fast path's, and pingora's for the rest (one
 /// instance shared by both, with one pool of connections to Slack).
@@ -49,61 +48,6 @@ impl std::fmt::Debug for EgressApp {
     }
 }
 
-/// What the call's head said, copied out of the request.
-struct CallHead {
-    method: Vec<u8>,
-    path: String,
-    query: Option<Vec<u8>>,
-    authorization: Option<Vec<u8>>,
-    content_type: Option<Vec<u8>>,
-    user_agent: Option<Vec<u8>>,
-    /// A header the decision reads was sent twice.
-    duplicated: bool,
-}
-
-impl CallHead {
-    fn of<S: Downstream>(down: &S) -> Self {
-        let one = |name: &str| -> (Option<Vec<u8>>, bool) {
-            let all = down.header_all(name);
-            (all.first().map(|v| v.to_vec()), all.len() > 1)
-        };
-        let (authorization, dup_auth) = one("authorization");
-        let (content_type, dup_ct) = one("content-type");
-        let (user_agent, _) = one("user-agent");
-        CallHead {
-            method: down.method().to_vec(),
-            path: down.path().to_owned(),
-            query: down.query().map(<[u8]>::to_vec),
-            authorization,
-            content_type,
-            user_agent,
-            duplicated: dup_auth || dup_ct,
-        }
-    }
-
-    fn is(&self, method: &[u8]) -> bool {
-        self.method == method
-    }
-}
-
-/// An answer as the bot gets it: the gateway's own, or Slack's relayed.
-struct Answer {
-    status: u16,
-    reason: Option<String>,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
-    body: Bytes,
-}
-
-impl Answer {
-    /// Whether the fast path and pingora can write this answer as it is: a status of
-    /// three digits, a reason without line ends, and every header a valid name and value
-    /// (a bot cannot be handed a split answer).
-    fn is_writable(&self) -> bool {
-        is_writable_status(self.status, self.reason.as_deref().unwrap_or(""))
-            && self.headers.iter().all(|(n, v)| is_writable_header(n, v))
-    }
-}
-
 /// The Content-Type Slack receives: the one the gateway read the body as, so Slack
 /// cannot read the arguments another way than the checks did (a JSON body whose
 /// header a strict reader would refuse is not sent as something Slack reads as a form).
@@ -115,21 +59,6 @@ fn content_type_sent(encoding: Option<CallEncoding>, sent: Option<&[u8]>) -> Opt
         Some(CallEncoding::None) => None,
         None => sent.filter(|v| clean_value(v)),
     }
-}
-
-/// A header value the gateway may copy into its own head: visible ASCII and spaces.
-fn clean_value(v: &[u8]) -> bool {
-    !v.is_empty()
-        && v.iter()
-            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
-}
-
-/// Slack's `ok` and `error` of a JSON answer (for the audit record only).
-#[derive(serde::Deserialize)]
-struct SlackOutcome<'a> {
-    ok: Option<bool>,
-    #[serde(borrow)]
-    error: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Slack's `Retry-After` (whole seconds), if it sent one.
@@ -147,42 +76,6 @@ pub(crate) fn error_code(s: &str) -> Option<&str> {
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
     .then_some(s)
-}
-
-/// What happened to one call, for its record and metrics.
-struct Outcome {
-    decision: EgressDecision,
-    status: u16,
-    upstream_status: Option<u16>,
-    slack_ok: Option<bool>,
-    slack_error: Option<String>,
-    /// The metric method label when it is not one the bot's `methods` lists: a
-    /// defined webhook's `hooks.<name>`.
-    method_label: Option<Arc<str>>,
-}
-
-impl Outcome {
-    fn of(decision: EgressDecision) -> Self {
-        Outcome {
-            status: decision.reason.status(),
-            decision,
-            upstream_status: None,
-            slack_ok: None,
-            slack_error: None,
-            method_label: None,
-        }
-    }
-
-    /// Slack's answer was not had: `upstream_timeout` or `upstream_error`, answered by the
-    /// gateway.
-    fn failed(&mut self, failure: &CallFailure) -> Answer {
-        self.decision.reason = match failure {
-            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-            CallFailure::Failed(_) => EgressReason::UpstreamError,
-        };
-        self.status = self.decision.reason.status();
-        EgressApp::local_answer(&self.decision)
-    }
 }
 
 impl EgressApp {
@@ -244,31 +137,6 @@ impl EgressApp {
         result
     }
 
-    /// The gateway's own answer for a decision that is not `allowed`.
-    fn local_answer(decision: &EgressDecision) -> Answer {
-        let reason = decision.reason;
-        let body = format!("{{\"ok\":false,\"error\":\"{}\"}}", reason.as_str());
-        let mut headers = vec![
-            (
-                b"Content-Type".to_vec(),
-                b"application/json; charset=utf-8".to_vec(),
-            ),
-            (
-                b"X-Slackgate-Reason".to_vec(),
-                reason.as_str().as_bytes().to_vec(),
-            ),
-        ];
-        if let Some(secs) = decision.retry_after_secs {
-            headers.push((b"Retry-After".to_vec(), secs.to_string().into_bytes()));
-        }
-        Answer {
-            status: reason.status(),
-            reason: None,
-            headers,
-            body: Bytes::from(body),
-        }
-    }
-
     /// The head of the call as the gateway sends it to Slack.
     fn slack_head(
         &self,
@@ -293,23 +161,6 @@ impl EgressApp {
             },
             body_len,
         )
-    }
-
-    /// Slack's answer as the bot gets it: its status, reason and headers but the
-    /// hop-by-hop ones (the answer is framed again), and its body.
-    fn relayed(resp: &Response) -> Answer {
-        let named = connection_tokens(resp.header_pairs());
-        let headers = resp
-            .header_pairs()
-            .filter(|(name, _)| !is_not_relayed(name, &named))
-            .map(|(n, v)| (n.to_vec(), v.to_vec()))
-            .collect();
-        Answer {
-            status: resp.status,
-            reason: resp.reason.clone(),
-            headers,
-            body: resp.body.clone(),
-        }
     }
 
     /// Forwards an allowed call; Slack's answer and that answer as the bot gets it.
@@ -498,7 +349,7 @@ impl EgressApp {
                     Ok(resp) => {
                         self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Self::relayed(&resp)
+                        Answer::relayed(&resp)
                     }
                     Err(failure) => {
                         // The failure's text names hooks_base's host at most, never the URL.
@@ -507,7 +358,7 @@ impl EgressApp {
                     }
                 }
             }
-            _ => Self::local_answer(&outcome.decision),
+            _ => Answer::local(&outcome.decision),
         };
         (outcome, answer)
     }
@@ -644,7 +495,7 @@ impl EgressApp {
                     Ok(resp) => {
                         self.note_answer(&bot, &method, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Self::relayed(&resp)
+                        Answer::relayed(&resp)
                     }
                     Err(failure) => {
                         log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
@@ -652,7 +503,7 @@ impl EgressApp {
                     }
                 }
             }
-            _ => Self::local_answer(&outcome.decision),
+            _ => Answer::local(&outcome.decision),
         };
         (outcome, answer)
     }
