@@ -24,6 +24,7 @@
 //! (`slack_rate_limited`), and its scope headers feed the [`ScopeLedger`].
 
 mod call;
+mod custody;
 mod door;
 mod rotation;
 mod scopes;

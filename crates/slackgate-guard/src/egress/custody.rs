@@ -60,11 +60,13 @@ fn holder(
     post: &CapabilityPost<'_>,
     method: &str,
     held_by: Option<&str>,
-) -> Result<Arc<Bot>, EgressDecision> {
-    let refuse = |reason: EgressReason, bot: Option<&Arc<Bot>>, rule: &str| EgressDecision {
-        bot: bot.cloned(),
-        method: Some(Box::from(method)),
-        ..EgressDecision::new(reason).rule(rule)
+) -> Result<Arc<Bot>, Box<EgressDecision>> {
+    let refuse = |reason: EgressReason, bot: Option<&Arc<Bot>>, rule: &str| {
+        Box::new(EgressDecision {
+            bot: bot.cloned(),
+            method: Some(Box::from(method)),
+            ..EgressDecision::new(reason).rule(rule)
+        })
     };
     let presented = post.authorization.and_then(bearer);
     let caller = match presented {
@@ -113,7 +115,7 @@ pub(crate) fn decide_response_url(
         held.as_ref().map(|h| &*h.bot),
     ) {
         Ok(bot) => bot,
-        Err(d) => return (d, None),
+        Err(d) => return (*d, None),
     };
     let Some(held) = held else {
         return (
@@ -177,7 +179,7 @@ pub(crate) fn decide_upload(
             };
             (d, held)
         }
-        Err(d) => (d, None),
+        Err(d) => (*d, None),
     }
 }
 

@@ -190,6 +190,9 @@ pub struct EgressRecord<'a> {
     pub upstream_status: Option<u16>,
     /// Total time in the gateway, Slack included, in microseconds.
     pub duration_us: u64,
+    /// For a call made with a workflow key (secret custody): the function execution its
+    /// token belongs to (`invalid` unless in Slack's id shape).
+    pub function_execution_id: Option<&'a str>,
 }
 
 impl<'a> EgressRecord<'a> {
@@ -215,6 +218,7 @@ impl<'a> EgressRecord<'a> {
                 slack_error: None,
                 upstream_status: None,
                 duration_us: self.duration_us,
+                function_execution_id: None,
             };
         }
         EgressRecord {
@@ -231,6 +235,7 @@ impl<'a> EgressRecord<'a> {
             slack_error: self.slack_error.map(slack_error_code),
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
+            function_execution_id: self.function_execution_id.map(slack_id),
         }
     }
 }

@@ -82,13 +82,19 @@ pub fn slack_error_code(v: &str) -> &str {
 }
 
 /// The method an unknown caller named, kept only when it is a documented Slack method in
-/// Slack's spelling, or a webhook post's `hooks.<name>` (the guard names only webhooks
-/// that exist), else [`INVALID`].
+/// Slack's spelling, a webhook post's `hooks.<name>` (the guard names only webhooks
+/// that exist), or a post to a held capability (`response_url`, `file_upload`), else
+/// [`INVALID`].
 pub fn method_name(v: &str) -> &str {
     let webhook = v
         .strip_prefix("hooks.")
         .is_some_and(slackgate_guard::is_hook_name);
-    if webhook || slackgate_slack::canonical_method(v) == Some(v) {
+    let custody = [
+        slackgate_guard::RESPONSE_URL_METHOD,
+        slackgate_guard::FILE_UPLOAD_METHOD,
+    ]
+    .contains(&v);
+    if webhook || custody || slackgate_slack::canonical_method(v) == Some(v) {
         v
     } else {
         INVALID
@@ -101,9 +107,11 @@ pub fn method_name(v: &str) -> &str {
 pub(crate) fn unknown_caller_rule(rule: &str) -> &'static str {
     use slackgate_guard::Unreadable;
     use slackgate_slack::CallError;
-    const FIXED: [&str; 10] = [
+    const FIXED: [&str; 11] = [
         "key",
         "no key",
+        // A capability URL that names nothing held (secret custody).
+        "capability",
         "query",
         "path",
         "request head",

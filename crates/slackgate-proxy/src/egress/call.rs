@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use slackgate_guard::{EgressDecision, EgressReason};
+use slackgate_slack::CallEncoding;
 
 use super::slack::CallFailure;
 use crate::net::client::Response;
@@ -107,6 +108,22 @@ impl Answer {
             headers,
             body: resp.body.clone(),
         }
+    }
+}
+
+/// The Content-Type Slack receives: the one the gateway read the body as, so Slack
+/// cannot read the arguments another way than the checks did (a JSON body whose
+/// header a strict reader would refuse is not sent as something Slack reads as a form).
+pub(super) fn content_type_sent(
+    encoding: Option<CallEncoding>,
+    sent: Option<&[u8]>,
+) -> Option<&[u8]> {
+    match encoding {
+        Some(CallEncoding::Json) => Some(b"application/json; charset=utf-8"),
+        Some(CallEncoding::Form) => Some(b"application/x-www-form-urlencoded"),
+        // No body: nothing to describe.
+        Some(CallEncoding::None) => None,
+        None => sent.filter(|v| clean_value(v)),
     }
 }
 

@@ -13,9 +13,10 @@ use slackgate_guard::{
     EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, Reason, Unreadable,
 };
 use slackgate_policy::{Bot, Webhook};
-use slackgate_slack::{strip_body_token, CallEncoding};
+use slackgate_slack::strip_body_token;
 
-use super::call::{clean_value, Answer, CallHead, Outcome, SlackOutcome};
+use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, SlackOutcome};
+use super::custody::{CapabilityPath, Custodian};
 use super::scopes::ScopeLedger;
 use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use super::vault::{CallToken, TokenVault};
@@ -37,6 +38,8 @@ pub struct EgressApp {
     slack: Arc<SlackClient>,
     /// The client for `egress.hooks_base` (webhook posts).
     hooks: Arc<SlackClient>,
+    /// The held response and upload URLs' posts (secret custody).
+    custodian: Arc<Custodian>,
 }
 
 impl std::fmt::Debug for EgressApp {
@@ -45,19 +48,6 @@ impl std::fmt::Debug for EgressApp {
             .field("slack", &self.slack)
             .field("hooks", &self.hooks)
             .finish_non_exhaustive()
-    }
-}
-
-/// The Content-Type Slack receives: the one the gateway read the body as, so Slack
-/// cannot read the arguments another way than the checks did (a JSON body whose
-/// header a strict reader would refuse is not sent as something Slack reads as a form).
-fn content_type_sent(encoding: Option<CallEncoding>, sent: Option<&[u8]>) -> Option<&[u8]> {
-    match encoding {
-        Some(CallEncoding::Json) => Some(b"application/json; charset=utf-8"),
-        Some(CallEncoding::Form) => Some(b"application/x-www-form-urlencoded"),
-        // No body: nothing to describe.
-        Some(CallEncoding::None) => None,
-        None => sent.filter(|v| clean_value(v)),
     }
 }
 
@@ -100,20 +90,27 @@ impl EgressApp {
             egress.ca_file.as_deref(),
             egress.timeout,
         )?;
+        let (slack, hooks) = (Arc::new(slack), Arc::new(hooks));
+        let custodian = Custodian::new(egress, Arc::clone(&slack), Arc::clone(&hooks));
         Ok(Self {
             shared,
             vault,
             ledger,
-            slack: Arc::new(slack),
-            hooks: Arc::new(hooks),
+            slack,
+            hooks,
+            custodian: Arc::new(custodian),
         })
     }
 
     /// Reads the whole body within the limits; `Err` is the rule that failed (the
     /// connection then closes: its next bytes cannot be trusted to start a call).
-    async fn read_body<S: Downstream>(&self, down: &mut S) -> Result<Bytes, Unreadable> {
-        let limits = &self.shared.current().config.limits;
-        let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
+    /// `max` is `limits.max_body_bytes`, or less for an upload.
+    async fn read_body<S: Downstream>(
+        &self,
+        down: &mut S,
+        max: usize,
+    ) -> Result<Bytes, Unreadable> {
+        let timeout = self.shared.current().config.limits.body_read_timeout;
         let result = if down.declared_length().is_some_and(|n| n > max as u64) {
             // Refused before the client sends it (and before any `100 Continue`).
             Err(Unreadable::BodyTooLarge)
@@ -244,6 +241,7 @@ impl EgressApp {
             slack_error: o.slack_error.as_deref(),
             upstream_status: o.upstream_status,
             duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            function_execution_id: d.workflow.as_ref().map(|w| &*w.function_execution_id),
         });
         // The method label: a name the bot's policy lists, else `other`.
         let method = match (&d.bot, d.method.as_deref(), o.method_label.as_deref()) {
@@ -394,7 +392,12 @@ impl EgressApp {
         ctx: &mut EgressCtx,
     ) -> pingora::Result<()> {
         let head = CallHead::of(down);
-        let body = self.read_body(down).await;
+        let held = CapabilityPath::of(&head.path);
+        let mut max = self.shared.current().config.limits.max_body_bytes;
+        if let Some(CapabilityPath::Upload(cap)) = held {
+            max = Custodian::upload_limit(&self.shared, cap, &head, max);
+        }
+        let body = self.read_body(down, max).await;
         // A body that could not be read whole, or a decision header sent twice, is a
         // call the gateway cannot read, whoever sent it.
         let unreadable = body
@@ -403,9 +406,16 @@ impl EgressApp {
             .copied()
             .or(head.duplicated.then_some(Unreadable::HeaderTwice));
         let body = body.unwrap_or_default();
-        let (mut outcome, mut answer) = match head.path.strip_prefix("/hooks/") {
-            Some(name) => self.handle_hook(name, &head, &body, unreadable).await,
-            None => self.handle_call(&head, &body, unreadable).await,
+        let (shared, c) = (&self.shared, &self.custodian);
+        let (mut outcome, mut answer) = match (held, head.path.strip_prefix("/hooks/")) {
+            (Some(CapabilityPath::Respond(cap)), _) => {
+                c.respond(shared, cap, &head, &body, unreadable).await
+            }
+            (Some(CapabilityPath::Upload(cap)), _) => {
+                c.upload(shared, cap, &head, &body, unreadable).await
+            }
+            (None, Some(name)) => self.handle_hook(name, &head, &body, unreadable).await,
+            (None, None) => self.handle_call(&head, &body, unreadable).await,
         };
         if !answer.is_writable() {
             log::warn!("egress: Slack's answer has a status or header that cannot be relayed");
@@ -460,8 +470,11 @@ impl EgressApp {
         }
         // A rotating bot's token comes from the vault; without one, nothing is sent.
         let bot = decision.bot.clone();
-        let token = match (decision.reason, bot.as_deref()) {
-            (EgressReason::Allowed, Some(bot)) => {
+        // A workflow key's call goes with the workflow token held for it.
+        let workflow = decision.workflow.as_ref().map(|w| Arc::clone(&w.token));
+        let token = match (decision.reason, bot.as_deref(), workflow.as_deref()) {
+            (EgressReason::Allowed, Some(_), Some(w)) => Some(CallToken::Static(w)),
+            (EgressReason::Allowed, Some(bot), None) => {
                 match self.vault.token(bot, self.shared.guard.clock().now()) {
                     CallToken::Unavailable(rule) => {
                         decision.reason = EgressReason::TokenUnavailable;
@@ -495,7 +508,13 @@ impl EgressApp {
                     Ok(resp) => {
                         self.note_answer(&bot, &method, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Answer::relayed(&resp)
+                        let mut answer = Answer::relayed(&resp);
+                        let (shared, c) = (&self.shared, &self.custodian);
+                        if let Err(why) = c.after_call(shared, &outcome, head, body, &mut answer) {
+                            log::warn!("egress: bot {} method {method}: {why}", bot.name);
+                            answer = outcome.failed(&CallFailure::Failed(why.to_owned()));
+                        }
+                        answer
                     }
                     Err(failure) => {
                         log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
@@ -625,6 +644,7 @@ impl Door for EgressDoor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::downstream::is_not_relayed;
 
     #[test]
     fn error_codes_only() {
