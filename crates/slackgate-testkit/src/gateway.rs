@@ -225,7 +225,11 @@ impl TestGatewayBuilder {
                 config.push_str(&format!("  hooks_base: {base}\n"));
             }
             if self.public_url {
-                let scheme = if self.egress_tls.is_some() { "https" } else { "http" };
+                let scheme = if self.egress_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 config.push_str(&format!("  public_url: {scheme}://{a}/\n"));
             }
         }

@@ -29,7 +29,8 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 pub use crate::core::shape::{
-    event_id, method_name, short_text, slack_error_code, slack_id, INVALID, MAX_LINE,
+    event_id, function_execution_id, method_name, short_text, slack_error_code, slack_id, INVALID,
+    MAX_LINE,
 };
 pub(crate) use crate::core::shape::{short_static, unknown_caller_rule};
 pub use crate::core::time::{rfc3339, TsText};
@@ -191,7 +192,7 @@ pub struct EgressRecord<'a> {
     /// Total time in the gateway, Slack included, in microseconds.
     pub duration_us: u64,
     /// For a call made with a workflow key (secret custody): the function execution its
-    /// token belongs to (`invalid` unless in Slack's id shape).
+    /// token belongs to (`invalid` unless `Fx` and Slack's id characters).
     pub function_execution_id: Option<&'a str>,
 }
 
@@ -235,7 +236,7 @@ impl<'a> EgressRecord<'a> {
             slack_error: self.slack_error.map(slack_error_code),
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
-            function_execution_id: self.function_execution_id.map(slack_id),
+            function_execution_id: self.function_execution_id.map(function_execution_id),
         }
     }
 }

@@ -34,7 +34,18 @@ pub fn slack_id(v: &str) -> &str {
 /// An Events API `event_id` (`Ev0APPMENTION1`): `Ev` and 1 to 30 uppercase ASCII
 /// letters and digits, else [`INVALID`].
 pub fn event_id(v: &str) -> &str {
-    match v.strip_prefix("Ev") {
+    prefixed_id(v, "Ev")
+}
+
+/// A workflow step's `function_execution_id` (`Fx0EXEC1`): `Fx` and 1 to 30 uppercase
+/// ASCII letters and digits, else [`INVALID`].
+pub fn function_execution_id(v: &str) -> &str {
+    prefixed_id(v, "Fx")
+}
+
+/// `prefix` and 1 to 30 uppercase ASCII letters and digits, else [`INVALID`].
+fn prefixed_id<'v>(v: &'v str, prefix: &str) -> &'v str {
+    match v.strip_prefix(prefix) {
         Some(rest)
             if (1..=30).contains(&rest.len())
                 && rest
