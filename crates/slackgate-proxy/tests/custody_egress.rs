@@ -17,19 +17,19 @@ use slackgate_testkit::creds::{
 use slackgate_testkit::{Response, SlackApi, TestGateway, TestGatewayBuilder};
 
 const POLICY: &str = r#"version: 1
-routes: []
 bots:
   helpdesk:
-    key: { env: HELPDESK_GATEWAY_KEY }
-    token: { env: HELPDESK_BOT_TOKEN }
-    team: T0ACME
     methods: [response_url, chat.postMessage, files.getUploadURLExternal, files.completeUploadExternal, functions.completeSuccess, functions.completeError]
     channels: [C0HELP]
     deny_args: [username]
+    team: T0ACME
+    token: { env: CUSTODY_HELPDESK_TOKEN }
+    key: { env: CUSTODY_HELPDESK_KEY }
   reporter:
-    key: { env: REPORTER_GATEWAY_KEY }
-    token: { env: REPORTER_BOT_TOKEN }
     methods: [chat.postMessage]
+    token: { env: CUSTODY_REPORTER_TOKEN }
+    key: { env: CUSTODY_REPORTER_KEY }
+routes: []
 "#;
 
 /// The workflow token the stand-in grants for [`EXECUTION`].
@@ -48,10 +48,10 @@ fn rig() -> Rig {
         .workflow_token(WORKFLOW_TOKEN, "T0ACME", EXECUTION)
         .start();
     let gw = TestGatewayBuilder::new(POLICY)
-        .secret("HELPDESK_GATEWAY_KEY", KEY)
-        .secret("HELPDESK_BOT_TOKEN", TOKEN)
-        .secret("REPORTER_GATEWAY_KEY", OTHER_KEY)
-        .secret("REPORTER_BOT_TOKEN", REPORTER_TOKEN)
+        .secret("CUSTODY_HELPDESK_KEY", KEY)
+        .secret("CUSTODY_HELPDESK_TOKEN", TOKEN)
+        .secret("CUSTODY_REPORTER_KEY", OTHER_KEY)
+        .secret("CUSTODY_REPORTER_TOKEN", REPORTER_TOKEN)
         .egress(&slack.url(), Some(slack.ca_file()))
         .hooks_base(&format!("https://{}/", slack.addr()))
         .egress_public_url()

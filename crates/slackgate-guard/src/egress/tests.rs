@@ -20,6 +20,7 @@ const SCOPED: &str = "gk_scoped_1111aaaa2222bbbb";
 const UNFURLER: &str = "gk_unfurler_3333cccc4444dddd";
 const REPLIER: &str = "gk_replier_5555eeee6666ffff";
 const COUNTER: &str = "gk_counter_7777gggg8888hhhh";
+const RESPONDER: &str = "gk_responder_9999iiii0000jjjj";
 
 fn egress_policy() -> Policy {
     let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
@@ -28,6 +29,7 @@ fn egress_policy() -> Policy {
         ("UNFURLER_KEY", UNFURLER),
         ("REPLIER_KEY", REPLIER),
         ("COUNTER_KEY", COUNTER),
+        ("RESPONDER_KEY", RESPONDER),
         ("TOKEN", "xoxb-1-t"),
     ]);
     let text = r#"version: 1
@@ -58,6 +60,12 @@ bots:
     token: { env: TOKEN }
     methods: [chat.postMessage, "x.*"]
     rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
+  responder:
+    key: { env: RESPONDER_KEY }
+    token: { env: TOKEN }
+    methods: [response_url]
+    channels: [C0OK]
+    deny_args: [username]
 "#;
     slackgate_policy::compile_policy(
         std::path::Path::new("policy.yaml"),
@@ -96,16 +104,20 @@ impl Door {
         }
     }
 
-    fn decide(&self, key: &str, path: &str, form: &str) -> EgressDecision {
-        let auth = format!("Bearer {key}");
-        let state = EgressState {
+    fn state(&self) -> EgressState<'_> {
+        EgressState {
             limiter: &self.limiter,
             slack: &self.slack,
             revoked: &self.revoked,
             reply: &self.reply,
             custody: Some(&self.custody),
             now: NOW,
-        };
+        }
+    }
+
+    fn decide(&self, key: &str, path: &str, form: &str) -> EgressDecision {
+        let auth = format!("Bearer {key}");
+        let state = self.state();
         decide_call(
             &self.policy,
             &EgressCall {
@@ -434,14 +446,11 @@ fn a_workflow_key_acts_as_its_bot_until_its_execution_ends() {
     let d = door.decide("sgw-live", "/api/conversations.info", "channel=C0HELP");
     assert_eq!(d.reason, EgressReason::MethodDenied);
     // A key of the shape that is not held, or whose execution ended, names nobody.
-    let d = door.decide(
-        "sgw-other",
-        "/api/chat.postMessage",
-        "channel=C0HELP&text=hi",
-    );
+    let post = "channel=C0HELP&text=hi";
+    let unknown = (EgressReason::UnknownBot, Some("key"), None);
     assert_eq!(
-        (d.reason, d.rule.as_deref()),
-        (EgressReason::UnknownBot, Some("key"))
+        outcome(&door.decide("sgw-other", "/api/chat.postMessage", post)),
+        unknown
     );
     door.custody.end_function_execution("Fx0EXEC");
     let d = door.decide(
@@ -451,4 +460,138 @@ fn a_workflow_key_acts_as_its_bot_until_its_execution_ends() {
     );
     assert_eq!(d.reason, EgressReason::UnknownBot);
     assert!(d.workflow.is_none());
+}
+
+// === posts to held capabilities ===
+
+fn held_response(bot: &str, channel: &str) -> crate::ResponseUrl {
+    crate::ResponseUrl {
+        bot: Arc::from(bot),
+        channel: Some(Arc::from(channel)),
+        team: Some(Arc::from("T0ACME")),
+        url: Arc::from("https://hooks.slack.com/commands/T0ACME/1/x"),
+    }
+}
+
+impl Door {
+    fn post<'p>(&self, cap: &'p str, auth: Option<&'p str>, body: &'p str) -> CapabilityPost<'p> {
+        CapabilityPost {
+            capability: cap,
+            is_post: true,
+            authorization: auth.map(str::as_bytes),
+            content_type: Some(b"application/json"),
+            body: body.as_bytes(),
+        }
+    }
+
+    fn respond(&self, cap: &str, key: Option<&str>, body: &str) -> EgressDecision {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let state = self.state();
+        let limits = CallLimits { max_channels: 8 };
+        let post = self.post(cap, auth.as_deref(), body);
+        let (d, url) = decide_response_url(&self.policy, &post, &limits, &self.custody, &state);
+        assert_eq!(url.is_some(), d.reason == EgressReason::Allowed);
+        assert_eq!(d.method.as_deref(), Some(RESPONSE_URL_METHOD));
+        d
+    }
+}
+
+#[test]
+fn response_url_posts_are_decided_on_the_urls_channel() {
+    let door = Door::new();
+    door.custody
+        .hold_response_url("ok", held_response("responder", "C0OK"), NOW);
+    door.custody
+        .hold_response_url("elsewhere", held_response("responder", "C0NOPE"), NOW);
+    door.custody
+        .hold_response_url("of_counter", held_response("counter", "C0OK"), NOW);
+    let d = door.respond("ok", None, r#"{"text":"hi","channel":"C0NOPE"}"#);
+    assert_eq!(d.reason, EgressReason::Allowed, "{d:?}");
+    assert_eq!(d.channel_id.as_deref(), Some("C0OK"));
+    assert_eq!(d.team_id.as_deref(), Some("T0ACME"));
+    assert_eq!(
+        door.respond("ok", Some(RESPONDER), "{}").reason,
+        EgressReason::Allowed
+    );
+    let cases = [
+        (
+            door.respond("nosuch", None, "{}"),
+            EgressReason::ResponseUrlInvalid,
+            "capability",
+        ),
+        (
+            door.respond("ok", Some(COUNTER), "{}"),
+            EgressReason::ResponseUrlInvalid,
+            "capability",
+        ),
+        (
+            door.respond("ok", Some("gk_nobody"), "{}"),
+            EgressReason::UnknownBot,
+            "key",
+        ),
+        (
+            door.respond("elsewhere", None, "{}"),
+            EgressReason::ChannelDenied,
+            "channels",
+        ),
+        (
+            door.respond("of_counter", None, "{}"),
+            EgressReason::MethodDenied,
+            "methods",
+        ),
+        (
+            door.respond("ok", None, r#"{"username":"ceo"}"#),
+            EgressReason::ArgumentDenied,
+            "deny_args: username",
+        ),
+        (
+            door.respond("ok", None, r#"{"token":"xoxb-1"}"#),
+            EgressReason::MalformedCall,
+            "a response URL takes no token",
+        ),
+    ];
+    for (d, reason, rule) in cases {
+        assert_eq!((d.reason, d.rule.as_deref()), (reason, Some(rule)), "{d:?}");
+    }
+}
+
+#[test]
+fn uploads_are_bound_to_their_bot() {
+    let door = Door::new();
+    let up = crate::UploadUrl {
+        bot: Arc::from("responder"),
+        length: 3,
+        file_id: None,
+        url: Arc::from("https://files.slack.com/upload/v1/x"),
+    };
+    door.custody.hold_upload_url("up", up, NOW);
+    let decide = |cap: &str, key: Option<&str>, is_post: bool| {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let post = CapabilityPost {
+            is_post,
+            ..door.post(cap, auth.as_deref(), "")
+        };
+        let (d, held) = decide_upload(&door.policy, &post, &door.custody, NOW);
+        (d.reason, d.bot.map(|b| b.name.to_string()), held.is_some())
+    };
+    let me = Some("responder".to_owned());
+    let allowed = (EgressReason::Allowed, me.clone(), true);
+    assert_eq!(decide("up", None, true), allowed);
+    assert_eq!(decide("up", Some(RESPONDER), true), allowed);
+    assert_eq!(
+        decide("up", Some(COUNTER), true),
+        (
+            EgressReason::ResponseUrlInvalid,
+            Some("counter".to_owned()),
+            false
+        )
+    );
+    assert_eq!(
+        decide("up", None, false),
+        (EgressReason::MalformedCall, me, false)
+    );
+    assert_eq!(
+        decide("gone", None, true),
+        (EgressReason::ResponseUrlInvalid, None, false)
+    );
 }

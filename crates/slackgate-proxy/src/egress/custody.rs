@@ -71,6 +71,15 @@ impl<'p> CapabilityPath<'p> {
     }
 }
 
+/// A post to a capability URL as it arrived.
+#[derive(Clone, Copy)]
+struct Posted<'a> {
+    head: &'a CallHead,
+    body: &'a [u8],
+    /// Why its body could not be read whole, if it could not.
+    unreadable: Option<Unreadable>,
+}
+
 /// The egress door's custody of response and upload URLs: the clients that reach them.
 pub(super) struct Custodian {
     /// The client for `egress.slack_api` (whose origin a stand-in serves its URLs on).
@@ -255,28 +264,74 @@ impl Custodian {
         o
     }
 
-    /// One post to `/respond/<cap>`, decided and sent: its outcome and its answer.
-    pub(super) async fn respond(
-        &self,
-        shared: &Shared,
-        cap: &str,
-        head: &CallHead,
-        body: &[u8],
-        unreadable: Option<Unreadable>,
-    ) -> (Outcome, Answer) {
+    /// The post to `cap` as the guard reads it; `Err` is the refusal of a capability of
+    /// the wrong shape, which nothing is looked up for.
+    fn post<'h>(
+        cap: &'h str,
+        head: &'h CallHead,
+        body: &'h [u8],
+        method: &'static str,
+    ) -> Result<CapabilityPost<'h>, (Outcome, Answer)> {
         if !is_capability(cap) {
-            let o = Self::invalid(RESPONSE_URL_METHOD);
+            let o = Self::invalid(method);
             let a = Answer::local(&o.decision);
-            return (o, a);
+            return Err((o, a));
         }
-        let snap = shared.current();
-        let post = CapabilityPost {
+        Ok(CapabilityPost {
             capability: cap,
             is_post: head.is(b"POST"),
             authorization: head.authorization.as_deref(),
             content_type: head.content_type.as_deref(),
             body,
+        })
+    }
+
+    /// An allowed decision whose use could not be spent (another post spent the last one
+    /// since it was decided) is for an unknown capability.
+    fn unless_spent(d: EgressDecision, spent: bool) -> EgressDecision {
+        if d.reason != EgressReason::Allowed || spent {
+            return d;
+        }
+        EgressDecision {
+            reason: EgressReason::ResponseUrlInvalid,
+            rule: Some(Arc::from("capability")),
+            ..d
+        }
+    }
+
+    /// One post to a capability URL, decided and sent: its outcome and its answer. An
+    /// upload's body was read within [`Self::upload_limit`].
+    pub(super) async fn handle(
+        &self,
+        shared: &Shared,
+        path: CapabilityPath<'_>,
+        head: &CallHead,
+        body: &[u8],
+        unreadable: Option<Unreadable>,
+    ) -> (Outcome, Answer) {
+        let posted = Posted {
+            head,
+            body,
+            unreadable,
         };
+        match path {
+            CapabilityPath::Respond(cap) => self.respond(shared, cap, &posted).await,
+            CapabilityPath::Upload(cap) => self.upload(shared, cap, &posted).await,
+        }
+    }
+
+    /// One post to `/respond/<cap>`.
+    async fn respond(&self, shared: &Shared, cap: &str, posted: &Posted<'_>) -> (Outcome, Answer) {
+        let Posted {
+            head,
+            body,
+            unreadable,
+        } = *posted;
+        let post = match Self::post(cap, head, body, RESPONSE_URL_METHOD) {
+            Ok(p) => p,
+            Err(refused) => return refused,
+        };
+        let snap = shared.current();
         let settings = EgressSettings::from(&snap.config.limits);
         let (mut decision, held) = shared
             .guard
@@ -287,14 +342,7 @@ impl Custodian {
         let custody = shared.guard.custody();
         let spent = decision.reason == EgressReason::Allowed
             && custody.spend_response_url(cap, shared.guard.now_secs());
-        if decision.reason == EgressReason::Allowed && !spent {
-            // Another post spent its last use since the decision.
-            decision = EgressDecision {
-                reason: EgressReason::ResponseUrlInvalid,
-                rule: Some(Arc::from("capability")),
-                ..decision
-            };
-        }
+        let decision = Self::unless_spent(decision, spent);
         let mut o = Self::labelled(decision, RESPONSE_URL_METHOD);
         let answer = match held.filter(|_| spent) {
             Some(held) => {
@@ -331,29 +379,19 @@ impl Custodian {
         })
     }
 
-    /// One post to `/upload/<cap>` whose body was read within [`Self::upload_limit`]:
-    /// decided and sent, its outcome and its answer.
-    pub(super) async fn upload(
-        &self,
-        shared: &Shared,
-        cap: &str,
-        head: &CallHead,
-        body: &[u8],
-        unreadable: Option<Unreadable>,
-    ) -> (Outcome, Answer) {
-        if !is_capability(cap) {
-            let o = Self::invalid(FILE_UPLOAD_METHOD);
-            let a = Answer::local(&o.decision);
-            return (o, a);
-        }
-        let snap = shared.current();
-        let post = CapabilityPost {
-            capability: cap,
-            is_post: head.is(b"POST"),
-            authorization: head.authorization.as_deref(),
-            content_type: head.content_type.as_deref(),
-            body: b"",
+    /// One post to `/upload/<cap>`.
+    async fn upload(&self, shared: &Shared, cap: &str, posted: &Posted<'_>) -> (Outcome, Answer) {
+        let Posted {
+            head,
+            body,
+            unreadable,
+        } = *posted;
+        // The guard does not read an upload's bytes.
+        let post = match Self::post(cap, head, b"", FILE_UPLOAD_METHOD) {
+            Ok(p) => p,
+            Err(refused) => return refused,
         };
+        let snap = shared.current();
         let (mut decision, held) = shared.guard.decide_upload(&snap.policy, &post);
         let allowed = decision.reason == EgressReason::Allowed;
         let oversize = allowed
@@ -370,13 +408,7 @@ impl Custodian {
                 .guard
                 .custody()
                 .spend_upload_url(cap, shared.guard.now_secs());
-        if decision.reason == EgressReason::Allowed && !spent {
-            decision = EgressDecision {
-                reason: EgressReason::ResponseUrlInvalid,
-                rule: Some(Arc::from("capability")),
-                ..decision
-            };
-        }
+        let decision = Self::unless_spent(decision, spent);
         let mut o = Self::labelled(decision, FILE_UPLOAD_METHOD);
         let answer = match held.filter(|_| spent) {
             Some(held) => {

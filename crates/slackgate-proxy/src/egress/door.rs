@@ -408,12 +408,7 @@ impl EgressApp {
         let body = body.unwrap_or_default();
         let (shared, c) = (&self.shared, &self.custodian);
         let (mut outcome, mut answer) = match (held, head.path.strip_prefix("/hooks/")) {
-            (Some(CapabilityPath::Respond(cap)), _) => {
-                c.respond(shared, cap, &head, &body, unreadable).await
-            }
-            (Some(CapabilityPath::Upload(cap)), _) => {
-                c.upload(shared, cap, &head, &body, unreadable).await
-            }
+            (Some(path), _) => c.handle(shared, path, &head, &body, unreadable).await,
             (None, Some(name)) => self.handle_hook(name, &head, &body, unreadable).await,
             (None, None) => self.handle_call(&head, &body, unreadable).await,
         };
