@@ -56,6 +56,7 @@
 mod args;
 mod ca;
 mod custody;
+mod held;
 mod http;
 mod server;
 #[cfg(test)]
@@ -71,7 +72,7 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use ca::TestCa;
-pub use custody::{RESPONSE_URL_TTL, RESPONSE_URL_USES};
+pub use held::{RESPONSE_URL_TTL, RESPONSE_URL_USES};
 pub use server::Received;
 use server::{accept_loop, lock, Shared};
 pub use workspace::{Answer, APP_ID, BOT_ID, BOT_USER_ID};

@@ -19,66 +19,13 @@
 //!   `function_execution_not_found` for another execution); the token works for other
 //!   methods too, and ends with the completion (`token_expired` after).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use super::args::Args;
+use super::held::{Upload, RESPONSE_URL_TTL, RESPONSE_URL_USES};
 use super::workspace::{Call, Grant, Reply, Workspace};
-
-/// How many posts Slack accepts on one response URL.
-pub const RESPONSE_URL_USES: u8 = 5;
-
-/// How long Slack accepts posts on a response URL.
-pub const RESPONSE_URL_TTL: Duration = Duration::from_secs(30 * 60);
-
-/// One response URL handed out.
-#[derive(Debug)]
-pub(super) struct ResponseUrl {
-    made: Instant,
-    uses: u8,
-}
-
-/// One upload URL handed out.
-#[derive(Debug)]
-pub(super) struct Upload {
-    pub(super) file_id: String,
-    pub(super) bytes: Option<Vec<u8>>,
-}
-
-/// The capabilities the stand-in handed out, and what was done with them.
-#[derive(Debug, Default)]
-pub(super) struct Capabilities {
-    /// `scheme://host:port` of the stand-in.
-    pub(super) base: String,
-    pub(super) seq: u64,
-    /// By path.
-    pub(super) responses: HashMap<String, ResponseUrl>,
-    /// By upload id (the last path segment).
-    pub(super) uploads: HashMap<String, Upload>,
-    /// Files completed by `files.completeUploadExternal`.
-    pub(super) completed_files: Vec<String>,
-    /// Workflow tokens: token to its function execution.
-    pub(super) workflow: HashMap<String, String>,
-    /// Executions completed: (function_execution_id, success).
-    pub(super) completed: Vec<(String, bool)>,
-}
-
-impl Capabilities {
-    /// A fresh response URL for `team` (`kind` is `commands` or `actions`).
-    pub(super) fn response_url(&mut self, kind: &str, team: &str, now: Instant) -> String {
-        self.seq += 1;
-        let path = format!(
-            "/{kind}/{team}/{}/standin{:016x}",
-            self.seq,
-            self.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        );
-        self.responses
-            .insert(path.clone(), ResponseUrl { made: now, uses: 0 });
-        format!("{}{path}", self.base)
-    }
-}
 
 /// Whether `path` is where a response URL lives.
 fn is_response_path(path: &str) -> bool {
@@ -202,5 +149,44 @@ impl Workspace {
         self.capabilities
             .workflow
             .insert(token.to_owned(), execution.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(w: &mut Workspace, path: &str, at: Instant) -> Option<String> {
+        let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        let call = Call {
+            http_method: "POST",
+            target: path,
+            headers: &headers,
+            body: br#"{"text":"x"}"#,
+        };
+        let a = w.call(call, at).answer();
+        assert_eq!(a.ok, a.status == 200);
+        a.error
+    }
+
+    #[test]
+    fn a_response_url_takes_five_posts_within_thirty_minutes() {
+        let t0 = Instant::now();
+        let mut w = Workspace::new(0);
+        w.capabilities.base = "https://standin".to_owned();
+        let used = w.capabilities.response_url("commands", "T0", t0);
+        let used = used.trim_start_matches("https://standin").to_owned();
+        for _ in 0..RESPONSE_URL_USES {
+            assert_eq!(post(&mut w, &used, t0), None);
+        }
+        assert_eq!(post(&mut w, &used, t0).as_deref(), Some("used_url"));
+        let old = w.capabilities.response_url("actions", "T0", t0);
+        let old = old.trim_start_matches("https://standin").to_owned();
+        let later = t0 + RESPONSE_URL_TTL;
+        assert_eq!(post(&mut w, &old, later).as_deref(), Some("expired_url"));
+        assert_eq!(
+            post(&mut w, "/commands/T0/9/nope", t0).as_deref(),
+            Some("not_found")
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::args::{basic_credentials, presented_token, Args};
-use super::custody::Capabilities;
+use super::held::Capabilities;
 use super::http::split_target;
 
 /// The user id of the stand-in's bot user (`auth.test`, posted messages).
@@ -125,7 +125,8 @@ pub(super) struct Workspace {
     pub(super) messages: Vec<(String, Value)>,
     pub(super) ts_base: u64,
     pub(super) ts_seq: u64,
-    /// Response URLs, upload URLs and workflow tokens handed out (`custody.rs`).
+    /// Response URLs, upload URLs and workflow tokens handed out (`held.rs`, served by
+    /// `custody.rs`).
     pub(super) capabilities: Capabilities,
 }
 
