@@ -264,26 +264,23 @@ impl Custodian {
         o
     }
 
-    /// The post to `cap` as the guard reads it; `Err` is the refusal of a capability of
-    /// the wrong shape, which nothing is looked up for.
-    fn post<'h>(
-        cap: &'h str,
-        head: &'h CallHead,
-        body: &'h [u8],
-        method: &'static str,
-    ) -> Result<CapabilityPost<'h>, (Outcome, Answer)> {
-        if !is_capability(cap) {
-            let o = Self::invalid(method);
-            let a = Answer::local(&o.decision);
-            return Err((o, a));
-        }
-        Ok(CapabilityPost {
+    /// The post to `cap` as the guard reads it; `None` for a capability of the wrong
+    /// shape, which nothing is looked up for.
+    fn post<'h>(cap: &'h str, head: &'h CallHead, body: &'h [u8]) -> Option<CapabilityPost<'h>> {
+        is_capability(cap).then(|| CapabilityPost {
             capability: cap,
             is_post: head.is(b"POST"),
             authorization: head.authorization.as_deref(),
             content_type: head.content_type.as_deref(),
             body,
         })
+    }
+
+    /// The refusal of a capability that names nothing.
+    fn refused(method: &'static str) -> (Outcome, Answer) {
+        let o = Self::invalid(method);
+        let a = Answer::local(&o.decision);
+        (o, a)
     }
 
     /// An allowed decision whose use could not be spent (another post spent the last one
@@ -327,9 +324,8 @@ impl Custodian {
             body,
             unreadable,
         } = *posted;
-        let post = match Self::post(cap, head, body, RESPONSE_URL_METHOD) {
-            Ok(p) => p,
-            Err(refused) => return refused,
+        let Some(post) = Self::post(cap, head, body) else {
+            return Self::refused(RESPONSE_URL_METHOD);
         };
         let snap = shared.current();
         let settings = EgressSettings::from(&snap.config.limits);
@@ -387,9 +383,8 @@ impl Custodian {
             unreadable,
         } = *posted;
         // The guard does not read an upload's bytes.
-        let post = match Self::post(cap, head, b"", FILE_UPLOAD_METHOD) {
-            Ok(p) => p,
-            Err(refused) => return refused,
+        let Some(post) = Self::post(cap, head, b"") else {
+            return Self::refused(FILE_UPLOAD_METHOD);
         };
         let snap = shared.current();
         let (mut decision, held) = shared.guard.decide_upload(&snap.policy, &post);
