@@ -63,8 +63,17 @@ pub(super) enum CapabilityPath<'p> {
 }
 
 impl<'p> CapabilityPath<'p> {
-    /// The capability URL `path` names, if it is one.
-    pub(super) fn of(path: &'p str) -> Option<Self> {
+    /// The capability URL `path` names, if it is one: `/respond/<capability>` or
+    /// `/upload/<capability>`, also under the path of `public_url` (when bots reach the
+    /// listener through a proxy that keeps it).
+    pub(super) fn of(path: &'p str, public_url: Option<&str>) -> Option<Self> {
+        let prefix = public_url
+            .and_then(|u| u.split_once("://"))
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .filter(|p| *p != "/");
+        let path = prefix
+            .and_then(|p| path.strip_prefix(p.trim_end_matches('/')))
+            .unwrap_or(path);
         path.strip_prefix("/respond/")
             .map(CapabilityPath::Respond)
             .or_else(|| path.strip_prefix("/upload/").map(CapabilityPath::Upload))
@@ -354,13 +363,14 @@ impl Custodian {
     /// The most body bytes read for a post to `/upload/<cap>`: the held upload's declared
     /// length (with [`MULTIPART_ALLOWANCE`] for a multipart body), within `max`.
     pub(super) fn upload_limit(shared: &Shared, cap: &str, head: &CallHead, max: usize) -> usize {
-        let Some(held) = shared
+        shared
             .guard
             .custody()
             .held_upload_url(cap, shared.guard.now_secs())
-        else {
-            return max;
-        };
+            .map_or(max, |held| Self::upload_limit_of(&held, head, max))
+    }
+
+    fn upload_limit_of(held: &UploadUrl, head: &CallHead, max: usize) -> usize {
         let allowance = if Self::is_multipart(head) {
             MULTIPART_ALLOWANCE
         } else {
@@ -391,10 +401,21 @@ impl Custodian {
         let allowed = decision.reason == EgressReason::Allowed;
         let oversize = allowed
             && (unreadable == Some(Unreadable::BodyTooLarge)
-                || held.as_ref().is_some_and(|h| !self.fits(h, head, body)));
+                || held
+                    .as_ref()
+                    .is_some_and(|h| body.len() > Self::upload_limit_of(h, head, usize::MAX)));
         if oversize {
+            // Over the declared length, or over limits.max_body_bytes when that is less.
+            let max = snap.config.limits.max_body_bytes;
+            let declared = held
+                .as_ref()
+                .is_none_or(|h| Self::upload_limit_of(h, head, usize::MAX) <= max);
             decision.reason = EgressReason::MalformedCall;
-            decision.rule = Some(Arc::from("body over the declared length"));
+            decision.rule = Some(Arc::from(if declared {
+                "body over the declared length"
+            } else {
+                Unreadable::BodyTooLarge.rule()
+            }));
         } else if let Some(why) = unreadable {
             decision.unreadable(why);
         }
@@ -420,16 +441,6 @@ impl Custodian {
             }
         };
         (o, answer)
-    }
-
-    /// Whether `body` is within what the upload declared.
-    fn fits(&self, held: &UploadUrl, head: &CallHead, body: &[u8]) -> bool {
-        let allowance = if Self::is_multipart(head) {
-            MULTIPART_ALLOWANCE
-        } else {
-            0
-        };
-        u64::try_from(body.len()).is_ok_and(|n| n <= held.length.saturating_add(allowance))
     }
 
     /// After an allowed call Slack answered: a `files.getUploadURLExternal` answer's
@@ -539,14 +550,24 @@ mod tests {
 
     #[test]
     fn capability_paths() {
+        let root = Some("http://gw:8081/");
+        let under = Some("https://gw.example/slack/egress/");
         assert_eq!(
-            CapabilityPath::of("/respond/abc"),
+            CapabilityPath::of("/respond/abc", root),
             Some(CapabilityPath::Respond("abc"))
         );
         assert_eq!(
-            CapabilityPath::of("/upload/abc"),
+            CapabilityPath::of("/upload/abc", None),
             Some(CapabilityPath::Upload("abc"))
         );
-        assert_eq!(CapabilityPath::of("/api/chat.postMessage"), None);
+        assert_eq!(
+            CapabilityPath::of("/slack/egress/upload/abc", under),
+            Some(CapabilityPath::Upload("abc"))
+        );
+        assert_eq!(
+            CapabilityPath::of("/respond/abc", under),
+            Some(CapabilityPath::Respond("abc"))
+        );
+        assert_eq!(CapabilityPath::of("/api/chat.postMessage", root), None);
     }
 }

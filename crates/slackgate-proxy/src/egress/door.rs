@@ -392,8 +392,14 @@ impl EgressApp {
         ctx: &mut EgressCtx,
     ) -> pingora::Result<()> {
         let head = CallHead::of(down);
-        let held = CapabilityPath::of(&head.path);
-        let mut max = self.shared.current().config.limits.max_body_bytes;
+        let snap = self.shared.current();
+        let public_url = snap
+            .config
+            .egress
+            .as_ref()
+            .and_then(|e| e.public_url.as_deref());
+        let held = CapabilityPath::of(&head.path, public_url);
+        let mut max = snap.config.limits.max_body_bytes;
         if let Some(CapabilityPath::Upload(cap)) = held {
             max = Custodian::upload_limit(&self.shared, cap, &head, max);
         }
