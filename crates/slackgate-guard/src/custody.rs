@@ -36,11 +36,15 @@ pub const RESPONSE_URL_TTL: f64 = 1_800.0;
 /// hour is generous and still bounds what is held.
 pub const UPLOAD_URL_TTL: f64 = 3_600.0;
 
+/// The prefix of a workflow-token capability key, so that the egress door tells one from a
+/// bot's gateway key without a lookup (and never compares one with the bots' keys).
+pub const WORKFLOW_KEY_PREFIX: &str = "sgw-";
+
 /// The most entries of each kind the store holds.
 pub const MAX_HELD: usize = 100_000;
 
 /// A response URL held for a bot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ResponseUrl {
     /// The bot the capability is bound to.
     pub bot: Arc<str>,
@@ -54,7 +58,7 @@ pub struct ResponseUrl {
 }
 
 /// An upload URL held for a bot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UploadUrl {
     /// The bot the capability is bound to.
     pub bot: Arc<str>,
@@ -67,7 +71,7 @@ pub struct UploadUrl {
 }
 
 /// A workflow token held for a bot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WorkflowToken {
     /// The bot the capability key is bound to.
     pub bot: Arc<str>,
@@ -75,6 +79,37 @@ pub struct WorkflowToken {
     pub function_execution_id: Arc<str>,
     /// Slack's token. Never logged, never audited, never sent to the bot.
     pub token: Arc<str>,
+}
+
+// Slack's URL or token is never printed, not even by `{:?}` in a log line or a failed
+// assertion: Debug writes what the audit may carry and hides the rest.
+impl std::fmt::Debug for ResponseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseUrl")
+            .field("bot", &self.bot)
+            .field("channel", &self.channel)
+            .field("team", &self.team)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UploadUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadUrl")
+            .field("bot", &self.bot)
+            .field("length", &self.length)
+            .field("file_id", &self.file_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for WorkflowToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowToken")
+            .field("bot", &self.bot)
+            .field("function_execution_id", &self.function_execution_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One held capability with its end and uses left.
@@ -178,6 +213,13 @@ impl Custody {
         self.responses.peek(cap, &|h| &*h.bot == bot, now)
     }
 
+    /// The response URL held under `cap`, if it is live, whichever bot it is bound to:
+    /// Slack's response URLs carry no credential, so the capability itself names the bot
+    /// (the egress door then holds a key the post presents to that bot).
+    pub fn held_response_url(&self, cap: &str, now: f64) -> Option<ResponseUrl> {
+        self.responses.peek(cap, &|_| true, now)
+    }
+
     /// Spends one of the response URL's uses; false when none is left (or it ended).
     pub fn spend_response_url(&self, cap: &str, now: f64) -> bool {
         self.responses.spend(cap, now)
@@ -191,6 +233,12 @@ impl Custody {
     /// The upload URL held under `cap` for `bot`, if it is live (nothing spent).
     pub fn upload_url(&self, cap: &str, bot: &str, now: f64) -> Option<UploadUrl> {
         self.uploads.peek(cap, &|h| &*h.bot == bot, now)
+    }
+
+    /// The upload URL held under `cap`, if it is live, whichever bot it is bound to (as
+    /// [`Custody::held_response_url`]).
+    pub fn held_upload_url(&self, cap: &str, now: f64) -> Option<UploadUrl> {
+        self.uploads.peek(cap, &|_| true, now)
     }
 
     /// Spends the upload URL; false when it was already used (or ended).
@@ -269,6 +317,16 @@ mod tests {
             .response_url("cap1", "helpdesk", 1000.0 + RESPONSE_URL_TTL)
             .is_none());
         assert!(!c.spend_response_url("cap1", 1000.0 + RESPONSE_URL_TTL));
+    }
+
+    #[test]
+    fn debug_never_shows_the_url_or_token() {
+        let shown = format!("{:?}", response("helpdesk"));
+        assert!(shown.contains("helpdesk") && !shown.contains("hooks.slack.com"));
+        let c = Custody::default();
+        c.hold_response_url("cap1", response("helpdesk"), 0.0);
+        assert_eq!(c.held_response_url("cap1", 1.0), Some(response("helpdesk")));
+        assert_eq!(c.held_response_url("cap2", 1.0), None);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!    caller is not known yet;
 //! 2. a token in the query string is refused (`token_in_url`): URLs end up in logs;
 //! 3. identify the bot by its key (`Authorization: Bearer`, or a `token` argument of the
-//!    body), every key compared in constant time (`unknown_bot`);
+//!    body), every key compared in constant time (`unknown_bot`); a workflow key
+//!    (`sgw-…`, secret custody) names the bot the workflow token is held for, and is
+//!    looked up whole among the held tokens only (unknown or spent: `unknown_bot`);
 //! 4. a bot whose token a verified lifecycle event revoked (`token_revoked`): nothing of
 //!    its calls reaches Slack until its token reference changes;
 //! 5. the method from the path, in Slack's spelling ([`canonical_method`]), then the bot's
@@ -40,9 +42,16 @@
 //! and the webhook's `bots` (`method_denied`, rule `webhooks`); its method is
 //! `hooks.<name>`. No token travels with it, so a revoked token does not stop it.
 //!
+//! A post to a response URL the gateway holds (`POST /respond/<capability>`,
+//! `egress/custody.rs`) is decided by stages 4 to 8 as a call of method
+//! [`RESPONSE_URL_METHOD`] on the URL's channel; an upload (`POST /upload/<capability>`) by
+//! its capability and bot alone.
+//!
 //! | file | what |
 //! |---|---|
-//! | `egress.rs` | the decision stages (`decide_egress`), [`EgressCall`], [`EgressSettings`] |
+//! | `egress.rs` | reading and identifying a call (`decide_call`), [`EgressCall`], [`EgressSettings`] |
+//! | `egress/judge.rs` | stages 4 to 8 for an identified bot (`judge`), the state they read |
+//! | `egress/custody.rs` | posts to held response and upload URLs ([`CapabilityPost`]) |
 //! | `egress/reason.rs` | [`EgressReason`]: the reason codes and their statuses |
 //! | `egress/decision.rs` | [`EgressDecision`], [`Unreadable`] |
 //! | `egress/slack_limits.rs` | [`SlackLimits`]: Slack's 429s per bot and method |
@@ -50,8 +59,10 @@
 //! | `egress/key.rs` | the key a call presents (`Authorization: Bearer`) |
 //! | `egress/hooks.rs` | [`decide_hook`], [`HookPost`] and the limits on an allowed post |
 
+mod custody;
 mod decision;
 mod hooks;
+mod judge;
 mod key;
 mod rate_limits;
 mod reason;
@@ -59,24 +70,23 @@ mod slack_limits;
 
 use std::sync::Arc;
 
-use slackgate_policy::{Limits, Policy};
-use slackgate_slack::{
-    canonical_method, conversation_use, is_privileged_method, is_slack_id, method_from_path,
-    read_call, CallArgs, CallError, CallLimits, Writes,
-};
+use slackgate_policy::{Bot, Limits, Policy};
+use slackgate_slack::{canonical_method, method_from_path, read_call, CallArgs, CallLimits};
 
-use crate::ratelimit::RateLimiter;
-use crate::reply::ReplyChannels;
-use crate::revoked::RevokedTokens;
+use crate::custody::{WorkflowToken, WORKFLOW_KEY_PREFIX};
 
+pub(crate) use custody::{decide_response_url, decide_upload};
+pub use custody::{CapabilityPost, FILE_UPLOAD_METHOD};
 pub use decision::{EgressDecision, Unreadable};
 pub(crate) use hooks::limit_hook;
 pub use hooks::{decide_hook, is_hook_name, HookPost};
+pub(crate) use judge::EgressState;
+pub use judge::RESPONSE_URL_METHOD;
 pub use reason::EgressReason;
 pub use slack_limits::SlackLimits;
 
+use judge::{audit_id, judge, unreadable_rule};
 use key::bearer;
-use rate_limits::take_limits;
 
 /// Settings of the egress decision that come from the server config, not the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,35 +118,41 @@ pub struct EgressCall<'a> {
     pub body: &'a [u8],
 }
 
-/// An id as the audit trail may carry it: itself in Slack's id shape, else `"invalid"`.
-fn audit_id(id: &str) -> Box<str> {
-    Box::from(if is_slack_id(id) { id } else { "invalid" })
-}
-
-/// The audit rule of a call that could not be read. For a caller no key identified, no
-/// argument name it wrote.
-fn unreadable_rule(e: &CallError, identified: bool) -> String {
-    if identified {
-        e.to_string()
-    } else {
-        e.kind().to_owned()
+/// The bot a presented key names: a workflow key (`sgw-…`) by the token held for it, any
+/// other by the policy's keys; with the workflow token held, for a workflow key.
+fn identify(
+    policy: &Policy,
+    presented: &[u8],
+    state: &EgressState<'_>,
+) -> (Option<Arc<Bot>>, Option<WorkflowToken>) {
+    if !presented.starts_with(WORKFLOW_KEY_PREFIX.as_bytes()) {
+        return (policy.bots.by_key(presented).cloned(), None);
+    }
+    // A workflow key is looked up whole and never compared with the bots' keys: an
+    // unknown or spent one names nobody.
+    let held = std::str::from_utf8(presented)
+        .ok()
+        .zip(state.custody)
+        .and_then(|(k, c)| c.workflow_token(k, state.now));
+    let bot = held
+        .as_ref()
+        .and_then(|w| policy.bots.by_name(&w.bot))
+        .cloned();
+    match bot {
+        Some(b) => (Some(b), held),
+        None => (None, None),
     }
 }
 
-/// Runs the egress stages over one call. `settings` come from the server config,
-/// `limiter` holds the bots' buckets (shared with the inbound limits, in their own key
-/// space), `slack` Slack's 429s, `revoked` the revoked tokens, `reply` the channels seen
-/// inbound, `now` is seconds.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn decide_egress(
+/// Runs the egress stages over one call. `settings` come from the server config; `state`
+/// holds the bots' buckets (shared with the inbound limits, in their own key space),
+/// Slack's 429s, the revoked tokens, the channels seen inbound, the held workflow tokens
+/// and the time.
+pub(crate) fn decide_call(
     policy: &Policy,
     call: &EgressCall<'_>,
     settings: &EgressSettings,
-    limiter: &RateLimiter,
-    slack: &SlackLimits,
-    revoked: &RevokedTokens,
-    reply: &ReplyChannels,
-    now: f64,
+    state: &EgressState<'_>,
 ) -> EgressDecision {
     let header_key = call.authorization.and_then(bearer);
     let limits = CallLimits {
@@ -150,7 +166,7 @@ pub(crate) fn decide_egress(
         (Ok(a), None) => a.body_token.as_deref().map(str::as_bytes),
         (Err(_), None) => None,
     };
-    let bot = presented.and_then(|k| policy.bots.by_key(k)).cloned();
+    let (bot, workflow) = presented.map_or((None, None), |k| identify(policy, k, state));
     let had_key = presented.is_some();
     let written = method_from_path(call.path);
     let known = written.and_then(canonical_method);
@@ -200,93 +216,8 @@ pub(crate) fn decide_egress(
     d.encoding = Some(args.encoding);
     d.body_token = args.body_token.is_some();
     d.team_id = args.team_id.as_deref().map(audit_id);
-
-    if let Some(by) = revoked.revoked_by(&bot) {
-        d.reason = EgressReason::TokenRevoked;
-        return d.rule(by.as_str());
-    }
-    let Some(method) = method else {
-        d.reason = EgressReason::MalformedCall;
-        return d.rule("path");
-    };
-    let permitted = match known {
-        Some(m) => bot.methods.permits(m, is_privileged_method(m)),
-        // A name Slack does not document: only as the policy spells it, never by a glob.
-        None => bot.methods.exact.contains(method),
-    };
-    if !permitted {
-        d.reason = EgressReason::MethodDenied;
-        return d.rule("methods");
-    }
-    let acted_on = args.acted_on(method);
-    // A call that leaves out the method's own argument is still charged to a channel.
-    let charged = acted_on.or(args.channels.first().map(String::as_str));
-    d.channel_id = charged.map(audit_id);
-    if let (Some(pin), Some(team)) = (&bot.team, &args.team_id) {
-        if **pin != **team {
-            d.reason = EgressReason::TeamDenied;
-            return d.rule("team");
-        }
-    }
-    if let Some(allowed) = &bot.channels {
-        if let Some(c) = args.channels.iter().find(|c| !allowed.contains(c)) {
-            d.channel_id = Some(audit_id(c));
-            d.reason = EgressReason::ChannelDenied;
-            return d.rule("channels");
-        }
-    }
-    let conversation = conversation_use(method);
-    let writes = conversation.is_some_and(|u| u.writes(acted_on.is_some()));
-    let reply_window = match (bot.reply_scope, &bot.app) {
-        (Some(window), Some(app)) => Some((window.as_secs_f64(), app)),
-        _ => None,
-    };
-    // A write into a conversation the call does not name cannot be held to `channels` or
-    // `reply_scope`. Only a method that finds its conversation by other arguments
-    // (`chat.unfurl` by `unfurl_id`) passes, and only when the operator names it.
-    let unnamed_ok = conversation.is_some_and(|u| u.writes == Writes::EvenUnnamed)
-        && bot.methods.exact.contains(method);
-    if writes
-        && acted_on.is_none()
-        && (bot.channels.is_some() || reply_window.is_some())
-        && !unnamed_ok
-    {
-        d.reason = EgressReason::ChannelDenied;
-        return d.rule(if bot.channels.is_some() {
-            "channels"
-        } else {
-            "reply_scope"
-        });
-    }
-    if let (true, Some((window, app))) = (writes, reply_window) {
-        if let Some(c) = args
-            .channels
-            .iter()
-            .find(|c| !reply.seen_within(&app.name, c, window, now))
-        {
-            d.channel_id = Some(audit_id(c));
-            d.reason = EgressReason::ChannelDenied;
-            return d.rule("reply_scope");
-        }
-    }
-    if let Some(name) = args.names.iter().find(|n| bot.deny_args.contains(n)) {
-        d.reason = EgressReason::ArgumentDenied;
-        let rule = format!("deny_args: {name}");
-        return d.rule(&rule);
-    }
-    if let Some(secs) = slack.remaining(&bot.name, method, now) {
-        d.reason = EgressReason::SlackRateLimited;
-        d.retry_after_secs = Some(secs);
-        return d.rule("slack retry_after");
-    }
-    if let Some((retry_after_secs, label)) =
-        take_limits(&bot, method, charged.unwrap_or(""), limiter, now)
-    {
-        d.reason = EgressReason::RateLimited;
-        d.retry_after_secs = Some(retry_after_secs);
-        d.rule = Some(label);
-    }
-    d
+    d.workflow = workflow;
+    judge(d, &bot, known, method, &args, state)
 }
 
 #[cfg(test)]

@@ -67,13 +67,13 @@ pub use client_ip::{canonical, client_ip, parse_entry, IpText};
 pub use clock::{unix_secs, unix_secs_f64, Clock, FakeClock, SystemClock};
 pub use custody::{
     Custody, ResponseUrl, UploadUrl, WorkflowToken, MAX_HELD, RESPONSE_URL_TTL, RESPONSE_URL_USES,
-    UPLOAD_URL_TTL,
+    UPLOAD_URL_TTL, WORKFLOW_KEY_PREFIX,
 };
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
 pub use egress::{
-    decide_hook, is_hook_name, EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost,
-    SlackLimits, Unreadable,
+    decide_hook, is_hook_name, CapabilityPost, EgressCall, EgressDecision, EgressReason,
+    EgressSettings, HookPost, SlackLimits, Unreadable, FILE_UPLOAD_METHOD, RESPONSE_URL_METHOD,
 };
 pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
@@ -127,25 +127,55 @@ impl<C: Clock> Guard<C> {
         clock::unix_secs_f64(self.clock.now())
     }
 
+    /// The guard's state an egress decision reads, at the guard's clock.
+    fn egress_state(&self) -> egress::EgressState<'_> {
+        egress::EgressState {
+            limiter: &self.limiter,
+            slack: &self.slack_limits,
+            revoked: &self.revoked,
+            reply: &self.reply,
+            custody: Some(&self.custody),
+            now: clock::unix_secs_f64(self.clock.now()),
+        }
+    }
+
     /// The egress decision for one Web API call (see the `egress` module for the
     /// stages), over `policy` with the server config's `settings`, at the guard's clock.
+    /// A workflow key (`sgw-…`) names the bot its token is held for in [`Guard::custody`].
     pub fn decide_egress(
         &self,
         policy: &slackgate_policy::Policy,
         call: &EgressCall<'_>,
         settings: &EgressSettings,
     ) -> EgressDecision {
-        let now = clock::unix_secs_f64(self.clock.now());
-        egress::decide_egress(
-            policy,
-            call,
-            settings,
-            &self.limiter,
-            &self.slack_limits,
-            &self.revoked,
-            &self.reply,
-            now,
-        )
+        egress::decide_call(policy, call, settings, &self.egress_state())
+    }
+
+    /// A post to a response URL held in [`Guard::custody`] (`POST /respond/<capability>`):
+    /// decided like a Web API call of method [`RESPONSE_URL_METHOD`] on the URL's channel.
+    /// When allowed, the held URL comes with it, not yet spent
+    /// ([`Custody::spend_response_url`]).
+    pub fn decide_response_url(
+        &self,
+        policy: &slackgate_policy::Policy,
+        post: &CapabilityPost<'_>,
+        settings: &EgressSettings,
+    ) -> (EgressDecision, Option<ResponseUrl>) {
+        let limits = slackgate_slack::CallLimits {
+            max_channels: settings.max_call_channels,
+        };
+        egress::decide_response_url(policy, post, &limits, &self.custody, &self.egress_state())
+    }
+
+    /// An upload through an upload URL held in [`Guard::custody`] (`POST
+    /// /upload/<capability>`), bound to its bot. When allowed, the held URL comes with it,
+    /// not yet spent ([`Custody::spend_upload_url`]).
+    pub fn decide_upload(
+        &self,
+        policy: &slackgate_policy::Policy,
+        post: &CapabilityPost<'_>,
+    ) -> (EgressDecision, Option<UploadUrl>) {
+        egress::decide_upload(policy, post, &self.custody, self.now_secs())
     }
 
     /// Records, for `reply_scope`, the channel of the inbound request decided by `d` on a

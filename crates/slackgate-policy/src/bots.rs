@@ -163,6 +163,11 @@ impl Rotation {
     }
 }
 
+/// The method a post to a response URL the gateway holds is decided as (secret
+/// custody): a bot's `methods` list it by this name to allow such posts. Not a Web API
+/// method, and no pattern matches it (`*` does not allow it).
+pub const RESPONSE_URL_METHOD: &str = "response_url";
+
 /// Which Web API methods a bot may call.
 ///
 /// A method is allowed when it is listed by its exact name, or when it matches a `*`

@@ -82,7 +82,7 @@ use std::path::Path;
 pub use apps::{App, AppSecret};
 pub use bots::{
     Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
-    Rotation,
+    Rotation, RESPONSE_URL_METHOD,
 };
 pub use compile::{compile_config, compile_policy, policy_hash, POLICY_KEYS};
 pub use config::{

@@ -19,10 +19,18 @@
 //! and `User-Agent` and the body byte for byte, and the answer is relayed. The URL is
 //! never written anywhere else: audit and metrics name the post `hooks.<name>`.
 //!
+//! Secret custody (`custody.rs`, [`slackgate_guard::Custody`]): a bot posts to the
+//! response and upload URLs the gateway holds for it at `/respond/<capability>` and
+//! `/upload/<capability>`; an allowed `files.getUploadURLExternal` answer's `upload_url` is
+//! replaced by such a URL; a workflow key (`sgw-…`) is sent on with the workflow token
+//! held for it. Held URLs and tokens are never logged, audited or answered.
+//!
 //! Every call gets one audit record (`"direction":"egress"`) and one count in
 //! `slackgate_egress_requests_total`; Slack's 429s are remembered per bot and method
 //! (`slack_rate_limited`), and its scope headers feed the [`ScopeLedger`].
 
+mod call;
+mod custody;
 mod door;
 mod rotation;
 mod scopes;

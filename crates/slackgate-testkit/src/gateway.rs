@@ -32,6 +32,8 @@ pub struct TestGatewayBuilder {
     egress_tls: Option<TestCerts>,
     /// `egress.hooks_base`, when set.
     hooks_base: Option<String>,
+    /// Whether `egress.public_url` names the egress listener (secret custody).
+    public_url: bool,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -88,6 +90,7 @@ impl TestGatewayBuilder {
             egress_timeout: "5s".to_owned(),
             egress_tls: None,
             hooks_base: None,
+            public_url: false,
         }
     }
 
@@ -173,6 +176,13 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// Sets `egress.public_url` to the egress listener's own URL, so that the gateway hands
+    /// bots capability URLs on it (secret custody).
+    pub fn egress_public_url(mut self) -> Self {
+        self.public_url = true;
+        self
+    }
+
     /// `egress.timeout` (default 5s).
     pub fn egress_timeout(mut self, t: &str) -> Self {
         self.egress_timeout = t.to_owned();
@@ -230,6 +240,14 @@ impl TestGatewayBuilder {
             }
             if let Some(base) = &self.hooks_base {
                 config.push_str(&format!("  hooks_base: {base}\n"));
+            }
+            if self.public_url {
+                let scheme = if self.egress_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                config.push_str(&format!("  public_url: {scheme}://{a}/\n"));
             }
         }
         config.push_str(&self.config_extra);

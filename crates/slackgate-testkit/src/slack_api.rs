@@ -30,6 +30,12 @@
 //!   (<https://docs.slack.dev/authentication/using-token-rotation>,
 //!   <https://docs.slack.dev/reference/methods/oauth.v2.access>).
 //!
+//! - Secret custody's capabilities (`custody`): response URLs under this stand-in
+//!   ([`SlackApi::response_url`]: 5 posts in 30 minutes, then `used_url` / `expired_url`),
+//!   `files.getUploadURLExternal` with its upload URL and `files.completeUploadExternal`,
+//!   workflow tokens ([`SlackApiBuilder::workflow_token`]) and `functions.completeSuccess` /
+//!   `completeError`.
+//!
 //! Not modelled: `multipart/form-data` and `text/plain` bodies (answered `invalid_post_type`,
 //! though Slack lists both as valid), `invalid_form_data` and `request_timeout`, OAuth installs
 //! (`grant_type=authorization_code`), pagination, channel membership, real message storage
@@ -42,13 +48,15 @@
 //!
 //! Where things are: `workspace` is the model (tokens, scopes, limits, rotation and the
 //! methods' answers, pure, time passed in); `args` reads a call's arguments and
-//! credentials as Slack does; `http` frames HTTP/1.1 requests and renders answers (pure);
+//! credentials as Slack does; `custody` the response URLs, uploads and workflow tokens; `http` frames HTTP/1.1 requests and renders answers (pure);
 //! `server` accepts connections and serves them against the workspace, recording each
 //! request; `ca` makes the test CA and the server certificate. This file is the builder
 //! and the handle tests hold.
 
 mod args;
 mod ca;
+mod custody;
+mod held;
 mod http;
 mod server;
 #[cfg(test)]
@@ -64,6 +72,7 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use ca::TestCa;
+pub use held::{RESPONSE_URL_TTL, RESPONSE_URL_USES};
 pub use server::Received;
 use server::{accept_loop, lock, Shared};
 pub use workspace::{Answer, APP_ID, BOT_ID, BOT_USER_ID};
@@ -76,6 +85,7 @@ pub struct SlackApiBuilder {
     revoked: Vec<String>,
     usergroups: Vec<(String, Vec<String>)>,
     rotation: Option<RotationSpec>,
+    workflow_tokens: Vec<(String, String, String)>,
     plain: bool,
     threads: usize,
     record: bool,
@@ -139,6 +149,15 @@ impl SlackApiBuilder {
         self
     }
 
+    /// Grants a workflow token of the function execution `execution` on `team`: it works
+    /// for `functions.completeSuccess` / `completeError` of that execution (and then ends),
+    /// and for `chat:write` methods.
+    pub fn workflow_token(mut self, token: &str, team: &str, execution: &str) -> Self {
+        self.workflow_tokens
+            .push((token.to_owned(), team.to_owned(), execution.to_owned()));
+        self
+    }
+
     /// Serves plain HTTP instead of HTTPS (the certificate is still generated).
     pub fn plain(mut self) -> Self {
         self.plain = true;
@@ -168,6 +187,9 @@ impl SlackApiBuilder {
         for token in &self.revoked {
             workspace.revoke(token);
         }
+        for (token, team, execution) in &self.workflow_tokens {
+            workspace.grant_workflow_token(token, team, execution);
+        }
         for (id, members) in self.usergroups {
             workspace.usergroups.insert(id, members);
         }
@@ -193,6 +215,8 @@ impl SlackApiBuilder {
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
+        let scheme = if self.plain { "http" } else { "https" };
+        workspace.capabilities.base = format!("{scheme}://{addr}");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.threads)
             .thread_name("slack-standin")
@@ -239,6 +263,7 @@ impl SlackApi {
             revoked: Vec::new(),
             usergroups: Vec::new(),
             rotation: None,
+            workflow_tokens: Vec::new(),
             plain: false,
             threads: 1,
             record: true,
@@ -307,6 +332,50 @@ impl SlackApi {
             id.to_owned(),
             members.iter().map(|m| (*m).to_owned()).collect(),
         );
+    }
+
+    /// A fresh response URL of a slash command on `team`, as Slack puts in the command's
+    /// `response_url`: [`RESPONSE_URL_USES`] posts within [`RESPONSE_URL_TTL`].
+    pub fn response_url(&self, team: &str) -> String {
+        lock(&self.shared.workspace)
+            .capabilities
+            .response_url("commands", team, Instant::now())
+    }
+
+    /// The requests received on `url` (a response or upload URL this stand-in made), in
+    /// order.
+    pub fn posts_to(&self, url: &str) -> Vec<Received> {
+        let path = url.find("://").map_or(url, |i| {
+            let rest = &url[i + 3..];
+            rest.find('/').map_or("/", |j| &rest[j..])
+        });
+        self.received()
+            .into_iter()
+            .filter(|r| r.target == path)
+            .collect()
+    }
+
+    /// The bytes uploaded for `file_id`, once its upload URL was posted to.
+    pub fn uploaded(&self, file_id: &str) -> Option<Vec<u8>> {
+        lock(&self.shared.workspace)
+            .capabilities
+            .uploads
+            .values()
+            .find(|u| u.file_id == file_id)
+            .and_then(|u| u.bytes.clone())
+    }
+
+    /// The files `files.completeUploadExternal` completed, in order.
+    pub fn completed_files(&self) -> Vec<String> {
+        lock(&self.shared.workspace)
+            .capabilities
+            .completed_files
+            .clone()
+    }
+
+    /// The function executions completed, in order: (`function_execution_id`, success).
+    pub fn completed_functions(&self) -> Vec<(String, bool)> {
+        lock(&self.shared.workspace).capabilities.completed.clone()
     }
 
     /// Every request received so far, in order.

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use slackgate_policy::Bot;
+
+use crate::custody::WorkflowToken;
 use slackgate_slack::CallEncoding;
 
 use super::reason::EgressReason;
@@ -33,6 +35,10 @@ pub struct EgressDecision {
     pub encoding: Option<CallEncoding>,
     /// The body carries a `token` argument, which must not be forwarded.
     pub body_token: bool,
+    /// For a call made with a workflow key (`sgw-…`): the workflow token held for it, which
+    /// the call is sent with instead of the bot's token, and whose
+    /// `function_execution_id` the audit record carries. Its `Debug` hides the token.
+    pub workflow: Option<WorkflowToken>,
 }
 
 /// Why the egress listener could not read a call whole. Such a call is `malformed_call`,
@@ -87,6 +93,7 @@ impl EgressDecision {
             retry_after_secs: None,
             encoding: None,
             body_token: false,
+            workflow: None,
         }
     }
 

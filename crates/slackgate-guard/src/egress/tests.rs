@@ -1,4 +1,7 @@
 use super::*;
+use crate::ratelimit::RateLimiter;
+use crate::reply::ReplyChannels;
+use crate::revoked::RevokedTokens;
 
 #[test]
 fn statuses() {
@@ -11,12 +14,13 @@ fn statuses() {
     assert_eq!(EgressReason::TokenUnavailable.status(), 503);
 }
 
-// === decide_egress ===
+// === decide_call ===
 
 const SCOPED: &str = "gk_scoped_1111aaaa2222bbbb";
 const UNFURLER: &str = "gk_unfurler_3333cccc4444dddd";
 const REPLIER: &str = "gk_replier_5555eeee6666ffff";
 const COUNTER: &str = "gk_counter_7777gggg8888hhhh";
+const RESPONDER: &str = "gk_responder_9999iiii0000jjjj";
 
 fn egress_policy() -> Policy {
     let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
@@ -25,6 +29,7 @@ fn egress_policy() -> Policy {
         ("UNFURLER_KEY", UNFURLER),
         ("REPLIER_KEY", REPLIER),
         ("COUNTER_KEY", COUNTER),
+        ("RESPONDER_KEY", RESPONDER),
         ("TOKEN", "xoxb-1-t"),
     ]);
     let text = r#"version: 1
@@ -55,6 +60,12 @@ bots:
     token: { env: TOKEN }
     methods: [chat.postMessage, "x.*"]
     rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
+  responder:
+    key: { env: RESPONDER_KEY }
+    token: { env: TOKEN }
+    methods: [response_url]
+    channels: [C0OK]
+    deny_args: [username]
 "#;
     slackgate_fixtures::policy::compiled(text, &secrets, 0)
 }
@@ -67,6 +78,7 @@ struct Door {
     slack: SlackLimits,
     revoked: RevokedTokens,
     reply: ReplyChannels,
+    custody: crate::Custody,
 }
 
 const NOW: f64 = 1_900_000_000.0;
@@ -82,12 +94,25 @@ impl Door {
             slack: SlackLimits::default(),
             revoked: RevokedTokens::default(),
             reply: ReplyChannels::default(),
+            custody: crate::Custody::default(),
+        }
+    }
+
+    fn state(&self) -> EgressState<'_> {
+        EgressState {
+            limiter: &self.limiter,
+            slack: &self.slack,
+            revoked: &self.revoked,
+            reply: &self.reply,
+            custody: Some(&self.custody),
+            now: NOW,
         }
     }
 
     fn decide(&self, key: &str, path: &str, form: &str) -> EgressDecision {
         let auth = format!("Bearer {key}");
-        decide_egress(
+        let state = self.state();
+        decide_call(
             &self.policy,
             &EgressCall {
                 path,
@@ -97,11 +122,7 @@ impl Door {
                 body: form.as_bytes(),
             },
             &self.settings,
-            &self.limiter,
-            &self.slack,
-            &self.revoked,
-            &self.reply,
-            NOW,
+            &state,
         )
     }
 }
@@ -387,5 +408,179 @@ fn audited_ids_have_slacks_shape() {
     assert_eq!(
         (d.reason, d.team_id.as_deref()),
         (EgressReason::TeamDenied, Some("invalid"))
+    );
+}
+
+#[test]
+fn a_workflow_key_acts_as_its_bot_until_its_execution_ends() {
+    let door = Door::new();
+    let held = crate::WorkflowToken {
+        bot: std::sync::Arc::from("counter"),
+        function_execution_id: std::sync::Arc::from("Fx0EXEC"),
+        token: std::sync::Arc::from("xwfp-not-a-real-token"),
+    };
+    door.custody
+        .hold_workflow_token("sgw-live", held, NOW + 60.0, NOW);
+    let d = door.decide(
+        "sgw-live",
+        "/api/chat.postMessage",
+        "channel=C0HELP&text=hi",
+    );
+    assert_eq!(d.reason, EgressReason::Allowed, "{d:?}");
+    assert_eq!(d.bot.as_ref().map(|b| &*b.name), Some("counter"));
+    let w = d.workflow.as_ref().map(|w| &*w.function_execution_id);
+    assert_eq!(w, Some("Fx0EXEC"));
+    assert!(!format!("{d:?}").contains("xwfp"));
+    // The bot's rules apply: `counter` may not call conversations.info.
+    let d = door.decide("sgw-live", "/api/conversations.info", "channel=C0HELP");
+    assert_eq!(d.reason, EgressReason::MethodDenied);
+    // A key of the shape that is not held, or whose execution ended, names nobody.
+    let post = "channel=C0HELP&text=hi";
+    let unknown = (EgressReason::UnknownBot, Some("key"), None);
+    assert_eq!(
+        outcome(&door.decide("sgw-other", "/api/chat.postMessage", post)),
+        unknown
+    );
+    door.custody.end_function_execution("Fx0EXEC");
+    let d = door.decide(
+        "sgw-live",
+        "/api/chat.postMessage",
+        "channel=C0HELP&text=hi",
+    );
+    assert_eq!(d.reason, EgressReason::UnknownBot);
+    assert!(d.workflow.is_none());
+}
+
+// === posts to held capabilities ===
+
+fn held_response(bot: &str, channel: &str) -> crate::ResponseUrl {
+    crate::ResponseUrl {
+        bot: Arc::from(bot),
+        channel: Some(Arc::from(channel)),
+        team: Some(Arc::from("T0ACME")),
+        url: Arc::from("https://hooks.slack.com/commands/T0ACME/1/x"),
+    }
+}
+
+impl Door {
+    fn post<'p>(&self, cap: &'p str, auth: Option<&'p str>, body: &'p str) -> CapabilityPost<'p> {
+        CapabilityPost {
+            capability: cap,
+            is_post: true,
+            authorization: auth.map(str::as_bytes),
+            content_type: Some(b"application/json"),
+            body: body.as_bytes(),
+        }
+    }
+
+    fn respond(&self, cap: &str, key: Option<&str>, body: &str) -> EgressDecision {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let state = self.state();
+        let limits = CallLimits { max_channels: 8 };
+        let post = self.post(cap, auth.as_deref(), body);
+        let (d, url) = decide_response_url(&self.policy, &post, &limits, &self.custody, &state);
+        assert_eq!(url.is_some(), d.reason == EgressReason::Allowed);
+        assert_eq!(d.method.as_deref(), Some(RESPONSE_URL_METHOD));
+        d
+    }
+}
+
+#[test]
+fn response_url_posts_are_decided_on_the_urls_channel() {
+    let door = Door::new();
+    door.custody
+        .hold_response_url("ok", held_response("responder", "C0OK"), NOW);
+    door.custody
+        .hold_response_url("elsewhere", held_response("responder", "C0NOPE"), NOW);
+    door.custody
+        .hold_response_url("of_counter", held_response("counter", "C0OK"), NOW);
+    let d = door.respond("ok", None, r#"{"text":"hi","channel":"C0NOPE"}"#);
+    assert_eq!(d.reason, EgressReason::Allowed, "{d:?}");
+    assert_eq!(d.channel_id.as_deref(), Some("C0OK"));
+    assert_eq!(d.team_id.as_deref(), Some("T0ACME"));
+    assert_eq!(
+        door.respond("ok", Some(RESPONDER), "{}").reason,
+        EgressReason::Allowed
+    );
+    let cases = [
+        (
+            door.respond("nosuch", None, "{}"),
+            EgressReason::ResponseUrlInvalid,
+            "capability",
+        ),
+        (
+            door.respond("ok", Some(COUNTER), "{}"),
+            EgressReason::ResponseUrlInvalid,
+            "capability",
+        ),
+        (
+            door.respond("ok", Some("gk_nobody"), "{}"),
+            EgressReason::UnknownBot,
+            "key",
+        ),
+        (
+            door.respond("elsewhere", None, "{}"),
+            EgressReason::ChannelDenied,
+            "channels",
+        ),
+        (
+            door.respond("of_counter", None, "{}"),
+            EgressReason::MethodDenied,
+            "methods",
+        ),
+        (
+            door.respond("ok", None, r#"{"username":"ceo"}"#),
+            EgressReason::ArgumentDenied,
+            "deny_args: username",
+        ),
+        (
+            door.respond("ok", None, r#"{"token":"xoxb-1"}"#),
+            EgressReason::MalformedCall,
+            "a response URL takes no token",
+        ),
+    ];
+    for (d, reason, rule) in cases {
+        assert_eq!((d.reason, d.rule.as_deref()), (reason, Some(rule)), "{d:?}");
+    }
+}
+
+#[test]
+fn uploads_are_bound_to_their_bot() {
+    let door = Door::new();
+    let up = crate::UploadUrl {
+        bot: Arc::from("responder"),
+        length: 3,
+        file_id: None,
+        url: Arc::from("https://files.slack.com/upload/v1/x"),
+    };
+    door.custody.hold_upload_url("up", up, NOW);
+    let decide = |cap: &str, key: Option<&str>, is_post: bool| {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let post = CapabilityPost {
+            is_post,
+            ..door.post(cap, auth.as_deref(), "")
+        };
+        let (d, held) = decide_upload(&door.policy, &post, &door.custody, NOW);
+        (d.reason, d.bot.map(|b| b.name.to_string()), held.is_some())
+    };
+    let me = Some("responder".to_owned());
+    let allowed = (EgressReason::Allowed, me.clone(), true);
+    assert_eq!(decide("up", None, true), allowed);
+    assert_eq!(decide("up", Some(RESPONDER), true), allowed);
+    assert_eq!(
+        decide("up", Some(COUNTER), true),
+        (
+            EgressReason::ResponseUrlInvalid,
+            Some("counter".to_owned()),
+            false
+        )
+    );
+    assert_eq!(
+        decide("up", None, false),
+        (EgressReason::MalformedCall, me, false)
+    );
+    assert_eq!(
+        decide("gone", None, true),
+        (EgressReason::ResponseUrlInvalid, None, false)
     );
 }

@@ -12,6 +12,7 @@ use super::{is_slack_id, names, shown, Compiler};
 use crate::apps::App;
 use crate::bots::{
     Bot, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule, Rotation,
+    RESPONSE_URL_METHOD,
 };
 use crate::matcher::{GlobSet, IdSet};
 use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec, RotationSpec};
@@ -21,12 +22,14 @@ use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
 /// could be guessed.
 const MIN_KEY_LEN: usize = 20;
 
-/// A Web API method name or pattern as the policy may write it.
+/// A Web API method name or pattern as the policy may write it (or
+/// [`RESPONSE_URL_METHOD`]).
 fn is_method_pattern(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'*')
+    s == RESPONSE_URL_METHOD
+        || !s.is_empty()
+            && s.len() <= 100
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'*')
 }
 
 /// One or more ASCII digits.

@@ -29,7 +29,8 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 pub use crate::core::shape::{
-    event_id, method_name, short_text, slack_error_code, slack_id, INVALID, MAX_LINE,
+    event_id, function_execution_id, method_name, short_text, slack_error_code, slack_id, INVALID,
+    MAX_LINE,
 };
 pub(crate) use crate::core::shape::{short_static, unknown_caller_rule};
 pub use crate::core::time::{rfc3339, TsText};
@@ -190,6 +191,9 @@ pub struct EgressRecord<'a> {
     pub upstream_status: Option<u16>,
     /// Total time in the gateway, Slack included, in microseconds.
     pub duration_us: u64,
+    /// For a call made with a workflow key (secret custody): the function execution its
+    /// token belongs to (`invalid` unless `Fx` and Slack's id characters).
+    pub function_execution_id: Option<&'a str>,
 }
 
 impl<'a> EgressRecord<'a> {
@@ -215,6 +219,7 @@ impl<'a> EgressRecord<'a> {
                 slack_error: None,
                 upstream_status: None,
                 duration_us: self.duration_us,
+                function_execution_id: None,
             };
         }
         EgressRecord {
@@ -231,6 +236,7 @@ impl<'a> EgressRecord<'a> {
             slack_error: self.slack_error.map(slack_error_code),
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
+            function_execution_id: self.function_execution_id.map(function_execution_id),
         }
     }
 }

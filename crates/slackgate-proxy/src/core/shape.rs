@@ -34,7 +34,18 @@ pub fn slack_id(v: &str) -> &str {
 /// An Events API `event_id` (`Ev0APPMENTION1`): `Ev` and 1 to 30 uppercase ASCII
 /// letters and digits, else [`INVALID`].
 pub fn event_id(v: &str) -> &str {
-    match v.strip_prefix("Ev") {
+    prefixed_id(v, "Ev")
+}
+
+/// A workflow step's `function_execution_id` (`Fx0EXEC1`): `Fx` and 1 to 30 uppercase
+/// ASCII letters and digits, else [`INVALID`].
+pub fn function_execution_id(v: &str) -> &str {
+    prefixed_id(v, "Fx")
+}
+
+/// `prefix` and 1 to 30 uppercase ASCII letters and digits, else [`INVALID`].
+fn prefixed_id<'v>(v: &'v str, prefix: &str) -> &'v str {
+    match v.strip_prefix(prefix) {
         Some(rest)
             if (1..=30).contains(&rest.len())
                 && rest
@@ -82,13 +93,19 @@ pub fn slack_error_code(v: &str) -> &str {
 }
 
 /// The method an unknown caller named, kept only when it is a documented Slack method in
-/// Slack's spelling, or a webhook post's `hooks.<name>` (the guard names only webhooks
-/// that exist), else [`INVALID`].
+/// Slack's spelling, a webhook post's `hooks.<name>` (the guard names only webhooks
+/// that exist), or a post to a held capability (`response_url`, `file_upload`), else
+/// [`INVALID`].
 pub fn method_name(v: &str) -> &str {
     let webhook = v
         .strip_prefix("hooks.")
         .is_some_and(slackgate_guard::is_hook_name);
-    if webhook || slackgate_slack::canonical_method(v) == Some(v) {
+    let custody = [
+        slackgate_guard::RESPONSE_URL_METHOD,
+        slackgate_guard::FILE_UPLOAD_METHOD,
+    ]
+    .contains(&v);
+    if webhook || custody || slackgate_slack::canonical_method(v) == Some(v) {
         v
     } else {
         INVALID
@@ -101,9 +118,11 @@ pub fn method_name(v: &str) -> &str {
 pub(crate) fn unknown_caller_rule(rule: &str) -> &'static str {
     use slackgate_guard::Unreadable;
     use slackgate_slack::CallError;
-    const FIXED: [&str; 9] = [
+    const FIXED: [&str; 10] = [
         "key",
         "no key",
+        // A capability URL that names nothing held (secret custody).
+        "capability",
         "query",
         "path",
         "Authorization and the token argument differ",

@@ -13,15 +13,16 @@ use slackgate_guard::{
     EgressCall, EgressDecision, EgressReason, EgressSettings, HookPost, Reason, Unreadable,
 };
 use slackgate_policy::{Bot, Webhook};
-use slackgate_slack::{strip_body_token, CallEncoding};
+use slackgate_slack::strip_body_token;
 
+use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, SlackOutcome};
+use super::custody::{CapabilityPath, Custodian};
 use super::scopes::ScopeLedger;
 use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{Direction, EgressRecord};
 use crate::core::state::Shared;
 use crate::net::client::Response;
-use crate::net::conn::{is_writable_header, is_writable_status};
-use crate::net::downstream::{is_not_relayed, BodyError, Downstream, PingoraDownstream};
+use crate::net::downstream::{BodyError, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
 use crate::net::http1::connection_tokens;
 use crate::net::slack_client::{
@@ -40,6 +41,8 @@ pub struct EgressApp {
     slack: Arc<SlackClient>,
     /// The client for `egress.hooks_base` (webhook posts).
     hooks: Arc<SlackClient>,
+    /// The held response and upload URLs' posts (secret custody).
+    custodian: Arc<Custodian>,
 }
 
 impl std::fmt::Debug for EgressApp {
@@ -51,124 +54,6 @@ impl std::fmt::Debug for EgressApp {
     }
 }
 
-/// What the call's head said, copied out of the request.
-struct CallHead {
-    method: Vec<u8>,
-    path: String,
-    query: Option<Vec<u8>>,
-    authorization: Option<Vec<u8>>,
-    content_type: Option<Vec<u8>>,
-    user_agent: Option<Vec<u8>>,
-    /// A header the decision reads was sent twice.
-    duplicated: bool,
-}
-
-impl CallHead {
-    fn of<S: Downstream>(down: &S) -> Self {
-        let one = |name: &str| -> (Option<Vec<u8>>, bool) {
-            let all = down.header_all(name);
-            (all.first().map(|v| v.to_vec()), all.len() > 1)
-        };
-        let (authorization, dup_auth) = one("authorization");
-        let (content_type, dup_ct) = one("content-type");
-        let (user_agent, _) = one("user-agent");
-        CallHead {
-            method: down.method().to_vec(),
-            path: down.path().to_owned(),
-            query: down.query().map(<[u8]>::to_vec),
-            authorization,
-            content_type,
-            user_agent,
-            duplicated: dup_auth || dup_ct,
-        }
-    }
-
-    fn is(&self, method: &[u8]) -> bool {
-        self.method == method
-    }
-}
-
-/// An answer as the bot gets it: the gateway's own, or Slack's relayed.
-struct Answer {
-    status: u16,
-    reason: Option<String>,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
-    body: Bytes,
-}
-
-impl Answer {
-    /// Whether the fast path and pingora can write this answer as it is: a status of
-    /// three digits, a reason without line ends, and every header a valid name and value
-    /// (a bot cannot be handed a split answer).
-    fn is_writable(&self) -> bool {
-        is_writable_status(self.status, self.reason.as_deref().unwrap_or(""))
-            && self.headers.iter().all(|(n, v)| is_writable_header(n, v))
-    }
-}
-
-/// The Content-Type Slack receives: the one the gateway read the body as, so Slack
-/// cannot read the arguments another way than the checks did (a JSON body whose
-/// header a strict reader would refuse is not sent as something Slack reads as a form).
-fn content_type_sent(encoding: Option<CallEncoding>, sent: Option<&[u8]>) -> Option<&[u8]> {
-    match encoding {
-        Some(CallEncoding::Json) => Some(b"application/json; charset=utf-8"),
-        Some(CallEncoding::Form) => Some(b"application/x-www-form-urlencoded"),
-        // No body: nothing to describe.
-        Some(CallEncoding::None) => None,
-        None => sent.filter(|v| clean_value(v)),
-    }
-}
-
-/// A header value the gateway may copy into its own head: visible ASCII and spaces.
-fn clean_value(v: &[u8]) -> bool {
-    !v.is_empty()
-        && v.iter()
-            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
-}
-
-/// Slack's `ok` and `error` of a JSON answer (for the audit record only).
-#[derive(serde::Deserialize)]
-struct SlackOutcome<'a> {
-    ok: Option<bool>,
-    #[serde(borrow)]
-    error: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// What happened to one call, for its record and metrics.
-struct Outcome {
-    decision: EgressDecision,
-    status: u16,
-    upstream_status: Option<u16>,
-    slack_ok: Option<bool>,
-    slack_error: Option<String>,
-    /// The metric method label when it is not one the bot's `methods` lists: a
-    /// defined webhook's `hooks.<name>`.
-    method_label: Option<Arc<str>>,
-}
-
-impl Outcome {
-    fn of(decision: EgressDecision) -> Self {
-        Outcome {
-            status: decision.reason.status(),
-            decision,
-            upstream_status: None,
-            slack_ok: None,
-            slack_error: None,
-            method_label: None,
-        }
-    }
-
-    /// Slack's answer was not had: `upstream_timeout` or `upstream_error`, answered by the
-    /// gateway.
-    fn failed(&mut self, failure: &CallFailure) -> Answer {
-        self.decision.reason = match failure {
-            CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-            _ => EgressReason::UpstreamError,
-        };
-        self.status = self.decision.reason.status();
-        EgressApp::local_answer(&self.decision)
-    }
-}
 
 impl EgressApp {
     /// The app for `shared`'s egress config.
@@ -193,20 +78,27 @@ impl EgressApp {
             egress.ca_file.as_deref(),
             egress.timeout,
         )?;
+        let hooks = Arc::new(hooks);
+        let custodian = Custodian::new(egress, Arc::clone(&slack), Arc::clone(&hooks));
         Ok(Self {
             shared,
             vault,
             ledger,
             slack,
-            hooks: Arc::new(hooks),
+            hooks,
+            custodian: Arc::new(custodian),
         })
     }
 
     /// Reads the whole body within the limits; `Err` is the rule that failed (the
     /// connection then closes: its next bytes cannot be trusted to start a call).
-    async fn read_body<S: Downstream>(&self, down: &mut S) -> Result<Bytes, Unreadable> {
-        let limits = &self.shared.current().config.limits;
-        let (max, timeout) = (limits.max_body_bytes, limits.body_read_timeout);
+    /// `max` is `limits.max_body_bytes`, or less for an upload.
+    async fn read_body<S: Downstream>(
+        &self,
+        down: &mut S,
+        max: usize,
+    ) -> Result<Bytes, Unreadable> {
+        let timeout = self.shared.current().config.limits.body_read_timeout;
         let result = if down.declared_length().is_some_and(|n| n > max as u64) {
             // Refused before the client sends it (and before any `100 Continue`).
             Err(Unreadable::BodyTooLarge)
@@ -228,31 +120,6 @@ impl EgressApp {
             down.close_after();
         }
         result
-    }
-
-    /// The gateway's own answer for a decision that is not `allowed`.
-    fn local_answer(decision: &EgressDecision) -> Answer {
-        let reason = decision.reason;
-        let body = format!("{{\"ok\":false,\"error\":\"{}\"}}", reason.as_str());
-        let mut headers = vec![
-            (
-                b"Content-Type".to_vec(),
-                b"application/json; charset=utf-8".to_vec(),
-            ),
-            (
-                b"X-Slackgate-Reason".to_vec(),
-                reason.as_str().as_bytes().to_vec(),
-            ),
-        ];
-        if let Some(secs) = decision.retry_after_secs {
-            headers.push((b"Retry-After".to_vec(), secs.to_string().into_bytes()));
-        }
-        Answer {
-            status: reason.status(),
-            reason: None,
-            headers,
-            body: Bytes::from(body),
-        }
     }
 
     /// The head of the call as the gateway sends it to Slack.
@@ -279,23 +146,6 @@ impl EgressApp {
             },
             body_len,
         )
-    }
-
-    /// Slack's answer as the bot gets it: its status, reason and headers but the
-    /// hop-by-hop ones (the answer is framed again), and its body.
-    fn relayed(resp: &Response) -> Answer {
-        let named = connection_tokens(resp.header_pairs());
-        let headers = resp
-            .header_pairs()
-            .filter(|(name, _)| !is_not_relayed(name, &named))
-            .map(|(n, v)| (n.to_vec(), v.to_vec()))
-            .collect();
-        Answer {
-            status: resp.status,
-            reason: resp.reason.clone(),
-            headers,
-            body: resp.body.clone(),
-        }
     }
 
     /// Forwards an allowed call; Slack's answer and that answer as the bot gets it.
@@ -374,6 +224,7 @@ impl EgressApp {
             slack_error: o.slack_error.as_deref(),
             upstream_status: o.upstream_status,
             duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            function_execution_id: d.workflow.as_ref().map(|w| &*w.function_execution_id),
         });
         // The method label: a name the bot's policy lists, else `other`.
         let method = match (&d.bot, d.method.as_deref(), o.method_label.as_deref()) {
@@ -483,7 +334,7 @@ impl EgressApp {
                     Ok(resp) => {
                         self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Self::relayed(&resp)
+                        Answer::relayed(&resp)
                     }
                     Err(failure) => {
                         // The failure's text names hooks_base's host at most, never the URL.
@@ -492,7 +343,7 @@ impl EgressApp {
                     }
                 }
             }
-            _ => Self::local_answer(&outcome.decision),
+            _ => Answer::local(&outcome.decision),
         };
         (outcome, answer)
     }
@@ -528,7 +379,18 @@ impl EgressApp {
         ctx: &mut EgressCtx,
     ) -> pingora::Result<()> {
         let head = CallHead::of(down);
-        let body = self.read_body(down).await;
+        let snap = self.shared.current();
+        let public_url = snap
+            .config
+            .egress
+            .as_ref()
+            .and_then(|e| e.public_url.as_deref());
+        let held = CapabilityPath::of(&head.path, public_url);
+        let mut max = snap.config.limits.max_body_bytes;
+        if let Some(CapabilityPath::Upload(cap)) = held {
+            max = Custodian::upload_limit(&self.shared, cap, &head, max);
+        }
+        let body = self.read_body(down, max).await;
         // A body that could not be read whole, or a decision header sent twice, is a
         // call the gateway cannot read, whoever sent it.
         let unreadable = body
@@ -537,9 +399,11 @@ impl EgressApp {
             .copied()
             .or(head.duplicated.then_some(Unreadable::HeaderTwice));
         let body = body.unwrap_or_default();
-        let (mut outcome, mut answer) = match head.path.strip_prefix("/hooks/") {
-            Some(name) => self.handle_hook(name, &head, &body, unreadable).await,
-            None => self.handle_call(&head, &body, unreadable).await,
+        let (shared, c) = (&self.shared, &self.custodian);
+        let (mut outcome, mut answer) = match (held, head.path.strip_prefix("/hooks/")) {
+            (Some(path), _) => c.handle(shared, path, &head, &body, unreadable).await,
+            (None, Some(name)) => self.handle_hook(name, &head, &body, unreadable).await,
+            (None, None) => self.handle_call(&head, &body, unreadable).await,
         };
         if !answer.is_writable() {
             log::warn!("egress: Slack's answer has a status or header that cannot be relayed");
@@ -594,8 +458,11 @@ impl EgressApp {
         }
         // A rotating bot's token comes from the vault; without one, nothing is sent.
         let bot = decision.bot.clone();
-        let token = match (decision.reason, bot.as_deref()) {
-            (EgressReason::Allowed, Some(bot)) => {
+        // A workflow key's call goes with the workflow token held for it.
+        let workflow = decision.workflow.as_ref().map(|w| Arc::clone(&w.token));
+        let token = match (decision.reason, bot.as_deref(), workflow.as_deref()) {
+            (EgressReason::Allowed, Some(_), Some(w)) => Some(CallToken::Static(w)),
+            (EgressReason::Allowed, Some(bot), None) => {
                 match self.vault.token(bot, self.shared.guard.clock().now()) {
                     CallToken::Unavailable(rule) => {
                         decision.reason = EgressReason::TokenUnavailable;
@@ -629,7 +496,13 @@ impl EgressApp {
                     Ok(resp) => {
                         self.note_answer(&bot, &method, &resp, &mut outcome);
                         outcome.status = resp.status;
-                        Self::relayed(&resp)
+                        let mut answer = Answer::relayed(&resp);
+                        let (shared, c) = (&self.shared, &self.custodian);
+                        if let Err(why) = c.after_call(shared, &outcome, head, body, &mut answer) {
+                            log::warn!("egress: bot {} method {method}: {why}", bot.name);
+                            answer = outcome.failed(&CallFailure::Failed(why.to_owned()));
+                        }
+                        answer
                     }
                     Err(failure) => {
                         log::warn!("egress: bot {} method {method}: Slack: {failure}", bot.name);
@@ -637,7 +510,7 @@ impl EgressApp {
                     }
                 }
             }
-            _ => Self::local_answer(&outcome.decision),
+            _ => Answer::local(&outcome.decision),
         };
         (outcome, answer)
     }
@@ -759,6 +632,7 @@ impl Door for EgressDoor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::downstream::is_not_relayed;
 
     #[test]
     fn hop_by_hop_is_not_relayed() {

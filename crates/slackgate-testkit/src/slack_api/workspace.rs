@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::args::{basic_credentials, presented_token, Args};
+use super::held::Capabilities;
 use super::http::split_target;
 
 /// The user id of the stand-in's bot user (`auth.test`, posted messages).
@@ -124,6 +125,9 @@ pub(super) struct Workspace {
     pub(super) messages: Vec<(String, Value)>,
     pub(super) ts_base: u64,
     pub(super) ts_seq: u64,
+    /// Response URLs, upload URLs and workflow tokens handed out (`held.rs`, served by
+    /// `custody.rs`).
+    pub(super) capabilities: Capabilities,
 }
 
 /// One call as the workspace sees it.
@@ -279,6 +283,26 @@ pub(super) const METHODS: &[MethodSpec] = &[
         scopes: &["usergroups:read"],
     },
     MethodSpec {
+        name: "files.getUploadURLExternal",
+        auth: AuthKind::Token,
+        scopes: &["files:write"],
+    },
+    MethodSpec {
+        name: "files.completeUploadExternal",
+        auth: AuthKind::Token,
+        scopes: &["files:write"],
+    },
+    MethodSpec {
+        name: "functions.completeSuccess",
+        auth: AuthKind::Token,
+        scopes: &[],
+    },
+    MethodSpec {
+        name: "functions.completeError",
+        auth: AuthKind::Token,
+        scopes: &[],
+    },
+    MethodSpec {
         name: "oauth.v2.access",
         auth: AuthKind::Client,
         scopes: &[],
@@ -299,6 +323,7 @@ impl Workspace {
             messages: Vec::new(),
             ts_base,
             ts_seq: 0,
+            capabilities: Capabilities::default(),
         }
     }
 
@@ -327,7 +352,7 @@ impl Workspace {
     pub(super) fn call(&mut self, call: Call<'_>, now: Instant) -> Reply {
         let (path, query) = split_target(call.target);
         let Some(name) = path.strip_prefix("/api/") else {
-            return Reply::new(404, json!({"ok": false, "error": "not_found"}));
+            return self.capability_call(path, call, now);
         };
         let mut reply = self.call_method(name, query, call, now);
         reply.method = name.to_owned();
@@ -546,6 +571,10 @@ impl Workspace {
                     None => Reply::error("no_such_subteam"),
                 }
             }
+            "files.getUploadURLExternal"
+            | "files.completeUploadExternal"
+            | "functions.completeSuccess"
+            | "functions.completeError" => self.capability_method(name, token, args),
             _ => ok(json!({})),
         }
     }

@@ -280,6 +280,7 @@ fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
         slack_error: Some("invalid_auth"),
         upstream_status: Some(200),
         duration_us: 17,
+        function_execution_id: Some("Fx0EXEC"),
     };
     let line = egress_line(&record).unwrap();
     assert!(line.len() < 300, "{} bytes", line.len());
@@ -290,7 +291,8 @@ fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
             "ts": "2026-12-02T10:00:00.000000Z", "direction": "egress", "bot": null,
             "method": "chat.postMessage", "team_id": null, "channel_id": null,
             "reason": "unknown_bot", "status": 200, "rule": "no key", "slack_ok": null,
-            "slack_error": null, "upstream_status": null, "duration_us": 17
+            "slack_error": null, "upstream_status": null, "duration_us": 17,
+            "function_execution_id": null
         })
     );
 
@@ -369,6 +371,7 @@ fn a_known_bots_record_keeps_its_fields_checked() {
         slack_error: Some("channel_not_found"),
         upstream_status: Some(200),
         duration_us: 17,
+        function_execution_id: None,
     };
     let v: serde_json::Value = serde_json::from_slice(&egress_line(&record).unwrap()).unwrap();
     assert_eq!(
@@ -552,6 +555,7 @@ mod lines {
                 slack_error: some(&t[5]),
                 upstream_status: numbers.2,
                 duration_us: numbers.3,
+                function_execution_id: None,
             };
             check(&egress_line(&record).unwrap())?;
         }
