@@ -79,7 +79,7 @@ mod yaml;
 
 use std::path::Path;
 
-pub use apps::{App, AppSecret};
+pub use apps::{App, AppSecret, SocketMode, SocketPaths, MAX_SOCKET_CONNECTIONS};
 pub use bots::{
     Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
     Rotation,
