@@ -82,7 +82,7 @@ pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
 pub use replay::{ReplayCache, ReplayCheck};
 pub use reply::ReplyChannels;
 pub use revoked::RevokedTokens;
-pub use stages::{Admitted, GuardSettings, Inbound};
+pub use stages::{Admitted, GuardSettings, Inbound, SOCKET_SECRET_ID};
 
 use dedupe::Delivered;
 use stages::Stages;
@@ -335,6 +335,16 @@ impl<C: Clock> Guard<C> {
         stages::admit(route, ip)
     }
 
+    /// Step 2 for a Socket Mode envelope: admitted without `source_ips`, which names who
+    /// may send HTTP requests; an envelope is read from the gateway's own connection to
+    /// Slack and has no sender address. Only [`Guard::decide_socket_with`] follows it.
+    pub fn admit_socket(&self, ip: IpAddr) -> Admitted {
+        Admitted {
+            client_ip: ip,
+            shadowed: None,
+        }
+    }
+
     /// Steps 4 to 9 for an [`Admitted`] request, without shared state: see
     /// [`Guard::decide_admitted_with`].
     pub fn decide_admitted<'a>(
@@ -371,6 +381,33 @@ impl<C: Clock> Guard<C> {
             ..*req
         };
         let d = self.decide_with(remote, route, &req, settings).await;
+        match (admitted.shadowed, d.action) {
+            (Some(first), Action::Forward) => d.reported_as(*first),
+            _ => d,
+        }
+    }
+
+    /// [`Guard::decide_admitted_with`] for a Socket Mode envelope: every stage but the
+    /// signature and replay checks (the gateway's own connection, opened with the app's
+    /// token, is the proof of origin); the decision's `secret_id` is
+    /// [`SOCKET_SECRET_ID`].
+    pub async fn decide_socket_with<'a, R: RemoteState>(
+        &self,
+        remote: Option<&R>,
+        admitted: Admitted,
+        route: &Route,
+        req: &Inbound<'a>,
+        settings: &GuardSettings,
+    ) -> Decision<'a> {
+        let req = Inbound {
+            client_ip: admitted.client_ip,
+            ..*req
+        };
+        let d = Stages::new(self, remote, route, &req, settings)
+            .from_socket()
+            .run()
+            .await;
+        let d = apply_mode(route, d);
         match (admitted.shadowed, d.action) {
             (Some(first), Action::Forward) => d.reported_as(*first),
             _ => d,

@@ -16,7 +16,10 @@ const APP_TOKEN: &str = "xapp-1-A0HELPDESK-1111-planted0apptoken0value";
 
 fn secrets() -> MapSecrets {
     let s = MapSecrets::in_memory(&[
-        ("HELPDESK_SIGNING_SECRET", "8f14e45fceea167a5a36dedd4bea2543"),
+        (
+            "HELPDESK_SIGNING_SECRET",
+            "8f14e45fceea167a5a36dedd4bea2543",
+        ),
         ("HELPDESK_APP_TOKEN", APP_TOKEN),
         ("HELPDESK_BOT_TOKEN", "xoxb-1111-2222-planted0token0value"),
     ]);
@@ -51,7 +54,10 @@ fn compile(socket: &str) -> Result<Policy, LoadErrors> {
 }
 
 fn error(socket: &str) -> String {
-    let e = compile(socket).map(|_| ()).expect_err("a load error").to_string();
+    let e = compile(socket)
+        .map(|_| ())
+        .expect_err("a load error")
+        .to_string();
     assert!(!e.contains("planted0"), "the error echoes a token: {e}");
     e
 }
@@ -65,11 +71,20 @@ fn a_socket_mode_app_loads_with_its_token_connections_and_paths() {
       paths: { events_api: /slack/events, slash_commands: /slack/commands }",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let s = p.apps["helpdesk"].socket_mode.as_ref().expect("socket_mode");
+    let s = p.apps["helpdesk"]
+        .socket_mode
+        .as_ref()
+        .expect("socket_mode");
     assert_eq!(s.app_token.expose(), APP_TOKEN);
     assert_eq!(s.connections, 2);
-    assert_eq!(s.paths.for_type("events_api").map(|p| &**p), Some("/slack/events"));
-    assert_eq!(s.paths.for_type("slash_commands").map(|p| &**p), Some("/slack/commands"));
+    assert_eq!(
+        s.paths.for_type("events_api").map(|p| &**p),
+        Some("/slack/events")
+    );
+    assert_eq!(
+        s.paths.for_type("slash_commands").map(|p| &**p),
+        Some("/slack/commands")
+    );
     assert!(s.paths.for_type("interactive").is_none());
     assert!(p.apps["other"].socket_mode.is_none());
     // The token's Debug shows where it comes from, never its value.
@@ -84,7 +99,10 @@ fn connections_default_to_one_and_a_file_reference_works() {
       paths: { events_api: /slack/events }",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let s = p.apps["helpdesk"].socket_mode.as_ref().expect("socket_mode");
+    let s = p.apps["helpdesk"]
+        .socket_mode
+        .as_ref()
+        .expect("socket_mode");
     assert_eq!(s.connections, 1);
     assert_eq!(s.app_token.expose(), APP_TOKEN);
 }
@@ -171,7 +189,9 @@ fn socket_mode_needs_the_egress_section() {
         .expect_err("no egress")
         .to_string();
     assert!(
-        e.contains("app `helpdesk` has `socket_mode`, but the server config has no `egress` section"),
+        e.contains(
+            "app `helpdesk` has `socket_mode`, but the server config has no `egress` section"
+        ),
         "{e}"
     );
     assert!(!e.contains("planted0"), "{e}");

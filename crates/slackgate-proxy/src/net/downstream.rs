@@ -77,6 +77,13 @@ pub(crate) trait Downstream: Send {
     async fn read_body(&mut self, max: usize, timeout: Duration) -> Result<Bytes, BodyError>;
     /// Do not keep the connection after this request.
     fn close_after(&mut self);
+    /// Whether this is a Socket Mode envelope read from the gateway's own connection to
+    /// Slack (`socket/`), not a request from the network: the guard then skips only
+    /// `source_ips` and the signature and replay checks, and the record says
+    /// `"source":"socket"`. Only the envelope request says yes.
+    fn socket_sourced(&self) -> bool {
+        false
+    }
     /// Writes the answer; the implementation adds `Content-Length`. An
     /// `InvalidHTTPHeader` error means nothing was written.
     async fn respond(

@@ -1,0 +1,94 @@
+//! What the bridge reports: `/status` `socket_mode.<app>` and its metrics
+//! (`slackgate_socket_connections{app}`, `slackgate_socket_envelopes_total{app,type,result}`,
+//! `slackgate_socket_reconnects_total{app,reason}`). Label values are app names from the
+//! policy and closed sets; the app token is never in either.
+
+use std::collections::BTreeMap;
+
+use parking_lot::Mutex;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The state of one app's bridge, as `/status` shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AppSocketStatus {
+    /// `connecting`, `connected`, `backing_off`, `stopped`.
+    pub state: &'static str,
+    /// Connections that said `hello` and are served now.
+    pub connections: usize,
+    /// Connections the policy asks for.
+    pub configured: u8,
+    /// Why the bridge stopped or last failed (an error code or a short text, never a
+    /// token).
+    pub last_error: Option<String>,
+}
+
+/// The bridges' states, by app (owned by the server, read by the admin listener).
+#[derive(Debug, Default)]
+pub struct SocketStatus {
+    apps: Mutex<BTreeMap<String, AppSocketStatus>>,
+}
+
+impl SocketStatus {
+    /// Changes app `app`'s state.
+    pub(crate) fn update(&self, app: &str, f: impl FnOnce(&mut AppSocketStatus)) {
+        let mut apps = self.apps.lock();
+        f(apps.entry(app.to_owned()).or_default());
+    }
+
+    /// Forgets an app that no longer has `socket_mode`.
+    pub(crate) fn remove(&self, app: &str) {
+        self.apps.lock().remove(app);
+    }
+
+    /// One app's state.
+    pub fn app(&self, app: &str) -> Option<AppSocketStatus> {
+        self.apps.lock().get(app).cloned()
+    }
+
+    /// `/status` `socket_mode`: each app's state.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&*self.apps.lock()).unwrap_or_default()
+    }
+}
+
+/// The bridge's metrics, registered in the gateway's registry.
+#[derive(Debug, Clone)]
+pub(crate) struct SocketMetrics {
+    pub(crate) connections: IntGaugeVec,
+    pub(crate) envelopes: IntCounterVec,
+    pub(crate) reconnects: IntCounterVec,
+}
+
+impl SocketMetrics {
+    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "slackgate_socket_connections",
+                "Socket Mode connections open (said hello) per app.",
+            ),
+            &["app"],
+        )?;
+        let envelopes = IntCounterVec::new(
+            Opts::new(
+                "slackgate_socket_envelopes_total",
+                "Socket Mode envelopes by app, type and result (delivered, denied, failed, duplicate, unrouted, unsupported).",
+            ),
+            &["app", "type", "result"],
+        )?;
+        let reconnects = IntCounterVec::new(
+            Opts::new(
+                "slackgate_socket_reconnects_total",
+                "Socket Mode connections replaced or lost, by app and reason (warning, refresh_requested, too_many_websockets, link_disabled, closed, ping_timeout, open_failed, rate_limited, fatal).",
+            ),
+            &["app", "reason"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(envelopes.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
+        Ok(SocketMetrics {
+            connections,
+            envelopes,
+            reconnects,
+        })
+    }
+}
