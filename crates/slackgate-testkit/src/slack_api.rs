@@ -48,7 +48,7 @@
 //! and the handle tests hold.
 
 mod args;
-mod ca;
+pub(crate) mod ca;
 mod http;
 mod server;
 #[cfg(test)]
