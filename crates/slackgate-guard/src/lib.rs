@@ -404,7 +404,7 @@ impl<C: Clock> Guard<C> {
             ..*req
         };
         let d = Stages::new(self, remote, route, &req, settings)
-            .from_socket()
+            .socket_sourced()
             .run()
             .await;
         let d = apply_mode(route, d);

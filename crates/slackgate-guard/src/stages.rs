@@ -190,7 +190,7 @@ pub(crate) struct Stages<'s, 'a, C: Clock, R> {
     now_unix: i64,
     max_skew: u64,
     /// The request came over the app's own Socket Mode connection (see
-    /// [`Stages::from_socket`]).
+    /// [`Stages::socket_sourced`]).
     socket: bool,
 }
 
@@ -219,7 +219,7 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
     /// with the app's token: the connection is the proof of origin, so the signature and
     /// replay stages (step 5) are skipped, and only they. Its secret id is
     /// [`SOCKET_SECRET_ID`]; every later stage runs as for a signed request.
-    pub(crate) fn from_socket(mut self) -> Self {
+    pub(crate) fn socket_sourced(mut self) -> Self {
         self.socket = true;
         self
     }

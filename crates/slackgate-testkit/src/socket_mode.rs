@@ -377,6 +377,8 @@ where
 {
     let ticket = Arc::new(Mutex::new(None::<String>));
     let seen = Arc::clone(&ticket);
+    // The handshake callback's error type is tungstenite's HTTP response, not ours.
+    #[allow(clippy::result_large_err)]
     let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
         let t = req.uri().query().and_then(|q| {
             q.split('&')
