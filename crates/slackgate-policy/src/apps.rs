@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use slackgate_slack::SigningKey;
 
-use crate::bots::Credential;
+use crate::credential::Credential;
 use crate::secrets::SecretRef;
 
 /// A Slack app: its optional app id pin and its signing secrets.
@@ -34,8 +34,8 @@ pub struct SocketMode {
     pub connections: u8,
     /// The route path of each envelope type (each is a path of a route of this app).
     pub paths: SocketPaths,
-    /// Where `socket_mode:` stands in the policy file.
-    pub at: crate::bots::Location,
+    /// Where `socket_mode:` stands in the policy file: 1-based line and column.
+    pub at: (usize, usize),
 }
 
 /// Slack allows at most 10 Socket Mode connections per app.

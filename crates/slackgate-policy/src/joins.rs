@@ -160,8 +160,8 @@ pub(crate) fn check_socket_mode(config: &Config, policy: &Policy) -> Result<(), 
         .map(|(app, s)| {
             LoadError::new(
                 &policy.source,
-                s.at.line,
-                s.at.column,
+                s.at.0,
+                s.at.1,
                 format!(
                     "app `{}` has `socket_mode`, but the server config has no `egress` section",
                     app.name

@@ -65,6 +65,7 @@ mod apps;
 mod bots;
 mod compile;
 mod config;
+mod credential;
 mod error;
 mod groups;
 mod joins;

@@ -111,13 +111,12 @@ impl Compiler<'_> {
                 "add the route path of each envelope type the app receives, e.g. `events_api: /slack/events`",
             );
         }
-        let (line, column) = crate::error::span_pos(spec.span());
         match token {
             Some((app_token, _)) if self.errs.len() == start => Some(SocketMode {
                 app_token,
                 connections,
                 paths: out,
-                at: crate::bots::Location { line, column },
+                at: crate::error::span_pos(spec.span()),
             }),
             _ => None,
         }
