@@ -337,11 +337,14 @@ impl<C: Clock> Guard<C> {
 
     /// Step 2 for a Socket Mode envelope: admitted without `source_ips`, which names who
     /// may send HTTP requests; an envelope is read from the gateway's own connection to
-    /// Slack and has no sender address. Only [`Guard::decide_socket_with`] follows it.
+    /// Slack, opened with the app's token, and has no sender address. That connection is
+    /// also the proof of origin: the decision on this [`Admitted`] skips the signature and
+    /// replay stages (and only them), and its `secret_id` is [`SOCKET_SECRET_ID`].
     pub fn admit_socket(&self, ip: IpAddr) -> Admitted {
         Admitted {
             client_ip: ip,
             shadowed: None,
+            socket: true,
         }
     }
 
@@ -380,34 +383,13 @@ impl<C: Clock> Guard<C> {
             client_ip: admitted.client_ip,
             ..*req
         };
-        let d = self.decide_with(remote, route, &req, settings).await;
-        match (admitted.shadowed, d.action) {
-            (Some(first), Action::Forward) => d.reported_as(*first),
-            _ => d,
-        }
-    }
-
-    /// [`Guard::decide_admitted_with`] for a Socket Mode envelope: every stage but the
-    /// signature and replay checks (the gateway's own connection, opened with the app's
-    /// token, is the proof of origin); the decision's `secret_id` is
-    /// [`SOCKET_SECRET_ID`].
-    pub async fn decide_socket_with<'a, R: RemoteState>(
-        &self,
-        remote: Option<&R>,
-        admitted: Admitted,
-        route: &Route,
-        req: &Inbound<'a>,
-        settings: &GuardSettings,
-    ) -> Decision<'a> {
-        let req = Inbound {
-            client_ip: admitted.client_ip,
-            ..*req
+        let stages = Stages::new(self, remote, route, &req, settings);
+        let stages = if admitted.socket {
+            stages.socket_sourced()
+        } else {
+            stages
         };
-        let d = Stages::new(self, remote, route, &req, settings)
-            .socket_sourced()
-            .run()
-            .await;
-        let d = apply_mode(route, d);
+        let d = apply_mode(route, stages.run().await);
         match (admitted.shadowed, d.action) {
             (Some(first), Action::Forward) => d.reported_as(*first),
             _ => d,

@@ -70,6 +70,8 @@ pub struct Admitted {
     // Boxed (as `admit`'s answer is) so that the common case, an address admitted
     // outright, stays small.
     pub(crate) shadowed: Option<Box<Decision<'static>>>,
+    /// A Socket Mode envelope ([`Guard::admit_socket`](crate::Guard::admit_socket)).
+    pub(crate) socket: bool,
 }
 
 impl Admitted {
@@ -116,6 +118,7 @@ pub(crate) fn admit(route: &Route, ip: IpAddr) -> Result<Admitted, End<'static>>
     Ok(Admitted {
         client_ip: ip,
         shadowed,
+        socket: false,
     })
 }
 

@@ -17,7 +17,6 @@ use subtle::ConstantTimeEq;
 use crate::apps::App;
 pub use crate::credential::Credential;
 use crate::matcher::{GlobSet, IdSet};
-use crate::secrets::SecretRef;
 use crate::units::Rate;
 
 /// Where an entry stands in the policy file (1-based), for the errors that are found
@@ -232,25 +231,5 @@ impl BotTable {
     /// True when the policy has no bot.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fingerprint_changes_with_the_value_or_the_source() {
-        let env = |n: &str| SecretRef::Env(n.to_owned());
-        let a = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
-        let same = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
-        let new_value = Credential::new("xoxb-2".to_owned(), env("TOKEN"));
-        let new_source = Credential::new("xoxb-1".to_owned(), env("OTHER"));
-        let file = Credential::new("xoxb-1".to_owned(), SecretRef::File("TOKEN".into()));
-        assert_eq!(a.fingerprint(), same.fingerprint());
-        assert_ne!(a.fingerprint(), new_value.fingerprint());
-        assert_ne!(a.fingerprint(), new_source.fingerprint());
-        assert_ne!(a.fingerprint(), file.fingerprint());
-        assert_ne!(*a.fingerprint(), a.digest());
     }
 }

@@ -74,3 +74,23 @@ impl std::fmt::Debug for Credential {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_changes_with_the_value_or_the_source() {
+        let env = |n: &str| SecretRef::Env(n.to_owned());
+        let a = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
+        let same = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
+        let new_value = Credential::new("xoxb-2".to_owned(), env("TOKEN"));
+        let new_source = Credential::new("xoxb-1".to_owned(), env("OTHER"));
+        let file = Credential::new("xoxb-1".to_owned(), SecretRef::File("TOKEN".into()));
+        assert_eq!(a.fingerprint(), same.fingerprint());
+        assert_ne!(a.fingerprint(), new_value.fingerprint());
+        assert_ne!(a.fingerprint(), new_source.fingerprint());
+        assert_ne!(a.fingerprint(), file.fingerprint());
+        assert_ne!(*a.fingerprint(), a.digest());
+    }
+}

@@ -39,8 +39,7 @@ fn policy(bot: &MockBot, connections: u8, extra_commands: &str) -> String {
         r#"version: 1
 apps:
   helpdesk:
-    signing_secrets:
-      - {{ id: current, env: HELPDESK_SECRET }}
+    signing_secrets: [{{ id: current, env: HELPDESK_SECRET }}]
     socket_mode:
       app_token: {{ env: HELPDESK_APP_TOKEN }}
       connections: {connections}

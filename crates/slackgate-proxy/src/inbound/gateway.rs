@@ -136,17 +136,17 @@ impl Gateway {
         let settings = GuardSettings {
             max_clock_skew: limits.max_clock_skew,
         };
-        let remote = self.shared.remote.as_deref();
-        let guard = &self.shared.guard;
-        let decision = if socket {
-            guard
-                .decide_socket_with(remote, admitted, &route, &inbound, &settings)
-                .await
-        } else {
-            guard
-                .decide_admitted_with(remote, admitted, &route, &inbound, &settings)
-                .await
-        };
+        let decision = self
+            .shared
+            .guard
+            .decide_admitted_with(
+                self.shared.remote.as_deref(),
+                admitted,
+                &route,
+                &inbound,
+                &settings,
+            )
+            .await;
         for op in &decision.degraded {
             self.shared.metrics.count_fallback(*op);
         }

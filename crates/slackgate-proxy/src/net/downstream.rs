@@ -68,9 +68,13 @@ pub(crate) trait Downstream: Send {
     /// The body's declared length (`None` for a chunked body).
     fn declared_length(&self) -> Option<u64>;
     /// Whether the client waits for `100 Continue` before it sends the body.
-    fn expects_continue(&self) -> bool;
+    fn expects_continue(&self) -> bool {
+        false
+    }
     /// Sends `100 Continue`.
-    async fn send_continue(&mut self) -> pingora::Result<()>;
+    async fn send_continue(&mut self) -> pingora::Result<()> {
+        Ok(())
+    }
     /// The head to send upstream (see [`request_head`]).
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8>;
     /// The whole body within `max` bytes and `timeout`.

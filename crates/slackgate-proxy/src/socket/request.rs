@@ -135,14 +135,6 @@ impl Downstream for SocketRequest {
         Some(self.body.len() as u64)
     }
 
-    fn expects_continue(&self) -> bool {
-        false
-    }
-
-    async fn send_continue(&mut self) -> pingora::Result<()> {
-        Ok(())
-    }
-
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8> {
         let headers = self
             .headers
