@@ -75,9 +75,11 @@ pub(crate) async fn open(client: &SlackClient, token: &str) -> Result<Socket, Op
         retry("apps.connections.open answered a URL that is not a wss:// URL".to_owned())
     })?;
     let stream = connect(client, &target).await.map_err(retry)?;
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME))
-        .max_frame_size(Some(MAX_FRAME));
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        max_message_size: Some(MAX_FRAME),
+        max_frame_size: Some(MAX_FRAME),
+        ..Default::default()
+    };
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
             .await
@@ -351,7 +353,7 @@ async fn serve(
                 if last_heard.elapsed() > SILENCE_LIMIT {
                     break "ping_timeout";
                 }
-                if ws.send(Frame::Ping(Vec::new().into())).await.is_err() {
+                if ws.send(Frame::Ping(Vec::new())).await.is_err() {
                     break "closed";
                 }
             }
