@@ -417,3 +417,58 @@ fn a_rate_limited_open_backs_off_and_then_connects() {
         1.0
     );
 }
+
+#[test]
+fn a_warning_swap_under_a_steady_stream_loses_and_doubles_nothing() {
+    let r = rig(2, "");
+    let total = 200;
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut sent = 0;
+            while sent < total {
+                let e = envelope("envelope_events_api", &format!("env-warn-{sent}"));
+                if r.slack.send(&e).is_some() {
+                    sent += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        assert!(wait_until(WAIT, || r.slack.acks().len() >= 50));
+        r.slack.disconnect("warning");
+        sender.join().unwrap();
+    });
+    for i in 0..total {
+        wait_acks(&r.slack, &format!("env-warn-{i}"), 1);
+    }
+    assert!(wait_until(WAIT, || r.slack.open_connections() == 2));
+    assert_eq!(r.slack.connections_opened(), 4, "each replaced once");
+    assert_eq!(r.bot.requests().len(), total);
+    assert_eq!(r.slack.acks().len(), total, "each acked once");
+    assert_eq!(
+        r.gw.metric(r#"slackgate_socket_reconnects_total{app="helpdesk",reason="warning"}"#),
+        2.0
+    );
+    assert!(wait_until(WAIT, || r
+        .gw
+        .metric(r#"slackgate_socket_connections{app="helpdesk"}"#)
+        == 2.0));
+}
+
+#[test]
+fn a_reload_that_changes_socket_mode_restarts_the_app_bridge() {
+    let r = rig(1, "");
+    r.gw.reload_policy(&policy(&r.bot, 2, ""));
+    assert!(wait_until(WAIT, || r.slack.open_connections() == 2
+        && r.slack.connections_opened() == 3));
+    assert!(wait_until(WAIT, || socket_status(&r.gw)["connections"] == 2));
+    assert_eq!(socket_status(&r.gw)["configured"], 2);
+    assert_eq!(
+        r.gw.metric(r#"slackgate_socket_connections{app="helpdesk"}"#),
+        2.0
+    );
+    r.slack
+        .send(&envelope("envelope_events_api", "env-after-reload"))
+        .unwrap();
+    wait_acks(&r.slack, "env-after-reload", 1);
+}

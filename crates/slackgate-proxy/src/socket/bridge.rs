@@ -72,6 +72,7 @@ impl Wanted {
 impl BackgroundService for SocketBridge {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut running: BTreeMap<String, (Wanted, watch::Sender<bool>)> = BTreeMap::new();
+        let mut generation: u64 = 0;
         loop {
             let snap = self.shared.current();
             let mut wanted: BTreeMap<String, (Wanted, SocketMode)> = BTreeMap::new();
@@ -101,13 +102,14 @@ impl BackgroundService for SocketBridge {
                     continue;
                 };
                 let (stop, stopped) = watch::channel(false);
-                match self.app(&name, socket, egress, stopped) {
+                generation += 1;
+                match self.app(&name, socket, egress, stopped, generation) {
                     Ok(app) => {
                         tokio::spawn(app.run());
                     }
                     Err(e) => {
                         log::error!("socket mode: app {name}: {e}");
-                        self.status.update(&name, |s| {
+                        self.status.update(&name, generation, |s| {
                             s.state = "stopped";
                             s.last_error = Some(e);
                         });
@@ -133,6 +135,7 @@ impl SocketBridge {
         socket: SocketMode,
         egress: &Egress,
         stopped: watch::Receiver<bool>,
+        generation: u64,
     ) -> Result<Arc<AppBridge>, String> {
         let client = SlackClient::new(&egress.slack_api, egress.ca_file.as_deref(), egress.timeout)
             .map_err(|e| e.to_string())?;
@@ -147,6 +150,8 @@ impl SocketBridge {
             seen: Mutex::new(Seen::default()),
             stopped,
             stop_all: stop,
+            generation,
+            live: std::sync::atomic::AtomicI64::new(0),
         }))
     }
 }
@@ -164,11 +169,15 @@ struct AppBridge {
     stopped: watch::Receiver<bool>,
     /// Set by the app's own slots (link_disabled, a fatal token error).
     stop_all: watch::Sender<bool>,
+    /// Which start of the app's bridge this is (see [`SocketStatus::update`]).
+    generation: u64,
+    /// This start's connections that said hello and are served now.
+    live: std::sync::atomic::AtomicI64,
 }
 
 impl AppBridge {
     async fn run(self: Arc<Self>) {
-        self.status.update(&self.name, |s| {
+        self.status.update(&self.name, self.generation, |s| {
             s.state = "connecting";
             s.configured = self.socket.connections;
             s.connections = 0;
@@ -180,11 +189,8 @@ impl AppBridge {
         for s in slots {
             let _ = s.await;
         }
-        self.metrics
-            .connections
-            .with_label_values(&[&self.name])
-            .set(0);
-        self.status.update(&self.name, |s| {
+        // Each slot took its own connections off the gauge as they ended.
+        self.status.update(&self.name, self.generation, |s| {
             s.connections = 0;
             if s.state != "stopped" {
                 s.state = "stopped";
@@ -220,8 +226,12 @@ impl AppBridge {
     fn connected(&self, delta: i64) {
         let gauge = self.metrics.connections.with_label_values(&[&self.name]);
         gauge.add(delta);
-        let now = usize::try_from(gauge.get()).unwrap_or(0);
-        self.status.update(&self.name, |s| {
+        let now = self
+            .live
+            .fetch_add(delta, std::sync::atomic::Ordering::SeqCst)
+            + delta;
+        let now = usize::try_from(now).unwrap_or(0);
+        self.status.update(&self.name, self.generation, |s| {
             s.connections = now;
             if now > 0 {
                 s.state = "connected";
@@ -251,7 +261,7 @@ impl AppBridge {
                         self.name
                     );
                     self.reconnect("link_disabled");
-                    self.status.update(&self.name, |s| {
+                    self.status.update(&self.name, self.generation, |s| {
                         s.state = "stopped";
                         s.last_error = Some("link_disabled".to_owned());
                     });
@@ -323,7 +333,7 @@ impl AppBridge {
                         self.socket.app_token.source
                     );
                     self.reconnect("fatal");
-                    self.status.update(&self.name, |s| {
+                    self.status.update(&self.name, self.generation, |s| {
                         s.state = "stopped";
                         s.last_error = Some(error);
                     });
@@ -342,7 +352,7 @@ impl AppBridge {
                         "socket mode: app {}: {why}; next try in {wait:?}",
                         self.name
                     );
-                    self.status.update(&self.name, |s| {
+                    self.status.update(&self.name, self.generation, |s| {
                         if s.connections == 0 {
                             s.state = "backing_off";
                         }

@@ -20,6 +20,10 @@ pub struct AppSocketStatus {
     /// Why the bridge stopped or last failed (an error code or a short text, never a
     /// token).
     pub last_error: Option<String>,
+    /// Which start of the app's bridge wrote this: an older one (replaced after a reload)
+    /// no longer writes.
+    #[serde(skip)]
+    generation: u64,
 }
 
 /// The bridges' states, by app (owned by the server, read by the admin listener).
@@ -29,10 +33,16 @@ pub struct SocketStatus {
 }
 
 impl SocketStatus {
-    /// Changes app `app`'s state.
-    pub(crate) fn update(&self, app: &str, f: impl FnOnce(&mut AppSocketStatus)) {
+    /// Changes app `app`'s state, as written by the bridge started as `generation`; a
+    /// later start owns the entry, an earlier one's writes are dropped.
+    pub(crate) fn update(&self, app: &str, generation: u64, f: impl FnOnce(&mut AppSocketStatus)) {
         let mut apps = self.apps.lock();
-        f(apps.entry(app.to_owned()).or_default());
+        let entry = apps.entry(app.to_owned()).or_default();
+        if generation < entry.generation {
+            return;
+        }
+        entry.generation = generation;
+        f(entry);
     }
 
     /// Forgets an app that no longer has `socket_mode`.
