@@ -20,6 +20,34 @@ use slackgate_testkit::{
 };
 
 const APP_TOKEN: &str = "xapp-1-A0HELPDESK-1111-realapptoken0secret";
+
+/// Every log line of this test process (info and above), to show the token is in none.
+static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        LOGS.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(log::LevelFilter::Info);
+    });
+}
+
+fn logs_mention(needle: &str) -> bool {
+    LOGS.lock().unwrap().iter().any(|l| l.contains(needle))
+}
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The fixture's messages by name.
@@ -69,6 +97,7 @@ struct Rig {
 }
 
 fn rig_with(connections: u8, extra_commands: &str, token: &str) -> Rig {
+    capture_logs();
     let slack = SocketModeStandIn::start(APP_TOKEN);
     let bot = MockBot::start();
     let gw = TestGatewayBuilder::new(&policy(&bot, connections, extra_commands))
@@ -386,6 +415,7 @@ fn link_disabled_stops_the_bridge_with_an_alert() {
         .metric(r#"slackgate_socket_connections{app="helpdesk"}"#)
         == 0.0));
     assert_eq!(r.slack.opens().len(), 1, "no new connection");
+    assert!(logs_mention("link_disabled"), "an alert in the log");
 }
 
 #[test]
@@ -398,6 +428,8 @@ fn a_bad_token_stops_the_bridge_instead_of_looping() {
     assert_eq!(r.slack.connections_opened(), 0);
     assert!(!r.gw.audit_raw().join("\n").contains("wrongtoken"));
     assert!(!r.gw.metrics().contains("wrongtoken"));
+    assert!(logs_mention("apps.connections.open answered invalid_auth"));
+    assert!(!logs_mention("wrongtoken"));
 }
 
 #[test]

@@ -268,4 +268,33 @@ mod tests {
         assert_eq!(answer_payload(b"[1]"), None);
         assert_eq!(answer_payload(&[0xff, 0xfe]), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_text_panics_the_reader(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn every_envelope_becomes_a_request(
+            kind in proptest::sample::select(vec!["events_api", "slash_commands", "interactive", "x"]),
+            key in "\\PC{0,12}",
+            value in "\\PC{0,40}",
+            n in proptest::num::i64::ANY,
+            accepts in proptest::bool::ANY,
+        ) {
+            let msg = serde_json::json!({
+                "type": kind,
+                "envelope_id": "e",
+                "accepts_response_payload": accepts,
+                "retry_attempt": n,
+                "retry_reason": value.clone(),
+                "payload": { key.clone(): value.clone(), "n": n, "o": { key: [value] } },
+            });
+            if let Message::Envelope(e) = parse(&msg.to_string()) {
+                let (_, body) = e.request();
+                proptest::prop_assert!(!body.is_empty());
+            }
+        }
+    }
 }
