@@ -504,3 +504,35 @@ fn a_reload_that_changes_socket_mode_restarts_the_app_bridge() {
         .unwrap();
     wait_acks(&r.slack, "env-after-reload", 1);
 }
+
+#[test]
+fn with_redis_a_duplicate_on_another_replica_reaches_the_bot_once() {
+    capture_logs();
+    let redis = slackgate_testkit::Redis::start();
+    let slack = SocketModeStandIn::start(APP_TOKEN);
+    let bot = MockBot::start();
+    let replica = || {
+        TestGatewayBuilder::new(&policy(&bot, 1, ""))
+            .secret("HELPDESK_SECRET", SECRET)
+            .secret("HELPDESK_APP_TOKEN", APP_TOKEN)
+            .egress(&slack.url(), Some(slack.ca_file()))
+            .config(&format!(
+                "state: {{ backend: redis, redis: {{ url: \"redis://{}\", key_prefix: \"sock:\", timeout: 200ms }} }}",
+                redis.addr
+            ))
+            .start()
+    };
+    let (a, b) = (replica(), replica());
+    assert!(wait_until(WAIT, || slack.live_connections() == 2));
+    let e = envelope("envelope_events_api", "env-replicas-1");
+    assert!(slack.send_on(1, &e));
+    wait_acks(&slack, "env-replicas-1", 1);
+    // Slack redelivers it on the other replica's connection.
+    assert!(slack.send_on(2, &e));
+    let acks = wait_acks(&slack, "env-replicas-1", 2);
+    assert_eq!(acks.iter().map(|a| a.conn).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(bot.requests().len(), 1, "delivered once");
+    let duplicate =
+        r#"slackgate_socket_envelopes_total{app="helpdesk",result="duplicate",type="events_api"}"#;
+    assert_eq!(a.metric(duplicate) + b.metric(duplicate), 1.0);
+}

@@ -216,6 +216,16 @@ impl SocketModeStandIn {
         Some(conn.id)
     }
 
+    /// Sends an envelope on connection `conn` (as numbered in [`Ack::conn`]), live or
+    /// leaving; `false` when it is closed.
+    pub fn send_on(&self, conn: usize, envelope: &Value) -> bool {
+        let st = self.state.lock();
+        st.conns
+            .iter()
+            .find(|c| c.id == conn && c.open)
+            .is_some_and(|c| c.out.send(Frame::text(envelope.to_string())).is_ok())
+    }
+
     /// Sends `disconnect` with `reason` on every live connection. With `link_disabled`
     /// the stand-in then closes them; otherwise they stay open until the client closes
     /// them, and no envelope is sent on them any more.

@@ -4,7 +4,8 @@
 //! have answered: the bot's 2xx is acked (its answer as the ack's `payload` when the
 //! envelope accepts one), a gateway denial is acked without payload and never reaches the
 //! bot, a bot failure, timeout or gateway 5xx is not acked (Slack redelivers).
-//! Duplicates (the same `envelope_id`, on any connection) reach the bot once.
+//! Duplicates (the same `envelope_id`, on any connection, and with the Redis backend on any
+//! replica) reach the bot once.
 //!
 //! Connections: `disconnect` `warning` / `refresh_requested` / `too_many_websockets`
 //! open the replacement first and close the old one after (it keeps serving and acking
@@ -23,6 +24,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::{mpsc, watch};
 
+use slackgate_guard::{RemoteState, StateOp};
 use slackgate_policy::{Egress, SocketMode};
 
 use crate::core::state::Shared;
@@ -377,18 +379,56 @@ impl AppBridge {
     /// One envelope: dedupe, the pipeline, the ack.
     async fn envelope(self: Arc<Self>, e: Envelope, done: mpsc::Sender<Done>) {
         let kind = e.kind.as_str();
-        let first = self.seen.lock().arrive(&e.id, Instant::now());
+        let mut first = self.seen.lock().arrive(&e.id, Instant::now());
+        if matches!(first, Arrival::New) && self.shared_done(&e.id).await {
+            self.seen.lock().finish(&e.id, true);
+            first = Arrival::Done;
+        }
         let (answer, result) = match first {
             Arrival::Done => (Some(envelope::ack(&e.id, None)), "duplicate"),
             Arrival::InFlight => (None, "duplicate"),
             Arrival::New => {
                 let (ack, result) = self.deliver(&e).await;
                 self.seen.lock().finish(&e.id, ack.is_some());
+                if ack.is_some() {
+                    self.mark_shared_done(&e.id).await;
+                }
                 (ack, result)
             }
         };
         self.count(kind, result);
         let _ = done.send(answer).await;
+    }
+
+    /// Whether another replica already acked envelope `id` (with the Redis backend; a
+    /// failed read counts a fallback and goes on with this replica's own memory).
+    async fn shared_done(&self, id: &str) -> bool {
+        let shared = &self.gateway.shared;
+        let Some(redis) = &shared.remote else {
+            return false;
+        };
+        match redis.was_delivered(&self.name, &shared_key(id)).await {
+            Ok(done) => done,
+            Err(_) => {
+                shared.metrics.count_fallback(StateOp::Dedupe);
+                false
+            }
+        }
+    }
+
+    /// Records for every replica that envelope `id` was acked.
+    async fn mark_shared_done(&self, id: &str) {
+        let shared = &self.gateway.shared;
+        let Some(redis) = &shared.remote else {
+            return;
+        };
+        if redis
+            .mark_delivered(&self.name, &shared_key(id), DEDUPE_TTL.as_secs())
+            .await
+            .is_err()
+        {
+            shared.metrics.count_fallback(StateOp::Dedupe);
+        }
     }
 
     async fn deliver(&self, e: &Envelope) -> (Option<String>, &'static str) {
@@ -432,6 +472,12 @@ impl AppBridge {
         }
         (Some(envelope::ack(&e.id, None)), "denied")
     }
+}
+
+/// The shared-state key of an envelope id: apart from the Events API `event_id`s that
+/// `dedupe: event_id` records under the same app.
+fn shared_key(id: &str) -> String {
+    format!("envelope:{id}")
 }
 
 /// A back-off of 1 s doubling to [`MAX_BACKOFF`], with full jitter.
