@@ -179,6 +179,7 @@ struct AppBridge {
 
 impl AppBridge {
     async fn run(self: Arc<Self>) {
+        self.metrics.preregister(&self.name);
         self.status.update(&self.name, self.generation, |s| {
             s.state = "connecting";
             s.configured = self.socket.connections;
@@ -221,7 +222,7 @@ impl AppBridge {
     fn reconnect(&self, reason: &str) {
         self.metrics
             .reconnects
-            .with_label_values(&[&self.name, reason])
+            .with_label_values(&[&self.name, SocketMetrics::reason_label(reason)])
             .inc();
     }
 

@@ -69,7 +69,55 @@ pub(crate) struct SocketMetrics {
     pub(crate) reconnects: IntCounterVec,
 }
 
+/// The `type` label values of `slackgate_socket_envelopes_total`.
+const TYPES: [&str; 4] = ["events_api", "slash_commands", "interactive", "other"];
+/// The `result` label values of `slackgate_socket_envelopes_total`.
+const RESULTS: [&str; 6] = [
+    "delivered",
+    "denied",
+    "failed",
+    "duplicate",
+    "unrouted",
+    "unsupported",
+];
+/// The `reason` label values of `slackgate_socket_reconnects_total` (besides `other`, for
+/// a `disconnect` reason Slack adds later).
+const REASONS: [&str; 9] = [
+    "warning",
+    "refresh_requested",
+    "too_many_websockets",
+    "link_disabled",
+    "closed",
+    "ping_timeout",
+    "open_failed",
+    "rate_limited",
+    "fatal",
+];
+
 impl SocketMetrics {
+    /// Creates every series of `app` at 0, so dashboards and alerts see zeros, not gaps.
+    pub(crate) fn preregister(&self, app: &str) {
+        self.connections.with_label_values(&[app]);
+        for kind in TYPES {
+            for result in RESULTS {
+                self.envelopes.with_label_values(&[app, kind, result]);
+            }
+        }
+        for reason in REASONS {
+            self.reconnects.with_label_values(&[app, reason]);
+        }
+    }
+
+    /// The `reason` label of a `disconnect` reason: Slack's word when it is one of
+    /// [`REASONS`], else `other`.
+    pub(crate) fn reason_label(reason: &str) -> &str {
+        if REASONS.contains(&reason) {
+            reason
+        } else {
+            "other"
+        }
+    }
+
     pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let connections = IntGaugeVec::new(
             Opts::new(
