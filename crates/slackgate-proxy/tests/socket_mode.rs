@@ -536,3 +536,30 @@ fn with_redis_a_duplicate_on_another_replica_reaches_the_bot_once() {
         r#"slackgate_socket_envelopes_total{app="helpdesk",result="duplicate",type="events_api"}"#;
     assert_eq!(a.metric(duplicate) + b.metric(duplicate), 1.0);
 }
+
+#[test]
+fn a_gracefully_stopping_gateway_acks_what_it_took_before_it_closes() {
+    capture_logs();
+    let slack = SocketModeStandIn::start(APP_TOKEN);
+    let bot = MockBot::with(BotBehavior::Delay(Duration::from_millis(700)));
+    let mut gw = TestGatewayBuilder::new(&policy(&bot, 1, ""))
+        .secret("HELPDESK_SECRET", SECRET)
+        .secret("HELPDESK_APP_TOKEN", APP_TOKEN)
+        .egress(&slack.url(), Some(slack.ca_file()))
+        .config("limits: { shutdown_grace: 2s }")
+        .start();
+    assert!(wait_until(WAIT, || slack.live_connections() == 1));
+    slack
+        .send(&envelope("envelope_events_api", "env-drain-1"))
+        .unwrap();
+    assert!(wait_until(WAIT, || bot.requests().len() == 1));
+    // Like SIGTERM (and an upgrade's old process): the envelope in flight is acked, then
+    // the connection closes.
+    gw.running.take().unwrap().shutdown_graceful();
+    assert_eq!(
+        slack.acks_of("env-drain-1").len(),
+        1,
+        "acked before the close"
+    );
+    assert!(wait_until(WAIT, || slack.open_connections() == 0));
+}

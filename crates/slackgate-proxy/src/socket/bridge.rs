@@ -74,6 +74,7 @@ impl Wanted {
 impl BackgroundService for SocketBridge {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut running: BTreeMap<String, (Wanted, watch::Sender<bool>)> = BTreeMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
         let mut generation: u64 = 0;
         loop {
             let snap = self.shared.current();
@@ -107,7 +108,7 @@ impl BackgroundService for SocketBridge {
                 generation += 1;
                 match self.app(&name, socket, egress, stopped, generation) {
                     Ok(app) => {
-                        tokio::spawn(app.run());
+                        tasks.spawn(app.run());
                     }
                     Err(e) => {
                         log::error!("socket mode: app {name}: {e}");
@@ -119,14 +120,21 @@ impl BackgroundService for SocketBridge {
                 }
                 running.insert(name, (w, stop));
             }
+            while tasks.try_join_next().is_some() {}
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+        // Shutdown (or an upgrade's old process): every connection stops taking envelopes
+        // and closes once those in flight are acked, within the drain limit.
         for (_, (_, stop)) in running {
             let _ = stop.send(true);
         }
+        let _ = tokio::time::timeout(link::DRAIN_LIMIT + Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
     }
 }
 

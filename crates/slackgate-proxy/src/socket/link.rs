@@ -26,7 +26,7 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// A connection that sent nothing (not even a pong) for this long is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(35);
 /// The most a closing connection waits for its envelopes in flight.
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// The largest frame read (Slack's envelopes are well under it).
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 
@@ -373,7 +373,9 @@ async fn serve(
                             }
                         }
                         Message::Disconnect(reason) => {
-                            let _ = events.send(LinkEvent::Disconnect(reason)).await;
+                            // Never waits: a busy slot (opening the replacement) must not
+                            // stall this connection's acks; one pending notice is enough.
+                            let _ = events.try_send(LinkEvent::Disconnect(reason));
                         }
                         Message::Hello | Message::Invalid => {}
                     },
@@ -383,7 +385,8 @@ async fn serve(
         }
     };
     if !end.is_empty() {
-        let _ = events.send(LinkEvent::Closed(end)).await;
+        // When the notice does not fit, the slot still sees the channel close.
+        let _ = events.try_send(LinkEvent::Closed(end));
     }
 }
 
