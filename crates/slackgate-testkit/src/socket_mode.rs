@@ -48,6 +48,8 @@ pub struct Ack {
     pub envelope_id: String,
     /// `payload`, if the ack had one.
     pub payload: Option<Value>,
+    /// When the stand-in read it.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -244,6 +246,11 @@ impl SocketModeStandIn {
     /// Every ack so far.
     pub fn acks(&self) -> Vec<Ack> {
         self.state.lock().acks.clone()
+    }
+
+    /// How many acks so far.
+    pub fn ack_count(&self) -> usize {
+        self.state.lock().acks.len()
     }
 
     /// The acks of `envelope_id`.
@@ -457,7 +464,7 @@ where
                     match id_field {
                         Some(e) => {
                             let payload = v.as_ref().and_then(|v| v.get("payload")).cloned();
-                            s.acks.push(Ack { conn: id, envelope_id: e.to_owned(), payload });
+                            s.acks.push(Ack { conn: id, envelope_id: e.to_owned(), payload, at: std::time::Instant::now() });
                         }
                         None => s.other.push(t.to_string()),
                     }
