@@ -563,3 +563,22 @@ fn a_gracefully_stopping_gateway_acks_what_it_took_before_it_closes() {
     );
     assert!(wait_until(WAIT, || slack.open_connections() == 0));
 }
+
+#[test]
+fn too_many_websockets_replaces_the_connection_like_a_warning() {
+    let r = rig(1, "");
+    r.slack.disconnect("too_many_websockets");
+    assert!(wait_until(WAIT, || r.slack.connections_opened() == 2
+        && r.slack.open_connections() == 1
+        && r.slack.live_connections() == 1));
+    assert_eq!(
+        r.gw.metric(
+            r#"slackgate_socket_reconnects_total{app="helpdesk",reason="too_many_websockets"}"#
+        ),
+        1.0
+    );
+    r.slack
+        .send(&envelope("envelope_events_api", "env-after-tmw"))
+        .unwrap();
+    wait_acks(&r.slack, "env-after-tmw", 1);
+}
