@@ -82,7 +82,7 @@ pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
 pub use replay::{ReplayCache, ReplayCheck};
 pub use reply::ReplyChannels;
 pub use revoked::RevokedTokens;
-pub use stages::{Admitted, GuardSettings, Inbound};
+pub use stages::{Admitted, GuardSettings, Inbound, SOCKET_SECRET_ID};
 
 use dedupe::Delivered;
 use stages::Stages;
@@ -365,6 +365,19 @@ impl<C: Clock> Guard<C> {
         stages::admit(route, ip)
     }
 
+    /// Step 2 for a Socket Mode envelope: admitted without `source_ips`, which names who
+    /// may send HTTP requests; an envelope is read from the gateway's own connection to
+    /// Slack, opened with the app's token, and has no sender address. That connection is
+    /// also the proof of origin: the decision on this [`Admitted`] skips the signature and
+    /// replay stages (and only them), and its `secret_id` is [`SOCKET_SECRET_ID`].
+    pub fn admit_socket(&self, ip: IpAddr) -> Admitted {
+        Admitted {
+            client_ip: ip,
+            shadowed: None,
+            socket: true,
+        }
+    }
+
     /// Steps 4 to 9 for an [`Admitted`] request, without shared state: see
     /// [`Guard::decide_admitted_with`].
     pub fn decide_admitted<'a>(
@@ -400,7 +413,13 @@ impl<C: Clock> Guard<C> {
             client_ip: admitted.client_ip,
             ..*req
         };
-        let d = self.decide_with(remote, route, &req, settings).await;
+        let stages = Stages::new(self, remote, route, &req, settings);
+        let stages = if admitted.socket {
+            stages.socket_sourced()
+        } else {
+            stages
+        };
+        let d = apply_mode(route, stages.run().await);
         match (admitted.shadowed, d.action) {
             (Some(first), Action::Forward) => d.reported_as(*first),
             _ => d,

@@ -34,6 +34,10 @@ use crate::remote::{ask, Answer, RemoteState, StateOp};
 use crate::replay::ReplayCheck;
 use crate::{scope, Guard};
 
+/// The `secret_id` of a Socket Mode envelope: no signing secret verified it, the app's
+/// own Socket Mode connection carried it.
+pub const SOCKET_SECRET_ID: &str = "socket";
+
 /// The parts of a request the pipeline reads. Header values are raw bytes as received.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
@@ -66,6 +70,8 @@ pub struct Admitted {
     // Boxed (as `admit`'s answer is) so that the common case, an address admitted
     // outright, stays small.
     pub(crate) shadowed: Option<Box<Decision<'static>>>,
+    /// A Socket Mode envelope ([`Guard::admit_socket`](crate::Guard::admit_socket)).
+    pub(crate) socket: bool,
 }
 
 impl Admitted {
@@ -112,6 +118,7 @@ pub(crate) fn admit(route: &Route, ip: IpAddr) -> Result<Admitted, End<'static>>
     Ok(Admitted {
         client_ip: ip,
         shadowed,
+        socket: false,
     })
 }
 
@@ -185,6 +192,9 @@ pub(crate) struct Stages<'s, 'a, C: Clock, R> {
     now: SystemTime,
     now_unix: i64,
     max_skew: u64,
+    /// The request came over the app's own Socket Mode connection (see
+    /// [`Stages::socket_sourced`]).
+    socket: bool,
 }
 
 impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
@@ -204,7 +214,17 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
             now,
             now_unix: clock::unix_secs(now),
             max_skew: settings.max_clock_skew.as_secs(),
+            socket: false,
         }
+    }
+
+    /// The request is a Socket Mode envelope, read from the WebSocket the gateway opened
+    /// with the app's token: the connection is the proof of origin, so the signature and
+    /// replay stages (step 5) are skipped, and only they. Its secret id is
+    /// [`SOCKET_SECRET_ID`]; every later stage runs as for a signed request.
+    pub(crate) fn socket_sourced(mut self) -> Self {
+        self.socket = true;
+        self
     }
 
     /// The decision of steps 4 to 9, before the route's mode is applied.
@@ -217,8 +237,15 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
 
     async fn checks(&self) -> Result<Decision<'a>, End<'a>> {
         self.ssl_check()?;
-        let signed = self.verify()?;
-        let fresh = self.replay(signed).await?;
+        let fresh = if self.socket {
+            Fresh {
+                secret_id: Arc::from(SOCKET_SECRET_ID),
+                degraded: Vec::new(),
+            }
+        } else {
+            let signed = self.verify()?;
+            self.replay(signed).await?
+        };
         let mut parsed = self.facts(fresh)?;
         match self.admission(&mut parsed).await {
             Ok(permit) => {

@@ -15,75 +15,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::apps::App;
+pub use crate::credential::Credential;
 use crate::matcher::{GlobSet, IdSet};
-use crate::secrets::SecretRef;
 use crate::units::Rate;
-
-/// A credential value (a gateway key or a Slack token) read from a reference.
-#[derive(Clone)]
-pub struct Credential {
-    value: Arc<str>,
-    /// Where the value was read from.
-    pub source: SecretRef,
-    /// See [`Credential::fingerprint`]; computed once, at load.
-    fingerprint: [u8; 32],
-}
-
-impl Credential {
-    pub(crate) fn new(value: String, source: SecretRef) -> Self {
-        let fingerprint = fingerprint(&source, &value);
-        Self {
-            value: Arc::from(value),
-            source,
-            fingerprint,
-        }
-    }
-
-    /// The value. Call it only where the value is written to its one destination.
-    pub fn expose(&self) -> &str {
-        &self.value
-    }
-
-    /// A SHA-256 over where the value is read from and the value itself: it changes
-    /// when either does, and shows nothing of the value. The gateway keys state that
-    /// belongs to one token (its revocation) on it, so a new token starts clean.
-    pub fn fingerprint(&self) -> &[u8; 32] {
-        &self.fingerprint
-    }
-
-    /// The SHA-256 of the value (what keys are compared by).
-    fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.value.as_bytes()).into()
-    }
-}
-
-/// See [`Credential::fingerprint`].
-fn fingerprint(source: &SecretRef, value: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    match source {
-        SecretRef::Env(name) => {
-            h.update(b"env:");
-            h.update(name.as_bytes());
-        }
-        SecretRef::File(path) => {
-            h.update(b"file:");
-            h.update(path.as_os_str().as_encoded_bytes());
-        }
-    }
-    // Neither an env name nor a path holds a NUL byte: the two parts cannot run together.
-    h.update([0u8]);
-    h.update(value.as_bytes());
-    h.finalize().into()
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("value", &"(not shown)")
-            .field("source", &self.source)
-            .finish()
-    }
-}
 
 /// Where an entry stands in the policy file (1-based), for the errors that are found
 /// only where config and policy meet, after compiling.
@@ -302,25 +236,5 @@ impl BotTable {
     /// True when the policy has no bot.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fingerprint_changes_with_the_value_or_the_source() {
-        let env = |n: &str| SecretRef::Env(n.to_owned());
-        let a = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
-        let same = Credential::new("xoxb-1".to_owned(), env("TOKEN"));
-        let new_value = Credential::new("xoxb-2".to_owned(), env("TOKEN"));
-        let new_source = Credential::new("xoxb-1".to_owned(), env("OTHER"));
-        let file = Credential::new("xoxb-1".to_owned(), SecretRef::File("TOKEN".into()));
-        assert_eq!(a.fingerprint(), same.fingerprint());
-        assert_ne!(a.fingerprint(), new_value.fingerprint());
-        assert_ne!(a.fingerprint(), new_source.fingerprint());
-        assert_ne!(a.fingerprint(), file.fingerprint());
-        assert_ne!(*a.fingerprint(), a.digest());
     }
 }

@@ -220,8 +220,9 @@ impl Compiler<'_> {
         }
 
         let mut compiled_apps: BTreeMap<Arc<str>, Arc<App>> = BTreeMap::new();
+        let mut socket_paths = Vec::new();
         for (name, spec) in apps.0 {
-            if let Some(app) = self.app(&name, spec) {
+            if let Some(app) = self.app(&name, spec, &mut socket_paths) {
                 compiled_apps.insert(Arc::clone(&app.name), Arc::new(app));
             }
         }
@@ -257,6 +258,7 @@ impl Compiler<'_> {
             }
         }
 
+        self.socket_paths(&socket_paths, &compiled_routes);
         let compiled_bots = self.bots(bots.0, &compiled_apps);
         for spec in routes.iter() {
             self.route_bot(spec, &compiled_bots);

@@ -9,6 +9,7 @@
 //! | [`check_rotation`] | `state.encryption_key`, `state.path` or Redis | bots with `rotation:` |
 //! | [`check_groups`] | `egress` | groups with `usergroup:` |
 //! | [`check_custody`] | `egress`, `egress.public_url` | routes with `response_urls: custody` or `workflow_tokens: custody` |
+//! | [`check_socket_mode`] | `egress` (`slack_api`, `ca_file`) | apps with `socket_mode:` |
 
 use crate::config::{Config, StateBackend};
 use crate::error::{LoadError, LoadErrors};
@@ -18,7 +19,13 @@ use crate::model::Policy;
 pub(crate) type Join = fn(&Config, &Policy) -> Result<(), LoadErrors>;
 
 /// The joins, all run on every load. A new one goes here so that no caller can miss it.
-pub(crate) const JOINS: &[Join] = &[check_webhooks, check_rotation, check_groups, check_custody];
+pub(crate) const JOINS: &[Join] = &[
+    check_webhooks,
+    check_rotation,
+    check_groups,
+    check_custody,
+    check_socket_mode,
+];
 
 /// Checks what joins the config and the policy: every webhook URL starts with
 /// `egress.hooks_base`, so the hooks' client (which only ever connects to that base) can
@@ -136,5 +143,32 @@ pub(crate) fn check_custody(config: &Config, policy: &Policy) -> Result<(), Load
             }
         }
     }
+    LoadErrors::unless_any(errors)
+}
+
+/// Checks what Socket Mode needs of the config: the gateway calls
+/// `apps.connections.open` at `egress.slack_api` (trusting `egress.ca_file`), so an app
+/// with `socket_mode` needs an `egress` section.
+pub(crate) fn check_socket_mode(config: &Config, policy: &Policy) -> Result<(), LoadErrors> {
+    if config.egress.is_some() {
+        return Ok(());
+    }
+    let errors: Vec<LoadError> = policy
+        .apps
+        .values()
+        .filter_map(|app| Some((app, app.socket_mode.as_ref()?)))
+        .map(|(app, s)| {
+            LoadError::new(
+                &policy.source,
+                s.at.0,
+                s.at.1,
+                format!(
+                    "app `{}` has `socket_mode`, but the server config has no `egress` section",
+                    app.name
+                ),
+                format!("add `egress:` (with `listen` and `slack_api`) to {}: the gateway opens its Socket Mode connections with apps.connections.open there", config.source.display()),
+            )
+        })
+        .collect();
     LoadErrors::unless_any(errors)
 }

@@ -65,6 +65,7 @@ mod apps;
 mod bots;
 mod compile;
 mod config;
+mod credential;
 mod error;
 mod groups;
 mod joins;
@@ -79,7 +80,7 @@ mod yaml;
 
 use std::path::Path;
 
-pub use apps::{App, AppSecret};
+pub use apps::{App, AppSecret, SocketMode, SocketPaths, MAX_SOCKET_CONNECTIONS};
 pub use bots::{
     Bot, BotTable, BotToken, Credential, EgressLimitKey, EgressLimitRule, Location, MethodRule,
     Rotation, RESPONSE_URL_METHOD,

@@ -261,6 +261,26 @@ pub(crate) enum EgressLimitKeySpec {
 pub(crate) struct AppSpec {
     pub(crate) api_app_id: Option<Spanned<String>>,
     pub(crate) signing_secrets: Spanned<Vec<SecretRefSpec>>,
+    pub(crate) socket_mode: Option<Spanned<SocketModeSpec>>,
+}
+
+/// `apps.<app>.socket_mode`: the app token (a reference), how many connections, and the
+/// route path each envelope type is delivered to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SocketModeSpec {
+    pub(crate) app_token: Spanned<CredentialSpec>,
+    pub(crate) connections: Option<Spanned<i64>>,
+    pub(crate) paths: Spanned<SocketPathsSpec>,
+}
+
+/// `socket_mode.paths`: a route path per envelope type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SocketPathsSpec {
+    pub(crate) events_api: Option<Spanned<String>>,
+    pub(crate) slash_commands: Option<Spanned<String>>,
+    pub(crate) interactive: Option<Spanned<String>>,
 }
 
 /// A secret reference. The literal-secret keys exist only so that a pasted

@@ -38,6 +38,8 @@ pub struct Features {
     pub ledger: Arc<ScopeLedger>,
     /// The user groups' reads.
     pub groups: Arc<UserGroups>,
+    /// The Socket Mode bridges' states.
+    pub sockets: Arc<crate::socket::SocketStatus>,
 }
 
 impl AdminApp {
@@ -177,6 +179,7 @@ impl AdminApp {
             "upstreams": upstreams,
             "egress": egress,
             "groups": crate::groups::status(&self.shared, &self.features.groups),
+            "socket_mode": self.features.sockets.to_json(),
             "state": {
                 "backend": if self.shared.remote.is_some() { "redis" } else { "local" },
                 "circuit_open": self.shared.remote.as_ref().is_some_and(|r| r.circuit_open()),

@@ -15,6 +15,7 @@
 //! | [`inbound`] | the inbound door (Slack -> bots): [`gateway`] (the pipeline from route to answer), `record` (its audit record and metrics), [`upstream`] (pools, health, the round trip to a bot) |
 //! | [`egress`] | the egress door (bots -> Slack Web API): its pipeline behind the same front, token rotation, the scope ledger, what replicas share |
 //! | `replicate` | what the doors share through Redis: reply windows seen inbound, revocations |
+//! | [`socket`] | the Socket Mode bridge: the apps' WebSockets to Slack, each envelope run through the inbound pipeline and acked |
 //! | [`groups`] | the members of the policy's Slack user groups, read with a bot's token and kept in the guard |
 //! | [`server`] | the one place that wires them: listeners, doors, background services (`services`), [`signals`], [`watch`], [`admin`] |
 
@@ -28,6 +29,7 @@ mod replicate;
 pub mod server;
 mod services;
 pub mod signals;
+pub mod socket;
 pub mod watch;
 
 // The paths the binary, the testkit and the benches use.

@@ -258,6 +258,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartErr
         add_egress(&mut server, &shared, &features, slack, egress, caps.egress)?;
         probe_addrs.push(egress.listen.addr);
         add_rotation(&mut server, &shared, &features, slack, &config, egress)?;
+        add_socket_mode(&mut server, &shared, &features)?;
         if let Some(redis) = &shared.remote {
             server.add_service(background_service(
                 "shared revocations",
@@ -292,6 +293,29 @@ impl BotTokens for TokenVault {
             CallToken::Unavailable(_) => None,
         }
     }
+}
+
+/// The Socket Mode bridge (it needs `egress.slack_api`): the apps' WebSockets, their
+/// envelopes run by the inbound pipeline.
+fn add_socket_mode(
+    server: &mut Server,
+    shared: &Arc<Shared>,
+    features: &Features,
+) -> Result<(), StartError> {
+    let metrics = crate::socket::status::SocketMetrics::register(shared.metrics.registry())?;
+    server.add_service(background_service(
+        "socket mode",
+        crate::socket::SocketBridge {
+            shared: Arc::clone(shared),
+            gateway: Arc::new(Gateway::new(
+                Arc::clone(shared),
+                Arc::clone(&features.groups),
+            )),
+            status: Arc::clone(&features.sockets),
+            metrics,
+        },
+    ));
+    Ok(())
 }
 
 /// The connection slots of one listener, its refusals counted under `listener`.

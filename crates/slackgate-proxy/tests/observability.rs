@@ -85,6 +85,17 @@ bots:"
             lists,
             &format!("{lists}  oncall: {{ usergroup: S0ONCALL, bot: helpdesk, refresh: 1m }}\n"),
         );
+        // An app on Socket Mode, for the socket metrics (this stand-in has no
+        // apps.connections.open: the bridge backs off).
+        let other = "  other:\n    api_app_id: A0OTHERAPP\n";
+        assert!(
+            policy.contains(other),
+            "the shared policy's app other changed"
+        );
+        policy = policy.replace(
+            other,
+            &format!("{other}    socket_mode: {{ app_token: {{ env: OTHER_APP_TOKEN }}, paths: {{ events_api: /slack/pinned }} }}\n"),
+        );
     }
     let mut builder = TestGatewayBuilder::new(&policy)
         .secret("HELPDESK_SECRET", SECRET)
@@ -95,6 +106,10 @@ bots:"
         .secret("ROTATOR_CLIENT_SECRET", ROTATOR_SECRET)
         .secret("ROTATOR_REFRESH_TOKEN", ROTATOR_REFRESH)
         .secret("STATE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .secret(
+            "OTHER_APP_TOKEN",
+            "xapp-1-A0OTHERAPP-1-observability0app0token",
+        )
         .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }")
         // Relative to the config's directory: the rotator's sealed pair lives there.
         .config("state: { path: state, encryption_key: { env: STATE_KEY } }");

@@ -18,6 +18,7 @@ pub mod creds;
 pub mod gateway;
 pub mod redis;
 pub mod slack_api;
+pub mod socket_mode;
 
 pub use bot::{BotBehavior, MockBot, Recorded};
 pub use certs::TestCerts;
@@ -30,6 +31,7 @@ pub use slackgate_fixtures::{
     self as fixtures, all_fixtures, content_type_for, fixture, fixture_with, fixtures_dir,
     now_unix, MapSecrets, SignedRequest, Signer,
 };
+pub use socket_mode::SocketModeStandIn;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};

@@ -54,7 +54,7 @@
 //! and the handle tests hold.
 
 mod args;
-mod ca;
+pub(crate) mod ca;
 mod custody;
 mod held;
 mod http;

@@ -298,3 +298,48 @@ fn denied_and_replayed_requests_never_reach_bolt() {
     let handlers: Vec<_> = rig.bot.ran().iter().map(|r| r["handler"].clone()).collect();
     assert_eq!(handlers, ["ticket"]);
 }
+
+/// The same unchanged Bolt HTTP app behind the Socket Mode bridge: the envelopes of the
+/// Socket Mode fixture reach its handlers through the route, signed so that Bolt's own
+/// verification passes, and each is acked.
+#[test]
+fn socket_mode_envelopes_reach_bolt_handlers_signed() {
+    const APP_TOKEN: &str = "xapp-1-A0HELPDESK-1-bolt0socket0token";
+    let slack = slackgate_testkit::SocketModeStandIn::start(APP_TOKEN);
+    let bot = BoltBot::start(SECRET);
+    let socket = format!(
+        "    socket_mode:\n      app_token: {{ env: HELPDESK_APP_TOKEN }}\n      paths: {{ events_api: {PATH}, slash_commands: {PATH}, interactive: {PATH} }}\nupstreams:"
+    );
+    let gw = TestGatewayBuilder::new(&policy(bot.addr).replacen("upstreams:", &socket, 1))
+        .secret("HELPDESK_SIGNING_SECRET", SECRET)
+        .secret("HELPDESK_APP_TOKEN", APP_TOKEN)
+        .egress(&slack.url(), Some(slack.ca_file()))
+        .start();
+    assert!(wait_until(Duration::from_secs(15), || slack
+        .live_connections()
+        == 1));
+    let messages: Value = serde_json::from_slice(&fixture("socket_mode.json")).unwrap();
+    for name in [
+        "envelope_events_api",
+        "envelope_slash_commands",
+        "envelope_interactive",
+    ] {
+        let id = messages[name]["envelope_id"].as_str().unwrap();
+        slack.send(&messages[name]).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(15), || slack.acks_of(id).len() == 1),
+            "{name} acked"
+        );
+    }
+    let seen = bot.requests();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for s in &seen {
+        assert_eq!(
+            s["status"], 200,
+            "Bolt's own signature and timestamp verification passed"
+        );
+    }
+    let handlers: Vec<Value> = bot.ran().iter().map(|r| r["handler"].clone()).collect();
+    assert_eq!(handlers, ["app_mention", "ticket", "ticket_close"]);
+    assert_eq!(gw.audit_nth(3)["source"], "socket");
+}

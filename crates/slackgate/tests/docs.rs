@@ -450,8 +450,16 @@ fn every_policy_key_is_in_policy_md() {
     };
     let route = "{ name: r, path: /r, app: a, upstream: u";
     let bot = "key: { env: K }, token: { env: T }, methods: [chat.postMessage]";
-    let cases: [(&str, String); 13] = [
+    let cases: [(&str, String); 15] = [
         ("apps", format!("version: 1\napps:\n  a: {{ signing_secrets: [{{ id: x, env: S }}], {UNKNOWN}: 1 }}\nroutes: []\n")),
+        (
+            "socket_mode",
+            format!("version: 1\napps:\n  a: {{ signing_secrets: [{{ id: x, env: S }}], socket_mode: {{ app_token: {{ env: T }}, paths: {{}}, {UNKNOWN}: 1 }} }}\nroutes: []\n"),
+        ),
+        (
+            "socket_mode.paths",
+            format!("version: 1\napps:\n  a: {{ signing_secrets: [{{ id: x, env: S }}], socket_mode: {{ app_token: {{ env: T }}, paths: {{ {UNKNOWN}: 1 }} }} }}\nroutes: []\n"),
+        ),
         (
             "signing_secrets",
             format!("version: 1\napps:\n  a: {{ signing_secrets: [{{ id: x, env: S, {UNKNOWN}: 1 }}] }}\nroutes: []\n"),

@@ -9,15 +9,24 @@ use slackgate_slack::SigningKey;
 
 use super::{is_slack_id, line_of, shown, Compiler};
 use crate::apps::{App, AppSecret};
+pub(super) use socket::SocketPathRef;
+
+mod socket;
 use crate::secrets::{describe_io, is_env_name, looks_secret, trim_secret, SecretRef};
 use crate::spec::{AppSpec, SecretRefSpec};
 use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
 
 impl Compiler<'_> {
-    pub(super) fn app(&mut self, name: &Spanned<String>, spec: AppSpec) -> Option<App> {
+    pub(super) fn app(
+        &mut self,
+        name: &Spanned<String>,
+        spec: AppSpec,
+        socket_paths: &mut Vec<SocketPathRef>,
+    ) -> Option<App> {
         let AppSpec {
             api_app_id,
             signing_secrets,
+            socket_mode,
         } = spec;
         let start = self.errs.len();
         self.check_name("app", name);
@@ -59,10 +68,12 @@ impl Compiler<'_> {
                 "add the app's current signing secret (Slack app settings, Basic Information) or move `expires` into the future",
             );
         }
+        let socket_mode = socket_mode.and_then(|s| self.socket_mode(&app_name, s, socket_paths));
         (self.errs.len() == start).then(|| App {
             name: app_name,
             api_app_id,
             secrets: secrets.into(),
+            socket_mode,
         })
     }
 

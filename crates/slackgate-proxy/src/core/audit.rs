@@ -124,6 +124,9 @@ pub struct AuditRecord {
     /// and the others of `slackgate_slack::Lifecycle`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lifecycle: bool,
+    /// `socket` for a request that came over a Socket Mode connection (none over HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
 }
 
 impl AuditRecord {
@@ -154,6 +157,7 @@ impl AuditRecord {
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
             lifecycle: self.lifecycle,
+            source: self.source,
         }
     }
 }
@@ -271,6 +275,7 @@ pub struct AuditView<'a> {
     pub upstream_status: Option<u16>,
     pub duration_us: u64,
     pub lifecycle: bool,
+    pub source: Option<&'static str>,
 }
 
 impl<'a> AuditView<'a> {
@@ -305,6 +310,7 @@ impl<'a> AuditView<'a> {
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
             lifecycle: self.lifecycle,
+            source: self.source.map(short_static),
         }
     }
 
@@ -367,6 +373,9 @@ impl<'a> AuditView<'a> {
         number(out, b",\"duration_us\":", Some(self.duration_us));
         if self.lifecycle {
             out.extend_from_slice(b",\"lifecycle\":true");
+        }
+        if let Some(source) = self.source {
+            text(out, b",\"source\":", Some(source));
         }
         out.push(b'}');
     }

@@ -275,6 +275,11 @@ impl Metrics {
         let _ = self.group_last_success.remove_label_values(&[group]);
     }
 
+    /// The registry, for metrics registered by a feature of their own (Socket Mode).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);

@@ -87,7 +87,11 @@ impl Gateway {
         ctx.route = Some(Arc::clone(&route));
         ctx.snap = Some(Arc::clone(&snap));
 
-        let admitted = match self.shared.guard.admit(&route, ip) {
+        let socket = session.socket_sourced();
+        if socket {
+            ctx.source = Some("socket");
+        }
+        let admitted = match self.admit(&route, ip, socket) {
             Ok(a) => a,
             Err(d) => {
                 ctx.rule = d.rule.as_ref().map(|r| r.as_str().to_owned());
@@ -219,6 +223,20 @@ impl Gateway {
                     .await
             }
         }
+    }
+
+    /// Step 2: the route's `source_ips`, except for a Socket Mode envelope (it has no
+    /// sender address; see [`Downstream::socket_sourced`]).
+    fn admit(
+        &self,
+        route: &Route,
+        ip: std::net::IpAddr,
+        socket: bool,
+    ) -> Result<slackgate_guard::Admitted, Box<slackgate_guard::Decision<'static>>> {
+        if socket {
+            return Ok(self.shared.guard.admit_socket(ip));
+        }
+        self.shared.guard.admit(route, ip)
     }
 
     /// Answers with the reason's status and fixed public message.

@@ -103,6 +103,8 @@ pub struct RequestCtx {
     pub(crate) upstream_status: Option<u16>,
     pub(crate) upstream_time: Option<Duration>,
     pub(crate) mark_delivered: bool,
+    /// `Some("socket")` for a Socket Mode envelope (audited as `"source":"socket"`).
+    pub(crate) source: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -134,6 +136,7 @@ impl RequestCtx {
             upstream_status: None,
             upstream_time: None,
             mark_delivered: false,
+            source: None,
         }
     }
 
@@ -222,6 +225,7 @@ impl RequestCtx {
             upstream_status: self.upstream_status,
             duration_us: u64::try_from(total.as_micros()).unwrap_or(u64::MAX),
             lifecycle: self.lifecycle.is_some(),
+            source: self.source,
         });
     }
 }

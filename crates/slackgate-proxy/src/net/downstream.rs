@@ -68,15 +68,26 @@ pub(crate) trait Downstream: Send {
     /// The body's declared length (`None` for a chunked body).
     fn declared_length(&self) -> Option<u64>;
     /// Whether the client waits for `100 Continue` before it sends the body.
-    fn expects_continue(&self) -> bool;
+    fn expects_continue(&self) -> bool {
+        false
+    }
     /// Sends `100 Continue`.
-    async fn send_continue(&mut self) -> pingora::Result<()>;
+    async fn send_continue(&mut self) -> pingora::Result<()> {
+        Ok(())
+    }
     /// The head to send upstream (see [`request_head`]).
     fn upstream_head(&self, add: &Forwarded<'_>) -> Vec<u8>;
     /// The whole body within `max` bytes and `timeout`.
     async fn read_body(&mut self, max: usize, timeout: Duration) -> Result<Bytes, BodyError>;
     /// Do not keep the connection after this request.
     fn close_after(&mut self);
+    /// Whether this is a Socket Mode envelope read from the gateway's own connection to
+    /// Slack (`socket/`), not a request from the network: the guard then skips only
+    /// `source_ips` and the signature and replay checks, and the record says
+    /// `"source":"socket"`. Only the envelope request says yes.
+    fn socket_sourced(&self) -> bool {
+        false
+    }
     /// Writes the answer; the implementation adds `Content-Length`. An
     /// `InvalidHTTPHeader` error means nothing was written.
     async fn respond(

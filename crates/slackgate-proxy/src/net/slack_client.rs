@@ -201,6 +201,12 @@ impl SlackClient {
         &self.api
     }
 
+    /// The TLS connector (system roots plus `egress.ca_file`), when the API is https:
+    /// Socket Mode's WebSockets trust exactly what the API calls trust.
+    pub(crate) fn tls_connector(&self) -> Option<&tokio_rustls::TlsConnector> {
+        self.tls.as_ref()
+    }
+
     /// The head of a request the gateway writes itself to this client's host: the
     /// request line (`target` is the concatenated path and query), `Host`, then
     /// `Authorization: Bearer`, `Content-Type` and `User-Agent` when given, and

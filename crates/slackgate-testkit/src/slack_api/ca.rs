@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A test CA and a server certificate it signed for `127.0.0.1` and `localhost`.
-pub(super) struct TestCa {
-    pub(super) _dir: tempfile::TempDir,
-    pub(super) pem_file: PathBuf,
-    pub(super) der: Vec<u8>,
-    pub(super) leaf_der: Vec<u8>,
-    pub(super) leaf_key_der: Vec<u8>,
+pub(crate) struct TestCa {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) pem_file: PathBuf,
+    pub(crate) der: Vec<u8>,
+    pub(crate) leaf_der: Vec<u8>,
+    pub(crate) leaf_key_der: Vec<u8>,
 }
 
 impl std::fmt::Debug for TestCa {
@@ -21,7 +21,7 @@ impl std::fmt::Debug for TestCa {
 }
 
 impl TestCa {
-    pub(super) fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params.distinguished_name.push(
@@ -61,7 +61,7 @@ impl TestCa {
         }
     }
 
-    pub(super) fn server_config(&self) -> rustls::ServerConfig {
+    pub(crate) fn server_config(&self) -> rustls::ServerConfig {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)

@@ -94,6 +94,7 @@ fn the_hand_written_line_is_byte_for_byte_serde_json() {
         upstream_status: Some(502),
         duration_us: u64::MAX,
         lifecycle: true,
+        source: None,
     };
     for r in [full, AuditRecord::default(), record(7)] {
         let mut line = Vec::new();
@@ -423,6 +424,7 @@ fn inbound_ids_and_texts_are_checked() {
         upstream_status: Some(200),
         duration_us: 5,
         lifecycle: false,
+        source: None,
     };
     let mut plain = Vec::new();
     view.write_json(&mut plain);
@@ -530,6 +532,7 @@ mod lines {
                 upstream_status: numbers.2,
                 duration_us: numbers.3,
                 lifecycle: numbers.5,
+                source: None,
             };
             check(&inbound_line(&view))?;
         }
@@ -592,6 +595,7 @@ mod lines {
             upstream_status: Some(u16::MAX),
             duration_us: u64::MAX,
             lifecycle: true,
+            source: None,
         };
         let line = inbound_line(&view);
         assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
