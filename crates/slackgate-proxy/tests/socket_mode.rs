@@ -22,7 +22,7 @@ use slackgate_testkit::{
 const APP_TOKEN: &str = "xapp-1-A0HELPDESK-1111-realapptoken0secret";
 
 /// Every log line of this test process (info and above), to show the token is in none.
-static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static LOGS: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
 
 struct Capture;
 
@@ -32,7 +32,7 @@ impl log::Log for Capture {
     }
     fn log(&self, record: &log::Record) {
         let line = format!("{} {}: {}", record.level(), record.target(), record.args());
-        LOGS.lock().unwrap().push(line);
+        LOGS.lock().push(line);
     }
     fn flush(&self) {}
 }
@@ -46,7 +46,7 @@ fn capture_logs() {
 }
 
 fn logs_mention(needle: &str) -> bool {
-    LOGS.lock().unwrap().iter().any(|l| l.contains(needle))
+    LOGS.lock().iter().any(|l| l.contains(needle))
 }
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -16,11 +16,12 @@ mod support;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 use slackgate_testkit::policy::{helpdesk_to, keys, route};
 use slackgate_testkit::{
-    fixture, now_unix, Client, SignedRequest, TestGateway, TestGatewayBuilder,
+    fixture, now_unix, wait_until, Client, SignedRequest, TestGateway, TestGatewayBuilder,
 };
 use support::python::{python, PyServer};
 

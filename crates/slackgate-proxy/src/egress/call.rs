@@ -8,11 +8,11 @@ use bytes::Bytes;
 use slackgate_guard::{EgressDecision, EgressReason};
 use slackgate_slack::CallEncoding;
 
-use super::slack::CallFailure;
 use crate::net::client::Response;
 use crate::net::conn::{is_writable_header, is_writable_status};
 use crate::net::downstream::{is_not_relayed, Downstream};
 use crate::net::http1::connection_tokens;
+use crate::net::slack_client::CallFailure;
 
 /// What the call's head said, copied out of the request.
 pub(super) struct CallHead {
@@ -171,7 +171,7 @@ impl Outcome {
     pub(super) fn failed(&mut self, failure: &CallFailure) -> Answer {
         self.decision.reason = match failure {
             CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
-            CallFailure::Failed(_) => EgressReason::UpstreamError,
+            _ => EgressReason::UpstreamError,
         };
         self.status = self.decision.reason.status();
         Answer::local(&self.decision)

@@ -35,10 +35,10 @@ use slackgate_guard::{
 use slackgate_policy::{Egress, SlackApi};
 
 use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, SlackOutcome};
-use super::slack::{CallFailure, OutHead, SlackClient, SlackClientError};
 use crate::core::capability::{is_capability, mint};
 use crate::core::state::Shared;
 use crate::net::client::Response;
+use crate::net::slack_client::{CallFailure, OutHead, SlackClient};
 
 /// The most `<host>.slack.com` clients kept; past it, a post gets a client of its own.
 pub(super) const MAX_HOSTS: usize = 64;
@@ -186,11 +186,11 @@ impl Custodian {
 
     /// The client and request target a held URL is sent with (see the module doc).
     fn route<'u>(&self, url: &'u str) -> Result<(Arc<SlackClient>, &'u str), CallFailure> {
-        let refused = |why: &str| CallFailure::Failed(format!("a held URL {why}"));
+        let refused = CallFailure::Withheld;
         if let Some(path) = self.hooks.api().path_of(url) {
             return is_target(path)
                 .then(|| (Arc::clone(&self.hooks), path))
-                .ok_or_else(|| refused("has a path that cannot be sent"));
+                .ok_or_else(|| refused("a held URL has a path that cannot be sent"));
         }
         let origin = SlackApi {
             path: "/".to_owned(),
@@ -199,20 +199,20 @@ impl Custodian {
         if let Some(path) = origin.path_of(url) {
             return is_target(path)
                 .then(|| (Arc::clone(&self.slack), path))
-                .ok_or_else(|| refused("has a path that cannot be sent"));
+                .ok_or_else(|| refused("a held URL has a path that cannot be sent"));
         }
         let Some((host, path)) = slack_host(url).filter(|(_, p)| is_target(p)) else {
             return Err(refused(
-                "is not under egress.hooks_base, egress.slack_api or https://*.slack.com/",
+                "a held URL is not under egress.hooks_base, egress.slack_api or https://*.slack.com/",
             ));
         };
         if let Some(c) = self.hosts.lock().get(&host) {
             return Ok((Arc::clone(c), path));
         }
         let api = SlackApi::parse(&format!("https://{host}/"))
-            .map_err(|_| refused("has a host that cannot be used"))?;
+            .map_err(|_| refused("a held URL has a host that cannot be used"))?;
         let client = SlackClient::new(&api, self.ca_file.as_deref(), self.timeout)
-            .map_err(|e: SlackClientError| CallFailure::Failed(e.to_string()))?;
+            .map_err(CallFailure::Client)?;
         let client = Arc::new(client);
         let mut hosts = self.hosts.lock();
         if hosts.len() < MAX_HOSTS {

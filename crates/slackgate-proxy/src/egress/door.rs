@@ -24,7 +24,6 @@ use crate::core::state::Shared;
 use crate::net::client::Response;
 use crate::net::downstream::{BodyError, Downstream, PingoraDownstream};
 use crate::net::front::{ConnLimits, Door, FastPath};
-use crate::net::http1::connection_tokens;
 use crate::net::slack_client::{
     error_code, retry_after_of, CallFailure, OutHead, SlackClient, SlackClientError,
 };
@@ -53,7 +52,6 @@ impl std::fmt::Debug for EgressApp {
             .finish_non_exhaustive()
     }
 }
-
 
 impl EgressApp {
     /// The app for `shared`'s egress config.
@@ -500,7 +498,7 @@ impl EgressApp {
                         let (shared, c) = (&self.shared, &self.custodian);
                         if let Err(why) = c.after_call(shared, &outcome, head, body, &mut answer) {
                             log::warn!("egress: bot {} method {method}: {why}", bot.name);
-                            answer = outcome.failed(&CallFailure::Failed(why.to_owned()));
+                            answer = outcome.failed(&CallFailure::Withheld(why));
                         }
                         answer
                     }
@@ -631,7 +629,6 @@ impl Door for EgressDoor {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::net::downstream::is_not_relayed;
 
     #[test]

@@ -78,6 +78,9 @@ pub(crate) enum CallFailure {
     /// given (a fixed text).
     #[error("{0}")]
     Withheld(&'static str),
+    /// No client could be built for the host of a held URL (secret custody).
+    #[error("a client for a held URL's host: {0}")]
+    Client(#[source] SlackClientError),
 }
 
 /// What a request head the gateway writes says besides its host and length

@@ -28,8 +28,8 @@ use slackgate_guard::{RemoteState, StateOp};
 use slackgate_policy::{Egress, SocketMode};
 
 use crate::core::state::Shared;
-use crate::egress::SlackClient;
 use crate::inbound::gateway::Gateway;
+use crate::net::slack_client::SlackClient;
 use crate::socket::envelope::{self, Envelope};
 use crate::socket::link::{self, Dispatch, Done, LinkEvent, OpenError};
 use crate::socket::request::SocketRequest;

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::egress::{OutHead, SlackClient};
+use crate::net::slack_client::{OutHead, SlackClient};
 use crate::socket::envelope::{self, Message};
 
 /// How long `hello` may take after the WebSocket is up.
@@ -151,7 +151,7 @@ async fn connections_open(client: &SlackClient, token: &str) -> Result<String, O
     }
     let error = field("error")
         .as_deref()
-        .and_then(crate::egress::error_code)
+        .and_then(crate::net::slack_client::error_code)
         .map(str::to_owned);
     match error {
         Some(e) if is_fatal(&e) => Err(OpenError::Fatal(e)),
