@@ -1801,6 +1801,32 @@ fn netns_lab_enforces_the_rendered_network_policies() {
     );
 }
 
+/// deploy/README.md ("Shared state in Redis") says a managed Redis over TLS cannot be
+/// named yet: the ingress config with a `rediss://` URL must fail to load with the error
+/// quoted there. When TLS to Redis lands this fails: switch the README (and the config's
+/// comment) to `rediss://`.
+#[test]
+fn rediss_urls_are_refused_as_the_readme_says() {
+    let r = Rendered::of("ingress");
+    let (deployment, container) = r.gateway();
+    let view = PodView::new(&r, &deployment["spec"]["template"]["spec"], container);
+    let path = Path::new("/etc/slackgate/config/config.yaml");
+    let text = view.file(path, "the config file");
+    let url = "redis://slackgate-redis:6379/0";
+    assert!(text.contains(url), "the ingress config names {url}");
+    let tls = text.replace(url, "rediss://redis.example.internal:6380/0");
+    let err = slackgate_policy::compile_config(path, &tls)
+        .expect_err("rediss:// loads now: update deploy/README.md and the ingress config")
+        .to_string();
+    let quoted = "`state.redis.url` must start with redis://";
+    assert!(err.contains(quoted), "{err}");
+    let readme = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
+    assert!(
+        readme.contains(quoted),
+        "deploy/README.md must quote the error: {quoted}"
+    );
+}
+
 #[test]
 fn dockerfile_builds_slackgate_into_a_non_root_image() {
     let dockerfile = std::fs::read_to_string(deploy_dir().join("docker/Dockerfile")).unwrap();
@@ -1913,6 +1939,11 @@ fn readme_documents_the_procedures() {
         "## Upgrades and draining",
         "## Health checks",
         "## How the manifests are tested",
+        "## The egress door in Kubernetes",
+        "## Verifying the lock-down",
+        "## Shared state in Redis",
+        "kubectl exec",
+        "SLACKGATE_NETNS_OPTIONAL",
         "terminationGracePeriodSeconds",
         "expires",
         K8S_VERSION,
