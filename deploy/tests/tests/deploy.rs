@@ -5,8 +5,13 @@
 //! `slackgate check`), so a port, path, secret key or grace period that drifts
 //! between the YAML files and the gateway fails here instead of in a cluster.
 //!
-//! External tools: `kubectl` (or a standalone `kustomize`), `yamllint` and
-//! `kubernetes-validate`. A missing tool fails the test with the install hint.
+//! It also evaluates the rendered NetworkPolicies with Kubernetes' semantics
+//! (`netpol`: a bot may reach only the egress door and DNS) and enforces them in a lab
+//! of network namespaces with nftables rules generated from them (`netns`).
+//!
+//! External tools: `kubectl` (or a standalone `kustomize`), `yamllint`,
+//! `kubernetes-validate`, and for the lab `ip`, `nft` and `python3`, as root. A missing
+//! tool fails the test with the install hint.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -251,7 +251,7 @@ impl Cluster {
     }
 
     /// The policies that select `pod` for `dir`.
-    pub(crate) fn selecting(&self, pod: &Pod, dir: Direction) -> Vec<&Value> {
+    fn selecting(&self, pod: &Pod, dir: Direction) -> Vec<&Value> {
         self.policies
             .iter()
             .filter(|(ns, p)| {
@@ -269,20 +269,15 @@ impl Cluster {
         if policies.is_empty() {
             return None;
         }
-        let ns_of = |p: &Value| {
-            self.policies
-                .iter()
-                .find(|(_, q)| std::ptr::eq(q, p))
-                .map(|(ns, _)| ns.clone())
-                .unwrap_or_default()
-        };
+        // A policy selects pods of its own namespace only: that is where a bare
+        // podSelector peer looks.
+        let home = &pod.namespace;
         let mut rules = Vec::new();
         for policy in policies {
-            let home = ns_of(policy);
             for rule in items(&policy["spec"][dir.key()]) {
                 let peers = items(&rule[dir.peers_key()]);
                 let peers = (!peers.is_empty())
-                    .then(|| peers.iter().map(|peer| self.peer(&home, peer)).collect());
+                    .then(|| peers.iter().map(|peer| self.peer(home, peer)).collect());
                 let ports = items(&rule["ports"]);
                 let ports = (!ports.is_empty()).then(|| ports.to_vec());
                 rules.push(Rule { peers, ports });
