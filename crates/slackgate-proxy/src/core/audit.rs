@@ -29,8 +29,8 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 pub use crate::core::shape::{
-    event_id, function_execution_id, method_name, short_text, slack_error_code, slack_id, INVALID,
-    MAX_LINE,
+    event_id, function_execution_id, method_name, scope_header, scope_list, short_text,
+    slack_error_code, slack_id, INVALID, MAX_LINE, MAX_SCOPES_GRANTED, MAX_SCOPES_NEEDED,
 };
 pub(crate) use crate::core::shape::{short_static, unknown_caller_rule};
 pub use crate::core::time::{rfc3339, TsText};
@@ -198,6 +198,15 @@ pub struct EgressRecord<'a> {
     /// For a call made with a workflow key (secret custody): the function execution its
     /// token belongs to (`invalid` unless `Fx` and Slack's id characters).
     pub function_execution_id: Option<&'a str>,
+    /// A bot in `mode: shadow` broke a rule and the call was forwarded anyway: `reason`
+    /// and `rule` are the would-be denial.
+    pub shadow: bool,
+    /// Slack's `x-accepted-oauth-scopes` on its answer, as [`scope_header`] writes it:
+    /// the scopes the method accepts (any one suffices); `""` when it needs none.
+    pub scopes_needed: Option<&'a str>,
+    /// Slack's `x-oauth-scopes` (the token's grant), written only when it differs from
+    /// the last one this gateway saw for the bot since it started.
+    pub scopes_granted: Option<&'a str>,
 }
 
 impl<'a> EgressRecord<'a> {
@@ -224,6 +233,9 @@ impl<'a> EgressRecord<'a> {
                 upstream_status: None,
                 duration_us: self.duration_us,
                 function_execution_id: None,
+                shadow: false,
+                scopes_needed: None,
+                scopes_granted: None,
             };
         }
         EgressRecord {
@@ -241,6 +253,11 @@ impl<'a> EgressRecord<'a> {
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
             function_execution_id: self.function_execution_id.map(function_execution_id),
+            shadow: self.shadow,
+            scopes_needed: self.scopes_needed.map(|v| scope_list(v, MAX_SCOPES_NEEDED)),
+            scopes_granted: self
+                .scopes_granted
+                .map(|v| scope_list(v, MAX_SCOPES_GRANTED)),
         }
     }
 }
