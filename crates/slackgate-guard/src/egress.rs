@@ -223,7 +223,8 @@ pub(crate) fn decide_call(
     d.body_token = args.body_token.is_some();
     d.team_id = args.team_id.as_deref().map(audit_id);
     d.workflow = workflow;
-    shadowed(judge(d, &bot, known, method, &args, state), &bot, known)
+    let d = judge(d, &bot, known, method, &args, state);
+    shadowed(d, &bot, known, method, &args)
 }
 
 /// For a bot in `mode: shadow`: marks a would-be denial the bot's own rules made
@@ -233,7 +234,17 @@ pub(crate) fn decide_call(
 /// ([`is_privileged_method`]), a method Slack does not document (it could be a
 /// privileged one the table does not know yet), and every refusal that is not the bot's
 /// rules' (an unreadable call, an unknown key, a revoked token, Slack's own 429s).
-fn shadowed(mut d: EgressDecision, bot: &Bot, known: Option<&str>) -> EgressDecision {
+///
+/// A shadowed `method_denied` is decided before the channel is read: its record gets the
+/// channel the call acts on (else the first it names) as an allowed call's would, so the
+/// trail says where the call went.
+fn shadowed(
+    mut d: EgressDecision,
+    bot: &Bot,
+    known: Option<&str>,
+    method: Option<&str>,
+    args: &CallArgs,
+) -> EgressDecision {
     if bot.mode != Mode::Shadow {
         return d;
     }
@@ -247,6 +258,11 @@ fn shadowed(mut d: EgressDecision, bot: &Bot, known: Option<&str>) -> EgressDeci
     };
     if d.shadow {
         d.retry_after_secs = None;
+        if d.channel_id.is_none() {
+            let acted_on = method.and_then(|m| args.acted_on(m));
+            let charged = acted_on.or(args.channels.first().map(String::as_str));
+            d.channel_id = charged.map(audit_id);
+        }
     }
     d
 }

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use crate::apps::App;
 pub use crate::credential::Credential;
 use crate::matcher::{GlobSet, IdSet};
-use crate::model::Mode;
+use crate::mode::Mode;
 use crate::units::Rate;
 
 /// Where an entry stands in the policy file (1-based), for the errors that are found

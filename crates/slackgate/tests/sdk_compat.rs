@@ -1159,6 +1159,7 @@ fn shadow_suggest_enforce(sdk: Sdk) {
     }
     let suggested_file = dir.path().join("suggested.yaml");
     std::fs::write(&suggested_file, &suggested).unwrap();
+    eprintln!("the suggestion:\n{suggested}");
     let check = slackgate(&["check".as_ref(), suggested_file.as_os_str()]);
     assert!(check.starts_with("ok:"), "{check}");
 

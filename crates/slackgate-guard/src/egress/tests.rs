@@ -650,6 +650,15 @@ fn a_shadow_bot_forwards_what_its_own_rules_would_deny() {
     for (path, form, want) in cases {
         let d = door.decide(SHADOWY, path, form);
         assert_eq!(shadow_outcome(&d), want, "{path} {form}");
+        // Every record says where the call went, a shadowed method_denied included.
+        let channel = if form.contains("C0OTHER") {
+            "C0OTHER"
+        } else {
+            "C0HELP"
+        };
+        if form.contains("channel=") {
+            assert_eq!(d.channel_id.as_deref(), Some(channel), "{path} {form}");
+        }
         if d.shadow {
             assert_eq!(d.retry_after_secs, None, "{path} {form}");
         }

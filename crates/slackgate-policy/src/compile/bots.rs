@@ -15,7 +15,7 @@ use crate::bots::{
     RESPONSE_URL_METHOD,
 };
 use crate::matcher::{GlobSet, IdSet};
-use crate::model::Mode;
+use crate::mode::Mode;
 use crate::spec::{
     BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec, ModeSpec, RotationSpec,
 };
