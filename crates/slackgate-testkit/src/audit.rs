@@ -48,7 +48,7 @@ pub fn inbound_keys() -> impl Iterator<Item = &'static str> {
 }
 
 /// The fields of an egress record, in order.
-pub const EGRESS_KEYS: [&str; 13] = [
+pub const EGRESS_KEYS: [&str; 17] = [
     "ts",
     "direction",
     "bot",
@@ -62,4 +62,8 @@ pub const EGRESS_KEYS: [&str; 13] = [
     "slack_error",
     "upstream_status",
     "duration_us",
+    "function_execution_id",
+    "shadow",
+    "scopes_needed",
+    "scopes_granted",
 ];
