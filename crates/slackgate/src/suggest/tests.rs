@@ -314,3 +314,160 @@ fn plain_rotated_and_gzip_files_are_read_and_bad_lines_named() {
     assert_eq!(trail.unreadable, 2, "the broken line and the overlong one");
     assert_eq!(trail.first.as_deref(), Some("2026-11-01T10:00:00.000000Z"));
 }
+
+/// A route in shadow mode: the suggestion lists the teams, channels, events and commands
+/// its forwarded requests carried, keeps what the audit does not record, and enforces.
+#[test]
+fn a_route_gets_the_allow_lists_its_requests_carried() {
+    let policy = r#"version: 1
+apps:
+  helpdesk: { signing_secrets: [{ id: current, env: SIGNING }] }
+upstreams:
+  bot: { targets: ["127.0.0.1:3000"] }
+routes:
+  - name: helpdesk
+    path: /slack/events
+    app: helpdesk
+    upstream: bot
+    mode: shadow
+    allow_unverified_shadow: true
+    allow:
+      users: [U0KEEP]
+      actions: ["ticket_*"]
+      commands: [/old]
+  - name: quiet
+    path: /slack/quiet
+    app: helpdesk
+    upstream: bot
+    allow: { teams: [T0QUIET] }
+"#;
+    let rec = |kind: &str,
+               team: &str,
+               channel: Option<&str>,
+               event: Option<&str>,
+               command: Option<&str>,
+               reason: &str,
+               shadow: bool,
+               rule: Option<&str>| {
+        json!({"ts": "2026-12-01T10:00:00.000000Z", "direction": "inbound", "route": "helpdesk",
+               "reason": reason, "status": 200, "shadow": shadow, "kind": kind, "team_id": team,
+               "channel_id": channel, "event_type": event, "command": command, "rule": rule})
+        .to_string()
+    };
+    let lines = [
+        rec(
+            "event_callback",
+            "T0A",
+            Some("C0A"),
+            Some("app_mention"),
+            None,
+            "allowed",
+            false,
+            None,
+        ),
+        rec(
+            "event_callback",
+            "T0B",
+            Some("C0B"),
+            Some("message"),
+            None,
+            "scope_denied",
+            true,
+            Some("allow.users"),
+        ),
+        rec(
+            "slash_command",
+            "T0A",
+            Some("C0A"),
+            None,
+            Some("/ticket"),
+            "allowed",
+            false,
+            None,
+        ),
+        rec(
+            "block_actions",
+            "T0A",
+            Some("C0A"),
+            None,
+            None,
+            "allowed",
+            false,
+            None,
+        ),
+        // An enforced denial is not a request to allow.
+        rec(
+            "event_callback",
+            "T0EVIL",
+            Some("C0EVIL"),
+            Some("reaction_added"),
+            None,
+            "scope_denied",
+            false,
+            Some("allow.teams"),
+        ),
+    ];
+    let mut trail = Trail::default();
+    for l in &lines {
+        trail.add_line(l.as_bytes(), &Filter::default()).unwrap();
+    }
+    let args = Args {
+        config: "policy.yaml".into(),
+        audit: vec![],
+        since: None,
+        bots: vec![],
+        routes: vec![],
+    };
+    let (text, changes) = render(Path::new("policy.yaml"), policy, &trail, &args).unwrap();
+    assert_eq!(changes.routes, ["helpdesk"]);
+    let secrets = MapSecrets::in_memory(&[("SIGNING", "8f742231b10e8888abcd99yyyzzz85a5")]);
+    let compiled = compile_policy(
+        Path::new("suggested.yaml"),
+        &text,
+        &secrets,
+        UNIX_EPOCH + Duration::from_secs(1_900_000_000),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let route = compiled
+        .routes
+        .iter()
+        .find(|r| &*r.name == "helpdesk")
+        .unwrap();
+    assert_eq!(route.mode, slackgate_policy::Mode::Enforce, "{text}");
+    assert!(!route.allow_unverified_shadow);
+    let allow = &route.allow;
+    let has = |set: &Option<slackgate_policy::IdSet>, v: &str| {
+        set.as_ref().is_some_and(|s| s.contains(v))
+    };
+    for (set, yes, no) in [
+        (&allow.teams, ["T0A", "T0B"], "T0EVIL"),
+        (&allow.channels, ["C0A", "C0B"], "C0EVIL"),
+        (&allow.events, ["app_mention", "message"], "reaction_added"),
+    ] {
+        for v in yes {
+            assert!(has(set, v), "{v}:\n{text}");
+        }
+        assert!(!has(set, no), "{no}:\n{text}");
+    }
+    assert!(
+        has(&allow.commands, "/ticket") && !has(&allow.commands, "/old"),
+        "{text}"
+    );
+    // users denied a request seen: dropped; actions are not in the audit: kept.
+    assert!(allow.users.is_none(), "{text}");
+    assert!(
+        allow
+            .actions
+            .as_ref()
+            .is_some_and(|a| a.matches("ticket_open")),
+        "{text}"
+    );
+    assert!(text.contains("allow.users removed"), "{text}");
+    // The route without records is as it was.
+    let quiet = compiled
+        .routes
+        .iter()
+        .find(|r| &*r.name == "quiet")
+        .unwrap();
+    assert!(has(&quiet.allow.teams, "T0QUIET"));
+}
