@@ -1068,14 +1068,17 @@ fn unseen_calls() -> Vec<Call> {
     ]
 }
 
-/// Runs `slackgate` with `args` and these secrets in its environment: its stdout.
-fn slackgate(args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_slackgate"))
-        .args(args)
-        .env("HELPDESK_GATEWAY_KEY", KEY)
-        .env("HELPDESK_BOT_TOKEN", TOKEN)
-        .output()
-        .expect("running slackgate");
+/// Runs `slackgate` with `args` and the bot's secrets in its environment: its stdout.
+fn slackgate(args: &[&std::path::Path]) -> String {
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| a.to_str().expect("a UTF-8 path"))
+        .collect();
+    let out = support::slackgate(
+        &args,
+        &[("HELPDESK_GATEWAY_KEY", KEY), ("HELPDESK_BOT_TOKEN", TOKEN)],
+        b"",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -1146,10 +1149,10 @@ fn shadow_suggest_enforce(sdk: Sdk) {
     let suggested = slackgate(&[
         "suggest".as_ref(),
         "-c".as_ref(),
-        policy_file.as_os_str(),
+        &policy_file,
         "--audit".as_ref(),
-        rotated.as_os_str(),
-        live.as_os_str(),
+        &rotated,
+        &live,
     ]);
     for secret in [KEY, TOKEN, TEXT] {
         assert!(
@@ -1160,7 +1163,7 @@ fn shadow_suggest_enforce(sdk: Sdk) {
     let suggested_file = dir.path().join("suggested.yaml");
     std::fs::write(&suggested_file, &suggested).unwrap();
     eprintln!("the suggestion:\n{suggested}");
-    let check = slackgate(&["check".as_ref(), suggested_file.as_os_str()]);
+    let check = slackgate(&["check".as_ref(), &suggested_file]);
     assert!(check.starts_with("ok:"), "{check}");
 
     // 3. Enforced: the seen calls pass, the unseen ones are refused.
