@@ -1204,23 +1204,16 @@ fn suggest_reads_the_policy_a_config_names_filters_and_names_bad_input() {
         .concat(),
     )
     .unwrap();
-    let out = slackgate(
-        &[
-            "suggest",
-            "-c",
-            config.to_str().unwrap(),
-            "--audit",
-            audit.to_str().unwrap(),
-            "--since",
-            "2026-11-10",
-            "--bot",
-            "helpdesk",
-        ],
-        &[],
-        b"",
-    );
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "{stderr}");
+    // `slackgate suggest -c CONFIG --audit FILE ARGS...`: exit status, stdout, stderr.
+    let suggest = |file: &Path, args: &[&str]| {
+        let mut all = vec!["suggest", "-c", config.to_str().unwrap()];
+        all.extend(["--audit", file.to_str().unwrap()]);
+        all.extend(args);
+        let out = slackgate(&all, &[], b"");
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, stdout, stderr) = suggest(&audit, &["--since", "2026-11-10", "--bot", "helpdesk"]);
+    assert!(ok, "{stderr}");
     // Only helpdesk, only since the 10th; reporter as it was.
     assert!(stdout.contains("- chat.update  # 1 call"), "{stdout}");
     assert!(
@@ -1238,43 +1231,10 @@ fn suggest_reads_the_policy_a_config_names_filters_and_names_bad_input() {
         "{stderr}"
     );
 
-    let missing = dir.path().join("nope.log");
-    let out = slackgate(
-        &[
-            "suggest",
-            "-c",
-            config.to_str().unwrap(),
-            "--audit",
-            missing.to_str().unwrap(),
-        ],
-        &[],
-        b"",
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("nope.log"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = slackgate(
-        &[
-            "suggest",
-            "-c",
-            config.to_str().unwrap(),
-            "--audit",
-            audit.to_str().unwrap(),
-            "--since",
-            "last tuesday",
-        ],
-        &[],
-        b"",
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--since"),
-        "{}",
-        text(&out.stderr)
-    );
+    let (ok, _, stderr) = suggest(&dir.path().join("nope.log"), &[]);
+    assert!(!ok && stderr.contains("nope.log"), "{stderr}");
+    let (ok, _, stderr) = suggest(&audit, &["--since", "last tuesday"]);
+    assert!(!ok && stderr.contains("--since"), "{stderr}");
 }
 
 // === demo ===
