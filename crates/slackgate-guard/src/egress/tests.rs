@@ -22,6 +22,7 @@ const REPLIER: &str = "gk_replier_5555eeee6666ffff";
 const COUNTER: &str = "gk_counter_7777gggg8888hhhh";
 const RESPONDER: &str = "gk_responder_9999iiii0000jjjj";
 const SHADOWY: &str = "gk_shadowy_1212kkkk3434llll";
+const ECHO: &str = "gk_echo_5656mmmm7878nnnn9090";
 
 fn egress_policy() -> Policy {
     let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
@@ -32,6 +33,7 @@ fn egress_policy() -> Policy {
         ("COUNTER_KEY", COUNTER),
         ("RESPONDER_KEY", RESPONDER),
         ("SHADOWY_KEY", SHADOWY),
+        ("ECHO_KEY", ECHO),
         ("TOKEN", "xoxb-1-t"),
     ]);
     let text = r#"version: 1
@@ -77,6 +79,13 @@ bots:
     channels: [C0HELP]
     deny_args: [username]
     rate_limits: [{ per: method, rate: 1/min, burst: 2 }]
+  echo:
+    mode: shadow
+    app: helpdesk
+    key: { env: ECHO_KEY }
+    token: { env: TOKEN }
+    methods: [chat.postMessage]
+    reply_scope: 10m
 "#;
     slackgate_fixtures::policy::compiled(text, &secrets, 0)
 }
@@ -725,5 +734,22 @@ fn an_enforced_bot_is_never_shadowed() {
     assert_eq!(
         shadow_outcome(&d),
         (EgressReason::ChannelDenied, Some("channels"), false, false)
+    );
+}
+
+#[test]
+fn a_shadow_bot_reports_reply_scope_without_enforcing_it() {
+    let door = Door::new();
+    let d = door.decide(ECHO, "/api/chat.postMessage", "channel=C0QUIET");
+    assert_eq!(
+        shadow_outcome(&d),
+        (EgressReason::ChannelDenied, Some("reply_scope"), true, true)
+    );
+    assert_eq!(d.channel_id.as_deref(), Some("C0QUIET"));
+    door.reply.note(&Arc::from("helpdesk"), "C0QUIET", NOW);
+    let d = door.decide(ECHO, "/api/chat.postMessage", "channel=C0QUIET");
+    assert_eq!(
+        shadow_outcome(&d),
+        (EgressReason::Allowed, None, false, true)
     );
 }
