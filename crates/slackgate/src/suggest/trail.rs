@@ -335,7 +335,13 @@ impl Trail {
         let Some(route) = r.route.as_deref() else {
             return false;
         };
-        if !filter.wants_route(route) || !(reason == "allowed" || r.shadow) {
+        // A shadowed verification failure (`allow_unverified_shadow`) may be forged: what
+        // it names is nobody's to allow.
+        let unverified = matches!(
+            reason,
+            "missing_signature" | "bad_signature" | "stale_timestamp" | "replayed"
+        );
+        if !filter.wants_route(route) || !(reason == "allowed" || r.shadow) || unverified {
             return false;
         }
         if !self.routes.contains_key(route) {
@@ -392,6 +398,7 @@ mod tests {
             r#"{"ts":"2026-12-03T11:00:00.000000Z","direction":"egress","bot":null,"method":"chat.postMessage","reason":"unknown_bot","status":200}"#,
             r#"{"ts":"2026-12-03T12:00:00.000000Z","direction":"inbound","route":"r","reason":"allowed","status":200,"shadow":false,"kind":"event_callback","team_id":"T0ACME","channel_id":"C0HELP","event_type":"app_mention"}"#,
             r#"{"ts":"2026-12-03T13:00:00.000000Z","direction":"inbound","route":"r","reason":"scope_denied","status":403,"shadow":false,"kind":"slash_command","team_id":"T0ACME","channel_id":"C0HELP","command":"/x"}"#,
+            r#"{"ts":"2026-12-03T14:00:00.000000Z","direction":"inbound","route":"r","reason":"bad_signature","status":200,"shadow":true,"rule":"signature"}"#,
         ];
         for l in lines {
             t.add_line(l.as_bytes(), &f).unwrap();
@@ -420,7 +427,7 @@ mod tests {
         );
         assert_eq!(r.events.keys().collect::<Vec<_>>(), ["app_mention"]);
         assert!(r.commands.is_empty());
-        assert_eq!((t.lines, t.unreadable), (7, 1));
+        assert_eq!((t.lines, t.unreadable), (8, 1));
         // --since and --bot
         let mut t = Trail::default();
         let f = Filter {
@@ -432,6 +439,6 @@ mod tests {
             t.add_line(l.as_bytes(), &f).unwrap();
         }
         assert!(t.bots.is_empty() && t.routes.is_empty());
-        assert_eq!(t.skipped, 6);
+        assert_eq!(t.skipped, 7);
     }
 }
