@@ -110,6 +110,8 @@ pub struct AuditRecord {
     pub command: Option<String>,
     /// Events API event id.
     pub event_id: Option<String>,
+    /// The first action id of an interactivity request, else its callback id.
+    pub action_id: Option<String>,
     /// `X-Slack-Retry-Num`, when Slack is retrying.
     pub retry_num: Option<u32>,
     /// The allow/deny/limit rule that decided.
@@ -151,6 +153,7 @@ impl AuditRecord {
             event_type: self.event_type.as_deref(),
             command: self.command.as_deref(),
             event_id: self.event_id.as_deref(),
+            action_id: self.action_id.as_deref(),
             retry_num: self.retry_num,
             rule: self.rule.as_deref(),
             upstream: self.upstream.as_deref(),
@@ -286,6 +289,7 @@ pub struct AuditView<'a> {
     pub event_type: Option<&'a str>,
     pub command: Option<&'a str>,
     pub event_id: Option<&'a str>,
+    pub action_id: Option<&'a str>,
     pub retry_num: Option<u32>,
     pub rule: Option<&'a str>,
     pub upstream: Option<&'a str>,
@@ -321,6 +325,7 @@ impl<'a> AuditView<'a> {
             event_type: text(self.event_type),
             command: text(self.command),
             event_id: self.event_id.map(event_id),
+            action_id: text(self.action_id),
             retry_num: self.retry_num,
             rule: text(self.rule),
             upstream: text(self.upstream),
@@ -362,7 +367,7 @@ impl<'a> AuditView<'a> {
         } else {
             b",\"shadow\":false"
         });
-        let texts: [(&[u8], Option<&str>); 12] = [
+        let texts: [(&[u8], Option<&str>); 13] = [
             (b",\"client_ip\":", self.client_ip),
             (b",\"app\":", self.app),
             (b",\"secret_id\":", self.secret_id),
@@ -375,6 +380,7 @@ impl<'a> AuditView<'a> {
             (b",\"event_type\":", self.event_type),
             (b",\"command\":", self.command),
             (b",\"event_id\":", self.event_id),
+            (b",\"action_id\":", self.action_id),
         ];
         for (key, value) in texts {
             text(out, key, value);

@@ -313,9 +313,18 @@ fn route(r: &mut Y, s: &RouteSeen) {
             allow.set(dim, v.clone(), Some("none seen; kept as it was".to_owned()));
         }
     }
-    // What the audit does not record (users, enterprises, actions): kept, unless it would
-    // have denied a request seen.
-    for dim in ["enterprises", "users", "actions"] {
+    // actions: those seen, when every request they apply to named one.
+    // (A record without `action_id`, from before the audit had it, keeps the list as
+    // written.)
+    let mut kept = vec!["enterprises", "users"];
+    if !s.actions.is_empty() && s.no_action.count == 0 {
+        allow.set("actions", tally_list(&s.actions, "requests"), None);
+    } else {
+        kept.push("actions");
+    }
+    // What the audit does not record (users, enterprises): kept, unless it would have
+    // denied a request seen.
+    for dim in kept {
         match (old_allow.get(dim), denied_by(dim)) {
             (Some(_), Some(st)) => head.push(format!(
                 "allow.{dim} removed: it would have denied {}",
@@ -324,7 +333,7 @@ fn route(r: &mut Y, s: &RouteSeen) {
             (Some(v), None) => allow.set(
                 dim,
                 v.clone(),
-                Some("kept as it was: the audit does not record it".to_owned()),
+                Some("kept as it was: the trail does not say".to_owned()),
             ),
             (None, _) => {}
         }

@@ -394,7 +394,8 @@ routes:
             "allowed",
             false,
             None,
-        ),
+        )
+        .replacen("\"kind\"", "\"action_id\":\"ticket_open\",\"kind\"", 1),
         // An enforced denial is not a request to allow.
         rec(
             "event_callback",
@@ -453,13 +454,11 @@ routes:
         has(&allow.commands, "/ticket") && !has(&allow.commands, "/old"),
         "{text}"
     );
-    // users denied a request seen: dropped; actions are not in the audit: kept.
+    // users denied a request seen: dropped; actions: exactly the one seen.
     assert!(allow.users.is_none(), "{text}");
+    let actions = allow.actions.as_ref().unwrap();
     assert!(
-        allow
-            .actions
-            .as_ref()
-            .is_some_and(|a| a.matches("ticket_open")),
+        actions.matches("ticket_open") && !actions.matches("ticket_close"),
         "{text}"
     );
     assert!(text.contains("allow.users removed"), "{text}");

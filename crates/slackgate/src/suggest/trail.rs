@@ -83,11 +83,16 @@ pub(crate) struct RouteSeen {
     pub(crate) channels: Tally,
     pub(crate) events: Tally,
     pub(crate) commands: Tally,
+    /// Action ids (else callback ids) of interactivity and custom-step requests.
+    pub(crate) actions: Tally,
     pub(crate) kinds: Tally,
     /// Requests without a team (org-wide installs), or whose team was not a Slack id.
     pub(crate) no_team: Seen,
     /// Requests that can carry a channel but came without one (or with no Slack id).
     pub(crate) no_channel: Seen,
+    /// Requests `actions` rules apply to that named no action (a record from before the
+    /// audit had `action_id`, or a payload without one): `actions` cannot be listed.
+    pub(crate) no_action: Seen,
     /// Shadowed denials, by rule (`allow.users`, `deny.channels`, `rate_limits[0] ...`).
     pub(crate) shadow_rules: Tally,
 }
@@ -158,6 +163,8 @@ struct Record<'a> {
     #[serde(borrow, default)]
     command: Option<Text<'a>>,
     #[serde(borrow, default)]
+    action_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
     scopes_needed: Option<Text<'a>>,
     #[serde(borrow, default)]
     scopes_granted: Option<Text<'a>>,
@@ -198,6 +205,24 @@ fn writes_unnamed(method: &str) -> bool {
         return false;
     }
     conversation_use(method).is_some_and(|u| u.writes == Writes::Yes)
+}
+
+/// Whether a route's `actions` rules apply to the request (the gateway's `applies_actions`):
+/// interactivity, and a custom step's `function_executed` event.
+fn takes_actions(r: &Record<'_>) -> bool {
+    matches!(
+        r.kind.as_deref(),
+        Some(
+            "block_actions"
+                | "block_suggestion"
+                | "view_submission"
+                | "view_closed"
+                | "shortcut"
+                | "message_action"
+                | "interactive_message"
+                | "dialog_submission"
+        )
+    ) || r.event_type.as_deref() == Some("function_executed")
 }
 
 /// Kinds that cannot carry a channel (the channel dimension does not apply).
@@ -372,6 +397,12 @@ impl Trail {
         if r.kind.as_deref() == Some("event_callback") {
             if let Some(e) = r.event_type.as_deref() {
                 tally(&mut s.events, e, ts);
+            }
+        }
+        if takes_actions(r) {
+            match r.action_id.as_deref() {
+                Some(a) if a != "invalid" => tally(&mut s.actions, a, ts),
+                _ => s.no_action.note(ts),
             }
         }
         if r.kind.as_deref() == Some("slash_command") {

@@ -88,6 +88,7 @@ fn the_hand_written_line_is_byte_for_byte_serde_json() {
         event_type: Some("message".into()),
         command: Some("/x".into()),
         event_id: Some("Ev1".into()),
+        action_id: Some(nasty.into()),
         retry_num: Some(3),
         rule: Some("allow.users".into()),
         upstream: Some("bot".into()),
@@ -453,6 +454,7 @@ fn inbound_ids_and_texts_are_checked() {
         event_type: Some("app_mention"),
         command: Some("/ticket"),
         event_id: Some("Ev0APPMENTION1"),
+        action_id: Some("ticket_open"),
         retry_num: Some(1),
         rule: Some("allow.teams"),
         upstream: Some("helpdesk"),
@@ -473,6 +475,7 @@ fn inbound_ids_and_texts_are_checked() {
         event_type: Some(&huge),
         command: Some("/ticket\r\n"),
         event_id: Some("EV0APPMENTION1"),
+        action_id: Some("ticket\u{1b}[31m"),
         ..view
     };
     let line = inbound_line(&odd);
@@ -561,6 +564,7 @@ mod lines {
                 event_type: some(&t[9]),
                 command: some(&t[10]),
                 event_id: some(&t[11]),
+                action_id: some(&t[14]),
                 retry_num: numbers.1,
                 rule: some(&t[12]),
                 upstream: some(&t[13]),
@@ -627,6 +631,7 @@ mod lines {
             event_type: t,
             command: t,
             event_id: Some("Ev000000000000000000000000000000"),
+            action_id: t,
             retry_num: Some(u32::MAX),
             rule: t,
             upstream: t,
