@@ -220,8 +220,21 @@ pub(crate) fn read_trail(files: &[PathBuf], filter: &Filter) -> anyhow::Result<T
         let mut reader = reader_of(counted, path)?;
         let mut line_no = 0u64;
         loop {
-            let got = next_line(reader.as_mut(), &mut buf)
-                .with_context(|| format!("{}:{}: reading", path.display(), line_no + 1))?;
+            // A file that breaks off (a gzip member cut short, a disk error) ends there: what
+            // was read counts, the rest is missing, and the suggestion can only be tighter.
+            let got = match next_line(reader.as_mut(), &mut buf) {
+                Ok(got) => got,
+                Err(e) => {
+                    progress.done();
+                    eprintln!(
+                        "warning: {}:{}: reading stopped ({}); the rest of the file is skipped",
+                        path.display(),
+                        line_no + 1,
+                        e.kind()
+                    );
+                    break;
+                }
+            };
             let Some(whole) = got else { break };
             line_no += 1;
             if buf.iter().all(u8::is_ascii_whitespace) && whole {

@@ -307,6 +307,17 @@ fn plain_rotated_and_gzip_files_are_read_and_bad_lines_named() {
         format!("{}\n{}\n", "x".repeat(MAX_LINE + 10), record(5)),
     )
     .unwrap();
+    // A gzip file cut short counts up to where it breaks.
+    let cut = dir.path().join("audit.log.3.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for day in 6..9 {
+        enc.write_all(format!("{}\n", record(day)).as_bytes())
+            .unwrap();
+    }
+    let whole = enc.finish().unwrap();
+    std::fs::write(&cut, &whole[..whole.len() - 12]).unwrap();
+    let trail = read_trail(&[cut], &Filter::default()).unwrap();
+    assert!(trail.bots.get("alpha").map_or(0, |b| b.calls.count) <= 3);
     let trail = read_trail(&[gz, plain, long], &Filter::default()).unwrap();
     let b = &trail.bots["alpha"];
     assert_eq!(b.calls.count, 5);
