@@ -4,7 +4,7 @@
 #
 #   benches/suggest.sh                          # SIZE_MB=1024: a 1 GiB audit file
 #   SIZE_MB=100 benches/suggest.sh              # a smaller file
-#   GZIP=1 benches/suggest.sh                   # the same trail, gzipped (a rotated file)
+#   COMPRESS=1 benches/suggest.sh                   # the same trail, gzipped (a rotated file)
 #   SLACKGATE_BIN=/path/to/slackgate benches/suggest.sh
 #
 # The file is written into a temp dir (python3, deterministic): egress records of 8 bots
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SIZE_MB=${SIZE_MB:-1024}
-GZIP=${GZIP:-0}
+COMPRESS=${COMPRESS:-0}
 SCRIPT=suggest.sh
 # shellcheck source=benches/common.sh
 . benches/common.sh
@@ -94,15 +94,15 @@ with open(path, "wb") as f:
         written += len(block)
 EOF
 FILE=$TMP/audit.log
-if [ "$GZIP" = 1 ]; then
+if [ "$COMPRESS" = 1 ]; then
     log "gzipping it"
     gzip -1 "$FILE"
     FILE=$FILE.gz
 fi
 BYTES=$(stat -c %s "$FILE")
 RAW=$BYTES
-[ "$GZIP" = 1 ] && RAW=$(gzip -l "$FILE" | awk 'NR==2 {print $2}')
-LINES=$([ "$GZIP" = 1 ] && zcat "$FILE" | wc -l || wc -l <"$FILE")
+[ "$COMPRESS" = 1 ] && RAW=$(gzip -l "$FILE" | awk 'NR==2 {print $2}')
+LINES=$([ "$COMPRESS" = 1 ] && zcat "$FILE" | wc -l || wc -l <"$FILE")
 
 log "running slackgate suggest"
 START=$(date +%s.%N)
@@ -113,7 +113,7 @@ END=$(date +%s.%N)
 read -r MAXRSS_KB WALL USER SYS <"$TMP/time"
 SECS=$(awk -v a="$START" -v b="$END" 'BEGIN {printf "%.2f", b - a}')
 printf 'file: %s bytes on disk (%s bytes of audit, %s lines)%s\n' "$BYTES" "$RAW" "$LINES" \
-    "$([ "$GZIP" = 1 ] && echo ', gzip -1')"
+    "$([ "$COMPRESS" = 1 ] && echo ', gzip -1')"
 printf 'wall: %s s (user %s s, sys %s s)\n' "$SECS" "$USER" "$SYS"
 awk -v b="$RAW" -v s="$SECS" -v l="$LINES" 'BEGIN {printf "throughput: %.0f MB/s of audit, %.2f M lines/s\n", b / 1e6 / s, l / 1e6 / s}'
 printf 'peak RSS: %s KiB (%.1f MiB)\n' "$MAXRSS_KB" "$(awk -v k="$MAXRSS_KB" 'BEGIN {print k / 1024}')"
