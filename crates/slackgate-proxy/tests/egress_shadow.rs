@@ -218,6 +218,9 @@ fn a_shadow_bot_reaches_slack_with_its_would_be_denials_audited() {
     for line in gw.audit_raw() {
         assert!(!line.contains(KEY) && !line.contains(TOKEN), "{line}");
     }
+    let status = gw.admin_client().get("/status").unwrap();
+    let status: Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["egress"]["bots"]["helpdesk"]["mode"], "shadow");
 }
 
 #[test]
