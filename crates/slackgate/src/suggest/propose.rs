@@ -21,8 +21,13 @@ fn seen(s: &Seen, what: &str) -> String {
     format!("{} {unit}, last {}", s.count, s.last)
 }
 
-/// Whether the policy's methods rules could take this name as an exact entry.
+/// Whether the policy's methods rules could take this name as an exact entry. A webhook
+/// post (`hooks.<name>`) is governed by the webhook's `bots`, an upload through a held
+/// URL (`file_upload`) by its capability: neither is a method to list.
 fn listable(method: &str) -> bool {
+    if method.starts_with("hooks.") {
+        return false;
+    }
     method == slackgate_policy::RESPONSE_URL_METHOD
         || (!method.is_empty()
             && method.len() <= 100
@@ -474,6 +479,9 @@ mod tests {
         // Privileged methods are always listed by name, never folded into a glob.
         let got = names(&tally(&["admin.users.list", "auth.revoke", "x.custom"]));
         assert_eq!(got, ["admin.users.list", "auth.revoke", "x.custom"]);
+        // Posts that are no Web API method: a webhook's, an upload's; a response URL's is.
+        let got = names(&tally(&["hooks.alerts", "file_upload", "response_url"]));
+        assert_eq!(got, ["response_url"]);
     }
 
     #[test]
