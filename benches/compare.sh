@@ -12,6 +12,7 @@
 #   MODE=tls RUNS=1 DURATION=2 WARMUP=1 benches/compare.sh   # smoke test, ~1 min
 #   COUNT=callgrind RUNS=1 CONNS=8 DURATION=5 benches/compare.sh       # instructions per
 #   COUNT=callgrind MODE=tls RUNS=1 CONNS=8 DURATION=5 benches/compare.sh  # request instead
+#   KEEP_CG=DIR COUNT=callgrind ...    # keeps the callgrind dumps in DIR (callgrind_annotate)
 #
 # COUNT=callgrind runs every proxy under `valgrind --tool=callgrind` and reports the
 # user-space instructions each one executed per answered request (column Ir/req): all
@@ -105,6 +106,8 @@ cleanup() {
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && wait "$p" 2>/dev/null || true
     done
+    # KEEP_CG=DIR keeps the callgrind dumps (for callgrind_annotate) before the scratch goes.
+    if [ -n "${KEEP_CG:-}" ] && [ -d "$TMP/cg" ]; then cp -r "$TMP/cg/." "$KEEP_CG/" || true; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM

@@ -7,6 +7,7 @@
 #   Node.js     npm, and @slack/web-api and @slack/bolt from
 #               crates/slackgate/tests/sdk/node/package-lock.json (the egress SDK compatibility
 #               test, the Bolt-JS resign test); needs Node 20 or later
+#   nftables, iproute2  nft and ip for the deploy tests' network-namespace lab (the lock-down)
 #   cargo-deny  license/ban/source checks of the dependency graph (deny.toml); from
 #               crates.io, about 3 minutes to build on 2 cores
 # Idempotent; installs only what is missing. Needs root (or sudo) for apt-get.
@@ -22,6 +23,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -25,6 +25,10 @@
 //! 7. Slack's own 429s, remembered per bot and method (`slack_rate_limited`);
 //! 8. the bot's `rate_limits` (`rate_limited`).
 //!
+//! For a bot in `mode: shadow` a would-be denial of stages 5 to 8 other than Slack's
+//! remembered 429s is marked [`EgressDecision::shadow`] and forwarded, unless it is an
+//! unlisted privileged method or a method Slack does not document (`shadowed`).
+//!
 //! A call that passes is [`EgressReason::Allowed`]: the proxy swaps the key for the
 //! bot's token and sends it on, to the method in Slack's spelling
 //! ([`EgressDecision::method`]).
@@ -70,8 +74,10 @@ mod slack_limits;
 
 use std::sync::Arc;
 
-use slackgate_policy::{Bot, Limits, Policy};
-use slackgate_slack::{canonical_method, method_from_path, read_call, CallArgs, CallLimits};
+use slackgate_policy::{Bot, Limits, Mode, Policy};
+use slackgate_slack::{
+    canonical_method, is_privileged_method, method_from_path, read_call, CallArgs, CallLimits,
+};
 
 use crate::custody::{WorkflowToken, WORKFLOW_KEY_PREFIX};
 
@@ -217,7 +223,48 @@ pub(crate) fn decide_call(
     d.body_token = args.body_token.is_some();
     d.team_id = args.team_id.as_deref().map(audit_id);
     d.workflow = workflow;
-    judge(d, &bot, known, method, &args, state)
+    let d = judge(d, &bot, known, method, &args, state);
+    shadowed(d, &bot, known, method, &args)
+}
+
+/// For a bot in `mode: shadow`: marks a would-be denial the bot's own rules made
+/// (`method_denied`, `team_denied`, `channel_denied` by `channels` or `reply_scope`,
+/// `argument_denied`, `rate_limited`) as shadowed, so the call is forwarded. What stays
+/// enforced: a privileged method not listed by its exact name
+/// ([`is_privileged_method`]), a method Slack does not document (it could be a
+/// privileged one the table does not know yet), and every refusal that is not the bot's
+/// rules' (an unreadable call, an unknown key, a revoked token, Slack's own 429s).
+///
+/// A shadowed `method_denied` is decided before the channel is read: its record gets the
+/// channel the call acts on (else the first it names) as an allowed call's would, so the
+/// trail says where the call went.
+fn shadowed(
+    mut d: EgressDecision,
+    bot: &Bot,
+    known: Option<&str>,
+    method: Option<&str>,
+    args: &CallArgs,
+) -> EgressDecision {
+    if bot.mode != Mode::Shadow {
+        return d;
+    }
+    d.shadow = match d.reason {
+        EgressReason::MethodDenied => known.is_some_and(|m| !is_privileged_method(m)),
+        EgressReason::TeamDenied
+        | EgressReason::ChannelDenied
+        | EgressReason::ArgumentDenied
+        | EgressReason::RateLimited => true,
+        _ => false,
+    };
+    if d.shadow {
+        d.retry_after_secs = None;
+        if d.channel_id.is_none() {
+            let acted_on = method.and_then(|m| args.acted_on(m));
+            let charged = acted_on.or(args.channels.first().map(String::as_str));
+            d.channel_id = charged.map(audit_id);
+        }
+    }
+    d
 }
 
 #[cfg(test)]

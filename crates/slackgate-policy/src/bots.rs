@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use crate::apps::App;
 pub use crate::credential::Credential;
 use crate::matcher::{GlobSet, IdSet};
+use crate::mode::Mode;
 use crate::units::Rate;
 
 /// Where an entry stands in the policy file (1-based), for the errors that are found
@@ -184,6 +185,11 @@ pub struct Bot {
     /// to channels that sent the bot's `app` a verified inbound request, forwarded to the
     /// bot, within this window (the bot then has an `app`).
     pub reply_scope: Option<std::time::Duration>,
+    /// `enforce` (the default), or `shadow`: a would-be denial of a call is forwarded with
+    /// the real token and audited with `"shadow": true`, except what stays enforced (an
+    /// unlisted privileged method, a method Slack does not document, and every refusal
+    /// before or outside the bot's own rules).
+    pub mode: Mode,
 }
 
 /// The bots of a policy, by name and by key.

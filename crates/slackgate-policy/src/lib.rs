@@ -49,6 +49,7 @@
 //! | `groups` | groups whose members Slack holds: [`UserGroup`], [`UserSet`] (a scope's users); compiled in `compile/groups.rs` |
 //! | `apps` | Slack apps: [`App`] and its signing secrets ([`AppSecret`]), named by routes and bots; compiled in `compile/apps.rs` |
 //! | `model` | the compiled policy: [`Policy`], [`Route`], [`RouteTable`], [`strip_port`], ... |
+//! | `mode` | [`Mode`]: `enforce` or `shadow`, for routes and bots |
 //! | `compile` | spec -> [`Policy`]: [`compile_policy`]; `compile/apps.rs` (apps, secrets), `compile/routes.rs` (routes, scopes, rate limits); the server config: [`compile_config`] and the state key in `compile/config.rs` |
 //! | `config` | the server config's types: [`Config`], [`Egress`], [`Limits`], [`StateKey`], ...; compiled in `compile/config.rs` |
 //! | `joins` | the checks where config and policy meet, all run by [`load()`]: webhook URLs under `egress.hooks_base`, rotating bots' state, user groups' `egress` |
@@ -71,6 +72,7 @@ mod groups;
 mod joins;
 mod load;
 mod matcher;
+mod mode;
 mod model;
 mod secrets;
 mod spec;

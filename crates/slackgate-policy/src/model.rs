@@ -48,24 +48,7 @@ pub struct Upstream {
     pub targets: Arc<[Arc<str>]>,
 }
 
-/// Whether a route's decisions are enforced or only logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    /// Denials are answered as denials.
-    Enforce,
-    /// Denials are logged with `"shadow": true` and the request is forwarded anyway.
-    Shadow,
-}
-
-impl Mode {
-    /// The policy spelling: `enforce` or `shadow`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Shadow => "shadow",
-        }
-    }
-}
+pub use crate::mode::Mode;
 
 /// How a `scope_denied` decision is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -194,6 +194,7 @@ pub(crate) struct BotSpec {
     pub(crate) deny_args: Option<SpannedList>,
     pub(crate) rate_limits: Option<Vec<EgressLimitSpec>>,
     pub(crate) reply_scope: Option<Spanned<String>>,
+    pub(crate) mode: Option<Spanned<ModeSpec>>,
 }
 
 /// A reference to a credential (a gateway key or a token): `env:` or `file:`. As with

@@ -123,6 +123,9 @@ cases! {
     invalid_enum_value: "invalid enum value", Policy,
         concat!(head!(), route!(), "    mode: audit\n") =>
         "policy.yaml:12:11: error: invalid value for `routes[0].mode`\n  fix: use one of: `enforce`, `shadow`";
+    invalid_bot_mode: "invalid bot mode", Policy,
+        concat!(bot_head!(), "    mode: audit\n", route!()) =>
+        "policy.yaml:12:11: error: invalid value for `bots.helpdesk.mode`\n  fix: use one of: `enforce`, `shadow`";
     version_not_1: "version is not 1", Policy,
         concat!("version: 2\n", "apps:\n  helpdesk:\n    signing_secrets: [{ id: current, env: HELPDESK_SIGNING_SECRET }]\nupstreams:\n  helpdesk: { targets: [127.0.0.1:3000] }\n", route!()) =>
         "policy.yaml:1:10: error: unsupported policy version 2\n  fix: set `version: 1` (the only version this slackgate understands)";

@@ -143,6 +143,7 @@ impl AdminApp {
                         "key": source(&b.key.source),
                         "token": token,
                         "team": b.team.as_deref(),
+                        "mode": b.mode.as_str(),
                         "token_state": token_state,
                         "rotation": self.features.vault.status(b),
                         "calls_with_scopes": seen.calls,

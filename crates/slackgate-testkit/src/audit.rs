@@ -17,7 +17,7 @@ pub const INBOUND_BEFORE_FACTS: [&str; 9] = [
 /// The fields parsed from a verified payload (its facts), in order; a request that failed
 /// before its payload was verified (and replay-checked) carries none of them. All but
 /// `kind`, which the gateway names, come as the caller wrote them.
-pub const FACT_KEYS: [&str; 9] = [
+pub const FACT_KEYS: [&str; 10] = [
     "kind",
     "api_app_id",
     "enterprise_id",
@@ -27,6 +27,7 @@ pub const FACT_KEYS: [&str; 9] = [
     "event_type",
     "command",
     "event_id",
+    "action_id",
 ];
 
 /// The fields of an inbound record after its facts.
@@ -48,7 +49,7 @@ pub fn inbound_keys() -> impl Iterator<Item = &'static str> {
 }
 
 /// The fields of an egress record, in order.
-pub const EGRESS_KEYS: [&str; 13] = [
+pub const EGRESS_KEYS: [&str; 17] = [
     "ts",
     "direction",
     "bot",
@@ -62,4 +63,8 @@ pub const EGRESS_KEYS: [&str; 13] = [
     "slack_error",
     "upstream_status",
     "duration_us",
+    "function_execution_id",
+    "shadow",
+    "scopes_needed",
+    "scopes_granted",
 ];

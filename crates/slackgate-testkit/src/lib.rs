@@ -25,7 +25,7 @@ pub use certs::TestCerts;
 pub use client::{read_head, read_response, Client, Response};
 pub use gateway::{TestGateway, TestGatewayBuilder};
 pub use redis::Redis;
-pub use slack_api::{Answer, Received, SlackApi, SlackApiBuilder};
+pub use slack_api::{accepted_scopes, Answer, Received, SlackApi, SlackApiBuilder};
 pub use slackgate_fixtures::policy;
 pub use slackgate_fixtures::{
     self as fixtures, all_fixtures, content_type_for, fixture, fixture_with, fixtures_dir,

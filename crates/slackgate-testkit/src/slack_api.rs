@@ -102,6 +102,12 @@ pub struct SlackApi {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The scopes the stand-in's answers to `method` list in `x-accepted-oauth-scopes` (any
+/// one of them suffices; empty: the method needs none, or the stand-in does not know it).
+pub fn accepted_scopes(method: &str) -> &'static [&'static str] {
+    workspace::method_spec(method).map_or(&[], |s| s.scopes)
+}
+
 // === impl SlackApiBuilder ===
 
 impl SlackApiBuilder {

@@ -1,4 +1,4 @@
-//! The `slackgate` command: `run`, `check`, `sign`, `explain`, `test`, `demo`.
+//! The `slackgate` command: `run`, `check`, `sign`, `explain`, `test`, `suggest`, `demo`.
 //!
 //! Thin by design: argument parsing and output formatting only; the work happens in
 //! the library crates.
@@ -6,6 +6,7 @@
 mod demo;
 mod policy_test;
 mod probe;
+mod suggest;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -17,7 +18,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use slackgate_guard::{Clock, EgressReason, SystemClock};
+use slackgate_guard::{Clock, SystemClock};
 use slackgate_policy::SystemSecrets;
 use slackgate_slack::SigningKey;
 
@@ -120,6 +121,32 @@ enum Command {
         /// Also list the cases that passed.
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// Suggest the tightest policy that allows what the audit trail shows: per bot the
+    /// methods, channels and team its calls used, per route the teams, channels, events and
+    /// commands its requests carried, with `mode: enforce`; the policy the config names is
+    /// printed with those rewritten (comments give counts and last-seen times), then per
+    /// bot its minimal scopes as an app-manifest fragment and the granted scopes to remove.
+    ///
+    /// Reads plain, rotated and gzip audit files line by line in bounded memory; a
+    /// progress line goes to stderr when it is a terminal.
+    Suggest {
+        /// The config file, or a policy file alone.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Audit files (repeatable; rotated and .gz files too), read in order.
+        #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+        audit: Vec<PathBuf>,
+        /// Only records since then: a duration back from now (7d, 36h, 90m) or a UTC date
+        /// or time (2026-12-01, 2026-12-01T08:00:00Z).
+        #[arg(long, value_name = "D")]
+        since: Option<String>,
+        /// Only this bot (repeatable); with neither --bot nor --route, every bot and route.
+        #[arg(long = "bot", value_name = "NAME")]
+        bots: Vec<String>,
+        /// Only this route (repeatable).
+        #[arg(long = "route", value_name = "NAME")]
+        routes: Vec<String>,
     },
     /// Gateway + built-in echo bot and Slack Web API stand-in on an embedded example policy;
     /// prints signed curl commands for the inbound door and a bot's calls for the egress door.
@@ -236,6 +263,19 @@ fn main() -> ExitCode {
             tests,
             verbose,
         } => return policy_test::run(&config, &tests, verbose),
+        Command::Suggest {
+            config,
+            audit,
+            since,
+            bots,
+            routes,
+        } => suggest::run(&suggest::Args {
+            config,
+            audit,
+            since,
+            bots,
+            routes,
+        }),
         Command::Demo {
             listen,
             admin,
@@ -507,7 +547,8 @@ fn explain_egress(
             "denied_by_it": d.rule.as_deref() == Some("reply_scope"),
         })
     });
-    let forwards = d.reason == EgressReason::Allowed;
+    // A shadow bot's would-be denial is forwarded too.
+    let forwards = d.forwards();
     // Where an allowed call goes: the config's `egress.slack_api` and the method.
     let upstream = match (loaded.egress(), d.method.as_deref()) {
         (Some(e), Some(m)) if forwards => Some(format!(
@@ -526,6 +567,7 @@ fn explain_egress(
         "status": d.reason.status(),
         "action": if forwards { "forward" } else { "respond" },
         "rule": d.rule.as_deref(),
+        "shadow": d.shadow,
         "team_id": d.team_id.as_deref(),
         "channel_id": d.channel_id.as_deref(),
         "retry_after": d.retry_after_secs,

@@ -1271,6 +1271,76 @@ fn explain_egress_takes_a_policy_alone_and_notes_a_config_without_egress() {
     assert_eq!(v["reason"], "unknown_bot");
 }
 
+// === suggest ===
+
+#[test]
+fn suggest_reads_the_policy_a_config_names_filters_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        format!(
+            "{}    mode: shadow\n    methods: [chat.postMessage]\n{}    methods: [auth.test]\n",
+            bots_from("helpdesk"),
+            bot("reporter")
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n",
+    )
+    .unwrap();
+    let line = |bot: &str, method: &str, day: u8| {
+        format!(
+            "{{\"ts\":\"2026-11-{day:02}T10:00:00.000000Z\",\"direction\":\"egress\",\"bot\":\"{bot}\",\"method\":\"{method}\",\"channel_id\":\"C0HELP\",\"reason\":\"method_denied\",\"status\":200,\"rule\":\"methods\",\"shadow\":true}}\n"
+        )
+    };
+    let audit = dir.path().join("audit.log");
+    std::fs::write(
+        &audit,
+        [
+            line("helpdesk", "reactions.add", 1),
+            line("helpdesk", "chat.update", 20),
+            line("reporter", "users.info", 20),
+            "not json at all xoxb-1-secret\n".to_owned(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    // `slackgate suggest -c CONFIG --audit FILE ARGS...`: exit status, stdout, stderr.
+    let suggest = |file: &Path, args: &[&str]| {
+        let mut all = vec!["suggest", "-c", config.to_str().unwrap()];
+        all.extend(["--audit", file.to_str().unwrap()]);
+        all.extend(args);
+        let out = slackgate(&all, &[], b"");
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, stdout, stderr) = suggest(&audit, &["--since", "2026-11-10", "--bot", "helpdesk"]);
+    assert!(ok, "{stderr}");
+    // Only helpdesk, only since the 10th; reporter as it was.
+    assert!(stdout.contains("- chat.update  # 1 call"), "{stdout}");
+    assert!(
+        !stdout.contains("reactions.add") && !stdout.contains("users.info"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("methods: [auth.test]"), "{stdout}");
+    // The bad line is named by file:line:column, its content never echoed.
+    assert!(
+        stderr.contains("audit.log:4:2: not an audit record (not JSON)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("xoxb") && !stdout.contains("xoxb"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = suggest(&dir.path().join("nope.log"), &[]);
+    assert!(!ok && stderr.contains("nope.log"), "{stderr}");
+    let (ok, _, stderr) = suggest(&audit, &["--since", "last tuesday"]);
+    assert!(!ok && stderr.contains("--since"), "{stderr}");
+}
+
 // === demo ===
 
 /// `slackgate demo --self-test` on these listen, admin and egress addresses.

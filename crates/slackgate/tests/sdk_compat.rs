@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use slackgate_testkit::policy::{helpdesk_to, keys, route};
 use slackgate_testkit::{
-    free_port, wait_until, Client, Received, SignedRequest, SlackApi, TestGateway,
+    accepted_scopes, free_port, wait_until, Client, Received, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
 use support::python::{python, PyServer};
@@ -142,6 +142,7 @@ impl Expect {
     }
 }
 
+#[derive(Clone)]
 struct Call {
     id: &'static str,
     key: Key,
@@ -151,6 +152,16 @@ struct Call {
 }
 
 impl Call {
+    fn new(id: &'static str, key: Key, method: &'static str, args: Value, expect: Expect) -> Self {
+        Call {
+            id,
+            key,
+            method,
+            args,
+            expect,
+        }
+    }
+
     fn plan_line(&self) -> String {
         let key = match self.key {
             Key::Good => "good",
@@ -169,13 +180,7 @@ const SLACK_RETRY_AFTER: u64 = 30;
 /// order (the rate limit is one call per method per minute).
 fn plan() -> Vec<Call> {
     let ts = "1764377000.000100";
-    let call = |id, key, method, args, expect| Call {
-        id,
-        key,
-        method,
-        args,
-        expect,
-    };
+    let call = Call::new;
     use Expect::{Allowed, Denied, SlackLimited};
     use Key::{Good, Wrong};
     vec![
@@ -304,14 +309,16 @@ struct Rig {
 
 impl Rig {
     fn start(bolt: Option<SocketAddr>) -> Self {
-        let slack = SlackApi::builder()
-            .token(
-                TOKEN,
-                TEAM,
-                &["chat:write", "channels:read", "reactions:write"],
-            )
-            .start();
-        let gw = TestGatewayBuilder::new(&policy(bolt))
+        Self::with(
+            &policy(bolt),
+            &["chat:write", "channels:read", "reactions:write"],
+        )
+    }
+
+    /// The gateway on `policy`, in front of a stand-in that grants the token `scopes`.
+    fn with(policy: &str, scopes: &[&str]) -> Self {
+        let slack = SlackApi::builder().token(TOKEN, TEAM, scopes).start();
+        let gw = TestGatewayBuilder::new(policy)
             .secret("HELPDESK_GATEWAY_KEY", KEY)
             .secret("HELPDESK_BOT_TOKEN", TOKEN)
             .secret("HELPDESK_SIGNING_SECRET", SECRET)
@@ -908,4 +915,298 @@ fn bolt_app_says_through_the_door() {
     assert_eq!(audit[1]["channel_id"], "C0HELP");
     rig.assert_audit_clean();
     eprintln!("Bolt say() through both doors: {:?}", started.elapsed());
+}
+
+// === Shadow mode, `slackgate suggest`, then enforce ===
+
+/// The bot in shadow mode, with rules its calls break.
+const SHADOW_POLICY: &str = r#"version: 1
+routes: []
+bots:
+  helpdesk:
+    mode: shadow
+    key: { env: HELPDESK_GATEWAY_KEY }
+    token: { env: HELPDESK_BOT_TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage, conversations.info]
+    channels: [C0HELP]
+    deny_args: [username]
+"#;
+
+/// What the token is granted: `files:write` is never needed.
+const SHADOW_GRANT: &[&str] = &[
+    "chat:write",
+    "channels:read",
+    "reactions:write",
+    "users:read",
+    "files:write",
+];
+
+/// A call of the shadow plan, and its audit (reason, shadow) under the shadow policy.
+fn shadow_plan() -> Vec<(Call, &'static str, bool)> {
+    let ts = "1764377000.000100";
+    let c = Call::new;
+    use Expect::{Allowed, Denied};
+    use Key::{Good, Wrong};
+    vec![
+        (
+            c(
+                "post",
+                Good,
+                "chat.postMessage",
+                json!({"channel": "C0HELP", "text": TEXT}),
+                Allowed,
+            ),
+            "allowed",
+            false,
+        ),
+        (
+            c(
+                "info",
+                Good,
+                "conversations.info",
+                json!({"channel": "C0HELP"}),
+                Allowed,
+            ),
+            "allowed",
+            false,
+        ),
+        (
+            c(
+                "post_ops",
+                Good,
+                "chat.postMessage",
+                json!({"channel": "C0OPS", "text": TEXT}),
+                Allowed,
+            ),
+            "channel_denied",
+            true,
+        ),
+        (
+            c(
+                "username",
+                Good,
+                "chat.postMessage",
+                json!({"channel": "C0HELP", "text": TEXT, "username": "Helpdesk"}),
+                Allowed,
+            ),
+            "argument_denied",
+            true,
+        ),
+        (
+            c(
+                "react",
+                Good,
+                "reactions.add",
+                json!({"channel": "C0HELP", "timestamp": ts, "name": "eyes"}),
+                Allowed,
+            ),
+            "method_denied",
+            true,
+        ),
+        (
+            c(
+                "user",
+                Good,
+                "users.info",
+                json!({"user": "U0333"}),
+                Allowed,
+            ),
+            "method_denied",
+            true,
+        ),
+        (
+            c(
+                "revoke",
+                Good,
+                "auth.revoke",
+                json!({}),
+                Denied("method_denied"),
+            ),
+            "method_denied",
+            false,
+        ),
+        (
+            c(
+                "wrong_key",
+                Wrong,
+                "chat.postMessage",
+                json!({"channel": "C0HELP", "text": TEXT}),
+                Denied("unknown_bot"),
+            ),
+            "unknown_bot",
+            false,
+        ),
+    ]
+}
+
+/// The calls the enforced suggestion must refuse: nothing like them was seen.
+fn unseen_calls() -> Vec<Call> {
+    let ts = "1764377000.000100";
+    vec![
+        Call {
+            id: "post_new",
+            key: Key::Good,
+            method: "chat.postMessage",
+            args: json!({"channel": "C0NEW", "text": TEXT}),
+            expect: Expect::Denied("channel_denied"),
+        },
+        Call {
+            id: "delete",
+            key: Key::Good,
+            method: "chat.delete",
+            args: json!({"channel": "C0HELP", "ts": ts}),
+            expect: Expect::Denied("method_denied"),
+        },
+        Call {
+            id: "unreact",
+            key: Key::Good,
+            method: "reactions.remove",
+            args: json!({"channel": "C0HELP", "timestamp": ts, "name": "eyes"}),
+            expect: Expect::Denied("method_denied"),
+        },
+    ]
+}
+
+/// Runs `slackgate` with `args` and the bot's secrets in its environment: its stdout.
+fn slackgate(args: &[&std::path::Path]) -> String {
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| a.to_str().expect("a UTF-8 path"))
+        .collect();
+    let out = support::slackgate(
+        &args,
+        &[("HELPDESK_GATEWAY_KEY", KEY), ("HELPDESK_BOT_TOKEN", TOKEN)],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "slackgate {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The scopes of bot `bot`'s manifest fragment in a suggestion, and those to remove.
+fn manifest_scopes(text: &str, bot: &str) -> (Vec<String>, Vec<String>) {
+    let start = text
+        .find(&format!("# bot {bot}:\n"))
+        .unwrap_or_else(|| panic!("no manifest fragment for {bot}:\n{text}"));
+    let mut minimal = Vec::new();
+    let mut remove = Vec::new();
+    for line in text[start..].lines().skip(1) {
+        if let Some(scope) = line.strip_prefix("#       - ") {
+            minimal.push(scope.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# granted scopes to remove: ") {
+            remove = rest.split(", ").map(str::to_owned).collect();
+            break;
+        }
+    }
+    (minimal, remove)
+}
+
+/// Shadow mode forwards every call the bot's own rules would deny and audits it; the
+/// suggestion from that trail (half of it rotated and gzipped), checked by `slackgate
+/// check` and enforced, allows exactly those calls and refuses the unseen ones; its
+/// minimal scopes are what the stand-in's answers accepted of the grant.
+fn shadow_suggest_enforce(sdk: Sdk) {
+    sdk.require();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = shadow_plan();
+    let calls: Vec<Call> = plan.iter().map(|(c, _, _)| c.clone()).collect();
+
+    // 1. Shadow: everything but the privileged call and the wrong key reaches Slack.
+    let rig = Rig::with(SHADOW_POLICY, SHADOW_GRANT);
+    sdk.run(&rig, &calls);
+    let got = assert_slack_saw(&rig, &calls, sdk.encoding());
+    assert_eq!(got.len(), 6);
+    let records = rig.egress_audit(calls.len());
+    for (r, (c, reason, shadow)) in records.iter().zip(&plan) {
+        assert_eq!(r["reason"], *reason, "audit of {}: {r}", c.id);
+        assert_eq!(r["shadow"], *shadow, "audit of {}: {r}", c.id);
+    }
+    rig.assert_audit_clean();
+
+    // 2. The trail, half rotated and gzipped, half live.
+    let lines = rig.gw.audit_raw();
+    let (old, new) = lines.split_at(lines.len() / 2);
+    let rotated = dir.path().join("audit.log.1.gz");
+    let mut gz = flate2_writer(&rotated);
+    for l in old {
+        writeln!(gz, "{l}").unwrap();
+    }
+    gz.finish().unwrap();
+    let live = dir.path().join("audit.log");
+    std::fs::write(
+        &live,
+        new.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, SHADOW_POLICY).unwrap();
+    drop(rig);
+    let suggested = slackgate(&[
+        "suggest".as_ref(),
+        "-c".as_ref(),
+        &policy_file,
+        "--audit".as_ref(),
+        &rotated,
+        &live,
+    ]);
+    for secret in [KEY, TOKEN, TEXT] {
+        assert!(
+            !suggested.contains(secret),
+            "the suggestion shows {secret:?}"
+        );
+    }
+    let suggested_file = dir.path().join("suggested.yaml");
+    std::fs::write(&suggested_file, &suggested).unwrap();
+    eprintln!("the suggestion:\n{suggested}");
+    let check = slackgate(&["check".as_ref(), &suggested_file]);
+    assert!(check.starts_with("ok:"), "{check}");
+
+    // 3. Enforced: the seen calls pass, the unseen ones are refused.
+    let mut enforce_plan = calls;
+    enforce_plan.extend(unseen_calls());
+    let rig = Rig::with(&suggested, SHADOW_GRANT);
+    sdk.run(&rig, &enforce_plan);
+    let got = assert_slack_saw(&rig, &enforce_plan, sdk.encoding());
+    assert_eq!(got.len(), 6, "exactly the calls seen reach Slack");
+    let records = rig.egress_audit(enforce_plan.len());
+    assert!(
+        records.iter().all(|r| r["shadow"] == false),
+        "the suggestion is enforced: {records:?}"
+    );
+
+    // 4. Minimal scopes: what the stand-in accepted for the calls that reached it, of the
+    //    grant; the rest of the grant is to remove.
+    let mut want: Vec<String> = got
+        .iter()
+        .flat_map(|r| accepted_scopes(&r.method).iter())
+        .filter(|s| SHADOW_GRANT.contains(s))
+        .map(|s| (*s).to_owned())
+        .collect();
+    want.sort();
+    want.dedup();
+    let (minimal, remove) = manifest_scopes(&suggested, "helpdesk");
+    assert_eq!(minimal, want, "{suggested}");
+    assert_eq!(remove, ["files:write"], "{suggested}");
+}
+
+fn flate2_writer(path: &std::path::Path) -> flate2::write::GzEncoder<std::fs::File> {
+    flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    )
+}
+
+#[test]
+fn python_slack_sdk_shadow_then_suggest_then_enforce() {
+    shadow_suggest_enforce(Sdk::Python);
+}
+
+#[test]
+fn node_web_api_shadow_then_suggest_then_enforce() {
+    shadow_suggest_enforce(Sdk::Node);
 }

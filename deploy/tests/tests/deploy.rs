@@ -5,20 +5,29 @@
 //! `slackgate check`), so a port, path, secret key or grace period that drifts
 //! between the YAML files and the gateway fails here instead of in a cluster.
 //!
-//! External tools: `kubectl` (or a standalone `kustomize`), `yamllint` and
-//! `kubernetes-validate`. A missing tool fails the test with the install hint.
+//! It also evaluates the rendered NetworkPolicies with Kubernetes' semantics
+//! (`netpol`: a bot may reach only the egress door and DNS) and enforces them in a lab
+//! of network namespaces with nftables rules generated from them (`netns`).
+//!
+//! External tools: `kubectl` (or a standalone `kustomize`), `yamllint`,
+//! `kubernetes-validate`, and for the lab `ip`, `nft` and `python3`, as root. A missing
+//! tool fails the test with the install hint.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
-use slackgate_policy::{SecretRef, SecretSource};
+use slackgate_policy::{BotToken, SecretRef, SecretSource, StateBackend};
+
+mod netns;
+mod netpol;
 
 /// The Kubernetes version whose (strict) schemas the manifests must pass.
 /// kubernetes-validate ships the schemas in its package; no network is used.
@@ -47,6 +56,17 @@ const SKIPPED_CRDS: &[(&str, &str)] = &[("monitoring.coreos.com/v1", "ServiceMon
 
 /// Every committed Secret value must carry this marker: real secrets never live in git.
 const PLACEHOLDER: &str = "REPLACE_ME";
+
+/// A placeholder may go on with `-` and a stand-in of the value's shape
+/// (`REPLACE_ME-xoxb-helpdesk-bot-token`): the pod's view gives the loader the stand-in,
+/// so a token that is not `xoxb-`, or a state key that is not 32 bytes, fails here.
+/// The gateway itself refuses the placeholders.
+fn stand_in(value: &str) -> &str {
+    value
+        .strip_prefix(PLACEHOLDER)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .unwrap_or(value)
+}
 
 /// After the grace period pingora gives its runtimes this long to stop
 /// (`graceful_shutdown_timeout_seconds` in slackgate-proxy).
@@ -229,6 +249,28 @@ impl Rendered {
             .collect()
     }
 
+    /// The Service `state.redis.url` names, the Deployment behind it, and the port.
+    fn redis<'a>(&self, redis: &'a slackgate_policy::RedisSettings) -> (&Value, &Value, &'a str) {
+        let (host, port) = redis.addr.rsplit_once(':').expect("HOST:PORT");
+        let svc = self.get("Service", host.split('.').next().unwrap_or(host));
+        let deployment = self
+            .all("Deployment")
+            .into_iter()
+            .find(|d| {
+                selects(
+                    &svc["spec"]["selector"],
+                    &d["spec"]["template"]["metadata"]["labels"],
+                )
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no Deployment behind the Redis Service {host}",
+                    self.overlay
+                )
+            });
+        (svc, deployment, port)
+    }
+
     /// The Deployment and its container that run slackgate.
     fn gateway(&self) -> (&Value, &Value) {
         self.all("Deployment")
@@ -261,6 +303,8 @@ struct PodView {
     files: BTreeMap<PathBuf, String>,
     /// Files that come from a Secret, with the Secret's type.
     secret_files: BTreeMap<PathBuf, String>,
+    /// Files and env vars that come from a Secret: (Secret name, key).
+    secret_origin: BTreeMap<String, (String, String)>,
     env: BTreeMap<String, String>,
     secret_env: BTreeSet<String>,
     /// Every mount path, with whether it is writable.
@@ -279,8 +323,8 @@ impl PodView {
                 .iter()
                 .find(|v| s(&v["name"]) == name)
                 .unwrap_or_else(|| panic!("{}: volumeMount {name} has no volume", r.overlay));
-            let (data, secret_type) = if let Some(cm) = vol.get("configMap") {
-                (r.get("ConfigMap", s(&cm["name"]))["data"].clone(), None)
+            let (data, secret_type, secret_name) = if let Some(cm) = vol.get("configMap") {
+                (r.get("ConfigMap", s(&cm["name"]))["data"].clone(), None, "")
             } else if let Some(sec) = vol.get("secret") {
                 let secret = r.get("Secret", s(&sec["secretName"]));
                 let mut data = secret["stringData"]
@@ -290,7 +334,11 @@ impl PodView {
                 if let Some(d) = secret["data"].as_object() {
                     data.extend(d.clone());
                 }
-                (Value::Object(data), Some(s(&secret["type"]).to_owned()))
+                (
+                    Value::Object(data),
+                    Some(s(&secret["type"]).to_owned()),
+                    s(&sec["secretName"]),
+                )
             } else {
                 view.mounts.insert(mount, !read_only);
                 continue;
@@ -306,10 +354,16 @@ impl PodView {
                 } else {
                     continue;
                 };
+                let mut value = s(value);
                 if let Some(t) = &secret_type {
                     view.secret_files.insert(path.clone(), t.clone());
+                    view.secret_origin.insert(
+                        path.display().to_string(),
+                        (secret_name.to_owned(), key.clone()),
+                    );
+                    value = stand_in(value);
                 }
-                view.files.insert(path, s(value).to_owned());
+                view.files.insert(path, value.to_owned());
             }
         }
         for e in items(&container["env"]) {
@@ -325,7 +379,11 @@ impl PodView {
                     .unwrap_or_else(|| {
                         panic!("{}: env {name}: Secret has no key {key}", r.overlay)
                     });
-                view.env.insert(name.clone(), s(value).to_owned());
+                view.env.insert(name.clone(), stand_in(s(value)).to_owned());
+                view.secret_origin.insert(
+                    format!("env:{name}"),
+                    (s(&r#ref["name"]).to_owned(), key.to_owned()),
+                );
                 view.secret_env.insert(name);
             }
         }
@@ -366,6 +424,8 @@ struct Loaded {
     view: PodView,
     config: slackgate_policy::Config,
     policy: slackgate_policy::Policy,
+    /// Whether the config names a state key (read and checked by the join).
+    state_key: bool,
 }
 
 fn load(r: &Rendered, pod: &Value, container: &Value) -> Loaded {
@@ -387,10 +447,20 @@ fn load(r: &Rendered, pod: &Value, container: &Value) -> Loaded {
         SystemTime::now(),
     )
     .unwrap_or_else(|e| panic!("{}: the policy does not load in the pod:\n{e}", r.overlay));
+    // Where config and policy meet (custody needs egress.public_url, webhook URLs under
+    // hooks_base, rotating bots' state) and the state key: what `slackgate check` runs.
+    let joined = slackgate_policy::Loaded::join(Some(config.clone()), policy, &view)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: config and policy do not load together:\n{e}",
+                r.overlay
+            )
+        });
     Loaded {
         view,
         config,
-        policy,
+        policy: joined.policy,
+        state_key: joined.state_key.is_some(),
     }
 }
 
@@ -415,22 +485,6 @@ fn target_port_owner<'a>(pod: &'a Value, port: &Value) -> Option<(&'a Value, u64
 
 // === checks shared by both overlays ===
 
-/// Asserts that `source` (a policy credential or secret reference) is read from a mounted
-/// Secret's key or a `secretKeyRef` env var of the pod.
-fn assert_from_secret(o: &str, view: &PodView, source: &SecretRef, what: &str) {
-    match source {
-        SecretRef::File(p) => assert!(
-            view.secret_files.contains_key(p),
-            "{o}: {what}: {} is not a key of a mounted Secret",
-            p.display()
-        ),
-        SecretRef::Env(n) => assert!(
-            view.secret_env.contains(n),
-            "{o}: {what}: env {n} must come from a secretKeyRef"
-        ),
-    }
-}
-
 fn check_gateway(r: &Rendered, door: Door) -> Loaded {
     let (deployment, container) = r.gateway();
     let pod = &deployment["spec"]["template"]["spec"];
@@ -445,16 +499,38 @@ fn check_gateway(r: &Rendered, door: Door) -> Loaded {
     match door {
         Door::Http => config_ports.extend(config.listen.iter().map(|l| u64::from(l.addr.port()))),
         Door::SocketMode => {
-            let egress = config.egress.as_ref().map(|e| e.listen.addr);
-            for addr in config.listen.iter().map(|l| l.addr).chain(egress) {
+            for addr in config.listen.iter().map(|l| l.addr) {
                 assert!(
                     addr.ip().is_loopback(),
-                    "{o}: {addr}: in Socket Mode nothing outside the pod calls a listener; bind 127.0.0.1"
+                    "{o}: {addr}: in Socket Mode nothing outside the pod calls the inbound listener; bind 127.0.0.1"
                 );
             }
         }
     }
     config_ports.insert(u64::from(admin.port()));
+    // The egress door: on every interface it is a container port (the ingress shape's
+    // Service); on loopback (the sidecar) only the pod's own containers reach it, and it
+    // must not be declared as one.
+    if let Some(egress) = &config.egress {
+        let addr = egress.listen.addr;
+        if addr.ip().is_unspecified() {
+            config_ports.insert(u64::from(addr.port()));
+        } else {
+            assert!(
+                addr.ip().is_loopback(),
+                "{o}: egress.listen {addr} must be 0.0.0.0 (behind a Service) or loopback (sidecar)"
+            );
+        }
+        assert!(
+            egress.slack_api.tls,
+            "{o}: egress.slack_api must be https: tokens never travel in plain text"
+        );
+        assert!(
+            egress.public_url.is_some(),
+            "{o}: set egress.public_url: without it the bots get Slack's upload URLs, which a \
+             bot that may only reach the door cannot use"
+        );
+    }
     let container_ports: BTreeSet<u64> = items(&container["ports"])
         .iter()
         .filter_map(|p| num(&p["containerPort"]))
@@ -500,20 +576,35 @@ fn check_gateway(r: &Rendered, door: Door) -> Loaded {
         );
     }
 
-    // Every signing secret and Socket Mode app token the policy names comes from a
-    // Secret, not a literal.
-    let mut secrets = 0;
-    for app in loaded.policy.apps.values() {
-        for secret in app.secrets.iter() {
-            secrets += 1;
-            assert_from_secret(o, view, &secret.source, &format!("app {}", app.name));
-        }
-        if let Some(socket) = &app.socket_mode {
-            let what = format!("app {}: socket_mode app_token", app.name);
-            assert_from_secret(o, view, &socket.app_token.source, &what);
+    // Every secret the config and policy name comes from a Secret, not a literal.
+    let refs = secret_refs(&loaded);
+    assert!(
+        refs.iter().any(|(what, _)| what.contains("signing secret")),
+        "{o}: the policy has no signing secret"
+    );
+    for (what, source) in &refs {
+        match source {
+            SecretRef::File(p) => assert!(
+                view.secret_files.contains_key(p),
+                "{o}: {what}: {} is not a key of a mounted Secret",
+                p.display()
+            ),
+            SecretRef::Env(n) => assert!(
+                view.secret_env.contains(n),
+                "{o}: {what}: env {n} must come from a secretKeyRef"
+            ),
         }
     }
-    assert!(secrets > 0, "{o}: the policy has no signing secret");
+    if let StateBackend::Redis(redis) = &config.state.backend {
+        let env = redis
+            .password_env
+            .as_ref()
+            .unwrap_or_else(|| panic!("{o}: Redis without a password (state.redis.password_env)"));
+        assert!(
+            view.secret_env.contains(env),
+            "{o}: state.redis.password_env {env} must come from a secretKeyRef"
+        );
+    }
 
     // Graceful shutdown: kubelet's SIGKILL must come after preStop + drain.
     let grace = num(&pod["terminationGracePeriodSeconds"]).unwrap_or_else(|| {
@@ -592,11 +683,8 @@ fn check_placeholders(r: &Rendered) {
             r.overlay
         );
         for (key, value) in secret["stringData"].as_object().into_iter().flatten() {
-            // An app-level token's placeholder keeps the `xapp-` the policy loader requires.
-            let value = s(value);
-            let value = value.strip_prefix("xapp-").unwrap_or(value);
             assert!(
-                value.starts_with(PLACEHOLDER),
+                s(value).starts_with(PLACEHOLDER),
                 "{}: Secret {name} key {key} is not a {PLACEHOLDER} placeholder: real secrets never go into git",
                 r.overlay
             );
@@ -613,8 +701,11 @@ fn check_bots_admit_only_the_gateway(policies: &[&Value], labels: &Value) {
             p["spec"]["podSelector"]["matchLabels"]
                 .get(UPSTREAM_LABEL)
                 .is_some()
+                && items(&p["spec"]["policyTypes"])
+                    .iter()
+                    .any(|t| s(t) == "Ingress")
         })
-        .expect("a NetworkPolicy for the bot pods");
+        .expect("a NetworkPolicy for the bot pods' ingress");
     assert!(items(&bots["spec"]["policyTypes"])
         .iter()
         .any(|t| s(t) == "Ingress"));
@@ -637,6 +728,103 @@ fn check_bots_admit_only_the_gateway(policies: &[&Value], labels: &Value) {
             );
         }
     }
+}
+
+/// Every secret reference of the config and policy, with what it is for.
+fn secret_refs(loaded: &Loaded) -> Vec<(String, SecretRef)> {
+    let mut refs = Vec::new();
+    let p = &loaded.policy;
+    for app in p.apps.values() {
+        for secret in app.secrets.iter() {
+            refs.push((
+                format!("app {} signing secret", app.name),
+                secret.source.clone(),
+            ));
+        }
+        if let Some(socket) = &app.socket_mode {
+            refs.push((
+                format!("app {} socket_mode.app_token", app.name),
+                socket.app_token.source.clone(),
+            ));
+        }
+    }
+    for route in p.routes.iter() {
+        if let Some(resign) = &route.resign {
+            refs.push((
+                format!("route {} resign", route.name),
+                resign.source.clone(),
+            ));
+        }
+    }
+    for bot in p.bots.iter() {
+        refs.push((format!("bot {} key", bot.name), bot.key.source.clone()));
+        match &bot.token {
+            BotToken::Static(t) => refs.push((format!("bot {} token", bot.name), t.source.clone())),
+            BotToken::Rotating(r) => {
+                refs.push((
+                    format!("bot {} rotation.client_secret", bot.name),
+                    r.client_secret.source.clone(),
+                ));
+                refs.push((
+                    format!("bot {} rotation.refresh_token", bot.name),
+                    r.refresh_token.source.clone(),
+                ));
+            }
+        }
+    }
+    for hook in p.webhooks.iter() {
+        refs.push((
+            format!("webhook {} url", hook.name),
+            hook.url.source.clone(),
+        ));
+    }
+    if let Some(key) = &loaded.config.state.encryption_key {
+        refs.push(("state.encryption_key".to_owned(), key.source.clone()));
+    }
+    refs
+}
+
+/// The (Secret, key) a secret reference reads, in the pod's view.
+fn origin<'a>(view: &'a PodView, source: &SecretRef) -> Option<&'a (String, String)> {
+    match source {
+        SecretRef::File(p) => view.secret_origin.get(&p.display().to_string()),
+        SecretRef::Env(n) => view.secret_origin.get(&format!("env:{n}")),
+    }
+}
+
+/// Why `text` looks like a credential, if it does: a Slack token (`xoxb-`, `xoxp-`,
+/// `xoxa-`, `xoxr-`, `xoxe.`/`xoxe-`, `xapp-`), or a long run of hex (Slack signing
+/// secrets and client secrets are 32 hex digits, gateway keys `openssl rand -hex 24`), or
+/// 32 bytes in base64 (a state key).
+fn credential_shape(text: &str) -> Option<String> {
+    for prefix in [
+        "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxe.", "xoxe-", "xapp-",
+    ] {
+        if text.contains(prefix) {
+            return Some(format!("a Slack token ({prefix}...)"));
+        }
+    }
+    let words =
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='));
+    for word in words {
+        let core = word.trim_end_matches('=');
+        if word.len() >= 32 && word.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(format!(
+                "{} hex digits (a signing secret or key)",
+                word.len()
+            ));
+        }
+        let base64 = core.len() >= 43
+            && core
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+            && core.bytes().any(|b| b.is_ascii_digit())
+            && core.bytes().any(|b| b.is_ascii_uppercase());
+        if base64 {
+            return Some("a long base64 value (a key)".to_owned());
+        }
+    }
+    None
 }
 
 // === tests ===
@@ -853,15 +1041,32 @@ fn ingress_overlay_is_consistent_with_the_gateway() {
         .filter(|l| l.tls.is_some())
         .map(|l| u64::from(l.addr.port()))
         .collect();
+    let egress = loaded
+        .config
+        .egress
+        .as_ref()
+        .expect("the ingress gateway runs the egress door (config egress:)");
+    let egress_port = Some(u64::from(egress.listen.addr.port()));
     let services = r.services_selecting(labels);
     let mut public = false;
     let mut admin_service = None;
+    let mut egress_service = None;
     for svc in &services {
         for p in items(&svc["spec"]["ports"]) {
             let target =
                 resolve_port(container, &p["targetPort"]).expect("a resolvable targetPort");
             if listener_ports.contains(&target) {
                 public = true;
+            } else if Some(target) == egress_port {
+                assert_eq!(
+                    s(&svc["spec"]["type"]),
+                    "ClusterIP",
+                    "the egress door is for the cluster's bots only"
+                );
+                egress_service = Some((
+                    s(&svc["metadata"]["name"]).to_owned(),
+                    s(&p["port"]).to_owned(),
+                ));
             } else if target == admin_port {
                 assert_eq!(
                     s(&svc["spec"]["type"]),
@@ -875,6 +1080,54 @@ fn ingress_overlay_is_consistent_with_the_gateway() {
         }
     }
     assert!(public, "no Service reaches the gateway's TLS listener");
+    let (egress_svc, egress_svc_port) = egress_service.expect("a Service for the egress door");
+    // The capability URLs the gateway hands out name that Service.
+    let public_url = egress.public_url.as_deref().unwrap_or("");
+    assert!(
+        public_url.starts_with(&format!("http://{egress_svc}:{egress_svc_port}/"))
+            || public_url.starts_with(&format!("http://{egress_svc}.")),
+        "egress.public_url {public_url} must be the egress Service {egress_svc}:{egress_svc_port}"
+    );
+
+    // Shared state: Redis, reached through a Service of this overlay, with its password
+    // from the Secret the dev Redis reads too; the state key from a Secret.
+    let StateBackend::Redis(redis) = &loaded.config.state.backend else {
+        panic!("several replicas need state.backend: redis");
+    };
+    assert!(
+        loaded.state_key,
+        "state.encryption_key must be set (from a Secret)"
+    );
+    let (redis_svc, redis_deployment, port) = r.redis(redis);
+    assert_eq!(
+        s(&redis_svc["spec"]["type"]),
+        "ClusterIP",
+        "Redis stays inside the cluster"
+    );
+    let redis_container = &redis_deployment["spec"]["template"]["spec"]["containers"][0];
+    let redis_port = items(&redis_svc["spec"]["ports"])
+        .iter()
+        .find(|p| s(&p["port"]) == port)
+        .unwrap_or_else(|| panic!("the Redis Service has no port {port}"));
+    assert!(
+        resolve_port(redis_container, &redis_port["targetPort"]).is_some(),
+        "the Redis Service's targetPort is not a port of the Redis container"
+    );
+    let password_env = redis.password_env.as_deref().unwrap();
+    let gateway_password = loaded
+        .view
+        .secret_origin
+        .get(&format!("env:{password_env}"))
+        .unwrap();
+    let redis_view = PodView::new(
+        &r,
+        &redis_deployment["spec"]["template"]["spec"],
+        redis_container,
+    );
+    assert!(
+        redis_view.secret_origin.values().any(|o| o == gateway_password),
+        "the dev Redis must take its password from the Secret key the gateway reads ({gateway_password:?})"
+    );
     let (admin_svc, admin_port_name) = admin_service.expect("a Service for the admin port");
     let monitor = r
         .all("ServiceMonitor")
@@ -978,6 +1231,55 @@ fn sidecar_overlay_hides_the_bot_behind_the_gateway() {
         }
     }
     assert!(targets > 0);
+
+    // The egress door on loopback, and the bot's SDK pointed at it with its key.
+    let egress = loaded
+        .config
+        .egress
+        .as_ref()
+        .expect("the sidecar runs the egress door (config egress:)");
+    let door = egress.listen.addr;
+    assert!(
+        door.ip().is_loopback(),
+        "the sidecar's egress door stays on loopback"
+    );
+    let api_url = format!("http://{door}/api/");
+    assert!(
+        env.values().any(|v| *v == api_url),
+        "the bot's env must point its Slack SDK at {api_url} (SLACK_API_URL / base_url)"
+    );
+    let bot_view = PodView::new(&r, pod, bot);
+    for b in loaded.policy.bots.iter() {
+        let key = origin(&loaded.view, &b.key.source)
+            .unwrap_or_else(|| panic!("bot {}: the key is not from a Secret", b.name));
+        assert!(
+            bot_view
+                .secret_origin
+                .iter()
+                .any(|(k, o)| k.starts_with("env:") && o == key),
+            "the bot must read its gateway key from the Secret key slackgate checks ({key:?})"
+        );
+        // The real token is the gateway's alone: the bot sees no key of its Secret.
+        let BotToken::Static(token) = &b.token else {
+            continue;
+        };
+        let (token_secret, _) = origin(&loaded.view, &token.source)
+            .unwrap_or_else(|| panic!("bot {}: the token is not from a Secret", b.name));
+        assert!(
+            !bot_view
+                .secret_origin
+                .values()
+                .any(|(name, _)| name == token_secret)
+                && !items(&bot["envFrom"])
+                    .iter()
+                    .any(|e| s(&e["secretRef"]["name"]) == token_secret),
+            "the bot container must not see Secret {token_secret}: it holds the real token"
+        );
+        assert_ne!(
+            token_secret, &key.0,
+            "the token and the bot's key share a Secret"
+        );
+    }
 
     // Kubelet probes the pod IP, which a loopback-only bot no longer answers.
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -1146,6 +1448,548 @@ fn socket_mode_overlay_opens_no_public_door() {
 }
 
 #[test]
+fn configmaps_and_env_hold_no_credentials() {
+    // The detector itself: what it must catch, and what it must let through.
+    for bad in [
+        "token: xoxb-1111-2222-abcdef",
+        "app_token: xapp-1-A0-123-abc",
+        "secret: 8f14e45fceea167a5a36dedd4bea2543",
+        "key: c2xhY2tnYXRlLXN0YXRlLWtleS1wbGFjZWhvbGRlcjA=",
+    ] {
+        assert!(credential_shape(bad).is_some(), "not caught: {bad}");
+    }
+    for good in [
+        "file: /etc/slackgate/tokens/helpdesk-bot-token",
+        "url: redis://slackgate-redis:6379/0",
+        "slack_api: https://slack.com/api/",
+        "methods: [chat.postMessage, reactions.*]",
+    ] {
+        assert_eq!(credential_shape(good), None, "{good}");
+    }
+
+    for o in OVERLAYS {
+        let r = Rendered::of(o);
+        let maps = r.all("ConfigMap");
+        assert!(!maps.is_empty(), "{o}: no ConfigMap rendered");
+        for cm in maps {
+            let name = s(&cm["metadata"]["name"]);
+            for (key, value) in cm["data"].as_object().into_iter().flatten() {
+                for (n, line) in s(value).lines().enumerate() {
+                    if let Some(why) = credential_shape(line) {
+                        panic!(
+                            "{o}: ConfigMap {name} key {key} line {}: {why}: credentials belong in \
+                             Secrets, referenced with file: or env:",
+                            n + 1
+                        );
+                    }
+                }
+            }
+        }
+        // No container gets a credential as a literal env value either.
+        for workload in r.all("Deployment") {
+            let pod = &workload["spec"]["template"]["spec"];
+            for c in items(&pod["containers"])
+                .iter()
+                .chain(items(&pod["initContainers"]))
+            {
+                for e in items(&c["env"]) {
+                    if let Some(why) = e.get("value").and_then(|v| credential_shape(s(v))) {
+                        panic!(
+                            "{o}: container {} env {}: {why}: use a secretKeyRef",
+                            s(&c["name"]),
+                            s(&e["name"])
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+// === the lock-down, evaluated ===
+
+/// The namespace the ingress overlay is applied in, in the modelled cluster.
+const GATEWAY_NS: &str = "slackgate";
+
+/// The ingress overlay's NetworkPolicies applied to a modelled cluster: the gateway and
+/// the Redis pods as rendered, a labelled bot, an unlabelled pod next to them, a pod in
+/// another namespace, kube-dns, Prometheus; and addresses outside every pod.
+#[derive(Debug)]
+struct Model {
+    cluster: netpol::Cluster,
+    /// Stands for slack.com (a documentation address: public, outside every private range).
+    slack: IpAddr,
+    /// Internal, non-pod addresses: a private host, cloud metadata, the API server's Service.
+    internal: Vec<IpAddr>,
+    /// A client on the internet (Slack calling the Request URL).
+    client: IpAddr,
+    egress_port: u16,
+    public_port: u16,
+    admin_port: u16,
+    slack_port: u16,
+    redis_port: u16,
+    bot_port: u16,
+}
+
+/// A modelled pod: name, namespace, address, labels, named ports.
+type PodRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, u16)],
+);
+
+/// The pods around the gateway that the policies must keep out, or let in.
+const BYSTANDERS: &[PodRow] = &[
+    (
+        "neighbour",
+        GATEWAY_NS,
+        "10.244.1.40",
+        &[("app.kubernetes.io/name", "wiki")],
+        &[("http", 8080)],
+    ),
+    (
+        "stranger",
+        "default",
+        "10.244.2.40",
+        &[("app", "stranger")],
+        &[("https", 443)],
+    ),
+    (
+        "dns",
+        "kube-system",
+        "10.244.0.10",
+        &[("k8s-app", "kube-dns")],
+        &[("dns", 53)],
+    ),
+    (
+        "prometheus",
+        "monitoring",
+        "10.244.3.10",
+        &[("app.kubernetes.io/name", "prometheus")],
+        &[],
+    ),
+];
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn pod_from(name: &str, ns: &str, ip_text: &str, template: &Value) -> netpol::Pod {
+    let labels = template["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), s(v).to_owned()))
+        .collect();
+    let ports = items(&template["spec"]["containers"])
+        .iter()
+        .flat_map(|c| items(&c["ports"]))
+        .filter_map(|p| Some((s(&p["name"]).to_owned(), num(&p["containerPort"])? as u16)))
+        .collect();
+    netpol::Pod {
+        name: name.to_owned(),
+        namespace: ns.to_owned(),
+        labels,
+        ip: ip(ip_text),
+        ports,
+    }
+}
+
+fn modelled_pod(
+    name: &str,
+    ns: &str,
+    ip_text: &str,
+    labels: &[(&str, &str)],
+    ports: &[(&str, u16)],
+) -> netpol::Pod {
+    netpol::Pod {
+        name: name.to_owned(),
+        namespace: ns.to_owned(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ip: ip(ip_text),
+        ports: ports.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+    }
+}
+
+fn ingress_model() -> Model {
+    let r = Rendered::of("ingress");
+    let loaded = check_gateway(&r, Door::Http);
+    let (gateway, _) = r.gateway();
+    let config = &loaded.config;
+    let egress = config.egress.as_ref().expect("egress door");
+    let StateBackend::Redis(redis) = &config.state.backend else {
+        panic!("state.backend: redis");
+    };
+    let (_, redis_deployment, redis_port) = r.redis(redis);
+    let bot_port = loaded
+        .policy
+        .upstreams
+        .values()
+        .flat_map(|u| u.targets.iter())
+        .find_map(|t| t.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .expect("an upstream port");
+
+    let mut cluster = netpol::Cluster::default();
+    for ns in [GATEWAY_NS, "kube-system", "monitoring", "default"] {
+        cluster.namespaces.insert(
+            ns.to_owned(),
+            [("kubernetes.io/metadata.name".to_owned(), ns.to_owned())].into(),
+        );
+    }
+    cluster.pods = vec![
+        pod_from(
+            "gateway",
+            GATEWAY_NS,
+            "10.244.1.10",
+            &gateway["spec"]["template"],
+        ),
+        pod_from(
+            "redis",
+            GATEWAY_NS,
+            "10.244.1.30",
+            &redis_deployment["spec"]["template"],
+        ),
+        modelled_pod(
+            "bot",
+            GATEWAY_NS,
+            "10.244.1.20",
+            &[
+                ("app.kubernetes.io/name", "helpdesk-bot"),
+                (UPSTREAM_LABEL, "true"),
+            ],
+            &[("http", bot_port)],
+        ),
+    ];
+    cluster.pods.extend(
+        BYSTANDERS
+            .iter()
+            .map(|(name, ns, ip, labels, ports)| modelled_pod(name, ns, ip, labels, ports)),
+    );
+    cluster.policies = r
+        .all("NetworkPolicy")
+        .into_iter()
+        .map(|p| (GATEWAY_NS.to_owned(), p.clone()))
+        .collect();
+    let public_port = config
+        .listen
+        .iter()
+        .find(|l| l.tls.is_some())
+        .expect("a TLS listener")
+        .addr
+        .port();
+    Model {
+        cluster,
+        slack: ip("203.0.113.7"),
+        internal: vec![ip("192.168.10.5"), ip("169.254.169.254"), ip("10.96.0.1")],
+        client: ip("198.51.100.23"),
+        egress_port: egress.listen.addr.port(),
+        public_port,
+        admin_port: config.admin.as_ref().unwrap().addr.port(),
+        slack_port: egress.slack_api.port,
+        redis_port: redis_port.parse().unwrap(),
+        bot_port,
+    }
+}
+
+impl Model {
+    fn pod(&self, name: &str) -> netpol::End<'_> {
+        netpol::End::Pod(self.cluster.pod(name))
+    }
+
+    /// Every end of the model: the pods, Slack, the internal addresses, the client.
+    fn ends(&self) -> Vec<(String, netpol::End<'_>)> {
+        let mut ends: Vec<_> = self
+            .cluster
+            .pods
+            .iter()
+            .map(|p| (p.name.clone(), netpol::End::Pod(p)))
+            .collect();
+        ends.push(("slack".to_owned(), netpol::End::Addr(self.slack)));
+        for a in &self.internal {
+            ends.push((format!("internal {a}"), netpol::End::Addr(*a)));
+        }
+        ends.push(("client".to_owned(), netpol::End::Addr(self.client)));
+        ends
+    }
+
+    /// The ports tried: every port the policies, pods and config name, and common ones.
+    fn ports(&self) -> BTreeSet<u16> {
+        let mut ports: BTreeSet<u16> = [22, 53, 80, 443, 3000, 5432, 6379, 8080, 8081, 8443, 9090]
+            .into_iter()
+            .chain([
+                self.egress_port,
+                self.public_port,
+                self.admin_port,
+                self.slack_port,
+                self.redis_port,
+                self.bot_port,
+            ])
+            .collect();
+        ports.extend(
+            self.cluster
+                .pods
+                .iter()
+                .flat_map(|p| p.ports.values().copied()),
+        );
+        for (_, policy) in &self.cluster.policies {
+            for dir in ["ingress", "egress"] {
+                for rule in items(&policy["spec"][dir]) {
+                    ports.extend(
+                        items(&rule["ports"])
+                            .iter()
+                            .filter_map(|p| num(&p["port"]))
+                            .map(|p| p as u16),
+                    );
+                }
+            }
+        }
+        ports
+    }
+
+    /// Everything `from` may open: (end name, port, protocol).
+    fn reachable(&self, from: netpol::End<'_>) -> BTreeSet<(String, u16, netpol::Proto)> {
+        let mut out = BTreeSet::new();
+        for (name, end) in self.ends() {
+            if end.ip() == from.ip() {
+                continue;
+            }
+            for port in self.ports() {
+                for proto in [netpol::Proto::Tcp, netpol::Proto::Udp] {
+                    if self.cluster.allowed(from, end, port, proto) {
+                        out.insert((name.clone(), port, proto));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Who may open `port`/TCP on `to`.
+    fn admitted(&self, to: netpol::End<'_>, port: u16) -> BTreeSet<String> {
+        self.ends()
+            .into_iter()
+            .filter(|(_, from)| {
+                from.ip() != to.ip() && self.cluster.allowed(*from, to, port, netpol::Proto::Tcp)
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
+#[test]
+fn ingress_network_policies_make_the_door_the_only_way_out() {
+    use netpol::Proto::{Tcp, Udp};
+    let m = ingress_model();
+    let t = |name: &str, port: u16, proto| (name.to_owned(), port, proto);
+
+    // A bot may reach nothing but the gateway's egress port and DNS.
+    let bot = m.pod("bot");
+    let expected: BTreeSet<_> = [
+        t("gateway", m.egress_port, Tcp),
+        t("dns", 53, Udp),
+        t("dns", 53, Tcp),
+    ]
+    .into();
+    let reach = m.reachable(bot);
+    let extra: Vec<_> = reach.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&reach).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "a labelled bot pod may reach exactly the egress door and DNS; also reaches {extra:?}, \
+         misses {missing:?}"
+    );
+    // And no rule of the bots' egress opens an address block, whatever the model holds.
+    for rule in m
+        .cluster
+        .rules(m.cluster.pod("bot"), netpol::Direction::Egress)
+        .expect("bots are egress-isolated")
+    {
+        let peers = rule
+            .peers
+            .expect("a bot egress rule without `to` opens every address");
+        assert!(
+            peers.iter().all(|p| matches!(p, netpol::Peer::Pods(_))),
+            "a bot egress rule opens an ipBlock: {peers:?}"
+        );
+        assert!(
+            rule.ports.is_some(),
+            "a bot egress rule without ports opens every port"
+        );
+    }
+
+    // The gateway reaches Slack on 443 outside the cluster, Redis, the bots and DNS, and
+    // nothing else: no private address, no metadata endpoint, no other pod.
+    let gateway = m.pod("gateway");
+    let reach = m.reachable(gateway);
+    for must in [
+        t("slack", m.slack_port, Tcp),
+        t("redis", m.redis_port, Tcp),
+        t("bot", m.bot_port, Tcp),
+        t("dns", 53, Udp),
+    ] {
+        assert!(
+            reach.contains(&must),
+            "the gateway must reach {must:?}; it reaches {reach:?}"
+        );
+    }
+    for (name, port, proto) in &reach {
+        let ok = name == "bot"
+            || (name == "redis" && *port == m.redis_port && *proto == Tcp)
+            || (name == "dns" && *port == 53)
+            || (name == "slack" && *port == m.slack_port && *proto == Tcp)
+            || (name == "client" && *port == m.slack_port && *proto == Tcp);
+        assert!(
+            ok,
+            "the gateway may reach {name} on {port}/{}",
+            proto.name()
+        );
+    }
+    // The 443 rule spares every private range, whatever pod or node address a cluster uses.
+    for private in [
+        "10.1.2.3",
+        "172.20.0.1",
+        "192.168.0.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "fd00::1",
+    ] {
+        assert!(
+            !m.cluster
+                .allowed(gateway, netpol::End::Addr(ip(private)), m.slack_port, Tcp),
+            "the gateway may reach {private}:{}",
+            m.slack_port
+        );
+    }
+
+    // Who gets in: the egress door only from bots, Redis only from the gateway, bots
+    // only from the gateway, the admin port only from Prometheus, the public port from all.
+    let set = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        m.admitted(gateway, m.egress_port),
+        set(&["bot"]),
+        "egress door"
+    );
+    assert_eq!(
+        m.admitted(m.pod("redis"), m.redis_port),
+        set(&["gateway"]),
+        "Redis"
+    );
+    assert_eq!(m.admitted(bot, m.bot_port), set(&["gateway"]), "the bot");
+    assert_eq!(
+        m.admitted(gateway, m.admin_port),
+        set(&["prometheus"]),
+        "admin port"
+    );
+    assert!(
+        m.admitted(gateway, m.public_port).contains("client"),
+        "public port"
+    );
+}
+
+#[test]
+fn netns_lab_enforces_the_rendered_network_policies() {
+    let m = ingress_model();
+    let Some(lab) = netns::Lab::start(&m.cluster, &m.ends()) else {
+        return; // the reason is printed, and it failed unless SLACKGATE_NETNS_OPTIONAL is set
+    };
+    use netpol::Proto::{Tcp, Udp};
+    // (from, to, port, protocol, open): the pairs that tell the lock-down.
+    let probes: Vec<(&str, &str, u16, netpol::Proto, bool)> = vec![
+        ("bot", "gateway", m.egress_port, Tcp, true),
+        ("bot", "dns", 53, Udp, true),
+        ("bot", "dns", 53, Tcp, true),
+        ("bot", "slack", m.slack_port, Tcp, false),
+        ("bot", "slack", 80, Tcp, false),
+        ("bot", "gateway", m.admin_port, Tcp, false),
+        ("bot", "gateway", m.public_port, Tcp, false),
+        ("bot", "redis", m.redis_port, Tcp, false),
+        ("bot", "internal 192.168.10.5", 443, Tcp, false),
+        ("bot", "internal 169.254.169.254", 80, Tcp, false),
+        ("bot", "neighbour", 8080, Tcp, false),
+        ("gateway", "slack", m.slack_port, Tcp, true),
+        ("gateway", "redis", m.redis_port, Tcp, true),
+        ("gateway", "bot", m.bot_port, Tcp, true),
+        ("gateway", "dns", 53, Udp, true),
+        ("gateway", "slack", 80, Tcp, false),
+        ("gateway", "internal 192.168.10.5", 443, Tcp, false),
+        ("gateway", "internal 169.254.169.254", 80, Tcp, false),
+        ("gateway", "internal 10.96.0.1", 443, Tcp, false),
+        ("gateway", "neighbour", 8080, Tcp, false),
+        ("gateway", "stranger", 443, Tcp, false),
+        ("neighbour", "gateway", m.egress_port, Tcp, false),
+        ("neighbour", "bot", m.bot_port, Tcp, false),
+        ("neighbour", "redis", m.redis_port, Tcp, false),
+        ("neighbour", "slack", m.slack_port, Tcp, true),
+        ("stranger", "gateway", m.egress_port, Tcp, false),
+        ("prometheus", "gateway", m.admin_port, Tcp, true),
+        ("client", "gateway", m.public_port, Tcp, true),
+        ("client", "gateway", m.egress_port, Tcp, false),
+        ("client", "bot", m.bot_port, Tcp, false),
+    ];
+    // The kernel first: real sockets through the rules generated from the policies.
+    let results = lab.probe(
+        &probes
+            .iter()
+            .map(|(f, t, p, pr, _)| (*f, *t, *p, *pr))
+            .collect::<Vec<_>>(),
+    );
+    let ends: BTreeMap<String, netpol::End<'_>> = m.ends().into_iter().collect();
+    let mut wrong = Vec::new();
+    for ((from, to, port, proto, open), got) in probes.iter().zip(&results) {
+        let what = format!("{from} -> {to}:{port}/{}", proto.name());
+        let want = if *open { "open" } else { "EHOSTUNREACH" };
+        if got != want {
+            wrong.push(format!("kernel: {what}: wanted {want}, got {got}"));
+        }
+        if m.cluster.allowed(ends[*from], ends[*to], *port, *proto) != *open {
+            wrong.push(format!("evaluator: {what}: wanted {want}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the lock-down does not hold:\n{}\nnftables rules generated from the rendered policies:\n{}",
+        wrong.join("\n"),
+        lab.rules()
+    );
+}
+
+/// deploy/README.md ("Shared state in Redis") says a managed Redis over TLS cannot be
+/// named yet: the ingress config with a `rediss://` URL must fail to load with the error
+/// quoted there. When TLS to Redis lands this fails: switch the README (and the config's
+/// comment) to `rediss://`.
+#[test]
+fn rediss_urls_are_refused_as_the_readme_says() {
+    let r = Rendered::of("ingress");
+    let (deployment, container) = r.gateway();
+    let view = PodView::new(&r, &deployment["spec"]["template"]["spec"], container);
+    let path = Path::new("/etc/slackgate/config/config.yaml");
+    let text = view.file(path, "the config file");
+    let url = "redis://slackgate-redis:6379/0";
+    assert!(text.contains(url), "the ingress config names {url}");
+    let tls = text.replace(url, "rediss://redis.example.internal:6380/0");
+    let err = slackgate_policy::compile_config(path, &tls)
+        .expect_err("rediss:// loads now: update deploy/README.md and the ingress config")
+        .to_string();
+    let quoted = "`state.redis.url` must start with redis://";
+    assert!(err.contains(quoted), "{err}");
+    let readme = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
+    assert!(
+        readme.contains(quoted),
+        "deploy/README.md must quote the error: {quoted}"
+    );
+}
+
+#[test]
 fn dockerfile_builds_slackgate_into_a_non_root_image() {
     let dockerfile = std::fs::read_to_string(deploy_dir().join("docker/Dockerfile")).unwrap();
     let instructions: Vec<&str> = dockerfile
@@ -1258,6 +2102,11 @@ fn readme_documents_the_procedures() {
         "## Health checks",
         "## Socket Mode: no public endpoint",
         "## How the manifests are tested",
+        "## The egress door in Kubernetes",
+        "## Verifying the lock-down",
+        "## Shared state in Redis",
+        "kubectl exec",
+        "SLACKGATE_NETNS_OPTIONAL",
         "terminationGracePeriodSeconds",
         "expires",
         K8S_VERSION,

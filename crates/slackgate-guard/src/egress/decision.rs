@@ -39,6 +39,10 @@ pub struct EgressDecision {
     /// the call is sent with instead of the bot's token, and whose
     /// `function_execution_id` the audit record carries. Its `Debug` hides the token.
     pub workflow: Option<WorkflowToken>,
+    /// A bot in `mode: shadow` broke a rule that shadow mode reports instead of enforcing:
+    /// `reason` and `rule` are the would-be denial, and the call is forwarded anyway
+    /// ([`EgressDecision::forwards`]). Audited as `"shadow": true`.
+    pub shadow: bool,
 }
 
 /// Why the egress listener could not read a call whole. Such a call is `malformed_call`,
@@ -72,7 +76,13 @@ impl EgressDecision {
     pub fn unreadable(&mut self, why: Unreadable) {
         self.reason = EgressReason::MalformedCall;
         self.retry_after_secs = None;
+        self.shadow = false;
         self.rule = Some(Arc::from(why.rule()));
+    }
+
+    /// Whether the call goes on to Slack: allowed, or a shadow bot's would-be denial.
+    pub fn forwards(&self) -> bool {
+        self.reason == EgressReason::Allowed || self.shadow
     }
 
     /// A decision made before the call could be read (the proxy's own refusals: a head
@@ -94,6 +104,7 @@ impl EgressDecision {
             encoding: None,
             body_token: false,
             workflow: None,
+            shadow: false,
         }
     }
 

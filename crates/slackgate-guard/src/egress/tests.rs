@@ -21,6 +21,8 @@ const UNFURLER: &str = "gk_unfurler_3333cccc4444dddd";
 const REPLIER: &str = "gk_replier_5555eeee6666ffff";
 const COUNTER: &str = "gk_counter_7777gggg8888hhhh";
 const RESPONDER: &str = "gk_responder_9999iiii0000jjjj";
+const SHADOWY: &str = "gk_shadowy_1212kkkk3434llll";
+const ECHO: &str = "gk_echo_5656mmmm7878nnnn9090";
 
 fn egress_policy() -> Policy {
     let secrets = slackgate_fixtures::MapSecrets::in_memory(&[
@@ -30,6 +32,8 @@ fn egress_policy() -> Policy {
         ("REPLIER_KEY", REPLIER),
         ("COUNTER_KEY", COUNTER),
         ("RESPONDER_KEY", RESPONDER),
+        ("SHADOWY_KEY", SHADOWY),
+        ("ECHO_KEY", ECHO),
         ("TOKEN", "xoxb-1-t"),
     ]);
     let text = r#"version: 1
@@ -66,6 +70,22 @@ bots:
     methods: [response_url]
     channels: [C0OK]
     deny_args: [username]
+  shadowy:
+    mode: shadow
+    key: { env: SHADOWY_KEY }
+    token: { env: TOKEN }
+    team: T0ACME
+    methods: [chat.postMessage, auth.revoke]
+    channels: [C0HELP]
+    deny_args: [username]
+    rate_limits: [{ per: method, rate: 1/min, burst: 2 }]
+  echo:
+    mode: shadow
+    app: helpdesk
+    key: { env: ECHO_KEY }
+    token: { env: TOKEN }
+    methods: [chat.postMessage]
+    reply_scope: 10m
 "#;
     slackgate_fixtures::policy::compiled(text, &secrets, 0)
 }
@@ -582,5 +602,154 @@ fn uploads_are_bound_to_their_bot() {
     assert_eq!(
         decide("gone", None, true),
         (EgressReason::ResponseUrlInvalid, None, false)
+    );
+}
+
+// === mode: shadow ===
+
+/// (reason, rule, shadow, forwards) of a decision.
+type ShadowOutcome<'a> = (EgressReason, Option<&'a str>, bool, bool);
+
+fn shadow_outcome(d: &EgressDecision) -> ShadowOutcome<'_> {
+    (d.reason, d.rule.as_deref(), d.shadow, d.forwards())
+}
+
+#[test]
+fn a_shadow_bot_forwards_what_its_own_rules_would_deny() {
+    use EgressReason::*;
+    let door = Door::new();
+    let post = "/api/chat.postMessage";
+    let cases: [(&str, &str, ShadowOutcome<'_>); 8] = [
+        (post, "channel=C0HELP", (Allowed, None, false, true)),
+        (
+            "/api/chat.delete",
+            "channel=C0HELP&ts=1.2",
+            (MethodDenied, Some("methods"), true, true),
+        ),
+        (
+            post,
+            "channel=C0OTHER",
+            (ChannelDenied, Some("channels"), true, true),
+        ),
+        (
+            post,
+            "channel=C0HELP&team_id=T0EVIL",
+            (TeamDenied, Some("team"), true, true),
+        ),
+        (
+            post,
+            "channel=C0HELP&username=ceo",
+            (ArgumentDenied, Some("deny_args: username"), true, true),
+        ),
+        // A privileged method listed by its exact name is allowed, as in enforce mode.
+        ("/api/auth.revoke", "", (Allowed, None, false, true)),
+        (post, "channel=C0HELP", (Allowed, None, false, true)),
+        // The bucket (burst 2) is empty: reported, not enforced, and no Retry-After.
+        (
+            post,
+            "channel=C0HELP",
+            (
+                RateLimited,
+                Some("rate_limits[0] per method 1/min burst 2"),
+                true,
+                true,
+            ),
+        ),
+    ];
+    for (path, form, want) in cases {
+        let d = door.decide(SHADOWY, path, form);
+        assert_eq!(shadow_outcome(&d), want, "{path} {form}");
+        // Every record says where the call went, a shadowed method_denied included.
+        let channel = if form.contains("C0OTHER") {
+            "C0OTHER"
+        } else {
+            "C0HELP"
+        };
+        if form.contains("channel=") {
+            assert_eq!(d.channel_id.as_deref(), Some(channel), "{path} {form}");
+        }
+        if d.shadow {
+            assert_eq!(d.retry_after_secs, None, "{path} {form}");
+        }
+    }
+}
+
+#[test]
+fn a_shadow_bot_never_shadows_privileged_undocumented_or_caller_refusals() {
+    use EgressReason::*;
+    let door = Door::new();
+    let denied = |path: &str, form: &str, reason: EgressReason| {
+        let d = door.decide(SHADOWY, path, form);
+        assert_eq!(d.reason, reason, "{path} {form}");
+        assert!(
+            !d.shadow && !d.forwards(),
+            "{path} {form} must stay enforced"
+        );
+    };
+    // Privileged families, not listed by their exact names.
+    for m in [
+        "admin.users.list",
+        "admin.conversations.invite",
+        "users.admin.invite",
+        "apps.uninstall",
+        "oauth.v2.access",
+        "apps.manifest.update",
+        "apps.permissions.request",
+        "files.sharedPublicURL",
+        "migration.exchange",
+    ] {
+        denied(&format!("/api/{m}"), "", MethodDenied);
+    }
+    // A method Slack does not document could be a privileged one the table lacks.
+    denied("/api/x.undocumented", "", MethodDenied);
+    // Refusals that are not the bot's rules.
+    denied(
+        "/api/chat.postMessage",
+        "channel=C0HELP&channel=C0OPS",
+        MalformedCall,
+    );
+    let tok = door.decide(SHADOWY, "/api/chat.postMessage", "token=other");
+    assert_eq!((tok.reason, tok.shadow), (MalformedCall, false));
+    // Slack's own 429, remembered: the gateway answers for Slack.
+    let name: Arc<str> = Arc::from("shadowy");
+    door.slack.note(&name, "chat.postMessage", 30, NOW);
+    denied("/api/chat.postMessage", "channel=C0HELP", SlackRateLimited);
+    // An unknown key is never anyone's shadow.
+    let d = door.decide("gk_nobody_0000zzzz9999yyyy", "/api/chat.delete", "");
+    assert_eq!(
+        (d.reason, d.shadow, d.forwards()),
+        (UnknownBot, false, false)
+    );
+    // The listener's refusal of an unreadable call ends a shadow.
+    let mut d = door.decide(SHADOWY, "/api/chat.delete", "channel=C0HELP");
+    assert!(d.shadow);
+    d.unreadable(Unreadable::BodyTooLarge);
+    assert!(!d.shadow && !d.forwards());
+}
+
+#[test]
+fn an_enforced_bot_is_never_shadowed() {
+    let door = Door::new();
+    let d = door.decide(SCOPED, "/api/chat.postMessage", "channel=C0OTHER");
+    assert_eq!(
+        shadow_outcome(&d),
+        (EgressReason::ChannelDenied, Some("channels"), false, false)
+    );
+}
+
+#[test]
+fn a_shadow_bot_reports_reply_scope_without_enforcing_it() {
+    let door = Door::new();
+    let d = door.decide(ECHO, "/api/chat.postMessage", "channel=C0QUIET");
+    assert_eq!(
+        shadow_outcome(&d),
+        (EgressReason::ChannelDenied, Some("reply_scope"), true, true)
+    );
+    assert_eq!(d.channel_id.as_deref(), Some("C0QUIET"));
+    door.reply.note(&Arc::from("helpdesk"), "C0QUIET", NOW);
+    let d = door.decide(ECHO, "/api/chat.postMessage", "channel=C0QUIET");
+    assert_eq!(
+        shadow_outcome(&d),
+        (EgressReason::Allowed, None, false, true)
     );
 }

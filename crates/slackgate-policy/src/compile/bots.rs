@@ -15,7 +15,10 @@ use crate::bots::{
     RESPONSE_URL_METHOD,
 };
 use crate::matcher::{GlobSet, IdSet};
-use crate::spec::{BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec, RotationSpec};
+use crate::mode::Mode;
+use crate::spec::{
+    BotSpec, CredentialSpec, EgressLimitKeySpec, EgressLimitSpec, ModeSpec, RotationSpec,
+};
 use crate::yaml::{LITERAL_SECRET_FIX, LITERAL_SECRET_MESSAGE};
 
 /// The shortest gateway key accepted: a key is a random string, and one this short
@@ -88,6 +91,7 @@ impl Compiler<'_> {
             deny_args,
             rate_limits,
             reply_scope,
+            mode,
         } = spec;
         let start = self.errs.len();
         self.check_name("bot", name);
@@ -295,6 +299,10 @@ impl Compiler<'_> {
             deny_args,
             rate_limits: rate_limits.into(),
             reply_scope,
+            mode: match mode.as_ref().map(|m| **m) {
+                None | Some(ModeSpec::Enforce) => Mode::Enforce,
+                Some(ModeSpec::Shadow) => Mode::Shadow,
+            },
         })
     }
 

@@ -29,8 +29,8 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 pub use crate::core::shape::{
-    event_id, function_execution_id, method_name, short_text, slack_error_code, slack_id, INVALID,
-    MAX_LINE,
+    event_id, function_execution_id, method_name, scope_header, scope_list, short_text,
+    slack_error_code, slack_id, INVALID, MAX_LINE, MAX_SCOPES_GRANTED, MAX_SCOPES_NEEDED,
 };
 pub(crate) use crate::core::shape::{short_static, unknown_caller_rule};
 pub use crate::core::time::{rfc3339, TsText};
@@ -110,6 +110,8 @@ pub struct AuditRecord {
     pub command: Option<String>,
     /// Events API event id.
     pub event_id: Option<String>,
+    /// The first action id of an interactivity request, else its callback id.
+    pub action_id: Option<String>,
     /// `X-Slack-Retry-Num`, when Slack is retrying.
     pub retry_num: Option<u32>,
     /// The allow/deny/limit rule that decided.
@@ -151,6 +153,7 @@ impl AuditRecord {
             event_type: self.event_type.as_deref(),
             command: self.command.as_deref(),
             event_id: self.event_id.as_deref(),
+            action_id: self.action_id.as_deref(),
             retry_num: self.retry_num,
             rule: self.rule.as_deref(),
             upstream: self.upstream.as_deref(),
@@ -198,6 +201,15 @@ pub struct EgressRecord<'a> {
     /// For a call made with a workflow key (secret custody): the function execution its
     /// token belongs to (`invalid` unless `Fx` and Slack's id characters).
     pub function_execution_id: Option<&'a str>,
+    /// A bot in `mode: shadow` broke a rule and the call was forwarded anyway: `reason`
+    /// and `rule` are the would-be denial.
+    pub shadow: bool,
+    /// Slack's `x-accepted-oauth-scopes` on its answer, as [`scope_header`] writes it:
+    /// the scopes the method accepts (any one suffices); `""` when it needs none.
+    pub scopes_needed: Option<&'a str>,
+    /// Slack's `x-oauth-scopes` (the token's grant), written only when it differs from
+    /// the last one this gateway saw for the bot since it started.
+    pub scopes_granted: Option<&'a str>,
 }
 
 impl<'a> EgressRecord<'a> {
@@ -224,6 +236,9 @@ impl<'a> EgressRecord<'a> {
                 upstream_status: None,
                 duration_us: self.duration_us,
                 function_execution_id: None,
+                shadow: false,
+                scopes_needed: None,
+                scopes_granted: None,
             };
         }
         EgressRecord {
@@ -241,6 +256,11 @@ impl<'a> EgressRecord<'a> {
             upstream_status: self.upstream_status,
             duration_us: self.duration_us,
             function_execution_id: self.function_execution_id.map(function_execution_id),
+            shadow: self.shadow,
+            scopes_needed: self.scopes_needed.map(|v| scope_list(v, MAX_SCOPES_NEEDED)),
+            scopes_granted: self
+                .scopes_granted
+                .map(|v| scope_list(v, MAX_SCOPES_GRANTED)),
         }
     }
 }
@@ -269,6 +289,7 @@ pub struct AuditView<'a> {
     pub event_type: Option<&'a str>,
     pub command: Option<&'a str>,
     pub event_id: Option<&'a str>,
+    pub action_id: Option<&'a str>,
     pub retry_num: Option<u32>,
     pub rule: Option<&'a str>,
     pub upstream: Option<&'a str>,
@@ -304,6 +325,7 @@ impl<'a> AuditView<'a> {
             event_type: text(self.event_type),
             command: text(self.command),
             event_id: self.event_id.map(event_id),
+            action_id: text(self.action_id),
             retry_num: self.retry_num,
             rule: text(self.rule),
             upstream: text(self.upstream),
@@ -345,7 +367,7 @@ impl<'a> AuditView<'a> {
         } else {
             b",\"shadow\":false"
         });
-        let texts: [(&[u8], Option<&str>); 12] = [
+        let texts: [(&[u8], Option<&str>); 13] = [
             (b",\"client_ip\":", self.client_ip),
             (b",\"app\":", self.app),
             (b",\"secret_id\":", self.secret_id),
@@ -358,6 +380,7 @@ impl<'a> AuditView<'a> {
             (b",\"event_type\":", self.event_type),
             (b",\"command\":", self.command),
             (b",\"event_id\":", self.event_id),
+            (b",\"action_id\":", self.action_id),
         ];
         for (key, value) in texts {
             text(out, key, value);

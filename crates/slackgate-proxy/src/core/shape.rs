@@ -92,6 +92,53 @@ pub fn slack_error_code(v: &str) -> &str {
     }
 }
 
+/// The longest `scopes_needed` kept (Slack's `x-accepted-oauth-scopes`), in bytes.
+pub const MAX_SCOPES_NEEDED: usize = 512;
+
+/// The longest `scopes_granted` kept (Slack's `x-oauth-scopes`), in bytes.
+pub const MAX_SCOPES_GRANTED: usize = 1536;
+
+/// One OAuth scope as Slack writes it (`chat:write`, `users.profile:read`,
+/// `channels:history`): 1 to 64 ASCII letters, digits, `:`, `.`, `_` or `-`.
+fn is_scope(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b))
+}
+
+/// A scope header (`x-accepted-oauth-scopes`, `x-oauth-scopes`) as the audit writes it:
+/// its entries trimmed, empty ones dropped, joined by `,` (`""` when Slack lists none:
+/// the method needs no scope). [`INVALID`] when an entry is not a scope or the list is
+/// over `max` bytes: whole or not at all.
+pub fn scope_header(header: &[u8], max: usize) -> String {
+    let Ok(text) = std::str::from_utf8(header) else {
+        return INVALID.to_owned();
+    };
+    let mut out = String::with_capacity(text.len().min(max));
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let len = out.len() + usize::from(!out.is_empty()) + entry.len();
+        if !is_scope(entry) || len > max {
+            return INVALID.to_owned();
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(entry);
+    }
+    out
+}
+
+/// A scope list as [`scope_header`] writes it: itself when every entry is a scope and it
+/// is at most `max` bytes, else [`INVALID`].
+pub fn scope_list(v: &str, max: usize) -> &str {
+    let shaped = v.is_empty() || (v.len() <= max && v.split(',').all(is_scope));
+    if shaped {
+        v
+    } else {
+        INVALID
+    }
+}
+
 /// The method an unknown caller named, kept only when it is a documented Slack method in
 /// Slack's spelling, a webhook post's `hooks.<name>` (the guard names only webhooks
 /// that exist), or a post to a held capability (`response_url`, `file_upload`), else

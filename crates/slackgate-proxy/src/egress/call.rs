@@ -152,6 +152,10 @@ pub(super) struct Outcome {
     /// The metric method label when it is not one the bot's `methods` lists: a
     /// defined webhook's `hooks.<name>`.
     pub(super) method_label: Option<Arc<str>>,
+    /// Slack's `x-accepted-oauth-scopes`, as the audit writes it.
+    pub(super) scopes_needed: Option<String>,
+    /// Slack's `x-oauth-scopes` when it changed for the bot (or is its first).
+    pub(super) scopes_granted: Option<String>,
 }
 
 impl Outcome {
@@ -163,6 +167,8 @@ impl Outcome {
             slack_ok: None,
             slack_error: None,
             method_label: None,
+            scopes_needed: None,
+            scopes_granted: None,
         }
     }
 
@@ -173,6 +179,7 @@ impl Outcome {
             CallFailure::Timeout(_) => EgressReason::UpstreamTimeout,
             _ => EgressReason::UpstreamError,
         };
+        self.decision.shadow = false;
         self.status = self.decision.reason.status();
         Answer::local(&self.decision)
     }

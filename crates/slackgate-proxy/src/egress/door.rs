@@ -19,7 +19,9 @@ use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, Sla
 use super::custody::{CapabilityPath, Custodian};
 use super::scopes::ScopeLedger;
 use super::vault::{CallToken, TokenVault};
-use crate::core::audit::{Direction, EgressRecord};
+use crate::core::audit::{
+    scope_header, Direction, EgressRecord, MAX_SCOPES_GRANTED, MAX_SCOPES_NEEDED,
+};
 use crate::core::state::Shared;
 use crate::net::client::Response;
 use crate::net::downstream::{BodyError, Downstream, PingoraDownstream};
@@ -177,11 +179,13 @@ impl EgressApp {
                 .and_then(error_code)
                 .map(str::to_owned);
         }
-        let unused = self.ledger.note(
-            &bot.name,
-            resp.header(b"x-oauth-scopes"),
-            resp.header(b"x-accepted-oauth-scopes"),
-        );
+        let granted = resp.header(b"x-oauth-scopes");
+        let accepted = resp.header(b"x-accepted-oauth-scopes");
+        o.scopes_needed = accepted.map(|a| scope_header(a, MAX_SCOPES_NEEDED));
+        let (unused, granted_changed) = self.ledger.note_grant(&bot.name, granted, accepted);
+        if granted_changed {
+            o.scopes_granted = granted.map(|g| scope_header(g, MAX_SCOPES_GRANTED));
+        }
         if resp.status == 429 {
             // Slack's Retry-After in whole seconds (without one, a minute).
             let secs = retry_after_of(resp);
@@ -223,6 +227,9 @@ impl EgressApp {
             upstream_status: o.upstream_status,
             duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             function_execution_id: d.workflow.as_ref().map(|w| &*w.function_execution_id),
+            shadow: d.shadow,
+            scopes_needed: o.scopes_needed.as_deref(),
+            scopes_granted: o.scopes_granted.as_deref(),
         });
         // The method label: a name the bot's policy lists, else `other`.
         let method = match (&d.bot, d.method.as_deref(), o.method_label.as_deref()) {
@@ -236,6 +243,12 @@ impl EgressApp {
             .requests
             .with_label_values(&[bot_label, method, d.reason.as_str()])
             .inc();
+        if d.shadow {
+            m.egress
+                .shadowed
+                .with_label_values(&[bot_label, d.reason.as_str()])
+                .inc();
+        }
         m.egress
             .duration
             .with_label_values(&[bot_label])
@@ -458,14 +471,16 @@ impl EgressApp {
         let bot = decision.bot.clone();
         // A workflow key's call goes with the workflow token held for it.
         let workflow = decision.workflow.as_ref().map(|w| Arc::clone(&w.token));
-        let token = match (decision.reason, bot.as_deref(), workflow.as_deref()) {
-            (EgressReason::Allowed, Some(_), Some(w)) => Some(CallToken::Static(w)),
-            (EgressReason::Allowed, Some(bot), None) => {
+        // A shadow bot's would-be denial goes on like an allowed call.
+        let token = match (decision.forwards(), bot.as_deref(), workflow.as_deref()) {
+            (true, Some(_), Some(w)) => Some(CallToken::Static(w)),
+            (true, Some(bot), None) => {
                 match self.vault.token(bot, self.shared.guard.clock().now()) {
                     CallToken::Unavailable(rule) => {
                         decision.reason = EgressReason::TokenUnavailable;
                         decision.rule = Some(Arc::from(rule));
                         decision.retry_after_secs = None;
+                        decision.shadow = false;
                         None
                     }
                     t => Some(t),
@@ -481,12 +496,12 @@ impl EgressApp {
             _ => None,
         };
         let answer = match (
-            outcome.decision.reason,
+            outcome.decision.forwards(),
             outcome.decision.bot.clone(),
             outcome.decision.method.clone(),
             token,
         ) {
-            (EgressReason::Allowed, Some(bot), Some(method), Some(token)) => {
+            (true, Some(bot), Some(method), Some(token)) => {
                 match self
                     .forward(head, body, &outcome.decision, token, &method)
                     .await

@@ -63,17 +63,30 @@ impl ScopeLedger {
     /// absent (Slack omits them on some errors); an answer without `x-oauth-scopes`
     /// changes nothing.
     pub fn note(&self, bot: &str, granted: Option<&[u8]>, accepted: Option<&[u8]>) -> usize {
+        self.note_grant(bot, granted, accepted).0
+    }
+
+    /// [`Self::note`], and whether the answer's `x-oauth-scopes` differs from the last one
+    /// noted for `bot` (or is its first): the audit writes the grant only then.
+    pub fn note_grant(
+        &self,
+        bot: &str,
+        granted: Option<&[u8]>,
+        accepted: Option<&[u8]>,
+    ) -> (usize, bool) {
         let mut bots = self.bots.lock();
         let Some(granted) = granted else {
-            return bots.get(bot).map_or(0, |s| s.unused().len());
+            return (bots.get(bot).map_or(0, |s| s.unused().len()), false);
         };
-        if !bots.contains_key(bot) {
+        let first = !bots.contains_key(bot);
+        if first {
             bots.insert(bot.to_owned(), BotScopes::default());
         }
         let Some(entry) = bots.get_mut(bot) else {
-            return 0;
+            return (0, false);
         };
         entry.calls += 1;
+        let changed = first || entry.granted_raw != granted;
         if entry.granted_raw != granted {
             entry.granted = scope_list(granted).map(str::to_owned).collect();
             entry.granted_raw = granted.to_vec();
@@ -83,7 +96,7 @@ impl ScopeLedger {
                 entry.needed.insert(s.to_owned());
             }
         }
-        entry.granted.difference(&entry.needed).count()
+        (entry.granted.difference(&entry.needed).count(), changed)
     }
 
     /// What `bot`'s calls showed so far.
@@ -125,6 +138,16 @@ mod tests {
         assert_eq!(l.note("other", None, None), 0);
         assert_eq!(l.get("b").unwrap_or_default().unused().len(), 2);
         assert!(l.get("other").is_none());
+    }
+
+    #[test]
+    fn a_grant_is_new_on_the_first_answer_and_on_a_change() {
+        let l = ScopeLedger::default();
+        assert_eq!(l.note_grant("b", Some(b"a:b"), None), (1, true));
+        assert_eq!(l.note_grant("b", Some(b"a:b"), Some(b"a:b")), (0, false));
+        assert_eq!(l.note_grant("b", Some(b"a:b,c:d"), None), (1, true));
+        assert_eq!(l.note_grant("b", None, None), (1, false));
+        assert_eq!(l.note_grant("other", Some(b"a:b,c:d"), None), (2, true));
     }
 
     #[test]

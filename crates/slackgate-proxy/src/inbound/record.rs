@@ -39,6 +39,9 @@ pub(crate) struct AuditFacts {
     pub(crate) event_type: Option<Fact>,
     pub(crate) command: Option<Fact>,
     pub(crate) event_id: Option<Fact>,
+    /// The first action id of an interactivity request, else its callback id (a view's, a
+    /// shortcut's, a custom step's function): what `actions` scope rules match.
+    pub(crate) action_id: Option<Fact>,
     /// The run of a custom workflow step (what a workflow token in custody is bound to).
     pub(crate) function_execution_id: Option<Fact>,
 }
@@ -69,6 +72,12 @@ impl AuditFacts {
             event_type: keep(&f.event_type),
             command: keep(&f.command),
             event_id: keep(&f.event_id),
+            action_id: keep(
+                &f.action_ids
+                    .first()
+                    .cloned()
+                    .or_else(|| f.callback_id.clone()),
+            ),
             function_execution_id: keep(&f.function_execution_id),
         }
     }
@@ -219,6 +228,7 @@ impl RequestCtx {
             event_type: f.text(&f.event_type),
             command: f.text(&f.command),
             event_id: f.text(&f.event_id),
+            action_id: f.text(&f.action_id),
             retry_num: self.retry_num,
             rule: self.rule.as_deref(),
             upstream: route.map(|r| r.upstream.name.as_ref()),

@@ -88,6 +88,7 @@ fn the_hand_written_line_is_byte_for_byte_serde_json() {
         event_type: Some("message".into()),
         command: Some("/x".into()),
         event_id: Some("Ev1".into()),
+        action_id: Some(nasty.into()),
         retry_num: Some(3),
         rule: Some("allow.users".into()),
         upstream: Some("bot".into()),
@@ -282,9 +283,12 @@ fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
         upstream_status: Some(200),
         duration_us: 17,
         function_execution_id: Some("Fx0EXEC"),
+        shadow: true,
+        scopes_needed: Some("chat:write"),
+        scopes_granted: Some("chat:write"),
     };
     let line = egress_line(&record).unwrap();
-    assert!(line.len() < 300, "{} bytes", line.len());
+    assert!(line.len() < 360, "{} bytes", line.len());
     let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
     assert_eq!(
         v,
@@ -293,7 +297,8 @@ fn an_unknown_callers_record_keeps_only_method_reason_rule_status_duration() {
             "method": "chat.postMessage", "team_id": null, "channel_id": null,
             "reason": "unknown_bot", "status": 200, "rule": "no key", "slack_ok": null,
             "slack_error": null, "upstream_status": null, "duration_us": 17,
-            "function_execution_id": null
+            "function_execution_id": null, "shadow": false, "scopes_needed": null,
+            "scopes_granted": null
         })
     );
 
@@ -373,6 +378,9 @@ fn a_known_bots_record_keeps_its_fields_checked() {
         upstream_status: Some(200),
         duration_us: 17,
         function_execution_id: None,
+        shadow: false,
+        scopes_needed: Some("channels:read,groups:read"),
+        scopes_granted: Some(""),
     };
     let v: serde_json::Value = serde_json::from_slice(&egress_line(&record).unwrap()).unwrap();
     assert_eq!(
@@ -385,15 +393,43 @@ fn a_known_bots_record_keeps_its_fields_checked() {
         channel_id: Some(&huge),
         slack_error: Some("Bad things\n"),
         rule: Some(&huge),
+        scopes_needed: Some("chat:write,bad scope"),
+        scopes_granted: Some(&huge),
         ..record
     };
     let line = egress_line(&odd).unwrap();
-    assert!(line.len() < 400, "{} bytes", line.len());
+    assert!(line.len() < 480, "{} bytes", line.len());
     let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-    for field in ["team_id", "channel_id", "slack_error", "rule"] {
+    for field in [
+        "team_id",
+        "channel_id",
+        "slack_error",
+        "rule",
+        "scopes_needed",
+        "scopes_granted",
+    ] {
         assert_eq!(v[field], INVALID, "{field}");
     }
     assert_eq!(v["bot"], "helpdesk");
+}
+
+#[test]
+fn scope_headers_are_written_whole_or_invalid() {
+    let needed = |h: &[u8]| scope_header(h, MAX_SCOPES_NEEDED);
+    assert_eq!(
+        needed(b" chat:write , ,channels:read"),
+        "chat:write,channels:read"
+    );
+    assert_eq!(needed(b""), "", "Slack lists no scope: none needed");
+    assert_eq!(needed(b"chat:write,bad scope"), INVALID);
+    assert_eq!(needed(b"chat:write,\xff"), INVALID);
+    let long = vec!["a:b"; 200].join(",");
+    assert_eq!(needed(long.as_bytes()), INVALID);
+    let fits = vec!["a:b"; 128].join(",");
+    assert_eq!(fits.len(), MAX_SCOPES_NEEDED - 1);
+    assert_eq!(needed(fits.as_bytes()), fits);
+    assert_eq!(scope_list(&fits, MAX_SCOPES_NEEDED), fits);
+    assert_eq!(scope_list("a:b,,c", MAX_SCOPES_NEEDED), INVALID);
 }
 
 #[test]
@@ -418,6 +454,7 @@ fn inbound_ids_and_texts_are_checked() {
         event_type: Some("app_mention"),
         command: Some("/ticket"),
         event_id: Some("Ev0APPMENTION1"),
+        action_id: Some("ticket_open"),
         retry_num: Some(1),
         rule: Some("allow.teams"),
         upstream: Some("helpdesk"),
@@ -438,6 +475,7 @@ fn inbound_ids_and_texts_are_checked() {
         event_type: Some(&huge),
         command: Some("/ticket\r\n"),
         event_id: Some("EV0APPMENTION1"),
+        action_id: Some("ticket\u{1b}[31m"),
         ..view
     };
     let line = inbound_line(&odd);
@@ -526,6 +564,7 @@ mod lines {
                 event_type: some(&t[9]),
                 command: some(&t[10]),
                 event_id: some(&t[11]),
+                action_id: some(&t[14]),
                 retry_num: numbers.1,
                 rule: some(&t[12]),
                 upstream: some(&t[13]),
@@ -559,6 +598,9 @@ mod lines {
                 upstream_status: numbers.2,
                 duration_us: numbers.3,
                 function_execution_id: None,
+                shadow: numbers.1.unwrap_or(false),
+                scopes_needed: some(&t[6]),
+                scopes_granted: some(&t[6]),
             };
             check(&egress_line(&record).unwrap())?;
         }
@@ -589,6 +631,7 @@ mod lines {
             event_type: t,
             command: t,
             event_id: Some("Ev000000000000000000000000000000"),
+            action_id: t,
             retry_num: Some(u32::MAX),
             rule: t,
             upstream: t,
@@ -604,6 +647,47 @@ mod lines {
             "the worst case is near the bound: {}",
             line.len()
         );
+    }
+
+    #[test]
+    fn the_longest_egress_records_stay_under_the_bound() {
+        let text = "\"".repeat(MAX_TEXT);
+        let t = Some(text.as_str());
+        let id = "A".repeat(32);
+        let scopes = |max: usize| {
+            let one = "a".repeat(63);
+            let mut s = one.clone();
+            while s.len() + 1 + one.len() <= max {
+                s.push(',');
+                s.push_str(&one);
+            }
+            s
+        };
+        let (needed, granted) = (scopes(MAX_SCOPES_NEEDED), scopes(MAX_SCOPES_GRANTED));
+        assert_eq!(scope_list(&needed, MAX_SCOPES_NEEDED), needed);
+        assert_eq!(scope_list(&granted, MAX_SCOPES_GRANTED), granted);
+        let record = EgressRecord {
+            ts: &text,
+            direction: Direction::Egress,
+            bot: t,
+            method: t,
+            team_id: Some(&id),
+            channel_id: Some(&id),
+            reason: "response_url_invalid",
+            status: u16::MAX,
+            rule: t,
+            slack_ok: Some(false),
+            slack_error: Some(&"a".repeat(64)),
+            upstream_status: Some(u16::MAX),
+            duration_us: u64::MAX,
+            function_execution_id: Some("Fx000000000000000000000000000000"),
+            shadow: true,
+            scopes_needed: Some(&needed),
+            scopes_granted: Some(&granted),
+        };
+        let line = egress_line(&record).unwrap();
+        assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+        assert!(line.len() > 3_000, "the worst case: {}", line.len());
     }
 }
 

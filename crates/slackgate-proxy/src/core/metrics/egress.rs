@@ -11,6 +11,9 @@ use prometheus::{
 pub struct EgressMetrics {
     /// `slackgate_egress_requests_total{bot,method,reason}`.
     pub requests: IntCounterVec,
+    /// `slackgate_egress_shadowed_total{bot,reason}`: would-be denials of bots in
+    /// `mode: shadow`, forwarded anyway.
+    pub shadowed: IntCounterVec,
     /// `slackgate_egress_duration_seconds{bot}`.
     pub duration: HistogramVec,
     /// `slackgate_egress_unused_scopes{bot}`.
@@ -58,6 +61,13 @@ impl EgressMetrics {
                 "Web API calls through the egress door by bot, method (named in the policy, else other) and reason code.",
             ),
             &["bot", "method", "reason"],
+        )?;
+        let shadowed = IntCounterVec::new(
+            Opts::new(
+                "slackgate_egress_shadowed_total",
+                "Calls of bots in mode: shadow that a rule would have denied, forwarded anyway, by bot and would-be reason code.",
+            ),
+            &["bot", "reason"],
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
@@ -110,6 +120,7 @@ impl EgressMetrics {
             &["bot"],
         )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(shadowed.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(unused_scopes.clone()))?;
         registry.register(Box::new(slack_429.clone()))?;
@@ -119,6 +130,7 @@ impl EgressMetrics {
         registry.register(Box::new(token_refresh_stuck.clone()))?;
         Ok(Self {
             requests,
+            shadowed,
             duration,
             unused_scopes,
             slack_429,
