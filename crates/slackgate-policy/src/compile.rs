@@ -258,7 +258,7 @@ impl Compiler<'_> {
             }
         }
 
-        self.socket_paths(&socket_paths, &compiled_routes);
+        self.socket_paths(&socket_paths, &routes);
         let compiled_bots = self.bots(bots.0, &compiled_apps);
         for spec in routes.iter() {
             self.route_bot(spec, &compiled_bots);

@@ -138,6 +138,10 @@ fn connections_out_of_range_are_refused() {
       paths: {{ events_api: /slack/events }}"
         ));
         assert!(e.contains("it must be 1 to 10"), "{n}: {e}");
+        // The app fails, and its routes with it; its paths, which name its routes, are
+        // not reported again as naming no route.
+        assert!(!e.contains("is not the path of a route"), "{n}: {e}");
+        assert_eq!(e.matches("error:").count(), 1, "{n}: {e}");
     }
 }
 

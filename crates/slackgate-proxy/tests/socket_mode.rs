@@ -278,19 +278,9 @@ fn a_view_submission_response_action_is_the_ack_payload() {
     let answer = json!({"response_action": "errors", "errors": {"title": "too short"}});
     r.bot
         .set_behavior(BotBehavior::Status(200, answer.to_string().into_bytes()));
-    let e = json!({
-        "envelope_id": "env-view-1",
-        "type": "interactive",
-        "accepts_response_payload": true,
-        "payload": {
-            "type": "view_submission",
-            "team": {"id": "T0ACME", "domain": "acme"},
-            "user": {"id": "U0333", "team_id": "T0ACME"},
-            "api_app_id": "A0HELPDESK",
-            "view": {"id": "V0TICKET", "type": "modal", "callback_id": "ticket_new", "state": {"values": {}}}
-        }
-    });
-    r.slack.send(&e).unwrap();
+    r.slack
+        .send(&envelope("envelope_view_submission", "env-view-1"))
+        .unwrap();
     let acks = wait_acks(&r.slack, "env-view-1", 1);
     assert_eq!(acks[0].payload, Some(answer));
 }

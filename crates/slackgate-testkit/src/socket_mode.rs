@@ -126,6 +126,7 @@ impl SocketModeStandIn {
                                     });
                                 }
                                 Ok((tcp, _)) = wss.accept() => {
+                                    let _ = tcp.set_nodelay(true);
                                     let (acceptor, st) = (acceptor.clone(), Arc::clone(&st));
                                     tokio::spawn(async move {
                                         if let Ok(tls) = acceptor.accept(tcp).await {

@@ -378,6 +378,110 @@ routes:
 }
 
 #[test]
+fn check_validates_socket_mode_and_never_echoes_the_app_token() {
+    const APP_TOKEN: &str = "xapp-1-A0HELPDESK-1-PLANTED0app0token";
+    const BOT_TOKEN_AS_APP: &str = "xoxb-1111-2222-PLANTED0bot0token";
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    let with_egress = "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\negress:\n  listen: { addr: 127.0.0.1:8081 }\n";
+    let policy = |helpdesk: &str, other: &str| {
+        format!(
+            "version: 1
+apps:
+  helpdesk:
+    signing_secrets: [{{ id: current, env: HELPDESK_SIGNING_SECRET }}]
+{helpdesk}
+  other:
+    signing_secrets: [{{ id: current, env: HELPDESK_SIGNING_SECRET }}]
+{other}
+upstreams:
+  bot: {{ targets: [127.0.0.1:3000] }}
+routes:
+  - {{ name: events, path: /slack/events, app: helpdesk, upstream: bot }}
+  - {{ name: other, path: /slack/other, app: other, upstream: bot }}
+"
+        )
+    };
+    let env = [
+        (
+            "HELPDESK_SIGNING_SECRET",
+            "8f14e45fceea167a5a36dedd4bea2543",
+        ),
+        ("HELPDESK_APP_TOKEN", APP_TOKEN),
+        ("OTHER_APP_TOKEN", BOT_TOKEN_AS_APP),
+    ];
+    let check = |config_text: &str, policy_text: &str| {
+        std::fs::write(&config, config_text).unwrap();
+        std::fs::write(tmp.path().join("policy.yaml"), policy_text).unwrap();
+        let out = slackgate(&["check", config.to_str().unwrap()], &env, b"");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            !stdout.contains("PLANTED") && !stderr.contains("PLANTED"),
+            "a token echoed: {stdout}{stderr}"
+        );
+        (out.status.code(), stdout, stderr)
+    };
+
+    // A valid socket_mode checks ok.
+    let good = "    socket_mode:\n      app_token: { env: HELPDESK_APP_TOKEN }\n      connections: 2\n      paths: { events_api: /slack/events }";
+    let (code, stdout, stderr) = check(with_egress, &policy(good, ""));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+
+    // Every error, each at its line, and only those: too many connections, a path that is
+    // no route of the app, a bot token where the app token belongs, a literal app token.
+    // (The paths of an app that fails name its routes: no error of their own.)
+    let bad_helpdesk = "    socket_mode:
+      app_token: { env: HELPDESK_APP_TOKEN }
+      connections: 11
+      paths: { events_api: /slack/events, interactive: /slack/other }";
+    let bad_other = format!(
+        "    socket_mode:
+      app_token: {{ env: OTHER_APP_TOKEN }}
+      paths: {{ events_api: /slack/other }}
+  third:
+    signing_secrets: [{{ id: current, env: HELPDESK_SIGNING_SECRET }}]
+    socket_mode:
+      app_token: \"{APP_TOKEN}\"
+      paths: {{ events_api: /slack/other }}"
+    );
+    let (code, stdout, stderr) = check(with_egress, &policy(bad_helpdesk, &bad_other));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let lines: Vec<usize> = error_positions(&stderr).iter().map(|(_, l)| *l).collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    for (line, what) in [
+        (7, "connections: 11"),
+        (8, "a path of another app's route"),
+        (12, "a bot token as the app token"),
+        (17, "a literal app token"),
+    ] {
+        assert!(lines.contains(&line), "{what} at line {line}: {stderr}");
+    }
+    for needle in [
+        "it must be 1 to 10",
+        "is not an app-level token",
+        "socket_mode path `/slack/other` (interactive) of app `helpdesk` is not the path of a route of that app",
+        "one of the app's routes: `/slack/events`;",
+        "`apps.third.socket_mode.app_token`: expected a mapping",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} in: {stderr}");
+    }
+
+    // socket_mode needs the egress section (apps.connections.open goes to egress.slack_api).
+    let (code, _, stderr) = check(
+        "listen:\n  - addr: 127.0.0.1:8080\npolicy: policy.yaml\n",
+        &policy(good, ""),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "app `helpdesk` has `socket_mode`, but the server config has no `egress` section"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_lists_every_config_error() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config.yaml");

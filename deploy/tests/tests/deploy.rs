@@ -1,4 +1,4 @@
-//! Checks `deploy/`: renders both Kubernetes overlays with kustomize, lints every
+//! Checks `deploy/`: renders the Kubernetes overlays with kustomize, lints every
 //! manifest with yamllint, validates every resource against the Kubernetes
 //! schema with kubernetes-validate, and cross-checks the rendered objects
 //! against slackgate's own config and policy loader (the code behind
@@ -34,7 +34,20 @@ mod netpol;
 const K8S_VERSION: &str = "1.37.0";
 
 /// The overlays under `deploy/kubernetes/overlays`.
-const OVERLAYS: &[&str] = &["ingress", "sidecar"];
+const OVERLAYS: &[&str] = &["ingress", "sidecar", "socket-mode"];
+
+/// How Slack reaches an overlay's gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// Over HTTP: the inbound listeners are the pod's ports.
+    Http,
+    /// Over the gateway's own Socket Mode WebSockets only: every listener but the admin
+    /// one binds loopback and is no container port.
+    SocketMode,
+}
+
+/// Slack's limit of Socket Mode connections per app (`slackgate_policy::MAX_SOCKET_CONNECTIONS`).
+const SLACK_MAX_SOCKETS: u64 = slackgate_policy::MAX_SOCKET_CONNECTIONS as u64;
 
 /// Custom resources kubernetes-validate has no schema for. They are left out of
 /// schema validation explicitly (yamllint and the cross-checks still see them);
@@ -472,20 +485,28 @@ fn target_port_owner<'a>(pod: &'a Value, port: &Value) -> Option<(&'a Value, u64
 
 // === checks shared by both overlays ===
 
-fn check_gateway(r: &Rendered) -> Loaded {
+fn check_gateway(r: &Rendered, door: Door) -> Loaded {
     let (deployment, container) = r.gateway();
     let pod = &deployment["spec"]["template"]["spec"];
     let loaded = load(r, pod, container);
     let (config, view) = (&loaded.config, &loaded.view);
     let o = r.overlay;
 
-    // Ports: exactly the config's listeners and admin listener, all on every interface.
+    // Ports: exactly the config's listeners (in Socket Mode none: they bind loopback) and
+    // the admin listener, each exposed one on every interface.
     let admin = config.admin.as_ref().expect("an admin listener").addr;
-    let mut config_ports: BTreeSet<u64> = config
-        .listen
-        .iter()
-        .map(|l| u64::from(l.addr.port()))
-        .collect();
+    let mut config_ports: BTreeSet<u64> = BTreeSet::new();
+    match door {
+        Door::Http => config_ports.extend(config.listen.iter().map(|l| u64::from(l.addr.port()))),
+        Door::SocketMode => {
+            for addr in config.listen.iter().map(|l| l.addr) {
+                assert!(
+                    addr.ip().is_loopback(),
+                    "{o}: {addr}: in Socket Mode nothing outside the pod calls the inbound listener; bind 127.0.0.1"
+                );
+            }
+        }
+    }
     config_ports.insert(u64::from(admin.port()));
     // The egress door: on every interface it is a container port (the ingress shape's
     // Service); on loopback (the sidecar) only the pod's own containers reach it, and it
@@ -518,7 +539,11 @@ fn check_gateway(r: &Rendered) -> Loaded {
         container_ports, config_ports,
         "{o}: container ports must equal the config's listen and admin ports"
     );
-    for addr in config.listen.iter().map(|l| l.addr).chain([admin]) {
+    let exposed = match door {
+        Door::Http => config.listen.iter().map(|l| l.addr).collect(),
+        Door::SocketMode => Vec::new(),
+    };
+    for addr in exposed.into_iter().chain([admin]) {
         assert!(
             addr.ip().is_unspecified(),
             "{o}: {addr} must bind 0.0.0.0 (or [::]) so Services, probes and scrapes reach it"
@@ -662,6 +687,44 @@ fn check_placeholders(r: &Rendered) {
                 s(value).starts_with(PLACEHOLDER),
                 "{}: Secret {name} key {key} is not a {PLACEHOLDER} placeholder: real secrets never go into git",
                 r.overlay
+            );
+        }
+    }
+}
+
+/// The bots' NetworkPolicy (pods labelled [`UPSTREAM_LABEL`]) admits traffic from the
+/// gateway pods (`labels`) only.
+fn check_bots_admit_only_the_gateway(policies: &[&Value], labels: &Value) {
+    let bots = policies
+        .iter()
+        .find(|p| {
+            p["spec"]["podSelector"]["matchLabels"]
+                .get(UPSTREAM_LABEL)
+                .is_some()
+                && items(&p["spec"]["policyTypes"])
+                    .iter()
+                    .any(|t| s(t) == "Ingress")
+        })
+        .expect("a NetworkPolicy for the bot pods' ingress");
+    assert!(items(&bots["spec"]["policyTypes"])
+        .iter()
+        .any(|t| s(t) == "Ingress"));
+    let rules = items(&bots["spec"]["ingress"]);
+    assert!(
+        !rules.is_empty(),
+        "the bots' NetworkPolicy needs an ingress rule from the gateway"
+    );
+    for rule in rules {
+        let from = items(&rule["from"]);
+        assert!(
+            !from.is_empty(),
+            "a bot ingress rule without `from` admits everyone"
+        );
+        for peer in from {
+            assert!(
+                peer.get("ipBlock").is_none()
+                    && selects(&peer["podSelector"]["matchLabels"], labels),
+                "bot ingress peer {peer} is not the gateway"
             );
         }
     }
@@ -936,7 +999,7 @@ fn secrets_in_git_are_placeholders() {
 #[test]
 fn ingress_overlay_is_consistent_with_the_gateway() {
     let r = Rendered::of("ingress");
-    let loaded = check_gateway(&r);
+    let loaded = check_gateway(&r, Door::Http);
     let (deployment, container) = r.gateway();
     let pod = &deployment["spec"]["template"]["spec"];
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
@@ -1089,39 +1152,7 @@ fn ingress_overlay_is_consistent_with_the_gateway() {
 
     // NetworkPolicy: bots accept traffic from gateway pods only; the gateway has its own.
     let policies = r.all("NetworkPolicy");
-    let bots = policies
-        .iter()
-        .find(|p| {
-            p["spec"]["podSelector"]["matchLabels"]
-                .get(UPSTREAM_LABEL)
-                .is_some()
-                && items(&p["spec"]["policyTypes"])
-                    .iter()
-                    .any(|t| s(t) == "Ingress")
-        })
-        .expect("a NetworkPolicy for the bot pods' ingress");
-    assert!(items(&bots["spec"]["policyTypes"])
-        .iter()
-        .any(|t| s(t) == "Ingress"));
-    let rules = items(&bots["spec"]["ingress"]);
-    assert!(
-        !rules.is_empty(),
-        "the bots' NetworkPolicy needs an ingress rule from the gateway"
-    );
-    for rule in rules {
-        let from = items(&rule["from"]);
-        assert!(
-            !from.is_empty(),
-            "a bot ingress rule without `from` admits everyone"
-        );
-        for peer in from {
-            assert!(
-                peer.get("ipBlock").is_none()
-                    && selects(&peer["podSelector"]["matchLabels"], labels),
-                "bot ingress peer {peer} is not the gateway"
-            );
-        }
-    }
+    check_bots_admit_only_the_gateway(&policies, labels);
     let own = policies
         .iter()
         .find(|p| selects(&p["spec"]["podSelector"]["matchLabels"], labels))
@@ -1158,7 +1189,7 @@ fn ingress_overlay_is_consistent_with_the_gateway() {
 #[test]
 fn sidecar_overlay_hides_the_bot_behind_the_gateway() {
     let r = Rendered::of("sidecar");
-    let loaded = check_gateway(&r);
+    let loaded = check_gateway(&r, Door::Http);
     let (deployment, gateway) = r.gateway();
     let pod = &deployment["spec"]["template"]["spec"];
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
@@ -1288,6 +1319,132 @@ fn sidecar_overlay_hides_the_bot_behind_the_gateway() {
             );
         }
     }
+}
+
+#[test]
+fn socket_mode_overlay_opens_no_public_door() {
+    let r = Rendered::of("socket-mode");
+    let loaded = check_gateway(&r, Door::SocketMode);
+    let (deployment, container) = r.gateway();
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let name = s(&deployment["metadata"]["name"]);
+    let admin_port = u64::from(loaded.config.admin.as_ref().unwrap().addr.port());
+    let policy = &loaded.policy;
+
+    // Every app holds its Socket Mode connections and every route belongs to such an
+    // app: nothing is left that Slack would have to reach over HTTP.
+    assert!(!policy.apps.is_empty() && !policy.routes.is_empty());
+    for app in policy.apps.values() {
+        assert!(
+            app.socket_mode.is_some(),
+            "app {} has no socket_mode",
+            app.name
+        );
+    }
+    for route in policy.routes.iter() {
+        assert!(
+            route.app.socket_mode.is_some(),
+            "route {} needs Slack to call it over HTTP",
+            route.path
+        );
+    }
+
+    // No way in from outside: no Ingress (nor a Gateway API route), no Service but
+    // ClusterIP ones, and those reach the admin port only.
+    for kind in ["Ingress", "HTTPRoute", "Gateway"] {
+        assert!(
+            r.all(kind).is_empty(),
+            "Socket Mode needs no {kind}: Slack is reached over the gateway's own WebSockets"
+        );
+    }
+    for svc in r.all("Service") {
+        let svc_name = s(&svc["metadata"]["name"]);
+        assert_eq!(
+            s(&svc["spec"]["type"]),
+            "ClusterIP",
+            "Service {svc_name} is reachable from outside the cluster"
+        );
+        assert!(
+            svc["spec"].get("externalIPs").is_none(),
+            "Service {svc_name} has externalIPs"
+        );
+    }
+    let services = r.services_selecting(labels);
+    assert!(!services.is_empty(), "an admin Service for the scrapes");
+    for svc in services {
+        for p in items(&svc["spec"]["ports"]) {
+            assert_eq!(
+                resolve_port(container, &p["targetPort"]),
+                Some(admin_port),
+                "Service port {p} reaches something other than the admin listener"
+            );
+        }
+    }
+
+    // Slack's limit of connections per app holds during a rollout too: (replicas +
+    // maxSurge) pods each open `connections`. No autoscaler may raise the count past it.
+    let replicas = num(&deployment["spec"]["replicas"]).unwrap_or(1);
+    assert!(
+        replicas >= 2,
+        "a second replica keeps the apps connected through a drain"
+    );
+    let surge = num(&deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"])
+        .expect("maxSurge as a number of pods");
+    for app in policy.apps.values() {
+        let per_pod = u64::from(app.socket_mode.as_ref().unwrap().connections);
+        assert!(
+            (replicas + surge) * per_pod <= SLACK_MAX_SOCKETS,
+            "app {}: ({replicas} replicas + {surge} surge) x {per_pod} connections exceeds \
+             Slack's {SLACK_MAX_SOCKETS} per app",
+            app.name
+        );
+    }
+    assert!(
+        !r.all("HorizontalPodAutoscaler")
+            .iter()
+            .any(|h| s(&h["spec"]["scaleTargetRef"]["name"]) == name),
+        "an autoscaler would open more connections than Slack allows per app"
+    );
+    assert!(
+        r.all("PodDisruptionBudget")
+            .iter()
+            .any(|p| selects(&p["spec"]["selector"]["matchLabels"], labels)),
+        "a PodDisruptionBudget keeps one pod connected through node drains"
+    );
+
+    // The gateway's NetworkPolicy admits the admin port from named peers only, and lets
+    // the gateway out to Slack on 443; the bots' admits only the gateway.
+    let policies = r.all("NetworkPolicy");
+    let own = policies
+        .iter()
+        .find(|p| selects(&p["spec"]["podSelector"]["matchLabels"], labels))
+        .expect("a NetworkPolicy for the gateway pods");
+    let types: Vec<&str> = items(&own["spec"]["policyTypes"]).iter().map(s).collect();
+    assert!(types.contains(&"Ingress") && types.contains(&"Egress"));
+    for rule in items(&own["spec"]["ingress"]) {
+        assert!(
+            !items(&rule["from"]).is_empty(),
+            "an ingress rule without `from` admits everyone: {rule}"
+        );
+        let ports: Vec<Option<u64>> = items(&rule["ports"])
+            .iter()
+            .map(|p| num(&p["port"]))
+            .collect();
+        assert_eq!(
+            ports,
+            [Some(admin_port)],
+            "ingress to anything but the admin port: {rule}"
+        );
+    }
+    assert!(
+        items(&own["spec"]["egress"])
+            .iter()
+            .any(|rule| items(&rule["ports"])
+                .iter()
+                .any(|p| num(&p["port"]) == Some(443))),
+        "the gateway must reach Slack (apps.connections.open, wss://) on 443"
+    );
+    check_bots_admit_only_the_gateway(&policies, labels);
 }
 
 #[test]
@@ -1461,7 +1618,7 @@ fn modelled_pod(
 
 fn ingress_model() -> Model {
     let r = Rendered::of("ingress");
-    let loaded = check_gateway(&r);
+    let loaded = check_gateway(&r, Door::Http);
     let (gateway, _) = r.gateway();
     let config = &loaded.config;
     let egress = config.egress.as_ref().expect("egress door");
@@ -1943,6 +2100,7 @@ fn readme_documents_the_procedures() {
         "## Running as the ingress layer",
         "## Upgrades and draining",
         "## Health checks",
+        "## Socket Mode: no public endpoint",
         "## How the manifests are tested",
         "## The egress door in Kubernetes",
         "## Verifying the lock-down",

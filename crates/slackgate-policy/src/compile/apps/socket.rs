@@ -9,9 +9,8 @@ use marked_yaml::Spanned;
 use super::super::{shown, Compiler};
 use super::Hints;
 use crate::apps::{SocketMode, SocketPaths, MAX_SOCKET_CONNECTIONS};
-use crate::model::Route;
 use crate::secrets::looks_secret;
-use crate::spec::{SocketModeSpec, SocketPathsSpec};
+use crate::spec::{RouteSpec, SocketModeSpec, SocketPathsSpec};
 
 /// A path as written, when it looks like one (so that a pasted secret is never echoed).
 fn shown_path(p: &str) -> &str {
@@ -122,19 +121,23 @@ impl Compiler<'_> {
         }
     }
 
-    /// Checks every queued `socket_mode.paths` entry against the compiled routes: it must
-    /// be the path of a route of the same app.
+    /// Checks every queued `socket_mode.paths` entry against the routes as written: it
+    /// must be the path of a route of the same app. The routes as written, not as compiled:
+    /// a route (or an app) that failed for its own reason is reported once, at itself, not
+    /// again as a socket path that names no route.
     pub(in crate::compile) fn socket_paths(
         &mut self,
         pending: &[SocketPathRef],
-        routes: &[Arc<Route>],
+        routes: &[RouteSpec],
     ) {
         for p in pending {
-            let app_routes = || routes.iter().filter(|r| r.app.name == p.app);
+            let app_routes = || routes.iter().filter(|r| r.app.as_str() == &*p.app);
             if app_routes().any(|r| *r.path == **p.path) {
                 continue;
             }
-            let known: Vec<String> = app_routes().map(|r| format!("`{}`", r.path)).collect();
+            let known: Vec<String> = app_routes()
+                .map(|r| format!("`{}`", shown_path(&r.path)))
+                .collect();
             let known = if known.is_empty() {
                 "(the app has no route)".to_owned()
             } else {
