@@ -373,6 +373,9 @@ fn reply_scope_covers_every_conversation_write() {
         .send(&mention_from("C0HELP", "Ev0REPLY0001"))
         .unwrap();
     assert_eq!(r.status, 200);
+    // Its record is written once the bot's answer is relayed: wait for it, so the calls'
+    // records below are the 2nd and later.
+    assert_eq!(rig.gw.audit_nth(1)["direction"], "inbound");
     let mut n = 1;
     for (method, args) in [
         ("chat.startStream", "channel=C0OPS&thread_ts=1.2"),
