@@ -17,6 +17,9 @@ use slackgate_testkit::creds::{
 use slackgate_testkit::{Response, SlackApi, TestGateway, TestGatewayBuilder};
 
 const POLICY: &str = r#"version: 1
+apps:
+  helpdesk:
+    signing_secrets: [{ id: current, env: CUSTODY_SIGNING_SECRET }]
 bots:
   helpdesk:
     methods: [response_url, chat.postMessage, files.getUploadURLExternal, files.completeUploadExternal, functions.completeSuccess, functions.completeError]
@@ -29,6 +32,17 @@ bots:
     methods: [chat.postMessage]
     token: { env: CUSTODY_REPORTER_TOKEN }
     key: { env: CUSTODY_REPORTER_KEY }
+  limited:
+    methods: [response_url]
+    rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
+    token: { env: CUSTODY_HELPDESK_TOKEN }
+    key: { env: CUSTODY_LIMITED_KEY }
+  scoped:
+    app: helpdesk
+    methods: [response_url]
+    reply_scope: 10m
+    token: { env: CUSTODY_HELPDESK_TOKEN }
+    key: { env: CUSTODY_SCOPED_KEY }
 routes: []
 "#;
 
@@ -52,6 +66,9 @@ fn rig() -> Rig {
         .secret("CUSTODY_HELPDESK_TOKEN", TOKEN)
         .secret("CUSTODY_REPORTER_KEY", OTHER_KEY)
         .secret("CUSTODY_REPORTER_TOKEN", REPORTER_TOKEN)
+        .secret("CUSTODY_LIMITED_KEY", "gk_custody_limited_0f1e2d3c4b5a")
+        .secret("CUSTODY_SCOPED_KEY", "gk_custody_scoped_a5b4c3d2e1f0")
+        .secret("CUSTODY_SIGNING_SECRET", "custody-egress-signing-secret-00")
         .egress(&slack.url(), Some(slack.ca_file()))
         .hooks_base(&format!("https://{}/", slack.addr()))
         .egress_public_url()
@@ -299,6 +316,38 @@ fn response_url_posts_follow_the_bots_rules() {
             200
         );
     }
+}
+
+#[test]
+fn response_url_posts_count_against_rate_limits_and_reply_scope() {
+    let rig = rig();
+    // One post a minute for `limited`: the second capability's post is refused and sent
+    // nowhere.
+    let url1 = rig.hold_response_url(&cap(1), "limited", "C0HELP");
+    let url2 = rig.hold_response_url(&cap(2), "limited", "C0HELP");
+    assert_eq!(respond(&rig.gw, &cap(1), None, "{}").status, 200);
+    let r = respond(&rig.gw, &cap(2), None, r#"{"text":"x"}"#);
+    assert_refused(&r, "rate_limited", 429);
+    assert!(r.header("retry-after").is_some(), "{}", text(&r));
+    assert_eq!(
+        (
+            rig.slack.posts_to(&url1).len(),
+            rig.slack.posts_to(&url2).len()
+        ),
+        (1, 0)
+    );
+    // `scoped` replies only where its app heard from within 10 minutes, and nothing came
+    // in from C0HELP.
+    let url3 = rig.hold_response_url(&cap(3), "scoped", "C0HELP");
+    let r = respond(&rig.gw, &cap(3), None, r#"{"text":"x"}"#);
+    assert_refused(&r, "channel_denied", 200);
+    let rec = rig.gw.audit_nth(3);
+    assert_eq!(
+        (&rec["bot"], &rec["rule"], &rec["channel_id"]),
+        (&"scoped".into(), &"reply_scope".into(), &"C0HELP".into()),
+        "{rec}"
+    );
+    assert!(rig.slack.posts_to(&url3).is_empty());
 }
 
 /// `files.getUploadURLExternal` through the door; the answer as the bot sees it.

@@ -8,7 +8,9 @@
 //! neither Slack's signature nor anything Slack handed out (the response URL, the workflow
 //! token) reached it. Its handlers use the capabilities with the SDK's own calls
 //! (`respond()`, `files_upload_v2`, `complete()`), and the stand-in's records show what
-//! arrived at Slack, with which token, and above all what did not.
+//! arrived at Slack, with which token, and above all what did not. The bot has `channels`
+//! and `reply_scope`: what its handlers send goes into the conversation the request came
+//! from, which the request itself opened.
 //!
 //! Needs `python3` with `slack_bolt` and `slack_sdk` (scripts/deps.sh installs them; CI
 //! runs it first). A missing interpreter or package fails these tests with a message saying
@@ -49,7 +51,8 @@ fn policy(bolt: std::net::SocketAddr) -> String {
         helpdesk_keys = keys(
             "app: helpdesk\nmethods: [auth.test, response_url, chat.postMessage, \
              files.getUploadURLExternal, files.completeUploadExternal, \
-             functions.completeSuccess, functions.completeError]\nchannels: [C0HELP]"
+             functions.completeSuccess, functions.completeError]\nchannels: [C0HELP]\n\
+             reply_scope: 10m"
         ),
         reporter = bot("reporter"),
         reporter_keys = keys("methods: [chat.postMessage]"),
