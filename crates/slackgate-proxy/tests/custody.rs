@@ -302,3 +302,55 @@ fn custody_on_the_fast_path() {
 fn custody_through_the_pingora_hand_over() {
     custody_round(false);
 }
+
+/// A view submission whose modal asked for a conversation (`response_url_enabled`): every
+/// `response_urls[].response_url` becomes a capability held for the channel beside it, and
+/// nothing else in the payload changes.
+#[test]
+fn a_view_submissions_response_urls_are_each_held_for_their_channel() {
+    let bot = MockBot::start();
+    let gw = gateway(&bot, true);
+    let mut payload = payload_json(&fixture("view_submission.form"));
+    let entry = |channel: &str, n: u32| {
+        serde_json::json!({
+            "block_id": "b_conv",
+            "action_id": "conv",
+            "channel_id": channel,
+            "response_url": format!("https://hooks.slack.com/app/T0ACME/{n}/vs{n}"),
+        })
+    };
+    payload["response_urls"] = serde_json::json!([entry("C0HELP", 1), entry("C0OPS", 2)]);
+    let json = serde_json::to_string(&payload).unwrap();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    bot.clear();
+    let req = SignedRequest::new("/slack/custody", body).sign(SIGNING_SECRET);
+    let r = gw.client().send(&req).unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.reason());
+    let got = bot.requests().pop().unwrap();
+    assert_resigned(&got);
+    let mut have = payload_json(&got.body);
+    let guard = &gw.shared().guard;
+    for (i, channel) in ["C0HELP", "C0OPS"].into_iter().enumerate() {
+        let url = have["response_urls"][i]["response_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let held = guard
+            .custody()
+            .response_url(capability_of(&url), "helpdesk", guard.now_secs())
+            .unwrap();
+        assert_eq!(held.channel.as_deref(), Some(channel));
+        assert_eq!(
+            held.url.as_ref(),
+            payload["response_urls"][i]["response_url"]
+                .as_str()
+                .unwrap()
+        );
+        have["response_urls"][i]["response_url"] =
+            payload["response_urls"][i]["response_url"].clone();
+    }
+    assert_eq!(have, payload);
+    audit_holds_no_secret(&gw);
+}

@@ -17,6 +17,9 @@ use slackgate_testkit::creds::{
 use slackgate_testkit::{Response, SlackApi, TestGateway, TestGatewayBuilder};
 
 const POLICY: &str = r#"version: 1
+apps:
+  helpdesk:
+    signing_secrets: [{ id: current, env: CUSTODY_SIGNING_SECRET }]
 bots:
   helpdesk:
     methods: [response_url, chat.postMessage, files.getUploadURLExternal, files.completeUploadExternal, functions.completeSuccess, functions.completeError]
@@ -29,6 +32,17 @@ bots:
     methods: [chat.postMessage]
     token: { env: CUSTODY_REPORTER_TOKEN }
     key: { env: CUSTODY_REPORTER_KEY }
+  limited:
+    methods: [response_url]
+    rate_limits: [{ per: method, rate: 1/min, burst: 1 }]
+    token: { env: CUSTODY_HELPDESK_TOKEN }
+    key: { env: CUSTODY_LIMITED_KEY }
+  scoped:
+    app: helpdesk
+    methods: [response_url]
+    reply_scope: 10m
+    token: { env: CUSTODY_HELPDESK_TOKEN }
+    key: { env: CUSTODY_SCOPED_KEY }
 routes: []
 "#;
 
@@ -52,6 +66,9 @@ fn rig() -> Rig {
         .secret("CUSTODY_HELPDESK_TOKEN", TOKEN)
         .secret("CUSTODY_REPORTER_KEY", OTHER_KEY)
         .secret("CUSTODY_REPORTER_TOKEN", REPORTER_TOKEN)
+        .secret("CUSTODY_LIMITED_KEY", "gk_custody_limited_0f1e2d3c4b5a")
+        .secret("CUSTODY_SCOPED_KEY", "gk_custody_scoped_a5b4c3d2e1f0")
+        .secret("CUSTODY_SIGNING_SECRET", "custody-egress-signing-secret-00")
         .egress(&slack.url(), Some(slack.ca_file()))
         .hooks_base(&format!("https://{}/", slack.addr()))
         .egress_public_url()
@@ -301,6 +318,38 @@ fn response_url_posts_follow_the_bots_rules() {
     }
 }
 
+#[test]
+fn response_url_posts_count_against_rate_limits_and_reply_scope() {
+    let rig = rig();
+    // One post a minute for `limited`: the second capability's post is refused and sent
+    // nowhere.
+    let url1 = rig.hold_response_url(&cap(1), "limited", "C0HELP");
+    let url2 = rig.hold_response_url(&cap(2), "limited", "C0HELP");
+    assert_eq!(respond(&rig.gw, &cap(1), None, "{}").status, 200);
+    let r = respond(&rig.gw, &cap(2), None, r#"{"text":"x"}"#);
+    assert_refused(&r, "rate_limited", 429);
+    assert!(r.header("retry-after").is_some(), "{}", text(&r));
+    assert_eq!(
+        (
+            rig.slack.posts_to(&url1).len(),
+            rig.slack.posts_to(&url2).len()
+        ),
+        (1, 0)
+    );
+    // `scoped` replies only where its app heard from within 10 minutes, and nothing came
+    // in from C0HELP.
+    let url3 = rig.hold_response_url(&cap(3), "scoped", "C0HELP");
+    let r = respond(&rig.gw, &cap(3), None, r#"{"text":"x"}"#);
+    assert_refused(&r, "channel_denied", 200);
+    let rec = rig.gw.audit_nth(3);
+    assert_eq!(
+        (&rec["bot"], &rec["rule"], &rec["channel_id"]),
+        (&"scoped".into(), &"reply_scope".into(), &"C0HELP".into()),
+        "{rec}"
+    );
+    assert!(rig.slack.posts_to(&url3).is_empty());
+}
+
 /// `files.getUploadURLExternal` through the door; the answer as the bot sees it.
 fn get_upload_url(gw: &TestGateway, length: usize) -> serde_json::Value {
     let body = format!("filename=report.txt&length={length}");
@@ -456,4 +505,141 @@ fn a_workflow_key_reaches_slack_with_the_workflow_token_until_completed() {
         !seen.contains(WORKFLOW_TOKEN) && !seen.contains(&key),
         "{seen}"
     );
+}
+
+#[test]
+fn only_a_completion_slack_answered_ok_ends_the_key_and_complete_error_does() {
+    let rig = rig();
+    let key = format!("sgw-{}", cap(8));
+    rig.hold_workflow_key(&key);
+    let auth = bearer(&key);
+    let complete = |execution: &str| {
+        let body = format!("function_execution_id={execution}&error=printer+gone");
+        post(
+            &rig.gw,
+            "/api/functions.completeError",
+            &[("Authorization", &auth), FORM],
+            body.as_bytes(),
+        )
+    };
+    let chat = || {
+        post(
+            &rig.gw,
+            "/api/chat.postMessage",
+            &[("Authorization", &auth), FORM],
+            b"channel=C0HELP&text=still+running",
+        )
+    };
+    // Slack refuses a completion of another execution: the key lives on.
+    let r = complete("Fx0OTHER");
+    assert_eq!(
+        r.json()["error"],
+        "function_execution_not_found",
+        "{}",
+        text(&r)
+    );
+    assert_eq!(chat().json()["ok"], true);
+    // completeError answered ok ends it, as completeSuccess does.
+    let r = complete(EXECUTION);
+    assert_eq!(r.json()["ok"], true, "{}", text(&r));
+    assert_eq!(
+        rig.slack.completed_functions(),
+        vec![(EXECUTION.to_owned(), false)]
+    );
+    let sent = rig.slack.received();
+    assert!(sent
+        .iter()
+        .all(|r| r.token.as_deref() == Some(WORKFLOW_TOKEN)));
+    assert_refused(&chat(), "unknown_bot", 200);
+    assert_eq!(
+        rig.slack.count(),
+        sent.len(),
+        "nothing after the completion"
+    );
+    assert_eq!(rig.gw.audit_nth(3)["function_execution_id"], EXECUTION);
+}
+
+#[test]
+fn a_multipart_upload_may_add_its_framing_and_no_more() {
+    let rig = rig();
+    let boundary = "sgwtestboundary";
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let part = |framing: usize| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.txt\"\r\nX-Pad: {}\r\n\r\nhello\r\n--{boundary}--\r\n",
+            "p".repeat(framing)
+        )
+        .into_bytes()
+    };
+    // Within the declared 5 bytes and the framing allowance (16 KiB): sent as it is.
+    let answer = get_upload_url(&rig.gw, 5);
+    let target = path_of(answer["upload_url"].as_str().unwrap()).to_owned();
+    let file_id = answer["file_id"].as_str().unwrap().to_owned();
+    let body = part(100);
+    let r = post(&rig.gw, &target, &[("Content-Type", &ct)], &body);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(rig.slack.uploaded(&file_id), Some(body));
+    let got = rig.slack.received().pop().unwrap();
+    assert_eq!(got.header("content-type"), Some(ct.as_str()));
+
+    // Framing beyond the allowance: refused, nothing sent, the URL unspent.
+    let answer = get_upload_url(&rig.gw, 5);
+    let target = path_of(answer["upload_url"].as_str().unwrap()).to_owned();
+    let file_id = answer["file_id"].as_str().unwrap().to_owned();
+    let before = rig.slack.count();
+    let over = part(16 * 1024);
+    assert!(over.len() > 5 + 16 * 1024);
+    let r = post(&rig.gw, &target, &[("Content-Type", &ct)], &over);
+    assert_refused(&r, "malformed_call", 413);
+    // The allowance is for multipart framing: the same bytes as raw data are over 5.
+    let r = post(&rig.gw, &target, &[], &part(0));
+    assert_refused(&r, "malformed_call", 413);
+    assert_eq!(rig.slack.count(), before);
+    assert_eq!(rig.slack.uploaded(&file_id), None);
+}
+
+#[test]
+fn a_held_url_off_slack_is_never_posted_to() {
+    let rig = rig();
+    // Where a forged response_url would point: a listener of the test's own, the
+    // stand-in's port without TLS, and targets that would split a request head.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let standin = rig.slack.addr();
+    let forged = [
+        format!(
+            "https://{}/commands/T0ACME/1/x",
+            elsewhere.local_addr().unwrap()
+        ),
+        format!("http://{standin}/commands/T0ACME/1/x"),
+        format!(
+            "https://{standin}@{}/commands/T0ACME/1/x",
+            elsewhere.local_addr().unwrap()
+        ),
+        format!("https://{standin}/commands/T0ACME/1/x\r\nX-Injected: 1"),
+        format!("https://{standin}/commands/T0ACME/1/x y"),
+    ];
+    let guard = &rig.gw.shared().guard;
+    for (n, url) in forged.iter().enumerate() {
+        let c = cap(100 + u32::try_from(n).unwrap());
+        guard.custody().hold_response_url(
+            &c,
+            ResponseUrl {
+                bot: Arc::from("helpdesk"),
+                channel: Some(Arc::from("C0HELP")),
+                team: Some(Arc::from("T0ACME")),
+                url: Arc::from(url.as_str()),
+            },
+            guard.now_secs(),
+        );
+        let r = respond(&rig.gw, &c, None, r#"{"text":"x"}"#);
+        assert_refused(&r, "upstream_error", 502);
+        assert!(!text(&r).contains("/commands/"), "{url}: {}", text(&r));
+    }
+    assert!(
+        elsewhere.accept().is_err(),
+        "the gateway connected to a forged URL's host"
+    );
+    assert_eq!(rig.slack.connections(), 0, "{:?}", rig.slack.received());
+    assert!(!rig.visible().contains("/commands/T0ACME/1/x"));
 }

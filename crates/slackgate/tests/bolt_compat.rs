@@ -23,36 +23,13 @@ use slackgate_testkit::policy::{helpdesk_to, keys, route};
 use slackgate_testkit::{
     fixture, now_unix, wait_until, Client, SignedRequest, TestGateway, TestGatewayBuilder,
 };
-use support::python::{python, PyServer};
+use support::python::{python, require, PyServer};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5-bolt-compat";
 const PATH: &str = "/slack/events";
 
 fn bot_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bolt/bot.py")
-}
-
-/// Fails (never skips) with an actionable message when Python or slack_bolt is missing.
-fn require_bolt() {
-    let py = python();
-    let out = Command::new(&py)
-        .args([
-            "-c",
-            "import slack_bolt, sys; print(slack_bolt.version.__version__)",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `{py}` ({e}): the Bolt compatibility tests need Python 3 with \
-                 slack_bolt; install them with scripts/deps.sh (CI does)"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "`{py}` cannot import slack_bolt: run scripts/deps.sh (pip install -r \
-         scripts/python-requirements.txt); python said:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The Bolt app in a child process, killed when dropped.
@@ -63,7 +40,7 @@ struct BoltBot {
 
 impl BoltBot {
     fn start(secret: &str) -> Self {
-        require_bolt();
+        require("slack_bolt");
         let mut cmd = Command::new(python());
         cmd.arg(bot_script())
             .args(["--port", "0", "--path", PATH])
@@ -79,20 +56,14 @@ impl BoltBot {
         self.server.client()
     }
 
-    fn get_json(&self, path: &str) -> Vec<Value> {
-        let r = self.client().get(path).expect("GET from bot.py");
-        assert_eq!(r.status, 200, "GET {path} from bot.py");
-        serde_json::from_slice::<Vec<Value>>(&r.body).expect("JSON list from bot.py")
-    }
-
     /// Handler records, in the order the handlers ran.
     fn ran(&self) -> Vec<Value> {
-        self.get_json("/ran")
+        self.server.records("/ran")
     }
 
-    /// `{path, status}` of every POST Bolt answered.
+    /// `{path, status, headers, body}` of every POST Bolt answered.
     fn requests(&self) -> Vec<Value> {
-        self.get_json("/requests")
+        self.server.records("/requests")
     }
 }
 

@@ -31,7 +31,7 @@ use slackgate_testkit::{
     accepted_scopes, free_port, wait_until, Client, Received, SignedRequest, SlackApi, TestGateway,
     TestGatewayBuilder,
 };
-use support::python::{python, PyServer};
+use support::python::{python, require, PyServer};
 
 /// The bot's gateway key: what the SDKs hold instead of the token.
 const KEY: &str = "gk_sdkcompat_6f1d9a3c7e5b4d2a8c0e";
@@ -57,27 +57,6 @@ fn node() -> String {
 
 fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
-}
-
-/// Fails (never skips) with an actionable message when Python or its Slack packages are
-/// missing.
-fn require_python_sdk() {
-    let py = python();
-    let out = Command::new(&py)
-        .args(["-c", "import slack_sdk, slack_bolt"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `{py}` ({e}): the SDK compatibility tests need Python 3 with \
-                 slack_bolt and slack_sdk; install them with scripts/deps.sh (CI does)"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "`{py}` cannot import slack_sdk and slack_bolt: run scripts/deps.sh (pip install -r \
-         scripts/python-requirements.txt); python said:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Fails (never skips) with an actionable message when Node or `@slack/web-api` is missing.
@@ -528,7 +507,7 @@ enum Sdk {
 impl Sdk {
     fn require(self) {
         match self {
-            Sdk::Python => require_python_sdk(),
+            Sdk::Python => require("slack_sdk, slack_bolt"),
             Sdk::Node => require_node_sdk(),
         }
     }
@@ -811,7 +790,7 @@ impl BoltApp {
 
 #[test]
 fn bolt_app_says_through_the_door() {
-    require_python_sdk();
+    require("slack_sdk, slack_bolt");
     let started = Instant::now();
     let bolt_addr = free_port();
     let rig = Rig::start(Some(bolt_addr));

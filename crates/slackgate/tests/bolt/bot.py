@@ -5,12 +5,15 @@ the signing secret from the SLACK_SIGNING_SECRET environment variable (never arg
 out of process listings). The handlers record that they ran; the test reads the records back:
 
     GET /ran       -> JSON list of handler records, in the order they ran
-    GET /requests  -> JSON list of {path, status} for every POST Bolt answered
+    GET /requests  -> JSON list of {path, status, headers, body} for every POST Bolt answered
+                      (headers lower-cased, as Bolt got them)
 
 Usage: bot.py [--port N] [--path /slack/events]
 Binds 127.0.0.1 (port 0 = any free port) and prints `listening 127.0.0.1:<port>` on stdout.
-Nothing here touches the network beyond that socket: authorization is a local stub, so Bolt
-never calls auth.test, and no handler calls the Web API.
+This app touches the network only through that socket: authorization is a local stub, so
+Bolt never calls auth.test, and no handler calls the Web API. The scripts whose bots call
+out through the gateway's egress door (tests/sdk/bolt_say.py, tests/bolt/custody.py) build
+their app with `gateway_app` and serve it with `serve`.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from slack_bolt import App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
 
 RAN = []
 REQUESTS = []
@@ -89,6 +93,16 @@ def build_app(signing_secret):
     return app
 
 
+def gateway_app(signing_secret, key, egress):
+    """A Bolt app as a bot behind slackgate has it: its token is the gateway key `key` and
+    its WebClient's base_url the egress door `egress` (host:port). Token verification stays
+    on, so this calls auth.test through the door. Handlers run before Bolt answers, so an
+    HTTP 200 means they already returned."""
+    # The client carries the token (Bolt takes it from there and warns if both are given).
+    client = WebClient(token=key, base_url=f"http://{egress}/api/", timeout=10)
+    return App(signing_secret=signing_secret, client=client, process_before_response=True)
+
+
 def make_handler(app, path):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -131,7 +145,14 @@ def make_handler(app, path):
                 )
                 status, resp_body, headers = resp.status, resp.body, resp.headers
             with LOCK:
-                REQUESTS.append({"path": request_path, "status": status})
+                REQUESTS.append(
+                    {
+                        "path": request_path,
+                        "status": status,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
+                )
             self._send(status, resp_body, headers)
 
     return Handler
@@ -150,17 +171,19 @@ def serve(app, port, path):
         pass
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def run(name, build, env_names):
+    """The main of a script: serves `build(*values)` on `--port N` (0: any free port) at
+    `--path P`, the values read from the environment variables `env_names` (secrets stay
+    out of argv), each of which must be set."""
+    parser = argparse.ArgumentParser(prog=name)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--path", default="/slack/events")
     args = parser.parse_args()
-
-    secret = os.environ.get("SLACK_SIGNING_SECRET", "")
-    if not secret:
-        sys.exit("bot.py: set SLACK_SIGNING_SECRET")
-    serve(build_app(secret), args.port, args.path)
+    values = [os.environ.get(n, "") for n in env_names]
+    if not all(values):
+        sys.exit(f"{name}: set {', '.join(env_names)}")
+    serve(build(*values), args.port, args.path)
 
 
 if __name__ == "__main__":
-    main()
+    run("bot.py", build_app, ["SLACK_SIGNING_SECRET"])

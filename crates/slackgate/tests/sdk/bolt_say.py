@@ -18,12 +18,9 @@ Usage: bolt_say.py --port N [--path /slack/events]
 Binds 127.0.0.1:N (the test picks N) and prints `listening 127.0.0.1:<port>` on stdout.
 """
 
-import argparse
 import os
 import sys
 
-from slack_bolt import App
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bolt"))
@@ -33,14 +30,7 @@ REPLY = "ticket T-42 opened"
 
 
 def build_app(signing_secret, key, egress):
-    # The client carries the token (Bolt takes it from there and warns if both are given).
-    client = WebClient(token=key, base_url=f"http://{egress}/api/", timeout=10)
-    app = App(
-        signing_secret=signing_secret,
-        client=client,
-        # Run handlers before answering, so an HTTP 200 means say() already returned.
-        process_before_response=True,
-    )
+    app = bot.gateway_app(signing_secret, key, egress)
 
     @app.event("app_mention")
     def on_mention(event, say, ack):
@@ -71,19 +61,5 @@ def build_app(signing_secret, key, egress):
     return app
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/slack/events")
-    args = parser.parse_args()
-
-    secret = os.environ.get("SLACK_SIGNING_SECRET", "")
-    key = os.environ.get("SLACKGATE_KEY", "")
-    egress = os.environ.get("SLACKGATE_EGRESS", "")
-    if not (secret and key and egress):
-        sys.exit("bolt_say.py: set SLACK_SIGNING_SECRET, SLACKGATE_KEY and SLACKGATE_EGRESS")
-    bot.serve(build_app(secret, key, egress), args.port, args.path)
-
-
 if __name__ == "__main__":
-    main()
+    bot.run("bolt_say.py", build_app, ["SLACK_SIGNING_SECRET", "SLACKGATE_KEY", "SLACKGATE_EGRESS"])

@@ -17,6 +17,27 @@ pub fn python() -> String {
     std::env::var("SLACKGATE_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
+/// Fails (never skips) with an actionable message when the interpreter cannot import
+/// `modules` (comma-separated, as `import` takes them).
+pub fn require(modules: &str) {
+    let py = python();
+    let out = Command::new(&py)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `{py}` ({e}): these tests need Python 3 with {modules}; install \
+                 them with scripts/deps.sh (CI does)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "`{py}` cannot import {modules}: run scripts/deps.sh (pip install -r \
+         scripts/python-requirements.txt); python said:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A Python script serving HTTP in a child process, killed when dropped.
 #[derive(Debug)]
 pub struct PyServer {
@@ -77,6 +98,17 @@ impl PyServer {
     /// A client for it.
     pub fn client(&self) -> Client {
         Client::plain(self.addr)
+    }
+
+    /// The JSON list it serves at `GET path` (the records of tests/bolt/bot.py: `/ran`,
+    /// `/requests`).
+    pub fn records(&self, path: &str) -> Vec<serde_json::Value> {
+        let r = self
+            .client()
+            .get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(r.status, 200, "GET {path}");
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e})"))
     }
 }
 
