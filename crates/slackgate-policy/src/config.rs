@@ -226,17 +226,56 @@ pub enum StateBackend {
 /// How to reach Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `host:port` of the server.
+    /// `host:port` of the URL: the server (standalone), a seed node (cluster) or one
+    /// sentinel (sentinel).
     pub addr: String,
-    /// Database number (`/N` in the URL), 0 by default.
+    /// `rediss://`: every connection (sentinels too) is TLS.
+    pub tls: bool,
+    /// The CA the servers' certificates are checked against (`ca_file`); the system's
+    /// roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// Database number (`/N` in the URL), 0 by default (always 0 in cluster mode).
     pub db: u32,
     /// Prefix of every key the gateway writes. Default `slackgate:`.
     pub key_prefix: String,
     /// The most a Redis round trip may take before the route's `state_failure`
     /// policy applies. Default 50 ms.
     pub timeout: Duration,
+    /// Environment variable holding the ACL user name, if any (`username_env`).
+    pub username_env: Option<String>,
     /// Environment variable holding the Redis password (AUTH), if any.
     pub password_env: Option<String>,
+    /// One server, a cluster, or a master found through sentinels.
+    pub mode: RedisMode,
+}
+
+/// `state.redis.mode`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RedisMode {
+    /// One server (or a managed endpoint that fails over behind one name).
+    #[default]
+    Standalone,
+    /// Redis Cluster: `addr` is one seed node; the others are learned from it.
+    Cluster,
+    /// The master of `master`, as the sentinels at `addr` and `addrs` name it; a
+    /// failover is followed without a restart.
+    Sentinel {
+        /// The monitored master's name.
+        master: String,
+        /// The other sentinels, `host:port`.
+        addrs: Vec<String>,
+    },
+}
+
+impl RedisMode {
+    /// The config word: `standalone`, `cluster`, `sentinel`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            RedisMode::Standalone => "standalone",
+            RedisMode::Cluster => "cluster",
+            RedisMode::Sentinel { .. } => "sentinel",
+        }
+    }
 }
 
 /// One public listener.

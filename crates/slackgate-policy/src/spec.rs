@@ -61,9 +61,30 @@ pub(crate) enum BackendSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedisSpec {
     pub(crate) url: Spanned<String>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) mode: Option<Spanned<RedisModeSpec>>,
+    pub(crate) sentinel: Option<SentinelSpec>,
     pub(crate) key_prefix: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) username_env: Option<Spanned<String>>,
     pub(crate) password_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RedisModeSpec {
+    Standalone,
+    Cluster,
+    Sentinel,
+}
+
+/// `state.redis.sentinel`: the master's name and the other sentinels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SentinelSpec {
+    pub(crate) master: Spanned<String>,
+    #[serde(default)]
+    pub(crate) addrs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -281,10 +281,31 @@ cases! {
         "config.yaml:3:19: error: `state.backend: redis` needs a `redis:` section\n  fix: add `redis: { url: redis://HOST:6379 }`";
     config_redis_bad_url: "redis url not redis://", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"http://r:6379\" } }\n" =>
-        "config.yaml:3:40: error: `state.redis.url` must start with redis://\n  fix: write redis://HOST:PORT or redis://HOST:PORT/DB (TLS to Redis is not supported yet)";
+        "config.yaml:3:40: error: `state.redis.url` must start with redis:// or rediss://\n  fix: write redis://HOST:PORT[/DB], or rediss://HOST:PORT[/DB] for TLS";
     config_redis_credentials: "redis url with a password", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://u:hunter2@r:6379\" } }\n" =>
-        "config.yaml:3:40: error: `state.redis.url` contains credentials: a literal secret in the config\n  fix: remove user:password@ from the URL and name an environment variable in `password_env`";
+        "config.yaml:3:40: error: `state.redis.url` contains credentials: a literal secret in the config\n  fix: remove user:password@ from the URL and name environment variables in `username_env` and `password_env`";
+    config_redis_credentials_tls: "rediss url with a user and password", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"rediss://app:hunter2@r:6380\" } }\n" =>
+        "config.yaml:3:40: error: `state.redis.url` contains credentials: a literal secret in the config\n  fix: remove user:password@ from the URL and name environment variables in `username_env` and `password_env`";
+    config_redis_ca_without_tls: "redis ca_file on a redis:// URL", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://r:6379\", ca_file: ca.pem } }\n" =>
+        "config.yaml:3:67: error: `state.redis.ca_file` is set but `state.redis.url` is redis:// (no TLS)\n  fix: write rediss:// to talk TLS to Redis, or remove `ca_file`";
+    config_redis_user_without_password: "redis username_env without password_env", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"rediss://r:6380\", username_env: REDIS_USER } }\n" =>
+        "config.yaml:3:73: error: `state.redis.username_env` is set without `password_env`\n  fix: name the variable that holds the ACL user's password in `password_env` too";
+    config_redis_sentinel_without_section: "redis sentinel mode without sentinel settings", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://s1:26379\", mode: sentinel } }\n" =>
+        "config.yaml:3:66: error: `state.redis.mode: sentinel` needs a `sentinel:` section\n  fix: add `sentinel: { master: NAME, addrs: [HOST:26379, ...] }` (the URL names one sentinel)";
+    config_redis_sentinel_without_mode: "redis sentinel settings without sentinel mode", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://s1:26379\", sentinel: { master: m } } }\n" =>
+        "config.yaml:3:80: error: `state.redis.sentinel` is set but `state.redis.mode` is not `sentinel`\n  fix: set `mode: sentinel`, or remove `sentinel:`";
+    config_redis_cluster_db: "redis cluster with a database number", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://seed:7000/2\", mode: cluster } }\n" =>
+        "config.yaml:3:40: error: `state.redis.url` names a database, but Redis Cluster has only database 0\n  fix: remove /DB from the URL in cluster mode";
+    config_redis_prefix_braces: "redis key_prefix with a hash tag", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://r:6379\", key_prefix: \"{sg}:\" } }\n" =>
+        "config.yaml:3:70: error: `state.redis.key_prefix` contains { or }\n  fix: remove the braces: the gateway puts its own hash tags into keys, so that a script's keys stay on one cluster slot";
     config_redis_on_local: "redis settings with the local backend", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { redis: { url: \"redis://r:6379\" } }\n" =>
         "config.yaml:3:24: error: `state.redis` is set but `state.backend` is not `redis`\n  fix: set `backend: redis` to share state through Redis, or remove `redis:`";

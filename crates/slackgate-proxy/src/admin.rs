@@ -183,9 +183,30 @@ impl AdminApp {
             "socket_mode": self.features.sockets.to_json(),
             "state": {
                 "backend": if self.shared.remote.is_some() { "redis" } else { "local" },
+                "redis": self.shared.remote.as_ref().map(|r| r.name()),
                 "circuit_open": self.shared.remote.as_ref().is_some_and(|r| r.circuit_open()),
+                "error": self.shared.remote.as_ref().and_then(|r| r.last_error()),
             },
         })
+    }
+}
+
+impl AdminApp {
+    /// Whether the shared state answers, where a route needs it: with Redis and a route
+    /// with `state_failure: fail_closed`, a Redis that does not answer (or an open circuit)
+    /// makes the replica not ready, since that route would answer only 503s.
+    async fn state_ready(&self) -> bool {
+        let Some(remote) = &self.shared.remote else {
+            return true;
+        };
+        let needed = self
+            .shared
+            .current()
+            .policy
+            .routes
+            .iter()
+            .any(|r| r.state_failure == slackgate_policy::StateFailure::FailClosed);
+        !needed || remote.ping().await.is_ok()
     }
 }
 
@@ -245,7 +266,7 @@ impl ServeHttp for AdminApp {
             }
             (Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             (Method::GET, "/readyz") => {
-                if self.shared.is_ready() {
+                if self.shared.is_ready() && self.state_ready().await {
                     respond(StatusCode::OK, "text/plain", b"ready\n".to_vec())
                 } else {
                     respond(

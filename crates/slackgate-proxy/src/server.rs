@@ -54,13 +54,26 @@ pub enum StartError {
     /// The audit sink could not be opened.
     #[error("audit sink: {0}; check audit.path is writable")]
     Audit(std::io::Error),
-    /// `state.redis.password_env` names a variable that is not set or empty.
-    #[error("{config}: state.redis.password_env names {var}, which is not set or empty; export the Redis password in it")]
-    RedisPassword {
+    /// `state.redis.username_env` or `password_env` names a variable that is not set or empty.
+    #[error("{config}: state.redis.{key} names {var}, which is not set or empty; export the Redis {what} in it")]
+    RedisCredential {
         /// The config file.
         config: PathBuf,
+        /// `username_env` or `password_env`.
+        key: &'static str,
         /// The variable it names.
         var: String,
+        /// `ACL user name` or `password`.
+        what: &'static str,
+    },
+    /// Redis refused the credentials or the TLS handshake, or `ca_file` is unusable: the
+    /// message names the Redis (host:port), never a credential.
+    #[error("{config}: {message}")]
+    Redis {
+        /// The config file.
+        config: PathBuf,
+        /// What went wrong.
+        message: String,
     },
     /// The server thread could not be started.
     #[error("cannot start the server thread: {0}")]
@@ -439,24 +452,7 @@ fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
     );
     let remote = match &config.state.backend {
         StateBackend::Local => None,
-        StateBackend::Redis(settings) => {
-            let password = match &settings.password_env {
-                None => None,
-                Some(var) => match opts.secrets.env(var).filter(|v| !v.is_empty()) {
-                    Some(pw) => Some(pw),
-                    None => {
-                        return Err(StartError::RedisPassword {
-                            config: opts.config.clone(),
-                            var: var.clone(),
-                        })
-                    }
-                },
-            };
-            Some(Arc::new(crate::core::redis::RedisState::new(
-                settings.clone(),
-                password,
-            )))
-        }
+        StateBackend::Redis(settings) => Some(Arc::new(redis_state(opts, settings)?)),
     };
     let mut shared = Shared::new(
         opts.config.clone(),
@@ -468,6 +464,37 @@ fn shared_state(opts: &Options) -> Result<Arc<Shared>, StartError> {
     );
     shared.remote = remote;
     Ok(Arc::new(shared))
+}
+
+/// The Redis client `settings` describe, with the credentials of `username_env` and
+/// `password_env`; refuses to start when Redis refuses them (or its certificate).
+fn redis_state(
+    opts: &Options,
+    settings: &slackgate_policy::RedisSettings,
+) -> Result<crate::core::redis::RedisState, StartError> {
+    let read = |var: &Option<String>, key: &'static str, what: &'static str| match var {
+        None => Ok(None),
+        Some(var) => match opts.secrets.env(var).filter(|v| !v.is_empty()) {
+            Some(v) => Ok(Some(v)),
+            None => Err(StartError::RedisCredential {
+                config: opts.config.clone(),
+                key,
+                var: var.clone(),
+                what,
+            }),
+        },
+    };
+    let creds = crate::core::redis::Credentials {
+        username: read(&settings.username_env, "username_env", "ACL user name")?,
+        password: read(&settings.password_env, "password_env", "password")?,
+    };
+    let redis_error = |message| StartError::Redis {
+        config: opts.config.clone(),
+        message,
+    };
+    let state = crate::core::redis::RedisState::new(settings.clone(), creds).map_err(redis_error)?;
+    state.check_credentials().map_err(redis_error)?;
+    Ok(state)
 }
 
 /// pingora's server with our settings, bootstrapped (for `--upgrade`: with the old

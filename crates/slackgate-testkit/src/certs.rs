@@ -45,3 +45,45 @@ fn write_pair(stem: &std::path::Path) -> (PathBuf, PathBuf, Vec<u8>) {
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
     (cert, key, ck.cert.der().to_vec())
 }
+
+/// A test CA and a server certificate it signed for `localhost` / `127.0.0.1`: for servers
+/// that are checked against a CA file (Redis over TLS), not against themselves.
+#[derive(Debug)]
+pub struct TestCa {
+    _dir: tempfile::TempDir,
+    /// The CA's PEM certificate: what a client trusts.
+    pub ca: PathBuf,
+    /// The server's PEM certificate, signed by the CA.
+    pub cert: PathBuf,
+    /// The server's PEM key.
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// Generates a fresh CA and server pair.
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "slackgate test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("ca.crt"), ca.pem()).unwrap();
+        std::fs::write(path("server.crt"), server.pem()).unwrap();
+        std::fs::write(path("server.key"), server_key.serialize_pem()).unwrap();
+        Self {
+            ca: path("ca.crt"),
+            cert: path("server.crt"),
+            key: path("server.key"),
+            _dir: dir,
+        }
+    }
+}

@@ -21,10 +21,10 @@ pub mod slack_api;
 pub mod socket_mode;
 
 pub use bot::{BotBehavior, MockBot, Recorded};
-pub use certs::TestCerts;
+pub use certs::{TestCa, TestCerts};
 pub use client::{read_head, read_response, Client, Response};
 pub use gateway::{TestGateway, TestGatewayBuilder};
-pub use redis::Redis;
+pub use redis::{Redis, RedisBuilder, RedisCluster, Sentinel};
 pub use slack_api::{accepted_scopes, Answer, Received, SlackApi, SlackApiBuilder};
 pub use slackgate_fixtures::policy;
 pub use slackgate_fixtures::{

@@ -11,21 +11,22 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use marked_yaml::{Node, Span, Spanned};
+use marked_yaml::{Node, Spanned};
 
 use crate::config::{
-    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, RedisSettings, SlackApi, State,
-    StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
+    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, SlackApi, State, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::parse_cidrs;
 use crate::secrets::SecretRef;
 use crate::spec::{
-    AdminSpec, AuditSpec, BackendSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec,
-    ListenerSpec, RedisSpec, StateSpec, TlsSpec,
+    AdminSpec, AuditSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec,
+    ListenerSpec, StateSpec, TlsSpec,
 };
 use crate::units::{parse_duration, DurationError};
 use crate::yaml;
+
+mod redis;
 
 /// Below this `audit.max_queue_bytes` could not hold one record of each kind.
 const MIN_AUDIT_QUEUE_BYTES: usize = 64 * 1024;
@@ -347,7 +348,7 @@ fn state(spec: StateSpec, base: &Path, errs: &mut Errors) -> State {
         resolve(base, &p)
     });
     let encryption_key = encryption_key.and_then(|k| state_key_ref(&k, base, errs));
-    let backend = state_backend(backend, redis, errs);
+    let backend = redis::state_backend(backend, redis, base, errs);
     State {
         backend,
         path,
@@ -464,124 +465,6 @@ pub(crate) fn read_state_key(
             FIX,
         ),
     }
-}
-
-fn state_backend(
-    backend: Option<Spanned<BackendSpec>>,
-    redis: Option<RedisSpec>,
-    errs: &mut Errors,
-) -> StateBackend {
-    let wants_redis = matches!(backend.as_deref(), Some(BackendSpec::Redis));
-    match (wants_redis, redis) {
-        (false, None) => StateBackend::Local,
-        (false, Some(r)) => {
-            errs.at(
-                r.url.span(),
-                "`state.redis` is set but `state.backend` is not `redis`",
-                "set `backend: redis` to share state through Redis, or remove `redis:`",
-            );
-            StateBackend::Local
-        }
-        (true, None) => {
-            let at = backend
-                .as_ref()
-                .map(|b| *b.span())
-                .unwrap_or_else(Span::new_blank);
-            errs.at(
-                &at,
-                "`state.backend: redis` needs a `redis:` section",
-                "add `redis: { url: redis://HOST:6379 }`",
-            );
-            StateBackend::Local
-        }
-        (true, Some(r)) => match redis_settings(r, errs) {
-            Some(settings) => StateBackend::Redis(settings),
-            None => StateBackend::Local,
-        },
-    }
-}
-
-fn redis_settings(spec: RedisSpec, errs: &mut Errors) -> Option<RedisSettings> {
-    let RedisSpec {
-        url,
-        key_prefix,
-        timeout,
-        password_env,
-    } = spec;
-    let text = url.trim();
-    let Some(rest) = text.strip_prefix("redis://") else {
-        errs.at(
-            url.span(),
-            "`state.redis.url` must start with redis://",
-            "write redis://HOST:PORT or redis://HOST:PORT/DB (TLS to Redis is not supported yet)",
-        );
-        return None;
-    };
-    if rest.contains('@') {
-        errs.at(
-            url.span(),
-            "`state.redis.url` contains credentials: a literal secret in the config",
-            "remove user:password@ from the URL and name an environment variable in `password_env`",
-        );
-        return None;
-    }
-    let (hostport, db) = match rest.split_once('/') {
-        None => (rest, Some(0)),
-        Some((hp, "")) => (hp, Some(0)),
-        Some((hp, db)) => (hp, db.parse::<u32>().ok()),
-    };
-    let port_ok = hostport
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-    let Some(db) = db.filter(|_| port_ok) else {
-        errs.at(
-            url.span(),
-            "`state.redis.url` is not redis://HOST:PORT[/DB]",
-            "write e.g. redis://127.0.0.1:6379 or redis://redis.slackgate.svc:6379/1",
-        );
-        return None;
-    };
-    let key_prefix = key_prefix.map_or_else(|| "slackgate:".to_owned(), |p| p.to_string());
-    let timeout = match timeout {
-        None => Duration::from_millis(50),
-        Some(t) => match parse_duration(&t) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                errs.at(
-                    t.span(),
-                    "`state.redis.timeout` is zero",
-                    "set a timeout above zero, e.g. 50ms",
-                );
-                return None;
-            }
-            Err(_) => {
-                errs.at(
-                    t.span(),
-                    "`state.redis.timeout` is not a duration",
-                    "write a duration such as 50ms or 1s",
-                );
-                return None;
-            }
-        },
-    };
-    let password_env = match password_env {
-        Some(v) if !crate::secrets::is_env_name(v.trim()) => {
-            errs.at(
-                v.span(),
-                "`state.redis.password_env` is not an environment variable name",
-                "name the environment variable that holds the password, e.g. REDIS_PASSWORD",
-            );
-            return None;
-        }
-        other => other.map(|v| v.trim().to_owned()),
-    };
-    Some(RedisSettings {
-        addr: hostport.to_owned(),
-        db,
-        key_prefix,
-        timeout,
-        password_env,
-    })
 }
 
 /// Formats a duration the way the config writes it: `2800ms`, `5s`.

@@ -6,19 +6,31 @@
 //!   replica shares one bucket and one notion of time (`EVALSHA`, `EVAL` on NOSCRIPT).
 //! - Dedupe: `EXISTS` / `SET key 1 PX ttl` on `delivered:{app}:{event_id}`.
 //!
-//! The client speaks RESP over a small pool of TCP connections. Every call is bounded
-//! by `state.redis.timeout`; a circuit breaker opens after consecutive failures so a
-//! dead Redis costs nothing at all while open, and a probe after the cool-down closes
-//! it again when Redis is back — no restart needed.
+//! The client is redis-rs ([`link`]: one server, a cluster or a sentinels' master, TLS,
+//! an ACL user) over one multiplexed connection that every caller shares. Every call is
+//! bounded by `state.redis.timeout`; a circuit breaker opens after consecutive failures
+//! so a dead Redis costs nothing at all while open, and a probe after the cool-down closes
+//! it again when Redis is back — no restart needed. A broken connection is made again in
+//! the background (for sentinels: to the master they name now), so a caller never waits
+//! longer than its timeout for a slow handshake.
+//!
+//! Every script touches one key. Where a script needs several, they share a hash tag
+//! (`prefix{tag}:...`) so that they stay on one cluster slot: `key_prefix` may hold no
+//! braces, so the tag is always the gateway's.
+
+mod link;
+
+pub use link::Credentials;
 
 use parking_lot::Mutex;
-use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
 
+use link::{breaks_connection, Conn, Link};
 use slackgate_guard::{BucketKey, RemoteState, ReplayCheck, StateError, Take};
 use slackgate_policy::RedisSettings;
 
@@ -26,8 +38,6 @@ use slackgate_policy::RedisSettings;
 const BREAKER_THRESHOLD: u32 = 3;
 /// How long the circuit stays open before a probe is let through.
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
-/// Idle connections kept for reuse.
-const MAX_IDLE: usize = 32;
 
 const TOKEN_BUCKET: &str = r#"
 local rate = tonumber(ARGV[1])
@@ -57,99 +67,73 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return {allowed, wait}
 "#;
 
-/// A RESP reply.
-#[derive(Debug, Clone, PartialEq)]
-enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Reply>>),
+/// The connection every caller shares, made again in the background when it broke.
+struct Shared {
+    link: Link,
+    conn: Mutex<Option<Conn>>,
+    connecting: AtomicBool,
+    /// Bumped after every connection attempt, made or failed.
+    attempts: tokio::sync::watch::Sender<u64>,
+    /// The last connection error, logged once, cleared by the next connection.
+    last_error: Mutex<Option<String>>,
 }
 
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    async fn command(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
+impl Shared {
+    /// Starts a connection attempt in the background unless one is under way.
+    fn start_connect(this: &Arc<Self>) {
+        if this.connecting.swap(true, Ordering::AcqRel) {
+            return;
         }
-        self.reader.get_mut().write_all(&out).await?;
-        read_reply(&mut self.reader, 0).await
+        let this = Arc::clone(this);
+        tokio::spawn(async move {
+            let made = tokio::time::timeout(this.link.connect_timeout(), this.link.connect()).await;
+            match made {
+                Ok(Ok(conn)) => {
+                    *this.conn.lock() = Some(conn);
+                    if this.last_error.lock().take().is_some() {
+                        log::info!("shared state: {} is reachable again", this.link.name());
+                    }
+                }
+                Ok(Err(e)) => this.record(this.link.explain(&e)),
+                Err(_) => this.record(format!(
+                    "{}: no connection within {:?}",
+                    this.link.name(),
+                    this.link.connect_timeout()
+                )),
+            }
+            this.connecting.store(false, Ordering::Release);
+            this.attempts.send_modify(|n| *n = n.wrapping_add(1));
+        });
+    }
+
+    /// Keeps `error` for `/status` and logs it when it is new (not at every request).
+    fn record(&self, error: String) {
+        let mut last = self.last_error.lock();
+        if last.as_deref() != Some(error.as_str()) {
+            log::error!("shared state: {error}");
+            *last = Some(error);
+        }
+    }
+
+    /// The shared connection, waiting for an attempt when there is none.
+    async fn conn(this: &Arc<Self>) -> RedisResult<Conn> {
+        let mut attempts = this.attempts.subscribe();
+        if let Some(c) = this.conn.lock().clone() {
+            return Ok(c);
+        }
+        Self::start_connect(this);
+        let _ = attempts.changed().await;
+        let conn = this.conn.lock().clone();
+        conn.ok_or_else(|| RedisError::from((ErrorKind::Io, "no connection to Redis")))
     }
 }
 
-fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
-}
-
-fn read_reply<'a>(
-    r: &'a mut BufReader<TcpStream>,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Reply>> + Send + 'a>> {
-    Box::pin(async move {
-        if depth > 4 {
-            return Err(bad("reply nested too deep"));
-        }
-        let mut line = Vec::new();
-        let n = r.read_until(b'\n', &mut line).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if line.len() < 3 || !line.ends_with(b"\r\n") || line.len() > 4096 {
-            return Err(bad("malformed reply line"));
-        }
-        let (kind, rest) = (line[0], &line[1..line.len() - 2]);
-        let text = std::str::from_utf8(rest).map_err(|_| bad("reply not utf-8"))?;
-        match kind {
-            b'+' => Ok(Reply::Simple(text.to_owned())),
-            b'-' => Ok(Reply::Error(text.to_owned())),
-            b':' => text.parse().map(Reply::Int).map_err(|_| bad("bad integer")),
-            b'$' => {
-                let len: i64 = text.parse().map_err(|_| bad("bad bulk length"))?;
-                if len < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                let len = usize::try_from(len).map_err(|_| bad("bad bulk length"))?;
-                if len > 1024 * 1024 {
-                    return Err(bad("bulk reply too large"));
-                }
-                let mut buf = vec![0; len + 2];
-                r.read_exact(&mut buf).await?;
-                buf.truncate(len);
-                Ok(Reply::Bulk(Some(buf)))
-            }
-            b'*' => {
-                let len: i64 = text.parse().map_err(|_| bad("bad array length"))?;
-                if len < 0 {
-                    return Ok(Reply::Array(None));
-                }
-                if len > 16 {
-                    return Err(bad("array reply too large"));
-                }
-                let mut items = Vec::new();
-                for _ in 0..len {
-                    items.push(read_reply(r, depth + 1).await?);
-                }
-                Ok(Reply::Array(Some(items)))
-            }
-            _ => Err(bad("unknown reply type")),
-        }
-    })
-}
-
-/// Redis-backed shared state with a bounded pool and a circuit breaker.
+/// Redis-backed shared state with one shared connection and a circuit breaker.
 pub struct RedisState {
     settings: RedisSettings,
-    password: Option<String>,
-    idle: Mutex<Vec<Conn>>,
-    script_sha: String,
+    creds: Credentials,
+    shared: Arc<Shared>,
+    bucket_sha: String,
     failures: AtomicU32,
     open_until_ms: AtomicU64,
     epoch: Instant,
@@ -158,32 +142,49 @@ pub struct RedisState {
 impl std::fmt::Debug for RedisState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisState")
-            .field("addr", &self.settings.addr)
+            .field("redis", &self.shared.link.name())
             .field("circuit_open", &self.circuit_open())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisState {
-    /// A client for `settings`; `password` is the AUTH password when configured. No
-    /// connection is made until the first call.
-    pub fn new(settings: RedisSettings, password: Option<String>) -> Self {
-        use sha1::Digest;
-        let sha = hex::encode(sha1::Sha1::digest(TOKEN_BUCKET.as_bytes()));
-        Self {
+    /// A client for `settings` with `creds` (read from `username_env` / `password_env`);
+    /// reads `ca_file`. No connection is made until the first call.
+    pub fn new(settings: RedisSettings, creds: Credentials) -> Result<Self, String> {
+        let link = Link::new(&settings, &creds)?;
+        let (attempts, _) = tokio::sync::watch::channel(0);
+        Ok(Self {
             settings,
-            password,
-            idle: Mutex::new(Vec::new()),
-            script_sha: sha,
+            creds,
+            shared: Arc::new(Shared {
+                link,
+                conn: Mutex::new(None),
+                connecting: AtomicBool::new(false),
+                attempts,
+                last_error: Mutex::new(None),
+            }),
+            bucket_sha: redis::Script::new(TOKEN_BUCKET).get_hash().to_owned(),
             failures: AtomicU32::new(0),
             open_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-        }
+        })
     }
 
-    /// A client of its own with the same settings (no pooled connection shared).
-    pub(crate) fn fresh(&self) -> Self {
-        Self::new(self.settings.clone(), self.password.clone())
+    /// A client of its own with the same settings (no connection shared), for a runtime
+    /// that ends before the gateway's do.
+    pub(crate) fn fresh(&self) -> Result<Self, String> {
+        Self::new(self.settings.clone(), self.creds.clone())
+    }
+
+    /// The Redis this state lives in (`redis://host:port`, never a credential).
+    pub fn name(&self) -> &str {
+        self.shared.link.name()
+    }
+
+    /// The last error reaching Redis, until a connection succeeds again.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().clone()
     }
 
     /// Whether the circuit breaker is open now (calls fail at once).
@@ -206,51 +207,27 @@ impl RedisState {
         k
     }
 
-    async fn connect(&self) -> io::Result<Conn> {
-        let stream = TcpStream::connect(&self.settings.addr).await?;
-        stream.set_nodelay(true)?;
-        let mut conn = Conn {
-            reader: BufReader::new(stream),
-        };
-        if let Some(pw) = &self.password {
-            if let Reply::Error(_) = conn.command(&[b"AUTH", pw.as_bytes()]).await? {
-                return Err(bad("redis AUTH refused"));
-            }
-        }
-        if self.settings.db != 0 {
-            let db = self.settings.db.to_string();
-            if let Reply::Error(_) = conn.command(&[b"SELECT", db.as_bytes()]).await? {
-                return Err(bad("redis SELECT refused"));
-            }
-        }
-        Ok(conn)
-    }
-
-    /// Runs one command under the timeout and the breaker.
-    async fn call(&self, args: &[&[u8]]) -> Result<Reply, StateError> {
+    /// Runs one attempt under the timeout and the breaker.
+    async fn bounded<T>(
+        &self,
+        attempt: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StateError> {
         if self.circuit_open() {
             return Err(StateError::CircuitOpen);
         }
-        let pooled = self.idle.lock().pop();
-        let attempt = async {
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => self.connect().await?,
-            };
-            let reply = conn.command(args).await?;
-            Ok::<_, io::Error>((conn, reply))
-        };
         match tokio::time::timeout(self.settings.timeout, attempt).await {
-            Ok(Ok((conn, reply))) => {
+            Ok(Ok(v)) => {
                 self.failures.store(0, Ordering::Relaxed);
-                let mut g = self.idle.lock();
-                if g.len() < MAX_IDLE {
-                    g.push(conn);
-                }
-                Ok(reply)
+                Ok(v)
             }
-            Ok(Err(_)) => {
-                self.trip();
+            Ok(Err(e)) => {
+                if breaks_connection(&e) {
+                    self.shared.conn.lock().take();
+                    self.trip();
+                } else if link::refused_credentials(&e) {
+                    self.shared.record(self.shared.link.explain(&e));
+                    self.trip();
+                }
                 Err(StateError::Failed)
             }
             Err(_) => {
@@ -260,14 +237,61 @@ impl RedisState {
         }
     }
 
+    /// One command on the shared connection.
+    async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StateError> {
+        self.bounded(async {
+            let mut conn = Shared::conn(&self.shared).await?;
+            cmd.query_async(&mut conn).await
+        })
+        .await
+    }
+
     fn trip(&self) {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= BREAKER_THRESHOLD {
             let until =
                 self.now_ms() + u64::try_from(BREAKER_COOL_DOWN.as_millis()).unwrap_or(1000);
             self.open_until_ms.store(until, Ordering::Relaxed);
-            // Pooled connections may be half-dead; start fresh after the cool-down.
-            self.idle.lock().clear();
+            // The connection may be half-dead (or to a demoted master); start afresh
+            // after the cool-down.
+            self.shared.conn.lock().take();
+        }
+    }
+
+    /// Whether Redis answers now (`PING`, under the timeout and the breaker): `/readyz`.
+    pub async fn ping(&self) -> Result<(), StateError> {
+        self.query::<String>(redis::cmd("PING")).await.map(|_| ())
+    }
+
+    /// Connects once, on a runtime of its own, and reports a refusal: wrong credentials
+    /// or a certificate the CA does not vouch for, which no retry mends. An unreachable
+    /// Redis is not an error here (the routes' `state_failure` decides what it means).
+    pub fn check_credentials(&self) -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        let link = &self.shared.link;
+        let made = rt.block_on(async {
+            let conn = tokio::time::timeout(link.connect_timeout(), link.connect()).await;
+            match conn {
+                Ok(Ok(mut c)) => redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .map(|_| ()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Ok(()),
+            }
+        });
+        match made {
+            Err(e) if link::refused_credentials(&e) || link::tls_failure(&e).is_some() => {
+                Err(link.explain(&e))
+            }
+            Err(e) => {
+                log::warn!("shared state: {} (starting anyway)", link.explain(&e));
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 }
@@ -284,20 +308,16 @@ return 0
 impl RedisState {
     /// The value at `prefix + parts`, if any.
     pub(crate) async fn get(&self, parts: &[&str]) -> Result<Option<Vec<u8>>, StateError> {
-        let key = self.key(parts);
-        match self.call(&[b"GET", &key]).await? {
-            Reply::Bulk(v) => Ok(v),
-            _ => Err(StateError::Failed),
-        }
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(parts));
+        self.query(cmd).await
     }
 
     /// Sets the value at `prefix + parts` (no expiry).
     pub(crate) async fn set(&self, parts: &[&str], value: &[u8]) -> Result<(), StateError> {
-        let key = self.key(parts);
-        match self.call(&[b"SET", &key, value]).await? {
-            Reply::Simple(s) if s == "OK" => Ok(()),
-            _ => Err(StateError::Failed),
-        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(parts)).arg(value);
+        self.query::<()>(cmd).await
     }
 
     /// Sets the value at `prefix + parts`, expiring after `ttl`.
@@ -307,15 +327,12 @@ impl RedisState {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), StateError> {
-        let key = self.key(parts);
-        let ms = ttl.as_millis().max(1).to_string();
-        match self
-            .call(&[b"SET", &key, value, b"PX", ms.as_bytes()])
-            .await?
-        {
-            Reply::Simple(s) if s == "OK" => Ok(()),
-            _ => Err(StateError::Failed),
-        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(parts))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl));
+        self.query::<()>(cmd).await
     }
 
     /// Takes the lock at `prefix + parts` for `owner` for `ttl`; false when another
@@ -326,36 +343,26 @@ impl RedisState {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, StateError> {
-        let key = self.key(parts);
-        let ms = ttl.as_millis().max(1).to_string();
-        match self
-            .call(&[b"SET", &key, owner.as_bytes(), b"NX", b"PX", ms.as_bytes()])
-            .await?
-        {
-            Reply::Simple(s) if s == "OK" => Ok(true),
-            Reply::Bulk(None) => Ok(false),
-            _ => Err(StateError::Failed),
-        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(parts))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        Ok(self.query::<Option<String>>(cmd).await?.is_some())
     }
 
     /// Releases the lock at `prefix + parts` if `owner` still holds it.
     pub(crate) async fn unlock(&self, parts: &[&str], owner: &str) -> Result<(), StateError> {
-        let key = self.key(parts);
-        match self
-            .call(&[b"EVAL", UNLOCK.as_bytes(), b"1", &key, owner.as_bytes()])
-            .await?
-        {
-            Reply::Int(_) => Ok(()),
-            _ => Err(StateError::Failed),
-        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(UNLOCK).arg(1).arg(self.key(parts)).arg(owner);
+        self.query::<i64>(cmd).await.map(|_| ())
     }
 }
 
-fn expect_ok(reply: &Reply) -> Result<(), StateError> {
-    match reply {
-        Reply::Error(_) => Err(StateError::Failed),
-        _ => Ok(()),
-    }
+/// A duration in whole milliseconds, at least 1 (`PX 0` is an error).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl RemoteState for RedisState {
@@ -365,15 +372,15 @@ impl RemoteState for RedisState {
         ttl_secs: u64,
     ) -> Result<ReplayCheck, StateError> {
         let hex = hex::encode(signature);
-        let key = self.key(&["replay", &hex]);
-        let ttl = (ttl_secs.max(1) * 1000).to_string();
-        match self
-            .call(&[b"SET", &key, b"1", b"NX", b"PX", ttl.as_bytes()])
-            .await?
-        {
-            Reply::Simple(s) if s == "OK" => Ok(ReplayCheck::Fresh),
-            Reply::Bulk(None) => Ok(ReplayCheck::Replayed),
-            _ => Err(StateError::Failed),
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&["replay", &hex]))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_secs.max(1).saturating_mul(1000));
+        match self.query::<Option<String>>(cmd).await? {
+            Some(_) => Ok(ReplayCheck::Fresh),
+            None => Ok(ReplayCheck::Replayed),
         }
     }
 
@@ -385,48 +392,35 @@ impl RemoteState for RedisState {
     ) -> Result<Take, StateError> {
         let rule = key.rule.to_string();
         let k = self.key(&["rl", key.route, &rule, key.per, key.value]);
-        let rate = format!("{rate_per_sec}");
-        let burst = burst.max(1).to_string();
-        let mut reply = self
-            .call(&[
-                b"EVALSHA",
-                self.script_sha.as_bytes(),
-                b"1",
-                &k,
-                rate.as_bytes(),
-                burst.as_bytes(),
-            ])
+        let (rate, burst) = (format!("{rate_per_sec}"), burst.max(1));
+        let reply: Vec<i64> = self
+            .bounded(async {
+                let mut conn = Shared::conn(&self.shared).await?;
+                let mut evalsha = redis::cmd("EVALSHA");
+                evalsha.arg(&self.bucket_sha).arg(1).arg(&k).arg(&rate).arg(burst);
+                match evalsha.query_async(&mut conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        let mut eval = redis::cmd("EVAL");
+                        eval.arg(TOKEN_BUCKET).arg(1).arg(&k).arg(&rate).arg(burst);
+                        eval.query_async(&mut conn).await
+                    }
+                    other => other,
+                }
+            })
             .await?;
-        if matches!(&reply, Reply::Error(e) if e.starts_with("NOSCRIPT")) {
-            reply = self
-                .call(&[
-                    b"EVAL",
-                    TOKEN_BUCKET.as_bytes(),
-                    b"1",
-                    &k,
-                    rate.as_bytes(),
-                    burst.as_bytes(),
-                ])
-                .await?;
-        }
-        match reply {
-            Reply::Array(Some(items)) => match items.as_slice() {
-                [Reply::Int(1), _] => Ok(Take::Allowed),
-                [Reply::Int(0), Reply::Int(wait)] => Ok(Take::Limited {
-                    retry_after_secs: u32::try_from((*wait).max(1)).unwrap_or(u32::MAX),
-                }),
-                _ => Err(StateError::Failed),
-            },
+        match reply.as_slice() {
+            [1, _] => Ok(Take::Allowed),
+            [0, wait] => Ok(Take::Limited {
+                retry_after_secs: u32::try_from((*wait).max(1)).unwrap_or(u32::MAX),
+            }),
             _ => Err(StateError::Failed),
         }
     }
 
     async fn was_delivered(&self, app: &str, event_id: &str) -> Result<bool, StateError> {
-        let key = self.key(&["delivered", app, event_id]);
-        match self.call(&[b"EXISTS", &key]).await? {
-            Reply::Int(n) => Ok(n > 0),
-            _ => Err(StateError::Failed),
-        }
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.key(&["delivered", app, event_id]));
+        Ok(self.query::<i64>(cmd).await? > 0)
     }
 
     async fn mark_delivered(
@@ -435,12 +429,12 @@ impl RemoteState for RedisState {
         event_id: &str,
         ttl_secs: u64,
     ) -> Result<(), StateError> {
-        let key = self.key(&["delivered", app, event_id]);
-        let ttl = (ttl_secs.max(1) * 1000).to_string();
-        let reply = self
-            .call(&[b"SET", &key, b"1", b"PX", ttl.as_bytes()])
-            .await?;
-        expect_ok(&reply)
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&["delivered", app, event_id]))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl_secs.max(1).saturating_mul(1000));
+        self.query::<()>(cmd).await
     }
 }
 
@@ -449,21 +443,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn script_is_named_by_its_sha1() {
+    fn script_is_named_by_its_sha1_and_keys_by_the_prefix() {
         let state = RedisState::new(
             RedisSettings {
                 addr: "127.0.0.1:1".into(),
+                tls: false,
+                ca_file: None,
                 db: 0,
                 key_prefix: "p:".into(),
                 timeout: Duration::from_millis(10),
+                username_env: None,
                 password_env: None,
+                mode: slackgate_policy::RedisMode::Standalone,
             },
-            None,
-        );
-        assert_eq!(state.script_sha.len(), 40);
+            Credentials::default(),
+        )
+        .unwrap();
+        assert_eq!(state.bucket_sha.len(), 40);
         assert_eq!(
             state.key(&["rl", "route", "0", "team", "T1"]),
             b"p:rl:route:0:team:T1"
         );
+        assert_eq!(state.name(), "redis://127.0.0.1:1");
     }
 }

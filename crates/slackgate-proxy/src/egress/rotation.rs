@@ -165,7 +165,7 @@ fn block_on_fresh(redis: &RedisState, bot: &str) -> Result<Option<Vec<u8>>, Stor
         .enable_all()
         .build()
         .map_err(StoreError::Runtime)?;
-    let client = redis.fresh();
+    let client = redis.fresh().map_err(StoreError::Client)?;
     rt.block_on(client.get(&["token", bot]))
         .map_err(StoreError::Redis)
 }

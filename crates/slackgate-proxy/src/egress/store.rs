@@ -63,6 +63,9 @@ pub(crate) enum StoreError {
     /// No random lock owner could be drawn.
     #[error("the system random source failed")]
     Random,
+    /// No Redis client could be made (the CA file cannot be read).
+    #[error("{0}")]
+    Client(String),
     /// The start-up check could not start its runtime.
     #[error("cannot start a runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{RedisMode, RedisSettings, StateBackend};
 
 #[test]
 fn top_level_keys_match_the_spec() {
@@ -16,12 +17,44 @@ fn redis_state_settings() {
         c.state.backend,
         StateBackend::Redis(RedisSettings {
             addr: "10.0.0.5:6380".into(),
+            tls: false,
+            ca_file: None,
             db: 2,
             key_prefix: "sg:".into(),
             timeout: Duration::from_millis(20),
+            username_env: None,
             password_env: Some("REDIS_PASSWORD".into()),
+            mode: RedisMode::Standalone,
         })
     );
+    let tls = compile_config(
+        Path::new("/etc/sg/c.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate:\n  backend: redis\n  redis:\n    url: rediss://r.example:6380\n    ca_file: redis-ca.pem\n    username_env: REDIS_USER\n    password_env: REDIS_PASSWORD\n    mode: sentinel\n    sentinel: { master: mymaster, addrs: [\"s2:26379\", \"[::1]:26380\"] }\n",
+    )
+    .unwrap();
+    let StateBackend::Redis(t) = tls.state.backend else {
+        panic!("redis expected")
+    };
+    assert_eq!(
+        (t.tls, t.ca_file.as_deref(), t.username_env.as_deref()),
+        (true, Some(Path::new("/etc/sg/redis-ca.pem")), Some("REDIS_USER"))
+    );
+    assert_eq!(
+        t.mode,
+        RedisMode::Sentinel {
+            master: "mymaster".into(),
+            addrs: vec!["s2:26379".into(), "[::1]:26380".into()],
+        }
+    );
+    let cluster = compile_config(
+        Path::new("c.yaml"),
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate: { backend: redis, redis: { url: \"redis://seed:7000\", mode: cluster } }\n",
+    )
+    .unwrap();
+    let StateBackend::Redis(c) = cluster.state.backend else {
+        panic!("redis expected")
+    };
+    assert_eq!(c.mode, RedisMode::Cluster);
     let d = compile_config(
         Path::new("c.yaml"),
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: p.yaml\nstate: { backend: redis, redis: { url: \"redis://r:6379\" } }\n",
