@@ -85,13 +85,18 @@ fn redis_path(c: &mut Criterion) {
     let remote = RedisState::new(
         RedisSettings {
             addr,
+            tls: false,
+            ca_file: None,
             db: 0,
             key_prefix: "bench:".into(),
             timeout: Duration::from_millis(200),
+            username_env: None,
             password_env: None,
+            mode: slackgate_policy::RedisMode::Standalone,
         },
-        None,
-    );
+        slackgate_proxy::redis::Credentials::default(),
+    )
+    .unwrap();
     let policy = compile_policy(
         Path::new("bench.yaml"),
         &large_policy(10, 10, "127.0.0.1:9"),
