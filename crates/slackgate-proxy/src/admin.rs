@@ -194,11 +194,17 @@ impl AdminApp {
 impl AdminApp {
     /// Whether the shared state answers, where a route needs it: with Redis and a route
     /// with `state_failure: fail_closed`, a Redis that does not answer (or an open circuit)
-    /// makes the replica not ready, since that route would answer only 503s.
-    async fn state_ready(&self) -> bool {
+    /// makes the replica not ready, since that route would answer only 503s. A Redis that
+    /// refuses the credentials (or the TLS handshake) makes it not ready whatever the
+    /// routes say: no retry mends that. `Err` is the reason, for the answer's body.
+    async fn state_ready(&self) -> Result<(), String> {
         let Some(remote) = &self.shared.remote else {
-            return true;
+            return Ok(());
         };
+        let ping = remote.ping().await;
+        if let Some(refused) = remote.refused() {
+            return Err(format!("shared state: {refused}"));
+        }
         let needed = self
             .shared
             .current()
@@ -206,7 +212,10 @@ impl AdminApp {
             .routes
             .iter()
             .any(|r| r.state_failure == slackgate_policy::StateFailure::FailClosed);
-        !needed || remote.ping().await.is_ok()
+        match ping {
+            Err(e) if needed => Err(format!("shared state: {}: {e}", remote.name())),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -266,7 +275,14 @@ impl ServeHttp for AdminApp {
             }
             (Method::GET, "/healthz") => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             (Method::GET, "/readyz") => {
-                if self.shared.is_ready() && self.state_ready().await {
+                let state = self.state_ready().await;
+                if let (true, Err(why)) = (self.shared.is_ready(), &state) {
+                    respond(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("not ready: {why}\n").into_bytes(),
+                    )
+                } else if self.shared.is_ready() {
                     respond(StatusCode::OK, "text/plain", b"ready\n".to_vec())
                 } else {
                     respond(

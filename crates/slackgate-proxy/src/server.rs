@@ -492,7 +492,8 @@ fn redis_state(
         config: opts.config.clone(),
         message,
     };
-    let state = crate::core::redis::RedisState::new(settings.clone(), creds).map_err(redis_error)?;
+    let state =
+        crate::core::redis::RedisState::new(settings.clone(), creds).map_err(redis_error)?;
     state.check_credentials().map_err(redis_error)?;
     Ok(state)
 }

@@ -77,7 +77,9 @@ impl RedisBuilder {
         let dir = tempfile::tempdir().unwrap();
         let port = addr.port().to_string();
         let mut cmd = Command::new("redis-server");
+        // A replica syncs at once (not after the default 5 s diskless-sync delay).
         cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(dir.path());
         match &self.tls {
@@ -85,13 +87,20 @@ impl RedisBuilder {
                 cmd.args(["--port", &port]);
             }
             Some((cert, key, ca)) => {
-                cmd.args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
-                    .arg("--tls-cert-file")
-                    .arg(cert)
-                    .arg("--tls-key-file")
-                    .arg(key)
-                    .arg("--tls-ca-cert-file")
-                    .arg(ca);
+                cmd.args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca);
             }
         }
         if let Some((name, password)) = &self.user {
@@ -126,13 +135,20 @@ impl RedisBuilder {
             user: self.user,
             _dir: dir,
         };
-        assert!(wait_until(START_LIMIT, || r.ping()), "redis-server did not start");
+        assert!(
+            wait_until(START_LIMIT, || r.ping()),
+            "redis-server did not start"
+        );
         r
     }
 }
 
 /// A sync client of the server at `addr`, over TLS when `ca` is given, as `user`.
-fn client(addr: SocketAddr, ca: Option<&PathBuf>, user: Option<&(String, String)>) -> redis::Client {
+fn client(
+    addr: SocketAddr,
+    ca: Option<&PathBuf>,
+    user: Option<&(String, String)>,
+) -> redis::Client {
     use redis::IntoConnectionInfo;
     let host = addr.ip().to_string();
     let at = match ca {
@@ -191,12 +207,29 @@ impl Redis {
 
     /// Runs one command (as the ACL user, over TLS where so started).
     pub fn query<T: FromRedisValue>(&self, args: &[&str]) -> RedisResult<T> {
-        query(&client(self.addr, self.ca.as_ref(), self.user.as_ref()), args)
+        query(
+            &client(self.addr, self.ca.as_ref(), self.user.as_ref()),
+            args,
+        )
     }
 
     /// Whether it answers PING now.
     pub fn ping(&self) -> bool {
         self.query::<String>(&["PING"]).is_ok_and(|p| p == "PONG")
+    }
+
+    /// Its role now: `master` or `slave` (`INFO replication`).
+    pub fn role(&self) -> Option<String> {
+        let info: String = self.query(&["INFO", "replication"]).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("role:"))
+            .map(|r| r.trim().to_owned())
+    }
+
+    /// Whether, as a replica, its link to its master is up (the first sync done).
+    pub fn replica_synced(&self) -> bool {
+        self.query::<String>(&["INFO", "replication"])
+            .is_ok_and(|i| i.contains("master_link_status:up"))
     }
 
     /// Kills it (the tests of a Redis that dies).
@@ -316,10 +349,7 @@ impl Sentinel {
             .unwrap_or_default();
         replicas
             .iter()
-            .filter(|r| {
-                r.get("flags")
-                    .is_some_and(|f| f == "slave")
-            })
+            .filter(|r| r.get("flags").is_some_and(|f| f == "slave"))
             .count()
     }
 

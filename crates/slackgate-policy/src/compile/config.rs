@@ -14,14 +14,15 @@ use std::time::Duration;
 use marked_yaml::{Node, Spanned};
 
 use crate::config::{
-    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, SlackApi, State, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
+    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, SlackApi, State, StateKey,
+    StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::parse_cidrs;
 use crate::secrets::SecretRef;
 use crate::spec::{
-    AdminSpec, AuditSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec,
-    ListenerSpec, StateSpec, TlsSpec,
+    AdminSpec, AuditSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec, ListenerSpec,
+    StateSpec, TlsSpec,
 };
 use crate::units::{parse_duration, DurationError};
 use crate::yaml;

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult};
 
 use link::{breaks_connection, Conn, Link};
 use slackgate_guard::{BucketKey, RemoteState, ReplayCheck, StateError, Take};
@@ -76,6 +76,9 @@ struct Shared {
     attempts: tokio::sync::watch::Sender<u64>,
     /// The last connection error, logged once, cleared by the next connection.
     last_error: Mutex<Option<String>>,
+    /// Whether that error is Redis refusing the credentials (or the TLS handshake):
+    /// no retry mends it, so the replica is not ready until a connection succeeds.
+    refused: AtomicBool,
 }
 
 impl Shared {
@@ -90,11 +93,16 @@ impl Shared {
             match made {
                 Ok(Ok(conn)) => {
                     *this.conn.lock() = Some(conn);
+                    this.refused.store(false, Ordering::Release);
                     if this.last_error.lock().take().is_some() {
                         log::info!("shared state: {} is reachable again", this.link.name());
                     }
                 }
-                Ok(Err(e)) => this.record(this.link.explain(&e)),
+                Ok(Err(e)) => {
+                    let refused = link::refused_credentials(&e) || link::tls_failure(&e).is_some();
+                    this.refused.store(refused, Ordering::Release);
+                    this.record(this.link.explain(&e));
+                }
                 Err(_) => this.record(format!(
                     "{}: no connection within {:?}",
                     this.link.name(),
@@ -133,9 +141,13 @@ pub struct RedisState {
     settings: RedisSettings,
     creds: Credentials,
     shared: Arc<Shared>,
-    bucket_sha: String,
+    bucket: redis::Script,
     failures: AtomicU32,
     open_until_ms: AtomicU64,
+    /// This client's random id, in hex, and a count of the values it wrote with it
+    /// ([`RedisState::mark`]).
+    instance: String,
+    marks: AtomicU64,
     epoch: Instant,
 }
 
@@ -163,10 +175,13 @@ impl RedisState {
                 connecting: AtomicBool::new(false),
                 attempts,
                 last_error: Mutex::new(None),
+                refused: AtomicBool::new(false),
             }),
-            bucket_sha: redis::Script::new(TOKEN_BUCKET).get_hash().to_owned(),
+            bucket: redis::Script::new(TOKEN_BUCKET),
             failures: AtomicU32::new(0),
             open_until_ms: AtomicU64::new(0),
+            instance: random_id()?,
+            marks: AtomicU64::new(0),
             epoch: Instant::now(),
         })
     }
@@ -185,6 +200,17 @@ impl RedisState {
     /// The last error reaching Redis, until a connection succeeds again.
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.lock().clone()
+    }
+
+    /// Why Redis refuses this replica (wrong credentials, a user without the gateway's
+    /// permissions, a certificate the CA does not vouch for), until a connection succeeds:
+    /// readiness fails with it, since no retry mends it.
+    pub fn refused(&self) -> Option<String> {
+        if self.shared.refused.load(Ordering::Acquire) {
+            self.last_error()
+        } else {
+            None
+        }
     }
 
     /// Whether the circuit breaker is open now (calls fail at once).
@@ -207,15 +233,34 @@ impl RedisState {
         k
     }
 
-    /// Runs one attempt under the timeout and the breaker.
-    async fn bounded<T>(
-        &self,
-        attempt: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, StateError> {
+    /// Runs `attempt` on the shared connection under the timeout and the breaker. A
+    /// connection that broke (a failover's sentinel closes the clients of the demoted
+    /// master) or a server that refused to run it because it is no longer the one to
+    /// write to (a demoted master, a slot in migration) is left for a new connection, on
+    /// which `attempt` runs once more within the same timeout. Every operation is safe to
+    /// send again: reads, plain sets, and `SET NX` with a value unique to the call
+    /// ([`RedisState::set_nx`]); a token bucket sent twice may take one token more, which
+    /// errs on the side of the limit.
+    async fn bounded<T, F>(&self, attempt: impl Fn(Conn) -> F) -> Result<T, StateError>
+    where
+        F: Future<Output = RedisResult<T>>,
+    {
         if self.circuit_open() {
             return Err(StateError::CircuitOpen);
         }
-        match tokio::time::timeout(self.settings.timeout, attempt).await {
+        let run = async {
+            let conn = Shared::conn(&self.shared).await?;
+            match attempt(conn).await {
+                Err(e)
+                    if link::not_run_here(&e) || link::breaks_connection(&e) && !e.is_timeout() =>
+                {
+                    self.shared.conn.lock().take();
+                    attempt(Shared::conn(&self.shared).await?).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.settings.timeout, run).await {
             Ok(Ok(v)) => {
                 self.failures.store(0, Ordering::Relaxed);
                 Ok(v)
@@ -225,6 +270,7 @@ impl RedisState {
                     self.shared.conn.lock().take();
                     self.trip();
                 } else if link::refused_credentials(&e) {
+                    self.shared.refused.store(true, Ordering::Release);
                     self.shared.record(self.shared.link.explain(&e));
                     self.trip();
                 }
@@ -237,13 +283,32 @@ impl RedisState {
         }
     }
 
-    /// One command on the shared connection.
-    async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StateError> {
-        self.bounded(async {
-            let mut conn = Shared::conn(&self.shared).await?;
-            cmd.query_async(&mut conn).await
+    /// One script on the shared connection (`EVALSHA`, `EVAL` when the server does not
+    /// have it yet): `keys` share a hash tag where there are several.
+    async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[&[u8]],
+        args: &[&str],
+    ) -> Result<T, StateError> {
+        self.bounded(|mut conn| async move {
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(*k);
+            }
+            for a in args {
+                inv.arg(*a);
+            }
+            inv.invoke_async(&mut conn).await
         })
         .await
+    }
+
+    /// One command on the shared connection.
+    async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T, StateError> {
+        let cmd = &cmd;
+        self.bounded(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
     }
 
     fn trip(&self) {
@@ -343,13 +408,28 @@ impl RedisState {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, StateError> {
+        self.set_nx(parts, owner, ttl).await
+    }
+
+    /// `SET key value NX PX ttl GET`: true when this call set it. A call sent again on a
+    /// new connection (see [`RedisState::bounded`]) finds its own `value` when the first
+    /// sending did set it, and is still the one that set it: `value` is unique per call.
+    async fn set_nx(&self, parts: &[&str], value: &str, ttl: Duration) -> Result<bool, StateError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(parts))
-            .arg(owner)
+            .arg(value)
             .arg("NX")
             .arg("PX")
-            .arg(millis(ttl));
-        Ok(self.query::<Option<String>>(cmd).await?.is_some())
+            .arg(millis(ttl))
+            .arg("GET");
+        let before = self.query::<Option<String>>(cmd).await?;
+        Ok(before.is_none_or(|v| v == value))
+    }
+
+    /// A value no other call of any replica writes: this client's random id and a count.
+    fn mark(&self) -> String {
+        let n = self.marks.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n:x}", self.instance)
     }
 
     /// Releases the lock at `prefix + parts` if `owner` still holds it.
@@ -358,6 +438,16 @@ impl RedisState {
         cmd.arg(UNLOCK).arg(1).arg(self.key(parts)).arg(owner);
         self.query::<i64>(cmd).await.map(|_| ())
     }
+}
+
+/// 64 random bits in hex, from the system source.
+fn random_id() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| "the system random source failed".to_owned())?;
+    Ok(hex::encode(id))
 }
 
 /// A duration in whole milliseconds, at least 1 (`PX 0` is an error).
@@ -372,15 +462,11 @@ impl RemoteState for RedisState {
         ttl_secs: u64,
     ) -> Result<ReplayCheck, StateError> {
         let hex = hex::encode(signature);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(&["replay", &hex]))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_secs.max(1).saturating_mul(1000));
-        match self.query::<Option<String>>(cmd).await? {
-            Some(_) => Ok(ReplayCheck::Fresh),
-            None => Ok(ReplayCheck::Replayed),
+        let mine = self.mark();
+        let ttl = Duration::from_secs(ttl_secs.max(1));
+        match self.set_nx(&["replay", &hex], &mine, ttl).await? {
+            true => Ok(ReplayCheck::Fresh),
+            false => Ok(ReplayCheck::Replayed),
         }
     }
 
@@ -392,21 +478,9 @@ impl RemoteState for RedisState {
     ) -> Result<Take, StateError> {
         let rule = key.rule.to_string();
         let k = self.key(&["rl", key.route, &rule, key.per, key.value]);
-        let (rate, burst) = (format!("{rate_per_sec}"), burst.max(1));
+        let (rate, burst) = (format!("{rate_per_sec}"), burst.max(1).to_string());
         let reply: Vec<i64> = self
-            .bounded(async {
-                let mut conn = Shared::conn(&self.shared).await?;
-                let mut evalsha = redis::cmd("EVALSHA");
-                evalsha.arg(&self.bucket_sha).arg(1).arg(&k).arg(&rate).arg(burst);
-                match evalsha.query_async(&mut conn).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        let mut eval = redis::cmd("EVAL");
-                        eval.arg(TOKEN_BUCKET).arg(1).arg(&k).arg(&rate).arg(burst);
-                        eval.query_async(&mut conn).await
-                    }
-                    other => other,
-                }
-            })
+            .run_script(&self.bucket, &[&k], &[&rate, &burst])
             .await?;
         match reply.as_slice() {
             [1, _] => Ok(Take::Allowed),
@@ -459,7 +533,7 @@ mod tests {
             Credentials::default(),
         )
         .unwrap();
-        assert_eq!(state.bucket_sha.len(), 40);
+        assert_eq!(state.bucket.get_hash().len(), 40);
         assert_eq!(
             state.key(&["rl", "route", "0", "team", "T1"]),
             b"p:rl:route:0:team:T1"

@@ -58,7 +58,10 @@ fn is_host_port(s: &str) -> bool {
 /// The URL's TLS flag, `host:port` and database.
 fn url(url: &Spanned<String>, errs: &mut Errors) -> Option<(bool, String, u32)> {
     let text = url.trim();
-    let (tls, rest) = match (text.strip_prefix("rediss://"), text.strip_prefix("redis://")) {
+    let (tls, rest) = match (
+        text.strip_prefix("rediss://"),
+        text.strip_prefix("redis://"),
+    ) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
         (None, None) => {
@@ -95,7 +98,11 @@ fn url(url: &Spanned<String>, errs: &mut Errors) -> Option<(bool, String, u32)> 
 }
 
 /// An optional environment variable name at `state.redis.<what>`.
-fn env_name(v: Option<Spanned<String>>, what: &str, errs: &mut Errors) -> Result<Option<String>, ()> {
+fn env_name(
+    v: Option<Spanned<String>>,
+    what: &str,
+    errs: &mut Errors,
+) -> Result<Option<String>, ()> {
     match v {
         Some(v) if !crate::secrets::is_env_name(v.trim()) => {
             errs.at(
@@ -143,10 +150,16 @@ fn mode(
     sentinel: Option<SentinelSpec>,
     errs: &mut Errors,
 ) -> Option<RedisMode> {
-    let word = mode.as_deref().copied().unwrap_or(RedisModeSpec::Standalone);
+    let word = mode
+        .as_deref()
+        .copied()
+        .unwrap_or(RedisModeSpec::Standalone);
     match (word, sentinel) {
         (RedisModeSpec::Sentinel, None) => {
-            let at = mode.as_ref().map(|m| *m.span()).unwrap_or_else(Span::new_blank);
+            let at = mode
+                .as_ref()
+                .map(|m| *m.span())
+                .unwrap_or_else(Span::new_blank);
             errs.at(
                 &at,
                 "`state.redis.mode: sentinel` needs a `sentinel:` section",

@@ -37,7 +37,11 @@ fn redis_state_settings() {
     };
     assert_eq!(
         (t.tls, t.ca_file.as_deref(), t.username_env.as_deref()),
-        (true, Some(Path::new("/etc/sg/redis-ca.pem")), Some("REDIS_USER"))
+        (
+            true,
+            Some(Path::new("/etc/sg/redis-ca.pem")),
+            Some("REDIS_USER")
+        )
     );
     assert_eq!(
         t.mode,

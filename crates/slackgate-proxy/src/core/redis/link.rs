@@ -93,7 +93,9 @@ pub(crate) struct Link {
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Link").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Link")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,9 +196,10 @@ impl Link {
                 let sentinels = std::iter::once(addr)
                     .chain(addrs.iter().map(String::as_str))
                     .map(|a| conn_addr(a, tls));
-                let mut b = SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
-                    .map_err(built)?
-                    .set_client_to_redis_db(i64::from(settings.db));
+                let mut b =
+                    SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
+                        .map_err(built)?
+                        .set_client_to_redis_db(i64::from(settings.db));
                 if let Some(u) = &creds.username {
                     b = b.set_client_to_redis_username(u);
                 }
@@ -302,19 +305,45 @@ pub(crate) fn refused_credentials(e: &RedisError) -> bool {
 
 /// The TLS handshake failed (an unknown CA, a wrong name, an alert from the server).
 pub(crate) fn tls_failure(e: &RedisError) -> Option<String> {
+    /// The rustls error inside an I/O error, however it is wrapped.
+    fn of_io(io: &std::io::Error) -> Option<String> {
+        let inner = io.get_ref()?;
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return Some(r.to_string());
+        }
+        inner.downcast_ref::<std::io::Error>().and_then(of_io)
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(r) = s.downcast_ref::<rustls::Error>() {
             return Some(r.to_string());
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(r.to_string());
-            }
+        // redis-rs keeps an I/O error behind an `Arc`.
+        let io = s.downcast_ref::<std::io::Error>().or_else(|| {
+            s.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+                .and_then(|a| a.downcast_ref::<std::io::Error>())
+        });
+        if let Some(found) = io.and_then(of_io) {
+            return Some(found);
         }
         source = s.source();
     }
     None
+}
+
+/// The server refused to run the command because it is not the one to write to now (a
+/// replica, a master that lost its replicas, a slot in migration, a server still
+/// loading): nothing ran, so it may be sent again on a new connection.
+pub(crate) fn not_run_here(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::BusyLoading
+        )
+    )
 }
 
 /// Whether the connection that gave `e` is to be dropped and made again: it broke, or

@@ -1,0 +1,346 @@
+//! Shared state in production Redis set-ups, each a real server the test starts itself:
+//! a TLS-only Redis with an ACL user (and the default user off), a three-master Redis
+//! Cluster, and a master with a replica behind a Sentinel, failed over while the gateways
+//! run. Against each, two gateway replicas share one replay cache and one combined limit.
+//!
+//! Wrong credentials are one clear start-up error naming the Redis (never the password),
+//! and a password changed under a running replica makes `/readyz` say so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use redis::IntoConnectionInfo;
+
+use slackgate_testkit::{
+    wait_until, MockBot, Redis, RedisCluster, Sentinel, SignedRequest, TestCa, TestGateway,
+    TestGatewayBuilder,
+};
+
+const SECRET: &str = "redis-backends-secret-0123456789abcdef";
+const USER: &str = "gateway";
+const PASSWORD: &str = "s3cret-redis-pass-42";
+
+fn policy(bot: &MockBot) -> String {
+    format!(
+        r#"version: 1
+apps:
+  app:
+    signing_secrets: [{{ id: current, env: SECRET_A }}]
+upstreams:
+  bot: {{ targets: ["{bot}"] }}
+routes:
+  - name: limited
+    path: /slack/limited
+    app: app
+    upstream: bot
+    state_failure: fail_closed
+    rate_limits: [{{ per: team, rate: 1/h, burst: 3 }}]
+  - name: events
+    path: /slack/events
+    app: app
+    upstream: bot
+    state_failure: fail_closed
+    dedupe: event_id
+"#,
+        bot = bot.addr()
+    )
+}
+
+/// How a replica reaches Redis: its `state.redis` YAML and the secrets it reads.
+struct Backend {
+    redis: String,
+    secrets: Vec<(&'static str, String)>,
+}
+
+impl Backend {
+    fn gateway(&self, bot: &MockBot) -> Result<TestGateway, String> {
+        let mut b = TestGatewayBuilder::new(&policy(bot)).secret("SECRET_A", SECRET);
+        for (k, v) in &self.secrets {
+            b = b.secret(k, v);
+        }
+        b.config(&format!(
+            "state: {{ backend: redis, redis: {} }}",
+            self.redis
+        ))
+        .try_start()
+    }
+}
+
+/// The TLS-only Redis with the ACL user, as a replica with `password` reaches it.
+fn tls_backend(redis: &Redis, ca: &TestCa, password: &str) -> Backend {
+    Backend {
+        redis: format!(
+            "{{ url: \"rediss://127.0.0.1:{}\", ca_file: \"{}\", username_env: REDIS_USER, password_env: REDIS_PASSWORD, timeout: 500ms }}",
+            redis.addr.port(),
+            ca.ca.display()
+        ),
+        secrets: vec![
+            ("REDIS_USER", USER.to_owned()),
+            ("REDIS_PASSWORD", password.to_owned()),
+        ],
+    }
+}
+
+fn event(path: &str, id: &str) -> SignedRequest {
+    let body = String::from_utf8(slackgate_testkit::fixture("event_message.json"))
+        .unwrap()
+        .replace("Ev0MESSAGE01", id);
+    SignedRequest::new(path, body).sign(SECRET)
+}
+
+/// Two replicas: one combined limit (burst 3 across both), one replay cache.
+fn two_replicas_share_state(a: &TestGateway, b: &TestGateway, tag: &str) {
+    let send =
+        |gw: &TestGateway, path: &str, id: String| gw.client().send(&event(path, &id)).unwrap();
+    for (i, gw) in [a, b, a].into_iter().enumerate() {
+        let r = send(gw, "/slack/limited", format!("Ev{tag}L{i}"));
+        assert_eq!(r.status, 200, "{tag}: call {i} within the combined burst");
+    }
+    let r = send(b, "/slack/limited", format!("Ev{tag}L4"));
+    assert_eq!(r.status, 429, "{tag}: the other replica's tokens count");
+    assert_eq!(r.reason().as_deref(), Some("rate_limited"));
+
+    let req = event("/slack/events", &format!("Ev{tag}R1"));
+    assert_eq!(a.client().send(&req).unwrap().status, 200);
+    let r = b.client().send(&req).unwrap();
+    assert_eq!(
+        r.reason().as_deref(),
+        Some("replayed"),
+        "{tag}: one replay cache"
+    );
+    for gw in [a, b] {
+        assert_eq!(
+            gw.metric("slackgate_state_fallbacks_total{op=\"replay\"}"),
+            0.0
+        );
+        assert_eq!(
+            gw.admin_client().get("/readyz").unwrap().status,
+            200,
+            "{tag}: ready"
+        );
+    }
+}
+
+#[test]
+fn tls_only_redis_with_an_acl_user() {
+    let ca = TestCa::generate();
+    let redis = Redis::builder().tls(&ca).acl_user(USER, PASSWORD).start();
+    let bot = MockBot::start();
+    let backend = tls_backend(&redis, &ca, PASSWORD);
+    let a = backend.gateway(&bot).unwrap();
+    let b = backend.gateway(&bot).unwrap();
+    two_replicas_share_state(&a, &b, "Tls");
+    let status = a.admin_client().get("/status").unwrap().json();
+    let name = status["state"]["redis"].as_str().unwrap();
+    assert_eq!(name, format!("rediss://127.0.0.1:{}", redis.addr.port()));
+    assert!(status["state"]["error"].is_null());
+    // The keys are the ACL user's, written over TLS.
+    let keys: Vec<String> = redis.query(&["KEYS", "slackgate:*"]).unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with("slackgate:replay:")),
+        "{keys:?}"
+    );
+}
+
+/// A wrong password is one start-up error that names the Redis and the variables, and
+/// never the password; a CA that does not vouch for the server is one too.
+#[test]
+fn wrong_credentials_and_wrong_ca_are_one_clear_error() {
+    let ca = TestCa::generate();
+    let redis = Redis::builder().tls(&ca).acl_user(USER, PASSWORD).start();
+    let bot = MockBot::start();
+    let wrong = "not-the-password-0451";
+    let err = tls_backend(&redis, &ca, wrong).gateway(&bot).unwrap_err();
+    let at = format!("rediss://127.0.0.1:{}", redis.addr.port());
+    assert!(err.contains(&at), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert!(
+        err.contains("REDIS_USER") && err.contains("REDIS_PASSWORD"),
+        "{err}"
+    );
+    assert!(!err.contains(wrong) && !err.contains(PASSWORD), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let other = TestCa::generate();
+    let err = tls_backend(&redis, &other, PASSWORD)
+        .gateway(&bot)
+        .unwrap_err();
+    assert!(err.contains(&at) && err.contains("TLS"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+
+    // A password variable that is not set is a load error naming it.
+    let mut backend = tls_backend(&redis, &ca, PASSWORD);
+    backend.secrets.retain(|(k, _)| *k != "REDIS_PASSWORD");
+    let err = backend.gateway(&bot).unwrap_err();
+    assert!(err.contains("password_env names REDIS_PASSWORD"), "{err}");
+}
+
+/// The ACL user's password changes under a running replica: its next connection is
+/// refused, `/readyz` answers 503 naming the Redis, `/status` carries the error; the
+/// password put back, it is ready again without a restart.
+#[test]
+fn a_password_changed_under_a_running_replica_shows_in_readiness() {
+    let ca = TestCa::generate();
+    let redis = Redis::builder().tls(&ca).acl_user(USER, PASSWORD).start();
+    let bot = MockBot::start();
+    let gw = tls_backend(&redis, &ca, PASSWORD).gateway(&bot).unwrap();
+    assert_eq!(gw.admin_client().get("/readyz").unwrap().status, 200);
+
+    let _: () = redis
+        .query(&["ACL", "SETUSER", USER, "resetpass", ">another-pass-77"])
+        .unwrap();
+    // The admin connection of the test is the new password's now.
+    let admin = |args: &[&str]| -> redis::RedisResult<redis::Value> {
+        let c = redis::Client::build_with_tls(
+            redis::ConnectionAddr::TcpTls {
+                host: "127.0.0.1".into(),
+                port: redis.addr.port(),
+                insecure: false,
+                tls_params: None,
+            }
+            .into_connection_info()?
+            .set_redis_settings(
+                redis::RedisConnectionInfo::default()
+                    .set_username(USER)
+                    .set_password("another-pass-77"),
+            ),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(&ca.ca).unwrap()),
+            },
+        )?;
+        let mut conn = c.get_connection()?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut conn)
+    };
+    admin(&["CLIENT", "KILL", "USER", USER]).unwrap();
+    let refused = wait_until(Duration::from_secs(15), || {
+        let r = gw.admin_client().get("/readyz").unwrap();
+        r.status == 503 && String::from_utf8_lossy(&r.body).contains("refused")
+    });
+    assert!(refused, "readiness did not report the refused password");
+    let r = gw.admin_client().get("/readyz").unwrap();
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", redis.addr.port())),
+        "{text}"
+    );
+    assert!(
+        !text.contains(PASSWORD) && !text.contains("another-pass"),
+        "{text}"
+    );
+    let status = gw.admin_client().get("/status").unwrap().json();
+    assert!(
+        status["state"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{status}"
+    );
+
+    // The old password back: ready again, no restart.
+    let _: () = redis
+        .query(&["ACL", "SETUSER", USER, "resetpass", &format!(">{PASSWORD}")])
+        .unwrap_or_else(|_| {
+            admin(&["ACL", "SETUSER", USER, "resetpass", &format!(">{PASSWORD}")])
+                .map(|_| ())
+                .unwrap()
+        });
+    assert!(
+        wait_until(Duration::from_secs(15), || gw
+            .admin_client()
+            .get("/readyz")
+            .unwrap()
+            .status
+            == 200),
+        "the replica did not become ready again"
+    );
+}
+
+#[test]
+fn redis_cluster_of_three_masters() {
+    let cluster = RedisCluster::start();
+    let bot = MockBot::start();
+    let backend = Backend {
+        redis: format!(
+            "{{ url: \"redis://{}\", mode: cluster, timeout: 500ms }}",
+            cluster.seed()
+        ),
+        secrets: Vec::new(),
+    };
+    let a = backend.gateway(&bot).unwrap();
+    let b = backend.gateway(&bot).unwrap();
+    two_replicas_share_state(&a, &b, "Cluster");
+    // The keys spread over the masters: the gateway follows the slots.
+    let holding = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.query::<i64>(&["DBSIZE"]).unwrap() > 0)
+        .count();
+    assert!(holding >= 1);
+}
+
+#[test]
+fn sentinel_failover_is_followed_without_a_restart() {
+    let master = Redis::start();
+    let replica = Redis::builder().replica_of(master.addr).start();
+    assert!(
+        wait_until(Duration::from_secs(30), || replica.replica_synced()),
+        "the replica did not sync"
+    );
+    let sentinel = Sentinel::start("sg", master.addr);
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinel.replicas_up("sg") == 1),
+        "the sentinel did not find the replica"
+    );
+    let bot = MockBot::start();
+    let backend = Backend {
+        redis: format!(
+            "{{ url: \"redis://{}\", mode: sentinel, sentinel: {{ master: sg }}, timeout: 500ms }}",
+            sentinel.addr
+        ),
+        secrets: Vec::new(),
+    };
+    let a = backend.gateway(&bot).unwrap();
+    let b = backend.gateway(&bot).unwrap();
+    two_replicas_share_state(&a, &b, "Sentinel1");
+
+    // Forced failover: the replica becomes the master, the old master a replica.
+    let _: String = sentinel.query(&["SENTINEL", "FAILOVER", "sg"]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinel.master("sg")
+            == Some(replica.addr)
+            && replica.role().as_deref() == Some("master")
+            && master.role().as_deref() == Some("slave")),
+        "the sentinel did not promote the replica"
+    );
+    // Both replicas write to the new master, without a restart: a fresh limit and
+    // replay cache on the new master (the limit keys of the first round were replicated).
+    let mut n = 0;
+    let mut accepted = None;
+    let fresh = wait_until(Duration::from_secs(30), || {
+        n += 1;
+        let req = event("/slack/events", &format!("EvAfterFailover{n}"));
+        let ok = a.client().send(&req).unwrap().status == 200;
+        if ok {
+            accepted = Some(req);
+        }
+        ok
+    });
+    assert!(fresh, "the gateway did not follow the failover");
+    let r = b.client().send(&accepted.unwrap()).unwrap();
+    assert_eq!(r.reason().as_deref(), Some("replayed"));
+    let written: i64 = replica.query(&["DBSIZE"]).unwrap();
+    assert!(written > 0);
+    for gw in [&a, &b] {
+        assert!(wait_until(Duration::from_secs(15), || gw
+            .admin_client()
+            .get("/readyz")
+            .unwrap()
+            .status
+            == 200));
+    }
+}
