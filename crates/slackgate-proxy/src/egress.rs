@@ -35,6 +35,7 @@ mod door;
 mod rotation;
 mod scopes;
 mod seal;
+mod shared;
 mod store;
 mod vault;
 
@@ -44,6 +45,7 @@ pub use rotation::RefreshResult;
 pub(crate) use rotation::{check_stored, Refresher};
 pub use scopes::{BotScopes, ScopeLedger};
 pub(crate) use seal::Sealer;
+pub(crate) use shared::ScopeSync;
 pub(crate) use store::Store;
 pub(crate) use vault::CallToken;
 pub use vault::{RotationStatus, TokenState, TokenVault};

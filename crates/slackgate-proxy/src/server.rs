@@ -280,6 +280,14 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartErr
                     redis: Arc::clone(redis),
                 },
             ));
+            server.add_service(background_service(
+                "shared scopes",
+                crate::egress::ScopeSync {
+                    shared: Arc::clone(&shared),
+                    redis: Arc::clone(redis),
+                    ledger: Arc::clone(&features.ledger),
+                },
+            ));
         }
     }
     if let Some(admin) = &config.admin {

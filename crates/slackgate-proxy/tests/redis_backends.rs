@@ -12,8 +12,8 @@ use std::time::Duration;
 use redis::IntoConnectionInfo;
 
 use slackgate_testkit::{
-    wait_until, MockBot, Redis, RedisCluster, Sentinel, SignedRequest, TestCa, TestGateway,
-    TestGatewayBuilder,
+    wait_until, MockBot, Redis, RedisCluster, Response, Sentinel, SignedRequest, SlackApi, TestCa,
+    TestGateway, TestGatewayBuilder,
 };
 
 const SECRET: &str = "redis-backends-secret-0123456789abcdef";
@@ -41,8 +41,13 @@ routes:
     upstream: bot
     state_failure: fail_closed
     dedupe: event_id
+bots:
+{helpdesk}    team: T0ACME
+    methods: [chat.postMessage, conversations.info, reactions.add]
+    rate_limits: [{{ per: method, rate: 1/h, burst: 3 }}]
 "#,
-        bot = bot.addr()
+        bot = bot.addr(),
+        helpdesk = slackgate_testkit::policy::bot("helpdesk"),
     )
 }
 
@@ -52,9 +57,30 @@ struct Backend {
     secrets: Vec<(&'static str, String)>,
 }
 
+const KEY: &str = "sgk-helpdesk-key-0123456789abcdef";
+const TOKEN: &str = "xoxb-helpdesk-token-redis-backends";
+
+fn slack() -> SlackApi {
+    SlackApi::builder()
+        .token(
+            TOKEN,
+            "T0ACME",
+            &[
+                "chat:write",
+                "channels:read",
+                "reactions:write",
+                "users:read",
+            ],
+        )
+        .start()
+}
+
 impl Backend {
-    fn gateway(&self, bot: &MockBot) -> Result<TestGateway, String> {
-        let mut b = TestGatewayBuilder::new(&policy(bot)).secret("SECRET_A", SECRET);
+    fn gateway(&self, bot: &MockBot, slack: &SlackApi) -> Result<TestGateway, String> {
+        let mut b = TestGatewayBuilder::new(&policy(bot))
+            .secret("SECRET_A", SECRET)
+            .bot("helpdesk", KEY, TOKEN)
+            .slack(slack);
         for (k, v) in &self.secrets {
             b = b.secret(k, v);
         }
@@ -88,8 +114,25 @@ fn event(path: &str, id: &str) -> SignedRequest {
     SignedRequest::new(path, body).sign(SECRET)
 }
 
-/// Two replicas: one combined limit (burst 3 across both), one replay cache.
-fn two_replicas_share_state(a: &TestGateway, b: &TestGateway, tag: &str) {
+fn call(gw: &TestGateway, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let auth = format!("Bearer {KEY}");
+    let mut all = vec![("Authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    gw.egress_post(target, &all, body)
+}
+
+fn post(gw: &TestGateway, method: &str, body: &str) -> Response {
+    call(
+        gw,
+        &format!("/api/{method}"),
+        &[("Content-Type", "application/json; charset=utf-8")],
+        body,
+    )
+}
+
+/// Two replicas: one combined limit (burst 3 across both), one replay cache, one bot
+/// bucket, Slack's 429 seen on one honoured on the other, one scope ledger.
+fn two_replicas_share_state(a: &TestGateway, b: &TestGateway, slack: &SlackApi, tag: &str) {
     let send =
         |gw: &TestGateway, path: &str, id: String| gw.client().send(&event(path, &id)).unwrap();
     for (i, gw) in [a, b, a].into_iter().enumerate() {
@@ -108,7 +151,69 @@ fn two_replicas_share_state(a: &TestGateway, b: &TestGateway, tag: &str) {
         Some("replayed"),
         "{tag}: one replay cache"
     );
+
+    // One bot bucket (burst 3 per method) across both replicas.
+    for (i, gw) in [a, b, a].into_iter().enumerate() {
+        let r = post(gw, "chat.postMessage", r#"{"channel":"C0HELP","text":"x"}"#);
+        assert_eq!(
+            r.status,
+            200,
+            "{tag}: egress call {i}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = post(b, "chat.postMessage", r#"{"channel":"C0HELP","text":"x"}"#);
+    assert_eq!(r.status, 429, "{tag}: {}", String::from_utf8_lossy(&r.body));
+    r.assert_refused("rate_limited");
+
+    // Slack's 429 seen on one replica is honoured on the other, before Slack says it.
+    slack.rate_limit("conversations.info", 30);
+    let r = post(a, "conversations.info", r#"{"channel":"C0HELP"}"#);
+    assert_eq!(r.status, 429, "{tag}: Slack's own 429");
+    let asked = slack.received().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let r = post(b, "conversations.info", r#"{"channel":"C0HELP"}"#);
+            r.status == 429 && r.json()["error"] == "slack_rate_limited"
+        }),
+        "{tag}: the other replica did not honour Slack's 429"
+    );
+    assert_eq!(
+        slack.received().len(),
+        asked,
+        "{tag}: Slack was not asked again"
+    );
+
+    // unused_scopes identical on both: channels:read needed on a only (its 429 carried
+    // the scope headers), reactions:write on b only.
+    let r = call(
+        b,
+        "/api/reactions.add",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "channel=C0HELP&name=x&timestamp=1.2",
+    );
+    assert_eq!(r.status, 200, "{tag}: {}", String::from_utf8_lossy(&r.body));
+    let unused = |gw: &TestGateway| {
+        gw.admin_client().get("/status").unwrap().json()["egress"]["bots"]["helpdesk"]
+            ["unused_scopes"]
+            .clone()
+    };
+    let same = wait_until(Duration::from_secs(10), || {
+        let (ua, ub) = (unused(a), unused(b));
+        ua == ub && ua == serde_json::json!(["users:read"])
+    });
+    assert!(
+        same,
+        "{tag}: unused_scopes differ: {} vs {}",
+        unused(a),
+        unused(b)
+    );
+
     for gw in [a, b] {
+        assert_eq!(
+            gw.metric("slackgate_state_fallbacks_total{op=\"rate_limit\"}"),
+            0.0
+        );
         assert_eq!(
             gw.metric("slackgate_state_fallbacks_total{op=\"replay\"}"),
             0.0
@@ -126,10 +231,11 @@ fn tls_only_redis_with_an_acl_user() {
     let ca = TestCa::generate();
     let redis = Redis::builder().tls(&ca).acl_user(USER, PASSWORD).start();
     let bot = MockBot::start();
+    let slack = slack();
     let backend = tls_backend(&redis, &ca, PASSWORD);
-    let a = backend.gateway(&bot).unwrap();
-    let b = backend.gateway(&bot).unwrap();
-    two_replicas_share_state(&a, &b, "Tls");
+    let a = backend.gateway(&bot, &slack).unwrap();
+    let b = backend.gateway(&bot, &slack).unwrap();
+    two_replicas_share_state(&a, &b, &slack, "Tls");
     let status = a.admin_client().get("/status").unwrap().json();
     let name = status["state"]["redis"].as_str().unwrap();
     assert_eq!(name, format!("rediss://127.0.0.1:{}", redis.addr.port()));
@@ -149,8 +255,11 @@ fn wrong_credentials_and_wrong_ca_are_one_clear_error() {
     let ca = TestCa::generate();
     let redis = Redis::builder().tls(&ca).acl_user(USER, PASSWORD).start();
     let bot = MockBot::start();
+    let slack = slack();
     let wrong = "not-the-password-0451";
-    let err = tls_backend(&redis, &ca, wrong).gateway(&bot).unwrap_err();
+    let err = tls_backend(&redis, &ca, wrong)
+        .gateway(&bot, &slack)
+        .unwrap_err();
     let at = format!("rediss://127.0.0.1:{}", redis.addr.port());
     assert!(err.contains(&at), "{err}");
     assert!(err.contains("refused"), "{err}");
@@ -163,7 +272,7 @@ fn wrong_credentials_and_wrong_ca_are_one_clear_error() {
 
     let other = TestCa::generate();
     let err = tls_backend(&redis, &other, PASSWORD)
-        .gateway(&bot)
+        .gateway(&bot, &slack)
         .unwrap_err();
     assert!(err.contains(&at) && err.contains("TLS"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
@@ -171,7 +280,7 @@ fn wrong_credentials_and_wrong_ca_are_one_clear_error() {
     // A password variable that is not set is a load error naming it.
     let mut backend = tls_backend(&redis, &ca, PASSWORD);
     backend.secrets.retain(|(k, _)| *k != "REDIS_PASSWORD");
-    let err = backend.gateway(&bot).unwrap_err();
+    let err = backend.gateway(&bot, &slack).unwrap_err();
     assert!(err.contains("password_env names REDIS_PASSWORD"), "{err}");
 }
 
@@ -183,7 +292,10 @@ fn a_password_changed_under_a_running_replica_shows_in_readiness() {
     let ca = TestCa::generate();
     let redis = Redis::builder().tls(&ca).acl_user(USER, PASSWORD).start();
     let bot = MockBot::start();
-    let gw = tls_backend(&redis, &ca, PASSWORD).gateway(&bot).unwrap();
+    let slack = slack();
+    let gw = tls_backend(&redis, &ca, PASSWORD)
+        .gateway(&bot, &slack)
+        .unwrap();
     assert_eq!(gw.admin_client().get("/readyz").unwrap().status, 200);
 
     let _: () = redis
@@ -264,6 +376,7 @@ fn a_password_changed_under_a_running_replica_shows_in_readiness() {
 fn redis_cluster_of_three_masters() {
     let cluster = RedisCluster::start();
     let bot = MockBot::start();
+    let slack = slack();
     let backend = Backend {
         redis: format!(
             "{{ url: \"redis://{}\", mode: cluster, timeout: 500ms }}",
@@ -271,9 +384,9 @@ fn redis_cluster_of_three_masters() {
         ),
         secrets: Vec::new(),
     };
-    let a = backend.gateway(&bot).unwrap();
-    let b = backend.gateway(&bot).unwrap();
-    two_replicas_share_state(&a, &b, "Cluster");
+    let a = backend.gateway(&bot, &slack).unwrap();
+    let b = backend.gateway(&bot, &slack).unwrap();
+    two_replicas_share_state(&a, &b, &slack, "Cluster");
     // The keys spread over the masters: the gateway follows the slots.
     let holding = cluster
         .nodes
@@ -297,6 +410,7 @@ fn sentinel_failover_is_followed_without_a_restart() {
         "the sentinel did not find the replica"
     );
     let bot = MockBot::start();
+    let slack = slack();
     let backend = Backend {
         redis: format!(
             "{{ url: \"redis://{}\", mode: sentinel, sentinel: {{ master: sg }}, timeout: 500ms }}",
@@ -304,9 +418,9 @@ fn sentinel_failover_is_followed_without_a_restart() {
         ),
         secrets: Vec::new(),
     };
-    let a = backend.gateway(&bot).unwrap();
-    let b = backend.gateway(&bot).unwrap();
-    two_replicas_share_state(&a, &b, "Sentinel1");
+    let a = backend.gateway(&bot, &slack).unwrap();
+    let b = backend.gateway(&bot, &slack).unwrap();
+    two_replicas_share_state(&a, &b, &slack, "Sentinel1");
 
     // Forced failover: the replica becomes the master, the old master a replica.
     let _: String = sentinel.query(&["SENTINEL", "FAILOVER", "sg"]).unwrap();

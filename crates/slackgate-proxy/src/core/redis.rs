@@ -1,7 +1,9 @@
 //! Shared state in Redis for several replicas: replay cache, rate-limit buckets and
 //! delivered event ids, each in one round trip.
 //!
-//! - Replay: `SET key 1 NX PX ttl` — only the first replica to see a signature wins.
+//! - Replay: `SET key <value unique to the call> NX PX ttl GET` — only the first replica
+//!   to see a signature wins (a call sent again after a broken connection finds its own
+//!   value).
 //! - Rate limits: a token bucket in a Lua script that reads Redis' own clock, so every
 //!   replica shares one bucket and one notion of time (`EVALSHA`, `EVAL` on NOSCRIPT).
 //! - Dedupe: `EXISTS` / `SET key 1 PX ttl` on `delivered:{app}:{event_id}`.
@@ -14,11 +16,17 @@
 //! the background (for sentinels: to the master they name now), so a caller never waits
 //! longer than its timeout for a slow handshake.
 //!
-//! Every script touches one key. Where a script needs several, they share a hash tag
-//! (`prefix{tag}:...`) so that they stay on one cluster slot: `key_prefix` may hold no
-//! braces, so the tag is always the gateway's.
+//! - Egress ([`egress`]): per bot, Slack's 429 deadlines, the bot's buckets and Slack's
+//!   pacing in one script per call, and the scope ledger.
+//!
+//! Where a script needs several keys, they share a hash tag (`prefix{e:<bot>}:...`) so
+//! that they stay on one cluster slot: `key_prefix` may hold no braces, so the tag is
+//! always the gateway's.
 
+mod egress;
 mod link;
+
+pub use egress::{Gate, GateBucket, SharedScopes};
 
 pub use link::Credentials;
 
@@ -142,6 +150,8 @@ pub struct RedisState {
     creds: Credentials,
     shared: Arc<Shared>,
     bucket: redis::Script,
+    egress_gate: redis::Script,
+    scopes_note: redis::Script,
     failures: AtomicU32,
     open_until_ms: AtomicU64,
     /// This client's random id, in hex, and a count of the values it wrote with it
@@ -178,6 +188,8 @@ impl RedisState {
                 refused: AtomicBool::new(false),
             }),
             bucket: redis::Script::new(TOKEN_BUCKET),
+            egress_gate: redis::Script::new(egress::EGRESS_GATE),
+            scopes_note: redis::Script::new(egress::SCOPES_NOTE),
             failures: AtomicU32::new(0),
             open_until_ms: AtomicU64::new(0),
             instance: random_id()?,

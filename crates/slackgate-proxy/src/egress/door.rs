@@ -182,6 +182,9 @@ impl EgressApp {
         let granted = resp.header(b"x-oauth-scopes");
         let accepted = resp.header(b"x-accepted-oauth-scopes");
         o.scopes_needed = accepted.map(|a| scope_header(a, MAX_SCOPES_NEEDED));
+        if let Some(redis) = &self.shared.remote {
+            super::shared::publish_scopes(redis, &bot.name, granted, accepted);
+        }
         let (unused, granted_changed) = self.ledger.note_grant(&bot.name, granted, accepted);
         if granted_changed {
             o.scopes_granted = granted.map(|g| scope_header(g, MAX_SCOPES_GRANTED));
@@ -189,6 +192,9 @@ impl EgressApp {
         if resp.status == 429 {
             // Slack's Retry-After in whole seconds (without one, a minute).
             let secs = retry_after_of(resp);
+            if let Some(redis) = &self.shared.remote {
+                super::shared::publish_429(redis, &bot.name, method, secs);
+            }
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, method, secs);
@@ -466,6 +472,13 @@ impl EgressApp {
         }
         if let Some(why) = unreadable {
             decision.unreadable(why);
+        }
+        // With Redis: Slack's 429s and the bot's buckets as every replica sees them.
+        if let Some(redis) = &self.shared.remote {
+            let wait = super::shared::gate(&self.shared, redis, &mut decision).await;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
         // A rotating bot's token comes from the vault; without one, nothing is sent.
         let bot = decision.bot.clone();

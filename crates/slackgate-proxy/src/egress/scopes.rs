@@ -57,7 +57,40 @@ fn scope_list(header: &[u8]) -> impl Iterator<Item = &str> {
         })
 }
 
+/// The scopes of `accepted` that `granted` holds: those the call needed.
+pub(crate) fn accepted_granted(granted: &[u8], accepted: Option<&[u8]>) -> Vec<String> {
+    let granted: BTreeSet<&str> = scope_list(granted).collect();
+    let mut needed: Vec<String> = accepted
+        .into_iter()
+        .flat_map(scope_list)
+        .filter(|s| granted.contains(s))
+        .map(str::to_owned)
+        .collect();
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
 impl ScopeLedger {
+    /// Takes what every replica's calls showed of `bot` (the shared state): their last
+    /// grant, the union of what they needed, their count of answers. Returns how many
+    /// granted scopes are unused.
+    pub(crate) fn adopt(&self, bot: &str, view: &crate::core::redis::SharedScopes) -> usize {
+        let mut bots = self.bots.lock();
+        let entry = bots.entry(bot.to_owned()).or_default();
+        if entry.granted_raw != view.granted {
+            entry.granted = scope_list(&view.granted).map(str::to_owned).collect();
+            entry.granted_raw = view.granted.clone();
+        }
+        for s in &view.needed {
+            if entry.granted.contains(s) {
+                entry.needed.insert(s.clone());
+            }
+        }
+        entry.calls = entry.calls.max(view.calls);
+        entry.granted.difference(&entry.needed).count()
+    }
+
     /// Notes the scope headers of one answer to `bot`'s call and returns how many of its
     /// granted scopes are unused so far (0 for a bot not seen yet). Either header may be
     /// absent (Slack omits them on some errors); an answer without `x-oauth-scopes`

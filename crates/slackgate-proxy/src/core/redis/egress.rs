@@ -1,0 +1,220 @@
+//! The egress door's state shared by every replica: per bot, Slack's 429 deadlines per
+//! method, the bot's own rate-limit buckets and Slack's pacing buckets (one script, one
+//! round trip per call), and the scope ledger.
+//!
+//! Every key of one bot carries the hash tag `{e:<bot>}` (the ledger's `{s:<bot>}`), so
+//! that the script that reads a bot's deadline and takes from its buckets finds all of
+//! them on one cluster slot.
+
+use std::time::Duration;
+
+use slackgate_guard::StateError;
+
+use super::{millis, RedisState};
+
+/// Checks the 429 deadline (KEYS[1]) and then every bucket (KEYS[2..]), all or nothing:
+/// ARGV = rate, burst and most wait in ms of each bucket (0 for a hard limit). A bucket
+/// may go below zero by at most its most wait: the call is then let through after that
+/// wait (pacing), never refused for it.
+///
+/// Returns `{0, wait_ms}` (go, after waiting), `{1, secs}` (Slack's 429 holds),
+/// `{2, secs, index}` (bucket `index`, from 1, is empty).
+pub(super) const EGRESS_GATE: &str = r#"
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl > 0 then
+  return {1, math.ceil(pttl / 1000)}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = #KEYS - 1
+local tokens = {}
+local wait = 0
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
+  local max_wait = tonumber(ARGV[3 * i]) / 1000
+  local b = redis.call('HMGET', KEYS[i + 1], 'tokens', 'ts')
+  local tk = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tk == nil or ts == nil then
+    tk = burst
+    ts = now
+  end
+  local elapsed = now - ts
+  if elapsed < 0 then elapsed = 0 end
+  tk = math.min(burst, tk + elapsed * rate)
+  local need = (1 - tk) / rate
+  if tk < 1 and need > max_wait then
+    return {2, math.max(1, math.ceil(need - max_wait)), i}
+  end
+  if need > wait then wait = need end
+  tokens[i] = tk - 1
+end
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])
+  redis.call('HSET', KEYS[i + 1], 'tokens', tostring(tokens[i]), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[i + 1], math.ceil(burst / rate * 1000) + 60000)
+end
+return {0, math.ceil(wait * 1000)}
+"#;
+
+/// Notes one answer's scopes: KEYS = granted (the raw header), needed (a set), calls;
+/// ARGV[1] = the granted header, ARGV[2..] = the granted scopes the call accepted.
+pub(super) const SCOPES_NOTE: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #ARGV do
+  redis.call('SADD', KEYS[2], ARGV[i])
+end
+return redis.call('INCR', KEYS[3])
+"#;
+
+/// One bucket of a call: the bot's own `rate_limits` (no wait) or Slack's pacing.
+#[derive(Debug, Clone)]
+pub struct GateBucket {
+    /// The key's parts after the bot's tag.
+    pub parts: Vec<String>,
+    /// Tokens per second.
+    pub rate: f64,
+    /// The bucket's size.
+    pub burst: u32,
+    /// How long a call may be held back for this bucket (zero: refused at once).
+    pub max_wait: Duration,
+}
+
+/// What the shared egress state says of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Go, after waiting this long (zero but for pacing).
+    Go(Duration),
+    /// Slack's 429 for this bot and method holds for this many seconds more.
+    SlackLimited(u32),
+    /// Bucket `index` (of the call's buckets) is empty for this many seconds.
+    Limited {
+        /// Which bucket.
+        index: usize,
+        /// Seconds until it has a token for this call.
+        retry_after_secs: u32,
+    },
+}
+
+/// The ledger's shared view of one bot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedScopes {
+    /// The last `x-oauth-scopes` any replica saw, as sent.
+    pub granted: Vec<u8>,
+    /// The granted scopes some call on any replica accepted.
+    pub needed: Vec<String>,
+    /// Answers with scope headers, on every replica.
+    pub calls: u64,
+}
+
+fn egress_tag(bot: &str) -> String {
+    format!("{{e:{bot}}}")
+}
+
+fn scopes_tag(bot: &str) -> String {
+    format!("{{s:{bot}}}")
+}
+
+impl RedisState {
+    /// Reads `bot`'s 429 deadline for `method` and takes from every bucket (all or
+    /// nothing), in one script.
+    pub async fn egress_gate(
+        &self,
+        bot: &str,
+        method: &str,
+        buckets: &[GateBucket],
+    ) -> Result<Gate, StateError> {
+        let tag = egress_tag(bot);
+        let mut keys = vec![self.key(&[&tag, "429", method])];
+        let mut args = Vec::with_capacity(buckets.len() * 3);
+        for b in buckets {
+            let mut parts: Vec<&str> = vec![&tag];
+            parts.extend(b.parts.iter().map(String::as_str));
+            keys.push(self.key(&parts));
+            args.push(format!("{}", b.rate));
+            args.push(b.burst.max(1).to_string());
+            args.push(
+                u64::try_from(b.max_wait.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .to_string(),
+            );
+        }
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let reply: Vec<i64> = self.run_script(&self.egress_gate, &keys, &args).await?;
+        let secs = |v: i64| u32::try_from(v.max(1)).unwrap_or(u32::MAX);
+        match reply.as_slice() {
+            [0, wait_ms] => Ok(Gate::Go(Duration::from_millis(
+                u64::try_from(*wait_ms).unwrap_or(0),
+            ))),
+            [1, s] => Ok(Gate::SlackLimited(secs(*s))),
+            [2, s, i] => Ok(Gate::Limited {
+                index: usize::try_from(*i - 1).unwrap_or(0),
+                retry_after_secs: secs(*s),
+            }),
+            _ => Err(StateError::Failed),
+        }
+    }
+
+    /// Records that Slack answered `bot`'s call to `method` 429 for `retry_after`.
+    pub async fn note_slack_429(
+        &self,
+        bot: &str,
+        method: &str,
+        retry_after: Duration,
+    ) -> Result<(), StateError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&[&egress_tag(bot), "429", method]))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(retry_after));
+        self.query::<()>(cmd).await
+    }
+
+    /// Notes one answer to `bot`'s call: the `granted` header and the granted scopes it
+    /// accepted.
+    pub async fn note_scopes(
+        &self,
+        bot: &str,
+        granted: &[u8],
+        needed: &[&str],
+    ) -> Result<(), StateError> {
+        let tag = scopes_tag(bot);
+        let keys = [
+            self.key(&[&tag, "granted"]),
+            self.key(&[&tag, "needed"]),
+            self.key(&[&tag, "calls"]),
+        ];
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let granted = String::from_utf8_lossy(granted);
+        let mut args: Vec<&str> = vec![&granted];
+        args.extend_from_slice(needed);
+        self.run_script::<i64>(&self.scopes_note, &keys, &args)
+            .await
+            .map(|_| ())
+    }
+
+    /// What every replica's calls showed of `bot`'s scopes (one pipeline on one slot);
+    /// `None` before any replica saw an answer with scopes.
+    pub async fn shared_scopes(&self, bot: &str) -> Result<Option<SharedScopes>, StateError> {
+        let tag = scopes_tag(bot);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(self.key(&[&tag, "granted"]))
+            .cmd("SMEMBERS")
+            .arg(self.key(&[&tag, "needed"]))
+            .cmd("GET")
+            .arg(self.key(&[&tag, "calls"]));
+        let pipe = &pipe;
+        let (granted, needed, calls): (Option<Vec<u8>>, Vec<String>, Option<u64>) = self
+            .bounded(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(granted.map(|granted| SharedScopes {
+            granted,
+            needed,
+            calls: calls.unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,157 @@
+//! With the Redis backend, the egress door's state is every replica's:
+//!
+//! - **One gate per call**: a call this replica's guard allows then passes, in one
+//!   script on one cluster slot, Slack's 429 deadline for its bot and method as any
+//!   replica saw it (`slack_rate_limited`) and the bot's `rate_limits` buckets shared by
+//!   every replica (`rate_limited`), all or nothing. A Redis failure leaves this replica's
+//!   own decision (its own buckets and deadlines still hold), counted in
+//!   `slackgate_state_fallbacks_total{op="rate_limit"}`.
+//! - **Slack's 429s**: written for every replica (`SET … PX retry_after`) when Slack
+//!   answers one, in the background.
+//! - **The scope ledger**: every answer's scope headers are noted for every replica, in
+//!   the background; [`ScopeSync`] reads the shared view of each bot every second, so
+//!   that `/status` and `slackgate_egress_unused_scopes` agree on every replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use slackgate_guard::{EgressDecision, EgressReason, StateOp};
+use slackgate_policy::{Bot, EgressLimitKey};
+
+use super::scopes::{accepted_granted, ScopeLedger};
+use crate::core::redis::{Gate, GateBucket, RedisState};
+use crate::core::state::Shared;
+
+/// How often every replica reads the shared scope ledger.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The buckets of `bot`'s `rate_limits` for a call to `method` charged to `channel`,
+/// keyed as the guard keys them.
+fn rate_limit_buckets(bot: &Bot, method: &str, channel: &str) -> Vec<GateBucket> {
+    bot.rate_limits
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let (per, value) = match rule.per {
+                EgressLimitKey::Bot => ("bot", ""),
+                EgressLimitKey::Method => ("method", method),
+                EgressLimitKey::Channel => ("channel", channel),
+            };
+            GateBucket {
+                parts: vec!["rl".into(), i.to_string(), per.into(), value.into()],
+                rate: rule.rate.tokens_per_sec,
+                burst: rule.burst.get(),
+                max_wait: Duration::ZERO,
+            }
+        })
+        .collect()
+}
+
+/// Passes an allowed call `d` through the gate every replica shares; the wait before
+/// sending it (zero but for pacing). `d` becomes the refusal when the gate refuses.
+pub(crate) async fn gate(shared: &Shared, redis: &RedisState, d: &mut EgressDecision) -> Duration {
+    let (Some(bot), Some(method)) = (d.bot.clone(), d.method.clone()) else {
+        return Duration::ZERO;
+    };
+    if d.reason != EgressReason::Allowed {
+        return Duration::ZERO;
+    }
+    let channel = d.channel_id.as_deref().unwrap_or("");
+    let buckets = rate_limit_buckets(&bot, &method, channel);
+    match redis.egress_gate(&bot.name, &method, &buckets).await {
+        Ok(Gate::Go(wait)) => wait,
+        Ok(Gate::SlackLimited(secs)) => {
+            shared.guard.note_slack_rate_limit(&bot.name, &method, secs);
+            d.reason = EgressReason::SlackRateLimited;
+            d.retry_after_secs = Some(secs);
+            d.rule = Some(Arc::from("slack retry_after"));
+            Duration::ZERO
+        }
+        Ok(Gate::Limited {
+            index,
+            retry_after_secs,
+        }) => {
+            d.reason = EgressReason::RateLimited;
+            d.retry_after_secs = Some(retry_after_secs);
+            d.rule = bot.rate_limits.get(index).map(|r| Arc::clone(&r.label));
+            Duration::ZERO
+        }
+        Err(_) => {
+            shared.metrics.count_fallback(StateOp::RateLimit);
+            Duration::ZERO
+        }
+    }
+}
+
+/// Shares that Slack answered `bot`'s call to `method` 429 for `secs`.
+pub(crate) fn publish_429(redis: &Arc<RedisState>, bot: &str, method: &str, secs: u32) {
+    let redis = Arc::clone(redis);
+    let (bot, method) = (bot.to_owned(), method.to_owned());
+    tokio::spawn(async move {
+        let until = Duration::from_secs(u64::from(secs.max(1)));
+        if let Err(e) = redis.note_slack_429(&bot, &method, until).await {
+            log::warn!("bot {bot}: sharing Slack's 429 on {method} through Redis failed ({e}); other replicas learn it from Slack");
+        }
+    });
+}
+
+/// Shares the scope headers of one answer to `bot`'s call.
+pub(crate) fn publish_scopes(
+    redis: &Arc<RedisState>,
+    bot: &str,
+    granted: Option<&[u8]>,
+    accepted: Option<&[u8]>,
+) {
+    let Some(granted) = granted else {
+        return;
+    };
+    let needed = accepted_granted(granted, accepted);
+    let (redis, bot, granted) = (Arc::clone(redis), bot.to_owned(), granted.to_vec());
+    tokio::spawn(async move {
+        let needed: Vec<&str> = needed.iter().map(String::as_str).collect();
+        if let Err(e) = redis.note_scopes(&bot, &granted, &needed).await {
+            log::debug!("bot {bot}: sharing its scopes through Redis failed ({e})");
+        }
+    });
+}
+
+/// Reads every replica's view of the running policy's bots' scopes, every
+/// [`SYNC_INTERVAL`], into this replica's ledger.
+pub(crate) struct ScopeSync {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) redis: Arc<RedisState>,
+    pub(crate) ledger: Arc<ScopeLedger>,
+}
+
+impl ScopeSync {
+    async fn once(&self) {
+        let snap = self.shared.current();
+        for bot in snap.policy.bots.iter() {
+            if let Ok(Some(view)) = self.redis.shared_scopes(&bot.name).await {
+                let unused = self.ledger.adopt(&bot.name, &view);
+                self.shared
+                    .metrics
+                    .egress
+                    .unused_scopes
+                    .with_label_values(&[&bot.name])
+                    .set(i64::try_from(unused).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ScopeSync {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.once().await;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(SYNC_INTERVAL) => {}
+            }
+        }
+    }
+}
