@@ -51,6 +51,18 @@ pub struct Egress {
     /// base of the capability URLs the gateway hands out in place of Slack's response and
     /// upload URLs. Without it, neither is taken into custody.
     pub public_url: Option<String>,
+    /// `egress.pacing`: calls are paced by Slack's documented per-method tiers (and
+    /// `chat.postMessage`'s one message per second per channel), across replicas with
+    /// Redis; `None` without it.
+    pub pacing: Option<Pacing>,
+}
+
+/// `egress.pacing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// The longest a call is held back for its tier before it is answered
+    /// `slack_rate_limited` instead. Default 1 s, at most 30 s.
+    pub max_wait: Duration,
 }
 
 /// The Slack Web API base URL, split: `https://slack.com/api/` by default.

@@ -39,6 +39,14 @@ pub(crate) struct EgressSpec {
     pub(crate) ca_file: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) public_url: Option<Spanned<String>>,
+    pub(crate) pacing: Option<PacingSpec>,
+}
+
+/// `egress.pacing`: Slack's documented per-method rate tiers applied before Slack does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PacingSpec {
+    pub(crate) max_wait: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -309,6 +309,12 @@ cases! {
     config_redis_on_local: "redis settings with the local backend", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { redis: { url: \"redis://r:6379\" } }\n" =>
         "config.yaml:3:24: error: `state.redis` is set but `state.backend` is not `redis`\n  fix: set `backend: redis` to share state through Redis, or remove `redis:`";
+    config_redis_unknown_key: "unknown key in state.redis", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\nstate: { backend: redis, redis: { url: \"redis://r:6379\", password: x } }\n" =>
+        "config.yaml:3:58: error: unknown key `password` in `state.redis`\n  fix: remove it or correct the spelling; allowed keys here: `url`, `ca_file`, `mode`, `sentinel`, `key_prefix`, `timeout`, `username_env`, `password_env`";
+    config_egress_pacing_wait: "egress pacing max_wait out of range", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\negress: { listen: { addr: 127.0.0.1:8081 }, pacing: { max_wait: 2m } }\n" =>
+        "config.yaml:3:65: error: `egress.pacing.max_wait` is not a duration of at most 30s\n  fix: write how long a call may be held back for Slack's rate tier, e.g. 1s (0s answers slack_rate_limited at once)";
     route_bad_state_failure: "bad state_failure value", Policy,
         concat!(head!(), route!(), "    state_failure: maybe\n") =>
         "policy.yaml:12:20: error: invalid value for `routes[0].state_failure`\n  fix: use one of: `fail_open`, `fail_closed`";

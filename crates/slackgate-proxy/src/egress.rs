@@ -32,6 +32,7 @@
 mod call;
 mod custody;
 mod door;
+mod pacing;
 mod rotation;
 mod scopes;
 mod seal;

@@ -458,3 +458,75 @@ fn sentinel_failover_is_followed_without_a_restart() {
             == 200));
     }
 }
+
+/// Slack's pacing across replicas: `chat.postMessage` goes at one message per second per
+/// channel, counted on both replicas together: the second post (on the other replica) is
+/// held back about a second, the third, which would wait past `max_wait`, is answered
+/// `slack_rate_limited` before Slack says 429; another channel is not held.
+#[test]
+fn slack_pacing_holds_calls_back_across_replicas() {
+    let redis = Redis::start();
+    let bot = MockBot::start();
+    let slack = slack();
+    let start = || {
+        TestGatewayBuilder::new(&policy(&bot))
+            .secret("SECRET_A", SECRET)
+            .bot("helpdesk", KEY, TOKEN)
+            .slack(&slack)
+            .egress_pacing("1500ms")
+            .config(&format!(
+                "state: {{ backend: redis, redis: {{ url: \"redis://{}\", timeout: 500ms }} }}",
+                redis.addr
+            ))
+            .start()
+    };
+    let (a, b) = (start(), start());
+    let body = r#"{"channel":"C0OPS","text":"x"}"#;
+    let t = std::time::Instant::now();
+    assert_eq!(post(&a, "chat.postMessage", body).status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "the first goes at once"
+    );
+    // The second, on the other replica, is held back (on a thread); once it took its
+    // turn (the shared bucket is below zero), a third on the first replica would wait
+    // past max_wait.
+    let second = std::thread::scope(|scope| {
+        let held = scope.spawn(|| {
+            let t = std::time::Instant::now();
+            let status = post(&b, "chat.postMessage", body).status;
+            (status, t.elapsed())
+        });
+        let key = "slackgate:{e:helpdesk}:pace:chat.postMessage:C0OPS";
+        assert!(wait_until(Duration::from_secs(5), || redis
+            .query::<Option<f64>>(&["HGET", key, "tokens"])
+            .is_ok_and(|t| t.is_some_and(|t| t < 0.0))));
+        let r = post(&a, "chat.postMessage", body);
+        assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+        r.assert_refused("slack_rate_limited");
+        held.join().unwrap()
+    });
+    assert_eq!(second.0, 200);
+    assert!(
+        second.1 >= Duration::from_millis(700),
+        "the second is held back by the other replica's post: {:?}",
+        second.1
+    );
+    let record = a.egress_record(2);
+    assert_eq!(record["rule"], "slack pacing: special", "{record}");
+    let t = std::time::Instant::now();
+    let other = post(&a, "chat.postMessage", r#"{"channel":"C0HELP","text":"x"}"#);
+    assert_eq!(other.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "another channel goes at once"
+    );
+    assert_eq!(
+        slack
+            .received()
+            .iter()
+            .filter(|r| r.method == "chat.postMessage")
+            .count(),
+        3
+    );
+}

@@ -38,6 +38,7 @@ mod lifecycle;
 mod methods;
 mod signature;
 mod subteam;
+mod tiers;
 mod webapi;
 mod wire;
 
@@ -64,6 +65,7 @@ pub use subteam::{
     changed_usergroup, is_usergroup_change, is_usergroup_id, SUBTEAM_MEMBERS_CHANGED,
     SUBTEAM_UPDATED,
 };
+pub use tiers::{slack_pace, Pace};
 pub use webapi::{
     is_privileged_method, method_from_path, read_call, strip_body_token, CallArgs, CallEncoding,
     CallError, CallLimits,

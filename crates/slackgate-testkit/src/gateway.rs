@@ -34,6 +34,7 @@ pub struct TestGatewayBuilder {
     hooks_base: Option<String>,
     /// Whether `egress.public_url` names the egress listener (secret custody).
     public_url: bool,
+    pacing: Option<String>,
 }
 
 impl std::fmt::Debug for TestGatewayBuilder {
@@ -91,7 +92,14 @@ impl TestGatewayBuilder {
             egress_tls: None,
             hooks_base: None,
             public_url: false,
+            pacing: None,
         }
+    }
+
+    /// `egress.pacing: { max_wait: <max_wait> }`: Slack's tiers applied by the gateway.
+    pub fn egress_pacing(mut self, max_wait: &str) -> Self {
+        self.pacing = Some(max_wait.to_owned());
+        self
     }
 
     /// Turns the egress door on: a plain egress listener on a free port whose allowed
@@ -237,6 +245,9 @@ impl TestGatewayBuilder {
             ));
             if let Some(ca) = ca {
                 config.push_str(&format!("  ca_file: {}\n", ca.display()));
+            }
+            if let Some(w) = &self.pacing {
+                config.push_str(&format!("  pacing: {{ max_wait: {w} }}\n"));
             }
             if let Some(base) = &self.hooks_base {
                 config.push_str(&format!("  hooks_base: {base}\n"));

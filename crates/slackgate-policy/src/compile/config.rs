@@ -14,7 +14,7 @@ use std::time::Duration;
 use marked_yaml::{Node, Spanned};
 
 use crate::config::{
-    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, SlackApi, State, StateKey,
+    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, Pacing, SlackApi, State, StateKey,
     StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 use crate::error::{Errors, LoadErrors};
@@ -231,6 +231,7 @@ fn config(
             ca_file,
             timeout,
             public_url,
+            pacing,
         } = e;
         let ListenerSpec { addr, tls } = listen;
         let parsed = socket_addr(&addr, "egress.listen.addr", errs);
@@ -314,7 +315,27 @@ fn config(
                 None
             }
         });
+        let pacing = match pacing {
+            None => Some(None),
+            Some(p) => match p.max_wait.as_ref() {
+                None => Some(Some(Pacing {
+                    max_wait: Duration::from_secs(1),
+                })),
+                Some(w) => match parse_duration(w) {
+                    Ok(d) if d <= Duration::from_secs(30) => Some(Some(Pacing { max_wait: d })),
+                    _ => {
+                        errs.at(
+                            w.span(),
+                            "`egress.pacing.max_wait` is not a duration of at most 30s",
+                            "write how long a call may be held back for Slack's rate tier, e.g. 1s (0s answers slack_rate_limited at once)",
+                        );
+                        None
+                    }
+                },
+            },
+        };
         Some(Egress {
+            pacing: pacing?,
             listen: Listener { addr: parsed?, tls },
             slack_api: api?,
             hooks_base: hooks_base?,

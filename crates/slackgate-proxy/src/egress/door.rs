@@ -17,6 +17,7 @@ use slackgate_slack::strip_body_token;
 
 use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, SlackOutcome};
 use super::custody::{CapabilityPath, Custodian};
+use super::pacing::{Paced, Pacer};
 use super::scopes::ScopeLedger;
 use super::vault::{CallToken, TokenVault};
 use crate::core::audit::{
@@ -44,6 +45,8 @@ pub struct EgressApp {
     hooks: Arc<SlackClient>,
     /// The held response and upload URLs' posts (secret custody).
     custodian: Arc<Custodian>,
+    /// Slack's pacing by this replica's own buckets (without Redis).
+    pacer: Arc<Pacer>,
 }
 
 impl std::fmt::Debug for EgressApp {
@@ -87,6 +90,7 @@ impl EgressApp {
             slack,
             hooks,
             custodian: Arc::new(custodian),
+            pacer: Arc::new(Pacer::default()),
         })
     }
 
@@ -192,9 +196,6 @@ impl EgressApp {
         if resp.status == 429 {
             // Slack's Retry-After in whole seconds (without one, a minute).
             let secs = retry_after_of(resp);
-            if let Some(redis) = &self.shared.remote {
-                super::shared::publish_429(redis, &bot.name, method, secs);
-            }
             self.shared
                 .guard
                 .note_slack_rate_limit(&bot.name, method, secs);
@@ -473,12 +474,29 @@ impl EgressApp {
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }
-        // With Redis: Slack's 429s and the bot's buckets as every replica sees them.
-        if let Some(redis) = &self.shared.remote {
-            let wait = super::shared::gate(&self.shared, redis, &mut decision).await;
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+        // With Redis: Slack's 429s, the bot's buckets and Slack's pacing as every replica
+        // sees them; without (or when Redis fails), pacing by this replica's own buckets.
+        let pacing = snap.config.egress.as_ref().and_then(|e| e.pacing);
+        let paced = match (decision.reason, pacing, decision.method.as_deref()) {
+            (EgressReason::Allowed, Some(p), Some(method)) => {
+                let channel = decision.channel_id.as_deref().unwrap_or("");
+                Paced::of(method, channel).map(|paced| (paced, p.max_wait))
             }
+            _ => None,
+        };
+        let paced = paced.as_ref().map(|(p, w)| (p, *w));
+        let mut wait = None;
+        if let Some(redis) = &self.shared.remote {
+            wait = super::shared::gate(&self.shared, redis, &mut decision, paced).await;
+        }
+        if let (None, Some((p, max_wait)), Some(bot)) = (wait, paced, decision.bot.clone()) {
+            match self.pacer.take(&bot.name, p, max_wait) {
+                Ok(w) => wait = Some(w),
+                Err(secs) => super::shared::refuse_slack(&mut decision, secs, &p.rule()),
+            }
+        }
+        if let Some(w) = wait.filter(|w| !w.is_zero()) {
+            tokio::time::sleep(w).await;
         }
         // A rotating bot's token comes from the vault; without one, nothing is sent.
         let bot = decision.bot.clone();
@@ -521,6 +539,10 @@ impl EgressApp {
                 {
                     Ok(resp) => {
                         self.note_answer(&bot, &method, &resp, &mut outcome);
+                        if let (429, Some(redis)) = (resp.status, &self.shared.remote) {
+                            let secs = retry_after_of(&resp);
+                            super::shared::publish_429(redis, &bot.name, &method, secs).await;
+                        }
                         outcome.status = resp.status;
                         let mut answer = Answer::relayed(&resp);
                         let (shared, c) = (&self.shared, &self.custodian);

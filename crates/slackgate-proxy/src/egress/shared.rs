@@ -6,8 +6,10 @@
 //!   every replica (`rate_limited`), all or nothing. A Redis failure leaves this replica's
 //!   own decision (its own buckets and deadlines still hold), counted in
 //!   `slackgate_state_fallbacks_total{op="rate_limit"}`.
+//! - **Slack's pacing** (`egress.pacing`, `pacing.rs`): the call's tier bucket is taken in
+//!   the same script, so that every replica together keeps to Slack's documented rate.
 //! - **Slack's 429s**: written for every replica (`SET … PX retry_after`) when Slack
-//!   answers one, in the background.
+//!   answers one, before the bot has the answer.
 //! - **The scope ledger**: every answer's scope headers are noted for every replica, in
 //!   the background; [`ScopeSync`] reads the shared view of each bot every second, so
 //!   that `/status` and `slackgate_egress_unused_scopes` agree on every replica.
@@ -21,6 +23,7 @@ use pingora::services::background::BackgroundService;
 use slackgate_guard::{EgressDecision, EgressReason, StateOp};
 use slackgate_policy::{Bot, EgressLimitKey};
 
+use super::pacing::Paced;
 use super::scopes::{accepted_granted, ScopeLedger};
 use crate::core::redis::{Gate, GateBucket, RedisState};
 use crate::core::state::Shared;
@@ -50,52 +53,72 @@ fn rate_limit_buckets(bot: &Bot, method: &str, channel: &str) -> Vec<GateBucket>
         .collect()
 }
 
-/// Passes an allowed call `d` through the gate every replica shares; the wait before
-/// sending it (zero but for pacing). `d` becomes the refusal when the gate refuses.
-pub(crate) async fn gate(shared: &Shared, redis: &RedisState, d: &mut EgressDecision) -> Duration {
+/// Passes an allowed call `d` through the gate every replica shares, with its pacing
+/// bucket and most wait when Slack's pacing applies; the wait before sending it (zero but
+/// for pacing). `d` becomes the refusal when the gate refuses. `None`: Redis failed, and
+/// this replica's own decision stands (counted as a fallback).
+pub(crate) async fn gate(
+    shared: &Shared,
+    redis: &RedisState,
+    d: &mut EgressDecision,
+    paced: Option<(&Paced, Duration)>,
+) -> Option<Duration> {
     let (Some(bot), Some(method)) = (d.bot.clone(), d.method.clone()) else {
-        return Duration::ZERO;
+        return Some(Duration::ZERO);
     };
     if d.reason != EgressReason::Allowed {
-        return Duration::ZERO;
+        return Some(Duration::ZERO);
     }
     let channel = d.channel_id.as_deref().unwrap_or("");
-    let buckets = rate_limit_buckets(&bot, &method, channel);
+    let mut buckets = rate_limit_buckets(&bot, &method, channel);
+    if let Some((p, max_wait)) = paced {
+        buckets.push(p.bucket(max_wait));
+    }
     match redis.egress_gate(&bot.name, &method, &buckets).await {
-        Ok(Gate::Go(wait)) => wait,
+        Ok(Gate::Go(wait)) => Some(wait),
         Ok(Gate::SlackLimited(secs)) => {
             shared.guard.note_slack_rate_limit(&bot.name, &method, secs);
-            d.reason = EgressReason::SlackRateLimited;
-            d.retry_after_secs = Some(secs);
-            d.rule = Some(Arc::from("slack retry_after"));
-            Duration::ZERO
+            refuse_slack(d, secs, "slack retry_after");
+            Some(Duration::ZERO)
         }
         Ok(Gate::Limited {
             index,
             retry_after_secs,
         }) => {
-            d.reason = EgressReason::RateLimited;
-            d.retry_after_secs = Some(retry_after_secs);
-            d.rule = bot.rate_limits.get(index).map(|r| Arc::clone(&r.label));
-            Duration::ZERO
+            match bot.rate_limits.get(index) {
+                Some(rule) => {
+                    d.reason = EgressReason::RateLimited;
+                    d.retry_after_secs = Some(retry_after_secs);
+                    d.rule = Some(Arc::clone(&rule.label));
+                }
+                None => {
+                    let rule = paced.map_or_else(|| "slack pacing".to_owned(), |(p, _)| p.rule());
+                    refuse_slack(d, retry_after_secs, &rule);
+                }
+            }
+            Some(Duration::ZERO)
         }
         Err(_) => {
             shared.metrics.count_fallback(StateOp::RateLimit);
-            Duration::ZERO
+            None
         }
     }
 }
 
-/// Shares that Slack answered `bot`'s call to `method` 429 for `secs`.
-pub(crate) fn publish_429(redis: &Arc<RedisState>, bot: &str, method: &str, secs: u32) {
-    let redis = Arc::clone(redis);
-    let (bot, method) = (bot.to_owned(), method.to_owned());
-    tokio::spawn(async move {
-        let until = Duration::from_secs(u64::from(secs.max(1)));
-        if let Err(e) = redis.note_slack_429(&bot, &method, until).await {
-            log::warn!("bot {bot}: sharing Slack's 429 on {method} through Redis failed ({e}); other replicas learn it from Slack");
-        }
-    });
+/// `d` answered `slack_rate_limited` for `secs`, by `rule`.
+pub(crate) fn refuse_slack(d: &mut EgressDecision, secs: u32, rule: &str) {
+    d.reason = EgressReason::SlackRateLimited;
+    d.retry_after_secs = Some(secs);
+    d.rule = Some(Arc::from(rule));
+}
+
+/// Shares that Slack answered `bot`'s call to `method` 429 for `secs`, before the bot has
+/// the answer: once it does, every replica answers that method `slack_rate_limited`.
+pub(crate) async fn publish_429(redis: &RedisState, bot: &str, method: &str, secs: u32) {
+    let until = Duration::from_secs(u64::from(secs.max(1)));
+    if let Err(e) = redis.note_slack_429(bot, method, until).await {
+        log::warn!("bot {bot}: sharing Slack's 429 on {method} through Redis failed ({e}); other replicas learn it from Slack");
+    }
 }
 
 /// Shares the scope headers of one answer to `bot`'s call.
