@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine with Rust lacks for building and testing slackgate:
 #   cmake       pingora's zlib-ng build
 #   prometheus  promtool, which checks /metrics and the alert rules
-#   redis       redis-server for the shared-state tests
+#   redis       redis-server and redis-sentinel for the shared-state tests (TLS, Cluster,
+#               Sentinel failover: Debian's redis-server is built with TLS)
 #   Python      slack_bolt + slack_sdk (compatibility tests), yamllint + kubernetes-validate (manifests)
 #   Node.js     npm, and @slack/web-api and @slack/bolt from
 #               crates/slackgate/tests/sdk/node/package-lock.json (the egress SDK compatibility
@@ -21,6 +22,7 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v nft >/dev/null || need+=(nftables)

@@ -110,13 +110,22 @@ impl RevocationSync {
 
 #[async_trait]
 impl BackgroundService for RevocationSync {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            self.once().await;
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(SYNC_INTERVAL) => {}
-            }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        every(SYNC_INTERVAL, shutdown, || self.once()).await;
+    }
+}
+
+/// Runs `once` now and then every `interval`, until the server shuts down.
+pub(crate) async fn every<F: std::future::Future<Output = ()>>(
+    interval: Duration,
+    mut shutdown: ShutdownWatch,
+    mut once: impl FnMut() -> F,
+) {
+    loop {
+        once().await;
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

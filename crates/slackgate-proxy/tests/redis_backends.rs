@@ -20,34 +20,17 @@ const SECRET: &str = "redis-backends-secret-0123456789abcdef";
 const USER: &str = "gateway";
 const PASSWORD: &str = "s3cret-redis-pass-42";
 
+/// App `helpdesk` with two routes that need Redis (`fail_closed`), and bot `helpdesk`.
 fn policy(bot: &MockBot) -> String {
-    format!(
-        r#"version: 1
-apps:
-  app:
-    signing_secrets: [{{ id: current, env: SECRET_A }}]
-upstreams:
-  bot: {{ targets: ["{bot}"] }}
-routes:
-  - name: limited
-    path: /slack/limited
-    app: app
-    upstream: bot
-    state_failure: fail_closed
-    rate_limits: [{{ per: team, rate: 1/h, burst: 3 }}]
-  - name: events
-    path: /slack/events
-    app: app
-    upstream: bot
-    state_failure: fail_closed
-    dedupe: event_id
+    let routes = r#"routes:
+  - { name: limited, path: /slack/limited, app: helpdesk, upstream: bot, state_failure: fail_closed, rate_limits: [{ per: team, rate: 1/h, burst: 3 }] }
+  - { name: events, path: /slack/events, app: helpdesk, upstream: bot, state_failure: fail_closed, dedupe: event_id }
 bots:
-{helpdesk}    team: T0ACME
-    methods: [chat.postMessage, conversations.info, reactions.add]
-    rate_limits: [{{ per: method, rate: 1/h, burst: 3 }}]
-"#,
-        bot = bot.addr(),
-        helpdesk = slackgate_testkit::policy::bot("helpdesk"),
+"#;
+    format!(
+        "version: 1\n{}{routes}{}    team: T0ACME\n    methods: [chat.postMessage, conversations.info, reactions.add]\n    rate_limits: [{{ per: method, rate: 1/h, burst: 3 }}]\n",
+        slackgate_testkit::policy::helpdesk_to("SECRET_A", "bot", &bot.addr().to_string()),
+        slackgate_testkit::policy::bot("helpdesk"),
     )
 }
 

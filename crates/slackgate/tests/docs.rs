@@ -407,7 +407,7 @@ fn assert_every_key_documented(
 #[test]
 fn every_config_key_is_in_config_md() {
     let base = "listen: [{ addr: 127.0.0.1:1 }]\npolicy: p.yaml\n";
-    let cases: [(&str, String); 9] = [
+    let cases: [(&str, String); 11] = [
         ("listen", format!("listen: [{{ addr: 127.0.0.1:1, {UNKNOWN}: 1 }}]\npolicy: p.yaml\n")),
         (
             "listen.tls",
@@ -423,6 +423,14 @@ fn every_config_key_is_in_config_md() {
         ),
         ("egress", format!("{base}egress: {{ listen: {{ addr: 127.0.0.1:3 }}, {UNKNOWN}: 1 }}\n")),
         ("egress.listen", format!("{base}egress: {{ listen: {{ addr: 127.0.0.1:3, {UNKNOWN}: 1 }} }}\n")),
+        (
+            "egress.pacing",
+            format!("{base}egress: {{ listen: {{ addr: 127.0.0.1:3 }}, pacing: {{ {UNKNOWN}: 1 }} }}\n"),
+        ),
+        (
+            "state.redis.sentinel",
+            format!("{base}state: {{ backend: redis, redis: {{ url: \"redis://h:1\", mode: sentinel, sentinel: {{ master: m, {UNKNOWN}: 1 }} }} }}\n"),
+        ),
     ];
     let keys = assert_every_key_documented(
         "config.md",

@@ -209,9 +209,7 @@ impl EgressApp {
         self.shared
             .metrics
             .egress
-            .unused_scopes
-            .with_label_values(&[&bot.name])
-            .set(i64::try_from(unused).unwrap_or(i64::MAX));
+            .show_unused_scopes(&bot.name, unused);
     }
 
     fn record(&self, ts: SystemTime, started: Instant, o: &Outcome) {

@@ -158,9 +158,7 @@ impl ScopeSync {
                 self.shared
                     .metrics
                     .egress
-                    .unused_scopes
-                    .with_label_values(&[&bot.name])
-                    .set(i64::try_from(unused).unwrap_or(i64::MAX));
+                    .show_unused_scopes(&bot.name, unused);
             }
         }
     }
@@ -168,13 +166,7 @@ impl ScopeSync {
 
 #[async_trait]
 impl BackgroundService for ScopeSync {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            self.once().await;
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(SYNC_INTERVAL) => {}
-            }
-        }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::replicate::every(SYNC_INTERVAL, shutdown, || self.once()).await;
     }
 }

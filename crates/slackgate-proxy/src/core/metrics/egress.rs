@@ -141,6 +141,13 @@ impl EgressMetrics {
         })
     }
 
+    /// Sets `slackgate_egress_unused_scopes{bot}`.
+    pub fn show_unused_scopes(&self, bot: &str, unused: usize) {
+        self.unused_scopes
+            .with_label_values(&[bot])
+            .set(i64::try_from(unused).unwrap_or(i64::MAX));
+    }
+
     /// Sets `slackgate_egress_token_state` and the rotation gauges for the bots of the
     /// running policy; the series of bots no longer in the policy are dropped (called
     /// under the metrics' lock: [`super::Metrics::observe_token_states`]).
