@@ -29,7 +29,7 @@ bots:
 "#;
     format!(
         "version: 1\n{}{routes}{}    team: T0ACME\n    methods: [chat.postMessage, conversations.info, reactions.add]\n    rate_limits: [{{ per: method, rate: 1/h, burst: 3 }}]\n",
-        slackgate_testkit::policy::helpdesk_to("SECRET_A", "bot", &bot.addr().to_string()),
+        slackgate_testkit::policy::helpdesk_to("SECRET_A", "bot", bot.addr()),
         slackgate_testkit::policy::bot("helpdesk"),
     )
 }
@@ -43,19 +43,16 @@ struct Backend {
 const KEY: &str = "sgk-helpdesk-key-0123456789abcdef";
 const TOKEN: &str = "xoxb-helpdesk-token-redis-backends";
 
+/// The bot token's scopes at the Slack stand-in.
+const SCOPES: &[&str] = &[
+    "chat:write",
+    "channels:read",
+    "reactions:write",
+    "users:read",
+];
+
 fn slack() -> SlackApi {
-    SlackApi::builder()
-        .token(
-            TOKEN,
-            "T0ACME",
-            &[
-                "chat:write",
-                "channels:read",
-                "reactions:write",
-                "users:read",
-            ],
-        )
-        .start()
+    SlackApi::builder().token(TOKEN, "T0ACME", SCOPES).start()
 }
 
 impl Backend {
