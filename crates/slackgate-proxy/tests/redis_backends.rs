@@ -510,3 +510,46 @@ fn slack_pacing_holds_calls_back_across_replicas() {
         3
     );
 }
+
+/// Redis dies under a replica: its egress calls go on by its own state (its own bucket of
+/// the bot's limit, its own pacing), each failed gate counted as a fallback, and no call
+/// waits past the timeout.
+#[test]
+fn egress_goes_on_by_its_own_state_when_redis_is_down() {
+    let mut redis = Redis::start();
+    let bot = MockBot::start();
+    let slack = slack();
+    let gw = TestGatewayBuilder::new(&policy(&bot))
+        .secret("SECRET_A", SECRET)
+        .bot("helpdesk", KEY, TOKEN)
+        .slack(&slack)
+        .egress_pacing("0s")
+        .config(&format!(
+            "state: {{ backend: redis, redis: {{ url: \"redis://{}\", timeout: 100ms }} }}",
+            redis.addr
+        ))
+        .start();
+    redis.kill();
+    let started = std::time::Instant::now();
+    let to = |channel: &str| {
+        post(
+            &gw,
+            "chat.postMessage",
+            &format!(r#"{{"channel":"{channel}","text":"x"}}"#),
+        )
+    };
+    assert_eq!(to("C0A").status, 200);
+    // Its own pacing: a second post to one channel within the second (no wait allowed).
+    let r = to("C0A");
+    r.assert_refused("slack_rate_limited");
+    assert_eq!(gw.egress_record(2)["rule"], "slack pacing: special");
+    assert_eq!(to("C0B").status, 200);
+    // Its own bucket of the bot's limit (burst 3 per method: the refused post took one).
+    to("C0C").assert_refused("rate_limited");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a dead Redis costs at most its timeout per call: {:?}",
+        started.elapsed()
+    );
+    assert!(gw.metric("slackgate_state_fallbacks_total{op=\"rate_limit\"}") >= 1.0);
+}
