@@ -1963,12 +1963,11 @@ fn netns_lab_enforces_the_rendered_network_policies() {
     );
 }
 
-/// deploy/README.md ("Shared state in Redis") says a managed Redis over TLS cannot be
-/// named yet: the ingress config with a `rediss://` URL must fail to load with the error
-/// quoted there. When TLS to Redis lands this fails: switch the README (and the config's
-/// comment) to `rediss://`.
+/// deploy/README.md ("Shared state in Redis") says how a managed Redis over TLS with an
+/// ACL user is named: the ingress config with a `rediss://` URL, `ca_file` and
+/// `username_env` loads, as TLS with that CA and user.
 #[test]
-fn rediss_urls_are_refused_as_the_readme_says() {
+fn managed_redis_over_tls_loads_as_the_readme_says() {
     let r = Rendered::of("ingress");
     let (deployment, container) = r.gateway();
     let view = PodView::new(&r, &deployment["spec"]["template"]["spec"], container);
@@ -1976,17 +1975,35 @@ fn rediss_urls_are_refused_as_the_readme_says() {
     let text = view.file(path, "the config file");
     let url = "redis://slackgate-redis:6379/0";
     assert!(text.contains(url), "the ingress config names {url}");
-    let tls = text.replace(url, "rediss://redis.example.internal:6380/0");
-    let err = slackgate_policy::compile_config(path, &tls)
-        .expect_err("rediss:// loads now: update deploy/README.md and the ingress config")
-        .to_string();
-    let quoted = "`state.redis.url` must start with redis://";
-    assert!(err.contains(quoted), "{err}");
-    let readme = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
-    assert!(
-        readme.contains(quoted),
-        "deploy/README.md must quote the error: {quoted}"
+    let tls = text.replace(
+        &format!("url: {url}"),
+        "url: rediss://redis.example.internal:6380/0\n    ca_file: /etc/slackgate/redis/ca.pem\n    username_env: REDIS_USER",
     );
+    let config =
+        slackgate_policy::compile_config(path, &tls).expect("rediss:// with ca_file loads");
+    let slackgate_policy::StateBackend::Redis(redis) = &config.state.backend else {
+        panic!("the ingress config's backend is Redis");
+    };
+    assert!(redis.tls);
+    assert_eq!(redis.addr, "redis.example.internal:6380");
+    assert_eq!(
+        redis.ca_file.as_deref(),
+        Some(Path::new("/etc/slackgate/redis/ca.pem"))
+    );
+    assert_eq!(redis.username_env.as_deref(), Some("REDIS_USER"));
+    let readme = std::fs::read_to_string(deploy_dir().join("README.md")).unwrap();
+    for needle in [
+        "rediss://",
+        "ca_file",
+        "username_env",
+        "mode: cluster",
+        "mode: sentinel",
+    ] {
+        assert!(
+            readme.contains(needle),
+            "deploy/README.md must say how: {needle}"
+        );
+    }
 }
 
 #[test]

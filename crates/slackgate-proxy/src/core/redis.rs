@@ -524,6 +524,109 @@ impl RemoteState for RedisState {
     }
 }
 
+/// The egress door's shared state (see [`egress`]).
+impl RedisState {
+    /// Reads `bot`'s 429 deadline for `method` and takes from every bucket (all or
+    /// nothing), in one script.
+    pub async fn egress_gate(
+        &self,
+        bot: &str,
+        method: &str,
+        buckets: &[GateBucket],
+    ) -> Result<Gate, StateError> {
+        let tag = egress::egress_tag(bot);
+        let mut keys = vec![self.key(&[&tag, "429", method])];
+        let mut args = Vec::with_capacity(buckets.len() * 3);
+        for b in buckets {
+            let mut parts: Vec<&str> = vec![&tag];
+            parts.extend(b.parts.iter().map(String::as_str));
+            keys.push(self.key(&parts));
+            args.push(format!("{}", b.rate));
+            args.push(b.burst.max(1).to_string());
+            args.push(
+                u64::try_from(b.max_wait.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .to_string(),
+            );
+        }
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let reply: Vec<i64> = self.run_script(&self.egress_gate, &keys, &args).await?;
+        let secs = |v: i64| u32::try_from(v.max(1)).unwrap_or(u32::MAX);
+        match reply.as_slice() {
+            [0, wait_ms] => Ok(Gate::Go(Duration::from_millis(
+                u64::try_from(*wait_ms).unwrap_or(0),
+            ))),
+            [1, s] => Ok(Gate::SlackLimited(secs(*s))),
+            [2, s, i] => Ok(Gate::Limited {
+                index: usize::try_from(*i - 1).unwrap_or(0),
+                retry_after_secs: secs(*s),
+            }),
+            _ => Err(StateError::Failed),
+        }
+    }
+
+    /// Records that Slack answered `bot`'s call to `method` 429 for `retry_after`.
+    pub async fn note_slack_429(
+        &self,
+        bot: &str,
+        method: &str,
+        retry_after: Duration,
+    ) -> Result<(), StateError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&[&egress::egress_tag(bot), "429", method]))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(retry_after));
+        self.query::<()>(cmd).await
+    }
+
+    /// Notes one answer to `bot`'s call: the `granted` header and the granted scopes it
+    /// accepted.
+    pub async fn note_scopes(
+        &self,
+        bot: &str,
+        granted: &[u8],
+        needed: &[&str],
+    ) -> Result<(), StateError> {
+        let tag = egress::scopes_tag(bot);
+        let keys = [
+            self.key(&[&tag, "granted"]),
+            self.key(&[&tag, "needed"]),
+            self.key(&[&tag, "calls"]),
+        ];
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let granted = String::from_utf8_lossy(granted);
+        let mut args: Vec<&str> = vec![&granted];
+        args.extend_from_slice(needed);
+        self.run_script::<i64>(&self.scopes_note, &keys, &args)
+            .await
+            .map(|_| ())
+    }
+
+    /// What every replica's calls showed of `bot`'s scopes (one pipeline on one slot);
+    /// `None` before any replica saw an answer with scopes.
+    pub async fn shared_scopes(&self, bot: &str) -> Result<Option<SharedScopes>, StateError> {
+        let tag = egress::scopes_tag(bot);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(self.key(&[&tag, "granted"]))
+            .cmd("SMEMBERS")
+            .arg(self.key(&[&tag, "needed"]))
+            .cmd("GET")
+            .arg(self.key(&[&tag, "calls"]));
+        let pipe = &pipe;
+        let (granted, needed, calls): (Option<Vec<u8>>, Vec<String>, Option<u64>) = self
+            .bounded(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(granted.map(|granted| SharedScopes {
+            granted,
+            needed,
+            calls: calls.unwrap_or(0),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
