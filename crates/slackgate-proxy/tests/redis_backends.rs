@@ -553,3 +553,57 @@ fn egress_goes_on_by_its_own_state_when_redis_is_down() {
     );
     assert!(gw.metric("slackgate_state_fallbacks_total{op=\"rate_limit\"}") >= 1.0);
 }
+
+/// Webhook posts count against the bot's buckets as every replica sees them (burst 3 per
+/// method across both), as Web API calls do.
+#[test]
+fn webhook_posts_share_the_bots_bucket_across_replicas() {
+    let redis = Redis::start();
+    let bot = MockBot::start();
+    let slack = slack();
+    let origin = slack.url().trim_end_matches("api/").to_owned();
+    let hook_url = format!("{origin}services/T0ACME/B0ALERTS/hook0secret");
+    let policy = format!(
+        "{}webhooks:\n  alerts: {{ url: {{ env: ALERTS_URL }}, bots: [helpdesk] }}\n",
+        policy(&bot)
+    );
+    let start = || {
+        TestGatewayBuilder::new(&policy)
+            .secret("SECRET_A", SECRET)
+            .secret("ALERTS_URL", &hook_url)
+            .bot("helpdesk", KEY, TOKEN)
+            .slack(&slack)
+            .hooks_base(&origin)
+            .config(&format!(
+                "state: {{ backend: redis, redis: {{ url: \"redis://{}\", timeout: 500ms }} }}",
+                redis.addr
+            ))
+            .start()
+    };
+    let (a, b) = (start(), start());
+    let hook = |gw: &TestGateway| {
+        call(
+            gw,
+            "/hooks/alerts",
+            &[("Content-Type", "application/json")],
+            r#"{"text":"disk full"}"#,
+        )
+    };
+    for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
+        hook(gw);
+        let n = [1, 1, 2][i];
+        let rec = gw.egress_record(n);
+        assert_eq!(rec["reason"], "allowed", "post {i}: {rec}");
+    }
+    let r = hook(&b);
+    r.assert_refused("rate_limited");
+    assert_eq!(
+        slack
+            .received()
+            .iter()
+            .filter(|r| r.target.starts_with("/services/"))
+            .count(),
+        3,
+        "the refused post reached nothing"
+    );
+}

@@ -344,6 +344,10 @@ impl Custodian {
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }
+        // With Redis: the bot's buckets as every replica sees them.
+        if let Some(redis) = &shared.remote {
+            super::shared::gate(shared, redis, &mut decision, None).await;
+        }
         let custody = shared.guard.custody();
         let spent = decision.reason == EgressReason::Allowed
             && custody.spend_response_url(cap, shared.guard.now_secs());

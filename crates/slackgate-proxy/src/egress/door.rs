@@ -338,6 +338,10 @@ impl EgressApp {
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }
+        // With Redis: the bot's buckets and Slack's 429s as every replica sees them.
+        if let Some(redis) = &self.shared.remote {
+            super::shared::gate(&self.shared, redis, &mut decision, None).await;
+        }
         let mut outcome = Outcome::of(decision);
         outcome.method_label = snap
             .policy
@@ -349,6 +353,10 @@ impl EgressApp {
                 match self.post_hook(head, body, &hook).await {
                     Ok(resp) => {
                         self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
+                        if let (429, Some(redis)) = (resp.status, &self.shared.remote) {
+                            let secs = retry_after_of(&resp);
+                            super::shared::publish_429(redis, &bot.name, &hook.method, secs).await;
+                        }
                         outcome.status = resp.status;
                         Answer::relayed(&resp)
                     }
