@@ -280,7 +280,7 @@ fn payload_edits(
     replace: &mut dyn FnMut(Held<'_>) -> Option<String>,
     edits: &mut Vec<Edit>,
 ) -> Result<(), CustodyError> {
-    let json = decode(value);
+    let (json, marks) = decode_marked(value);
     if std::str::from_utf8(&json).is_err() {
         return Err(CustodyError::Unreadable);
     }
@@ -293,29 +293,32 @@ fn payload_edits(
         .copied()
         .collect();
     let inner = json_edits(&json, &patterns, replace)?;
-    if inner.is_empty() {
-        return Ok(());
-    }
-    // Decoded positions to raw ones: each raw token (`%XX`, `+` or one byte) is one
-    // decoded byte, and the spans come in document order.
-    let mut raw = 0;
-    let mut decoded = 0;
-    let mut to_raw = |want: usize| {
-        while decoded < want && raw < value.len() {
-            raw += token_len(value, raw);
-            decoded += 1;
-        }
-        raw
-    };
     for e in inner {
-        let start = to_raw(e.at.start);
-        let end = to_raw(e.at.end);
+        let start = raw_offset(value, &marks, e.at.start);
+        let end = raw_offset(value, &marks, e.at.end);
         edits.push(Edit {
             at: value_at + start..value_at + end,
             with: form_encode(&e.with),
         });
     }
     Ok(())
+}
+
+/// Decoded bytes between two marks of [`decode_marked`].
+const STRIDE: usize = 32;
+
+/// The raw offset of decoded byte `want` of `raw` (its raw length when `want` is past
+/// the end): from the mark at or before it, one token per decoded byte (each raw token,
+/// `%XX`, `+` or one byte, is one decoded byte).
+fn raw_offset(raw: &[u8], marks: &[usize], want: usize) -> usize {
+    let k = (want / STRIDE).min(marks.len().saturating_sub(1));
+    let mut at = marks.get(k).copied().unwrap_or(0);
+    let mut decoded = k * STRIDE;
+    while decoded < want && at < raw.len() {
+        at += token_len(raw, at);
+        decoded += 1;
+    }
+    at
 }
 
 /// The length of the raw form token at `i`: 3 for `%` and two hex digits, else 1.
@@ -328,38 +331,54 @@ fn token_len(raw: &[u8], i: usize) -> usize {
 
 /// Form decoding as `application/x-www-form-urlencoded` parsers do it: `+` is a space,
 /// `%` and two hex digits a byte, anything else itself. Borrowed when nothing changes.
-///
-/// One pass, byte by byte: a `payload` is mostly escapes, so looking for the next one
-/// (`memchr`) costs more per escape than it saves between them.
 fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
-    let Some(first) = raw.iter().position(|&b| b == b'%' || b == b'+') else {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
         return Cow::Borrowed(raw);
-    };
-    let mut out = Vec::with_capacity(raw.len());
-    out.extend_from_slice(raw.get(..first).unwrap_or_default());
-    let mut i = first;
-    while let Some(&b) = raw.get(i) {
-        let (byte, n) = match (b, raw.get(i + 1..i + 3)) {
-            (b'+', _) => (b' ', 1),
-            (b'%', Some(&[h, l])) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
-                (hex_byte(h) << 4 | hex_byte(l), 3)
-            }
-            _ => (b, 1),
-        };
-        out.push(byte);
-        i += n;
     }
-    Cow::Owned(out)
+    Cow::Owned(decode_marked(raw).0)
 }
 
-fn hex_byte(h: u8) -> u8 {
-    match h {
-        b'0'..=b'9' => h - b'0',
-        b'a'..=b'f' => h - b'a' + 10,
-        b'A'..=b'F' => h - b'A' + 10,
-        _ => 0,
+/// [`decode`], owned, with the raw offset of every [`STRIDE`]th decoded byte (the marks
+/// [`raw_offset`] starts from).
+///
+/// One pass, token by token: a `payload` is mostly escapes, so looking for the next one
+/// (`memchr`) costs more per escape than it saves between them.
+fn decode_marked(raw: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut marks = Vec::with_capacity(raw.len() / STRIDE + 1);
+    let mut i = 0;
+    while i < raw.len() {
+        marks.push(i);
+        for _ in 0..STRIDE {
+            let Some(&b) = raw.get(i) else { break };
+            // Without branching on the token's kind (escapes and plain bytes alternate
+            // with no pattern a branch predictor learns).
+            let h = HEX[usize::from(raw.get(i + 1).copied().unwrap_or(0))];
+            let l = HEX[usize::from(raw.get(i + 2).copied().unwrap_or(0))];
+            let escape = (b == b'%') & (h | l < 16);
+            let plain = if b == b'+' { b' ' } else { b };
+            out.push(if escape { h << 4 | l } else { plain });
+            i += if escape { 3 } else { 1 };
+        }
     }
+    (out, marks)
 }
+
+/// Each byte's value as a hex digit, `0xFF` when it is none.
+const HEX: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            d @ b'0'..=b'9' => d - b'0',
+            d @ b'a'..=b'f' => d - b'a' + 10,
+            d @ b'A'..=b'F' => d - b'A' + 10,
+            _ => 0xFF,
+        };
+        b += 1;
+    }
+    table
+};
 
 /// `bytes` percent-encoded as a form value.
 fn form_encode(bytes: &[u8]) -> Vec<u8> {

@@ -223,3 +223,91 @@ fn skipping_counts_only_the_value_s_own_brackets() {
     let (_, held) = take(FORM, &form, BOTH);
     assert_eq!(held, ["url:https://h/9"]);
 }
+
+/// The decoding before the marks: one token at a time into a fresh buffer.
+fn decode_reference(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let (byte, n) = match (b, raw.get(i + 1..i + 3)) {
+            (b'+', _) => (b' ', 1),
+            (b'%', Some(&[h, l])) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                let hex = |d: u8| char::from(d).to_digit(16).unwrap() as u8;
+                (hex(h) << 4 | hex(l), 3)
+            }
+            _ => (b, 1),
+        };
+        out.push(byte);
+        i += n;
+    }
+    out
+}
+
+/// The mapping before the marks: every raw token from the start.
+fn raw_offset_reference(raw: &[u8], want: usize) -> usize {
+    let (mut at, mut decoded) = (0, 0);
+    while decoded < want && at < raw.len() {
+        at += token_len(raw, at);
+        decoded += 1;
+    }
+    at
+}
+
+/// A form field's raw bytes: percent-encoded JSON, cut and mutated with bytes a form
+/// decoder treats specially (`%`, `+`, hex digits, non-ASCII).
+fn raw_field() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let json = r#"{"type":"block_actions","response_url":"https://hooks.slack.com/actions/T1/2/3","x":"é ✓"}"#;
+    let encoded: Vec<u8> = form_urlencoded::byte_serialize(json.as_bytes())
+        .flat_map(str::bytes)
+        .collect();
+    let special = prop::sample::select(vec![b'%', b'+', b'a', b'F', b'0', b'9', b'g', 0xC3, b'"']);
+    (
+        0..=encoded.len(),
+        prop::collection::vec((any::<prop::sample::Index>(), special), 0..8),
+        prop::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(move |(cut, flips, tail)| {
+            let mut raw = encoded[..cut].to_vec();
+            raw.extend_from_slice(&tail);
+            for (at, b) in flips {
+                if !raw.is_empty() {
+                    let i = at.index(raw.len());
+                    raw[i] = b;
+                }
+            }
+            raw
+        })
+}
+
+proptest::proptest! {
+    /// The marked decoding and the mapping from its marks give exactly what the one-pass
+    /// decoding and the token-by-token mapping gave, for every decoded offset.
+    #[test]
+    fn marked_decoding_and_mapping_match_the_token_by_token_ones(raw in raw_field()) {
+        let (decoded, marks) = decode_marked(&raw);
+        let reference = decode_reference(&raw);
+        proptest::prop_assert_eq!(&decoded, &reference);
+        let plain = decode(&raw);
+        proptest::prop_assert_eq!(plain.as_ref(), reference.as_slice());
+        for want in 0..=decoded.len() + 2 {
+            proptest::prop_assert_eq!(
+                raw_offset(&raw, &marks, want),
+                raw_offset_reference(&raw, want)
+            );
+        }
+    }
+}
+
+#[test]
+fn marks_fall_every_stride_decoded_bytes() {
+    let raw = "%41".repeat(STRIDE * 2 + 1);
+    let (decoded, marks) = decode_marked(raw.as_bytes());
+    assert_eq!(decoded, vec![b'A'; STRIDE * 2 + 1]);
+    assert_eq!(marks, [0, 3 * STRIDE, 6 * STRIDE]);
+    assert_eq!(
+        raw_offset(raw.as_bytes(), &marks, STRIDE * 2 + 1),
+        raw.len()
+    );
+    assert_eq!(raw_offset(b"", &[], 3), 0);
+}
