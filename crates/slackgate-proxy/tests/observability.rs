@@ -42,6 +42,7 @@ const BOTS: &str = "bots:
     methods: [chat.postMessage]
     channels: [C0HELP]
   rotator:
+    mode: shadow
     key: { env: ROTATOR_GATEWAY_KEY }
     token:
       rotation:
@@ -245,6 +246,24 @@ fn exercised_scrape() -> String {
         (&429.into(), &429.into(), &"ratelimited".into()),
         "Slack's 429 is relayed: {}",
         egress[2]
+    );
+    // The shadow bot's call to a method it does not list goes on, counted as shadowed.
+    let before = rig.gw.audit_raw().len();
+    let shadowed = rig.gw.egress_post(
+        "/api/users.info",
+        &[
+            ("Authorization", "Bearer gk_observability_rotator_0f1e2d3c"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Connection", "close"),
+        ],
+        "user=U0333",
+    );
+    assert_eq!(shadowed.header("x-slackgate-reason"), None, "forwarded");
+    let record = rig.gw.audit_lines(before + 1).pop().unwrap();
+    assert_eq!(
+        (&record["reason"], &record["shadow"]),
+        (&"method_denied".into(), &true.into()),
+        "{record}"
     );
     let allowed = mention("/slack/open").sign(SECRET);
     for req in [
