@@ -23,6 +23,31 @@
 //! that they stay on one cluster slot: `key_prefix` may hold no braces, so the tag is
 //! always the gateway's.
 
+/// The Lua both bucket scripts start with (the inbound door's [`TOKEN_BUCKET`] and the
+/// egress door's gate): Redis' own clock, and a bucket's tokens refilled to now, so the two
+/// doors' buckets fill alike. A bucket never seen (or expired) is full.
+macro_rules! bucket_lua {
+    () => {
+        r#"
+local function now_secs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function refill(key, rate, burst, now)
+  local b = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tokens == nil or ts == nil then
+    return burst
+  end
+  local elapsed = now - ts
+  if elapsed < 0 then elapsed = 0 end
+  return math.min(burst, tokens + elapsed * rate)
+end
+"#
+    };
+}
+
 mod egress;
 mod link;
 
@@ -47,21 +72,13 @@ const BREAKER_THRESHOLD: u32 = 3;
 /// How long the circuit stays open before a probe is let through.
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
 
-const TOKEN_BUCKET: &str = r#"
+const TOKEN_BUCKET: &str = concat!(
+    bucket_lua!(),
+    r#"
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1])
-local ts = tonumber(b[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-local elapsed = now - ts
-if elapsed < 0 then elapsed = 0 end
-tokens = math.min(burst, tokens + elapsed * rate)
+local now = now_secs()
+local tokens = refill(KEYS[1], rate, burst, now)
 local allowed = 0
 local wait = 0
 if tokens >= 1 then
@@ -73,7 +90,8 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return {allowed, wait}
-"#;
+"#
+);
 
 /// The connection every caller shares, made again in the background when it broke.
 struct Shared {

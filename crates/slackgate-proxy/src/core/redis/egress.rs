@@ -17,13 +17,14 @@ use std::time::Duration;
 ///
 /// Returns `{0, wait_ms}` (go, after waiting), `{1, secs}` (Slack's 429 holds),
 /// `{2, secs, index}` (bucket `index`, from 1, is empty).
-pub(super) const EGRESS_GATE: &str = r#"
+pub(super) const EGRESS_GATE: &str = concat!(
+    bucket_lua!(),
+    r#"
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl > 0 then
   return {1, math.ceil(pttl / 1000)}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = now_secs()
 local n = #KEYS - 1
 local tokens = {}
 local wait = 0
@@ -31,16 +32,7 @@ for i = 1, n do
   local rate = tonumber(ARGV[3 * i - 2])
   local burst = tonumber(ARGV[3 * i - 1])
   local max_wait = tonumber(ARGV[3 * i]) / 1000
-  local b = redis.call('HMGET', KEYS[i + 1], 'tokens', 'ts')
-  local tk = tonumber(b[1])
-  local ts = tonumber(b[2])
-  if tk == nil or ts == nil then
-    tk = burst
-    ts = now
-  end
-  local elapsed = now - ts
-  if elapsed < 0 then elapsed = 0 end
-  tk = math.min(burst, tk + elapsed * rate)
+  local tk = refill(KEYS[i + 1], rate, burst, now)
   local need = (1 - tk) / rate
   if tk < 1 and need > max_wait then
     return {2, math.max(1, math.ceil(need - max_wait)), i}
@@ -55,7 +47,8 @@ for i = 1, n do
   redis.call('PEXPIRE', KEYS[i + 1], math.ceil(burst / rate * 1000) + 60000)
 end
 return {0, math.ceil(wait * 1000)}
-"#;
+"#
+);
 
 /// Notes one answer's scopes: KEYS = granted (the raw header), needed (a set), calls;
 /// ARGV[1] = the granted header, ARGV[2..] = the granted scopes the call accepted.
