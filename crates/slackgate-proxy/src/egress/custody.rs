@@ -345,9 +345,7 @@ impl Custodian {
             decision.unreadable(why);
         }
         // With Redis: the bot's buckets as every replica sees them.
-        if let Some(redis) = &shared.remote {
-            super::shared::gate(shared, redis, &mut decision, None).await;
-        }
+        super::shared::gate(shared, &mut decision, None).await;
         let custody = shared.guard.custody();
         let spent = decision.reason == EgressReason::Allowed
             && custody.spend_response_url(cap, shared.guard.now_secs());

@@ -339,9 +339,7 @@ impl EgressApp {
             decision.unreadable(why);
         }
         // With Redis: the bot's buckets and Slack's 429s as every replica sees them.
-        if let Some(redis) = &self.shared.remote {
-            super::shared::gate(&self.shared, redis, &mut decision, None).await;
-        }
+        super::shared::gate(&self.shared, &mut decision, None).await;
         let mut outcome = Outcome::of(decision);
         outcome.method_label = snap
             .policy
@@ -491,10 +489,7 @@ impl EgressApp {
             _ => None,
         };
         let paced = paced.as_ref().map(|(p, w)| (p, *w));
-        let mut wait = None;
-        if let Some(redis) = &self.shared.remote {
-            wait = super::shared::gate(&self.shared, redis, &mut decision, paced).await;
-        }
+        let mut wait = super::shared::gate(&self.shared, &mut decision, paced).await;
         if let (None, Some((p, max_wait)), Some(bot)) = (wait, paced, decision.bot.clone()) {
             match self.pacer.take(&bot.name, p, max_wait) {
                 Ok(w) => wait = Some(w),

@@ -55,14 +55,14 @@ fn rate_limit_buckets(bot: &Bot, method: &str, channel: &str) -> Vec<GateBucket>
 
 /// Passes an allowed call `d` through the gate every replica shares, with its pacing
 /// bucket and most wait when Slack's pacing applies; the wait before sending it (zero but
-/// for pacing). `d` becomes the refusal when the gate refuses. `None`: Redis failed, and
-/// this replica's own decision stands (counted as a fallback).
+/// for pacing). `d` becomes the refusal when the gate refuses. `None`: there is no Redis,
+/// or it failed (counted as a fallback), and this replica's own decision stands.
 pub(crate) async fn gate(
     shared: &Shared,
-    redis: &RedisState,
     d: &mut EgressDecision,
     paced: Option<(&Paced, Duration)>,
 ) -> Option<Duration> {
+    let redis = shared.remote.as_deref()?;
     let (Some(bot), Some(method)) = (d.bot.clone(), d.method.clone()) else {
         return Some(Duration::ZERO);
     };
