@@ -172,8 +172,9 @@ impl EgressApp {
             .await
     }
 
-    /// What Slack's answer tells: its `ok`/`error`, its scopes, its 429.
-    fn note_answer(&self, bot: &Arc<Bot>, method: &str, resp: &Response, o: &mut Outcome) {
+    /// What Slack's answer tells: its `ok`/`error` and its scopes (its 429:
+    /// [`Self::note_slack_429`]).
+    fn note_answer(&self, bot: &Arc<Bot>, resp: &Response, o: &mut Outcome) {
         o.upstream_status = Some(resp.status);
         if let Ok(outcome) = serde_json::from_slice::<SlackOutcome<'_>>(&resp.body) {
             o.slack_ok = outcome.ok;
@@ -192,19 +193,6 @@ impl EgressApp {
         let (unused, granted_changed) = self.ledger.note_grant(&bot.name, granted, accepted);
         if granted_changed {
             o.scopes_granted = granted.map(|g| scope_header(g, MAX_SCOPES_GRANTED));
-        }
-        if resp.status == 429 {
-            // Slack's Retry-After in whole seconds (without one, a minute).
-            let secs = retry_after_of(resp);
-            self.shared
-                .guard
-                .note_slack_rate_limit(&bot.name, method, secs);
-            self.shared
-                .metrics
-                .egress
-                .slack_429
-                .with_label_values(&[&bot.name])
-                .inc();
         }
         self.shared
             .metrics
@@ -297,24 +285,34 @@ impl EgressApp {
 
     /// What a webhook's answer tells: Slack answers `200 ok`, or a status with an error
     /// code as plain text (`no_service`, `channel_is_archived`, ...).
-    fn note_hook_answer(&self, bot: &Bot, hook: &Webhook, resp: &Response, o: &mut Outcome) {
+    fn note_hook_answer(resp: &Response, o: &mut Outcome) {
         o.upstream_status = Some(resp.status);
         let text = std::str::from_utf8(&resp.body).map(str::trim).unwrap_or("");
         let ok = resp.status == 200 && text == "ok";
         o.slack_ok = Some(ok);
         o.slack_error = (!ok).then(|| error_code(text)).flatten().map(str::to_owned);
-        if resp.status == 429 {
-            // Remembered as for calls: later posts wait out Slack's Retry-After locally.
-            let secs = retry_after_of(resp);
-            self.shared
-                .guard
-                .note_slack_rate_limit(&bot.name, &hook.method, secs);
-            self.shared
-                .metrics
-                .egress
-                .slack_429
-                .with_label_values(&[&bot.name])
-                .inc();
+    }
+
+    /// Slack answered `bot`'s call to `method` (a Web API method, or a webhook's
+    /// `hooks.<name>`) 429: its later calls to it are answered by the gateway until Slack's
+    /// Retry-After passes (whole seconds; without one, a minute), on this replica and, with
+    /// Redis, on every replica (published before the bot has Slack's answer).
+    async fn note_slack_429(&self, bot: &Bot, method: &str, resp: &Response) {
+        if resp.status != 429 {
+            return;
+        }
+        let secs = retry_after_of(resp);
+        self.shared
+            .guard
+            .note_slack_rate_limit(&bot.name, method, secs);
+        self.shared
+            .metrics
+            .egress
+            .slack_429
+            .with_label_values(&[&bot.name])
+            .inc();
+        if let Some(redis) = &self.shared.remote {
+            super::shared::publish_429(redis, &bot.name, method, secs).await;
         }
     }
 
@@ -350,11 +348,8 @@ impl EgressApp {
             (EgressReason::Allowed, Some(bot), Some(hook)) => {
                 match self.post_hook(head, body, &hook).await {
                     Ok(resp) => {
-                        self.note_hook_answer(&bot, &hook, &resp, &mut outcome);
-                        if let (429, Some(redis)) = (resp.status, &self.shared.remote) {
-                            let secs = retry_after_of(&resp);
-                            super::shared::publish_429(redis, &bot.name, &hook.method, secs).await;
-                        }
+                        Self::note_hook_answer(&resp, &mut outcome);
+                        self.note_slack_429(&bot, &hook.method, &resp).await;
                         outcome.status = resp.status;
                         Answer::relayed(&resp)
                     }
@@ -539,11 +534,8 @@ impl EgressApp {
                     .await
                 {
                     Ok(resp) => {
-                        self.note_answer(&bot, &method, &resp, &mut outcome);
-                        if let (429, Some(redis)) = (resp.status, &self.shared.remote) {
-                            let secs = retry_after_of(&resp);
-                            super::shared::publish_429(redis, &bot.name, &method, secs).await;
-                        }
+                        self.note_answer(&bot, &resp, &mut outcome);
+                        self.note_slack_429(&bot, &method, &resp).await;
                         outcome.status = resp.status;
                         let mut answer = Answer::relayed(&resp);
                         let (shared, c) = (&self.shared, &self.custodian);
