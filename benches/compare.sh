@@ -33,6 +33,12 @@
 # full handshake per request); `resume` = a new connection per request resuming a session
 # (rustls's client store; `resumed=` counts how many did). The bot row is left out (it
 # has no TLS). Memory probes run in HTTP mode only.
+# Key exchange (issue 33): every target is measured with a classical client (X25519, P-256,
+# P-384; nginx and HAProxy here run Debian's OpenSSL, which has no ML-KEM). KX_EXTRA (default
+# `hybrid`) adds slackgate rows with other clients of the load generator's `--kx`: `hybrid`
+# (X25519MLKEM768 first: what browsers and OpenSSL 3.5 send), `p384-first` (P-384 listed
+# first: slackgate asks it for X25519 by HelloRetryRequest; `hrr=` counts them). The report
+# prints what the hybrid costs over X25519 per handshake. KX_EXTRA= (empty) leaves them out.
 #
 # Installs nginx and haproxy from Debian packages if missing (apt-get; needs root or sudo),
 # builds slackgate and the bench binaries in release mode, starts everything on 127.0.0.1
@@ -56,6 +62,7 @@ IDLE_CONNS=${IDLE_CONNS:-1000}
 MODE=${MODE:-http}
 KEYS=${KEYS:-ecdsa rsa}
 SHAPES=${SHAPES:-keepalive resume full}
+KX_EXTRA=${KX_EXTRA-hybrid}
 SCRIPT=compare.sh
 # shellcheck source=benches/common.sh
 . benches/common.sh
@@ -330,7 +337,12 @@ else
                 for name in "${NAMES[@]}"; do
                     # shellcheck disable=SC2046 # the options are words
                     load "$name/$k/$sh" "${TLS_PORT[$name/$k]}" "${CPU_PIDS[$name]}" \
-                        --tls "$CERTS/$k.crt" $(shape_opts "$sh")
+                        --tls "$CERTS/$k.crt" $(shape_opts "$sh") --kx x25519
+                done
+                for kx in $KX_EXTRA; do
+                    # shellcheck disable=SC2046 # the options are words
+                    load "slackgate+$kx/$k/$sh" "${TLS_PORT[slackgate/$k]}" "${CPU_PIDS[slackgate]}" \
+                        --tls "$CERTS/$k.crt" $(shape_opts "$sh") --kx "$kx"
                 done
             done
         done
@@ -409,7 +421,15 @@ else
             echo "== $k, $sh ($(case "$sh" in keepalive) echo "$CONNS keep-alive connections";; resume) echo "a new connection per request, session resumed";; full) echo "a new connection per request, full handshake";; esac))"
             header
             for name in "${NAMES[@]}"; do row "$name/$k/$sh" "$name"; done
+            for kx in $KX_EXTRA; do row "slackgate+$kx/$k/$sh" "sg+$kx"; done
             ratios "" "/$k/$sh"
+            for kx in $KX_EXTRA; do
+                awk -v kx="$kx" -v c="$(field "slackgate/$k/$sh" cpu_us)" -v p="$(field "slackgate+$kx/$k/$sh" cpu_us)" \
+                    -v r="$(field "slackgate/$k/$sh" rps)" -v q="$(field "slackgate+$kx/$k/$sh" rps)" \
+                    -v n="$(field "nginx/$k/$sh" rps)" -v hrr="$(field "slackgate+$kx/$k/$sh" hrr)" 'BEGIN {
+                    printf "  slackgate with a %s client: CPU per request %.2f us vs %.2f us with X25519 (%+.2f us), req/s %.2fx X25519'"'"'s, %.2fx nginx (classical); HelloRetryRequests %s\n",
+                        kx, p, c, p - c, (r > 0 ? q / r : 0), (n > 0 ? q / n : 0), hrr }'
+            done
         done
     done
 fi

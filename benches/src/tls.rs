@@ -86,17 +86,55 @@ pub fn first_cert(pem_path: &str) -> Result<CertificateDer<'static>, String> {
         .map_err(|e| format!("{pem_path}: {e}"))
 }
 
+/// Which key-exchange groups the load generator's client offers, in order (`--kx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kx {
+    /// X25519, P-256, P-384: a classical client (rustls' ring provider's defaults).
+    X25519,
+    /// X25519MLKEM768 first, then X25519, P-256, P-384 (browsers, OpenSSL 3.5, rustls'
+    /// default provider).
+    Hybrid,
+    /// P-384, X25519, P-256: a client that prefers the slow curve (its share is P-384's,
+    /// so a server that wants X25519 has to ask for it by HelloRetryRequest).
+    P384First,
+}
+
+impl Kx {
+    /// Reads `--kx`: `x25519`, `hybrid` or `p384-first`.
+    pub fn parse(word: &str) -> Option<Kx> {
+        match word {
+            "x25519" => Some(Kx::X25519),
+            "hybrid" => Some(Kx::Hybrid),
+            "p384-first" => Some(Kx::P384First),
+            _ => None,
+        }
+    }
+
+    fn groups(self) -> Vec<&'static dyn rustls::crypto::SupportedKxGroup> {
+        use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, SECP384R1, X25519, X25519MLKEM768};
+        match self {
+            Kx::X25519 => vec![X25519, SECP256R1, SECP384R1],
+            Kx::Hybrid => vec![X25519MLKEM768, X25519, SECP256R1, SECP384R1],
+            Kx::P384First => vec![SECP384R1, X25519, SECP256R1],
+        }
+    }
+}
+
 /// A client config that trusts only the certificate in `pem_path`, TLS 1.2 and 1.3,
-/// rustls's default cipher suites and key exchange (X25519 first), HTTP/1.1 by ALPN,
-/// with or without session resumption (rustls's in-memory store, shared by every
-/// connection made with this config).
+/// aws-lc-rs' cipher suites, the key-exchange groups of `kx`, HTTP/1.1 by ALPN, with or
+/// without session resumption (rustls's in-memory store, shared by every connection made
+/// with this config).
 pub fn client_config(
     pem_path: &str,
     resume: bool,
     counts: Arc<TicketCounts>,
+    kx: Kx,
 ) -> Result<Arc<ClientConfig>, String> {
     let cert = first_cert(pem_path)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: kx.groups(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    });
     let verifier = Arc::new(Pinned {
         cert,
         provider: Arc::clone(&provider),

@@ -14,7 +14,7 @@
 //! loadgen run  --addr 127.0.0.1:P [--path /slack/events] [--conns 64] [--duration 10]
 //!              [--warmup 2] [--body-len 1024] [--label NAME] [--threads 1]
 //! loadgen run  --addr 127.0.0.1:P --egress-key KEY [--path /api/chat.postMessage] ...
-//! loadgen run  --addr 127.0.0.1:P --tls CERT.pem [--new-conn 1] [--resume 0] ...
+//! loadgen run  --addr 127.0.0.1:P --tls CERT.pem [--new-conn 1] [--resume 0] [--kx hybrid] ...
 //!              [--cpu-pids PID,PID]
 //! loadgen idle --addr 127.0.0.1:P [--path ...] --conns 1000 --watch-pid PID [--hold 2]
 //! loadgen partial --addr 127.0.0.1:P --conns 1000 --head-bytes 16000 --watch-pid PID [--hold 2]
@@ -28,7 +28,9 @@
 //! certificate, see `slackgate_benches::tls`). `--new-conn 1` opens a new connection for
 //! every request and closes it after the answer (the latency then includes the connect
 //! and the handshake), `--resume 0` turns session resumption off (with it on, every
-//! connection shares one client session store, as one client process does).
+//! connection shares one client session store, as one client process does), `--kx`
+//! picks the key-exchange groups the client offers: `x25519` (default: X25519, P-256,
+//! P-384), `hybrid` (X25519MLKEM768 first) or `p384-first` (see `slackgate_benches::tls::Kx`).
 //! `--cpu-pids` names the processes of the server under test: the CPU time all their
 //! threads spent during the measured window (`/proc/PID/task/*/schedstat`, ns), divided
 //! by the answered requests, is printed as `cpu_us` (CPU per request, whatever else the
@@ -95,6 +97,7 @@ fn parse_opts(args: &[String]) -> Opts {
     };
     let mut tls_cert = None;
     let mut resume = true;
+    let mut kx = slackgate_benches::tls::Kx::X25519;
     let mut it = args.iter();
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -115,6 +118,10 @@ fn parse_opts(args: &[String]) -> Opts {
             "--tls" => tls_cert = Some(v.clone()),
             "--new-conn" => o.new_conn = v != "0",
             "--resume" => resume = v != "0",
+            "--kx" => {
+                kx = slackgate_benches::tls::Kx::parse(v)
+                    .unwrap_or_else(|| panic!("--kx {v}: use x25519, hybrid or p384-first"));
+            }
             "--cpu-pids" => {
                 o.cpu_pids = v
                     .split(',')
@@ -131,7 +138,7 @@ fn parse_opts(args: &[String]) -> Opts {
         o.addr
     );
     if let Some(cert) = tls_cert {
-        let config = slackgate_benches::tls::client_config(&cert, resume, o.tickets.clone())
+        let config = slackgate_benches::tls::client_config(&cert, resume, o.tickets.clone(), kx)
             .unwrap_or_else(|e| panic!("--tls: {e}"));
         o.tls = Some(TlsConnector::from(config));
     }
@@ -146,8 +153,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 #[derive(Debug, Clone, Copy, Default)]
 struct HandshakeInfo {
     resumed: bool,
+    /// Whether the server asked for another key share (HelloRetryRequest).
+    retried: bool,
     /// e.g. `TLSv1_3/TLS13_AES_256_GCM_SHA384` (Debug names, no spaces).
     suite: Option<(rustls::ProtocolVersion, rustls::CipherSuite)>,
+    /// The key-exchange group, e.g. `X25519MLKEM768`.
+    group: Option<rustls::NamedGroup>,
 }
 
 /// A keep-alive connection with its read buffer.
@@ -178,6 +189,9 @@ impl Conn {
                 let session = s.get_ref().1;
                 handshake.resumed =
                     session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                handshake.retried = session.handshake_kind()
+                    == Some(rustls::HandshakeKind::FullWithHelloRetryRequest);
+                handshake.group = session.negotiated_key_exchange_group().map(|g| g.name());
                 handshake.suite = session
                     .protocol_version()
                     .zip(session.negotiated_cipher_suite().map(|c| c.suite()));
@@ -228,7 +242,9 @@ struct Tally {
     /// Handshakes begun in the measured window, and how many of them resumed a session.
     handshakes: u64,
     resumed: u64,
+    retried: u64,
     suite: Option<(rustls::ProtocolVersion, rustls::CipherSuite)>,
+    group: Option<rustls::NamedGroup>,
 }
 
 async fn worker(
@@ -257,6 +273,8 @@ async fn worker(
                     if t_open >= warm_end && o.tls.is_some() {
                         tally.handshakes += 1;
                         tally.resumed += u64::from(c.handshake.resumed);
+                        tally.retried += u64::from(c.handshake.retried);
+                        tally.group = tally.group.or(c.handshake.group);
                     }
                     tally.suite = tally.suite.or(c.handshake.suite);
                     conn.insert(c)
@@ -361,7 +379,9 @@ fn run(o: Opts) {
             tally.reconnects += t.reconnects;
             tally.handshakes += t.handshakes;
             tally.resumed += t.resumed;
+            tally.retried += t.retried;
             tally.suite = tally.suite.or(t.suite);
+            tally.group = tally.group.or(t.group);
             for (s, n) in t.statuses {
                 *tally.statuses.entry(s).or_default() += n;
             }
@@ -391,9 +411,10 @@ fn run(o: Opts) {
         tickets(&o.tickets.offered),
         tickets(&o.tickets.missing)
     );
-    let tls = match tally.suite {
-        Some((v, c)) => format!("{v:?}/{c:?}"),
-        None => "-".to_owned(),
+    let tls = match (tally.suite, tally.group) {
+        (Some((v, c)), Some(g)) => format!("{v:?}/{c:?}/{g:?}"),
+        (Some((v, c)), None) => format!("{v:?}/{c:?}"),
+        _ => "-".to_owned(),
     };
     eprintln!(
         "{:<12} {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  cpu/req {} us (user share {})  (ok {}, non-200 {:?}, errors {}, connections {}, handshakes {} of which resumed {}, {})",
@@ -413,7 +434,7 @@ fn run(o: Opts) {
         tls
     );
     println!(
-        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} user_share={} handshakes={} hs_per_s={:.0} resumed={} tls={} {}",
+        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} user_share={} handshakes={} hs_per_s={:.0} resumed={} hrr={} tls={} {}",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
@@ -429,6 +450,7 @@ fn run(o: Opts) {
         tally.handshakes,
         tally.handshakes as f64 / secs,
         tally.resumed,
+        tally.retried,
         tls,
         tickets
     );

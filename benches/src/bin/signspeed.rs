@@ -1,7 +1,7 @@
 //! How long the server's handshake signature takes with the TLS stack slackgate uses.
 //!
 //! `signspeed KEY.pem [KEY.pem ...]`: for each private key (PKCS#8, SEC1 or PKCS#1 PEM),
-//! loads it as slackgate's TLS listener does (rustls with ring), lets it choose its scheme
+//! loads it as slackgate's TLS listener does (rustls with aws-lc-rs), lets it choose its scheme
 //! from what the load generator's TLS 1.3 client offers (so the one the bench handshakes use:
 //! RSA-PSS-SHA512 for RSA, ECDSA-P256-SHA256), and signs a 130-byte message (the size of a
 //! TLS 1.3 CertificateVerify input) for about a second on one thread. Prints one `SIGN` line
@@ -21,14 +21,14 @@
 
 use std::time::{Duration, Instant};
 
-use rustls::crypto::ring::sign::any_supported_type;
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::SignatureScheme;
 
-/// What the load generator's client (rustls with ring) offers, less the schemes TLS 1.3
+/// What the load generator's client (rustls with aws-lc-rs) offers, less the schemes TLS 1.3
 /// forbids in a CertificateVerify (PKCS#1 v1.5 and SHA-1), as a TLS 1.3 server filters them.
 fn offered_in_tls13() -> Vec<SignatureScheme> {
-    let mut offered = rustls::crypto::ring::default_provider()
+    let mut offered = rustls::crypto::aws_lc_rs::default_provider()
         .signature_verification_algorithms
         .supported_schemes();
     offered.retain(|s| {

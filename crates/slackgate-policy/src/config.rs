@@ -31,6 +31,100 @@ pub struct Config {
     pub state: State,
     /// The egress door (bots -> Slack Web API), when configured.
     pub egress: Option<Egress>,
+    /// `tls:`: what every TLS connection of the gateway shares (its listeners, the egress
+    /// listener and its client to Slack).
+    pub tls: Tls,
+}
+
+/// `tls:`: settings shared by the gateway's TLS listeners (inbound and egress) and its
+/// client to Slack. Certificates stay with each listener (`listen[].tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// `tls.key_exchange`: the key-exchange groups, in the gateway's order of preference.
+    /// A listener answers with the first of them the client supports (asking the client
+    /// for it by HelloRetryRequest when the client sent no share for it); the client to
+    /// Slack offers them in this order. Default [`DEFAULT_KEY_EXCHANGE`].
+    pub key_exchange: Vec<KeyExchange>,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            key_exchange: DEFAULT_KEY_EXCHANGE.to_vec(),
+        }
+    }
+}
+
+/// The default `tls.key_exchange`: the post-quantum hybrid first, then the classical groups
+/// from the fastest; P-384 only for a client that offers nothing else.
+pub const DEFAULT_KEY_EXCHANGE: &[KeyExchange] = &[
+    KeyExchange::X25519MLKEM768,
+    KeyExchange::X25519,
+    KeyExchange::P256,
+    KeyExchange::P384,
+];
+
+/// A TLS key-exchange group the gateway can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyExchange {
+    /// X25519 combined with ML-KEM-768 (the hybrid browsers, OpenSSL 3.5 and Go offer),
+    /// TLS 1.3 only: safe against a later quantum computer if either half holds.
+    X25519MLKEM768,
+    /// P-256 combined with ML-KEM-768, for deployments that need NIST curves only.
+    SecP256r1MLKEM768,
+    /// X25519 (classical).
+    X25519,
+    /// NIST P-256 / secp256r1 (classical).
+    P256,
+    /// NIST P-384 / secp384r1 (classical).
+    P384,
+}
+
+impl KeyExchange {
+    /// Every group, as the config names it.
+    pub const ALL: &'static [KeyExchange] = &[
+        KeyExchange::X25519MLKEM768,
+        KeyExchange::SecP256r1MLKEM768,
+        KeyExchange::X25519,
+        KeyExchange::P256,
+        KeyExchange::P384,
+    ];
+
+    /// The config word (IANA's name for the hybrids and X25519; `P-256`/`P-384` for the
+    /// curves, whose IANA names `secp256r1`/`secp384r1` are read too).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            KeyExchange::X25519MLKEM768 => "X25519MLKEM768",
+            KeyExchange::SecP256r1MLKEM768 => "SecP256r1MLKEM768",
+            KeyExchange::X25519 => "X25519",
+            KeyExchange::P256 => "P-256",
+            KeyExchange::P384 => "P-384",
+        }
+    }
+
+    /// Reads a config word, ignoring ASCII case.
+    pub fn parse(word: &str) -> Option<Self> {
+        let w = word.trim();
+        let alias = match w.to_ascii_lowercase().as_str() {
+            "secp256r1" => Some(KeyExchange::P256),
+            "secp384r1" => Some(KeyExchange::P384),
+            _ => None,
+        };
+        alias.or_else(|| {
+            Self::ALL
+                .iter()
+                .copied()
+                .find(|k| k.as_str().eq_ignore_ascii_case(w))
+        })
+    }
+
+    /// Whether this is a post-quantum hybrid (TLS 1.3 only).
+    pub const fn is_hybrid(&self) -> bool {
+        matches!(
+            self,
+            KeyExchange::X25519MLKEM768 | KeyExchange::SecP256r1MLKEM768
+        )
+    }
 }
 
 /// The egress door: where bots send Web API calls and where allowed calls go.
@@ -408,4 +502,5 @@ pub const CONFIG_KEYS: &[&str] = &[
     "policy",
     "state",
     "egress",
+    "tls",
 ];

@@ -89,9 +89,9 @@ pub use bots::{
 };
 pub use compile::{compile_config, compile_policy, policy_hash, POLICY_KEYS};
 pub use config::{
-    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, Pacing, RedisMode, RedisSettings,
-    SlackApi, State, StateBackend, StateKey, StateKeyRef, TlsFiles, CONFIG_KEYS,
-    DEFAULT_AUDIT_QUEUE_BYTES,
+    Admin, Audit, AuditPath, Config, Egress, KeyExchange, Limits, Listener, Pacing, RedisMode,
+    RedisSettings, SlackApi, State, StateBackend, StateKey, StateKeyRef, Tls, TlsFiles,
+    CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES, DEFAULT_KEY_EXCHANGE,
 };
 pub use error::{LoadError, LoadErrors};
 

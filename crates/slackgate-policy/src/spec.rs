@@ -27,6 +27,14 @@ pub(crate) struct ConfigSpec {
     pub(crate) policy: Spanned<String>,
     pub(crate) state: Option<StateSpec>,
     pub(crate) egress: Option<EgressSpec>,
+    pub(crate) tls: Option<SharedTlsSpec>,
+}
+
+/// `tls:` at the top level: what every TLS connection shares.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SharedTlsSpec {
+    pub(crate) key_exchange: Option<SpannedList>,
 }
 
 /// `egress:`: the listener bots call the Web API on, and where allowed calls go.

@@ -315,6 +315,12 @@ cases! {
     config_egress_pacing_wait: "egress pacing max_wait out of range", Config,
         "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\negress: { listen: { addr: 127.0.0.1:8081 }, pacing: { max_wait: 2m } }\n" =>
         "config.yaml:3:65: error: `egress.pacing.max_wait` is not a duration of at most 30s\n  fix: write how long a call may be held back for Slack's rate tier, e.g. 1s (0s answers slack_rate_limited at once)";
+    config_tls_unknown_group: "unknown TLS key-exchange group", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\ntls: { key_exchange: [X25519MLKEM768, X448] }\n" =>
+        "config.yaml:3:39: error: `tls.key_exchange` names an unknown key-exchange group\n  fix: use one of: X25519MLKEM768, SecP256r1MLKEM768, X25519, P-256, P-384";
+    config_tls_empty_groups: "empty TLS key-exchange list", Config,
+        "listen: [{ addr: 127.0.0.1:8080 }]\npolicy: example.yaml\ntls: { key_exchange: [] }\n" =>
+        "config.yaml:3:22: error: `tls.key_exchange` is empty: no TLS handshake could complete\n  fix: list the groups to allow, most preferred first (known: X25519MLKEM768, SecP256r1MLKEM768, X25519, P-256, P-384), or omit it for the default";
     route_bad_state_failure: "bad state_failure value", Policy,
         concat!(head!(), route!(), "    state_failure: maybe\n") =>
         "policy.yaml:12:20: error: invalid value for `routes[0].state_failure`\n  fix: use one of: `fail_open`, `fail_closed`";

@@ -239,6 +239,9 @@ impl ShutdownSignalWatch for StopWatch {
 /// every listener (the inbound door, the egress door, the admin listener) and the
 /// background services.
 pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartError> {
+    // aws-lc-rs as rustls' process default before anything (pingora, the Redis client)
+    // would pick one: the configs of our own name it anyway (`net::tls::provider`).
+    crate::net::tls::install_process_default();
     let shared = shared_state(opts)?;
     let config = Arc::clone(&shared.current().config);
     let mut server = pingora_server(opts, &config);
@@ -264,6 +267,7 @@ pub fn build(opts: &Options) -> Result<(Server, Arc<Shared>, Features), StartErr
             &egress.slack_api,
             egress.ca_file.as_deref(),
             egress.timeout,
+            &config.tls.key_exchange,
         )?),
         None => None,
     };
@@ -370,7 +374,8 @@ fn add_egress(
     ));
     let mut tls = TlsListeners::default();
     if let Some(cert) = watched_cert(server, &egress.listen)? {
-        tls.add(egress.listen.addr, server_config(cert)?);
+        let groups = &shared.current().config.tls.key_exchange;
+        tls.add(egress.listen.addr, server_config(cert, groups)?);
     }
     let front = Front::new(
         crate::egress::EgressDoor::new(app, proxy),
@@ -578,7 +583,10 @@ fn add_inbound(
     for listener in &config.listen {
         probe_addrs.push(listener.addr);
         if let Some(cert) = watched_cert(server, listener)? {
-            tls.add(listener.addr, server_config(cert)?);
+            tls.add(
+                listener.addr,
+                server_config(cert, &config.tls.key_exchange)?,
+            );
         }
     }
     let gateway = Gateway::new(Arc::clone(shared), Arc::clone(&features.groups));

@@ -112,7 +112,7 @@ fn tls_request(
 fn tls_sessions_resume_from_tickets_and_alpn_picks_http1() {
     let rig = rig_with(|b| b.tls_only());
     let addr = rig.gw.tls_addr.unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(

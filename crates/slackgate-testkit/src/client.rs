@@ -74,12 +74,14 @@ impl Client {
 
     /// A TLS client trusting only `ca_der`.
     pub fn tls(addr: SocketAddr, ca_der: &[u8]) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
             .unwrap();
-        let config = rustls::ClientConfig::builder()
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
         Self {

@@ -89,6 +89,7 @@ pub struct SlackApiBuilder {
     plain: bool,
     threads: usize,
     record: bool,
+    classical: bool,
 }
 
 /// A running Slack Web API stand-in. Stops (blocking) when dropped.
@@ -177,6 +178,13 @@ impl SlackApiBuilder {
         self
     }
 
+    /// Offers only classical key exchange (X25519, P-256, P-384), as a server without
+    /// post-quantum support; by default the hybrid X25519MLKEM768 comes first.
+    pub fn classical_only(mut self) -> Self {
+        self.classical = true;
+        self
+    }
+
     /// How many runtime worker threads serve connections (default 1).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n.max(1);
@@ -212,8 +220,12 @@ impl SlackApiBuilder {
         let acceptor = if self.plain {
             None
         } else {
+            use rustls::crypto::aws_lc_rs::kx_group;
+            let classical: &[&'static dyn rustls::crypto::SupportedKxGroup] =
+                &[kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+            let groups = self.classical.then_some(classical);
             Some(pingora::tls::TlsAcceptor::from(Arc::new(
-                ca.server_config(),
+                ca.server_config(groups),
             )))
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -237,6 +249,7 @@ impl SlackApiBuilder {
             conns: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             handshake_failures: AtomicU64::new(0),
+            key_exchanges: Mutex::new(Vec::new()),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let accept_shared = Arc::clone(&shared);
@@ -273,6 +286,7 @@ impl SlackApi {
             plain: false,
             threads: 1,
             record: true,
+            classical: false,
         }
     }
 
@@ -414,6 +428,12 @@ impl SlackApi {
     /// TLS handshakes that failed (for example a client that does not trust the CA).
     pub fn handshake_failures(&self) -> u64 {
         self.shared.handshake_failures.load(Ordering::SeqCst)
+    }
+
+    /// The key-exchange group of every TLS connection accepted so far, in order, by its
+    /// TLS name (`X25519MLKEM768`, `X25519`, `secp256r1`, ...).
+    pub fn key_exchanges(&self) -> Vec<String> {
+        server::lock(&self.shared.key_exchanges).clone()
     }
 
     /// Every refresh token ever presented to `oauth.v2.access`, in order, valid or not.

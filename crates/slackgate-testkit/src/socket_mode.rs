@@ -91,7 +91,7 @@ impl SocketModeStandIn {
     /// Starts a stand-in that accepts `app_token`.
     pub fn start(app_token: &str) -> Self {
         let ca = TestCa::generate();
-        let acceptor = pingora::tls::TlsAcceptor::from(Arc::new(ca.server_config()));
+        let acceptor = pingora::tls::TlsAcceptor::from(Arc::new(ca.server_config(None)));
         let api = std::net::TcpListener::bind("127.0.0.1:0").expect("bind api");
         let wss = std::net::TcpListener::bind("127.0.0.1:0").expect("bind wss");
         api.set_nonblocking(true).expect("non-blocking");

@@ -407,7 +407,7 @@ fn assert_every_key_documented(
 #[test]
 fn every_config_key_is_in_config_md() {
     let base = "listen: [{ addr: 127.0.0.1:1 }]\npolicy: p.yaml\n";
-    let cases: [(&str, String); 11] = [
+    let cases: [(&str, String); 12] = [
         ("listen", format!("listen: [{{ addr: 127.0.0.1:1, {UNKNOWN}: 1 }}]\npolicy: p.yaml\n")),
         (
             "listen.tls",
@@ -431,6 +431,7 @@ fn every_config_key_is_in_config_md() {
             "state.redis.sentinel",
             format!("{base}state: {{ backend: redis, redis: {{ url: \"redis://h:1\", mode: sentinel, sentinel: {{ master: m, {UNKNOWN}: 1 }} }} }}\n"),
         ),
+        ("tls", format!("{base}tls: {{ {UNKNOWN}: 1 }}\n")),
     ];
     let keys = assert_every_key_documented(
         "config.md",

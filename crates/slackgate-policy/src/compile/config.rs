@@ -14,15 +14,15 @@ use std::time::Duration;
 use marked_yaml::{Node, Spanned};
 
 use crate::config::{
-    Admin, Audit, AuditPath, Config, Egress, Limits, Listener, Pacing, SlackApi, State, StateKey,
-    StateKeyRef, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
+    Admin, Audit, AuditPath, Config, Egress, KeyExchange, Limits, Listener, Pacing, SlackApi,
+    State, StateKey, StateKeyRef, Tls, TlsFiles, CONFIG_KEYS, DEFAULT_AUDIT_QUEUE_BYTES,
 };
 use crate::error::{Errors, LoadErrors};
 use crate::matcher::parse_cidrs;
 use crate::secrets::SecretRef;
 use crate::spec::{
     AdminSpec, AuditSpec, ConfigSpec, CredentialSpec, EgressSpec, LimitsSpec, ListenerSpec,
-    StateSpec, TlsSpec,
+    SharedTlsSpec, StateSpec, TlsSpec,
 };
 use crate::units::{parse_duration, DurationError};
 use crate::yaml;
@@ -59,6 +59,7 @@ fn partial_spec(node: &Node, err: &marked_yaml::FromNodeError, errs: &mut Errors
             .unwrap_or_else(|| Spanned::new(*node.span(), "-".to_string())),
         state: yaml::probe_key(node, "state", errs),
         egress: yaml::probe_key(node, "egress", errs),
+        tls: yaml::probe_key(node, "tls", errs),
     };
     if errs.len() == before {
         yaml::report_from_node(err, "", errs);
@@ -125,6 +126,7 @@ fn config(
         policy,
         state,
         egress,
+        tls,
     } = spec;
     let start = errs.len();
     let mut bound: HashMap<SocketAddr, usize> = HashMap::new();
@@ -355,7 +357,53 @@ fn config(
         policy_path,
         state,
         egress,
+        tls: tls.map(|t| shared_tls(t, errs)).unwrap_or_default(),
     })
+}
+
+/// `tls:`: the key-exchange list, checked (known names, no repeats, not empty).
+fn shared_tls(spec: SharedTlsSpec, errs: &mut Errors) -> Tls {
+    let SharedTlsSpec { key_exchange } = spec;
+    let Some(list) = key_exchange else {
+        return Tls::default();
+    };
+    let names = || {
+        KeyExchange::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if list.is_empty() {
+        errs.at(
+            list.span(),
+            "`tls.key_exchange` is empty: no TLS handshake could complete",
+            format!(
+                "list the groups to allow, most preferred first (known: {}), or omit it for the default",
+                names()
+            ),
+        );
+        return Tls::default();
+    }
+    let mut groups = Vec::with_capacity(list.len());
+    for word in list.iter() {
+        match KeyExchange::parse(word) {
+            Some(k) if groups.contains(&k) => errs.at(
+                word.span(),
+                format!("`tls.key_exchange` names {} twice", k.as_str()),
+                "list each group once",
+            ),
+            Some(k) => groups.push(k),
+            None => errs.at(
+                word.span(),
+                "`tls.key_exchange` names an unknown key-exchange group",
+                format!("use one of: {}", names()),
+            ),
+        }
+    }
+    Tls {
+        key_exchange: groups,
+    }
 }
 
 fn state(spec: StateSpec, base: &Path, errs: &mut Errors) -> State {

@@ -32,7 +32,7 @@ use slackgate_guard::{
     CapabilityPost, EgressDecision, EgressReason, EgressSettings, Unreadable, UploadUrl,
     FILE_UPLOAD_METHOD, RESPONSE_URL_METHOD,
 };
-use slackgate_policy::{Egress, SlackApi};
+use slackgate_policy::{Egress, KeyExchange, SlackApi, Tls};
 
 use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, SlackOutcome};
 use crate::core::capability::{is_capability, mint};
@@ -99,6 +99,7 @@ pub(super) struct Custodian {
     hosts: Mutex<HashMap<String, Arc<SlackClient>>>,
     ca_file: Option<std::path::PathBuf>,
     timeout: std::time::Duration,
+    key_exchange: Vec<KeyExchange>,
 }
 
 impl std::fmt::Debug for Custodian {
@@ -174,13 +175,19 @@ fn note_answer(resp: &Response, o: &mut Outcome) {
 
 impl Custodian {
     /// The custodian for `egress`, sharing the door's Web API and webhook clients.
-    pub(super) fn new(egress: &Egress, slack: Arc<SlackClient>, hooks: Arc<SlackClient>) -> Self {
+    pub(super) fn new(
+        egress: &Egress,
+        tls: &Tls,
+        slack: Arc<SlackClient>,
+        hooks: Arc<SlackClient>,
+    ) -> Self {
         Custodian {
             slack,
             hooks,
             hosts: Mutex::new(HashMap::new()),
             ca_file: egress.ca_file.clone(),
             timeout: egress.timeout,
+            key_exchange: tls.key_exchange.clone(),
         }
     }
 
@@ -211,8 +218,13 @@ impl Custodian {
         }
         let api = SlackApi::parse(&format!("https://{host}/"))
             .map_err(|_| refused("a held URL has a host that cannot be used"))?;
-        let client = SlackClient::new(&api, self.ca_file.as_deref(), self.timeout)
-            .map_err(CallFailure::Client)?;
+        let client = SlackClient::new(
+            &api,
+            self.ca_file.as_deref(),
+            self.timeout,
+            &self.key_exchange,
+        )
+        .map_err(CallFailure::Client)?;
         let client = Arc::new(client);
         let mut hosts = self.hosts.lock();
         if hosts.len() < MAX_HOSTS {

@@ -80,9 +80,15 @@ impl EgressApp {
             &egress.hooks_base,
             egress.ca_file.as_deref(),
             egress.timeout,
+            &snap.config.tls.key_exchange,
         )?;
         let hooks = Arc::new(hooks);
-        let custodian = Custodian::new(egress, Arc::clone(&slack), Arc::clone(&hooks));
+        let custodian = Custodian::new(
+            egress,
+            &snap.config.tls,
+            Arc::clone(&slack),
+            Arc::clone(&hooks),
+        );
         Ok(Self {
             shared,
             vault,

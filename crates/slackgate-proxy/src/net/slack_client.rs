@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use slackgate_policy::SlackApi;
+use slackgate_policy::{KeyExchange, SlackApi};
 
 use crate::net::client::{Conn, ExchangeError, Response};
 use crate::net::pool::IdlePool;
@@ -149,11 +149,13 @@ fn trust_roots(
 
 impl SlackClient {
     /// A client for `api` (`egress.slack_api` or `egress.hooks_base`), trusting the
-    /// system roots and `ca_file`, with `timeout` per call.
+    /// system roots and `ca_file`, with `timeout` per call, offering the key-exchange
+    /// groups `key_exchange` (`tls.key_exchange`) in that order.
     pub(crate) fn new(
         api: &SlackApi,
         ca_file: Option<&std::path::Path>,
         timeout: Duration,
+        key_exchange: &[KeyExchange],
     ) -> Result<Self, SlackClientError> {
         let api = api.clone();
         let bare = api
@@ -165,7 +167,7 @@ impl SlackClient {
             .map_err(|_| SlackClientError::ServerName(api.host.clone()))?;
         let tls = if api.tls {
             let roots = trust_roots(ca_file)?;
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = crate::net::tls::provider(key_exchange);
             let mut config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map_err(|e| SlackClientError::Tls(e.to_string()))?
@@ -372,7 +374,13 @@ mod tests {
     /// A plain-HTTP client (a loopback stand-in) for `addr`.
     fn client_for(addr: SocketAddr) -> SlackClient {
         let api = SlackApi::parse(&format!("http://{addr}/api/")).unwrap();
-        SlackClient::new(&api, None, Duration::from_secs(5)).unwrap()
+        SlackClient::new(
+            &api,
+            None,
+            Duration::from_secs(5),
+            slackgate_policy::DEFAULT_KEY_EXCHANGE,
+        )
+        .unwrap()
     }
 
     #[tokio::test]

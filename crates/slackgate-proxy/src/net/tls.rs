@@ -1,9 +1,10 @@
 //! TLS termination with rustls, with certificates that reload without a restart.
 //!
 //! The listener uses a certificate resolver whose key pair sits behind an `ArcSwap`.
-//! The proxy's listeners are plain TCP to pingora: the front runs the handshake itself
-//! with [`server_config`] (session tickets, ALPN), and [`TlsConn`] carries the connection
-//! on as pingora's `Stream`; the egress listener still uses pingora's TLS listener.
+//! The proxy's listeners (inbound and egress) are plain TCP to pingora: the front runs the
+//! handshake itself with [`server_config`] (session tickets, ALPN, the key-exchange group
+//! by the gateway's preference: [`groups`]), and [`TlsConn`] carries the connection on as
+//! pingora's `Stream`.
 //! [`ReloadingCert::reload`] reads the files again and swaps the pair only when both
 //! parse and belong together; a broken file leaves the serving certificate in place.
 
@@ -22,11 +23,17 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{
-    ClientHello, CryptoProvider, ResolvesServerCert, ServerConfig, ServerTlsStream, TlsAcceptor,
-};
-use rustls::server::ServerSessionMemoryCache;
+use pingora::tls::{ClientHello, ResolvesServerCert, ServerConfig, ServerTlsStream};
+use rustls::crypto::aws_lc_rs;
+use rustls::server::{Acceptor, ServerSessionMemoryCache};
+use slackgate_policy::KeyExchange;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio_rustls::LazyConfigAcceptor;
+
+mod groups;
+
+use groups::Preference;
+pub use groups::{install_process_default, provider};
 
 /// Why a certificate pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +97,6 @@ impl ReloadingCert {
 }
 
 fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, CertError> {
-    pingora::tls::install_default_crypto_provider();
     let unreadable = || CertError::Unreadable {
         cert: cert_path.to_path_buf(),
         key: key_path.to_path_buf(),
@@ -105,20 +111,13 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, CertErro
     if certs.is_empty() {
         return Err(unreadable());
     }
-    let Some(provider) = CryptoProvider::get_default() else {
-        return Err(CertError::BadKey {
+    let signing_key = aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| CertError::BadKey {
             key: key_path.to_path_buf(),
-            detail: "no crypto provider installed".into(),
-        });
-    };
-    let signing_key =
-        provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| CertError::BadKey {
-                key: key_path.to_path_buf(),
-                detail: e.to_string(),
-            })?;
+            detail: e.to_string(),
+        })?;
     let certified = CertifiedKey::new(certs, signing_key);
     if let Err(e) = certified.keys_match() {
         return Err(CertError::BadKey {
@@ -151,31 +150,42 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The rustls settings of an inbound TLS listener: the reloading certificate, TLS 1.2
-/// and 1.3 with the provider's default suites, ALPN `http/1.1`, stateless session
-/// tickets (ring's ticketer: a random key, rotated every 6 hours, never written
+/// The rustls settings of a TLS listener (inbound or egress): the reloading certificate,
+/// TLS 1.2 and 1.3 with aws-lc-rs' default suites, the key-exchange `groups`
+/// (`tls.key_exchange`) chosen by the gateway's order ([`groups`]), ALPN `http/1.1`,
+/// stateless session tickets (a random key, rotated every 6 hours, never written
 /// anywhere) and a bounded session-id cache. With pingora's defaults the only store
 /// was a 256-entry cache of single-use TLS 1.3 tickets, so under many clients most
 /// resumptions found their session evicted and fell back to a full handshake.
-pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    pingora::tls::install_default_crypto_provider();
-    let provider = CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(CertResolver(cert)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
-    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-    Ok(Arc::new(config))
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    groups: &[KeyExchange],
+) -> Result<ServerTls, TlsSetupError> {
+    install_process_default();
+    let resolver = Arc::new(CertResolver(cert));
+    let ticketer = aws_lc_rs::Ticketer::new()?;
+    let sessions = ServerSessionMemoryCache::new(SESSION_CACHE);
+    let preference = Preference::new(groups, |provider| {
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ticketer = Arc::clone(&ticketer);
+        config.session_storage = sessions.clone();
+        Ok(config)
+    })?;
+    Ok(ServerTls(Arc::new(preference)))
 }
+
+/// A TLS listener's settings, as [`server_config`] builds them.
+#[derive(Debug, Clone)]
+pub struct ServerTls(Arc<Preference>);
 
 /// The inbound TLS listeners of the proxy service: the front does their handshakes
 /// itself (pingora's listener would build its own rustls settings, without tickets).
 #[derive(Clone, Default)]
-pub struct TlsListeners(Vec<(SocketAddr, TlsAcceptor)>);
+pub struct TlsListeners(Vec<(SocketAddr, ServerTls)>);
 
 impl fmt::Debug for TlsListeners {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,8 +197,8 @@ impl fmt::Debug for TlsListeners {
 
 impl TlsListeners {
     /// Adds a listener address (as configured: `0.0.0.0`/`::` match every local address).
-    pub fn add(&mut self, addr: SocketAddr, config: Arc<ServerConfig>) {
-        self.0.push((addr, TlsAcceptor::from(config)));
+    pub fn add(&mut self, addr: SocketAddr, tls: ServerTls) {
+        self.0.push((addr, tls));
     }
 
     /// Whether there is none.
@@ -196,25 +206,35 @@ impl TlsListeners {
         self.0.is_empty()
     }
 
-    /// The acceptor of the listener a connection arrived on (by its local address).
-    pub fn for_local(&self, local: SocketAddr) -> Option<&TlsAcceptor> {
+    /// The settings of the listener a connection arrived on (by its local address).
+    pub fn for_local(&self, local: SocketAddr) -> Option<&ServerTls> {
         self.0
             .iter()
             .find(|(a, _)| {
                 a.port() == local.port() && (a.ip().is_unspecified() || a.ip() == local.ip())
             })
-            .map(|(_, acceptor)| acceptor)
+            .map(|(_, tls)| tls)
     }
 }
 
 /// Runs the server side of a TLS handshake on `stream` within `deadline`; `None` when it
 /// fails or times out (nothing to answer: the client gets rustls's alert, if any).
 pub async fn accept(
-    acceptor: &TlsAcceptor,
+    tls: &ServerTls,
     stream: Stream,
     deadline: tokio::time::Instant,
 ) -> Option<Stream> {
-    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+    let handshake = async {
+        // The ClientHello first: which groups it lists decides the config (`groups`).
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let hello = start.client_hello();
+        let config = Arc::clone(
+            tls.0
+                .config_for(hello.named_groups(), hello.cipher_suites()),
+        );
+        start.into_stream(config).await
+    };
+    match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => {
             let alpn = match tls.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Some(ALPN::H2),

@@ -25,7 +25,7 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::{mpsc, watch};
 
 use slackgate_guard::{RemoteState, StateOp};
-use slackgate_policy::{Egress, SocketMode};
+use slackgate_policy::{Egress, KeyExchange, SocketMode, Tls};
 
 use crate::core::state::Shared;
 use crate::inbound::gateway::Gateway;
@@ -57,15 +57,17 @@ struct Wanted {
     connections: u8,
     slack_api: String,
     ca_file: Option<std::path::PathBuf>,
+    key_exchange: Vec<KeyExchange>,
 }
 
 impl Wanted {
-    fn of(s: &SocketMode, e: &Egress) -> Self {
+    fn of(s: &SocketMode, e: &Egress, tls: &Tls) -> Self {
         Wanted {
             token: *s.app_token.fingerprint(),
             connections: s.connections,
             slack_api: format!("{:?}", e.slack_api),
             ca_file: e.ca_file.clone(),
+            key_exchange: tls.key_exchange.clone(),
         }
     }
 }
@@ -82,7 +84,10 @@ impl BackgroundService for SocketBridge {
             if let Some(egress) = &snap.config.egress {
                 for app in snap.policy.apps.values() {
                     if let Some(s) = &app.socket_mode {
-                        wanted.insert(app.name.to_string(), (Wanted::of(s, egress), s.clone()));
+                        wanted.insert(
+                            app.name.to_string(),
+                            (Wanted::of(s, egress, &snap.config.tls), s.clone()),
+                        );
                     }
                 }
             }
@@ -106,7 +111,7 @@ impl BackgroundService for SocketBridge {
                 };
                 let (stop, stopped) = watch::channel(false);
                 generation += 1;
-                match self.app(&name, socket, egress, stopped, generation) {
+                match self.app(&name, socket, egress, &w, stopped, generation) {
                     Ok(app) => {
                         tasks.spawn(app.run());
                     }
@@ -144,11 +149,17 @@ impl SocketBridge {
         name: &str,
         socket: SocketMode,
         egress: &Egress,
+        wanted: &Wanted,
         stopped: watch::Receiver<bool>,
         generation: u64,
     ) -> Result<Arc<AppBridge>, String> {
-        let client = SlackClient::new(&egress.slack_api, egress.ca_file.as_deref(), egress.timeout)
-            .map_err(|e| e.to_string())?;
+        let client = SlackClient::new(
+            &egress.slack_api,
+            egress.ca_file.as_deref(),
+            egress.timeout,
+            &wanted.key_exchange,
+        )
+        .map_err(|e| e.to_string())?;
         let (stop, _) = watch::channel(false);
         Ok(Arc::new(AppBridge {
             name: Arc::from(name),

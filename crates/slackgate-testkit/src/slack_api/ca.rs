@@ -61,9 +61,26 @@ impl TestCa {
         }
     }
 
-    pub(crate) fn server_config(&self) -> rustls::ServerConfig {
+    /// The stand-in's TLS settings: aws-lc-rs with the key-exchange groups `groups` in
+    /// that order (`None`: the hybrid X25519MLKEM768 first, then X25519, P-256, P-384,
+    /// as a server that offers post-quantum key exchange answers).
+    pub(crate) fn server_config(
+        &self,
+        groups: Option<&[&'static dyn rustls::crypto::SupportedKxGroup]>,
+    ) -> rustls::ServerConfig {
+        use rustls::crypto::aws_lc_rs::{self, kx_group};
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let default = [
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+            kx_group::SECP384R1,
+        ];
+        let groups = groups.unwrap_or(&default);
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            kx_groups: groups.to_vec(),
+            ..aws_lc_rs::default_provider()
+        });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("tls versions")

@@ -80,6 +80,8 @@ pub(super) struct Shared {
     pub(super) conns: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) handshake_failures: AtomicU64,
+    /// The negotiated key-exchange group of each TLS connection.
+    pub(super) key_exchanges: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -120,7 +122,13 @@ pub(super) async fn accept_loop(
                 None => serve(tcp, &shared, conn).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => serve(tls, &shared, conn).await,
+                        Ok(Ok(tls)) => {
+                            let group = tls.get_ref().1.negotiated_key_exchange_group();
+                            let name =
+                                group.map_or_else(String::new, |g| format!("{:?}", g.name()));
+                            lock(&shared.key_exchanges).push(name);
+                            serve(tls, &shared, conn).await
+                        }
                         _ => {
                             shared.handshake_failures.fetch_add(1, Ordering::SeqCst);
                         }

@@ -128,3 +128,56 @@ fn duplicate_addresses_are_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn tls_key_exchange() {
+    let config = |tls: &str| {
+        compile_config(
+            Path::new("c.yaml"),
+            &format!("listen: [{{ addr: 127.0.0.1:1 }}]\npolicy: p.yaml\n{tls}"),
+        )
+    };
+    use KeyExchange::*;
+    assert_eq!(
+        config("").unwrap().tls.key_exchange,
+        [X25519MLKEM768, X25519, P256, P384],
+        "the hybrid first by default; P-384 last"
+    );
+    assert_eq!(
+        config("tls: {}\n").unwrap().tls.key_exchange,
+        crate::config::DEFAULT_KEY_EXCHANGE
+    );
+    assert_eq!(
+        config("tls: { key_exchange: [x25519, secp256r1, SecP256r1MLKEM768] }\n")
+            .unwrap()
+            .tls
+            .key_exchange,
+        [X25519, P256, SecP256r1MLKEM768],
+        "IANA names, any case, in the operator's order"
+    );
+    for (tls, want) in [
+        (
+            "tls: { key_exchange: [] }\n",
+            "3:22: error: `tls.key_exchange` is empty",
+        ),
+        (
+            "tls: { key_exchange: [X25519, X448] }\n",
+            "3:31: error: `tls.key_exchange` names an unknown key-exchange group",
+        ),
+        (
+            "tls: { key_exchange: [P-256, secp256r1] }\n",
+            "3:30: error: `tls.key_exchange` names P-256 twice",
+        ),
+        ("tls: { groups: [X25519] }\n", "groups"),
+    ] {
+        let e = config(tls).unwrap_err().to_string();
+        assert!(e.contains(want), "{tls}: {e}");
+    }
+    let e = config("tls: { key_exchange: [X448] }\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("use one of: X25519MLKEM768, SecP256r1MLKEM768, X25519, P-256, P-384"),
+        "{e}"
+    );
+}
