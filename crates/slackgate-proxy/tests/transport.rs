@@ -112,14 +112,26 @@ fn tls_request(
 fn tls_sessions_resume_from_tickets_and_alpn_picks_http1() {
     let rig = rig_with(|b| b.tls_only());
     let addr = rig.gw.tls_addr.unwrap();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from(
             rig.gw.certs.as_ref().unwrap().der.clone(),
         ))
         .unwrap();
-    let mut config = rustls::ClientConfig::builder()
+    // The groups of rustls' default provider with `prefer-post-quantum` (its default
+    // features): the hybrid first, so the first handshake needs no retry.
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: vec![
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+        ],
+        ..default_provider()
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -150,6 +150,9 @@ fn client(
     user: Option<&(String, String)>,
 ) -> redis::Client {
     use redis::IntoConnectionInfo;
+    // redis-rs' TLS takes rustls' process default, which the gateway sets (aws-lc-rs);
+    // a test may ask a Redis before any gateway runs.
+    slackgate_proxy::tls::install_process_default();
     let host = addr.ip().to_string();
     let at = match ca {
         Some(_) => redis::ConnectionAddr::TcpTls {
