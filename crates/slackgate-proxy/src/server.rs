@@ -375,7 +375,9 @@ fn add_egress(
     let mut tls = TlsListeners::default();
     if let Some(cert) = watched_cert(server, &egress.listen)? {
         let groups = &shared.current().config.tls.key_exchange;
-        tls.add(egress.listen.addr, server_config(cert, groups)?);
+        let counts = &shared.metrics.tls_handshakes;
+        let settings = server_config(cert, groups, counts, "egress")?;
+        tls.add(egress.listen.addr, settings);
     }
     let front = Front::new(
         crate::egress::EgressDoor::new(app, proxy),
@@ -583,10 +585,9 @@ fn add_inbound(
     for listener in &config.listen {
         probe_addrs.push(listener.addr);
         if let Some(cert) = watched_cert(server, listener)? {
-            tls.add(
-                listener.addr,
-                server_config(cert, &config.tls.key_exchange)?,
-            );
+            let counts = &shared.metrics.tls_handshakes;
+            let settings = server_config(cert, &config.tls.key_exchange, counts, "inbound")?;
+            tls.add(listener.addr, settings);
         }
     }
     let gateway = Gateway::new(Arc::clone(shared), Arc::clone(&features.groups));

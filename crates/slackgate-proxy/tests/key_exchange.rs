@@ -16,7 +16,7 @@ use rustls::crypto::SupportedKxGroup;
 use rustls::{HandshakeKind, NamedGroup};
 use slackgate_testkit::creds::{HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN};
 use slackgate_testkit::policy::bots_from;
-use slackgate_testkit::{SlackApi, TestCerts, TestGateway, TestGatewayBuilder};
+use slackgate_testkit::{wait_until, SlackApi, TestCerts, TestGateway, TestGatewayBuilder};
 
 fn policy() -> String {
     format!(
@@ -122,6 +122,17 @@ fn a_client_offering_the_hybrid_gets_it_on_both_doors() {
         assert_eq!(h.group, Some(NamedGroup::X25519MLKEM768), "{addr}");
         assert_eq!(h.kind, Some(HandshakeKind::FullWithHelloRetryRequest));
     }
+    // Counted per listener and group: the share of post-quantum connections.
+    for listener in ["inbound", "egress"] {
+        let sample = |group: &str| {
+            gw.metric(&format!(
+                "slackgate_tls_handshakes_total{{group=\"{group}\",listener=\"{listener}\"}}"
+            ))
+        };
+        assert_eq!(sample("X25519MLKEM768"), 2.0, "{listener}");
+        assert_eq!(sample("X25519"), 0.0, "{listener}: pre-registered");
+        assert_eq!(sample("failed"), 0.0, "{listener}");
+    }
 }
 
 #[test]
@@ -163,6 +174,13 @@ fn a_tls12_client_gets_a_classical_group() {
 fn tls_key_exchange_restricts_both_listeners() {
     let slack = slack(false);
     let gw = gateway(&slack, "tls: { key_exchange: [X25519, P-256] }");
+    let failed = |listener: &str| {
+        gw.metric(&format!(
+            "slackgate_tls_handshakes_total{{group=\"failed\",listener=\"{listener}\"}}"
+        ))
+    };
+    // (The start's readiness probes connect and close without a ClientHello: no
+    // handshake began, none failed.)
     for (addr, certs) in listeners(&gw) {
         let h = handshake(addr, &client(certs, &[X25519MLKEM768, X25519], BOTH)).unwrap();
         assert_eq!(h.group, Some(NamedGroup::X25519), "{addr}");
@@ -174,6 +192,13 @@ fn tls_key_exchange_restricts_both_listeners() {
             "{addr}"
         );
     }
+    // The refused handshake, on each listener (counted as the server side ends it).
+    let counted = || [failed("inbound"), failed("egress")] == [1.0, 1.0];
+    assert!(
+        wait_until(Duration::from_secs(5), counted),
+        "{:?}",
+        [failed("inbound"), failed("egress")]
+    );
 }
 
 /// `auth.test` through the egress door; the stand-in's groups of every TLS connection.

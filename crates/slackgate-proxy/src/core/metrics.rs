@@ -59,6 +59,9 @@ pub struct Metrics {
     /// `slackgate_connections_refused_total{listener}`: connections closed at accept
     /// because their listener held `limits.max_connections` already.
     pub connections_refused: IntCounterVec,
+    /// `slackgate_tls_handshakes_total{listener,group}`: TLS handshakes on the gateway's
+    /// listeners by the key-exchange group they settled on (`failed`: none completed).
+    pub tls_handshakes: IntCounterVec,
     /// `slackgate_state_fallbacks_total{op}`: shared-state failures answered from this
     /// replica's own state (`state_failure: fail_open`).
     pub state_fallbacks: IntCounterVec,
@@ -136,6 +139,13 @@ impl Metrics {
             ),
             &["listener"],
         )?;
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "slackgate_tls_handshakes_total",
+                "TLS handshakes on the inbound and egress listeners, by listener and the key-exchange group agreed (X25519MLKEM768 is post-quantum; failed: the handshake failed or timed out).",
+            ),
+            &["listener", "group"],
+        )?;
         let state_fallbacks = IntCounterVec::new(
             Opts::new(
                 "slackgate_state_fallbacks_total",
@@ -179,6 +189,7 @@ impl Metrics {
         registry.register(Box::new(replay_evictions.clone()))?;
         registry.register(Box::new(audit_dropped.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(tls_handshakes.clone()))?;
         registry.register(Box::new(state_fallbacks.clone()))?;
         registry.register(Box::new(state_circuit_open.clone()))?;
         registry.register(Box::new(group_members.clone()))?;
@@ -208,6 +219,7 @@ impl Metrics {
             replay_evictions,
             audit_dropped,
             connections_refused,
+            tls_handshakes,
             state_fallbacks,
             state_circuit_open,
             group_members,

@@ -32,8 +32,8 @@ use tokio_rustls::LazyConfigAcceptor;
 
 mod groups;
 
-use groups::Preference;
 pub use groups::{install_process_default, provider};
+use groups::{named_group, Preference};
 
 /// Why a certificate pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -157,9 +157,14 @@ pub enum TlsSetupError {
 /// anywhere) and a bounded session-id cache. With pingora's defaults the only store
 /// was a 256-entry cache of single-use TLS 1.3 tickets, so under many clients most
 /// resumptions found their session evicted and fell back to a full handshake.
+///
+/// Every handshake is counted in `handshakes` (`slackgate_tls_handshakes_total`) under
+/// `listener` and the group it agreed, or `failed`.
 pub fn server_config(
     cert: Arc<ReloadingCert>,
     groups: &[KeyExchange],
+    handshakes: &prometheus::IntCounterVec,
+    listener: &str,
 ) -> Result<ServerTls, TlsSetupError> {
     install_process_default();
     let resolver = Arc::new(CertResolver(cert));
@@ -175,12 +180,46 @@ pub fn server_config(
         config.session_storage = sessions.clone();
         Ok(config)
     })?;
-    Ok(ServerTls(Arc::new(preference)))
+    let counts = HandshakeCounts {
+        by_group: groups
+            .iter()
+            .map(|&k| {
+                let counter = handshakes.with_label_values(&[listener, k.as_str()]);
+                (named_group(k), counter)
+            })
+            .collect(),
+        failed: handshakes.with_label_values(&[listener, "failed"]),
+    };
+    Ok(ServerTls(Arc::new(ListenerTls { preference, counts })))
 }
 
 /// A TLS listener's settings, as [`server_config`] builds them.
 #[derive(Debug, Clone)]
-pub struct ServerTls(Arc<Preference>);
+pub struct ServerTls(Arc<ListenerTls>);
+
+#[derive(Debug)]
+struct ListenerTls {
+    preference: Preference,
+    counts: HandshakeCounts,
+}
+
+/// The listener's `slackgate_tls_handshakes_total` counters, resolved once.
+#[derive(Debug)]
+struct HandshakeCounts {
+    by_group: Vec<(rustls::NamedGroup, prometheus::IntCounter)>,
+    failed: prometheus::IntCounter,
+}
+
+impl HandshakeCounts {
+    fn agreed(&self, group: Option<rustls::NamedGroup>) {
+        match self.by_group.iter().find(|(g, _)| Some(*g) == group) {
+            Some((_, counter)) => counter.inc(),
+            // Cannot happen (rustls agrees on a configured group or fails); counted as
+            // failed rather than lost.
+            None => self.failed.inc(),
+        }
+    }
+}
 
 /// The inbound TLS listeners of the proxy service: the front does their handshakes
 /// itself (pingora's listener would build its own rustls settings, without tickets).
@@ -226,16 +265,26 @@ pub async fn accept(
 ) -> Option<Stream> {
     let handshake = async {
         // The ClientHello first: which groups it lists decides the config (`groups`).
-        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        // A connection closed before a whole ClientHello (a TCP health check, a port
+        // probe) began no handshake: `true` keeps it out of the failed ones.
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream)
+            .await
+            .map_err(|e| (e.kind() == std::io::ErrorKind::UnexpectedEof, e))?;
         let hello = start.client_hello();
-        let config = Arc::clone(
-            tls.0
-                .config_for(hello.named_groups(), hello.cipher_suites()),
-        );
-        start.into_stream(config).await
+        let config = tls
+            .0
+            .preference
+            .config_for(hello.named_groups(), hello.cipher_suites());
+        start
+            .into_stream(Arc::clone(config))
+            .await
+            .map_err(|e| (false, e))
     };
+    let counts = &tls.0.counts;
     match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => {
+            let group = tls.get_ref().1.negotiated_key_exchange_group();
+            counts.agreed(group.map(|g| g.name()));
             let alpn = match tls.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Some(ALPN::H2),
                 Some(b"http/1.1") => Some(ALPN::H1),
@@ -243,11 +292,15 @@ pub async fn accept(
             };
             Some(Box::new(TlsConn { inner: tls, alpn }))
         }
-        Ok(Err(e)) => {
+        Ok(Err((closed_before_hello, e))) => {
+            if !closed_before_hello {
+                counts.failed.inc();
+            }
             log::debug!("TLS handshake failed: {e}");
             None
         }
         Err(_) => {
+            counts.failed.inc();
             log::debug!("TLS handshake timed out");
             None
         }

@@ -31,7 +31,7 @@ fn kx_group(k: KeyExchange) -> &'static dyn SupportedKxGroup {
 }
 
 /// The TLS name of a group (what a ClientHello lists).
-fn named_group(k: KeyExchange) -> NamedGroup {
+pub(super) fn named_group(k: KeyExchange) -> NamedGroup {
     kx_group(k).name()
 }
 
