@@ -111,6 +111,8 @@ bots:"
             "OTHER_APP_TOKEN",
             "xapp-1-A0OTHERAPP-1-observability0app0token",
         )
+        // A TLS listener too: its handshake metrics are exported.
+        .tls()
         .config("limits: { upstream_timeout: 500ms, body_read_timeout: 1s }")
         // Relative to the config's directory: the rotator's sealed pair lives there.
         .config("state: { path: state, encryption_key: { env: STATE_KEY } }");
