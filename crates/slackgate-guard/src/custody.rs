@@ -206,6 +206,12 @@ impl Custody {
             .hold(cap, held, now + RESPONSE_URL_TTL, RESPONSE_URL_USES, now);
     }
 
+    /// Holds a response URL another replica took into custody (shared through Redis)
+    /// under `cap` until `until` (unix seconds) with the `uses` it had left.
+    pub fn adopt_response_url(&self, cap: &str, held: ResponseUrl, until: f64, uses: u8, now: f64) {
+        self.responses.hold(cap, held, until, uses, now);
+    }
+
     /// The response URL held under `cap` for `bot`, if it is live. Nothing is spent:
     /// the door decides the post first and spends a use ([`Custody::spend_response_url`])
     /// only for a post it sends to Slack.
