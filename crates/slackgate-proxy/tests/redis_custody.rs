@@ -307,6 +307,22 @@ fn a_workflow_key_minted_on_one_replica_works_on_the_other_until_completed() {
     assert!(!seen.contains(WORKFLOW_TOKEN));
 }
 
+/// A command (`n`) on A's `fail_closed` custody route is answered 503
+/// `state_unavailable` and reaches neither the bot nor Slack.
+fn refused_on_the_fail_closed_route(rig: &Rig, n: u32) {
+    rig.bot.clear();
+    let url = rig.slack.response_url("T0ACME");
+    let r = rig
+        .a
+        .client()
+        .send(&SignedRequest::new("/slack/closed", command(&url, n)).sign(SIGNING_SECRET))
+        .unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.reason().as_deref(), Some("state_unavailable"));
+    assert!(rig.bot.requests().is_empty());
+    assert!(rig.slack.posts_to(&url).is_empty());
+}
+
 #[test]
 fn with_redis_down_only_the_minting_replica_honours_its_capabilities() {
     let mut rig = rig();
@@ -328,15 +344,40 @@ fn with_redis_down_only_the_minting_replica_honours_its_capabilities() {
     assert_eq!(fallbacks(&rig.a, "custody"), 1.0);
     assert_eq!(respond(&rig.a, &path2, "x").status, 200);
     assert_eq!(rig.slack.posts_to(&url2).len(), 1);
-    rig.bot.clear();
-    let url3 = rig.slack.response_url("T0ACME");
-    let r = rig
-        .a
-        .client()
-        .send(&SignedRequest::new("/slack/closed", command(&url3, 3)).sign(SIGNING_SECRET))
+    refused_on_the_fail_closed_route(&rig, 3);
+}
+
+#[test]
+fn a_capability_redis_refuses_to_keep_follows_the_routes_state_failure() {
+    let rig = rig();
+    // The gateway's Redis user may keep replay checks and nothing else: the capability
+    // writes, lookups and the gate are refused (NOPERM) while the replay check passes.
+    let client = redis::Client::open(format!("redis://{}", rig.redis.addr)).unwrap();
+    let mut admin = client.get_connection().unwrap();
+    let replay_only = format!("~c{}:replay:*", rig.redis.addr.port());
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetkeys")
+        .arg(&replay_only)
+        .query::<()>(&mut admin)
         .unwrap();
-    assert_eq!(r.status, 503);
-    assert_eq!(r.reason().as_deref(), Some("state_unavailable"));
-    assert!(rig.bot.requests().is_empty());
-    assert!(rig.slack.posts_to(&url3).is_empty());
+
+    // fail_open: forwarded, counted; the capability works on the replica that minted it.
+    let (url, path) = minted_response_url(&rig, &rig.a, "/slack/custody", 1);
+    assert_eq!(fallbacks(&rig.a, "custody"), 1.0);
+    assert_refused(&respond(&rig.b, &path, "on B"), "response_url_invalid", 404);
+    assert_eq!(fallbacks(&rig.b, "custody"), 1.0);
+    assert_eq!(respond(&rig.a, &path, "on A").status, 200);
+    assert_eq!(rig.slack.posts_to(&url).len(), 1);
+
+    // fail_closed: refused before anything reaches the bot.
+    refused_on_the_fail_closed_route(&rig, 2);
+    // A's records: the minting request, its post, this one.
+    let rec = rig.a.audit_nth(3);
+    assert_eq!(
+        (&rec["route"], &rec["rule"]),
+        (&"custody-closed".into(), &"state.custody".into()),
+        "{rec}"
+    );
 }

@@ -18,6 +18,8 @@
 //!
 //! - Egress ([`egress`]): per bot, Slack's 429 deadlines, the bot's buckets and Slack's
 //!   pacing in one script per call, and the scope ledger.
+//! - Custody ([`custody`]): the capabilities of secret custody, their records and a
+//!   response URL's uses (spent by the egress gate), and ended function executions.
 //!
 //! Where a script needs several keys, they share a hash tag (`prefix{e:<bot>}:...`) so
 //! that they stay on one cluster slot: `key_prefix` may hold no braces, so the tag is

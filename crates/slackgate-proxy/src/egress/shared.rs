@@ -8,6 +8,9 @@
 //!   `slackgate_state_fallbacks_total{op="rate_limit"}`.
 //! - **Slack's pacing** (`egress.pacing`, `pacing.rs`): the call's tier bucket is taken in
 //!   the same script, so that every replica together keeps to Slack's documented rate.
+//! - **Custody capabilities** (`crate::core::held`): a post to a response URL spends one of
+//!   its uses in the same script (five across replicas), and a workflow key's call is
+//!   refused there once its function execution ended on any replica.
 //! - **Slack's 429s**: written for every replica (`SET … PX retry_after`) when Slack
 //!   answers one, before the bot has the answer.
 //! - **The scope ledger**: every answer's scope headers are noted for every replica, in
