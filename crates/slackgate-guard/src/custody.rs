@@ -310,6 +310,12 @@ mod tests {
         assert_eq!(c.response_url("cap1", "helpdesk", 1001.0), None);
         assert!(!c.spend_response_url("cap1", 1001.0));
         assert_eq!(c.held().0, 0);
+        // Adopted from another replica: its own end and the uses it had left.
+        c.adopt_response_url("cap2", response("helpdesk"), 1100.0, 2, 1001.0);
+        assert!(c.spend_response_url("cap2", 1050.0));
+        assert!(c.response_url("cap2", "helpdesk", 1100.0).is_none());
+        assert!(c.spend_response_url("cap2", 1050.0));
+        assert!(!c.spend_response_url("cap2", 1050.0));
     }
 
     #[test]

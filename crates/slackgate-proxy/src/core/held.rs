@@ -107,7 +107,8 @@ impl Minted {
             }
             Minted::Workflow { key, until, .. } => (key, until, None),
         };
-        let ttl = Duration::from_secs_f64((until - now).clamp(0.001, 86_400.0));
+        let ttl = Duration::try_from_secs_f64((until - now).clamp(0.001, 86_400.0))
+            .map_err(|_| StateError::Failed)?;
         redis.share_capability(cap, &record, ttl, uses).await
     }
 }
