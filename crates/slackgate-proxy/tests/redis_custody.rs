@@ -4,14 +4,14 @@
 //! `workflow_tokens: custody`) work at the egress door of replica B, which holds neither.
 //! Slack's five uses count across both replicas (never a sixth at the Slack stand-in), a
 //! function execution completed on A ends its keys on B, and with Redis down a capability
-//! B cannot look up is refused while one A minted still works on A.
+//! B cannot look up is refused while one A minted still works on A. The same against a
+//! three-master Redis Cluster, where the keys of one capability live on several slots.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::net::SocketAddr;
 
 use slackgate_testkit::creds::{HELPDESK_KEY as KEY, HELPDESK_TOKEN as TOKEN, SIGNING_SECRET};
 use slackgate_testkit::{
-    MockBot, Recorded, Redis, Response, SignedRequest, SlackApi, TestGateway, TestGatewayBuilder,
+    MockBot, Recorded, Redis, RedisCluster, Response, SignedRequest, SlackApi, TestGateway,
+    TestGatewayBuilder,
 };
 
 const RESIGN: &str = "bot-only-5ecret-of-the-helpdesk-bot";
@@ -54,12 +54,15 @@ routes:
 struct Rig {
     slack: SlackApi,
     bot: MockBot,
-    redis: Redis,
+    /// The standalone Redis (`None` for the cluster).
+    redis: Option<Redis>,
+    _cluster: Option<RedisCluster>,
     a: TestGateway,
     b: TestGateway,
 }
 
-fn replica(bot: &MockBot, slack: &SlackApi, redis: SocketAddr) -> TestGateway {
+/// A replica reaching Redis as the `state.redis` YAML `redis` says.
+fn replica(bot: &MockBot, slack: &SlackApi, redis: &str) -> TestGateway {
     TestGatewayBuilder::new(&policy(bot))
         .secret("HELPDESK_SECRET", SIGNING_SECRET)
         .secret("HELPDESK_BOT_SIGNING_SECRET", RESIGN)
@@ -68,29 +71,47 @@ fn replica(bot: &MockBot, slack: &SlackApi, redis: SocketAddr) -> TestGateway {
         .slack(slack)
         .hooks_base(&format!("https://{}/", slack.addr()))
         .egress_public_url()
-        .config(&format!(
-            "state: {{ backend: redis, redis: {{ url: \"redis://{redis}\", key_prefix: \"c{}:\", timeout: 200ms }} }}",
-            redis.port()
-        ))
+        .config(&format!("state: {{ backend: redis, redis: {redis} }}"))
         .start()
 }
 
-fn rig() -> Rig {
-    let redis = Redis::start();
+/// Two replicas on a standalone Redis, or on a three-master cluster.
+fn rig_on(cluster: bool) -> Rig {
     let slack = SlackApi::builder()
         .token(TOKEN, "T0ACME", &["chat:write"])
         .workflow_token(WORKFLOW_TOKEN, "T0ACME", EXECUTION)
         .start();
     let bot = MockBot::start();
-    let a = replica(&bot, &slack, redis.addr);
-    let b = replica(&bot, &slack, redis.addr);
+    let (redis, cluster, yaml) = if cluster {
+        let c = RedisCluster::start();
+        let yaml = format!(
+            "{{ url: \"redis://{}\", mode: cluster, timeout: 500ms }}",
+            c.seed()
+        );
+        (None, Some(c), yaml)
+    } else {
+        let r = Redis::start();
+        let yaml = format!(
+            "{{ url: \"redis://{}\", key_prefix: \"c{}:\", timeout: 200ms }}",
+            r.addr,
+            r.addr.port()
+        );
+        (Some(r), None, yaml)
+    };
+    let a = replica(&bot, &slack, &yaml);
+    let b = replica(&bot, &slack, &yaml);
     Rig {
         slack,
         bot,
         redis,
+        _cluster: cluster,
         a,
         b,
     }
+}
+
+fn rig() -> Rig {
+    rig_on(false)
 }
 
 /// What the bot received for one request to `gw`'s inbound `path`.
@@ -153,8 +174,11 @@ fn fallbacks(gw: &TestGateway, op: &str) -> f64 {
 
 #[test]
 fn a_response_url_minted_on_one_replica_is_used_five_times_across_both() {
-    let rig = rig();
-    let (url, path) = minted_response_url(&rig, &rig.a, "/slack/custody", 1);
+    five_uses_across_both(&rig());
+}
+
+fn five_uses_across_both(rig: &Rig) {
+    let (url, path) = minted_response_url(rig, &rig.a, "/slack/custody", 1);
     // B holds nothing of it: it finds it in Redis.
     let r = respond(&rig.b, &path, "first, on B");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -258,9 +282,27 @@ fn chat(gw: &TestGateway, key: &str) -> Response {
 
 #[test]
 fn a_workflow_key_minted_on_one_replica_works_on_the_other_until_completed() {
-    let rig = rig();
+    workflow_key_ended_everywhere(&rig());
+}
+
+/// `gw`'s audit records of `chat.postMessage` calls, once there are `n`.
+fn chat_records(gw: &TestGateway, n: usize) -> Vec<serde_json::Value> {
+    let records = || -> Vec<serde_json::Value> {
+        gw.audit_raw()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["method"] == "chat.postMessage")
+            .collect()
+    };
+    let there =
+        slackgate_testkit::wait_until(std::time::Duration::from_secs(5), || records().len() >= n);
+    assert!(there, "fewer than {n} chat.postMessage records");
+    records()
+}
+
+fn workflow_key_ended_everywhere(rig: &Rig) {
     let key = workflow_key(&deliver(
-        &rig,
+        rig,
         &rig.a,
         "/slack/custody",
         function_executed("Ev0FUNC0001"),
@@ -268,7 +310,7 @@ fn a_workflow_key_minted_on_one_replica_works_on_the_other_until_completed() {
     // A second key of the same execution (Slack retried the event): never used before the
     // execution ends.
     let unused = workflow_key(&deliver(
-        &rig,
+        rig,
         &rig.a,
         "/slack/custody",
         function_executed("Ev0FUNC0002"),
@@ -277,7 +319,7 @@ fn a_workflow_key_minted_on_one_replica_works_on_the_other_until_completed() {
     assert_eq!(r.json()["ok"], true, "{}", String::from_utf8_lossy(&r.body));
     let sent = rig.slack.received();
     assert_eq!(sent.last().unwrap().token.as_deref(), Some(WORKFLOW_TOKEN));
-    assert_eq!(rig.b.audit_nth(1)["bot"], "helpdesk");
+    assert_eq!(chat_records(&rig.b, 1)[0]["bot"], "helpdesk");
 
     // Completed on A: ended on B too, before A's answer reached the bot.
     let body = format!("token={key}&function_execution_id={EXECUTION}&outputs=%7B%7D");
@@ -293,7 +335,7 @@ fn a_workflow_key_minted_on_one_replica_works_on_the_other_until_completed() {
         assert_refused(&chat(&rig.a, k), "unknown_bot", 200);
     }
     assert_eq!(rig.slack.count(), before, "nothing reached Slack");
-    let rec = rig.b.audit_nth(2);
+    let rec = &chat_records(&rig.b, 3)[1];
     assert_eq!(
         (&rec["reason"], &rec["rule"], &rec["bot"]),
         (
@@ -327,7 +369,7 @@ fn refused_on_the_fail_closed_route(rig: &Rig, n: u32) {
 fn with_redis_down_only_the_minting_replica_honours_its_capabilities() {
     let mut rig = rig();
     let (url, path) = minted_response_url(&rig, &rig.a, "/slack/custody", 1);
-    rig.redis.kill();
+    rig.redis.as_mut().unwrap().kill();
     // B cannot vouch for it: refused, nothing sent, counted.
     assert_refused(&respond(&rig.b, &path, "on B"), "response_url_invalid", 404);
     assert!(rig.slack.posts_to(&url).is_empty());
@@ -352,9 +394,10 @@ fn a_capability_redis_refuses_to_keep_follows_the_routes_state_failure() {
     let rig = rig();
     // The gateway's Redis user may keep replay checks and nothing else: the capability
     // writes, lookups and the gate are refused (NOPERM) while the replay check passes.
-    let client = redis::Client::open(format!("redis://{}", rig.redis.addr)).unwrap();
+    let addr = rig.redis.as_ref().unwrap().addr;
+    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
     let mut admin = client.get_connection().unwrap();
-    let replay_only = format!("~c{}:replay:*", rig.redis.addr.port());
+    let replay_only = format!("~c{}:replay:*", addr.port());
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("default")
@@ -380,4 +423,14 @@ fn a_capability_redis_refuses_to_keep_follows_the_routes_state_failure() {
         (&"custody-closed".into(), &"state.custody".into()),
         "{rec}"
     );
+}
+
+/// The same on a three-master Redis Cluster: a capability's record, its uses and its
+/// execution's end live on whichever slots their keys hash to, and the gate's script finds
+/// a response URL's uses and an execution's end on its bot's slot.
+#[test]
+fn capabilities_are_shared_through_a_redis_cluster() {
+    let rig = rig_on(true);
+    five_uses_across_both(&rig);
+    workflow_key_ended_everywhere(&rig);
 }
