@@ -23,6 +23,11 @@
 //! URLs, `https://files.slack.com/…` upload URLs), over a client per host (at most
 //! [`MAX_HOSTS`] kept). Anything else is refused with a log line that names no URL.
 //! Neither a URL nor a body is ever logged, audited or answered.
+//!
+//! With Redis (`crate::core::held`), a response URL or workflow key another replica minted
+//! is looked up when this one does not hold it, a response URL's use is spent in the
+//! shared gate (five across replicas), and a `complete*` answered `ok` ends its execution
+//! on every replica. Upload URLs stay this replica's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
