@@ -206,6 +206,12 @@ impl Custody {
             .hold(cap, held, now + RESPONSE_URL_TTL, RESPONSE_URL_USES, now);
     }
 
+    /// Holds a response URL another replica took into custody (shared through Redis)
+    /// under `cap` until `until` (unix seconds) with the `uses` it had left.
+    pub fn adopt_response_url(&self, cap: &str, held: ResponseUrl, until: f64, uses: u8, now: f64) {
+        self.responses.hold(cap, held, until, uses, now);
+    }
+
     /// The response URL held under `cap` for `bot`, if it is live. Nothing is spent:
     /// the door decides the post first and spends a use ([`Custody::spend_response_url`])
     /// only for a post it sends to Slack.
@@ -304,6 +310,12 @@ mod tests {
         assert_eq!(c.response_url("cap1", "helpdesk", 1001.0), None);
         assert!(!c.spend_response_url("cap1", 1001.0));
         assert_eq!(c.held().0, 0);
+        // Adopted from another replica: its own end and the uses it had left.
+        c.adopt_response_url("cap2", response("helpdesk"), 1100.0, 2, 1001.0);
+        assert!(c.spend_response_url("cap2", 1050.0));
+        assert!(c.response_url("cap2", "helpdesk", 1100.0).is_none());
+        assert!(c.spend_response_url("cap2", 1050.0));
+        assert!(!c.spend_response_url("cap2", 1050.0));
     }
 
     #[test]

@@ -150,6 +150,24 @@ fn identify(
     }
 }
 
+/// The workflow key (`sgw-…`) `call` presents, in its `Authorization` header or its body,
+/// if it presents one: for the door to look a key this replica does not hold up in the
+/// state the replicas share.
+pub fn presented_workflow_key(call: &EgressCall<'_>, settings: &EgressSettings) -> Option<String> {
+    let key = match call.authorization.and_then(bearer) {
+        Some(k) => std::str::from_utf8(k).ok()?.to_owned(),
+        None => {
+            let limits = CallLimits {
+                max_channels: settings.max_call_channels,
+            };
+            read_call(call.query, call.content_type, call.body, &limits)
+                .ok()?
+                .body_token?
+        }
+    };
+    key.starts_with(WORKFLOW_KEY_PREFIX).then_some(key)
+}
+
 /// Runs the egress stages over one call. `settings` come from the server config; `state`
 /// holds the bots' buckets (shared with the inbound limits, in their own key space),
 /// Slack's 429s, the revoked tokens, the channels seen inbound, the held workflow tokens

@@ -72,8 +72,9 @@ pub use custody::{
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;
 pub use egress::{
-    decide_hook, is_hook_name, CapabilityPost, EgressCall, EgressDecision, EgressReason,
-    EgressSettings, HookPost, SlackLimits, Unreadable, FILE_UPLOAD_METHOD, RESPONSE_URL_METHOD,
+    decide_hook, is_hook_name, presented_workflow_key, CapabilityPost, EgressCall, EgressDecision,
+    EgressReason, EgressSettings, HookPost, SlackLimits, Unreadable, FILE_UPLOAD_METHOD,
+    RESPONSE_URL_METHOD,
 };
 pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};

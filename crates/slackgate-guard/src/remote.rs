@@ -37,11 +37,18 @@ pub enum StateOp {
     RateLimit,
     /// Delivered-event lookup and marking.
     Dedupe,
+    /// Custody capabilities (response URLs, workflow tokens) shared by the replicas.
+    Custody,
 }
 
 impl StateOp {
     /// Every operation: the closed set of the `op` metric label.
-    pub const ALL: [StateOp; 3] = [StateOp::Replay, StateOp::RateLimit, StateOp::Dedupe];
+    pub const ALL: [StateOp; 4] = [
+        StateOp::Replay,
+        StateOp::RateLimit,
+        StateOp::Dedupe,
+        StateOp::Custody,
+    ];
 
     /// The metric label.
     pub const fn as_str(self) -> &'static str {
@@ -49,6 +56,7 @@ impl StateOp {
             StateOp::Replay => "replay",
             StateOp::RateLimit => "rate_limit",
             StateOp::Dedupe => "dedupe",
+            StateOp::Custody => "custody",
         }
     }
 
@@ -58,6 +66,7 @@ impl StateOp {
             StateOp::Replay => "state.replay",
             StateOp::RateLimit => "state.rate_limit",
             StateOp::Dedupe => "state.dedupe",
+            StateOp::Custody => "state.custody",
         }
     }
 }
@@ -209,7 +218,7 @@ mod tests {
     #[test]
     fn labels_and_rules_are_one_closed_set() {
         let labels: Vec<&str> = StateOp::ALL.iter().map(|op| op.as_str()).collect();
-        assert_eq!(labels, ["replay", "rate_limit", "dedupe"]);
+        assert_eq!(labels, ["replay", "rate_limit", "dedupe", "custody"]);
         for op in StateOp::ALL {
             assert_eq!(op.rule(), format!("state.{}", op.as_str()));
         }

@@ -171,7 +171,7 @@ fn fail_closed_answers_state_unavailable_where_the_shared_state_failed() {
         match op {
             StateOp::Replay => &remote.fail_replay,
             StateOp::Dedupe => &remote.fail_dedupe,
-            StateOp::RateLimit => &remote.fail_take,
+            StateOp::RateLimit | StateOp::Custody => &remote.fail_take,
         }
         .store(true, Ordering::SeqCst);
         let d = decide(&guard(), &remote, &p, &r);

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod capability;
+pub mod held;
 pub mod labels;
 pub mod metrics;
 pub mod redis;

@@ -256,3 +256,68 @@ fn redis_killed_and_restarted_under_load() {
     );
     assert_eq!(gw.metric("slackgate_state_circuit_open"), 0.0);
 }
+
+/// Every command Redis ran so far (`INFO commandstats`), by name, without `info` itself.
+fn commands(redis: SocketAddr) -> std::collections::BTreeMap<String, u64> {
+    let client = redis::Client::open(format!("redis://{redis}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (name != "info").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// How many commands one request cost: what `send` added to Redis' counts.
+fn cost(redis: SocketAddr, send: impl FnOnce()) -> Vec<(String, u64)> {
+    let before = commands(redis);
+    send();
+    commands(redis)
+        .into_iter()
+        .filter_map(|(name, n)| {
+            let added = n - before.get(&name).copied().unwrap_or(0);
+            (added > 0).then_some((name, added))
+        })
+        .collect()
+}
+
+/// What an inbound decision costs in Redis round trips today (each command is one: no
+/// pipelining between them): the replay check, then each rate limit's script, then for a
+/// route with `dedupe` the delivered lookup and, after a 2xx, the delivered mark.
+#[test]
+fn round_trips_of_an_inbound_decision() {
+    let redis = Redis::start();
+    let bot = MockBot::start();
+    let gw = gateway(&bot, redis.addr);
+    let send = |path: &str, id: &str| {
+        assert_eq!(gw.client().send(&event(path, id)).unwrap().status, 200);
+    };
+    // Scripts loaded once (`EVAL` on `NOSCRIPT`) before counting.
+    send("/slack/open", "EvW1");
+    let limited = cost(redis.addr, || send("/slack/open", "EvW2"));
+    let dedupe = cost(redis.addr, || send("/slack/events", "EvW3"));
+    let plain = cost(redis.addr, || send("/slack/closed", "EvW4"));
+    eprintln!("one rate limit: {limited:?}; dedupe: {dedupe:?}; neither: {plain:?}");
+    // What the bucket script runs inside Redis is no round trip of its own.
+    let inside = ["hmget", "hset", "pexpire", "time"];
+    let total = |c: &[(String, u64)]| {
+        c.iter()
+            .filter(|(name, _)| !inside.contains(&name.as_str()))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    assert_eq!(plain, [("set".to_owned(), 1)], "the replay check alone");
+    assert_eq!(total(&limited), 2, "{limited:?}");
+    assert_eq!(total(&dedupe), 3, "{dedupe:?}");
+}

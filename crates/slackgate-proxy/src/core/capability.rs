@@ -12,6 +12,14 @@ const CAPABILITY_BYTES: usize = 20;
 /// tells one from a bot's gateway key without a lookup.
 pub const WORKFLOW_KEY_PREFIX: &str = "sgw-";
 
+/// How long a workflow token is held, in seconds. Slack's reference does not state the
+/// life of the `bot_access_token` of `function_executed`; Slack's SDK maintainers do
+/// (slackapi/bolt-python#1075, 2024): it expires 15 minutes after it was issued, or when
+/// the step is completed. So the capability lives 15 minutes from receipt at most, and
+/// less once `functions.completeSuccess`/`completeError` answered `ok` (the egress door
+/// ends it then).
+pub const WORKFLOW_TOKEN_TTL: f64 = 900.0;
+
 /// Capabilities' worth of system randomness read at once, per thread: one `getrandom`
 /// call serves this many capabilities (a call per capability was a third of what custody
 /// adds to a request).

@@ -18,6 +18,8 @@
 //!
 //! - Egress ([`egress`]): per bot, Slack's 429 deadlines, the bot's buckets and Slack's
 //!   pacing in one script per call, and the scope ledger.
+//! - Custody ([`custody`]): the capabilities of secret custody, their records and a
+//!   response URL's uses (spent by the egress gate), and ended function executions.
 //!
 //! Where a script needs several keys, they share a hash tag (`prefix{e:<bot>}:...`) so
 //! that they stay on one cluster slot: `key_prefix` may hold no braces, so the tag is
@@ -48,10 +50,11 @@ end
     };
 }
 
+mod custody;
 mod egress;
 mod link;
 
-pub use egress::{Gate, GateBucket, SharedScopes};
+pub use egress::{Gate, GateBucket, HeldKey, SharedScopes};
 
 pub use link::Credentials;
 
@@ -544,17 +547,30 @@ impl RemoteState for RedisState {
 
 /// The egress door's shared state (see [`egress`]).
 impl RedisState {
-    /// Reads `bot`'s 429 deadline for `method` and takes from every bucket (all or
-    /// nothing), in one script.
+    /// Checks the capability `held` the call goes with (a response URL's uses, spent
+    /// here when it goes; a workflow key's execution, not ended), reads `bot`'s 429
+    /// deadline for `method` and takes from every bucket (all or nothing), in one script.
     pub async fn egress_gate(
         &self,
         bot: &str,
         method: &str,
         buckets: &[GateBucket],
+        held: Option<HeldKey<'_>>,
     ) -> Result<Gate, StateError> {
         let tag = egress::egress_tag(bot);
         let mut keys = vec![self.key(&[&tag, "429", method])];
-        let mut args = Vec::with_capacity(buckets.len() * 3);
+        let mut args = Vec::with_capacity(1 + buckets.len() * 3);
+        match held {
+            None => args.push("0".to_owned()),
+            Some(HeldKey::Response(cap)) => {
+                keys.push(self.key(&[&tag, "uses", cap]));
+                args.push("1".to_owned());
+            }
+            Some(HeldKey::Execution(id)) => {
+                keys.push(self.key(&[&tag, "ended", id]));
+                args.push("2".to_owned());
+            }
+        }
         for b in buckets {
             let mut parts: Vec<&str> = vec![&tag];
             parts.extend(b.parts.iter().map(String::as_str));
@@ -572,14 +588,16 @@ impl RedisState {
         let reply: Vec<i64> = self.run_script(&self.egress_gate, &keys, &args).await?;
         let secs = |v: i64| u32::try_from(v.max(1)).unwrap_or(u32::MAX);
         match reply.as_slice() {
-            [0, wait_ms] => Ok(Gate::Go(Duration::from_millis(
-                u64::try_from(*wait_ms).unwrap_or(0),
-            ))),
+            [0, wait_ms, counted] => Ok(Gate::Go(
+                Duration::from_millis(u64::try_from(*wait_ms).unwrap_or(0)),
+                *counted == 1,
+            )),
             [1, s] => Ok(Gate::SlackLimited(secs(*s))),
             [2, s, i] => Ok(Gate::Limited {
                 index: usize::try_from(*i - 1).unwrap_or(0),
                 retry_after_secs: secs(*s),
             }),
+            [3] => Ok(Gate::Spent),
             _ => Err(StateError::Failed),
         }
     }

@@ -23,19 +23,24 @@
 //! URLs, `https://files.slack.com/…` upload URLs), over a client per host (at most
 //! [`MAX_HOSTS`] kept). Anything else is refused with a log line that names no URL.
 //! Neither a URL nor a body is ever logged, audited or answered.
+//!
+//! With Redis (`crate::core::held`), a response URL or workflow key another replica minted
+//! is looked up when this one does not hold it, a response URL's use is spent in the
+//! shared gate (five across replicas), and a `complete*` answered `ok` ends its execution
+//! on every replica. Upload URLs stay this replica's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use slackgate_guard::{
-    CapabilityPost, EgressDecision, EgressReason, EgressSettings, Unreadable, UploadUrl,
-    FILE_UPLOAD_METHOD, RESPONSE_URL_METHOD,
+    presented_workflow_key, CapabilityPost, EgressCall, EgressDecision, EgressReason,
+    EgressSettings, StateOp, Unreadable, UploadUrl, FILE_UPLOAD_METHOD, RESPONSE_URL_METHOD,
 };
 use slackgate_policy::{Egress, KeyExchange, SlackApi, Tls};
 
 use super::call::{clean_value, content_type_sent, Answer, CallHead, Outcome, SlackOutcome};
-use crate::core::capability::{is_capability, mint};
+use crate::core::capability::{is_capability, mint, WORKFLOW_TOKEN_TTL};
 use crate::core::state::Shared;
 use crate::net::client::Response;
 use crate::net::slack_client::{CallFailure, OutHead, SlackClient};
@@ -317,6 +322,44 @@ impl Custodian {
         }
     }
 
+    /// With Redis: holds here the capability `cap` another replica minted, when this one
+    /// does not hold it; true when it did (deciding again finds it). A Redis failure
+    /// leaves it unknown (refused), counted in `slackgate_state_fallbacks_total{op="custody"}`.
+    async fn adopt(shared: &Shared, cap: &str) -> bool {
+        let Some(redis) = shared.remote.as_deref() else {
+            return false;
+        };
+        let (custody, now) = (shared.guard.custody(), shared.guard.now_secs());
+        match crate::core::held::adopt(redis, custody, cap, now).await {
+            Ok(adopted) => adopted,
+            Err(e) => {
+                log::warn!("egress: a capability unknown here could not be looked up in Redis ({e}); refused");
+                shared.metrics.count_fallback(StateOp::Custody);
+                false
+            }
+        }
+    }
+
+    /// For a call refused as `unknown_bot` that presents a workflow key: whether another
+    /// replica minted the key (then held here too, see [`Self::adopt`]).
+    pub(super) async fn adopt_workflow_key(
+        shared: &Shared,
+        d: &EgressDecision,
+        call: &EgressCall<'_>,
+        settings: &EgressSettings,
+    ) -> bool {
+        if shared.remote.is_none()
+            || d.reason != EgressReason::UnknownBot
+            || d.rule.as_deref() != Some("key")
+        {
+            return false;
+        }
+        match presented_workflow_key(call, settings) {
+            Some(key) => Self::adopt(shared, &key).await,
+            None => false,
+        }
+    }
+
     /// One post to a capability URL, decided and sent: its outcome and its answer. An
     /// upload's body was read within [`Self::upload_limit`].
     pub(super) async fn handle(
@@ -350,17 +393,21 @@ impl Custodian {
         };
         let snap = shared.current();
         let settings = EgressSettings::from(&snap.config.limits);
-        let (mut decision, held) = shared
-            .guard
-            .decide_response_url(&snap.policy, &post, &settings);
+        let guard = &shared.guard;
+        let (mut decision, mut held) = guard.decide_response_url(&snap.policy, &post, &settings);
+        // Unknown here: another replica may have minted it.
+        if decision.reason == EgressReason::ResponseUrlInvalid && Self::adopt(shared, cap).await {
+            (decision, held) = guard.decide_response_url(&snap.policy, &post, &settings);
+        }
         if let Some(why) = unreadable {
             decision.unreadable(why);
         }
-        // With Redis: the bot's buckets as every replica sees them.
-        super::shared::gate(shared, &mut decision, None).await;
-        let custody = shared.guard.custody();
-        let spent = decision.reason == EgressReason::Allowed
-            && custody.spend_response_url(cap, shared.guard.now_secs());
+        // With Redis: the URL's uses and the bot's buckets as every replica sees them.
+        let passed = super::shared::gate(shared, &mut decision, None, Some(cap)).await;
+        let allowed = decision.reason == EgressReason::Allowed;
+        // This replica's count follows; it decides when Redis did not count the use.
+        let spent_here = allowed && guard.custody().spend_response_url(cap, guard.now_secs());
+        let spent = spent_here || allowed && passed.is_some_and(|p| p.counted);
         let decision = Self::unless_spent(decision, spent);
         let mut o = Self::labelled(decision, RESPONSE_URL_METHOD);
         let answer = match held.filter(|_| spent) {
@@ -460,8 +507,9 @@ impl Custodian {
     /// After an allowed call Slack answered: a `files.getUploadURLExternal` answer's
     /// `upload_url` is taken into custody (with `egress.public_url`), and a `complete*`
     /// answered `ok` ends the workflow keys of its execution. `Err` is why the answer
-    /// cannot be relayed (it would show the real URL).
-    pub(super) fn after_call(
+    /// cannot be relayed (it would show the real URL). With Redis, an execution ended
+    /// here is ended on every replica before the bot has the answer.
+    pub(super) async fn after_call(
         &self,
         shared: &Shared,
         o: &Outcome,
@@ -473,10 +521,14 @@ impl Custodian {
         if let (Some(w), true, Some(true)) =
             (&o.decision.workflow, COMPLETE.contains(&method), o.slack_ok)
         {
-            shared
-                .guard
-                .custody()
-                .end_function_execution(&w.function_execution_id);
+            let id = &w.function_execution_id;
+            shared.guard.custody().end_function_execution(id);
+            if let Some(redis) = &shared.remote {
+                let ttl = std::time::Duration::from_secs_f64(WORKFLOW_TOKEN_TTL);
+                if let Err(e) = redis.end_execution(&w.bot, id, ttl).await {
+                    log::warn!("egress: bot {}: ending function execution {id} through Redis failed ({e}); its keys still work on other replicas until they end", w.bot);
+                }
+            }
         }
         if method != GET_UPLOAD_URL {
             return Ok(());

@@ -343,7 +343,7 @@ impl EgressApp {
             decision.unreadable(why);
         }
         // With Redis: the bot's buckets and Slack's 429s as every replica sees them.
-        super::shared::gate(&self.shared, &mut decision, None).await;
+        super::shared::gate(&self.shared, &mut decision, None, None).await;
         let mut outcome = Outcome::of(decision);
         outcome.method_label = snap
             .policy
@@ -469,8 +469,11 @@ impl EgressApp {
             .shared
             .guard
             .decide_egress(&snap.policy, &call, &settings);
-        // Denied by reply_scope here: another replica may have seen the channel.
-        if self.seen_elsewhere(&decision).await {
+        // Denied by reply_scope here: another replica may have seen the channel; a
+        // workflow key unknown here: another replica may have minted it.
+        if self.seen_elsewhere(&decision).await
+            || Custodian::adopt_workflow_key(&self.shared, &decision, &call, &settings).await
+        {
             decision = self
                 .shared
                 .guard
@@ -490,7 +493,8 @@ impl EgressApp {
             _ => None,
         };
         let paced = paced.as_ref().map(|(p, w)| (p, *w));
-        let mut wait = super::shared::gate(&self.shared, &mut decision, paced).await;
+        let passed = super::shared::gate(&self.shared, &mut decision, paced, None).await;
+        let mut wait = passed.map(|p| p.wait);
         if let (None, Some((p, max_wait)), Some(bot)) = (wait, paced, decision.bot.clone()) {
             match self.pacer.take(&bot.name, p, max_wait) {
                 Ok(w) => wait = Some(w),
@@ -545,7 +549,10 @@ impl EgressApp {
                         outcome.status = resp.status;
                         let mut answer = Answer::relayed(&resp);
                         let (shared, c) = (&self.shared, &self.custodian);
-                        if let Err(why) = c.after_call(shared, &outcome, head, body, &mut answer) {
+                        if let Err(why) = c
+                            .after_call(shared, &outcome, head, body, &mut answer)
+                            .await
+                        {
                             log::warn!("egress: bot {} method {method}: {why}", bot.name);
                             answer = outcome.failed(&CallFailure::Withheld(why));
                         }

@@ -8,6 +8,9 @@
 //!   `slackgate_state_fallbacks_total{op="rate_limit"}`.
 //! - **Slack's pacing** (`egress.pacing`, `pacing.rs`): the call's tier bucket is taken in
 //!   the same script, so that every replica together keeps to Slack's documented rate.
+//! - **Custody capabilities** (`crate::core::held`): a post to a response URL spends one of
+//!   its uses in the same script (five across replicas), and a workflow key's call is
+//!   refused there once its function execution ended on any replica.
 //! - **Slack's 429s**: written for every replica (`SET … PX retry_after`) when Slack
 //!   answers one, before the bot has the answer.
 //! - **The scope ledger**: every answer's scope headers are noted for every replica, in
@@ -25,7 +28,7 @@ use slackgate_policy::{Bot, EgressLimitKey};
 
 use super::pacing::Paced;
 use super::scopes::{accepted_granted, ScopeLedger};
-use crate::core::redis::{Gate, GateBucket, RedisState};
+use crate::core::redis::{Gate, GateBucket, HeldKey, RedisState};
 use crate::core::state::Shared;
 
 /// How often every replica reads the shared scope ledger.
@@ -53,33 +56,73 @@ fn rate_limit_buckets(bot: &Bot, method: &str, channel: &str) -> Vec<GateBucket>
         .collect()
 }
 
+/// A call the shared gate let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Passed {
+    /// How long to wait before sending it (zero but for pacing).
+    pub(crate) wait: Duration,
+    /// Whether the response URL it goes with had a use spent in Redis (else this
+    /// replica's own count decides).
+    pub(crate) counted: bool,
+}
+
 /// Passes an allowed call `d` through the gate every replica shares, with its pacing
-/// bucket and most wait when Slack's pacing applies; the wait before sending it (zero but
-/// for pacing). `d` becomes the refusal when the gate refuses. `None`: there is no Redis,
-/// or it failed (counted as a fallback), and this replica's own decision stands.
+/// bucket and most wait when Slack's pacing applies, and the response URL `respond` it
+/// posts to (a use is spent with the buckets) or the function execution of its workflow
+/// key (refused once ended on any replica). `d` becomes the refusal when the gate
+/// refuses. `None`: there is no Redis, or it failed (counted as a fallback), and this
+/// replica's own decision stands.
 pub(crate) async fn gate(
     shared: &Shared,
     d: &mut EgressDecision,
     paced: Option<(&Paced, Duration)>,
-) -> Option<Duration> {
+    respond: Option<&str>,
+) -> Option<Passed> {
     let redis = shared.remote.as_deref()?;
+    let go = Passed {
+        wait: Duration::ZERO,
+        counted: false,
+    };
     let (Some(bot), Some(method)) = (d.bot.clone(), d.method.clone()) else {
-        return Some(Duration::ZERO);
+        return Some(go);
     };
     if d.reason != EgressReason::Allowed {
-        return Some(Duration::ZERO);
+        return Some(go);
     }
     let channel = d.channel_id.as_deref().unwrap_or("");
     let mut buckets = rate_limit_buckets(&bot, &method, channel);
     if let Some((p, max_wait)) = paced {
         buckets.push(p.bucket(max_wait));
     }
-    match redis.egress_gate(&bot.name, &method, &buckets).await {
-        Ok(Gate::Go(wait)) => Some(wait),
+    let execution = d
+        .workflow
+        .as_ref()
+        .map(|w| Arc::clone(&w.function_execution_id));
+    let held = match (respond, &execution) {
+        (Some(cap), _) => Some(HeldKey::Response(cap)),
+        (None, Some(id)) => Some(HeldKey::Execution(id)),
+        (None, None) => None,
+    };
+    match redis.egress_gate(&bot.name, &method, &buckets, held).await {
+        Ok(Gate::Go(wait, counted)) => Some(Passed { wait, counted }),
+        Ok(Gate::Spent) => {
+            if let Some(id) = &execution {
+                // Ended on another replica: ended here too, and the key names nobody.
+                shared.guard.custody().end_function_execution(id);
+                d.bot = None;
+                d.workflow = None;
+                d.reason = EgressReason::UnknownBot;
+                d.rule = Some(Arc::from("key"));
+            } else {
+                d.reason = EgressReason::ResponseUrlInvalid;
+                d.rule = Some(Arc::from("capability"));
+            }
+            Some(go)
+        }
         Ok(Gate::SlackLimited(secs)) => {
             shared.guard.note_slack_rate_limit(&bot.name, &method, secs);
             refuse_slack(d, secs, "slack retry_after");
-            Some(Duration::ZERO)
+            Some(go)
         }
         Ok(Gate::Limited {
             index,
@@ -96,7 +139,7 @@ pub(crate) async fn gate(
                     refuse_slack(d, retry_after_secs, &rule);
                 }
             }
-            Some(Duration::ZERO)
+            Some(go)
         }
         Err(_) => {
             shared.metrics.count_fallback(StateOp::RateLimit);

@@ -17,21 +17,14 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use slackgate_guard::{unix_secs, Custody, Reason, ResponseUrl, WorkflowToken};
-use slackgate_policy::Route;
+use slackgate_guard::{unix_secs, Custody, Reason, ResponseUrl, StateOp, WorkflowToken};
+use slackgate_policy::{Route, StateFailure};
 use slackgate_slack::{take_into_custody, CustodyError, Held, Wants};
 
-use crate::core::capability::{mint, WORKFLOW_KEY_PREFIX};
+use crate::core::capability::{mint, WORKFLOW_KEY_PREFIX, WORKFLOW_TOKEN_TTL};
+use crate::core::held::Minted;
 use crate::core::state::{Shared, Snapshot};
 use crate::inbound::record::AuditFacts;
-
-/// How long a workflow token is held, in seconds. Slack's reference does not state the
-/// life of the `bot_access_token` of `function_executed`; Slack's SDK maintainers do
-/// (slackapi/bolt-python#1075, 2024): it expires 15 minutes after it was issued, or when
-/// the step is completed. So the capability lives 15 minutes from receipt at most, and
-/// less once `functions.completeSuccess`/`completeError` answered `ok` (the egress door
-/// ends it then).
-pub const WORKFLOW_TOKEN_TTL: f64 = 900.0;
 
 /// What is forwarded: the body (rewritten or as received) and, with `resign`, the
 /// gateway's signature of it.
@@ -42,6 +35,9 @@ pub struct Prepared {
     /// `None` without `resign`; `Some(None)` with `resign` on a request that was not
     /// verified (shadow mode): Slack's headers are dropped and nothing is signed.
     pub resign: Option<Option<Signed>>,
+    /// The capabilities minted for it (shared with the other replicas through Redis
+    /// before it is forwarded).
+    pub minted: Vec<Minted>,
 }
 
 /// The gateway's v0 signature of the forwarded body.
@@ -67,7 +63,11 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, Reason> {
     if route.resign.is_none() {
         // A plain route: forwarded as received, nothing read, no clock.
-        return Ok(Prepared { body, resign: None });
+        return Ok(Prepared {
+            body,
+            resign: None,
+            minted: Vec::new(),
+        });
     }
     let custody = route.response_urls.is_on() || route.workflow_tokens.is_on();
     if custody && verified && facts.kind.is_none() {
@@ -88,6 +88,39 @@ pub(crate) fn prepare(
         now: shared.guard.now_secs(),
     };
     keeper.prepare(route, content_type, body, verified)
+}
+
+/// With Redis: shares the capabilities minted for one request with every replica before
+/// it is forwarded (one round trip). When Redis fails, the route's `state_failure` says:
+/// forwarded with capabilities that work on this replica only (`fail_open`, counted in
+/// `slackgate_state_fallbacks_total{op="custody"}`), or refused `state_unavailable`
+/// (`fail_closed`, rule `state.custody`), the `Err`.
+pub(crate) async fn share(
+    shared: &Shared,
+    route: &Route,
+    minted: &[Minted],
+) -> Result<(), &'static str> {
+    let Some(redis) = shared.remote.as_deref().filter(|_| !minted.is_empty()) else {
+        return Ok(());
+    };
+    let Err(e) = crate::core::held::share(redis, minted, shared.guard.now_secs()).await else {
+        return Ok(());
+    };
+    log::warn!(
+        "route {}: sharing custody capabilities through Redis failed ({e}); {}",
+        route.name,
+        match route.state_failure {
+            StateFailure::FailOpen => "forwarded, they work on this replica only",
+            StateFailure::FailClosed => "the request is refused",
+        }
+    );
+    match route.state_failure {
+        StateFailure::FailOpen => {
+            shared.metrics.count_fallback(StateOp::Custody);
+            Ok(())
+        }
+        StateFailure::FailClosed => Err(StateOp::Custody.rule()),
+    }
 }
 
 /// The gateway's signature of `body`, timestamped with the wall clock (what the bot's
@@ -128,22 +161,29 @@ impl Keeper<'_> {
         verified: bool,
     ) -> Result<Prepared, Reason> {
         let Some(resign) = &route.resign else {
-            return Ok(Prepared { body, resign: None });
+            return Ok(Prepared {
+                body,
+                resign: None,
+                minted: Vec::new(),
+            });
         };
         if !verified {
             return Ok(Prepared {
                 body,
                 resign: Some(None),
+                minted: Vec::new(),
             });
         }
         let wants = Wants {
             response_urls: route.response_urls.is_on(),
             workflow_tokens: route.workflow_tokens.is_on(),
         };
+        let mut minted = Vec::new();
         let body = match (wants.any(), &route.bot) {
             (false, _) => body,
             (true, Some(bot)) => {
-                match take_into_custody(content_type, &body, wants, |h| self.hold(bot, h)) {
+                let hold = |h: Held<'_>| self.hold(bot, h, &mut minted);
+                match take_into_custody(content_type, &body, wants, hold) {
                     Ok(Some(rewritten)) => Bytes::from(rewritten),
                     Ok(None) => body,
                     Err(CustodyError::Refused) => {
@@ -162,11 +202,13 @@ impl Keeper<'_> {
         Ok(Prepared {
             resign: Some(Some(sign(&resign.key, &body))),
             body,
+            minted,
         })
     }
 
-    /// Holds `held` for `bot` under a fresh capability; what the bot gets in its place.
-    fn hold(&self, bot: &Arc<str>, held: Held<'_>) -> Option<String> {
+    /// Holds `held` for `bot` under a fresh capability, noted in `minted`; what the bot
+    /// gets in its place.
+    fn hold(&self, bot: &Arc<str>, held: Held<'_>, minted: &mut Vec<Minted>) -> Option<String> {
         match held {
             Held::ResponseUrl { url, channel } => {
                 let base = self.public_url?;
@@ -177,8 +219,14 @@ impl Keeper<'_> {
                     team: self.team.map(Arc::from),
                     url: Arc::from(url),
                 };
-                self.custody.hold_response_url(&cap, kept, self.now);
-                Some(format!("{base}respond/{cap}"))
+                self.custody.hold_response_url(&cap, kept.clone(), self.now);
+                let url = format!("{base}respond/{cap}");
+                minted.push(Minted::Response {
+                    cap,
+                    held: kept,
+                    until: self.now + slackgate_guard::RESPONSE_URL_TTL,
+                });
+                Some(url)
             }
             Held::WorkflowToken {
                 token,
@@ -192,12 +240,14 @@ impl Keeper<'_> {
                     ),
                     token: Arc::from(token),
                 };
-                self.custody.hold_workflow_token(
-                    &key,
-                    kept,
-                    self.now + WORKFLOW_TOKEN_TTL,
-                    self.now,
-                );
+                let until = self.now + WORKFLOW_TOKEN_TTL;
+                self.custody
+                    .hold_workflow_token(&key, kept.clone(), until, self.now);
+                minted.push(Minted::Workflow {
+                    key: key.clone(),
+                    held: kept,
+                    until,
+                });
                 Some(key)
             }
         }

@@ -329,10 +329,20 @@ impl Gateway {
             body,
             ctx.secret_id.is_some(),
         );
-        let Prepared { body, resign } = match prepared {
+        let Prepared {
+            body,
+            resign,
+            minted,
+        } = match prepared {
             Ok(p) => p,
             Err(reason) => return self.answer(session, ctx, reason, &[]).await,
         };
+        if let Err(rule) = custody::share(&self.shared, route, &minted).await {
+            ctx.rule = Some(rule.to_owned());
+            return self
+                .answer(session, ctx, Reason::StateUnavailable, &[])
+                .await;
+        }
         let facts = &ctx.facts;
         let head = session.upstream_head(&Forwarded {
             body_len: body.len(),

@@ -10,29 +10,50 @@
 
 use std::time::Duration;
 
-/// Checks the 429 deadline (KEYS[1]) and then every bucket (KEYS[2..]), all or nothing:
-/// ARGV = rate, burst and most wait in ms of each bucket (0 for a hard limit). A bucket
-/// may go below zero by at most its most wait: the call is then let through after that
-/// wait (pacing), never refused for it.
+/// Checks a held capability (KEYS[2], when ARGV[1] is not 0), then the 429 deadline
+/// (KEYS[1]) and then every bucket (the keys after them), all or nothing: ARGV[1] is what
+/// KEYS[2] is ([`HeldKey`]: 0 none, 1 a response URL's uses left, 2 the mark of an ended
+/// function execution); then rate, burst and most wait in ms of each bucket (0 for a hard
+/// limit). A bucket may go below zero by at most its most wait: the call is then let
+/// through after that wait (pacing), never refused for it.
 ///
-/// Returns `{0, wait_ms}` (go, after waiting), `{1, secs}` (Slack's 429 holds),
-/// `{2, secs, index}` (bucket `index`, from 1, is empty).
+/// A response URL's uses are spent here, with the buckets: no count is ever spent by a
+/// call the buckets refuse, and none goes below zero across replicas. A count that is not
+/// there (never shared, or gone) leaves the count to the replica.
+///
+/// Returns `{0, wait_ms, counted}` (go, after waiting; counted 1 when a use was spent
+/// here), `{1, secs}` (Slack's 429 holds), `{2, secs, index}` (bucket `index`, from 1,
+/// is empty), `{3}` (the capability is used up or its execution ended).
 pub(super) const EGRESS_GATE: &str = concat!(
     bucket_lua!(),
     r#"
+local held = tonumber(ARGV[1])
+local first = 2
+local left = false
+if held ~= 0 then
+  first = 3
+  if held == 1 then
+    left = redis.call('GET', KEYS[2])
+    if left and tonumber(left) < 1 then
+      return {3}
+    end
+  elseif redis.call('EXISTS', KEYS[2]) == 1 then
+    return {3}
+  end
+end
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl > 0 then
   return {1, math.ceil(pttl / 1000)}
 end
 local now = now_secs()
-local n = #KEYS - 1
+local n = #KEYS - first + 1
 local tokens = {}
 local wait = 0
 for i = 1, n do
-  local rate = tonumber(ARGV[3 * i - 2])
-  local burst = tonumber(ARGV[3 * i - 1])
-  local max_wait = tonumber(ARGV[3 * i]) / 1000
-  local tk = refill(KEYS[i + 1], rate, burst, now)
+  local rate = tonumber(ARGV[3 * i - 1])
+  local burst = tonumber(ARGV[3 * i])
+  local max_wait = tonumber(ARGV[3 * i + 1]) / 1000
+  local tk = refill(KEYS[first + i - 1], rate, burst, now)
   local need = (1 - tk) / rate
   if tk < 1 and need > max_wait then
     return {2, math.max(1, math.ceil(need - max_wait)), i}
@@ -41,12 +62,17 @@ for i = 1, n do
   tokens[i] = tk - 1
 end
 for i = 1, n do
-  local rate = tonumber(ARGV[3 * i - 2])
-  local burst = tonumber(ARGV[3 * i - 1])
-  redis.call('HSET', KEYS[i + 1], 'tokens', tostring(tokens[i]), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[i + 1], math.ceil(burst / rate * 1000) + 60000)
+  local rate = tonumber(ARGV[3 * i - 1])
+  local burst = tonumber(ARGV[3 * i])
+  redis.call('HSET', KEYS[first + i - 1], 'tokens', tostring(tokens[i]), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[first + i - 1], math.ceil(burst / rate * 1000) + 60000)
 end
-return {0, math.ceil(wait * 1000)}
+local counted = 0
+if left then
+  redis.call('DECR', KEYS[2])
+  counted = 1
+end
+return {0, math.ceil(wait * 1000), counted}
 "#
 );
 
@@ -73,11 +99,23 @@ pub struct GateBucket {
     pub max_wait: Duration,
 }
 
+/// A held capability a call goes with, checked in the same script as the bot's buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldKey<'a> {
+    /// A response URL (its capability): one of its uses is spent when the call goes.
+    Response(&'a str),
+    /// A workflow key's function execution: refused once it ended on any replica.
+    Execution(&'a str),
+}
+
 /// What the shared egress state says of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
-    /// Go, after waiting this long (zero but for pacing).
-    Go(Duration),
+    /// Go, after waiting this long (zero but for pacing); `true` when a response URL's
+    /// use was spent in Redis (else the replica's own count decides).
+    Go(Duration, bool),
+    /// The capability the call goes with is used up, or its execution ended.
+    Spent,
     /// Slack's 429 for this bot and method holds for this many seconds more.
     SlackLimited(u32),
     /// Bucket `index` (of the call's buckets) is empty for this many seconds.
