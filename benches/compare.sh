@@ -10,6 +10,7 @@
 #                                      # the same certificates (KEYS="ecdsa rsa"), in three
 #                                      # shapes (SHAPES="keepalive resume full"), ~11 min
 #   MODE=tls RUNS=1 DURATION=2 WARMUP=1 benches/compare.sh   # smoke test, ~1 min
+#   SKIP_BUILD=1 ...                   # use the release binaries as they are (no cargo build)
 #   COUNT=callgrind RUNS=1 CONNS=8 DURATION=5 benches/compare.sh       # instructions per
 #   COUNT=callgrind MODE=tls RUNS=1 CONNS=8 DURATION=5 benches/compare.sh  # request instead
 #   KEEP_CG=DIR COUNT=callgrind ...    # keeps the callgrind dumps in DIR (callgrind_annotate)
@@ -93,11 +94,14 @@ case "$HAPROXY_VERSION" in
 esac
 
 # --- build -------------------------------------------------------------------------------
-log "building release binaries (slackgate, loadgen, echobot, memprobe)"
-if [ -n "${SLACKGATE_BIN:-}" ]; then
+if [ -n "${SKIP_BUILD:-}" ]; then
+    log "SKIP_BUILD: using the release binaries as they are in $BIN"
+elif [ -n "${SLACKGATE_BIN:-}" ]; then
+    log "building release binaries (loadgen, echobot, memprobe)"
     # A/B runs of a gateway built elsewhere (e.g. a branch with a proxy change).
     cargo build --release -q -p slackgate-benches --bins
 else
+    log "building release binaries (slackgate, loadgen, echobot, memprobe)"
     cargo build --release -q -p slackgate -p slackgate-benches --bins
 fi
 SLACKGATE_BIN=${SLACKGATE_BIN:-$BIN/slackgate}
@@ -147,9 +151,9 @@ if [ "$MODE" = tls ]; then
         for t in nginx haproxy slackgate slackgate_b; do TLS_PORT[$t/$k]=$(free_port); done
     done
     # The one operation a full handshake is bound by, on the proxies' CPU before any load:
-    # the server's signature with slackgate's stack (rustls + ring, on this run's keys) and
+    # the server's signature with slackgate's stack (rustls + aws-lc-rs, on this run's keys) and
     # with OpenSSL's (`openssl speed`, the library nginx and HAProxy sign with).
-    log "handshake signatures on CPU $PROXY_CPU: rustls/ring (signspeed) and OpenSSL (openssl speed)"
+    log "handshake signatures on CPU $PROXY_CPU: rustls/aws-lc-rs (signspeed) and OpenSSL (openssl speed)"
     SIGN_LINES=$(taskset -c "$PROXY_CPU" "$BIN/signspeed" "$CERTS/ecdsa.key" "$CERTS/rsa.key")
     OPENSSL_SPEED=$(taskset -c "$PROXY_CPU" openssl speed -seconds 2 ecdsap256 rsa2048 2>/dev/null \
         | awk '/^rsa 2048 bits/ {r = $6} /^ *256 bits ecdsa \(nistp256\)/ {e = $7}
@@ -408,13 +412,13 @@ if [ "$MODE" = http ]; then
     ratios "" ""
 else
     echo "TLS: $(grep -o ' tls=[^ ]*' "$RESULTS" | sort | uniq -c | awk '{printf "%s%s (%d runs)", (NR>1? ", " : ""), substr($2, 5), $1}')"
-    # Signatures per second on the proxies' CPU, rustls/ring against OpenSSL.
+    # Signatures per second on the proxies' CPU, rustls/aws-lc-rs against OpenSSL.
     printf '%s\n%s\n' "$SIGN_LINES" "$OPENSSL_SPEED" | awk '
         /^SIGN/ {for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
-            k = (v["key"] ~ /^rsa/ ? "rsa" : "ecdsa"); ring[k] = v["signs_per_s"]; scheme[k] = v["scheme"]}
+            k = (v["key"] ~ /^rsa/ ? "rsa" : "ecdsa"); sg[k] = v["signs_per_s"]; scheme[k] = v["scheme"]}
         /^ecdsa_signs_per_s/ {for (i = 1; i <= NF; i++) {split($i, kv, "="); o[substr(kv[1], 1, index(kv[1], "_") - 1)] = kv[2]}}
-        END {for (k in ring) printf "handshake signature, %s (%s): rustls/ring %d/s (%.1f us), OpenSSL %d/s (%.1f us); ring/OpenSSL %.2fx\n",
-            k, scheme[k], ring[k], (ring[k] > 0 ? 1e6 / ring[k] : 0), o[k], (o[k] > 0 ? 1e6 / o[k] : 0), (o[k] > 0 ? ring[k] / o[k] : 0)}'
+        END {for (k in sg) printf "handshake signature, %s (%s): rustls/aws-lc-rs %d/s (%.1f us), OpenSSL %d/s (%.1f us); aws-lc-rs/OpenSSL %.2fx\n",
+            k, scheme[k], sg[k], (sg[k] > 0 ? 1e6 / sg[k] : 0), o[k], (o[k] > 0 ? 1e6 / o[k] : 0), (o[k] > 0 ? sg[k] / o[k] : 0)}'
     for k in $KEYS; do
         for sh in $SHAPES; do
             echo
