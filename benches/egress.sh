@@ -19,7 +19,8 @@
 # target reaches it the same way, so the differences are the proxies' own. slackgate checks
 # the key (constant time over every bot), the method, the channel, the denied arguments and
 # a rate limit, swaps the key for the token, writes one audit line per call and counts it.
-# Prints req/s and p50/p99/p99.9 (medians over the runs), the latency slackgate and nginx
+# Prints req/s, p50/p99/p99.9 and the proxy's CPU time per call (all its threads/processes,
+# as compare.sh counts it; medians over the runs), the latency slackgate and nginx
 # add over the direct calls, slackgate's throughput relative to nginx, and, for every
 # slackgate run, that each call loadgen had answered 200 was allowed and audited: the
 # run's new audit lines and its new `slackgate_egress_requests_total{reason="allowed"}`
@@ -113,7 +114,7 @@ wait_port "$NGINX_PORT" nginx
 # callgrind counts the worker (the master does not answer).
 NGINX_WORKERS=$(pgrep -d, -P "$NGINX_PID" || true)
 for _ in $(seq 1 "${WAIT_TRIES:-200}"); do [ -n "$NGINX_WORKERS" ] && break; sleep 0.05; NGINX_WORKERS=$(pgrep -d, -P "$NGINX_PID" || true); done
-declare -A PORT=() ADMIN=() CG_PIDS=([nginx]=$NGINX_WORKERS)
+declare -A PORT=() ADMIN=() CG_PIDS=([nginx]=$NGINX_WORKERS) CPU_PIDS=([nginx]=$NGINX_PID,$NGINX_WORKERS)
 
 # --- slackgate with a bot (and the B build, same config) -----------------------------------
 export BENCH_GATEWAY_KEY=$KEY BENCH_BOT_TOKEN=$TOKEN
@@ -144,6 +145,7 @@ CONF
         --threads "$THREADS" --upgrade-sock "$TMP/$name/upgrade.sock" >"$TMP/$name/stdout.log" 2>&1 &
     PIDS+=($!)
     CG_PIDS[$name]=$!
+    CPU_PIDS[$name]=$!
     PORT[$name]=$port
     ADMIN[$name]=$admin
     wait_port "$port" "$name"
@@ -198,7 +200,7 @@ for run in $(seq 1 "$RUNS"); do
         key=$KEY; [ "$name" = direct ] && key=$TOKEN
         args=(--addr "127.0.0.1:${PORT[$name]}" --path /api/chat.postMessage --egress-key "$key"
             --egress-body "$SHAPE" --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP"
-            --body-len "$BODY_LEN" --label "$name")
+            --body-len "$BODY_LEN" --label "$name" --cpu-pids "${CPU_PIDS[$name]:-}")
         case "$name" in slackgate*) a0=$(allowed "$name"); l0=$(audited "$name");; esac
         if [ -n "$COUNT" ]; then
             line=$(cg_load "${CG_PIDS[$name]}" "${args[@]}")
@@ -222,7 +224,7 @@ for run in $(seq 1 "$RUNS"); do
     done
 done
 
-field() { grep " label=$1 " "$RESULTS" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}' | median; }
+field() { grep " label=$1 " "$RESULTS" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k && $2!="-" {print $2}' | median; }
 per_run() { grep " label=$1 " "$RESULTS" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}' | paste -sd/ -; }
 echo
 echo "slackgate egress comparison — $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -232,12 +234,12 @@ echo "each proxy: $THREADS worker thread(s) pinned to CPU $PROXY_CPU; load gener
 echo "load: $CONNS keep-alive connections, closed loop, ${WARMUP}s warm-up + ${DURATION}s measured, median of $RUNS run(s); chat.postMessage, $SHAPE body ~$BODY_LEN bytes"
 [ -z "$COUNT" ] || echo "COUNT=$COUNT: the proxies ran under valgrind; only Ir/call (user-space instructions per answered call) means anything"
 echo
-printf '%-12s %10s %9s %9s %10s' target req/s p50_us p99_us p99.9_us
+printf '%-12s %10s %9s %9s %10s %8s' target req/s p50_us p99_us p99.9_us cpu_us
 [ -z "$COUNT" ] || printf ' %9s %10s' Ir/call Ir-SHA256
 echo
 for name in "${NAMES[@]}"; do
-    printf '%-12s %10s %9s %9s %10s' "$name" "$(field "$name" rps)" "$(field "$name" p50_us)" \
-        "$(field "$name" p99_us)" "$(field "$name" p999_us)"
+    printf '%-12s %10s %9s %9s %10s %8s' "$name" "$(field "$name" rps)" "$(field "$name" p50_us)" \
+        "$(field "$name" p99_us)" "$(field "$name" p999_us)" "$(field "$name" cpu_us)"
     [ -z "$COUNT" ] || printf ' %9s %10s' "$(field "$name" ir_per_req)" "$(field "$name" ir_nosha_per_req)"
     echo
 done
