@@ -149,6 +149,86 @@ bots:
 EOF
 }
 
+# --- instruction counts (COUNT=callgrind) ----------------------------------------------------
+# count_mode: COUNT (unset, or callgrind: instructions instead of req/s; then valgrind must
+# be there) and WRAP, empty until cg_wrap.
+count_mode() {
+    COUNT=${COUNT:-}
+    WRAP=()
+    case "$COUNT" in
+        "") ;;
+        callgrind) cg_require;;
+        *) die "COUNT=$COUNT: use COUNT=callgrind or leave it unset";;
+    esac
+}
+# cg_require: valgrind and callgrind_control are there (else die); the proxies start ~50x
+# slower under valgrind, so waiting for their ports takes longer.
+cg_require() {
+    command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1 \
+        || die "COUNT=callgrind needs valgrind (apt-get install valgrind)"
+    WAIT_TRIES=1200
+}
+# cg_wrap: WRAP, the prefix that runs a proxy under callgrind, its dumps in $TMP/cg.
+cg_wrap() {
+    mkdir -p "$TMP/cg"
+    WRAP=(valgrind -q --tool=callgrind --trace-children=yes --dump-instr=no --collect-jumps=no
+        --compress-strings=no --compress-pos=no "--callgrind-out-file=$TMP/cg/cg.%p")
+}
+# cg_keep: with KEEP_CG=DIR, copies the dumps there (for callgrind_annotate); for cleanup.
+cg_keep() {
+    if [ -n "${KEEP_CG:-}" ] && [ -d "$TMP/cg" ]; then cp -r "$TMP/cg/." "$KEEP_CG/" || true; fi
+}
+# cg_dump PID,PID: dumps (and zeroes) their callgrind counters; prints "IR SHA256_IR".
+cg_dump() {
+    local p total=0 sha=0 f
+    for p in ${1//,/ }; do
+        callgrind_control -d "$p" >/dev/null 2>&1 || die "callgrind_control -d $p failed"
+        f=$(ls -v "$TMP/cg/cg.$p".* 2>/dev/null | tail -1)
+        [ -n "$f" ] || die "no callgrind dump for $p in $TMP/cg"
+        total=$(( total + $(awk '/^(summary|totals):/ {print $2; exit}' "$f") ))
+        # The self cost of SHA-256 compression functions (sha2's, ring's, OpenSSL's): valgrind
+        # hides SHA-NI, so software SHA-256 would weigh far more here than on the machine.
+        sha=$(( sha + $(awk '/^fn=/ {in_sha = ($0 ~ /sha256|compress256/)} /^calls=/ {skip = 1; next}
+            /^[0-9+*-]/ {if (skip) {skip = 0; next} if (in_sha) s += $2} END {printf "%d", s}' "$f") ))
+    done
+    echo "$total $sha"
+}
+# cg_load PID,PID LOADGEN_ARGS...: one loadgen run with the counters of PIDS dumped at the
+# end of its warm-up (WARMUP) and of its measured window (DURATION); prints its RESULT line
+# with ir_per_req and ir_nosha_per_req (instructions per answered request, without SHA-256
+# compression) appended. The measured window's dumps stay in $TMP/cg as cg.PID.N.
+cg_load() {
+    local cg=$1 lg ir line
+    shift
+    taskset -c "$CLIENT_CPU" "$BIN/loadgen" run "$@" >"$TMP/loadgen.out" &
+    lg=$!
+    sleep "$WARMUP"; cg_dump "$cg" >/dev/null
+    sleep "$DURATION"; ir=$(cg_dump "$cg")
+    wait "$lg"
+    line=$(grep '^RESULT' "$TMP/loadgen.out")
+    echo "$line $(awk -v ir="$ir" -v l="$line" 'BEGIN { n = split(l, f, " "); for (i = 1; i <= n; i++) if (f[i] ~ /^ok=/) ok = substr(f[i], 4)
+        split(ir, c, " "); if (ok > 0) printf "ir_per_req=%.0f ir_nosha_per_req=%.0f", c[1] / ok, (c[1] - c[2]) / ok; else printf "ir_per_req=0 ir_nosha_per_req=0" }')"
+}
+# cg_top FILE,FILE CALLS N: the N functions with the most instructions in the dumps, per
+# call (CALLS answered calls): self cost, and (with INCLUSIVE=yes) callees included; a
+# function's lines from inlined code of other files are added together, and the threads'
+# entry points (whose self cost callgrind_annotate gives as the whole) are left out.
+cg_top() {
+    local files=${1//,/ } calls=$2 n=$3
+    # shellcheck disable=SC2086 # the files are words
+    (cd / && callgrind_annotate --inclusive="${INCLUSIVE:-no}" --threshold=100 --show-percs=no --auto=no $files 2>/dev/null) \
+        | awk -v calls="$calls" '
+            /PROGRAM TOTALS/ {total = $1; gsub(",", "", total); next}
+            /^ *[0-9][0-9,]* / && NF >= 2 {
+                ir = $1; gsub(",", "", ir); $1 = ""; sub(/^ +/, "")
+                sub(/ \[[^]]*\]$/, ""); sub(/^[^:]*:/, "")
+                if (ir + 0 >= total + 0) next
+                sum[$0] += ir
+            }
+            END {for (f in sum) printf "%10.0f  %s\n", sum[f] / calls, f}' \
+        | sort -rn | awk -v n="$n" 'NR <= n'
+}
+
 # --- tools -------------------------------------------------------------------------------
 # install_tools: nginx, HAProxy, taskset, curl and timeout, from Debian's packages when
 # missing; sets NGINX_VERSION and HAPROXY_VERSION.

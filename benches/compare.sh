@@ -78,17 +78,7 @@ if [ "$MODE" = tls ]; then
     for k in $KEYS; do case "$k" in ecdsa|rsa) ;; *) die "KEYS: $k is not ecdsa or rsa";; esac; done
     for sh in $SHAPES; do case "$sh" in keepalive|resume|full) ;; *) die "SHAPES: $sh is not keepalive, resume or full";; esac; done
 fi
-COUNT=${COUNT:-}
-WRAP=()
-case "$COUNT" in
-    "") ;;
-    callgrind)
-        command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1 \
-            || die "COUNT=callgrind needs valgrind (apt-get install valgrind)"
-        # valgrind starts the proxies ~50x slower
-        WAIT_TRIES=1200;;
-    *) die "COUNT=$COUNT: use COUNT=callgrind or leave it unset";;
-esac
+count_mode
 case "$HAPROXY_VERSION" in
     1.*|2.[0-5]|2.[0-5].*) die "HAProxy $HAPROXY_VERSION found; the hmac converter needs 2.6+ (apt-cache policy haproxy)";;
 esac
@@ -118,15 +108,11 @@ cleanup() {
         [ -n "$p" ] && wait "$p" 2>/dev/null || true
     done
     # KEEP_CG=DIR keeps the callgrind dumps (for callgrind_annotate) before the scratch goes.
-    if [ -n "${KEEP_CG:-}" ] && [ -d "$TMP/cg" ]; then cp -r "$TMP/cg/." "$KEEP_CG/" || true; fi
+    cg_keep
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
-if [ "$COUNT" = callgrind ]; then
-    mkdir "$TMP/cg"
-    WRAP=(valgrind -q --tool=callgrind --trace-children=yes --dump-instr=no --collect-jumps=no
-        --compress-strings=no --compress-pos=no "--callgrind-out-file=$TMP/cg/cg.%p")
-fi
+[ "$COUNT" != callgrind ] || cg_wrap
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 BOT_PORT=$(free_port); NGINX_PORT=$(free_port); HAPROXY_PORT=$(free_port)
@@ -276,35 +262,13 @@ RESULTS=$TMP/results.txt
 NAMES=(nginx haproxy slackgate)
 [ -n "${SGB_PORT:-}" ] && NAMES+=(slackgate_b)
 declare -A PORT=([bot]=$BOT_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [slackgate]=$SG_PORT [slackgate_b]=${SGB_PORT:-})
-cg_dump() { # cg_dump PID,PID: dumps (and zeroes) their callgrind counters; prints "IR SHA256_IR"
-    local p total=0 sha=0 f
-    for p in ${1//,/ }; do
-        callgrind_control -d "$p" >/dev/null 2>&1 || die "callgrind_control -d $p failed"
-        f=$(ls -v "$TMP/cg/cg.$p".* 2>/dev/null | tail -1)
-        [ -n "$f" ] || die "no callgrind dump for $p in $TMP/cg"
-        total=$(( total + $(awk '/^(summary|totals):/ {print $2; exit}' "$f") ))
-        # The self cost of SHA-256 compression functions (sha2's, ring's, OpenSSL's): valgrind
-        # hides SHA-NI, so software SHA-256 would weigh far more here than on the machine.
-        sha=$(( sha + $(awk '/^fn=/ {in_sha = ($0 ~ /sha256|compress256/)} /^calls=/ {skip = 1; next}
-            /^[0-9+*-]/ {if (skip) {skip = 0; next} if (in_sha) s += $2} END {printf "%d", s}' "$f") ))
-    done
-    echo "$total $sha"
-}
 load() { # load LABEL PORT CPU_PIDS [loadgen options...]: one measured run into $RESULTS
-    local label=$1 port=$2 pids=$3 line lg ir
+    local label=$1 port=$2 pids=$3 line
     shift 3
     if [ "$COUNT" = callgrind ]; then
-        local cg=${CG_PIDS[${label%%/*}]:-$pids}
-        taskset -c "$CLIENT_CPU" "$BIN/loadgen" run --addr "127.0.0.1:$port" \
+        line=$(cg_load "${CG_PIDS[${label%%/*}]:-$pids}" --addr "127.0.0.1:$port" \
             --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --body-len "$BODY_LEN" \
-            --label "$label" --cpu-pids "$pids" "$@" >"$TMP/loadgen.out" &
-        lg=$!
-        sleep "$WARMUP"; cg_dump "$cg" >/dev/null
-        sleep "$DURATION"; ir=$(cg_dump "$cg")
-        wait "$lg"
-        line=$(grep '^RESULT' "$TMP/loadgen.out")
-        line="$line $(awk -v ir="$ir" -v l="$line" 'BEGIN { n = split(l, f, " "); for (i = 1; i <= n; i++) if (f[i] ~ /^ok=/) ok = substr(f[i], 4)
-            split(ir, c, " "); if (ok > 0) printf "ir_per_req=%.0f ir_nosha_per_req=%.0f", c[1] / ok, (c[1] - c[2]) / ok; else printf "ir_per_req=0 ir_nosha_per_req=0" }')"
+            --label "$label" --cpu-pids "$pids" "$@")
     else
         line=$(taskset -c "$CLIENT_CPU" "$BIN/loadgen" run --addr "127.0.0.1:$port" \
             --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --body-len "$BODY_LEN" \

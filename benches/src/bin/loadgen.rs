@@ -13,7 +13,8 @@
 //! ```text
 //! loadgen run  --addr 127.0.0.1:P [--path /slack/events] [--conns 64] [--duration 10]
 //!              [--warmup 2] [--body-len 1024] [--label NAME] [--threads 1]
-//! loadgen run  --addr 127.0.0.1:P --egress-key KEY [--path /api/chat.postMessage] ...
+//! loadgen run  --addr 127.0.0.1:P --egress-key KEY [--path /api/chat.postMessage]
+//!              [--egress-body json|form] ...
 //! loadgen run  --addr 127.0.0.1:P --tls CERT.pem [--new-conn 1] [--resume 0] [--kx hybrid] ...
 //!              [--cpu-pids PID,PID]
 //! loadgen idle --addr 127.0.0.1:P [--path ...] --conns 1000 --watch-pid PID [--hold 2]
@@ -23,7 +24,9 @@
 //! (no final empty line), the memory an attacker can pin per connection.
 //! With `--egress-key`, every request is instead the same Web API call, the way
 //! `slack_sdk` sends `chat.postMessage`: `Authorization: Bearer KEY` and a JSON body
-//! (`{"channel":"C0BENCH","text":...}` of about `--body-len` bytes).
+//! (`{"channel":"C0BENCH","text":...}` of about `--body-len` bytes); with `--egress-body form`
+//! the same arguments as `application/x-www-form-urlencoded` (`channel=C0BENCH&text=...`,
+//! the text with `+` for its spaces), as `slack_sdk` sends the calls it makes with `data=`.
 //! With `--tls CERT.pem` every connection speaks TLS (rustls, trusting only that
 //! certificate, see `slackgate_benches::tls`). `--new-conn 1` opens a new connection for
 //! every request and closes it after the answer (the latency then includes the connect
@@ -36,7 +39,9 @@
 //! by the answered requests, is printed as `cpu_us` (CPU per request, whatever else the
 //! machine runs), and the user-space share of it (`stat` utime/stime) as `user_share`.
 //! The signing secret is `$BENCH_SIGNING_SECRET` (default: the benchmarks' secret).
-//! `run` prints one `RESULT key=value ...` line on stdout; `idle` prints `IDLE ...`.
+//! `run` prints one `RESULT key=value ...` line on stdout (`ok` counts the 200s of the
+//! measured window, `ok_all` every 200 of the run, warm-up and the calls in flight at the
+//! end included: what a gateway's audit trail must count); `idle` prints `IDLE ...`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -70,6 +75,8 @@ struct Opts {
     hold: Duration,
     head_bytes: usize,
     egress_key: Option<String>,
+    /// The egress call's body: form (`application/x-www-form-urlencoded`), else JSON.
+    egress_form: bool,
     tls: Option<TlsConnector>,
     new_conn: bool,
     cpu_pids: Vec<String>,
@@ -90,6 +97,7 @@ fn parse_opts(args: &[String]) -> Opts {
         hold: Duration::from_secs(2),
         head_bytes: 16_000,
         egress_key: None,
+        egress_form: false,
         tls: None,
         new_conn: false,
         cpu_pids: Vec::new(),
@@ -115,6 +123,13 @@ fn parse_opts(args: &[String]) -> Opts {
             "--hold" => o.hold = secs(v),
             "--head-bytes" => o.head_bytes = v.parse().expect("--head-bytes"),
             "--egress-key" => o.egress_key = Some(v.clone()),
+            "--egress-body" => {
+                o.egress_form = match v.as_str() {
+                    "form" => true,
+                    "json" => false,
+                    other => panic!("--egress-body json|form, not {other}"),
+                }
+            }
             "--tls" => tls_cert = Some(v.clone()),
             "--new-conn" => o.new_conn = v != "0",
             "--resume" => resume = v != "0",
@@ -236,6 +251,8 @@ impl Conn {
 #[derive(Default)]
 struct Tally {
     ok: u64,
+    /// Every 200, warm-up and the calls in flight at the end included.
+    ok_all: u64,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
     reconnects: u64,
@@ -289,7 +306,7 @@ async fn worker(
         match &o.egress_key {
             Some(key) => {
                 if req.is_empty() {
-                    web_api_call(&mut req, &o.path, key, o.body_len);
+                    web_api_call(&mut req, &o.path, key, o.body_len, o.egress_form);
                 }
             }
             None => maker.next(&mut req, &mut sig),
@@ -300,6 +317,7 @@ async fn worker(
         let measured = t0 >= warm_end && Instant::now() <= end;
         match result {
             Ok((status, close)) => {
+                tally.ok_all += u64::from(status == 200);
                 if measured {
                     if status == 200 {
                         tally.ok += 1;
@@ -328,14 +346,27 @@ async fn worker(
     (hist, tally)
 }
 
-/// One Web API call as `slack_sdk` sends `chat.postMessage`.
-fn web_api_call(out: &mut Vec<u8>, path: &str, key: &str, body_len: usize) {
-    let text = "x".repeat(body_len.saturating_sub(40).max(1));
-    let body = format!("{{\"channel\":\"C0BENCH\",\"text\":\"{text}\"}}");
+/// One Web API call as `slack_sdk` sends `chat.postMessage`: a JSON body, or with
+/// `form` the same arguments form-encoded (words of `x` between `+`, a space's encoding).
+fn web_api_call(out: &mut Vec<u8>, path: &str, key: &str, body_len: usize, form: bool) {
+    let n = body_len.saturating_sub(40).max(1);
+    let (content_type, body) = if form {
+        let text: String = (0..n).map(|i| if i % 8 == 7 { '+' } else { 'x' }).collect();
+        (
+            "application/x-www-form-urlencoded",
+            format!("channel=C0BENCH&text={text}"),
+        )
+    } else {
+        let text = "x".repeat(n);
+        (
+            "application/json; charset=utf-8",
+            format!("{{\"channel\":\"C0BENCH\",\"text\":\"{text}\"}}"),
+        )
+    };
     out.clear();
     out.extend_from_slice(
         format!(
-            "POST {path} HTTP/1.1\r\nHost: slack.com\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json; charset=utf-8\r\nUser-Agent: slackgate-loadgen\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: slack.com\r\nAuthorization: Bearer {key}\r\nContent-Type: {content_type}\r\nUser-Agent: slackgate-loadgen\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -375,6 +406,7 @@ fn run(o: Opts) {
             let (h, t) = t.await.expect("worker");
             hist.add(&h).unwrap();
             tally.ok += t.ok;
+            tally.ok_all += t.ok_all;
             tally.errors += t.errors;
             tally.reconnects += t.reconnects;
             tally.handshakes += t.handshakes;
@@ -434,13 +466,14 @@ fn run(o: Opts) {
         tls
     );
     println!(
-        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} non200={} errors={} conns={} duration_s={} cpu_us={} user_share={} handshakes={} hs_per_s={:.0} resumed={} hrr={} tls={} {}",
+        "RESULT label={} rps={:.0} p50_us={} p99_us={} p999_us={} ok={} ok_all={} non200={} errors={} conns={} duration_s={} cpu_us={} user_share={} handshakes={} hs_per_s={:.0} resumed={} hrr={} tls={} {}",
         o.label,
         rps,
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
         tally.ok,
+        tally.ok_all,
         non200,
         tally.errors,
         o.conns,

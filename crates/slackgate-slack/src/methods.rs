@@ -386,22 +386,31 @@ pub const METHODS: [&str; 349] = [
     "workflows.updateStep",
 ];
 
-/// Compares `name` with `entry` as ASCII-lowercase bytes.
-fn cmp_ignoring_case(entry: &str, name: &str) -> std::cmp::Ordering {
-    entry
-        .bytes()
-        .map(|b| b.to_ascii_lowercase())
-        .cmp(name.bytes().map(|b| b.to_ascii_lowercase()))
-}
-
 /// Slack's spelling of a method named in any ASCII case: `chat.PostMessage` and
 /// `CHAT.POSTMESSAGE` give `chat.postMessage`; a name Slack does not document gives `None`.
 pub fn canonical_method(name: &str) -> Option<&'static str> {
-    METHODS
-        .binary_search_by(|entry| cmp_ignoring_case(entry, name))
+    let mut buf = [0u8; LONGEST_METHOD];
+    // A name longer than every entry is none of them.
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    LOWER_METHODS
+        .binary_search_by(|entry| (**entry).cmp(lower))
         .ok()
         .and_then(|at| METHODS.get(at).copied())
 }
+
+/// No entry of [`METHODS`] is longer (a test holds the table to it).
+const LONGEST_METHOD: usize = 64;
+
+/// [`METHODS`] in ASCII lower case, in the same order (the table is sorted ignoring case),
+/// so that a lookup lowers the name once and compares bytes.
+static LOWER_METHODS: std::sync::LazyLock<Box<[Box<[u8]>]>> = std::sync::LazyLock::new(|| {
+    METHODS
+        .iter()
+        .map(|m| m.to_ascii_lowercase().into_bytes().into_boxed_slice())
+        .collect()
+});
 
 /// Whether `id` has the shape of a Slack id (team, enterprise, channel, user, ...): 2 to 32
 /// upper-case ASCII letters and digits. Audit records carry an id only when it has it.
@@ -527,6 +536,24 @@ pub fn conversation_use(method: &str) -> Option<ConversationUse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compares `name` with `entry` as ASCII-lowercase bytes.
+    fn cmp_ignoring_case(entry: &str, name: &str) -> std::cmp::Ordering {
+        entry
+            .bytes()
+            .map(|b| b.to_ascii_lowercase())
+            .cmp(name.bytes().map(|b| b.to_ascii_lowercase()))
+    }
+
+    #[test]
+    fn no_method_is_longer_than_the_lookup_buffer() {
+        assert!(METHODS.iter().all(|m| m.len() <= LONGEST_METHOD));
+        for m in METHODS {
+            assert_eq!(canonical_method(&m.to_ascii_uppercase()), Some(m));
+        }
+        let long = "a".repeat(LONGEST_METHOD + 1);
+        assert_eq!(canonical_method(&long), None);
+    }
 
     #[test]
     fn the_table_is_sorted_ignoring_case_and_has_no_case_twins() {

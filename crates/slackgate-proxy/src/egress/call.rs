@@ -34,7 +34,7 @@ impl CallHead {
         };
         let (authorization, dup_auth) = one("authorization");
         let (content_type, dup_ct) = one("content-type");
-        let (user_agent, _) = one("user-agent");
+        let user_agent = down.header("user-agent").map(<[u8]>::to_vec);
         CallHead {
             method: down.method().to_vec(),
             path: down.path().to_owned(),
@@ -55,7 +55,8 @@ impl CallHead {
 pub(super) struct Answer {
     pub(super) status: u16,
     pub(super) reason: Option<String>,
-    pub(super) headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Names and values; Slack's are slices of its answer's head (no copy).
+    pub(super) headers: Vec<(Bytes, Bytes)>,
     pub(super) body: Bytes,
 }
 
@@ -74,16 +75,19 @@ impl Answer {
         let body = format!("{{\"ok\":false,\"error\":\"{}\"}}", reason.as_str());
         let mut headers = vec![
             (
-                b"Content-Type".to_vec(),
-                b"application/json; charset=utf-8".to_vec(),
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(b"application/json; charset=utf-8"),
             ),
             (
-                b"X-Slackgate-Reason".to_vec(),
-                reason.as_str().as_bytes().to_vec(),
+                Bytes::from_static(b"X-Slackgate-Reason"),
+                Bytes::from_static(reason.as_str().as_bytes()),
             ),
         ];
         if let Some(secs) = decision.retry_after_secs {
-            headers.push((b"Retry-After".to_vec(), secs.to_string().into_bytes()));
+            headers.push((
+                Bytes::from_static(b"Retry-After"),
+                Bytes::from(secs.to_string()),
+            ));
         }
         Answer {
             status: reason.status(),
@@ -97,10 +101,17 @@ impl Answer {
     /// hop-by-hop ones (the answer is framed again), and its body.
     pub(super) fn relayed(resp: &Response) -> Answer {
         let named = connection_tokens(resp.header_pairs());
+        // The ranges are the parser's, within the head; one that is not reads as empty,
+        // as `header_pairs` reads it.
+        let at = |r: &std::ops::Range<usize>| match resp.head.get(r.clone()) {
+            Some(_) => resp.head.slice(r.clone()),
+            None => Bytes::new(),
+        };
         let headers = resp
-            .header_pairs()
+            .headers
+            .iter()
+            .map(|(n, v)| (at(n), at(v)))
             .filter(|(name, _)| !is_not_relayed(name, &named))
-            .map(|(n, v)| (n.to_vec(), v.to_vec()))
             .collect();
         Answer {
             status: resp.status,

@@ -438,7 +438,7 @@ impl EgressApp {
         let headers: Vec<(&[u8], &[u8])> = answer
             .headers
             .iter()
-            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .map(|(n, v)| (&n[..], &v[..]))
             .collect();
         down.respond(
             answer.status,

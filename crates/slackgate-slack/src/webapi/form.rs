@@ -18,9 +18,22 @@ pub(super) fn form_pair(piece: &[u8]) -> Result<(Cow<'_, str>, Cow<'_, str>), Ca
 /// `%` without two hex digits itself), refusing bytes that are not UTF-8 where
 /// `form_urlencoded` would substitute U+FFFD.
 fn form_decode(raw: &[u8]) -> Result<Cow<'_, str>, CallError> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        return simdutf8::basic::from_utf8(raw)
-            .map(Cow::Borrowed)
+    let escaped = raw.contains(&b'%');
+    if !escaped {
+        // Without `%`, decoding only turns `+` into ` `, and both are ASCII: the bytes are
+        // UTF-8 exactly when the decoded ones are.
+        let text = simdutf8::basic::from_utf8(raw).map_err(|_| CallError::BadUtf8)?;
+        if !raw.contains(&b'+') {
+            return Ok(Cow::Borrowed(text));
+        }
+        let mut out = raw.to_vec();
+        for b in &mut out {
+            if *b == b'+' {
+                *b = b' ';
+            }
+        }
+        return String::from_utf8(out)
+            .map(Cow::Owned)
             .map_err(|_| CallError::BadUtf8);
     }
     let mut out = Vec::with_capacity(raw.len());
@@ -67,6 +80,13 @@ pub(super) fn hex(b: Option<&u8>) -> Option<u8> {
 /// as an array `name`, or, when the bracket is not closed, turns the `[` into `_`. `None`
 /// where the name is the only reading.
 pub(super) fn form_aliases(name: &str) -> [Option<String>; 2] {
+    // Without a NUL, a space, a dot or a bracket the name is read only as itself.
+    if !name
+        .bytes()
+        .any(|b| matches!(b, b'\0' | b' ' | b'.' | b'['))
+    {
+        return [None, None];
+    }
     let cut = name.split('\0').next().unwrap_or_default();
     let cut = cut.trim_start_matches(' ');
     let (base, bracket) = match cut.find('[') {

@@ -120,14 +120,89 @@ fn json_value(raw: &[u8]) -> Result<serde_json::Value, CallError> {
     serde_json::from_slice(raw).map_err(|_| CallError::BadJson)
 }
 
+/// How many items a list is scanned over before a hash set takes over its lookups: a
+/// call names a few arguments and a channel or two, for which a scan is cheaper than
+/// hashing (the set is keyed: names and channels are the caller's), and a long list still
+/// costs one hash lookup per item.
+const SCAN_MAX: usize = 8;
+
+/// Which strings a list holds: a scan of the list while it is short, then a hash set of
+/// its items, so that a long list stays linear.
+#[derive(Default)]
+struct Distinct {
+    set: Option<HashSet<String>>,
+}
+
+impl Distinct {
+    fn contains(&self, items: &[String], item: &str) -> bool {
+        match &self.set {
+            Some(set) => set.contains(item),
+            None => items.iter().any(|i| i == item),
+        }
+    }
+
+    /// Adds `item` (not in `items`) to `items`.
+    fn push(&mut self, items: &mut Vec<String>, item: &str) {
+        match &mut self.set {
+            Some(set) => {
+                set.insert(item.to_owned());
+            }
+            None if items.len() >= SCAN_MAX => {
+                let mut set: HashSet<String> = items.iter().cloned().collect();
+                set.insert(item.to_owned());
+                self.set = Some(set);
+            }
+            None => {}
+        }
+        items.push(item.to_owned());
+    }
+}
+
+/// The first value of each name, in order: scanned while there are few, then found by
+/// a hash map of their places.
+#[derive(Default)]
+struct Seen<'a> {
+    firsts: Vec<(Cow<'a, str>, First<'a>)>,
+    places: Option<HashMap<Cow<'a, str>, usize>>,
+}
+
+impl<'a> Seen<'a> {
+    fn get_mut(&mut self, name: &str) -> Option<&mut First<'a>> {
+        let at = match &self.places {
+            Some(places) => places.get(name).copied(),
+            None => self.firsts.iter().position(|(n, _)| n == name),
+        };
+        Some(&mut self.firsts.get_mut(at?)?.1)
+    }
+
+    /// Adds the first value of `name` (not seen yet).
+    fn insert(&mut self, name: Cow<'a, str>, first: First<'a>) {
+        match &mut self.places {
+            Some(places) => {
+                places.insert(name.clone(), self.firsts.len());
+            }
+            None if self.firsts.len() >= SCAN_MAX => {
+                let mut places: HashMap<Cow<'a, str>, usize> = (self.firsts.iter())
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect();
+                places.insert(name.clone(), self.firsts.len());
+                self.places = Some(places);
+            }
+            None => {}
+        }
+        self.firsts.push((name, first));
+    }
+}
+
 /// Collects a call's arguments.
 struct Reader<'a> {
     /// The first value of each name.
-    seen: HashMap<Cow<'a, str>, First<'a>>,
+    seen: Seen<'a>,
     /// The names in `args.names`.
-    listed: HashSet<String>,
+    listed: Distinct,
     /// The channels in `args.channels`.
-    channel_set: HashSet<String>,
+    channel_set: Distinct,
     max_channels: usize,
     args: CallArgs,
 }
@@ -135,9 +210,9 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn new(encoding: CallEncoding, limits: &CallLimits) -> Self {
         Reader {
-            seen: HashMap::new(),
-            listed: HashSet::new(),
-            channel_set: HashSet::new(),
+            seen: Seen::default(),
+            listed: Distinct::default(),
+            channel_set: Distinct::default(),
             max_channels: limits.max_channels,
             args: CallArgs::new(encoding),
         }
@@ -163,9 +238,8 @@ impl<'a> Reader<'a> {
     }
 
     fn list(&mut self, name: &str) {
-        if !self.listed.contains(name) {
-            self.listed.insert(name.to_owned());
-            self.args.names.push(name.to_owned());
+        if !self.listed.contains(&self.args.names, name) {
+            self.listed.push(&mut self.args.names, name);
         }
     }
 
@@ -255,14 +329,13 @@ impl<'a> Reader<'a> {
 
     /// Records a channel named by `argument`: once, and only while under the cap.
     fn channel(&mut self, argument: &'static str, channel: &str) -> Result<(), CallError> {
-        if !self.channel_set.contains(channel) {
+        if !self.channel_set.contains(&self.args.channels, channel) {
             if self.args.channels.len() >= self.max_channels {
                 return Err(CallError::TooManyChannels {
                     max: self.max_channels,
                 });
             }
-            self.channel_set.insert(channel.to_owned());
-            self.args.channels.push(channel.to_owned());
+            self.channel_set.push(&mut self.args.channels, channel);
         }
         // At most one entry per channel-naming argument: a scan of five.
         if self.args.named_by(argument).is_none() {
@@ -277,5 +350,75 @@ impl<'a> Reader<'a> {
             self.channel(argument, item)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A plain reader of `name=value` forms without escapes: names in order of appearance,
+    /// channels of `channel` deduplicated in order, a name repeated with another value
+    /// ambiguous.
+    fn reference(pieces: &[(String, String)]) -> Result<(Vec<String>, Vec<String>), String> {
+        let (mut names, mut values, mut channels) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, value) in pieces {
+            match names.iter().position(|n| n == name) {
+                Some(at) if values[at] != *value => return Err(name.clone()),
+                Some(_) => {}
+                None => {
+                    names.push(name.clone());
+                    values.push(value.clone());
+                }
+            }
+            if name == "channel" && !channels.contains(value) {
+                channels.push(value.clone());
+            }
+        }
+        Ok((names, channels))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Past `SCAN_MAX` names and channels (the lists' lookups move to hash sets), a
+        /// call still reads as the plain reader reads it, as a form and as JSON.
+        #[test]
+        fn many_names_and_channels_read_as_the_plain_reader(
+            pieces in prop::collection::vec((0usize..24, 0usize..2, 0usize..24, any::<bool>()), 0..60),
+        ) {
+            let pieces: Vec<(String, String)> = pieces
+                .into_iter()
+                .map(|(n, v, c, is_channel)| if is_channel {
+                    ("channel".to_owned(), format!("C{c}"))
+                } else {
+                    (format!("n{n}"), format!("v{v}"))
+                })
+                .collect();
+            let form = pieces.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&");
+            let json = format!(
+                "{{{}}}",
+                pieces.iter().map(|(n, v)| format!("\"{n}\":\"{v}\"")).collect::<Vec<_>>().join(",")
+            );
+            let limits = CallLimits { max_channels: usize::MAX };
+            let expected = reference(&pieces);
+            for (ct, body) in [
+                (&b"application/x-www-form-urlencoded"[..], form.as_bytes()),
+                (&b"application/json"[..], json.as_bytes()),
+            ] {
+                let read = read_call(None, Some(ct), body, &limits);
+                match &expected {
+                    Ok((names, channels)) => {
+                        let args = read.unwrap();
+                        prop_assert_eq!(&args.names, names);
+                        prop_assert_eq!(&args.channels, channels);
+                    }
+                    Err(name) => prop_assert_eq!(read, Err(CallError::Ambiguous { name: name.clone() })),
+                }
+            }
+        }
     }
 }
