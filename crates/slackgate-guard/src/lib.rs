@@ -79,7 +79,7 @@ pub use egress::{
 pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
-pub use remote::{Ask, Asked, LocalOnly, RemoteState, StateError, StateOp, Told};
+pub use remote::{Ask, Asked, LocalOnly, OneAtATime, RemoteState, StateError, StateOp, Told};
 pub use replay::{ReplayCache, ReplayCheck};
 pub use reply::ReplyChannels;
 pub use revoked::RevokedTokens;

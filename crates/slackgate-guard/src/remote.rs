@@ -153,6 +153,26 @@ pub trait RemoteState: Send + Sync {
     }
 }
 
+/// `R` asked one question per call (the default of [`RemoteState::ask_all`]), whatever
+/// its own `ask_all` does: what a decision cost before its questions went together.
+#[derive(Debug, Clone, Copy)]
+pub struct OneAtATime<'r, R>(pub &'r R);
+
+impl<R: RemoteState> RemoteState for OneAtATime<'_, R> {
+    async fn check_replay(&self, sig: &[u8; 32], ttl: u64) -> Result<ReplayCheck, StateError> {
+        self.0.check_replay(sig, ttl).await
+    }
+    async fn take(&self, key: &BucketKey<'_>, rate: f64, burst: u32) -> Result<Take, StateError> {
+        self.0.take(key, rate, burst).await
+    }
+    async fn was_delivered(&self, app: &str, id: &str) -> Result<bool, StateError> {
+        self.0.was_delivered(app, id).await
+    }
+    async fn mark_delivered(&self, app: &str, id: &str, ttl: u64) -> Result<(), StateError> {
+        self.0.mark_delivered(app, id, ttl).await
+    }
+}
+
 /// One question of an inbound decision to the shared state ([`RemoteState::ask_all`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Ask<'a> {
@@ -512,31 +532,15 @@ mod tests {
     fn the_default_asks_each_question_in_turn_and_stops_at_the_end_or_a_failure() {
         let asks = asks();
         let backend = Backend::failing(&[StateOp::Dedupe]);
-        // The default of `ask_all`, not the override.
-        struct Plain<'b>(&'b Backend);
-        impl RemoteState for Plain<'_> {
-            async fn check_replay(&self, s: &[u8; 32], t: u64) -> Result<ReplayCheck, StateError> {
-                self.0.check_replay(s, t).await
-            }
-            async fn take(&self, k: &BucketKey<'_>, r: f64, b: u32) -> Result<Take, StateError> {
-                self.0.take(k, r, b).await
-            }
-            async fn was_delivered(&self, a: &str, e: &str) -> Result<bool, StateError> {
-                self.0.was_delivered(a, e).await
-            }
-            async fn mark_delivered(&self, a: &str, e: &str, t: u64) -> Result<(), StateError> {
-                self.0.mark_delivered(a, e, t).await
-            }
-        }
         assert_eq!(
-            run_ready(Plain(&backend).ask_all(&asks)),
+            run_ready(OneAtATime(&backend).ask_all(&asks)),
             Asked {
                 told: vec![Told::Replay(ReplayCheck::Fresh)],
                 failed: Some(StateError::Timeout),
             }
         );
         assert_eq!(
-            run_ready(Plain(&Backend::default()).ask_all(&asks))
+            run_ready(OneAtATime(&Backend::default()).ask_all(&asks))
                 .told
                 .len(),
             3

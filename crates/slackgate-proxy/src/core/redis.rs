@@ -249,8 +249,8 @@ impl RedisState {
     /// write to (a demoted master, a slot in migration) is left for a new connection, on
     /// which `attempt` runs once more within the same timeout. Every operation is safe to
     /// send again: reads, plain sets, and `SET NX` with a value unique to the call
-    /// ([`RedisState::set_nx`]); a token bucket sent twice may take one token more, which
-    /// errs on the side of the limit.
+    /// ([`RedisState::set_nx`], and the inbound script's replay check); a token bucket
+    /// sent twice may take one token more, which errs on the side of the limit.
     async fn bounded<T, F>(&self, attempt: impl Fn(Conn) -> F) -> Result<T, StateError>
     where
         F: Future<Output = RedisResult<T>>,
