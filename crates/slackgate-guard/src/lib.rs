@@ -38,7 +38,7 @@
 //! | `members` | [`GroupMembers`]: the members of the policy's user groups, as last read from Slack |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
 //! | `ratelimit` | [`RateLimiter`]: bounded token buckets |
-//! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, and the fail-open/closed fallback |
+//! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, the questions of a decision asked at once ([`Ask`]), and the fail-open/closed fallback |
 //! | `clock` | [`Clock`], [`SystemClock`], [`FakeClock`] |
 
 #![warn(missing_docs)]

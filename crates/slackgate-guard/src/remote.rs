@@ -4,6 +4,10 @@
 //! awaits it. Every failure is a [`StateError`]; the route's `state_failure` decides
 //! whether the guard then falls back to this replica's own state (`fail_open`,
 //! marked `degraded`) or answers 503 `state_unavailable` (`fail_closed`).
+//!
+//! An inbound decision asks all its questions at once ([`RemoteState::ask_all`] with its
+//! [`Ask`]s, driven by [`Questions`]); a backend that answers them together makes the
+//! decision one round trip, and a failure still falls back per operation.
 
 use std::future::Future;
 use std::pin::pin;
