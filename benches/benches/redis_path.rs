@@ -4,9 +4,10 @@
 //! tests do): a plain one, a TLS-only one with an ACL user, and a three-master Redis
 //! Cluster. Then measures the full guard decision for a fresh signed request (signature,
 //! replay, facts, scope, two rate limits) in the same run: local state only (the
-//! baseline), and through `RedisState` against each backend (one `SET NX GET` for the
-//! replay cache and one `EVALSHA` per rate limit, sequential round trips); plus the Redis
-//! round trip alone (`SET NX GET`), the floor of the added cost.
+//! baseline), and through `RedisState` against each backend (one `EVALSHA` for the replay
+//! check and both rate limits: one round trip), and against the standalone one asked one
+//! operation at a time (three round trips, as before the questions went in one script);
+//! plus the replay check alone (one `EVALSHA` with one key), the floor of the added cost.
 //!
 //! Besides criterion's means, a fixed run of [`SAMPLES`] decisions per backend prints
 //! decisions/s, p50 and p99, and the p99 added to the same run's local baseline.
@@ -23,8 +24,8 @@ use hdrhistogram::Histogram;
 use slackgate_benches::{
     bench_secrets, event_body, large_policy, now_unix, Signer, ROUTE_PATH, SECRET,
 };
-use slackgate_guard::{Guard, GuardSettings, Inbound, RemoteState, SystemClock};
-use slackgate_policy::{compile_policy, RedisMode, RedisSettings};
+use slackgate_guard::{Guard, GuardSettings, Inbound, OneAtATime, RemoteState, SystemClock};
+use slackgate_policy::{compile_policy, RedisMode, RedisSettings, Route};
 use slackgate_proxy::redis::{Credentials, RedisState};
 use slackgate_testkit::{Redis, RedisCluster, TestCa};
 
@@ -113,6 +114,22 @@ fn backends() -> Backends {
     }
 }
 
+/// One decision on `req` with `remote`, which must be allowed without a fallback.
+fn decide_shared<R: RemoteState>(
+    rt: &tokio::runtime::Runtime,
+    guard: &Guard,
+    route: &Route,
+    req: &Inbound<'_>,
+    remote: &R,
+) {
+    let settings = GuardSettings {
+        max_clock_skew: Duration::from_secs(300),
+    };
+    let d = rt.block_on(guard.decide_with(Some(remote), route, req, &settings));
+    assert_eq!(d.reason.as_str(), "allowed");
+    assert!(d.degraded.is_empty(), "redis failed during the benchmark");
+}
+
 /// decisions/s, p50 and p99 (µs) of `n` decisions made by `decide`.
 fn fixed_run(n: u64, mut decide: impl FnMut()) -> (f64, f64, f64) {
     for _ in 0..n {
@@ -164,10 +181,12 @@ fn redis_path(c: &mut Criterion) {
     };
     let shared = |remote: &RedisState| {
         let (body, ts, sig) = fresh();
-        let req = inbound(&body, &ts, &sig);
-        let d = rt.block_on(guard.decide_with(Some(remote), &route, &req, &settings));
-        assert_eq!(d.reason.as_str(), "allowed");
-        assert!(d.degraded.is_empty(), "redis failed during the benchmark");
+        decide_shared(&rt, &guard, &route, &inbound(&body, &ts, &sig), remote);
+    };
+    let one_by_one = |remote: &RedisState| {
+        let (body, ts, sig) = fresh();
+        let remote = OneAtATime(remote);
+        decide_shared(&rt, &guard, &route, &inbound(&body, &ts, &sig), &remote);
     };
 
     // The fixed run: every backend against the same run's local baseline.
@@ -177,6 +196,9 @@ fn redis_path(c: &mut Criterion) {
     for (name, remote) in &backends.states {
         table.push((*name, fixed_run(SAMPLES, || shared(remote))));
     }
+    let standalone = &backends.states[0].1;
+    let before = fixed_run(SAMPLES, || one_by_one(standalone));
+    table.push(("standalone, one call per operation", before));
     println!(
         "\nredis_path: {SAMPLES} sequential decisions per backend, one current-thread runtime"
     );
@@ -195,9 +217,12 @@ fn redis_path(c: &mut Criterion) {
     for (name, remote) in &backends.states {
         g.bench_function(*name, |b| b.iter(|| shared(remote)));
     }
+    g.bench_function("standalone_one_call_per_operation", |b| {
+        b.iter(|| one_by_one(standalone))
+    });
     let m = AtomicU64::new(0);
     let remote = &backends.states[0].1;
-    g.bench_function("standalone_set_nx_round_trip", |b| {
+    g.bench_function("standalone_replay_round_trip", |b| {
         b.iter(|| {
             let mut sig = [0u8; 32];
             sig[..8].copy_from_slice(&m.fetch_add(1, Ordering::Relaxed).to_le_bytes());

@@ -38,7 +38,7 @@
 //! | `members` | [`GroupMembers`]: the members of the policy's user groups, as last read from Slack |
 //! | `dedupe` | the delivered events of `dedupe: event_id` ([`DEDUPE_TTL`]) |
 //! | `ratelimit` | [`RateLimiter`]: bounded token buckets |
-//! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, and the fail-open/closed fallback |
+//! | `remote` | [`RemoteState`] and [`StateOp`]: shared state, the questions of a decision asked at once ([`Ask`]), and the fail-open/closed fallback |
 //! | `clock` | [`Clock`], [`SystemClock`], [`FakeClock`] |
 
 #![warn(missing_docs)]
@@ -79,7 +79,7 @@ pub use egress::{
 pub use members::{GroupMembers, Loaded, Membership};
 pub use ratelimit::{BucketKey, RateLimiter, Take};
 pub use reason::Reason;
-pub use remote::{LocalOnly, RemoteState, StateError, StateOp};
+pub use remote::{Ask, Asked, LocalOnly, OneAtATime, RemoteState, StateError, StateOp, Told};
 pub use replay::{ReplayCache, ReplayCheck};
 pub use reply::ReplyChannels;
 pub use revoked::RevokedTokens;

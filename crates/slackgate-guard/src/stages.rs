@@ -6,23 +6,28 @@
 //! ends there (a denial or a gateway answer):
 //!
 //! ```text
-//! Inbound -ssl_check-> -verify-> Signed -replay-> Fresh -facts-> Parsed
-//! Parsed: -app_pin-> Pinned -scope-> InScope -dedupe-> Undelivered -rate_limits-> Permit
+//! Inbound -ssl_check-> -verify-> Signed -facts-> Facts -app_pin-> Pinned -scope-> InScope
+//! shared state: -replay-> Fresh -dedupe-> Undelivered -rate_limits-> Permit
 //! ```
 //!
-//! `Stages::checks` and `Stages::admission` chain them with `?`: the order of the checks
-//! is the order of their lines, and no step can run without the proof of the one before
-//! it. From `Parsed` on, the request's data (secret, facts, fallbacks) stays in one place
-//! and the stages read it by reference, so it is not copied from stage to stage; their
-//! decisions get it attached once. Shadow mode is not a stage; it changes the finished
-//! decision ([`apply_mode`]). The model is linkerd2-proxy's inbound policy, whose
-//! authorization yields a typed permit or a denial.
+//! `Stages::checks` chains them with `?`: the order of the checks is the order of their
+//! lines, and no step can run without the proof of the one before it. The steps that read
+//! only the body and the policy (facts, app pin, scope) run before the shared state is
+//! asked anything, so that it is asked every question of the request at once ([`Ask`]:
+//! one round trip to Redis); their answer (`malformed_payload`, `url_verification`,
+//! `app_mismatch`, a scope denial) is given after the replay check's, as when they ran
+//! after it, and the questions after the replay check are asked only when they let the
+//! request on. The request's data (secret, facts, fallbacks) stays in one place and the
+//! stages read it by reference, so it is not copied from stage to stage; their decisions
+//! get it attached once. Shadow mode is not a stage; it changes the finished decision
+//! ([`apply_mode`]). The model is linkerd2-proxy's inbound policy, whose authorization
+//! yields a typed permit or a denial.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use slackgate_policy::{Dedupe, LimitKey, Route};
+use slackgate_policy::{Dedupe, LimitKey, RateLimitRule, Route};
 use slackgate_slack::{Facts, RequestKind, SignatureError, MAC_LEN};
 
 use crate::client_ip::{canonical, IpText};
@@ -30,7 +35,7 @@ use crate::clock::{self, Clock};
 use crate::decision::{apply_mode, Action, Decision, Rule};
 use crate::ratelimit::{BucketKey, Take};
 use crate::reason::Reason;
-use crate::remote::{ask, Answer, RemoteState, StateOp};
+use crate::remote::{Answer, Ask, Questions, RemoteState, StateOp, Told};
 use crate::replay::ReplayCheck;
 use crate::{scope, Guard};
 
@@ -138,12 +143,22 @@ struct Fresh {
     degraded: Vec<StateOp>,
 }
 
-/// The verified body's facts were read, and it is no `url_verification` (step 6). The
-/// later stages read it by reference and prove their step with a token.
+/// The request's data that its decision gets attached once it is made: the secret that
+/// verified it, the fallbacks, and the verified body's facts (read in step 6, and no
+/// `url_verification`).
 struct Parsed<'a> {
     secret_id: Arc<str>,
     degraded: Vec<StateOp>,
     facts: Facts<'a>,
+}
+
+/// What the steps in the shared state read: the facts, the address as text (for a
+/// per-ip rule), the questions, and where fallbacks are recorded.
+struct Shared<'s, 'q, 'a, R> {
+    facts: &'s Facts<'a>,
+    ip: Option<&'s IpText>,
+    questions: &'s mut Questions<'q, R>,
+    degraded: &'s mut Vec<StateOp>,
 }
 
 /// The payload is for the route's app, when the app is pinned (step 7).
@@ -237,17 +252,63 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
 
     async fn checks(&self) -> Result<Decision<'a>, End<'a>> {
         self.ssl_check()?;
-        let fresh = if self.socket {
-            Fresh {
+        let signed = if self.socket {
+            None
+        } else {
+            Some(self.verify()?)
+        };
+        let facts = slackgate_slack::parse_facts(self.req.content_type, self.req.body).ok();
+        let local = facts.as_ref().map(|f| self.local_checks(f));
+        // Only a per-ip rule needs the address as text; build it once if so.
+        let ip = self
+            .route
+            .rate_limits
+            .iter()
+            .any(|r| matches!(r.per, LimitKey::Ip))
+            .then(|| IpText::new(self.req.client_ip));
+        let admitted = match (&facts, &local) {
+            (Some(f), Some(Ok(_))) => Some(f),
+            _ => None,
+        };
+        let asks = self.asks(signed.as_ref(), admitted, ip.as_ref());
+        let mut questions = Questions::new(self.remote, &asks, self.route.state_failure);
+        let Fresh {
+            secret_id,
+            mut degraded,
+        } = match &signed {
+            Some(signed) => self.replay(signed, &mut questions).await?,
+            None => Fresh {
                 secret_id: Arc::from(SOCKET_SECRET_ID),
                 degraded: Vec::new(),
-            }
-        } else {
-            let signed = self.verify()?;
-            self.replay(signed).await?
+            },
         };
-        let mut parsed = self.facts(fresh)?;
-        match self.admission(&mut parsed).await {
+        let ended = match (&facts, local) {
+            (Some(f), Some(Ok(in_scope))) => {
+                let shared = Shared {
+                    facts: f,
+                    ip: ip.as_ref(),
+                    questions: &mut questions,
+                    degraded: &mut degraded,
+                };
+                Some(self.admission(shared, in_scope).await)
+            }
+            (Some(_), Some(Err(end))) => Some(Err(end)),
+            _ => None,
+        };
+        let (Some(facts), Some(ended)) = (facts, ended) else {
+            // The replay check may have fallen back to local state: that is counted too.
+            return Err(Box::new(Decision {
+                secret_id: Some(secret_id),
+                degraded,
+                ..Decision::respond(Reason::MalformedPayload)
+            }));
+        };
+        let parsed = Parsed {
+            secret_id,
+            degraded,
+            facts,
+        };
+        match ended {
             Ok(permit) => {
                 let mut d = permit.forward();
                 parsed.attach(&mut d);
@@ -260,12 +321,60 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
         }
     }
 
-    /// Steps 7 to 9 on the parsed request; their decisions get its data in `checks`.
-    async fn admission(&self, parsed: &mut Parsed<'a>) -> Result<Permit, End<'a>> {
-        let pinned = self.app_pin(parsed)?;
-        let in_scope = self.scope(parsed, pinned)?;
-        let undelivered = self.dedupe(parsed, in_scope).await?;
-        self.rate_limits(parsed, undelivered).await
+    /// Steps 6 to 8 on the verified body's facts: `url_verification` is answered, then
+    /// the app pin and the scope. No shared state is asked.
+    fn local_checks(&self, facts: &Facts<'a>) -> Result<InScope, End<'a>> {
+        if facts.kind == RequestKind::UrlVerification {
+            return Err(Box::new(Decision::respond(Reason::UrlVerification)));
+        }
+        let pinned = self.app_pin(facts)?;
+        self.scope(facts, pinned)
+    }
+
+    /// Every question of the request to the shared state, in the pipeline's order: the
+    /// replay check of a signed request, then, for a request the local steps `admitted`,
+    /// its dedupe lookup and its rate limits' buckets. None without shared state.
+    fn asks<'q>(
+        &'q self,
+        signed: Option<&'q Signed>,
+        admitted: Option<&'q Facts<'a>>,
+        ip: Option<&'q IpText>,
+    ) -> Vec<Ask<'q>> {
+        if self.remote.is_none() {
+            return Vec::new();
+        }
+        let app = self.route.app.name.as_ref();
+        let mut asks = Vec::with_capacity(2 + self.route.rate_limits.len());
+        if let Some(signed) = signed {
+            let ttl = u64::try_from(signed.expires.saturating_sub(self.now_unix)).unwrap_or(0) + 1;
+            asks.push(Ask::Replay {
+                app,
+                signature: &signed.signature,
+                ttl_secs: ttl,
+            });
+        }
+        if let Some(facts) = admitted {
+            if let Some(event_id) = self.dedupe_id(facts) {
+                asks.push(Ask::Delivered { app, event_id });
+            }
+            asks.extend(self.buckets(facts, ip).map(|(rule, key)| Ask::Take {
+                app,
+                key,
+                rate_per_sec: rule.rate.tokens_per_sec,
+                burst: rule.burst.get(),
+            }));
+        }
+        asks
+    }
+
+    /// Steps 8 and 9 in the shared state: dedupe, then the rate limits.
+    async fn admission(
+        &self,
+        mut shared: Shared<'_, '_, 'a, R>,
+        in_scope: InScope,
+    ) -> Result<Permit, End<'a>> {
+        let undelivered = self.dedupe(&mut shared, in_scope).await?;
+        self.rate_limits(&mut shared, undelivered).await
     }
 
     /// Step 4. Slack's certificate probe carries no event and reaches no bot; it is
@@ -302,38 +411,28 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
         })
     }
 
-    /// Step 5, continued: a signature seen within its window is a replay.
-    async fn replay(&self, signed: Signed) -> Result<Fresh, End<'a>> {
-        let Signed {
-            secret_id,
-            signature,
-            expires,
-        } = signed;
+    /// Step 5, continued: a signature seen within its window is a replay (the first
+    /// question to the shared state).
+    async fn replay(
+        &self,
+        signed: &Signed,
+        questions: &mut Questions<'_, R>,
+    ) -> Result<Fresh, End<'a>> {
+        let secret_id = Arc::clone(&signed.secret_id);
         let mut degraded = Vec::new();
         let local = || {
             self.guard
                 .replay
-                .check_and_insert(&signature, expires, self.now_unix)
+                .check_and_insert(&signed.signature, signed.expires, self.now_unix)
         };
-        let shared = self.remote.map(|r| {
-            let ttl = u64::try_from(expires.saturating_sub(self.now_unix)).unwrap_or(0) + 1;
-            r.check_replay(&signature, ttl)
-        });
-        let answer = ask(
-            shared,
-            StateOp::Replay,
-            self.route.state_failure,
-            &mut degraded,
-        )
-        .await;
-        let check = match answer {
-            Ok(Answer::Shared(check)) => {
+        let check = match questions.next(&mut degraded).await {
+            Ok(Answer::Shared(Told::Replay(check))) => {
                 // Keep the local cache warm too, so a fallback later still knows what
                 // this replica saw.
                 local();
                 check
             }
-            Ok(Answer::Local) => local(),
+            Ok(_) => local(),
             Err(op) => {
                 return Err(Box::new(Decision {
                     secret_id: Some(secret_id),
@@ -354,39 +453,11 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
         })
     }
 
-    /// Step 6: the facts of the verified body; `url_verification` is answered here.
-    fn facts(&self, fresh: Fresh) -> Result<Parsed<'a>, End<'a>> {
-        let Fresh {
-            secret_id,
-            degraded,
-        } = fresh;
-        let Ok(facts) = slackgate_slack::parse_facts(self.req.content_type, self.req.body) else {
-            // The replay check may have fallen back to local state: that is counted too.
-            return Err(Box::new(Decision {
-                secret_id: Some(secret_id),
-                degraded,
-                ..Decision::respond(Reason::MalformedPayload)
-            }));
-        };
-        let parsed = Parsed {
-            secret_id,
-            degraded,
-            facts,
-        };
-        if parsed.facts.kind == RequestKind::UrlVerification {
-            let mut answer = Box::new(Decision::respond(Reason::UrlVerification));
-            parsed.attach(&mut answer);
-            return Err(answer);
-        }
-        Ok(parsed)
-    }
-
     /// Step 7: a pinned app's `api_app_id`.
-    fn app_pin(&self, parsed: &Parsed<'a>) -> Result<Pinned, End<'a>> {
+    fn app_pin(&self, facts: &Facts<'a>) -> Result<Pinned, End<'a>> {
         let Some(pin) = self.route.app.api_app_id.as_deref() else {
             return Ok(Pinned(()));
         };
-        let facts = &parsed.facts;
         // Slack leaves `api_app_id` out of global and message shortcuts; for those the
         // verified signature alone ties the request to the app. Every other kind must
         // carry the pinned id.
@@ -405,37 +476,38 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
     }
 
     /// Step 8: the route's `deny` and `allow`, answered as its `on_deny` says.
-    fn scope(&self, parsed: &Parsed<'a>, _: Pinned) -> Result<InScope, End<'a>> {
-        match scope::denied_by(self.route, &parsed.facts, &self.guard.members) {
+    fn scope(&self, facts: &Facts<'a>, _: Pinned) -> Result<InScope, End<'a>> {
+        match scope::denied_by(self.route, facts, &self.guard.members) {
             Some(rule) => Err(Box::new(Decision::scope_denied(rule, self.route.on_deny))),
             None => Ok(InScope(())),
         }
     }
 
+    /// The event id `dedupe: event_id` looks up, on a route with it.
+    fn dedupe_id<'f>(&self, facts: &'f Facts<'a>) -> Option<&'f str> {
+        match (self.route.dedupe, facts.event_id.as_deref()) {
+            (Some(Dedupe::EventId), Some(id)) => Some(id),
+            _ => None,
+        }
+    }
+
     /// `dedupe: event_id`: a Slack retry of an event delivered with a 2xx is answered
     /// `deduplicated` and not forwarded again.
-    async fn dedupe(&self, parsed: &mut Parsed<'a>, _: InScope) -> Result<Undelivered, End<'a>> {
-        let event_id = match (self.route.dedupe, parsed.facts.event_id.as_deref()) {
-            (Some(Dedupe::EventId), Some(id)) => id,
-            _ => {
-                return Ok(Undelivered {
-                    mark_delivered: false,
-                })
-            }
+    async fn dedupe(
+        &self,
+        shared: &mut Shared<'_, '_, 'a, R>,
+        _: InScope,
+    ) -> Result<Undelivered, End<'a>> {
+        let Some(event_id) = self.dedupe_id(shared.facts) else {
+            return Ok(Undelivered {
+                mark_delivered: false,
+            });
         };
         let app = self.route.app.name.as_ref();
         let local = || self.guard.delivered.contains(app, event_id, self.now_unix);
-        let shared = self.remote.map(|r| r.was_delivered(app, event_id));
-        let answer = ask(
-            shared,
-            StateOp::Dedupe,
-            self.route.state_failure,
-            &mut parsed.degraded,
-        )
-        .await;
-        let seen = match answer {
-            Ok(Answer::Shared(seen)) => seen || local(),
-            Ok(Answer::Local) => local(),
+        let seen = match shared.questions.next(shared.degraded).await {
+            Ok(Answer::Shared(Told::Delivered(seen))) => seen || local(),
+            Ok(_) => local(),
             Err(op) => return Err(Box::new(Decision::state_unavailable(op))),
         };
         if seen {
@@ -449,40 +521,40 @@ impl<'s, 'a, C: Clock, R: RemoteState> Stages<'s, 'a, C, R> {
         })
     }
 
+    /// Every rate limit of the route with its bucket, keyed on verified facts.
+    fn buckets<'q>(
+        &'q self,
+        facts: &'q Facts<'a>,
+        ip: Option<&'q IpText>,
+    ) -> impl Iterator<Item = (&'q RateLimitRule, BucketKey<'q>)> {
+        let route = self.route;
+        route
+            .rate_limits
+            .iter()
+            .enumerate()
+            .map(move |(index, rule)| {
+                let key = BucketKey {
+                    route: &route.name,
+                    rule: index,
+                    per: rule.per.as_str(),
+                    value: limit_value(rule.per, facts, ip),
+                };
+                (rule, key)
+            })
+    }
+
     /// Step 9: one token from every rate limit of the route, keyed on verified facts.
     async fn rate_limits(
         &self,
-        parsed: &mut Parsed<'a>,
+        shared: &mut Shared<'_, '_, 'a, R>,
         undelivered: Undelivered,
     ) -> Result<Permit, End<'a>> {
-        let route = self.route;
         let now = clock::unix_secs_f64(self.now);
-        // Only a per-ip rule needs the address as text; build it once if so.
-        let ip_text = route
-            .rate_limits
-            .iter()
-            .any(|r| matches!(r.per, LimitKey::Ip))
-            .then(|| IpText::new(self.req.client_ip));
-        for (index, rule) in route.rate_limits.iter().enumerate() {
-            let key = BucketKey {
-                route: &route.name,
-                rule: index,
-                per: rule.per.as_str(),
-                value: limit_value(rule.per, &parsed.facts, ip_text.as_ref()),
-            };
+        for (rule, key) in self.buckets(shared.facts, shared.ip) {
             let (rate, burst) = (rule.rate.tokens_per_sec, rule.burst.get());
-            let local = || self.guard.limiter.take(&key, rate, burst, now);
-            let shared = self.remote.map(|r| r.take(&key, rate, burst));
-            let answer = ask(
-                shared,
-                StateOp::RateLimit,
-                route.state_failure,
-                &mut parsed.degraded,
-            )
-            .await;
-            let taken = match answer {
-                Ok(Answer::Shared(taken)) => taken,
-                Ok(Answer::Local) => local(),
+            let taken = match shared.questions.next(shared.degraded).await {
+                Ok(Answer::Shared(Told::Take(taken))) => taken,
+                Ok(_) => self.guard.limiter.take(&key, rate, burst, now),
                 Err(op) => return Err(Box::new(Decision::state_unavailable(op))),
             };
             if let Take::Limited { retry_after_secs } = taken {

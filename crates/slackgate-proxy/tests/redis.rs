@@ -43,6 +43,12 @@ routes:
     app: app
     upstream: bot
     state_failure: fail_closed
+  - name: all
+    path: /slack/all
+    app: app
+    upstream: bot
+    dedupe: event_id
+    rate_limits: [{{ per: team, rate: 1000/s, burst: 1000 }}, {{ per: user, rate: 1000/s, burst: 1000 }}]
 "#,
         bot = bot.addr()
     )
@@ -257,44 +263,48 @@ fn redis_killed_and_restarted_under_load() {
     assert_eq!(gw.metric("slackgate_state_circuit_open"), 0.0);
 }
 
-/// Every command Redis ran so far (`INFO commandstats`), by name, without `info` itself.
-fn commands(redis: SocketAddr) -> std::collections::BTreeMap<String, u64> {
-    let client = redis::Client::open(format!("redis://{redis}")).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
+/// What one request cost Redis, watched with `MONITOR`: the commands sent to it, by name
+/// in order, each one round trip (the gateway pipelines nothing), and the commands a script
+/// ran inside Redis (from client `lua`), which are none.
+fn cost(redis: SocketAddr, send: impl FnOnce()) -> (Vec<String>, Vec<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut monitor = std::net::TcpStream::connect(redis).unwrap();
+    // Against a hang only: every line below is awaited, none is waited for by time.
+    monitor
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (name != "info").then(|| (name.to_owned(), calls))
-        })
-        .collect()
-}
-
-/// How many commands one request cost: what `send` added to Redis' counts.
-fn cost(redis: SocketAddr, send: impl FnOnce()) -> Vec<(String, u64)> {
-    let before = commands(redis);
+    monitor.write_all(b"MONITOR\r\n").unwrap();
+    let mut lines = BufReader::new(monitor).lines().map(Result::unwrap);
+    assert_eq!(lines.next().as_deref(), Some("+OK"));
     send();
-    commands(redis)
-        .into_iter()
-        .filter_map(|(name, n)| {
-            let added = n - before.get(&name).copied().unwrap_or(0);
-            (added > 0).then_some((name, added))
-        })
-        .collect()
+    // Every command before this one was shown before it.
+    let marker = "slackgate-cost-counted";
+    let client = redis::Client::open(format!("redis://{redis}")).unwrap();
+    let echo: String = redis::cmd("ECHO")
+        .arg(marker)
+        .query(&mut client.get_connection().unwrap())
+        .unwrap();
+    assert_eq!(echo, marker);
+    let (mut sent, mut inside) = (Vec::new(), Vec::new());
+    for line in lines {
+        // `+<time> [<db> <client>] "<command>" "<arg>"...`
+        let (client, command) = line.split_once("] ").unwrap();
+        if command.contains(marker) {
+            break;
+        }
+        let name = command.split('"').nth(1).unwrap().to_lowercase();
+        if client.ends_with(" lua") {
+            inside.push(name);
+        } else {
+            sent.push(name);
+        }
+    }
+    (sent, inside)
 }
 
-/// What an inbound decision costs in Redis round trips today (each command is one: no
-/// pipelining between them): the replay check, then each rate limit's script, then for a
-/// route with `dedupe` the delivered lookup and, after a 2xx, the delivered mark.
+/// What an inbound decision costs in Redis round trips: one script for all its questions
+/// (the replay check, the dedupe lookup, every rate limit), and for a route with `dedupe`,
+/// after a 2xx, the delivered mark.
 #[test]
 fn round_trips_of_an_inbound_decision() {
     let redis = Redis::start();
@@ -303,21 +313,26 @@ fn round_trips_of_an_inbound_decision() {
     let send = |path: &str, id: &str| {
         assert_eq!(gw.client().send(&event(path, id)).unwrap().status, 200);
     };
-    // Scripts loaded once (`EVAL` on `NOSCRIPT`) before counting.
+    // The script loaded once (`EVAL` on `NOSCRIPT`) before counting.
     send("/slack/open", "EvW1");
+    let plain = cost(redis.addr, || send("/slack/closed", "EvW4"));
     let limited = cost(redis.addr, || send("/slack/open", "EvW2"));
     let dedupe = cost(redis.addr, || send("/slack/events", "EvW3"));
-    let plain = cost(redis.addr, || send("/slack/closed", "EvW4"));
-    eprintln!("one rate limit: {limited:?}; dedupe: {dedupe:?}; neither: {plain:?}");
-    // What the bucket script runs inside Redis is no round trip of its own.
-    let inside = ["hmget", "hset", "pexpire", "time"];
-    let total = |c: &[(String, u64)]| {
-        c.iter()
-            .filter(|(name, _)| !inside.contains(&name.as_str()))
-            .map(|(_, n)| n)
-            .sum::<u64>()
+    let all = cost(redis.addr, || send("/slack/all", "EvW5"));
+    eprintln!("replay only: {plain:?}\none rate limit: {limited:?}\ndedupe: {dedupe:?}\ndedupe and two rate limits: {all:?}");
+    assert_eq!(plain, (vec!["evalsha".into()], vec!["set".into()]));
+    let bucket = ["time", "hmget", "hset", "pexpire"];
+    let inside = |parts: &[&[&str]]| -> Vec<String> {
+        parts.concat().into_iter().map(str::to_owned).collect()
     };
-    assert_eq!(plain, [("set".to_owned(), 1)], "the replay check alone");
-    assert_eq!(total(&limited), 2, "{limited:?}");
-    assert_eq!(total(&dedupe), 3, "{dedupe:?}");
+    assert_eq!(
+        limited,
+        (vec!["evalsha".into()], inside(&[&["set"], &bucket]))
+    );
+    let marked = vec!["evalsha".to_owned(), "set".to_owned()];
+    assert_eq!(dedupe, (marked.clone(), inside(&[&["set", "exists"]])));
+    assert_eq!(
+        all,
+        (marked, inside(&[&["set", "exists"], &bucket, &bucket[1..]]))
+    );
 }

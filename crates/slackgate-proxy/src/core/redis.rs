@@ -1,12 +1,6 @@
-//! Shared state in Redis for several replicas: replay cache, rate-limit buckets and
-//! delivered event ids, each in one round trip.
-//!
-//! - Replay: `SET key <value unique to the call> NX PX ttl GET` — only the first replica
-//!   to see a signature wins (a call sent again after a broken connection finds its own
-//!   value).
-//! - Rate limits: a token bucket in a Lua script that reads Redis' own clock, so every
-//!   replica shares one bucket and one notion of time (`EVALSHA`, `EVAL` on NOSCRIPT).
-//! - Dedupe: `EXISTS` / `SET key 1 PX ttl` on `delivered:{app}:{event_id}`.
+//! Shared state in Redis for several replicas: the inbound door's replay cache,
+//! rate-limit buckets and delivered event ids ([`inbound`]: every question of one
+//! decision in one script, one round trip), the egress door's and custody's.
 //!
 //! The client is redis-rs ([`link`]: one server, a cluster or a sentinels' master, TLS,
 //! an ACL user) over one multiplexed connection that every caller shares. Every call is
@@ -16,17 +10,20 @@
 //! the background (for sentinels: to the master they name now), so a caller never waits
 //! longer than its timeout for a slow handshake.
 //!
+//! - Inbound ([`inbound`]): per app, the replay check, the dedupe lookup and the route's
+//!   buckets in one script per decision (`EVALSHA`, `EVAL` on NOSCRIPT), buckets on
+//!   Redis' own clock; the delivered mark after a 2xx.
 //! - Egress ([`egress`]): per bot, Slack's 429 deadlines, the bot's buckets and Slack's
 //!   pacing in one script per call, and the scope ledger.
 //! - Custody ([`custody`]): the capabilities of secret custody, their records and a
 //!   response URL's uses (spent by the egress gate), and ended function executions.
 //!
-//! Where a script needs several keys, they share a hash tag (`prefix{e:<bot>}:...`) so
-//! that they stay on one cluster slot: `key_prefix` may hold no braces, so the tag is
-//! always the gateway's.
+//! Where a script needs several keys, they share a hash tag (`prefix{e:<bot>}:...`,
+//! `prefix<kind>:{i:<app>}:...`) so that they stay on one cluster slot: `key_prefix` may
+//! hold no braces, so the tag is always the gateway's.
 
-/// The Lua both bucket scripts start with (the inbound door's [`TOKEN_BUCKET`] and the
-/// egress door's gate): Redis' own clock, and a bucket's tokens refilled to now, so the two
+/// The Lua both bucket scripts start with (the inbound door's [`inbound::INBOUND`] and
+/// the egress door's gate): Redis' own clock, and a bucket's tokens refilled to now, so the two
 /// doors' buckets fill alike. A bucket never seen (or expired) is full.
 macro_rules! bucket_lua {
     () => {
@@ -52,6 +49,7 @@ end
 
 mod custody;
 mod egress;
+mod inbound;
 mod link;
 
 pub use egress::{Gate, GateBucket, HeldKey, SharedScopes};
@@ -67,34 +65,13 @@ use std::time::{Duration, Instant};
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult};
 
 use link::{breaks_connection, Conn, Link};
-use slackgate_guard::{BucketKey, RemoteState, ReplayCheck, StateError, Take};
+use slackgate_guard::StateError;
 use slackgate_policy::RedisSettings;
 
 /// Consecutive failures that open the circuit.
 const BREAKER_THRESHOLD: u32 = 3;
 /// How long the circuit stays open before a probe is let through.
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
-
-const TOKEN_BUCKET: &str = concat!(
-    bucket_lua!(),
-    r#"
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = now_secs()
-local tokens = refill(KEYS[1], rate, burst, now)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = math.ceil((1 - tokens) / rate)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, wait}
-"#
-);
 
 /// The connection every caller shares, made again in the background when it broke.
 struct Shared {
@@ -170,7 +147,7 @@ pub struct RedisState {
     settings: RedisSettings,
     creds: Credentials,
     shared: Arc<Shared>,
-    bucket: redis::Script,
+    inbound: redis::Script,
     egress_gate: redis::Script,
     scopes_note: redis::Script,
     failures: AtomicU32,
@@ -208,7 +185,7 @@ impl RedisState {
                 last_error: Mutex::new(None),
                 refused: AtomicBool::new(false),
             }),
-            bucket: redis::Script::new(TOKEN_BUCKET),
+            inbound: redis::Script::new(inbound::INBOUND),
             egress_gate: redis::Script::new(egress::EGRESS_GATE),
             scopes_note: redis::Script::new(egress::SCOPES_NOTE),
             failures: AtomicU32::new(0),
@@ -272,8 +249,8 @@ impl RedisState {
     /// write to (a demoted master, a slot in migration) is left for a new connection, on
     /// which `attempt` runs once more within the same timeout. Every operation is safe to
     /// send again: reads, plain sets, and `SET NX` with a value unique to the call
-    /// ([`RedisState::set_nx`]); a token bucket sent twice may take one token more, which
-    /// errs on the side of the limit.
+    /// ([`RedisState::set_nx`], and the inbound script's replay check); a token bucket
+    /// sent twice may take one token more, which errs on the side of the limit.
     async fn bounded<T, F>(&self, attempt: impl Fn(Conn) -> F) -> Result<T, StateError>
     where
         F: Future<Output = RedisResult<T>>,
@@ -488,63 +465,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-impl RemoteState for RedisState {
-    async fn check_replay(
-        &self,
-        signature: &[u8; 32],
-        ttl_secs: u64,
-    ) -> Result<ReplayCheck, StateError> {
-        let hex = hex::encode(signature);
-        let mine = self.mark();
-        let ttl = Duration::from_secs(ttl_secs.max(1));
-        match self.set_nx(&["replay", &hex], &mine, ttl).await? {
-            true => Ok(ReplayCheck::Fresh),
-            false => Ok(ReplayCheck::Replayed),
-        }
-    }
-
-    async fn take(
-        &self,
-        key: &BucketKey<'_>,
-        rate_per_sec: f64,
-        burst: u32,
-    ) -> Result<Take, StateError> {
-        let rule = key.rule.to_string();
-        let k = self.key(&["rl", key.route, &rule, key.per, key.value]);
-        let (rate, burst) = (format!("{rate_per_sec}"), burst.max(1).to_string());
-        let reply: Vec<i64> = self
-            .run_script(&self.bucket, &[&k], &[&rate, &burst])
-            .await?;
-        match reply.as_slice() {
-            [1, _] => Ok(Take::Allowed),
-            [0, wait] => Ok(Take::Limited {
-                retry_after_secs: u32::try_from((*wait).max(1)).unwrap_or(u32::MAX),
-            }),
-            _ => Err(StateError::Failed),
-        }
-    }
-
-    async fn was_delivered(&self, app: &str, event_id: &str) -> Result<bool, StateError> {
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(self.key(&["delivered", app, event_id]));
-        Ok(self.query::<i64>(cmd).await? > 0)
-    }
-
-    async fn mark_delivered(
-        &self,
-        app: &str,
-        event_id: &str,
-        ttl_secs: u64,
-    ) -> Result<(), StateError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(&["delivered", app, event_id]))
-            .arg(1)
-            .arg("PX")
-            .arg(ttl_secs.max(1).saturating_mul(1000));
-        self.query::<()>(cmd).await
-    }
-}
-
 /// The egress door's shared state (see [`egress`]).
 impl RedisState {
     /// Checks the capability `held` the call goes with (a response URL's uses, spent
@@ -609,12 +529,8 @@ impl RedisState {
         method: &str,
         retry_after: Duration,
     ) -> Result<(), StateError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(&[&egress::egress_tag(bot), "429", method]))
-            .arg(1)
-            .arg("PX")
-            .arg(millis(retry_after));
-        self.query::<()>(cmd).await
+        let tag = egress::egress_tag(bot);
+        self.set_px(&[&tag, "429", method], b"1", retry_after).await
     }
 
     /// Notes one answer to `bot`'s call: the `granted` header and the granted scopes it
@@ -667,15 +583,15 @@ impl RedisState {
 mod tests {
     use super::*;
 
-    #[test]
-    fn script_is_named_by_its_sha1_and_keys_by_the_prefix() {
-        let state = RedisState::new(
+    /// A client that never connects, with `key_prefix` `prefix`.
+    pub(super) fn state(prefix: &str) -> RedisState {
+        RedisState::new(
             RedisSettings {
                 addr: "127.0.0.1:1".into(),
                 tls: false,
                 ca_file: None,
                 db: 0,
-                key_prefix: "p:".into(),
+                key_prefix: prefix.into(),
                 timeout: Duration::from_millis(10),
                 username_env: None,
                 password_env: None,
@@ -683,8 +599,13 @@ mod tests {
             },
             Credentials::default(),
         )
-        .unwrap();
-        assert_eq!(state.bucket.get_hash().len(), 40);
+        .unwrap()
+    }
+
+    #[test]
+    fn script_is_named_by_its_sha1_and_keys_by_the_prefix() {
+        let state = state("p:");
+        assert_eq!(state.inbound.get_hash().len(), 40);
         assert_eq!(
             state.key(&["rl", "route", "0", "team", "T1"]),
             b"p:rl:route:0:team:T1"
