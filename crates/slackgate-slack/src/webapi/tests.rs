@@ -719,7 +719,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(10))]
 
     /// Reading is linear: eight times the channels take about eight times as long. Up to
-    /// 32x passes, for a shared machine's noise; the quadratic reader took over 64x.
+    /// 32x passes, for a shared machine's noise; the quadratic reader took over 64x. The
+    /// measurement is taken again (up to three times) before it fails: a busy moment of a
+    /// shared machine can slow one series of runs, a quadratic reader is slow in all three.
     #[test]
     fn reading_channels_is_linear(
         shape in 0u8..5,
@@ -728,10 +730,17 @@ proptest! {
         let n = 4_000;
         let (ct, small) = hostile_call(shape, argument, n);
         let (_, large) = hostile_call(shape, argument, 8 * n);
-        let [t_small, t_large] = fastest_reads(ct, [&small, &large]);
+        let mut ratios = Vec::new();
+        for _ in 0..3 {
+            let [t_small, t_large] = fastest_reads(ct, [&small, &large]);
+            ratios.push(t_large / t_small.max(1e-6));
+            if t_large <= 32.0 * t_small.max(1e-6) {
+                break;
+            }
+        }
         prop_assert!(
-            t_large <= 32.0 * t_small.max(1e-6),
-            "shape {shape}: {n} items {t_small:.6}s, {} items {t_large:.6}s", 8 * n
+            ratios.iter().any(|r| *r <= 32.0),
+            "shape {shape}: {} items against {n} took {ratios:?} times as long", 8 * n
         );
     }
 }
