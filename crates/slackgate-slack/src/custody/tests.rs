@@ -311,3 +311,24 @@ fn marks_fall_every_stride_decoded_bytes() {
     );
     assert_eq!(raw_offset(b"", &[], 3), 0);
 }
+
+proptest::proptest! {
+    /// The walk's searches answer as `memchr` does, short and long haystacks alike.
+    #[test]
+    fn the_walk_s_searches_find_what_memchr_finds(
+        hay in proptest::collection::vec(
+            proptest::sample::select(vec![b'a', b'"', b'\\', b'{', b'}', b'[', b']', b' ']),
+            0..3 * SHORT,
+        ),
+        cut in 0..3 * SHORT,
+    ) {
+        let hay = &hay[..cut.min(hay.len())];
+        proptest::prop_assert_eq!(find2(b'"', b'\\', hay), memchr::memchr2(b'"', b'\\', hay));
+        for (open, close) in [(b'{', b'}'), (b'[', b']')] {
+            proptest::prop_assert_eq!(
+                find3(b'"', open, close, hay),
+                memchr::memchr3(b'"', open, close, hay)
+            );
+        }
+    }
+}
