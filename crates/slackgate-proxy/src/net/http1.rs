@@ -500,24 +500,19 @@ pub(crate) fn is_not_forwarded(name: &[u8], connection_tokens: &[&[u8]]) -> bool
 /// Headers that describe one hop, not the message, plus `Content-Length` (the gateway
 /// frames what it sends itself): never relayed in either direction.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP_BY_HOP: &[&[u8]] = &[
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"connection",
-        b"keep-alive",
-        b"content-length",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    ];
-    // Only the names of the same length are compared (the list is sorted by length).
-    HOP_BY_HOP
-        .iter()
-        .skip_while(|h| h.len() < name.len())
-        .take_while(|h| h.len() == name.len())
-        .any(|h| name.eq_ignore_ascii_case(h))
+    // Only the names of the same length are compared.
+    let same_length: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"trailer", b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        14 => &[b"content-length"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        18 => &[b"proxy-authenticate"],
+        19 => &[b"proxy-authorization"],
+        _ => return false,
+    };
+    same_length.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Whether the client lets the connection carry another request (RFC 9112 9.3): `close`
