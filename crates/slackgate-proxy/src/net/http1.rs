@@ -500,19 +500,23 @@ pub(crate) fn is_not_forwarded(name: &[u8], connection_tokens: &[&[u8]]) -> bool
 /// Headers that describe one hop, not the message, plus `Content-Length` (the gateway
 /// frames what it sends itself): never relayed in either direction.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
-    // Only the names of the same length are compared.
-    let same_length: &[&[u8]] = match name.len() {
-        2 => &[b"te"],
-        7 => &[b"trailer", b"upgrade"],
-        10 => &[b"connection", b"keep-alive"],
-        14 => &[b"content-length"],
-        16 => &[b"proxy-connection"],
-        17 => &[b"transfer-encoding"],
-        18 => &[b"proxy-authenticate"],
-        19 => &[b"proxy-authorization"],
-        _ => return false,
-    };
-    same_length.iter().any(|h| name.eq_ignore_ascii_case(h))
+    // A plain walk of the list: each comparison starts with the lengths, and the compiler
+    // keeps them as constants (picking the names of the same length first, by a match or
+    // by skip_while, measured slower under callgrind: +300 and +430 instructions per
+    // plain request).
+    const HOP_BY_HOP: &[&[u8]] = &[
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Whether the client lets the connection carry another request (RFC 9112 9.3): `close`
