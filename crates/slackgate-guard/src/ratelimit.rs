@@ -74,7 +74,7 @@ pub enum Take {
 }
 
 /// Identifies one bucket: which route and rule, and the verified key value.
-#[derive(Debug, Clone, Copy, Hash)]
+#[derive(Debug, Clone, Copy)]
 pub struct BucketKey<'a> {
     /// The route name.
     pub route: &'a str,
@@ -85,6 +85,40 @@ pub struct BucketKey<'a> {
     /// The verified value of that dimension for this request ("" when absent).
     pub value: &'a str,
 }
+
+/// The bytes a derived `Hash` would write (each text and its `0xff` end, the rule's index
+/// as a `usize`), written at once when they fit [`KEY_BYTES`]: SipHash reads one stream of
+/// bytes however it is cut, so the hash is the derived one, for a fraction of the
+/// instructions of seven separate writes (~0.5k per key under callgrind).
+impl Hash for BucketKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let rule = self.rule.to_ne_bytes();
+        let parts: [&[u8]; 7] = [
+            self.route.as_bytes(),
+            &[0xff],
+            &rule,
+            self.per.as_bytes(),
+            &[0xff],
+            self.value.as_bytes(),
+            &[0xff],
+        ];
+        let mut buf = [0u8; KEY_BYTES];
+        let mut len = 0;
+        for part in parts {
+            let Some(room) = buf.get_mut(len..len + part.len()) else {
+                // Too long for the buffer: the same bytes, written a part at a time.
+                parts.iter().for_each(|p| state.write(p));
+                return;
+            };
+            room.copy_from_slice(part);
+            len += part.len();
+        }
+        state.write(buf.get(..len).unwrap_or_default());
+    }
+}
+
+/// The longest bucket key written in one piece.
+const KEY_BYTES: usize = 160;
 
 impl RateLimiter {
     /// A limiter holding at most about `capacity` buckets.
@@ -183,6 +217,34 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_hashes_as_the_derived_hash_did() {
+        // The derived `Hash` of the struct wrote what the tuple's writes.
+        let long = "x".repeat(KEY_BYTES);
+        let state = RandomState::new();
+        for (route, rule, per, value) in [
+            ("events", 0, "team", "T0ACME"),
+            ("events", 1, "user", ""),
+            ("", usize::MAX, "", ""),
+            ("r", 7, "ip", "2001:db8::1"),
+            ("r", 0, "team", long.as_str()),
+            (long.as_str(), 3, "user", long.as_str()),
+            ("é", 2, "channel", "C\u{ff}"),
+        ] {
+            let key = BucketKey {
+                route,
+                rule,
+                per,
+                value,
+            };
+            assert_eq!(
+                state.hash_one(key),
+                state.hash_one((route, rule, per, value)),
+                "{key:?}"
+            );
+        }
+    }
 
     fn key(v: &str) -> BucketKey<'_> {
         BucketKey {

@@ -123,30 +123,43 @@ impl<'a> Scan<'a> {
 
     /// A string starting at the next non-whitespace byte. Returns its text when it has no
     /// escapes, `Some(None)` when it has valid ones; `None` for anything invalid.
+    ///
+    /// Inlined: most strings are keys and ids that end within the first words, and this
+    /// part needs few registers; the rest is [`Scan::string_rest`].
+    #[inline(always)]
     fn string(&mut self) -> Option<Key<'a>> {
         self.eat(b'"')?;
         let start = self.i;
         // Keys and ids are short: look at the first words eight bytes at a time before
         // calling memchr. A word with a quote, a backslash or a control byte stops the scan
         // at the first such byte (the lowest flagged lane is always a true match).
+        let mut i = start;
         for _ in 0..SHORT_WORDS {
-            let Some(word) = self.s.get(self.i..self.i + 8) else {
+            let Some(word) = self.s.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
                 break;
             };
-            let mut lanes = [0u8; 8];
-            lanes.copy_from_slice(word);
-            let flags = special_bytes(u64::from_le_bytes(lanes));
+            let flags = special_bytes(u64::from_le_bytes(*word));
             if flags == 0 {
-                self.i += 8;
+                i += 8;
                 continue;
             }
-            self.i += (flags.trailing_zeros() / 8) as usize;
+            i += (flags.trailing_zeros() / 8) as usize;
+            if self.s.get(i) == Some(&b'"') {
+                self.i = i + 1;
+                // The quotes are ASCII, so the slice between them lies on character
+                // boundaries.
+                return Some(Some(self.text.get(start..i)?));
+            }
             break;
         }
-        if self.s.get(self.i) == Some(&b'"') {
-            self.i += 1;
-            return Some(Some(self.text.get(start..self.i - 1)?));
-        }
+        self.i = i;
+        self.string_rest(start)
+    }
+
+    /// The rest of a string from `self.i` (no special byte before it), which started at
+    /// `start`: see [`Scan::string`].
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Option<Key<'a>> {
         let mut escaped = false;
         loop {
             let rest = self.s.get(self.i..)?;

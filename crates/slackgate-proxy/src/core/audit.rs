@@ -447,6 +447,9 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+mod spare;
+use spare::Spare;
+
 /// Where audit lines go.
 #[derive(Debug, Clone)]
 pub enum AuditTarget {
@@ -474,6 +477,8 @@ pub struct AuditSink {
     /// included), and the most there may be.
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
+    /// Buffers the writer has written, for the next lines.
+    spare: Arc<Spare>,
 }
 
 impl AuditSink {
@@ -502,7 +507,9 @@ impl AuditSink {
             dropped: dropped.clone(),
             settled: Arc::new(AtomicU64::new(0)),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
+            spare: Arc::default(),
         };
+        let spare = Arc::clone(&counters.spare);
         let settled = Arc::clone(&counters.settled);
         let queued_bytes = Arc::clone(&counters.queued_bytes);
         std::thread::Builder::new()
@@ -518,6 +525,7 @@ impl AuditSink {
             settled,
             queued_bytes,
             max_bytes,
+            spare,
         })
     }
 
@@ -549,7 +557,9 @@ impl AuditSink {
     /// Queues a record given as a view: bounded and serialized here, written by the
     /// writer thread.
     pub fn record_view(&self, record: &AuditView<'_>) {
-        self.queue(inbound_line(record));
+        let mut line = self.spare.take(INBOUND_LINE);
+        record.bounded().write_json(&mut line);
+        self.queue(line);
     }
 
     fn queue(&self, line: Vec<u8>) {
@@ -597,7 +607,8 @@ impl AuditSink {
 
     /// Queues the record of one egress call: bounded and serialized here.
     pub fn record_egress(&self, record: &EgressRecord<'_>) {
-        if let Some(line) = egress_line(record) {
+        let mut line = self.spare.take(EGRESS_LINE);
+        if serde_json::to_writer(&mut line, &record.bounded()).is_ok() {
             self.queue(line);
         }
     }
@@ -608,19 +619,9 @@ impl AuditSink {
     }
 }
 
-/// The line of an inbound record, as the sink queues it (without its newline).
-fn inbound_line(record: &AuditView<'_>) -> Vec<u8> {
-    let mut line = Vec::with_capacity(512);
-    record.bounded().write_json(&mut line);
-    line
-}
-
-/// The line of an egress record, as the sink queues it (without its newline).
-fn egress_line(record: &EgressRecord<'_>) -> Option<Vec<u8>> {
-    let mut line = Vec::with_capacity(320);
-    serde_json::to_writer(&mut line, &record.bounded()).ok()?;
-    Some(line)
-}
+/// The room a line is written into at first: most inbound and egress lines fit.
+const INBOUND_LINE: usize = 512;
+const EGRESS_LINE: usize = 320;
 
 /// What a queued line costs against `audit.max_queue_bytes`: its allocation, not only
 /// its length, since that is what it holds while it waits.
@@ -634,6 +635,7 @@ struct WriterCounters {
     dropped: IntCounter,
     settled: Arc<AtomicU64>,
     queued_bytes: Arc<AtomicUsize>,
+    spare: Arc<Spare>,
 }
 
 enum Out {
@@ -670,7 +672,9 @@ impl Writer {
             dropped,
             settled,
             queued_bytes,
+            spare,
         } = shared;
+        let mut written = Vec::new();
         loop {
             let record = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(r) => Some(r),
@@ -689,18 +693,19 @@ impl Writer {
             };
             // Write what is queued in one batch, then flush once: lines appear promptly
             // without a syscall per record under load.
-            self.write_record(first, dropped, queued_bytes);
+            written.push(self.write_record(first, dropped, queued_bytes));
             let mut batch = 1;
             for _ in 0..4096 {
                 match rx.try_recv() {
                     Ok(r) => {
-                        self.write_record(r, dropped, queued_bytes);
+                        written.push(self.write_record(r, dropped, queued_bytes));
                         batch += 1;
                     }
                     Err(_) => break,
                 }
             }
             self.flush();
+            spare.give_back(&mut written);
             settled.fetch_add(batch, Ordering::SeqCst);
             // Let records collect for a moment before the next batch: waking this thread
             // for every request costs two context switches per request on a busy core
@@ -710,14 +715,19 @@ impl Writer {
         }
     }
 
-    fn write_record(&mut self, line: Vec<u8>, dropped: &IntCounter, queued_bytes: &AtomicUsize) {
+    /// Writes a line and gives its buffer back (for [`Spare`]).
+    fn write_record(
+        &mut self,
+        line: Vec<u8>,
+        dropped: &IntCounter,
+        queued_bytes: &AtomicUsize,
+    ) -> Vec<u8> {
         if self.write_line(&line).is_err() {
             dropped.inc();
         }
         // Released once written: a writer blocked on its output keeps its record counted.
-        let cost = line_cost(&line);
-        drop(line);
-        queued_bytes.fetch_sub(cost, Ordering::SeqCst);
+        queued_bytes.fetch_sub(line_cost(&line), Ordering::SeqCst);
+        line
     }
 
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {

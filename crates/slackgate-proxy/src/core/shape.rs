@@ -63,7 +63,7 @@ fn prefixed_id<'v>(v: &'v str, prefix: &str) -> &'v str {
 /// as escapes, and cost six bytes each), else [`INVALID`]. Whole or not at all: a cut
 /// value could read as another, valid one.
 pub fn short_text(v: &str) -> &str {
-    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
+    if v.len() <= MAX_TEXT && !has_control(v) {
         v
     } else {
         INVALID
@@ -72,11 +72,19 @@ pub fn short_text(v: &str) -> &str {
 
 /// [`short_text`] for the code's own `&'static` texts (reasons, kinds).
 pub(crate) fn short_static(v: &'static str) -> &'static str {
-    if v.len() <= MAX_TEXT && !v.chars().any(char::is_control) {
-        v
-    } else {
-        INVALID
-    }
+    short_text(v)
+}
+
+/// `v.chars().any(char::is_control)`, decoding only text that may hold one: the control
+/// characters are U+0000-U+001F, U+007F and U+0080-U+009F, whose UTF-8 is a byte below
+/// 0x20, 0x7F, or 0xC2 and a second byte. A text without those bytes (nearly every
+/// audited value) is cleared by a test of each byte, without an early exit (so the
+/// compiler tests several at once) and without decoding a character.
+pub(crate) fn has_control(v: &str) -> bool {
+    let maybe = v.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+    });
+    maybe && v.chars().any(char::is_control)
 }
 
 /// A Slack `error` code (`channel_not_found`): 1 to 64 lowercase ASCII letters, digits
@@ -196,4 +204,36 @@ pub(crate) fn unknown_caller_rule(rule: &str) -> &'static str {
         .into_iter()
         .find(|k| *k == rule)
         .unwrap_or(INVALID)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5000))]
+
+        /// The byte test answers as decoding every character did.
+        #[test]
+        fn control_characters_are_found_as_by_decoding(
+            chars in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::char::range('\u{0}', '\u{ff}'),
+                    proptest::sample::select(vec!['a', 'é', 'Â', '\u{100}', '\u{2028}', '\u{feff}', '😀']),
+                ],
+                0..40,
+            ),
+        ) {
+            let v: String = chars.into_iter().collect();
+            proptest::prop_assert_eq!(has_control(&v), v.chars().any(char::is_control));
+        }
+    }
+
+    #[test]
+    fn every_character_below_u_0200_is_judged_as_by_decoding() {
+        for c in (0..0x200).filter_map(char::from_u32) {
+            let v = format!("ab{c}cd");
+            assert_eq!(has_control(&v), c.is_control(), "{c:?}");
+        }
+    }
 }

@@ -182,7 +182,7 @@ impl Gateway {
         ctx.lifecycle = decision.lifecycle();
         ctx.rule = decision.rule.as_ref().map(|r| r.as_str().to_owned());
         if let Some(f) = &decision.facts {
-            ctx.facts = AuditFacts::new(&body, f);
+            ctx.facts = AuditFacts::new(f);
         }
         ctx.shadow = decision.shadow;
 

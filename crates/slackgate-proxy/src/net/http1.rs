@@ -154,7 +154,9 @@ pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
         return bad("CONNECT is not served");
     }
 
-    let mut hosts: Vec<&[u8]> = Vec::with_capacity(1);
+    // The first Host and how many there were (a Vec of them was a malloc per request).
+    let mut host: Option<&[u8]> = None;
+    let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
     let mut codings: Vec<&[u8]> = Vec::new();
     let mut transfer_encoding = false;
@@ -166,7 +168,8 @@ pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
         let name = h.name.as_bytes();
         let value = h.value.trim_ascii();
         if name.eq_ignore_ascii_case(b"host") {
-            hosts.push(value);
+            host = host.or(Some(value));
+            hosts += 1;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             if content_length.is_some() {
                 return bad("more than one Content-Length");
@@ -203,12 +206,11 @@ pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
         headers.push((n, v));
     }
 
-    let host = match hosts.as_slice() {
-        [] if http11 => return bad("HTTP/1.1 request without Host"),
-        [] => None,
-        [one] => Some(*one),
+    match hosts {
+        0 if http11 => return bad("HTTP/1.1 request without Host"),
+        0 | 1 => {}
         _ => return bad("more than one Host"),
-    };
+    }
     if host.is_some_and(|h| !is_host(h)) {
         return bad("malformed Host");
     }
@@ -464,11 +466,17 @@ fn is_host(h: &[u8]) -> bool {
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
 }
 
-/// Whether a LF in `b` is not preceded by CR. `memchr` finds the few LFs of a head (one per
-/// line) instead of a test of every byte, which was a third of `parse`'s instructions.
+/// Whether a LF in `b` is not preceded by CR. Every pair of neighbouring bytes is tested,
+/// without an early exit, so the compiler tests 16 of them per instruction: cheaper than
+/// a `memchr` call per line (and than a test of every byte with an early exit).
 fn has_bare_lf(b: &[u8]) -> bool {
-    // `wrapping_sub` makes the LF at 0 look up no byte: a bare LF too.
-    memchr::memchr_iter(b'\n', b).any(|i| b.get(i.wrapping_sub(1)) != Some(&b'\r'))
+    let bare = |prev: u8, byte: u8| u8::from(byte == b'\n') & u8::from(prev != b'\r');
+    let first = b.first().map_or(0, |&byte| u8::from(byte == b'\n'));
+    let rest = b
+        .iter()
+        .zip(b.get(1..).unwrap_or_default())
+        .fold(0u8, |seen, (&prev, &byte)| seen | bare(prev, byte));
+    first | rest != 0
 }
 
 /// Whether a header must not be forwarded to the bot: hop-by-hop headers, the headers
@@ -492,6 +500,10 @@ pub(crate) fn is_not_forwarded(name: &[u8], connection_tokens: &[&[u8]]) -> bool
 /// Headers that describe one hop, not the message, plus `Content-Length` (the gateway
 /// frames what it sends itself): never relayed in either direction.
 pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    // A plain walk of the list: each comparison starts with the lengths, and the compiler
+    // keeps them as constants (picking the names of the same length first, by a match or
+    // by skip_while, measured slower under callgrind: +300 and +430 instructions per
+    // plain request).
     const HOP_BY_HOP: &[&[u8]] = &[
         b"content-length",
         b"connection",

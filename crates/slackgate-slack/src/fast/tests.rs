@@ -205,3 +205,69 @@ proptest! {
         agrees(&text);
     }
 }
+
+/// Every string length around the word-at-a-time start (8-byte words, [`SHORT_WORDS`] of
+/// them) and the memchr rest, with an escape, a raw control byte, a non-ASCII character, a
+/// quote or nothing at every position, as a value the reader keeps and as one it skips,
+/// terminated or not: the quick reader answers as serde does, or leaves it to serde.
+#[test]
+fn strings_of_every_length_and_special_position_agree_with_serde() {
+    let inserts = [
+        "", r#"\""#, r"\\", r"\n", r"\u00e9", r"\u12", r"\x", "\u{1}", "\u{1f}", "\u{7f}", "é",
+        "\u{2028}", "\"",
+    ];
+    let mut quick = 0;
+    for len in 0..=(8 * SHORT_WORDS + 9) {
+        for insert in inserts {
+            for at in 0..=len {
+                let s = format!("{}{insert}{}", "x".repeat(at), "y".repeat(len - at));
+                for body in [
+                    format!(
+                        r#"{{"type":"event_callback","team_id":"{s}","event":{{"type":"m"}}}}"#
+                    ),
+                    format!(r#"{{"type":"event_callback","{s}":"{s}","event":{{"type":"m"}}}}"#),
+                    format!(r#"{{"type":"event_callback","event":{{"type":"m"}},"team_id":"{s}"#),
+                ] {
+                    if agrees(&body) {
+                        quick += 1;
+                    }
+                }
+                if insert.is_empty() || insert == "é" || insert == "\u{7f}" {
+                    // Plain strings are the quick reader's to answer.
+                    let body = format!(
+                        r#"{{"type":"event_callback","team_id":"{s}","event":{{"type":"m"}}}}"#
+                    );
+                    assert!(events_envelope(&body).is_some(), "{body}");
+                }
+            }
+        }
+    }
+    assert!(quick > 1000, "{quick}");
+}
+
+#[test]
+fn content_types_are_read_as_before() {
+    use crate::facts::BodyEncoding;
+    // What `split(';').next().trim()` read: the essence up to the first `;`, trimmed of
+    // Unicode whitespace, compared without case.
+    for (ct, want) in [
+        ("application/json", BodyEncoding::Json),
+        ("Application/JSON; charset=utf-8", BodyEncoding::Json),
+        (" application/json ;x", BodyEncoding::Json),
+        ("application/json\u{a0}", BodyEncoding::Json),
+        (
+            "\u{2003}application/x-www-form-urlencoded;",
+            BodyEncoding::Form,
+        ),
+        (";application/json", BodyEncoding::Form),
+        ("application/jsonx", BodyEncoding::Form),
+        ("", BodyEncoding::Form),
+        ("é;application/json", BodyEncoding::Form),
+    ] {
+        assert_eq!(BodyEncoding::detect(Some(ct), b"a=1"), want, "{ct:?}");
+        let old = ct.split(';').next().unwrap_or("").trim();
+        let json = old.eq_ignore_ascii_case("application/json");
+        assert_eq!(json, want == BodyEncoding::Json, "{ct:?}");
+    }
+    assert_eq!(BodyEncoding::detect(Some(";"), b" {}"), BodyEncoding::Json);
+}

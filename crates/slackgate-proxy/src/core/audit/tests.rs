@@ -763,3 +763,17 @@ fn a_stalled_writer_holds_at_most_max_queue_bytes_and_drops_are_counted() {
         == sent + 1));
     assert!(wait_until(|| sink.queued_bytes() == 0));
 }
+
+/// The line of an inbound record, as the sink queues it (without its newline).
+fn inbound_line(record: &AuditView<'_>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(INBOUND_LINE);
+    record.bounded().write_json(&mut line);
+    line
+}
+
+/// The line of an egress record, as the sink queues it (without its newline).
+fn egress_line(record: &EgressRecord<'_>) -> Option<Vec<u8>> {
+    let mut line = Vec::with_capacity(EGRESS_LINE);
+    serde_json::to_writer(&mut line, &record.bounded()).ok()?;
+    Some(line)
+}

@@ -364,3 +364,61 @@ proptest::proptest! {
         proptest::prop_assert_eq!(has_bare_lf(&raw), every_byte);
     }
 }
+
+#[test]
+fn hop_by_hop_names_are_found_in_any_case_and_only_they() {
+    let names: [&[u8]; 10] = [
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    for n in names {
+        assert!(is_hop_by_hop(n));
+        assert!(is_hop_by_hop(&n.to_ascii_uppercase()));
+        let mut longer = n.to_vec();
+        longer.push(b's');
+        assert!(!is_hop_by_hop(&longer));
+        assert!(!is_hop_by_hop(&n[1..]));
+    }
+    for other in [
+        &b""[..],
+        b"t",
+        b"host",
+        b"content-type",
+        b"x-slack-signature",
+        b"tee",
+    ] {
+        assert!(!is_hop_by_hop(other));
+    }
+}
+
+#[test]
+fn one_host_is_read_and_a_second_is_refused_wherever_it_is() {
+    let h = ok(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(h.headers.len(), 2);
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nX: 1\r\nhost: b\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\nHOST: a\r\n\r\n",
+    ] {
+        assert_eq!(refused(raw), Reason::BadRequest);
+    }
+    // HTTP/1.0 may go without; an absolute-form target is checked against the one Host.
+    assert!(matches!(
+        parse(b"GET / HTTP/1.0\r\n\r\n", MAX),
+        Parsed::Complete(_)
+    ));
+    assert_eq!(
+        refused(b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reason::BadRequest
+    );
+    let h = ok(b"GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(h.origin_form.is_some());
+}
