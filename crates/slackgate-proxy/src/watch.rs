@@ -99,11 +99,19 @@ impl BackgroundService for FileWatcher {
                 }
                 log::info!("files changed on disk; reloading");
                 let outcome = shared.reload();
-                // Fingerprint again: a successful reload may watch new secret files.
-                if outcome.ok {
-                    fingerprint(&watched_paths(&shared.config_path, &shared.current()))
-                } else {
+                // What was seen before the reload read the files: a change written while
+                // it ran differs from it and triggers the next reload (fingerprinting
+                // again here would take that change for the loaded one and lose it).
+                // Only when the reload watches other files (a secret file added or gone)
+                // is the new set fingerprinted, to start from it.
+                if !outcome.ok {
+                    return now;
+                }
+                let watched = watched_paths(&shared.config_path, &shared.current());
+                if watched == paths {
                     now
+                } else {
+                    fingerprint(&watched)
                 }
             })
             .await;
