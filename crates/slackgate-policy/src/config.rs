@@ -104,18 +104,17 @@ impl KeyExchange {
 
     /// Reads a config word, ignoring ASCII case.
     pub fn parse(word: &str) -> Option<Self> {
+        const ALIASES: [(&str, KeyExchange); 2] = [
+            ("secp256r1", KeyExchange::P256),
+            ("secp384r1", KeyExchange::P384),
+        ];
         let w = word.trim();
-        let alias = match w.to_ascii_lowercase().as_str() {
-            "secp256r1" => Some(KeyExchange::P256),
-            "secp384r1" => Some(KeyExchange::P384),
-            _ => None,
-        };
-        alias.or_else(|| {
-            Self::ALL
-                .iter()
-                .copied()
-                .find(|k| k.as_str().eq_ignore_ascii_case(w))
-        })
+        Self::ALL
+            .iter()
+            .map(|&k| (k.as_str(), k))
+            .chain(ALIASES)
+            .find(|(name, _)| name.eq_ignore_ascii_case(w))
+            .map(|(_, k)| k)
     }
 
     /// Whether this is a post-quantum hybrid (TLS 1.3 only).

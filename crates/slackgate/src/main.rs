@@ -225,7 +225,6 @@ fn main() -> ExitCode {
         "info,pingora_core=warn,pingora_proxy=warn,pingora_core::server::transfer_fd=off",
     ))
     .init();
-    slackgate_proxy::tls::install_process_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

@@ -166,7 +166,6 @@ pub fn server_config(
     handshakes: &prometheus::IntCounterVec,
     listener: &str,
 ) -> Result<ServerTls, TlsSetupError> {
-    install_process_default();
     let resolver = Arc::new(CertResolver(cert));
     let ticketer = aws_lc_rs::Ticketer::new()?;
     let sessions = ServerSessionMemoryCache::new(SESSION_CACHE);
