@@ -17,7 +17,8 @@
 //! strings through a hash map, never by prefix.
 //!
 //! The store is bounded: each kind holds at most [`MAX_HELD`] entries; a full map drops
-//! the expired ones, then the one closest to its end. It is the replica's own record;
+//! the expired ones, then the ones closest to their end, [`EVICT_BATCH`] at least at a
+//! time (one pass over the map per batch, not per hold). It is the replica's own record;
 //! with the Redis backend the proxy shares it.
 
 use std::collections::HashMap;
@@ -42,6 +43,9 @@ pub const WORKFLOW_KEY_PREFIX: &str = "sgw-";
 
 /// The most entries of each kind the store holds.
 pub const MAX_HELD: usize = 100_000;
+
+/// How many entries a full store drops at once (a sixteenth of it), at least.
+pub const EVICT_BATCH: usize = MAX_HELD / 16;
 
 /// A response URL held for a bot.
 #[derive(Clone, PartialEq, Eq)]
@@ -140,16 +144,7 @@ impl<T: Clone> Held<T> {
     fn hold(&self, cap: &str, held: T, until: f64, uses: u8, now: f64) {
         let mut map = self.map.lock();
         if map.len() >= MAX_HELD && !map.contains_key(cap) {
-            map.retain(|_, e| e.until > now && e.uses > 0);
-            if map.len() >= MAX_HELD {
-                if let Some(k) = map
-                    .iter()
-                    .min_by(|a, b| a.1.until.total_cmp(&b.1.until))
-                    .map(|(k, _)| k.clone())
-                {
-                    map.remove(&k);
-                }
-            }
+            make_room(&mut map, now);
         }
         map.insert(Box::from(cap), Entry { held, until, uses });
     }
@@ -189,6 +184,32 @@ impl<T: Clone> Held<T> {
     fn len(&self) -> usize {
         self.map.lock().len()
     }
+}
+
+/// Makes room in a full map: drops the entries that ended or were spent, then the live
+/// ones closest to their end, down to [`MAX_HELD`] − [`EVICT_BATCH`]. One pass over the
+/// map serves the next [`EVICT_BATCH`] holds: a full store (a burst of interactions, or
+/// more than the bound held at a steady rate, where one entry ends for each new one)
+/// costs a few map visits per hold, not a pass over all of them under the lock.
+fn make_room<T>(map: &mut HashMap<Box<str>, Entry<T>>, now: f64) {
+    map.retain(|_, e| e.until > now && e.uses > 0);
+    let keep = MAX_HELD - EVICT_BATCH;
+    let Some(excess) = map.len().checked_sub(keep).filter(|&n| n > 0) else {
+        return;
+    };
+    // The `excess`th nearest end: every entry ending before it goes, and as many ending
+    // at it as make up `excess`.
+    let mut ends: Vec<f64> = map.values().map(|e| e.until).collect();
+    let (before, &mut cut, _) = ends.select_nth_unstable_by(excess - 1, f64::total_cmp);
+    let mut at_cut = excess - before.iter().filter(|u| u.total_cmp(&cut).is_lt()).count();
+    map.retain(|_, e| match e.until.total_cmp(&cut) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal if at_cut > 0 => {
+            at_cut -= 1;
+            false
+        }
+        _ => true,
+    });
 }
 
 /// The capabilities held for bots: response URLs, upload URLs and workflow tokens.
@@ -383,16 +404,39 @@ mod tests {
         for i in 0..MAX_HELD {
             c.hold_response_url(&format!("cap{i}"), response("b"), at(i));
         }
-        // None has ended: cap0 ends first, so holding one more drops it alone.
+        // None has ended: the batch that ends first goes, the rest stays.
         let now = at(MAX_HELD);
         c.hold_response_url("new", response("b"), now);
-        assert_eq!(c.held().0, MAX_HELD);
+        assert_eq!(c.held().0, MAX_HELD - EVICT_BATCH + 1);
         assert!(c.response_url("cap0", "b", now).is_none());
-        assert!(c.response_url("cap1", "b", now).is_some());
+        let last_dropped = format!("cap{}", EVICT_BATCH - 1);
+        assert!(c.response_url(&last_dropped, "b", now).is_none());
+        let first_kept = format!("cap{EVICT_BATCH}");
+        assert!(c.response_url(&first_kept, "b", now).is_some());
         assert!(c.response_url("new", "b", now).is_some());
-        // Once some have ended, they go first.
-        let later = at(10) + RESPONSE_URL_TTL;
+        // The next holds up to the bound need no pass.
+        for i in 1..EVICT_BATCH {
+            c.hold_response_url(&format!("more{i}"), response("b"), now);
+        }
+        assert_eq!(c.held().0, MAX_HELD);
+        // Once some have ended, they go first: here a batch and one more have (the
+        // entries from cap6250 to cap12500), so no live one goes.
+        let later = at(2 * EVICT_BATCH) + RESPONSE_URL_TTL;
         c.hold_response_url("newer", response("b"), later);
-        assert_eq!(c.held().0, MAX_HELD - 10 + 1);
+        assert_eq!(c.held().0, MAX_HELD - EVICT_BATCH);
+        assert!(c
+            .response_url(&format!("cap{}", 2 * EVICT_BATCH + 1), "b", later)
+            .is_some());
+    }
+
+    #[test]
+    fn a_full_store_of_equal_ends_drops_one_batch() {
+        let c = Custody::default();
+        for i in 0..MAX_HELD {
+            c.hold_response_url(&format!("cap{i}"), response("b"), 5.0);
+        }
+        c.hold_response_url("new", response("b"), 5.0);
+        assert_eq!(c.held().0, MAX_HELD - EVICT_BATCH + 1);
+        assert!(c.response_url("new", "b", 1.0).is_some());
     }
 }

@@ -74,6 +74,67 @@ pub enum CustodyError {
     Refused,
 }
 
+/// A form's `payload` field as the facts decoded it ([`crate::Facts::payload`]), handed to
+/// [`take_into_custody_decoded`] so that the payload of an interactivity request is
+/// percent-decoded once per request, not once for the facts and again for custody.
+///
+/// It remembers the raw field it was decoded from (a slice of the body it borrows); custody
+/// uses it only for that very field of that very body (the same address and length, both
+/// borrowed and so unchanged), and decodes any other field itself. Its `Debug` shows
+/// lengths only: a payload can hold a workflow token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DecodedPayload<'a> {
+    /// The field's raw (percent-encoded) value, in the body.
+    raw: &'a [u8],
+    /// The decoded JSON text, or the decoded bytes when they are not UTF-8 (custody then
+    /// refuses the body as unreadable, as it does when it decodes them itself).
+    json: Result<String, Vec<u8>>,
+    /// The raw offset of every [`STRIDE`]th decoded byte ([`decode_marked`]).
+    marks: Vec<usize>,
+}
+
+impl std::fmt::Debug for DecodedPayload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedPayload")
+            .field("raw_len", &self.raw.len())
+            .field("utf8", &self.json.is_ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> DecodedPayload<'a> {
+    /// Decodes the raw `payload` value `raw` (a slice of the body) as a form value.
+    pub(crate) fn decode(raw: &'a [u8]) -> Self {
+        let (bytes, marks) = decode_marked(raw);
+        // Checked once here, by std (which keeps the `String`); custody reuses the answer.
+        let json = String::from_utf8(bytes).map_err(std::string::FromUtf8Error::into_bytes);
+        Self { raw, json, marks }
+    }
+
+    /// The decoded text, lossy where it is not UTF-8 (what a form parser hands on).
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        match &self.json {
+            Ok(text) => Cow::Borrowed(text),
+            Err(bytes) => String::from_utf8_lossy(bytes),
+        }
+    }
+
+    /// The same decoding borrowing `body` instead, when its field is a part of `body`
+    /// (for a caller whose borrow of the body outlives the one the facts were read with);
+    /// `None` otherwise.
+    pub fn within<'b>(self, body: &'b [u8]) -> Option<DecodedPayload<'b>> {
+        let start = (self.raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+        let raw = body.get(start..start.checked_add(self.raw.len())?)?;
+        let Self { json, marks, .. } = self;
+        Some(DecodedPayload { raw, json, marks })
+    }
+
+    /// True when this is the decoding of `raw` itself (the same bytes of the same body).
+    fn decodes(&self, raw: &[u8]) -> bool {
+        std::ptr::eq(self.raw.as_ptr(), raw.as_ptr()) && self.raw.len() == raw.len()
+    }
+}
+
 /// Replaces every wanted capability of `body` by what `replace` returns for it; the body
 /// as it is sent to the bot, or `None` when it holds none (forward it unchanged).
 /// `content_type` decides form or JSON as for the facts ([`BodyEncoding::detect`]).
@@ -82,6 +143,19 @@ pub fn take_into_custody(
     content_type: Option<&str>,
     body: &[u8],
     wants: Wants,
+    replace: impl FnMut(Held<'_>) -> Option<String>,
+) -> Result<Option<Vec<u8>>, CustodyError> {
+    take_into_custody_decoded(content_type, body, wants, None, replace)
+}
+
+/// [`take_into_custody`] reusing the facts' decoding of the body's `payload` field
+/// ([`crate::Facts::payload`]): the same answer, byte for byte, with or without it (a
+/// decoding of another field or another body is not used).
+pub fn take_into_custody_decoded(
+    content_type: Option<&str>,
+    body: &[u8],
+    wants: Wants,
+    payload: Option<&DecodedPayload<'_>>,
     mut replace: impl FnMut(Held<'_>) -> Option<String>,
 ) -> Result<Option<Vec<u8>>, CustodyError> {
     if !wants.any() {
@@ -92,7 +166,7 @@ pub fn take_into_custody(
             json_edits(body, &EVENTS, &mut replace)?
         }
         BodyEncoding::Json => Vec::new(),
-        BodyEncoding::Form => form_edits(body, wants, &mut replace)?,
+        BodyEncoding::Form => form_edits(body, wants, payload, &mut replace)?,
     };
     Ok((!edits.is_empty()).then(|| splice(body, &edits)))
 }
@@ -238,6 +312,7 @@ fn json_string(s: &str) -> Vec<u8> {
 fn form_edits(
     body: &[u8],
     wants: Wants,
+    decoded: Option<&DecodedPayload<'_>>,
     replace: &mut dyn FnMut(Held<'_>) -> Option<String>,
 ) -> Result<Vec<Edit>, CustodyError> {
     let mut edits = Vec::new();
@@ -265,7 +340,15 @@ fn form_edits(
                     });
                 }
             } else if key.as_ref() == b"payload" {
-                payload_edits(value, value_at, wants, replace, &mut edits)?;
+                let own;
+                let decoded = match decoded.filter(|d| d.decodes(value)) {
+                    Some(d) => d,
+                    None => {
+                        own = DecodedPayload::decode(value);
+                        &own
+                    }
+                };
+                payload_edits(decoded, value_at, wants, replace, &mut edits)?;
             }
         }
         start = end + 1;
@@ -273,19 +356,21 @@ fn form_edits(
     Ok(edits)
 }
 
-/// The edits inside one `payload` field whose raw (encoded) value starts at `value_at`.
+/// The edits inside one `payload` field, `decoded`, whose raw (encoded) value starts at
+/// `value_at`.
 fn payload_edits(
-    value: &[u8],
+    decoded: &DecodedPayload<'_>,
     value_at: usize,
     wants: Wants,
     replace: &mut dyn FnMut(Held<'_>) -> Option<String>,
     edits: &mut Vec<Edit>,
 ) -> Result<(), CustodyError> {
-    let (json, marks) = decode_marked(value);
-    // simdutf8 accepts and rejects exactly what std does, many bytes per instruction.
-    if simdutf8::basic::from_utf8(&json).is_err() {
-        return Err(CustodyError::Unreadable);
-    }
+    let DecodedPayload {
+        raw: value,
+        json,
+        marks,
+    } = decoded;
+    let json = json.as_ref().map_err(|_| CustodyError::Unreadable)?;
     // PAYLOAD holds the response URLs' patterns first, then the workflow token's.
     let patterns = match (wants.response_urls, wants.workflow_tokens) {
         (true, true) => &PAYLOAD[..],
@@ -293,10 +378,10 @@ fn payload_edits(
         (false, true) => &PAYLOAD[3..],
         (false, false) => &[],
     };
-    let inner = json_edits(&json, patterns, replace)?;
+    let inner = json_edits(json.as_bytes(), patterns, replace)?;
     for e in inner {
-        let start = raw_offset(value, &marks, e.at.start);
-        let end = raw_offset(value, &marks, e.at.end);
+        let start = raw_offset(value, marks, e.at.start);
+        let end = raw_offset(value, marks, e.at.end);
         edits.push(Edit {
             at: value_at + start..value_at + end,
             with: form_encode(&e.with),
@@ -332,7 +417,7 @@ fn token_len(raw: &[u8], i: usize) -> usize {
 
 /// Form decoding as `application/x-www-form-urlencoded` parsers do it: `+` is a space,
 /// `%` and two hex digits a byte, anything else itself. Borrowed when nothing changes.
-fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
     if !raw.iter().any(|&b| b == b'%' || b == b'+') {
         return Cow::Borrowed(raw);
     }

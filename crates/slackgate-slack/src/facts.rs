@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use crate::custody::{self, DecodedPayload};
 use crate::kind::RequestKind;
 use crate::lifecycle::{Carries, Lifecycle};
 use crate::wire::{self, EventsEnvelope, InteractionPayload, Obj};
@@ -55,6 +56,10 @@ pub struct Facts<'a> {
     /// Set for lifecycle requests (see [`Lifecycle`]): `app_uninstalled`, `tokens_revoked`,
     /// `app_rate_limited` and the others of its table.
     pub lifecycle: Option<Lifecycle>,
+    /// An interactivity form's `payload`, as decoded for these facts: secret custody
+    /// rewrites the same body from it ([`crate::take_into_custody_decoded`]) rather than
+    /// decoding it again. Tied to the body; [`Facts::into_owned`] drops it.
+    pub payload: Option<DecodedPayload<'a>>,
 }
 
 impl<'a> Facts<'a> {
@@ -76,6 +81,7 @@ impl<'a> Facts<'a> {
             challenge: None,
             is_enterprise_install: false,
             lifecycle: None,
+            payload: None,
         }
     }
 
@@ -93,7 +99,8 @@ impl<'a> Facts<'a> {
             && self.event_type.as_deref() == Some(FUNCTION_EXECUTED)
     }
 
-    /// Returns a copy that owns all its strings, detached from the body.
+    /// Returns a copy that owns all its strings, detached from the body (without the
+    /// decoded [`Facts::payload`], which is tied to it).
     pub fn into_owned(self) -> Facts<'static> {
         fn own(s: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
             s.map(|s| Cow::Owned(s.into_owned()))
@@ -114,6 +121,7 @@ impl<'a> Facts<'a> {
             challenge,
             is_enterprise_install,
             lifecycle,
+            payload: _,
         } = self;
         Facts {
             kind,
@@ -134,6 +142,7 @@ impl<'a> Facts<'a> {
             challenge: own(challenge),
             is_enterprise_install,
             lifecycle,
+            payload: None,
         }
     }
 }
@@ -330,7 +339,9 @@ pub(crate) fn envelope_facts(env: EventsEnvelope<'_>) -> Result<Facts<'_>, Facts
 /// The form fields the gateway reads, each seen at most once.
 #[derive(Default)]
 struct FormFields<'a> {
-    payload: Option<Cow<'a, str>>,
+    /// Decoded with the marks custody maps its edits back with, and kept in the facts
+    /// ([`Facts::payload`]): one decoding per request.
+    payload: Option<DecodedPayload<'a>>,
     ssl_check: Option<Cow<'a, str>>,
     command: Option<Cow<'a, str>>,
     team_id: Option<Cow<'a, str>>,
@@ -344,9 +355,16 @@ struct FormFields<'a> {
 impl<'a> FormFields<'a> {
     fn parse(text: &'a str) -> Result<Self, FactsError> {
         let mut fields = FormFields::default();
-        for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+        for (key, value) in form_pairs(text.as_bytes()) {
+            let key = lossy(key);
+            if key == "payload" {
+                if fields.payload.is_some() {
+                    return Err(FactsError::DuplicateField("payload"));
+                }
+                fields.payload = Some(DecodedPayload::decode(value));
+                continue;
+            }
             let (name, slot): (&'static str, _) = match key.as_ref() {
-                "payload" => ("payload", &mut fields.payload),
                 "ssl_check" => ("ssl_check", &mut fields.ssl_check),
                 "command" => ("command", &mut fields.command),
                 "team_id" => ("team_id", &mut fields.team_id),
@@ -362,9 +380,40 @@ impl<'a> FormFields<'a> {
             if slot.is_some() {
                 return Err(FactsError::DuplicateField(name));
             }
-            *slot = Some(value);
+            *slot = Some(lossy(custody::decode(value)));
         }
         Ok(fields)
+    }
+}
+
+/// The raw key and value of each field of a form, as `form_urlencoded::parse` splits it
+/// (the reference a property test holds this to): fields split at `&`, empty ones
+/// skipped, the key up to the first `=`, a field without `=` a key with an empty value.
+/// Raw, so that the `payload` is decoded once, with its marks, and the key of every
+/// other field as `form_urlencoded` would.
+pub(crate) fn form_pairs(body: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, &[u8])> {
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = match memchr::memchr(b'=', pair) {
+                Some(eq) => (
+                    pair.get(..eq).unwrap_or_default(),
+                    pair.get(eq + 1..).unwrap_or_default(),
+                ),
+                None => (pair, &[][..]),
+            };
+            (custody::decode(key), value)
+        })
+}
+
+/// Decoded form bytes as text, lossy where they are not UTF-8 (as `form_urlencoded`).
+pub(crate) fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match bytes {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(v) => match String::from_utf8(v) {
+            Ok(s) => Cow::Owned(s),
+            Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        },
     }
 }
 
@@ -378,10 +427,9 @@ fn form_facts(text: &str) -> Result<Facts<'_>, FactsError> {
         return Ok(Facts::new(RequestKind::SslCheck));
     }
     if let Some(payload) = fields.payload {
-        return match payload {
-            Cow::Borrowed(json) => interaction_facts(json),
-            Cow::Owned(json) => interaction_facts(&json).map(Facts::into_owned),
-        };
+        let mut facts = interaction_facts(&payload.text()).map(Facts::into_owned)?;
+        facts.payload = Some(payload);
+        return Ok(facts);
     }
     let command = non_empty(fields.command).ok_or(FactsError::MissingPayload)?;
     let is_enterprise_install = match fields.is_enterprise_install.as_deref() {

@@ -42,7 +42,9 @@ mod tiers;
 mod webapi;
 mod wire;
 
-pub use custody::{take_into_custody, CustodyError, Held, Wants};
+pub use custody::{
+    take_into_custody, take_into_custody_decoded, CustodyError, DecodedPayload, Held, Wants,
+};
 pub use facts::{
     is_ssl_check, parse_facts, parse_facts_with_serde_only, BodyEncoding, Facts, FactsError,
     FUNCTION_EXECUTED,

@@ -64,14 +64,41 @@ impl Pool {
 /// a JSON string as it is). `None` when the system's random source fails, which the
 /// caller turns into a refusal: a guessable capability is never handed out.
 pub fn mint() -> Option<String> {
-    let bytes = POOL.with(|p| p.borrow_mut().take())?;
-    Some(hex::encode(bytes))
+    mint_after(&[])
 }
+
+/// A fresh capability as [`mint`] makes it, written after `prefix` (its parts in turn) in
+/// one string: a capability URL or key is made with one allocation, and the capability
+/// is its last [`CAPABILITY_LEN`] bytes.
+pub fn mint_after(prefix: &[&str]) -> Option<String> {
+    let bytes = POOL.with(|p| p.borrow_mut().take())?;
+    let room = prefix.iter().map(|p| p.len()).sum::<usize>() + CAPABILITY_LEN;
+    let mut out = String::with_capacity(room);
+    for part in prefix {
+        out.push_str(part);
+    }
+    push_hex(&mut out, &bytes);
+    Some(out)
+}
+
+/// Appends `bytes` in lower-case hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0F)]));
+    }
+}
+
+/// The length of a capability's text: two hex digits per random byte.
+pub const CAPABILITY_LEN: usize = 2 * CAPABILITY_BYTES;
+
+/// Lower-case hex digits.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// True when `s` has the shape of a capability [`mint`] makes (checked before any
 /// lookup, so that nothing else is ever looked up or recorded).
 pub fn is_capability(s: &str) -> bool {
-    s.len() == 2 * CAPABILITY_BYTES
+    s.len() == CAPABILITY_LEN
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -89,6 +116,20 @@ mod tests {
         assert!(caps
             .iter()
             .all(|c| is_capability(c) && c != &"0".repeat(40)));
+    }
+
+    #[test]
+    fn a_capability_after_a_prefix_is_its_last_bytes() {
+        let url = mint_after(&["https://gw/", "respond/"]).unwrap();
+        let (base, cap) = url.split_at(url.len() - CAPABILITY_LEN);
+        assert_eq!(base, "https://gw/respond/");
+        assert!(is_capability(cap));
+        assert_eq!(url.capacity(), url.len());
+        // The digits hex::encode writes, for every byte.
+        let all: Vec<u8> = (0..=255).collect();
+        let mut out = String::new();
+        push_hex(&mut out, &all);
+        assert_eq!(out, hex::encode(&all));
     }
 
     #[test]

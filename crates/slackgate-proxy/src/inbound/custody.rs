@@ -19,24 +19,35 @@ use bytes::Bytes;
 
 use slackgate_guard::{unix_secs, Custody, Reason, ResponseUrl, StateOp, WorkflowToken};
 use slackgate_policy::{Route, StateFailure};
-use slackgate_slack::{take_into_custody, CustodyError, Held, Wants};
+use slackgate_slack::{take_into_custody_decoded, CustodyError, DecodedPayload, Held, Wants};
 
-use crate::core::capability::{mint, WORKFLOW_KEY_PREFIX, WORKFLOW_TOKEN_TTL};
+use crate::core::capability::{
+    mint_after, CAPABILITY_LEN, WORKFLOW_KEY_PREFIX, WORKFLOW_TOKEN_TTL,
+};
 use crate::core::held::Minted;
 use crate::core::state::{Shared, Snapshot};
 use crate::inbound::record::AuditFacts;
+
+/// A request the guard decided to forward: its body, the guard's decoding of its
+/// interactivity `payload` ([`slackgate_slack::Facts::payload`], reused here rather than
+/// decoded again) and the guard's reason.
+pub(crate) struct Verified<'b> {
+    pub(crate) body: &'b Bytes,
+    pub(crate) payload: Option<&'b DecodedPayload<'b>>,
+    pub(crate) reason: Reason,
+}
 
 /// What is forwarded: the body (rewritten or as received) and, with `resign`, the
 /// gateway's signature of it.
 #[derive(Debug)]
 pub struct Prepared {
-    /// The body as forwarded.
-    pub body: Bytes,
+    /// The body as rewritten, or `None` when it is forwarded as received.
+    pub body: Option<Bytes>,
     /// `None` without `resign`; `Some(None)` with `resign` on a request that was not
     /// verified (shadow mode): Slack's headers are dropped and nothing is signed.
     pub resign: Option<Option<Signed>>,
-    /// The capabilities minted for it (shared with the other replicas through Redis
-    /// before it is forwarded).
+    /// The capabilities minted for it, when they are shared with the other replicas
+    /// through Redis (before it is forwarded); empty without Redis.
     pub minted: Vec<Minted>,
 }
 
@@ -58,13 +69,13 @@ pub(crate) fn prepare(
     route: &Route,
     facts: &AuditFacts,
     content_type: Option<&str>,
-    body: Bytes,
+    request: &Verified<'_>,
     verified: bool,
 ) -> Result<Prepared, Reason> {
     if route.resign.is_none() {
         // A plain route: forwarded as received, nothing read, no clock.
         return Ok(Prepared {
-            body,
+            body: None,
             resign: None,
             minted: Vec::new(),
         });
@@ -85,9 +96,11 @@ pub(crate) fn prepare(
         channel: facts.text(&facts.channel_id),
         team: facts.text(&facts.team_id),
         execution: facts.text(&facts.function_execution_id),
+        payload: request.payload,
+        share: shared.remote.is_some(),
         now: shared.guard.now_secs(),
     };
-    keeper.prepare(route, content_type, body, verified)
+    keeper.prepare(route, content_type, request.body, verified)
 }
 
 /// With Redis: shares the capabilities minted for one request with every replica before
@@ -147,6 +160,14 @@ pub struct Keeper<'a> {
     pub team: Option<&'a str>,
     /// The request's function execution (for a workflow token that names none).
     pub execution: Option<&'a str>,
+    /// The guard's decoding of the body's interactivity `payload` ([`Facts::payload`]),
+    /// reused rather than decoded again.
+    ///
+    /// [`Facts::payload`]: slackgate_slack::Facts::payload
+    pub payload: Option<&'a DecodedPayload<'a>>,
+    /// Whether the capabilities are shared with other replicas (Redis): only then are
+    /// they listed in [`Prepared::minted`].
+    pub share: bool,
     /// The guard clock's now, in unix seconds.
     pub now: f64,
 }
@@ -157,19 +178,19 @@ impl Keeper<'_> {
         &self,
         route: &Route,
         content_type: Option<&str>,
-        body: Bytes,
+        body: &[u8],
         verified: bool,
     ) -> Result<Prepared, Reason> {
         let Some(resign) = &route.resign else {
             return Ok(Prepared {
-                body,
+                body: None,
                 resign: None,
                 minted: Vec::new(),
             });
         };
         if !verified {
             return Ok(Prepared {
-                body,
+                body: None,
                 resign: Some(None),
                 minted: Vec::new(),
             });
@@ -179,13 +200,13 @@ impl Keeper<'_> {
             workflow_tokens: route.workflow_tokens.is_on(),
         };
         let mut minted = Vec::new();
-        let body = match (wants.any(), &route.bot) {
-            (false, _) => body,
+        let rewritten = match (wants.any(), &route.bot) {
+            (false, _) => None,
             (true, Some(bot)) => {
                 let hold = |h: Held<'_>| self.hold(bot, h, &mut minted);
-                match take_into_custody(content_type, &body, wants, hold) {
-                    Ok(Some(rewritten)) => Bytes::from(rewritten),
-                    Ok(None) => body,
+                match take_into_custody_decoded(content_type, body, wants, self.payload, hold) {
+                    Ok(Some(rewritten)) => Some(Bytes::from(rewritten)),
+                    Ok(None) => None,
                     Err(CustodyError::Refused) => {
                         log::warn!(
                             "route {}: a capability could not be minted or held; the request is refused",
@@ -200,39 +221,44 @@ impl Keeper<'_> {
             (true, None) => return Err(Reason::StateUnavailable),
         };
         Ok(Prepared {
-            resign: Some(Some(sign(&resign.key, &body))),
-            body,
+            resign: Some(Some(sign(
+                &resign.key,
+                rewritten.as_deref().unwrap_or(body),
+            ))),
+            body: rewritten,
             minted,
         })
     }
 
-    /// Holds `held` for `bot` under a fresh capability, noted in `minted`; what the bot
-    /// gets in its place.
+    /// Holds `held` for `bot` under a fresh capability, noted in `minted` when it is
+    /// shared; what the bot gets in its place.
     fn hold(&self, bot: &Arc<str>, held: Held<'_>, minted: &mut Vec<Minted>) -> Option<String> {
         match held {
             Held::ResponseUrl { url, channel } => {
-                let base = self.public_url?;
-                let cap = mint()?;
+                // What the bot gets, ending in the capability: one string for both.
+                let given = mint_after(&[self.public_url?, "respond/"])?;
+                let cap = given.get(given.len() - CAPABILITY_LEN..)?;
                 let kept = ResponseUrl {
                     bot: Arc::clone(bot),
                     channel: channel.or(self.channel).map(Arc::from),
                     team: self.team.map(Arc::from),
                     url: Arc::from(url),
                 };
-                self.custody.hold_response_url(&cap, kept.clone(), self.now);
-                let url = format!("{base}respond/{cap}");
-                minted.push(Minted::Response {
-                    cap,
-                    held: kept,
-                    until: self.now + slackgate_guard::RESPONSE_URL_TTL,
-                });
-                Some(url)
+                if self.share {
+                    minted.push(Minted::Response {
+                        cap: cap.to_owned(),
+                        held: kept.clone(),
+                        until: self.now + slackgate_guard::RESPONSE_URL_TTL,
+                    });
+                }
+                self.custody.hold_response_url(cap, kept, self.now);
+                Some(given)
             }
             Held::WorkflowToken {
                 token,
                 function_execution_id,
             } => {
-                let key = format!("{WORKFLOW_KEY_PREFIX}{}", mint()?);
+                let key = mint_after(&[WORKFLOW_KEY_PREFIX])?;
                 let kept = WorkflowToken {
                     bot: Arc::clone(bot),
                     function_execution_id: Arc::from(
@@ -241,13 +267,15 @@ impl Keeper<'_> {
                     token: Arc::from(token),
                 };
                 let until = self.now + WORKFLOW_TOKEN_TTL;
+                if self.share {
+                    minted.push(Minted::Workflow {
+                        key: key.clone(),
+                        held: kept.clone(),
+                        until,
+                    });
+                }
                 self.custody
-                    .hold_workflow_token(&key, kept.clone(), until, self.now);
-                minted.push(Minted::Workflow {
-                    key: key.clone(),
-                    held: kept,
-                    until,
-                });
+                    .hold_workflow_token(&key, kept, until, self.now);
                 Some(key)
             }
         }

@@ -30,7 +30,7 @@ use slackgate_slack::{
 
 use crate::core::state::{Shared, Snapshot};
 use crate::groups::UserGroups;
-use crate::inbound::custody::{self, Prepared};
+use crate::inbound::custody::{self, Prepared, Verified};
 use crate::inbound::record::AuditFacts;
 pub use crate::inbound::record::RequestCtx;
 use crate::inbound::upstream::round_trip;
@@ -218,9 +218,19 @@ impl Gateway {
                 self.answer(session, ctx, decision.reason, &extra).await
             }
             Action::Forward => {
+                // The guard's decoding of an interactivity payload, for custody to reuse
+                // (borrowing the body alone, not the request's headers as the decision does).
                 let reason = decision.reason;
-                self.forward(session, ctx, &snap, &route, body, reason)
-                    .await
+                let payload = decision
+                    .facts
+                    .and_then(|f| f.payload)
+                    .and_then(|p| p.within(&body));
+                let request = Verified {
+                    body: &body,
+                    payload: payload.as_ref(),
+                    reason,
+                };
+                self.forward(session, ctx, &snap, &route, request).await
             }
         }
     }
@@ -308,9 +318,9 @@ impl Gateway {
         ctx: &mut RequestCtx,
         snap: &Snapshot,
         route: &Route,
-        body: Bytes,
-        reason: Reason,
+        request: Verified<'_>,
     ) -> pingora::Result<()> {
+        let (body, reason) = (request.body, request.reason);
         let Some(pool) = snap.pools.get(&route.upstream.name).cloned() else {
             return self.answer(session, ctx, Reason::UpstreamError, &[]).await;
         };
@@ -326,17 +336,18 @@ impl Gateway {
             route,
             &ctx.facts,
             content_type,
-            body,
+            &request,
             ctx.secret_id.is_some(),
         );
         let Prepared {
-            body,
+            body: rewritten,
             resign,
             minted,
         } = match prepared {
             Ok(p) => p,
             Err(reason) => return self.answer(session, ctx, reason, &[]).await,
         };
+        let body = rewritten.as_ref().unwrap_or(body);
         if let Err(rule) = custody::share(&self.shared, route, &minted).await {
             ctx.rule = Some(rule.to_owned());
             return self
@@ -365,7 +376,7 @@ impl Gateway {
         let started = Instant::now();
         let result = tokio::time::timeout_at(
             tokio::time::Instant::from_std(started) + timeout,
-            round_trip(&pool, &head, &body, is_head, started),
+            round_trip(&pool, &head, body, is_head, started),
         )
         .await;
         ctx.upstream_time = Some(started.elapsed());

@@ -29,6 +29,91 @@ fn take(ct: Option<&str>, body: &str, wants: Wants) -> (Option<String>, Vec<Stri
     (out.map(|b| String::from_utf8(b).unwrap()), held)
 }
 
+/// Every Slack form fixture of the repository (`testdata/slack/*.form`): name and body.
+fn form_fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/slack");
+    let mut forms: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "form"))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    forms.sort();
+    assert!(forms.len() >= 5, "{forms:?}");
+    forms
+}
+
+/// Custody's answer for `body` (the rewritten body, what it held, or the error), with the
+/// payload's decoding `payload` handed in or not.
+fn answer(body: &[u8], payload: Option<&DecodedPayload<'_>>) -> String {
+    let mut held = Vec::new();
+    let out = take_into_custody_decoded(FORM, body, BOTH, payload, |h| {
+        held.push(format!("{h:?}"));
+        Some(format!("cap{}", held.len()))
+    });
+    format!("{out:?} {held:?}")
+}
+
+#[test]
+fn the_facts_decoding_of_a_payload_is_reused_with_the_same_answer() {
+    for (name, body) in form_fixtures() {
+        let facts = crate::parse_facts(FORM, &body).unwrap();
+        let payload = facts.payload.as_ref();
+        assert_eq!(payload.is_some(), body.starts_with(b"payload="), "{name}");
+        assert_eq!(answer(&body, payload), answer(&body, None), "{name}");
+        // A decoding is used only for its own field of its own body: with a copy of the
+        // body, or another body, custody decodes again and answers for what it was given.
+        let copy = body.clone();
+        assert_eq!(answer(&copy, payload), answer(&body, None), "{name}");
+        let other = b"payload=%7B%22response_url%22%3A%22https%3A%2F%2Fh%2F1%22%7D";
+        assert_eq!(answer(other, payload), answer(other, None), "{name}");
+    }
+}
+
+#[test]
+fn a_decoding_moves_to_the_body_it_is_part_of_only() {
+    let body = b"a=1&payload=%7B%22type%22%3A%22block_actions%22%2C%22response_url%22%3A%22https%3A%2F%2Fh%2F1%22%7D".to_vec();
+    let facts = crate::parse_facts(FORM, &body).unwrap_or_else(|e| panic!("{e}"));
+    let decoded = facts.payload.clone().unwrap();
+    // The same bytes at another address is another body.
+    let copy = body.clone();
+    assert!(decoded.clone().within(&copy).is_none());
+    assert!(decoded.clone().within(&body[..10]).is_none());
+    let moved = decoded.within(&body).unwrap();
+    assert!(moved.decodes(&body[12..]));
+    assert_eq!(answer(&body, Some(&moved)), answer(&body, None));
+    assert_eq!(
+        format!("{moved:?}"),
+        format!(
+            "DecodedPayload {{ raw_len: {}, utf8: true, .. }}",
+            body.len() - 12
+        )
+    );
+}
+
+proptest::proptest! {
+    /// Cut and mutated interactivity forms: whatever the facts make of them, custody with
+    /// their decoding answers as custody decoding for itself.
+    #[test]
+    fn custody_answers_alike_with_and_without_the_facts_decoding(raw in raw_field()) {
+        let mut body = b"token=x&payload=".to_vec();
+        body.extend_from_slice(&raw);
+        if let Ok(facts) = crate::parse_facts(FORM, &body) {
+            proptest::prop_assert_eq!(
+                answer(&body, facts.payload.as_ref()),
+                answer(&body, None)
+            );
+        }
+        // Unreadable to the facts or not: each `payload` field's decoding, handed in.
+        for (key, value) in crate::facts::form_pairs(&body) {
+            if key.as_ref() == b"payload" {
+                let decoded = DecodedPayload::decode(value);
+                proptest::prop_assert_eq!(answer(&body, Some(&decoded)), answer(&body, None));
+            }
+        }
+    }
+}
+
 #[test]
 fn a_command_form_s_response_url_is_replaced_in_place() {
     let body =

@@ -118,10 +118,20 @@ fn form_fields_borrow_when_undecoded() {
 }
 
 #[test]
-fn unescaped_payload_borrows_from_body() {
+fn an_unescaped_payload_reads_as_an_escaped_one() {
+    // A payload is decoded into a buffer of its own (kept for custody), escaped or not.
     let body = r#"payload={"type":"shortcut","callback_id":"cb"}"#;
     let f = form(body).unwrap();
-    assert!(matches!(f.callback_id, Some(Cow::Borrowed("cb"))));
+    assert_eq!(f.callback_id.as_deref(), Some("cb"));
+    let encoded = payload(r#"{"type":"shortcut","callback_id":"cb"}"#);
+    let escaped = form(&encoded).unwrap();
+    assert_eq!(
+        Facts { payload: None, ..f },
+        Facts {
+            payload: None,
+            ..escaped
+        }
+    );
 }
 
 #[test]
@@ -347,4 +357,56 @@ fn into_owned_keeps_values() {
     let f = json(body).unwrap();
     let owned: Facts<'static> = f.clone().into_owned();
     assert_eq!(owned, f);
+}
+
+/// Form bodies made of the bytes a form reader treats specially.
+fn form_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let byte = prop::sample::select(vec![
+        b'&', b'=', b'%', b'+', b'a', b'F', b'0', b'9', b'p', b' ', 0xC3, 0xA9, 0xFF,
+    ]);
+    prop::collection::vec(byte, 0..64)
+}
+
+proptest::proptest! {
+    /// The facts' own split of a form reads exactly the fields and values
+    /// `form_urlencoded::parse` reads, and a payload's decoding reads as its value.
+    #[test]
+    fn form_fields_are_read_as_form_urlencoded_reads_them(body in form_bytes()) {
+        let ours: Vec<(String, String)> = form_pairs(&body)
+            .map(|(k, v)| (lossy(k).into_owned(), lossy(custody::decode(v)).into_owned()))
+            .collect();
+        let reference: Vec<(String, String)> = form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        proptest::prop_assert_eq!(&ours, &reference);
+        for ((_, raw), (_, value)) in form_pairs(&body).zip(&reference) {
+            let decoded = DecodedPayload::decode(raw);
+            proptest::prop_assert_eq!(decoded.text(), value.as_str());
+        }
+    }
+}
+
+#[test]
+fn an_interactivity_payload_s_decoding_is_kept_for_custody() {
+    let body = form(&format!(
+        "token=x&{}",
+        payload(r#"{"type":"block_actions","response_url":"https://h/1"}"#)
+    ))
+    .map(|f| f.payload.map(|p| p.text().into_owned()));
+    assert_eq!(
+        body,
+        Ok(Some(
+            r#"{"type":"block_actions","response_url":"https://h/1"}"#.to_owned()
+        ))
+    );
+    // Commands have none; owned facts drop it.
+    assert!(form("command=%2Fticket&team_id=T1")
+        .unwrap()
+        .payload
+        .is_none());
+    let owned = form(&payload(r#"{"type":"shortcut"}"#))
+        .unwrap()
+        .into_owned();
+    assert!(owned.payload.is_none());
 }
