@@ -10,8 +10,8 @@
 //!
 //! Each custody iteration holds into a fresh store (the hold is an insert into an empty
 //! map, its table allocated); `resign_custody_full_store` holds into one store kept at
-//! its bound ([`MAX_HELD`] of each kind), where every hold makes room (a batch of the
-//! nearest ends at a time, amortized over the holds).
+//! its bound ([`MAX_HELD`] of each kind), where every hold first drops the entry held
+//! longest ago.
 //!
 //! Custody reuses the guard's decoding of an interactivity `payload` (the facts are read
 //! once per request, on every route, before custody): the facts are read outside the
@@ -224,7 +224,7 @@ fn custody(c: &mut Criterion) {
             });
         }
         // Custody into a store at its bound (a burst of interactions, or more than the
-        // bound held at a steady rate): every hold makes room, a batch at a time.
+        // bound held at a steady rate): every hold drops the entry held longest ago.
         if *name != "message_1KiB" {
             let full = full_store();
             g.bench_function("resign_custody_full_store", |b| {
@@ -256,7 +256,7 @@ fn full_store() -> Custody {
             token: Arc::from("xwfp-bench"),
         };
         let key = format!("sgw-{i:040x}");
-        store.hold_workflow_token(&key, token, now + 900.0 - (i % 600) as f64, now);
+        store.hold_workflow_token(&key, token, now + 900.0 - (i % 600) as f64);
     }
     assert_eq!(store.held(), (MAX_HELD, 0, MAX_HELD));
     store

@@ -17,11 +17,12 @@
 //! strings through a hash map, never by prefix.
 //!
 //! The store is bounded: each kind holds at most [`MAX_HELD`] entries; a full map drops
-//! the expired ones, then the ones closest to their end, [`EVICT_BATCH`] at least at a
-//! time (one pass over the map per batch, not per hold). It is the replica's own record;
-//! with the Redis backend the proxy shares it.
+//! the entry held longest ago, which (each kind living a fixed time from when it is held)
+//! is the one that ends first, ended ones before live ones: one entry per hold, never a
+//! pass over the map. It is the replica's own record; with the Redis backend the proxy
+//! shares it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -43,9 +44,6 @@ pub const WORKFLOW_KEY_PREFIX: &str = "sgw-";
 
 /// The most entries of each kind the store holds.
 pub const MAX_HELD: usize = 100_000;
-
-/// How many entries a full store drops at once (a sixteenth of it), at least.
-pub const EVICT_BATCH: usize = MAX_HELD / 16;
 
 /// A response URL held for a bot.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,87 +127,127 @@ struct Entry<T> {
 /// One kind of held capability, by capability.
 #[derive(Debug)]
 struct Held<T> {
-    map: Mutex<HashMap<Box<str>, Entry<T>>>,
+    store: Mutex<Store<T>>,
+}
+
+/// The entries of one kind, and the order they were held in.
+#[derive(Debug)]
+struct Store<T> {
+    map: HashMap<Arc<str>, Entry<T>>,
+    /// Every key in the order it was held, including keys since spent or ended (stale:
+    /// the map no longer holds that very key) until they reach the front or the queue
+    /// is compacted. Each kind lives a fixed time from when it is held (an adopted
+    /// response URL, less), so the front ends first: a full map drops it, one entry per
+    /// hold, without a pass over the map.
+    order: VecDeque<Arc<str>>,
 }
 
 impl<T> Default for Held<T> {
     fn default() -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            store: Mutex::new(Store {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
         }
     }
 }
 
-impl<T: Clone> Held<T> {
-    fn hold(&self, cap: &str, held: T, until: f64, uses: u8, now: f64) {
-        let mut map = self.map.lock();
-        if map.len() >= MAX_HELD && !map.contains_key(cap) {
-            make_room(&mut map, now);
+impl<T> Store<T> {
+    /// True when `key` (from the queue) is still the map's own key for its entry.
+    fn is_live(&self, key: &Arc<str>) -> bool {
+        self.map
+            .get_key_value(&**key)
+            .is_some_and(|(held, _)| Arc::ptr_eq(held, key))
+    }
+
+    /// Drops the queue's stale front, and with `room`, live entries from the front until
+    /// the map has room for one more.
+    fn trim(&mut self, room: bool) {
+        while let Some(front) = self.order.front() {
+            let live = self.is_live(front);
+            if live && !(room && self.map.len() >= MAX_HELD) {
+                break;
+            }
+            if let Some(key) = self.order.pop_front() {
+                if live {
+                    self.map.remove(&*key);
+                }
+            }
         }
-        map.insert(Box::from(cap), Entry { held, until, uses });
+        // Keys spent or ended in the middle of the queue: compacted once the queue is
+        // twice the map (and some), so each hold pays for it a bounded number of times.
+        if self.order.len() > 2 * self.map.len() + COMPACT_SLACK {
+            let order = std::mem::take(&mut self.order);
+            self.order = order.into_iter().filter(|k| self.is_live(k)).collect();
+        }
+    }
+}
+
+/// Stale keys the queue may carry beyond twice the map before it is compacted.
+const COMPACT_SLACK: usize = 1_024;
+
+impl<T: Clone> Held<T> {
+    fn hold(&self, cap: &str, held: T, until: f64, uses: u8) {
+        let mut store = self.store.lock();
+        let entry = Entry { held, until, uses };
+        if let Some(e) = store.map.get_mut(cap) {
+            // Held again (adopted from another replica): the entry changes, its place
+            // in the queue does not.
+            *e = entry;
+            return;
+        }
+        store.trim(true);
+        let key: Arc<str> = Arc::from(cap);
+        store.order.push_back(Arc::clone(&key));
+        store.map.insert(key, entry);
     }
 
     /// The entry for `cap` when it is live and bound to `bot`.
     fn peek(&self, cap: &str, bot: &dyn Fn(&T) -> bool, now: f64) -> Option<T> {
-        let map = self.map.lock();
-        let e = map.get(cap)?;
+        let store = self.store.lock();
+        let e = store.map.get(cap)?;
         (e.until > now && e.uses > 0 && bot(&e.held)).then(|| e.held.clone())
     }
 
     /// Spends one use of `cap`; false when it is no longer live (another request spent
     /// the last use, or it ended, since it was looked at). A spent-out entry is removed.
     fn spend(&self, cap: &str, now: f64) -> bool {
-        let mut map = self.map.lock();
+        let mut store = self.store.lock();
+        let map = &mut store.map;
         let Some(e) = map.get_mut(cap) else {
             return false;
         };
         if e.until <= now || e.uses == 0 {
             map.remove(cap);
+            store.trim(false);
             return false;
         }
         e.uses -= 1;
         if e.uses == 0 {
             map.remove(cap);
+            store.trim(false);
         }
         true
     }
 
     fn remove_where(&self, f: impl Fn(&T) -> bool) -> usize {
-        let mut map = self.map.lock();
-        let before = map.len();
-        map.retain(|_, e| !f(&e.held));
-        before - map.len()
+        let mut store = self.store.lock();
+        let before = store.map.len();
+        store.map.retain(|_, e| !f(&e.held));
+        let removed = before - store.map.len();
+        store.trim(false);
+        removed
     }
 
     fn len(&self) -> usize {
-        self.map.lock().len()
+        self.store.lock().map.len()
     }
-}
 
-/// Makes room in a full map: drops the entries that ended or were spent, then the live
-/// ones closest to their end, down to [`MAX_HELD`] − [`EVICT_BATCH`]. One pass over the
-/// map serves the next [`EVICT_BATCH`] holds: a full store (a burst of interactions, or
-/// more than the bound held at a steady rate, where one entry ends for each new one)
-/// costs a few map visits per hold, not a pass over all of them under the lock.
-fn make_room<T>(map: &mut HashMap<Box<str>, Entry<T>>, now: f64) {
-    map.retain(|_, e| e.until > now && e.uses > 0);
-    let keep = MAX_HELD - EVICT_BATCH;
-    let Some(excess) = map.len().checked_sub(keep).filter(|&n| n > 0) else {
-        return;
-    };
-    // The `excess`th nearest end: every entry ending before it goes, and as many ending
-    // at it as make up `excess`.
-    let mut ends: Vec<f64> = map.values().map(|e| e.until).collect();
-    let (before, &mut cut, _) = ends.select_nth_unstable_by(excess - 1, f64::total_cmp);
-    let mut at_cut = excess - before.iter().filter(|u| u.total_cmp(&cut).is_lt()).count();
-    map.retain(|_, e| match e.until.total_cmp(&cut) {
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal if at_cut > 0 => {
-            at_cut -= 1;
-            false
-        }
-        _ => true,
-    });
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.store.lock().order.len()
+    }
 }
 
 /// The capabilities held for bots: response URLs, upload URLs and workflow tokens.
@@ -224,13 +262,13 @@ impl Custody {
     /// Holds a response URL under `cap` from `now` for Slack's 30 minutes and 5 uses.
     pub fn hold_response_url(&self, cap: &str, held: ResponseUrl, now: f64) {
         self.responses
-            .hold(cap, held, now + RESPONSE_URL_TTL, RESPONSE_URL_USES, now);
+            .hold(cap, held, now + RESPONSE_URL_TTL, RESPONSE_URL_USES);
     }
 
     /// Holds a response URL another replica took into custody (shared through Redis)
     /// under `cap` until `until` (unix seconds) with the `uses` it had left.
-    pub fn adopt_response_url(&self, cap: &str, held: ResponseUrl, until: f64, uses: u8, now: f64) {
-        self.responses.hold(cap, held, until, uses, now);
+    pub fn adopt_response_url(&self, cap: &str, held: ResponseUrl, until: f64, uses: u8) {
+        self.responses.hold(cap, held, until, uses);
     }
 
     /// The response URL held under `cap` for `bot`, if it is live. Nothing is spent:
@@ -254,7 +292,7 @@ impl Custody {
 
     /// Holds an upload URL under `cap` from `now` for one upload within an hour.
     pub fn hold_upload_url(&self, cap: &str, held: UploadUrl, now: f64) {
-        self.uploads.hold(cap, held, now + UPLOAD_URL_TTL, 1, now);
+        self.uploads.hold(cap, held, now + UPLOAD_URL_TTL, 1);
     }
 
     /// The upload URL held under `cap` for `bot`, if it is live (nothing spent).
@@ -274,8 +312,8 @@ impl Custody {
     }
 
     /// Holds a workflow token under the key `key` until `until` (unix seconds).
-    pub fn hold_workflow_token(&self, key: &str, held: WorkflowToken, until: f64, now: f64) {
-        self.workflows.hold(key, held, until, u8::MAX, now);
+    pub fn hold_workflow_token(&self, key: &str, held: WorkflowToken, until: f64) {
+        self.workflows.hold(key, held, until, u8::MAX);
     }
 
     /// The workflow token held under `key`, if it is live. The key itself names the
@@ -332,7 +370,7 @@ mod tests {
         assert!(!c.spend_response_url("cap1", 1001.0));
         assert_eq!(c.held().0, 0);
         // Adopted from another replica: its own end and the uses it had left.
-        c.adopt_response_url("cap2", response("helpdesk"), 1100.0, 2, 1001.0);
+        c.adopt_response_url("cap2", response("helpdesk"), 1100.0, 2);
         assert!(c.spend_response_url("cap2", 1050.0));
         assert!(c.response_url("cap2", "helpdesk", 1100.0).is_none());
         assert!(c.spend_response_url("cap2", 1050.0));
@@ -387,9 +425,9 @@ mod tests {
             function_execution_id: Arc::from(id),
             token: Arc::from("xwfp-not-a-real-token"),
         };
-        c.hold_workflow_token("sgw-a", held("Fx1"), 100.0, 0.0);
-        c.hold_workflow_token("sgw-b", held("Fx1"), 100.0, 0.0);
-        c.hold_workflow_token("sgw-c", held("Fx2"), 100.0, 0.0);
+        c.hold_workflow_token("sgw-a", held("Fx1"), 100.0);
+        c.hold_workflow_token("sgw-b", held("Fx1"), 100.0);
+        c.hold_workflow_token("sgw-c", held("Fx2"), 100.0);
         assert_eq!(c.workflow_token("sgw-a", 50.0), Some(held("Fx1")));
         assert_eq!(c.workflow_token("sgw-c", 100.0), None);
         assert_eq!(c.end_function_execution("Fx1"), 2);
@@ -398,45 +436,68 @@ mod tests {
     }
 
     #[test]
-    fn a_full_store_drops_the_expired_then_the_nearest_end() {
+    fn a_full_store_drops_what_was_held_longest_ago() {
         let c = Custody::default();
-        let at = |i: usize| i as f64 / 1_000.0;
         for i in 0..MAX_HELD {
-            c.hold_response_url(&format!("cap{i}"), response("b"), at(i));
+            c.hold_response_url(&format!("cap{i}"), response("b"), i as f64);
         }
-        // None has ended: the batch that ends first goes, the rest stays.
-        let now = at(MAX_HELD);
-        c.hold_response_url("new", response("b"), now);
-        assert_eq!(c.held().0, MAX_HELD - EVICT_BATCH + 1);
-        assert!(c.response_url("cap0", "b", now).is_none());
-        let last_dropped = format!("cap{}", EVICT_BATCH - 1);
-        assert!(c.response_url(&last_dropped, "b", now).is_none());
-        let first_kept = format!("cap{EVICT_BATCH}");
-        assert!(c.response_url(&first_kept, "b", now).is_some());
-        assert!(c.response_url("new", "b", now).is_some());
-        // The next holds up to the bound need no pass.
-        for i in 1..EVICT_BATCH {
-            c.hold_response_url(&format!("more{i}"), response("b"), now);
-        }
+        // cap0 ends first (each lives the same time from when it was held): it goes.
+        c.hold_response_url("new", response("b"), MAX_HELD as f64);
         assert_eq!(c.held().0, MAX_HELD);
-        // Once some have ended, they go first: here a batch and one more have (the
-        // entries from cap6250 to cap12500), so no live one goes.
-        let later = at(2 * EVICT_BATCH) + RESPONSE_URL_TTL;
-        c.hold_response_url("newer", response("b"), later);
-        assert_eq!(c.held().0, MAX_HELD - EVICT_BATCH);
-        assert!(c
-            .response_url(&format!("cap{}", 2 * EVICT_BATCH + 1), "b", later)
-            .is_some());
+        assert!(c.held_response_url("cap0", 10.0).is_none());
+        assert!(c.held_response_url("cap1", 10.0).is_some());
+        assert!(c.held_response_url("new", 10.0).is_some());
+        // A spent entry leaves room: the next hold drops nothing live.
+        for _ in 0..RESPONSE_URL_USES {
+            assert!(c.spend_response_url("cap7", 10.0));
+        }
+        c.hold_response_url("newer", response("b"), MAX_HELD as f64);
+        assert_eq!(c.held().0, MAX_HELD);
+        assert!(c.held_response_url("cap1", 10.0).is_some());
+        // Then cap1 is the front.
+        c.hold_response_url("newest", response("b"), MAX_HELD as f64);
+        assert!(c.held_response_url("cap1", 10.0).is_none());
+        assert!(c.held_response_url("cap2", 10.0).is_some());
     }
 
     #[test]
-    fn a_full_store_of_equal_ends_drops_one_batch() {
+    fn adopting_again_keeps_the_place_and_takes_the_new_entry() {
         let c = Custody::default();
-        for i in 0..MAX_HELD {
-            c.hold_response_url(&format!("cap{i}"), response("b"), 5.0);
+        c.hold_response_url("cap1", response("a"), 0.0);
+        c.adopt_response_url("cap1", response("b"), 50.0, 1);
+        assert_eq!(c.held_response_url("cap1", 10.0), Some(response("b")));
+        assert_eq!(c.responses.queued(), 1);
+        assert!(c.spend_response_url("cap1", 10.0));
+        assert!(!c.spend_response_url("cap1", 10.0));
+    }
+
+    #[test]
+    fn the_queue_of_a_store_whose_entries_are_spent_stays_bounded() {
+        let c = Custody::default();
+        // Held and spent in turn, with one long-lived entry at the front.
+        c.hold_response_url("first", response("b"), 0.0);
+        for i in 0..50_000 {
+            let cap = format!("cap{i}");
+            c.hold_response_url(&cap, response("b"), 0.0);
+            if i % 10 != 0 {
+                for _ in 0..RESPONSE_URL_USES {
+                    assert!(c.spend_response_url(&cap, 1.0));
+                }
+            }
         }
-        c.hold_response_url("new", response("b"), 5.0);
-        assert_eq!(c.held().0, MAX_HELD - EVICT_BATCH + 1);
-        assert!(c.response_url("new", "b", 1.0).is_some());
+        assert_eq!(c.held().0, 5_001);
+        assert!(c.responses.queued() <= 2 * 5_001 + 1_024 + 1);
+        // Ending an execution's keys leaves them stale too.
+        let token = |id: &str| WorkflowToken {
+            bot: Arc::from("b"),
+            function_execution_id: Arc::from(id),
+            token: Arc::from("xwfp-x"),
+        };
+        for i in 0..3_000 {
+            c.hold_workflow_token(&format!("sgw-{i}"), token("Fx1"), 100.0);
+        }
+        assert_eq!(c.end_function_execution("Fx1"), 3_000);
+        assert_eq!(c.held().2, 0);
+        assert!(c.workflows.queued() <= 1_024);
     }
 }

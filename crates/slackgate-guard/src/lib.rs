@@ -66,8 +66,8 @@ use slackgate_policy::Route;
 pub use client_ip::{canonical, client_ip, parse_entry, IpText};
 pub use clock::{unix_secs, unix_secs_f64, Clock, FakeClock, SystemClock};
 pub use custody::{
-    Custody, ResponseUrl, UploadUrl, WorkflowToken, EVICT_BATCH, MAX_HELD, RESPONSE_URL_TTL,
-    RESPONSE_URL_USES, UPLOAD_URL_TTL, WORKFLOW_KEY_PREFIX,
+    Custody, ResponseUrl, UploadUrl, WorkflowToken, MAX_HELD, RESPONSE_URL_TTL, RESPONSE_URL_USES,
+    UPLOAD_URL_TTL, WORKFLOW_KEY_PREFIX,
 };
 pub use decision::{apply_mode, Action, Decision, Rule};
 pub use dedupe::DEDUPE_TTL;

@@ -111,7 +111,6 @@ impl Rig {
                 token: Arc::from(WORKFLOW_TOKEN),
             },
             now + 900.0,
-            now,
         );
     }
 

@@ -440,7 +440,7 @@ fn a_workflow_key_acts_as_its_bot_until_its_execution_ends() {
         token: std::sync::Arc::from("xwfp-not-a-real-token"),
     };
     door.custody
-        .hold_workflow_token("sgw-live", held, NOW + 60.0, NOW);
+        .hold_workflow_token("sgw-live", held, NOW + 60.0);
     let d = door.decide(
         "sgw-live",
         "/api/chat.postMessage",

@@ -166,7 +166,7 @@ pub(crate) async fn adopt(
                 team: r.team.map(Arc::from),
                 url: Arc::from(r.secret),
             };
-            custody.adopt_response_url(cap, held, r.until, RESPONSE_URL_USES, now);
+            custody.adopt_response_url(cap, held, r.until, RESPONSE_URL_USES);
         }
         Kind::WorkflowToken => {
             let held = WorkflowToken {
@@ -174,7 +174,7 @@ pub(crate) async fn adopt(
                 function_execution_id: Arc::from(r.execution.unwrap_or_default()),
                 token: Arc::from(r.secret),
             };
-            custody.hold_workflow_token(cap, held, r.until, now);
+            custody.hold_workflow_token(cap, held, r.until);
         }
     }
     Ok(true)

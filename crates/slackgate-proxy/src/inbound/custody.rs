@@ -274,8 +274,7 @@ impl Keeper<'_> {
                         until,
                     });
                 }
-                self.custody
-                    .hold_workflow_token(&key, kept, until, self.now);
+                self.custody.hold_workflow_token(&key, kept, until);
                 Some(key)
             }
         }
