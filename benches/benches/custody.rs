@@ -13,9 +13,11 @@
 //! its bound ([`MAX_HELD`] of each kind), where every hold first drops the entry held
 //! longest ago.
 //!
-//! Custody reuses the guard's decoding of an interactivity `payload` (the facts are read
-//! once per request, on every route, before custody): the facts are read outside the
-//! timed loop, and `rewrite_own_decoding` shows the rewrite decoding it again.
+//! Custody reuses what the guard's reading of the body taught (the facts are read once per
+//! request, on every route, before custody): the decoded interactivity `payload`, and where
+//! custody's fields are in it or in an Events API body. The facts are read outside the
+//! timed loop; `rewrite_own_reading` shows the rewrite reading the body itself (decoding
+//! the payload again and walking the JSON).
 //!
 //! Run: `cargo bench -p slackgate-benches --bench custody`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -130,7 +132,8 @@ fn custody(c: &mut Criterion) {
     ];
     for (name, body, content_type) in &shapes {
         // The guard's facts of the request, read before custody on every route: custody
-        // reuses their decoding of an interactivity `payload` (as the door does).
+        // reuses what reading the body taught (the decoded interactivity `payload`, where
+        // custody's fields are), as the door does.
         let facts = parse_facts(Some(content_type), body).unwrap();
         let forward = |route: &Route, store: &Custody| -> Prepared {
             let keeper = Keeper {
@@ -139,7 +142,7 @@ fn custody(c: &mut Criterion) {
                 channel: Some("C0HELP"),
                 team: Some("T0ACME"),
                 execution: None,
-                payload: facts.payload.as_ref(),
+                hint: facts.custody.as_ref(),
                 share: false,
                 now: NOW as f64,
             };
@@ -177,27 +180,21 @@ fn custody(c: &mut Criterion) {
             )
         });
         // The rewrite alone: a constant in place of each capability, nothing minted or held
-        // (the payload's decoding reused, as the door does).
+        // (the facts' hint reused, as the door does).
         g.bench_function("rewrite_only", |b| {
             b.iter(|| {
-                let payload = facts.payload.as_ref();
-                take_into_custody_decoded(
-                    Some(content_type),
-                    black_box(body),
-                    wants,
-                    payload,
-                    |_| {
-                        Some(String::from(
-                            "http://slackgate-egress.bots.svc:8081/respond/0",
-                        ))
-                    },
-                )
+                let hint = facts.custody.as_ref();
+                take_into_custody_decoded(Some(content_type), black_box(body), wants, hint, |_| {
+                    Some(String::from(
+                        "http://slackgate-egress.bots.svc:8081/respond/0",
+                    ))
+                })
                 .unwrap()
             })
         });
-        // The same, decoding the payload again (what custody cost before it reused the
-        // guard's decoding).
-        g.bench_function("rewrite_own_decoding", |b| {
+        // The same, reading the body itself: decoding the payload again and walking the
+        // JSON (what custody cost before it reused the guard's reading).
+        g.bench_function("rewrite_own_reading", |b| {
             b.iter(|| {
                 take_into_custody_decoded(Some(content_type), black_box(body), wants, None, |_| {
                     Some(String::from(

@@ -15,7 +15,20 @@ fuzz_target!(|body: &[u8]| {
     ] {
         let ssl = is_ssl_check(content_type, body);
         let facts = parse_facts(content_type, body);
-        assert_eq!(facts, parse_facts_with_serde_only(content_type, body));
+        // The same facts; only the quick reader vouches for custody's spots in an events
+        // body (the custody target holds those to custody's own walk).
+        let strip = |f: Result<slackgate_slack::Facts<'_>, _>| {
+            f.map(|mut f| {
+                if matches!(f.custody, Some(slackgate_slack::CustodyHint::Event(_))) {
+                    f.custody = None;
+                }
+                f
+            })
+        };
+        assert_eq!(
+            strip(facts.clone()),
+            strip(parse_facts_with_serde_only(content_type, body))
+        );
         if let Ok(facts) = facts {
             // The cheap check and the full parse agree on ssl_check bodies.
             assert_eq!(ssl, facts.kind == RequestKind::SslCheck);

@@ -91,6 +91,9 @@ pub struct DecodedPayload<'a> {
     json: Result<String, Vec<u8>>,
     /// The raw offset of every [`STRIDE`]th decoded byte ([`decode_marked`]).
     marks: Vec<usize>,
+    /// Where custody's fields are in `json`, when the facts reader could vouch for them
+    /// ([`Spot`]); `None` has custody walk the JSON itself.
+    spots: Option<Vec<Spot>>,
 }
 
 impl std::fmt::Debug for DecodedPayload<'_> {
@@ -108,7 +111,17 @@ impl<'a> DecodedPayload<'a> {
         let (bytes, marks) = decode_marked(raw);
         // Checked once here, by std (which keeps the `String`); custody reuses the answer.
         let json = String::from_utf8(bytes).map_err(std::string::FromUtf8Error::into_bytes);
-        Self { raw, json, marks }
+        Self {
+            raw,
+            json,
+            marks,
+            spots: None,
+        }
+    }
+
+    /// Where custody's fields are in the decoded text (offsets into [`Self::text`]).
+    pub(crate) fn set_spots(&mut self, spots: Vec<Spot>) {
+        self.spots = Some(spots);
     }
 
     /// The decoded text, lossy where it is not UTF-8 (what a form parser hands on).
@@ -125,13 +138,83 @@ impl<'a> DecodedPayload<'a> {
     pub fn within<'b>(self, body: &'b [u8]) -> Option<DecodedPayload<'b>> {
         let start = (self.raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
         let raw = body.get(start..start.checked_add(self.raw.len())?)?;
-        let Self { json, marks, .. } = self;
-        Some(DecodedPayload { raw, json, marks })
+        let Self {
+            json, marks, spots, ..
+        } = self;
+        Some(DecodedPayload {
+            raw,
+            json,
+            marks,
+            spots,
+        })
     }
 
     /// True when this is the decoding of `raw` itself (the same bytes of the same body).
     fn decodes(&self, raw: &[u8]) -> bool {
         std::ptr::eq(self.raw.as_ptr(), raw.as_ptr()) && self.raw.len() == raw.len()
+    }
+}
+
+/// A string value custody takes or reads, where a facts reader found it: its span in the
+/// document (quotes included), its role and the object it stands in (for a channel beside
+/// a response URL). A reader makes spots only for a document it read whole and strictly,
+/// and only when it can vouch that they are every value at custody's paths: then custody
+/// needs no walk of its own (property tests and the `custody` fuzz target hold the two to
+/// the same answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spot {
+    pub(crate) at: std::ops::Range<usize>,
+    pub(crate) role: Role,
+    pub(crate) object: usize,
+}
+
+/// Where the quick Events API reader found custody's fields (`event.bot_access_token`,
+/// `event.function_execution_id`) in the body it read whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EventSpots<'a> {
+    /// The body they are in.
+    body: &'a [u8],
+    spots: Vec<Spot>,
+}
+
+impl<'a> EventSpots<'a> {
+    pub(crate) fn new(body: &'a [u8], spots: Vec<Spot>) -> Self {
+        Self { body, spots }
+    }
+}
+
+/// What the facts reader learnt that custody reuses ([`crate::Facts::custody`]): an
+/// interactivity form's decoded `payload`, or where custody's fields are in an Events API
+/// body. Tied to the body it was read from; `Debug` shows no content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustodyHint<'a> {
+    /// An interactivity form's `payload`, decoded once.
+    Payload(DecodedPayload<'a>),
+    /// An Events API body's custody fields.
+    Event(EventSpots<'a>),
+}
+
+impl std::fmt::Debug for EventSpots<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSpots")
+            .field("spots", &self.spots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CustodyHint<'_> {
+    /// The same hint borrowing `body` instead, when what it was read from is (a part of)
+    /// `body` itself; `None` otherwise. For a caller whose borrow of the body outlives
+    /// the one the facts were read with.
+    pub fn within(self, body: &[u8]) -> Option<CustodyHint<'_>> {
+        match self {
+            Self::Payload(p) => p.within(body).map(CustodyHint::Payload),
+            Self::Event(e) => {
+                let same =
+                    std::ptr::eq(e.body.as_ptr(), body.as_ptr()) && e.body.len() == body.len();
+                same.then(|| CustodyHint::Event(EventSpots::new(body, e.spots)))
+            }
+        }
     }
 }
 
@@ -148,25 +231,35 @@ pub fn take_into_custody(
     take_into_custody_decoded(content_type, body, wants, None, replace)
 }
 
-/// [`take_into_custody`] reusing the facts' decoding of the body's `payload` field
-/// ([`crate::Facts::payload`]): the same answer, byte for byte, with or without it (a
-/// decoding of another field or another body is not used).
+/// [`take_into_custody`] reusing what the facts reader learnt of `body`
+/// ([`crate::Facts::custody`]): the same answer, byte for byte, with or without it (a
+/// hint read from another body, or another field, is not used).
 pub fn take_into_custody_decoded(
     content_type: Option<&str>,
     body: &[u8],
     wants: Wants,
-    payload: Option<&DecodedPayload<'_>>,
+    hint: Option<&CustodyHint<'_>>,
     mut replace: impl FnMut(Held<'_>) -> Option<String>,
 ) -> Result<Option<Vec<u8>>, CustodyError> {
     if !wants.any() {
         return Ok(None);
     }
-    let edits = match BodyEncoding::detect(content_type, body) {
-        BodyEncoding::Json if wants.workflow_tokens && may_hold_token(body) => {
-            json_edits(body, &EVENTS, &mut replace)?
+    let edits = match (BodyEncoding::detect(content_type, body), hint) {
+        (BodyEncoding::Json, _) if !wants.workflow_tokens => Vec::new(),
+        (BodyEncoding::Json, Some(CustodyHint::Event(e)))
+            if std::ptr::eq(e.body.as_ptr(), body.as_ptr()) && e.body.len() == body.len() =>
+        {
+            edits_of(spotted(body, &e.spots, &EVENTS)?, &mut replace)?
         }
-        BodyEncoding::Json => Vec::new(),
-        BodyEncoding::Form => form_edits(body, wants, payload, &mut replace)?,
+        (BodyEncoding::Json, _) if may_hold_token(body) => json_edits(body, &EVENTS, &mut replace)?,
+        (BodyEncoding::Json, _) => Vec::new(),
+        (BodyEncoding::Form, hint) => {
+            let payload = match hint {
+                Some(CustodyHint::Payload(p)) => Some(p),
+                _ => None,
+            };
+            form_edits(body, wants, payload, &mut replace)?
+        }
     };
     Ok((!edits.is_empty()).then(|| splice(body, &edits)))
 }
@@ -201,8 +294,8 @@ fn splice(body: &[u8], edits: &[Edit]) -> Vec<u8> {
 }
 
 /// What a path in a JSON document holds for custody.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
     ResponseUrl,
     /// The `channel_id` beside a response URL in `response_urls[]`.
     Channel,
@@ -253,6 +346,53 @@ struct Found<'a> {
     object: usize,
 }
 
+/// Where `response_urls[]` holds response URLs and their channels, from inside it.
+const RESPONSE_URLS_ITEMS: [Pattern; 2] = [
+    (&[None, Some("response_url")], Role::ResponseUrl),
+    (&[None, Some("channel_id")], Role::Channel),
+];
+
+/// Custody's fields of an interactivity payload `json` that `serde_json` read whole for
+/// the facts, which hands over the raw JSON values (borrowed from `json`, any type) of its
+/// top-level `response_url`, `bot_access_token` and `response_urls` and of
+/// `function_data.execution_id`: the same spots the walk would find, in document order.
+/// `serde_json` refused duplicate fields and decoded escaped keys, so each is the only one
+/// at its path; `response_urls` (view submissions only, and small) is walked here.
+/// `None` when that walk fails: custody then walks the payload itself, and fails alike.
+pub(crate) fn payload_spots(
+    json: &str,
+    top: [(Option<&str>, Role); 3],
+    response_urls: Option<&str>,
+) -> Option<Vec<Spot>> {
+    let at = |raw: &str| {
+        let start = (raw.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+        let end = start.checked_add(raw.len())?;
+        (json.get(start..end) == Some(raw)).then_some(start..end)
+    };
+    let mut spots = Vec::with_capacity(2);
+    for (raw, role) in top {
+        if let Some(raw) = raw.filter(|r| r.starts_with('"')) {
+            spots.push(Spot {
+                at: at(raw)?,
+                role,
+                object: 0,
+            });
+        }
+    }
+    if let Some(raw) = response_urls {
+        let base = at(raw)?.start;
+        let found = find(raw.as_bytes(), &RESPONSE_URLS_ITEMS).ok()?;
+        spots.extend(found.into_iter().map(|f| Spot {
+            at: base + f.at.start..base + f.at.end,
+            role: f.role,
+            object: f.object,
+        }));
+    }
+    // In document order, as the walk finds them (the order custody hands them over in).
+    spots.sort_by_key(|s| s.at.start);
+    Some(spots)
+}
+
 /// The edits of a JSON document: each wanted string value replaced by the JSON string of
 /// its replacement.
 fn json_edits(
@@ -260,7 +400,53 @@ fn json_edits(
     patterns: &[Pattern],
     replace: &mut dyn FnMut(Held<'_>) -> Option<String>,
 ) -> Result<Vec<Edit>, CustodyError> {
-    let found = find(doc, patterns)?;
+    edits_of(find(doc, patterns)?, replace)
+}
+
+/// What the walk would find in `doc` for `patterns`, from a reader's spots: those of the
+/// patterns' roles, with their texts.
+fn spotted<'a>(
+    doc: &'a [u8],
+    spots: &[Spot],
+    patterns: &[Pattern],
+) -> Result<Vec<Found<'a>>, CustodyError> {
+    let mut found = Vec::with_capacity(spots.len());
+    for spot in spots {
+        if patterns.iter().any(|(_, role)| *role == spot.role) {
+            found.push(Found {
+                at: spot.at.clone(),
+                role: spot.role,
+                text: string_text(doc, spot.at.clone())?,
+                object: spot.object,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The text of the JSON string at `at` in `doc` (quotes included), as the walk reads it:
+/// decoded by `serde_json` when it has an escape, else the bytes between the quotes.
+fn string_text(doc: &[u8], at: std::ops::Range<usize>) -> Result<Cow<'_, str>, CustodyError> {
+    let raw = doc.get(at.clone()).ok_or(CustodyError::Unreadable)?;
+    if memchr::memchr(b'\\', raw).is_some() {
+        return serde_json::from_slice::<String>(raw)
+            .map(Cow::Owned)
+            .map_err(|_| CustodyError::Unreadable);
+    }
+    let inner = doc
+        .get(at.start + 1..at.end.saturating_sub(1))
+        .ok_or(CustodyError::Unreadable)?;
+    std::str::from_utf8(inner)
+        .map(Cow::Borrowed)
+        .map_err(|_| CustodyError::Unreadable)
+}
+
+/// The edits for what was found: each wanted string value replaced by the JSON string of
+/// its replacement.
+fn edits_of(
+    found: Vec<Found<'_>>,
+    replace: &mut dyn FnMut(Held<'_>) -> Option<String>,
+) -> Result<Vec<Edit>, CustodyError> {
     let execution = found
         .iter()
         .filter(|f| f.role == Role::ExecutionId)
@@ -369,6 +555,7 @@ fn payload_edits(
         raw: value,
         json,
         marks,
+        spots,
     } = decoded;
     let json = json.as_ref().map_err(|_| CustodyError::Unreadable)?;
     // PAYLOAD holds the response URLs' patterns first, then the workflow token's.
@@ -378,7 +565,10 @@ fn payload_edits(
         (false, true) => &PAYLOAD[3..],
         (false, false) => &[],
     };
-    let inner = json_edits(json.as_bytes(), patterns, replace)?;
+    let inner = match spots {
+        Some(spots) => edits_of(spotted(json.as_bytes(), spots, patterns)?, replace)?,
+        None => json_edits(json.as_bytes(), patterns, replace)?,
+    };
     for e in inner {
         let start = raw_offset(value, marks, e.at.start);
         let end = raw_offset(value, marks, e.at.end);
@@ -507,7 +697,8 @@ fn find3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr3(a, b, c, hay.get(SHORT..)?).map(|at| at + SHORT)
 }
 
-/// The deepest nesting followed (deeper documents are refused, as `serde_json` does).
+/// The deepest nesting the walk follows (it follows only the patterns' paths, a few
+/// levels: this bounds its recursion whatever the patterns).
 const MAX_DEPTH: usize = 128;
 
 /// One step of the path to a value: an object key (decoded) or an array element.
@@ -637,7 +828,7 @@ impl<'a> Walk<'a> {
     fn value(&mut self, patterns: &[Pattern], depth: usize) -> Result<(), CustodyError> {
         let fits = fit(&self.path, patterns);
         if matches!(fits, Fit::Outside) {
-            return self.skip(depth);
+            return self.skip();
         }
         match self.peek()? {
             b'"' => {
@@ -686,7 +877,7 @@ impl<'a> Walk<'a> {
                     r
                 })
             }
-            _ => self.skip(depth),
+            _ => self.skip(),
         }
     }
 
@@ -711,14 +902,16 @@ impl<'a> Walk<'a> {
     }
 
     /// Skips one value (of a document already checked as JSON by the facts: this only
-    /// needs to find its end, strings and nesting included).
-    fn skip(&mut self, depth: usize) -> Result<(), CustodyError> {
+    /// needs to find its end, strings and nesting included). It counts brackets in a
+    /// loop, so it needs no bound on their nesting: like `serde_json` skipping a field it
+    /// does not read, it skips a value however deep.
+    fn skip(&mut self) -> Result<(), CustodyError> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             open @ (b'{' | b'[') => {
                 // In a well-formed document the brackets of one kind balance by
                 // themselves, strings aside: only those of the value's own kind are
-                // counted (the other kind's depth is bounded by the facts' parse).
+                // counted.
                 let close = if open == b'{' { b'}' } else { b']' };
                 let mut nest = 0usize;
                 loop {
@@ -729,12 +922,7 @@ impl<'a> Walk<'a> {
                             self.string()?;
                             continue;
                         }
-                        b if b == open => {
-                            nest += 1;
-                            if depth + nest > MAX_DEPTH {
-                                return Err(BAD);
-                            }
-                        }
+                        b if b == open => nest += 1,
                         _ => nest -= 1,
                     }
                     self.i += 1;

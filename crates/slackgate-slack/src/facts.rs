@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::custody::{self, DecodedPayload};
+use crate::custody::{self, CustodyHint, DecodedPayload, Role};
 use crate::kind::RequestKind;
 use crate::lifecycle::{Carries, Lifecycle};
 use crate::wire::{self, EventsEnvelope, InteractionPayload, Obj};
@@ -56,10 +56,12 @@ pub struct Facts<'a> {
     /// Set for lifecycle requests (see [`Lifecycle`]): `app_uninstalled`, `tokens_revoked`,
     /// `app_rate_limited` and the others of its table.
     pub lifecycle: Option<Lifecycle>,
-    /// An interactivity form's `payload`, as decoded for these facts: secret custody
-    /// rewrites the same body from it ([`crate::take_into_custody_decoded`]) rather than
-    /// decoding it again. Tied to the body; [`Facts::into_owned`] drops it.
-    pub payload: Option<DecodedPayload<'a>>,
+    /// What reading the body taught that secret custody reuses rather than reading it
+    /// again ([`crate::take_into_custody_decoded`]): an interactivity form's `payload` as
+    /// decoded for these facts (with where custody's fields are in it), or where they are
+    /// in an Events API body the quick reader read. Tied to the body;
+    /// [`Facts::into_owned`] drops it.
+    pub custody: Option<CustodyHint<'a>>,
 }
 
 impl<'a> Facts<'a> {
@@ -81,7 +83,7 @@ impl<'a> Facts<'a> {
             challenge: None,
             is_enterprise_install: false,
             lifecycle: None,
-            payload: None,
+            custody: None,
         }
     }
 
@@ -99,8 +101,8 @@ impl<'a> Facts<'a> {
             && self.event_type.as_deref() == Some(FUNCTION_EXECUTED)
     }
 
-    /// Returns a copy that owns all its strings, detached from the body (without the
-    /// decoded [`Facts::payload`], which is tied to it).
+    /// Returns a copy that owns all its strings, detached from the body (without
+    /// [`Facts::custody`], which is tied to it).
     pub fn into_owned(self) -> Facts<'static> {
         fn own(s: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
             s.map(|s| Cow::Owned(s.into_owned()))
@@ -121,7 +123,7 @@ impl<'a> Facts<'a> {
             challenge,
             is_enterprise_install,
             lifecycle,
-            payload: _,
+            custody: _,
         } = self;
         Facts {
             kind,
@@ -142,7 +144,7 @@ impl<'a> Facts<'a> {
             challenge: own(challenge),
             is_enterprise_install,
             lifecycle,
-            payload: None,
+            custody: None,
         }
     }
 }
@@ -268,12 +270,19 @@ pub(crate) fn json_object<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Resul
 }
 
 fn events_facts(text: &str, quick: bool) -> Result<Facts<'_>, FactsError> {
-    // The quick reader answers for plain bodies; everything else is serde_json's to decide.
-    let env = match quick.then(|| crate::fast::events_envelope(text)).flatten() {
-        Some(env) => env,
-        None => json_object(text)?,
-    };
-    envelope_facts(env)
+    // The quick reader answers for plain bodies, and tells custody where its fields are;
+    // everything else is serde_json's to decide (and custody walks it).
+    match quick.then(|| crate::fast::events_envelope(text)).flatten() {
+        Some((env, spots)) => {
+            let mut facts = envelope_facts(env)?;
+            facts.custody = Some(CustodyHint::Event(custody::EventSpots::new(
+                text.as_bytes(),
+                spots,
+            )));
+            Ok(facts)
+        }
+        None => envelope_facts(json_object(text)?),
+    }
 }
 
 /// The facts of a decoded Events API envelope.
@@ -426,9 +435,20 @@ fn form_facts(text: &str) -> Result<Facts<'_>, FactsError> {
     if fields.ssl_check.as_deref() == Some("1") {
         return Ok(Facts::new(RequestKind::SslCheck));
     }
-    if let Some(payload) = fields.payload {
-        let mut facts = interaction_facts(&payload.text()).map(Facts::into_owned)?;
-        facts.payload = Some(payload);
+    if let Some(mut payload) = fields.payload {
+        let (facts, spots) = match payload.text() {
+            Cow::Borrowed(json) => {
+                let (facts, spots) = interaction_facts(json)?;
+                (facts.into_owned(), spots)
+            }
+            // Not UTF-8: custody refuses it whatever the facts.
+            Cow::Owned(lossy) => (interaction_facts(&lossy)?.0.into_owned(), None),
+        };
+        if let Some(spots) = spots {
+            payload.set_spots(spots);
+        }
+        let mut facts = facts;
+        facts.custody = Some(CustodyHint::Payload(payload));
         return Ok(facts);
     }
     let command = non_empty(fields.command).ok_or(FactsError::MissingPayload)?;
@@ -448,8 +468,19 @@ fn form_facts(text: &str) -> Result<Facts<'_>, FactsError> {
     Ok(facts)
 }
 
-fn interaction_facts(json: &str) -> Result<Facts<'_>, FactsError> {
+/// The facts of an interactivity payload, and where custody's fields are in it.
+fn interaction_facts(json: &str) -> Result<(Facts<'_>, Option<Vec<custody::Spot>>), FactsError> {
     let p: InteractionPayload<'_> = json_object(json)?;
+    let execution_raw = p.function_data.as_ref().and_then(|d| d.0.execution_id);
+    let spots = custody::payload_spots(
+        json,
+        [
+            (p.response_url.map(|r| r.get()), Role::ResponseUrl),
+            (p.bot_access_token.map(|r| r.get()), Role::WorkflowToken),
+            (execution_raw.map(|r| r.get()), Role::ExecutionId),
+        ],
+        p.response_urls.map(|r| r.get()),
+    );
     let kind_name = wire::text(p.kind).ok_or(FactsError::MissingField("type"))?;
     let kind = RequestKind::from_interaction_type(&kind_name).ok_or(FactsError::UnknownType)?;
     let user = p.user.unwrap_or_default();
@@ -480,7 +511,7 @@ fn interaction_facts(json: &str) -> Result<Facts<'_>, FactsError> {
         .collect();
     let (execution_id, function_callback_id) = match p.function_data {
         Some(Obj(d)) => (
-            wire::text(d.execution_id),
+            wire::text(wire::raw_str(d.execution_id).map_err(|_| FactsError::BadJson)?),
             d.function.and_then(|f| wire::text(f.0.callback_id)),
         ),
         None => (None, None),
@@ -490,7 +521,7 @@ fn interaction_facts(json: &str) -> Result<Facts<'_>, FactsError> {
         .or(function_callback_id);
     facts.function_execution_id = execution_id;
     facts.is_enterprise_install = p.is_enterprise_install.unwrap_or(false);
-    Ok(facts)
+    Ok((facts, spots))
 }
 
 #[cfg(test)]

@@ -15,22 +15,29 @@
 
 use std::borrow::Cow;
 
+use crate::custody::{Role, Spot};
 use crate::wire::{text, Authorization, Event, EventItem, EventsEnvelope, Function, Obj, Ref, Str};
 
 /// The deepest nesting of objects and arrays the quick reader follows.
 pub(crate) const MAX_DEPTH: u32 = 64;
 
 /// Reads an Events API envelope, or `None` when the body is not plain (see the module docs).
-pub(crate) fn events_envelope(text: &str) -> Option<EventsEnvelope<'_>> {
+///
+/// With it, where secret custody's fields are (`event.bot_access_token`,
+/// `event.function_execution_id`): having read the body whole, with every key of the
+/// envelope and the event unescaped and read once, the reader vouches these are the only
+/// values at custody's paths (`custody::Spot`).
+pub(crate) fn events_envelope(text: &str) -> Option<(EventsEnvelope<'_>, Vec<Spot>)> {
     let mut scan = Scan {
         s: text.as_bytes(),
         text,
         i: 0,
         depth: 0,
+        spots: Vec::new(),
     };
     let env = scan.envelope()?;
     scan.ws();
-    (scan.i == scan.s.len()).then_some(env)
+    (scan.i == scan.s.len()).then_some((env, scan.spots))
 }
 
 /// How many 8-byte words of a string are checked in place before searching with `memchr`.
@@ -57,6 +64,8 @@ struct Scan<'a> {
     text: &'a str,
     i: usize,
     depth: u32,
+    /// Custody's fields, where they are.
+    spots: Vec<Spot>,
 }
 
 /// Stores a field's value unless the field was seen before (then the quick reader gives up,
@@ -270,6 +279,19 @@ impl<'a> Scan<'a> {
         self.nullable(|scan| Some(Str(Cow::Borrowed(scan.string()??))))
     }
 
+    /// Notes where `value` (a string just read, borrowed from the text) is, for custody.
+    fn spot(&mut self, value: &Option<Str<'a>>, role: Role) -> Option<()> {
+        if let Some(Str(Cow::Borrowed(s))) = value {
+            let start = (s.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+            self.spots.push(Spot {
+                at: start.checked_sub(1)?..start + s.len() + 1,
+                role,
+                object: 0,
+            });
+        }
+        Some(())
+    }
+
     /// An optional boolean.
     fn opt_bool(&mut self) -> Option<Option<bool>> {
         match self.peek()? {
@@ -308,7 +330,7 @@ impl<'a> Scan<'a> {
     fn event(&mut self) -> Option<Event<'a>> {
         let (mut kind, mut user, mut channel, mut channel_id, mut item) =
             (None, None, None, None, None);
-        let (mut function, mut function_execution_id) = (None, None);
+        let (mut function, mut function_execution_id, mut bot_access_token) = (None, None, None);
         self.object(|scan, key| match key? {
             "type" => once(&mut kind, scan.opt_str()?),
             "user" => once(&mut user, scan.opt_ref()?),
@@ -340,7 +362,17 @@ impl<'a> Scan<'a> {
                 })?;
                 once(&mut function, value)
             }
-            "function_execution_id" => once(&mut function_execution_id, scan.opt_str()?),
+            "function_execution_id" => {
+                let value = scan.opt_str()?;
+                scan.spot(&value, Role::ExecutionId)?;
+                once(&mut function_execution_id, value)
+            }
+            // Not a fact; read (once, a string or null) for custody to know where it is.
+            "bot_access_token" => {
+                let value = scan.opt_str()?;
+                scan.spot(&value, Role::WorkflowToken)?;
+                once(&mut bot_access_token, value)
+            }
             _ => scan.skip(),
         })?;
         Some(Event {

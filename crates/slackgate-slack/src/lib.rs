@@ -43,7 +43,8 @@ mod webapi;
 mod wire;
 
 pub use custody::{
-    take_into_custody, take_into_custody_decoded, CustodyError, DecodedPayload, Held, Wants,
+    take_into_custody, take_into_custody_decoded, CustodyError, CustodyHint, DecodedPayload,
+    EventSpots, Held, Wants,
 };
 pub use facts::{
     is_ssl_check, parse_facts, parse_facts_with_serde_only, BodyEncoding, Facts, FactsError,

@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 // === Str ===
 
@@ -266,15 +267,34 @@ pub(crate) struct InteractionPayload<'a> {
     /// Present on interactivity from a function's context (a custom workflow step).
     #[serde(borrow)]
     pub(crate) function_data: Option<Obj<FunctionData<'a>>>,
+    /// Secret custody's fields, raw (any JSON value, as custody's walk takes any: only a
+    /// string is taken), so that custody knows where they are without a walk of its own
+    /// (`custody::payload_spots`). Read once each: a duplicate is refused, as for every
+    /// field read here.
+    #[serde(borrow)]
+    pub(crate) response_url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) response_urls: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) bot_access_token: Option<&'a RawValue>,
 }
 
 /// The `function_data` of interactivity from a function's context.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct FunctionData<'a> {
+    /// Raw, for custody to know where it is; read as a string ([`raw_str`]).
     #[serde(borrow)]
-    pub(crate) execution_id: Option<Str<'a>>,
+    pub(crate) execution_id: Option<&'a RawValue>,
     #[serde(borrow)]
     pub(crate) function: Option<Obj<Function<'a>>>,
+}
+
+/// A raw JSON value read as an optional string, as `Option<Str>` reads it (`null` is
+/// `None`, a string borrowed when it has no escape); anything else is an error.
+pub(crate) fn raw_str<'a>(raw: Option<&'a RawValue>) -> Result<Option<Str<'a>>, serde_json::Error> {
+    raw.map(|r| serde_json::from_str::<Option<Str<'a>>>(r.get()))
+        .transpose()
+        .map(Option::flatten)
 }
 
 /// The `container` of a block action: where the interacted block lives.

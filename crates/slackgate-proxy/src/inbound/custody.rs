@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use slackgate_guard::{unix_secs, Custody, Reason, ResponseUrl, StateOp, WorkflowToken};
 use slackgate_policy::{Route, StateFailure};
-use slackgate_slack::{take_into_custody_decoded, CustodyError, DecodedPayload, Held, Wants};
+use slackgate_slack::{take_into_custody_decoded, CustodyError, CustodyHint, Held, Wants};
 
 use crate::core::capability::{
     mint_after, CAPABILITY_LEN, WORKFLOW_KEY_PREFIX, WORKFLOW_TOKEN_TTL,
@@ -28,12 +28,12 @@ use crate::core::held::Minted;
 use crate::core::state::{Shared, Snapshot};
 use crate::inbound::record::AuditFacts;
 
-/// A request the guard decided to forward: its body, the guard's decoding of its
-/// interactivity `payload` ([`slackgate_slack::Facts::payload`], reused here rather than
-/// decoded again) and the guard's reason.
+/// A request the guard decided to forward: its body, what the guard's reading of it
+/// taught custody ([`slackgate_slack::Facts::custody`], reused here rather than read
+/// again) and the guard's reason.
 pub(crate) struct Verified<'b> {
     pub(crate) body: &'b Bytes,
-    pub(crate) payload: Option<&'b DecodedPayload<'b>>,
+    pub(crate) hint: Option<&'b CustodyHint<'b>>,
     pub(crate) reason: Reason,
 }
 
@@ -96,7 +96,7 @@ pub(crate) fn prepare(
         channel: facts.text(&facts.channel_id),
         team: facts.text(&facts.team_id),
         execution: facts.text(&facts.function_execution_id),
-        payload: request.payload,
+        hint: request.hint,
         share: shared.remote.is_some(),
         now: shared.guard.now_secs(),
     };
@@ -160,11 +160,12 @@ pub struct Keeper<'a> {
     pub team: Option<&'a str>,
     /// The request's function execution (for a workflow token that names none).
     pub execution: Option<&'a str>,
-    /// The guard's decoding of the body's interactivity `payload` ([`Facts::payload`]),
-    /// reused rather than decoded again.
+    /// What the guard's reading of the body taught custody ([`Facts::custody`]: the
+    /// decoded interactivity `payload`, where custody's fields are), reused rather than
+    /// read again.
     ///
-    /// [`Facts::payload`]: slackgate_slack::Facts::payload
-    pub payload: Option<&'a DecodedPayload<'a>>,
+    /// [`Facts::custody`]: slackgate_slack::Facts::custody
+    pub hint: Option<&'a CustodyHint<'a>>,
     /// Whether the capabilities are shared with other replicas (Redis): only then are
     /// they listed in [`Prepared::minted`].
     pub share: bool,
@@ -204,7 +205,7 @@ impl Keeper<'_> {
             (false, _) => None,
             (true, Some(bot)) => {
                 let hold = |h: Held<'_>| self.hold(bot, h, &mut minted);
-                match take_into_custody_decoded(content_type, body, wants, self.payload, hold) {
+                match take_into_custody_decoded(content_type, body, wants, self.hint, hold) {
                     Ok(Some(rewritten)) => Some(Bytes::from(rewritten)),
                     Ok(None) => None,
                     Err(CustodyError::Refused) => {

@@ -218,16 +218,17 @@ impl Gateway {
                 self.answer(session, ctx, decision.reason, &extra).await
             }
             Action::Forward => {
-                // The guard's decoding of an interactivity payload, for custody to reuse
+                // What the guard's reading of the body taught custody (the decoded
+                // interactivity payload, where custody's fields are), for custody to reuse
                 // (borrowing the body alone, not the request's headers as the decision does).
                 let reason = decision.reason;
-                let payload = decision
+                let hint = decision
                     .facts
-                    .and_then(|f| f.payload)
-                    .and_then(|p| p.within(&body));
+                    .and_then(|f| f.custody)
+                    .and_then(|h| h.within(&body));
                 let request = Verified {
                     body: &body,
-                    payload: payload.as_ref(),
+                    hint: hint.as_ref(),
                     reason,
                 };
                 self.forward(session, ctx, &snap, &route, request).await

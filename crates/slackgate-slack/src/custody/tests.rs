@@ -29,87 +29,409 @@ fn take(ct: Option<&str>, body: &str, wants: Wants) -> (Option<String>, Vec<Stri
     (out.map(|b| String::from_utf8(b).unwrap()), held)
 }
 
-/// Every Slack form fixture of the repository (`testdata/slack/*.form`): name and body.
-fn form_fixtures() -> Vec<(String, Vec<u8>)> {
+/// Every Slack fixture of the repository (`testdata/slack/*.form` and `*.json`): name,
+/// content type and body.
+fn fixtures() -> Vec<(String, Option<&'static str>, Vec<u8>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/slack");
-    let mut forms: Vec<_> = std::fs::read_dir(dir)
+    let mut all: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "form"))
-        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .filter_map(|p| {
+            let ct = match p.extension()?.to_str()? {
+                "form" => FORM,
+                "json" => JSON,
+                _ => return None,
+            };
+            Some((p.display().to_string(), ct, std::fs::read(&p).unwrap()))
+        })
         .collect();
-    forms.sort();
-    assert!(forms.len() >= 5, "{forms:?}");
-    forms
+    all.sort();
+    assert!(all.len() >= 10, "{all:?}");
+    all
 }
 
 /// Custody's answer for `body` (the rewritten body, what it held, or the error), with the
-/// payload's decoding `payload` handed in or not.
-fn answer(body: &[u8], payload: Option<&DecodedPayload<'_>>) -> String {
+/// facts' hint handed in or not.
+fn answer(ct: Option<&str>, body: &[u8], hint: Option<&CustodyHint<'_>>) -> String {
     let mut held = Vec::new();
-    let out = take_into_custody_decoded(FORM, body, BOTH, payload, |h| {
+    let out = take_into_custody_decoded(ct, body, BOTH, hint, |h| {
         held.push(format!("{h:?}"));
         Some(format!("cap{}", held.len()))
     });
-    format!("{out:?} {held:?}")
+    // Each pattern set alone too (a route may take response URLs or tokens only).
+    let mut alone = Vec::new();
+    for wants in [
+        Wants {
+            response_urls: true,
+            workflow_tokens: false,
+        },
+        Wants {
+            response_urls: false,
+            workflow_tokens: true,
+        },
+    ] {
+        alone.push(take_into_custody_decoded(ct, body, wants, hint, |_| {
+            Some("c".into())
+        }));
+    }
+    format!("{out:?} {held:?} {alone:?}")
 }
 
-#[test]
-fn the_facts_decoding_of_a_payload_is_reused_with_the_same_answer() {
-    for (name, body) in form_fixtures() {
-        let facts = crate::parse_facts(FORM, &body).unwrap();
-        let payload = facts.payload.as_ref();
-        assert_eq!(payload.is_some(), body.starts_with(b"payload="), "{name}");
-        assert_eq!(answer(&body, payload), answer(&body, None), "{name}");
-        // A decoding is used only for its own field of its own body: with a copy of the
-        // body, or another body, custody decodes again and answers for what it was given.
-        let copy = body.clone();
-        assert_eq!(answer(&copy, payload), answer(&body, None), "{name}");
-        let other = b"payload=%7B%22response_url%22%3A%22https%3A%2F%2Fh%2F1%22%7D";
-        assert_eq!(answer(other, payload), answer(other, None), "{name}");
+/// The spots a hint carries, if it has any.
+fn spots_of(hint: Option<&CustodyHint<'_>>) -> Option<usize> {
+    match hint? {
+        CustodyHint::Payload(p) => p.spots.as_ref().map(Vec::len),
+        CustodyHint::Event(e) => Some(e.spots.len()),
     }
 }
 
 #[test]
-fn a_decoding_moves_to_the_body_it_is_part_of_only() {
+fn the_facts_hint_is_reused_with_the_same_answer() {
+    for (name, ct, body) in fixtures() {
+        let Ok(facts) = crate::parse_facts(ct, &body) else {
+            continue;
+        };
+        let hint = facts.custody.as_ref();
+        // Every interactivity payload and every events body of the fixtures is read by a
+        // reader that vouches for its spots: custody walks none of them.
+        let interactive = body.starts_with(b"payload=");
+        let events = ct == JSON;
+        assert_eq!(spots_of(hint).is_some(), interactive || events, "{name}");
+        assert_eq!(answer(ct, &body, hint), answer(ct, &body, None), "{name}");
+        // A hint is used only for its own body: with a copy of the body, or another
+        // body, custody reads again and answers for what it was given.
+        let copy = body.clone();
+        assert_eq!(answer(ct, &copy, hint), answer(ct, &body, None), "{name}");
+        let other = br#"{"type":"event_callback","event":{"bot_access_token":"xwfp-9"}}"#;
+        assert_eq!(
+            answer(JSON, other, hint),
+            answer(JSON, other, None),
+            "{name}"
+        );
+        let other = b"payload=%7B%22response_url%22%3A%22https%3A%2F%2Fh%2F1%22%7D";
+        assert_eq!(
+            answer(FORM, other, hint),
+            answer(FORM, other, None),
+            "{name}"
+        );
+    }
+    // The shapes custody takes something from have it spotted.
+    let spotted = |name: &str, ct, want| {
+        let body = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/slack")
+                .join(name),
+        )
+        .unwrap();
+        let facts = crate::parse_facts(ct, &body).unwrap();
+        assert_eq!(spots_of(facts.custody.as_ref()), Some(want), "{name}");
+    };
+    spotted("block_actions.form", FORM, 1);
+    spotted("view_submission.form", FORM, 0);
+    spotted("block_actions_function.form", FORM, 2);
+    spotted("event_function_executed.json", JSON, 2);
+    spotted("event_message.json", JSON, 0);
+}
+
+#[test]
+fn a_hint_moves_to_the_body_it_was_read_from_only() {
     let body = b"a=1&payload=%7B%22type%22%3A%22block_actions%22%2C%22response_url%22%3A%22https%3A%2F%2Fh%2F1%22%7D".to_vec();
     let facts = crate::parse_facts(FORM, &body).unwrap_or_else(|e| panic!("{e}"));
-    let decoded = facts.payload.clone().unwrap();
+    let hint = facts.custody.clone().unwrap();
     // The same bytes at another address is another body.
     let copy = body.clone();
-    assert!(decoded.clone().within(&copy).is_none());
-    assert!(decoded.clone().within(&body[..10]).is_none());
-    let moved = decoded.within(&body).unwrap();
-    assert!(moved.decodes(&body[12..]));
-    assert_eq!(answer(&body, Some(&moved)), answer(&body, None));
+    assert!(hint.clone().within(&copy).is_none());
+    assert!(hint.clone().within(&body[..10]).is_none());
+    let moved = hint.within(&body).unwrap();
+    let CustodyHint::Payload(p) = &moved else {
+        panic!("{moved:?}")
+    };
+    assert!(p.decodes(&body[12..]));
+    assert_eq!(answer(FORM, &body, Some(&moved)), answer(FORM, &body, None));
     assert_eq!(
         format!("{moved:?}"),
         format!(
-            "DecodedPayload {{ raw_len: {}, utf8: true, .. }}",
+            "Payload(DecodedPayload {{ raw_len: {}, utf8: true, .. }})",
             body.len() - 12
         )
     );
+    // An events body's hint: the whole body, at the same address.
+    let json = br#"{"type":"event_callback","event":{"type":"function_executed","bot_access_token":"xwfp-1"}}"#.to_vec();
+    let facts = crate::parse_facts(JSON, &json).unwrap();
+    let hint = facts.custody.clone().unwrap();
+    assert!(hint.clone().within(&json[1..]).is_none());
+    assert!(hint.clone().within(&json.clone()).is_none());
+    let moved = hint.within(&json).unwrap();
+    assert_eq!(format!("{moved:?}"), "Event(EventSpots { spots: 1, .. })");
+    assert_eq!(answer(JSON, &json, Some(&moved)), answer(JSON, &json, None));
+}
+
+/// A JSON value of the shapes custody meets, as text: custody's keys (some spelled with
+/// escapes, some repeated), strings with and without escapes, other types, nesting.
+fn json_value(depth: u32) -> proptest::strategy::BoxedStrategy<String> {
+    use proptest::prelude::*;
+    let leaf = prop::sample::select(vec![
+        r#""https://hooks.slack.com/actions/T1/2/3""#,
+        r#""https:\/\/hooks.slack.com\/commands\/T1\/2\/3""#,
+        r#""xwfp-1-2-3""#,
+        r#""Fx0EXEC""#,
+        r#""C0HELP""#,
+        r#""""#,
+        r#""\u0041\"é""#,
+        "null",
+        "5",
+        "true",
+        "[]",
+        "{}",
+    ])
+    .prop_map(str::to_owned);
+    leaf.prop_recursive(depth, 48, 6, |inner| {
+        let key = prop::sample::select(vec![
+            "type",
+            "response_url",
+            "response_urls",
+            "response\\u005furl",
+            "bot_access_token",
+            "bot_access_t\\u006fken",
+            "channel_id",
+            "function_data",
+            "execution_id",
+            "event",
+            "function_execution_id",
+            "x",
+        ]);
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec((key, inner), 0..5).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    })
+    .boxed()
+}
+
+/// A JSON string literal of the kinds custody meets (with and without escapes).
+fn string_leaf() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop::sample::select(vec![
+        r#""https://hooks.slack.com/actions/T1/2/3""#,
+        r#""https:\/\/hooks.slack.com\/commands\/T1\/2\/3""#,
+        r#""xwfp-1-2-3""#,
+        r#""Fx0EXEC""#,
+        r#""F\u0078ESC""#,
+        r#""C0HELP""#,
+        r#""""#,
+        r#""\u0041\"é""#,
+    ])
+    .prop_map(str::to_owned)
+}
+
+/// Mostly a string, sometimes anything.
+fn mostly_string() -> proptest::strategy::BoxedStrategy<String> {
+    use proptest::prelude::*;
+    prop_oneof![3 => string_leaf(), 1 => json_value(3)].boxed()
+}
+
+/// `"key":value` for one of `keys`.
+fn member(
+    keys: Vec<&'static str>,
+    value: impl proptest::strategy::Strategy<Value = String>,
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    (prop::sample::select(keys), value).prop_map(|(k, v)| format!("\"{k}\":{v}"))
+}
+
+/// An object of 0 to `n` members drawn from `member`, as text.
+fn object_of(
+    member: impl proptest::strategy::Strategy<Value = String>,
+    n: usize,
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop::collection::vec(member, 0..n).prop_map(|m| format!("{{{}}}", m.join(",")))
+}
+
+/// Members (each after a comma) for an interactivity payload's top level: custody's
+/// fields of every shape, spelled plainly or with escapes, and others.
+fn payload_members() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let url_entry = object_of(
+        member(
+            vec![
+                "response_url",
+                "channel_id",
+                "response\\u005furl",
+                "block_id",
+            ],
+            mostly_string(),
+        ),
+        4,
+    );
+    let one = prop_oneof![
+        3 => member(vec!["response_url", "response\\u005furl"], mostly_string()),
+        2 => member(
+            vec!["response_urls"],
+            prop_oneof![
+                3 => proptest::collection::vec(url_entry, 0..3)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                1 => json_value(3),
+            ],
+        ),
+        2 => member(vec!["bot_access_token", "bot_access_t\\u006fken"], mostly_string()),
+        2 => member(
+            vec!["function_data"],
+            prop_oneof![
+                3 => object_of(member(vec!["execution_id", "function", "x"], mostly_string()), 3),
+                1 => json_value(3),
+            ],
+        ),
+        2 => member(vec!["x", "event", "token", "view"], json_value(4)),
+    ];
+    proptest::collection::vec(one, 0..5)
+        .prop_map(|m| m.into_iter().map(|m| format!(",{m}")).collect::<String>())
+}
+
+/// Members (each after a comma) for an Events API `event` object.
+fn event_members() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let one = prop_oneof![
+        3 => member(vec!["bot_access_token", "bot_access_t\\u006fken"], mostly_string()),
+        2 => member(vec!["function_execution_id"], mostly_string()),
+        2 => member(vec!["x", "function", "inputs", "response_url"], json_value(4)),
+    ];
+    proptest::collection::vec(one, 0..4)
+        .prop_map(|m| m.into_iter().map(|m| format!(",{m}")).collect::<String>())
+}
+
+/// `text` cut at `cut` (per mille of its length, when below 1,000) with `flips` bytes
+/// replaced.
+fn mutate(text: &str, cut: usize, flips: &[(proptest::sample::Index, u8)]) -> Vec<u8> {
+    let mut out = text.as_bytes().to_vec();
+    if cut < 1_000 {
+        out.truncate(out.len() * cut / 1_000);
+    }
+    for (at, b) in flips {
+        if !out.is_empty() {
+            let i = at.index(out.len());
+            out[i] = *b;
+        }
+    }
+    out
 }
 
 proptest::proptest! {
-    /// Cut and mutated interactivity forms: whatever the facts make of them, custody with
-    /// their decoding answers as custody decoding for itself.
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// Interactivity payloads of every shape: whenever the facts read one, custody with
+    /// their hint answers byte for byte as custody reading the payload itself.
+    #[test]
+    fn a_payload_s_hint_gives_the_walk_s_answer(
+        kind in proptest::sample::select(vec!["block_actions", "view_submission"]),
+        members in payload_members(),
+        cut in 0usize..4_000,
+        flips in proptest::collection::vec(
+            (proptest::prelude::any::<proptest::sample::Index>(),
+             proptest::sample::select(vec![b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'a'])),
+            0..2,
+        ),
+    ) {
+        let text = format!(r#"{{"type":"{kind}"{members}}}"#);
+        let json = mutate(&text, cut, &flips);
+        let mut body = b"token=x&payload=".to_vec();
+        body.extend(form_urlencoded::byte_serialize(&json).flat_map(str::bytes));
+        if let Ok(facts) = crate::parse_facts(FORM, &body) {
+            proptest::prop_assert_eq!(
+                answer(FORM, &body, facts.custody.as_ref()),
+                answer(FORM, &body, None),
+                "{}", String::from_utf8_lossy(&json)
+            );
+        }
+    }
+
+    /// Events API bodies of every shape: whenever the quick reader reads one, custody
+    /// with its spots answers as custody walking the body.
+    #[test]
+    fn an_event_s_hint_gives_the_walk_s_answer(
+        event in event_members(),
+        members in proptest::sample::select(vec!["", r#","x":{"bot_access_token":"xwfp-2"}"#, r#","event":{}"#, r#","event":{}"#]),
+        cut in 0usize..4_000,
+        flips in proptest::collection::vec(
+            (proptest::prelude::any::<proptest::sample::Index>(),
+             proptest::sample::select(vec![b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'a'])),
+            0..2,
+        ),
+    ) {
+        let text = format!(
+            r#"{{"type":"event_callback","event":{{"type":"function_executed"{event}}}{members}}}"#
+        );
+        let body = mutate(&text, cut, &flips);
+        if let Ok(facts) = crate::parse_facts(JSON, &body) {
+            proptest::prop_assert_eq!(
+                answer(JSON, &body, facts.custody.as_ref()),
+                answer(JSON, &body, None),
+                "{}", String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    /// Cut and mutated interactivity forms: each `payload` field's decoding, handed in,
+    /// gives the answer custody gives decoding for itself.
     #[test]
     fn custody_answers_alike_with_and_without_the_facts_decoding(raw in raw_field()) {
         let mut body = b"token=x&payload=".to_vec();
         body.extend_from_slice(&raw);
         if let Ok(facts) = crate::parse_facts(FORM, &body) {
             proptest::prop_assert_eq!(
-                answer(&body, facts.payload.as_ref()),
-                answer(&body, None)
+                answer(FORM, &body, facts.custody.as_ref()),
+                answer(FORM, &body, None)
             );
         }
-        // Unreadable to the facts or not: each `payload` field's decoding, handed in.
         for (key, value) in crate::facts::form_pairs(&body) {
             if key.as_ref() == b"payload" {
-                let decoded = DecodedPayload::decode(value);
-                proptest::prop_assert_eq!(answer(&body, Some(&decoded)), answer(&body, None));
+                let decoded = CustodyHint::Payload(DecodedPayload::decode(value));
+                proptest::prop_assert_eq!(
+                    answer(FORM, &body, Some(&decoded)),
+                    answer(FORM, &body, None)
+                );
             }
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_gets_the_walk_s_answer_with_a_hint() {
+    for depth in 120..132 {
+        let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let docs = [
+            format!(r#"{{"type":"block_actions","x":{deep},"response_url":"https://h/1"}}"#),
+            format!(r#"{{"type":"view_submission","response_urls":[{{"channel_id":{deep}}}]}}"#),
+        ];
+        for doc in docs {
+            let body: Vec<u8> = b"payload="
+                .iter()
+                .copied()
+                .chain(form_urlencoded::byte_serialize(doc.as_bytes()).flat_map(str::bytes))
+                .collect();
+            if let Ok(facts) = crate::parse_facts(FORM, &body) {
+                assert_eq!(
+                    answer(FORM, &body, facts.custody.as_ref()),
+                    answer(FORM, &body, None),
+                    "{depth}"
+                );
+            }
+        }
+        let event = format!(
+            r#"{{"type":"event_callback","x":{deep},"event":{{"bot_access_token":"xwfp-1"}}}}"#
+        );
+        if let Ok(facts) = crate::parse_facts(JSON, event.as_bytes()) {
+            assert_eq!(
+                answer(JSON, event.as_bytes(), facts.custody.as_ref()),
+                answer(JSON, event.as_bytes(), None),
+                "{depth}"
+            );
         }
     }
 }
@@ -272,9 +594,19 @@ fn unreadable_bodies_are_errors_not_panics() {
             String::from_utf8_lossy(body)
         );
     }
-    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // A value off custody's paths is skipped however deep (as serde_json skips a field it
+    // does not read), in a loop: no recursion, no bound to refuse at.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let body = format!("{{\"bot_access_token\":1,\"event\":{deep}}}");
-    assert!(take_into_custody(JSON, body.as_bytes(), BOTH, |_| Some("c".into())).is_err());
+    assert_eq!(
+        take_into_custody(JSON, body.as_bytes(), BOTH, |_| Some("c".into())),
+        Ok(None)
+    );
+    let cut = format!("{{\"bot_access_token\":1,\"event\":{}", &deep[..150_000]);
+    assert_eq!(
+        take_into_custody(JSON, cut.as_bytes(), BOTH, |_| Some("c".into())),
+        Err(CustodyError::Unreadable)
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ fn by_serde(text: &str) -> Result<crate::Facts<'_>, crate::FactsError> {
 
 /// The quick reader must never accept what serde rejects, nor read other values.
 fn agrees(text: &str) -> bool {
-    let Some(env) = events_envelope(text) else {
+    let Some((env, _)) = events_envelope(text) else {
         return false;
     };
     let quick = envelope_facts(env);
