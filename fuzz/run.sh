@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECS="${SECS:-240}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(facts signature_headers xff policy_yaml guard_decision egress_args connection egress_connection)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(facts custody signature_headers xff policy_yaml guard_decision egress_args connection egress_connection)
 mkdir -p logs
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build

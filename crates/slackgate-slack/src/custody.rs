@@ -18,6 +18,14 @@
 //! keys are compared decoded (a `response%5Furl` or `response\u005furl` is the same
 //! field to the bot's parser, so it is to this one too).
 //!
+//! Custody reads nothing twice: the facts readers, which read every verified body first,
+//! leave what they learnt ([`CustodyHint`], [`crate::Facts::custody`]): a form's `payload`
+//! already decoded, and where custody's fields are ([`Spot`]) when the reader read the
+//! document whole and can vouch that those are every value at custody's paths. With a hint
+//! custody walks nothing; without one (a body the quick events reader left to `serde_json`,
+//! or a caller without facts) it decodes and walks the body itself, and the answer is the
+//! same byte for byte (property tests and the `custody` fuzz target).
+//!
 //! Pure: no I/O, no clock, no randomness (the caller mints), never panics on any input.
 
 use std::borrow::Cow;
@@ -74,7 +82,7 @@ pub enum CustodyError {
     Refused,
 }
 
-/// A form's `payload` field as the facts decoded it ([`crate::Facts::payload`]), handed to
+/// A form's `payload` field as the facts decoded it ([`CustodyHint::Payload`]), handed to
 /// [`take_into_custody_decoded`] so that the payload of an interactivity request is
 /// percent-decoded once per request, not once for the facts and again for custody.
 ///

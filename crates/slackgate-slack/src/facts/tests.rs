@@ -415,3 +415,24 @@ fn an_interactivity_payload_s_decoding_is_kept_for_custody() {
         .into_owned();
     assert!(owned.custody.is_none());
 }
+
+#[test]
+fn custody_s_fields_appear_once_in_a_payload() {
+    for field in ["response_url", "response_urls", "bot_access_token"] {
+        let body = payload(&format!(
+            r#"{{"type":"block_actions","{field}":"a","{field}":"b"}}"#
+        ));
+        assert_eq!(form(&body).unwrap_err(), FactsError::BadJson, "{field}");
+        // Any type once, as before: custody takes only strings.
+        let body = payload(&format!(r#"{{"type":"block_actions","{field}":[1,{{}}]}}"#));
+        assert!(form(&body).is_ok(), "{field}");
+    }
+    // The execution id is read as a string, as before.
+    let body = payload(r#"{"type":"block_actions","function_data":{"execution_id":5}}"#);
+    assert_eq!(form(&body).unwrap_err(), FactsError::BadJson);
+    let body = payload(r#"{"type":"block_actions","function_data":{"execution_id":"Fx\u0031"}}"#);
+    assert_eq!(
+        form(&body).unwrap().function_execution_id.as_deref(),
+        Some("Fx1")
+    );
+}
