@@ -161,22 +161,32 @@ impl<T> Store<T> {
             .is_some_and(|(held, _)| Arc::ptr_eq(held, key))
     }
 
-    /// Drops the queue's stale front, and with `room`, live entries from the front until
-    /// the map has room for one more.
-    fn trim(&mut self, room: bool) {
-        while let Some(front) = self.order.front() {
-            let live = self.is_live(front);
-            if live && !(room && self.map.len() >= MAX_HELD) {
+    /// Drops the entries held longest ago until the map has room for one more: one map
+    /// lookup each (a stale key, whose capability was spent and then held again, puts the
+    /// newer entry back).
+    fn make_room(&mut self) {
+        while self.map.len() >= MAX_HELD {
+            let Some(front) = self.order.pop_front() else {
                 break;
-            }
-            if let Some(key) = self.order.pop_front() {
-                if live {
-                    self.map.remove(&*key);
+            };
+            if let Some((key, entry)) = self.map.remove_entry(&*front) {
+                if !Arc::ptr_eq(&key, &front) {
+                    self.map.insert(key, entry);
                 }
             }
         }
-        // Keys spent or ended in the middle of the queue: compacted once the queue is
-        // twice the map (and some), so each hold pays for it a bounded number of times.
+    }
+
+    /// Drops the queue's stale front, and compacts the queue once it carries too many
+    /// stale keys (those spent or ended in its middle): at twice the map (and some), so
+    /// each hold pays for it a bounded number of times.
+    fn trim(&mut self) {
+        while let Some(front) = self.order.front() {
+            if self.is_live(front) {
+                break;
+            }
+            self.order.pop_front();
+        }
         if self.order.len() > 2 * self.map.len() + COMPACT_SLACK {
             let order = std::mem::take(&mut self.order);
             self.order = order.into_iter().filter(|k| self.is_live(k)).collect();
@@ -191,16 +201,19 @@ impl<T: Clone> Held<T> {
     fn hold(&self, cap: &str, held: T, until: f64, uses: u8) {
         let mut store = self.store.lock();
         let entry = Entry { held, until, uses };
-        if let Some(e) = store.map.get_mut(cap) {
-            // Held again (adopted from another replica): the entry changes, its place
-            // in the queue does not.
-            *e = entry;
-            return;
+        if store.map.len() >= MAX_HELD {
+            store.make_room();
         }
-        store.trim(true);
-        let key: Arc<str> = Arc::from(cap);
-        store.order.push_back(Arc::clone(&key));
-        store.map.insert(key, entry);
+        let Store { map, order } = &mut *store;
+        match map.entry(Arc::from(cap)) {
+            // Held again (a capability is fresh, so only in tests): the entry changes,
+            // its place in the queue does not.
+            std::collections::hash_map::Entry::Occupied(mut held) => *held.get_mut() = entry,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                order.push_back(Arc::clone(slot.key()));
+                slot.insert(entry);
+            }
+        }
     }
 
     /// The entry for `cap` when it is live and bound to `bot`.
@@ -220,13 +233,13 @@ impl<T: Clone> Held<T> {
         };
         if e.until <= now || e.uses == 0 {
             map.remove(cap);
-            store.trim(false);
+            store.trim();
             return false;
         }
         e.uses -= 1;
         if e.uses == 0 {
             map.remove(cap);
-            store.trim(false);
+            store.trim();
         }
         true
     }
@@ -236,7 +249,7 @@ impl<T: Clone> Held<T> {
         let before = store.map.len();
         store.map.retain(|_, e| !f(&e.held));
         let removed = before - store.map.len();
-        store.trim(false);
+        store.trim();
         removed
     }
 
