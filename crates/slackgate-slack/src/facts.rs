@@ -6,7 +6,8 @@
 
 use std::borrow::Cow;
 
-use crate::custody::{self, CustodyHint, DecodedPayload, Role};
+use crate::custody::hint::{self, CustodyHint, DecodedPayload, EventSpots};
+use crate::custody::json::{Role, Spot};
 use crate::kind::RequestKind;
 use crate::lifecycle::{Carries, Lifecycle};
 use crate::wire::{self, EventsEnvelope, InteractionPayload, Obj};
@@ -275,10 +276,7 @@ fn events_facts(text: &str, quick: bool) -> Result<Facts<'_>, FactsError> {
     match quick.then(|| crate::fast::events_envelope(text)).flatten() {
         Some((env, spots)) => {
             let mut facts = envelope_facts(env)?;
-            facts.custody = Some(CustodyHint::Event(custody::EventSpots::new(
-                text.as_bytes(),
-                spots,
-            )));
+            facts.custody = Some(CustodyHint::Event(EventSpots::new(text.as_bytes(), spots)));
             Ok(facts)
         }
         None => envelope_facts(json_object(text)?),
@@ -389,7 +387,7 @@ impl<'a> FormFields<'a> {
             if slot.is_some() {
                 return Err(FactsError::DuplicateField(name));
             }
-            *slot = Some(lossy(custody::decode(value)));
+            *slot = Some(lossy(hint::decode(value)));
         }
         Ok(fields)
     }
@@ -411,7 +409,7 @@ pub(crate) fn form_pairs(body: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, &[
                 ),
                 None => (pair, &[][..]),
             };
-            (custody::decode(key), value)
+            (hint::decode(key), value)
         })
 }
 
@@ -469,10 +467,10 @@ fn form_facts(text: &str) -> Result<Facts<'_>, FactsError> {
 }
 
 /// The facts of an interactivity payload, and where custody's fields are in it.
-fn interaction_facts(json: &str) -> Result<(Facts<'_>, Option<Vec<custody::Spot>>), FactsError> {
+fn interaction_facts(json: &str) -> Result<(Facts<'_>, Option<Vec<Spot>>), FactsError> {
     let p: InteractionPayload<'_> = json_object(json)?;
     let execution_raw = p.function_data.as_ref().and_then(|d| d.0.execution_id);
-    let spots = custody::payload_spots(
+    let spots = hint::payload_spots(
         json,
         [
             (p.response_url.map(|r| r.get()), Role::ResponseUrl),

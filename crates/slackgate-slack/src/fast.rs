@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::custody::{Role, Spot};
+use crate::custody::json::{Role, Spot};
 use crate::wire::{text, Authorization, Event, EventItem, EventsEnvelope, Function, Obj, Ref, Str};
 
 /// The deepest nesting of objects and arrays the quick reader follows.

@@ -376,7 +376,7 @@ proptest::proptest! {
     #[test]
     fn form_fields_are_read_as_form_urlencoded_reads_them(body in form_bytes()) {
         let ours: Vec<(String, String)> = form_pairs(&body)
-            .map(|(k, v)| (lossy(k).into_owned(), lossy(custody::decode(v)).into_owned()))
+            .map(|(k, v)| (lossy(k).into_owned(), lossy(hint::decode(v)).into_owned()))
             .collect();
         let reference: Vec<(String, String)> = form_urlencoded::parse(&body)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
