@@ -231,17 +231,15 @@ impl<T: Clone> Held<T> {
         let Some(e) = map.get_mut(cap) else {
             return false;
         };
-        if e.until <= now || e.uses == 0 {
-            map.remove(cap);
-            store.trim();
-            return false;
+        let live = e.until > now && e.uses > 0;
+        if live {
+            e.uses -= 1;
         }
-        e.uses -= 1;
-        if e.uses == 0 {
+        if !live || e.uses == 0 {
             map.remove(cap);
             store.trim();
         }
-        true
+        live
     }
 
     fn remove_where(&self, f: impl Fn(&T) -> bool) -> usize {

@@ -111,9 +111,7 @@ pub fn take_into_custody_decoded(
     }
     let edits = match (BodyEncoding::detect(content_type, body), hint) {
         (BodyEncoding::Json, _) if !wants.workflow_tokens => Vec::new(),
-        (BodyEncoding::Json, Some(CustodyHint::Event(e)))
-            if std::ptr::eq(e.body.as_ptr(), body.as_ptr()) && e.body.len() == body.len() =>
-        {
+        (BodyEncoding::Json, Some(CustodyHint::Event(e))) if e.reads(body) => {
             edits_of(spotted(body, &e.spots, &EVENTS)?, &mut replace)?
         }
         (BodyEncoding::Json, _) if may_hold_token(body) => json_edits(body, &EVENTS, &mut replace)?,
@@ -212,12 +210,18 @@ fn spotted<'a>(
             found.push(Found {
                 at: spot.at.clone(),
                 role: spot.role,
-                text: string_text(doc, spot.at.clone())?,
+                text: string_text(doc, spot.at.clone(), escaped(doc, &spot.at))?,
                 object: spot.object,
             });
         }
     }
     Ok(found)
+}
+
+/// Whether the string at `at` in `doc` has an escape (what the walk notes as it reads it).
+fn escaped(doc: &[u8], at: &std::ops::Range<usize>) -> bool {
+    doc.get(at.clone())
+        .is_some_and(|s| memchr::memchr(b'\\', s).is_some())
 }
 
 /// The edits for what was found: each wanted string value replaced by the JSON string of

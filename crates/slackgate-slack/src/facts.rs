@@ -434,18 +434,18 @@ fn form_facts(text: &str) -> Result<Facts<'_>, FactsError> {
         return Ok(Facts::new(RequestKind::SslCheck));
     }
     if let Some(mut payload) = fields.payload {
-        let (facts, spots) = match payload.text() {
-            Cow::Borrowed(json) => {
+        let (mut facts, spots) = match &payload.json {
+            Ok(json) => {
                 let (facts, spots) = interaction_facts(json)?;
                 (facts.into_owned(), spots)
             }
-            // Not UTF-8: custody refuses it whatever the facts.
-            Cow::Owned(lossy) => (interaction_facts(&lossy)?.0.into_owned(), None),
+            // Not UTF-8: read lossily, as a form parser hands it on; custody refuses it
+            // whatever the facts.
+            Err(_) => (interaction_facts(&payload.text())?.0.into_owned(), None),
         };
         if let Some(spots) = spots {
             payload.set_spots(spots);
         }
-        let mut facts = facts;
         facts.custody = Some(CustodyHint::Payload(payload));
         return Ok(facts);
     }

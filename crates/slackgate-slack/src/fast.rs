@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 
+use crate::custody::hint::span_in;
 use crate::custody::json::{Role, Spot};
 use crate::wire::{text, Authorization, Event, EventItem, EventsEnvelope, Function, Obj, Ref, Str};
 
@@ -282,7 +283,7 @@ impl<'a> Scan<'a> {
     /// Notes where `value` (a string just read, borrowed from the text) is, for custody.
     fn spot(&mut self, value: &Option<Str<'a>>, role: Role) -> Option<()> {
         if let Some(Str(Cow::Borrowed(s))) = value {
-            let start = (s.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+            let start = span_in(self.s, s.as_bytes())?.start;
             self.spots.push(Spot {
                 at: start.checked_sub(1)?..start + s.len() + 1,
                 role,

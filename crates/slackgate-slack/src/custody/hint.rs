@@ -68,8 +68,7 @@ impl<'a> DecodedPayload<'a> {
     /// (for a caller whose borrow of the body outlives the one the facts were read with);
     /// `None` otherwise.
     pub fn within<'b>(self, body: &'b [u8]) -> Option<DecodedPayload<'b>> {
-        let start = (self.raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-        let raw = body.get(start..start.checked_add(self.raw.len())?)?;
+        let raw = body.get(span_in(body, self.raw)?)?;
         let Self {
             json, marks, spots, ..
         } = self;
@@ -83,7 +82,7 @@ impl<'a> DecodedPayload<'a> {
 
     /// True when this is the decoding of `raw` itself (the same bytes of the same body).
     pub(crate) fn decodes(&self, raw: &[u8]) -> bool {
-        std::ptr::eq(self.raw.as_ptr(), raw.as_ptr()) && self.raw.len() == raw.len()
+        span_in(raw, self.raw) == Some(0..raw.len())
     }
 }
 
@@ -99,6 +98,11 @@ pub struct EventSpots<'a> {
 impl<'a> EventSpots<'a> {
     pub(crate) fn new(body: &'a [u8], spots: Vec<Spot>) -> Self {
         Self { body, spots }
+    }
+
+    /// True when these are the spots of `body` itself (the same address and length).
+    pub(crate) fn reads(&self, body: &[u8]) -> bool {
+        span_in(body, self.body) == Some(0..body.len())
     }
 }
 
@@ -128,13 +132,20 @@ impl CustodyHint<'_> {
     pub fn within(self, body: &[u8]) -> Option<CustodyHint<'_>> {
         match self {
             Self::Payload(p) => p.within(body).map(CustodyHint::Payload),
-            Self::Event(e) => {
-                let same =
-                    std::ptr::eq(e.body.as_ptr(), body.as_ptr()) && e.body.len() == body.len();
-                same.then(|| CustodyHint::Event(EventSpots::new(body, e.spots)))
-            }
+            Self::Event(e) => e
+                .reads(body)
+                .then(|| CustodyHint::Event(EventSpots::new(body, e.spots))),
         }
     }
+}
+
+/// Where `part` lies in `whole`, by address, or `None` when it is not a part of it. Both
+/// are borrowed, so a part found there holds the same bytes: a hint read from one borrow
+/// of a body is found again in another, and never in a copy.
+pub(crate) fn span_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
 }
 
 /// Where `response_urls[]` holds response URLs and their channels, from inside it.
@@ -156,9 +167,8 @@ pub(crate) fn payload_spots(
     response_urls: Option<&str>,
 ) -> Option<Vec<Spot>> {
     let at = |raw: &str| {
-        let start = (raw.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
-        let end = start.checked_add(raw.len())?;
-        (json.get(start..end) == Some(raw)).then_some(start..end)
+        let at = span_in(json.as_bytes(), raw.as_bytes())?;
+        (json.get(at.clone()) == Some(raw)).then_some(at)
     };
     let mut spots = Vec::with_capacity(2);
     for (raw, role) in top {

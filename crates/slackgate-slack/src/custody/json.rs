@@ -50,24 +50,23 @@ pub(crate) struct Found<'a> {
     pub(crate) object: usize,
 }
 
-/// The text of the JSON string at `at` in `doc` (quotes included), as the walk reads it:
-/// decoded by `serde_json` when it has an escape, else the bytes between the quotes.
+/// The text of the JSON string at `at` in `doc` (quotes included): decoded by
+/// `serde_json` when it has an escape (`escaped`), else the bytes between the quotes.
 pub(crate) fn string_text(
     doc: &[u8],
     at: std::ops::Range<usize>,
+    escaped: bool,
 ) -> Result<Cow<'_, str>, CustodyError> {
-    let raw = doc.get(at.clone()).ok_or(CustodyError::Unreadable)?;
-    if memchr::memchr(b'\\', raw).is_some() {
+    let raw = doc.get(at.clone()).ok_or(BAD)?;
+    if escaped {
         return serde_json::from_slice::<String>(raw)
             .map(Cow::Owned)
-            .map_err(|_| CustodyError::Unreadable);
+            .map_err(|_| BAD);
     }
-    let inner = doc
-        .get(at.start + 1..at.end.saturating_sub(1))
-        .ok_or(CustodyError::Unreadable)?;
+    let inner = doc.get(at.start + 1..at.end.saturating_sub(1)).ok_or(BAD)?;
     std::str::from_utf8(inner)
         .map(Cow::Borrowed)
-        .map_err(|_| CustodyError::Unreadable)
+        .map_err(|_| BAD)
 }
 
 // === the JSON walk ===
@@ -213,16 +212,7 @@ impl<'a> Walk<'a> {
         at: std::ops::Range<usize>,
         escaped: bool,
     ) -> Result<Cow<'a, str>, CustodyError> {
-        let raw = self.s.get(at.clone()).ok_or(BAD)?;
-        if escaped {
-            return serde_json::from_slice::<String>(raw)
-                .map(Cow::Owned)
-                .map_err(|_| BAD);
-        }
-        let inner = self.s.get(at.start + 1..at.end - 1).ok_or(BAD)?;
-        std::str::from_utf8(inner)
-            .map(Cow::Borrowed)
-            .map_err(|_| BAD)
+        string_text(self.s, at, escaped)
     }
 
     /// A value whose path is `self.path`, recording it when a pattern names it.
