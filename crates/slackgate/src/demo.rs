@@ -70,8 +70,7 @@ fn random_token() -> String {
 
 /// Starts the echo bot on a free loopback port; returns its address. It verifies requests
 /// with `key` (the route's `resign` secret), as an HTTP-mode Bolt app does.
-fn start_echo_bot(key: SigningKey) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding the echo bot")?;
+fn start_echo_bot(listener: TcpListener, key: SigningKey) -> anyhow::Result<std::net::SocketAddr> {
     let addr = listener.local_addr()?;
     let key = Arc::new(key);
     std::thread::spawn(move || {
@@ -255,6 +254,28 @@ fn ensure_bindable(flag: &str, addr: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{flag} {addr} cannot be bound (in use?); pass another {flag}"))
 }
 
+/// A loopback listener on a port the system picks, never the port of one of `given`
+/// (addresses checked free by [`ensure_bindable`] but not held: the system may hand one
+/// out again, and the gateway would then fail to bind it). A colliding listener is kept
+/// open until another port is found, so the next pick differs.
+fn bind_beside(what: &str, given: &[&str]) -> anyhow::Result<TcpListener> {
+    let taken: Vec<u16> = given
+        .iter()
+        .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port())
+        .collect();
+    let mut colliding = Vec::new();
+    while colliding.len() <= taken.len() {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").with_context(|| format!("binding {what}"))?;
+        if !taken.contains(&listener.local_addr()?.port()) {
+            return Ok(listener);
+        }
+        colliding.push(listener);
+    }
+    bail!("binding {what}: every port picked is one the gateway was given")
+}
+
 /// The demo bot's unused scopes, from the admin listener's `/status`.
 fn unused_scopes(admin: &str) -> anyhow::Result<serde_json::Value> {
     let (_, body) = exchange(
@@ -277,14 +298,20 @@ pub(crate) fn run(
     let bot_signing_secret = format!("bot{}", random_secret());
     let bot_key = SigningKey::new("resign", bot_signing_secret.as_bytes())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let bot = start_echo_bot(bot_key)?;
+    // The gateway's own addresses are free but not held until it starts: the echo bot
+    // and the stand-in must not be handed one of their ports meanwhile.
+    let given = [listen, admin, egress];
+    let bot = start_echo_bot(bind_beside("the echo bot", &given)?, bot_key)?;
     let secrets = DemoSecrets {
         signing_secret: random_secret(),
         gateway_key: format!("gk_demo_{}", random_secret()),
         bot_token: random_token(),
         bot_signing_secret,
     };
-    let slack = slack::start(secrets.bot_token.clone())?;
+    let slack = slack::start(
+        bind_beside("the Slack stand-in", &given)?,
+        secrets.bot_token.clone(),
+    )?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let policy = POLICY.replace("{BOT}", &bot.to_string());
     std::fs::write(dir.path().join("policy.yaml"), policy)?;

@@ -11,8 +11,6 @@ use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-
 /// The scopes the demo token was granted: more than the demo bot needs, so `/status`
 /// has unused scopes to show.
 pub(super) const GRANTED_SCOPES: &str = "chat:write,reactions:write,channels:read,users:read";
@@ -21,8 +19,7 @@ pub(super) const GRANTED_SCOPES: &str = "chat:write,reactions:write,channels:rea
 const MAX_BODY: usize = 1024 * 1024;
 
 /// Starts the stand-in on a free loopback port; it accepts `token` only. Returns its address.
-pub(super) fn start(token: String) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding the Slack stand-in")?;
+pub(super) fn start(listener: TcpListener, token: String) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
